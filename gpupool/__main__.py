@@ -1,0 +1,3 @@
+from gpupool.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Thin click shells over the gpupool library: parse options, call the library, render."""

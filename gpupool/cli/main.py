@@ -1,0 +1,107 @@
+"""Entry point: the `gpupool` click group with lazily imported command groups."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from gpupool import __version__
+from gpupool.cli.context import AppContext
+from gpupool.errors import EXIT_USAGE, GpupoolError
+
+# Subcommands are imported on first use so `gpupool --help` never loads numba or Slurm clients.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fabric": ("gpupool.cli.fabric", "fabric", "Discover, generate, show, export and audit the InfiniBand fabric."),
+    "plan": ("gpupool.cli.plan", "plan", "Compute a minimal-hop GPU allocation."),
+    "submit": ("gpupool.cli.submit", "submit", "Plan, then submit a batch job on the planned nodes."),
+    "jobs": ("gpupool.cli.jobs", "jobs", "Running jobs with their placement cost."),
+    "explain": ("gpupool.cli.jobs", "explain", "Why a pending job waits, and the best placement now."),
+    "pool": ("gpupool.cli.pool", "pool", "Declarative GPU pools and fair-share queues."),
+    "node": ("gpupool.cli.node", "node", "Node-side health checks and GPU<->HCA affinity."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module_name, attr, _help = LAZY_COMMANDS[cmd_name]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name == module_name:
+                    return None
+                raise
+            return getattr(module, attr)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from the table above, so listing commands imports nothing.
+        rows = [(name, LAZY_COMMANDS[name][2]) for name in sorted(LAZY_COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gpupool")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--json", "json_flag", is_flag=True, help="JSON output for every command.")
+@click.option("--config", "config_path", metavar="PATH", envvar="GPUPOOL_CONFIG",
+              help="Config file (default $GPUPOOL_CONFIG, else /etc/gpupool/config.toml).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, json_flag: bool, config_path: str | None) -> None:
+    """gpupool: topology-aware GPU pooling for Slurm clusters on InfiniBand fabrics."""
+    obj = ctx.ensure_object(AppContext)
+    obj.debug = obj.debug or debug
+    obj.json = obj.json or json_flag
+    obj.config_path = config_path
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv
+
+
+def main(argv: list[str] | None = None, obj: AppContext | None = None) -> int:
+    """Run the CLI in-process and return its exit code (tests call this directly)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    context = obj or AppContext()
+    try:
+        result = cli.main(args=args, prog_name="gpupool", standalone_mode=False, obj=context)
+        return int(result) if isinstance(result, int) else 0
+    except GpupoolError as exc:
+        if context.debug or _debug_requested(args):
+            raise
+        sys.stderr.write(f"gpupool: error: {exc.message}\n")
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code if exc.exit_code is not None else EXIT_USAGE
+    except click.exceptions.Abort:
+        sys.stderr.write("gpupool: error: aborted\n")
+        return 130
+    except KeyboardInterrupt:
+        sys.stderr.write("gpupool: error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+        if context.debug or _debug_requested(args):
+            raise
+        sys.stderr.write(f"gpupool: error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n")
+        return 70
+
+
+def run() -> Any:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,49 @@
+"""Output helpers: JSON on stdout, rich on terminals, plain text otherwise; NO_COLOR honoured."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+
+
+def _want_color(stream: Any) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def stdout_console() -> Console:
+    color = _want_color(sys.stdout)
+    return Console(file=sys.stdout, no_color=not color, force_terminal=color or None,
+                   color_system="auto" if color else None, highlight=False,
+                   soft_wrap=not color)
+
+
+def stderr_console() -> Console:
+    color = _want_color(sys.stderr)
+    return Console(file=sys.stderr, no_color=not color, force_terminal=color or None,
+                   color_system="auto" if color else None, highlight=False, soft_wrap=True)
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=_json_default))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"gpupool: warning: {message}\n")
