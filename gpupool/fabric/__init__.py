@@ -1,0 +1,1 @@
+"""The InfiniBand fabric model: discovery, generation, classification, compiled arrays, export."""

@@ -1,0 +1,487 @@
+"""Compiled fabric: flat NumPy arrays for placement and audits, cached on disk by content hash.
+
+Vertices of the transit graph are the switches (0..S-1) followed by the multi-rail hosts: a host
+with HCAs on several switches is one vertex (CONTRACT.md), so it can shorten switch paths.
+Single-rail hosts are dead ends and never lie on a shortest path, so they are left out.
+Never build a host x host matrix: host distances derive from the switch hop matrix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpupool.fabric.model import ROLE_HCA, Fabric, load_fabric, natural_key
+
+COMPILED_FORMAT = 3
+UNREACHABLE = 32767
+
+
+@dataclass
+class CompiledFabric:
+    host_names: list[str]
+    switch_names: list[str]
+    switch_node: np.ndarray  # int32[S]: node index in Fabric.nodes
+    host_leaf_ptr: np.ndarray  # int32[H+1]: CSR host -> adjacent switches
+    host_leaf_idx: np.ndarray  # int32[nnz]
+    adj_ptr: np.ndarray  # int32[V+1]: CSR of the transit graph (switches, then multi-rail hosts)
+    adj_idx: np.ndarray  # int32[2E]
+    hop: np.ndarray  # int16[S,S] switch hop counts, UNREACHABLE where disconnected
+    switch_level: np.ndarray  # int16[S]: 1 = leaf (has hosts), BFS upwards; 0 = unreachable
+    switch_group: np.ndarray  # int32[S]: dragonfly group, -1 otherwise
+    host_class: np.ndarray  # int32[H]: hosts with identical adjacent-switch sets share a class
+    tree_parent: np.ndarray  # int32[T]: logical tree (level-1 = leaf groups); -1 at roots
+    tree_level: np.ndarray  # int16[T]
+    tree_names: list[str]
+    host_tree_leaf: np.ndarray  # int32[H]: logical level-1 tree node of each host
+    switch_tree_node: np.ndarray  # int32[S]: logical tree node each switch was merged into (-1 none)
+    kind: str  # "fat-tree" | "dragonfly" | "graph"
+    ultrametric: bool  # d(a,b) == 2 * tree_level(lca(a,b)) for all host pairs
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_hosts(self) -> int:
+        return len(self.host_names)
+
+    @property
+    def n_switches(self) -> int:
+        return len(self.switch_names)
+
+    def host_index(self) -> dict[str, int]:
+        return {h: i for i, h in enumerate(self.host_names)}
+
+    def leaves_of(self, host: int) -> np.ndarray:
+        return self.host_leaf_idx[self.host_leaf_ptr[host]:self.host_leaf_ptr[host + 1]]
+
+    def host_distance(self, a: int, b: int) -> int:
+        """d(a, b) per CONTRACT.md: 0 for a == b, else 2 + min switch hops between their switches."""
+        if a == b:
+            return 0
+        la, lb = self.leaves_of(a), self.leaves_of(b)
+        if la.size == 0 or lb.size == 0:
+            return UNREACHABLE
+        best = int(self.hop[np.ix_(la, lb)].min())
+        return UNREACHABLE if best >= UNREACHABLE else best + 2
+
+    def leaf_switch_count(self, hosts: list[int]) -> int:
+        leaves: set[int] = set()
+        for h in hosts:
+            leaves.update(int(x) for x in self.leaves_of(h))
+        return len(leaves)
+
+    def n_groups(self) -> int:
+        return int(self.switch_group.max()) + 1 if self.switch_group.size else 0
+
+
+def compile_fabric(fabric: Fabric) -> CompiledFabric:
+    from gpupool.fabric import kernels
+
+    switches = fabric.switch_indices()
+    sw_pos = {node: i for i, node in enumerate(switches)}
+    n_sw = len(switches)
+    hosts = fabric.hosts()
+    host_names = list(hosts)
+    n_hosts = len(host_names)
+
+    hca_host: dict[int, int] = {}
+    for h, (_name, hcas) in enumerate(hosts.items()):
+        for node in hcas:
+            hca_host[node] = h
+
+    host_sw: list[set[int]] = [set() for _ in range(n_hosts)]
+    sw_edges: set[tuple[int, int]] = set()
+    for link in fabric.links:
+        a, b = link.a, link.b
+        ta, tb = fabric.nodes[a].type, fabric.nodes[b].type
+        if ta == "switch" and tb == "switch":
+            if a != b:
+                x, y = sw_pos[a], sw_pos[b]
+                sw_edges.add((min(x, y), max(x, y)))
+        elif ta == "switch" and b in hca_host:
+            host_sw[hca_host[b]].add(sw_pos[a])
+        elif tb == "switch" and a in hca_host:
+            host_sw[hca_host[a]].add(sw_pos[b])
+
+    host_leaf_ptr = np.zeros(n_hosts + 1, dtype=np.int32)
+    for h in range(n_hosts):
+        host_leaf_ptr[h + 1] = host_leaf_ptr[h] + len(host_sw[h])
+    host_leaf_idx = np.fromiter((s for h in range(n_hosts) for s in sorted(host_sw[h])), dtype=np.int32, count=int(host_leaf_ptr[-1]))
+
+    # Transit graph: switches plus multi-rail hosts.
+    multi = [h for h in range(n_hosts) if len(host_sw[h]) > 1]
+    n_vertices = n_sw + len(multi)
+    edge_a: list[int] = []
+    edge_b: list[int] = []
+    for x, y in sw_edges:
+        edge_a.append(x)
+        edge_b.append(y)
+    for k, h in enumerate(multi):
+        for s in host_sw[h]:
+            edge_a.append(n_sw + k)
+            edge_b.append(s)
+    adj_ptr, adj_idx = _csr(n_vertices, np.asarray(edge_a, dtype=np.int32), np.asarray(edge_b, dtype=np.int32))
+
+    hop = kernels.hop_matrix(adj_ptr, adj_idx, n_vertices, n_sw) if n_sw else np.zeros((0, 0), np.int16)
+
+    is_leaf = np.zeros(n_sw, dtype=np.bool_)
+    if host_leaf_idx.size:
+        is_leaf[host_leaf_idx] = True
+    sw_ptr, sw_idx = _csr(n_sw, np.asarray([e[0] for e in sw_edges], np.int32), np.asarray([e[1] for e in sw_edges], np.int32))
+    seeds = np.nonzero(is_leaf)[0].astype(np.int32)
+    dist = kernels.bfs_levels(sw_ptr, sw_idx, seeds, n_sw) if n_sw else np.zeros(0, np.int32)
+    switch_level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
+
+    switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
+    generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
+
+    kind, switch_group = _classify(n_sw, sw_edges, switch_level, generator_groups, fabric.meta)
+
+    host_class = _host_classes(host_sw)
+    tree = _logical_tree(n_sw, n_hosts, host_sw, sw_edges, switch_level, switch_group, kind, switch_names)
+    tree_parent, tree_level, tree_names, host_tree_leaf, switch_tree_node = tree
+    ultrametric = _is_ultrametric(hop, host_leaf_ptr, host_leaf_idx, host_class, tree_parent, tree_level, host_tree_leaf)
+
+    return CompiledFabric(
+        host_names=host_names, switch_names=switch_names, switch_node=np.asarray(switches, dtype=np.int32),
+        host_leaf_ptr=host_leaf_ptr, host_leaf_idx=host_leaf_idx, adj_ptr=adj_ptr, adj_idx=adj_idx, hop=hop,
+        switch_level=switch_level, switch_group=switch_group, host_class=host_class, tree_parent=tree_parent,
+        tree_level=tree_level, tree_names=tree_names, host_tree_leaf=host_tree_leaf,
+        switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=dict(fabric.meta),
+    )
+
+
+def _csr(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    src = np.concatenate([a, b]).astype(np.int64)
+    dst = np.concatenate([b, a]).astype(np.int32)
+    order = np.argsort(src, kind="stable")
+    counts = np.bincount(src, minlength=n) if src.size else np.zeros(n, dtype=np.int64)
+    ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr, dst[order].astype(np.int32)
+
+
+def _classify(n_sw: int, sw_edges: set[tuple[int, int]], level: np.ndarray, generator_groups: np.ndarray,
+              meta: dict[str, Any]) -> tuple[str, np.ndarray]:
+    """fat-tree when every switch cable joins adjacent levels; dragonfly for dense groups with sparse global links."""
+    no_groups = np.full(n_sw, -1, dtype=np.int32)
+    if n_sw == 0:
+        return "graph", no_groups
+    same_level = sum(1 for x, y in sw_edges if level[x] == level[y])
+    if same_level == 0 and (level > 0).all():
+        return "fat-tree", no_groups
+    if meta.get("generator") == "dragonfly" and (generator_groups >= 0).all():
+        return "dragonfly", generator_groups
+    groups = _dense_groups(n_sw, sw_edges)
+    if groups is not None:
+        return "dragonfly", groups
+    return "graph", no_groups
+
+
+def _dense_groups(n_sw: int, sw_edges: set[tuple[int, int]]) -> np.ndarray | None:
+    """Dragonfly groups: components joined by edges inside triangles (intra-group all-to-all)."""
+    nbrs: list[set[int]] = [set() for _ in range(n_sw)]
+    for x, y in sw_edges:
+        nbrs[x].add(y)
+        nbrs[y].add(x)
+    parent = list(range(n_sw))
+
+    def find(v: int) -> int:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    intra = 0
+    for x, y in sw_edges:
+        if nbrs[x] & nbrs[y]:
+            intra += 1
+            parent[find(x)] = find(y)
+    roots = sorted({find(v) for v in range(n_sw)})
+    if len(roots) < 2 or intra == 0:
+        return None
+    rid = {r: i for i, r in enumerate(roots)}
+    groups = np.asarray([rid[find(v)] for v in range(n_sw)], dtype=np.int32)
+    sizes = np.bincount(groups)
+    if sizes.min() < 2:
+        return None
+    # Each group must be dense: at least half of its switch pairs cabled.
+    inside = np.zeros(len(roots), dtype=np.int64)
+    for x, y in sw_edges:
+        if groups[x] == groups[y]:
+            inside[groups[x]] += 1
+    possible = sizes * (sizes - 1) // 2
+    if (inside * 2 < possible).any():
+        return None
+    return groups
+
+
+def _host_classes(host_sw: list[set[int]]) -> np.ndarray:
+    ids: dict[frozenset[int], int] = {}
+    out = np.empty(len(host_sw), dtype=np.int32)
+    for h, sws in enumerate(host_sw):
+        out[h] = ids.setdefault(frozenset(sws), len(ids))
+    return out
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, v: int) -> int:
+        parent = self.parent
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: set[tuple[int, int]],
+                  level: np.ndarray, group: np.ndarray, kind: str, switch_names: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Collapse the fabric into a tree Slurm understands: leaves joined by shared hosts (rails), then
+    each level's switches joined by the switches above them; dragonfly: leaves -> groups -> top."""
+    uf = _UnionFind(n_sw)
+    for sws in host_sw:
+        first = min(sws) if sws else None
+        for s in sws:
+            if first is not None:
+                uf.union(first, s)
+    leaf_switches = sorted({s for sws in host_sw for s in sws})
+    parent: list[int] = []
+    tlevel: list[int] = []
+    names: list[str] = []
+    members: list[list[int]] = []
+    node_of_sw = np.full(n_sw, -1, dtype=np.int32)
+
+    roots: dict[int, int] = {}
+    for s in sorted(leaf_switches, key=lambda s: natural_key(switch_names[s])):
+        r = uf.find(s)
+        if r not in roots:
+            roots[r] = len(parent)
+            parent.append(-1)
+            tlevel.append(1)
+            names.append("")
+            members.append([])
+        node_of_sw[s] = roots[r]
+        members[roots[r]].append(s)
+    for t, m in enumerate(members):
+        names[t] = _merged_name([switch_names[s] for s in m])
+    host_tree_leaf = np.asarray([node_of_sw[min(sws)] if sws else -1 for sws in host_sw], dtype=np.int32)
+
+    nbrs: list[list[int]] = [[] for _ in range(n_sw)]
+    for x, y in sw_edges:
+        nbrs[x].append(y)
+        nbrs[y].append(x)
+
+    current = list(range(len(parent)))  # logical nodes of the level being grouped
+    cur_level = 1
+    if kind == "dragonfly" and group.size and (group >= 0).all():
+        by_group: dict[int, int] = {}
+        for t in current:
+            g = int(group[members[t][0]])
+            if g not in by_group:
+                by_group[g] = len(parent)
+                parent.append(-1)
+                tlevel.append(2)
+                names.append(f"group{g}")
+                members.append([])
+            parent[t] = by_group[g]
+        for s in range(n_sw):
+            if node_of_sw[s] < 0:
+                node_of_sw[s] = by_group.get(int(group[s]), -1)
+        tops = list(by_group.values())
+        if len(tops) > 1:
+            top = len(parent)
+            parent.append(-1)
+            tlevel.append(3)
+            names.append("top")
+            for t in tops:
+                parent[t] = top
+    else:
+        max_level = int(level.max()) if level.size else 0
+        while cur_level < max_level:
+            above = [s for s in range(n_sw) if level[s] == cur_level + 1]
+            if not above:
+                break
+            luf = _UnionFind(len(parent) + n_sw)
+            # Join logical nodes of this level through each switch one level up.
+            for s in above:
+                for nb in nbrs[s]:
+                    t = int(node_of_sw[nb])
+                    if t >= 0 and tlevel[t] == cur_level:
+                        luf.union(t, len(parent) + s)
+            groups: dict[int, list[int]] = {}
+            for t in current:
+                groups.setdefault(luf.find(t), []).append(t)
+            new_current = []
+            sw_groups: dict[int, list[int]] = {}
+            for s in above:
+                sw_groups.setdefault(luf.find(len(parent) + s), []).append(s)
+            for key, children in groups.items():
+                ups = sw_groups.get(key, [])
+                if not ups:
+                    continue  # no switch above: this subtree is a root
+                t = len(parent)
+                parent.append(-1)
+                tlevel.append(cur_level + 1)
+                names.append(_merged_name([switch_names[s] for s in sorted(ups, key=lambda s: natural_key(switch_names[s]))]))
+                members.append(ups)
+                for c in children:
+                    parent[c] = t
+                for s in ups:
+                    node_of_sw[s] = t
+                new_current.append(t)
+            if not new_current:
+                break
+            current = new_current
+            cur_level += 1
+        roots_now = [t for t in range(len(parent)) if parent[t] == -1]
+        if len(roots_now) > 1 and kind != "fat-tree":
+            top = len(parent)
+            parent.append(-1)
+            tlevel.append(max(tlevel) + 1)
+            names.append("top")
+            for t in roots_now:
+                parent[t] = top
+    names = _dedupe([n or f"sw{i}" for i, n in enumerate(names)])
+    return (np.asarray(parent, dtype=np.int32), np.asarray(tlevel, dtype=np.int16), names, host_tree_leaf, node_of_sw)
+
+
+def _merged_name(names: list[str]) -> str:
+    """A logical switch is named after its first member: a real, stable switch name."""
+    return names[0] if names else ""
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        out.append(n if k == 0 else f"{n}-{k + 1}")
+        seen[n] = k + 1
+    return out
+
+
+def _is_ultrametric(hop: np.ndarray, host_leaf_ptr: np.ndarray, host_leaf_idx: np.ndarray, host_class: np.ndarray,
+                    tree_parent: np.ndarray, tree_level: np.ndarray, host_tree_leaf: np.ndarray) -> bool:
+    """True when every host distance equals 2 x the level of the hosts' lowest common tree node."""
+    n_classes = int(host_class.max()) + 1 if host_class.size else 0
+    if n_classes == 0:
+        return True
+    rep = np.full(n_classes, -1, dtype=np.int64)
+    for h in range(host_class.size - 1, -1, -1):
+        rep[host_class[h]] = h
+    class_leaf = host_tree_leaf[rep]
+    if (class_leaf < 0).any():
+        return False
+    single = np.asarray([host_leaf_ptr[h + 1] - host_leaf_ptr[h] == 1 for h in rep])
+    # Hosts of one class share all their switches: distance 2 == 2 x level 1.
+    if not single.all():
+        # Multi-rail: class distance = 2 + min over switch pairs; computed by a reduced matrix.
+        class_sw = [host_leaf_idx[host_leaf_ptr[h]:host_leaf_ptr[h + 1]] for h in rep]
+        dist = np.empty((n_classes, n_classes), dtype=np.int32)
+        for i in range(n_classes):
+            sub = hop[class_sw[i]]
+            for j in range(n_classes):
+                dist[i, j] = int(sub[:, class_sw[j]].min()) + 2
+    else:
+        sw = host_leaf_idx[host_leaf_ptr[rep]]
+        dist = hop[np.ix_(sw, sw)].astype(np.int32) + 2
+    np.fill_diagonal(dist, 2)
+    expected = 2 * _lca_levels(tree_parent, tree_level, class_leaf)
+    return bool((dist == expected).all())
+
+
+def _lca_levels(parent: np.ndarray, level: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Level of the lowest common ancestor for every pair of the given tree nodes (vectorised)."""
+    max_level = int(level.max()) if level.size else 0
+    # ancestor[t, k]: ancestor of t at level k+1 (or the node itself), -1 where none.
+    ancestor = np.full((parent.size, max_level), -1, dtype=np.int64)
+    for t in range(parent.size):
+        p = t
+        while p >= 0:
+            ancestor[t, int(level[p]) - 1] = p
+            p = int(parent[p])
+    sub = ancestor[nodes]
+    result = np.full((nodes.size, nodes.size), 16000, dtype=np.int32)
+    for k in range(max_level - 1, -1, -1):
+        col = sub[:, k]
+        same = (col[:, None] == col[None, :]) & (col[:, None] >= 0)
+        result[same] = k + 1
+    return result
+
+
+# ---------------------------------------------------------------------------
+# On-disk cache beside the fabric file, keyed by the file's content hash
+# ---------------------------------------------------------------------------
+
+_ARRAY_FIELDS = ("switch_node", "host_leaf_ptr", "host_leaf_idx", "adj_ptr", "adj_idx", "hop", "switch_level",
+                 "switch_group", "host_class", "tree_parent", "tree_level", "host_tree_leaf", "switch_tree_node")
+
+
+def cache_path_for(fabric_path: str) -> str:
+    directory, name = os.path.split(os.path.abspath(fabric_path))
+    return os.path.join(directory, f".{name}.gpupool-cache.npz")
+
+
+def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric:
+    """Compiled form of a fabric file; rebuilt whenever the file's content hash changes."""
+    import json
+
+    from gpupool.fabric.model import fabric_digest
+
+    try:
+        digest = fabric_digest(fabric_path)
+    except FileNotFoundError:
+        from gpupool.errors import InputError
+
+        raise InputError(f"{fabric_path}: fabric file not found") from None
+    cache = cache_path_for(fabric_path)
+    if use_cache:
+        try:
+            with np.load(cache, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                if header.get("digest") == digest and header.get("format") == COMPILED_FORMAT:
+                    arrays = {k: data[k] for k in _ARRAY_FIELDS}
+                    return CompiledFabric(host_names=header["host_names"], switch_names=header["switch_names"],
+                                          tree_names=header["tree_names"], kind=header["kind"],
+                                          ultrametric=header["ultrametric"], meta=header["meta"], **arrays)
+        except (OSError, KeyError, ValueError, json.JSONDecodeError):
+            pass  # missing, stale or corrupt cache: rebuild below
+    compiled = compile_fabric(load_fabric(fabric_path))
+    if use_cache:
+        _write_cache(cache, compiled, digest)
+    return compiled
+
+
+def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
+    import json
+    import tempfile
+
+    header = {"digest": digest, "format": COMPILED_FORMAT, "host_names": compiled.host_names,
+              "switch_names": compiled.switch_names, "tree_names": compiled.tree_names, "kind": compiled.kind,
+              "ultrametric": compiled.ultrametric, "meta": compiled.meta}
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gpupool-cache.", suffix=".npz", dir=os.path.dirname(cache))
+    except OSError:
+        return  # read-only directory: work without a cache
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, header=np.asarray(json.dumps(header)), **{k: getattr(compiled, k) for k in _ARRAY_FIELDS})
+        os.replace(tmp, cache)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def host_count_with_role(fabric: Fabric) -> int:
+    return sum(1 for n in fabric.nodes if n.role == ROLE_HCA)

@@ -1,0 +1,278 @@
+"""Parser for `ibnetdiscover` topology output (default format, with or without -g chassis lines)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gpupool.errors import InputError
+from gpupool.fabric.model import (
+    ROLE_AGGREGATION,
+    ROLE_EXCLUDED,
+    ROLE_HCA,
+    ROLE_SWITCH,
+    ROLE_UNNAMED,
+    SPEED_GBPS,
+    Fabric,
+    Link,
+    Node,
+    natural_key,
+    switch_display_name,
+    unique_names,
+)
+
+MAX_INPUT_BYTES = 512 * 1024 * 1024
+
+_HEADER = re.compile(r'^(Switch|Ca|Rt)\s+(\d+)\s+"([^"]+)"\s*(?:#\s*(.*))?$')
+_PORT = re.compile(
+    r'^\[(\d+)\](?:\(([0-9a-fA-Fx]+)\))?\s+"([^"]+)"\[(\d+)\](?:\(([0-9a-fA-Fx]+)\))?\s*(?:#\s*(.*))?$'
+)
+_QUOTED = re.compile(r'"([^"]*)"')
+_LID = re.compile(r"\blid\s+(\d+)")
+_RATE = re.compile(r"\b(\d+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
+_GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]+)")
+_IGNORED = re.compile(r"^(vendid|devid|sysimgguid|ca|chassis|\w+guid)\b|^(Chassis|Spine|Line)\b", re.IGNORECASE)
+
+_AGGREGATION = re.compile(r"aggregation node", re.IGNORECASE)
+# Descriptions that name no host: factory defaults and unconfigured OS host names.
+_NO_HOST_FIRST_WORD = re.compile(r"^(MT\d+|localhost(\.localdomain)?|\(none\)|\(null\)|mellanox|nvidia|connectx\S*)$", re.IGNORECASE)
+
+
+@dataclass
+class _PortLine:
+    lineno: int
+    port: int
+    remote_id: str
+    remote_port: int
+    width: str | None
+    speed: str | None
+
+
+@dataclass
+class _Record:
+    lineno: int
+    kind: str
+    nports: int
+    node_id: str
+    desc: str
+    lid: int | None
+    guid: str | None
+    ports: list[_PortLine]
+
+
+def host_from_description(desc: str) -> str | None:
+    """Host name = first word of an HCA node description, unless it names no host."""
+    words = desc.split()
+    if not words or _AGGREGATION.search(desc):
+        return None
+    first = words[0]
+    if _NO_HOST_FIRST_WORD.match(first):
+        return None
+    return first
+
+
+def read_node_name_map(path: str) -> dict[str, str]:
+    """OpenSM node-name-map: lines `0xGUID "name"`; comments with #."""
+    mapping: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="strict") as handle:
+            for lineno, raw in enumerate(handle, 1):
+                line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("0x") else raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                m = re.match(r'^(0x[0-9a-fA-F]+)\s+"([^"]*)"', line)
+                if not m:
+                    raise InputError(f"{path}:{lineno}: expected `0xGUID \"name\"`")
+                mapping[_norm_guid(m.group(1))] = m.group(2)
+    except FileNotFoundError:
+        raise InputError(f"{path}: node-name-map not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: node-name-map is not text") from None
+    return mapping
+
+
+def _norm_guid(text: str) -> str:
+    return f"0x{int(text, 16):016x}"
+
+
+def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name_map: dict[str, str] | None = None,
+                        hosts: Iterable[str] | None = None) -> Fabric:
+    """Parse ibnetdiscover output into a Fabric; errors name `source:line`."""
+    if "\x00" in text:
+        raise InputError(f"{source}: binary data, not ibnetdiscover output")
+    records = _records(text, source)
+    if not records:
+        raise InputError(f"{source}: no Switch or Ca records: not ibnetdiscover output")
+    name_map = node_name_map or {}
+    allowed = set(hosts) if hosts is not None else None
+    warnings: list[str] = []
+
+    nodes: list[Node] = []
+    index: dict[str, int] = {}
+    for rec in records:
+        if rec.node_id in index:
+            first = nodes[index[rec.node_id]]
+            raise InputError(f"{source}:{rec.lineno}: duplicate node {rec.node_id} (first seen as {first.desc!r})")
+        guid = rec.guid or _guid_from_id(rec.node_id)
+        desc = name_map.get(guid, rec.desc) if guid else rec.desc
+        node = Node(id=rec.node_id, type="switch" if rec.kind == "Switch" else "ca", ports=rec.nports, desc=desc,
+                    guid=guid, lid=rec.lid)
+        if node.type == "switch":
+            node.role = ROLE_SWITCH
+        elif _AGGREGATION.search(desc):
+            node.role = ROLE_AGGREGATION
+        else:
+            host = host_from_description(desc)
+            if host is None:
+                node.role = ROLE_UNNAMED
+            elif allowed is not None and host not in allowed:
+                node.role, node.host = ROLE_EXCLUDED, host
+            else:
+                node.role, node.host = ROLE_HCA, host
+        index[rec.node_id] = len(nodes)
+        nodes.append(node)
+
+    guid_owner: dict[str, str] = {}
+    for node in nodes:
+        if node.guid:
+            if node.guid in guid_owner and guid_owner[node.guid] != node.id:
+                raise InputError(f"{source}: duplicate GUID {node.guid} on {guid_owner[node.guid]} and {node.id}")
+            guid_owner[node.guid] = node.id
+
+    links = _links(records, index, nodes, source, warnings)
+    _name_nodes(nodes)
+    if allowed is not None:
+        missing = sorted(allowed - {n.host for n in nodes if n.role == ROLE_HCA and n.host}, key=natural_key)
+        if missing:
+            raise InputError(f"{source}: hosts not in the fabric: {_fold(missing)}")
+    fabric = Fabric(nodes=nodes, links=links, meta={"source": "ibnetdiscover"}, warnings=warnings)
+    if not links:
+        raise InputError(f"{source}: no links: the output is truncated or empty")
+    return fabric
+
+
+def _fold(names: list[str]) -> str:
+    try:
+        from ClusterShell.NodeSet import NodeSet
+
+        return str(NodeSet.fromlist(names))
+    except Exception:  # noqa: BLE001 - folding is cosmetic
+        return ",".join(names)
+
+
+def _guid_from_id(node_id: str) -> str | None:
+    m = re.match(r"^[SHR]-([0-9a-fA-F]{1,16})$", node_id)
+    return _norm_guid(m.group(1)) if m else None
+
+
+def _records(text: str, source: str) -> list[_Record]:
+    records: list[_Record] = []
+    current: _Record | None = None
+    pending_guid: str | None = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            current = None if not line else current
+            continue
+        if line.startswith("["):
+            if current is None:
+                raise InputError(f"{source}:{lineno}: port line outside a Switch/Ca record")
+            m = _PORT.match(line)
+            if not m:
+                raise InputError(f"{source}:{lineno}: malformed port line: {line[:80]!r}")
+            port, remote_id, remote_port = int(m.group(1)), m.group(3), int(m.group(4))
+            if port < 1 or port > current.nports:
+                raise InputError(f"{source}:{lineno}: port {port} above the radix ({current.nports}) of {current.node_id}")
+            if any(p.port == port for p in current.ports):
+                raise InputError(f"{source}:{lineno}: port {port} of {current.node_id} listed twice")
+            width, speed = _rate(m.group(6) or "")
+            current.ports.append(_PortLine(lineno, port, remote_id, remote_port, width, speed))
+            continue
+        header = _HEADER.match(line)
+        if header:
+            kind, nports, node_id, rest = header.group(1), int(header.group(2)), header.group(3), header.group(4) or ""
+            if nports < 1 or nports > 255:
+                raise InputError(f"{source}:{lineno}: {kind} {node_id} has an invalid port count {nports}")
+            quoted = _QUOTED.search(rest)
+            desc = quoted.group(1) if quoted else ""
+            lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
+            current = _Record(lineno, kind, nports, node_id, desc.strip(), int(lid_match.group(1)) if lid_match else None,
+                              pending_guid, [])
+            pending_guid = None
+            records.append(current)
+            continue
+        guid_line = _GUID_LINE.match(line)
+        if guid_line:
+            pending_guid = _norm_guid(guid_line.group(2))
+            current = None
+            continue
+        if _IGNORED.match(line):
+            current = None
+            continue
+        raise InputError(f"{source}:{lineno}: unrecognised line: {line[:80]!r}")
+    for rec in records:
+        if not rec.ports:
+            raise InputError(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
+    return records
+
+
+def _rate(comment: str) -> tuple[str | None, str | None]:
+    found = _RATE.findall(comment)
+    if not found:
+        return None, None
+    lanes, speed = found[-1]
+    speed = speed.upper()
+    if speed not in SPEED_GBPS:
+        return f"{lanes}x", None
+    return f"{lanes}x", speed
+
+
+def _links(records: list[_Record], index: dict[str, int], nodes: list[Node], source: str,
+           warnings: list[str]) -> list[Link]:
+    claims: dict[tuple[int, int], tuple[int, int, _PortLine]] = {}
+    for rec in records:
+        a = index[rec.node_id]
+        for p in rec.ports:
+            if p.remote_id not in index:
+                raise InputError(f"{source}:{p.lineno}: {rec.node_id}[{p.port}] is cabled to unknown node {p.remote_id}")
+            b = index[p.remote_id]
+            if p.remote_port < 1 or p.remote_port > nodes[b].ports:
+                raise InputError(f"{source}:{p.lineno}: remote port {p.remote_port} above the radix ({nodes[b].ports}) of {p.remote_id}")
+            claims[(a, p.port)] = (b, p.remote_port, p)
+    links: list[Link] = []
+    done: set[tuple[int, int]] = set()
+    for (a, ap), (b, bp, pline) in claims.items():
+        if (a, ap) in done:
+            continue
+        back = claims.get((b, bp))
+        if back is None:
+            warnings.append(f"link-one-sided: {nodes[a].id}[{ap}] -> {nodes[b].id}[{bp}] is listed by one end only ({source}:{pline.lineno})")
+        elif (back[0], back[1]) != (a, ap):
+            raise InputError(
+                f"{source}:{pline.lineno}: {nodes[a].id}[{ap}] says it is cabled to {nodes[b].id}[{bp}], "
+                f"but line {back[2].lineno} says {nodes[b].id}[{bp}] is cabled to {nodes[back[0]].id}[{back[1]}]")
+        done.add((a, ap))
+        done.add((b, bp))
+        width = pline.width or (back[2].width if back else None) or "4x"
+        speed = pline.speed or (back[2].speed if back else None) or "SDR"
+        links.append(Link(a, ap, b, bp, width, speed))
+    return links
+
+
+def _name_nodes(nodes: list[Node]) -> None:
+    """Readable, stable names: switches from their descriptions, HCAs as `host/mlx5_N`."""
+    switch_names = unique_names([switch_display_name(n.desc, n.id) if n.type == "switch" else "" for n in nodes])
+    hca_count: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.type == "switch":
+            node.name = switch_names[i]
+            continue
+        words = node.desc.split()
+        label = words[1] if len(words) > 1 and node.host else ""
+        if node.host:
+            k = hca_count.get(node.host, 0)
+            hca_count[node.host] = k + 1
+            node.name = f"{node.host}/{label or f'hca{k}'}"
+        else:
+            node.name = node.id

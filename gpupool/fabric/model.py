@@ -1,0 +1,202 @@
+"""Plain-data fabric model (switches, HCAs grouped into hosts, cables) and its JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gpupool.errors import InputError
+from gpupool.fsutil import atomic_write_text
+
+FABRIC_VERSION = 1
+
+# Roles of CA nodes: only "hca" nodes belong to compute hosts.
+ROLE_SWITCH = "switch"
+ROLE_HCA = "hca"
+ROLE_AGGREGATION = "aggregation"  # SHARP aggregation nodes: never hosts
+ROLE_UNNAMED = "unnamed"  # HCA whose node description gives no host name
+ROLE_EXCLUDED = "excluded"  # named HCA outside --hosts / Slurm's node list
+
+# Rate per lane in Gb/s, by IB speed name (signalling rate as ibnetdiscover names it).
+SPEED_GBPS: dict[str, float] = {
+    "SDR": 2.5, "DDR": 5.0, "QDR": 10.0, "FDR10": 10.3125, "FDR": 14.0625,
+    "EDR": 25.78125, "HDR": 50.0, "NDR": 100.0, "XDR": 200.0,
+}
+WIDTH_LANES: dict[str, int] = {"1x": 1, "2x": 2, "4x": 4, "8x": 8, "12x": 12}
+
+
+@dataclass
+class Node:
+    """A switch or a channel adapter (one HCA of a host, an aggregation node...)."""
+
+    id: str  # unique within the fabric, e.g. "S-2c5eab0300b87b40" or "H-...", as ibnetdiscover quotes it
+    type: str  # "switch" | "ca"
+    ports: int
+    desc: str = ""
+    guid: str | None = None  # "0x..." node GUID
+    lid: int | None = None
+    role: str = ROLE_SWITCH
+    host: str | None = None  # host name, for role "hca" (and a guess for unnamed HCAs)
+    name: str = ""  # readable, stable name (switches: from the node description)
+    group: int = -1  # dragonfly group when known from a generator
+    rail: int = -1  # rail index of an HCA when known
+
+
+@dataclass
+class Link:
+    """A cable between port `a_port` of node `a` and port `b_port` of node `b` (node indices)."""
+
+    a: int
+    a_port: int
+    b: int
+    b_port: int
+    width: str = "4x"
+    speed: str = "QDR"
+
+    @property
+    def gbps(self) -> float:
+        return WIDTH_LANES.get(self.width, 4) * SPEED_GBPS.get(self.speed, 0.0)
+
+
+@dataclass
+class Fabric:
+    nodes: list[Node] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # parse-time oddities the audit reports
+
+    # ---- derived views (cheap, computed on demand) ----
+    def switch_indices(self) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if n.type == "switch"]
+
+    def hosts(self) -> dict[str, list[int]]:
+        """Host name -> indices of its HCA nodes, hosts sorted by name, HCAs by name."""
+        by_host: dict[str, list[int]] = {}
+        for i, node in enumerate(self.nodes):
+            if node.role == ROLE_HCA and node.host:
+                by_host.setdefault(node.host, []).append(i)
+        return {h: sorted(v, key=lambda i: (self.nodes[i].name, i)) for h, v in sorted(by_host.items(), key=lambda kv: natural_key(kv[0]))}
+
+    def host_names(self) -> list[str]:
+        return list(self.hosts())
+
+    def neighbours(self) -> list[list[tuple[int, int]]]:
+        """Per node: (neighbour node index, link index)."""
+        adj: list[list[tuple[int, int]]] = [[] for _ in self.nodes]
+        for li, link in enumerate(self.links):
+            adj[link.a].append((link.b, li))
+            adj[link.b].append((link.a, li))
+        return adj
+
+    def index_by_id(self) -> dict[str, int]:
+        return {n.id: i for i, n in enumerate(self.nodes)}
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders gpu2 before gpu10."""
+    import re
+
+    parts = re.split(r"(\d+)", text)
+    return tuple(int(p) if p.isdigit() else p for p in parts)
+
+
+# ---------------------------------------------------------------------------
+# JSON file
+# ---------------------------------------------------------------------------
+
+def fabric_to_dict(fabric: Fabric) -> dict[str, Any]:
+    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail")
+    nodes = []
+    for n in fabric.nodes:
+        d = asdict(n)
+        # Drop defaults to keep 65k-host files small.
+        nodes.append({k: d[k] for k in node_keys if d[k] not in (None, "", -1) or k in ("id", "type", "ports")})
+    links = [[lk.a, lk.a_port, lk.b, lk.b_port, lk.width, lk.speed] for lk in fabric.links]
+    return {"version": FABRIC_VERSION, "meta": fabric.meta, "warnings": fabric.warnings, "nodes": nodes, "links": links}
+
+
+def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
+    if not isinstance(doc, dict) or "version" not in doc:
+        raise InputError(f"{source}: not a gpupool fabric file (no top-level \"version\" key)")
+    if doc["version"] != FABRIC_VERSION:
+        raise InputError(f"{source}: fabric file version {doc['version']!r} is not supported (expected {FABRIC_VERSION})")
+    try:
+        nodes = [
+            Node(id=str(n["id"]), type=str(n["type"]), ports=int(n["ports"]), desc=n.get("desc", ""),
+                 guid=n.get("guid"), lid=n.get("lid"), role=n.get("role", ROLE_SWITCH if n["type"] == "switch" else ROLE_HCA),
+                 host=n.get("host"), name=n.get("name", ""), group=int(n.get("group", -1)), rail=int(n.get("rail", -1)))
+            for n in doc["nodes"]
+        ]
+        links = [Link(int(a), int(ap), int(b), int(bp), str(w), str(s)) for a, ap, b, bp, w, s in doc["links"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{source}: malformed fabric file: {exc!r}") from None
+    n_nodes = len(nodes)
+    for i, lk in enumerate(links):
+        if not (0 <= lk.a < n_nodes and 0 <= lk.b < n_nodes):
+            raise InputError(f"{source}: link {i} refers to a node index out of range")
+    return Fabric(nodes=nodes, links=links, meta=dict(doc.get("meta") or {}), warnings=list(doc.get("warnings") or []))
+
+
+def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:
+    text = json.dumps(fabric_to_dict(fabric), separators=(",", ":"))
+    atomic_write_text(path, text + "\n", backup=backup)
+
+
+def load_fabric(path: str) -> Fabric:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: fabric file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a fabric file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read fabric file: {exc.strerror}") from None
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a JSON fabric file ({exc})") from None
+    return fabric_from_dict(doc, path)
+
+
+def fabric_digest(path: str) -> str:
+    """Content hash of a fabric file, used to validate the compiled cache."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def switch_display_name(desc: str, fallback: str) -> str:
+    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1"."""
+    text = desc.strip()
+    if text.startswith("MF0;"):
+        text = text[4:]
+    text = text.split(":", 1)[0].strip()
+    if not text or text.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in text:
+        return fallback
+    return text
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """Make names unique by suffixing repeats (`x`, `x-2`, ...), keeping the first as is."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}-{seen[name]}")
+        else:
+            seen[name] = 1
+            out.append(name)
+    return out
+
+
+def fabric_env_path() -> str | None:
+    return os.environ.get("GPUPOOL_FABRIC")
