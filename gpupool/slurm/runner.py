@@ -1,0 +1,139 @@
+"""Run one Slurm command with a bounded timeout and classify its failures.
+
+Failure classes (exit codes from CONTRACT.md):
+
+- `EnvError` (exit 3): the command is missing, it did not finish within the
+  timeout, or its output says slurmctld/slurmdbd cannot be reached.
+- `SlurmCommandError` (exit 4 by default): Slurm ran and refused the request
+  (e.g. sbatch "Invalid partition name specified", "Invalid account"). These are
+  input errors: the user's request names something Slurm does not accept. The
+  full stderr is kept on `.stderr` so callers can look for specific reasons
+  (e.g. a node in `--nodelist` became unavailable) and retry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from gpupool.errors import EXIT_INPUT, EnvError, GpupoolError
+
+DEFAULT_TIMEOUT = 10.0
+
+# Messages Slurm prints when its daemons are down or unreachable.
+UNREACHABLE_PATTERNS = re.compile(
+    r"Unable to contact slurm controller"
+    r"|Unable to establish connection"
+    r"|Connection refused"
+    r"|Connection timed out"
+    r"|slurmdbd: Connection"
+    r"|Problem talking to the database"
+    r"|Slurm backup controller in standby mode"
+    r"|Socket timed out on send/recv operation"
+    r"|Zero Bytes were transmitted or received"
+    r"|Unable to contact slurmdbd"
+    r"|Communication connection failure"
+    r"|Unable to resolve .* controller"
+    r"|Could not establish a configuration source"
+    r"|No such file or directory.*slurm\.conf"
+    r"|Munge encode failed|Munged communication error|Invalid authentication credential",
+    re.IGNORECASE,
+)
+
+
+class SlurmCommandError(GpupoolError):
+    """Slurm ran but rejected the request (exit 4: the request is bad input).
+
+    `.argv`, `.returncode`, `.stdout`, `.stderr` hold the details.
+    """
+
+    exit_code = EXIT_INPUT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: Sequence[str] = (),
+        returncode: int = 1,
+        stdout: str = "",
+        stderr: str = "",
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(message, exit_code)
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of `text`, stripped (Slurm repeats itself a lot)."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def is_unreachable(text: str) -> bool:
+    """True when Slurm's output says a daemon (slurmctld/slurmdbd) cannot be reached."""
+    return bool(UNREACHABLE_PATTERNS.search(text))
+
+
+def run(
+    argv: list[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm command; return the finished process (text mode).
+
+    Raises `EnvError` when the command is missing, times out or reports an
+    unreachable daemon, and `SlurmCommandError` for any other non-zero exit
+    when `check` is true. `env` entries are added to the current environment.
+    """
+    if not argv:
+        raise ValueError("run() needs a command")
+    program = argv[0]
+    if os.sep not in program and shutil.which(program) is None:
+        raise EnvError(f"Slurm command not found: {program} (is Slurm installed and on PATH?)")
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise EnvError(f"Slurm command not found: {program}") from exc
+    except PermissionError as exc:
+        raise EnvError(f"cannot execute Slurm command {program}: {exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise EnvError(
+            f"{program} did not answer within {timeout:g}s (slurmctld down or overloaded?)"
+        ) from exc
+    if proc.returncode != 0:
+        combined = f"{proc.stderr}\n{proc.stdout}"
+        if is_unreachable(combined):
+            raise EnvError(f"{program}: Slurm unreachable: {first_line(proc.stderr or proc.stdout)}")
+        if check:
+            detail = first_line(proc.stderr) or first_line(proc.stdout) or f"exit {proc.returncode}"
+            raise SlurmCommandError(
+                f"{program}: {detail}",
+                argv=argv,
+                returncode=proc.returncode,
+                stdout=proc.stdout,
+                stderr=proc.stderr,
+            )
+    return proc
