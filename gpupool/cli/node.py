@@ -1,0 +1,187 @@
+"""`gpupool node check` and `gpupool node topo`: run by Slurm on compute nodes, so imports stay light."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from gpupool.cli.context import app, json_option
+
+
+def _settings() -> Any:
+    from gpupool.node.settings import settings_from_table
+
+    config = app().config()
+    return settings_from_table(config.section("node"), config.path or "config")
+
+
+def _emit_json(document: Any) -> None:
+    # Plain json here: importing rich costs the Prolog tens of milliseconds for nothing.
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+@click.group("node")
+def node() -> None:
+    """Node-side health checks (Prolog/Epilog) and GPU<->HCA affinity."""
+
+
+@node.command("check")
+@click.option("--prolog", "mode", flag_value="prolog", help="Run as Slurm Prolog: fail only on CRITICAL.")
+@click.option("--epilog", "mode", flag_value="epilog",
+              help="Run as Slurm Epilog: also flag processes left on the job's GPUs.")
+@click.option("--strict", is_flag=True, help="As Prolog/Epilog, also fail (and drain) on UNKNOWN.")
+@click.option("--drain", is_flag=True,
+              help="As Prolog/Epilog, on failure drain this node with the findings as reason "
+                   "(scontrol update, bounded by scontrol_timeout).")
+@click.option("--sysfs-root", metavar="DIR", help="Read sysfs under DIR (default: [node] sysfs_root or /).")
+@click.option("--hca-source", type=click.Choice(["auto", "sysfs", "ibstat", "pyverbs", "none"]),
+              help="Where HCA port states come from (default: [node] hca_source or auto).")
+@json_option
+def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
+          hca_source: str | None) -> int:
+    """Check GPU and HCA health; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    Under Slurm (SLURM_JOB_ID set) only the job's GPUs are checked. With --prolog or --epilog
+    the exit code is non-zero only for CRITICAL (or UNKNOWN with --strict), so Slurm drains
+    the node and requeues the job only when the node is really broken.
+    """
+    from dataclasses import replace
+
+    from gpupool.node.gpu import NvmlGpuSource
+    from gpupool.node.hca import choose_source
+    from gpupool.node.runner import check_node, exit_code, log_line, should_drain
+    from gpupool.node.slurmenv import ScontrolNodeClient
+
+    ctx = app()
+    settings = _settings()
+    if sysfs_root:
+        settings = replace(settings, sysfs_root=sysfs_root)
+    if hca_source:
+        settings = replace(settings, hca_source=hca_source)
+    env = dict(os.environ)
+    slurm = ctx.make("slurm_node", lambda: ScontrolNodeClient(settings.scontrol_timeout))
+    report = check_node(
+        settings, mode or "manual", env,
+        ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library)),
+        ctx.make("hca_source", lambda: choose_source(settings.hca_source, settings.sysfs_root,
+                                                     settings.ibstat_timeout)),
+        slurm,
+    )
+    code = exit_code(report, strict)
+    if report.status != "OK":
+        _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
+    if drain and should_drain(report, strict):
+        try:
+            slurm.drain(report.node, report.reason)
+        except Exception as exc:  # noqa: BLE001 - the non-zero exit still makes Slurm drain
+            sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {exc}\n")
+    if ctx.json:
+        _emit_json(report.as_dict())
+    else:
+        _print_report(report)
+    return code
+
+
+def _log(path: str | None, line: str, to_stderr: bool) -> None:
+    if to_stderr:
+        sys.stderr.write(line)
+    if path:
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError as exc:
+            sys.stderr.write(f"gpupool: warning: cannot write log {path}: {exc.strerror}\n")
+
+
+def _print_report(report: Any) -> None:
+    if report.mode != "manual":
+        # Prolog/Epilog: one line, the drain reason when something is wrong.
+        sys.stdout.write(f"{report.status}: {report.reason if report.status != 'OK' else 'node healthy'}\n")
+        return
+    from rich.table import Table
+
+    from gpupool.cli.render import stdout_console
+
+    console = stdout_console()
+    gpus = "-" if report.checked_gpus is None else str(len(report.checked_gpus))
+    hcas = "-" if report.hca_ports is None else str(report.hca_ports)
+    console.print(f"{report.node}: {report.status} (GPUs checked: {gpus}, HCA ports: {hcas}, "
+                  f"{report.elapsed_ms:.0f} ms)")
+    if report.findings:
+        table = Table("severity", "subject", "check", "message")
+        for finding in report.findings:
+            table.add_row(finding.severity, finding.subject, finding.check, finding.message)
+        console.print(table)
+    for item in report.unknown:
+        console.print(f"could not check: {item}")
+
+
+@node.command("topo")
+@click.option("--task-prolog", is_flag=True,
+              help="Print `export NCCL_IB_HCA=...` lines for Slurm's TaskProlog.")
+@click.option("--sysfs-root", metavar="DIR", help="Read sysfs under DIR (default: [node] sysfs_root or /).")
+@click.option("--no-nvml", is_flag=True, help="Find GPUs in sysfs only (do not load NVML).")
+@json_option
+def topo(task_prolog: bool, sysfs_root: str | None, no_nvml: bool) -> int:
+    """GPU <-> HCA affinity of this node, like `nvidia-smi topo -m`."""
+    from gpupool.node.gpu import NvmlGpuSource, collect_gpus
+    from gpupool.node.hca import SysfsHcaSource, collect_hca_ports
+    from gpupool.node.slurmenv import job_gpu_ids
+    from gpupool.node.topo import build_topology, task_prolog_lines
+
+    ctx = app()
+    if ctx.json and task_prolog:
+        from gpupool.errors import UsageError
+
+        raise UsageError("--json and --task-prolog cannot be combined")
+    settings = _settings()
+    root = sysfs_root or settings.sysfs_root
+    inventory = None
+    if not no_nvml:
+        source = ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library))
+        inventory, error = collect_gpus(source, None, True, settings.nvml_timeout)
+        if error is not None and not task_prolog:
+            sys.stderr.write(f"gpupool: warning: {error.message}; GPUs from sysfs only\n")
+    ports, _error = collect_hca_ports(SysfsHcaSource(root))
+    topology = build_topology(root, inventory, ports)
+    if task_prolog:
+        # TaskProlog output is parsed by slurmstepd: only `export` lines, never an error text.
+        for line in task_prolog_lines(topology, os.environ, job_gpu_ids(os.environ)):
+            sys.stdout.write(line + "\n")
+        return 0
+    if ctx.json:
+        _emit_json(topology.as_dict())
+        return 0
+    _print_topology(topology)
+    return 0
+
+
+def _print_topology(topology: Any) -> None:
+    from rich.table import Table
+
+    from gpupool.cli.render import stdout_console
+    from gpupool.node.topo import LEGEND
+
+    names = [f"gpu{g.index}" for g in topology.gpus] + [h.name for h in topology.hcas]
+    console = stdout_console()
+    if not names:
+        console.print("no GPUs or HCAs found")
+        return
+    table = Table("", *names, "NUMA", "nearest HCA", box=None, pad_edge=False)
+    numa = {f"gpu{g.index}": g.location.numa_node if g.location else None for g in topology.gpus}
+    numa.update({h.name: h.location.numa_node if h.location else None for h in topology.hcas})
+    for row in names:
+        nearest = ""
+        if row.startswith("gpu"):
+            nearest = ",".join(topology.nearest_hcas(int(row[3:])))
+        cells = [topology.level(row, col) or "?" for col in names]
+        table.add_row(row, *cells, "?" if numa[row] is None else str(numa[row]), nearest)
+    console.print(table)
+    console.print("Legend:")
+    for level, text in LEGEND.items():
+        console.print(f"  {level:<5} {text}")

@@ -1,0 +1,147 @@
+"""Thresholds, severities and disabled checks of `gpupool node check` (the `[node]` config table)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from gpupool.errors import InputError
+from gpupool.node.facts import SEVERITY_CRITICAL, SEVERITY_WARNING
+
+DEFAULT_SEVERITY: dict[str, str] = {
+    "nvml": SEVERITY_CRITICAL,
+    "gpu_count": SEVERITY_CRITICAL,
+    "ecc_uncorrected": SEVERITY_CRITICAL,
+    "remapped_rows_failure": SEVERITY_CRITICAL,
+    "remapped_rows_pending": SEVERITY_WARNING,
+    "retired_pages_pending": SEVERITY_WARNING,
+    "temperature": SEVERITY_WARNING,
+    "throttle": SEVERITY_WARNING,
+    "nvlink_down": SEVERITY_CRITICAL,
+    "pcie_width": SEVERITY_WARNING,
+    "pcie_gen": SEVERITY_WARNING,
+    "gpu_processes": SEVERITY_CRITICAL,
+    "leftover_processes": SEVERITY_CRITICAL,
+    "hca_missing": SEVERITY_CRITICAL,
+    "hca_port_state": SEVERITY_CRITICAL,
+    "hca_phys_state": SEVERITY_CRITICAL,
+    "hca_rate": SEVERITY_WARNING,
+}
+ALL_CHECKS = frozenset(DEFAULT_SEVERITY)
+
+# Idle GPUs lower their PCIe generation to save power, so the generation check is opt-in.
+DEFAULT_DISABLED = frozenset({"pcie_gen"})
+
+# HW slowdown, SW thermal, HW thermal and HW power brake: throttling that means a sick node.
+DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    disabled: frozenset[str] = DEFAULT_DISABLED
+    severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
+    expected_gpus: int | None = None
+    # Ask slurmctld for the node's gpu gres: "auto" only when run by slurmd (SLURMD_NODENAME set).
+    gres_from_slurm: str = "auto"
+    scontrol_timeout: float = 2.0
+    nvml_timeout: float = 5.0
+    # What a hung/timed-out NVML means: "critical" (drain) or "unknown" (report, do not drain).
+    nvml_timeout_status: str = "critical"
+    nvml_library: str | None = None
+    ecc_uncorrected_max: int = 0
+    temperature_margin_c: int = 0
+    throttle_mask: int = DEFAULT_THROTTLE_MASK
+    hca_source: str = "auto"
+    sysfs_root: str = "/"
+    ibstat_timeout: float = 3.0
+    hcas: tuple[str, ...] = ()
+    link_layers: tuple[str, ...] = ("InfiniBand",)
+    expected_hca_ports: int | None = None
+    expected_hca_state: str = "ACTIVE"
+    expected_hca_phys_state: str = "LinkUp"
+    expected_hca_rate: float | None = None
+    # Append one line per non-OK run here (Prolog output is otherwise lost).
+    log_file: str | None = None
+
+    def enabled(self, check: str) -> bool:
+        return check not in self.disabled
+
+    def severity_of(self, check: str) -> str:
+        return self.severity.get(check, DEFAULT_SEVERITY.get(check, SEVERITY_WARNING))
+
+
+_SCALAR_KEYS = {
+    "expected_gpus": int, "scontrol_timeout": float,
+    "nvml_timeout": float, "nvml_timeout_status": str, "nvml_library": str,
+    "ecc_uncorrected_max": int, "temperature_margin_c": int, "throttle_mask": int,
+    "hca_source": str, "sysfs_root": str, "ibstat_timeout": float,
+    "expected_hca_ports": int, "expected_hca_state": str, "expected_hca_phys_state": str,
+    "expected_hca_rate": float, "log_file": str,
+}
+
+
+def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> NodeSettings:
+    """Build settings from the `[node]` TOML table; unknown keys and bad values are input errors."""
+    known = {f.name for f in fields(NodeSettings)} | {"disabled_checks", "enabled_checks"}
+    unknown = sorted(set(table) - known - {"disabled", "severity"})
+    if unknown:
+        raise InputError(f"{origin}: [node]: unknown key(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key, kind in _SCALAR_KEYS.items():
+        if key in table:
+            values[key] = _coerce(table[key], kind, f"{origin}: [node] {key}")
+    if "gres_from_slurm" in table:
+        raw_gres = table["gres_from_slurm"]
+        if raw_gres not in (True, False, "auto"):
+            raise InputError(f"{origin}: [node] gres_from_slurm: must be true, false or \"auto\"")
+        values["gres_from_slurm"] = {True: "true", False: "false"}.get(raw_gres, "auto")
+    disabled = set(DEFAULT_DISABLED)
+    disabled |= set(_names(table.get("disabled_checks", []), origin, "disabled_checks"))
+    disabled -= set(_names(table.get("enabled_checks", []), origin, "enabled_checks"))
+    values["disabled"] = frozenset(disabled)
+    severity = dict(DEFAULT_SEVERITY)
+    raw_severity = table.get("severity", {})
+    if not isinstance(raw_severity, Mapping):
+        raise InputError(f"{origin}: [node.severity] must be a table")
+    for check, level in raw_severity.items():
+        _names([check], origin, "severity")
+        if level not in (SEVERITY_WARNING, SEVERITY_CRITICAL):
+            raise InputError(f"{origin}: [node.severity] {check}: must be 'warning' or 'critical'")
+        severity[check] = level
+    values["severity"] = severity
+    for key in ("hcas", "link_layers"):
+        if key in table:
+            raw = table[key]
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                raise InputError(f"{origin}: [node] {key}: must be a list of strings")
+            values[key] = tuple(raw)
+    if values.get("nvml_timeout_status", "critical") not in ("critical", "unknown"):
+        raise InputError(f"{origin}: [node] nvml_timeout_status: must be 'critical' or 'unknown'")
+    if values.get("hca_source", "auto") not in ("auto", "sysfs", "ibstat", "pyverbs", "none"):
+        raise InputError(f"{origin}: [node] hca_source: must be auto, sysfs, ibstat, pyverbs or none")
+    return NodeSettings(**values)
+
+
+def _names(raw: Any, origin: str, key: str) -> list[str]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
+        raise InputError(f"{origin}: [node] {key}: must be a list of check names")
+    bad = sorted(set(raw) - ALL_CHECKS)
+    if bad:
+        raise InputError(f"{origin}: [node] {key}: unknown check(s): {', '.join(bad)} "
+                         f"(known: {', '.join(sorted(ALL_CHECKS))})")
+    return list(raw)
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: must be true or false")
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise InputError(f"{where}: must be {kind.__name__}")
