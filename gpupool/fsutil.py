@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -33,8 +34,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
             shutil.copy2(target, f"{target}.bak")
         os.replace(tmp_name, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise

@@ -16,11 +16,20 @@ def _want_color(stream: Any) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
+def _plain_width() -> int:
+    # Not a terminal: never crop trees and tables; $COLUMNS still wins when set.
+    try:
+        return int(os.environ.get("COLUMNS", "200"))
+    except ValueError:
+        return 200
+
+
 def stdout_console() -> Console:
     color = _want_color(sys.stdout)
+    tty = bool(getattr(sys.stdout, "isatty", lambda: False)())
     return Console(file=sys.stdout, no_color=not color, force_terminal=color or None,
                    color_system="auto" if color else None, highlight=False,
-                   soft_wrap=not color)
+                   width=None if tty else _plain_width())
 
 
 def stderr_console() -> Console:

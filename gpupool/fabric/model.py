@@ -200,3 +200,15 @@ def unique_names(names: Iterable[str]) -> list[str]:
 
 def fabric_env_path() -> str | None:
     return os.environ.get("GPUPOOL_FABRIC")
+
+
+def restrict_hosts(fabric: Fabric, hosts: Iterable[str]) -> None:
+    """Keep only these compute hosts; other named HCAs become `excluded` (unknown names: input error)."""
+    wanted = set(hosts)
+    present = {n.host for n in fabric.nodes if n.role == ROLE_HCA and n.host}
+    unknown = sorted(wanted - present, key=natural_key)
+    if unknown:
+        raise InputError(f"hosts not in the fabric: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+    for node in fabric.nodes:
+        if node.role == ROLE_HCA and node.host not in wanted:
+            node.role = ROLE_EXCLUDED

@@ -1,0 +1,283 @@
+"""`gpupool fabric ...`: discover, generate, show, export (audit lives in fabric_audit)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gpupool.cli.context import app, json_option
+from gpupool.cli.render import emit_json, stdout_console, warn
+
+FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
+
+
+@click.group()
+def fabric() -> None:
+    """Discover, generate, show, export and audit the InfiniBand fabric."""
+
+
+def _fabric_option(func):  # type: ignore[no-untyped-def]
+    return click.option("--fabric", "fabric_path", metavar="FILE",
+                        help="Fabric file (default $GPUPOOL_FABRIC, else `fabric` in the config file).")(func)
+
+
+def _write_output(text: str, output: str | None, backup: bool) -> None:
+    from gpupool.fsutil import atomic_write_text
+
+    if output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(output, text, backup=backup)
+
+
+@fabric.command()
+@click.option("--ibnetdiscover", "ibnetdiscover_file", metavar="FILE", help="Saved `ibnetdiscover` output.")
+@click.option("--live", is_flag=True, help="Run `ibnetdiscover` now.")
+@click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map (0xGUID \"name\") overriding descriptions.")
+@click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Keep only these compute hosts (Slurm hostlist).")
+@click.option("--slurm", "from_slurm", is_flag=True, help="Keep only the nodes Slurm knows.")
+@click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write.")
+@click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for a live ibnetdiscover.")
+@json_option
+def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | None, hostlist: str | None,
+             from_slurm: bool, output: str, backup: bool, timeout: float) -> None:
+    """Build the fabric model from `ibnetdiscover` output."""
+    from gpupool.errors import UsageError
+    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.fabric.discover import discover as run_discover
+    from gpupool.fabric.discover import expand_hostlist
+    from gpupool.fabric.export import summary
+    from gpupool.fabric.model import save_fabric
+
+    if bool(ibnetdiscover_file) == live:
+        raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
+    if hostlist and from_slurm:
+        raise UsageError("give at most one of --hosts and --slurm")
+    hosts = expand_hostlist(hostlist) if hostlist else None
+    if from_slurm:
+        hosts = _slurm_node_names()
+    fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
+                       timeout=timeout)
+    compiled = compile_fabric(fab)
+    save_fabric(fab, output, backup=backup)
+    for message in fab.warnings:
+        warn(message)
+    doc = summary(fab, compiled)
+    doc["output"] = output
+    if app().json:
+        emit_json(doc)
+    else:
+        _print_summary(doc)
+
+
+def _slurm_node_names() -> list[str]:
+    from gpupool.errors import EnvError
+
+    try:
+        from gpupool.slurm.runner import run
+    except ImportError:
+        raise EnvError("the Slurm layer is not installed") from None
+    proc = run(["sinfo", "-h", "-N", "-o", "%N"], timeout=15)
+    return sorted({line.strip() for line in proc.stdout.splitlines() if line.strip()})
+
+
+def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
+    console = stdout_console()
+    parts = [f"{doc['kind']} fabric: {doc['hosts']} hosts, {doc['switches']} switches, {doc['links']} links"]
+    if "levels" in doc:
+        parts.append("levels " + ", ".join(f"L{k}={v}" for k, v in doc["levels"].items()))
+    if "group_count" in doc:
+        parts.append(f"{doc['group_count']} groups")
+    console.print("; ".join(parts))
+    roles = doc.get("node_roles", {})
+    set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded")}
+    if set_apart:
+        console.print("set apart (not hosts): " + ", ".join(f"{v} {k}" for k, v in set_apart.items()))
+    if doc.get("output"):
+        console.print(f"wrote {doc['output']}")
+
+
+@fabric.group()
+def generate() -> None:
+    """Generate a fabric design for planning or for the testbed."""
+
+
+_COMMON_GEN = [
+    click.option("--prefix", default="gpu", show_default=True, help="Host name prefix."),
+    click.option("--speed", default="QDR", show_default=True,
+                 type=click.Choice(["SDR", "DDR", "QDR", "FDR", "EDR", "HDR", "NDR", "XDR"]), help="Link speed."),
+    click.option("--width", default="4x", show_default=True, type=click.Choice(["1x", "4x", "8x", "12x"])),
+    click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write."),
+    click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak."),
+    json_option,
+]
+
+
+def _common_gen(func):  # type: ignore[no-untyped-def]
+    for decorator in reversed(_COMMON_GEN):
+        func = decorator(func)
+    return func
+
+
+def _save_generated(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.fabric.export import summary
+    from gpupool.fabric.model import save_fabric
+
+    compiled = compile_fabric(fab)
+    save_fabric(fab, output, backup=backup)
+    doc = summary(fab, compiled)
+    doc["output"] = output
+    if app().json:
+        emit_json(doc)
+    else:
+        _print_summary(doc)
+
+
+@generate.command("fat-tree")
+@click.option("--leaves", type=int, required=True, help="Leaf switches per pod (leaf positions with --rails).")
+@click.option("--hosts-per-leaf", type=int, required=True)
+@click.option("--spines", type=int, required=True, help="Spine switches per pod.")
+@click.option("--pods", type=int, default=1, show_default=True, help="Pods (3-level tree when > 1 or --cores).")
+@click.option("--cores", type=int, default=0, show_default=True, help="Core switches (third level).")
+@click.option("--rails", type=int, default=1, show_default=True, help="HCAs per host, one rail leaf each.")
+@_common_gen
+def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
+                 speed: str, width: str, output: str, backup: bool) -> None:
+    """A 2- or 3-level fat-tree, optionally rail-optimised."""
+    from gpupool.fabric.generate import fat_tree
+
+    fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
+                   width=width)
+    _save_generated(fab, output, backup)
+
+
+@generate.command("dragonfly")
+@click.option("--groups", type=int, required=True)
+@click.option("--routers-per-group", type=int, required=True)
+@click.option("--hosts-per-router", type=int, required=True)
+@click.option("--global-links-per-router", type=int, required=True)
+@_common_gen
+def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
+                  prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
+    """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
+    from gpupool.fabric.generate import dragonfly
+
+    fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
+                    width=width)
+    _save_generated(fab, output, backup)
+
+
+@fabric.command()
+@_fabric_option
+@json_option
+def show(fabric_path: str | None) -> None:
+    """Summarise the fabric: a tree from the top switches down to the hosts."""
+    from gpupool.config import resolve_fabric_path
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.fabric.export import summary
+    from gpupool.fabric.model import load_fabric
+
+    path = resolve_fabric_path(fabric_path, app().config())
+    fab = load_fabric(path)
+    compiled = load_compiled(path)
+    doc = summary(fab, compiled)
+    if app().json:
+        emit_json(doc)
+        return
+    _print_summary(doc)
+    stdout_console().print(_tree(fab, compiled))
+
+
+def _tree(fab, compiled):  # type: ignore[no-untyped-def]
+    from rich.tree import Tree
+
+    from gpupool.fabric.export import fold
+
+    children: dict[int, list[int]] = {}
+    for t, p in enumerate(compiled.tree_parent.tolist()):
+        children.setdefault(p, []).append(t)
+    hosts: dict[int, list[str]] = {}
+    for h, leaf in enumerate(compiled.host_tree_leaf.tolist()):
+        hosts.setdefault(leaf, []).append(compiled.host_names[h])
+    members: dict[int, list[str]] = {}
+    for s, t in enumerate(compiled.switch_tree_node.tolist()):
+        if t >= 0:
+            members.setdefault(t, []).append(compiled.switch_names[s])
+    rates: dict[str, int] = {}
+    for link in fab.links:
+        key = f"{link.width}{link.speed}"
+        rates[key] = rates.get(key, 0) + 1
+    root = Tree(f"fabric ({compiled.kind}; links: " + ", ".join(f"{v}x {k}" for k, v in sorted(rates.items())) + ")")
+
+    def add(parent_tree, t: int) -> None:  # type: ignore[no-untyped-def]
+        sw = members.get(t, [])
+        label = f"L{int(compiled.tree_level[t])} {compiled.tree_names[t]}"
+        if len(sw) > 1:
+            label += f" ({len(sw)} switches: {fold(sw)})"
+        if t in hosts:
+            label += f" - {len(hosts[t])} hosts"
+        node = parent_tree.add(label)
+        if t in hosts:
+            node.add(fold(hosts[t]))
+        for c in sorted(children.get(t, []), key=lambda c: compiled.tree_names[c]):
+            add(node, c)
+
+    for t in children.get(-1, []):
+        add(root, t)
+    return root
+
+
+@fabric.command()
+@_fabric_option
+@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Output format.")
+@click.option("-o", "--output", metavar="FILE", help="Write here (atomically) instead of stdout.")
+@click.option("--diff", "diff_against", metavar="EXISTING", help="Show what would change in EXISTING; write nothing.")
+@click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Export only these hosts (others set apart).")
+@click.option("--clamp-speed", is_flag=True, help="ibsim: export links faster than QDR as QDR.")
+@click.option("--backup", is_flag=True, help="Keep the previous file as FILE.bak.")
+def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: str | None, hostlist: str | None,
+           clamp_speed: bool, backup: bool) -> int:
+    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON."""
+    import difflib
+
+    from gpupool.config import resolve_fabric_path
+    from gpupool.errors import InputError
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.fabric.discover import expand_hostlist
+    from gpupool.fabric.export import export as do_export
+    from gpupool.fabric.model import load_fabric, restrict_hosts
+
+    path = resolve_fabric_path(fabric_path, app().config())
+    fab = load_fabric(path)
+    compiled = None
+    if hostlist:
+        restrict_hosts(fab, expand_hostlist(hostlist))
+    else:
+        compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
+    text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
+    if diff_against:
+        try:
+            with open(diff_against, encoding="utf-8") as handle:
+                old = handle.read()
+        except OSError as exc:
+            raise InputError(f"{diff_against}: cannot read: {exc.strerror}") from None
+        delta = list(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
+                                          fromfile=diff_against, tofile=f"{diff_against} (from {path})"))
+        sys.stdout.writelines(delta)
+        return 1 if delta else 0
+    _write_output(text, output, backup)
+    return 0
+
+
+def _register_audit() -> None:
+    try:
+        from gpupool.cli.fabric_audit import audit
+    except ImportError:
+        return
+    fabric.add_command(audit)
+
+
+_register_audit()

@@ -1,0 +1,72 @@
+"""Fabric discovery: from saved or live `ibnetdiscover` output, optionally restricted to a host set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from gpupool.errors import EnvError, InputError
+from gpupool.fabric.ibnetdiscover import MAX_INPUT_BYTES, parse_ibnetdiscover, read_node_name_map
+from gpupool.fabric.model import Fabric
+
+
+def read_text_file(path: str, what: str = "file") -> str:
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_INPUT_BYTES:
+            raise InputError(f"{path}: {what} is {size} bytes, larger than the {MAX_INPUT_BYTES} byte limit")
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    if b"\x00" in raw[:65536]:
+        raise InputError(f"{path}: binary data, not ibnetdiscover output")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def run_ibnetdiscover(timeout: float = 120.0, extra_args: list[str] | None = None) -> str:
+    """Run `ibnetdiscover` (under the environment the caller set, e.g. ibsim-run's LD_PRELOAD)."""
+    binary = shutil.which("ibnetdiscover") or next((p for p in ("/usr/sbin/ibnetdiscover",) if os.path.exists(p)), None)
+    if binary is None:
+        raise EnvError("ibnetdiscover not found: install infiniband-diags")
+    try:
+        proc = subprocess.run([binary, *(extra_args or [])], capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise EnvError(f"ibnetdiscover did not finish within {timeout:.0f} s") from None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EnvError(f"ibnetdiscover failed (exit {proc.returncode}): {last}")
+    return proc.stdout
+
+
+def discover(*, ibnetdiscover_file: str | None = None, live: bool = False, node_name_map: str | None = None,
+             hosts: list[str] | None = None, timeout: float = 120.0) -> Fabric:
+    name_map = read_node_name_map(node_name_map) if node_name_map else None
+    if live:
+        text, source = run_ibnetdiscover(timeout), "ibnetdiscover"
+    elif ibnetdiscover_file:
+        text, source = read_text_file(ibnetdiscover_file, "ibnetdiscover output"), ibnetdiscover_file
+    else:
+        raise InputError("give --ibnetdiscover FILE or --live")
+    fabric = parse_ibnetdiscover(text, source, node_name_map=name_map, hosts=hosts)
+    fabric.meta.update({"source": "live" if live else "ibnetdiscover", "input": source})
+    if hosts is not None:
+        fabric.meta["host_filter"] = len(hosts)
+    return fabric
+
+
+def expand_hostlist(expr: str) -> list[str]:
+    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+
+    try:
+        return list(NodeSet(expr))
+    except NodeSetParseError as exc:
+        raise InputError(f"bad hostlist {expr!r}: {exc}") from None

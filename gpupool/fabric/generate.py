@@ -1,0 +1,148 @@
+"""Fabric generators for planning and for the testbed: fat-trees (2/3 levels, rails) and dragonfly."""
+
+from __future__ import annotations
+
+from gpupool.errors import UsageError
+from gpupool.fabric.model import ROLE_HCA, ROLE_SWITCH, Fabric, Link, Node
+
+SWITCH_GUID_BASE = 0x0002C90300000000
+CA_GUID_BASE = 0x0002C90400000000
+# ibsim reserves nports+1 GUIDs per CA; keep CA GUIDs 16 apart so port GUIDs never collide.
+CA_GUID_STRIDE = 16
+
+
+class _Builder:
+    def __init__(self, prefix: str, speed: str, width: str) -> None:
+        self.nodes: list[Node] = []
+        self.links: list[Link] = []
+        self.used_ports: list[int] = []
+        self.prefix = prefix
+        self.speed = speed
+        self.width = width
+        self.n_switches = 0
+        self.n_cas = 0
+
+    def switch(self, name: str, group: int = -1) -> int:
+        guid = SWITCH_GUID_BASE + self.n_switches + 1
+        self.n_switches += 1
+        self.nodes.append(Node(id=f"S-{guid:016x}", type="switch", ports=0, desc=name, guid=f"0x{guid:016x}",
+                               role=ROLE_SWITCH, name=name, group=group))
+        self.used_ports.append(0)
+        return len(self.nodes) - 1
+
+    def hca(self, host: str, rail: int) -> int:
+        guid = CA_GUID_BASE + (self.n_cas + 1) * CA_GUID_STRIDE
+        self.n_cas += 1
+        desc = f"{host} mlx5_{rail}"
+        self.nodes.append(Node(id=f"H-{guid:016x}", type="ca", ports=1, desc=desc, guid=f"0x{guid:016x}",
+                               role=ROLE_HCA, host=host, name=f"{host}/mlx5_{rail}", rail=rail))
+        self.used_ports.append(0)
+        return len(self.nodes) - 1
+
+    def cable(self, a: int, b: int) -> None:
+        self.used_ports[a] += 1
+        self.used_ports[b] += 1
+        self.links.append(Link(a, self.used_ports[a], b, self.used_ports[b], self.width, self.speed))
+
+    def finish(self, meta: dict[str, object]) -> Fabric:
+        for node, used in zip(self.nodes, self.used_ports, strict=True):
+            # Switch radix: the ports in use rounded up to a real product size (ibsim needs port <= radix).
+            node.ports = max(used, 1) if node.type == "ca" else _radix(used)
+        return Fabric(nodes=self.nodes, links=self.links, meta=meta)
+
+
+def _radix(used: int) -> int:
+    for size in (8, 12, 18, 24, 36, 40, 48, 64, 80, 128, 255):
+        if used <= size:
+            return size
+    raise UsageError(f"a switch would need {used} ports: more than 255")
+
+
+def host_name(prefix: str, index: int, total: int) -> str:
+    return f"{prefix}{index:0{max(3, len(str(total)))}d}"
+
+
+def _positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+
+
+def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, cores: int = 0, rails: int = 1,
+             prefix: str = "gpu", speed: str = "QDR", width: str = "4x") -> Fabric:
+    """A 2-level (pods=1, cores=0) or 3-level fat-tree; with rails > 1 each leaf position becomes
+    `rails` rail leaves and every host has one HCA per rail (rail-optimised, like a DGX SuperPOD SU).
+
+    `leaves` and `spines` are per pod; every leaf cables to every spine of its pod; spine j of each pod
+    cables to the cores of plane j (cores c with c % spines == j, or core j % cores when cores < spines).
+    """
+    _positive(leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, pods=pods, rails=rails)
+    if pods > 1 and cores < 1:
+        raise UsageError("--pods above 1 needs --cores (the third level)")
+    if cores < 0:
+        raise UsageError("--cores must not be negative")
+    b = _Builder(prefix, speed, width)
+    three_level = cores > 0
+    total_hosts = pods * leaves * hosts_per_leaf
+    core_ids = [b.switch(f"core{c + 1:02d}") for c in range(cores)]
+    host_counter = 0
+    for p in range(pods):
+        pod_tag = f"pod{p + 1}-" if three_level else ""
+        spine_ids = [b.switch(f"{pod_tag}spine{s + 1:02d}") for s in range(spines)]
+        for leaf in range(leaves):
+            if rails > 1:
+                leaf_ids = [b.switch(f"{pod_tag}leaf{leaf + 1:02d}-rail{r}") for r in range(rails)]
+            else:
+                leaf_ids = [b.switch(f"{pod_tag}leaf{leaf + 1:02d}")]
+            for _ in range(hosts_per_leaf):
+                host_counter += 1
+                name = host_name(prefix, host_counter, total_hosts)
+                for r, leaf_id in enumerate(leaf_ids):
+                    b.cable(leaf_id, b.hca(name, r))
+            for leaf_id in leaf_ids:
+                for spine_id in spine_ids:
+                    b.cable(leaf_id, spine_id)
+        for j, spine_id in enumerate(spine_ids):
+            plane = [c for c in range(cores) if c % spines == j] or ([j % cores] if cores else [])
+            for c in plane:
+                b.cable(spine_id, core_ids[c])
+    meta = {"generator": "fat-tree", "leaves": leaves, "hosts_per_leaf": hosts_per_leaf, "spines": spines,
+            "pods": pods, "cores": cores, "rails": rails, "prefix": prefix}
+    return b.finish(meta)
+
+
+def dragonfly(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int, *,
+              prefix: str = "gpu", speed: str = "QDR", width: str = "4x") -> Fabric:
+    """Dragonfly: routers all-to-all inside a group; global links in the standard consecutive
+    arrangement: the k-th global link of group g goes to group (g + 1 + k mod (G-1)) mod G."""
+    _positive(groups=groups, routers_per_group=routers_per_group, hosts_per_router=hosts_per_router)
+    if global_links_per_router < 0:
+        raise UsageError("--global-links-per-router must not be negative")
+    if groups > 1 and global_links_per_router < 1:
+        raise UsageError("--global-links-per-router must be at least 1 with more than one group")
+    b = _Builder(prefix, speed, width)
+    total_hosts = groups * routers_per_group * hosts_per_router
+    routers: list[list[int]] = []
+    host_counter = 0
+    for g in range(groups):
+        row = [b.switch(f"g{g + 1:02d}-r{r + 1:02d}", group=g) for r in range(routers_per_group)]
+        routers.append(row)
+        for router in row:
+            for _ in range(hosts_per_router):
+                host_counter += 1
+                b.cable(router, b.hca(host_name(prefix, host_counter, total_hosts), 0))
+        for i in range(routers_per_group):
+            for j in range(i + 1, routers_per_group):
+                b.cable(row[i], row[j])
+    per_group = routers_per_group * global_links_per_router
+    if groups > 1:
+        for g in range(groups):
+            for k in range(per_group):
+                rnd, off = divmod(k, groups - 1)
+                t = (g + 1 + off) % groups
+                k_back = rnd * (groups - 1) + (g - t - 1) % groups
+                if g < t and k_back < per_group:
+                    b.cable(routers[g][k // global_links_per_router], routers[t][k_back // global_links_per_router])
+    meta = {"generator": "dragonfly", "groups": groups, "routers_per_group": routers_per_group,
+            "hosts_per_router": hosts_per_router, "global_links_per_router": global_links_per_router, "prefix": prefix}
+    return b.finish(meta)
