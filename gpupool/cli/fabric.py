@@ -45,7 +45,7 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
              from_slurm: bool, output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output."""
     from gpupool.errors import UsageError
-    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.discover import discover as run_discover
     from gpupool.fabric.discover import expand_hostlist
     from gpupool.fabric.export import summary
@@ -62,6 +62,7 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
                        timeout=timeout)
     compiled = compile_fabric(fab)
     save_fabric(fab, output, backup=backup)
+    store_compiled(output, compiled)
     for message in fab.warnings:
         warn(message)
     doc = summary(fab, compiled)
@@ -122,12 +123,13 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
 
 
 def _save_generated(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
-    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
     from gpupool.fabric.model import save_fabric
 
     compiled = compile_fabric(fab)
     save_fabric(fab, output, backup=backup)
+    store_compiled(output, compiled)
     doc = summary(fab, compiled)
     doc["output"] = output
     if app().json:

@@ -485,3 +485,10 @@ def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
 
 def host_count_with_role(fabric: Fabric) -> int:
     return sum(1 for n in fabric.nodes if n.role == ROLE_HCA)
+
+
+def store_compiled(fabric_path: str, compiled: CompiledFabric) -> None:
+    """Seed the cache right after writing a fabric file, so the next command starts warm."""
+    from gpupool.fabric.model import fabric_digest
+
+    _write_cache(cache_path_for(fabric_path), compiled, fabric_digest(fabric_path))
