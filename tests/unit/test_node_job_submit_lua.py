@@ -1,0 +1,135 @@
+"""The generated job_submit.lua, run by a real Lua interpreter against a stub `slurm` table."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gpupool.errors import InputError
+from gpupool.node.job_submit_lua import lua_pools, main, render_job_submit_lua
+
+POOLS = {
+    "pools": {
+        "vision": {"nodes": "gpu[001-004]", "owners": ["vision"]},
+        "llm": {"nodes": ["gpu[005-012]", "gpu020"], "owners": ["llm"], "gpus_per_node": 8},
+        "small": {"nodes": "gpu[013-014]", "gpus_per_node": 4},
+    },
+    "accounts": {"vision": {"shares": 30}, "llm": {"shares": 70}},
+}
+
+LUA = shutil.which("lua5.1") or shutil.which("lua5.3") or shutil.which("lua")
+
+STUB = r"""
+NO_VAL = 4294967294
+slurm = { SUCCESS = 0, ERROR = -1, NO_VAL = NO_VAL, NO_VAL16 = 65534 }
+function slurm.log_user(fmt, ...) io.write("USER:" .. string.format(fmt, ...) .. "\n") end
+function slurm.log_info(fmt, ...) end
+assert(dofile(arg[1]) == slurm.SUCCESS)
+local job = { min_nodes = NO_VAL, req_switch = NO_VAL, wait4switch = NO_VAL, num_tasks = NO_VAL }
+for i = 2, #arg do
+  local key, value = string.match(arg[i], "^([%w_]+)=(.*)$")
+  job[key] = tonumber(value) or value
+end
+local rc = slurm_job_submit(job, {}, 1000)
+io.write("rc=" .. rc .. "\n")
+io.write("partition=" .. tostring(job.partition) .. "\n")
+io.write("req_switch=" .. tostring(job.req_switch) .. "\n")
+io.write("wait4switch=" .. tostring(job.wait4switch) .. "\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def lua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if LUA is None:
+        pytest.skip("no lua interpreter installed")
+    directory = tmp_path_factory.mktemp("lua")
+    policy = directory / "job_submit.lua"
+    policy.write_text(render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
+    stub = directory / "stub.lua"
+    stub.write_text(STUB)
+    return stub, policy
+
+
+def submit(lua_script: tuple[Path, Path], **fields: object) -> dict[str, str]:
+    stub, policy = lua_script
+    done = subprocess.run([LUA, str(stub), str(policy), *(f"{k}={v}" for k, v in fields.items())],
+                          capture_output=True, text=True, timeout=30, check=True)
+    result: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition("=") if not line.startswith("USER:") else ("user", "", line[5:])
+        result[key] = value
+    return result
+
+
+def test_pool_sizes_from_hostlists() -> None:
+    pools = {p.name: (p.nodes, p.gpus_per_node, p.owners) for p in lua_pools(POOLS)}
+    assert pools == {"vision": (4, 8, ("vision",)), "llm": (9, 8, ("llm",)), "small": (2, 4, ())}
+
+
+def test_non_gpu_jobs_are_left_alone(lua_script: tuple[Path, Path]) -> None:
+    assert submit(lua_script, account="vision")["partition"] == "nil"
+
+
+def test_gpu_job_goes_to_its_accounts_pool(lua_script: tuple[Path, Path]) -> None:
+    result = submit(lua_script, account="vision", tres_per_node="gres:gpu:4", min_nodes=1)
+    assert (result["rc"], result["partition"]) == ("0", "vision")
+    result = submit(lua_script, default_account="llm", tres_per_node="gres:gpu:8")
+    assert result["partition"] == "llm"
+
+
+def test_account_without_a_pool_borrows_any_that_fits(lua_script: tuple[Path, Path]) -> None:
+    assert submit(lua_script, account="physics", tres_per_node="gres:gpu:2")["partition"] == "vision,llm,small"
+    # 8 GPUs per node do not fit the 4-GPU nodes of `small`.
+    assert submit(lua_script, account="physics", tres_per_node="gres:gpu:a100:8")["partition"] == "vision,llm"
+
+
+def test_owner_pool_too_small_falls_back_to_others(lua_script: tuple[Path, Path]) -> None:
+    result = submit(lua_script, account="vision", tres_per_node="gres:gpu:8", min_nodes=6)
+    assert result["partition"] == "llm"
+
+
+def test_multi_node_job_gets_switches(lua_script: tuple[Path, Path]) -> None:
+    result = submit(lua_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=5)
+    assert (result["req_switch"], result["wait4switch"]) in {("3", "120"), ("3.0", "120")}
+    explicit = submit(lua_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=5, req_switch=1)
+    assert explicit["req_switch"] == "1" and explicit["wait4switch"] == str(4294967294)
+    single = submit(lua_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=1)
+    assert single["req_switch"] == str(4294967294)
+
+
+def test_impossible_requests_are_rejected_with_a_message(lua_script: tuple[Path, Path]) -> None:
+    result = submit(lua_script, account="llm", tres_per_node="gres:gpu:16")
+    assert result["rc"] == "-1"
+    assert result["user"].startswith("gpupool: no GPU pool can ever hold this request (16 GPUs per node")
+    assert "the largest pools have 8 GPUs per node, 9 nodes, 72 GPUs" in result["user"]
+    assert submit(lua_script, account="llm", tres_per_job="gres:gpu:80")["rc"] == "-1"
+    assert submit(lua_script, account="llm", tres_per_job="gres:gpu:72")["partition"] == "llm"
+    explicit = submit(lua_script, partition="small", tres_per_node="gres:gpu:8")
+    assert explicit["rc"] == "-1" and "partition small: 8 GPUs per node, small nodes have 4" in explicit["user"]
+    # A partition that is not a pool is not ours to judge.
+    assert submit(lua_script, partition="debug", tres_per_node="gres:gpu:64")["rc"] == "0"
+
+
+def test_bad_pools_documents() -> None:
+    with pytest.raises(InputError, match="non-empty mapping"):
+        render_job_submit_lua({"pools": {}})
+    with pytest.raises(InputError, match="selector"):
+        render_job_submit_lua({"pools": {"a": {"nodes": "leaf:L1"}}})
+    assert "nodes = 12" in render_job_submit_lua({"pools": {"a": {"nodes": "leaf:L1"}}}, node_counts={"a": 12})
+    with pytest.raises(InputError, match="gpus_per_node"):
+        render_job_submit_lua({"pools": {"a": {"nodes": "n1", "gpus_per_node": 0}}})
+
+
+def test_module_main_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("pools:\n  p1: {nodes: 'gpu[001-002]', owners: [a]}\n")
+    out = tmp_path / "job_submit.lua"
+    assert main([str(pools), "-o", str(out), "--hosts-per-leaf", "4"]) == 0
+    text = out.read_text()
+    assert 'name = "p1", nodes = 2, gpus_per_node = 8' in text and "HOSTS_PER_LEAF = 4" in text
+    pools.write_text("pools: [\n")
+    assert main([str(pools)]) == 4
+    assert capsys.readouterr().err.startswith("gpupool: error:")
