@@ -49,7 +49,7 @@ def _subcommands(group: click.Group, ctx: click.Context, path: str) -> list[str]
         sub = group.get_command(ctx, name)
         if sub is None or sub.hidden:
             continue
-        sub_ctx = click.Context(sub, info_name=name, parent=ctx)
+        sub_ctx = click.Context(sub, info_name=name, parent=ctx, **sub.context_settings)
         full = f"{path} {name}"
         if isinstance(sub, click.Group):
             out += _subcommands(sub, sub_ctx, full)
@@ -62,7 +62,7 @@ def _subcommands(group: click.Group, ctx: click.Context, path: str) -> list[str]
 
 
 def render_page(cmd: click.Command, path: str, *, monitoring: bool = False) -> str:
-    root = click.Context(cmd, info_name=path)
+    root = click.Context(cmd, info_name=path, **cmd.context_settings)
     title = path.replace(" ", "-").upper()
     lines = [f'.TH {title} 1 "" "gpupool {__version__}" "gpupool manual"', ".SH NAME",
              f"{_esc(path.replace(' ', '-'))} \\- {_esc((_help(cmd).splitlines() or [''])[0])}", ".SH SYNOPSIS",
@@ -88,7 +88,7 @@ def render_page(cmd: click.Command, path: str, *, monitoring: bool = False) -> s
 def all_pages() -> dict[str, str]:
     from gpupool.cli.main import cli
 
-    ctx = click.Context(cli, info_name="gpupool")
+    ctx = click.Context(cli, info_name="gpupool", **cli.context_settings)
     pages = {"gpupool.1": render_page(cli, "gpupool")}
     for name in cli.list_commands(ctx):
         cmd = cli.get_command(ctx, name)
