@@ -50,6 +50,34 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     the exit code is non-zero only for CRITICAL (or UNKNOWN with --strict), so Slurm drains
     the node and requeues the job only when the node is really broken.
     """
+    if mode is None:
+        return _check(None, strict, drain, sysfs_root, hca_source)
+    try:
+        return _check(mode, strict, drain, sysfs_root, hca_source)
+    except Exception as exc:  # noqa: BLE001 - as Prolog/Epilog a gpupool failure must not drain
+        from gpupool.errors import GpupoolError
+
+        detail = exc.message if isinstance(exc, GpupoolError) else f"{type(exc).__name__}: {exc}"
+        if app().debug:
+            raise
+        return _internal_failure(mode, strict, detail)
+
+
+def _internal_failure(mode: str, strict: bool, detail: str) -> int:
+    from gpupool.errors import MON_OK, MON_UNKNOWN
+
+    line = f"gpupool: UNKNOWN: {mode} check could not run: {detail}"
+    sys.stderr.write(line + "\n")
+    if app().json:
+        _emit_json({"status": "UNKNOWN", "findings": [], "unknown": [detail], "mode": mode,
+                    "reason": line})
+    else:
+        sys.stdout.write(f"UNKNOWN: {mode} check could not run: {detail}\n")
+    return MON_UNKNOWN if strict else MON_OK
+
+
+def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
+           hca_source: str | None) -> int:
     from dataclasses import replace
 
     from gpupool.node.gpu import NvmlGpuSource
