@@ -11,8 +11,8 @@ from gpupool.fabric.model import Fabric, fabric_to_dict, natural_key
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
 
-IBSIM_WIDTH_MASK = {"1x": 1, "4x": 2, "8x": 4, "12x": 8}
-IBSIM_SPEED_MASK = {"SDR": 1, "DDR": 2, "QDR": 4}
+IBSIM_WIDTHS = ("1x", "2x", "4x", "8x", "12x")
+IBSIM_SPEEDS = ("SDR", "DDR", "QDR")
 
 
 def fold(names: Iterable[str]) -> str:
@@ -112,8 +112,9 @@ def export_slurm_yaml(compiled: CompiledFabric) -> str:
 
 
 def export_ibsim(fabric: Fabric, *, clamp_speed: bool = False) -> str:
-    """ibsim net file: ibnetdiscover-like records with GUID bases, node descriptions and w=/s= port
-    options (ibsim knows SDR/DDR/QDR only; `clamp_speed` maps faster links to QDR)."""
+    """ibsim net file in ibnetdiscover's own format: GUID bases, node descriptions, and each port's
+    width and speed in its comment (`# "desc" lid 0 4xQDR`, which ibsim reads). ibsim knows SDR/DDR/QDR
+    only; `clamp_speed` maps faster links to QDR."""
     per_node: list[list[tuple[int, int, int, str, str]]] = [[] for _ in fabric.nodes]
     for link in fabric.links:
         per_node[link.a].append((link.a_port, link.b, link.b_port, link.width, link.speed))
@@ -124,28 +125,32 @@ def export_ibsim(fabric: Fabric, *, clamp_speed: bool = False) -> str:
         node = fabric.nodes[i]
         if not per_node[i]:
             continue
-        desc = node.desc.replace('"', "'")[:60]
         if node.type == "switch":
             if node.guid:
                 lines.append(f"switchguid={node.guid}")
-            lines.append(f'Switch\t{node.ports} "{node.id}"\t# "{desc}" enhanced port 0 lid 0 lmc 0')
+            lines.append(f'Switch\t{node.ports} "{node.id}"\t# "{_ibsim_desc(node.desc)}" enhanced port 0 lid 0 lmc 0')
         else:
             if node.guid:
                 lines.append(f"caguid={node.guid}")
-            lines.append(f'Ca\t{node.ports} "{node.id}"\t# "{desc}"')
+            lines.append(f'Ca\t{node.ports} "{node.id}"\t# "{_ibsim_desc(node.desc)}"')
         for port, remote, rport, width, speed in sorted(per_node[i]):
-            w = IBSIM_WIDTH_MASK.get(width)
-            s = IBSIM_SPEED_MASK.get(speed)
-            if s is None:
+            if speed not in IBSIM_SPEEDS:
                 if not clamp_speed:
                     raise UsageError(f"ibsim does not simulate {speed} links ({node.name or node.id} port {port}); "
                                      "give --clamp-speed to export them as QDR")
-                s = IBSIM_SPEED_MASK["QDR"]
-            if w is None:
+                speed = "QDR"
+            if width not in IBSIM_WIDTHS:
                 raise UsageError(f"ibsim does not simulate {width} links ({node.name or node.id} port {port})")
-            lines.append(f'[{port}]\t"{fabric.nodes[remote].id}"[{rport}]\tw={w} s={s}')
+            far = fabric.nodes[remote]
+            own_lid = "" if node.type == "switch" else "lid 0 lmc 0 "
+            lines.append(f'[{port}]\t"{far.id}"[{rport}]\t# {own_lid}"{_ibsim_desc(far.desc)}" lid 0 {width}{speed}')
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _ibsim_desc(desc: str) -> str:
+    # ibsim lines are at most 255 characters; quotes would end the field early.
+    return desc.replace('"', "'")[:60]
 
 
 def export_dot(fabric: Fabric, compiled: CompiledFabric) -> str:
