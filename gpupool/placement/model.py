@@ -1,0 +1,138 @@
+"""Plain data of a placement decision: free state, request, result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gpupool.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
+
+
+@dataclass
+class FreeState:
+    """Free GPUs per host (fabric host order) and whether each host can take the job at all."""
+
+    free_gpus: np.ndarray  # int32[H]
+    usable: np.ndarray  # bool[H]: state, CPUs and memory allow the job on this host
+    total_gpus: np.ndarray | None = None  # int32[H] configured GPUs, when known (Slurm)
+
+    @classmethod
+    def from_dict(cls, compiled: CompiledFabric, free: Mapping[str, Any], *, ignore_unknown: bool = False,
+                  source: str = "free state") -> FreeState:
+        """{host: free_gpus}; absent hosts or 0 are unavailable; unknown hosts are an input error."""
+        index = compiled.host_index()
+        free_gpus = np.zeros(compiled.n_hosts, dtype=np.int32)
+        unknown: list[str] = []
+        for host, value in free.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 0:
+                raise InputError(f"{source}: host {host}: free GPUs must be a non-negative integer, got {value!r}")
+            h = index.get(str(host))
+            if h is None:
+                unknown.append(str(host))
+                continue
+            free_gpus[h] = int(value)
+        if unknown and not ignore_unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise InputError(f"{source}: unknown host(s) not in the fabric: {shown} (use --ignore-unknown to skip them)")
+        return cls(free_gpus=free_gpus, usable=free_gpus > 0)
+
+    @classmethod
+    def from_arrays(cls, free_gpus: Iterable[int], usable: Iterable[bool] | None = None) -> FreeState:
+        gpus = np.asarray(list(free_gpus) if not isinstance(free_gpus, np.ndarray) else free_gpus, dtype=np.int32)
+        mask = gpus > 0 if usable is None else np.asarray(usable, dtype=np.bool_) & (gpus > 0)
+        return cls(free_gpus=gpus, usable=mask)
+
+    def without(self, hosts: np.ndarray) -> FreeState:
+        """The same state with the given host indices made unusable (exclude lists)."""
+        usable = self.usable.copy()
+        usable[hosts] = False
+        return FreeState(free_gpus=self.free_gpus, usable=usable, total_gpus=self.total_gpus)
+
+    def to_dict(self, compiled: CompiledFabric) -> dict[str, int]:
+        return {compiled.host_names[h]: int(self.free_gpus[h]) for h in np.nonzero(self.usable & (self.free_gpus > 0))[0]}
+
+
+@dataclass(frozen=True)
+class Request:
+    """N GPUs anywhere, or `nodes` hosts x `gpus_per_node` GPUs each; `max_hops` bounds every pair."""
+
+    gpus: int | None = None
+    gpus_per_node: int | None = None
+    nodes: int | None = None
+    exclude: tuple[str, ...] = ()
+    max_hops: int | None = None
+    partition: str | None = None
+
+    def shape(self) -> tuple[int, int, bool]:
+        """(units, gpus per unit, per_node): a unit is one GPU, or one whole host of K GPUs."""
+        for name, value in (("--gpus", self.gpus), ("--gpus-per-node", self.gpus_per_node), ("--nodes", self.nodes)):
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be a positive number, got {value}")
+        if self.max_hops is not None and self.max_hops < 0:
+            raise UsageError(f"--max-hops must be >= 0, got {self.max_hops}")
+        gpus, per_node, nodes = self.gpus, self.gpus_per_node, self.nodes
+        if per_node is None and nodes is not None:
+            if gpus is None:
+                raise UsageError("--nodes needs --gpus or --gpus-per-node")
+            if gpus % nodes:
+                raise UsageError(f"--gpus {gpus} cannot be split evenly over --nodes {nodes}; give --gpus-per-node")
+            per_node = gpus // nodes
+        if per_node is not None:
+            if nodes is None:
+                if gpus is None:
+                    raise UsageError("--gpus-per-node needs --gpus or --nodes")
+                if gpus % per_node:
+                    raise UsageError(f"--gpus {gpus} is not a multiple of --gpus-per-node {per_node}")
+                nodes = gpus // per_node
+            elif gpus is not None and gpus != nodes * per_node:
+                raise UsageError(f"--gpus {gpus} does not equal --nodes {nodes} x --gpus-per-node {per_node}")
+            return nodes, per_node, True
+        if gpus is None:
+            raise UsageError("give --gpus N (and optionally --gpus-per-node K or --nodes M)")
+        return gpus, 1, False
+
+    @property
+    def total_gpus(self) -> int:
+        units, per_unit, _ = self.shape()
+        return units * per_unit
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Cost figures of an allocation, exactly as CONTRACT.md defines them."""
+
+    pair_hops_sum: int
+    mean_hops: float
+    max_hops: int
+    leaf_switches: int
+    groups: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pair_hops_sum": self.pair_hops_sum, "mean_hops": round(self.mean_hops, 6), "max_hops": self.max_hops,
+                "leaf_switches": self.leaf_switches, "groups": self.groups}
+
+
+@dataclass
+class Placement:
+    allocation: dict[str, int]  # host -> GPUs, fabric (natural) host order
+    cost: Cost
+    feasible: bool = True
+    algorithm: str = ""
+    optimal: bool = False  # proven optimal (exact DP or brute force)
+    lower_bound: int | None = None  # on pair_hops_sum, when the result comes from a heuristic
+    elapsed_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.allocation)
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(self.allocation.values())
