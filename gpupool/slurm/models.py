@@ -1,0 +1,134 @@
+"""Plain data the Slurm layer hands to the rest of gpupool (no Slurm calls here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Node state flags (upper case, as Slurm prints them) that make a node unusable for a new job.
+UNUSABLE_FLAGS = frozenset({
+    "DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "MAINT", "RESERVED", "FUTURE",
+    "UNKNOWN", "NOT_RESPONDING", "NO_RESPOND", "POWERED_DOWN", "POWERING_DOWN", "POWER_DOWN",
+    "POWERING_UP", "POWER_UP", "REBOOT_ISSUED", "REBOOT_REQUESTED", "INVALID", "INVALID_REG",
+    "CLOUD_POWERED_DOWN",
+})
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One Slurm node as the placement engine needs it."""
+
+    name: str
+    flags: frozenset[str]  # every state word, upper case: {"MIXED"}, {"IDLE", "DRAIN"}, ...
+    gpus_total: int = 0
+    gpus_used: int = 0
+    gpu_types: tuple[str, ...] = ()
+    cpus_total: int = 0
+    cpus_alloc: int = 0
+    memory_mb: int = 0  # RealMemory
+    memory_alloc_mb: int = 0
+    partitions: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def free_gpus(self) -> int:
+        return max(0, self.gpus_total - self.gpus_used)
+
+    @property
+    def free_cpus(self) -> int:
+        return max(0, self.cpus_total - self.cpus_alloc)
+
+    @property
+    def free_memory_mb(self) -> int:
+        return max(0, self.memory_mb - self.memory_alloc_mb)
+
+    @property
+    def usable(self) -> bool:
+        """True when Slurm could start a new job here now (not down, drained, reserved, ...)."""
+        return not (self.flags & UNUSABLE_FLAGS)
+
+    @property
+    def state(self) -> str:
+        """Slurm-style state text, e.g. ``MIXED+DRAIN``."""
+        order = ["IDLE", "MIXED", "ALLOCATED", "COMPLETING", "DOWN", "UNKNOWN", "FUTURE"]
+        base = [f for f in order if f in self.flags]
+        rest = sorted(self.flags - set(base))
+        return "+".join(base + rest) or "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a job asked for (the parts that matter for GPU placement)."""
+
+    nodes: int | None = None  # -N (minimum)
+    gpus_per_node: int | None = None  # --gres=gpu:K / --gpus-per-node=K
+    gpus_total: int | None = None  # --gpus=N
+    required_nodes: str = ""  # --nodelist as Slurm stores it
+    excluded_nodes: str = ""
+    partition: str = ""
+    switches: str = ""  # --switches as Slurm prints it, e.g. "1@00:05:00"
+
+    @property
+    def total_gpus(self) -> int | None:
+        if self.gpus_total:
+            return self.gpus_total
+        if self.gpus_per_node and self.nodes:
+            return self.gpus_per_node * self.nodes
+        return None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job from squeue/scontrol; `allocation` is host -> GPUs actually allocated."""
+
+    job_id: str
+    name: str = ""
+    user: str = ""
+    account: str = ""
+    partition: str = ""
+    state: str = ""  # upper case: RUNNING, PENDING, ...
+    reason: str = ""
+    nodes: tuple[str, ...] = ()
+    allocation: dict[str, int] = field(default_factory=dict)
+    request: JobRequest = field(default_factory=JobRequest)
+    comment: str = ""
+    start_time: int | None = None  # epoch seconds (expected start for pending jobs)
+    submit_time: int | None = None
+
+    @property
+    def gpupool_plan(self) -> dict[str, str]:
+        """Fields gpupool recorded in the comment (``gpupool:key=value,...``), else {}."""
+        return parse_plan_comment(self.comment)
+
+
+def parse_plan_comment(comment: str) -> dict[str, str]:
+    """``gpupool:pair_hops_sum=4,leaf_switches=1`` -> {"pair_hops_sum": "4", ...}."""
+    comment = (comment or "").strip()
+    if not comment.startswith("gpupool:"):
+        return {}
+    fields: dict[str, str] = {}
+    for item in comment[len("gpupool:"):].split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job_id: str
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class TestOnlyResult:
+    """What ``sbatch --test-only`` said: the job would start at `start_time` on `nodes`."""
+
+    __test__ = False  # not a pytest class
+
+    job_id: str
+    start_time: str
+    processors: int
+    nodes: tuple[str, ...]
+    partition: str
+    starts_now: bool

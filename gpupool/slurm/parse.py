@@ -1,0 +1,438 @@
+"""Parsers for Slurm command output, 22.05 .. 24.x (pure functions over text / decoded JSON).
+
+JSON schema differences handled here:
+
+- 22.05 (openapi v0.0.38, ``sinfo --json`` / ``squeue --json``): node ``state`` is a lower-case
+  string plus a ``state_flags`` list; numbers are plain; ``features`` is a comma string;
+  ``tres_per_node`` reads ``gres:gpu:3``.
+- 23.02 .. 24.x (data_parser v0.0.39 .. v0.0.42, ``scontrol show nodes --json``): ``state`` and
+  ``job_state`` are lists of upper-case words; many numbers are ``{"set", "infinite",
+  "number"}`` objects; ``features`` is a list; ``tres_per_node`` reads ``gres/gpu:3``; meta's
+  version numbers may be strings (``"05"``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+
+from gpupool.errors import InputError
+from gpupool.slurm.gres import (
+    NULL_VALUES,
+    gpu_count,
+    gpu_types,
+    memory_mb,
+    tres_gpu_count,
+    tres_value,
+)
+from gpupool.slurm.models import JobInfo, JobRequest, NodeState, TestOnlyResult
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def number(value: Any, default: int | None = None) -> int | None:
+    """Plain number or 23.02+ ``{"set": bool, "infinite": bool, "number": N}`` -> int (or default)."""
+    if isinstance(value, Mapping):
+        if not value.get("set", True) or value.get("infinite"):
+            return default
+        value = value.get("number")
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def words(value: Any) -> list[str]:
+    """A comma string or a list -> list of non-empty words (features, partitions, flags)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: Iterable[Any] = value.split(",")
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        items = [value]
+    return [str(v).strip() for v in items if str(v).strip() and str(v).strip().lower() not in NULL_VALUES]
+
+
+def expand_hostlist(text: str | None) -> list[str]:
+    """Slurm hostlist -> host names in Slurm's order (sorted, as Slurm stores node bitmaps)."""
+    if not text or text.strip().lower() in NULL_VALUES:
+        return []
+    try:
+        return list(NodeSet(text.strip()))
+    except NodeSetParseError as exc:
+        raise InputError(f"cannot parse Slurm hostlist {text!r}: {exc}") from None
+
+
+def fold_hostlist(hosts: Iterable[str]) -> str:
+    """Host names -> compact Slurm hostlist (``gpu[001-004]``)."""
+    return str(NodeSet.fromlist(list(hosts)))
+
+
+def state_flags(state: Any, extra_flags: Any = None) -> frozenset[str]:
+    """Normalise every spelling of node state to a set of upper-case words.
+
+    ``"mixed"`` + ``["DRAIN"]`` (22.05 JSON), ``["IDLE", "DRAIN"]`` (23.02+),
+    ``IDLE+DRAIN`` / ``DOWN*`` / ``MIXED~`` (scontrol/sinfo text; ``*`` = not responding,
+    ``~`` = powered down, ``#`` = powering up, ``%`` = powering down, ``!`` = pending power down).
+    """
+    raw = words(state) if not isinstance(state, str) else [state]
+    raw += words(extra_flags)
+    flags: set[str] = set()
+    suffix_flags = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP",
+                    "%": "POWERING_DOWN", "!": "POWER_DOWN", "$": "MAINT", "@": "REBOOT_REQUESTED",
+                    "^": "REBOOT_ISSUED", "-": "PLANNED"}
+    for item in raw:
+        for word in str(item).split("+"):
+            word = word.strip()
+            while word and word[-1] in suffix_flags:
+                flags.add(suffix_flags[word[-1]])
+                word = word[:-1]
+            if word:
+                flags.add(word.upper().replace(" ", "_"))
+    return frozenset(flags)
+
+
+def _version_from_meta(meta: Mapping[str, Any]) -> tuple[int, int] | None:
+    slurm = meta.get("Slurm") or meta.get("slurm") or {}
+    version = slurm.get("version") if isinstance(slurm, Mapping) else None
+    if isinstance(version, Mapping):
+        major, minor = number(version.get("major")), number(version.get("minor"))
+        if major is not None and minor is not None:
+            return major, minor
+    return None
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``slurm-wlm 22.05.8`` / ``slurm 24.05.3`` -> (22, 5, 8)."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not match:
+        raise InputError(f"cannot read a Slurm version from {text.strip()!r}")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def json_errors(doc: Mapping[str, Any]) -> list[str]:
+    """Error messages a Slurm JSON document carries in its ``errors`` list."""
+    out = []
+    for err in doc.get("errors") or []:
+        if isinstance(err, Mapping):
+            out.append(str(err.get("description") or err.get("error") or err))
+        else:
+            out.append(str(err))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# nodes
+
+
+def node_from_json(node: Mapping[str, Any]) -> NodeState:
+    """One entry of ``nodes`` from sinfo --json (22.05) or scontrol show nodes --json (23.02+)."""
+    gres = node.get("gres") or ""
+    gres_used = node.get("gres_used") or ""
+    memory = number(node.get("real_memory"), 0) or 0
+    alloc_mem = number(node.get("alloc_memory"), 0) or 0
+    cpus = number(node.get("cpus"), 0) or 0
+    effective = number(node.get("effective_cpus"), None)
+    alloc_cpus = number(node.get("alloc_cpus"), 0) or 0
+    return NodeState(
+        name=str(node.get("name") or node.get("hostname")),
+        flags=state_flags(node.get("state"), node.get("state_flags")),
+        gpus_total=gpu_count(gres),
+        gpus_used=gpu_count(gres_used),
+        gpu_types=tuple(gpu_types(gres)),
+        cpus_total=effective if effective else cpus,
+        cpus_alloc=alloc_cpus,
+        memory_mb=memory,
+        memory_alloc_mb=alloc_mem,
+        partitions=tuple(words(node.get("partitions"))),
+        features=tuple(words(node.get("active_features") or node.get("features"))),
+        reason=str(node.get("reason") or ""),
+    )
+
+
+def nodes_from_json(doc: Mapping[str, Any]) -> list[NodeState]:
+    """Whole ``{"nodes": [...]}`` document -> node states (errors raise InputError)."""
+    if "nodes" not in doc:
+        errors = json_errors(doc)
+        raise InputError("Slurm node JSON has no 'nodes' list" + (f": {errors[0]}" if errors else ""))
+    return [node_from_json(n) for n in doc["nodes"]]
+
+
+_KV_SPLIT = re.compile(r"\s+(?=[A-Za-z][A-Za-z0-9_/:]*=)")
+
+
+def key_values(line: str) -> list[tuple[str, str]]:
+    """One ``scontrol -o show ...`` record -> (key, value) pairs, in order, repeats kept.
+
+    Values may contain spaces (``Reason=ReqNodeNotAvail, UnavailableNodes:gpu004``,
+    ``Comment=two words``); a new pair starts only where a token looks like ``Key=``.
+    """
+    pairs: list[tuple[str, str]] = []
+    for token in _KV_SPLIT.split(line.strip()):
+        key, sep, value = token.partition("=")
+        if sep:
+            pairs.append((key, value.strip()))
+        elif pairs:
+            key0, value0 = pairs[-1]
+            pairs[-1] = (key0, f"{value0} {token}".strip())
+    return pairs
+
+
+def node_from_scontrol(line: str) -> NodeState:
+    """One line of ``scontrol -d -o show nodes`` (any version) -> NodeState."""
+    kv = dict(key_values(line))
+    cpus = number(kv.get("CPUEfctv") or kv.get("CPUTot"), 0) or 0
+    return NodeState(
+        name=kv.get("NodeName", ""),
+        flags=state_flags(kv.get("State", "UNKNOWN")),
+        gpus_total=gpu_count(kv.get("Gres")),
+        gpus_used=gpu_count(kv.get("GresUsed")),
+        gpu_types=tuple(gpu_types(kv.get("Gres"))),
+        cpus_total=cpus,
+        cpus_alloc=number(kv.get("CPUAlloc"), 0) or 0,
+        memory_mb=number(kv.get("RealMemory"), 0) or 0,
+        memory_alloc_mb=number(kv.get("AllocMem"), 0) or 0,
+        partitions=tuple(words(kv.get("Partitions"))),
+        features=tuple(words(kv.get("ActiveFeatures") or kv.get("AvailableFeatures"))),
+        reason=_strip_reason(kv.get("Reason", "")),
+    )
+
+
+def _strip_reason(reason: str) -> str:
+    # scontrol appends " [user@time]" to node reasons.
+    return re.sub(r"\s*\[[^\]]*\]\s*$", "", reason or "")
+
+
+def nodes_from_scontrol(text: str) -> list[NodeState]:
+    return [node_from_scontrol(line) for line in text.splitlines() if line.startswith("NodeName=")]
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+
+
+def _job_state(value: Any) -> str:
+    states = words(value) if not isinstance(value, str) else [value]
+    return "+".join(s.upper() for s in states) if states else ""
+
+
+def _allocation(hosts: list[str], gres_detail: list[str], tres_per_node: str,
+                tres_alloc: str) -> dict[str, int]:
+    """Host -> allocated GPUs, from per-node gres_detail (preferred) or the uniform request."""
+    if gres_detail and len(gres_detail) == len(hosts):
+        return {h: gpu_count(d) for h, d in zip(hosts, gres_detail, strict=True)}
+    per_node = gpu_count(tres_per_node)
+    if per_node:
+        return dict.fromkeys(hosts, per_node)
+    total = tres_gpu_count(tres_alloc)
+    if total and hosts and total % len(hosts) == 0:
+        return dict.fromkeys(hosts, total // len(hosts))
+    return dict.fromkeys(hosts, 0)
+
+
+def job_from_json(job: Mapping[str, Any]) -> JobInfo:
+    """One entry of ``jobs`` from squeue --json (22.05 .. 24.x)."""
+    state = _job_state(job.get("job_state"))
+    nodes_text = job.get("nodes") or ""
+    if isinstance(job.get("job_resources"), Mapping) and not nodes_text:
+        res_nodes = job["job_resources"].get("nodes")
+        nodes_text = res_nodes.get("list", "") if isinstance(res_nodes, Mapping) else (res_nodes or "")
+    running = state.split("+")[0] in {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED"}
+    hosts = expand_hostlist(nodes_text) if running else []
+    tres_per_node = str(job.get("tres_per_node") or "")
+    tres_per_job = str(job.get("tres_per_job") or "")
+    tres_alloc = str(job.get("tres_alloc_str") or "")
+    gres_detail = [str(g) for g in job.get("gres_detail") or []]
+    node_count = number(job.get("node_count"), None)
+    if node_count is None:
+        node_count = number(job.get("nodes_count"), None)
+    request = JobRequest(
+        nodes=node_count,
+        gpus_per_node=gpu_count(tres_per_node) or None,
+        gpus_total=gpu_count(tres_per_job) or None,
+        required_nodes=_null_to_empty(job.get("required_nodes")),
+        excluded_nodes=_null_to_empty(job.get("excluded_nodes")),
+        partition=str(job.get("partition") or ""),
+        switches=_switches_json(job),
+    )
+    return JobInfo(
+        job_id=_job_id(job),
+        name=str(job.get("name") or ""),
+        user=str(job.get("user_name") or job.get("user_id") or ""),
+        account=str(job.get("account") or ""),
+        partition=str(job.get("partition") or ""),
+        state=state,
+        reason=str(job.get("state_reason") or ""),
+        nodes=tuple(hosts),
+        allocation=_allocation(hosts, gres_detail, tres_per_node, tres_alloc) if hosts else {},
+        request=request,
+        comment=str(job.get("comment") or ""),
+        start_time=number(job.get("start_time"), None),
+        submit_time=number(job.get("submit_time"), None),
+    )
+
+
+def _job_id(job: Mapping[str, Any]) -> str:
+    job_id = number(job.get("job_id"), 0)
+    array_id = number(job.get("array_job_id"), 0)
+    task = number(job.get("array_task_id"), None)
+    if array_id and task is not None and array_id != job_id:
+        return f"{array_id}_{task}"
+    return str(job_id)
+
+
+def _switches_json(job: Mapping[str, Any]) -> str:
+    req = number(job.get("required_switches"), None)
+    if req is None:
+        return ""
+    wait = number(job.get("wait4switch"), 0) or 0
+    return f"{req}@{wait}s"
+
+
+def _null_to_empty(value: Any) -> str:
+    text = str(value or "").strip()
+    return "" if text.lower() in NULL_VALUES else text
+
+
+def jobs_from_json(doc: Mapping[str, Any]) -> list[JobInfo]:
+    if "jobs" not in doc:
+        errors = json_errors(doc)
+        raise InputError("Slurm job JSON has no 'jobs' list" + (f": {errors[0]}" if errors else ""))
+    return [job_from_json(j) for j in doc["jobs"]]
+
+
+def _scontrol_time(text: str | None) -> int | None:
+    if not text or text in {"Unknown", "None", "N/A"}:
+        return None
+    try:
+        return int(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        return None
+
+
+def job_from_scontrol(line: str) -> JobInfo:
+    """One line of ``scontrol -d -o show job`` -> JobInfo (per-node GRES from the detail part)."""
+    pairs = key_values(line)
+    kv: dict[str, str] = {}
+    for key, value in pairs:
+        kv.setdefault(key, value)
+    state = kv.get("JobState", "").upper()
+    running = state in {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED"}
+    hosts = expand_hostlist(kv.get("NodeList")) if running else []
+    allocation: dict[str, int] = {}
+    # -d detail: repeated "Nodes=<hostlist> CPU_IDs=... Mem=... GRES=gpu:h100:3(IDX:0-2)".
+    current: list[str] = []
+    for key, value in pairs:
+        if key == "Nodes":
+            current = expand_hostlist(value)
+        elif key == "GRES" and current:
+            for host in current:
+                allocation[host] = gpu_count(value)
+            current = []
+    if hosts and not allocation:
+        allocation = _allocation(hosts, [], kv.get("TresPerNode", ""), kv.get("AllocTRES", ""))
+    for host in hosts:
+        allocation.setdefault(host, 0)
+    num_nodes = kv.get("NumNodes", "")
+    nodes_min = number(num_nodes.split("-")[0], None) if num_nodes else None
+    request = JobRequest(
+        nodes=nodes_min,
+        gpus_per_node=gpu_count(kv.get("TresPerNode")) or None,
+        gpus_total=gpu_count(kv.get("TresPerJob")) or None,
+        required_nodes=_null_to_empty(kv.get("ReqNodeList")),
+        excluded_nodes=_null_to_empty(kv.get("ExcNodeList")),
+        partition=kv.get("Partition", ""),
+        switches=kv.get("Switches", ""),
+    )
+    user = kv.get("UserId", "")
+    return JobInfo(
+        job_id=kv.get("JobId", ""),
+        name=kv.get("JobName", ""),
+        user=user.split("(")[0],
+        account=_null_to_empty(kv.get("Account")),
+        partition=kv.get("Partition", ""),
+        state=state,
+        reason=kv.get("Reason", ""),
+        nodes=tuple(hosts),
+        allocation={h: allocation[h] for h in hosts},
+        request=request,
+        comment=_null_to_empty(kv.get("Comment")),
+        start_time=_scontrol_time(kv.get("StartTime")),
+        submit_time=_scontrol_time(kv.get("SubmitTime")),
+    )
+
+
+def jobs_from_scontrol(text: str) -> list[JobInfo]:
+    return [job_from_scontrol(line) for line in text.splitlines() if line.startswith("JobId=")]
+
+
+# ---------------------------------------------------------------------------------------------
+# partitions
+
+
+def partitions_from_scontrol(text: str) -> dict[str, dict[str, str]]:
+    """``scontrol -o show partition`` -> {name: {key: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        if line.startswith("PartitionName="):
+            kv = dict(key_values(line))
+            out[kv["PartitionName"]] = kv
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# sbatch
+
+
+_SUBMITTED = re.compile(r"Submitted batch job (\d+)(?: on cluster (\S+))?")
+_TEST_ONLY = re.compile(
+    r"Job (\d+) to start at (\S+) using (\d+) processors on nodes (\S+) in partition (\S+)"
+)
+
+
+def parse_sbatch_output(text: str) -> tuple[str, str]:
+    """``Submitted batch job 12`` (or ``--parsable``: ``12`` / ``12;cluster``) -> (job id, cluster)."""
+    match = _SUBMITTED.search(text)
+    if match:
+        return match.group(1), match.group(2) or ""
+    for line in text.splitlines():
+        line = line.strip()
+        if re.fullmatch(r"\d+(;\S+)?", line):
+            job_id, _, cluster = line.partition(";")
+            return job_id, cluster
+    raise InputError(f"cannot read a job id from sbatch output: {text.strip()[:200]!r}")
+
+
+def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) -> TestOnlyResult:
+    """``sbatch --test-only`` stderr -> where and when Slurm would start the job."""
+    match = _TEST_ONLY.search(text)
+    if not match:
+        raise InputError(f"cannot read sbatch --test-only output: {text.strip()[:200]!r}")
+    start = match.group(2)
+    starts_now = False
+    if now is not None:
+        try:
+            starts_now = datetime.fromisoformat(start).timestamp() <= now + slack_s
+        except ValueError:
+            starts_now = False
+    return TestOnlyResult(
+        job_id=match.group(1),
+        start_time=start,
+        processors=int(match.group(3)),
+        nodes=tuple(expand_hostlist(match.group(4))),
+        partition=match.group(5),
+        starts_now=starts_now,
+    )
+
+
+def memory_of_tres(tres: str | None) -> int:
+    return memory_mb(tres_value(tres, "mem"))
