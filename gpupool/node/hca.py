@@ -28,6 +28,13 @@ class HcaSource(Protocol):
         ...
 
 
+def normalise_link_layer(text: str) -> str:
+    """ibstat says "IB" or "InfiniBand", "ETH" or "Ethernet": use the sysfs spelling."""
+    value = text.strip()
+    return {"ib": "InfiniBand", "infiniband": "InfiniBand", "eth": "Ethernet",
+            "ethernet": "Ethernet", "": "InfiniBand"}.get(value.lower(), value)
+
+
 def _strip_number(text: str) -> str:
     """'4: ACTIVE' -> 'ACTIVE'."""
     return text.split(":", 1)[1].strip() if ":" in text else text.strip()
@@ -67,7 +74,7 @@ class SysfsHcaSource:
                     state=_strip_number(_read(port_dir / "state")).upper(),
                     phys_state=_strip_number(_read(port_dir / "phys_state")),
                     rate_gbps=parse_rate(_read(port_dir / "rate")),
-                    link_layer=_read(port_dir / "link_layer").strip() or "InfiniBand",
+                    link_layer=normalise_link_layer(_read(port_dir / "link_layer")),
                 ))
         return found
 
@@ -93,7 +100,7 @@ def parse_ibstat(text: str) -> list[HcaPort]:
                 state=values.get("state", "").upper(),
                 phys_state=values.get("physical state", ""),
                 rate_gbps=parse_rate(values.get("rate", "")),
-                link_layer=values.get("link layer", "InfiniBand") or "InfiniBand",
+                link_layer=normalise_link_layer(values.get("link layer", "")),
             ))
 
     for raw in text.splitlines():

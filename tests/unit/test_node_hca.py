@@ -45,12 +45,12 @@ CA 'mlx5_1'
 		State: Down
 		Physical state: Polling
 		Rate: 10
-		Link layer: InfiniBand
+		Link layer: IB
 	Port 2:
 		State: Active
 		Physical state: LinkUp
 		Rate: 100
-		Link layer: Ethernet
+		Link layer: ETH
 """
 
 
