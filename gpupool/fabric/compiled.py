@@ -138,7 +138,7 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
     switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
     generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
 
-    kind, switch_group = _classify(n_sw, sw_edges, switch_level, generator_groups, fabric.meta)
+    kind, switch_group = _classify(n_sw, sw_edges, switch_level, generator_groups, fabric.meta, switch_names)
 
     host_class = _host_classes(host_sw)
     tree = _logical_tree(n_sw, n_hosts, host_sw, sw_edges, switch_level, switch_group, kind, switch_names)
@@ -165,7 +165,7 @@ def _csr(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _classify(n_sw: int, sw_edges: set[tuple[int, int]], level: np.ndarray, generator_groups: np.ndarray,
-              meta: dict[str, Any]) -> tuple[str, np.ndarray]:
+              meta: dict[str, Any], switch_names: list[str]) -> tuple[str, np.ndarray]:
     """fat-tree when every switch cable joins adjacent levels; dragonfly for dense groups with sparse global links."""
     no_groups = np.full(n_sw, -1, dtype=np.int32)
     if n_sw == 0:
@@ -177,7 +177,17 @@ def _classify(n_sw: int, sw_edges: set[tuple[int, int]], level: np.ndarray, gene
         return "dragonfly", generator_groups
     groups = _dense_groups(n_sw, sw_edges)
     if groups is not None:
-        return "dragonfly", groups
+        # Number groups by their first switch name, so a rediscovered fabric keeps its group names.
+        first = {}
+        for s in range(n_sw):
+            g = int(groups[s])
+            if g not in first or natural_key(switch_names[s]) < natural_key(switch_names[first[g]]):
+                first[g] = s
+        order = sorted(first, key=lambda g: natural_key(switch_names[first[g]]))
+        renumber = np.empty(len(order), dtype=np.int32)
+        for new, old in enumerate(order):
+            renumber[old] = new
+        return "dragonfly", renumber[groups]
     return "graph", no_groups
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 from gpupool.errors import EnvError, InputError
 from gpupool.fabric.ibnetdiscover import MAX_INPUT_BYTES, parse_ibnetdiscover, read_node_name_map
@@ -33,17 +31,12 @@ def read_text_file(path: str, what: str = "file") -> str:
 
 
 def run_ibnetdiscover(timeout: float = 120.0, extra_args: list[str] | None = None) -> str:
-    """Run `ibnetdiscover` (under the environment the caller set, e.g. ibsim-run's LD_PRELOAD)."""
-    binary = shutil.which("ibnetdiscover") or next((p for p in ("/usr/sbin/ibnetdiscover",) if os.path.exists(p)), None)
-    if binary is None:
-        raise EnvError("ibnetdiscover not found: install infiniband-diags")
-    try:
-        proc = subprocess.run([binary, *(extra_args or [])], capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise EnvError(f"ibnetdiscover did not finish within {timeout:.0f} s") from None
-    if proc.returncode != 0 or not proc.stdout.strip():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EnvError(f"ibnetdiscover failed (exit {proc.returncode}): {last}")
+    """Run `ibnetdiscover` now (through $GPUPOOL_IBDIAG_WRAPPER, e.g. ibsim-run on the testbed)."""
+    from gpupool.ibtools import run_tool
+
+    proc = run_tool("ibnetdiscover", extra_args or [], timeout=timeout)
+    if not proc.stdout.strip():
+        raise EnvError("ibnetdiscover printed nothing")
     return proc.stdout
 
 
