@@ -1,0 +1,138 @@
+"""`gpupool plan`: the minimal-hop allocation for a request, next to what Slurm itself would pick."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gpupool.cli.context import app, json_option
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
+    from gpupool.placement.model import Placement
+
+
+@click.command("plan")
+@click.option("--gpus", type=int, metavar="N", help="Total GPUs.")
+@click.option("--gpus-per-node", type=int, metavar="K", help="Exactly K GPUs on every chosen host.")
+@click.option("--nodes", type=int, metavar="M", help="Number of hosts (with --gpus-per-node, or --gpus divisible by M).")
+@click.option("--partition", metavar="P", help="Slurm partition whose nodes may be used.")
+@click.option("--free", "free_path", metavar="FILE", help="Free state as JSON {\"host\": free_gpus}; default: ask Slurm.")
+@click.option("--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
+@click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
+@click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
+@click.option("--ignore-unknown", is_flag=True, help="Skip hosts of the free file that are not in the fabric.")
+@json_option
+def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
+         free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
+         ignore_unknown: bool) -> None:
+    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit)."""
+    start = time.perf_counter()
+    from gpupool.cli.render import emit_json, warn
+    from gpupool.config import resolve_fabric_path
+    from gpupool.errors import InfeasibleError, UsageError
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.placement.engine import place
+    from gpupool.placement.model import Request
+    from gpupool.placement.planning import (
+        free_state_from_slurm,
+        load_free_file,
+        plan_document,
+        reference_placement,
+    )
+
+    ctx = app()
+    excluded: tuple[str, ...] = ()
+    if exclude:
+        from gpupool.slurm.parse import expand_hostlist
+
+        excluded = tuple(expand_hostlist(exclude))
+    request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=excluded, max_hops=max_hops,
+                      partition=partition)
+    try:
+        request.shape()
+    except UsageError as exc:
+        raise click.UsageError(exc.message) from None
+    compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
+    if free_path:
+        free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
+    else:
+        free = free_state_from_slurm(ctx.factories.get("slurm"), compiled, request, warn=warn)
+    reference = reference_placement(compiled, free, request)
+    try:
+        placement = place(compiled, free, request)
+    except InfeasibleError as exc:
+        if ctx.json:
+            emit_json(plan_document(None, reference, request, _ms(start), error=exc.message))
+        raise
+    elapsed = _ms(start)
+    if ctx.json:
+        emit_json(plan_document(placement, reference, request, elapsed))
+        return
+    _render(compiled, free.free_gpus, placement, reference, elapsed)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
+            reference: tuple[str, Placement | None], elapsed_ms: float) -> None:
+    from rich.table import Table
+    from rich.tree import Tree
+
+    from gpupool.cli.render import stdout_console
+    from gpupool.placement.planning import fold_hosts
+
+    console = stdout_console()
+    index = compiled.host_index()
+    by_leaf: dict[int, list[str]] = {}
+    for host in placement.allocation:
+        by_leaf.setdefault(int(compiled.host_tree_leaf[index[host]]), []).append(host)
+    parent = compiled.tree_parent
+    paths: dict[int, list[int]] = {}
+    for leaf in by_leaf:
+        chain = [leaf]
+        while chain[-1] >= 0 and parent[chain[-1]] >= 0:
+            chain.append(int(parent[chain[-1]]))
+        paths[leaf] = chain[::-1]
+    root = Tree(f"[bold]{compiled.kind}[/] fabric: {placement.total_gpus} GPUs on {len(placement.allocation)} hosts "
+                f"({fold_hosts(placement.hosts)})")
+    nodes: dict[int, Tree] = {}
+    for leaf in sorted(by_leaf, key=lambda t: paths[t]):
+        branch = root
+        for t in paths[leaf]:
+            if t < 0:
+                continue
+            if t not in nodes:
+                level = int(compiled.tree_level[t])
+                nodes[t] = branch.add(f"{compiled.tree_names[t]} [dim](level {level})[/]")
+            branch = nodes[t]
+        for host in by_leaf[leaf]:
+            free = int(free_gpus[index[host]])
+            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] GPUs [dim](of {free} free)[/]")
+    console.print(root)
+    mode, ref = reference
+    table = Table(title=None, show_edge=False)
+    table.add_column("cost")
+    table.add_column("gpupool", justify="right")
+    table.add_column(f"{mode} reference", justify="right")
+    keys = ("pair_hops_sum", "mean_hops", "max_hops", "leaf_switches", "groups")
+    ours = placement.cost.to_json()
+    theirs = ref.cost.to_json() if ref else {}
+    for key in keys:
+        a = ours[key]
+        b = theirs.get(key, "-")
+        table.add_row(key, f"{a:.3f}" if isinstance(a, float) else str(a),
+                      f"{b:.3f}" if isinstance(b, float) else str(b))
+    console.print(table)
+    if ref and ref.cost.pair_hops_sum > 0:
+        ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
+        console.print(f"{mode} would pick {fold_hosts(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's")
+    elif ref is None:
+        console.print(f"{mode} would not start this job now")
+    note = "optimal" if placement.optimal else f"heuristic, lower bound {placement.lower_bound}"
+    console.print(f"[dim]{placement.algorithm} ({note}); placement {placement.elapsed_ms:.1f} ms, "
+                  f"total {elapsed_ms:.1f} ms[/]")
