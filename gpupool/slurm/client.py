@@ -105,11 +105,14 @@ class CommandsClient:
             if job_ids:
                 argv += ["--jobs", ",".join(job_ids)]
             try:
-                return parse.jobs_from_json(self._json(argv))
+                found = parse.jobs_from_json(self._json(argv))
             except SlurmCommandError as exc:
                 if job_ids and "Invalid job id" in exc.stderr:
                     return []
                 raise
+            # 22.05's squeue --json ignores --user/--jobs filters: apply them here.
+            wanted = {str(j) for j in job_ids or ()}
+            return [j for j in found if (not user or j.user == user) and (not wanted or j.job_id in wanted)]
         found: list[JobInfo] = []
         for job_id in job_ids or [None]:
             argv = ["scontrol", "-d", "-o", "show", "job"] + ([job_id] if job_id else [])

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gpupool.errors import InputError
-from gpupool.slurm.models import JobInfo, NodeState
-from gpupool.slurm.parse import expand_hostlist, parse_plan_comment
+from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
+from gpupool.slurm.parse import expand_hostlist
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ def parse_plan_comment(comment: str) -> dict[str, str]:
     if not comment.startswith("gpupool:"):
         return {}
     fields: dict[str, str] = {}
-    for item in comment[len("gpupool:"):].split(","):
+    # gpupool's fields end at ";" (the user's own --comment, if any, follows it).
+    for item in comment[len("gpupool:"):].split(";", 1)[0].split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip():
             fields[key.strip()] = value.strip()

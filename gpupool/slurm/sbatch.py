@@ -183,6 +183,7 @@ class GpuRequestHints:
     mem_per_gpu_mb: int | None = None
     features: tuple[str, ...] = ()
     families: tuple[str, ...] = ()  # which GPU options were used: "gres", "gpus-per-node", "gpus"
+    other_gres: tuple[str, ...] = ()  # non-GPU entries of the last --gres (kept when gpupool re-states it)
     switches: str | None = None
     comment: str | None = None
     defers_start: bool = False  # --begin / --dependency / --hold: the job will not start now
@@ -210,10 +211,13 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
             raise UsageError(f"{last['nodes'].source}: --nodes={text!r}: gpupool needs a node count or MIN-MAX")
         nodes = int(match.group(1))
         nodes_max = int(match.group(2)) if match.group(2) else nodes
+    other_gres: list[str] = []
     if "gres" in last:
         for part in (last["gres"].value or "").split(","):
             fields = part.strip().split(":")
-            if fields and fields[0] in {"gpu", "gres/gpu"}:
+            if fields and fields[0] not in {"gpu", "gres/gpu"} and part.strip():
+                other_gres.append(part.strip())
+            elif fields and fields[0] in {"gpu", "gres/gpu"}:
                 families.append("gres")
                 if len(fields) == 2 and fields[1].isdigit():
                     gpus_per_node = int(fields[1])
@@ -253,7 +257,7 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
         nodes=nodes, nodes_max=nodes_max, gpus_per_node=gpus_per_node, gpus=gpus, gpu_type=gpu_type,
         partition=last["partition"].value if "partition" in last else None,
         exclude=exclude, cpus_per_gpu=cpus_per_gpu, mem_per_gpu_mb=mem_per_gpu, features=features,
-        families=tuple(dict.fromkeys(families)),
+        families=tuple(dict.fromkeys(families)), other_gres=tuple(other_gres),
         switches=last["switches"].value if "switches" in last else None,
         comment=last["comment"].value if "comment" in last else None,
         defers_start=any(n in last for n in ("begin", "dependency", "hold")),
@@ -321,12 +325,8 @@ def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, in
     """The sbatch options for a planned job: the user's own options (minus those gpupool owns,
     which are re-stated with the plan's values), then gpupool's."""
     args: list[str] = []
-    gres_rest: list[str] = []
+    gres_rest = list(hints.other_gres)
     for option in passthrough:
-        if option.name == "gres":
-            gres_rest += [p for p in (option.value or "").split(",")
-                          if p.strip() and p.strip().split(":")[0] not in {"gpu", "gres/gpu"}]
-            continue
         if option.name in OWNED:
             continue
         args += option.tokens

@@ -1,0 +1,80 @@
+"""`gpupool submit`: plan, then sbatch on the planned nodes (the library is gpupool.slurm.submit)."""
+
+from __future__ import annotations
+
+import click
+
+from gpupool.cli.context import app, json_option
+
+
+@click.command("submit", context_settings={"ignore_unknown_options": True,
+                                           "allow_interspersed_args": False})
+@click.option("--gpus", type=int, metavar="N", help="Total GPUs (default: from the script's #SBATCH lines).")
+@click.option("--gpus-per-node", type=int, metavar="K", help="Exactly K GPUs on every chosen host.")
+@click.option("--nodes", type=int, metavar="M", help="Number of hosts.")
+@click.option("--partition", metavar="P", help="Slurm partition (default: -p / #SBATCH -p, else Slurm's default).")
+@click.option("--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
+@click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between chosen hosts.")
+@click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
+@click.option("--dry-run", is_flag=True, help="Plan and print the sbatch command line; submit nothing.")
+@click.option("--switch-wait", default="1:00:00", show_default=True, metavar="TIME",
+              help="When nothing fits now: how long Slurm may wait for the compact switch count (--switches=N@TIME).")
+@click.option("--verify-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for the job to start on the planned nodes before returning.")
+@json_option
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
+def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
+           exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
+           switch_wait: str, verify_timeout: float, argv: tuple[str, ...]) -> None:
+    """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
+
+    Every sbatch option after `--` (and every #SBATCH line of SCRIPT) passes through untouched;
+    gpupool adds --nodes, --nodelist, the GPU count and a `gpupool:` job comment. When nothing
+    fits now the job is submitted with --switches=N@TIME from the best future placement.
+    """
+    import shlex
+
+    from gpupool.cli.render import emit_json, stderr_console, warn
+    from gpupool.config import resolve_fabric_path
+    from gpupool.errors import UsageError
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.slurm.client import make_client
+    from gpupool.slurm.parse import expand_hostlist
+    from gpupool.slurm.sbatch import split_options
+    from gpupool.slurm.submit import SubmitRequest, submit_planned
+
+    ctx = app()
+    try:
+        options, rest = split_options(list(argv), "sbatch arguments", stop_at_positional=True)
+    except UsageError as exc:
+        raise click.UsageError(exc.message) from None
+    sbatch_args = [token for option in options for token in option.tokens]
+    script, script_args = (rest[0], rest[1:]) if rest else (None, [])
+    request = SubmitRequest(
+        gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, partition=partition,
+        exclude=tuple(expand_hostlist(exclude)) if exclude else (), max_hops=max_hops,
+        script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
+        switch_wait=switch_wait, verify_timeout=verify_timeout,
+    )
+    compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
+    client = ctx.make("slurm", make_client)
+    try:
+        outcome = submit_planned(client, compiled, request)
+    except UsageError as exc:
+        raise click.UsageError(exc.message) from None
+    if ctx.json:
+        emit_json(outcome.to_json())
+        return
+    for note in outcome.notes:
+        warn(note)
+    cost = outcome.placement.cost
+    summary = (f"{outcome.placement.total_gpus} GPUs on {outcome.nodelist}: pair_hops_sum "
+               f"{cost.pair_hops_sum}, max_hops {cost.max_hops}, leaf_switches {cost.leaf_switches}")
+    if dry_run:
+        click.echo(shlex.join(outcome.sbatch_argv))
+        stderr_console().print(f"[dim]plan ({outcome.mode}): {summary}[/]")
+        return
+    # Same first line as sbatch, so scripts that parse sbatch's output keep working.
+    click.echo(f"Submitted batch job {outcome.job_id}")
+    where = "planned" if outcome.mode == "now" else "best future placement"
+    stderr_console().print(f"[dim]{where}: {summary}; state {outcome.job_state or 'PENDING'}[/]")
