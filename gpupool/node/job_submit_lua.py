@@ -199,9 +199,13 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   local chosen = owned
   if #chosen == 0 then chosen = others end
   if #chosen == 0 then
-    slurm.log_user("gpupool: no GPU pool can ever hold this request (%s GPUs per node, %s nodes, %s GPUs in total); "
+    local asked = {}
+    if per_node then table.insert(asked, per_node .. " GPUs per node") end
+    if nodes then table.insert(asked, nodes .. " nodes") end
+    if total then table.insert(asked, total .. " GPUs in total") end
+    slurm.log_user("gpupool: no GPU pool can ever hold this request (%s); "
                    .. "the largest pools have %d GPUs per node, %d nodes, %d GPUs",
-                   tostring(per_node or "?"), tostring(nodes or "?"), tostring(total or "?"),
+                   table.concat(asked, ", "),
                    largest(function(p) return p.gpus_per_node end), largest(function(p) return p.nodes end),
                    largest(function(p) return p.nodes * p.gpus_per_node end))
     return slurm.ERROR

@@ -103,9 +103,10 @@ def test_multi_node_job_gets_switches(lua_script: tuple[Path, Path]) -> None:
 def test_impossible_requests_are_rejected_with_a_message(lua_script: tuple[Path, Path]) -> None:
     result = submit(lua_script, account="llm", tres_per_node="gres:gpu:16")
     assert result["rc"] == "-1"
-    assert result["user"].startswith("gpupool: no GPU pool can ever hold this request (16 GPUs per node")
+    assert result["user"].startswith("gpupool: no GPU pool can ever hold this request (16 GPUs per node);")
     assert "the largest pools have 8 GPUs per node, 9 nodes, 72 GPUs" in result["user"]
-    assert submit(lua_script, account="llm", tres_per_job="gres:gpu:80")["rc"] == "-1"
+    too_many = submit(lua_script, account="llm", tres_per_job="gres:gpu:80")
+    assert too_many["rc"] == "-1" and "(80 GPUs in total)" in too_many["user"]
     assert submit(lua_script, account="llm", tres_per_job="gres:gpu:72")["partition"] == "llm"
     explicit = submit(lua_script, partition="small", tres_per_node="gres:gpu:8")
     assert explicit["rc"] == "-1" and "partition small: 8 GPUs per node, small nodes have 4" in explicit["user"]
