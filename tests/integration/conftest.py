@@ -33,10 +33,14 @@ T = TypeVar("T")
 
 def load_testbed_module() -> ModuleType:
     """scripts/testbed as a module (it has no .py suffix), for its port and config helpers."""
-    loader = importlib.machinery.SourceFileLoader("gpupool_testbed_script", str(TESTBED_SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
+    name = "gpupool_testbed_script"
+    if name in sys.modules:
+        return sys.modules[name]
+    loader = importlib.machinery.SourceFileLoader(name, str(TESTBED_SCRIPT))
+    spec = importlib.util.spec_from_loader(name, loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
     loader.exec_module(module)
     return module
 
@@ -65,6 +69,8 @@ def run_testbed(args: Sequence[str], timeout: float = 600,
 @dataclass
 class Testbed:
     """A running testbed and helpers to use it from tests."""
+
+    __test__ = False  # not a test class despite the name
 
     state_dir: Path
     env: dict[str, str]
