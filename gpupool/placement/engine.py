@@ -69,12 +69,16 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request) -> Placem
     total = int(units.sum())
     if total < need:
         raise _infeasible(request, total, unit_gpus, per_node, "")
+    # With whole hosts, the tightest host (fewest free GPUs) is the best fit among equal ones.
+    tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64) if per_node else np.zeros(units.size, np.int64)
     if limit is not None and limit < 2:
-        host_take, algorithm, optimal, bound = _single_host(units, need, request, unit_gpus, per_node, why)
+        host_take, algorithm, optimal, bound = _single_host(units, tie, need, request, unit_gpus, per_node, why)
     elif compiled.ultrametric:
-        host_take, algorithm, optimal, bound = _place_tree(compiled, units, free, need, unit_gpus, per_node, request, why)
+        host_take, algorithm, optimal, bound = _place_tree(compiled, units, tie, free, need, unit_gpus, per_node,
+                                                           request, why)
     else:
-        host_take, algorithm, optimal, bound = _place_graph(compiled, units, need, unit_gpus, per_node, request, why)
+        host_take, algorithm, optimal, bound = _place_graph(compiled, units, tie, need, unit_gpus, per_node, request,
+                                                            why)
     hosts = np.nonzero(host_take)[0]
     gpus = host_take[hosts] * unit_gpus
     cost = cost_of_arrays(compiled, hosts, gpus)
@@ -86,19 +90,19 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request) -> Placem
                      lower_bound=bound, elapsed_ms=(time.perf_counter() - start) * 1000.0)
 
 
-def _single_host(units: np.ndarray, need: int, request: Request, unit_gpus: int, per_node: bool,
+def _single_host(units: np.ndarray, tie: np.ndarray, need: int, request: Request, unit_gpus: int, per_node: bool,
                  why: str) -> tuple[np.ndarray, str, bool, int | None]:
     # Pairs on one host are 0 hops apart; two hosts are at least 2 apart.
     fits = np.nonzero(units >= need)[0]
     if fits.size == 0:
         raise _infeasible(request, int(units.max()), unit_gpus, per_node, why)
-    best = fits[np.argmin(units[fits], kind="stable")]  # tightest host that fits
+    best = fits[np.lexsort((fits, tie[fits], units[fits]))[0]]  # tightest host that fits
     take = np.zeros(units.size, dtype=np.int64)
     take[best] = need
     return take, "single-host", True, None
 
 
-def _place_tree(compiled: CompiledFabric, units: np.ndarray, free: FreeState, need: int, unit_gpus: int,
+def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int, unit_gpus: int,
                 per_node: bool, request: Request, why: str) -> tuple[np.ndarray, str, bool, int | None]:
     from gpupool.placement import tree_dp
 
@@ -108,7 +112,7 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, free: FreeState, ne
     st: tree_dp.TreeStructure = cache["tree"]
     max_level = st.max_level if request.max_hops is None else request.max_hops // 2
     n_tree = st.level.size
-    leaf_ptr, leaf_hosts = tree_dp.leaf_host_lists(compiled.host_tree_leaf.astype(np.int64), units, n_tree)
+    leaf_ptr, leaf_hosts = tree_dp.leaf_host_lists(compiled.host_tree_leaf.astype(np.int64), units, n_tree, tie)
     free_gpus = np.where(units > 0, free.free_gpus, 0).astype(np.int64)
     fit_bound = int(free_gpus.sum()) + 1
     leaf_bound = compiled.n_switches + 1
@@ -139,7 +143,7 @@ def _largest_in_subtree(st: Any, compiled: CompiledFabric, units: np.ndarray, ma
     return int(totals[allowed].max()) if allowed.any() else 0
 
 
-def _place_graph(compiled: CompiledFabric, units: np.ndarray, need: int, unit_gpus: int, per_node: bool,
+def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, need: int, unit_gpus: int, per_node: bool,
                  request: Request, why: str) -> tuple[np.ndarray, str, bool, int | None]:
     from gpupool.placement import graph, tree_dp
 
@@ -148,7 +152,7 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, need: int, unit_gp
         cache["classes"] = graph.class_structure(compiled)
     cs: graph.ClassStructure = cache["classes"]
     limit = graph.NO_LIMIT if request.max_hops is None else request.max_hops
-    cls_ptr, cls_hosts = tree_dp.leaf_host_lists(compiled.host_class.astype(np.int64), units, cs.n_classes)
+    cls_ptr, cls_hosts = tree_dp.leaf_host_lists(compiled.host_class.astype(np.int64), units, cs.n_classes, tie)
     cap = np.bincount(compiled.host_class, weights=units, minlength=cs.n_classes).astype(np.int64)
     seeds = np.nonzero(cap > 0)[0].astype(np.int64)
     costs, support, placed = graph.grow_all(seeds, need, cs.dist, cls_ptr, cls_hosts, units, limit)

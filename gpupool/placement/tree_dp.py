@@ -52,8 +52,9 @@ def tree_structure(compiled: CompiledFabric) -> TreeStructure:
 
 
 @njit(cache=True)
-def leaf_host_lists(host_leaf: np.ndarray, units: np.ndarray, n_tree: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR level-1 node -> hosts with units > 0, fullest first (host order among equals)."""
+def leaf_host_lists(host_leaf: np.ndarray, units: np.ndarray, n_tree: int,
+                    tie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR group -> hosts with units > 0, fullest first; among equals smallest `tie` (best fit), then host order."""
     counts = np.zeros(n_tree + 1, dtype=np.int64)
     for h in range(units.size):
         if units[h] > 0 and host_leaf[h] >= 0:
@@ -67,11 +68,12 @@ def leaf_host_lists(host_leaf: np.ndarray, units: np.ndarray, n_tree: int) -> tu
             hosts[fill[t]] = h
             fill[t] += 1
     for t in range(n_tree):
-        # Insertion sort by units descending; stable, so host order breaks ties.
+        # Insertion sort: units descending, then tie ascending; stable, so host order breaks the rest.
         for i in range(ptr[t] + 1, ptr[t + 1]):
             h = hosts[i]
             j = i - 1
-            while j >= ptr[t] and units[hosts[j]] < units[h]:
+            while j >= ptr[t] and (units[hosts[j]] < units[h]
+                                   or (units[hosts[j]] == units[h] and tie[hosts[j]] > tie[h])):
                 hosts[j + 1] = hosts[j]
                 j -= 1
             hosts[j + 1] = h

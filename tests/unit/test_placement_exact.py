@@ -1,0 +1,154 @@
+"""The tree DP against exhaustive search, and the cost definitions against CONTRACT.md."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpupool.errors import InfeasibleError
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric
+from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+from gpupool.placement.brute import brute_force
+from gpupool.placement.cost import cost_of
+from gpupool.placement.engine import place
+from gpupool.placement.model import FreeState, Request
+
+DGX = "/work/shared/fixtures/ibnetdiscover/dgx-superpod-ndr.out"
+
+FABRICS = {
+    "two-level": compile_fabric(fat_tree(4, 3, 2)),
+    "three-level": compile_fabric(fat_tree(2, 2, 2, pods=3, cores=2)),
+    "rails": compile_fabric(fat_tree(3, 3, 2, rails=2)),
+}
+
+
+def _direct_cost(compiled: CompiledFabric, allocation: dict[str, int]) -> tuple[int, int, int]:
+    """pair_hops_sum, max_hops and leaf switches straight from the definitions, host pair by host pair."""
+    index = compiled.host_index()
+    items = [(index[h], g) for h, g in allocation.items()]
+    total = 0
+    worst = 0
+    for (a, ga), (b, gb) in itertools.combinations(items, 2):
+        d = compiled.host_distance(a, b)
+        total += ga * gb * d
+        worst = max(worst, d)
+    return total, worst, compiled.leaf_switch_count([h for h, _ in items])
+
+
+def _request(data: st.DataObject, total: int, hosts: int) -> Request:
+    per_node = data.draw(st.sampled_from([None, None, 1, 2]))
+    max_hops = data.draw(st.sampled_from([None, None, None, 0, 2, 4]))
+    if per_node is None:
+        return Request(gpus=data.draw(st.integers(1, max(1, total))), max_hops=max_hops)
+    return Request(nodes=data.draw(st.integers(1, max(1, hosts))), gpus_per_node=per_node, max_hops=max_hops)
+
+
+@pytest.mark.parametrize("name", sorted(FABRICS))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_tree_dp_equals_brute_force(name: str, data: st.DataObject) -> None:
+    compiled = FABRICS[name]
+    assert compiled.ultrametric
+    free = np.asarray(data.draw(st.lists(st.integers(0, 2), min_size=compiled.n_hosts, max_size=compiled.n_hosts)))
+    state = FreeState.from_arrays(free)
+    request = _request(data, int(free.sum()), int((free > 0).sum()))
+    try:
+        best = brute_force(compiled, state, request)
+    except InfeasibleError:
+        best = None
+    if best is None:
+        with pytest.raises(InfeasibleError):
+            place(compiled, state, request)
+        return
+    placement = place(compiled, state, request)
+    assert placement.optimal
+    assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches) == best
+    assert sum(placement.allocation.values()) == request.total_gpus
+    index = compiled.host_index()
+    for host, gpus in placement.allocation.items():
+        assert 1 <= gpus <= free[index[host]]
+        if request.gpus_per_node:
+            assert gpus == request.gpus_per_node
+    if request.max_hops is not None:
+        assert placement.cost.max_hops <= request.max_hops
+
+
+def test_cost_of_matches_definitions_on_every_fabric_kind() -> None:
+    rng = np.random.default_rng(7)
+    with open(DGX, encoding="utf-8") as handle:
+        dgx = compile_fabric(parse_ibnetdiscover(handle.read(), DGX))
+    for compiled in [*FABRICS.values(), dgx]:
+        for _ in range(20):
+            k = int(rng.integers(1, min(12, compiled.n_hosts) + 1))
+            hosts = rng.choice(compiled.n_hosts, size=k, replace=False)
+            allocation = {compiled.host_names[h]: int(rng.integers(1, 9)) for h in hosts}
+            cost = cost_of(compiled, allocation)
+            pair_sum, worst, leaves = _direct_cost(compiled, allocation)
+            assert cost.pair_hops_sum == pair_sum
+            assert cost.max_hops == worst
+            assert cost.leaf_switches == leaves
+            gpus = list(allocation.values())
+            pairs = (sum(gpus) ** 2 - sum(g * g for g in gpus)) // 2
+            assert cost.mean_hops == pytest.approx(pair_sum / pairs if pairs else 0.0)
+
+
+def test_cost_of_single_host_is_zero() -> None:
+    compiled = FABRICS["two-level"]
+    cost = cost_of(compiled, {"gpu001": 8})
+    assert (cost.pair_hops_sum, cost.mean_hops, cost.max_hops, cost.leaf_switches) == (0, 0.0, 0, 1)
+
+
+def test_dgx_fixture_is_placed_exactly() -> None:
+    with open(DGX, encoding="utf-8") as handle:
+        compiled = compile_fabric(parse_ibnetdiscover(handle.read(), DGX))
+    assert compiled.ultrametric
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        free = np.zeros(compiled.n_hosts, dtype=np.int64)
+        chosen = rng.choice(compiled.n_hosts, size=7, replace=False)
+        free[chosen] = rng.integers(1, 4, size=7)
+        request = Request(gpus=int(rng.integers(2, free.sum() + 1)))
+        state = FreeState.from_arrays(free)
+        placement = place(compiled, state, request)
+        assert placement.algorithm == "tree-dp"
+        assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches) == brute_force(compiled, state, request)
+
+
+def _leaf_state(compiled: CompiledFabric, free: dict[str, int]) -> FreeState:
+    return FreeState.from_dict(compiled, free)
+
+
+def test_best_fit_inside_a_leaf_keeps_the_big_host_free() -> None:
+    compiled = FABRICS["two-level"]  # gpu001-003 on leaf 1
+    placement = place(compiled, _leaf_state(compiled, {"gpu001": 8, "gpu002": 4}), Request(gpus=4))
+    assert placement.allocation == {"gpu002": 4}
+    placement = place(compiled, _leaf_state(compiled, {"gpu001": 8, "gpu002": 5, "gpu003": 4}),
+                      Request(nodes=1, gpus_per_node=4))
+    assert placement.allocation == {"gpu003": 4}
+
+
+def test_best_fit_prefers_the_tighter_leaf_group() -> None:
+    compiled = FABRICS["two-level"]  # leaf 1: gpu001-003, leaf 2: gpu004-006
+    state = _leaf_state(compiled, {"gpu001": 8, "gpu002": 8, "gpu004": 8})
+    assert place(compiled, state, Request(gpus=8)).allocation == {"gpu004": 8}
+
+
+def test_fullest_hosts_first_and_remainder_on_the_tightest_host() -> None:
+    compiled = FABRICS["two-level"]
+    state = _leaf_state(compiled, {"gpu001": 4, "gpu002": 4, "gpu003": 2})
+    placement = place(compiled, state, Request(gpus=6))
+    assert placement.allocation in ({"gpu001": 4, "gpu003": 2}, {"gpu002": 4, "gpu003": 2})
+    assert placement.cost.pair_hops_sum == 4 * 2 * 2
+
+
+def test_one_leaf_beats_spreading_over_two() -> None:
+    compiled = FABRICS["two-level"]
+    state = _leaf_state(compiled, {"gpu001": 2, "gpu004": 2, "gpu005": 2})
+    placement = place(compiled, state, Request(gpus=4))
+    assert placement.allocation == {"gpu004": 2, "gpu005": 2}
+    assert placement.cost.max_hops == 2
