@@ -1,0 +1,1 @@
+"""Declarative GPU pools, borrowing and fair-share queues (`gpupool pool apply|status`)."""

@@ -1,0 +1,158 @@
+"""`pool apply`: validate a pools file against live Slurm, diff, run the changes, write the fragment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gpupool.errors import GpupoolError
+from gpupool.fsutil import atomic_write_text
+from gpupool.pools.fragment import Fragment, conf_includes, read_fragment, render_fragment
+from gpupool.pools.live import CommandRunner, LiveState, read_live_state
+from gpupool.pools.nodes import FabricLoader
+from gpupool.pools.plan import Change, Desired, build_desired, diff, partition_line
+from gpupool.pools.schema import PoolsFile
+from gpupool.pools.validate import UserLookup, resolve_and_validate, unix_user_exists
+
+PREEMPT_TYPES = ("preempt/partition_prio", "preempt/qos")
+
+
+@dataclass
+class ApplyReport:
+    changes: list[Change]
+    dry_run: bool
+    fragment_path: str
+    warnings: list[str] = field(default_factory=list)
+    fragment_written: bool = False
+    error: GpupoolError | None = None
+
+    @property
+    def applied(self) -> bool:
+        """True when Slurm now matches the file (every change ran, or none was needed)."""
+        return not self.dry_run and self.error is None
+
+    def as_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "changes": [c.as_json() for c in self.changes],
+            "applied": self.applied,
+            "dry_run": self.dry_run,
+            "fragment": self.fragment_path,
+            "fragment_written": self.fragment_written,
+            "warnings": self.warnings,
+        }
+        if self.error is not None:
+            doc["error"] = self.error.message
+        return doc
+
+
+@dataclass
+class ApplyOptions:
+    dry_run: bool = False
+    fragment_path: str | None = None  # resolved by the caller (option, config, next to slurm.conf)
+    allow_unknown_users: bool = False
+    user_exists: UserLookup = unix_user_exists
+    fabric: FabricLoader | None = None
+
+
+def apply_pools(spec: PoolsFile, run: CommandRunner, options: ApplyOptions,
+                fragment_for: Callable[[LiveState], str]) -> ApplyReport:
+    """Make Slurm match `spec`; on a failing command stop and report what ran (re-running completes it)."""
+    live = read_live_state(run)
+    fragment = read_fragment(options.fragment_path or fragment_for(live))
+    resolved = resolve_and_validate(spec, live, options.fabric, user_exists=options.user_exists,
+                                    allow_unknown_users=options.allow_unknown_users)
+    cluster = spec.cluster or live.cluster
+    desired = build_desired(spec, resolved, cluster)
+    changes = diff(spec, desired, live, fragment)
+    report = ApplyReport(changes, options.dry_run, fragment.path,
+                         warnings=config_warnings(spec, live, fragment.path))
+    if spec.cluster and spec.cluster != live.cluster:
+        report.warnings.append(f"the file names cluster {spec.cluster!r} but slurmctld runs {live.cluster!r}")
+    if options.dry_run:
+        return report
+    try:
+        execute(changes, run)
+    except GpupoolError as exc:
+        report.error = exc
+    finally:
+        report.fragment_written = write_fragment(fragment, desired, live, changes)
+    return report
+
+
+def execute(changes: list[Change], run: CommandRunner) -> None:
+    """Run every change's commands in order; mark each applied/failed/pending; re-raise the failure."""
+    for change in changes:
+        change.status = "pending"
+    for change in changes:
+        try:
+            for command in change.commands:
+                run(command)
+        except GpupoolError:
+            change.status = "failed"
+            raise
+        change.status = "applied"
+
+
+def fragment_lines(fragment: Fragment, desired: Desired, live: LiveState, changes: list[Change]) -> dict[str, str]:
+    """Partitions gpupool owns after the run: desired ones that exist, plus old ones not yet deleted."""
+    status = {c.name: c for c in changes if c.kind == "partition"}
+    lines = dict(fragment.lines)
+    for name, attrs in desired.partitions.items():
+        change = status.get(name)
+        exists = name in live.partitions or (change is not None and change.status == "applied")
+        if exists:
+            lines[name] = partition_line(name, attrs)
+    for name in list(lines):
+        change = status.get(name)
+        if name in desired.partitions:
+            continue
+        if (change is not None and change.status == "applied") or (change is None and name not in live.partitions):
+            del lines[name]  # deleted now, or already gone from Slurm
+    return lines
+
+
+def write_fragment(fragment: Fragment, desired: Desired, live: LiveState, changes: list[Change]) -> bool:
+    text = render_fragment(fragment.path, fragment_lines(fragment, desired, live, changes))
+    if text == fragment.text:
+        return False
+    atomic_write_text(fragment.path, text)
+    return True
+
+
+def config_warnings(spec: PoolsFile, live: LiveState, fragment_path: str) -> list[str]:
+    """slurm.conf settings borrowing, fair-share and limits need, and are missing."""
+    conf = live.config
+    warnings = []
+    preempt_type = conf.get("PreemptType", "preempt/none")
+    if spec.borrowing_active():
+        if preempt_type not in PREEMPT_TYPES:
+            warnings.append(f"PreemptType={preempt_type}: owners' jobs will not reclaim borrowed GPUs; set "
+                            "PreemptType=preempt/partition_prio and PreemptMode=REQUEUE in slurm.conf")
+        elif "OFF" in conf.get("PreemptMode", "OFF").upper().split(","):
+            warnings.append("PreemptMode=OFF: set PreemptMode=REQUEUE in slurm.conf so borrowed jobs are requeued")
+        if preempt_type == "preempt/qos":
+            lacking = sorted(a.name for a in spec.accounts.values()
+                             if not (a.default_queue and spec.borrowing.queue in spec.queue_preempts(spec.queues[a.default_queue])))
+            owners = sorted({o for p in spec.pools.values() for o in p.owners} & set(lacking))
+            if owners:
+                warnings.append(f"PreemptType=preempt/qos: owner account(s) {', '.join(owners)} have no default_queue "
+                                f"that preempts {spec.borrowing.queue!r}; their jobs will not reclaim borrowed GPUs")
+        if conf.get("JobRequeue", "1").strip() == "0":
+            warnings.append("JobRequeue=0: preempted batch jobs are cancelled unless submitted with --requeue")
+    if conf.get("PriorityType", "") != "priority/multifactor":
+        warnings.append(f"PriorityType={conf.get('PriorityType', '?')}: fair-share shares have no effect; "
+                        "set PriorityType=priority/multifactor")
+    elif conf.get("PriorityWeightFairShare", "0").strip() in {"0", ""}:
+        warnings.append("PriorityWeightFairshare=0: fair-share does not change job priority")
+    enforce = conf.get("AccountingStorageEnforce", "none").lower()
+    if spec.queues and not {"limits", "qos"} <= set(enforce.split(",")) and "safe" not in enforce:
+        warnings.append(f"AccountingStorageEnforce={enforce}: queue GPU limits are not enforced; "
+                        "set AccountingStorageEnforce=associations,limits,qos")
+    if any(q.max_gpus or q.max_gpus_per_user for q in spec.queues.values()) and \
+            "gres/gpu" not in conf.get("AccountingStorageTRES", ""):
+        warnings.append("AccountingStorageTRES lacks gres/gpu: GPU limits cannot be tracked")
+    slurm_conf = conf.get("SLURM_CONF")
+    if slurm_conf and conf_includes(slurm_conf, fragment_path) is False:
+        warnings.append(f"{slurm_conf} does not `include {fragment_path}`: partitions created now are "
+                        "lost when slurmctld restarts")
+    return warnings

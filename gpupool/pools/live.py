@@ -1,0 +1,274 @@
+"""What Slurm holds now: partitions (scontrol), QOS, accounts and associations (sacctmgr), nodes.
+
+Everything Slurm-facing goes through one `CommandRunner` callable, so tests can swap in a fake
+that answers canned output; the parsers below are plain functions over command text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gpupool.slurm.gres import gpu_count, gpu_types
+
+MANAGED_MARK = "gpupool-managed"
+
+
+class CommandRunner(Protocol):
+    """Run a Slurm command and return its stdout; raise EnvError/SlurmCommandError on failure."""
+
+    def __call__(self, argv: list[str]) -> str: ...
+
+
+def slurm_runner(timeout: float = 30.0) -> CommandRunner:
+    """The real runner: `gpupool.slurm.runner.run` with a timeout long enough for sacctmgr."""
+    from gpupool.slurm.runner import run
+
+    def call(argv: list[str]) -> str:
+        return run(argv, timeout=timeout).stdout
+
+    return call
+
+
+@dataclass(frozen=True)
+class SlurmNode:
+    name: str
+    gpus: int
+    gpu_types: tuple[str, ...]
+    gpus_used: int
+    state: frozenset[str]
+
+    @property
+    def down(self) -> bool:
+        return bool(self.state & DOWN_FLAGS)
+
+
+DOWN_FLAGS = frozenset({"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "NOT_RESPONDING",
+                        "NO_RESPOND", "POWERED_DOWN", "POWERING_DOWN", "MAINT", "INVALID_REG",
+                        "INVALID", "FUTURE", "UNKNOWN"})
+
+
+@dataclass(frozen=True)
+class Association:
+    account: str
+    user: str  # "" for the account's own association
+    parent: str  # parent account of an account association
+    fairshare: str
+    qos: frozenset[str]
+    default_qos: str
+
+
+@dataclass
+class LiveState:
+    cluster: str
+    config: dict[str, str]
+    nodes: dict[str, SlurmNode]
+    partitions: dict[str, dict[str, str]]
+    qos: dict[str, dict[str, str]]
+    accounts: dict[str, dict[str, str]]  # account -> {"Descr":..., "Org":...}
+    associations: list[Association]
+    users: set[str] = field(default_factory=set)
+
+    def account_assoc(self, account: str) -> Association | None:
+        for assoc in self.associations:
+            if assoc.account == account and not assoc.user:
+                return assoc
+        return None
+
+    def user_assocs(self, account: str) -> set[str]:
+        return {a.user for a in self.associations if a.account == account and a.user}
+
+    def managed_qos(self) -> set[str]:
+        return {n for n, q in self.qos.items() if q.get("Description") == MANAGED_MARK}
+
+    def managed_accounts(self) -> set[str]:
+        return {n for n, a in self.accounts.items() if a.get("Descr") == MANAGED_MARK}
+
+
+QOS_FIELDS = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description")
+ASSOC_FIELDS = ("Account", "User", "ParentName", "Fairshare", "QOS", "DefaultQOS")
+
+
+def read_live_state(run: CommandRunner) -> LiveState:
+    """Query slurmctld and slurmdbd (raises EnvError when either cannot be reached)."""
+    config = parse_config(run(["scontrol", "show", "config"]))
+    cluster = config.get("ClusterName", "")
+    nodes = parse_nodes(run(["scontrol", "-o", "-d", "show", "node"]))
+    partitions = parse_partitions(run(["scontrol", "-o", "show", "partition"]))
+    qos = parse_parsable(run(["sacctmgr", "-P", "-n", "show", "qos", "format=" + ",".join(QOS_FIELDS)]),
+                         QOS_FIELDS)
+    accounts = parse_parsable(run(["sacctmgr", "-P", "-n", "show", "account", "format=Account,Descr,Org"]),
+                              ("Account", "Descr", "Org"))
+    assoc_rows = parse_parsable(
+        run(["sacctmgr", "-P", "-n", "show", "assoc", f"cluster={cluster}",
+             "format=" + ",".join(ASSOC_FIELDS)]), ASSOC_FIELDS, key=None)
+    users = parse_parsable(run(["sacctmgr", "-P", "-n", "show", "user", "format=User"]), ("User",))
+    return LiveState(
+        cluster=cluster, config=config, nodes=nodes, partitions=partitions,
+        qos={name: row for name, row in qos.items()},
+        accounts={name: row for name, row in accounts.items()},
+        associations=[_association(row) for row in assoc_rows.values()],
+        users=set(users),
+    )
+
+
+def _association(row: dict[str, str]) -> Association:
+    return Association(
+        account=row["Account"], user=row["User"], parent=row["ParentName"], fairshare=row["Fairshare"],
+        qos=frozenset(q for q in row["QOS"].split(",") if q), default_qos=row["DefaultQOS"],
+    )
+
+
+# ---------------------------------------------------------------------------
+# Parsers
+# ---------------------------------------------------------------------------
+
+def parse_config(text: str) -> dict[str, str]:
+    """`scontrol show config` -> {key: value} (first `key = value` per line)."""
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            result[key.strip()] = value.strip()
+    return result
+
+
+_KV = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_:/]*)=")
+
+
+def parse_kv_line(line: str) -> dict[str, str]:
+    """One `scontrol -o` record -> {Key: value}; values may contain spaces (OS=Linux 6.1 ...)."""
+    matches = list(_KV.finditer(line))
+    result: dict[str, str] = {}
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(line)
+        key = match.group(1)
+        if key not in result:  # `-d` repeats some keys per node; the first is the job/node-wide one
+            result[key] = line[match.end():end].strip()
+    return result
+
+
+def parse_partitions(text: str) -> dict[str, dict[str, str]]:
+    result = {}
+    for line in text.splitlines():
+        if line.strip().startswith("PartitionName="):
+            record = parse_kv_line(line.strip())
+            result[record["PartitionName"]] = record
+    return result
+
+
+def parse_nodes(text: str) -> dict[str, SlurmNode]:
+    result = {}
+    for line in text.splitlines():
+        if not line.strip().startswith("NodeName="):
+            continue
+        record = parse_kv_line(line.strip())
+        name = record["NodeName"]
+        gres = record.get("Gres", "")
+        state = frozenset(s for s in re.split(r"[+*]", record.get("State", "").upper()) if s)
+        used_text = record.get("GresUsed")
+        used = gpu_count(used_text) if used_text is not None else _tres_gpus(record.get("AllocTRES", ""))
+        result[name] = SlurmNode(name=name, gpus=gpu_count(gres), gpu_types=tuple(gpu_types(gres)),
+                                 gpus_used=used, state=state)
+    return result
+
+
+def _tres_gpus(tres: str) -> int:
+    match = re.search(r"(?:^|,)gres/gpu=(\d+)", tres or "")
+    return int(match.group(1)) if match else 0
+
+
+def parse_parsable(text: str, fields: tuple[str, ...], key: str | None = "first") -> dict[str, dict[str, str]]:
+    """`sacctmgr -P -n` rows -> {first field: row}; key=None keys rows by their index instead."""
+    result: dict[str, dict[str, str]] = {}
+    for index, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        values = line.split("|")
+        values += [""] * (len(fields) - len(values))
+        row = dict(zip(fields, (v.strip() for v in values), strict=False))
+        result[row[fields[0]] if key == "first" else str(index)] = row
+    return result
+
+
+def parse_sshare(text: str) -> list[dict[str, str]]:
+    """`sshare -P -a -l` (with its header line) -> rows keyed by column name, names stripped."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = [h.strip() for h in lines[0].split("|")]
+    rows = []
+    for line in lines[1:]:
+        values = [v.strip() for v in line.split("|")]
+        values += [""] * (len(header) - len(values))
+        rows.append(dict(zip(header, values, strict=False)))
+    return rows
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    state: str
+    partitions: tuple[str, ...]
+    account: str
+    qos: str
+    user: str
+    priority: int
+    gpus: int  # whole job
+    node_gpus: dict[str, int]  # running jobs: GPUs held on each node
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+    @property
+    def pending(self) -> bool:
+        return self.state == "PENDING"
+
+
+_DETAIL = re.compile(r"\sNodes=(\S+)")
+
+
+def parse_jobs(text: str) -> list[Job]:
+    """`scontrol -o -d show job` -> jobs with their per-node GPUs (from the `-d` detail segments)."""
+    from gpupool.pools.nodes import expand_hostlist
+
+    jobs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("JobId="):
+            continue
+        record = parse_kv_line(line)
+        node_gpus: dict[str, int] = {}
+        details = list(_DETAIL.finditer(line))
+        for index, match in enumerate(details):
+            end = details[index + 1].start() if index + 1 < len(details) else len(line)
+            gres = re.search(r"\sGRES=(\S+)", line[match.end():end])
+            count = gpu_count(gres.group(1)) if gres else 0
+            for host in expand_hostlist(match.group(1)):
+                node_gpus[host] = node_gpus.get(host, 0) + count
+        gpus = _tres_gpus(record.get("TRES", ""))
+        if not node_gpus and record.get("JobState") == "RUNNING" and record.get("NodeList"):
+            hosts = expand_hostlist(record["NodeList"])
+            node_gpus = {h: gpus // len(hosts) for h in hosts}  # no detail: assume an even spread
+        try:
+            priority = int(record.get("Priority", "0"))
+        except ValueError:
+            priority = 0
+        jobs.append(Job(
+            job_id=record.get("JobId", ""), state=record.get("JobState", ""),
+            partitions=tuple(p for p in record.get("Partition", "").split(",") if p),
+            account=record.get("Account", ""), qos=record.get("QOS", ""),
+            user=record.get("UserId", "").split("(")[0], priority=priority, gpus=gpus, node_gpus=node_gpus,
+        ))
+    return jobs
+
+
+def command_text(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+RunnerFactory = Callable[[], CommandRunner]

@@ -1,0 +1,421 @@
+"""The pools file: plain dataclasses and a structural parser whose errors name file, line and key.
+
+Checks that need no outside knowledge happen here (types, unknown keys, shares of zero, references
+between pools, accounts and queues); checks against Slurm, the fabric and the user database live
+in `gpupool.pools.validate`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpupool.pools.source import Path, Source, load_source, parse_source
+
+NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
+DEFAULT_OWNER_TIER = 10
+DEFAULT_SCAVENGER_TIER = 1
+DEFAULT_SCAVENGER = "scavenger"
+DEFAULT_PARENT = "root"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    nodes: tuple[str, ...]  # hostlists and fabric selectors as written
+    owners: tuple[str, ...] = ()
+    gpu_type: str | None = None
+    gpus_per_node: int | None = None
+    max_time: int | None = None  # minutes; None = unlimited
+    default: bool = False
+    priority_tier: int = DEFAULT_OWNER_TIER
+    lend: bool = True
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    name: str
+    shares: int
+    parent: str = DEFAULT_PARENT
+    users: tuple[str, ...] = ()
+    default_queue: str | None = None
+    organization: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    priority: int = 0
+    max_gpus: int | None = None
+    max_gpus_per_user: int | None = None
+    max_time: int | None = None
+    preempt: tuple[str, ...] | None = None  # None = the default (the scavenger queue when borrowing)
+    preempt_mode: str | None = None
+    pools: tuple[str, ...] = ()  # pools whose size bounds max_gpus; empty = all pools
+
+
+@dataclass(frozen=True)
+class BorrowingSpec:
+    enabled: bool = True
+    partition: str = DEFAULT_SCAVENGER
+    queue: str = DEFAULT_SCAVENGER
+    priority_tier: int = DEFAULT_SCAVENGER_TIER
+    max_time: int | None = None
+
+
+@dataclass(frozen=True)
+class PoolsFile:
+    source: Source
+    pools: dict[str, PoolSpec]
+    accounts: dict[str, AccountSpec]
+    queues: dict[str, QueueSpec]
+    borrowing: BorrowingSpec
+    allow_unknown_users: bool = False
+    cluster: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    def line(self, *key: str) -> int | None:
+        return self.source.line(tuple(key))
+
+    def error(self, key: Path, message: str) -> Exception:
+        return self.source.error(key, message)
+
+    def borrowing_active(self) -> bool:
+        return self.borrowing.enabled and any(p.owners and p.lend for p in self.pools.values())
+
+    def queue_preempts(self, queue: QueueSpec) -> tuple[str, ...]:
+        if queue.preempt is not None:
+            return queue.preempt
+        if self.borrowing_active() and queue.name != self.borrowing.queue:
+            return (self.borrowing.queue,)
+        return ()
+
+
+# ---------------------------------------------------------------------------
+# Time limits
+# ---------------------------------------------------------------------------
+
+_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def parse_time_minutes(value: Any) -> int | None:
+    """Slurm time limit -> whole minutes (rounded up); None for UNLIMITED/INFINITE. ValueError if bad."""
+    if isinstance(value, bool):
+        raise ValueError("expected a Slurm time limit such as 2-00:00:00, 12:00:00 or 90")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("time limit must not be negative")
+        return value
+    text = str(value).strip()
+    if text.upper() in {"UNLIMITED", "INFINITE"}:
+        return None
+    match = _TIME_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00, 90)")
+    days_s, a, b, c = match.groups()
+    days = int(days_s or 0)
+    parts = [int(x) for x in (a, b, c) if x is not None]
+    if days_s is not None:
+        # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 1:
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, seconds = 0, parts[0], parts[1]
+    else:
+        hours, minutes, seconds = parts
+    total_seconds = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return (total_seconds + 59) // 60
+
+
+def format_time_minutes(minutes: int | None) -> str:
+    """Whole minutes -> the D-HH:MM:SS form Slurm prints; None -> UNLIMITED."""
+    if minutes is None:
+        return "UNLIMITED"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+TOP_KEYS = {"pools", "accounts", "queues", "borrowing", "options", "cluster"}
+POOL_KEYS = {"nodes", "owners", "gpu_type", "gpus_per_node", "max_time", "default", "priority_tier",
+             "lend", "description"}
+ACCOUNT_KEYS = {"shares", "parent", "users", "default_queue", "organization", "description"}
+QUEUE_KEYS = {"priority", "max_gpus", "max_gpus_per_user", "max_time", "preempt", "preempt_mode",
+              "pools", "description"}
+BORROWING_KEYS = {"enabled", "partition", "queue", "priority_tier", "max_time"}
+OPTION_KEYS = {"allow_unknown_users"}
+PREEMPT_MODES = {"off", "cancel", "requeue", "suspend", "gang"}
+
+
+def load_pools_file(path: str) -> PoolsFile:
+    return parse_pools(load_source(path))
+
+
+def parse_pools_text(text: str, path: str = "<pools>") -> PoolsFile:
+    return parse_pools(parse_source(text, path))
+
+
+def parse_pools(source: Source) -> PoolsFile:
+    doc = source.data
+    if not isinstance(doc, dict):
+        raise source.error((), "the pools file must be a mapping with `pools`, `accounts` and `queues`")
+    _no_unknown(source, (), doc, TOP_KEYS)
+    if "pools" not in doc:
+        raise source.error((), "missing required key `pools`")
+    options = _mapping(source, ("options",), doc.get("options", {}))
+    _no_unknown(source, ("options",), options, OPTION_KEYS)
+    allow_unknown = _bool(source, ("options", "allow_unknown_users"), options.get("allow_unknown_users", False))
+    cluster = doc.get("cluster")
+    if cluster is not None:
+        cluster = _name(source, ("cluster",), cluster)
+
+    accounts = {name: _account(source, name, body)
+                for name, body in _named_mapping(source, ("accounts",), doc.get("accounts", {})).items()}
+    queues = {name: _queue(source, name, body)
+              for name, body in _named_mapping(source, ("queues",), doc.get("queues", {})).items()}
+    pools = {name: _pool(source, name, body)
+             for name, body in _named_mapping(source, ("pools",), doc["pools"]).items()}
+    if not pools:
+        raise source.error(("pools",), "at least one pool is required")
+    borrowing = _borrowing(source, doc.get("borrowing", {}))
+    result = PoolsFile(source, pools, accounts, queues, borrowing, allow_unknown, cluster)
+    _check_references(result)
+    return result
+
+
+def _pool(source: Source, name: str, body: Any) -> PoolSpec:
+    key: Path = ("pools", name)
+    body = _mapping(source, key, body)
+    _no_unknown(source, key, body, POOL_KEYS)
+    if "nodes" not in body:
+        raise source.error(key, "missing required key `nodes` (a Slurm hostlist or a fabric selector)")
+    raw_nodes = body["nodes"]
+    node_items = raw_nodes if isinstance(raw_nodes, list) else [raw_nodes]
+    nodes: list[str] = []
+    for index, item in enumerate(node_items):
+        item_key = (*key, "nodes", str(index)) if isinstance(raw_nodes, list) else (*key, "nodes")
+        if not isinstance(item, str) or not item.strip():
+            raise source.error(item_key, "expected a Slurm hostlist (gpu[001-016]) or a selector (leaf:NAME)")
+        nodes.append(item.strip())
+    if not nodes:
+        raise source.error((*key, "nodes"), "a pool needs at least one node")
+    return PoolSpec(
+        name=name,
+        nodes=tuple(nodes),
+        owners=_names(source, (*key, "owners"), body.get("owners", [])),
+        gpu_type=_optional_name(source, (*key, "gpu_type"), body.get("gpu_type")),
+        gpus_per_node=_optional_int(source, (*key, "gpus_per_node"), body.get("gpus_per_node"), minimum=1),
+        max_time=_time(source, (*key, "max_time"), body.get("max_time")),
+        default=_bool(source, (*key, "default"), body.get("default", False)),
+        priority_tier=_int(source, (*key, "priority_tier"), body.get("priority_tier", DEFAULT_OWNER_TIER),
+                           minimum=0, maximum=65533),
+        lend=_bool(source, (*key, "lend"), body.get("lend", True)),
+    )
+
+
+def _account(source: Source, name: str, body: Any) -> AccountSpec:
+    key: Path = ("accounts", name)
+    body = _mapping(source, key, body)
+    _no_unknown(source, key, body, ACCOUNT_KEYS)
+    if "shares" not in body:
+        raise source.error(key, "missing required key `shares` (fair-share weight, a positive integer)")
+    shares = _int(source, (*key, "shares"), body["shares"], minimum=0)
+    if shares == 0:
+        raise source.error((*key, "shares"), "shares must be at least 1 (0 would starve the account)")
+    parent = body.get("parent", DEFAULT_PARENT)
+    parent = _name(source, (*key, "parent"), parent)
+    if parent == name:
+        raise source.error((*key, "parent"), "an account cannot be its own parent")
+    organization = body.get("organization")
+    if organization is not None and not isinstance(organization, str):
+        raise source.error((*key, "organization"), "expected a string")
+    return AccountSpec(
+        name=name, shares=shares, parent=parent,
+        users=_users(source, (*key, "users"), body.get("users", [])),
+        default_queue=_optional_name(source, (*key, "default_queue"), body.get("default_queue")),
+        organization=organization,
+    )
+
+
+def _queue(source: Source, name: str, body: Any) -> QueueSpec:
+    key: Path = ("queues", name)
+    body = _mapping(source, key, body)
+    _no_unknown(source, key, body, QUEUE_KEYS)
+    preempt = body.get("preempt")
+    mode = body.get("preempt_mode")
+    if mode is not None:
+        if not isinstance(mode, str) or mode.lower() not in PREEMPT_MODES:
+            raise source.error((*key, "preempt_mode"), f"expected one of {', '.join(sorted(PREEMPT_MODES))}")
+        mode = mode.lower()
+    return QueueSpec(
+        name=name,
+        priority=_int(source, (*key, "priority"), body.get("priority", 0), minimum=0),
+        max_gpus=_optional_int(source, (*key, "max_gpus"), body.get("max_gpus"), minimum=1),
+        max_gpus_per_user=_optional_int(source, (*key, "max_gpus_per_user"), body.get("max_gpus_per_user"), minimum=1),
+        max_time=_time(source, (*key, "max_time"), body.get("max_time")),
+        preempt=None if preempt is None else _names(source, (*key, "preempt"), preempt),
+        preempt_mode=mode,
+        pools=_names(source, (*key, "pools"), body.get("pools", [])),
+    )
+
+
+def _borrowing(source: Source, body: Any) -> BorrowingSpec:
+    key: Path = ("borrowing",)
+    body = _mapping(source, key, body)
+    _no_unknown(source, key, body, BORROWING_KEYS)
+    return BorrowingSpec(
+        enabled=_bool(source, (*key, "enabled"), body.get("enabled", True)),
+        partition=_name(source, (*key, "partition"), body.get("partition", DEFAULT_SCAVENGER)),
+        queue=_name(source, (*key, "queue"), body.get("queue", DEFAULT_SCAVENGER)),
+        priority_tier=_int(source, (*key, "priority_tier"), body.get("priority_tier", DEFAULT_SCAVENGER_TIER),
+                           minimum=0, maximum=65533),
+        max_time=_time(source, (*key, "max_time"), body.get("max_time")),
+    )
+
+
+def _check_references(spec: PoolsFile) -> None:
+    src = spec.source
+    for pool in spec.pools.values():
+        for index, owner in enumerate(pool.owners):
+            if owner not in spec.accounts:
+                raise src.error(("pools", pool.name, "owners", str(index)),
+                                f"owner {owner!r} is not an account of this file (add it under `accounts`)")
+        if pool.priority_tier <= spec.borrowing.priority_tier and pool.owners and spec.borrowing_active():
+            raise src.error(("pools", pool.name, "priority_tier"),
+                            f"must be above the scavenger tier ({spec.borrowing.priority_tier}) so owners preempt borrowers")
+    defaults = [p.name for p in spec.pools.values() if p.default]
+    if len(defaults) > 1:
+        raise src.error(("pools", defaults[1], "default"), f"only one pool can be the default (also {defaults[0]!r})")
+    for account in spec.accounts.values():
+        if account.default_queue is not None and account.default_queue not in spec.queues:
+            raise src.error(("accounts", account.name, "default_queue"),
+                            f"queue {account.default_queue!r} is not defined under `queues`")
+    _check_account_tree(spec)
+    for queue in spec.queues.values():
+        for index, target in enumerate(queue.preempt or ()):
+            if target == queue.name:
+                raise src.error(("queues", queue.name, "preempt", str(index)), "a queue cannot preempt itself")
+            if target not in spec.queues and not (spec.borrowing_active() and target == spec.borrowing.queue):
+                raise src.error(("queues", queue.name, "preempt", str(index)), f"unknown queue {target!r}")
+        for index, pool_name in enumerate(queue.pools):
+            if pool_name not in spec.pools:
+                raise src.error(("queues", queue.name, "pools", str(index)), f"unknown pool {pool_name!r}")
+    if spec.borrowing_active():
+        if spec.borrowing.partition in spec.pools:
+            raise src.error(("borrowing", "partition"),
+                            f"{spec.borrowing.partition!r} is also a pool name; pick another scavenger partition")
+        if spec.borrowing.queue in spec.queues:
+            raise src.error(("queues", spec.borrowing.queue),
+                            "this name is reserved for the scavenger queue (see `borrowing.queue`)")
+
+
+def _check_account_tree(spec: PoolsFile) -> None:
+    for account in spec.accounts.values():
+        seen = {account.name}
+        parent = account.parent
+        while parent in spec.accounts:
+            if parent in seen:
+                raise spec.source.error(("accounts", account.name, "parent"), "the account tree has a cycle")
+            seen.add(parent)
+            parent = spec.accounts[parent].parent
+
+
+# ---------------------------------------------------------------------------
+# Small typed readers
+# ---------------------------------------------------------------------------
+
+def _no_unknown(source: Source, key: Path, body: dict[str, Any], allowed: set[str]) -> None:
+    for name in body:
+        if name not in allowed:
+            raise source.error((*key, name), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _mapping(source: Source, key: Path, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise source.error(key, "expected a mapping (key: value lines)")
+    return value
+
+
+def _named_mapping(source: Source, key: Path, value: Any) -> dict[str, Any]:
+    body = _mapping(source, key, value)
+    for name in body:
+        _name(source, (*key, name), name, what="name")
+    return body
+
+
+def _name(source: Source, key: Path, value: Any, what: str = "value") -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        hint = " (Slurm lower-cases account and QOS names)" if isinstance(value, str) and value.lower() != value else ""
+        raise source.error(key, f"invalid {what} {value!r}: use lower-case letters, digits, '_', '-', '.'{hint}")
+    return value
+
+
+def _optional_name(source: Source, key: Path, value: Any) -> str | None:
+    return None if value is None else _name(source, key, value)
+
+
+def _names(source: Source, key: Path, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    result = []
+    for index, item in enumerate(items):
+        item_key = (*key, str(index)) if isinstance(value, list) else key
+        name = _name(source, item_key, item)
+        if name in result:
+            raise source.error(item_key, f"{name!r} is listed twice")
+        result.append(name)
+    return tuple(result)
+
+
+def _users(source: Source, key: Path, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    result = []
+    for index, item in enumerate(items):
+        item_key = (*key, str(index)) if isinstance(value, list) else key
+        if not isinstance(item, str) or not USER_RE.match(item):
+            raise source.error(item_key, f"invalid user name {item!r}")
+        if item in result:
+            raise source.error(item_key, f"user {item!r} is listed twice")
+        result.append(item)
+    return tuple(result)
+
+
+def _bool(source: Source, key: Path, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise source.error(key, "expected true or false")
+    return value
+
+
+def _int(source: Source, key: Path, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise source.error(key, f"expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise source.error(key, f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise source.error(key, f"must be at most {maximum}, got {value}")
+    return value
+
+
+def _optional_int(source: Source, key: Path, value: Any, *, minimum: int | None = None) -> int | None:
+    return None if value is None else _int(source, key, value, minimum=minimum)
+
+
+def _time(source: Source, key: Path, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time_minutes(value)
+    except ValueError as exc:
+        raise source.error(key, str(exc)) from None

@@ -1,0 +1,218 @@
+"""`pool status`: GPUs per pool (total/allocated/idle/down/borrowed), queues, fair-share standing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from gpupool.pools.fragment import Fragment
+from gpupool.pools.live import (
+    CommandRunner,
+    Job,
+    SlurmNode,
+    parse_jobs,
+    parse_kv_line,
+    parse_nodes,
+    parse_partitions,
+    parse_sshare,
+)
+from gpupool.pools.nodes import expand_hostlist
+from gpupool.pools.schema import PoolsFile
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    name: str
+    role: str  # owned | shared | scavenger
+    nodes: str
+    owners: list[str]
+    gpus_total: int
+    gpus_allocated: int
+    gpus_idle: int
+    gpus_down: int
+    gpus_borrowed: int  # held on this pool's nodes by jobs of accounts that do not own it
+    jobs_running: int
+    jobs_pending: int
+    gpus_pending: int
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    name: str
+    parent: str
+    shares: int | None
+    norm_shares: float | None
+    raw_usage: float | None
+    effective_usage: float | None
+    fairshare: float | None  # Slurm's fair-share factor for the account (users' factors when per user)
+    level_fs: float | None
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PoolDefinition:
+    name: str
+    nodes: list[str]
+    owners: list[str]
+    role: str
+
+
+def definitions_from_file(spec: PoolsFile, hosts: dict[str, list[str]], partitions: dict[str, dict[str, str]]
+                          ) -> list[PoolDefinition]:
+    result = [PoolDefinition(p.name, hosts[p.name], list(p.owners), "owned" if p.owners else "shared")
+              for p in spec.pools.values()]
+    if spec.borrowing_active():
+        name = spec.borrowing.partition
+        live = partitions.get(name)
+        nodes = expand_hostlist(live["Nodes"]) if live and live.get("Nodes") not in {None, "", "(null)"} else []
+        result.append(PoolDefinition(name, nodes, [], "scavenger"))
+    return result
+
+
+def definitions_from_fragment(fragment: Fragment, partitions: dict[str, dict[str, str]]) -> list[PoolDefinition]:
+    """Pools are the partitions gpupool owns; the one restricted to a QOS is the scavenger."""
+    result = []
+    for name in sorted(fragment.owned):
+        attrs = partitions.get(name) or parse_kv_line(fragment.lines[name])
+        nodes_text = attrs.get("Nodes", "")
+        nodes = expand_hostlist(nodes_text) if nodes_text and nodes_text != "(null)" else []
+        accounts = [a for a in attrs.get("AllowAccounts", "ALL").split(",") if a and a != "ALL"]
+        scavenger = attrs.get("AllowQos", "ALL") != "ALL" and attrs.get("PreemptMode", "").upper() == "REQUEUE"
+        role = "scavenger" if scavenger else ("owned" if accounts else "shared")
+        result.append(PoolDefinition(name, nodes, accounts, role))
+    return result
+
+
+def pool_statuses(definitions: list[PoolDefinition], nodes: dict[str, SlurmNode], jobs: list[Job]
+                  ) -> list[PoolStatus]:
+    from gpupool.pools.nodes import fold_hostlist
+
+    result = []
+    for pool in definitions:
+        members = set(pool.nodes)
+        total = allocated = down = 0
+        for host in pool.nodes:
+            node = nodes.get(host)
+            if node is None:
+                continue
+            total += node.gpus
+            used = min(node.gpus_used, node.gpus)
+            allocated += used
+            if node.down:
+                down += node.gpus - used  # GPUs still busy on a draining node count as allocated
+        borrowed = 0
+        running = pending = pending_gpus = 0
+        owners = set(pool.owners)
+        for job in jobs:
+            if job.running:
+                held = sum(g for h, g in job.node_gpus.items() if h in members)
+                if pool.role == "scavenger":
+                    if pool.name in job.partitions:
+                        borrowed += held
+                elif owners and job.account not in owners:
+                    borrowed += held
+                if pool.name in job.partitions:
+                    running += 1
+            elif job.pending and pool.name in job.partitions:
+                pending += 1
+                pending_gpus += job.gpus
+        result.append(PoolStatus(
+            name=pool.name, role=pool.role, nodes=fold_hostlist(pool.nodes), owners=sorted(pool.owners),
+            gpus_total=total, gpus_allocated=allocated, gpus_idle=max(0, total - allocated - down),
+            gpus_down=down, gpus_borrowed=borrowed, jobs_running=running, jobs_pending=pending,
+            gpus_pending=pending_gpus))
+    return result
+
+
+def _float(value: str) -> float | None:
+    """A number from sshare; None when empty or not finite (`inf` LevelFS: no usage yet)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: str) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def account_statuses(sshare_rows: list[dict[str, object]], accounts: set[str] | None) -> list[AccountStatus]:
+    """Account rows of `sshare -a -l` (with `_depth`); `accounts` limits them to a set (None = all).
+
+    Under Slurm's fair tree only user rows carry a FairShare factor: an account reports the highest
+    factor among its users, i.e. what its best-placed job gets.
+    """
+    parents: list[str] = []
+    rows: list[tuple[dict[str, object], str]] = []
+    user_factor: dict[str, float] = {}
+    for row in sshare_rows:
+        name = str(row.get("Account", ""))
+        if row.get("User"):
+            factor = _float(str(row.get("FairShare", "")))
+            if factor is not None:
+                user_factor[name] = max(user_factor.get(name, 0.0), factor)
+            continue
+        depth = row.get("_depth", 0)
+        parents = parents[: depth if isinstance(depth, int) else 0]
+        parent = parents[-1] if parents else ""
+        parents.append(name)
+        rows.append((row, parent))
+    result = []
+    for row, parent in rows:
+        name = str(row.get("Account", ""))
+        if name == "root" or (accounts is not None and name not in accounts):
+            continue
+        own = _float(str(row.get("FairShare", "")))
+        result.append(AccountStatus(
+            name=name, parent=parent, shares=_int(str(row.get("RawShares", ""))),
+            norm_shares=_float(str(row.get("NormShares", ""))), raw_usage=_float(str(row.get("RawUsage", ""))),
+            effective_usage=_float(str(row.get("EffectvUsage", ""))),
+            fairshare=own if own is not None else user_factor.get(name),
+            level_fs=_float(str(row.get("LevelFS", "")))))
+    return result
+
+
+def parse_sshare_tree(text: str) -> list[dict[str, object]]:
+    """Like parse_sshare, plus `_depth` from the leading spaces sshare puts before account names."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows: list[dict[str, object]] = []
+    parsed = parse_sshare(text)
+    for raw, row in zip(lines[1:], parsed, strict=False):
+        account_field = raw.split("|", 1)[0]
+        with_depth: dict[str, object] = dict(row)
+        with_depth["_depth"] = len(account_field) - len(account_field.lstrip(" "))
+        rows.append(with_depth)
+    return rows
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    pools: list[PoolStatus]
+    accounts: list[AccountStatus]
+
+    def as_json(self) -> dict[str, object]:
+        return {"pools": [p.as_json() for p in self.pools], "accounts": [a.as_json() for a in self.accounts]}
+
+
+def collect_status(run: CommandRunner, *, spec: PoolsFile | None, hosts: dict[str, list[str]] | None,
+                   fragment: Fragment) -> StatusReport:
+    nodes = parse_nodes(run(["scontrol", "-o", "-d", "show", "node"]))
+    partitions = parse_partitions(run(["scontrol", "-o", "show", "partition"]))
+    jobs = parse_jobs(run(["scontrol", "-o", "-d", "show", "job"]))
+    if spec is not None and hosts is not None:
+        definitions = definitions_from_file(spec, hosts, partitions)
+        accounts: set[str] | None = set(spec.accounts)
+    else:
+        definitions = definitions_from_fragment(fragment, partitions)
+        accounts = {a for d in definitions for a in d.owners} or None
+    rows = parse_sshare_tree(run(["sshare", "-P", "-a", "-l"]))
+    return StatusReport(pool_statuses(definitions, nodes, jobs), account_statuses(rows, accounts))
