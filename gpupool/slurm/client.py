@@ -131,7 +131,7 @@ class CommandsClient:
             if "Invalid job id" in exc.stderr:
                 raise InputError(f"unknown job id {job_id}") from None
             raise
-        jobs = parse.jobs_from_scontrol(proc.stdout)
+        jobs = [j for j in parse.jobs_from_scontrol(proc.stdout) if j.job_id == str(job_id)]
         if not jobs:
             raise InputError(f"unknown job id {job_id}")
         return jobs[0]
