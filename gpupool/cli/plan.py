@@ -32,7 +32,7 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     start = time.perf_counter()
     from gpupool.cli.render import emit_json, warn
     from gpupool.config import resolve_fabric_path
-    from gpupool.errors import InfeasibleError, UsageError
+    from gpupool.errors import EnvError, InfeasibleError
     from gpupool.fabric.compiled import load_compiled
     from gpupool.placement.engine import place
     from gpupool.placement.model import Request
@@ -51,15 +51,16 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         excluded = tuple(expand_hostlist(exclude))
     request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=excluded, max_hops=max_hops,
                       partition=partition)
-    try:
-        request.shape()
-    except UsageError as exc:
-        raise click.UsageError(exc.message) from None
+    request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     if free_path:
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
     else:
-        free = free_state_from_slurm(ctx.factories.get("slurm"), compiled, request, warn=warn)
+        try:
+            from gpupool.slurm.client import make_client
+        except ImportError:
+            raise EnvError("reading the free state from Slurm is not available; use --free FILE") from None
+        free = free_state_from_slurm(ctx.make("slurm", make_client), compiled, request, warn=warn)
     reference = reference_placement(compiled, free, request)
     try:
         placement = place(compiled, free, request)

@@ -31,15 +31,16 @@ def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool 
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
 
 
-def free_state_from_slurm(make_client: Callable[[], Any] | None, compiled: CompiledFabric, request: Request,
+def free_state_from_slurm(client: Any, compiled: CompiledFabric, request: Request,
                           warn: Callable[[str], None] | None = None) -> FreeState:
-    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered)."""
+    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered).
+
+    `client` is a `gpupool.slurm.client.SlurmClient` (anything with `node_states()`).
+    """
     try:
-        from gpupool.slurm.client import make_client as default_client
         from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
     except ImportError:
         raise EnvError("reading the free state from Slurm is not available; use --free FILE") from None
-    client = (make_client or default_client)()
     states = client.node_states()
     check_partition(states, request.partition)
     free = free_gpus_for_request(states, request.partition)

@@ -9,6 +9,7 @@ import pytest
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
+from gpupool.errors import EnvError
 from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.model import save_fabric
 from gpupool.slurm.models import NodeState
@@ -78,6 +79,7 @@ def test_plan_exit_codes(tree_fabric: str, tmp_path: Path, capsys: pytest.Captur
     assert main(["plan", "--gpus", "1", "--free", free, "--fabric", tree_fabric, "--ignore-unknown", "--json"]) == 0
     assert _json(capsys)["allocation"] == {"gpu001": 1}
     assert main(["plan", "--gpus", "0", "--free", free, "--fabric", tree_fabric]) == 2
+    assert capsys.readouterr().err == "gpupool: error: --gpus must be a positive number, got 0\n"
     assert main(["plan", "--gpus", "1", "--free", str(tmp_path / "missing.json"), "--fabric", tree_fabric]) == 4
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -144,3 +146,11 @@ def test_stale_fabric_cache_is_rebuilt(tmp_path: Path, capsys: pytest.CaptureFix
     free = _free(tmp_path, {"node001": 4})
     assert main(["plan", "--gpus", "4", "--free", free, "--fabric", str(path), "--json"]) == 0
     assert _json(capsys)["allocation"] == {"node001": 4}
+
+
+def test_plan_without_slurm_is_an_environment_error(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
+    def unreachable() -> FakeSlurm:
+        raise EnvError("slurmctld is not reachable")
+
+    assert main(["plan", "--gpus", "4", "--fabric", tree_fabric], obj=AppContext(factories={"slurm": unreachable})) == 3
+    assert "slurmctld is not reachable" in capsys.readouterr().err
