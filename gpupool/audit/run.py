@@ -88,3 +88,122 @@ def _reference_pairs(fabric: Fabric, reference: Fabric | None, compiled: Any) ->
         if ga is not None and gb is not None and ga != gb:
             pairs[(min(ga, gb), max(ga, gb))] += 1
     return dict(pairs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole audit: sources, live tools, Slurm
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class AuditRequest:
+    fabric_path: str | None = None
+    ibnetdiscover_path: str | None = None
+    live: bool = False
+    node_name_map: str | None = None
+    reference_path: str | None = None
+    slurm: bool = False
+    counters_paths: list[str] = field(default_factory=list)
+    route_samples: int | None = None  # live only; None = config default
+    config: dict[str, Any] = field(default_factory=dict)  # the [audit] section
+
+
+def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
+              progress: Any = None) -> AuditResult:
+    """Load or discover the fabric, run every check the request asks for; tool and Slurm failures
+    of optional parts land in `unchecked` (status UNKNOWN unless something worse was found)."""
+    from gpupool.audit import counters as counters_mod
+    from gpupool.audit import live as live_mod
+    from gpupool.errors import EnvError, GpupoolError, InputError
+
+    cfg = request.config
+    settings = live_mod.LiveSettings(
+        discover_timeout=float(cfg.get("discover_timeout", 120.0)), tool_timeout=float(cfg.get("tool_timeout", 10.0)),
+        workers=int(cfg.get("workers", 4)), counters_tool=str(cfg.get("counters_tool", "auto")),
+        route_samples=int(request.route_samples if request.route_samples is not None else cfg.get("route_samples", 16)),
+        seed=int(cfg.get("route_seed", 0)))
+    counter_cfg = counters_mod.CounterConfig.from_section(cfg, "[audit]")
+    runner = runner or live_mod.run_ibdiag
+    max_ratio = cfg.get("max_oversubscription")
+    if max_ratio is not None and (not isinstance(max_ratio, int | float) or isinstance(max_ratio, bool) or max_ratio <= 0):
+        raise InputError(f"[audit] max_oversubscription must be a positive number, not {max_ratio!r}")
+
+    fabric = _load_source(request, runner, settings, progress)
+    reference = None
+    if request.reference_path:
+        from gpupool.fabric.model import load_fabric
+
+        reference = load_fabric(request.reference_path)
+    result = audit_fabric(fabric, reference, max_oversubscription=float(max_ratio) if max_ratio else None)
+    topo = Topo.of(fabric)
+
+    samples: list[Any] = []
+    for path in request.counters_paths:
+        from gpupool.fabric.discover import read_text_file
+
+        samples += counters_mod.parse_counters(read_text_file(path, "counter output"), path)
+    if request.live:
+        collected = live_mod.collect_counters(runner, fabric, settings, progress)
+        samples += collected.samples
+        note = live_mod.fold_failures(collected.failures, "error counters")
+        if note:
+            result.unchecked.append(note)
+        if settings.route_samples > 0:
+            route_findings, failures = live_mod.check_routes(runner, topo, settings, progress)
+            result.findings += route_findings
+            note = live_mod.fold_failures(failures, "routes")
+            if note:
+                result.unchecked.append(note)
+    if samples:
+        result.findings += counters_mod.check_counters(topo, samples, counter_cfg)
+        result.totals["ports_with_counters"] = len(samples)
+
+    if request.slurm:
+        try:
+            _slurm_drift(result, fabric, slurm)
+        except (EnvError, GpupoolError) as exc:
+            result.unchecked.append(f"slurm: {exc.message}")
+    return result
+
+
+def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: Any) -> Fabric:
+    from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover, read_node_name_map
+
+    name_map = read_node_name_map(request.node_name_map) if request.node_name_map else None
+    if request.live:
+        from gpupool.audit.live import discover_text
+
+        if progress:
+            progress("ibnetdiscover", 0, 1)
+        text = discover_text(runner, settings)
+        if progress:
+            progress("ibnetdiscover", 1, 1)
+        return parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
+    if request.ibnetdiscover_path:
+        from gpupool.fabric.discover import read_text_file
+
+        text = read_text_file(request.ibnetdiscover_path, "ibnetdiscover output")
+        return parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
+    from gpupool.fabric.model import load_fabric
+
+    if not request.fabric_path:
+        from gpupool.errors import UsageError
+
+        raise UsageError("no fabric to audit: give --fabric, --ibnetdiscover or --live")
+    return load_fabric(request.fabric_path)
+
+
+def _slurm_drift(result: AuditResult, fabric: Fabric, slurm: Any) -> None:
+    from gpupool.audit import slurm_drift
+    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.fabric.export import export_slurm_tree
+
+    view = slurm or slurm_drift.SlurmCommands()
+    nodes = view.node_names()
+    hosts = fabric.host_names()
+    result.findings += slurm_drift.check_node_sets(nodes, hosts)
+    expected = export_slurm_tree(compile_fabric(fabric))
+    report = slurm_drift.check_topology(view.topology_text(), expected, nodes)
+    result.findings += report.findings
+    if report.findings:
+        result.extras["topology_diff"] = report.diff
+        result.extras["topology_conf"] = report.corrected

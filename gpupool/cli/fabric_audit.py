@@ -1,0 +1,142 @@
+"""`gpupool fabric audit`: what is wrong with the fabric, and with what Slurm believes about it.
+
+Exit codes are monitoring codes (CONTRACT.md): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from gpupool.cli.context import app, json_option
+
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
+
+
+@click.command("audit")
+@click.option("--fabric", "fabric_path", metavar="FILE",
+              help="Fabric file (default $GPUPOOL_FABRIC, else `fabric` in the config file).")
+@click.option("--ibnetdiscover", "ibnetdiscover_path", metavar="FILE", help="Saved `ibnetdiscover` output.")
+@click.option("--live", is_flag=True, help="Run ibnetdiscover, the counter tools and ibtracert now.")
+@click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map for --ibnetdiscover/--live.")
+@click.option("--reference", "reference_path", metavar="FABRIC",
+              help="Expected fabric (earlier discovery or generated design) to compare with.")
+@click.option("--slurm", "with_slurm", is_flag=True, help="Also check Slurm's nodes and topology against the fabric.")
+@click.option("--counters", "counters_paths", metavar="FILE", multiple=True,
+              help="Saved perfquery or ibqueryerrors output to check error counters (repeatable).")
+@click.option("--route-samples", type=click.IntRange(min=0), default=None, metavar="N",
+              help="--live: host pairs whose ibtracert route to check (default: config, else 16; 0 = off).")
+@json_option
+def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
+          reference_path: str | None, with_slurm: bool, counters_paths: tuple[str, ...],
+          route_samples: int | None) -> int:
+    """Audit the fabric: link rates, missing cables, oversubscription, rails, names, counters, Slurm drift."""
+    from gpupool.audit.findings import EXIT_CODES, STATUS_UNKNOWN
+    from gpupool.errors import GpupoolError, UsageError
+
+    ctx = app()
+    try:
+        if sum(bool(x) for x in (fabric_path, ibnetdiscover_path, live)) > 1:
+            raise UsageError("give at most one of --fabric, --ibnetdiscover and --live")
+        result = _run(ctx, fabric_path, ibnetdiscover_path, live, node_name_map, reference_path, with_slurm,
+                      list(counters_paths), route_samples)
+    except GpupoolError as exc:
+        # Monitoring contract: anything that stops the audit is UNKNOWN (3), still one error line.
+        if ctx.debug:
+            raise
+        sys.stderr.write(f"gpupool: error: {exc.message}\n")
+        if ctx.json:
+            from gpupool.cli.render import emit_json
+
+            emit_json({"status": STATUS_UNKNOWN, "findings": [], "error": exc.message})
+        return EXIT_CODES[STATUS_UNKNOWN]
+    if ctx.json:
+        from gpupool.cli.render import emit_json
+
+        emit_json(result.to_json())
+    else:
+        _print_report(result)
+    return EXIT_CODES[result.status]
+
+
+def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
+         reference_path: str | None, with_slurm: bool, counters_paths: list[str], route_samples: int | None) -> Any:
+    from gpupool.audit.run import AuditRequest, run_audit
+    from gpupool.config import resolve_fabric_path
+
+    config = ctx.config()
+    if not (ibnetdiscover_path or live):
+        fabric_path = resolve_fabric_path(fabric_path, config)
+    request = AuditRequest(fabric_path=fabric_path, ibnetdiscover_path=ibnetdiscover_path, live=live,
+                           node_name_map=node_name_map, reference_path=reference_path, slurm=with_slurm,
+                           counters_paths=counters_paths, route_samples=route_samples,
+                           config=config.section("audit"))
+    runner = ctx.factories["ibdiag"]() if "ibdiag" in ctx.factories else None
+    slurm = ctx.factories["slurm_view"]() if "slurm_view" in ctx.factories else None
+    if not live:
+        return run_audit(request, runner=runner, slurm=slurm)
+    with _progress() as progress:
+        return run_audit(request, runner=runner, slurm=slurm, progress=progress)
+
+
+class _progress:
+    """A rich progress bar on stderr (only on a terminal), fed (phase, done, total) callbacks."""
+
+    def __enter__(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from gpupool.cli.render import stderr_console
+
+        console = stderr_console()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                            transient=True, disable=not console.is_terminal)
+        self.bar.__enter__()
+        self.tasks: dict[str, Any] = {}
+        return self.update
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.bar.add_task(phase, total=total)
+        self.bar.update(self.tasks[phase], completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+
+def _print_report(result: Any) -> None:
+    from rich.table import Table
+
+    from gpupool.audit.findings import CRITICAL, WARNING, sort_findings
+    from gpupool.cli.render import stderr_console, stdout_console
+
+    console = stdout_console()
+    findings = sort_findings(result.findings)
+    for severity in (CRITICAL, WARNING):
+        group = [f for f in findings if f.severity == severity]
+        if not group:
+            continue
+        table = Table(title=f"{severity.upper()} ({len(group)})", title_justify="left", show_lines=False,
+                      title_style=_SEVERITY_STYLE[severity], expand=False)
+        table.add_column("check", no_wrap=True)
+        table.add_column("subject", no_wrap=True)
+        table.add_column("message", overflow="fold")
+        for f in group:
+            table.add_row(f.check, f.subject, f.message)
+        console.print(table)
+    totals = result.totals
+    if totals.get("missing_uplinks"):
+        console.print(f"missing uplink cables: {totals['missing_uplinks']} in total on "
+                      f"{totals['leaves_missing_uplinks']} leaves")
+    if totals.get("missing_links_vs_reference"):
+        console.print(f"cables of the reference missing: {totals['missing_links_vs_reference']}")
+    if result.extras.get("topology_diff"):
+        console.print("Slurm topology vs fabric:")
+        console.print(result.extras["topology_diff"], markup=False, highlight=False)
+        console.print("corrected topology.conf:")
+        console.print(result.extras["topology_conf"], markup=False, highlight=False)
+    for note in result.unchecked:
+        stderr_console().print(f"gpupool: warning: not checked: {note}", markup=False, highlight=False)
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING)}
+    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning)")
