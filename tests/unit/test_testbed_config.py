@@ -149,3 +149,30 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "testbed: error: --nodes and --gpus-per-node must be at least 1"
+
+
+def test_a_daemon_that_dies_fails_fast_with_its_fatal_line_and_log_tail(tb: ModuleType, tmp_path: Path) -> None:
+    log = tmp_path / "daemon.log"
+    lines = "".join(f"line {i}\n" for i in range(30))
+    proc = subprocess.Popen(["bash", "-c", f"printf '{lines}' > {log}; echo 'fatal: Switch configuration "
+                             f"is not a tree' >> {log}; sleep 0.3; exit 1"])
+    started = time.monotonic()
+    with pytest.raises(tb.TestbedError) as info:
+        tb.wait_daemon("slurmctld", proc, lambda: False, 30, "listen", log)
+    assert time.monotonic() - started < 5
+    assert info.value.message == ("slurmctld exited with status 1 "
+                                  "(fatal: Switch configuration is not a tree)")
+    tail = info.value.detail.splitlines()
+    assert tail[0] == f"--- last lines of {log} ---"
+    assert tail[1:] == [f"line {i}" for i in range(16, 30)] + ["fatal: Switch configuration is not a tree"]
+
+
+def test_a_daemon_that_hangs_times_out(tb: ModuleType, tmp_path: Path) -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(tb.TestbedError) as info:
+            tb.wait_daemon("slurmdbd", proc, lambda: False, 0.5, "listen on 127.0.0.1:1")
+        assert info.value.message == "slurmdbd did not listen on 127.0.0.1:1 within 0.5s"
+    finally:
+        proc.kill()
+        proc.wait()
