@@ -1,0 +1,371 @@
+"""pool apply against an in-memory Slurm that executes the scontrol/sacctmgr lines gpupool emits."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from gpupool.cli.context import AppContext
+from gpupool.cli.main import main
+from gpupool.errors import EnvError
+from gpupool.pools.apply import ApplyOptions, apply_pools
+from gpupool.pools.fragment import read_fragment
+from gpupool.pools.nodes import expand_hostlist, fold_hostlist
+from gpupool.pools.schema import parse_pools_text
+from gpupool.slurm.runner import SlurmCommandError
+
+TWO_UNITS = """\
+pools:
+  vision:
+    nodes: gpu[001-004]
+    owners: [vision]
+    max_time: 2-00:00:00
+  llm:
+    nodes: gpu[005-008]
+    owners: [llm]
+accounts:
+  vision: {shares: 30, users: [alice]}
+  llm:    {shares: 70, users: [bob, carol]}
+queues:
+  urgent: {priority: 1000, max_gpus: 16, max_gpus_per_user: 8}
+"""
+
+
+class FakeSlurm:
+    """Just enough of scontrol and sacctmgr: state in dicts, commands parsed like Slurm would."""
+
+    def __init__(self, tmp: Path, nodes: int = 8, gpus: int = 4) -> None:
+        self.conf_path = tmp / "slurm.conf"
+        self.conf_path.write_text("ClusterName=test\ninclude gpupool-partitions.conf\n")
+        self.config = {"ClusterName": "test", "PreemptType": "preempt/partition_prio", "PreemptMode": "REQUEUE",
+                       "PriorityType": "priority/multifactor", "PriorityWeightFairShare": "10000",
+                       "AccountingStorageEnforce": "associations,limits,qos",
+                       "AccountingStorageTRES": "cpu,mem,gres/gpu", "JobRequeue": "1",
+                       "SLURM_CONF": str(self.conf_path)}
+        self.nodes = {f"gpu{i:03d}": gpus for i in range(1, nodes + 1)}
+        self.partitions: dict[str, dict[str, str]] = {
+            "batch": {"Nodes": fold_hostlist(set(self.nodes)), "AllowAccounts": "ALL", "AllowQos": "ALL",
+                      "PriorityTier": "1", "MaxTime": "UNLIMITED", "Default": "YES", "State": "UP",
+                      "PreemptMode": "OFF"}}
+        self.qos: dict[str, dict[str, str]] = {"normal": self._qos_row("normal", "Normal QOS default")}
+        self.accounts: dict[str, dict[str, str]] = {"root": {"Descr": "default root account", "Org": "root"},
+                                                     "physics": {"Descr": "hand made", "Org": "physics"}}
+        self.assocs: dict[tuple[str, str], dict[str, str]] = {
+            ("root", ""): {"ParentName": "", "Fairshare": "1", "QOS": "normal", "DefaultQOS": ""},
+            ("physics", ""): {"ParentName": "root", "Fairshare": "5", "QOS": "normal", "DefaultQOS": ""},
+        }
+        self.users: set[str] = {"root"}
+        self.dbd_up = True
+        self.fail_on: str | None = None  # substring of a mutating command that Slurm rejects
+        self.mutations: list[str] = []
+
+    @staticmethod
+    def _qos_row(name: str, descr: str) -> dict[str, str]:
+        return {"Name": name, "Priority": "0", "GrpTRES": "", "MaxTRESPU": "", "MaxWall": "", "Preempt": "",
+                "PreemptMode": "cluster", "Description": descr}
+
+    # -- the CommandRunner interface --
+    def __call__(self, argv: list[str]) -> str:
+        text = shlex.join(argv)
+        if argv[0] == "sacctmgr" and not self.dbd_up:
+            raise EnvError("sacctmgr: Slurm unreachable: sacctmgr: error: Problem talking to the database")
+        if self.fail_on and self.fail_on in text:
+            raise SlurmCommandError(f"{argv[0]}: error: rejected {text}", argv=argv)
+        if argv[:3] == ["scontrol", "show", "config"]:
+            return "".join(f"{k} = {v}\n" for k, v in self.config.items())
+        if argv[:4] == ["scontrol", "-o", "-d", "show"] and argv[4] == "node":
+            return "".join(f"NodeName={n} Arch=x86_64 Gres=gpu:h100:{g} GresUsed=gpu:h100:0(IDX:N/A) "
+                           f"State=IDLE CfgTRES=cpu=16,gres/gpu={g} AllocTRES=\n" for n, g in self.nodes.items())
+        if argv[:4] == ["scontrol", "-o", "show", "partition"]:
+            return "".join("PartitionName=" + n + " " + " ".join(f"{k}={v}" for k, v in p.items()) + "\n"
+                           for n, p in self.partitions.items())
+        if argv[0] == "scontrol":
+            self.mutations.append(text)
+            return self._scontrol(argv[1:])
+        if argv[0] == "sacctmgr" and "show" in argv:
+            return self._show(argv)
+        if argv[0] == "sacctmgr":
+            self.mutations.append(text)
+            return self._sacctmgr(argv[2:])
+        raise AssertionError(f"unexpected command {text}")
+
+    def _scontrol(self, args: list[str]) -> str:
+        verb, rest = args[0], args[1:]
+        fields = dict(a.split("=", 1) for a in rest)
+        name = fields.pop("PartitionName")
+        if verb == "create":
+            assert name not in self.partitions, f"partition {name} exists"
+            for host in expand_hostlist(fields["Nodes"]):
+                assert host in self.nodes
+            self.partitions[name] = {"AllowAccounts": "ALL", "AllowQos": "ALL", "PreemptMode": "OFF", **fields}
+            if fields.get("MaxTime") == "UNLIMITED":
+                self.partitions[name]["MaxTime"] = "UNLIMITED"
+        elif verb == "update":
+            self.partitions[name].update(fields)
+        elif verb == "delete":
+            del self.partitions[name]
+        return ""
+
+    def _show(self, argv: list[str]) -> str:
+        what = argv[argv.index("show") + 1]
+        if what == "qos":
+            cols = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description")
+            return "".join("|".join(q[c] for c in cols) + "\n" for q in self.qos.values())
+        if what == "account":
+            return "".join(f"{n}|{a['Descr']}|{a['Org']}\n" for n, a in self.accounts.items())
+        if what == "assoc":
+            return "".join(f"{acct}|{user}|{a['ParentName']}|{a['Fairshare']}|{a['QOS']}|{a['DefaultQOS']}\n"
+                           for (acct, user), a in self.assocs.items())
+        if what == "user":
+            return "".join(f"{u}\n" for u in sorted(self.users))
+        raise AssertionError(what)
+
+    def _sacctmgr(self, args: list[str]) -> str:
+        verb, what = args[0], args[1]
+        if verb == "add":
+            name = args[2]
+            fields = dict(a.split("=", 1) for a in args[3:])
+            if what == "qos":
+                row = self._qos_row(name, fields.pop("Description", ""))
+                row["Priority"] = fields.pop("Priority", "0")
+                row["PreemptMode"] = fields.pop("PreemptMode", "cluster")
+                row["GrpTRES"] = fields.pop("GrpTRES", "")
+                row["MaxTRESPU"] = fields.pop("MaxTRESPerUser", "")
+                row["MaxWall"] = fields.pop("MaxWall", "")
+                assert not fields, fields
+                self.qos[name] = row
+            elif what == "account":
+                assert fields["Parent"] in self.accounts
+                if name not in self.accounts:
+                    self.accounts[name] = {"Descr": fields.get("Description", ""), "Org": fields.get("Organization", "")}
+                self.assocs[(name, "")] = {"ParentName": fields["Parent"], "Fairshare": fields["Fairshare"],
+                                           "QOS": self.assocs[(fields["Parent"], "")]["QOS"], "DefaultQOS": ""}
+            elif what == "user":
+                account = fields["Account"]
+                assert (account, "") in self.assocs
+                self.users.add(name)
+                self.assocs[(account, name)] = {"ParentName": "", "Fairshare": "1",
+                                                "QOS": self.assocs[(account, "")]["QOS"], "DefaultQOS": ""}
+            return ""
+        where = dict(a.split("=", 1) for a in args[args.index("where") + 1:args.index("set")] if "=" in a) \
+            if "set" in args else dict(a.split("=", 1) for a in args[3:] if "=" in a)
+        settings = [a.split("=", 1) for a in args[args.index("set") + 1:]] if "set" in args else []
+        if verb == "modify" and what == "qos":
+            row = self.qos[where["name"]]
+            for key, value in settings:
+                if key == "Preempt":
+                    for target in filter(None, value.split(",")):
+                        assert target in self.qos, f"Preempt names unknown QOS {target}"
+                    row["Preempt"] = value
+                elif key in {"GrpTRES", "MaxTRESPerUser"}:
+                    row["GrpTRES" if key == "GrpTRES" else "MaxTRESPU"] = "" if value.endswith("=-1") else value
+                elif key == "MaxWall":
+                    row["MaxWall"] = "" if value == "-1" else value
+                else:
+                    row[key] = value
+        elif verb == "modify" and what == "account":
+            assoc = self.assocs[(where["name"], "")]
+            for key, value in settings:
+                if key == "QOS+":
+                    for q in value.split(","):
+                        assert q in self.qos
+                    assoc["QOS"] = ",".join(sorted(set(assoc["QOS"].split(",")) | set(value.split(","))))
+                elif key == "Fairshare":
+                    assoc["Fairshare"] = value
+                elif key == "Parent":
+                    assoc["ParentName"] = value
+                elif key == "DefaultQOS":
+                    assoc["DefaultQOS"] = value
+        elif verb == "delete" and what == "qos":
+            del self.qos[where["name"]]
+        elif verb == "delete" and what == "account":
+            for key in [k for k in self.assocs if k[0] == where["name"]]:
+                del self.assocs[key]
+        elif verb == "delete" and what == "user":
+            del self.assocs[(where["account"], where["name"])]
+        else:
+            raise AssertionError(f"unexpected sacctmgr {args}")
+        return ""
+
+
+@pytest.fixture
+def slurm(tmp_path: Path) -> FakeSlurm:
+    return FakeSlurm(tmp_path)
+
+
+def _apply(slurm: FakeSlurm, text: str, *, dry_run: bool = False, path: str = "pools.yaml"):  # type: ignore[no-untyped-def]
+    spec = parse_pools_text(text, path)
+    options = ApplyOptions(dry_run=dry_run, fragment_path=str(slurm.conf_path.parent / "gpupool-partitions.conf"),
+                           user_exists=lambda name: True)
+    return apply_pools(spec, slurm, options, lambda live: "unused")
+
+
+def _summary(report) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return {(c.kind, c.name, c.action) for c in report.changes}
+
+
+def test_first_apply_creates_everything_and_second_changes_nothing(slurm: FakeSlurm) -> None:
+    first = _apply(slurm, TWO_UNITS)
+    assert first.applied and first.error is None
+    assert _summary(first) == {
+        ("qos", "scavenger", "create"), ("qos", "urgent", "create"),
+        ("account", "vision", "create"), ("account", "llm", "create"),
+        ("user", "alice", "create"), ("user", "bob", "create"), ("user", "carol", "create"),
+        ("partition", "vision", "create"), ("partition", "llm", "create"), ("partition", "scavenger", "create")}
+    assert slurm.assocs[("vision", "")]["Fairshare"] == "30"
+    assert slurm.assocs[("llm", "")]["Fairshare"] == "70"
+    assert slurm.partitions["vision"]["AllowAccounts"] == "vision"
+    assert slurm.partitions["scavenger"]["Nodes"] == "gpu[001-008]"
+    assert slurm.qos["urgent"]["GrpTRES"] == "gres/gpu=16"
+    assert slurm.qos["urgent"]["Preempt"] == "scavenger"
+    assert set(slurm.assocs[("llm", "")]["QOS"].split(",")) >= {"urgent", "scavenger"}
+    fragment = read_fragment(str(slurm.conf_path.parent / "gpupool-partitions.conf"))
+    assert fragment.owned == {"vision", "llm", "scavenger"}
+    assert first.fragment_written
+
+    before = len(slurm.mutations)
+    second = _apply(slurm, TWO_UNITS)
+    assert second.changes == [] and second.applied
+    assert len(slurm.mutations) == before
+    assert not second.fragment_written
+
+
+def test_dry_run_changes_nothing(slurm: FakeSlurm) -> None:
+    report = _apply(slurm, TWO_UNITS, dry_run=True)
+    assert len(report.changes) == 10
+    assert not report.applied
+    assert slurm.mutations == []
+    assert not (slurm.conf_path.parent / "gpupool-partitions.conf").exists()
+
+
+def test_modified_file_produces_modifications_only(slurm: FakeSlurm) -> None:
+    _apply(slurm, TWO_UNITS)
+    changed = (TWO_UNITS.replace("shares: 30", "shares: 40").replace("gpu[005-008]", "gpu[005-007]")
+               .replace("max_gpus: 16", "max_gpus: 12"))
+    report = _apply(slurm, changed)
+    assert _summary(report) == {("account", "vision", "modify"), ("partition", "llm", "modify"),
+                                ("partition", "scavenger", "modify"), ("qos", "urgent", "modify")}
+    assert slurm.assocs[("vision", "")]["Fairshare"] == "40"
+    assert slurm.partitions["llm"]["Nodes"] == "gpu[005-007]"
+    assert slurm.qos["urgent"]["GrpTRES"] == "gres/gpu=12"
+    assert _apply(slurm, changed).changes == []
+
+
+def test_removed_objects_are_deleted_only_when_gpupool_made_them(slurm: FakeSlurm) -> None:
+    _apply(slurm, TWO_UNITS)
+    slurm.qos["handmade"] = slurm._qos_row("handmade", "made by an admin")
+    without_llm = """\
+pools:
+  vision: {nodes: "gpu[001-004]", owners: [vision]}
+accounts:
+  vision: {shares: 30, users: [alice]}
+"""
+    report = _apply(slurm, without_llm)
+    deleted = {(c.kind, c.name) for c in report.changes if c.action == "delete"}
+    assert deleted == {("partition", "llm"), ("account", "llm"), ("qos", "urgent")}
+    assert "llm" not in slurm.partitions and "batch" in slurm.partitions
+    assert "handmade" in slurm.qos and "physics" in slurm.accounts and ("physics", "") in slurm.assocs
+    assert read_fragment(str(slurm.conf_path.parent / "gpupool-partitions.conf")).owned == {"vision", "scavenger"}
+
+
+def test_user_dropped_from_managed_account_loses_its_association(slurm: FakeSlurm) -> None:
+    _apply(slurm, TWO_UNITS)
+    report = _apply(slurm, TWO_UNITS.replace("users: [bob, carol]", "users: [bob]"))
+    assert _summary(report) == {("user", "carol", "delete")}
+    assert ("llm", "carol") not in slurm.assocs and ("llm", "bob") in slurm.assocs
+
+
+def test_existing_partition_not_made_by_gpupool_is_refused_with_line(slurm: FakeSlurm) -> None:
+    text = TWO_UNITS.replace("  llm:\n    nodes: gpu[005-008]", "  batch:\n    nodes: gpu[005-008]")
+    text = text.replace("owners: [llm]", "owners: [llm]")
+    with pytest.raises(Exception) as info:
+        _apply(slurm, text)
+    assert "pools.yaml:6: pools.batch: partition 'batch' already exists and was not created by gpupool" in str(info.value)
+    assert slurm.mutations == []
+
+
+def test_failure_in_the_middle_reports_progress_and_rerun_completes(slurm: FakeSlurm) -> None:
+    slurm.fail_on = "add user bob"
+    report = _apply(slurm, TWO_UNITS)
+    assert report.error is not None and not report.applied
+    statuses = {(c.kind, c.name): c.status for c in report.changes}
+    assert statuses[("user", "bob")] == "failed"
+    assert statuses[("account", "llm")] == "applied"
+    assert statuses[("partition", "vision")] == "pending"
+    assert "vision" not in slurm.partitions
+    slurm.fail_on = None
+    rerun = _apply(slurm, TWO_UNITS)
+    assert rerun.error is None
+    assert ("account", "llm", "create") not in _summary(rerun)
+    assert ("user", "bob", "create") in _summary(rerun)
+    assert _apply(slurm, TWO_UNITS).changes == []
+
+
+def test_failed_partition_create_keeps_created_ones_in_fragment(slurm: FakeSlurm) -> None:
+    slurm.fail_on = "PartitionName=scavenger"
+    report = _apply(slurm, TWO_UNITS)
+    assert report.error is not None
+    owned = read_fragment(str(slurm.conf_path.parent / "gpupool-partitions.conf")).owned
+    assert owned == {"vision", "llm"}
+
+
+def test_cli_json_and_exit_code_on_dbd_down(slurm: FakeSlurm, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    fragment = tmp_path / "frag.conf"
+    context = AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda name: True)})
+    code = main(["pool", "apply", str(pools), "--fragment", str(fragment), "--json"], context)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["applied"] is True
+    assert {"kind", "name", "action", "detail"} <= set(doc["changes"][0])
+    assert len(doc["changes"]) == 10
+
+    code = main(["pool", "apply", str(pools), "--fragment", str(fragment), "--json"],
+                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out) == {**json.loads(out), "changes": [], "applied": True}
+
+    slurm.dbd_up = False
+    code = main(["pool", "apply", str(pools), "--fragment", str(fragment)],
+                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert err.startswith("gpupool: error:") and "database" in err and "Traceback" not in err
+
+
+def test_cli_unknown_user_is_input_error_unless_allowed(slurm: FakeSlurm, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    known = {"alice", "bob"}
+    factories = {"slurm_commands": lambda: slurm, "user_exists": lambda: known.__contains__}
+    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(factories=dict(factories)))
+    _, err = capsys.readouterr()
+    assert code == 4
+    assert f"{pools}:11: accounts.llm.users.1: unknown user 'carol'" in err
+    code = main(["pool", "apply", str(pools), "--dry-run", "--allow-unknown-users", "--fragment",
+                 str(tmp_path / "f.conf")], AppContext(factories=dict(factories)))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "dry run: 10 change(s) would be made" in out
+
+
+def test_missing_preemption_config_is_warned(slurm: FakeSlurm, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    slurm.config["PreemptType"] = "preempt/none"
+    slurm.conf_path.write_text("ClusterName=test\n")
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    code = main(["pool", "apply", str(pools), "--dry-run", "--fragment", str(tmp_path / "f.conf")],
+                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+    _, err = capsys.readouterr()
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("gpupool: warning:")]
+    assert any("PreemptType=preempt/none" in w for w in warnings)
+    assert any("does not `include" in w for w in warnings)
