@@ -58,10 +58,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     client = ctx.make("slurm", make_client)
-    try:
-        outcome = submit_planned(client, compiled, request)
-    except UsageError as exc:
-        raise click.UsageError(exc.message) from None
+    outcome = submit_planned(client, compiled, request)
     if ctx.json:
         emit_json(outcome.to_json())
         return

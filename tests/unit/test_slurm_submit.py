@@ -1,0 +1,262 @@
+"""Submission library on an in-memory Slurm: plan -> sbatch, fallbacks, races, conflicts, locking."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from gpupool.errors import InfeasibleError, InputError, UsageError
+from gpupool.fabric.compiled import compile_fabric
+from gpupool.fabric.generate import fat_tree
+from gpupool.placement.cost import cost_of
+from gpupool.slurm.fake import FakeSlurm
+from gpupool.slurm.submit import SubmitRequest, submit_planned
+
+HOSTS = [f"gpu{i:03d}" for i in range(1, 17)]  # 4 leaves x 4 hosts
+
+
+@pytest.fixture(scope="module")
+def compiled():  # type: ignore[no-untyped-def]
+    return compile_fabric(fat_tree(4, 4, 2))
+
+
+@pytest.fixture
+def job_script(tmp_path: Path) -> str:
+    path = tmp_path / "job.sh"
+    path.write_text("#!/bin/bash\nsrun hostname\n")
+    return str(path)
+
+
+def leaf_of(compiled, host: str) -> int:  # type: ignore[no-untyped-def]
+    return int(compiled.host_tree_leaf[compiled.host_index()[host]])
+
+
+def request(tmp_path: Path, **kw) -> SubmitRequest:  # type: ignore[no-untyped-def]
+    kw.setdefault("lock_path", str(tmp_path / "submit.lock"))
+    kw.setdefault("verify_timeout", 0.0)
+    return SubmitRequest(**kw)
+
+
+def opt(args: list[str], name: str) -> str | None:
+    for arg in args:
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def test_submit_pins_planned_nodes_and_records_cost(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    # Fragment: leaf 1 (gpu001-004) half used, leaf 2 (gpu005-008) untouched.
+    for host in HOSTS[:4]:
+        slurm.use(host, 4)
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script))
+    assert out.mode == "now" and out.job_state == "RUNNING"
+    hosts = list(out.placement.allocation)
+    assert len(hosts) == 2 and leaf_of(compiled, hosts[0]) == leaf_of(compiled, hosts[1])
+    args = slurm.submitted[0]
+    assert opt(args, "nodelist") == out.nodelist and opt(args, "nodes") == "2" and opt(args, "gres") == "gpu:8"
+    comment = opt(args, "comment") or ""
+    assert comment.startswith(f"gpupool:pair_hops_sum={cost_of(compiled, out.placement.allocation).pair_hops_sum},")
+    assert "mode=now" in comment and "alloc=" in comment
+    job = slurm.job(out.job_id or "")
+    assert set(job.nodes) == set(hosts)
+    assert out.sbatch_argv[-1] == job_script and out.to_json()["job_id"] == out.job_id
+
+
+def test_request_learned_from_sbatch_directives(compiled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "train.sh"
+    script.write_text("#!/bin/bash\n#SBATCH --gres=gpu:4\n#SBATCH -N 2\n#SBATCH -J train\nsrun x\n")
+    slurm = FakeSlurm.uniform(HOSTS)
+    out = submit_planned(slurm, compiled, request(tmp_path, script=str(script), sbatch_args=["--mem=10G"]))
+    assert out.placement.allocation == dict.fromkeys(out.placement.allocation, 4)
+    assert len(out.placement.allocation) == 2
+    assert slurm.submitted[0][0] == "--mem=10G"  # user options pass through, first and untouched
+    assert opt(slurm.submitted[0], "gres") == "gpu:4"
+
+
+def test_dry_run_submits_nothing(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, dry_run=True,
+                                                  sbatch_args=["-J", "x"]))
+    assert slurm.submitted == [] and out.job_id is None and "job_id" not in out.to_json()
+    assert out.sbatch_argv[:3] == ["sbatch", "-J", "x"] and "--nodes=1" in out.sbatch_argv
+
+
+def test_uneven_plan_uses_total_gpus(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    for host in HOSTS:
+        slurm.use(host, 8)
+    slurm.nodes["gpu001"] = slurm.nodes["gpu001"].__class__(**{**slurm.nodes["gpu001"].__dict__, "gpus_used": 0})
+    slurm.nodes["gpu002"] = slurm.nodes["gpu002"].__class__(**{**slurm.nodes["gpu002"].__dict__, "gpus_used": 4})
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=12, script=job_script))
+    assert out.placement.allocation == {"gpu001": 8, "gpu002": 4}
+    assert opt(slurm.submitted[0], "gpus") == "12" and opt(slurm.submitted[0], "gres") is None
+    assert slurm.job(out.job_id or "").allocation == {"gpu001": 8, "gpu002": 4}
+
+
+def test_nothing_fits_now_submits_with_switches(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    for host in HOSTS:
+        slurm.use(host, 6)
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script,
+                                                  switch_wait="30:00"))
+    assert out.mode == "wait-switches" and out.job_state == "PENDING"
+    args = slurm.submitted[0]
+    assert opt(args, "nodelist") is None
+    assert opt(args, "switches") == "1@30:00"  # 2 hosts fit under one leaf once jobs end
+    assert any("nothing fits now" in n for n in out.notes) and any("--switches=1@30:00" in n for n in out.notes)
+
+
+def test_larger_than_partition_is_infeasible(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    with pytest.raises(InfeasibleError, match="larger than partition gpu \\(128 GPUs on 16 nodes\\)") as info:
+        submit_planned(slurm, compiled, request(tmp_path, gpus=136, script=job_script))
+    assert info.value.exit_code == 1 and slurm.submitted == []
+
+
+def test_drained_nodes_never_planned_even_in_future(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    for host in HOSTS[2:]:
+        slurm.set_flags(host, "IDLE", "DRAIN")
+    with pytest.raises(InfeasibleError, match="even with every running job finished"):
+        submit_planned(slurm, compiled, request(tmp_path, gpus=24, script=job_script))
+    assert slurm.submitted == []
+
+
+def test_unknown_partition_is_input_error(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    with pytest.raises(InputError, match="unknown partition 'nosuch'") as info:
+        submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, sbatch_args=["-p", "nosuch"]))
+    assert info.value.exit_code == 4 and slurm.submitted == []
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"sbatch_args": ["-w", "gpu001"]}, "-w gpu001 conflicts with gpupool"),
+    ({"sbatch_args": ["--nodelist=gpu001"]}, "--nodelist=gpu001 conflicts with gpupool"),
+    ({"sbatch_args": ["-N", "3"], "gpus_per_node": 8}, "--nodes 2 conflicts with sbatch --nodes=3"),
+    ({"sbatch_args": ["-N", "3"]}, "--gpus 16 cannot be split evenly over --nodes 3"),
+    ({"sbatch_args": ["-N", "3-4"]}, "-N/--nodes 3-4 conflicts with gpupool's placement on 2 node"),
+    ({"sbatch_args": ["--gpus=8"]}, "--gpus 16 conflicts with sbatch --gpus=8"),
+])
+def test_conflicting_sbatch_options(compiled, tmp_path: Path, job_script: str, kw: dict, message: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    base = {"gpus": 16, "script": job_script}
+    if kw.get("gpus_per_node"):
+        base["nodes"] = 2
+    with pytest.raises(UsageError, match=message):
+        submit_planned(slurm, compiled, request(tmp_path, **{**base, **kw}))
+    assert slurm.submitted == []
+
+
+def test_missing_script_and_missing_request(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    with pytest.raises(InputError, match="nope.sh: batch script not found"):
+        submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=str(tmp_path / "nope.sh")))
+    with pytest.raises(UsageError, match="no GPU request"):
+        submit_planned(slurm, compiled, request(tmp_path, script=job_script))
+    with pytest.raises(UsageError, match="missing batch SCRIPT"):
+        submit_planned(slurm, compiled, request(tmp_path, gpus=8))
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=8, sbatch_args=["--wrap=hostname"]))
+    assert out.job_state == "RUNNING" and slurm.submitted[0][0] == "--wrap=hostname"
+
+
+def test_race_node_drained_after_plan_replans_once(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    planned_first: list[str] = []
+
+    def drain_planned(fake: FakeSlurm, args: list[str]) -> None:
+        if not planned_first:  # only the first submission loses the race
+            from gpupool.slurm.parse import expand_hostlist
+
+            planned_first.extend(expand_hostlist(opt(args, "nodelist")))
+            for host in planned_first:
+                fake.set_flags(host, "IDLE", "DRAIN")
+
+    slurm.before_submit = drain_planned
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script))
+    assert out.replanned and out.job_state == "RUNNING"
+    assert len(slurm.submitted) == 2 and slurm.cancelled == [str(100)]
+    assert not set(out.placement.allocation) & set(planned_first)
+    live = [j for j in slurm.jobs_by_id.values() if j.state != "CANCELLED"]
+    assert [j.job_id for j in live] == [out.job_id]  # no duplicate job left behind
+
+
+def test_sbatch_node_rejection_replans_once_then_fails(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    slurm.reject = lambda args: "Requested node configuration is not available"
+    from gpupool.slurm.runner import SlurmCommandError
+
+    with pytest.raises(SlurmCommandError, match="Requested node configuration is not available") as info:
+        submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script))
+    assert info.value.exit_code == 4 and slurm.submitted == []
+    attempts: list[int] = []
+
+    def once(args: list[str]) -> str | None:
+        attempts.append(1)
+        return "Requested node configuration is not available" if len(attempts) == 1 else None
+
+    slurm.reject = once
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script))
+    assert out.replanned and len(attempts) == 2 and len(slurm.submitted) == 1
+
+
+def test_other_rejections_are_not_retried(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    calls: list[int] = []
+
+    def bad_account(args: list[str]) -> str:
+        calls.append(1)
+        return "Invalid account or account/partition combination specified"
+
+    slurm.reject = bad_account
+    from gpupool.slurm.runner import SlurmCommandError
+
+    with pytest.raises(SlurmCommandError, match="Invalid account"):
+        submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, sbatch_args=["-A", "nosuch"]))
+    assert calls == [1]
+
+
+def test_pending_gpupool_jobs_hold_their_gpus(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    first = submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script))
+    # Pretend slurmctld has not started it yet: GPUs not yet shown as used on the node.
+    host = next(iter(first.placement.allocation))
+    job = slurm.jobs_by_id[first.job_id or ""]
+    slurm.jobs_by_id[job.job_id] = job.__class__(**{**job.__dict__, "state": "PENDING", "reason": "None",
+                                                     "nodes": (), "allocation": {}})
+    slurm.cancel  # noqa: B018 - keep the fake's API visible in this test
+    node = slurm.nodes[host]
+    slurm.nodes[host] = node.__class__(**{**node.__dict__, "gpus_used": 0})
+    second = submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, dry_run=True))
+    assert host not in second.placement.allocation
+
+
+def test_concurrent_submits_never_double_book(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = FakeSlurm.uniform(HOSTS)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            out = submit_planned(slurm, compiled, request(tmp_path, gpus=6, script=job_script))
+            value: object = out
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            value = exc
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 20 x 6 = 120 GPUs of 128: every call gets a job, started at once.
+    assert all(not isinstance(r, Exception) for r in results), results
+    job_ids = [r.job_id for r in results]  # type: ignore[attr-defined]
+    assert len(set(job_ids)) == 20 and len(slurm.submitted) == 20
+    per_host = slurm.allocated()
+    assert all(per_host[h] <= 8 for h in per_host)
+    assert sum(per_host.values()) == 120
+    assert all(r.job_state == "RUNNING" for r in results)  # type: ignore[attr-defined]
