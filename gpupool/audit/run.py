@@ -148,8 +148,9 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
         if note:
             result.unchecked.append(note)
         if settings.route_samples > 0:
-            route_findings, failures = live_mod.check_routes(runner, topo, settings, progress)
+            route_findings, failures, checked = live_mod.check_routes(runner, topo, settings, progress)
             result.findings += route_findings
+            result.totals["routes_checked"] = checked
             note = live_mod.fold_failures(failures, "routes")
             if note:
                 result.unchecked.append(note)
@@ -170,19 +171,24 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
 
     name_map = read_node_name_map(request.node_name_map) if request.node_name_map else None
     if request.live:
-        from gpupool.audit.live import discover_text
+        from gpupool.audit.live import discover_text, fill_ca_lids
 
         if progress:
             progress("ibnetdiscover", 0, 1)
         text = discover_text(runner, settings)
         if progress:
             progress("ibnetdiscover", 1, 1)
-        return parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
+        fabric = parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
+        fill_ca_lids(fabric, text)
+        return fabric
     if request.ibnetdiscover_path:
+        from gpupool.audit.live import fill_ca_lids
         from gpupool.fabric.discover import read_text_file
 
         text = read_text_file(request.ibnetdiscover_path, "ibnetdiscover output")
-        return parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
+        fabric = parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
+        fill_ca_lids(fabric, text)
+        return fabric
     from gpupool.fabric.model import load_fabric
 
     if not request.fabric_path:
