@@ -67,7 +67,7 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request) -> Placem
     limit = request.max_hops
     why = f" within --max-hops {limit}" if limit is not None else ""
     total = int(units.sum())
-    if total < need:
+    if total < need and limit is None:  # with max_hops, the algorithms name the largest request that fits
         raise _infeasible(request, total, unit_gpus, per_node, "")
     # With whole hosts, the tightest host (fewest free GPUs) is the best fit among equal ones.
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64) if per_node else np.zeros(units.size, np.int64)
