@@ -176,3 +176,11 @@ def test_a_daemon_that_hangs_times_out(tb: ModuleType, tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ibsim_limits_grow_with_the_net_file(tb: ModuleType) -> None:
+    small = 'Switch\t36 "S-1"\t# "leaf"\n[1]\t"H-1"[1]\n\nCa\t2 "H-1"\t# "gpu001 mlx5_0"\n[1]\t"S-1"[1]\n'
+    assert tb.ibsim_limits(small) == ["-N", "2048", "-S", "256", "-P", "13312"]
+    big = "".join(f'Switch\t64 "S-{i}"\n\n' for i in range(300))
+    opts = dict(zip(*[iter(tb.ibsim_limits(big))] * 2, strict=True))
+    assert int(opts["-S"]) >= 300 and int(opts["-P"]) >= 300 * 65
