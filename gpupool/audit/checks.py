@@ -101,15 +101,21 @@ class UplinkReport:
     leaves_short: int
 
 
-def check_leaf_uplinks(topo: Topo, expected_uplinks: dict[int, int] | None = None) -> UplinkReport:
+def check_leaf_uplinks(topo: Topo, expected_uplinks: dict[int, int] | None = None,
+                       ignore_links: frozenset[int] = frozenset()) -> UplinkReport:
     """leaf-uplinks-missing: a leaf with fewer uplink cables than its peers (or its reference self),
-    listing the spines short of cables and the ports the peers use for them."""
+    listing the spines short of cables and the ports the peers use for them. `ignore_links` are
+    left out (dragonfly global links, which the dragonfly check counts per group pair)."""
     leaves = topo.leaves
-    counts = {leaf: len(topo.uplinks(leaf)) for leaf in leaves}
+
+    def uplinks(leaf: int) -> list[int]:
+        return [li for li in topo.uplinks(leaf) if li not in ignore_links]
+
+    counts = {leaf: len(uplinks(leaf)) for leaf in leaves}
     usual = mode(counts.values()) if len(leaves) >= MIN_PEERS else None
     per_pair: dict[tuple[int, int], list[int]] = defaultdict(list)  # (leaf, spine) -> leaf ports
     for leaf in leaves:
-        for li in topo.uplinks(leaf):
+        for li in uplinks(leaf):
             link = topo.fabric.links[li]
             spine = link.b if link.a == leaf else link.a
             per_pair[(leaf, spine)].append(topo.port_of(link, leaf))

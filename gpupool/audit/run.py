@@ -47,7 +47,17 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
         expected_by_link, expected_uplinks = match.expected_by_link, match.expected_uplinks
         result.totals["missing_links_vs_reference"] = match.missing_links
     result.findings += checks.check_link_rates(topo, expected_by_link)
-    uplinks = checks.check_leaf_uplinks(topo, expected_uplinks)
+    if compiled is None and fabric.switch_indices():
+        from gpupool.fabric.compiled import compile_fabric
+
+        compiled = compile_fabric(fabric)
+    global_links: frozenset[int] = frozenset()
+    if compiled is not None and compiled.kind == "dragonfly":
+        group_of = {int(n): int(g) for n, g in zip(compiled.switch_node, compiled.switch_group, strict=True)}
+        global_links = frozenset(li for li, lk in enumerate(fabric.links)
+                                 if lk.a in group_of and lk.b in group_of and group_of[lk.a] != group_of[lk.b])
+        expected_uplinks = None  # the reference's per-cable comparison covers dragonfly routers
+    uplinks = checks.check_leaf_uplinks(topo, expected_uplinks, global_links)
     result.findings += uplinks.findings
     result.totals["missing_uplinks"] = uplinks.missing_total
     result.totals["leaves_missing_uplinks"] = uplinks.leaves_short
@@ -60,10 +70,6 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
     result.findings += checks.check_leaf_groups(topo)
     result.findings += checks.check_parse_warnings(fabric)
     result.totals["unnamed_hcas"] = len(topo.unnamed())
-    if compiled is None and fabric.switch_indices():
-        from gpupool.fabric.compiled import compile_fabric
-
-        compiled = compile_fabric(fabric)
     if compiled is not None and compiled.kind == "dragonfly":
         result.findings += checks.check_dragonfly(fabric, [int(x) for x in compiled.switch_node],
                                                   [int(g) for g in compiled.switch_group],
