@@ -160,12 +160,23 @@ def check_counters(topo: Topo, samples: list[PortCounters], config: CounterConfi
     by_desc: dict[str, int] = {}
     for i, n in enumerate(nodes):
         by_desc.setdefault(n.desc, i)
-    findings = []
+    # Several sources may report the same port: keep the largest value of each counter.
+    merged: dict[tuple[object, int], tuple[int | None, PortCounters]] = {}
     for sample in samples:
+        node = _locate(topo, sample, by_lid, by_guid, by_desc)
+        key = (node if node is not None else (sample.lid, sample.guid, sample.name), sample.port)
+        if key in merged:
+            values = merged[key][1].values
+            for k, v in sample.values.items():
+                values[k] = max(v, values.get(k, 0))
+        else:
+            merged[key] = (node, PortCounters(sample.port, dict(sample.values), sample.lid, sample.guid,
+                                              sample.name, sample.source))
+    findings = []
+    for node, sample in merged.values():
         over = {k: v for k, v in sample.values.items() if k in config.thresholds and v > config.thresholds[k]}
         if not over:
             continue
-        node = _locate(topo, sample, by_lid, by_guid, by_desc)
         if node is None:
             where = f"lid {sample.lid}" if sample.lid is not None else (sample.name or sample.guid or "?")
             subject = f"{where} port {sample.port}"

@@ -133,8 +133,9 @@ def check_topology(slurm_text: str, expected_conf: str, slurm_nodes: list[str]) 
     known_act = set().union(*act_below.values()) if act_below else set()
     common = known_exp & known_act
 
-    exp_leaf = {name: frozenset(e.nodes) & common for name, e in expected.items() if e.nodes}
-    act_leaf = {name: frozenset(e.nodes) & common for name, e in actual.items() if e.nodes}
+    # scontrol also lists Nodes= (all below) on upper switches: leaves are the ones without Switches=.
+    exp_leaf = {name: frozenset(e.nodes) & common for name, e in expected.items() if e.nodes and not e.switches}
+    act_leaf = {name: frozenset(e.nodes) & common for name, e in actual.items() if e.nodes and not e.switches}
     exp_leaf_sets = {v for v in exp_leaf.values() if v}
     for name, hosts in sorted(act_leaf.items(), key=lambda kv: natural_key(kv[0])):
         if not hosts or hosts in exp_leaf_sets:
@@ -177,8 +178,8 @@ def render_conf(topo: dict[str, SwitchEntry]) -> str:
     lines = []
     for name in sorted(topo, key=natural_key):
         entry = topo[name]
-        if entry.nodes:
-            lines.append(f"SwitchName={name} Nodes={_fold(entry.nodes)}")
         if entry.switches:
             lines.append(f"SwitchName={name} Switches={_fold(entry.switches)}")
+        elif entry.nodes:
+            lines.append(f"SwitchName={name} Nodes={_fold(entry.nodes)}")
     return "\n".join(lines) + "\n"
