@@ -157,8 +157,8 @@ def check_topology(slurm_text: str, expected_conf: str, slurm_nodes: list[str]) 
                                 f"fabric leaf {name} holds {_fold(hosts)}, which Slurm splits over several "
                                 f"switches ({where})"))
     # Upper levels: compare the host sets every switch spans (names aside).
-    exp_sets = {v for v in exp_below.values() if v}
-    act_sets = {v for v in act_below.values() if v}
+    exp_sets = {v & common for v in exp_below.values() if v & common}
+    act_sets = {v & common for v in act_below.values() if v & common}
     if not findings and exp_sets != act_sets:
         only = sorted(_fold(s) for s in act_sets - exp_sets)
         findings.append(Finding("slurm-topology-drift", WARNING, "upper levels",
