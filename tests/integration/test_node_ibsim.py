@@ -59,9 +59,9 @@ class Sim:
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     for tool in ("ibsim", "opensm", "ibstat"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} not installed")
+            pytest.fail(f"{tool} not installed (scripts/bootstrap installs it)")
     if not Path(UMAD2SIM).exists():
-        pytest.skip("umad2sim not installed")
+        pytest.fail("umad2sim not installed (scripts/bootstrap installs ibsim-utils)")
     directory = tmp_path_factory.mktemp("ibsim")
     (directory / "net").write_text(NET)
     sockname = f"gpupool-node-test-{os.getpid()}"

@@ -93,7 +93,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
     if not TESTBED.exists() or shutil.which("slurmctld", path="/usr/sbin:/usr/bin") is None:
-        pytest.skip("scripts/testbed or Slurm daemons missing")
+        pytest.fail("scripts/testbed or Slurm daemons missing (scripts/bootstrap installs them)")
     directory = Path(tempfile.mkdtemp(prefix="gpn-", dir="/tmp"))
     state = directory / "tb"
     library = build_fake_nvml(directory / "lib")
@@ -126,7 +126,7 @@ def bed() -> Iterator[Bed]:
         render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
     base = next((b for b in range(19300, 19900, 10) if _ports_free(b)), None)
     if base is None:
-        pytest.skip("no free port range for a private testbed")
+        pytest.fail("no free port range for a private testbed")
     up = subprocess.run(
         [sys.executable, str(TESTBED), "up", "--state-dir", str(state), "--port-base", str(base),
          "--nodes", "4", "--gpus-per-node", "8", "--prolog", str(directory / "prolog-wrapper"),

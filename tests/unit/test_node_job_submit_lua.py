@@ -44,7 +44,7 @@ io.write("wait4switch=" .. tostring(job.wait4switch) .. "\n")
 @pytest.fixture(scope="module")
 def lua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if LUA is None:
-        pytest.skip("no lua interpreter installed")
+        pytest.fail("no lua interpreter installed (scripts/bootstrap installs lua5.3)")
     directory = tmp_path_factory.mktemp("lua")
     policy = directory / "job_submit.lua"
     policy.write_text(render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
