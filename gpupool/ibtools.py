@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 
 from gpupool.errors import EnvError
 
@@ -33,9 +34,12 @@ def tool_argv(name: str, args: list[str]) -> list[str]:
 def run_tool(name: str, args: list[str], *, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run an IB diagnostic tool; missing tool, time-out or failure is an environment error (exit 3)."""
     argv = tool_argv(name, args)
+    wrapped = bool(os.environ.get("GPUPOOL_IBDIAG_WRAPPER", "").strip())
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL)
+        # ibsim-run's umad2sim creates ./sys-<pid>: keep that out of the caller's directory.
+        with tempfile.TemporaryDirectory(prefix="gpupool-ib-") as scratch:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                                  stdin=subprocess.DEVNULL, cwd=scratch if wrapped else None)
     except subprocess.TimeoutExpired:
         raise EnvError(f"{name} did not finish within {timeout:.0f} s") from None
     except OSError as exc:
