@@ -17,7 +17,7 @@ from gpupool.audit.counters import PortCounters, parse_ibqueryerrors, parse_perf
 from gpupool.audit.findings import WARNING, Finding
 from gpupool.audit.topology import Topo
 from gpupool.errors import EnvError
-from gpupool.fabric.model import ROLE_HCA, Fabric
+from gpupool.fabric.model import ROLE_HCA, Fabric, natural_key
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -89,7 +89,8 @@ def collect_counters(runner: ToolRunner, fabric: Fabric, settings: LiveSettings,
     tool = settings.counters_tool
     if tool == "auto":
         # ibqueryerrors needs a running SA; the simulated testbed sweeps once and has none.
-        tool = "perfquery" if os.environ.get("IBSIM_SOCKNAME") else "ibqueryerrors"
+        simulated = os.environ.get("IBSIM_SOCKNAME") or "ibsim" in os.environ.get("GPUPOOL_IBDIAG_WRAPPER", "")
+        tool = "perfquery" if simulated else "ibqueryerrors"
     out = Collected()
     if tool == "ibqueryerrors":
         if progress:
@@ -197,7 +198,7 @@ def check_routes(runner: ToolRunner, topo: Topo, settings: LiveSettings,
                 continue
             best = shortest_cables(fabric, topo.adj, a, b)
             if best is not None and result > best:
-                subject = f"{topo.label(a)} -> {topo.label(b)}"
+                subject = " -> ".join(sorted((topo.label(a), topo.label(b)), key=natural_key))
                 findings.append(Finding("route-longer", WARNING, subject,
                                         f"route {subject} takes {result} cables, the shortest path has {best}: "
                                         "the subnet manager routes around a missing or faulty link",
