@@ -201,3 +201,22 @@ def test_selector_errors_carry_the_line() -> None:
     spec = parse_pools_text(BASE.replace("gpu[001-004]", "leaf:leaf02"), "p.yaml")
     assert resolve_and_validate(spec, _live(), lambda: compiled, user_exists=lambda n: True).hosts == {
         "vision": ["gpu005", "gpu006", "gpu007", "gpu008"]}
+
+
+def test_documented_example_is_valid_on_the_default_testbed_fabric() -> None:
+    from gpupool.pools.plan import build_desired
+    from gpupool.pools.schema import load_pools_file
+    from tests.helpers import REPO
+
+    spec = load_pools_file(str(REPO / "examples" / "pools.yaml"))
+    compiled = compile_fabric(fat_tree(8, 8, 4))  # what `scripts/testbed up` builds for 64 nodes
+    resolved = resolve_and_validate(spec, _live(64, 8), lambda: compiled, user_exists=lambda name: True)
+    assert resolved.hosts["vision"] == [f"gpu{i:03d}" for i in range(1, 17)]
+    assert resolved.hosts["physics"] == [f"gpu{i:03d}" for i in range(49, 57)]
+    assert resolved.gpus == {"vision": 128, "llm": 256, "physics": 64, "interactive": 64}
+    desired = build_desired(spec, resolved, "c")
+    assert desired.partitions["scavenger"]["Nodes"] == "gpu[001-048]"  # physics does not lend
+    assert desired.partitions["interactive"]["AllowAccounts"] == "ALL"
+    assert desired.accounts["vision"].parent == "ai"
+    with pytest.raises(InputError, match="unknown user 'vis01'"):
+        resolve_and_validate(spec, _live(64, 8), lambda: compiled, user_exists=lambda name: False)
