@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
@@ -369,3 +372,72 @@ def test_missing_preemption_config_is_warned(slurm: FakeSlurm, tmp_path: Path,
     warnings = [line for line in err.splitlines() if line.startswith("gpupool: warning:")]
     assert any("PreemptType=preempt/none" in w for w in warnings)
     assert any("does not `include" in w for w in warnings)
+
+
+def test_cli_json_reports_partial_apply_and_fails(slurm: FakeSlurm, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    slurm.fail_on = "PartitionName=llm"
+    code = main(["pool", "apply", str(pools), "--fragment", str(tmp_path / "f.conf"), "--json"],
+                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+    out, err = capsys.readouterr()
+    assert code == 4
+    doc = json.loads(out)
+    assert doc["applied"] is False and "rejected" in doc["error"]
+    statuses = [c["status"] for c in doc["changes"]]
+    assert statuses.count("failed") == 1 and statuses.index("failed") == statuses.count("applied")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("gpupool: error:") and "applied 8 of 10 changes; re-run" in last
+
+
+# -- convergence on random files: apply, then nothing left to do; admin objects survive ----------
+
+_names = st.sampled_from(["alpha", "beta", "gamma", "delta"])
+
+
+@st.composite
+def pools_files(draw: st.DrawFn) -> str:
+    units = draw(st.lists(_names, min_size=1, max_size=4, unique=True))
+    cuts = sorted(draw(st.lists(st.integers(1, 7), min_size=len(units) - 1, max_size=len(units) - 1, unique=True)))
+    bounds = [0, *cuts, 8]
+    lines = ["pools:"]
+    for index, unit in enumerate(units):
+        first, last = bounds[index] + 1, bounds[index + 1]
+        owned = draw(st.booleans())
+        lines.append(f"  {unit}: {{nodes: 'gpu[{first:03d}-{last:03d}]'"
+                     + (f", owners: [{unit}]" if owned else "")
+                     + (f", max_time: {draw(st.integers(1, 5000))}" if draw(st.booleans()) else "")
+                     + (", lend: false" if draw(st.booleans()) else "") + "}")
+    lines.append("accounts:")
+    for unit in units:
+        users = draw(st.lists(st.sampled_from(["u1", "u2", "u3"]), max_size=3, unique=True))
+        lines.append(f"  {unit}: {{shares: {draw(st.integers(1, 100))}, users: [{', '.join(users)}]}}")
+    queues = draw(st.lists(st.sampled_from(["urgent", "standard", "low"]), max_size=3, unique=True))
+    if queues:
+        lines.append("queues:")
+        for queue in queues:
+            limit = draw(st.one_of(st.none(), st.integers(1, 32)))
+            lines.append(f"  {queue}: {{priority: {draw(st.integers(0, 1000))}"
+                         + (f", max_gpus: {limit}" if limit else "") + "}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=pools_files(), second=pools_files())
+def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        slurm = FakeSlurm(Path(tmp))
+        for text in (first, second, first):
+            report = _apply(slurm, text)
+            assert report.error is None
+            assert _apply(slurm, text).changes == [], text
+            spec = parse_pools_text(text)
+            owned = {p for p in spec.pools} | ({"scavenger"} if spec.borrowing_active() else set())
+            assert set(slurm.partitions) == owned | {"batch"}
+            assert {a for a, u in slurm.assocs if not u} == set(spec.accounts) | {"root", "physics"}
+            assert slurm.qos.keys() == set(spec.queues) | {"normal"} | (
+                {"scavenger"} if spec.borrowing_active() else set())
+            for account in spec.accounts.values():
+                assert slurm.assocs[(account.name, "")]["Fairshare"] == str(account.shares)
+                assert {u for a, u in slurm.assocs if a == account.name and u} == set(account.users)
