@@ -7,8 +7,6 @@ that answers canned output; the parsers below are plain functions over command t
 from __future__ import annotations
 
 import re
-import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -265,10 +263,3 @@ def parse_jobs(text: str) -> list[Job]:
             user=record.get("UserId", "").split("(")[0], priority=priority, gpus=gpus, node_gpus=node_gpus,
         ))
     return jobs
-
-
-def command_text(argv: list[str]) -> str:
-    return shlex.join(argv)
-
-
-RunnerFactory = Callable[[], CommandRunner]

@@ -16,8 +16,6 @@ from gpupool.pools.nodes import expand_hostlist, fold_hostlist
 from gpupool.pools.schema import PoolsFile, format_time_minutes, parse_time_minutes
 from gpupool.pools.validate import ResolvedPools
 
-KIND_ORDER = ("qos", "account", "user", "partition")
-
 
 @dataclass
 class Change:
@@ -331,6 +329,10 @@ def _account_changes(desired: Desired, live: LiveState) -> list[Change]:
         if want.default_qos and assoc.default_qos != want.default_qos:
             commands.append(["sacctmgr", "-i", "modify", "account", *where, "set", f"DefaultQOS={want.default_qos}"])
             details.append(f"default queue: {assoc.default_qos or '-'} -> {want.default_qos}")
+        elif not want.default_qos and assoc.default_qos in live.managed_qos() - set(desired.qos):
+            # Slurm refuses to delete a QOS that is still some association's default.
+            commands.append(["sacctmgr", "-i", "modify", "account", *where, "set", "DefaultQOS=-1"])
+            details.append(f"default queue: {assoc.default_qos} -> -")
         if commands:
             changes.append(Change("account", name, "modify", "; ".join(details), commands))
     return changes

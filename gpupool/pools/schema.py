@@ -8,7 +8,7 @@ in `gpupool.pools.validate`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gpupool.pools.source import Path, Source, load_source, parse_source
@@ -74,14 +74,10 @@ class PoolsFile:
     borrowing: BorrowingSpec
     allow_unknown_users: bool = False
     cluster: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
         return self.source.path
-
-    def line(self, *key: str) -> int | None:
-        return self.source.line(tuple(key))
 
     def error(self, key: Path, message: str) -> Exception:
         return self.source.error(key, message)

@@ -181,9 +181,16 @@ class FakeSlurm:
                 elif key == "Parent":
                     assoc["ParentName"] = value
                 elif key == "DefaultQOS":
-                    assoc["DefaultQOS"] = value
+                    assert value == "-1" or value in assoc["QOS"].split(","), "DefaultQOS must be in the QOS list"
+                    for (account, _user), row in self.assocs.items():
+                        if account == where["name"]:  # children inherit the account's default
+                            row["DefaultQOS"] = "" if value == "-1" else value
         elif verb == "delete" and what == "qos":
+            if any(a["DefaultQOS"] == where["name"] for a in self.assocs.values()):
+                raise SlurmCommandError("sacctmgr: Associations listed below have these as their Default QOS.")
             del self.qos[where["name"]]
+            for assoc in self.assocs.values():
+                assoc["QOS"] = ",".join(q for q in assoc["QOS"].split(",") if q != where["name"])
         elif verb == "delete" and what == "account":
             for key in [k for k in self.assocs if k[0] == where["name"]]:
                 del self.assocs[key]
@@ -409,11 +416,13 @@ def pools_files(draw: st.DrawFn) -> str:
                      + (f", owners: [{unit}]" if owned else "")
                      + (f", max_time: {draw(st.integers(1, 5000))}" if draw(st.booleans()) else "")
                      + (", lend: false" if draw(st.booleans()) else "") + "}")
+    queues = draw(st.lists(st.sampled_from(["urgent", "standard", "low"]), max_size=3, unique=True))
     lines.append("accounts:")
     for unit in units:
         users = draw(st.lists(st.sampled_from(["u1", "u2", "u3"]), max_size=3, unique=True))
-        lines.append(f"  {unit}: {{shares: {draw(st.integers(1, 100))}, users: [{', '.join(users)}]}}")
-    queues = draw(st.lists(st.sampled_from(["urgent", "standard", "low"]), max_size=3, unique=True))
+        default = draw(st.one_of(st.none(), st.sampled_from(queues))) if queues else None
+        lines.append(f"  {unit}: {{shares: {draw(st.integers(1, 100))}, users: [{', '.join(users)}]"
+                     + (f", default_queue: {default}" if default else "") + "}")
     if queues:
         lines.append("queues:")
         for queue in queues:
@@ -440,4 +449,6 @@ def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -
                 {"scavenger"} if spec.borrowing_active() else set())
             for account in spec.accounts.values():
                 assert slurm.assocs[(account.name, "")]["Fairshare"] == str(account.shares)
+                if account.default_queue:
+                    assert slurm.assocs[(account.name, "")]["DefaultQOS"] == account.default_queue
                 assert {u for a, u in slurm.assocs if a == account.name and u} == set(account.users)
