@@ -50,12 +50,24 @@ def link_class(topo: Topo, link: Link) -> str:
     return "switch" if topo.is_switch(link.a) and topo.is_switch(link.b) else "host"
 
 
-def describe_link(topo: Topo, li: int) -> tuple[str, str]:
-    """(subject, "A port x -- B port y") with the switch end first."""
-    link = topo.fabric.links[li]
+def link_ends(topo: Topo, link: Link) -> tuple[int, int, int, int]:
+    """(a, a_port, b, b_port) in a stable order: the switch end first; between switches the leaf,
+    then the name that sorts first."""
     a, ap, b, bp = link.a, link.a_port, link.b, link.b_port
-    if not topo.is_switch(a) and topo.is_switch(b):
+    leaves = topo.leaf_set
+
+    def rank(node: int) -> tuple[int, tuple[object, ...]]:
+        kind = 0 if node in leaves else 1 if topo.is_switch(node) else 2
+        return kind, natural_key(topo.label(node))
+
+    if rank(b) < rank(a):
         a, ap, b, bp = b, bp, a, ap
+    return a, ap, b, bp
+
+
+def describe_link(topo: Topo, li: int) -> tuple[str, str]:
+    """(subject, "A port x -- B port y") with the switch (leaf) end first."""
+    a, ap, b, bp = link_ends(topo, topo.fabric.links[li])
     return topo.port_name(a, ap), f"{topo.port_name(a, ap)} -- {topo.label(b)} port {bp}"
 
 
@@ -76,9 +88,9 @@ def check_link_rates(topo: Topo, expected_by_link: dict[int, Link] | None = None
             continue
         subject, where = describe_link(topo, li)
         want = f"{ref.width} {ref.speed}" if ref is not None else _rate_text(links, topo, link_class(topo, link), expected)
-        basis = "the reference design" if ref is not None else f"most {link_class(topo, link)} links"
+        basis = "the reference design has it at" if ref is not None else f"most {link_class(topo, link)} links run at"
         findings.append(Finding("link-degraded", WARNING, subject,
-                                f"{where} runs at {link.width} {link.speed} ({link.gbps:g} Gb/s); {basis} run at {want}",
+                                f"{where} runs at {link.width} {link.speed} ({link.gbps:g} Gb/s); {basis} {want}",
                                 {"width": link.width, "speed": link.speed, "expected": want}))
     return findings
 

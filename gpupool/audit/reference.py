@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from gpupool.audit.checks import link_ends
 from gpupool.audit.findings import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import Topo
 from gpupool.fabric.model import ROLE_HCA, Fabric, Link, Node, natural_key
@@ -94,9 +95,7 @@ def compare(topo: Topo, reference: Fabric) -> ReferenceMatch:
         claimed.add(pick)
         result.expected_by_link[pick] = link
     for link in unmatched:
-        a, ap, b, bp = link.a, link.a_port, link.b, link.b_port
-        if reference.nodes[a].type != "switch" and reference.nodes[b].type == "switch":
-            a, ap, b, bp = b, bp, a, ap
+        a, ap, b, bp = link_ends(ref_topo, link)
         host_link = reference.nodes[b].type != "switch"
         subject = f"{ref_topo.label(a)} port {ap}"
         result.findings.append(Finding(

@@ -69,6 +69,7 @@ class Topo:
     adj: list[list[tuple[int, int]]] = field(default_factory=list)
     leaves: list[int] = field(default_factory=list)
     leaf_group: dict[int, int] = field(default_factory=dict)
+    leaf_set: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, fabric: Fabric) -> Topo:
@@ -76,6 +77,7 @@ class Topo:
         topo.leaves = sorted(
             (i for i, n in enumerate(fabric.nodes) if n.type == "switch" and any(topo.is_endpoint(j) for j, _ in topo.adj[i])),
             key=lambda i: natural_key(topo.label(i)))
+        topo.leaf_set = frozenset(topo.leaves)
         topo.leaf_group = topo._leaf_groups()
         return topo
 

@@ -1,0 +1,192 @@
+"""`gpupool fabric audit --live` against ibsim: injected faults are each reported, the rest stays silent.
+
+Faults are picked at random (the seed is in every assertion message; set GPUPOOL_AUDIT_SEED to
+replay one): a cable unlinked through ibsim's console, error counters raised with PerformanceSet
+(both on the shared `testbed`, restored afterwards), and a link's width or speed reduced in the
+net file (on a private ibsim started here, since the testbed's ibsim cannot be restarted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpupool.fabric.export import export
+from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.model import Fabric, load_fabric, save_fabric
+
+pytestmark = pytest.mark.integration
+
+SEED = int(os.environ.get("GPUPOOL_AUDIT_SEED", str(int(time.time()) % 100000)))
+
+
+def _audit(run: Any, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
+    proc = run([sys.executable, "-m", "gpupool", "fabric", "audit", "--live", *args, "--json"], timeout=timeout)
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"audit printed no JSON (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.returncode, doc, proc.stderr
+
+
+def _pairs(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(f["check"], f["subject"]) for f in doc["findings"]}
+
+
+def _switch_end(fab: Fabric, li: int) -> tuple[str, int, str, int]:
+    """(switch id, switch port, other id, other port) of a cable: the end the audit names first
+    (the switch; between switches the leaf)."""
+    from gpupool.audit.checks import link_ends
+    from gpupool.audit.topology import Topo
+
+    a, ap, b, bp = link_ends(Topo.of(fab), fab.links[li])
+    return fab.nodes[a].id, ap, fab.nodes[b].id, bp
+
+
+# ---------------------------------------------------------------------------------------------
+# On the shared testbed: Unlink and PerformanceSet
+# ---------------------------------------------------------------------------------------------
+
+def test_healthy_testbed_has_no_findings(testbed: Any) -> None:
+    code, doc, err = _audit(testbed.run, "--reference", str(testbed.fabric_path), "--slurm")
+    assert (code, doc["status"], doc["findings"]) == (0, "OK", []), err
+    assert doc["totals"]["routes_checked"] > 0 and doc["totals"]["ports_with_counters"] > 0
+
+
+def test_unlinked_cable_is_reported(testbed: Any) -> None:
+    fab = load_fabric(str(testbed.fabric_path))
+    rng = random.Random(SEED)
+    li = rng.randrange(len(fab.links))
+    sw_id, sw_port, other_id, _other_port = _switch_end(fab, li)
+    switch = next(n for n in fab.nodes if n.id == sw_id)
+    other = next(n for n in fab.nodes if n.id == other_id)
+    where = f"seed {SEED}: unlinked {switch.name} port {sw_port} -- {other.name}"
+    testbed.ibsim_console(f'Unlink "{sw_id}"[{sw_port}]')
+    try:
+        testbed.run_sm()
+        code, doc, err = _audit(testbed.run, "--reference", str(testbed.fabric_path), "--slurm")
+        got = _pairs(doc)
+        if other.type == "switch":
+            # An uplink: the cable itself, and its leaf now short of uplinks (maybe oversubscribed).
+            expected = {("link-missing", f"{switch.name} port {sw_port}"), ("leaf-uplinks-missing", switch.name)}
+            allowed = expected | {("leaf-oversubscribed", switch.name)}
+            assert expected <= got <= allowed, f"{where}: {got}"
+            assert code == 1, f"{where}: {err}"
+        else:
+            # A host's only cable: its HCA vanishes from the fabric, and Slurm's node has no HCA.
+            assert got == {("hca-missing", other.name), ("slurm-node-not-in-fabric", other.host)}, f"{where}: {got}"
+            message = next(f["message"] for f in doc["findings"] if f["check"] == "hca-missing")
+            assert f"{switch.name} port {sw_port}" in message, where
+            assert code == 2, f"{where}: {err}"
+    finally:
+        testbed.ibsim_console(f'ReLink "{sw_id}"[{sw_port}]')
+        testbed.run_sm()
+    code, doc, err = _audit(testbed.run, "--reference", str(testbed.fabric_path), "--route-samples", "0")
+    assert (code, doc["findings"]) == (0, []), f"{where}: not healthy after ReLink: {err}"
+
+
+@pytest.mark.parametrize("counter", ["SymbolErrorCounter", "PortRcvErrors", "LinkDownedCounter"])
+def test_raised_error_counters_are_reported(testbed: Any, counter: str) -> None:
+    fab = load_fabric(str(testbed.fabric_path))
+    rng = random.Random(f"{SEED}-{counter}")
+    sw_id, sw_port, other_id, other_port = _switch_end(fab, rng.randrange(len(fab.links)))
+    switch = next(n for n in fab.nodes if n.id == sw_id)
+    other = next(n for n in fab.nodes if n.id == other_id)
+    value = rng.choice([11, 55, 99])  # above the default threshold 10, below critical (100)
+    where = f"seed {SEED}: {counter}={value} on {switch.name} port {sw_port}"
+    reply = testbed.ibsim_console(f'PerformanceSet "{sw_id}"[{sw_port}] PortCounters.{counter}={value}')
+    assert "has been set" in reply or reply == "", f"{where}: {reply}"
+    try:
+        code, doc, err = _audit(testbed.run, "--route-samples", "0")
+        assert _pairs(doc) == {("port-errors", f"{switch.name} port {sw_port}")}, f"{where}: {doc['findings']}"
+        finding = doc["findings"][0]
+        assert finding["severity"] == "warning" and f"{counter}={value}" in finding["message"], where
+        assert f"cable to {other.name} port {other_port}" in finding["message"], where
+        assert code == 1, err
+    finally:
+        testbed.ibsim_console(f'PerformanceSet "{sw_id}"[{sw_port}] PortCounters.{counter}=0')
+
+
+# ---------------------------------------------------------------------------------------------
+# On a private ibsim: width/speed reduced in the net file (both ends of the port lines)
+# ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def private_ibsim(fab: Fabric, workdir: Path) -> Iterator[dict[str, str]]:
+    """ibsim on gpupool's net file with its own socket name, swept once by OpenSM."""
+    net = workdir / "net"
+    net.write_text(export(fab, "ibsim"))
+    env = {**os.environ, "IBSIM_SOCKNAME": f"gpaud{os.getpid()}x{workdir.name[-8:]}",
+           "OSM_CACHE_DIR": str(workdir), "OSM_TMP_DIR": str(workdir), "GPUPOOL_IBDIAG_WRAPPER": "ibsim-run",
+           "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:{os.environ.get('PATH', '')}"}
+    env.pop("LD_PRELOAD", None)
+    env.pop("GPUPOOL_CONFIG", None)
+    log = workdir / "ibsim.log"
+    with open(log, "wb") as out:
+        # ibsim reads console commands from stdin: a pipe we hold keeps it from seeing EOF.
+        sim = subprocess.Popen(["stdbuf", "-o0", "ibsim", "-s", str(net)], stdin=subprocess.PIPE, stdout=out,
+                               stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "Network simulator ready" not in log.read_text(errors="replace"):
+            if sim.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ibsim did not start: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        subprocess.run(["ibsim-run", "opensm", "--once", "-f", str(workdir / "opensm.log")], env=env, cwd=workdir,
+                       check=True, timeout=120, capture_output=True)
+        yield env
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sim.pid, signal.SIGTERM)
+        try:
+            sim.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(sim.pid, signal.SIGKILL)
+            sim.wait()
+
+
+@pytest.mark.parametrize("fault", ["width", "speed"])
+def test_reduced_width_or_speed_is_reported(fault: str, tmp_path: Path) -> None:
+    design = fat_tree(4, 4, 2, rails=2)
+    degraded = copy.deepcopy(design)
+    rng = random.Random(f"{SEED}-{fault}")
+    li = rng.randrange(len(degraded.links))
+    link = degraded.links[li]
+    if fault == "width":
+        link.width = "1x"  # ibsim w=1 on both port lines
+    else:
+        link.speed = rng.choice(["SDR", "DDR"])  # ibsim s=1 / s=2
+    sw_id, sw_port, _other, _op = _switch_end(degraded, li)
+    switch = next(n for n in degraded.nodes if n.id == sw_id)
+    where = f"seed {SEED}: {switch.name} port {sw_port} at {link.width} {link.speed}"
+    save_fabric(design, str(tmp_path / "design.json"))
+
+    def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+
+    expected = {("link-degraded", f"{switch.name} port {sw_port}")}
+    # A slower uplink may also push its leaf over the design's oversubscription: that is the same fault.
+    allowed = expected | {("leaf-oversubscribed", n.name) for n in degraded.nodes if n.type == "switch"}
+    with private_ibsim(degraded, tmp_path) as env:
+        code, doc, err = _audit(run, "--reference", str(tmp_path / "design.json"))
+        got = _pairs(doc)
+        assert expected <= got <= allowed, f"{where}: {doc['findings']} {err}"
+        assert all(s == switch.name for c, s in got - expected), f"{where}: {got}"
+        message = next(f["message"] for f in doc["findings"] if f["check"] == "link-degraded")
+        assert f"{link.width} {link.speed}" in message, where
+        assert code == 1
+        # Without the design, the majority of its link class tells the same.
+        code, doc, err = _audit(run)
+        assert _pairs(doc) == got, f"{where}: {doc['findings']} {err}"
