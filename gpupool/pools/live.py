@@ -69,6 +69,7 @@ class LiveState:
     accounts: dict[str, dict[str, str]]  # account -> {"Descr":..., "Org":...}
     associations: list[Association]
     users: set[str] = field(default_factory=set)
+    default_accounts: dict[str, str] = field(default_factory=dict)  # user -> DefaultAccount ("" = none)
 
     def account_assoc(self, account: str) -> Association | None:
         for assoc in self.associations:
@@ -103,13 +104,15 @@ def read_live_state(run: CommandRunner) -> LiveState:
     assoc_rows = parse_parsable(
         run(["sacctmgr", "-P", "-n", "show", "assoc", f"cluster={cluster}",
              "format=" + ",".join(ASSOC_FIELDS)]), ASSOC_FIELDS, key=None)
-    users = parse_parsable(run(["sacctmgr", "-P", "-n", "show", "user", "format=User"]), ("User",))
+    users = parse_parsable(run(["sacctmgr", "-P", "-n", "show", "user", "format=User,DefaultAccount"]),
+                           ("User", "DefaultAccount"))
     return LiveState(
         cluster=cluster, config=config, nodes=nodes, partitions=partitions,
         qos={name: row for name, row in qos.items()},
         accounts={name: row for name, row in accounts.items()},
         associations=[_association(row) for row in assoc_rows.values()],
         users=set(users),
+        default_accounts={name: row["DefaultAccount"] for name, row in users.items()},
     )
 
 

@@ -347,8 +347,8 @@ def _user_changes(desired: Desired, live: LiveState) -> list[Change]:
             if user in present:
                 continue
             command = ["sacctmgr", "-i", "add", "user", user, f"Account={name}", f"Cluster={desired.cluster}"]
-            if user not in live.users and user not in new_users:
-                command.append(f"DefaultAccount={name}")
+            if not live.default_accounts.get(user) and user not in new_users:
+                command.append(f"DefaultAccount={name}")  # new user, or one left without a default
                 new_users.add(user)
             changes.append(Change("user", user, "create", f"account={name}", [command]))
     return changes
@@ -362,22 +362,39 @@ def _deletions(desired: Desired, live: LiveState, fragment: Fragment) -> list[Ch
             changes.append(Change("partition", name, "delete", "no longer in the pools file",
                                   [["scontrol", "delete", f"PartitionName={name}"]]))
     managed_accounts = live.managed_accounts()
-    for name in sorted(desired.accounts):
-        if name not in managed_accounts:
-            continue  # users of accounts gpupool did not create are someone else's
-        for user in sorted(live.user_assocs(name) - set(desired.accounts[name].users)):
-            changes.append(Change("user", user, "delete", f"account={name}",
-                                  [["sacctmgr", "-i", "delete", "user", "where", f"name={user}",
-                                    f"account={name}", f"cluster={cluster}"]]))
+    dropped = {(user, name) for name in desired.accounts if name in managed_accounts
+               for user in live.user_assocs(name) - set(desired.accounts[name].users)}
     stale = [n for n in managed_accounts - set(desired.accounts) if live.account_assoc(n) is not None]
+    moves = _default_account_moves(desired, live, dropped | {(u, n) for n in stale for u in live.user_assocs(n)})
+    for user, name in sorted(dropped, key=lambda pair: (pair[1], pair[0])):
+        commands = [moves.pop(user)] if user in moves and live.default_accounts.get(user) == name else []
+        commands.append(["sacctmgr", "-i", "delete", "user", "where", f"name={user}",
+                         f"account={name}", f"cluster={cluster}"])
+        changes.append(Change("user", user, "delete", f"account={name}", commands))
     for name in sorted(stale, key=lambda n: (-_depth(live, n), n)):
-        changes.append(Change("account", name, "delete", "no longer in the pools file",
-                              [["sacctmgr", "-i", "delete", "account", "where", f"name={name}",
-                                f"cluster={cluster}"]]))
+        commands = [moves.pop(u) for u in sorted(live.user_assocs(name))
+                    if u in moves and live.default_accounts.get(u) == name]
+        commands.append(["sacctmgr", "-i", "delete", "account", "where", f"name={name}", f"cluster={cluster}"])
+        changes.append(Change("account", name, "delete", "no longer in the pools file", commands))
     for name in sorted(live.managed_qos() - set(desired.qos)):
         changes.append(Change("qos", name, "delete", "no longer in the pools file",
                               [["sacctmgr", "-i", "delete", "qos", "where", f"name={name}"]]))
     return changes
+
+
+def _default_account_moves(desired: Desired, live: LiveState, removed: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """Users whose default account loses their association: point it at one that stays first,
+    or Slurm leaves them with no default account (and jobs without -A fail)."""
+    moves = {}
+    for user in sorted({u for u, _ in removed}):
+        if (user, live.default_accounts.get(user)) not in removed:
+            continue
+        staying = {a.account for a in live.associations if a.user == user and (user, a.account) not in removed}
+        staying |= {n for n, want in desired.accounts.items() if user in want.users}
+        if staying:
+            moves[user] = ["sacctmgr", "-i", "modify", "user", "where", f"name={user}", "set",
+                           f"DefaultAccount={sorted(staying)[0]}"]
+    return moves
 
 
 def _depth(live: LiveState, account: str) -> int:

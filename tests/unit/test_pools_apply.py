@@ -61,6 +61,7 @@ class FakeSlurm:
             ("physics", ""): {"ParentName": "root", "Fairshare": "5", "QOS": "normal", "DefaultQOS": ""},
         }
         self.users: set[str] = {"root"}
+        self.default_account: dict[str, str] = {"root": "root"}
         self.dbd_up = True
         self.fail_on: str | None = None  # substring of a mutating command that Slurm rejects
         self.mutations: list[str] = []
@@ -123,7 +124,7 @@ class FakeSlurm:
             return "".join(f"{acct}|{user}|{a['ParentName']}|{a['Fairshare']}|{a['QOS']}|{a['DefaultQOS']}\n"
                            for (acct, user), a in self.assocs.items())
         if what == "user":
-            return "".join(f"{u}\n" for u in sorted(self.users))
+            return "".join(f"{u}|{self.default_account.get(u, '')}\n" for u in sorted(self.users))
         raise AssertionError(what)
 
     def _sacctmgr(self, args: list[str]) -> str:
@@ -150,6 +151,8 @@ class FakeSlurm:
                 account = fields["Account"]
                 assert (account, "") in self.assocs
                 self.users.add(name)
+                if "DefaultAccount" in fields:
+                    self.default_account[name] = fields["DefaultAccount"]
                 self.assocs[(account, name)] = {"ParentName": "", "Fairshare": "1",
                                                 "QOS": self.assocs[(account, "")]["QOS"], "DefaultQOS": ""}
             return ""
@@ -196,6 +199,12 @@ class FakeSlurm:
                 del self.assocs[key]
         elif verb == "delete" and what == "user":
             del self.assocs[(where["account"], where["name"])]
+            if self.default_account.get(where["name"]) == where["account"]:
+                self.default_account[where["name"]] = ""  # what Slurm 22.05 does
+        elif verb == "modify" and what == "user":
+            (key, value), = settings
+            assert key == "DefaultAccount" and (value, where["name"]) in self.assocs
+            self.default_account[where["name"]] = value
         else:
             raise AssertionError(f"unexpected sacctmgr {args}")
         return ""
@@ -447,6 +456,8 @@ def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -
             assert {a for a, u in slurm.assocs if not u} == set(spec.accounts) | {"root", "physics"}
             assert slurm.qos.keys() == set(spec.queues) | {"normal"} | (
                 {"scavenger"} if spec.borrowing_active() else set())
+            for user in {u for a in spec.accounts.values() for u in a.users}:
+                assert (slurm.default_account[user], user) in slurm.assocs, "user left without a default account"
             for account in spec.accounts.values():
                 assert slurm.assocs[(account.name, "")]["Fairshare"] == str(account.shares)
                 if account.default_queue:
