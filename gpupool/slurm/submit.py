@@ -194,7 +194,15 @@ def prepare(req: SubmitRequest) -> Prepared:
     request = Request(gpus=resolved.gpus, gpus_per_node=gpus_per_node, nodes=nodes,
                       exclude=tuple(dict.fromkeys(exclude)), max_hops=req.max_hops,
                       partition=resolved.partition)
-    request.shape()  # usage errors (uneven splits, zero counts) before touching Slurm
+    try:
+        request.shape()  # usage errors (uneven splits, zero counts) before touching Slurm
+    except UsageError as exc:
+        learned = [f"{flag} {value}" for flag, mine, value in (
+            ("--nodes", req.nodes, hints.nodes), ("--gpus", req.gpus, hints.gpus),
+            ("--gpus-per-node", req.gpus_per_node, hints.gpus_per_node)) if mine is None and value is not None]
+        if learned:
+            raise UsageError(f"{exc.message} ({', '.join(learned)} taken from the sbatch options)") from None
+        raise
     return Prepared(options=options, directives=directives, hints=hints, request=request,
                     partition=resolved.partition)
 
