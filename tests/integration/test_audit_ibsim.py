@@ -65,10 +65,36 @@ def test_healthy_testbed_has_no_findings(testbed: Any) -> None:
     assert doc["totals"]["routes_checked"] > 0 and doc["totals"]["ports_with_counters"] > 0
 
 
-def test_unlinked_cable_is_reported(testbed: Any) -> None:
+def _connected_without(fab: Fabric, skip: int) -> bool:
+    adj: dict[int, list[int]] = {}
+    for li, lk in enumerate(fab.links):
+        if li != skip:
+            adj.setdefault(lk.a, []).append(lk.b)
+            adj.setdefault(lk.b, []).append(lk.a)
+    seen, todo = {0}, [0]
+    while todo:
+        for w in adj.get(todo.pop(), []):
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return len(seen) == len(fab.nodes)
+
+
+@pytest.mark.parametrize("kind", ["uplink", "host-link"])
+def test_unlinked_cable_is_reported(testbed: Any, kind: str) -> None:
     fab = load_fabric(str(testbed.fabric_path))
-    rng = random.Random(SEED)
-    li = rng.randrange(len(fab.links))
+    rng = random.Random(f"{SEED}-{kind}")
+    switch_ids = {i for i, n in enumerate(fab.nodes) if n.type == "switch"}
+    if kind == "uplink":
+        # Only cables whose loss leaves the fabric in one piece: ibnetdiscover sees one side only otherwise.
+        candidates = [li for li, lk in enumerate(fab.links)
+                      if lk.a in switch_ids and lk.b in switch_ids and _connected_without(fab, li)]
+        if not candidates:
+            pytest.fail("the testbed's fabric has no redundant uplink: run it with at least 2 spines "
+                        "(GPUPOOL_TESTBED_NODES >= 32)")
+    else:
+        candidates = [li for li, lk in enumerate(fab.links) if (lk.a in switch_ids) != (lk.b in switch_ids)]
+    li = rng.choice(candidates)
     sw_id, sw_port, other_id, _other_port = _switch_end(fab, li)
     switch = next(n for n in fab.nodes if n.id == sw_id)
     other = next(n for n in fab.nodes if n.id == other_id)
