@@ -57,9 +57,12 @@ class ApplyOptions:
 def apply_pools(spec: PoolsFile, run: CommandRunner, options: ApplyOptions,
                 fragment_for: Callable[[LiveState], str]) -> ApplyReport:
     """Make Slurm match `spec`; on a failing command stop and report what ran (re-running completes it)."""
+    fabric = _memoized(options.fabric)
+    # Offline checks first, so a bad file is exit 4 even when Slurm is down.
+    resolve_and_validate(spec, None, fabric, allow_unknown_users=True)
     live = read_live_state(run)
     fragment = read_fragment(options.fragment_path or fragment_for(live))
-    resolved = resolve_and_validate(spec, live, options.fabric, user_exists=options.user_exists,
+    resolved = resolve_and_validate(spec, live, fabric, user_exists=options.user_exists,
                                     allow_unknown_users=options.allow_unknown_users)
     cluster = spec.cluster or live.cluster
     desired = build_desired(spec, resolved, cluster)
@@ -77,6 +80,19 @@ def apply_pools(spec: PoolsFile, run: CommandRunner, options: ApplyOptions,
     finally:
         report.fragment_written = write_fragment(fragment, desired, live, changes)
     return report
+
+
+def _memoized(loader: FabricLoader | None) -> FabricLoader | None:
+    if loader is None:
+        return None
+    cache: list[object] = []
+
+    def load():  # type: ignore[no-untyped-def]
+        if not cache:
+            cache.append(loader())
+        return cache[0]
+
+    return load
 
 
 def execute(changes: list[Change], run: CommandRunner) -> None:

@@ -463,3 +463,17 @@ def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -
                 if account.default_queue:
                     assert slurm.assocs[(account.name, "")]["DefaultQOS"] == account.default_queue
                 assert {u for a, u in slurm.assocs if a == account.name and u} == set(account.users)
+
+
+def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def unreachable(argv: list[str]) -> str:
+        raise EnvError(f"{argv[0]}: Slurm unreachable: Unable to contact slurm controller")
+
+    pools = tmp_path / "pools.yaml"
+    factories = {"slurm_commands": lambda: unreachable, "user_exists": lambda: (lambda n: True)}
+    pools.write_text(TWO_UNITS.replace("gpu[005-008]", "gpu[005-"))
+    assert main(["pool", "apply", str(pools)], AppContext(factories=dict(factories))) == 4
+    assert f"{pools}:7: pools.llm.nodes: 'gpu[005-' is not a valid Slurm hostlist" in capsys.readouterr().err
+    pools.write_text(TWO_UNITS)
+    assert main(["pool", "apply", str(pools)], AppContext(factories=dict(factories))) == 3
+    assert "Unable to contact slurm controller" in capsys.readouterr().err
