@@ -1,4 +1,17 @@
-"""Run the audit: structural checks, optional reference, counters, Slurm drift and routes."""
+"""Run the audit: structural checks, optional reference, counters, Slurm drift and routes.
+
+Config (`[audit]` in the gpupool config file), all optional:
+
+    max_oversubscription = 1.0   # host-facing : uplink bandwidth allowed per leaf (default: design, >= 1)
+    critical_factor = 10         # a counter this many times over its threshold is critical
+    counters_tool = "auto"       # live: "perfquery" (per port), "ibqueryerrors" (needs an SA), "auto"
+    tool_timeout = 10            # seconds per perfquery/ibtracert call
+    discover_timeout = 120       # seconds for ibnetdiscover / ibqueryerrors
+    workers = 4                  # parallel tool calls
+    route_samples = 16           # live: host pairs whose ibtracert route is checked (0 = off)
+    [audit.thresholds]           # per counter; 0 disables one (defaults: infiniband-diags' own)
+    SymbolErrorCounter = 10
+"""
 
 from __future__ import annotations
 

@@ -70,6 +70,7 @@ class Topo:
     leaves: list[int] = field(default_factory=list)
     leaf_group: dict[int, int] = field(default_factory=dict)
     leaf_set: frozenset[int] = frozenset()
+    _members: dict[int, list[int]] | None = None
 
     @classmethod
     def of(cls, fabric: Fabric) -> Topo:
@@ -157,10 +158,11 @@ class Topo:
         return {leaf: rid[find(leaf)] for leaf in self.leaves}
 
     def group_members(self) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {}
-        for leaf in self.leaves:
-            out.setdefault(self.leaf_group[leaf], []).append(leaf)
-        return out
+        if self._members is None:
+            self._members = {}
+            for leaf in self.leaves:
+                self._members.setdefault(self.leaf_group[leaf], []).append(leaf)
+        return self._members
 
 
 def split_trailing_number(name: str) -> tuple[str, str] | None:

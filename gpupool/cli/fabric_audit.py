@@ -73,8 +73,11 @@ def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_path: str | None, live
                            node_name_map=node_name_map, reference_path=reference_path, slurm=with_slurm,
                            counters_paths=counters_paths, route_samples=route_samples,
                            config=config.section("audit"))
-    runner = ctx.factories["ibdiag"]() if "ibdiag" in ctx.factories else None
-    slurm = ctx.factories["slurm_view"]() if "slurm_view" in ctx.factories else None
+    from gpupool.audit.live import run_ibdiag
+    from gpupool.audit.slurm_drift import SlurmCommands
+
+    runner = ctx.make("ibdiag", lambda: run_ibdiag)  # tests inject fake tools and a fake Slurm here
+    slurm = ctx.make("slurm_view", SlurmCommands)
     if not live:
         return run_audit(request, runner=runner, slurm=slurm)
     with _progress() as progress:
