@@ -12,7 +12,7 @@ from gpupool.pools.live import CommandRunner, LiveState, read_live_state
 from gpupool.pools.nodes import FabricLoader
 from gpupool.pools.plan import Change, Desired, build_desired, diff, partition_line
 from gpupool.pools.schema import PoolsFile
-from gpupool.pools.validate import UserLookup, resolve_and_validate, unix_user_exists
+from gpupool.pools.validate import ResolvedPools, UserLookup, resolve_and_validate, unix_user_exists
 
 PREEMPT_TYPES = ("preempt/partition_prio", "preempt/qos")
 
@@ -69,6 +69,7 @@ def apply_pools(spec: PoolsFile, run: CommandRunner, options: ApplyOptions,
     changes = diff(spec, desired, live, fragment)
     report = ApplyReport(changes, options.dry_run, fragment.path,
                          warnings=config_warnings(spec, live, fragment.path))
+    report.warnings += overlap_warnings(spec, resolved, live, fragment.owned | set(desired.partitions))
     if spec.cluster and spec.cluster != live.cluster:
         report.warnings.append(f"the file names cluster {spec.cluster!r} but slurmctld runs {live.cluster!r}")
     if options.dry_run:
@@ -133,6 +134,27 @@ def write_fragment(fragment: Fragment, desired: Desired, live: LiveState, change
         return False
     atomic_write_text(fragment.path, text)
     return True
+
+
+def overlap_warnings(spec: PoolsFile, resolved: ResolvedPools, live: LiveState, ours: set[str]) -> list[str]:
+    """Partitions gpupool does not manage that reach into owned pools bypass the owners' rules."""
+    from gpupool.pools.nodes import expand_hostlist
+
+    owned_hosts = {h: p.name for p in spec.pools.values() if p.owners for h in resolved.hosts[p.name]}
+    warnings = []
+    for name, attrs in sorted(live.partitions.items()):
+        if name in ours or attrs.get("Nodes", "") in {"", "(null)"}:
+            continue
+        try:
+            hosts = expand_hostlist(attrs["Nodes"])
+        except ValueError:
+            continue
+        pools = sorted({owned_hosts[h] for h in hosts if h in owned_hosts})
+        if pools:
+            warnings.append(f"partition {name!r} (not managed by gpupool) also covers owned pool(s) "
+                            f"{', '.join(pools)}: its jobs use those GPUs outside the owners' rules "
+                            f"(and are preempted like borrowers if its PriorityTier is lower)")
+    return warnings
 
 
 def config_warnings(spec: PoolsFile, live: LiveState, fragment_path: str) -> list[str]:

@@ -250,6 +250,9 @@ def test_first_apply_creates_everything_and_second_changes_nothing(slurm: FakeSl
     assert second.changes == [] and second.applied
     assert len(slurm.mutations) == before
     assert not second.fragment_written
+    assert second.warnings == ["partition 'batch' (not managed by gpupool) also covers owned pool(s) llm, vision: "
+                               "its jobs use those GPUs outside the owners' rules (and are preempted like "
+                               "borrowers if its PriorityTier is lower)"]
 
 
 def test_dry_run_changes_nothing(slurm: FakeSlurm) -> None:
