@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -216,3 +217,37 @@ def test_reduced_width_or_speed_is_reported(fault: str, tmp_path: Path) -> None:
         # Without the design, the majority of its link class tells the same.
         code, doc, err = _audit(run)
         assert _pairs(doc) == got, f"{where}: {doc['findings']} {err}"
+
+
+def test_slurm_topology_drift_against_real_scontrol(testbed: Any, tmp_path: Path) -> None:
+    """Slurm's live topology vs a fabric where two hosts on different leaves traded places."""
+    fab = load_fabric(str(testbed.fabric_path))
+    rng = random.Random(f"{SEED}-drift")
+    leaf_of: dict[str, str] = {}
+    for lk in fab.links:
+        for ca, sw in ((lk.a, lk.b), (lk.b, lk.a)):
+            if fab.nodes[ca].type == "ca" and fab.nodes[sw].type == "switch" and fab.nodes[ca].host:
+                leaf_of[fab.nodes[ca].host] = fab.nodes[sw].name
+    first = rng.choice(sorted(leaf_of))
+    second = rng.choice(sorted(h for h in leaf_of if leaf_of[h] != leaf_of[first]))
+    for node in fab.nodes:
+        if node.host in (first, second):
+            new = second if node.host == first else first
+            node.desc = node.desc.replace(node.host, new)
+            node.name = node.name.replace(node.host, new)
+            node.host = new
+    path = tmp_path / "drifted.json"
+    save_fabric(fab, str(path))
+    proc = testbed.run([sys.executable, "-m", "gpupool", "fabric", "audit", "--fabric", str(path), "--slurm",
+                        "--json"], timeout=120)
+    doc = json.loads(proc.stdout)
+    where = f"seed {SEED}: swapped {first} ({leaf_of[first]}) and {second} ({leaf_of[second]})"
+    assert _pairs(doc) == {("slurm-topology-drift", leaf_of[first]), ("slurm-topology-drift", leaf_of[second])}, \
+        f"{where}: {doc['findings']} {proc.stderr}"
+    assert proc.returncode == 1, proc.stderr
+    message = next(f["message"] for f in doc["findings"] if f["subject"] == leaf_of[first])
+    assert f"Slurm switch {leaf_of[first]} holds" in message and f"{leaf_of[second]} has {first}" in message, message
+    # The corrected topology.conf puts each host under its new leaf; the diff shows the move.
+    assert re.search(rf"SwitchName={re.escape(leaf_of[first])} Nodes=\S*", doc["topology_conf"])
+    assert f"+SwitchName={leaf_of[first]} " in doc["topology_diff"]
+    assert f"-SwitchName={leaf_of[first]} " in doc["topology_diff"]
