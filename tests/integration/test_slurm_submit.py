@@ -230,3 +230,16 @@ def test_explain_pending_job(clean: Testbed, script: str) -> None:
     assert doc["best_now"]["cost"]["leaf_switches"] == 1
     assert doc["pinned"]["cost"]["leaf_switches"] == 2
     assert doc["cost_difference"]["pair_hops_sum"] > 0
+
+
+def test_nothing_fits_now_waits_for_compact_switches(clean: Testbed, script: str) -> None:
+    k = clean.gpus_per_node
+    fill(clean, dict.fromkeys(clean.nodes, 1))  # one GPU busy everywhere: no whole node is free
+    proc = submit(clean, "--gpus", str(2 * k), "--gpus-per-node", str(k), "--switch-wait", "10:00", "--json", script)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["mode"] == "wait-switches" and doc["cost"]["leaf_switches"] == 1
+    assert any("--switches=1@10:00" in note for note in doc["notes"])
+    assert not any(a.startswith("--nodelist=") for a in doc["sbatch"])
+    out = clean.run(["scontrol", "-o", "show", "job", doc["job_id"]], check=True).stdout
+    assert "JobState=PENDING" in out and re.search(r"Switches=1@\d", out), out
