@@ -201,7 +201,8 @@ def check_routes(runner: ToolRunner, topo: Topo, settings: LiveSettings,
                 subject = " -> ".join(sorted((topo.label(a), topo.label(b)), key=natural_key))
                 findings.append(Finding("route-longer", WARNING, subject,
                                         f"route {subject} takes {result} cables, the shortest path has {best}: "
-                                        "the subnet manager routes around a missing or faulty link",
+                                        "the subnet manager's routes are not minimal (routing engine or root "
+                                        "choice, or routes around a faulty link)",
                                         {"route": result, "shortest": best}))
     return findings, failures, len(pairs) - len(failures)
 

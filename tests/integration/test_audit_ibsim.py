@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from gpupool.fabric.export import export
-from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.model import Fabric, load_fabric, save_fabric
 
 pytestmark = pytest.mark.integration
@@ -151,7 +151,7 @@ def test_raised_error_counters_are_reported(testbed: Any, counter: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def private_ibsim(fab: Fabric, workdir: Path) -> Iterator[dict[str, str]]:
+def private_ibsim(fab: Fabric, workdir: Path, sm_args: tuple[str, ...] = ()) -> Iterator[dict[str, str]]:
     """ibsim on gpupool's net file with its own socket name, swept once by OpenSM."""
     net = workdir / "net"
     net.write_text(export(fab, "ibsim"))
@@ -171,7 +171,7 @@ def private_ibsim(fab: Fabric, workdir: Path) -> Iterator[dict[str, str]]:
             if sim.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"ibsim did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
-        subprocess.run(["ibsim-run", "opensm", "--once", "-f", str(workdir / "opensm.log")], env=env, cwd=workdir,
+        subprocess.run(["ibsim-run", "opensm", "--once", "-f", str(workdir / "opensm.log"), *sm_args], env=env, cwd=workdir,
                        check=True, timeout=120, capture_output=True)
         yield env
     finally:
@@ -251,3 +251,28 @@ def test_slurm_topology_drift_against_real_scontrol(testbed: Any, tmp_path: Path
     assert re.search(rf"SwitchName={re.escape(leaf_of[first])} Nodes=\S*", doc["topology_conf"])
     assert f"+SwitchName={leaf_of[first]} " in doc["topology_diff"]
     assert f"-SwitchName={leaf_of[first]} " in doc["topology_diff"]
+
+
+def test_non_minimal_routes_are_reported(tmp_path: Path) -> None:
+    """Up/down routing rooted at one dragonfly router sends some pairs through extra groups."""
+    design = dragonfly(4, 3, 2, 1)
+    save_fabric(design, str(tmp_path / "design.json"))
+    roots = tmp_path / "roots"
+    roots.write_text(f"{design.nodes[0].guid}\n")
+
+    def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+
+    with private_ibsim(design, tmp_path, ("-R", "updn", "-a", str(roots))) as env:
+        code, doc, err = _audit(run, "--reference", str(tmp_path / "design.json"), "--route-samples", "60")
+    assert doc["totals"]["routes_checked"] == 60, err
+    checks = {f["check"] for f in doc["findings"]}
+    assert checks == {"route-longer"}, doc["findings"]
+    assert all(f["details"]["route"] > f["details"]["shortest"] >= 2 for f in doc["findings"])
+    assert code == 1
+    # The same fabric under OpenSM's default (min-hop) routing: every sampled route is minimal.
+    minhop = tmp_path / "minhop"
+    minhop.mkdir()
+    with private_ibsim(design, minhop) as env:
+        code, doc, err = _audit(run, "--reference", str(tmp_path / "design.json"), "--route-samples", "60")
+    assert (code, doc["findings"]) == (0, []), err
