@@ -118,7 +118,10 @@ class PyslurmClient:
 
 
 def _gres_text(value: Any) -> str:
-    """pyslurm gives GRES as dicts ({"gpu:h100": 8}) or strings, depending on the attribute."""
+    """pyslurm gives GRES as dicts ({"gpu:h100": 8}, or {"gpu:h100": {"count": "2", "indexes": "0-1"}}
+    for allocations) or strings, depending on the attribute."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"gpu:{value}"
     if isinstance(value, dict):
         return ",".join(f"{k}:{v}" if not isinstance(v, dict) else f"{k}:{v.get('count', 0)}"
                         for k, v in value.items())
@@ -147,7 +150,9 @@ def node_from_pyslurm(node: Any) -> NodeState:
 
 def job_from_pyslurm(job: Any) -> JobInfo:
     state = str(getattr(job, "state", "") or "").upper()
-    hosts = parse.expand_hostlist(getattr(job, "nodes", "") or "") if state == "RUNNING" else []
+    # pyslurm >= 23 names the allocation `allocated_nodes` (a hostlist string).
+    node_text = getattr(job, "allocated_nodes", None) or getattr(job, "nodes", "") or ""
+    hosts = parse.expand_hostlist(str(node_text)) if state == "RUNNING" else []
     allocation: dict[str, int] = {}
     layout = {}
     if hosts and hasattr(job, "get_resource_layout_per_node"):
@@ -158,7 +163,7 @@ def job_from_pyslurm(job: Any) -> JobInfo:
     for host in hosts:
         gres = (layout.get(host) or {}).get("gres") if isinstance(layout.get(host), dict) else None
         allocation[host] = gpu_count(_gres_text(gres)) if gres else 0
-    per_node = gpu_count(str(getattr(job, "gres_per_node", "") or getattr(job, "gpus_per_node", "") or ""))
+    per_node = gpu_count(_gres_text(getattr(job, "gres_per_node", None) or getattr(job, "gpus_per_node", None)))
     if hosts and not any(allocation.values()) and per_node:
         allocation = dict.fromkeys(hosts, per_node)
     return JobInfo(
