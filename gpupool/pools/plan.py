@@ -166,7 +166,8 @@ def _check_partition_ownership(spec: PoolsFile, desired: Desired, live: LiveStat
         if name in live.partitions and name not in fragment.owned:
             key = ("pools", name) if name in spec.pools else ("borrowing", "partition")
             raise spec.error(key, f"partition {name!r} already exists and was not created by gpupool "
-                                  f"(not in {fragment.path}); rename the pool or remove it from slurm.conf")
+                                  f"(not in {fragment.path}); rename the pool, remove the partition from slurm.conf, "
+                                  "or restore the fragment if gpupool made it")
 
 
 def _partition_changes(desired: Desired, live: LiveState) -> list[Change]:
