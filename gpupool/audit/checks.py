@@ -181,6 +181,28 @@ def _spine_shortfall(topo: Topo, leaf: int, per_pair: dict[tuple[int, int], list
     return out
 
 
+def check_upper_uplinks(topo: Topo, level_of: dict[int, int]) -> list[Finding]:
+    """switch-uplinks-missing: a spine (level >= 2 of a fat-tree) with fewer cables to the level above
+    than the other switches of its level."""
+    by_level: dict[int, dict[int, int]] = defaultdict(dict)
+    top = max(level_of.values(), default=0)
+    for node, level in level_of.items():
+        if 2 <= level < top:
+            by_level[level][node] = sum(1 for j, _li in topo.adj[node] if level_of.get(j) == level + 1)
+    findings = []
+    for level, counts in sorted(by_level.items()):
+        if len(counts) < MIN_PEERS:
+            continue
+        usual = mode(counts.values()) or 0
+        for node, have in sorted(counts.items(), key=lambda kv: natural_key(topo.label(kv[0]))):
+            if have < usual:
+                findings.append(Finding(
+                    "switch-uplinks-missing", WARNING, topo.label(node),
+                    f"level-{level} switch {topo.label(node)} has {have} cables to level {level + 1}, its peers have "
+                    f"{usual}: {_plural(usual - have, 'cable')} missing", {"uplinks": have, "expected": usual}))
+    return findings
+
+
 def _far_end(topo: Topo, li: int, node: int) -> int:
     link = topo.fabric.links[li]
     return link.b if link.a == node else link.a
@@ -478,14 +500,27 @@ def check_leaf_groups(topo: Topo) -> list[Finding]:
 _ONE_SIDED = re.compile(r"^link-one-sided:\s*(\S+)\s*->\s*(\S+)\s*(.*)$")
 
 
+_ID_PORT = re.compile(r"^(.+)\[(\d+)\]$")
+
+
 def check_parse_warnings(fabric: Fabric) -> list[Finding]:
     """link-one-sided: a cable only one end reports (a flapping port or a stale node record)."""
+    topo = Topo.of(fabric)
+    index = fabric.index_by_id()
+
+    def readable(end: str) -> str:
+        m = _ID_PORT.match(end)
+        if m and m.group(1) in index:
+            return topo.port_name(index[m.group(1)], int(m.group(2)))
+        return end
+
     findings = []
     for text in fabric.warnings:
         m = _ONE_SIDED.match(text)
         if m:
-            findings.append(Finding("link-one-sided", WARNING, m.group(1),
-                                    f"{m.group(1)} -> {m.group(2)} {m.group(3)}".strip()))
+            subject = readable(m.group(1))
+            findings.append(Finding("link-one-sided", WARNING, subject,
+                                    f"{subject} -> {readable(m.group(2))} {m.group(3)}".strip()))
         else:
             check = text.split(":", 1)[0] if ":" in text else "discovery-warning"
             findings.append(Finding(check if re.fullmatch(r"[a-z-]+", check) else "discovery-warning", WARNING,

@@ -71,6 +71,9 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
                                  if lk.a in group_of and lk.b in group_of and group_of[lk.a] != group_of[lk.b])
         expected_uplinks = None  # the reference's per-cable comparison covers dragonfly routers
     uplinks = checks.check_leaf_uplinks(topo, expected_uplinks, global_links)
+    if compiled is not None and compiled.kind == "fat-tree":
+        levels = {int(n): int(lv) for n, lv in zip(compiled.switch_node, compiled.switch_level, strict=True)}
+        result.findings += checks.check_upper_uplinks(topo, levels)
     result.findings += uplinks.findings
     result.totals["missing_uplinks"] = uplinks.missing_total
     result.totals["leaves_missing_uplinks"] = uplinks.leaves_short

@@ -176,10 +176,12 @@ def test_missing_rail_leaf_is_critical() -> None:
 
 def test_one_sided_link_warning_becomes_a_finding() -> None:
     fab = fat_tree(1, 2, 1)
-    fab.warnings.append("link-one-sided: S-01[3] -> H-02[1] is listed by one end only (x.out:12)")
+    leaf, hca = fab.nodes[_node(fab, "leaf01")].id, fab.nodes[_node(fab, "gpu002/mlx5_0")].id
+    fab.warnings.append(f"link-one-sided: {leaf}[3] -> {hca}[1] is listed by one end only (x.out:12)")
+    fab.warnings.append("link-one-sided: S-gone[4] -> H-gone[1] is listed by one end only (x.out:30)")
     found = checks.check_parse_warnings(fab)
-    assert _pairs(found) == {("link-one-sided", "S-01[3]")}
-    assert "x.out:12" in found[0].message
+    assert _pairs(found) == {("link-one-sided", "leaf01 port 3"), ("link-one-sided", "S-gone[4]")}
+    assert "gpu002/mlx5_0 port 1" in found[0].message and "x.out:12" in found[0].message
 
 
 def test_dragonfly_group_pair_without_global_link() -> None:
@@ -221,3 +223,13 @@ def test_reference_reports_missing_switch_hca_and_cable() -> None:
     assert ("link-missing", f"leaf04 port {leaf_port}") in pairs
     assert result.totals["missing_links_vs_reference"] == 1
     assert result.status == "CRITICAL"
+
+
+def test_spine_short_of_core_cables_in_a_three_level_tree() -> None:
+    fab = fat_tree(2, 2, 4, pods=2, cores=4)
+    spine = _node(fab, "pod2-spine03")
+    core_link = next(li for li, lk in enumerate(fab.links) if spine in (lk.a, lk.b)
+                     and fab.nodes[lk.b if lk.a == spine else lk.a].name.startswith("core"))
+    _remove_links(fab, [core_link])
+    result = audit_fabric(fab)
+    assert _pairs(result.findings) == {("switch-uplinks-missing", "pod2-spine03")}
