@@ -221,3 +221,15 @@ def test_live_with_ibqueryerrors_reads_the_fabric_once(tmp_path: Path, monkeypat
     code, doc, _err = _run(["--live"], tools, capsys)
     assert [name for name, _a in tools.calls] == ["ibnetdiscover", "ibqueryerrors"]
     assert [(f["check"], f["subject"]) for f in doc["findings"]] == [("port-errors", "leaf01 port 3")]
+
+
+def test_one_sided_cable_in_saved_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # leaf02 no longer lists its port 1, while gpu003's HCA still says it is cabled there.
+    text = TINY.replace('[1]\t"H-0002c90400000030"[1](2c90400000031) \t\t# "gpu003 mlx5_0" lid 10 4xQDR\n', "")
+    assert text != TINY
+    path = tmp_path / "one-sided.out"
+    path.write_text(text)
+    code = main(["fabric", "audit", "--ibnetdiscover", str(path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert [(f["check"], f["subject"]) for f in doc["findings"]] == [("link-one-sided", "gpu003/mlx5_0 port 1")]
+    assert "leaf02 port 1" in doc["findings"][0]["message"] and code == 1
