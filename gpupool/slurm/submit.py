@@ -123,16 +123,32 @@ def default_lock_path() -> str:
     return os.path.join(directory, f"gpupool-submit-{key}.lock")
 
 
+def _open_shared(path: str) -> int:
+    """Open (or create, world-writable) the lock file. Opening an existing file without O_CREAT
+    keeps working for other users under fs.protected_regular in sticky /tmp."""
+    for _ in range(3):
+        try:
+            return os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise EnvError(f"cannot open submit lock {path}: {exc.strerror}") from None
+        old_umask = os.umask(0)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # another submit created it first: open it as an existing file
+        except OSError as exc:
+            raise EnvError(f"cannot create submit lock {path}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+    raise EnvError(f"cannot open submit lock {path}")
+
+
 @contextlib.contextmanager
 def submit_lock(path: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
     """Exclusive flock on `path`, waiting at most `timeout` seconds (EnvError after that)."""
-    old_umask = os.umask(0)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise EnvError(f"cannot open submit lock {path}: {exc.strerror}") from None
-    finally:
-        os.umask(old_umask)
+    fd = _open_shared(path)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -243,3 +243,23 @@ def test_nothing_fits_now_waits_for_compact_switches(clean: Testbed, script: str
     assert not any(a.startswith("--nodelist=") for a in doc["sbatch"])
     out = clean.run(["scontrol", "-o", "show", "job", doc["job_id"]], check=True).stdout
     assert "JobState=PENDING" in out and re.search(r"Switches=1@\d", out), out
+
+
+def test_slow_controller_is_exit_3_and_bounded(clean: Testbed, script: str) -> None:
+    """slurmctld stopped (SIGSTOP): connections hang instead of failing; gpupool gives up in time."""
+    import signal
+
+    pid = int((clean.state_dir / "run" / "slurmctld.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        proc = clean.run(["gpupool", "submit", "--gpus", "8", "--json", script], timeout=60,
+                         env={"GPUPOOL_SLURM_TIMEOUT": "3"})
+        elapsed = time.monotonic() - start
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "" and proc.stderr.startswith("gpupool: error:") and "3s" in proc.stderr
+    assert elapsed < 20
+    wait_until(lambda: clean.run(["scontrol", "ping"]).returncode == 0, 60, message="slurmctld back")
+    assert clean.job_ids() == []

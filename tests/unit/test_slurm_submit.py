@@ -260,3 +260,18 @@ def test_concurrent_submits_never_double_book(compiled, tmp_path: Path, job_scri
     assert all(per_host[h] <= 8 for h in per_host)
     assert sum(per_host.values()) == 120
     assert all(r.job_state == "RUNNING" for r in results)  # type: ignore[attr-defined]
+
+
+def test_submit_lock_excludes_and_times_out(tmp_path: Path) -> None:
+    import os
+
+    from gpupool.errors import EnvError
+    from gpupool.slurm.submit import submit_lock
+
+    path = str(tmp_path / "cluster.lock")
+    with submit_lock(path, timeout=1):
+        assert os.stat(path).st_mode & 0o777 == 0o666  # shared by every user of the login node
+        with pytest.raises(EnvError, match="held .* for more than 0.2s"), submit_lock(path, timeout=0.2):
+            pass
+    with submit_lock(path, timeout=0.2):  # released on exit
+        pass
