@@ -223,14 +223,17 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
 def _slurm_drift(result: AuditResult, fabric: Fabric, slurm: Any) -> None:
     from gpupool.audit import slurm_drift
     from gpupool.fabric.compiled import compile_fabric
-    from gpupool.fabric.export import export_slurm_tree
+    from gpupool.fabric.export import export_slurm_block, export_slurm_tree
 
     view = slurm or slurm_drift.SlurmCommands()
     nodes = view.node_names()
     hosts = fabric.host_names()
     result.findings += slurm_drift.check_node_sets(nodes, hosts)
-    expected = export_slurm_tree(compile_fabric(fabric))
-    report = slurm_drift.check_topology(view.topology_text(), expected, nodes)
+    actual = view.topology_text()
+    compiled = compile_fabric(fabric)
+    block = any(line.lstrip().startswith("BlockName=") for line in actual.splitlines())
+    expected = export_slurm_block(compiled) if block else export_slurm_tree(compiled)
+    report = slurm_drift.check_topology(actual, expected, nodes)
     result.findings += report.findings
     if report.findings:
         result.extras["topology_diff"] = report.diff

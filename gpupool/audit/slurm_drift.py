@@ -49,16 +49,17 @@ _KV = re.compile(r"(\w+)=(\S+)")
 
 
 def parse_topology(text: str) -> dict[str, SwitchEntry]:
-    """`scontrol show topology` lines or topology.conf lines: SwitchName=X [Nodes=...] [Switches=...]."""
+    """`scontrol show topology` lines or topology.conf lines: SwitchName=X [Nodes=...] [Switches=...]
+    (topology/block's `BlockName=X Nodes=...` read as leaf switches)."""
     from ClusterShell.NodeSet import NodeSet, NodeSetParseError
 
     out: dict[str, SwitchEntry] = {}
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
-        if not line.startswith("SwitchName="):
+        if not line.startswith(("SwitchName=", "BlockName=")):
             continue
         values = dict(_KV.findall(line))
-        entry = SwitchEntry(values["SwitchName"])
+        entry = SwitchEntry(values.get("SwitchName") or values["BlockName"])
         try:
             if values.get("Nodes"):
                 entry.nodes = list(NodeSet(values["Nodes"]))

@@ -110,3 +110,13 @@ def test_cli_unreachable_slurm_is_unknown(tmp_path: Path, capsys: pytest.Capture
     assert code == 3
     assert doc["status"] == "UNKNOWN" and doc["findings"] == []
     assert "Unable to contact slurm controller" in doc["unchecked"][0]
+
+
+def test_block_topology_is_compared_with_the_fabric_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = "".join(f"BlockName=leaf{i:02d} Nodes=gpu[{4 * i - 3:03d}-{4 * i:03d}]\n" for i in range(1, 5))
+    code, doc = _audit(tmp_path, FakeSlurm(NODES, blocks + "BlockSizes=4,8,16\n"), capsys)
+    assert (code, doc["findings"]) == (0, [])
+    moved = blocks.replace("gpu[001-004]", "gpu[001-003]").replace("gpu[005-008]", "gpu[004-008]")
+    code, doc = _audit(tmp_path, FakeSlurm(NODES, moved), capsys)
+    assert {f["subject"] for f in doc["findings"]} == {"leaf01", "leaf02"}
+    assert doc["topology_conf"].startswith("# topology.conf (topology/block")
