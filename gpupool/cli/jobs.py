@@ -92,8 +92,11 @@ def explain(job_id: str, fabric_path: str | None) -> None:
     pinned = doc.get("pinned")
     if pinned and pinned.get("cost"):
         console.print(f"pinned to: {pinned['nodelist']} (pair_hops_sum {pinned['cost']['pair_hops_sum']})")
+    if "planned" in doc and not (pinned and pinned.get("cost")):
+        console.print(f"gpupool's plan at submission ({doc['planned']['mode']}): pair_hops_sum "
+                      f"{doc['planned']['pair_hops_sum']}")
     if "cost_difference" in doc:
         diff = doc["cost_difference"]["pair_hops_sum"]
-        console.print(f"cost difference (pinned - best now): pair_hops_sum {diff:+d}")
+        console.print(f"cost difference (asked - best now): pair_hops_sum {diff:+d}")
     for note in doc["notes"]:
         console.print(f"[dim]{note}[/]")

@@ -89,11 +89,19 @@ class Explanation:
         }
         if not self.best_now:
             doc["best_now_reason"] = self.best_now_reason
-        if self.best_now and self.pinned and self.pinned.get("cost") and self.best_now.get("cost"):
-            doc["cost_difference"] = {
-                "pair_hops_sum": self.pinned["cost"]["pair_hops_sum"] - self.best_now["cost"]["pair_hops_sum"],
-                "leaf_switches": self.pinned["cost"]["leaf_switches"] - self.best_now["cost"]["leaf_switches"],
-            }
+        planned = self.job.gpupool_plan
+        if planned.get("pair_hops_sum", "").isdigit():
+            doc["planned"] = {"pair_hops_sum": int(planned["pair_hops_sum"]), "mode": planned.get("mode", ""),
+                              "leaf_switches": int(planned.get("leaf_switches", "0") or 0)}
+        if self.best_now and self.best_now.get("cost"):
+            now = self.best_now["cost"]
+            # Compare with where the job is pinned, else with the plan gpupool recorded at submission.
+            ref = (self.pinned or {}).get("cost") or doc.get("planned")
+            if ref:
+                doc["cost_difference"] = {
+                    "pair_hops_sum": ref["pair_hops_sum"] - now["pair_hops_sum"],
+                    "leaf_switches": ref["leaf_switches"] - now["leaf_switches"],
+                }
         return doc
 
 

@@ -8,8 +8,9 @@ and in order. Command-line options override ``#SBATCH`` lines (sbatch's own rule
 values gpupool appends win over the script's.
 
 Per-node GPU counts: Slurm's ``--gres``/``--gpus-per-node`` are uniform over the job's nodes.
-A uniform plan (every host K GPUs) is submitted as ``--nodes=M --nodelist=H --gres=gpu:K``,
-which pins both the hosts and the per-host count. An uneven plan (e.g. 8+4 for 12 GPUs) is
+A uniform plan (every host K GPUs) is submitted as ``--nodes=M --nodelist=H --gres=gpu:K``
+(or, when the user asked with ``--gpus=N``, ``--gpus=N --gpus-per-node=K``), which pins both the
+hosts and the per-host count. An uneven plan (e.g. 8+4 for 12 GPUs) is
 submitted as ``--nodes=M --nodelist=H --gpus=N``: Slurm must use exactly those hosts and N GPUs
 in total, and it picks the per-host split itself (it equals the plan whenever the plan took every
 free GPU of the smaller hosts, the usual case; otherwise `gpupool jobs` reports the live cost).
@@ -336,6 +337,8 @@ def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, in
     families = list(hints.families) or (["gres"] if len(counts) == 1 else ["gpus"])
     if len(counts) > 1 and any(f in families for f in ("gres", "gpus-per-node")):
         families = ["gpus"]  # a per-node option cannot express an uneven plan
+    if len(counts) == 1 and families == ["gpus"]:
+        families.append("gpus-per-node")  # else Slurm may split N unevenly over the pinned nodes
     if partition:
         args.append(f"--partition={partition}")
     if pin_nodes:

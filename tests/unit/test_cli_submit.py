@@ -126,3 +126,21 @@ def test_explain_pending_job(env: dict, capsys: pytest.CaptureFixture[str]) -> N
     assert doc["cost_difference"]["pair_hops_sum"] == 256 - 128
     assert any("gpu001" in n for n in doc["notes"])
     assert run(env, "explain", "404") == 4
+
+
+def test_explain_unpinned_job_compares_with_recorded_plan(env: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    slurm: FakeSlurm = env["slurm"]
+    slurm.jobs_by_id["13"] = JobInfo(
+        job_id="13", user="alice", state="PENDING", reason="Resources", partition="gpu",
+        comment="gpupool:pair_hops_sum=256,leaf_switches=2,max_hops=4,mode=wait-switches",
+        request=JobRequest(nodes=2, gpus_per_node=8, partition="gpu", switches="2@01:00:00"))
+    assert run(env, "explain", "13", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["pinned"] is None and doc["planned"] == {"pair_hops_sum": 256, "mode": "wait-switches",
+                                                         "leaf_switches": 2}
+    assert doc["best_now"]["cost"]["pair_hops_sum"] == 128
+    assert doc["cost_difference"] == {"pair_hops_sum": 128, "leaf_switches": 1}
+    env["ctx"].json = False  # the context object is shared between the two in-process runs
+    assert run(env, "explain", "13") == 0
+    out = capsys.readouterr().out
+    assert "best placement now" in out and "pair_hops_sum +128" in out

@@ -144,4 +144,4 @@ def test_build_switches_mode_has_no_nodelist() -> None:
     args = sb.build_sbatch_args([], {"gpu001": 8, "gpu002": 8}, "gpu[001-002]", hints, "gpupool:x=1",
                                 switches="1@1:00:00", pin_nodes=False)
     assert "--nodelist=gpu[001-002]" not in args
-    assert args == ["--nodes=2", "--gpus=16", "--switches=1@1:00:00", "--comment=gpupool:x=1"]
+    assert args == ["--nodes=2", "--gpus=16", "--gpus-per-node=8", "--switches=1@1:00:00", "--comment=gpupool:x=1"]
