@@ -4,6 +4,8 @@ Faults are picked at random (the seed is in every assertion message; set GPUPOOL
 replay one): a cable unlinked through ibsim's console, error counters raised with PerformanceSet
 (both on the shared `testbed`, restored afterwards), and a link's width or speed reduced in the
 net file (on a private ibsim started here, since the testbed's ibsim cannot be restarted).
+The uplink case needs a testbed fabric with redundant uplinks (>= 2 spines: GPUPOOL_TESTBED_NODES >= 32;
+the default 64 is fine).
 """
 
 from __future__ import annotations
