@@ -213,39 +213,3 @@ def fold_failures(failures: Iterable[str], what: str) -> str | None:
         return None
     return f"{what}: {len(failures)} queries failed (first: {failures[0]})"
 
-
-# CA port line: `[1](guid) "S-..."[2]  # lid 11 lmc 0 "leaf02" lid 4 4xQDR` (the first lid is the CA's).
-_CA_PORT_LID = re.compile(r'^\[\d+\](?:\([0-9a-fA-Fx]+\))?\s+"[^"]+"\[\d+\](?:\([0-9a-fA-Fx]+\))?\s*#\s*lid\s+(\d+)')
-_CA_HEADER = re.compile(r'^Ca\s+\d+\s+"([^"]+)"')
-# Switch port line towards a CA: `[1] "H-..."[1](guid)  # "gpu003 mlx5_0" lid 10 4xQDR`.
-_TO_CA = re.compile(r'^\[\d+\]\s+"(H-[^"]+)"\[\d+\](?:\([0-9a-fA-Fx]+\))?\s*#\s*"[^"]*"\s+lid\s+(\d+)')
-
-
-def ca_lids(ibnetdiscover_text: str) -> dict[str, int]:
-    """CA node id -> port LID from ibnetdiscover text (the fabric model keeps switch LIDs only)."""
-    out: dict[str, int] = {}
-    current: str | None = None
-    for raw in ibnetdiscover_text.splitlines():
-        line = raw.strip()
-        header = _CA_HEADER.match(line)
-        if header:
-            current = header.group(1)
-            continue
-        if line.startswith("Switch"):
-            current = None
-            continue
-        m = _CA_PORT_LID.match(line)
-        if m and current is not None and int(m.group(1)) > 0:
-            out.setdefault(current, int(m.group(1)))
-            continue
-        m = _TO_CA.match(line)
-        if m and int(m.group(2)) > 0:
-            out.setdefault(m.group(1), int(m.group(2)))
-    return out
-
-
-def fill_ca_lids(fabric: Fabric, ibnetdiscover_text: str) -> None:
-    lids = ca_lids(ibnetdiscover_text)
-    for node in fabric.nodes:
-        if node.type != "switch" and not node.lid and node.id in lids:
-            node.lid = lids[node.id]

@@ -193,24 +193,19 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
 
     name_map = read_node_name_map(request.node_name_map) if request.node_name_map else None
     if request.live:
-        from gpupool.audit.live import discover_text, fill_ca_lids
+        from gpupool.audit.live import discover_text
 
         if progress:
             progress("ibnetdiscover", 0, 1)
         text = discover_text(runner, settings)
         if progress:
             progress("ibnetdiscover", 1, 1)
-        fabric = parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
-        fill_ca_lids(fabric, text)
-        return fabric
+        return parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
     if request.ibnetdiscover_path:
-        from gpupool.audit.live import fill_ca_lids
         from gpupool.fabric.discover import read_text_file
 
         text = read_text_file(request.ibnetdiscover_path, "ibnetdiscover output")
-        fabric = parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
-        fill_ca_lids(fabric, text)
-        return fabric
+        return parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
     from gpupool.fabric.model import load_fabric
 
     if not request.fabric_path:

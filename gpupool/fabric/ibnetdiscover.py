@@ -186,7 +186,13 @@ def _records(text: str, source: str) -> list[_Record]:
                 raise InputError(f"{source}:{lineno}: port {port} above the radix ({current.nports}) of {current.node_id}")
             if any(p.port == port for p in current.ports):
                 raise InputError(f"{source}:{lineno}: port {port} of {current.node_id} listed twice")
-            width, speed = _rate(m.group(6) or "")
+            comment = m.group(6) or ""
+            width, speed = _rate(comment)
+            if current.kind != "Switch" and current.lid is None:
+                # A CA's own port LID opens its port comment: `# lid 647 lmc 0 "switch" lid 73 4xNDR`.
+                own = re.match(r"lid\s+(\d+)", comment)
+                if own and int(own.group(1)) > 0:
+                    current.lid = int(own.group(1))
             current.ports.append(_PortLine(lineno, port, remote_id, remote_port, width, speed))
             continue
         header = _HEADER.match(line)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpupool.audit.live import ca_lids, route_length
+from gpupool.audit.live import route_length
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.errors import EnvError
@@ -129,7 +129,9 @@ def _run(args: list[str], tools: FakeTools, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_tiny_text_gives_ca_lids_and_routes_count_cables() -> None:
-    assert ca_lids(TINY) == {"H-0002c90400000040": 11, "H-0002c90400000030": 10, "H-0002c90400000020": 9,
+    from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+
+    assert {n.id: n.lid for n in parse_ibnetdiscover(TINY, "tiny").nodes if n.type == "ca"} == {"H-0002c90400000040": 11, "H-0002c90400000030": 10, "H-0002c90400000020": 9,
                              "H-0002c90400000010": 8}
     assert route_length(_route(4)) == 4
 
