@@ -30,8 +30,11 @@ def _help(cmd: click.Command) -> str:
 
 def _options(cmd: click.Command, ctx: click.Context) -> list[str]:
     out: list[str] = []
-    for param in cmd.get_params(ctx):
-        record = param.get_help_record(ctx)
+    records = [param.get_help_record(ctx) for param in cmd.params]
+    # click caches each command's help option from the first context it saw; derive it here instead.
+    if cmd.add_help_option and ctx.help_option_names:
+        records.append((", ".join(ctx.help_option_names), "Show this message and exit."))
+    for record in records:
         if record is None:
             continue
         names, help_text = record
