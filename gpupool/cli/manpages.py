@@ -64,8 +64,8 @@ def _subcommands(group: click.Group, ctx: click.Context, path: str) -> list[str]
     return out
 
 
-def render_page(cmd: click.Command, path: str, *, monitoring: bool = False) -> str:
-    root = click.Context(cmd, info_name=path, **cmd.context_settings)
+def render_page(cmd: click.Command, path: str, *, monitoring: bool = False, parent: click.Context | None = None) -> str:
+    root = click.Context(cmd, info_name=path.split()[-1], parent=parent, **cmd.context_settings)
     title = path.replace(" ", "-").upper()
     lines = [f'.TH {title} 1 "" "gpupool {__version__}" "gpupool manual"', ".SH NAME",
              f"{_esc(path.replace(' ', '-'))} \\- {_esc((_help(cmd).splitlines() or [''])[0])}", ".SH SYNOPSIS",
@@ -97,7 +97,7 @@ def all_pages() -> dict[str, str]:
         cmd = cli.get_command(ctx, name)
         if cmd is None:
             continue
-        pages[f"gpupool-{name}.1"] = render_page(cmd, f"gpupool {name}", monitoring=name in ("fabric", "node"))
+        pages[f"gpupool-{name}.1"] = render_page(cmd, f"gpupool {name}", monitoring=name in ("fabric", "node"), parent=ctx)
     return pages
 
 
