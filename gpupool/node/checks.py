@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from gpupool.errors import MON_CRITICAL, MON_OK, MON_UNKNOWN, MON_WARNING
 from gpupool.node.facts import (
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
@@ -25,9 +24,6 @@ THROTTLE_NAMES = {
     0x04: "SW power cap", 0x08: "HW slowdown", 0x10: "sync boost", 0x20: "SW thermal slowdown",
     0x40: "HW thermal slowdown", 0x80: "HW power brake", 0x200: "board limit", 0x400: "reliability",
 }
-
-EXIT_CODES = {STATUS_OK: MON_OK, STATUS_WARNING: MON_WARNING, STATUS_CRITICAL: MON_CRITICAL,
-              STATUS_UNKNOWN: MON_UNKNOWN}
 
 
 def _finding(settings: NodeSettings, check: str, subject: str, message: str) -> Finding:

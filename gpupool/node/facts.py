@@ -5,25 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SEVERITY_WARNING = "warning"
-SEVERITY_CRITICAL = "critical"
-
-STATUS_OK = "OK"
-STATUS_WARNING = "WARNING"
-STATUS_CRITICAL = "CRITICAL"
-STATUS_UNKNOWN = "UNKNOWN"
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    severity: str
-    subject: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"check": self.check, "severity": self.severity, "subject": self.subject,
-                "message": self.message}
+from gpupool.findings import (  # noqa: F401 - re-exported for the node modules
+    SEVERITY_CRITICAL,
+    SEVERITY_WARNING,
+    STATUS_CRITICAL,
+    STATUS_OK,
+    STATUS_UNKNOWN,
+    STATUS_WARNING,
+    Finding,
+)
 
 
 @dataclass

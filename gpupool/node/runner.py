@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupool.errors import MON_CRITICAL, MON_OK, MON_UNKNOWN
-from gpupool.node.checks import EXIT_CODES, drain_reason, overall_status, run_checks
+from gpupool.findings import EXIT_CODES
+from gpupool.node.checks import drain_reason, overall_status, run_checks
 from gpupool.node.facts import STATUS_CRITICAL, STATUS_UNKNOWN, Finding, NodeFacts
 from gpupool.node.gpu import GpuSource, collect_gpus
 from gpupool.node.hca import HcaSource, collect_hca_ports
@@ -46,7 +47,7 @@ class CheckReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
-            "findings": [f.as_dict() for f in self.findings],
+            "findings": [f.to_json() for f in self.findings],
             "unknown": list(self.unknown),
             "mode": self.mode,
             "node": self.node,
