@@ -71,15 +71,16 @@ class SysfsHcaSource:
                 found.append(HcaPort(
                     hca=hca_dir.name,
                     port=int(port_dir.name),
-                    state=_strip_number(_read(port_dir / "state")).upper(),
-                    phys_state=_strip_number(_read(port_dir / "phys_state")),
-                    rate_gbps=parse_rate(_read(port_dir / "rate")),
-                    link_layer=normalise_link_layer(_read(port_dir / "link_layer")),
+                    state=_strip_number(read_sysfs(port_dir / "state")).upper(),
+                    phys_state=_strip_number(read_sysfs(port_dir / "phys_state")),
+                    rate_gbps=parse_rate(read_sysfs(port_dir / "rate")),
+                    link_layer=normalise_link_layer(read_sysfs(port_dir / "link_layer")),
                 ))
         return found
 
 
-def _read(path: Path) -> str:
+def read_sysfs(path: Path) -> str:
+    """A sysfs attribute, stripped; empty when absent or unreadable."""
     try:
         return path.read_text().strip()
     except OSError:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gpupool.node.facts import GpuInventory, HcaPort
+from gpupool.node.hca import read_sysfs
 
 # Closest first. PIX: one PCIe switch; PXB: several switches; PHB: through the host bridge;
 # NODE: between host bridges of one NUMA node; SYS: across the SMP interconnect.
@@ -157,8 +158,8 @@ def sysfs_gpus(root: str | os.PathLike[str]) -> list[str]:
         return []
     found = []
     for device in sorted(base.iterdir()):
-        vendor = _read(device / "vendor")
-        pci_class = _read(device / "class")
+        vendor = read_sysfs(device / "vendor")
+        pci_class = read_sysfs(device / "class")
         if vendor == NVIDIA_VENDOR and pci_class.startswith("0x03"):
             found.append(device.name)
     return found
@@ -177,11 +178,6 @@ def sysfs_hcas(root: str | os.PathLike[str]) -> dict[str, str]:
     return found
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 def build_topology(root: str | os.PathLike[str], inventory: GpuInventory | None,
