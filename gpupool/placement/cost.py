@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 
 
 @njit(cache=True)
+def min_switch_hops(hop: np.ndarray, cls_ptr: np.ndarray, cls_sw: np.ndarray, i: int, j: int) -> int:
+    """Fewest switch hops between any switch of class i and any switch of class j."""
+    best = 1 << 30
+    for a in range(cls_ptr[i], cls_ptr[i + 1]):
+        for b in range(cls_ptr[j], cls_ptr[j + 1]):
+            h = hop[cls_sw[a], cls_sw[b]]
+            if h < best:
+                best = h
+    return best
+
+
+@njit(cache=True)
 def class_pair_cost(hop: np.ndarray, cls_ptr: np.ndarray, cls_sw: np.ndarray, gpus: np.ndarray, squares: np.ndarray,
                     hosts: np.ndarray) -> tuple[int, int]:
     """(pair_hops_sum, max_hops) over allocated classes: sum_i<j G_i G_j d_ij plus 2 x intra-class pairs."""
@@ -31,13 +43,7 @@ def class_pair_cost(hop: np.ndarray, cls_ptr: np.ndarray, cls_sw: np.ndarray, gp
             total += gpus[i] * gpus[i] - squares[i]  # (G^2 - sum g^2)/2 pairs at distance 2
             max_d = max(max_d, 2)
         for j in range(i + 1, n):
-            best = 1 << 30
-            for a in range(cls_ptr[i], cls_ptr[i + 1]):
-                for b in range(cls_ptr[j], cls_ptr[j + 1]):
-                    h = hop[cls_sw[a], cls_sw[b]]
-                    if h < best:
-                        best = h
-            d = best + 2
+            d = min_switch_hops(hop, cls_ptr, cls_sw, i, j) + 2
             total += gpus[i] * gpus[j] * d
             if d > max_d:
                 max_d = d

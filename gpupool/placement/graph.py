@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit, prange
 
+from gpupool.placement.cost import min_switch_hops
+
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
 
@@ -35,13 +37,7 @@ def class_distance(hop: np.ndarray, cls_ptr: np.ndarray, cls_sw: np.ndarray) -> 
     out = np.empty((n, n), dtype=np.int32)
     for i in prange(n):
         for j in range(n):
-            best = 1 << 30
-            for a in range(cls_ptr[i], cls_ptr[i + 1]):
-                for b in range(cls_ptr[j], cls_ptr[j + 1]):
-                    h = hop[cls_sw[a], cls_sw[b]]
-                    if h < best:
-                        best = h
-            out[i, j] = 2 if i == j else best + 2
+            out[i, j] = 2 if i == j else min_switch_hops(hop, cls_ptr, cls_sw, i, j) + 2
     return out
 
 
