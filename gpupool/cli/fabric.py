@@ -45,11 +45,8 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
              from_slurm: bool, output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output."""
     from gpupool.errors import UsageError
-    from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.discover import discover as run_discover
     from gpupool.fabric.discover import expand_hostlist
-    from gpupool.fabric.export import summary
-    from gpupool.fabric.model import save_fabric
 
     if bool(ibnetdiscover_file) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
@@ -60,17 +57,9 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
         hosts = _slurm_node_names()
     fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
                        timeout=timeout)
-    compiled = compile_fabric(fab)
-    save_fabric(fab, output, backup=backup)
-    store_compiled(output, compiled)
     for message in fab.warnings:
         warn(message)
-    doc = summary(fab, compiled)
-    doc["output"] = output
-    if app().json:
-        emit_json(doc)
-    else:
-        _print_summary(doc)
+    _save_and_report(fab, output, backup)
 
 
 def _slurm_node_names() -> list[str]:
@@ -122,7 +111,8 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _save_generated(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
+def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
+    """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
     from gpupool.fabric.model import save_fabric
@@ -153,7 +143,7 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
-    _save_generated(fab, output, backup)
+    _save_and_report(fab, output, backup)
 
 
 @generate.command("dragonfly")
@@ -169,7 +159,7 @@ def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, gl
 
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
-    _save_generated(fab, output, backup)
+    _save_and_report(fab, output, backup)
 
 
 @fabric.command()
