@@ -32,7 +32,15 @@ _QUOTED = re.compile(r'"([^"]*)"')
 _LID = re.compile(r"\blid\s+(\d+)")
 _RATE = re.compile(r"\b(\d+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
 _GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]+)")
-_IGNORED = re.compile(r"^(vendid|devid|sysimgguid|ca|chassis|\w+guid)\b|^(Chassis|Spine|Line)\b", re.IGNORECASE)
+# vendid/devid lines, `-g` chassis grouping headers, and `-s` discovery trace lines carry no topology.
+_IGNORED = re.compile(r"^(vendid|devid|sysimgguid|chassis|\w+guid)\b|^(Chassis|Spine|Line|Non-Chassis Nodes)\b"
+                      r"|^DR path\b", re.IGNORECASE)
+# `ibnetdiscover -p`: one line per port, `SW 2 1 0xGUID 4x QDR - CA 5 1 0xGUID ( 'desc' - 'desc' )`.
+_PORTS_LIST = re.compile(
+    r"^(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+(\d+x)\s+(\S+)"
+    r"(?:\s+-\s+(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\))?\s*(?:'(.*)')?\s*$")
+# `ibnetdiscover -l/-H/-S/-R`: node lists without cables.
+_NODE_LIST = re.compile(r"^(Switch|Ca|Router)\s*:\s*0x[0-9a-fA-F]+\s+ports\s+\d+")
 
 _AGGREGATION = re.compile(r"aggregation node", re.IGNORECASE)
 # Descriptions that name no host: factory defaults and unconfigured OS host names.
@@ -101,7 +109,7 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
     """Parse ibnetdiscover output into a Fabric; errors name `source:line`."""
     if "\x00" in text:
         raise InputError(f"{source}: binary data, not ibnetdiscover output")
-    records = _records(text, source)
+    records = _ports_list_records(text, source) if _is_ports_list(text) else _records(text, source)
     if not records:
         raise InputError(f"{source}: no Switch or Ca records: not ibnetdiscover output")
     name_map = node_name_map or {}
@@ -216,11 +224,63 @@ def _records(text: str, source: str) -> list[_Record]:
         if _IGNORED.match(line):
             current = None
             continue
+        if _NODE_LIST.match(line):
+            raise InputError(f"{source}:{lineno}: a node list (ibnetdiscover -l/-H/-S/-R) has no cables: "
+                             "give the default output or `ibnetdiscover -p`")
         raise InputError(f"{source}:{lineno}: unrecognised line: {line[:80]!r}")
     for rec in records:
         if not rec.ports:
             raise InputError(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
     return records
+
+
+def _first_line(text: str) -> str:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and not line.startswith("DR path"):
+            return line
+    return ""
+
+
+def _is_ports_list(text: str) -> bool:
+    return bool(re.match(r"^(SW|CA|RT)\s+\d+\s+\d+\s+0x", _first_line(text)))
+
+
+def _ports_list_records(text: str, source: str) -> list[_Record]:
+    """Records from `ibnetdiscover -p` (ports list): each cable is listed from both of its ends."""
+    kinds = {"SW": "Switch", "CA": "Ca", "RT": "Rt"}
+    records: dict[str, _Record] = {}
+
+    def record(kind: str, lid: str, guid: str, desc: str, lineno: int) -> _Record:
+        node_id = f"{'S' if kind == 'SW' else 'H'}-{int(guid, 16):016x}"
+        rec = records.get(node_id)
+        if rec is None:
+            rec = records[node_id] = _Record(lineno, kinds[kind], 1, node_id, desc.strip(), int(lid) or None,
+                                             _norm_guid(guid), [])
+        return rec
+
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#") or _IGNORED.match(line):
+            continue
+        m = _PORTS_LIST.match(line)
+        if not m:
+            raise InputError(f"{source}:{lineno}: malformed ports-list line: {line[:80]!r}")
+        kind, lid, port, guid, width, speed = m.group(1, 2, 3, 4, 5, 6)
+        local = record(kind, lid, guid, m.group(11) or m.group(13) or "", lineno)
+        local.nports = max(local.nports, int(port))
+        if m.group(7) is None:
+            continue  # an unconnected port: only the radix is learnt
+        remote = record(m.group(7), m.group(8), m.group(10), m.group(12), lineno)
+        remote.nports = max(remote.nports, int(m.group(9)))
+        if any(p.port == int(port) for p in local.ports):
+            raise InputError(f"{source}:{lineno}: port {port} of {local.node_id} listed twice")
+        rate_width, rate_speed = _rate(f"{width}{speed}")
+        local.ports.append(_PortLine(lineno, int(port), remote.node_id, int(m.group(9)), rate_width, rate_speed))
+    for rec in records.values():
+        if not rec.ports:
+            raise InputError(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
+    return list(records.values())
 
 
 def _rate(comment: str) -> tuple[str | None, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -155,3 +156,28 @@ def test_parser_never_crashes_on_garbage(text: str) -> None:
 def test_parser_never_crashes_on_shuffled_lines(lines: list[str]) -> None:
     with contextlib.suppress(InputError):
         parse_ibnetdiscover("\n".join(lines), "fuzz.out")
+
+
+VARIANTS = Path(__file__).resolve().parent.parent / "fixtures" / "ibnetdiscover"
+
+
+@pytest.mark.parametrize("variant", ["grouped", "show", "ports-list"])
+def test_output_variants_give_the_default_topology(variant: str) -> None:
+    from gpupool.fabric.export import export
+
+    default = parse_ibnetdiscover((VARIANTS / "ibsim-fat-tree-2x2x2.default.out").read_text(), "default")
+    other = parse_ibnetdiscover((VARIANTS / f"ibsim-fat-tree-2x2x2.{variant}.out").read_text(), variant)
+    assert sorted(other.hosts()) == sorted(default.hosts()) == ["gpu001", "gpu002", "gpu003", "gpu004"]
+    assert len(other.links) == len(default.links) == 8
+    assert export(other, "slurm-tree") == export(default, "slurm-tree")
+
+
+def test_node_list_variant_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="node list .* has no cables"):
+        parse_ibnetdiscover((VARIANTS / "ibsim-fat-tree-2x2x2.node-list.out").read_text(), "nodes.out")
+
+
+def test_ports_list_line_errors_name_the_line() -> None:
+    text = "SW     2  1 0x0002c90300000002 4x QDR - SW     3  4 0x0002c90300000003 ( 'a' - 'b' )\nSW garbage\n"
+    with pytest.raises(InputError, match="x.out:2: malformed ports-list line"):
+        parse_ibnetdiscover(text, "x.out")
