@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gpupool.errors import InputError
+
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, backup: bool = False, mode: int | None = None) -> None:
     """Write `text` to `path` through a temporary file in the same directory, then rename."""
@@ -37,3 +39,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def read_input_bytes(path: str | os.PathLike[str], what: str) -> bytes:
+    """Read a user-named input file; every way it can fail is one input error naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: {what} is a directory") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot read {what} (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None

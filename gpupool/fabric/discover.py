@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from gpupool.errors import EnvError, InputError
 from gpupool.fabric.ibnetdiscover import MAX_INPUT_BYTES, parse_ibnetdiscover, read_node_name_map
 from gpupool.fabric.model import Fabric
+from gpupool.fsutil import read_input_bytes
 
 
 def read_text_file(path: str, what: str = "file") -> str:
-    try:
+    with contextlib.suppress(OSError):  # a missing file is reported by the read below
         size = os.path.getsize(path)
         if size > MAX_INPUT_BYTES:
             raise InputError(f"{path}: {what} is {size} bytes, larger than the {MAX_INPUT_BYTES} byte limit")
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    raw = read_input_bytes(path, what)
     if b"\x00" in raw[:65536]:
         raise InputError(f"{path}: binary data, not ibnetdiscover output")
     try:

@@ -146,15 +146,9 @@ def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:
 
 
 def load_fabric(path: str) -> Fabric:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: fabric file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a fabric file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read fabric file: {exc.strerror}") from None
+    from gpupool.fsutil import read_input_bytes
+
+    raw = read_input_bytes(path, "fabric file")
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

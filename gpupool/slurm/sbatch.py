@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gpupool.errors import InputError, UsageError
+from gpupool.fsutil import read_input_bytes
 
 # sbatch options that take a required argument (long name without dashes), and their short forms.
 SHORT_WITH_ARG = {
@@ -137,17 +138,7 @@ def split_options(args: Sequence[str], source: str = "command line",
 
 def read_directives(script: str) -> list[Option]:
     """Options from the script's ``#SBATCH`` lines (sbatch stops at the first command line)."""
-    try:
-        with open(script, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{script}: batch script not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{script}: is a directory, not a batch script") from None
-    except PermissionError:
-        raise InputError(f"{script}: cannot read batch script (permission denied)") from None
-    except OSError as exc:
-        raise InputError(f"{script}: cannot read batch script ({exc.strerror})") from None
+    lines = read_input_bytes(script, "batch script").decode("utf-8", errors="replace").splitlines()
     if not lines or not lines[0].startswith("#!"):
         raise InputError(f"{script}:1: batch script must start with a #! line (sbatch rejects it otherwise)")
     options: list[Option] = []
