@@ -75,6 +75,20 @@ def random_request(rng: np.random.Generator, free: np.ndarray, lo: int, hi: int)
     return Request(nodes=nodes, gpus_per_node=k)
 
 
+def sample_placement(rng: np.random.Generator, compiled: CompiledFabric,
+                     max_gpus: int) -> tuple[FreeState, Request, Any] | None:
+    """A random fragmented state, a random request of 2..max_gpus GPUs and gpupool's placement; None if infeasible."""
+    free = fragmented(rng, compiled.n_hosts)
+    request = random_request(rng, free, 2, max_gpus)
+    if request is None:
+        return None
+    state = FreeState.from_arrays(free)
+    try:
+        return state, request, place(compiled, state, request)
+    except InfeasibleError:
+        return None
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -144,15 +158,10 @@ def fat_tree_quality(states: int, seed: int) -> None:
     times: list[float] = []
     while done < states:
         compiled = fabrics[names[done % len(names)]]
-        free = fragmented(rng, compiled.n_hosts)
-        request = random_request(rng, free, 2, 1024)
-        if request is None:
+        sample = sample_placement(rng, compiled, 1024)
+        if sample is None:
             continue
-        state = FreeState.from_arrays(free)
-        try:
-            placement = place(compiled, state, request)
-        except InfeasibleError:
-            continue
+        state, request, placement = sample
         done += 1
         times.append(placement.elapsed_ms)
         not_optimal += not placement.optimal
@@ -227,15 +236,10 @@ def dragonfly_quality(states: int, seed: int) -> None:
     times: list[float] = []
     while done < states:
         compiled = fabrics[names[done % len(names)]]
-        free = fragmented(rng, compiled.n_hosts)
-        request = random_request(rng, free, 2, 512)
-        if request is None:
+        sample = sample_placement(rng, compiled, 512)
+        if sample is None:
             continue
-        state = FreeState.from_arrays(free)
-        try:
-            placement = place(compiled, state, request)
-        except InfeasibleError:
-            continue
+        state, request, placement = sample
         reference = slurm_dragonfly_reference(compiled, state, request)
         if reference is None:
             continue
