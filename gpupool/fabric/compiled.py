@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gpupool.fabric.model import ROLE_HCA, Fabric, load_fabric, natural_key
+from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
 COMPILED_FORMAT = 3
 UNREACHABLE = 32767
@@ -491,10 +491,6 @@ def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-
-
-def host_count_with_role(fabric: Fabric) -> int:
-    return sum(1 for n in fabric.nodes if n.role == ROLE_HCA)
 
 
 def store_compiled(fabric_path: str, compiled: CompiledFabric) -> None:

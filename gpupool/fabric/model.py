@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -190,10 +189,6 @@ def unique_names(names: Iterable[str]) -> list[str]:
             seen[name] = 1
             out.append(name)
     return out
-
-
-def fabric_env_path() -> str | None:
-    return os.environ.get("GPUPOOL_FABRIC")
 
 
 def restrict_hosts(fabric: Fabric, hosts: Iterable[str]) -> None:
