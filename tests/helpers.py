@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("GPUPOOL_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
+FIXTURES = REPO / "tests" / "fixtures"
 DGX_FIXTURE = FIXTURES / "ibnetdiscover" / "dgx-superpod-ndr.out"
 TRUNCATED_FIXTURE = FIXTURES / "ibnetdiscover" / "dgx-gb200-truncated.out"
 GOLDEN = Path(__file__).resolve().parent / "golden"

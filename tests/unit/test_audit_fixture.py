@@ -1,4 +1,4 @@
-"""The audit on a real DGX SuperPOD NDR fabric (../shared/fixtures/ibnetdiscover/dgx-superpod-ndr.out).
+"""The audit on a real DGX SuperPOD NDR fabric (tests/fixtures/ibnetdiscover/dgx-superpod-ndr.out).
 
 Every expected finding below was checked by hand against the raw file (grep/awk over the Switch
 records' port lines; the comments say how). The fabric: 9 spines (A10-P1-IBSPINE-01..04,
@@ -20,7 +20,7 @@ from gpupool.audit.run import audit_fabric
 from gpupool.cli.main import main
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ibnetdiscover"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ibnetdiscover"
 SUPERPOD = FIXTURES / "dgx-superpod-ndr.out"
 TRUNCATED = FIXTURES / "dgx-gb200-truncated.out"
 

@@ -17,8 +17,9 @@ from gpupool.placement.brute import brute_force
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
+from tests.helpers import DGX_FIXTURE
 
-DGX = "/work/shared/fixtures/ibnetdiscover/dgx-superpod-ndr.out"
+DGX = str(DGX_FIXTURE)
 
 FABRICS = {
     "two-level": compile_fabric(fat_tree(4, 3, 2)),
