@@ -193,7 +193,7 @@ def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, 
 
 
 def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
-    """`fabric show --json` per CONTRACT.md."""
+    """`fabric show --json` per docs/contract.md."""
     doc: dict[str, object] = {
         "kind": compiled.kind,
         "switches": compiled.n_switches,

@@ -1,4 +1,4 @@
-"""The tree DP against exhaustive search, and the cost definitions against CONTRACT.md."""
+"""The tree DP against exhaustive search, and the cost definitions against docs/contract.md."""
 
 from __future__ import annotations
 
