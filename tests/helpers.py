@@ -22,3 +22,20 @@ def assert_golden(name: str, text: str, *, golden_dir: Path | None = None) -> No
         raise AssertionError(f"golden file {path} is missing (GPUPOOL_UPDATE_GOLDEN=1 writes it; "
                              "review the diff before committing)")
     assert text == path.read_text(), f"{name} differs from its golden file (GPUPOOL_UPDATE_GOLDEN=1 to accept)"
+
+
+def require_tool(*names: str, why: str) -> str:
+    """Path of the first of NAMES on PATH. Absent: a skip on a developer's machine (unit tests need
+    no Debian packages), a failure in CI (`CI` set), where scripts/bootstrap installs them all."""
+    import shutil
+
+    import pytest
+
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"{' or '.join(names)} not installed: {why} (scripts/bootstrap installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

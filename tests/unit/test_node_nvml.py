@@ -18,12 +18,14 @@ from gpupool.cli.context import AppContext  # noqa: E402
 from gpupool.cli.main import main  # noqa: E402
 from gpupool.node.deadline import Progress  # noqa: E402
 from gpupool.node.gpu import NvmlGpuSource, collect_gpus  # noqa: E402
+from tests.helpers import require_tool  # noqa: E402
 
 GPUPOOL = [sys.executable, "-m", "gpupool"]
 
 
 @pytest.fixture(scope="session")
 def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tool("gcc", "cc", why="builds the fake libnvidia-ml.so.1")
     return build_fake_nvml(tmp_path_factory.mktemp("fakenvml"))
 
 
