@@ -170,3 +170,12 @@ def _render_status(report: StatusReport) -> None:
                          _number(a.raw_usage, 0), _number(a.effective_usage), _number(a.fairshare),
                          _number(a.level_fs))
     console.print(accounts)
+
+
+def _register_report() -> None:
+    from gpupool.cli.pool_report import report_command
+
+    pool.add_command(report_command)
+
+
+_register_report()
