@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -107,3 +107,29 @@ def render_fragmentation(figures: Fragmentation) -> None:
             line.append(f" {free:>{width}}/{capacity:<{width}} ", style=heat_style(free, capacity))
             line.append(" ")
         console.print(line)
+
+
+def fabric_audit(fabric_path: str | None, audit_json: str | None) -> tuple[str, list[Any]]:
+    """Audit status and findings: a saved `fabric audit --json` document, else the structural checks
+    `gpupool fabric audit --fabric F` runs (no live tools)."""
+    from gpupool.audit.findings import Finding
+    from gpupool.audit.run import AuditRequest, run_audit
+    from gpupool.config import resolve_fabric_path
+    from gpupool.errors import InputError
+
+    if audit_json:
+        import json
+
+        from gpupool.fsutil import read_input_bytes
+
+        try:
+            doc = json.loads(read_input_bytes(audit_json, "audit file"))
+            findings = [Finding(str(f["check"]), str(f["severity"]), str(f["subject"]), str(f.get("message", "")))
+                        for f in doc.get("findings", [])]
+            return str(doc["status"]), findings
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InputError(f"{audit_json}: not a `gpupool fabric audit --json` document") from None
+    config = app().config()
+    result = run_audit(AuditRequest(fabric_path=resolve_fabric_path(fabric_path, config),
+                                    config=config.section("audit")))
+    return result.status, result.findings
