@@ -73,7 +73,10 @@ def fabric_svg(compiled: CompiledFabric, figures: Fragmentation, health: dict[in
         return chain[::-1]
 
     leaves.sort(key=path)
-    x: dict[int, float] = {t: GAP + i * (LEAF_W + GAP) + LEAF_W / 2 for i, t in enumerate(leaves)}
+    # Boxes as wide as the longest name (about 6.5 px per character at 11 px).
+    longest = max(len(compiled.tree_names[t]) for t in range(parent.size))
+    leaf_w = max(LEAF_W, int(longest * 6.5) + 14)
+    x: dict[int, float] = {t: GAP + i * (leaf_w + GAP) + leaf_w / 2 for i, t in enumerate(leaves)}
     y_of = {lv: 20 + (top - lv) * LEVEL_H for lv in range(1, top + 1)}
     children: dict[int, list[int]] = {}
     for t in range(parent.size):
@@ -85,7 +88,7 @@ def fabric_svg(compiled: CompiledFabric, figures: Fragmentation, health: dict[in
                 xs = [x[c] for c in children.get(t, []) if c in x]
                 if xs:
                     x[t] = sum(xs) / len(xs)
-    width = GAP + len(leaves) * (LEAF_W + GAP)
+    width = GAP + len(leaves) * (leaf_w + GAP)
     height = y_of[1] + LEAF_H + 20
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="fabric" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="fabric drawing">']
@@ -102,14 +105,14 @@ def fabric_svg(compiled: CompiledFabric, figures: Fragmentation, health: dict[in
         state = health.get(t, "ok")
         name = escape(compiled.tree_names[t])
         parts.append(f'<g class="switch" data-name="{name}" data-level="{lv}" data-health="{state}">'
-                     f'<rect x="{x[t] - 50:.1f}" y="{y_of[lv]}" width="100" height="30" rx="4" fill="#dde6ef" '
+                     f'<rect x="{x[t] - leaf_w / 2:.1f}" y="{y_of[lv]}" width="{leaf_w}" height="30" rx="4" fill="#dde6ef" '
                      f'stroke="{HEALTH_COLOURS[state]}" stroke-width="{3 if state != "ok" else 1}"/>'
                      f'<text x="{x[t]:.1f}" y="{y_of[lv] + 19}" font-size="11" text-anchor="middle">{name}</text></g>')
     for t in leaves:
         leaf = by_name[compiled.tree_names[t]]
         state = health.get(t, "ok")
         name = escape(leaf.name)
-        left = x[t] - LEAF_W / 2
+        left = x[t] - leaf_w / 2
         y = y_of[1]
         fill = free_colour(leaf.free_gpus, leaf.capacity_gpus)
         ink = "#ffffff" if fill in DARK_FILLS else "#1d2430"
@@ -118,7 +121,7 @@ def fabric_svg(compiled: CompiledFabric, figures: Fragmentation, health: dict[in
             f'data-capacity="{leaf.capacity_gpus}" data-health="{state}">'
             f'<title>{name}: {leaf.free_gpus} of {leaf.capacity_gpus} GPUs free, {leaf.whole_free_hosts} whole-free '
             f'hosts of {leaf.hosts}; health {state}</title>'
-            f'<rect x="{left:.1f}" y="{y}" width="{LEAF_W}" height="{LEAF_H}" rx="4" '
+            f'<rect x="{left:.1f}" y="{y}" width="{leaf_w}" height="{LEAF_H}" rx="4" '
             f'fill="{fill}" stroke="{HEALTH_COLOURS[state]}" stroke-width="{4 if state != "ok" else 1}"/>'
             f'<text x="{x[t]:.1f}" y="{y + 17}" font-size="11" fill="{ink}" text-anchor="middle">{name}</text>'
             f'<text x="{x[t]:.1f}" y="{y + 34}" font-size="13" font-weight="bold" fill="{ink}" text-anchor="middle">'
