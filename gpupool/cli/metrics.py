@@ -30,6 +30,7 @@ class MetricsOptions:
     audit_json: str | None
     audit: bool
     pools: bool
+    node_check_json: str | None = None
 
 
 def collect_text(options: MetricsOptions, warn: Callable[[str], None]) -> str:
@@ -82,6 +83,19 @@ def collect_text(options: MetricsOptions, warn: Callable[[str], None]) -> str:
         except GpupoolError as exc:
             warn(f"audit: {exc.message}")
             up["audit"] = False
+    if options.node_check_json:
+        try:
+            import socket
+
+            from gpupool.cli.status import read_findings_document
+            from gpupool.observe.metrics import node_check_families
+
+            status, findings = read_findings_document(options.node_check_json, "node check file")
+            families += node_check_families(socket.gethostname().split(".")[0], status, findings)
+            up["node_check"] = True
+        except GpupoolError as exc:
+            warn(f"node check: {exc.message}")
+            up["node_check"] = False
     families.append(up_family(up))
     return render_text(families)
 
@@ -141,9 +155,12 @@ def make_server(host: str, port: int, collect: Callable[[], str]) -> Any:
 @click.option("--audit-json", metavar="FILE",
               help="Saved `gpupool fabric audit --json` output (default: run the structural checks on the fabric).")
 @click.option("--no-audit", is_flag=True, help="Leave out the fabric audit.")
+@click.option("--node-check-json", metavar="FILE",
+              help="This node's saved `gpupool node check --json` output (e.g. written by the Epilog).")
 def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | None, free_path: str | None,
             partition: str | None, shapes: str | None, gpus_per_node: int, pools_file: str | None,
-            fragment: str | None, no_pools: bool, audit_json: str | None, no_audit: bool) -> None:
+            fragment: str | None, no_pools: bool, audit_json: str | None, no_audit: bool,
+            node_check_json: str | None) -> None:
     """Fragmentation, pool GPUs and fabric audit status in the Prometheus text format."""
     import sys
 
@@ -156,7 +173,7 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
     parse_shapes(shapes, gpus_per_node)  # bad shapes are a usage error before anything is read
     app()  # the context must exist before a server thread collects
     options = MetricsOptions(fabric_path, free_path, partition, shapes, gpus_per_node, pools_file, fragment,
-                             audit_json, audit=not no_audit, pools=not no_pools)
+                             audit_json, audit=not no_audit, pools=not no_pools, node_check_json=node_check_json)
     if serve:
         ctx = click.get_current_context()
         host, port = parse_listen(listen)

@@ -109,26 +109,31 @@ def render_fragmentation(figures: Fragmentation) -> None:
         console.print(line)
 
 
+def read_findings_document(path: str, what: str) -> tuple[str, list[Any]]:
+    """Status and findings of a saved `fabric audit --json` or `node check --json` document."""
+    import json
+
+    from gpupool.errors import InputError
+    from gpupool.findings import Finding
+    from gpupool.fsutil import read_input_bytes
+
+    try:
+        doc = json.loads(read_input_bytes(path, what))
+        findings = [Finding(str(f["check"]), str(f["severity"]), str(f["subject"]), str(f.get("message", "")))
+                    for f in doc.get("findings", [])]
+        return str(doc["status"]), findings
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(f"{path}: not a {what} (`--json` output with status and findings)") from None
+
+
 def fabric_audit(fabric_path: str | None, audit_json: str | None) -> tuple[str, list[Any]]:
     """Audit status and findings: a saved `fabric audit --json` document, else the structural checks
     `gpupool fabric audit --fabric F` runs (no live tools)."""
-    from gpupool.audit.findings import Finding
     from gpupool.audit.run import AuditRequest, run_audit
     from gpupool.config import resolve_fabric_path
-    from gpupool.errors import InputError
 
     if audit_json:
-        import json
-
-        from gpupool.fsutil import read_input_bytes
-
-        try:
-            doc = json.loads(read_input_bytes(audit_json, "audit file"))
-            findings = [Finding(str(f["check"]), str(f["severity"]), str(f["subject"]), str(f.get("message", "")))
-                        for f in doc.get("findings", [])]
-            return str(doc["status"]), findings
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise InputError(f"{audit_json}: not a `gpupool fabric audit --json` document") from None
+        return read_findings_document(audit_json, "fabric audit file")
     config = app().config()
     result = run_audit(AuditRequest(fabric_path=resolve_fabric_path(fabric_path, config),
                                     config=config.section("audit")))

@@ -185,6 +185,20 @@ def audit_families(status: str, findings: Iterable[Any]) -> list[Family]:
     return [code, state, by_check]
 
 
+def node_check_families(node: str, status: str, findings: Iterable[Any]) -> list[Family]:
+    """This node's last `gpupool node check` result: status code and findings by check and severity."""
+    code = Family("gpupool_node_check_status_code", "Node check status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+    code.add(AUDIT_STATUS_CODES.get(status, 3), node=node)
+    counts: dict[tuple[str, str], int] = {}
+    for finding in findings:
+        key = (finding.check, finding.severity)
+        counts[key] = counts.get(key, 0) + 1
+    by_check = Family("gpupool_node_check_findings", "Node check findings by check and severity.")
+    for (check, severity), count in sorted(counts.items()):
+        by_check.add(count, node=node, check=check, severity=severity)
+    return [code, by_check]
+
+
 def up_family(sources: dict[str, bool]) -> Family:
     family = Family("gpupool_collector_up", "1 when this source could be read for this scrape, else 0.")
     for source, ok in sources.items():

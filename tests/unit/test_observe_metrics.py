@@ -177,3 +177,26 @@ def test_listen_and_option_errors(inputs: tuple[str, str]) -> None:
         parse_listen("localhost")
     fabric, free = inputs
     assert main(["metrics", "--fabric", fabric, "--free", free, "--textfile", "x", "--serve"]) == 2
+
+
+def test_node_check_status_from_a_saved_check(inputs: tuple[str, str], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    fabric, free = inputs
+    saved = tmp_path / "node.json"
+    saved.write_text(json.dumps({"status": "WARNING", "findings": [
+        {"check": "gpu-ecc", "severity": "warning", "subject": "GPU0", "message": "x"},
+        {"check": "gpu-ecc", "severity": "warning", "subject": "GPU1", "message": "y"}]}))
+    assert main(["metrics", "--fabric", fabric, "--free", free, "--no-pools", "--no-audit",
+                 "--node-check-json", str(saved)]) == 0
+    samples = _samples(capsys.readouterr().out)
+    node = socket.gethostname().split(".")[0]
+    assert samples[("gpupool_node_check_status_code", (("node", node),))] == 1
+    assert samples[("gpupool_node_check_findings", (("check", "gpu-ecc"), ("node", node), ("severity", "warning")))] == 2
+    saved.write_text("{}")
+    assert main(["metrics", "--fabric", fabric, "--free", free, "--no-pools", "--no-audit",
+                 "--node-check-json", str(saved)]) == 0
+    captured = capsys.readouterr()
+    assert _samples(captured.out)[("gpupool_collector_up", (("source", "node_check"),))] == 0
+    assert "not a node check file" in captured.err
