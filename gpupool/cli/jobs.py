@@ -26,10 +26,18 @@ def _client() -> Any:
 @click.option("--user", "-u", metavar="U", help="Only jobs of user U (default: you).")
 @click.option("--all", "all_users", is_flag=True, help="Jobs of every user.")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
+@click.option("--report", "report_job", metavar="JOBID",
+              help="Topology report of one job (running or finished): leaves spanned, optimum at its start, hint.")
 @json_option
-def jobs(user: str | None, all_users: bool, fabric_path: str | None) -> None:
+def jobs(user: str | None, all_users: bool, fabric_path: str | None, report_job: str | None) -> None:
     """Running jobs with the placement cost of their live allocation (same keys as `plan`)."""
     import getpass
+
+    if report_job:
+        from gpupool.cli.job_report import report_job as render_job_report
+
+        render_job_report(report_job, fabric_path)
+        return
 
     from gpupool.cli.render import emit_json, stdout_console
     from gpupool.slurm.jobs import running_jobs
