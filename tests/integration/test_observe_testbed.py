@@ -164,3 +164,29 @@ def test_pool_report_matches_raw_sacct_after_a_small_day(bed: Testbed, tmp_path:
     status = json.loads(proc.stdout)
     assert status["free_gpus"] == NODES * GPUS
     assert status["largest"]["anywhere"] == 32
+
+    # The other views on the same Slurm: the per-job report, metrics and the HTML page.
+    proc = bed.run(["gpupool", "jobs", "--report", own, "--json"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)
+    assert job["allocation"] == {"gpu001": 4, "gpu002": 4} and job["leaves"] == 1
+    assert job["optimum"]["cost"]["pair_hops_sum"] == job["cost"]["pair_hops_sum"]
+
+    proc = bed.run(["gpupool", "metrics", "--pools", str(spec), "--gpus-per-node", "4", "--shapes", "4,32"],
+                   timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(proc.stdout) for s in family.samples}
+    assert samples[("gpupool_pool_capacity_gpus", (("pool", "vision"),))] == 16
+    assert samples[("gpupool_pool_free_gpus", (("pool", "llm"),))] == 16
+    assert samples[("gpupool_free_gpus", ())] == NODES * GPUS
+    assert all(samples[("gpupool_collector_up", (("source", s),))] == 1 for s in ("fragmentation", "pools", "audit"))
+
+    page = tmp_path / "report.html"
+    proc = bed.run(["gpupool", "report", "--html", str(page), "--pools", str(spec), "--gpus-per-node", "4",
+                    "--since", since.isoformat(), "--until", until.isoformat()], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    html = page.read_text()
+    assert f'data-lent="{pools["vision"]["lent_gpu_hours"]:.3f}"' in html and 'class="leaf"' in html
