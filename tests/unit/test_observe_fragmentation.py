@@ -118,3 +118,22 @@ def test_status_cli_json_and_heat_map(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "27/32" in out and " 1/32" in out and "pod2-spine01" in out
     assert main(["status", "--fabric", str(fabric), "--free", str(free), "--shapes", "12"]) == 2
+
+
+def test_dragonfly_pod_is_the_group_and_rails_make_one_leaf() -> None:
+    from gpupool.fabric.generate import dragonfly
+
+    # 3 groups x 2 routers x 2 hosts: router k holds gpu(2k-1), gpu(2k); group g holds routers 2g-1, 2g.
+    compiled = compile_fabric(dragonfly(3, 2, 2, 1))
+    state = FreeState.from_dict(compiled, {"gpu001": 8, "gpu003": 8, "gpu004": 8, "gpu009": 8, "gpu010": 8,
+                                           "gpu011": 8})
+    figures = measure(compiled, state, parse_shapes("8,16,24,32,48", 8), 8)
+    # Best router: 2 whole-free hosts (gpu003-004 or gpu009-010); best groups: 3 (gpu001,003,004 and gpu009-011).
+    assert figures.largest == {"leaf": 16, "pod": 24, "anywhere": 48}
+    assert {leaf.pod for leaf in figures.leaves} == {"group0", "group1", "group2"}
+    # Rail-optimised: each host is cabled to one leaf per rail; the rails of a leaf position are one leaf.
+    railed = compile_fabric(fat_tree(2, 2, 2, rails=2))
+    figures = measure(railed, FreeState.from_dict(railed, {"gpu001": 8, "gpu002": 8, "gpu003": 4}),
+                      parse_shapes("4,16", 8), 8)
+    assert [(leaf.name, leaf.free_gpus) for leaf in figures.leaves] == [("leaf01-rail0", 16), ("leaf02-rail0", 4)]
+    assert figures.largest["leaf"] == 16
