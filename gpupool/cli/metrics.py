@@ -24,7 +24,7 @@ class MetricsOptions:
     free_path: str | None
     partition: str | None
     shapes: str | None
-    gpus_per_node: int
+    gpus_per_node: int | None
     pools_file: str | None
     fragment: str | None
     audit_json: str | None
@@ -36,7 +36,7 @@ class MetricsOptions:
 def collect_text(options: MetricsOptions, warn: Callable[[str], None]) -> str:
     """Every family; a source that cannot be read is reported by gpupool_collector_up 0 and a warning."""
     from gpupool.errors import GpupoolError
-    from gpupool.observe.fragmentation import measure, parse_shapes
+    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
     from gpupool.observe.metrics import (
         Family,
         audit_families,
@@ -47,14 +47,14 @@ def collect_text(options: MetricsOptions, warn: Callable[[str], None]) -> str:
         up_family,
     )
 
-    shape_list = parse_shapes(options.shapes, options.gpus_per_node)
     families: list[Family] = []
     up: dict[str, bool] = {}
     try:
         from gpupool.cli.status import load_fabric_and_free
 
         compiled, free = load_fabric_and_free(options.fabric_path, options.free_path, options.partition)
-        families += fragmentation_families(measure(compiled, free, shape_list, options.gpus_per_node))
+        k = gpus_per_node_of(free, options.gpus_per_node)
+        families += fragmentation_families(measure(compiled, free, parse_shapes(options.shapes, k), k))
         up["fragmentation"] = True
     except GpupoolError as exc:
         warn(f"fragmentation: {exc.message}")
@@ -158,7 +158,7 @@ def make_server(host: str, port: int, collect: Callable[[], str]) -> Any:
 @click.option("--node-check-json", metavar="FILE",
               help="This node's saved `gpupool node check --json` output (e.g. written by the Epilog).")
 def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | None, free_path: str | None,
-            partition: str | None, shapes: str | None, gpus_per_node: int, pools_file: str | None,
+            partition: str | None, shapes: str | None, gpus_per_node: int | None, pools_file: str | None,
             fragment: str | None, no_pools: bool, audit_json: str | None, no_audit: bool,
             node_check_json: str | None) -> None:
     """Fragmentation, pool GPUs and fabric audit status in the Prometheus text format."""
@@ -170,7 +170,7 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
 
     if textfile and serve:
         raise UsageError("give --textfile or --serve, not both")
-    parse_shapes(shapes, gpus_per_node)  # bad shapes are a usage error before anything is read
+    parse_shapes(shapes, gpus_per_node or 1)  # bad shapes are a usage error before anything is read
     app()  # the context must exist before a server thread collects
     options = MetricsOptions(fabric_path, free_path, partition, shapes, gpus_per_node, pools_file, fragment,
                              audit_json, audit=not no_audit, pools=not no_pools, node_check_json=node_check_json)

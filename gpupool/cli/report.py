@@ -23,7 +23,7 @@ from gpupool.cli.status import shape_options
               help="Saved `gpupool fabric audit --json` output (default: run the structural checks on the fabric).")
 @click.option("--no-audit", is_flag=True, help="Leave out the fabric audit.")
 def report(html_path: str, fabric_path: str | None, free_path: str | None, partition: str | None, shapes: str | None,
-           gpus_per_node: int, pools_file: str | None, fragment: str | None, since: str, until: str, no_pools: bool,
+           gpus_per_node: int | None, pools_file: str | None, fragment: str | None, since: str, until: str, no_pools: bool,
            audit_json: str | None, no_audit: bool) -> None:
     """The fabric coloured by free GPUs and health, fragmentation, pools' lending and audit findings as one HTML page."""
     from datetime import datetime
@@ -32,18 +32,19 @@ def report(html_path: str, fabric_path: str | None, free_path: str | None, parti
     from gpupool.cli.status import fabric_audit, load_fabric_and_free
     from gpupool.errors import GpupoolError, UsageError
     from gpupool.fsutil import atomic_write_text
-    from gpupool.observe.fragmentation import measure, parse_shapes
+    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
     from gpupool.observe.html import ReportInputs, render_html
     from gpupool.observe.lending import parse_when
 
     app()
-    shape_list = parse_shapes(shapes, gpus_per_node)
+    parse_shapes(shapes, gpus_per_node or 1)  # bad shapes fail before anything is read
     now = datetime.now()
     start, end = parse_when(since, now, "--since"), parse_when(until, now, "--until")
     if end <= start:
         raise UsageError(f"--until {until} must be after --since {since}")
     compiled, free = load_fabric_and_free(fabric_path, free_path, partition)
-    figures = measure(compiled, free, shape_list, gpus_per_node)
+    k = gpus_per_node_of(free, gpus_per_node)
+    figures = measure(compiled, free, parse_shapes(shapes, k), k)
     notes: dict[str, str] = {}
     lending = None
     if no_pools:

@@ -37,8 +37,9 @@ def load_fabric_and_free(fabric_path: str | None, free_path: str | None, partiti
 
 
 def shape_options(func: click.decorators.FC) -> click.decorators.FC:
-    func = click.option("--gpus-per-node", "gpus_per_node", type=int, default=8, show_default=True, metavar="K",
-                        help="GPUs of a whole node (shapes of K, 2K, ... GPUs take whole nodes).")(func)
+    func = click.option("--gpus-per-node", "gpus_per_node", type=click.IntRange(min=1), metavar="K",
+                        help="GPUs of a whole node: shapes of K, 2K, ... GPUs take whole nodes "
+                             "(default: the most common GPU count Slurm has configured, else 8).")(func)
     return click.option("--shapes", metavar="N,N,...",
                         help="Job sizes in GPUs to measure (default 1,2,3,4,8,16,32,64,128,256).")(func)
 
@@ -51,14 +52,15 @@ def shape_options(func: click.decorators.FC) -> click.decorators.FC:
 @shape_options
 @json_option
 def status(fabric_path: str | None, free_path: str | None, partition: str | None, ignore_unknown: bool,
-           shapes: str | None, gpus_per_node: int) -> None:
+           shapes: str | None, gpus_per_node: int | None) -> None:
     """Largest job that fits within one leaf, one pod and anywhere; stranded GPUs; free GPUs per leaf."""
     from gpupool.cli.render import emit_json
-    from gpupool.observe.fragmentation import measure, parse_shapes
+    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
 
-    shape_list = parse_shapes(shapes, gpus_per_node)  # bad shapes fail before any file is read
+    parse_shapes(shapes, gpus_per_node or 1)  # bad shapes fail before any file is read
     compiled, free = load_fabric_and_free(fabric_path, free_path, partition, ignore_unknown)
-    figures = measure(compiled, free, shape_list, gpus_per_node)
+    k = gpus_per_node_of(free, gpus_per_node)
+    figures = measure(compiled, free, parse_shapes(shapes, k), k)
     if app().json:
         emit_json(figures.as_json())
         return

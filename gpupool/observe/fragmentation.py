@@ -68,6 +68,21 @@ def parse_shapes(text: str | None, gpus_per_node: int) -> list[Shape]:
     return shapes
 
 
+def gpus_per_node_of(free: FreeState, option: int | None) -> int:
+    """K: the option, else the most common configured GPU count of the hosts (Slurm), else 8."""
+    if option is not None:
+        if option <= 0:
+            raise UsageError(f"--gpus-per-node must be a positive number, got {option}")
+        return option
+    totals = free.total_gpus
+    if totals is not None:
+        values = np.asarray(totals, dtype=np.int64)
+        values = values[values > 0]
+        if values.size:
+            return int(np.bincount(values).argmax())
+    return DEFAULT_GPUS_PER_NODE
+
+
 @dataclass(frozen=True)
 class LeafFree:
     name: str

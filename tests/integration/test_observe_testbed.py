@@ -159,10 +159,11 @@ def test_pool_report_matches_raw_sacct_after_a_small_day(bed: Testbed, tmp_path:
 
     # status reads the free state from the same Slurm: all 8 nodes idle again, 4 GPUs each.
     bed.wait_all_idle(60)
-    proc = bed.run(["gpupool", "status", "--gpus-per-node", "4", "--shapes", "1,4,32", "--json"], timeout=120)
+    proc = bed.run(["gpupool", "status", "--shapes", "1,4,32", "--json"], timeout=120)
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
     assert status["free_gpus"] == NODES * GPUS
+    assert status["gpus_per_node"] == GPUS  # K from Slurm's configured GPUs
     assert status["largest"]["anywhere"] == 32
 
     # The other views on the same Slurm: the per-job report, metrics and the HTML page.
@@ -172,7 +173,7 @@ def test_pool_report_matches_raw_sacct_after_a_small_day(bed: Testbed, tmp_path:
     assert job["allocation"] == {"gpu001": 4, "gpu002": 4} and job["leaves"] == 1
     assert job["optimum"]["cost"]["pair_hops_sum"] == job["cost"]["pair_hops_sum"]
 
-    proc = bed.run(["gpupool", "metrics", "--pools", str(spec), "--gpus-per-node", "4", "--shapes", "4,32"],
+    proc = bed.run(["gpupool", "metrics", "--pools", str(spec), "--shapes", "4,32"],
                    timeout=120)
     assert proc.returncode == 0, proc.stderr
     from prometheus_client.parser import text_string_to_metric_families
@@ -185,7 +186,7 @@ def test_pool_report_matches_raw_sacct_after_a_small_day(bed: Testbed, tmp_path:
     assert all(samples[("gpupool_collector_up", (("source", s),))] == 1 for s in ("fragmentation", "pools", "audit"))
 
     page = tmp_path / "report.html"
-    proc = bed.run(["gpupool", "report", "--html", str(page), "--pools", str(spec), "--gpus-per-node", "4",
+    proc = bed.run(["gpupool", "report", "--html", str(page), "--pools", str(spec),
                     "--since", since.isoformat(), "--until", until.isoformat()], timeout=120)
     assert proc.returncode == 0, proc.stderr
     html = page.read_text()

@@ -137,3 +137,15 @@ def test_dragonfly_pod_is_the_group_and_rails_make_one_leaf() -> None:
                       parse_shapes("4,16", 8), 8)
     assert [(leaf.name, leaf.free_gpus) for leaf in figures.leaves] == [("leaf01-rail0", 16), ("leaf02-rail0", 4)]
     assert figures.largest["leaf"] == 16
+
+
+def test_whole_node_size_comes_from_configured_gpus(compiled) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.observe.fragmentation import gpus_per_node_of
+
+    state = _state(compiled, {"gpu001": 4})
+    assert gpus_per_node_of(state, None) == 8  # a --free file says nothing about configured GPUs
+    state.total_gpus = np.asarray([4] * 10 + [8] * 6, dtype=np.int32)
+    assert gpus_per_node_of(state, None) == 4
+    assert gpus_per_node_of(state, 8) == 8
+    with pytest.raises(UsageError):
+        gpus_per_node_of(state, 0)
