@@ -67,7 +67,7 @@ def report_command(pools_file: str | None, since: str, until: str, fragment_opti
         raise UsageError(f"--until {until} must be after --since {since}")
     run = _runner()
     definitions, nodes = pool_definitions(run, pools_file, fragment_option, fabric_path)
-    report, _raw = collect_lending(run, start, end, now, definitions=definitions, nodes=nodes)
+    report = collect_lending(run, start, end, now, definitions=definitions, nodes=nodes).report
     if app().json:
         emit_json(report.as_json())
     elif csv_flag:

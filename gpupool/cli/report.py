@@ -57,7 +57,7 @@ def report(html_path: str, fabric_path: str | None, free_path: str | None, parti
 
             run = _runner()
             definitions, nodes = pool_definitions(run, pools_file, fragment, fabric_path)
-            lending, _raw = collect_lending(run, start, end, now, definitions=definitions, nodes=nodes)
+            lending = collect_lending(run, start, end, now, definitions=definitions, nodes=nodes, buckets=24)
         except GpupoolError as exc:
             warn(f"pools: {exc.message}")
             notes["lending"] = exc.message

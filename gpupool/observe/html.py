@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.observe.fragmentation import Fragmentation
-    from gpupool.observe.lending import LendingReport
+    from gpupool.observe.lending import LendingData, LendingReport, LendingSeries
 
 # A blue scale for free GPUs keeps orange and red free for health (the leaf's border).
 FREE_COLOURS = (("none free", "#8c8c8c"), ("< 25 % free", "#deebf7"), ("< 50 % free", "#9ecae1"),
@@ -130,6 +130,37 @@ def fabric_svg(compiled: CompiledFabric, figures: Fragmentation, health: dict[in
     return "".join(parts)
 
 
+def series_svg(series: LendingSeries, capacity: dict[str, int]) -> str:
+    """Per pool, one bar per time bucket: owners' use (blue) under lent (orange), full height = every GPU busy."""
+    buckets = len(series.edges) - 1
+    bar, gap, row_h, label_w = 22, 3, 70, 120
+    bucket_hours = (series.edges[1] - series.edges[0]).total_seconds() / 3600.0 if buckets else 0.0
+    width = label_w + buckets * (bar + gap) + 20
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="lending-series" width="{width}" '
+             f'height="{len(series.owner) * row_h + 30}" role="img" aria-label="lending over time">']
+    y = 8
+    for name in series.owner:
+        full = max(capacity.get(name, 0) * bucket_hours, 1e-9)
+        base = y + row_h - 18
+        parts.append(f'<g class="pool-series" data-name="{escape(name)}">'
+                     f'<text x="0" y="{base - 20}" font-size="13">{escape(name)}</text>'
+                     f'<line x1="{label_w}" y1="{base}" x2="{width - 20}" y2="{base}" stroke="#9aa5b1"/>')
+        for b in range(buckets):
+            owner_h = min(1.0, series.owner[name][b] / full) * (row_h - 24)
+            lent_h = min(1.0, series.lent[name][b] / full) * (row_h - 24)
+            x = label_w + b * (bar + gap)
+            parts.append(f'<rect x="{x}" y="{base - owner_h:.1f}" width="{bar}" height="{owner_h:.1f}" fill="#3b7dd8"/>'
+                         f'<rect x="{x}" y="{base - owner_h - lent_h:.1f}" width="{bar}" height="{lent_h:.1f}" '
+                         f'fill="#f0ad4e"><title>{series.edges[b]:%m-%d %H:%M}: owners {series.owner[name][b]:.2f}, '
+                         f'lent {series.lent[name][b]:.2f} GPU-h</title></rect>')
+        parts.append("</g>")
+        y += row_h
+    parts.append(f'<text x="{label_w}" y="{y + 12}" font-size="11">{series.edges[0]:%Y-%m-%d %H:%M}</text>'
+                 f'<text x="{width - 20}" y="{y + 12}" font-size="11" text-anchor="end">'
+                 f'{series.edges[-1]:%Y-%m-%d %H:%M}</text></svg>')
+    return "".join(parts)
+
+
 def lending_svg(report: LendingReport) -> str:
     """Per pool, one bar of its available GPU-hours split into owners' use, lent and idle; borrowed beside it."""
     rows = report.pools
@@ -167,7 +198,7 @@ class ReportInputs:
     figures: Fragmentation
     audit_status: str | None
     findings: list[Any]
-    lending: LendingReport | None
+    lending: LendingData | None
     notes: dict[str, str]  # section -> why it is missing
     generated: datetime
 
@@ -229,7 +260,7 @@ def render_html(inputs: ReportInputs) -> str:
 
     out.append("<h2>Pools: lending over the period</h2>")
     if inputs.lending is not None:
-        lending = inputs.lending
+        lending = inputs.lending.report
         out.append(f'<p class="meta">{lending.since:%Y-%m-%d %H:%M:%S} .. {lending.until:%Y-%m-%d %H:%M:%S} '
                    f"({lending.hours:.2f} h), {lending.runs} job runs from sacct</p>")
         out.append('<div class="legend"><span><i style="background:#3b7dd8"></i>used by owners</span>'
@@ -237,6 +268,11 @@ def render_html(inputs: ReportInputs) -> str:
                    '<span><i style="background:#d5d9de"></i>idle</span>'
                    '<span><i style="background:#8e44ad"></i>borrowed from others</span></div>')
         out.append(f'<div class="scroll">{lending_svg(lending)}</div>')
+        if inputs.lending.series is not None:
+            out.append('<p class="meta">Over time: owners\' use (blue) and lent (orange) per time slice; a full bar '
+                       "is every GPU of the pool busy.</p>")
+            out.append(f'<div class="scroll">{series_svg(inputs.lending.series, {p.name: p.gpus for p in lending.pools})}'
+                       "</div>")
         out.append(_table(["pool", "owners", "available GPU-h", "owners GPU-h", "lent GPU-h", "borrowed GPU-h",
                            "preempted jobs", "lost to requeue GPU-h", "owner wait mean s"],
                           [[p.name, ",".join(p.owners) or "(shared)", f"{p.available_gpu_hours:.2f}",

@@ -186,6 +186,48 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _owner_use(pool: PoolInfo, account: str) -> bool:
+    """Use of a pool's nodes counts as its owners' when the pool has none, or the account is one."""
+    return not pool.owners or account in pool.owners
+
+
+@dataclass
+class LendingSeries:
+    """Owners' and lent GPU-hours per pool in equal time buckets of the window (for the HTML page)."""
+
+    edges: list[datetime]  # buckets + 1 boundaries
+    owner: dict[str, list[float]]
+    lent: dict[str, list[float]]
+
+
+def lending_series(runs: Iterable[JobRun], pools: list[PoolInfo], since: datetime, until: datetime, now: datetime,
+                   buckets: int = 24) -> LendingSeries:
+    """The same attribution as `account_lending`, split over `buckets` equal slices of [since, until]."""
+    step = (until - since) / buckets
+    edges = [since + step * i for i in range(buckets)] + [until]
+    owner = {p.name: [0.0] * buckets for p in pools}
+    lent = {p.name: [0.0] * buckets for p in pools}
+    pool_of_node: dict[str, PoolInfo] = {}
+    for p in pools:
+        for node in p.node_gpus:
+            pool_of_node.setdefault(node, p)
+    for run in runs:
+        window = run.interval(since, until, now)
+        if window is None or not run.nodes or not run.gpus:
+            continue
+        per_node_gpus = run.gpus / len(run.nodes)
+        for b in range(buckets):
+            lo, hi = max(window[0], edges[b]), min(window[1], edges[b + 1])
+            if hi <= lo:
+                continue
+            gpu_hours = per_node_gpus * (hi - lo).total_seconds() / 3600.0
+            for node in run.nodes:
+                pool = pool_of_node.get(node)
+                if pool is not None:
+                    (owner if _owner_use(pool, run.account) else lent)[pool.name][b] += gpu_hours
+    return LendingSeries(edges, owner, lent)
+
+
 def account_lending(runs: Iterable[JobRun], pools: list[PoolInfo], since: datetime, until: datetime,
                     now: datetime, shares: dict[str, tuple[float | None, float | None]] | None = None
                     ) -> LendingReport:
@@ -222,8 +264,7 @@ def account_lending(runs: Iterable[JobRun], pools: list[PoolInfo], since: dateti
                     continue
                 lending = result[pool.name]
                 lending.used_gpu_hours += per_node
-                owned = bool(pool.owners)
-                if not owned or run.account in pool.owners:
+                if _owner_use(pool, run.account):
                     lending.owner_gpu_hours += per_node
                 else:
                     lending.lent_gpu_hours += per_node
@@ -258,9 +299,16 @@ def account_lending(runs: Iterable[JobRun], pools: list[PoolInfo], since: dateti
     return LendingReport(since, until, list(result.values()), accounts, len(all_runs))
 
 
+@dataclass
+class LendingData:
+    report: LendingReport
+    sacct_text: str  # the raw output of the one sacct call
+    series: LendingSeries | None
+
+
 def collect_lending(run: Any, since: datetime, until: datetime, now: datetime, *,
-                    definitions: list[Any], nodes: dict[str, Any]) -> tuple[LendingReport, str]:
-    """Run the one sacct call (and sshare for the shares) and account the window; returns the raw sacct text too.
+                    definitions: list[Any], nodes: dict[str, Any], buckets: int = 0) -> LendingData:
+    """Run the one sacct call (and sshare for the shares) and account the window (and its buckets).
 
     `definitions` are `gpupool.pools.status.PoolDefinition`s (the scavenger partition is skipped: its
     nodes belong to the owned pools); `nodes` is `parse_nodes` output for the GPUs per node.
@@ -274,4 +322,6 @@ def collect_lending(run: Any, since: datetime, until: datetime, now: datetime, *
     shares: dict[str, tuple[float | None, float | None]] = {}
     for status in account_statuses(parse_sshare_tree(run(["sshare", "-P", "-a", "-l"])), None):
         shares[status.name] = (status.norm_shares, status.fairshare)
-    return account_lending(runs, pools, since, until, now, shares), text
+    report = account_lending(runs, pools, since, until, now, shares)
+    series = lending_series(runs, pools, since, until, now, buckets) if buckets > 0 else None
+    return LendingData(report, text, series)

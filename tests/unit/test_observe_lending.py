@@ -153,3 +153,17 @@ def test_pool_report_cli_json_csv_and_table(tmp_path: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "vision" in out and "32.00" in out and "6800 s / 18000 s (3 jobs)" in out
     assert main(["pool", "report", "--since", "2026-11-29", "--until", "2026-11-28"]) == 2
+
+
+def test_series_split_the_window_and_add_up_to_the_totals() -> None:
+    from gpupool.observe.lending import lending_series
+
+    series = lending_series(parse_sacct(SACCT), POOLS, SINCE, UNTIL, UNTIL, buckets=24)
+    assert len(series.edges) == 25 and series.edges[4] == datetime(2026, 11, 28, 4)
+    # Hourly buckets on vision: 100 (8 GPUs) until 02:30, 106 (4 GPUs) 01:00-02:00, llm's borrower 04:00-06:00.
+    assert series.owner["vision"][:3] == [8, 12, 4]
+    assert series.lent["vision"][3:7] == [0, 16, 16, 0]
+    totals = {p.name: p for p in _report().pools}
+    for name in ("vision", "llm"):
+        assert sum(series.owner[name]) == pytest.approx(totals[name].owner_gpu_hours)
+        assert sum(series.lent[name]) == pytest.approx(totals[name].lent_gpu_hours)

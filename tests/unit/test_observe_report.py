@@ -82,6 +82,9 @@ def test_chromium_renders_the_drawing_and_the_numbers(page: Path, tmp_path: Path
     pools = dict(re.findall(r'<g class="pool" data-name="(\w+)" data-owner="[\d.]+" data-lent="([\d.]+)"', dom))
     assert pools == {"vision": "32.000", "llm": "6.000"}
     assert "1 of 2 uplinks missing" in dom and "384.00" in dom
+    # Hourly slices: llm's borrower held vision's 16 GPUs from 04:00 to 06:00 (recorded sacct in test_observe_lending).
+    assert len(re.findall(r'<g class="pool-series"', dom)) == 2
+    assert "11-28 04:00: owners 0.00, lent 16.00 GPU-h" in dom and "11-28 05:00: owners 0.00, lent 16.00 GPU-h" in dom
 
 
 def _png_pixels(path: Path) -> tuple[int, int, set[tuple[int, int, int]]]:
