@@ -110,12 +110,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def make_server(host: str, port: int, collect: Callable[[], str]) -> Any:
-    """A threading HTTP server answering GET /metrics (and /) with freshly collected text."""
+    """A threading HTTP server answering GET of the `metrics` path (and the root) with freshly collected text."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's method name
-            if self.path.split("?")[0] not in {"/metrics", "/"}:
+            if self.path.split("?")[0].strip("/") not in {"metrics", ""}:
                 self.send_error(404)
                 return
             try:

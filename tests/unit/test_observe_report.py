@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -16,6 +15,7 @@ from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
+from tests.helpers import require_tool
 from tests.unit.test_observe_lending import FakeSlurm
 
 FREE = {"gpu001": 8, "gpu002": 8, "gpu003": 8, "gpu004": 3, "gpu005": 8, "gpu006": 2, "gpu009": 8, "gpu010": 8,
@@ -50,9 +50,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail("headless Chromium is missing: run scripts/bootstrap (Debian package `chromium`)")
+    binary = require_tool("chromium", "chromium-browser", why="the HTML report is checked in headless Chromium")
     return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                            "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp / 'profile'}",
                            *args], capture_output=True, text=True, timeout=180)

@@ -54,6 +54,8 @@ def _foreign_paths(text: str) -> list[str]:
         end = match.end()
         if match.group(2) is None and text[end:end + 1] == ":":
             continue  # a selector like leaf:/switch:, not a path
+        if match.group(2) is None and text[match.start() - 1:match.start()] == "<" and text[end:end + 1] == ">":
+            continue  # a closing tag like </text> in generated HTML/SVG, not a path
         if top in SYSTEM_DIRS or top in PLACEHOLDERS or len(top.split(".")[0]) == 1:
             continue
         found.append(match.group(0))
@@ -76,6 +78,7 @@ def test_the_patterns_catch_what_they_are_for() -> None:
     assert _foreign_paths(f'open("{home}")') == [home]
     assert _foreign_paths(f"cp {scratch} .") == [scratch]
     assert _foreign_paths("a lock in /tmp. Then") == []
+    assert _foreign_paths('<td>1</td></svg>') == [] and _foreign_paths(f"<{home}>") == [home]
     assert _foreign_paths('PATH="/usr/bin:/bin" leaf:/switch:/group: /etc/gpupool/config.toml') == []
 
 
