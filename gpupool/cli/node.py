@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from gpupool.cli.context import app, json_option
+from gpupool.cli.monitoring import MonitoringCommand
 
 
 def _settings() -> Any:
@@ -30,7 +31,7 @@ def node() -> None:
     """Node-side health checks (Prolog/Epilog) and GPU<->HCA affinity."""
 
 
-@node.command("check")
+@node.command("check", cls=MonitoringCommand)
 @click.option("--prolog", "mode", flag_value="prolog", help="Run as Slurm Prolog: fail only on CRITICAL.")
 @click.option("--epilog", "mode", flag_value="epilog",
               help="Run as Slurm Epilog: also flag processes left on the job's GPUs.")
@@ -50,11 +51,9 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     the exit code is non-zero only for CRITICAL (or UNKNOWN with --strict), so Slurm drains
     the node and requeues the job only when the node is really broken.
     """
-    if mode is None:
-        return _check(None, strict, drain, sysfs_root, hca_source)
     try:
         return _check(mode, strict, drain, sysfs_root, hca_source)
-    except Exception as exc:  # noqa: BLE001 - as Prolog/Epilog a gpupool failure must not drain
+    except Exception as exc:  # noqa: BLE001 - a monitoring command exits 0-3; a gpupool failure must not drain
         from gpupool.errors import GpupoolError
 
         detail = exc.message if isinstance(exc, GpupoolError) else f"{type(exc).__name__}: {exc}"
@@ -63,17 +62,19 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
         return _internal_failure(mode, strict, detail)
 
 
-def _internal_failure(mode: str, strict: bool, detail: str) -> int:
+def _internal_failure(mode: str | None, strict: bool, detail: str) -> int:
+    """The check could not run (bad config, gpupool bug): UNKNOWN; as Prolog/Epilog exit 0 unless --strict."""
     from gpupool.errors import MON_OK, MON_UNKNOWN
 
-    line = f"gpupool: UNKNOWN: {mode} check could not run: {detail}"
+    what = f"{mode} check" if mode else "node check"
+    line = f"gpupool: error: UNKNOWN: {what} could not run: {detail}"
     sys.stderr.write(line + "\n")
     if app().json:
-        _emit_json({"status": "UNKNOWN", "findings": [], "unknown": [detail], "mode": mode,
-                    "reason": line})
-    else:
-        sys.stdout.write(f"UNKNOWN: {mode} check could not run: {detail}\n")
-    return MON_UNKNOWN if strict else MON_OK
+        _emit_json({"status": "UNKNOWN", "findings": [], "checks": [], "unknown": [detail],
+                    "mode": mode or "manual", "reason": line})
+    elif mode:
+        sys.stdout.write(f"UNKNOWN: {what} could not run: {detail}\n")
+    return MON_UNKNOWN if (strict or mode is None) else MON_OK
 
 
 def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
@@ -92,19 +93,18 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     if hca_source:
         settings = replace(settings, hca_source=hca_source)
     env = dict(os.environ)
-    slurm = ctx.make("slurm_node", lambda: ScontrolNodeClient(settings.scontrol_timeout))
     report = check_node(
         settings, mode or "manual", env,
         ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library)),
         ctx.make("hca_source", lambda: choose_source(settings.hca_source, settings.sysfs_root,
                                                      settings.ibstat_timeout)),
-        slurm,
     )
     code = exit_code(report, strict)
     if report.status != "OK":
         _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
     if drain and should_drain(report, strict):
-        try:
+        try:  # the only Slurm command of a Prolog/Epilog, and only on CRITICAL
+            slurm = ctx.make("slurm_node", lambda: ScontrolNodeClient(settings.scontrol_timeout))
             slurm.drain(report.node, report.reason)
         except Exception as exc:  # noqa: BLE001 - the non-zero exit still makes Slurm drain
             sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {exc}\n")
