@@ -90,18 +90,33 @@ def check_processes(gpu: GpuFacts, settings: NodeSettings, mode: str) -> Iterato
 
 
 def check_gpu_count(inventory: GpuInventory, expected: int | None, settings: NodeSettings,
-                    job_gpus: list[int] | None) -> Iterator[Finding]:
+                    job_gpus: list[int] | None, pci_gpus: list[str] | None = None) -> Iterator[Finding]:
     if not settings.enabled("gpu_count"):
         return
     if expected is not None and inventory.count < expected:
         yield _finding(settings, "gpu_count", "gpus",
                        f"{inventory.count} GPU(s) visible to NVML, node is configured with {expected}")
+    if pci_gpus is not None and inventory.count < len(pci_gpus):
+        yield _finding(settings, "gpu_count", "gpus",
+                       f"{inventory.count} GPU(s) visible to NVML, {len(pci_gpus)} NVIDIA GPU(s) on the PCI bus")
     if job_gpus:
         present = {gpu.index for gpu in inventory.gpus}
         missing = [str(i) for i in job_gpus if i not in present]
         if missing:
             yield _finding(settings, "gpu_count", "gpus",
                            f"job GPU(s) {','.join(missing)} not visible to NVML")
+
+
+def gpu_evidence(facts: NodeFacts) -> list[str]:
+    """Why this node must have working GPUs (config, PCI bus, the job): empty on a CPU node."""
+    needs: list[str] = []
+    if facts.expected_gpus:
+        needs.append(f"{facts.expected_gpus} GPU(s) configured ({facts.expected_source})")
+    if facts.pci_gpus:
+        needs.append(f"{len(facts.pci_gpus)} NVIDIA GPU(s) on the PCI bus")
+    if facts.job_gpus or facts.job_gpus_on_node:
+        needs.append("the job was given GPU(s) on this node")
+    return needs
 
 
 def select_gpus(inventory: GpuInventory, job_gpus: list[int] | None) -> list[GpuFacts]:
@@ -152,20 +167,26 @@ def run_checks(facts: NodeFacts, settings: NodeSettings) -> tuple[list[Finding],
     findings: list[Finding] = []
     unknown: list[str] = []
     if facts.gpu_error is not None:
-        expected = facts.expected_gpus or (len(facts.job_gpus) if facts.job_gpus else 0)
+        needs = gpu_evidence(facts)
         if facts.gpu_error.timed_out:
             finding = collect_error_finding(facts.gpu_error, settings, "nvml")
             if finding is not None and settings.enabled("nvml"):
                 findings.append(finding)
             else:
                 unknown.append(f"nvml: {facts.gpu_error.message}")
-        elif expected and settings.enabled("nvml"):
+        elif needs and settings.enabled("nvml"):
             # A GPU node whose driver cannot be reached cannot run GPU jobs.
-            findings.append(_finding(settings, "nvml", "nvml", facts.gpu_error.message))
-        elif expected:
+            findings.append(_finding(settings, "nvml", "nvml",
+                                     f"{facts.gpu_error.message}; but {'; '.join(needs)}"))
+        elif needs:
             unknown.append(f"nvml: {facts.gpu_error.message}")
+        elif facts.pci_gpus is None:
+            # No config, no job GPUs and no readable PCI bus: nobody can tell whether GPUs are missing.
+            unknown.append(f"nvml: {facts.gpu_error.message}; no GPU count configured and the PCI bus "
+                           "is unreadable, so a missing GPU driver cannot be ruled out")
     if facts.gpus is not None:
-        findings.extend(check_gpu_count(facts.gpus, facts.expected_gpus, settings, facts.job_gpus))
+        findings.extend(check_gpu_count(facts.gpus, facts.expected_gpus, settings, facts.job_gpus,
+                                        facts.pci_gpus))
         for gpu in select_gpus(facts.gpus, facts.job_gpus):
             findings.extend(check_gpu(gpu, settings))
             findings.extend(check_processes(gpu, settings, facts.mode))

@@ -83,6 +83,10 @@ class NodeFacts:
     # GPU indices of the Slurm job (None: not under Slurm, check every GPU).
     job_gpus: list[int] | None = None
     expected_gpus: int | None = None
+    expected_source: str = ""
+    # Bus ids of NVIDIA GPUs on the PCI bus (None: sysfs unreadable); SLURM_GPUS_ON_NODE.
+    pci_gpus: list[str] | None = None
+    job_gpus_on_node: int | None = None
     mode: str = "manual"  # manual, prolog, epilog
 
     def as_dict(self) -> dict[str, Any]:

@@ -12,15 +12,16 @@ from gpupool.findings import EXIT_CODES
 from gpupool.node.checks import drain_reason, overall_status, run_checks
 from gpupool.node.facts import STATUS_CRITICAL, STATUS_UNKNOWN, Finding, NodeFacts
 from gpupool.node.gpu import GpuSource, collect_gpus
+from gpupool.node.gpucount import (
+    ConfiguredGpus,
+    conf_dirs,
+    configured_gpus,
+    job_gpus_on_node,
+    pci_nvidia_gpus,
+)
 from gpupool.node.hca import HcaSource, collect_hca_ports
 from gpupool.node.settings import NodeSettings
-from gpupool.node.slurmenv import (
-    SlurmNodeClient,
-    job_gpu_ids,
-    node_name,
-    parse_gres_gpus,
-    resolve_gpu_ids,
-)
+from gpupool.node.slurmenv import job_gpu_ids, node_name, resolve_gpu_ids
 
 MODES = ("manual", "prolog", "epilog")
 
@@ -60,21 +61,16 @@ class CheckReport:
         }
 
 
-def expected_gpu_count(settings: NodeSettings, env: Mapping[str, str], node: str,
-                       slurm: SlurmNodeClient | None) -> int | None:
+def expected_gpu_count(settings: NodeSettings, env: Mapping[str, str], node: str) -> ConfiguredGpus | None:
+    """The GPU count the node must show: `expected_gpus`, else slurm.conf/gres.conf on the node."""
     if settings.expected_gpus is not None:
-        return settings.expected_gpus
-    ask = settings.gres_from_slurm == "true" or (
-        settings.gres_from_slurm == "auto" and bool(env.get("SLURMD_NODENAME")))
-    if not ask or slurm is None:
-        return None
-    gres = slurm.node_gres(node)
-    return parse_gres_gpus(gres) if gres else None
+        return ConfiguredGpus(settings.expected_gpus, "config expected_gpus")
+    return configured_gpus(node, conf_dirs(env, settings.slurm_conf_dirs))
 
 
 def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_source: GpuSource,
-               hca_source: HcaSource | None, slurm: SlurmNodeClient | None) -> CheckReport:
-    """Never raises for node problems: an internal error becomes an UNKNOWN report."""
+               hca_source: HcaSource | None) -> CheckReport:
+    """Never raises for node problems: an internal error becomes an UNKNOWN report. Runs no Slurm command."""
     started = time.perf_counter()
     node = node_name(env)
     report = CheckReport(status=STATUS_UNKNOWN, mode=mode, node=node, job_id=env.get("SLURM_JOB_ID"))
@@ -83,7 +79,11 @@ def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_so
         ids = job_gpu_ids(env)
         numeric = ids is not None and all(item.isdigit() for item in ids)
         wanted = {int(item) for item in ids} if (ids is not None and numeric) else None
-        facts.expected_gpus = expected_gpu_count(settings, env, node, slurm)
+        configured = expected_gpu_count(settings, env, node)
+        if configured is not None:
+            facts.expected_gpus, facts.expected_source = configured.count, configured.source
+        facts.pci_gpus = pci_nvidia_gpus(settings.sysfs_root)
+        facts.job_gpus_on_node = job_gpus_on_node(env)
         facts.gpus, facts.gpu_error = collect_gpus(gpu_source, wanted, False, settings.nvml_timeout)
         if ids is not None:
             uuids = {g.index: g.uuid for g in facts.gpus.gpus} if facts.gpus else {}

@@ -42,8 +42,10 @@ class NodeSettings:
     disabled: frozenset[str] = DEFAULT_DISABLED
     severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
     expected_gpus: int | None = None
-    # Ask slurmctld for the node's gpu gres: "auto" only when run by slurmd (SLURMD_NODENAME set).
+    # Deprecated and ignored: the gres count now comes from slurm.conf/gres.conf on the node.
     gres_from_slurm: str = "auto"
+    # Where slurm.conf/gres.conf are looked for (None: SLURM_CONF's dir, /etc/slurm, slurmd's conf-cache...).
+    slurm_conf_dirs: tuple[str, ...] | None = None
     scontrol_timeout: float = 2.0
     nvml_timeout: float = 5.0
     # What a hung/timed-out NVML means: "critical" (drain) or "unknown" (report, do not drain).
@@ -110,7 +112,7 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
             raise InputError(f"{origin}: [node.severity] {check}: must be 'warning' or 'critical'")
         severity[check] = level
     values["severity"] = severity
-    for key in ("hcas", "link_layers"):
+    for key in ("hcas", "link_layers", "slurm_conf_dirs"):
         if key in table:
             raw = table[key]
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):

@@ -38,7 +38,10 @@ def run_check(fake_nvml: Path, tmp_path: Path, scenario: dict[str, object], *arg
                  "SLURMD_NODENAME"):
         env.pop(name, None)
     env.update(extra_env or {})
-    done = subprocess.run([*GPUPOOL, "node", "check", "--json", "--hca-source", "none", *args],
+    no_gpus_on_pci = tmp_path / "sysroot"  # the machine's own PCI bus must not count
+    (no_gpus_on_pci / "sys/bus/pci/devices").mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([*GPUPOOL, "node", "check", "--json", "--hca-source", "none",
+                           "--sysfs-root", str(no_gpus_on_pci), *args],
                           env=env, capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout), done.stderr
 
@@ -152,9 +155,6 @@ def test_internal_error_is_unknown_and_never_drains(capsys: pytest.CaptureFixtur
     drained: list[tuple[str, str]] = []
 
     class RecordingSlurm:
-        def node_gres(self, node: str) -> str | None:
-            return None
-
         def drain(self, node: str, reason: str) -> None:
             drained.append((node, reason))
 
