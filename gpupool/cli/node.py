@@ -42,9 +42,13 @@ def node() -> None:
 @click.option("--sysfs-root", metavar="DIR", help="Read sysfs under DIR (default: [node] sysfs_root or /).")
 @click.option("--hca-source", type=click.Choice(["auto", "sysfs", "ibstat", "pyverbs", "none"]),
               help="Where HCA port states come from (default: [node] hca_source or auto).")
+@click.option("--deep", is_flag=True,
+              help="Also run `dcgmi diag -r [node] dcgm_level` (default 1) within [node] dcgm_budget seconds "
+                   "(meant for the Epilog; needs DCGM).")
+@click.option("-v", "--verbose", is_flag=True, help="Table of every check run: subject, value, threshold, status.")
 @json_option
 def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
-          hca_source: str | None) -> int:
+          hca_source: str | None, deep: bool, verbose: bool) -> int:
     """Check GPU and HCA health; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     Under Slurm (SLURM_JOB_ID set) only the job's GPUs are checked. With --prolog or --epilog
@@ -52,7 +56,7 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     the node and requeues the job only when the node is really broken.
     """
     try:
-        return _check(mode, strict, drain, sysfs_root, hca_source)
+        return _check(mode, strict, drain, sysfs_root, hca_source, deep, verbose)
     except Exception as exc:  # noqa: BLE001 - a monitoring command exits 0-3; a gpupool failure must not drain
         from gpupool.errors import GpupoolError
 
@@ -78,7 +82,7 @@ def _internal_failure(mode: str | None, strict: bool, detail: str) -> int:
 
 
 def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
-           hca_source: str | None) -> int:
+           hca_source: str | None, deep: bool, verbose: bool) -> int:
     from dataclasses import replace
 
     from gpupool.node.gpu import NvmlGpuSource
@@ -98,8 +102,11 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
         ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library)),
         ctx.make("hca_source", lambda: choose_source(settings.hca_source, settings.sysfs_root,
                                                      settings.ibstat_timeout)),
+        deep=deep,
     )
     code = exit_code(report, strict)
+    for note in report.notes:
+        sys.stderr.write(f"gpupool: warning: {note}\n")
     if report.status != "OK":
         _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
     if drain and should_drain(report, strict):
@@ -111,7 +118,7 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     if ctx.json:
         _emit_json(report.as_dict())
     else:
-        _print_report(report)
+        _print_report(report, verbose)
     return code
 
 
@@ -126,10 +133,14 @@ def _log(path: str | None, line: str, to_stderr: bool) -> None:
             sys.stderr.write(f"gpupool: warning: cannot write log {path}: {exc.strerror}\n")
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: Any, verbose: bool = False) -> None:
     if report.mode != "manual":
-        # Prolog/Epilog: one line, the drain reason when something is wrong.
+        # Prolog/Epilog: one line, the drain reason when something is wrong (the scripts read its first word).
         sys.stdout.write(f"{report.status}: {report.reason if report.status != 'OK' else 'node healthy'}\n")
+        if verbose:
+            for result in report.results:
+                sys.stdout.write(f"  {result.status:<8} {result.check:<22} {result.subject:<24} "
+                                 f"value={result.value} threshold={result.threshold}\n")
         return
     from rich.table import Table
 
@@ -145,8 +156,13 @@ def _print_report(report: Any) -> None:
         for finding in report.findings:
             table.add_row(finding.severity, finding.subject, finding.check, finding.message)
         console.print(table)
+    if verbose and report.results:
+        checks = Table("status", "check", "subject", "value", "threshold")
+        for result in report.results:
+            checks.add_row(result.status, result.check, result.subject, str(result.value), str(result.threshold))
+        console.print(checks)
     for item in report.unknown:
-        console.print(f"could not check: {item}")
+        console.print(f"could not check: {item}", markup=False)
 
 
 @node.command("topo")

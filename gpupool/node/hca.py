@@ -68,23 +68,43 @@ class SysfsHcaSource:
             for port_dir in sorted(ports_dir.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
                 if not port_dir.name.isdigit():
                     continue
+                state = read_sysfs(port_dir / "state")
+                phys_state = read_sysfs(port_dir / "phys_state")
                 found.append(HcaPort(
                     hca=hca_dir.name,
                     port=int(port_dir.name),
-                    state=_strip_number(read_sysfs(port_dir / "state")).upper(),
-                    phys_state=_strip_number(read_sysfs(port_dir / "phys_state")),
-                    rate_gbps=parse_rate(read_sysfs(port_dir / "rate")),
-                    link_layer=normalise_link_layer(read_sysfs(port_dir / "link_layer")),
+                    # An unreadable attribute is "could not check" (UNKNOWN), never a down port.
+                    state=None if state is None else _strip_number(state).upper(),
+                    phys_state=None if phys_state is None else _strip_number(phys_state),
+                    rate_gbps=parse_rate(read_sysfs(port_dir / "rate") or ""),
+                    link_layer=normalise_link_layer(read_sysfs(port_dir / "link_layer") or ""),
+                    counters=read_counters(port_dir / "counters"),
                 ))
         return found
 
 
-def read_sysfs(path: Path) -> str:
-    """A sysfs attribute, stripped; empty when absent or unreadable."""
+# Error counters worth a look (IB spec PortCounters; sysfs names). Deltas between runs are checked.
+HCA_COUNTERS = ("link_downed", "link_error_recovery", "symbol_error", "port_rcv_errors")
+
+
+def read_counters(directory: Path) -> dict[str, int]:
+    """The HCA_COUNTERS present and readable under ports/<n>/counters (mlx5 has them all)."""
+    values: dict[str, int] = {}
+    for name in HCA_COUNTERS:
+        text = read_sysfs(directory / name)
+        if text is not None and text.isdigit():
+            values[name] = int(text)
+    return values
+
+
+def read_sysfs(path: Path) -> str | None:
+    """A sysfs attribute, stripped; "" when absent, None when present but unreadable."""
     try:
         return path.read_text().strip()
-    except OSError:
+    except FileNotFoundError:
         return ""
+    except OSError:
+        return None
 
 
 def parse_ibstat(text: str) -> list[HcaPort]:

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
 
-from fakenvml_build import build_fake_nvml, fake_nvml_env, write_scenario  # noqa: E402
+from fakenvml_build import build_fake_nvml, fake_nvml_env, node_config, write_scenario  # noqa: E402
 
 SCRIPTS = {"prolog": REPO / "slurm-plugins/prolog.d/50-gpupool-node-check",
            "epilog": REPO / "slurm-plugins/epilog.d/50-gpupool-node-check"}
@@ -47,8 +47,7 @@ class Node:
         self.gpupool = executable(tmp / "gpupool", f'#!/bin/sh\nexec {sys.executable} -m gpupool "$@"\n')
         self.env_file = tmp / "node.env"
         self.config = tmp / "config.toml"
-        self.config.write_text('[node]\nhca_source = "none"\n'
-                               f'sysfs_root = "{tmp / "nosys"}"\n')
+        self.config.write_text(node_config(tmp, f'[node]\nhca_source = "none"\nsysfs_root = "{tmp / "nosys"}"\n'))
         self.env = fake_nvml_env(library, write_scenario(tmp / "scenario.txt", scenario))
         for name in [k for k in self.env if k.startswith(("SLURM", "GPUPOOL", "CUDA_"))]:
             del self.env[name]

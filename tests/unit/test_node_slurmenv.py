@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
+
+from fakenvml_build import node_config  # noqa: E402
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
@@ -72,7 +77,7 @@ class TwoGpus:
 
 def run(argv: list[str], ecc: int, slurm: FakeSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], config: str = "") -> tuple[int, str]:
-    (tmp_path / "c.toml").write_text(config)
+    (tmp_path / "c.toml").write_text(node_config(tmp_path, config))
     monkeypatch.delenv("SLURM_CONF", raising=False)
     monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
     monkeypatch.setenv("SLURMD_NODENAME", "gpu007")
