@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from gpupool.fsutil import atomic_write_text
 
 STATE_FILE = "node-check-state.json"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -50,8 +49,19 @@ def load_state(state_dir: str, boot_id: str) -> NodeState | None:
 
 
 def save_state(state_dir: str, state: NodeState) -> None:
-    """Atomically replace the state file (raises OSError; the caller reports it)."""
+    """Replace the state file by rename (raises OSError; the caller reports it).
+
+    No fsync: it would make every job start wait on the disk, and a state file lost in a crash
+    only means the next run compares counters with their value since boot.
+    """
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
     state.written_at = time.time()
-    atomic_write_text(directory / STATE_FILE, json.dumps(state.to_json(), sort_keys=True) + "\n")
+    target = directory / STATE_FILE
+    partial = directory / f".{STATE_FILE}.{os.getpid()}.tmp"
+    try:
+        partial.write_text(json.dumps(state.to_json(), sort_keys=True) + "\n")
+        os.replace(partial, target)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
