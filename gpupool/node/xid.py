@@ -96,29 +96,37 @@ def _short_pci(text: str) -> str:
 
 def text_records(text: str) -> list[tuple[int, str]]:
     """Lines of a /dev/kmsg dump (`6,1234,5678,-;message`), dmesg or journalctl -k output."""
-    records: list[tuple[int, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        kmsg = _KMSG.match(line)
-        records.append((int(kmsg.group(2)), kmsg.group(4)) if kmsg else (number, line))
-    return records
+    return [_record(number, line) for number, line in enumerate(text.splitlines(), start=1)]
+
+
+def _record(number: int, line: str) -> tuple[int, str]:
+    kmsg = _KMSG.match(line)
+    return (int(kmsg.group(2)), kmsg.group(4)) if kmsg else (number, line)
 
 
 def read_kernel_log(path: str, after_seq: int | None = None) -> KernelLog:
     """XID events in `path` (/dev/kmsg, or a saved log file) with a record number above `after_seq`."""
     if stat.S_ISCHR(os.stat(path).st_mode):
-        records = _read_kmsg(path)
+        records, last = _read_kmsg(path)
     else:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            records = text_records(handle.read())
-    last = max((seq for seq, _ in records), default=after_seq or 0)
+            lines = handle.read().splitlines()
+        # Only driver lines are parsed (a busy ring buffer holds thousands of other lines).
+        records = [_record(number, line) for number, line in enumerate(lines, start=1) if "NVRM" in line]
+        last = _record(len(lines), lines[-1])[0] if lines else 0
+    last = last or after_seq or 0  # an empty log keeps the previous mark
     if after_seq is not None and last >= after_seq:
         records = [(seq, message) for seq, message in records if seq > after_seq]
     return KernelLog(parse_records(records), last)
 
 
-def _read_kmsg(path: str) -> list[tuple[int, str]]:
-    """Every record of the kernel ring buffer, without blocking (one read() returns one record)."""
+def _read_kmsg(path: str) -> tuple[list[tuple[int, str]], int]:
+    """Driver records of the kernel ring buffer and the last record number, without blocking.
+
+    One read() returns one record (`prio,seq,usec,flags;message`).
+    """
     records: list[tuple[int, str]] = []
+    last = 0
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         while True:
@@ -132,9 +140,13 @@ def _read_kmsg(path: str) -> list[tuple[int, str]]:
                 raise
             if not chunk:
                 break
-            match = _KMSG.match(chunk.decode("utf-8", "replace").split("\n", 1)[0])
-            if match:
-                records.append((int(match.group(2)), match.group(4)))
+            fields = chunk.split(b",", 2)
+            if len(fields) > 1 and fields[1].isdigit():
+                last = int(fields[1])
+            if b"NVRM" in chunk:
+                match = _KMSG.match(chunk.decode("utf-8", "replace").split("\n", 1)[0])
+                if match:
+                    records.append((int(match.group(2)), match.group(4)))
     finally:
         os.close(fd)
-    return records
+    return records, last

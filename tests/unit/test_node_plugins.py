@@ -162,3 +162,12 @@ def test_scripts_are_executable_bash() -> None:
     for script in SCRIPTS.values():
         assert os.access(script, os.X_OK)
         subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.parametrize("contents", ["exit 1\n", "this is ( not shell\n"])
+def test_task_prolog_ignores_a_broken_node_env(node: Node, contents: str) -> None:
+    node.env_file.write_text(contents)
+    stub = executable(node.tmp / "topo-gpupool", "#!/bin/sh\necho 'export NCCL_IB_HCA==mlx5_0:1'\n")
+    done = subprocess.run([str(REPO / "slurm-plugins/task-prolog/gpupool-task-prolog")],
+                          env={**node.env, "GPUPOOL": str(stub)}, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "export NCCL_IB_HCA==mlx5_0:1\n")
