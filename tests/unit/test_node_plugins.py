@@ -171,3 +171,12 @@ def test_task_prolog_ignores_a_broken_node_env(node: Node, contents: str) -> Non
     done = subprocess.run([str(REPO / "slurm-plugins/task-prolog/gpupool-task-prolog")],
                           env={**node.env, "GPUPOOL": str(stub)}, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "export NCCL_IB_HCA==mlx5_0:1\n")
+
+
+def test_deep_only_in_the_epilog(node: Node) -> None:
+    argv_file = node.tmp / "argv.txt"
+    stub = executable(node.tmp / "argv-gpupool", f'#!/bin/sh\necho "$@" >> {argv_file}\necho "OK: x"\n')
+    node.env_file.write_text("GPUPOOL_DEEP=1\n")
+    for kind in SCRIPTS:
+        assert node.run(kind, GPUPOOL=str(stub)).returncode == 0
+    assert argv_file.read_text().splitlines() == ["node check --prolog --drain", "node check --epilog --drain --deep"]
