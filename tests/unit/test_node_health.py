@@ -348,3 +348,35 @@ def test_dcgmi_over_budget_or_missing_is_unknown(node: Node) -> None:
     assert report["status"] == "UNKNOWN" and "not found" in report["unknown"][0]
     code, report = node.check({}, "--epilog", env=env)  # without --deep dcgmi is not run
     assert report["status"] == "OK" and not results(report, "dcgm_diag")
+
+
+def test_state_file_is_per_boot_and_survives_garbage(tmp_path: Path) -> None:
+    from gpupool.node.state import STATE_FILE, NodeState, load_state, save_state
+
+    save_state(str(tmp_path), NodeState(boot_id="boot-a", kmsg_seq=42, counters={"hca:mlx5_0/1:link_downed": 3}))
+    loaded = load_state(str(tmp_path), "boot-a")
+    assert loaded is not None and (loaded.kmsg_seq, loaded.counters) == (42, {"hca:mlx5_0/1:link_downed": 3})
+    assert load_state(str(tmp_path), "boot-b") is None  # counters and the ring buffer restart at boot
+    (tmp_path / STATE_FILE).write_text("{not json")
+    assert load_state(str(tmp_path), "boot-a") is None
+    assert load_state(str(tmp_path / "missing"), "boot-a") is None
+    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # no temporary file left behind
+
+
+def test_unwritable_state_dir_is_a_note_not_a_failure(tmp_path: Path) -> None:
+    from gpupool.node.deadline import Progress
+    from gpupool.node.facts import GpuFacts, GpuInventory
+    from gpupool.node.runner import check_node
+    from gpupool.node.settings import settings_from_table
+
+    class OneGpu:
+        def inventory(self, wanted: set[int] | None, topology: bool, progress: Progress) -> GpuInventory:
+            return GpuInventory(count=1, gpus=[GpuFacts(index=0, bus_id="0000:10:00.0", pcie_replay=0)])
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (tmp_path / "kernel.log").write_text(DMESG_HEALTHY)
+    settings = settings_from_table({"state_dir": str(blocker / "state"), "kernel_log": str(tmp_path / "kernel.log"),
+                                    "sysfs_root": str(tmp_path)})
+    report = check_node(settings, "prolog", {"SLURM_JOB_ID": "1", "SLURM_JOB_GPUS": "0"}, OneGpu(), None)
+    assert report.status == "OK" and len(report.notes) == 1 and report.notes[0].startswith("cannot write state")
