@@ -26,6 +26,9 @@ from gpupool.node.facts import (
 )
 from gpupool.node.settings import NodeSettings
 
+# Share of the fabric model's (signalling) rate a port must reach; sysfs prints nominal rates.
+RATE_TOLERANCE = 0.95
+
 THROTTLE_NAMES = {
     0x04: "SW power cap", 0x08: "HW slowdown", 0x10: "sync boost", 0x20: "SW thermal slowdown",
     0x40: "HW thermal slowdown", 0x80: "HW power brake", 0x200: "board limit", 0x400: "reliability",
@@ -236,7 +239,8 @@ def check_hca_ports(ports: list[HcaPort], settings: NodeSettings) -> list[Findin
     return judge.findings
 
 
-def judge_hca_ports(judge: Judge, ports: list[HcaPort], previous: dict[str, int] | None) -> None:
+def judge_hca_ports(judge: Judge, ports: list[HcaPort], previous: dict[str, int] | None,
+                    fabric_rates: dict[str, float] | None = None) -> None:
     settings = judge.settings
     on = judge.on
     selected = [p for p in ports if (not settings.hcas or p.hca in settings.hcas)
@@ -267,7 +271,13 @@ def judge_hca_ports(judge: Judge, ports: list[HcaPort], previous: dict[str, int]
                             f"physical state {port.phys_state or '(empty)'}, expected "
                             f"{settings.expected_hca_phys_state}")
         expected_rate = settings.expected_hca_rates.get(port.hca, settings.expected_hca_rate)
-        if on("hca_rate") and expected_rate is not None and port.rate_gbps is not None:
+        model_rate = (fabric_rates or {}).get(port.subject)
+        if on("hca_rate") and model_rate is not None and port.rate_gbps is not None:
+            # The fabric model names the cable's rate; it keeps signalling rates, hence the tolerance.
+            judge.judge("hca_rate", port.subject, port.rate_gbps, round(model_rate, 3),
+                        port.rate_gbps < model_rate * RATE_TOLERANCE,
+                        f"rate {port.rate_gbps:g} Gb/s, the fabric model has a {model_rate:g} Gb/s cable here")
+        elif on("hca_rate") and expected_rate is not None and port.rate_gbps is not None:
             judge.judge("hca_rate", port.subject, port.rate_gbps, expected_rate, port.rate_gbps < expected_rate,
                         f"rate {port.rate_gbps:g} Gb/s, expected {expected_rate:g} Gb/s")
         if on("hca_link_downed") and "link_downed" in port.counters:
@@ -378,7 +388,7 @@ def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
     if facts.hca_error is not None:
         judge.unknown.append(f"{facts.hca_error.source}: {facts.hca_error.message}")
     if facts.hca_ports is not None:
-        judge_hca_ports(judge, facts.hca_ports, facts.previous_counters)
+        judge_hca_ports(judge, facts.hca_ports, facts.previous_counters, facts.hca_fabric_rates)
     judge_dcgm(judge, facts)
     return judge
 

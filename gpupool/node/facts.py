@@ -66,6 +66,7 @@ class HcaPort:
     link_layer: str = "InfiniBand"
     # sysfs counters (link_downed, symbol_error, port_rcv_errors, ...); empty where not available.
     counters: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    node_guid: str = ""  # "0x946dae0300a1b2c3", to find the port in a fabric model
 
     @property
     def subject(self) -> str:
@@ -87,6 +88,8 @@ class NodeFacts:
     gpu_error: CollectError | None = None
     hca_ports: list[HcaPort] | None = None
     hca_error: CollectError | None = None
+    # Port subject ("mlx5_0/1") -> rate (Gb/s) the fabric model gives its cable.
+    hca_fabric_rates: dict[str, float] = field(default_factory=dict)
     # GPU indices of the Slurm job (None: not under Slurm, check every GPU).
     job_gpus: list[int] | None = None
     xid_events: list[Any] | None = None  # gpupool.node.xid.XidEvent

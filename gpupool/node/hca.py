@@ -40,6 +40,12 @@ def _strip_number(text: str) -> str:
     return text.split(":", 1)[1].strip() if ":" in text else text.strip()
 
 
+def normalise_guid(text: str) -> str:
+    """sysfs '946d:ae03:00a1:b2c3' or ibstat '0x946dae0300a1b2c3' -> '0x946dae0300a1b2c3'."""
+    digits = text.strip().lower().removeprefix("0x").replace(":", "")
+    return f"0x{int(digits, 16):016x}" if digits and all(c in "0123456789abcdef" for c in digits) else ""
+
+
 def parse_rate(text: str) -> float | None:
     """'200 Gb/sec (4X HDR)' or '200' -> 200.0."""
     match = re.match(r"\s*([0-9]+(?:\.[0-9]+)?)", text)
@@ -79,6 +85,7 @@ class SysfsHcaSource:
                     rate_gbps=parse_rate(read_sysfs(port_dir / "rate") or ""),
                     link_layer=normalise_link_layer(read_sysfs(port_dir / "link_layer") or ""),
                     counters=read_counters(port_dir / "counters"),
+                    node_guid=normalise_guid(read_sysfs(hca_dir / "node_guid") or ""),
                 ))
         return found
 
@@ -113,6 +120,7 @@ def parse_ibstat(text: str) -> list[HcaPort]:
     hca = ""
     port: int | None = None
     values: dict[str, str] = {}
+    guid = ""
 
     def flush() -> None:
         if hca and port is not None:
@@ -122,6 +130,7 @@ def parse_ibstat(text: str) -> list[HcaPort]:
                 phys_state=values.get("physical state", ""),
                 rate_gbps=parse_rate(values.get("rate", "")),
                 link_layer=normalise_link_layer(values.get("link layer", "")),
+                node_guid=guid,
             ))
 
     for raw in text.splitlines():
@@ -129,13 +138,15 @@ def parse_ibstat(text: str) -> list[HcaPort]:
         ca = re.match(r"CA '([^']+)'", line)
         if ca:
             flush()
-            hca, port, values = ca.group(1), None, {}
+            hca, port, values, guid = ca.group(1), None, {}, ""
             continue
         port_match = re.match(r"Port (\d+):$", line)
         if port_match:
             flush()
             port, values = int(port_match.group(1)), {}
             continue
+        if port is None and line.lower().startswith("node guid:"):
+            guid = normalise_guid(line.split(":", 1)[1])
         if port is not None and ":" in line:
             key, value = line.split(":", 1)
             values[key.strip().lower()] = value.strip()

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gpupool.errors import MON_CRITICAL, MON_OK, MON_UNKNOWN
+from gpupool.errors import MON_CRITICAL, MON_OK, MON_UNKNOWN, GpupoolError
 from gpupool.findings import EXIT_CODES
 from gpupool.node.checks import (
     CheckResult,
@@ -18,7 +18,14 @@ from gpupool.node.checks import (
     overall_status,
 )
 from gpupool.node.deadline import DeadlineResult, start_with_deadline
-from gpupool.node.facts import STATUS_CRITICAL, STATUS_UNKNOWN, CollectError, Finding, NodeFacts
+from gpupool.node.facts import (
+    STATUS_CRITICAL,
+    STATUS_UNKNOWN,
+    CollectError,
+    Finding,
+    HcaPort,
+    NodeFacts,
+)
 from gpupool.node.gpu import GpuSource, gpu_outcome
 from gpupool.node.gpucount import (
     ConfiguredGpus,
@@ -108,7 +115,7 @@ def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_so
         nvml_job = start_with_deadline(lambda progress: gpu_source.inventory(wanted, False, progress),
                                        settings.nvml_timeout)
         hca_job = None if hca_source is None else start_with_deadline(
-            lambda _progress: hca_source.ports(), settings.hca_timeout)
+            lambda _progress: _hca_ports(hca_source, settings.fabric), settings.hca_timeout)
         wants_xids = settings.xid_source != "none" and (settings.enabled("xid") or settings.enabled("xid_fatal"))
         xid_job = None if not wants_xids else start_with_deadline(
             lambda _progress: read_kernel_log(settings.kernel_log, after_seq), settings.xid_timeout)
@@ -131,8 +138,10 @@ def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_so
             uuids = {g.index: g.uuid for g in facts.gpus.gpus} if facts.gpus else {}
             facts.job_gpus = resolve_gpu_ids(ids, uuids)
         if hca_job is not None and hca_source is not None:
-            facts.hca_ports, facts.hca_error = _outcome(hca_job.result(), hca_source.name,
-                                                        settings.hca_timeout, HcaUnavailable)
+            hca, facts.hca_error = _outcome(hca_job.result(), hca_source.name, settings.hca_timeout,
+                                            (HcaUnavailable, GpupoolError))
+            if hca is not None:
+                facts.hca_ports, facts.hca_fabric_rates = hca
         kernel_log = None
         if xid_job is not None:
             kernel_log, facts.xid_error = _outcome(xid_job.result(), "kernel log", settings.xid_timeout, OSError)
@@ -164,6 +173,16 @@ def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_so
         report.unknown.append(f"internal error: {type(exc).__name__}: {exc}")
     report.elapsed_ms = (time.perf_counter() - started) * 1000.0
     return report
+
+
+def _hca_ports(source: HcaSource, fabric: str | None) -> tuple[list[HcaPort], dict[str, float]]:
+    """The ports and, with a fabric file, the rate its cables give each of them."""
+    ports = source.ports()
+    if not fabric:
+        return ports, {}
+    from gpupool.node.fabricrates import fabric_port_rates
+
+    return ports, fabric_port_rates(fabric, ports)
 
 
 def _outcome(result: DeadlineResult[T], source: str, timeout: float,

@@ -72,6 +72,8 @@ class NodeSettings:
     expected_hca_rate: float | None = None
     # Per-HCA expected rate (Gb/s), overriding expected_hca_rate: {"mlx5_0": 400, "mlx5_4": 200}.
     expected_hca_rates: Mapping[str, float] = field(default_factory=dict)
+    # Fabric file (gpupool fabric discover) whose cables give each HCA port's expected rate.
+    fabric: str | None = None
     hca_timeout: float = 3.0  # deadline for reading the HCA ports (sysfs, ibstat or pyverbs)
     hca_link_downed_max: int = 0  # link_downed increase between runs tolerated (a flapping link)
     hca_symbol_error_max: int = 10
@@ -115,7 +117,7 @@ _SCALAR_KEYS = {
     "hca_link_recovery_max": int, "nvlink_replay_max": int, "nvlink_recovery_max": int,
     "nvlink_crc_max": int, "pcie_replay_max": int, "xid_source": str, "kernel_log": str,
     "xid_since": str, "xid_timeout": float, "state_dir": str, "dcgmi": str, "dcgm_level": int,
-    "dcgm_budget": float,
+    "dcgm_budget": float, "fabric": str,
 }
 
 

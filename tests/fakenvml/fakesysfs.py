@@ -33,10 +33,12 @@ def add_gpu(root: Path, host_bridge: str, chain: Sequence[str], numa: int = 0) -
 
 
 def add_hca(root: Path, name: str, device: Path | None, ports: dict[int, tuple[str, str, str]],
-            link_layer: str = "InfiniBand", counters: dict[str, int] | None = None) -> Path:
+            link_layer: str = "InfiniBand", counters: dict[str, int] | None = None, node_guid: str = "") -> Path:
     """/sys/class/infiniband/<name>/ports/<n>/{state,phys_state,rate,link_layer,counters/*} (+ device link)."""
     hca = root / "sys/class/infiniband" / name
     hca.mkdir(parents=True, exist_ok=True)
+    if node_guid:  # as the kernel prints it: 946d:ae03:00a1:b2c3
+        (hca / "node_guid").write_text(f"{node_guid}\n")
     if device is not None:
         (hca / "device").symlink_to(os.path.relpath(device, hca))
     for port, (state, phys_state, rate) in ports.items():

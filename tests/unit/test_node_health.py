@@ -380,3 +380,23 @@ def test_unwritable_state_dir_is_a_note_not_a_failure(tmp_path: Path) -> None:
                                     "sysfs_root": str(tmp_path)})
     report = check_node(settings, "prolog", {"SLURM_JOB_ID": "1", "SLURM_JOB_GPUS": "0"}, OneGpu(), None)
     assert report.status == "OK" and len(report.notes) == 1 and report.notes[0].startswith("cannot write state")
+
+
+def test_hca_rate_against_the_fabric_model(node: Node) -> None:
+    from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+    from gpupool.fabric.model import save_fabric
+
+    # ufm-lab-small-hdr-fdr.out: "r-dcs96 HCA-2" (caguid 0xec0d9a03007d7d0b) port 1 is cabled 4xEDR.
+    capture = Path(__file__).resolve().parents[1] / "fixtures/ibnetdiscover/ufm-lab-small-hdr-fdr.out"
+    save_fabric(parse_ibnetdiscover(capture.read_text()), str(node.tmp / "fabric.json"))
+    add_hca(node.sys, "mlx5_0", None, {1: ACTIVE}, node_guid="ec0d:9a03:007d:7d0b")
+    rate = node.sys / "sys/class/infiniband/mlx5_0/ports/1/rate"
+    rate.write_text("100 Gb/sec (4X EDR)\n")  # what the kernel prints for a healthy EDR link
+    fabric = f'fabric = "{node.tmp / "fabric.json"}"\n'
+    code, report = node.check({}, config=fabric + "expected_hca_rate = 400\n")  # the model wins
+    assert (code, report["status"]) == (0, "OK")
+    assert [(r["value"], r["threshold"]) for r in results(report, "hca_rate")] == [(100.0, 103.125)]
+    rate.write_text("50 Gb/sec (2X EDR)\n")  # the link trained at half width
+    code, report = node.check({}, config=fabric)
+    assert (code, found(report)) == (1, [("hca_rate", "warning", "mlx5_0/1")])
+    assert "fabric model has a 103.125 Gb/s cable" in report["findings"][0]["message"]
