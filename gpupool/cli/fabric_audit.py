@@ -11,11 +11,12 @@ from typing import Any
 import click
 
 from gpupool.cli.context import app, json_option
+from gpupool.cli.monitoring import MonitoringCommand
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
 
 
-@click.command("audit")
+@click.command("audit", cls=MonitoringCommand)
 @click.option("--fabric", "fabric_path", metavar="FILE",
               help="Fabric file (default $GPUPOOL_FABRIC, else `fabric` in the config file).")
 @click.option("--ibnetdiscover", "ibnetdiscover_path", metavar="FILE", help="Saved `ibnetdiscover` output.")
@@ -42,15 +43,16 @@ def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, n
             raise UsageError("give at most one of --fabric, --ibnetdiscover and --live")
         result = _run(ctx, fabric_path, ibnetdiscover_path, live, node_name_map, reference_path, with_slurm,
                       list(counters_paths), route_samples)
-    except GpupoolError as exc:
-        # Monitoring contract: anything that stops the audit is UNKNOWN (3), still one error line.
+    except Exception as exc:  # noqa: BLE001 - monitoring contract: anything that stops the audit is UNKNOWN (3)
         if ctx.debug:
             raise
-        sys.stderr.write(f"gpupool: error: {exc.message}\n")
+        message = exc.message if isinstance(exc, GpupoolError) else \
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
+        sys.stderr.write(f"gpupool: error: {message}\n")
         if ctx.json:
             from gpupool.cli.render import emit_json
 
-            emit_json({"status": STATUS_UNKNOWN, "findings": [], "error": exc.message})
+            emit_json({"status": STATUS_UNKNOWN, "findings": [], "error": message})
         return EXIT_CODES[STATUS_UNKNOWN]
     if ctx.json:
         from gpupool.cli.render import emit_json
