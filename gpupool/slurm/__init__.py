@@ -1,4 +1,5 @@
-"""The Slurm layer: everything gpupool asks Slurm, behind the `SlurmClient` protocol.
+"""The Slurm layer: everything gpupool asks Slurm, behind the `SlurmClient` protocol (Slurm I/O
+only: it never imports `placement`; use cases that combine both live in `gpupool.app`).
 
 Names other modules use (import the submodule inside functions, never at CLI module top level):
 
@@ -11,7 +12,8 @@ Names other modules use (import the submodule inside functions, never at CLI mod
 - `gpupool.slurm.freestate.free_gpus_for_request(states, partition=None, *, cpus_per_gpu=None,
   mem_per_gpu_mb=None, features=(), gpu_type=None, exclude=()) -> dict[str, int]`: free GPUs per
   usable host (what `--free FILE` holds); `capacity_gpus`, `check_partition`, `node_verdict`.
-- `gpupool.slurm.submit.submit_planned(client, compiled, SubmitRequest(...)) -> SubmitOutcome`.
-- `gpupool.slurm.jobs.running_jobs(...)`, `explain_job(...)`.
+- `gpupool.slurm.submit`: the `gpupool:` job comment, sbatch node rejections, `wait_started`;
+  the plan-submit-verify flow is `gpupool.app.submit.submit_planned`.
+- `gpupool.slurm.jobs.running_jobs(client, user)`: jobs holding nodes now (costs: `gpupool.app.jobs`).
 - `gpupool.slurm.fake.FakeSlurm`: in-memory client for tests.
 """

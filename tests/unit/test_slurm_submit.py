@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.placement.cost import cost_of
 from gpupool.slurm.fake import FakeSlurm
-from gpupool.slurm.submit import SubmitRequest, submit_planned
 
 HOSTS = [f"gpu{i:03d}" for i in range(1, 17)]  # 4 leaves x 4 hosts
 
@@ -265,8 +265,8 @@ def test_concurrent_submits_never_double_book(compiled, tmp_path: Path, job_scri
 def test_submit_lock_excludes_and_times_out(tmp_path: Path) -> None:
     import os
 
+    from gpupool.app.submit import submit_lock
     from gpupool.errors import EnvError
-    from gpupool.slurm.submit import submit_lock
 
     path = str(tmp_path / "cluster.lock")
     with submit_lock(path, timeout=1):
