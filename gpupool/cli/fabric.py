@@ -63,14 +63,9 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
 
 
 def _slurm_node_names() -> list[str]:
-    from gpupool.errors import EnvError
+    from gpupool.slurm.client import make_client
 
-    try:
-        from gpupool.slurm.runner import run
-    except ImportError:
-        raise EnvError("the Slurm layer is not installed") from None
-    proc = run(["sinfo", "-h", "-N", "-o", "%N"], timeout=15)
-    return sorted({line.strip() for line in proc.stdout.splitlines() if line.strip()})
+    return sorted({node.name for node in app().make("slurm", make_client).node_states()})
 
 
 def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
