@@ -10,7 +10,7 @@ are accepted on input.
 
 Expansion is capped (`GPUPOOL_HOSTLIST_LIMIT`, default 1,000,000 names) before anything is
 materialised, so a hostile ``n[1-999999999]`` is an `InputError`, not an exhausted machine.
-ClusterShell node groups (``@name``) are not resolved: a hostlist never runs a group command.
+ClusterShell node groups (``@name``) are refused, never resolved: a hostlist never runs a group command.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def _size_bound(text: str) -> int:
             for item in group.split(","):
                 match = _RANGE.match(item)
                 if match is None:
-                    raise InputError(f"cannot parse hostlist {text!r}: bad range {item!r} in [{group}]")
+                    raise InputError(f"{text!r} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
                 lo, hi, step = int(match[1]), int(match[2] or match[1]), int(match[3] or 1)
                 if hi < lo or step < 1:
-                    raise InputError(f"cannot parse hostlist {text!r}: bad range {item!r} in [{group}]")
+                    raise InputError(f"{text!r} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
                 count += (hi - lo) // step + 1
             size *= count
         total += size
@@ -84,6 +84,8 @@ def expand(text: str | None) -> list[str]:
     if text is None or text.strip().lower() in NULL_VALUES:
         return []
     text = text.strip()
+    if "@" in text:
+        raise InputError(f"{text!r} is not a valid Slurm hostlist: node groups (@name) are not hostlists")
     cap = limit()
     bound = _size_bound(text)
     if bound > cap:
@@ -92,7 +94,7 @@ def expand(text: str | None) -> list[str]:
     try:
         return list(NodeSet(text, resolver=RESOLVER_NOGROUP))
     except (NodeSetException, ValueError) as exc:
-        raise InputError(f"cannot parse hostlist {text!r}: {exc}") from None
+        raise InputError(f"{text!r} is not a valid Slurm hostlist: {exc}") from None
 
 
 def expand_all(texts: Iterable[str]) -> list[str]:

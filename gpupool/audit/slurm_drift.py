@@ -51,7 +51,8 @@ _KV = re.compile(r"(\w+)=(\S+)")
 def parse_topology(text: str) -> dict[str, SwitchEntry]:
     """`scontrol show topology` lines or topology.conf lines: SwitchName=X [Nodes=...] [Switches=...]
     (topology/block's `BlockName=X Nodes=...` read as leaf switches)."""
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+    from gpupool.errors import InputError
+    from gpupool.hostlist import expand
 
     out: dict[str, SwitchEntry] = {}
     for raw in text.splitlines():
@@ -62,10 +63,10 @@ def parse_topology(text: str) -> dict[str, SwitchEntry]:
         entry = SwitchEntry(values.get("SwitchName") or values["BlockName"])
         try:
             if values.get("Nodes"):
-                entry.nodes = list(NodeSet(values["Nodes"]))
+                entry.nodes = expand(values["Nodes"])
             if values.get("Switches"):
-                entry.switches = list(NodeSet(values["Switches"]))
-        except NodeSetParseError:
+                entry.switches = expand(values["Switches"])
+        except InputError:
             continue
         out[entry.name] = entry
     return out
@@ -90,7 +91,7 @@ def _hosts_below(topo: dict[str, SwitchEntry]) -> dict[str, frozenset[str]]:
 
 
 def _fold(names: set[str] | frozenset[str] | list[str]) -> str:
-    from gpupool.fabric.export import fold
+    from gpupool.hostlist import fold
 
     return fold(names)
 

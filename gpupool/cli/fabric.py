@@ -8,6 +8,7 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.hostlist import expand, fold
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
 
@@ -46,13 +47,12 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
     """Build the fabric model from `ibnetdiscover` output."""
     from gpupool.errors import UsageError
     from gpupool.fabric.discover import discover as run_discover
-    from gpupool.fabric.discover import expand_hostlist
 
     if bool(ibnetdiscover_file) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
         raise UsageError("give at most one of --hosts and --slurm")
-    hosts = expand_hostlist(hostlist) if hostlist else None
+    hosts = expand(hostlist) if hostlist else None
     if from_slurm:
         hosts = _slurm_node_names()
     fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
@@ -181,8 +181,6 @@ def show(fabric_path: str | None) -> None:
 def _tree(fab, compiled):  # type: ignore[no-untyped-def]
     from rich.tree import Tree
 
-    from gpupool.fabric.export import fold
-
     children: dict[int, list[int]] = {}
     for t, p in enumerate(compiled.tree_parent.tolist()):
         children.setdefault(p, []).append(t)
@@ -233,7 +231,6 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     from gpupool.config import resolve_fabric_path
     from gpupool.errors import InputError
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.fabric.discover import expand_hostlist
     from gpupool.fabric.export import export as do_export
     from gpupool.fabric.model import load_fabric, restrict_hosts
 
@@ -241,7 +238,7 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     fab = load_fabric(path)
     compiled = None
     if hostlist:
-        restrict_hosts(fab, expand_hostlist(hostlist))
+        restrict_hosts(fab, expand(hostlist))
     else:
         compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
     text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from gpupool.errors import InputError
+from gpupool.hostlist import expand
 from gpupool.slurm.gres import gpu_count
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
-from gpupool.slurm.parse import expand_hostlist
 from gpupool.slurm.runner import SlurmCommandError
 
 
@@ -93,7 +93,7 @@ class FakeSlurm:
         self.submitted.append(args)
         opts = _options(args)
         job_id = str(next(self._ids))
-        hosts = expand_hostlist(opts.get("nodelist", ""))
+        hosts = expand(opts.get("nodelist", ""))
         nodes = int(opts.get("nodes", "1"))
         per_node = gpu_count(opts["gres"]) if "gres" in opts else (
             int(opts["gpus-per-node"].split(":")[-1]) if "gpus-per-node" in opts else None)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from gpupool.errors import EnvError, InputError
+from gpupool.hostlist import expand
 from gpupool.slurm import parse
 from gpupool.slurm.client import CommandsClient
 from gpupool.slurm.gres import gpu_count, gpu_types
@@ -152,7 +153,7 @@ def job_from_pyslurm(job: Any) -> JobInfo:
     state = str(getattr(job, "state", "") or "").upper()
     # pyslurm >= 23 names the allocation `allocated_nodes` (a hostlist string).
     node_text = getattr(job, "allocated_nodes", None) or getattr(job, "nodes", "") or ""
-    hosts = parse.expand_hostlist(str(node_text)) if state == "RUNNING" else []
+    hosts = expand(str(node_text)) if state == "RUNNING" else []
     allocation: dict[str, int] = {}
     layout = {}
     if hosts and hasattr(job, "get_resource_layout_per_node"):

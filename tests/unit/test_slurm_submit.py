@@ -168,7 +168,7 @@ def test_race_node_drained_after_plan_replans_once(compiled, tmp_path: Path, job
 
     def drain_planned(fake: FakeSlurm, args: list[str]) -> None:
         if not planned_first:  # only the first submission loses the race
-            from gpupool.slurm.parse import expand_hostlist
+            from gpupool.hostlist import expand as expand_hostlist
 
             planned_first.extend(expand_hostlist(opt(args, "nodelist")))
             for host in planned_first:
