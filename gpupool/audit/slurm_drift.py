@@ -13,29 +13,11 @@ from gpupool.fabric.model import natural_key
 
 
 class SlurmView(Protocol):
-    """What the drift checks need from Slurm (a fake in tests, scontrol/sinfo in production)."""
+    """The two calls of the Slurm port (`gpupool.slurm.port.SlurmClient`) the drift checks use."""
 
     def node_names(self) -> list[str]: ...
 
     def topology_text(self) -> str: ...
-
-
-class SlurmCommands:
-    """SlurmView over the Slurm CLI, through gpupool.slurm.runner (EnvError when unreachable)."""
-
-    def __init__(self, timeout: float = 15.0) -> None:
-        self.timeout = timeout
-
-    def node_names(self) -> list[str]:
-        from gpupool.slurm.runner import run
-
-        proc = run(["sinfo", "-h", "-N", "-o", "%N"], timeout=self.timeout)
-        return sorted({line.strip() for line in proc.stdout.splitlines() if line.strip()}, key=natural_key)
-
-    def topology_text(self) -> str:
-        from gpupool.slurm.runner import run
-
-        return run(["scontrol", "show", "topology"], timeout=self.timeout).stdout
 
 
 @dataclass

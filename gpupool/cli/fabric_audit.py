@@ -74,10 +74,10 @@ def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_path: str | None, live
                            counters_paths=counters_paths, route_samples=route_samples,
                            config=config.section("audit"))
     from gpupool.audit.live import run_ibdiag
-    from gpupool.audit.slurm_drift import SlurmCommands
+    from gpupool.slurm.client import make_client
 
     runner = ctx.make("ibdiag", lambda: run_ibdiag)  # tests inject fake tools and a fake Slurm here
-    slurm = ctx.make("slurm_view", SlurmCommands)
+    slurm = ctx.make("slurm_view", make_client) if with_slurm else None
     if not live:
         return run_audit(request, runner=runner, slurm=slurm)
     with _progress() as progress:

@@ -83,7 +83,7 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     from gpupool.node.gpu import NvmlGpuSource
     from gpupool.node.hca import choose_source
     from gpupool.node.runner import check_node, exit_code, log_line, should_drain
-    from gpupool.node.slurmenv import ScontrolNodeClient
+    from gpupool.slurm.client import make_client
 
     ctx = app()
     settings = _settings()
@@ -92,7 +92,8 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     if hca_source:
         settings = replace(settings, hca_source=hca_source)
     env = dict(os.environ)
-    slurm = ctx.make("slurm_node", lambda: ScontrolNodeClient(settings.scontrol_timeout))
+    # The commands backend: a Prolog never waits on pyslurm's version probe (short timeout, see settings).
+    slurm = ctx.make("slurm_node", lambda: make_client(settings.scontrol_timeout, backend="commands"))
     report = check_node(
         settings, mode or "manual", env,
         ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library)),

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 from gpupool.errors import EnvError, InputError
 from gpupool.hostlist import expand
 from gpupool.slurm import parse
-from gpupool.slurm.client import CommandsClient
+from gpupool.slurm.commands import CommandsClient
 from gpupool.slurm.gres import gpu_count, gpu_types
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
+from gpupool.slurm.port import Backend, BackendUnavailable, register
 from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
 T = TypeVar("T")
@@ -34,10 +35,8 @@ def pyslurm_unavailable_reason(commands: CommandsClient | None = None) -> str | 
     """None when the pyslurm backend can be used, else the reason it cannot."""
     try:
         pyslurm = _import_pyslurm()
-    except ImportError as exc:
+    except ImportError as exc:  # the optional extra (or its libslurm) is missing: the only guarded failure
         return f"pyslurm is not importable ({exc})"
-    except Exception as exc:  # noqa: BLE001 - a broken libslurm link raises anything
-        return f"pyslurm failed to load ({type(exc).__name__}: {exc})"
     try:
         py_version = parse.parse_version(str(pyslurm.version()))
     except Exception as exc:  # noqa: BLE001
@@ -116,6 +115,29 @@ class PyslurmClient:
 
     def cancel(self, job_id: str) -> None:
         self.commands.cancel(job_id)
+
+    def node_names(self) -> list[str]:
+        return self.commands.node_names()
+
+    def topology_text(self) -> str:
+        return self.commands.topology_text()
+
+    def node_gres(self, node: str) -> str | None:
+        return self.commands.node_gres(node)
+
+    def drain(self, node: str, reason: str) -> None:
+        self.commands.drain(node, reason)
+
+
+def _create(timeout: float) -> PyslurmClient:
+    commands = CommandsClient(timeout=timeout)
+    reason = pyslurm_unavailable_reason(commands)
+    if reason is not None:
+        raise BackendUnavailable(reason)
+    return PyslurmClient(timeout=timeout, commands=commands)
+
+
+register(Backend("pyslurm", preference=10, create=_create))
 
 
 def _gres_text(value: Any) -> str:

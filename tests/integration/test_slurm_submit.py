@@ -152,7 +152,7 @@ def test_node_drained_between_plan_and_submit_replans(clean: Testbed, script: st
     from gpupool.app.submit import SubmitRequest, submit_planned
     from gpupool.fabric.compiled import load_compiled
     from gpupool.hostlist import expand as expand_hostlist
-    from gpupool.slurm.client import CommandsClient
+    from gpupool.slurm.commands import CommandsClient
 
     drained: list[str] = []
 
