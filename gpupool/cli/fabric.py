@@ -8,6 +8,12 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.config import resolve_fabric_path
+from gpupool.errors import InputError, UsageError
+from gpupool.fabric.discover import discover as run_discover
+from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
+from gpupool.fsutil import atomic_write_text
 from gpupool.hostlist import expand, fold
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
@@ -24,8 +30,6 @@ def _fabric_option(func):  # type: ignore[no-untyped-def]
 
 
 def _write_output(text: str, output: str | None, backup: bool) -> None:
-    from gpupool.fsutil import atomic_write_text
-
     if output in (None, "-"):
         sys.stdout.write(text)
     else:
@@ -45,9 +49,6 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | None, hostlist: str | None,
              from_slurm: bool, output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output."""
-    from gpupool.errors import UsageError
-    from gpupool.fabric.discover import discover as run_discover
-
     if bool(ibnetdiscover_file) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
@@ -63,9 +64,7 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
 
 
 def _slurm_node_names() -> list[str]:
-    from gpupool.slurm.client import make_client
-
-    return sorted({node.name for node in app().make("slurm", make_client).node_states()})
+    return sorted(app().slurm_client().node_names())
 
 
 def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
@@ -110,7 +109,6 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
-    from gpupool.fabric.model import save_fabric
 
     compiled = compile_fabric(fab)
     save_fabric(fab, output, backup=backup)
@@ -134,8 +132,6 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
 def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
                  speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised."""
-    from gpupool.fabric.generate import fat_tree
-
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
     _save_and_report(fab, output, backup)
@@ -150,8 +146,6 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
                   prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
-    from gpupool.fabric.generate import dragonfly
-
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
     _save_and_report(fab, output, backup)
@@ -162,10 +156,8 @@ def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, gl
 @json_option
 def show(fabric_path: str | None) -> None:
     """Summarise the fabric: a tree from the top switches down to the hosts."""
-    from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fabric.export import summary
-    from gpupool.fabric.model import load_fabric
 
     path = resolve_fabric_path(fabric_path, app().config())
     fab = load_fabric(path)
@@ -228,11 +220,8 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON."""
     import difflib
 
-    from gpupool.config import resolve_fabric_path
-    from gpupool.errors import InputError
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fabric.export import export as do_export
-    from gpupool.fabric.model import load_fabric, restrict_hosts
 
     path = resolve_fabric_path(fabric_path, app().config())
     fab = load_fabric(path)

@@ -12,15 +12,10 @@ from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
-from gpupool.slurm.client import SlurmClient, make_client
 
 
 def _compiled(fabric_path: str | None) -> CompiledFabric:
     return load_compiled(resolve_fabric_path(fabric_path, app().config()))
-
-
-def _client() -> SlurmClient:
-    return app().make("slurm", make_client)
 
 
 @click.command("jobs")
@@ -33,7 +28,7 @@ def jobs(user: str | None, all_users: bool, fabric_path: str | None) -> None:
     if user and all_users:
         raise click.UsageError("give --user U or --all, not both")
     who = None if all_users else (user or getpass.getuser())
-    rows = running_jobs(_client(), _compiled(fabric_path), user=who)
+    rows = running_jobs(app().slurm_client(), _compiled(fabric_path), user=who)
     if app().json:
         emit_json({"user": who, "jobs": rows})
         return
@@ -59,7 +54,7 @@ def jobs(user: str | None, all_users: bool, fabric_path: str | None) -> None:
 @json_option
 def explain(job_id: str, fabric_path: str | None) -> None:
     """Why a pending job waits: Slurm's reason, what it asks, the best placement now and the cost difference."""
-    explanation = explain_job(_client(), _compiled(fabric_path), job_id)
+    explanation = explain_job(app().slurm_client(), _compiled(fabric_path), job_id)
     doc = explanation.to_json()
     if app().json:
         emit_json(doc)

@@ -17,7 +17,6 @@ from gpupool.errors import InfeasibleError
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
 from gpupool.hostlist import expand, fold
 from gpupool.placement.model import Placement, Request
-from gpupool.slurm.client import make_client
 
 
 @click.command("plan")
@@ -42,7 +41,7 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
-                       slurm=lambda: ctx.make("slurm", make_client), warn=warn)
+                       slurm=ctx.slurm_client, warn=warn)
     if outcome.placement is None:
         if ctx.json:
             emit_json(plan_document(None, outcome.reference, request, _ms(start), error=outcome.error))

@@ -8,6 +8,13 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.config import resolve_fabric_path
+from gpupool.pools.apply import ApplyOptions, apply_pools
+from gpupool.pools.fragment import fragment_path, read_fragment
+from gpupool.pools.live import CommandRunner, parse_config, slurm_runner
+from gpupool.pools.nodes import resolve_nodes
+from gpupool.pools.schema import load_pools_file
+from gpupool.pools.status import collect_status
 
 if TYPE_CHECKING:
     from gpupool.pools.apply import ApplyReport
@@ -19,15 +26,12 @@ def pool() -> None:
     """Declarative GPU pools and fair-share queues."""
 
 
-def _runner() -> Any:
-    from gpupool.pools.live import slurm_runner
-
-    return app().make("slurm_commands", slurm_runner)
+def _runner() -> CommandRunner:
+    return app().slurm_runner or slurm_runner()
 
 
 def _fabric_loader(fabric_path: str | None) -> Any:
     def load() -> Any:
-        from gpupool.config import resolve_fabric_path
         from gpupool.fabric.compiled import load_compiled
 
         return load_compiled(resolve_fabric_path(fabric_path, app().config()))
@@ -52,17 +56,12 @@ def _config_fragment() -> str | None:
 def apply_command(pools_file: str, dry_run: bool, fragment_option: str | None, allow_unknown_users: bool,
                   fabric_path: str | None) -> None:
     """Make Slurm's partitions, QOS, accounts and shares match POOLS.yaml."""
-    from gpupool.pools.apply import ApplyOptions, apply_pools
-    from gpupool.pools.fragment import fragment_path
-    from gpupool.pools.schema import load_pools_file
-
     spec = load_pools_file(pools_file)
     config_fragment = _config_fragment()
     options = ApplyOptions(dry_run=dry_run, fragment_path=fragment_option,
                            allow_unknown_users=allow_unknown_users, fabric=_fabric_loader(fabric_path))
-    factories = app().factories
-    if "user_exists" in factories:
-        options.user_exists = factories["user_exists"]()
+    if app().user_exists is not None:
+        options.user_exists = app().user_exists
     report = apply_pools(spec, _runner(), options,
                          lambda live: fragment_path(None, config_fragment, live.config.get("SLURM_CONF")))
     for message in report.warnings:
@@ -111,12 +110,6 @@ def _render_apply(report: ApplyReport, pools_file: str) -> None:
 @json_option
 def status_command(pools_file: str | None, fragment_option: str | None, fabric_path: str | None) -> None:
     """GPUs per pool (total/allocated/idle/down/borrowed), pending jobs, fair-share per account."""
-    from gpupool.pools.fragment import fragment_path, read_fragment
-    from gpupool.pools.live import parse_config
-    from gpupool.pools.nodes import resolve_nodes
-    from gpupool.pools.schema import load_pools_file
-    from gpupool.pools.status import collect_status
-
     run = _runner()
     spec = load_pools_file(pools_file) if pools_file else None
     hosts = None

@@ -13,7 +13,6 @@ from gpupool.config import resolve_fabric_path
 from gpupool.errors import UsageError
 from gpupool.fabric.compiled import load_compiled
 from gpupool.hostlist import expand
-from gpupool.slurm.client import make_client
 from gpupool.slurm.sbatch import split_options
 
 
@@ -56,7 +55,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
         switch_wait=switch_wait, verify_timeout=verify_timeout,
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
-    client = ctx.make("slurm", make_client)
+    client = ctx.slurm_client()
     outcome = submit_planned(client, compiled, request)
     if ctx.json:
         emit_json(outcome.to_json())

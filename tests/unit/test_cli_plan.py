@@ -113,13 +113,13 @@ def test_plan_reads_free_state_from_slurm(tree_fabric: str, capsys: pytest.Captu
                        partitions=("gpu",))
              for i, free in [(1, 8), (2, 1), (9, 8), (10, 8)]]
     nodes.append(NodeState(name="gpu011", flags=frozenset({"IDLE", "DRAIN"}), gpus_total=8, partitions=("gpu",)))
-    ctx = AppContext(factories={"slurm": lambda: FakeSlurm(nodes)})
+    ctx = AppContext(slurm=FakeSlurm(nodes))  # type: ignore[arg-type]
     assert main(["plan", "--gpus", "16", "--fabric", tree_fabric, "--json"], obj=ctx) == 0
     assert _json(capsys)["allocation"] == {"gpu009": 8, "gpu010": 8}
-    ctx = AppContext(factories={"slurm": lambda: FakeSlurm(nodes)})
+    ctx = AppContext(slurm=FakeSlurm(nodes))  # type: ignore[arg-type]
     assert main(["plan", "--nodes", "1", "--gpus-per-node", "9", "--fabric", tree_fabric], obj=ctx) == 2
     assert "more than any host has" in capsys.readouterr().err
-    ctx = AppContext(factories={"slurm": lambda: FakeSlurm(nodes)})
+    ctx = AppContext(slurm=FakeSlurm(nodes))  # type: ignore[arg-type]
     assert main(["plan", "--gpus", "1", "--partition", "nope", "--fabric", tree_fabric], obj=ctx) == 4
 
 
@@ -149,8 +149,10 @@ def test_stale_fabric_cache_is_rebuilt(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_plan_without_slurm_is_an_environment_error(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
-    def unreachable() -> FakeSlurm:
-        raise EnvError("slurmctld is not reachable")
+    class Unreachable(FakeSlurm):
+        def node_states(self) -> list[NodeState]:
+            raise EnvError("slurmctld is not reachable")
 
-    assert main(["plan", "--gpus", "4", "--fabric", tree_fabric], obj=AppContext(factories={"slurm": unreachable})) == 3
+    ctx = AppContext(slurm=Unreachable([]))  # type: ignore[arg-type]
+    assert main(["plan", "--gpus", "4", "--fabric", tree_fabric], obj=ctx) == 3
     assert "slurmctld is not reachable" in capsys.readouterr().err
