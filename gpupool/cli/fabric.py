@@ -7,6 +7,7 @@ import sys
 import click
 
 from gpupool.cli.context import app, json_option
+from gpupool.cli.fabric_audit import audit
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
@@ -245,12 +246,4 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     return 0
 
 
-def _register_audit() -> None:
-    try:
-        from gpupool.cli.fabric_audit import audit
-    except ImportError:
-        return
-    fabric.add_command(audit)
-
-
-_register_audit()
+fabric.add_command(audit)

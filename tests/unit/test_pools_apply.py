@@ -480,3 +480,13 @@ def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys:
     pools.write_text(TWO_UNITS)
     assert main(["pool", "apply", str(pools)], AppContext(**factories)) == 3
     assert "Unable to contact slurm controller" in capsys.readouterr().err
+
+
+def test_unreadable_node_list_of_another_partition_is_an_error(slurm: FakeSlurm, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    slurm.partitions["debug"] = {**slurm.partitions["batch"], "Nodes": "gpu[001-", "Default": "NO"}
+    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(slurm_runner=slurm, user_exists=lambda n: True))
+    assert code == 4
+    assert "'gpu[001-' is not a valid Slurm hostlist" in capsys.readouterr().err
