@@ -2,8 +2,8 @@
 
     outcome = submit_planned(client, compiled, SubmitRequest(gpus=16, script="job.sh"))
 
-Steps (all under one lock file per cluster so concurrent `gpupool submit` calls on a login
-node never plan on the same free GPUs):
+Steps (all under the user's submit lock, `gpupool.app.lock`, so one user's concurrent submits
+never plan on the same free GPUs; other users' submits are covered by step 5):
 
 1. Read the sbatch options (``-- SBATCH_ARGS`` and the script's ``#SBATCH`` lines), merge the GPU
    request with gpupool's options, reject conflicting ones (``-w``, ``-F``, ``-N`` with another
@@ -20,18 +20,14 @@ node never plan on the same free GPUs):
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import hashlib
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpupool.app.lock import default_lock_path, submit_lock
 from gpupool.app.plan import plan_placement
-from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
+from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
 from gpupool.placement.model import Placement, Request
@@ -104,61 +100,6 @@ class SubmitOutcome:
             doc["job_id"] = self.job_id
             doc["job_state"] = self.job_state
         return doc
-
-
-# ---------------------------------------------------------------------------------------------
-# lock
-
-
-def default_lock_path() -> str:
-    """One lock per cluster (keyed by SLURM_CONF), in a directory every user of the node shares."""
-    conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
-    key = hashlib.sha256(os.path.realpath(conf).encode()).hexdigest()[:12]
-    directory = os.environ.get("GPUPOOL_LOCK_DIR", "/tmp")
-    return os.path.join(directory, f"gpupool-submit-{key}.lock")
-
-
-def _open_shared(path: str) -> int:
-    """Open (or create, world-writable) the lock file. Opening an existing file without O_CREAT
-    keeps working for other users under fs.protected_regular in sticky /tmp."""
-    for _ in range(3):
-        try:
-            return os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise EnvError(f"cannot open submit lock {path}: {exc.strerror}") from None
-        old_umask = os.umask(0)
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue  # another submit created it first: open it as an existing file
-        except OSError as exc:
-            raise EnvError(f"cannot create submit lock {path}: {exc.strerror}") from None
-        finally:
-            os.umask(old_umask)
-    raise EnvError(f"cannot open submit lock {path}")
-
-
-@contextlib.contextmanager
-def submit_lock(path: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
-    """Exclusive flock on `path`, waiting at most `timeout` seconds (EnvError after that)."""
-    fd = _open_shared(path)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise EnvError(f"cannot lock {path}: {exc.strerror}") from None
-                if time.monotonic() >= deadline:
-                    raise EnvError(f"another gpupool submit held {path} for more than {timeout:g}s") from None
-                sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 # ---------------------------------------------------------------------------------------------
