@@ -227,7 +227,7 @@ def run_benchmark(cases: int, states: int, seed: int, busy_share: float = 0.6,
                   max_nodes: int = 8, progress: bool = True, total_share: float = 0.5) -> tuple[list[Case], dict[str, Any]]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.slurm.client import CommandsClient
+    from gpupool.slurm.commands import CommandsClient
 
     client = CommandsClient(timeout=30)
     compiled = load_compiled(resolve_fabric_path(None))
