@@ -12,7 +12,6 @@ from gpupool.hostlist import expand, fold
 from gpupool.placement.cost import cost_of
 from gpupool.placement.model import Request
 from gpupool.slurm import jobs as slurm_jobs
-from gpupool.slurm.client import SlurmClient
 from gpupool.slurm.freestate import (
     capacity_gpus,
     free_gpus_for_request,
@@ -20,6 +19,7 @@ from gpupool.slurm.freestate import (
     subtract_pending_plans,
 )
 from gpupool.slurm.models import JobInfo
+from gpupool.slurm.port import SlurmClient
 
 
 def _cost_json(compiled: CompiledFabric, allocation: dict[str, int]) -> dict[str, Any] | None:

@@ -20,9 +20,9 @@ from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.slurm_reference import slurm_reference
-from gpupool.slurm.client import SlurmClient
 from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
 from gpupool.slurm.models import NodeState
+from gpupool.slurm.port import SlurmClient
 
 
 def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request) -> Placement:

@@ -32,7 +32,6 @@ from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
 from gpupool.placement.model import Placement, Request
 from gpupool.slurm import sbatch as sb
-from gpupool.slurm.client import SlurmClient
 from gpupool.slurm.freestate import (
     capacity_gpus,
     check_partition,
@@ -40,6 +39,7 @@ from gpupool.slurm.freestate import (
     subtract_pending_plans,
 )
 from gpupool.slurm.models import JobInfo, NodeState
+from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.runner import SlurmCommandError
 from gpupool.slurm.submit import (
     default_partition,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpupool.slurm.client import SlurmClient
 from gpupool.slurm.models import JobInfo
+from gpupool.slurm.port import SlurmClient
 
 RUNNING_STATES = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from gpupool.slurm.client import SlurmClient
 from gpupool.slurm.freestate import format_alloc_field
 from gpupool.slurm.models import JobInfo
+from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.runner import SlurmCommandError
 
 # sbatch rejections that mean "the nodes you named cannot take this job right now / any more".
