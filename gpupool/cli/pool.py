@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
-from gpupool.pools.apply import ApplyOptions, apply_pools
+from gpupool.pools.apply import ApplyOptions, ApplyReport, apply_pools
 from gpupool.pools.fragment import fragment_path, read_fragment
 from gpupool.pools.live import CommandRunner, parse_config, slurm_runner
 from gpupool.pools.nodes import resolve_nodes
 from gpupool.pools.schema import load_pools_file
-from gpupool.pools.status import collect_status
-
-if TYPE_CHECKING:
-    from gpupool.pools.apply import ApplyReport
-    from gpupool.pools.status import StatusReport
+from gpupool.pools.status import StatusReport, collect_status
 
 
 @click.group()
