@@ -37,8 +37,9 @@ ALLOWED: dict[str, set[str]] = {
 # Modules a layer must not reach even inside an allowed package: the CLI plans through `app`, and
 # Slurm backends are chosen by `gpupool.slurm.client.make_client`, never imported by callers.
 FORBIDDEN_MODULES: dict[str, tuple[str, ...]] = {
-    "cli": ("gpupool.placement.engine", "gpupool.slurm.pyslurm_backend", "gpupool.slurm.runner",
-            "gpupool.slurm.commands"),
+    "cli": ("gpupool.placement.engine", "gpupool.placement.slurm_reference", "gpupool.slurm.pyslurm_backend",
+            "gpupool.slurm.runner", "gpupool.slurm.commands", "gpupool.slurm.freestate", "gpupool.slurm.submit",
+            "gpupool.slurm.jobs"),
     "app": ("gpupool.slurm.pyslurm_backend",),
 }
 # Third-party imports `placement` may use (it is pure computation over arrays).
