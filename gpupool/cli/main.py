@@ -27,6 +27,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class CommandLoadError(RuntimeError):
+    """A command's own module (or a first-party module it imports) failed to import: a broken install."""
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
@@ -36,10 +40,9 @@ class LazyGroup(click.Group):
             module_name, attr, _help = LAZY_COMMANDS[cmd_name]
             try:
                 module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name == module_name:
-                    return None
-                raise
+            except ImportError as exc:  # never "No such command": the command exists, its code is broken
+                raise CommandLoadError(f"command {cmd_name!r} cannot be loaded ({module_name}: {exc}); "
+                                       "the gpupool installation is broken") from exc
             return getattr(module, attr)
         return super().get_command(ctx, cmd_name)
 

@@ -11,11 +11,17 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.monitoring import MonitoringCommand
+from gpupool.errors import MON_OK, MON_UNKNOWN, GpupoolError, UsageError
+from gpupool.node.gpu import NvmlGpuSource, collect_gpus
+from gpupool.node.hca import SysfsHcaSource, choose_source, collect_hca_ports
+from gpupool.node.runner import check_node, exit_code, log_line, should_drain
+from gpupool.node.settings import settings_from_table
+from gpupool.node.slurmenv import job_gpu_ids
+from gpupool.node.topo import LEGEND, build_topology, task_prolog_lines
+from gpupool.slurm.client import make_client
 
 
 def _settings() -> Any:
-    from gpupool.node.settings import settings_from_table
-
     config = app().config()
     return settings_from_table(config.section("node"), config.path or "config")
 
@@ -58,8 +64,6 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     try:
         return _check(mode, strict, drain, sysfs_root, hca_source, deep, verbose)
     except Exception as exc:  # noqa: BLE001 - a monitoring command exits 0-3; a gpupool failure must not drain
-        from gpupool.errors import GpupoolError
-
         detail = exc.message if isinstance(exc, GpupoolError) else f"{type(exc).__name__}: {exc}"
         if app().debug:
             raise
@@ -68,8 +72,6 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
 
 def _internal_failure(mode: str | None, strict: bool, detail: str) -> int:
     """The check could not run (bad config, gpupool bug): UNKNOWN; as Prolog/Epilog exit 0 unless --strict."""
-    from gpupool.errors import MON_OK, MON_UNKNOWN
-
     what = f"{mode} check" if mode else "node check"
     line = f"gpupool: error: UNKNOWN: {what} could not run: {detail}"
     sys.stderr.write(line + "\n")
@@ -85,11 +87,6 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
            hca_source: str | None, deep: bool, verbose: bool) -> int:
     from dataclasses import replace
 
-    from gpupool.node.gpu import NvmlGpuSource
-    from gpupool.node.hca import choose_source
-    from gpupool.node.runner import check_node, exit_code, log_line, should_drain
-    from gpupool.node.slurmenv import ScontrolNodeClient
-
     ctx = app()
     settings = _settings()
     if sysfs_root:
@@ -99,9 +96,8 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     env = dict(os.environ)
     report = check_node(
         settings, mode or "manual", env,
-        ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library)),
-        ctx.make("hca_source", lambda: choose_source(settings.hca_source, settings.sysfs_root,
-                                                     settings.ibstat_timeout)),
+        ctx.gpu_source or NvmlGpuSource(settings.nvml_library),
+        ctx.hca_source or choose_source(settings.hca_source, settings.sysfs_root, settings.ibstat_timeout),
         deep=deep,
     )
     code = exit_code(report, strict)
@@ -111,7 +107,8 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
         _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
     if drain and should_drain(report, strict):
         try:  # the only Slurm command of a Prolog/Epilog, and only on CRITICAL
-            slurm = ctx.make("slurm_node", lambda: ScontrolNodeClient(settings.scontrol_timeout))
+            # The commands backend: a Prolog never waits on pyslurm's version probe (short timeout).
+            slurm = ctx.slurm or make_client(settings.scontrol_timeout, backend="commands")
             slurm.drain(report.node, report.reason)
         except Exception as exc:  # noqa: BLE001 - the non-zero exit still makes Slurm drain
             sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {exc}\n")
@@ -142,7 +139,7 @@ def _print_report(report: Any, verbose: bool = False) -> None:
                 sys.stdout.write(f"  {result.status:<8} {result.check:<22} {result.subject:<24} "
                                  f"value={result.value} threshold={result.threshold}\n")
         return
-    from rich.table import Table
+    from rich.table import Table  # rich only for human output: a Prolog never pays for it
 
     from gpupool.cli.render import stdout_console
 
@@ -173,21 +170,14 @@ def _print_report(report: Any, verbose: bool = False) -> None:
 @json_option
 def topo(task_prolog: bool, sysfs_root: str | None, no_nvml: bool) -> int:
     """GPU <-> HCA affinity of this node, like `nvidia-smi topo -m`."""
-    from gpupool.node.gpu import NvmlGpuSource, collect_gpus
-    from gpupool.node.hca import SysfsHcaSource, collect_hca_ports
-    from gpupool.node.slurmenv import job_gpu_ids
-    from gpupool.node.topo import build_topology, task_prolog_lines
-
     ctx = app()
     if ctx.json and task_prolog:
-        from gpupool.errors import UsageError
-
         raise UsageError("--json and --task-prolog cannot be combined")
     settings = _settings()
     root = sysfs_root or settings.sysfs_root
     inventory = None
     if not no_nvml:
-        source = ctx.make("gpu_source", lambda: NvmlGpuSource(settings.nvml_library))
+        source = ctx.gpu_source or NvmlGpuSource(settings.nvml_library)
         inventory, error = collect_gpus(source, None, True, settings.nvml_timeout)
         if error is not None and not task_prolog:
             sys.stderr.write(f"gpupool: warning: {error.message}; GPUs from sysfs only\n")
@@ -209,7 +199,6 @@ def _print_topology(topology: Any) -> None:
     from rich.table import Table
 
     from gpupool.cli.render import stdout_console
-    from gpupool.node.topo import LEGEND
 
     names = [f"gpu{g.index}" for g in topology.gpus] + [h.name for h in topology.hcas]
     console = stdout_console()

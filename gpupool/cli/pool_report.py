@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def pool_definitions(run: Any, pools_file: str | None, fragment_option: str | None, fabric_path: str | None
                      ) -> tuple[list[Any], dict[str, Any]]:
     """Pool definitions (from POOLS.yaml, else gpupool's partition fragment) and Slurm's nodes, as `pool status`."""
-    from gpupool.cli.pool import _config_fragment, _fabric_loader
+    from gpupool.app.pools import config_fragment, fabric_loader
     from gpupool.pools.fragment import fragment_path, read_fragment
     from gpupool.pools.live import parse_config, parse_nodes, parse_partitions
     from gpupool.pools.nodes import resolve_nodes
@@ -26,7 +26,7 @@ def pool_definitions(run: Any, pools_file: str | None, fragment_option: str | No
     partitions = parse_partitions(run(["scontrol", "-o", "show", "partition"]))
     if pools_file:
         spec = load_pools_file(pools_file)
-        loader = _fabric_loader(fabric_path)
+        loader = fabric_loader(fabric_path, app().config())
         hosts: dict[str, list[str]] = {}
         for pool_spec in spec.pools.values():
             try:
@@ -34,7 +34,7 @@ def pool_definitions(run: Any, pools_file: str | None, fragment_option: str | No
             except ValueError as exc:
                 raise spec.error(("pools", pool_spec.name, "nodes"), str(exc)) from None
         return definitions_from_file(spec, hosts, partitions), nodes
-    path = fragment_option or _config_fragment() or ""
+    path = fragment_option or config_fragment(app().config()) or ""
     if not path:
         conf = parse_config(run(["scontrol", "show", "config"]))
         path = fragment_path(None, None, conf.get("SLURM_CONF"))

@@ -17,23 +17,18 @@ if TYPE_CHECKING:
 def load_fabric_and_free(fabric_path: str | None, free_path: str | None, partition: str | None,
                          ignore_unknown: bool = False) -> tuple[CompiledFabric, FreeState]:
     """The compiled fabric and the free state, exactly as `gpupool plan` obtains them."""
+    from gpupool.app.plan import free_state_from_slurm, load_free_file
     from gpupool.cli.render import warn
     from gpupool.config import resolve_fabric_path
-    from gpupool.errors import EnvError
     from gpupool.fabric.compiled import load_compiled
     from gpupool.placement.model import Request
-    from gpupool.placement.planning import free_state_from_slurm, load_free_file
 
     ctx = app()
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     if free_path:
         return compiled, load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
-    try:
-        from gpupool.slurm.client import make_client
-    except ImportError:
-        raise EnvError("reading the free state from Slurm is not available; use --free FILE") from None
     request = Request(gpus=1, partition=partition)
-    return compiled, free_state_from_slurm(ctx.make("slurm", make_client), compiled, request, warn=warn)
+    return compiled, free_state_from_slurm(ctx.slurm_client().node_states(), compiled, request, warn=warn)
 
 
 def shape_options(func: click.decorators.FC) -> click.decorators.FC:

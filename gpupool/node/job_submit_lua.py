@@ -34,13 +34,13 @@ class LuaPool:
 
 def count_hosts(hostlist: str | list[str]) -> int:
     """Number of hosts in a Slurm hostlist (or list of them)."""
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+    from gpupool.hostlist import expand_all
 
     items = hostlist if isinstance(hostlist, list) else [hostlist]
     try:
-        return len(NodeSet.fromlist([str(item) for item in items]))
-    except NodeSetParseError as exc:
-        raise InputError(f"pools file: bad hostlist {hostlist!r}: {exc}") from None
+        return len(expand_all(str(item) for item in items))
+    except InputError as exc:
+        raise InputError(f"pools file: {exc.message}") from None
 
 
 def lua_pools(document: Mapping[str, Any], default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE,

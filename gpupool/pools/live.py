@@ -235,7 +235,7 @@ _DETAIL = re.compile(r"\sNodes=(\S+)")
 
 def parse_jobs(text: str) -> list[Job]:
     """`scontrol -o -d show job` -> jobs with their per-node GPUs (from the `-d` detail segments)."""
-    from gpupool.pools.nodes import expand_hostlist
+    from gpupool.hostlist import expand as expand_hostlist
 
     jobs = []
     for line in text.splitlines():

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gpupool.errors import InputError
+from gpupool.hostlist import expand
 from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
-from gpupool.slurm.parse import expand_hostlist
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def subtract_pending_plans(free: Mapping[str, int], jobs: Iterable[JobInfo]) -> 
         plan = parse_plan_comment(job.comment)
         alloc = parse_alloc_field(plan.get("alloc", ""))
         if not alloc and job.request.required_nodes and job.request.gpus_per_node:
-            alloc = dict.fromkeys(expand_hostlist(job.request.required_nodes), job.request.gpus_per_node)
+            alloc = dict.fromkeys(expand(job.request.required_nodes), job.request.gpus_per_node)
         for host, gpus in alloc.items():
             if host in out:
                 out[host] = max(0, out[host] - gpus)

@@ -17,7 +17,7 @@ GPUPOOL = [sys.executable, "-m", "gpupool"]
 
 
 def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "GPUPOOL_CONFIG": str(config), "GPUPOOL_NVML_LIBRARY": "/nonexistent.so"}
+    env = {"PATH": "/usr/bin:/bin", "GPUPOOL_CONFIG": str(config), "GPUPOOL_NVML_LIBRARY": "/nonexistent/libnvidia-ml.so"}
     return subprocess.run([*GPUPOOL, *args], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -160,13 +160,12 @@ def test_internal_error_is_unknown_and_never_drains(capsys: pytest.CaptureFixtur
         def drain(self, node: str, reason: str) -> None:
             drained.append((node, reason))
 
-    context = AppContext(factories={"gpu_source": ExplodingSource, "hca_source": lambda: None,
-                                    "slurm_node": RecordingSlurm})
-    code = main(["node", "check", "--prolog", "--drain", "--json"], obj=context)
+    context = AppContext(gpu_source=ExplodingSource(), slurm=RecordingSlurm())  # type: ignore[arg-type]
+    code = main(["node", "check", "--prolog", "--drain", "--json", "--hca-source", "none"], obj=context)
     report = json.loads(capsys.readouterr().out)
     assert (code, report["status"]) == (0, "UNKNOWN")
     assert report["unknown"] == ["internal error: RuntimeError: bug in gpupool"]
     assert drained == []
-    context = AppContext(factories=dict(context.factories))
-    assert main(["node", "check", "--prolog", "--drain", "--strict", "--json"], obj=context) == 3
+    context = AppContext(gpu_source=context.gpu_source, slurm=context.slurm)
+    assert main(["node", "check", "--prolog", "--drain", "--strict", "--json", "--hca-source", "none"], obj=context) == 3
     assert drained and drained[0][1].startswith("gpupool: UNKNOWN: internal error")

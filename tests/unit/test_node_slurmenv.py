@@ -82,9 +82,8 @@ def run(argv: list[str], ecc: int, slurm: FakeSlurm, tmp_path: Path, monkeypatch
     monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
     monkeypatch.setenv("SLURMD_NODENAME", "gpu007")
     monkeypatch.setenv("NO_COLOR", "1")
-    context = AppContext(factories={"gpu_source": lambda: TwoGpus(ecc), "hca_source": lambda: None,
-                                    "slurm_node": lambda: slurm})
-    code = main(argv, obj=context)
+    context = AppContext(gpu_source=TwoGpus(ecc), slurm=slurm)  # type: ignore[arg-type]
+    code = main([*argv, "--hca-source", "none"], obj=context)
     return code, capsys.readouterr().out
 
 

@@ -52,7 +52,7 @@ def fabric(tmp_path: Path) -> str:
 def _report(fabric: str, job: str, capsys: pytest.CaptureFixture[str]) -> dict:
     fake = FakeSlurm()
     assert main(["jobs", "--report", job, "--fabric", fabric, "--json"],
-                obj=AppContext(factories={"slurm_commands": lambda: fake})) == 0
+                obj=AppContext(slurm_runner=fake)) == 0
     assert [c[0] for c in fake.calls].count("sacct") == 2
     window = next(c for c in fake.calls if c[0] == "sacct" and "--starttime" in c)
     assert window[window.index("--starttime") + 1] == f"{T}10:00:00"
@@ -81,10 +81,10 @@ def test_job_already_optimal(fabric: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_human_output_and_errors(fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = AppContext(factories={"slurm_commands": FakeSlurm})
+    ctx = AppContext(slurm_runner=FakeSlurm())
     assert main(["jobs", "--report", "500", "--fabric", fabric], obj=ctx) == 0
     out = capsys.readouterr().out
     assert "spanned 2 leaves" in out and "+1 leaves" in out and "hint:" in out
-    assert main(["jobs", "--report", "502", "--fabric", fabric], obj=AppContext(factories={"slurm_commands": FakeSlurm})) == 4
+    assert main(["jobs", "--report", "502", "--fabric", fabric], obj=AppContext(slurm_runner=FakeSlurm())) == 4
     assert "sacct knows no run" in capsys.readouterr().err
     assert main(["jobs", "--report", "5;rm", "--fabric", fabric]) == 4

@@ -135,7 +135,7 @@ def test_pool_report_cli_json_csv_and_table(tmp_path: Path, capsys: pytest.Captu
     spec = tmp_path / "pools.yaml"
     spec.write_text(POOLS_YAML)
     fake = FakeSlurm()
-    ctx = AppContext(factories={"slurm_commands": lambda: fake})
+    ctx = AppContext(slurm_runner=fake)
     args = ["pool", "report", str(spec), "--since", "2026-11-28", "--until", "2026-11-29"]
     assert main([*args, "--json"], obj=ctx) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -145,11 +145,11 @@ def test_pool_report_cli_json_csv_and_table(tmp_path: Path, capsys: pytest.Captu
     assert doc["hours"] == 24 and doc["runs"] == 10
     accounts = {a["name"]: a for a in doc["accounts"]}
     assert accounts["llm"]["norm_shares"] == 0.7 and accounts["llm"]["fairshare"] == 0.75
-    assert main([*args, "--csv"], obj=AppContext(factories={"slurm_commands": FakeSlurm})) == 0
+    assert main([*args, "--csv"], obj=AppContext(slurm_runner=FakeSlurm())) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["record"], r["name"]) for r in rows][:2] == [("pool", "vision"), ("pool", "llm")]
     assert float(next(r for r in rows if r["name"] == "llm" and r["record"] == "account")["gpu_hours"]) == 176
-    assert main(args, obj=AppContext(factories={"slurm_commands": FakeSlurm})) == 0
+    assert main(args, obj=AppContext(slurm_runner=FakeSlurm())) == 0
     out = capsys.readouterr().out
     assert "vision" in out and "32.00" in out and "6800 s / 18000 s (3 jobs)" in out
     assert main(["pool", "report", "--since", "2026-11-29", "--until", "2026-11-28"]) == 2

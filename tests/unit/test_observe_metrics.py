@@ -113,7 +113,7 @@ def test_pool_gpus_now(inputs: tuple[str, str], tmp_path: Path, capsys: pytest.C
     fabric, free = inputs
     spec = tmp_path / "pools.yaml"
     spec.write_text(POOLS_YAML)
-    ctx = AppContext(factories={"slurm_commands": lambda: _fake})
+    ctx = AppContext(slurm_runner=_fake)
     assert main(["metrics", "--fabric", fabric, "--free", free, "--pools", str(spec), "--no-audit"], obj=ctx) == 0
     samples = _samples(capsys.readouterr().out)
 

@@ -44,7 +44,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp / "report.html"
     code = main(["report", "--html", str(out), "--fabric", str(fabric), "--free", str(tmp / "free.json"),
                  "--pools", str(tmp / "pools.yaml"), "--since", "2026-11-28", "--until", "2026-11-29",
-                 "--audit-json", str(tmp / "audit.json")], obj=AppContext(factories={"slurm_commands": FakeSlurm}))
+                 "--audit-json", str(tmp / "audit.json")], obj=AppContext(slurm_runner=FakeSlurm()))
     assert code == 0
     return out
 

@@ -1,18 +1,35 @@
-"""What `gpupool plan` (and `submit`) need around the engine: free-state sources and the JSON document."""
+"""`gpupool plan` as a use case: free state (file or Slurm), the one planning step, the JSON document.
+
+`plan_placement` is the only place a command asks the engine for a placement: `plan`, `submit`
+and `explain` all go through it, so they cannot disagree about what "best" means.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from gpupool.errors import EnvError, InputError
+from gpupool.errors import InfeasibleError, InputError
+from gpupool.fabric.compiled import CompiledFabric
+from gpupool.hostlist import fold
+from gpupool.placement.cost import cost_of
+from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.slurm_reference import slurm_reference
+from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
+from gpupool.slurm.models import NodeState
+from gpupool.slurm.port import SlurmClient
 
-if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
+
+def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request) -> Placement:
+    """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts)."""
+    if not isinstance(free, FreeState):
+        free = FreeState.from_dict(compiled, dict(free), ignore_unknown=True)
+    return place(compiled, free, request)
 
 
 def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False) -> FreeState:
@@ -31,17 +48,9 @@ def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool 
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
 
 
-def free_state_from_slurm(client: Any, compiled: CompiledFabric, request: Request,
+def free_state_from_slurm(states: list[NodeState], compiled: CompiledFabric, request: Request,
                           warn: Callable[[str], None] | None = None) -> FreeState:
-    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered).
-
-    `client` is a `gpupool.slurm.client.SlurmClient` (anything with `node_states()`).
-    """
-    try:
-        from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
-    except ImportError:
-        raise EnvError("reading the free state from Slurm is not available; use --free FILE") from None
-    states = client.node_states()
+    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered)."""
     check_partition(states, request.partition)
     free = free_gpus_for_request(states, request.partition)
     index = compiled.host_index()
@@ -59,15 +68,48 @@ def free_state_from_slurm(client: Any, compiled: CompiledFabric, request: Reques
     return state
 
 
-def fold_hosts(hosts: list[str]) -> str:
-    from ClusterShell.NodeSet import NodeSet
+def restrict_to_partition(free: FreeState, compiled: CompiledFabric, states: list[NodeState],
+                          partition: str) -> FreeState:
+    """A free file's hosts limited to `partition`'s nodes (InputError naming an unknown partition)."""
+    check_partition(states, partition)
+    members = {n.name for n in states if partition in n.partitions}
+    outside = np.asarray([h for h, name in enumerate(compiled.host_names) if name not in members], dtype=np.int64)
+    return free.without(outside) if len(outside) else free
 
-    return str(NodeSet.fromlist(hosts)) if hosts else ""
+
+@dataclass
+class PlanOutcome:
+    request: Request
+    free: FreeState
+    reference: tuple[str, Placement | None]
+    placement: Placement | None
+    error: str | None = None  # why nothing fits, when placement is None
+
+
+def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | None, ignore_unknown: bool,
+             slurm: Callable[[], SlurmClient], warn: Callable[[str], None] | None = None) -> PlanOutcome:
+    """Free state from `free_path` (else Slurm), Slurm's own pick for comparison, and ours.
+
+    `slurm` is called only when Slurm is needed: no `--free`, or `--partition` with `--free`
+    (a free file lists hosts, not partitions, so Slurm says which hosts a partition has).
+    """
+    if free_path:
+        free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
+        if request.partition:
+            free = restrict_to_partition(free, compiled, slurm().node_states(), request.partition)
+    else:
+        free = free_state_from_slurm(slurm().node_states(), compiled, request, warn=warn)
+    reference = reference_placement(compiled, free, request)
+    try:
+        placement = plan_placement(compiled, free, request)
+    except InfeasibleError as exc:
+        return PlanOutcome(request, free, reference, None, error=exc.message)
+    return PlanOutcome(request, free, reference, placement)
 
 
 def plan_document(placement: Placement | None, reference: tuple[str, Placement | None] | None,
                   request: Request, elapsed_ms: float, error: str | None = None) -> dict[str, Any]:
-    """The `plan --json` document (CONTRACT.md keys first, extras after)."""
+    """The `plan --json` document (docs/contract.md keys first, extras after)."""
     doc: dict[str, Any]
     if placement is None:
         doc = {"feasible": False, "allocation": {}, "nodelist": "",
@@ -77,7 +119,7 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
         if error:
             doc["error"] = error
     else:
-        doc = {"feasible": True, "allocation": placement.allocation, "nodelist": fold_hosts(placement.hosts),
+        doc = {"feasible": True, "allocation": placement.allocation, "nodelist": fold(placement.hosts),
                "cost": placement.cost.to_json(), "elapsed_ms": round(elapsed_ms, 3),
                "placement_ms": round(placement.elapsed_ms, 3), "algorithm": placement.algorithm,
                "optimal": placement.optimal, "lower_bound": placement.lower_bound}
@@ -89,15 +131,12 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
         mode, ref = reference
         doc["slurm_reference"] = {"mode": mode, "feasible": ref is not None,
                                   "allocation": ref.allocation if ref else {},
-                                  "nodelist": fold_hosts(ref.hosts) if ref else "",
+                                  "nodelist": fold(ref.hosts) if ref else "",
                                   "cost": ref.cost.to_json() if ref else None}
     return doc
 
 
 def reference_placement(compiled: CompiledFabric, free: FreeState, request: Request) -> tuple[str, Placement | None]:
-    from gpupool.placement.cost import cost_of
-    from gpupool.placement.slurm_reference import slurm_reference
-
     mode, allocation = slurm_reference(compiled, free, request)
     if allocation is None:
         return mode, None
