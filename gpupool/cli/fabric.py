@@ -81,6 +81,8 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
     console.print("; ".join(parts))
+    if doc.get("kind_reason"):
+        console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
     roles = doc.get("node_roles", {})
     set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded")}
     if set_apart:

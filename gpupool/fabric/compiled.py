@@ -15,10 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from gpupool.fabric import structure
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
-COMPILED_FORMAT = 3
+COMPILED_FORMAT = 4
 UNREACHABLE = 32767
+# The one switch name gpupool makes up: the root Slurm needs above several top switches that no
+# real switch joins (docs/contract.md). Every other name in an export is a real switch's.
+SYNTHETIC_ROOT = "gpupool-synthetic-root"
 
 
 @dataclass
@@ -31,7 +35,7 @@ class CompiledFabric:
     adj_ptr: np.ndarray  # int32[V+1]: CSR of the transit graph (switches, then multi-rail hosts)
     adj_idx: np.ndarray  # int32[2E]
     hop: np.ndarray  # int16[S,S] switch hop counts, UNREACHABLE where disconnected
-    switch_level: np.ndarray  # int16[S]: 1 = leaf (has hosts), BFS upwards; 0 = unreachable
+    switch_level: np.ndarray  # int16[S]: 1 = leaf, up/down layering (fabric.structure); 0 = unreachable
     switch_group: np.ndarray  # int32[S]: dragonfly group, -1 otherwise
     host_class: np.ndarray  # int32[H]: hosts with identical adjacent-switch sets share a class
     tree_parent: np.ndarray  # int32[T]: logical tree (level-1 = leaf groups); -1 at roots
@@ -127,18 +131,16 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
 
     hop = kernels.hop_matrix(adj_ptr, adj_idx, n_vertices, n_sw) if n_sw else np.zeros((0, 0), np.int16)
 
-    is_leaf = np.zeros(n_sw, dtype=np.bool_)
-    if host_leaf_idx.size:
-        is_leaf[host_leaf_idx] = True
-    sw_ptr, sw_idx = _csr(n_sw, np.asarray([e[0] for e in sw_edges], np.int32), np.asarray([e[1] for e in sw_edges], np.int32))
-    seeds = np.nonzero(is_leaf)[0].astype(np.int32)
-    dist = kernels.bfs_levels(sw_ptr, sw_idx, seeds, n_sw) if n_sw else np.zeros(0, np.int32)
-    switch_level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
-
     switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
+    layering = structure.layer_switches(n_sw, sw_edges, _endpoint_counts(fabric, sw_pos), switch_names,
+                                        clos=fabric.meta.get("generator") != "dragonfly")
+    switch_level = layering.level
     generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
 
     kind, switch_group = _classify(n_sw, sw_edges, switch_level, generator_groups, fabric.meta, switch_names)
+    meta = dict(fabric.meta)
+    if kind == "graph":
+        meta["kind_reason"] = layering.kind_reason or "the switch graph is neither a Clos nor a dragonfly"
 
     host_class = _host_classes(host_sw)
     tree = _logical_tree(n_sw, n_hosts, host_sw, sw_edges, switch_level, switch_group, kind, switch_names)
@@ -150,8 +152,21 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
         host_leaf_ptr=host_leaf_ptr, host_leaf_idx=host_leaf_idx, adj_ptr=adj_ptr, adj_idx=adj_idx, hop=hop,
         switch_level=switch_level, switch_group=switch_group, host_class=host_class, tree_parent=tree_parent,
         tree_level=tree_level, tree_names=tree_names, host_tree_leaf=host_tree_leaf,
-        switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=dict(fabric.meta),
+        switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=meta,
     )
+
+
+def _endpoint_counts(fabric: Fabric, sw_pos: dict[int, int]) -> np.ndarray:
+    """Endpoint CAs (HCAs of any host class, named or not; not SHARP aggregation nodes) per switch."""
+    from gpupool.fabric.model import ROLE_AGGREGATION
+
+    counts = np.zeros(len(sw_pos), dtype=np.int64)
+    nodes = fabric.nodes
+    for link in fabric.links:
+        for sw, ca in ((link.a, link.b), (link.b, link.a)):
+            if sw in sw_pos and nodes[ca].type != "switch" and nodes[ca].role != ROLE_AGGREGATION:
+                counts[sw_pos[sw]] += 1
+    return counts
 
 
 def _csr(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -313,7 +328,7 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
             top = len(parent)
             parent.append(-1)
             tlevel.append(3)
-            names.append("top")
+            names.append(SYNTHETIC_ROOT)
             for t in tops:
                 parent[t] = top
     else:
@@ -359,7 +374,7 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
             top = len(parent)
             parent.append(-1)
             tlevel.append(max(tlevel) + 1)
-            names.append("top")
+            names.append(SYNTHETIC_ROOT)
             for t in roots_now:
                 parent[t] = top
     names = _dedupe([n or f"sw{i}" for i, n in enumerate(names)])

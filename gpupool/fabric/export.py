@@ -200,6 +200,8 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
         "hosts": compiled.n_hosts,
         "links": len(fabric.links),
     }
+    if compiled.kind == "graph":
+        doc["kind_reason"] = str(compiled.meta.get("kind_reason", ""))
     if compiled.kind == "dragonfly":
         doc["group_count"] = compiled.n_groups()
     else:

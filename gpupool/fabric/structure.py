@@ -1,0 +1,141 @@
+"""Switch levels from the fabric's structure: the up/down layering of a Clos (fat-tree).
+
+Levels are not the distance from host-bearing switches (that pushes hostless leaves up and turns
+hosts cabled to a spine into leaves). Instead:
+1. leaves start as the switches with endpoints (HCAs, named or not); where two such switches are
+   cabled together, the one cabled to more of them is a spine carrying a few hosts (storage, UFM);
+2. levels are the hop distance from the leaves, plus one;
+3. a hostless switch on top (level >= 3) whose subtree reaches no leaf that one of its neighbours
+   does not reach is a leaf seen upside down (no host yet, or a management leaf): it becomes a leaf
+   and the layering is redone. A real core widens the reach (it joins pods); a hostless leaf never
+   does. A top switch cabled to one switch only stays a core when real cores share its level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Layering:
+    level: np.ndarray  # int16[S]: 1 = leaf; 0 = no path to any leaf
+    leaves: np.ndarray  # bool[S]: switches at level 1
+    spine_hosts: np.ndarray  # bool[S]: switches with endpoints that are not leaves (hosts of a spine)
+    hostless_leaves: np.ndarray  # bool[S]: leaves without any endpoint
+    kind_reason: str  # "" when the layering is a clean Clos, else why it is not
+
+
+def _csr(n: int, edges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray([e[0] for e in edges] + [e[1] for e in edges], dtype=np.int64)
+    b = np.asarray([e[1] for e in edges] + [e[0] for e in edges], dtype=np.int32)
+    order = np.argsort(a, kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int32)
+    if a.size:
+        np.cumsum(np.bincount(a, minlength=n), out=ptr[1:])
+    return ptr, b[order].astype(np.int32)
+
+
+def _bfs(ptr: np.ndarray, idx: np.ndarray, seeds: np.ndarray, n: int) -> np.ndarray:
+    from gpupool.fabric import kernels
+
+    if n == 0:
+        return np.zeros(0, np.int32)
+    return kernels.bfs_levels(ptr, idx, seeds.astype(np.int32), n)
+
+
+def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, int]], endpoints: np.ndarray,
+                   names: list[str], *, clos: bool = True) -> Layering:
+    """Up/down layering of the switch graph; `endpoints[s]` counts the endpoint CAs cabled to switch s.
+    `clos=False` (a generated dragonfly) keeps every host-bearing switch a leaf."""
+    edges = sorted(sw_edges)
+    ptr, idx = _csr(n_sw, edges)
+    has_hosts = np.asarray(endpoints, dtype=np.int64) > 0
+    leaf = has_hosts.copy()
+    nbrs = [idx[ptr[s]:ptr[s + 1]] for s in range(n_sw)]
+
+    # 1. A greedy vertex cover of the cables between host-bearing switches: the switch joined to
+    # most of them (then: fewer hosts, then more switch cables, then the name) is a spine.
+    cc_deg = np.zeros(n_sw, dtype=np.int64)
+    for x, y in edges:
+        if leaf[x] and leaf[y]:
+            cc_deg[x] += 1
+            cc_deg[y] += 1
+    if not clos or (cc_deg.max(initial=0) > 0 and _has_triangle(edges, nbrs)):
+        cc_deg[:] = 0  # a Clos has no triangles: a dragonfly's routers all stay leaves
+    while cc_deg.max(initial=0) > 0:
+        cands = np.nonzero(cc_deg == cc_deg.max())[0]
+        s = int(min(cands, key=lambda c: (int(endpoints[c]), -len(nbrs[c]), names[c])))
+        leaf[s] = False
+        cc_deg[s] = 0
+        for t in nbrs[s]:
+            if leaf[t] and cc_deg[t] > 0:
+                cc_deg[t] -= 1
+
+    # 2-3. Layer from the leaves; fold hostless switches that do not widen the reach down to level 1.
+    for _round in range(n_sw + 1):
+        dist = _bfs(ptr, idx, np.nonzero(leaf)[0], n_sw)
+        upside_down = _upside_down_leaves(n_sw, nbrs, dist, leaf, has_hosts)
+        if not upside_down:
+            break
+        leaf[upside_down] = True
+    level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
+    reason = _reason(edges, level, names)
+    return Layering(level=level, leaves=level == 1, spine_hosts=has_hosts & (level > 1),
+                    hostless_leaves=(level == 1) & ~has_hosts, kind_reason=reason)
+
+
+def _has_triangle(edges: list[tuple[int, int]], nbrs: list[np.ndarray]) -> bool:
+    sets = [set(n.tolist()) for n in nbrs]
+    return any(sets[x] & sets[y] for x, y in edges)
+
+
+def _upside_down_leaves(n_sw: int, nbrs: list[np.ndarray], dist: np.ndarray, leaf: np.ndarray,
+                        has_hosts: np.ndarray) -> list[int]:
+    """Hostless local maxima at level >= 3 whose set of leaves below equals a neighbour's."""
+    cands = [s for s in range(n_sw) if not has_hosts[s] and dist[s] >= 2 and nbrs[s].size
+             and (dist[nbrs[s]] == dist[s] - 1).all()]
+    if not cands:
+        return []
+    # Leaves below each switch (strictly descending paths), as Python int bitsets.
+    leaf_ids = np.nonzero(leaf)[0]
+    reach = [0] * n_sw
+    for k, s in enumerate(leaf_ids.tolist()):
+        reach[s] = 1 << k
+    order = np.argsort(dist, kind="stable")
+    for s in order.tolist():
+        if dist[s] <= 0:
+            continue
+        acc = 0
+        for t in nbrs[s].tolist():
+            if dist[t] == dist[s] - 1:
+                acc |= reach[t]
+        reach[s] = acc
+    widening_levels = {int(dist[s]) for s in range(n_sw) if dist[s] >= 2
+                       and all(reach[int(t)] != reach[s] for t in nbrs[s] if dist[t] == dist[s] - 1)}
+    out = []
+    for s in cands:
+        below = reach[s]
+        if not any(reach[int(t)] == below for t in nbrs[s]):
+            continue  # it joins what its neighbours do not: a core
+        # Cabled to several parallel spines, it is a leaf; cabled to one switch only, it is a leaf
+        # unless real cores sit at its level (then it is a core that lost cables).
+        if np.unique(nbrs[s]).size >= 2 or int(dist[s]) not in widening_levels:
+            out.append(s)
+    return out
+
+
+def _reason(edges: list[tuple[int, int]], level: np.ndarray, names: list[str]) -> str:
+    """Why the layering is not a Clos: switches no leaf reaches, or cables that are not up/down."""
+    if level.size == 0:
+        return "no switches"
+    lost = [names[s] for s in np.nonzero(level == 0)[0].tolist()]
+    if lost:
+        return f"{len(lost)} switches are cabled to no leaf (e.g. {lost[0]})"
+    flat = [(x, y) for x, y in edges if abs(int(level[x]) - int(level[y])) != 1]
+    if flat:
+        x, y = flat[0]
+        return (f"{len(flat)} switch cables do not join adjacent levels "
+                f"(e.g. {names[x]} at level {int(level[x])} -- {names[y]} at level {int(level[y])})")
+    return ""
