@@ -274,6 +274,8 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
                   ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
     """Collapse the fabric into a tree Slurm understands: leaves joined by shared hosts (rails), then
     each level's switches joined by the switches above them; dragonfly: leaves -> groups -> top."""
+    # A host cabled to leaves and spines belongs to its leaves only (its spine cables are extra).
+    host_sw = [{s for s in sws if level[s] == 1} or sws for sws in host_sw]
     uf = _UnionFind(n_sw)
     for sws in host_sw:
         first = min(sws) if sws else None

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from gpupool.errors import UsageError
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
-from gpupool.fabric.model import Fabric, fabric_to_dict, natural_key
+from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
 
@@ -194,10 +194,11 @@ def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, 
 
 def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     """`fabric show --json` per CONTRACT.md."""
+    service = {n.host for n in fabric.nodes if n.role == ROLE_SERVICE and n.host}
     doc: dict[str, object] = {
         "kind": compiled.kind,
         "switches": compiled.n_switches,
-        "hosts": compiled.n_hosts,
+        "hosts": compiled.n_hosts + len(service),
         "links": len(fabric.links),
     }
     if compiled.kind == "graph":
@@ -218,6 +219,7 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     for _host, hcas in fabric.hosts().items():
         rails[str(len(hcas))] = rails.get(str(len(hcas)), 0) + 1
     doc["hosts_by_rail_count"] = rails
+    doc["host_classes"] = {"compute": compiled.n_hosts, "service": len(service)}
     doc["leaf_switches"] = int((compiled.switch_level == 1).sum())
     doc["ultrametric"] = compiled.ultrametric
     return doc

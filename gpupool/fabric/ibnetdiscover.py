@@ -105,8 +105,11 @@ def _norm_guid(text: str) -> str:
 
 
 def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name_map: dict[str, str] | None = None,
-                        hosts: Iterable[str] | None = None) -> Fabric:
-    """Parse ibnetdiscover output into a Fabric; errors name `source:line`."""
+                        hosts: Iterable[str] | None = None, service_hosts: Iterable[str] = ()) -> Fabric:
+    """Parse ibnetdiscover output into a Fabric; errors name `source:line`.
+
+    Without an explicit host list, storage / management hosts are set apart from compute hosts by
+    the `service_hosts` name globs and by structure (fabric.structure.classify_hosts)."""
     if "\x00" in text:
         raise InputError(f"{source}: binary data, not ibnetdiscover output")
     records = _ports_list_records(text, source) if _is_ports_list(text) else _records(text, source)
@@ -157,6 +160,12 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
     fabric = Fabric(nodes=nodes, links=links, meta={"source": "ibnetdiscover"}, warnings=warnings)
     if not links:
         raise InputError(f"{source}: no links: the output is truncated or empty")
+    if allowed is None:
+        from gpupool.fabric.structure import classify_hosts
+
+        service = classify_hosts(fabric, service_hosts)
+        if service:
+            fabric.meta["service_hosts"] = len(service)
     return fabric
 
 

@@ -18,6 +18,7 @@ ROLE_HCA = "hca"
 ROLE_AGGREGATION = "aggregation"  # SHARP aggregation nodes: never hosts
 ROLE_UNNAMED = "unnamed"  # HCA whose node description gives no host name
 ROLE_EXCLUDED = "excluded"  # named HCA outside --hosts / Slurm's node list
+ROLE_SERVICE = "service"  # HCA of a storage / management / login host (fabric.structure.classify_hosts)
 
 # Rate per lane in Gb/s, by IB speed name (signalling rate as ibnetdiscover names it).
 SPEED_GBPS: dict[str, float] = {

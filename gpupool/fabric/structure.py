@@ -13,9 +13,12 @@ hosts cabled to a spine into leaves). Instead:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from gpupool.fabric.model import Fabric
 
 
 @dataclass
@@ -139,3 +142,75 @@ def _reason(edges: list[tuple[int, int]], level: np.ndarray, names: list[str]) -
         return (f"{len(flat)} switch cables do not join adjacent levels "
                 f"(e.g. {names[x]} at level {int(level[x])} -- {names[y]} at level {int(level[y])})")
     return ""
+
+
+def fabric_layering(fabric: Fabric) -> tuple[list[int], Layering]:
+    """(switch node indices, their layering) straight from a Fabric."""
+    from gpupool.fabric.model import ROLE_AGGREGATION
+
+    switches = fabric.switch_indices()
+    pos = {node: i for i, node in enumerate(switches)}
+    edges: set[tuple[int, int]] = set()
+    endpoints = np.zeros(len(switches), dtype=np.int64)
+    nodes = fabric.nodes
+    for link in fabric.links:
+        a, b = pos.get(link.a), pos.get(link.b)
+        if a is not None and b is not None:
+            if a != b:
+                edges.add((min(a, b), max(a, b)))
+        elif a is not None and nodes[link.b].role != ROLE_AGGREGATION:
+            endpoints[a] += 1
+        elif b is not None and nodes[link.a].role != ROLE_AGGREGATION:
+            endpoints[b] += 1
+    names = [nodes[s].name or nodes[s].id for s in switches]
+    return switches, layer_switches(len(switches), edges, endpoints, names,
+                                    clos=fabric.meta.get("generator") != "dragonfly")
+
+
+def classify_hosts(fabric: Fabric, service_patterns: Iterable[str] = ()) -> dict[str, str]:
+    """Mark service hosts (storage, management, login, UFM) apart from compute hosts: their HCAs get
+    role `service`, so they stay out of topology.conf, placement and the compute comparisons.
+
+    A host is a service host when its name matches one of `service_patterns` (fnmatch globs), or by
+    structure: all its HCAs sit on spines, or, on a rail-optimised fabric (most hosts spread their
+    HCAs over several leaves), all its HCAs sit on one switch that carries no multi-rail host (a
+    single-HCA host, a storage appliance with two HCAs on one leaf: not a DGX that lost rails).
+    Returns host -> reason for every host it set apart.
+    """
+    import fnmatch
+
+    from gpupool.fabric.model import ROLE_HCA, ROLE_SERVICE
+
+    patterns = [p for p in service_patterns if p]
+    by_host: dict[str, list[int]] = {}
+    for i, node in enumerate(fabric.nodes):
+        if node.role == ROLE_HCA and node.host:
+            by_host.setdefault(node.host, []).append(i)
+    if not by_host:
+        return {}
+    switches, layering = fabric_layering(fabric)
+    level = {node: int(layering.level[k]) for k, node in enumerate(switches)}
+    host_switches: dict[str, set[int]] = {h: set() for h in by_host}
+    owner = {i: h for h, hcas in by_host.items() for i in hcas}
+    for link in fabric.links:
+        for ca, sw in ((link.a, link.b), (link.b, link.a)):
+            if ca in owner and sw in level:
+                host_switches[owner[ca]].add(sw)
+    leaf_count = {h: sum(1 for s in sws if level[s] == 1) for h, sws in host_switches.items()}
+    counts: dict[int, int] = {}
+    for n in leaf_count.values():
+        counts[n] = counts.get(n, 0) + 1
+    usual = max(counts, key=lambda n: (counts[n], n))
+    multi_rail_switches = {s for h, sws in host_switches.items() if leaf_count[h] >= 2 for s in sws}
+    reasons: dict[str, str] = {}
+    for host, sws in host_switches.items():
+        if any(fnmatch.fnmatchcase(host, p) for p in patterns):
+            reasons[host] = "name matches --service-hosts"
+        elif sws and leaf_count[host] == 0:
+            reasons[host] = "cabled to spines only"
+        elif usual >= 2 and len(sws) == 1 and not (sws & multi_rail_switches):
+            reasons[host] = "all its HCAs on one leaf that carries no multi-rail host"
+    for host in reasons:
+        for i in by_host[host]:
+            fabric.nodes[i].role = ROLE_SERVICE
+    return reasons

@@ -52,3 +52,15 @@ def test_every_selene_switch_sits_at_the_level_of_its_name(model) -> None:  # ty
         if PREFIX_LEVEL[prefix] != int(compiled.switch_level[s]):
             wrong.append((name, int(compiled.switch_level[s])))
     assert wrong == []
+
+
+def test_selene_service_hosts_are_the_eleven_single_hca_hosts(model) -> None:  # type: ignore[no-untyped-def]
+    fabric, compiled = model
+    service = sorted({n.host for n in fabric.nodes if n.role == "service"})
+    # The 11 `selene-*` hosts of the raw file (first words of the Ca descriptions), each with one HCA
+    # on a management leaf MLG01-01/02/04 whose other hosts are single-HCA too.
+    assert service == ["selene-cache-01", "selene-cache-02", "selene-cache-03", "selene-cache-04",
+                       "selene-login-01", "selene-login-02", "selene-slurm-01", "selene-slurm-02",
+                       "selene-swift-01", "selene-ufm-c-01", "selene-ufm-c-02"]
+    assert compiled.n_hosts == 458
+    assert all(h.startswith("luna-") for h in compiled.host_names)
