@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -379,8 +380,14 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
             names.append(SYNTHETIC_ROOT)
             for t in roots_now:
                 parent[t] = top
-    names = _dedupe([n or f"sw{i}" for i, n in enumerate(names)])
+    names = _dedupe([slurm_switch_name(n) or f"sw{i}" for i, n in enumerate(names)])
     return (np.asarray(parent, dtype=np.int32), np.asarray(tlevel, dtype=np.int16), names, host_tree_leaf, node_of_sw)
+
+
+def slurm_switch_name(name: str) -> str:
+    """A switch name as Slurm files may carry it: letters, digits and `._-`, anything else `_`
+    (a director ASIC `core1-mgt1/L11/U1` becomes `core1-mgt1_L11_U1`; tabs, `=`, `#` never pass)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def _merged_name(names: list[str]) -> str:

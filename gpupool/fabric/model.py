@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -167,15 +168,27 @@ def fabric_digest(path: str) -> str:
     return h.hexdigest()
 
 
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._/-]")
+
+
 def switch_display_name(desc: str, fallback: str) -> str:
-    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1"."""
+    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1".
+
+    ASICs of a director (`MF0;core1-mgt1:CS7500/L11/U1`) keep their chassis position
+    (`core1-mgt1/L11/U1`), so the name does not depend on which node ran the discovery. Characters
+    outside letters, digits and `._/-` (tabs, `=`, `#`...) become `_`: a name is never syntax.
+    """
     text = desc.strip()
     if text.startswith("MF0;"):
         text = text[4:]
-    text = text.split(":", 1)[0].strip()
-    if not text or text.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in text:
+    name, _, model = text.partition(":")
+    name = name.strip()
+    if not name or name.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in name:
         return fallback
-    return text
+    parts = [p.strip() for p in model.split("/")][1:] if model else []
+    if parts and parts != ["U1"] and all(parts) and " " not in "".join(parts):
+        name = "/".join([name, *parts])
+    return _UNSAFE_NAME_CHARS.sub("_", name)
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
