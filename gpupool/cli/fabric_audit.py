@@ -12,7 +12,7 @@ import click
 
 from gpupool.cli.context import app, json_option
 
-_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 @click.command("audit")
@@ -111,12 +111,12 @@ class _progress:
 def _print_report(result: Any) -> None:
     from rich.table import Table
 
-    from gpupool.audit.findings import CRITICAL, WARNING, sort_findings
+    from gpupool.audit.findings import CRITICAL, INFO, WARNING, sort_findings
     from gpupool.cli.render import stderr_console, stdout_console
 
     console = stdout_console()
     findings = sort_findings(result.findings)
-    for severity in (CRITICAL, WARNING):
+    for severity in (CRITICAL, WARNING, INFO):
         group = [f for f in findings if f.severity == severity]
         if not group:
             continue
@@ -141,5 +141,6 @@ def _print_report(result: Any) -> None:
         console.print(result.extras["topology_conf"], markup=False, highlight=False)
     for note in result.unchecked:
         stderr_console().print(f"gpupool: warning: not checked: {note}", markup=False, highlight=False)
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING)}
-    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning)")
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING, INFO)}
+    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, "
+                  f"{counts[INFO]} info)")

@@ -39,6 +39,7 @@ _DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberro
 # hostlist, a key=value line, a comment or YAML would read as syntax.
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?")
 MAX_PORT = 255
+_DEVID = re.compile(r"^devid=0x([0-9a-fA-F]{1,8})\b")
 # vendid/devid lines, `-g` chassis grouping headers, and `-s` discovery trace lines carry no topology.
 _IGNORED = re.compile(r"^(vendid|devid|sysimgguid|chassis|\w+guid)\b|^(Chassis|Spine|Line|Non-Chassis Nodes)\b"
                       r"|^DR path\b", re.IGNORECASE)
@@ -74,6 +75,7 @@ class _Record:
     lid: int | None
     guid: str | None
     ports: list[_PortLine]
+    devid: str | None = None
 
 
 def host_from_description(desc: str) -> str | None:
@@ -161,7 +163,7 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
         desc = name_map.get(guid, rec.desc) if guid else rec.desc
         desc = _printable(desc)
         node = Node(id=rec.node_id, type="switch" if rec.kind == "Switch" else "ca", ports=rec.nports, desc=desc,
-                    guid=guid, lid=rec.lid)
+                    guid=guid, lid=rec.lid, devid=rec.devid)
         if node.type == "switch":
             node.role = ROLE_SWITCH
         elif _AGGREGATION.search(desc):
@@ -259,6 +261,7 @@ def _records(text: str, source: str) -> list[_Record]:
     records: list[_Record] = []
     current: _Record | None = None
     pending_guid: str | None = None
+    pending_devid: str | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -293,13 +296,18 @@ def _records(text: str, source: str) -> list[_Record]:
             desc = quoted.group(1) if quoted else ""
             lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
             current = _Record(lineno, kind, nports, node_id, desc.strip(), int(lid_match.group(1)) if lid_match else None,
-                              pending_guid, [])
-            pending_guid = None
+                              pending_guid, [], pending_devid)
+            pending_guid = pending_devid = None
             records.append(current)
             continue
         guid_line = _GUID_LINE.match(line)
         if guid_line:
             pending_guid = _norm_guid(guid_line.group(2))
+            current = None
+            continue
+        devid = _DEVID.match(line)
+        if devid:
+            pending_devid = f"0x{int(devid.group(1), 16):04x}"
             current = None
             continue
         if _IGNORED.match(line):

@@ -44,6 +44,7 @@ class Node:
     name: str = ""  # readable, stable name (switches: from the node description)
     group: int = -1  # dragonfly group when known from a generator
     rail: int = -1  # rail index of an HCA when known
+    devid: str | None = None  # "0xd2f0": the device id ibnetdiscover prints (fabric.devices)
 
 
 @dataclass
@@ -109,7 +110,7 @@ def natural_key(text: str) -> tuple[Any, ...]:
 # ---------------------------------------------------------------------------
 
 def fabric_to_dict(fabric: Fabric) -> dict[str, Any]:
-    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail")
+    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail", "devid")
     nodes = []
     for n in fabric.nodes:
         d = asdict(n)
@@ -128,7 +129,8 @@ def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
         nodes = [
             Node(id=str(n["id"]), type=str(n["type"]), ports=int(n["ports"]), desc=n.get("desc", ""),
                  guid=n.get("guid"), lid=n.get("lid"), role=n.get("role", ROLE_SWITCH if n["type"] == "switch" else ROLE_HCA),
-                 host=n.get("host"), name=n.get("name", ""), group=int(n.get("group", -1)), rail=int(n.get("rail", -1)))
+                 host=n.get("host"), name=n.get("name", ""), group=int(n.get("group", -1)), rail=int(n.get("rail", -1)),
+                 devid=str(n["devid"]) if n.get("devid") is not None else None)
             for n in doc["nodes"]
         ]
         links = [Link(int(a), int(ap), int(b), int(bp), str(w), str(s)) for a, ap, b, bp, w, s in doc["links"]]
