@@ -64,3 +64,65 @@ def test_selene_service_hosts_are_the_eleven_single_hca_hosts(model) -> None:  #
                        "selene-swift-01", "selene-ufm-c-01", "selene-ufm-c-02"]
     assert compiled.n_hosts == 458
     assert all(h.startswith("luna-") for h in compiled.host_names)
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "selene.topology.conf"
+
+
+def test_selene_topology_conf_matches_its_reviewed_golden_line_by_line(model) -> None:  # type: ignore[no-untyped-def]
+    """The golden was reviewed against the capture; this test re-checks its claims with a raw reader,
+    then holds the export to it. A missing golden fails (it is never written here)."""
+    import re
+    from collections import defaultdict
+
+    from ClusterShell.NodeSet import NodeSet
+
+    from gpupool.fabric.export import export_slurm_tree
+
+    assert GOLDEN.exists(), f"{GOLDEN} is missing"
+    golden = GOLDEN.read_text().splitlines()
+
+    # Raw reader: switch names by id, host of each HCA, switch each HCA and switch port line reaches.
+    switch_name: dict[str, str] = {}
+    hca_host: dict[str, str] = {}
+    cables: dict[str, set[str]] = defaultdict(set)
+    current = None
+    for line in SELENE.read_text().splitlines():
+        if m := re.match(r'^(Switch|Ca)\s+\d+\s+"([^"]+)"\s+#\s+"([^"]*)"', line):
+            current = m.group(2)
+            if m.group(1) == "Switch":
+                switch_name[current] = m.group(3).removeprefix("MF0;").split(":")[0]
+            elif "Aggregation" not in m.group(3):
+                hca_host[current] = m.group(3).split()[0]
+        elif (m := re.match(r'^\[\d+\]\S*\s+"([^"]+)"\[\d+\]', line)) and current:
+            cables[current].add(m.group(1))
+    host_leaves: dict[str, set[str]] = defaultdict(set)
+    for hca, host in hca_host.items():
+        host_leaves[host] |= {switch_name[s] for s in cables[hca] if s in switch_name}
+    named_cables = {(switch_name[a], switch_name[b]) for a in switch_name for b in cables[a] if b in switch_name}
+
+    assert golden[0].startswith("# topology.conf")
+    seen: dict[str, int] = defaultdict(int)
+    children: dict[str, list[str]] = {}
+    for line in golden[1:]:
+        key, value = line.split(" ")
+        name = key.removeprefix("SwitchName=")
+        if value.startswith("Nodes="):
+            su = re.fullmatch(r"LG(\d+)-01", name)
+            assert su, line
+            for host in NodeSet(value.removeprefix("Nodes=")):
+                seen[host] += 1
+                # All 8 rails of this DGX are on the rail leaves LG<su>-01..08 of this leaf's unit.
+                assert host_leaves[host] == {f"LG{su.group(1)}-0{r}" for r in range(1, 9)}, (host, line)
+        else:
+            children[name] = list(NodeSet(value.removeprefix("Switches=")))
+    luna = {h for h in host_leaves if h.startswith("luna-")}
+    assert len(luna) == 458
+    assert set(seen) == luna and set(seen.values()) == {1}  # every compute host under exactly one leaf
+    all_children = {c for kids in children.values() for c in kids}
+    roots = [n for n in children if n not in all_children]
+    assert roots == ["CCORE1-001"]  # the core is the top, not a management leaf or spine
+    for parent, kids in children.items():
+        for kid in kids:
+            assert (parent, kid) in named_cables or parent == "CCORE1-001", (parent, kid)
+    assert export_slurm_tree(model[1]).splitlines() == golden
