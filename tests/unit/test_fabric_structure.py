@@ -77,3 +77,16 @@ def test_two_leaves_cabled_together_is_not_invented_a_root() -> None:
     assert compiled.kind == "fat-tree"
     text = export_slurm_tree(compiled)
     assert "top" not in text.split()
+
+
+def test_graph_says_why() -> None:
+    from gpupool.fabric.export import summary
+
+    fab = fat_tree(4, 2, 2)
+    # A cable between the two spines: not an up/down (Clos) cable.
+    fab.links.append(Link(_index(fab, "spine01"), 30, _index(fab, "spine02"), 30, "4x", "QDR"))
+    compiled = compile_fabric(fab)
+    assert compiled.kind == "graph"
+    doc = summary(fab, compiled)
+    assert doc["kind_reason"] == ("1 switch cables do not join adjacent levels "
+                                  "(e.g. spine01 at level 2 -- spine02 at level 2)")
