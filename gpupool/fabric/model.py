@@ -208,12 +208,14 @@ def unique_names(names: Iterable[str]) -> list[str]:
 
 
 def restrict_hosts(fabric: Fabric, hosts: Iterable[str]) -> None:
-    """Keep only these compute hosts; other named HCAs become `excluded` (unknown names: input error)."""
+    """Keep only these compute hosts (an explicit list wins over the structural service class);
+    other named HCAs become `excluded` (unknown names: input error)."""
     wanted = set(hosts)
-    present = {n.host for n in fabric.nodes if n.role == ROLE_HCA and n.host}
+    named = (ROLE_HCA, ROLE_SERVICE)
+    present = {n.host for n in fabric.nodes if n.role in named and n.host}
     unknown = sorted(wanted - present, key=natural_key)
     if unknown:
         raise InputError(f"hosts not in the fabric: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
     for node in fabric.nodes:
-        if node.role == ROLE_HCA and node.host not in wanted:
-            node.role = ROLE_EXCLUDED
+        if node.role in named:
+            node.role = ROLE_HCA if node.host in wanted else ROLE_EXCLUDED

@@ -65,3 +65,14 @@ def test_name_globs_set_hosts_apart() -> None:
 def test_a_single_rail_fabric_keeps_its_single_hca_hosts_compute() -> None:
     fab = fat_tree(4, 4, 2)
     assert classify_hosts(fab) == {}
+
+
+def test_an_explicit_host_list_wins_over_the_structural_class() -> None:
+    from gpupool.fabric.model import restrict_hosts
+
+    fab = fat_tree(3, 2, 2)
+    _add_host(fab, "spine01", "ufm1", 30)
+    classify_hosts(fab)
+    assert _service(fab) == {"ufm1"}
+    restrict_hosts(fab, ["gpu001", "ufm1"])
+    assert fab.host_names() == ["gpu001", "ufm1"]
