@@ -161,12 +161,19 @@ def _endpoint_counts(fabric: Fabric, sw_pos: dict[int, int]) -> np.ndarray:
     """Endpoint CAs (HCAs of any host class, named or not; not SHARP aggregation nodes) per switch."""
     from gpupool.fabric.model import ROLE_AGGREGATION
 
-    counts = np.zeros(len(sw_pos), dtype=np.int64)
     nodes = fabric.nodes
-    for link in fabric.links:
-        for sw, ca in ((link.a, link.b), (link.b, link.a)):
-            if sw in sw_pos and nodes[ca].type != "switch" and nodes[ca].role != ROLE_AGGREGATION:
-                counts[sw_pos[sw]] += 1
+    # Per node: its switch position, or -1; and whether it is an endpoint CA.
+    pos = np.full(len(nodes), -1, dtype=np.int64)
+    for node, k in sw_pos.items():
+        pos[node] = k
+    endpoint = np.fromiter((n.type != "switch" and n.role != ROLE_AGGREGATION for n in nodes), dtype=np.bool_,
+                           count=len(nodes))
+    a = np.fromiter((lk.a for lk in fabric.links), dtype=np.int64, count=len(fabric.links))
+    b = np.fromiter((lk.b for lk in fabric.links), dtype=np.int64, count=len(fabric.links))
+    counts = np.zeros(len(sw_pos), dtype=np.int64)
+    for sw, ca in ((a, b), (b, a)):
+        hit = (pos[sw] >= 0) & endpoint[ca]
+        counts += np.bincount(pos[sw][hit], minlength=len(sw_pos))
     return counts
 
 

@@ -30,9 +30,9 @@ class Layering:
     kind_reason: str  # "" when the layering is a clean Clos, else why it is not
 
 
-def _csr(n: int, edges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray([e[0] for e in edges] + [e[1] for e in edges], dtype=np.int64)
-    b = np.asarray([e[1] for e in edges] + [e[0] for e in edges], dtype=np.int32)
+def _csr(n: int, ea: np.ndarray, eb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.concatenate([ea, eb]).astype(np.int64)
+    b = np.concatenate([eb, ea]).astype(np.int32)
     order = np.argsort(a, kind="stable")
     ptr = np.zeros(n + 1, dtype=np.int32)
     if a.size:
@@ -52,20 +52,19 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
                    names: list[str], *, clos: bool = True) -> Layering:
     """Up/down layering of the switch graph; `endpoints[s]` counts the endpoint CAs cabled to switch s.
     `clos=False` (a generated dragonfly) keeps every host-bearing switch a leaf."""
-    edges = sorted(sw_edges)
-    ptr, idx = _csr(n_sw, edges)
+    pairs = np.asarray(list(sw_edges), dtype=np.int64).reshape(-1, 2)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]  # sorted: the same layering whatever the set order
+    ea, eb = pairs[:, 0], pairs[:, 1]
+    ptr, idx = _csr(n_sw, ea, eb)
     has_hosts = np.asarray(endpoints, dtype=np.int64) > 0
     leaf = has_hosts.copy()
     nbrs = [idx[ptr[s]:ptr[s + 1]] for s in range(n_sw)]
 
     # 1. A greedy vertex cover of the cables between host-bearing switches: the switch joined to
     # most of them (then: fewer hosts, then more switch cables, then the name) is a spine.
-    cc_deg = np.zeros(n_sw, dtype=np.int64)
-    for x, y in edges:
-        if leaf[x] and leaf[y]:
-            cc_deg[x] += 1
-            cc_deg[y] += 1
-    if not clos or (cc_deg.max(initial=0) > 0 and _has_triangle(edges, nbrs)):
+    both = leaf[ea] & leaf[eb]
+    cc_deg = np.bincount(ea[both], minlength=n_sw) + np.bincount(eb[both], minlength=n_sw)
+    if not clos or (cc_deg.max(initial=0) > 0 and _has_triangle(pairs.tolist(), nbrs)):
         cc_deg[:] = 0  # a Clos has no triangles: a dragonfly's routers all stay leaves
     while cc_deg.max(initial=0) > 0:
         cands = np.nonzero(cc_deg == cc_deg.max())[0]
@@ -84,12 +83,12 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
             break
         leaf[upside_down] = True
     level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
-    reason = _reason(edges, level, names)
+    reason = _reason(ea, eb, level, names)
     return Layering(level=level, leaves=level == 1, spine_hosts=has_hosts & (level > 1),
                     hostless_leaves=(level == 1) & ~has_hosts, kind_reason=reason)
 
 
-def _has_triangle(edges: list[tuple[int, int]], nbrs: list[np.ndarray]) -> bool:
+def _has_triangle(edges: list[list[int]], nbrs: list[np.ndarray]) -> bool:
     sets = [set(n.tolist()) for n in nbrs]
     return any(sets[x] & sets[y] for x, y in edges)
 
@@ -97,10 +96,12 @@ def _has_triangle(edges: list[tuple[int, int]], nbrs: list[np.ndarray]) -> bool:
 def _upside_down_leaves(n_sw: int, nbrs: list[np.ndarray], dist: np.ndarray, leaf: np.ndarray,
                         has_hosts: np.ndarray) -> list[int]:
     """Hostless local maxima at level >= 3 whose set of leaves below equals a neighbour's."""
-    cands = [s for s in range(n_sw) if not has_hosts[s] and dist[s] >= 2 and nbrs[s].size
-             and (dist[nbrs[s]] == dist[s] - 1).all()]
+    top = np.nonzero(~has_hosts & (dist >= 2))[0].tolist()
+    cands = [s for s in top if nbrs[s].size and (dist[nbrs[s]] == dist[s] - 1).all()]
     if not cands:
         return []
+    dl = dist.tolist()
+    nl = [n.tolist() for n in nbrs]
     # Leaves below each switch (strictly descending paths), as Python int bitsets.
     leaf_ids = np.nonzero(leaf)[0]
     reach = [0] * n_sw
@@ -108,19 +109,20 @@ def _upside_down_leaves(n_sw: int, nbrs: list[np.ndarray], dist: np.ndarray, lea
         reach[s] = 1 << k
     order = np.argsort(dist, kind="stable")
     for s in order.tolist():
-        if dist[s] <= 0:
+        d = dl[s]
+        if d <= 0:
             continue
         acc = 0
-        for t in nbrs[s].tolist():
-            if dist[t] == dist[s] - 1:
+        for t in nl[s]:
+            if dl[t] == d - 1:
                 acc |= reach[t]
         reach[s] = acc
-    widening_levels = {int(dist[s]) for s in range(n_sw) if dist[s] >= 2
-                       and all(reach[int(t)] != reach[s] for t in nbrs[s] if dist[t] == dist[s] - 1)}
+    widening_levels = {dl[s] for s in range(n_sw) if dl[s] >= 2
+                       and all(reach[t] != reach[s] for t in nl[s] if dl[t] == dl[s] - 1)}
     out = []
     for s in cands:
         below = reach[s]
-        if not any(reach[int(t)] == below for t in nbrs[s]):
+        if not any(reach[t] == below for t in nl[s]):
             continue  # it joins what its neighbours do not: a core
         # Cabled to several parallel spines, it is a leaf; cabled to one switch only, it is a leaf
         # unless real cores sit at its level (then it is a core that lost cables).
@@ -129,17 +131,17 @@ def _upside_down_leaves(n_sw: int, nbrs: list[np.ndarray], dist: np.ndarray, lea
     return out
 
 
-def _reason(edges: list[tuple[int, int]], level: np.ndarray, names: list[str]) -> str:
+def _reason(ea: np.ndarray, eb: np.ndarray, level: np.ndarray, names: list[str]) -> str:
     """Why the layering is not a Clos: switches no leaf reaches, or cables that are not up/down."""
     if level.size == 0:
         return "no switches"
     lost = [names[s] for s in np.nonzero(level == 0)[0].tolist()]
     if lost:
         return f"{len(lost)} switches are cabled to no leaf (e.g. {lost[0]})"
-    flat = [(x, y) for x, y in edges if abs(int(level[x]) - int(level[y])) != 1]
-    if flat:
-        x, y = flat[0]
-        return (f"{len(flat)} switch cables do not join adjacent levels "
+    flat = np.nonzero(np.abs(level[ea].astype(np.int64) - level[eb]) != 1)[0]
+    if flat.size:
+        x, y = int(ea[flat[0]]), int(eb[flat[0]])
+        return (f"{flat.size} switch cables do not join adjacent levels "
                 f"(e.g. {names[x]} at level {int(level[x])} -- {names[y]} at level {int(level[y])})")
     return ""
 
