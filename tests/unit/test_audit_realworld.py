@@ -84,3 +84,10 @@ def test_ufm_lab_loopbacks_are_apart_and_links_at_their_hardware_best_are_not_de
     assert [(f.check, f.severity, f.subject) for f in result.findings] == [
         ("switch-loopback", "info", "r-ufm-sw226")]
     assert result.status == "OK"
+
+
+@pytest.mark.parametrize("capture", ["dgx-superpod-ndr.out", "ufm-lab-small-hdr-fdr.out"])
+def test_every_finding_names_a_listed_check(capture: str) -> None:
+    path = FIXTURES / capture
+    result = audit_fabric(parse_ibnetdiscover(path.read_text(), str(path)))
+    assert result.findings and {f.check for f in result.findings} <= CHECK_IDS
