@@ -60,6 +60,7 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
         expected_by_link, expected_uplinks = match.expected_by_link, match.expected_uplinks
         result.totals["missing_links_vs_reference"] = match.missing_links
     result.findings += checks.check_link_rates(topo, expected_by_link)
+    result.findings += checks.check_loopbacks(topo)
     if compiled is None and fabric.switch_indices():
         from gpupool.fabric.compiled import compile_fabric
 
@@ -84,6 +85,7 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
     result.findings += checks.check_duplicates(topo)
     result.findings += checks.check_rail_cabling(topo)
     result.findings += checks.check_leaf_groups(topo)
+    result.findings += checks.check_hostless_leaves(topo)
     result.findings += checks.check_parse_warnings(fabric)
     result.totals["unnamed_hcas"] = len(topo.unnamed())
     if compiled is not None and compiled.kind == "dragonfly":

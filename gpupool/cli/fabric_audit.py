@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from gpupool.audit.findings import CRITICAL, EXIT_CODES, STATUS_UNKNOWN, WARNING, sort_findings
+from gpupool.audit.findings import (
+    CRITICAL,
+    EXIT_CODES,
+    INFO,
+    STATUS_UNKNOWN,
+    WARNING,
+    sort_findings,
+)
 from gpupool.audit.live import run_ibdiag
 from gpupool.audit.run import AuditRequest, run_audit
 from gpupool.cli.context import app, json_option
@@ -19,7 +26,7 @@ from gpupool.cli.render import emit_json, stderr_console, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import GpupoolError, UsageError
 
-_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 @click.command("audit", cls=MonitoringCommand)
@@ -106,7 +113,7 @@ def _print_report(result: Any) -> None:
 
     console = stdout_console()
     findings = sort_findings(result.findings)
-    for severity in (CRITICAL, WARNING):
+    for severity in (CRITICAL, WARNING, INFO):
         group = [f for f in findings if f.severity == severity]
         if not group:
             continue
@@ -131,5 +138,6 @@ def _print_report(result: Any) -> None:
         console.print(result.extras["topology_conf"], markup=False, highlight=False)
     for note in result.unchecked:
         stderr_console().print(f"gpupool: warning: not checked: {note}", markup=False, highlight=False)
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING)}
-    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning)")
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING, INFO)}
+    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, "
+                  f"{counts[INFO]} info)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ ROLE_HCA = "hca"
 ROLE_AGGREGATION = "aggregation"  # SHARP aggregation nodes: never hosts
 ROLE_UNNAMED = "unnamed"  # HCA whose node description gives no host name
 ROLE_EXCLUDED = "excluded"  # named HCA outside --hosts / Slurm's node list
+ROLE_SERVICE = "service"  # HCA of a storage / management / login host (fabric.structure.classify_hosts)
 
 # Rate per lane in Gb/s, by IB speed name (signalling rate as ibnetdiscover names it).
 SPEED_GBPS: dict[str, float] = {
@@ -42,6 +44,7 @@ class Node:
     name: str = ""  # readable, stable name (switches: from the node description)
     group: int = -1  # dragonfly group when known from a generator
     rail: int = -1  # rail index of an HCA when known
+    devid: str | None = None  # "0xd2f0": the device id ibnetdiscover prints (fabric.devices)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def natural_key(text: str) -> tuple[Any, ...]:
 # ---------------------------------------------------------------------------
 
 def fabric_to_dict(fabric: Fabric) -> dict[str, Any]:
-    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail")
+    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail", "devid")
     nodes = []
     for n in fabric.nodes:
         d = asdict(n)
@@ -126,7 +129,8 @@ def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
         nodes = [
             Node(id=str(n["id"]), type=str(n["type"]), ports=int(n["ports"]), desc=n.get("desc", ""),
                  guid=n.get("guid"), lid=n.get("lid"), role=n.get("role", ROLE_SWITCH if n["type"] == "switch" else ROLE_HCA),
-                 host=n.get("host"), name=n.get("name", ""), group=int(n.get("group", -1)), rail=int(n.get("rail", -1)))
+                 host=n.get("host"), name=n.get("name", ""), group=int(n.get("group", -1)), rail=int(n.get("rail", -1)),
+                 devid=str(n["devid"]) if n.get("devid") is not None else None)
             for n in doc["nodes"]
         ]
         links = [Link(int(a), int(ap), int(b), int(bp), str(w), str(s)) for a, ap, b, bp, w, s in doc["links"]]
@@ -166,15 +170,27 @@ def fabric_digest(path: str) -> str:
     return h.hexdigest()
 
 
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._/-]")
+
+
 def switch_display_name(desc: str, fallback: str) -> str:
-    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1"."""
+    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1".
+
+    ASICs of a director (`MF0;core1-mgt1:CS7500/L11/U1`) keep their chassis position
+    (`core1-mgt1/L11/U1`), so the name does not depend on which node ran the discovery. Characters
+    outside letters, digits and `._/-` (tabs, `=`, `#`...) become `_`: a name is never syntax.
+    """
     text = desc.strip()
     if text.startswith("MF0;"):
         text = text[4:]
-    text = text.split(":", 1)[0].strip()
-    if not text or text.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in text:
+    name, _, model = text.partition(":")
+    name = name.strip()
+    if not name or name.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in name:
         return fallback
-    return text
+    parts = [p.strip() for p in model.split("/")][1:] if model else []
+    if parts and parts != ["U1"] and all(parts) and " " not in "".join(parts):
+        name = "/".join([name, *parts])
+    return _UNSAFE_NAME_CHARS.sub("_", name)
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
@@ -192,12 +208,14 @@ def unique_names(names: Iterable[str]) -> list[str]:
 
 
 def restrict_hosts(fabric: Fabric, hosts: Iterable[str]) -> None:
-    """Keep only these compute hosts; other named HCAs become `excluded` (unknown names: input error)."""
+    """Keep only these compute hosts (an explicit list wins over the structural service class);
+    other named HCAs become `excluded` (unknown names: input error)."""
     wanted = set(hosts)
-    present = {n.host for n in fabric.nodes if n.role == ROLE_HCA and n.host}
+    named = (ROLE_HCA, ROLE_SERVICE)
+    present = {n.host for n in fabric.nodes if n.role in named and n.host}
     unknown = sorted(wanted - present, key=natural_key)
     if unknown:
         raise InputError(f"hosts not in the fabric: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
     for node in fabric.nodes:
-        if node.role == ROLE_HCA and node.host not in wanted:
-            node.role = ROLE_EXCLUDED
+        if node.role in named:
+            node.role = ROLE_HCA if node.host in wanted else ROLE_EXCLUDED

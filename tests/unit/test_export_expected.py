@@ -45,12 +45,12 @@ SMALL_YAML = """\
   cluster_default: true
   tree:
     switches:
-      - switch: spine01
-        children: leaf[01-02]
-      - switch: leaf01
-        nodes: gpu[001-002]
-      - switch: leaf02
-        nodes: gpu[003-004]
+      - switch: "spine01"
+        children: "leaf[01-02]"
+      - switch: "leaf01"
+        nodes: "gpu[001-002]"
+      - switch: "leaf02"
+        nodes: "gpu[003-004]"
 - topology: block
   cluster_default: false
   block:
@@ -58,10 +58,10 @@ SMALL_YAML = """\
       - 2
       - 4
     blocks:
-      - block: leaf01
-        nodes: gpu[001-002]
-      - block: leaf02
-        nodes: gpu[003-004]
+      - block: "leaf01"
+        nodes: "gpu[001-002]"
+      - block: "leaf02"
+        nodes: "gpu[003-004]"
 """
 
 # Rail-optimised: 2 leaf positions x 2 rails, 2 hosts per position, 1 spine; every host has an
@@ -107,20 +107,20 @@ THREE_LEVEL_YAML = """\
   cluster_default: true
   tree:
     switches:
-      - switch: core01
-        children: pod1-spine01,pod2-spine01
-      - switch: pod1-spine01
-        children: pod1-leaf[01-02]
-      - switch: pod2-spine01
-        children: pod2-leaf[01-02]
-      - switch: pod1-leaf01
-        nodes: gpu[001-002]
-      - switch: pod1-leaf02
-        nodes: gpu[003-004]
-      - switch: pod2-leaf01
-        nodes: gpu[005-006]
-      - switch: pod2-leaf02
-        nodes: gpu[007-008]
+      - switch: "core01"
+        children: "pod1-spine01,pod2-spine01"
+      - switch: "pod1-spine01"
+        children: "pod1-leaf[01-02]"
+      - switch: "pod2-spine01"
+        children: "pod2-leaf[01-02]"
+      - switch: "pod1-leaf01"
+        nodes: "gpu[001-002]"
+      - switch: "pod1-leaf02"
+        nodes: "gpu[003-004]"
+      - switch: "pod2-leaf01"
+        nodes: "gpu[005-006]"
+      - switch: "pod2-leaf02"
+        nodes: "gpu[007-008]"
 - topology: block
   cluster_default: false
   block:
@@ -129,14 +129,14 @@ THREE_LEVEL_YAML = """\
       - 4
       - 8
     blocks:
-      - block: pod1-leaf01
-        nodes: gpu[001-002]
-      - block: pod1-leaf02
-        nodes: gpu[003-004]
-      - block: pod2-leaf01
-        nodes: gpu[005-006]
-      - block: pod2-leaf02
-        nodes: gpu[007-008]
+      - block: "pod1-leaf01"
+        nodes: "gpu[001-002]"
+      - block: "pod1-leaf02"
+        nodes: "gpu[003-004]"
+      - block: "pod2-leaf01"
+        nodes: "gpu[005-006]"
+      - block: "pod2-leaf02"
+        nodes: "gpu[007-008]"
 """
 
 # Dragonfly: 2 groups x 2 routers x 1 host, 1 global link per router
