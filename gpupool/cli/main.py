@@ -21,6 +21,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("gpupool.cli.jobs", "explain", "Why a pending job waits, and the best placement now."),
     "pool": ("gpupool.cli.pool", "pool", "Declarative GPU pools and fair-share queues."),
     "node": ("gpupool.cli.node", "node", "Node-side health checks and GPU<->HCA affinity."),
+    "simulate": ("gpupool.cli.simulate", "simulate", "Replay a workload under several policies, side by side."),
 }
 
 

@@ -51,6 +51,7 @@ class SimConfig:
     partitions: frozenset[str] | None = None  # accepted partitions; None = all
     reorder_window: int = 10000  # jobs read ahead to put small submit-time disorders right
     bin_seconds: float = 3600.0
+    record_starts: bool = False  # keep (job id, start, hosts) of every start, for tests and reality checks
 
 
 @dataclass
@@ -195,6 +196,7 @@ class Simulator:
         self.now = 0.0
         # running id -> (leaves, extra leaves, mean pair hops, speed factor, timed out, multi-host)
         self._info: dict[int, tuple[int, int, float, float, bool, bool]] = {}
+        self.starts: list[tuple[str, float, list[str]]] = []
 
     # ------------------------------------------------------------------ free state
     def _hosts_with(self, k: int) -> int:
@@ -266,6 +268,8 @@ class Simulator:
         self.running[rid] = record
         bisect.insort(self.ends, (record.expected_end, rid))
         self._push(now + runtime, _END, rid)
+        if self.config.record_starts:
+            self.starts.append((job.job_id, now, [self.compiled.host_names[h] for h in host_list]))
         record_info = (leaves, extra_leaves, pair_hops, factor, timed_out, len(host_list) > 1 or pj.multi)
         self._info[rid] = record_info
         return STARTED
