@@ -30,6 +30,7 @@ from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import slurm_reference
+from gpupool.simulate.kernels import per_node_shadow
 from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
@@ -80,13 +81,16 @@ class _Pending:
 
 
 class _Running:
-    __slots__ = ("job", "start", "hosts", "gpus", "expected_end")
+    __slots__ = ("job", "start", "hosts", "gpus", "slots", "total", "expected_end")
 
-    def __init__(self, job: Job, start: float, hosts: list[int], gpus: list[int], expected_end: float) -> None:
+    def __init__(self, job: Job, start: float, hosts: list[int], gpus: list[int], slots: list[int],
+                 expected_end: float) -> None:
         self.job = job
         self.start = start
         self.hosts = hosts
         self.gpus = gpus
+        self.slots = slots  # column of each host's row in the slot arrays
+        self.total = sum(gpus)
         self.expected_end = expected_end
 
 
@@ -144,11 +148,11 @@ class _Capacity:
         up = parent[leaf]
         # A group (pod of a 3-level fat-tree, dragonfly group) is a leaf's parent that is not a root.
         has_groups = bool(up.size) and bool((up >= 0).all()) and bool((parent[up] >= 0).all())
-        self.host_leaf = leaf
-        self.host_group = up.astype(np.int64) if has_groups else np.full(leaf.size, -1, np.int64)
+        self.host_leaf = leaf.tolist()  # lists: a job has few hosts, and set() on lists beats np.unique there
+        self.host_group = up.tolist() if has_groups else [-1] * leaf.size
         self.leaf_hosts = np.cumsum(np.sort(np.bincount(leaf[leaf >= 0]))[::-1])
         if has_groups:
-            self.group_hosts = np.cumsum(np.sort(np.bincount(self.host_group))[::-1])
+            self.group_hosts = np.cumsum(np.sort(np.bincount(up))[::-1])
         else:
             self.group_hosts = np.zeros(0, np.int64)
 
@@ -158,10 +162,13 @@ class _Capacity:
     def min_groups(self, hosts_needed: int) -> int:
         return int(np.searchsorted(self.group_hosts, hosts_needed)) + 1 if self.group_hosts.size else 0
 
-    def spread(self, hosts: np.ndarray) -> tuple[int, int]:
-        leaves = int(np.unique(self.host_leaf[hosts]).size)
-        groups = int(np.unique(self.host_group[hosts]).size) if self.group_hosts.size else 0
-        return leaves, groups
+    def spread(self, hosts: list[int]) -> tuple[int, int]:
+        leaf = self.host_leaf
+        leaves = len({leaf[h] for h in hosts})
+        if not self.group_hosts.size:
+            return leaves, 0
+        group = self.host_group
+        return leaves, len({group[h] for h in hosts})
 
 
 class Simulator:
@@ -185,6 +192,11 @@ class Simulator:
         self.free = np.full(n, g, dtype=np.int32)
         self.hist = [0] * (g + 1)  # hosts by free GPUs
         self.hist[g] = n
+        self._at_least: list[int] | None = None  # hosts with >= k free GPUs, rebuilt after a change
+        # Per host, one slot per running job on it (a job holds >= 1 GPU, so g slots suffice): the job's
+        # expected end and GPUs, for the reservation kernel.
+        self.slot_end = np.full((n, g), np.inf, dtype=np.float64)
+        self.slot_gpus = np.zeros((n, g), dtype=np.int64)
         self.total_free = n * g
         self.capacity = _Capacity(compiled)
         self.metrics = PolicyMetrics(policy=policy, total_gpus=n * g, bin_seconds=config.bin_seconds)
@@ -196,14 +208,23 @@ class Simulator:
         self.now = 0.0
         # running id -> (leaves, extra leaves, mean pair hops, speed factor, timed out, multi-host)
         self._info: dict[int, tuple[int, int, float, float, bool, bool]] = {}
+        self._changed = True  # something ended or woke since the last scheduling pass
+        self._stable: tuple[int, float, int] | None = None  # (head index, shadow, spare) of a blocked queue
         self.starts: list[tuple[str, float, list[str]]] = []
 
     # ------------------------------------------------------------------ free state
     def _hosts_with(self, k: int) -> int:
-        return sum(self.hist[k:])
+        at_least = self._at_least
+        if at_least is None:
+            at_least = [0] * (len(self.hist) + 1)
+            for j in range(len(self.hist) - 1, -1, -1):
+                at_least[j] = at_least[j + 1] + self.hist[j]
+            self._at_least = at_least
+        return at_least[k]
 
     def _take(self, hosts: list[int], gpus: list[int], sign: int) -> None:
         free, hist = self.free, self.hist
+        self._at_least = None
         for h, g in zip(hosts, gpus, strict=True):
             before = int(free[h])
             after = before + sign * g
@@ -243,7 +264,8 @@ class Simulator:
         if choice is None:
             return BLOCKED
         hosts, gpus, pair_hops = choice
-        leaves, groups = self.capacity.spread(hosts)
+        host_list, gpu_list = hosts.tolist(), gpus.tolist()
+        leaves, groups = self.capacity.spread(host_list)
         hosts_needed = job.nodes or math.ceil(job.gpus / self.config.gpus_per_host)
         min_leaves = self.capacity.min_leaves(hosts_needed)
         if self.wait and pj.multi and now < job.submit + self.config.wait_time:
@@ -260,11 +282,17 @@ class Simulator:
         runtime = job.duration * factor
         timed_out = runtime > job.time_limit
         runtime = min(runtime, job.time_limit)
-        host_list, gpu_list = hosts.tolist(), gpus.tolist()
         self._take(host_list, gpu_list, -1)
         rid = self.seq
         self.seq += 1
-        record = _Running(job, now, host_list, gpu_list, now + job.time_limit)
+        expected_end = now + job.time_limit
+        slots = []
+        for h, g in zip(host_list, gpu_list, strict=True):
+            s = int(np.argmin(self.slot_gpus[h]))  # an empty slot (0 GPUs) always exists
+            self.slot_gpus[h, s] = g
+            self.slot_end[h, s] = expected_end
+            slots.append(s)
+        record = _Running(job, now, host_list, gpu_list, slots, expected_end)
         self.running[rid] = record
         bisect.insort(self.ends, (record.expected_end, rid))
         self._push(now + runtime, _END, rid)
@@ -283,6 +311,9 @@ class Simulator:
         k = bisect.bisect_left(self.ends, (record.expected_end, rid))
         del self.ends[k]
         self._take(record.hosts, record.gpus, +1)
+        for h, slot in zip(record.hosts, record.slots, strict=True):
+            self.slot_gpus[h, slot] = 0
+            self.slot_end[h, slot] = np.inf
         leaves, extra_leaves, pair_hops, factor, timed_out, multi = self._info.pop(rid)
         job = record.job
         self.metrics.job_done(submit=job.submit, start=record.start, end=now, duration=job.duration, gpus=job.gpus,
@@ -294,38 +325,43 @@ class Simulator:
         """(shadow time, GPUs spare at the shadow time) for the blocked head job."""
         need = head.gpus
         have = self.total_free
-        shadow = now
         if head.nodes == 0:
+            shadow = now
             for end, rid in self.ends:
                 if have >= need:
                     break
-                have += sum(self.running[rid].gpus)
+                have += self.running[rid].total
                 shadow = end
             return (shadow if have >= need else math.inf), have - need
-        k, n = head.gpus_per_node, head.nodes
-        count = self._hosts_with(k)
-        overlay: dict[int, int] = {}
-        free = self.free
-        for end, rid in self.ends:
-            if count >= n and have >= need:
-                break
-            record = self.running[rid]
-            for h, g in zip(record.hosts, record.gpus, strict=True):
-                before = overlay.get(h)
-                if before is None:
-                    before = int(free[h])
-                after = before + g
-                overlay[h] = after
-                if before < k <= after:
-                    count += 1
-                have += g
-            shadow = end
-        return (shadow if count >= n else math.inf), have - need
+        shadow = float(per_node_shadow(self.free, self.slot_end, self.slot_gpus, head.gpus_per_node, head.nodes))
+        if shadow == math.inf:
+            return math.inf, 0
+        shadow = max(shadow, now)
+        have += int(self.slot_gpus[self.slot_end <= shadow].sum())
+        return shadow, max(have - need, 0)
 
-    def _schedule(self, now: float) -> None:
+    def _schedule(self, now: float, fresh: int) -> None:
+        """One pass; `fresh` jobs were appended since the last one. When nothing ended, woke or started
+        since then, every older job would fail exactly as before, so only the fresh ones are tried."""
         queue = self.queue
+        stable = self._stable
         if not queue:
+            self._stable = None
             return
+        if not self._changed and stable is not None and fresh <= len(queue):
+            head_index, shadow, extra = stable
+            first = max(len(queue) - fresh, head_index + 1)
+            stop = min(len(queue), head_index + 1 + self.config.backfill_depth)
+            if first < stop and self.total_free > 0:
+                started = [False] * len(queue)
+                extra = self._backfill(queue, first, stop, now, shadow, extra, started)
+                if any(started):
+                    self.queue = [pj for pj, s in zip(queue, started, strict=True) if not s]
+                    self._changed = True  # a start changes the free state: the next pass is a full one
+            self._stable = (head_index, shadow, extra)
+            return
+        self._changed = False
+        self._stable = None
         kept: list[_Pending] = []
         idx = 0
         head: _Pending | None = None
@@ -339,29 +375,38 @@ class Simulator:
             if result == BLOCKED:
                 head = pj
                 break
-        if head is not None and self.total_free > 0 and idx < len(queue):
-            shadow, extra = self._reservation(head.job, now)
-            stop = min(len(queue), idx + self.config.backfill_depth)
-            while idx < stop:
-                pj = queue[idx]
-                idx += 1
-                job = pj.job
-                if self.total_free < job.gpus:
-                    kept.append(pj)
-                    continue
-                before_shadow = now + job.time_limit <= shadow
-                if not before_shadow and job.gpus > extra:
-                    kept.append(pj)
-                    continue
-                if self._try_start(pj, now) == STARTED:
-                    if not before_shadow:
-                        extra -= job.gpus
-                    if self.total_free == 0:
-                        break
-                else:
-                    kept.append(pj)
-        kept.extend(queue[idx:])
+        if head is None:
+            self.queue = kept
+            return
+        head_index = len(kept) - 1
+        shadow, extra = self._reservation(head.job, now)
+        stop = min(len(queue), idx + self.config.backfill_depth)
+        started = [False] * len(queue)
+        if self.total_free > 0 and idx < stop:
+            extra = self._backfill(queue, idx, stop, now, shadow, extra, started)
+        kept.extend(pj for pj, s in zip(queue[idx:], started[idx:], strict=True) if not s)
         self.queue = kept
+        self._stable = None if any(started) else (head_index, shadow, extra)
+
+    def _backfill(self, queue: list[_Pending], first: int, stop: int, now: float, shadow: float, extra: int,
+                  started: list[bool]) -> int:
+        """Start the jobs of queue[first:stop] that fit now without delaying the head; returns the spare left."""
+        for idx in range(first, stop):
+            job = queue[idx].job
+            if self.total_free < job.gpus:
+                continue
+            before_shadow = now + job.time_limit <= shadow
+            if not before_shadow and job.gpus > extra:
+                continue
+            if job.nodes and self._hosts_with(job.gpus // job.nodes) < job.nodes:
+                continue
+            if self._try_start(queue[idx], now) == STARTED:
+                started[idx] = True
+                if not before_shadow:
+                    extra -= job.gpus
+                if self.total_free == 0:
+                    break
+        return extra
 
     # ------------------------------------------------------------------ main loop
     def run(self, jobs: Iterable[Job]) -> PolicyMetrics:
@@ -399,6 +444,8 @@ class Simulator:
                 _t, kind, _s, rid = heapq.heappop(self.events)
                 if kind == _END:
                     self._finish(rid, now)
+                self._changed = True
+            fresh = 0
             while arrivals and arrivals[0][0] <= now:
                 submit, _o, job = heapq.heappop(arrivals)
                 if submit < now:  # older than the clock: out of order by more than the read-ahead window
@@ -409,9 +456,10 @@ class Simulator:
                 pending = self._admit(job)
                 if pending is not None:
                     self.queue.append(pending)
+                    fresh += 1
                 refill()
             self.now = now
-            self._schedule(now)
+            self._schedule(now, fresh)
             if not self.events and not arrivals and self.queue:
                 self.counts.never_started += len(self.queue)
                 self.queue = []

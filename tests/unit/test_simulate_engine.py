@@ -131,3 +131,13 @@ def test_out_of_order_submits_inside_the_window_are_sorted() -> None:
     jobs = [_job("late", 10, 5, 1, 4), _job("early", 0, 5, 1, 4)]
     _sim, starts = _run(SMALL, "gpupool", jobs)
     assert starts["early"][0] == 0 and starts["late"][0] == 10
+
+
+def test_single_host_cost_fast_path_matches_the_definition() -> None:
+    from gpupool.placement.cost import cost_of
+
+    rails = compile_fabric(fat_tree(2, 2, 1, rails=2))  # every host has one HCA on each of 2 rail leaves
+    # One host: all GPU pairs are 0 hops apart; its leaf switches are its 2 rail leaves.
+    assert cost_of(rails, {"gpu001": 4}).to_json() == {"pair_hops_sum": 0, "mean_hops": 0.0, "max_hops": 0,
+                                                       "leaf_switches": 2, "groups": 0}
+    assert cost_of(SMALL, {"gpu003": 1}).leaf_switches == 1
