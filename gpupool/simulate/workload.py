@@ -303,14 +303,25 @@ def _json_job(item: Any, stats: WorkloadStats, where: str) -> Job | None:
     if not gpus:
         stats.skip("no GPUs", where)
         return None
-    nodes_value = _number(item.get("allocation_nodes"))
+    # 22.05 can write allocation_nodes 0 (and limit 0) for a job that just ended: the node TRES still counts.
+    nodes_value = _number(item.get("allocation_nodes")) or _json_tres(tres.get("allocated"), "node") \
+        or _json_tres(tres.get("requested"), "node")
     nodes = int(nodes_value) if nodes_value else 0
     limit_min = _number(times.get("limit"))
-    limit = limit_min * 60.0 if limit_min is not None else elapsed
+    limit = limit_min * 60.0 if limit_min else elapsed
     partition = str(item.get("partition") or "")
     shape_nodes = nodes if nodes >= 1 and gpus % nodes == 0 else 0
     return Job(job_id=str(job_id), submit=submit, duration=elapsed, time_limit=max(limit, elapsed), gpus=gpus,
                nodes=shape_nodes, partition=partition)
+
+
+def _json_tres(entries: Any, kind: str) -> float:
+    if not isinstance(entries, list):
+        return 0.0
+    for e in entries:
+        if isinstance(e, dict) and e.get("type") == kind:
+            return _number(e.get("count")) or 0.0
+    return 0.0
 
 
 def _json_gpus(entries: Any) -> int:

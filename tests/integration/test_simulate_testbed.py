@@ -52,7 +52,7 @@ def test_simulate_replays_the_testbed_sacct_history(testbed: Testbed, tmp_path_f
         assert doc["workload"]["stats"]["jobs"] == len(shapes), doc["workload"]
         for policy in doc["policies"]:
             assert policy["jobs"] == len(shapes)
-            assert policy["multi_node_jobs"] == sum(1 for n, _ in shapes if n > 1)
+            assert policy["multi_node_jobs"] == sum(1 for n, _ in shapes if n > 1), (workload.name, policy, doc)
         sizes = [n * p for n, p in shapes]
         bins = {"1 GPU": (1, 1), "2-8 GPUs": (2, 8), "9-64 GPUs": (9, 64), ">64 GPUs": (65, 1 << 40)}
         expected = {name: sum(lo <= s <= hi for s in sizes) for name, (lo, hi) in bins.items()}

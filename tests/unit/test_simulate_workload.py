@@ -191,3 +191,21 @@ def test_histogram_quantiles_are_within_bin_precision() -> None:
         assert h.quantile(q) == pytest.approx(exact[int(q * len(exact)) - 1], rel=0.012)
     assert h.mean == pytest.approx(sum(values) / len(values))
     assert h.quantile(0.005) == 0.0
+
+
+# Real 22.05 exports of five jobs submitted as -N n --gres=gpu:k with (n, k) below (fixtures README).
+SUBMITTED = [(2, 8), (1, 1), (1, 8), (3, 8), (1, 2)]
+
+
+@pytest.mark.parametrize("name", ["sacct-P-22.05.txt", "sacct-json-22.05.json", "sacct-json-just-ended-22.05.json"])
+def test_real_sacct_exports(name: str) -> None:
+    from tests.helpers import FIXTURES
+
+    stats = WorkloadStats()
+    jobs = list(read_workload(str(FIXTURES / "simulate" / name), "auto", stats))
+    assert [(j.nodes, j.gpus_per_node) for j in jobs] == SUBMITTED
+    assert all(j.duration == 1 for j in jobs)
+    assert {j.partition for j in jobs} == ({""} if "just-ended" in name else {"gpu"})  # 22.05 left it empty
+    # -t 5: five minutes, except where 22.05 wrote limit 0 (then the elapsed time stands in)
+    assert {j.time_limit for j in jobs} == ({1.0} if "just-ended" in name else {300.0})
+    assert stats.skipped == {}
