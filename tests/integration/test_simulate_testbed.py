@@ -59,3 +59,17 @@ def test_simulate_replays_the_testbed_sacct_history(testbed: Testbed, tmp_path_f
         got = {name: v["jobs"] for name, v in doc["policies"][0]["wait_s_by_size"].items()}
         assert got == {name: n for name, n in expected.items() if n}
         assert report.stat().st_size > 10_000 and "<svg" in report.read_text()
+
+
+def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> None:
+    """On random fragmented states, the simulator's slurm-tree policy chooses what sbatch --test-only does."""
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    testbed.cancel_all()
+    proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
+                        "--requests", "10", "--seed", "3", "--json"], timeout=900, cwd=REPO)
+    doc = json.loads(proc.stdout)
+    assert doc["cases"] >= 90, doc
+    assert doc["agreement"] >= 0.95, doc["disagreements"]
