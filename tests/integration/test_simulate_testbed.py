@@ -73,3 +73,20 @@ def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> N
     doc = json.loads(proc.stdout)
     assert doc["cases"] >= 90, doc
     assert doc["agreement"] >= 0.95, doc["disagreements"]
+
+
+def test_reality_check_start_order_and_nodes(testbed: Testbed) -> None:
+    """A short trace run with sbatch, replayed from its own sacct export: the model agrees with reality."""
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    testbed.cancel_all()
+    proc = testbed.run([sys.executable, str(REPO / "scripts" / "reality_check_simulate.py"), "--jobs", "30",
+                        "--seed", "2", "--json"], timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    print(doc)  # the figures, for the log
+    assert doc["jobs"] == 30
+    assert doc["start_order_share"] >= 0.9, doc
+    assert doc["same_nodes_share"] >= 0.5, doc
