@@ -96,3 +96,21 @@ def test_report_renders_in_headless_chromium(fabric: str, tmp_path: Path) -> Non
     subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,2400", report.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_swf_workload_with_nccl_calibration(fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    swf = tmp_path / "trace.swf"
+    # 64 processors at 1/4 GPU each = 16 GPUs = 2 whole hosts; 4 processors = 1 GPU.
+    swf.write_text("; MaxProcs: 64\n1 0 0 600 64 -1 -1 64 1200 -1 1 1 1 -1 1 1 -1 -1\n"
+                   "2 10 0 60 4 -1 -1 4 120 -1 1 1 1 -1 1 1 -1 -1\n")
+    nccl = tmp_path / "nccl.txt"
+    nccl.write_text("1 100\n3 50\n")  # comm 0.4: 0.4 x (100/50 - 1) = 0.4 over 2 extra leaves -> 0.2 per leaf
+    assert main(["simulate", "--fabric", fabric, "--workload", str(swf), "--gpus-per-processor", "1/4",
+                 "--nccl", str(nccl), "--comm-fraction", "0.4", "--policies", "gpupool", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["workload"]["format"] == "swf"
+    assert doc["speed_model"]["classes"]["default"] == {"per_extra_leaf": 0.2, "per_extra_group": 0.0}
+    (policy,) = doc["policies"]
+    assert policy["jobs"] == 2 and policy["multi_node_jobs"] == 1
+    # Both jobs start on arrival on an empty fabric; the 2-host job fits one leaf (2 hosts per leaf).
+    assert policy["wait_s"]["max"] == 0 and policy["mean_extra_leaf_switches_multi_node"] == 0
