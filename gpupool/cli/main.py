@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "metrics": ("gpupool.cli.metrics", "metrics", "Fragmentation, pool GPUs and audit status for Prometheus."),
     "report": ("gpupool.cli.report", "report", "One self-contained HTML page: fabric, fragmentation, lending, audit."),
     "status": ("gpupool.cli.status", "status", "Fragmentation: largest job per leaf, pod and fabric; stranded GPUs."),
+    "simulate": ("gpupool.cli.simulate", "simulate", "Replay a workload under several policies, side by side."),
 }
 
 
