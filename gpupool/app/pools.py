@@ -11,7 +11,7 @@ from gpupool.pools.apply import ApplyOptions, ApplyReport, apply_pools
 from gpupool.pools.fragment import Fragment, fragment_path, read_fragment
 from gpupool.pools.live import CommandRunner, parse_config
 from gpupool.pools.nodes import resolve_nodes
-from gpupool.pools.schema import load_pools_file
+from gpupool.pools.schema import PoolsFile, load_pools_file
 from gpupool.pools.status import StatusReport, collect_status
 
 if TYPE_CHECKING:
@@ -33,6 +33,24 @@ def fabric_loader(fabric_path: str | None, config: Config) -> Callable[[], Compi
 def config_fragment(config: Config) -> str | None:
     value = config.section("pools").get("slurm_conf_fragment")
     return value if isinstance(value, str) and value else None
+
+
+def pool_hosts(spec: PoolsFile, fabric_path: str | None, config: Config) -> dict[str, list[str]]:
+    """Each pool's host names (selectors resolved on the fabric, loaded only when one needs it)."""
+    loader = fabric_loader(fabric_path, config)
+    hosts: dict[str, list[str]] = {}
+    for pool_spec in spec.pools.values():
+        try:
+            hosts[pool_spec.name] = resolve_nodes(pool_spec.nodes, loader)
+        except ValueError as exc:
+            raise spec.error(("pools", pool_spec.name, "nodes"), str(exc)) from None
+    return hosts
+
+
+def live_fragment_path(run: CommandRunner) -> str:
+    """gpupool's slurm.conf fragment next to the SLURM_CONF that Slurm reports."""
+    conf = parse_config(run(["scontrol", "show", "config"]))
+    return fragment_path(None, None, conf.get("SLURM_CONF"))
 
 
 def apply(pools_file: str, run: CommandRunner, config: Config, *, dry_run: bool, fragment_option: str | None,
@@ -57,15 +75,8 @@ def status(pools_file: str | None, run: CommandRunner, config: Config, *, fragme
     hosts = None
     path = fragment_option or config_fragment(config) or ""
     if spec is not None:
-        loader = fabric_loader(fabric_path, config)
-        hosts = {}
-        for pool_spec in spec.pools.values():
-            try:
-                hosts[pool_spec.name] = resolve_nodes(pool_spec.nodes, loader)
-            except ValueError as exc:
-                raise spec.error(("pools", pool_spec.name, "nodes"), str(exc)) from None
+        hosts = pool_hosts(spec, fabric_path, config)
     elif not path:
-        conf = parse_config(run(["scontrol", "show", "config"]))
-        path = fragment_path(None, None, conf.get("SLURM_CONF"))
+        path = live_fragment_path(run)
     fragment = read_fragment(path) if path else read_fragment("/nonexistent")
     return collect_status(run, spec=spec, hosts=hosts, fragment=fragment), fragment

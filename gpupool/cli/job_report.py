@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpupool.app import observe as observe_app
+from gpupool.cli.context import app
+from gpupool.cli.render import emit_json, stdout_console
+
 
 def report_job(job_id: str, fabric_path: str | None) -> None:
-    from gpupool.cli.context import app
-    from gpupool.cli.pool import _runner
-    from gpupool.cli.render import emit_json, stdout_console
-    from gpupool.config import resolve_fabric_path
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.observe.jobreport import collect_job_topology
-
-    compiled = load_compiled(resolve_fabric_path(fabric_path, app().config()))
-    report = collect_job_topology(_runner(), compiled, job_id)
-    doc = report.as_json()
+    doc = observe_app.job_report(app().command_runner(), app().config(), fabric_path, job_id).as_json()
     if app().json:
         emit_json(doc)
         return

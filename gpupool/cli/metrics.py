@@ -6,103 +6,33 @@ port (`--serve`, 127.0.0.1 by default), collecting afresh on every scrape.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import click
 
+from gpupool.app import observe as observe_app
+from gpupool.app.observe import MetricsOptions
 from gpupool.cli.context import app
+from gpupool.cli.render import warn
 from gpupool.cli.status import shape_options
+from gpupool.errors import EnvError, InputError, UsageError
+from gpupool.fsutil import atomic_write_text
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-@dataclass(frozen=True)
-class MetricsOptions:
-    fabric_path: str | None
-    free_path: str | None
-    partition: str | None
-    shapes: str | None
-    gpus_per_node: int | None
-    pools_file: str | None
-    fragment: str | None
-    audit_json: str | None
-    audit: bool
-    pools: bool
-    node_check_json: str | None = None
+__all__ = ["MetricsOptions", "collect_text", "make_server", "metrics", "parse_listen"]
 
 
 def collect_text(options: MetricsOptions, warn: Callable[[str], None]) -> str:
-    """Every family; a source that cannot be read is reported by gpupool_collector_up 0 and a warning."""
-    from gpupool.errors import GpupoolError
-    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
-    from gpupool.observe.metrics import (
-        Family,
-        audit_families,
-        fragmentation_families,
-        pool_families,
-        pools_now,
-        render_text,
-        up_family,
-    )
-
-    families: list[Family] = []
-    up: dict[str, bool] = {}
-    try:
-        from gpupool.cli.status import load_fabric_and_free
-
-        compiled, free = load_fabric_and_free(options.fabric_path, options.free_path, options.partition)
-        k = gpus_per_node_of(free, options.gpus_per_node)
-        families += fragmentation_families(measure(compiled, free, parse_shapes(options.shapes, k), k))
-        up["fragmentation"] = True
-    except GpupoolError as exc:
-        warn(f"fragmentation: {exc.message}")
-        up["fragmentation"] = False
-    if options.pools:
-        try:
-            from gpupool.cli.pool import _runner
-            from gpupool.cli.pool_report import pool_definitions
-            from gpupool.pools.live import parse_jobs
-
-            run = _runner()
-            definitions, nodes = pool_definitions(run, options.pools_file, options.fragment, options.fabric_path)
-            jobs = parse_jobs(run(["scontrol", "-o", "-d", "show", "job"]))
-            families += pool_families(pools_now(definitions, nodes, jobs))
-            up["pools"] = True
-        except GpupoolError as exc:
-            warn(f"pools: {exc.message}")
-            up["pools"] = False
-    if options.audit:
-        try:
-            from gpupool.cli.status import fabric_audit
-
-            status, findings = fabric_audit(options.fabric_path, options.audit_json)
-            families += audit_families(status, findings)
-            up["audit"] = True
-        except GpupoolError as exc:
-            warn(f"audit: {exc.message}")
-            up["audit"] = False
-    if options.node_check_json:
-        try:
-            import socket
-
-            from gpupool.cli.status import read_findings_document
-            from gpupool.observe.metrics import node_check_families
-
-            status, findings = read_findings_document(options.node_check_json, "node check file")
-            families += node_check_families(socket.gethostname().split(".")[0], status, findings)
-            up["node_check"] = True
-        except GpupoolError as exc:
-            warn(f"node check: {exc.message}")
-            up["node_check"] = False
-    families.append(up_family(up))
-    return render_text(families)
+    """The metrics text, collected with the current command's context (its config and Slurm)."""
+    ctx = app()
+    return observe_app.metrics_text(options, ctx.config(), ctx.slurm_client, ctx.command_runner, warn)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    from gpupool.errors import UsageError
-
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
@@ -111,8 +41,6 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def make_server(host: str, port: int, collect: Callable[[], str]) -> Any:
     """A threading HTTP server answering GET of the `metrics` path (and the root) with freshly collected text."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's method name
             if self.path.split("?")[0].strip("/") not in {"metrics", ""}:
@@ -135,8 +63,6 @@ def make_server(host: str, port: int, collect: Callable[[], str]) -> Any:
     try:
         return ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        from gpupool.errors import EnvError
-
         raise EnvError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -162,15 +88,9 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
             fragment: str | None, no_pools: bool, audit_json: str | None, no_audit: bool,
             node_check_json: str | None) -> None:
     """Fragmentation, pool GPUs and fabric audit status in the Prometheus text format."""
-    import sys
-
-    from gpupool.cli.render import warn
-    from gpupool.errors import UsageError
-    from gpupool.observe.fragmentation import parse_shapes
-
     if textfile and serve:
         raise UsageError("give --textfile or --serve, not both")
-    parse_shapes(shapes, gpus_per_node or 1)  # bad shapes are a usage error before anything is read
+    observe_app.check_shapes(shapes, gpus_per_node)  # bad shapes are a usage error before anything is read
     app()  # the context must exist before a server thread collects
     options = MetricsOptions(fabric_path, free_path, partition, shapes, gpus_per_node, pools_file, fragment,
                              audit_json, audit=not no_audit, pools=not no_pools, node_check_json=node_check_json)
@@ -193,13 +113,9 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
         return
     text = collect_text(options, warn)
     if textfile:
-        from gpupool.fsutil import atomic_write_text
-
         try:
             atomic_write_text(textfile, text)
         except OSError as exc:
-            from gpupool.errors import InputError
-
             raise InputError(f"{textfile}: cannot write the textfile ({exc.strerror})") from None
         return
     sys.stdout.write(text)

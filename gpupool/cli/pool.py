@@ -8,7 +8,7 @@ from gpupool.app import pools as pools_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.pools.apply import ApplyReport
-from gpupool.pools.live import CommandRunner, slurm_runner
+from gpupool.pools.live import CommandRunner
 from gpupool.pools.status import StatusReport
 
 
@@ -18,7 +18,7 @@ def pool() -> None:
 
 
 def _runner() -> CommandRunner:
-    return app().slurm_runner or slurm_runner()
+    return app().command_runner()
 
 
 @pool.command("apply")

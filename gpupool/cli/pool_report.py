@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import csv
+import sys
+from datetime import datetime
 
 import click
+from rich.table import Table
 
+from gpupool.app import observe as observe_app
 from gpupool.cli.context import app, json_option
-
-if TYPE_CHECKING:
-    from gpupool.observe.lending import LendingReport
-
-
-def pool_definitions(run: Any, pools_file: str | None, fragment_option: str | None, fabric_path: str | None
-                     ) -> tuple[list[Any], dict[str, Any]]:
-    """Pool definitions (from POOLS.yaml, else gpupool's partition fragment) and Slurm's nodes, as `pool status`."""
-    from gpupool.app.pools import config_fragment, fabric_loader
-    from gpupool.pools.fragment import fragment_path, read_fragment
-    from gpupool.pools.live import parse_config, parse_nodes, parse_partitions
-    from gpupool.pools.nodes import resolve_nodes
-    from gpupool.pools.schema import load_pools_file
-    from gpupool.pools.status import definitions_from_file, definitions_from_fragment
-
-    nodes = parse_nodes(run(["scontrol", "-o", "-d", "show", "node"]))
-    partitions = parse_partitions(run(["scontrol", "-o", "show", "partition"]))
-    if pools_file:
-        spec = load_pools_file(pools_file)
-        loader = fabric_loader(fabric_path, app().config())
-        hosts: dict[str, list[str]] = {}
-        for pool_spec in spec.pools.values():
-            try:
-                hosts[pool_spec.name] = resolve_nodes(pool_spec.nodes, loader)
-            except ValueError as exc:
-                raise spec.error(("pools", pool_spec.name, "nodes"), str(exc)) from None
-        return definitions_from_file(spec, hosts, partitions), nodes
-    path = fragment_option or config_fragment(app().config()) or ""
-    if not path:
-        conf = parse_config(run(["scontrol", "show", "config"]))
-        path = fragment_path(None, None, conf.get("SLURM_CONF"))
-    return definitions_from_fragment(read_fragment(path), partitions), nodes
+from gpupool.cli.render import emit_json, stdout_console
+from gpupool.observe.lending import LendingReport
 
 
 @click.command("report")
@@ -53,22 +27,10 @@ def pool_definitions(run: Any, pools_file: str | None, fragment_option: str | No
 def report_command(pools_file: str | None, since: str, until: str, fragment_option: str | None,
                    fabric_path: str | None, csv_flag: bool) -> None:
     """Per pool: GPU-hours available, used by owners, lent, borrowed; preemptions, owner wait; use vs shares."""
-    from datetime import datetime
-
-    from gpupool.cli.pool import _runner
-    from gpupool.cli.render import emit_json
-    from gpupool.observe.lending import collect_lending, parse_when
-
-    now = datetime.now()
-    start, end = parse_when(since, now, "--since"), parse_when(until, now, "--until")
-    if end <= start:
-        from gpupool.errors import UsageError
-
-        raise UsageError(f"--until {until} must be after --since {since}")
-    run = _runner()
-    definitions, nodes = pool_definitions(run, pools_file, fragment_option, fabric_path)
-    report = collect_lending(run, start, end, now, definitions=definitions, nodes=nodes).report
-    if app().json:
+    ctx = app()
+    report = observe_app.pool_report(app().command_runner(), ctx.config(), pools_file=pools_file, fragment_option=fragment_option,
+                                     fabric_path=fabric_path, since=since, until=until, now=datetime.now()).report
+    if ctx.json:
         emit_json(report.as_json())
     elif csv_flag:
         write_csv(report)
@@ -83,9 +45,6 @@ CSV_COLUMNS = ("record", "name", "owners", "gpus", "available_gpu_hours", "used_
 
 
 def write_csv(report: LendingReport) -> None:
-    import csv
-    import sys
-
     writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for pool in report.pools:
@@ -101,10 +60,6 @@ def _hours(value: float | None) -> str:
 
 
 def render_report(report: LendingReport) -> None:
-    from rich.table import Table
-
-    from gpupool.cli.render import stdout_console
-
     console = stdout_console()
     console.print(f"Window {report.since:%Y-%m-%d %H:%M:%S} .. {report.until:%Y-%m-%d %H:%M:%S} "
                   f"({report.hours:.2f} h), {report.runs} job runs from sacct")

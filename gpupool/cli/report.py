@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
+from gpupool.app import observe as observe_app
 from gpupool.cli.context import app
+from gpupool.cli.render import warn
 from gpupool.cli.status import shape_options
+from gpupool.errors import InputError
+from gpupool.fsutil import atomic_write_text
 
 
 @click.command("report")
@@ -26,54 +32,11 @@ def report(html_path: str, fabric_path: str | None, free_path: str | None, parti
            gpus_per_node: int | None, pools_file: str | None, fragment: str | None, since: str, until: str, no_pools: bool,
            audit_json: str | None, no_audit: bool) -> None:
     """The fabric coloured by free GPUs and health, fragmentation, pools' lending and audit findings as one HTML page."""
-    from datetime import datetime
-
-    from gpupool.cli.render import warn
-    from gpupool.cli.status import fabric_audit, load_fabric_and_free
-    from gpupool.errors import GpupoolError, UsageError
-    from gpupool.fsutil import atomic_write_text
-    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
-    from gpupool.observe.html import ReportInputs, render_html
-    from gpupool.observe.lending import parse_when
-
-    app()
-    parse_shapes(shapes, gpus_per_node or 1)  # bad shapes fail before anything is read
-    now = datetime.now()
-    start, end = parse_when(since, now, "--since"), parse_when(until, now, "--until")
-    if end <= start:
-        raise UsageError(f"--until {until} must be after --since {since}")
-    compiled, free = load_fabric_and_free(fabric_path, free_path, partition)
-    k = gpus_per_node_of(free, gpus_per_node)
-    figures = measure(compiled, free, parse_shapes(shapes, k), k)
-    notes: dict[str, str] = {}
-    lending = None
-    if no_pools:
-        notes["lending"] = "left out (--no-pools)"
-    else:
-        try:
-            from gpupool.cli.pool import _runner
-            from gpupool.cli.pool_report import pool_definitions
-            from gpupool.observe.lending import collect_lending
-
-            run = _runner()
-            definitions, nodes = pool_definitions(run, pools_file, fragment, fabric_path)
-            lending = collect_lending(run, start, end, now, definitions=definitions, nodes=nodes, buckets=24)
-        except GpupoolError as exc:
-            warn(f"pools: {exc.message}")
-            notes["lending"] = exc.message
-    status, findings = None, []
-    if no_audit:
-        notes["audit"] = "left out (--no-audit)"
-    else:
-        try:
-            status, findings = fabric_audit(fabric_path, audit_json)
-        except GpupoolError as exc:
-            warn(f"audit: {exc.message}")
-            notes["audit"] = exc.message
-    page = render_html(ReportInputs(compiled, figures, status, findings, lending, notes, now))
+    ctx = app()
+    options = observe_app.HtmlOptions(fabric_path, free_path, partition, shapes, gpus_per_node, pools_file, fragment,
+                                      since, until, pools=not no_pools, audit_json=audit_json, audit=not no_audit)
+    page = observe_app.html_report(options, ctx.config(), ctx.slurm_client, ctx.command_runner, warn, datetime.now())
     try:
         atomic_write_text(html_path, page)
     except OSError as exc:
-        from gpupool.errors import InputError
-
         raise InputError(f"{html_path}: cannot write the report ({exc.strerror})") from None

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
+from rich.table import Table
+from rich.text import Text
 
+from gpupool.app import observe as observe_app
 from gpupool.cli.context import app, json_option
+from gpupool.cli.render import emit_json, stdout_console, warn
 
 if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
     from gpupool.observe.fragmentation import Fragmentation
-    from gpupool.placement.model import FreeState
-
-
-def load_fabric_and_free(fabric_path: str | None, free_path: str | None, partition: str | None,
-                         ignore_unknown: bool = False) -> tuple[CompiledFabric, FreeState]:
-    """The compiled fabric and the free state, exactly as `gpupool plan` obtains them."""
-    from gpupool.app.plan import free_state_from_slurm, load_free_file
-    from gpupool.cli.render import warn
-    from gpupool.config import resolve_fabric_path
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.placement.model import Request
-
-    ctx = app()
-    compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
-    if free_path:
-        return compiled, load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
-    request = Request(gpus=1, partition=partition)
-    return compiled, free_state_from_slurm(ctx.slurm_client().node_states(), compiled, request, warn=warn)
 
 
 def shape_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -49,14 +34,11 @@ def shape_options(func: click.decorators.FC) -> click.decorators.FC:
 def status(fabric_path: str | None, free_path: str | None, partition: str | None, ignore_unknown: bool,
            shapes: str | None, gpus_per_node: int | None) -> None:
     """Largest job that fits within one leaf, one pod and anywhere; stranded GPUs; free GPUs per leaf."""
-    from gpupool.cli.render import emit_json
-    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
-
-    parse_shapes(shapes, gpus_per_node or 1)  # bad shapes fail before any file is read
-    compiled, free = load_fabric_and_free(fabric_path, free_path, partition, ignore_unknown)
-    k = gpus_per_node_of(free, gpus_per_node)
-    figures = measure(compiled, free, parse_shapes(shapes, k), k)
-    if app().json:
+    ctx = app()
+    figures = observe_app.status(ctx.config(), ctx.slurm_client, fabric_path=fabric_path, free_path=free_path,
+                                 partition=partition, ignore_unknown=ignore_unknown, shapes=shapes,
+                                 gpus_per_node=gpus_per_node, warn=warn)
+    if ctx.json:
         emit_json(figures.as_json())
         return
     render_fragmentation(figures)
@@ -77,11 +59,6 @@ def heat_style(free: int, capacity: int) -> str:
 
 
 def render_fragmentation(figures: Fragmentation) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from gpupool.cli.render import stdout_console
-
     console = stdout_console()
     scope_line = "  ".join(f"{scope}: [bold]{figures.largest[scope] or '-'}[/]" for scope in ("leaf", "pod", "anywhere"))
     console.print(f"Free GPUs: [bold]{figures.free_gpus}[/]   largest listed job that fits within {scope_line} GPUs")
@@ -104,34 +81,3 @@ def render_fragmentation(figures: Fragmentation) -> None:
             line.append(f" {free:>{width}}/{capacity:<{width}} ", style=heat_style(free, capacity))
             line.append(" ")
         console.print(line)
-
-
-def read_findings_document(path: str, what: str) -> tuple[str, list[Any]]:
-    """Status and findings of a saved `fabric audit --json` or `node check --json` document."""
-    import json
-
-    from gpupool.errors import InputError
-    from gpupool.findings import Finding
-    from gpupool.fsutil import read_input_bytes
-
-    try:
-        doc = json.loads(read_input_bytes(path, what))
-        findings = [Finding(str(f["check"]), str(f["severity"]), str(f["subject"]), str(f.get("message", "")))
-                    for f in doc.get("findings", [])]
-        return str(doc["status"]), findings
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(f"{path}: not a {what} (`--json` output with status and findings)") from None
-
-
-def fabric_audit(fabric_path: str | None, audit_json: str | None) -> tuple[str, list[Any]]:
-    """Audit status and findings: a saved `fabric audit --json` document, else the structural checks
-    `gpupool fabric audit --fabric F` runs (no live tools)."""
-    from gpupool.audit.run import AuditRequest, run_audit
-    from gpupool.config import resolve_fabric_path
-
-    if audit_json:
-        return read_findings_document(audit_json, "fabric audit file")
-    config = app().config()
-    result = run_audit(AuditRequest(fabric_path=resolve_fabric_path(fabric_path, config),
-                                    config=config.section("audit")))
-    return result.status, result.findings

@@ -8,15 +8,18 @@ run's nodes). Node states at that time (down, drained) are not in sacct and are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gpupool.errors import InfeasibleError, InputError
-from gpupool.observe.lending import SACCT_FIELDS, JobRun, parse_sacct, sacct_argv
+from gpupool.hostlist import fold
+from gpupool.observe.lending import SACCT_FIELDS, JobRun
+from gpupool.placement.cost import cost_of
+from gpupool.placement.engine import place
+from gpupool.placement.model import Cost, FreeState, Request
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.placement.model import Cost
 
 
 def job_argv(job_id: str) -> list[str]:
@@ -60,14 +63,12 @@ class JobTopology:
     hints: list[str]
 
     def as_json(self) -> dict[str, Any]:
-        from gpupool.placement.planning import fold_hosts
-
         doc: dict[str, Any] = {
             "job_id": self.job_id, "state": self.state, "start": self.start.strftime("%Y-%m-%dT%H:%M:%S"),
-            "gpus": sum(self.allocation.values()), "nodelist": fold_hosts(sorted(self.allocation)),
+            "gpus": sum(self.allocation.values()), "nodelist": fold(sorted(self.allocation)),
             "allocation": self.allocation, "cost": self.cost.to_json(), "leaves": self.leaves,
             "optimum": None if self.optimum is None else {
-                "allocation": self.optimum_allocation, "nodelist": fold_hosts(sorted(self.optimum_allocation)),
+                "allocation": self.optimum_allocation, "nodelist": fold(sorted(self.optimum_allocation)),
                 "cost": self.optimum.to_json(), "leaves": self.optimum_leaves},
             "hints": self.hints}
         if self.optimum is not None:
@@ -88,10 +89,6 @@ def _leaves(compiled: CompiledFabric, hosts: list[str]) -> int:
 
 
 def job_topology(compiled: CompiledFabric, run: JobRun, others: list[JobRun], capacity: dict[str, int]) -> JobTopology:
-    from gpupool.placement.cost import cost_of
-    from gpupool.placement.engine import place
-    from gpupool.placement.model import FreeState, Request
-
     if run.start is None or not run.nodes or not run.gpus:
         raise InputError(f"job {run.job_id} has not run on GPUs (state {run.state})")
     allocation = allocation_of(run)
@@ -133,20 +130,3 @@ def job_topology(compiled: CompiledFabric, run: JobRun, others: list[JobRun], ca
         hints.append("placement was as good as the state at its start allowed")
     return JobTopology(run.job_id, run.state, run.start, allocation, cost, leaves, optimum, optimum_allocation,
                        optimum_leaves, note, hints)
-
-
-def collect_job_topology(run_cmd: Any, compiled: CompiledFabric, job_id: str) -> JobTopology:
-    """Two sacct calls (the job; the runs at its start) and `scontrol show node` for configured GPUs."""
-    from gpupool.pools.live import parse_nodes
-
-    if not job_id.replace("_", "").isdigit():
-        raise InputError(f"{job_id!r} is not a Slurm job id")
-    runs = [r for r in parse_sacct(run_cmd(job_argv(job_id))) if r.start is not None and r.nodes]
-    if not runs:
-        raise InputError(f"job {job_id}: sacct knows no run of it on any node")
-    run = max(runs, key=lambda r: r.start or datetime.min)
-    assert run.start is not None
-    others = parse_sacct(run_cmd(sacct_argv(run.start, run.start + timedelta(seconds=1))))
-    capacity = {name: node.gpus for name, node in parse_nodes(run_cmd(["scontrol", "-o", "-d", "show", "node"])).items()
-                if node.gpus > 0}
-    return job_topology(compiled, run, others, capacity)

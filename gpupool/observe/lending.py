@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from gpupool.errors import EnvError, UsageError
-from gpupool.pools.nodes import expand_hostlist
+from gpupool.errors import EnvError, InputError, UsageError
+from gpupool.hostlist import expand
 from gpupool.slurm.gres import tres_gpu_count
 
 SACCT_FIELDS = ("JobIDRaw", "JobID", "State", "Account", "User", "Partition", "QOS", "Submit", "Eligible",
@@ -106,7 +106,10 @@ def parse_sacct(text: str) -> list[JobRun]:
             raise EnvError(f"sacct output line {number} has {len(values)} fields, expected {len(SACCT_FIELDS)}: {line!r}")
         row = dict(zip(SACCT_FIELDS, values, strict=True))
         node_text = row["NodeList"].strip()
-        nodes = tuple(expand_hostlist(node_text)) if node_text and node_text not in {"None assigned", "(null)"} else ()
+        try:
+            nodes = tuple(expand(node_text)) if node_text != "None assigned" else ()
+        except InputError as exc:  # sacct's own output: the tool, not the user's input, is at fault
+            raise EnvError(f"sacct output line {number}: {exc.message}") from None
         runs.append(JobRun(job_id=row["JobIDRaw"], state=(row["State"].split() or [""])[0].upper(),
                            account=row["Account"], user=row["User"], partition=row["Partition"],
                            submit=_time(row["Submit"]), eligible=_time(row["Eligible"]), start=_time(row["Start"]),
@@ -304,24 +307,3 @@ class LendingData:
     report: LendingReport
     sacct_text: str  # the raw output of the one sacct call
     series: LendingSeries | None
-
-
-def collect_lending(run: Any, since: datetime, until: datetime, now: datetime, *,
-                    definitions: list[Any], nodes: dict[str, Any], buckets: int = 0) -> LendingData:
-    """Run the one sacct call (and sshare for the shares) and account the window (and its buckets).
-
-    `definitions` are `gpupool.pools.status.PoolDefinition`s (the scavenger partition is skipped: its
-    nodes belong to the owned pools); `nodes` is `parse_nodes` output for the GPUs per node.
-    """
-    from gpupool.pools.status import account_statuses, parse_sshare_tree
-
-    pools = [PoolInfo(d.name, {n: nodes[n].gpus if n in nodes else 0 for n in d.nodes}, frozenset(d.owners))
-             for d in definitions if d.role != "scavenger"]
-    text = run(sacct_argv(since, until))
-    runs = parse_sacct(text)
-    shares: dict[str, tuple[float | None, float | None]] = {}
-    for status in account_statuses(parse_sshare_tree(run(["sshare", "-P", "-a", "-l"])), None):
-        shares[status.name] = (status.norm_shares, status.fairshare)
-    report = account_lending(runs, pools, since, until, now, shares)
-    series = lending_series(runs, pools, since, until, now, buckets) if buckets > 0 else None
-    return LendingData(report, text, series)

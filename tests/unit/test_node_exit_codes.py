@@ -12,6 +12,7 @@ import pytest
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.node.deadline import Progress
+from gpupool.node.facts import HcaPort
 
 GPUPOOL = [sys.executable, "-m", "gpupool"]
 
@@ -59,6 +60,13 @@ class ExplodingSource:
         raise RuntimeError("bug in gpupool")
 
 
+class NoHcas:
+    name = "none"
+
+    def ports(self) -> list[HcaPort]:
+        return []
+
+
 def test_internal_error_by_hand_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "c.toml").write_text("")
@@ -68,7 +76,7 @@ def test_internal_error_by_hand_is_unknown(tmp_path: Path, monkeypatch: pytest.M
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr("gpupool.cli.node._settings", broken_settings)
-    context = AppContext(factories={"gpu_source": ExplodingSource, "hca_source": lambda: None})
+    context = AppContext(gpu_source=ExplodingSource(), hca_source=NoHcas())  # type: ignore[arg-type]
     assert main(["node", "check"], obj=context) == 3
     assert capsys.readouterr().err.strip() == \
         "gpupool: error: UNKNOWN: node check could not run: ZeroDivisionError: boom"

@@ -87,6 +87,8 @@ def test_sacct_parsing_is_strict() -> None:
         parse_sacct(HEADER + "\n100|100|COMPLETED|vision|alice|vision|normal|x|x|x|x|gpu001\n")
     with pytest.raises(EnvError, match="SLURM_TIME_FORMAT"):
         parse_sacct(HEADER + "\n1|1|COMPLETED|a|u|p|q|11/28-10:00|x|x|x|gpu001|gres/gpu=1\n")
+    with pytest.raises(EnvError, match="sacct output line 2: .*gpu\\[001-"):
+        parse_sacct(HEADER + "\n1|1|RUNNING|a|u|p|q|Unknown|Unknown|Unknown|Unknown|gpu[001-|gres/gpu=1\n")
     argv = sacct_argv(SINCE, UNTIL)
     assert argv[:5] == ["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2"]
     assert "2026-11-28T00:00:00" in argv and argv[-1] == HEADER.replace("|", ",")
