@@ -39,18 +39,18 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, gp
              partitions: str | None, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
              nccl_path: str | None, comm_fraction: float, nccl_class: str, report_path: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
+    from gpupool.app.simulate import (
+        SimulationRequest,
+        parse_policies,
+        parse_switches,
+        run_simulation,
+    )
     from gpupool.cli.render import emit_json
     from gpupool.config import resolve_fabric_path
     from gpupool.errors import UsageError
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fsutil import atomic_write_text
     from gpupool.simulate.engine import SimConfig
-    from gpupool.simulate.run import (
-        SimulationRequest,
-        parse_policies,
-        parse_switches,
-        run_simulation,
-    )
     from gpupool.simulate.speed import (
         SpeedModel,
         calibrate_from_nccl,

@@ -30,10 +30,12 @@ ALLOWED: dict[str, set[str]] = {
     "node": BASE | {"findings", "fsutil", "hostlist", "fabric.model"},
     # observe is pure over data others read: of the Slurm layer only the GRES string parser.
     "observe": BASE | {"fabric", "findings", "hostlist", "placement", "slurm.gres"},
+    # simulate replays a workload file on the fabric with placement's kernels: no Slurm I/O at all.
+    "simulate": BASE | {"fabric", "fsutil", "placement"},
     "app": BASE | {"config", "fabric", "findings", "fsutil", "hostlist", "ibtools", "placement", "slurm", "pools",
-                   "audit", "node", "observe"},
+                   "audit", "node", "observe", "simulate"},
     "cli": BASE | {"app", "config", "fabric", "findings", "fsutil", "hostlist", "placement", "slurm", "pools",
-                   "audit", "node", "observe"},
+                   "audit", "node", "observe", "simulate"},
     "__main__": {"cli"},
     "__init__": set(),
 }
