@@ -22,7 +22,7 @@ from gpupool.placement.health import Health, excluded_in_fabric, place_with_heal
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.slurm_reference import slurm_reference
 from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
-from gpupool.slurm.models import NodeState
+from gpupool.slurm.models import BROKEN_FLAGS, NodeState
 from gpupool.slurm.port import SlurmClient
 
 
@@ -37,14 +37,10 @@ def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int]
     return place(compiled, free, request)
 
 
-# Node states that say the node itself is broken or taken out (not merely busy or reserved).
-_BROKEN_FLAGS = frozenset({"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "NOT_RESPONDING", "NO_RESPOND"})
-
-
 def health_from_node_states(states: list[NodeState], partition: str | None = None) -> Health:
     """Nodes Slurm has drained, down or failing (by gpupool's node check or anyone), with Slurm's reason."""
     excluded = {n.name: f"Slurm {n.state}" + (f": {n.reason}" if n.reason else "") for n in states
-                if n.flags & _BROKEN_FLAGS and (not partition or partition in n.partitions)}
+                if n.flags & BROKEN_FLAGS and (not partition or partition in n.partitions)}
     return Health(excluded=excluded)
 
 

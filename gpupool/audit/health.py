@@ -16,6 +16,9 @@ from gpupool.fabric.model import natural_key
 
 # Checks that mean a host's HCA (or one of its cables) is off the fabric: the host cannot run a job well.
 HOST_DOWN_CHECKS = ("hca-missing", "link-missing", "host-rails-missing", "slurm-node-not-in-fabric")
+# What `fabric audit --drain-broken` acts on: an HCA or cable the reference/peers say should be there is
+# gone. Not slurm-node-not-in-fabric: a Slurm node without IB (login, CPU-only) is not broken.
+DRAIN_CHECKS = ("hca-missing", "link-missing", "host-rails-missing")
 # Checks that make a leaf switch a weaker place for a job (placement avoids it on a tie).
 DEGRADED_LEAF_CHECKS = ("leaf-uplinks-missing",)
 
@@ -58,14 +61,15 @@ def _reason(finding: Mapping[str, Any]) -> str:
     return str(finding.get("message", check))
 
 
-def health_from_findings(findings: Iterable[Mapping[str, Any]], hosts: Iterable[str] | None = None) -> FabricHealth:
+def health_from_findings(findings: Iterable[Mapping[str, Any]], hosts: Iterable[str] | None = None, *,
+                         host_checks: tuple[str, ...] = HOST_DOWN_CHECKS) -> FabricHealth:
     """Broken hosts and degraded leaves named by audit findings (`hosts`: the fabric's, to map HCA labels)."""
     known = set(hosts) if hosts is not None else None
     broken: dict[str, list[str]] = {}
     leaves: dict[str, list[str]] = {}
     for finding in findings:
         check = finding.get("check")
-        if check in HOST_DOWN_CHECKS:
+        if check in host_checks:
             if check == "link-missing" and finding.get("severity") != "critical":
                 continue  # a switch-to-switch cable: the leaf check covers it
             host = _host_of(finding, known)

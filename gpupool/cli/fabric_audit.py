@@ -42,17 +42,23 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
               help="Saved perfquery or ibqueryerrors output to check error counters (repeatable).")
 @click.option("--route-samples", type=click.IntRange(min=0), default=None, metavar="N",
               help="--live: host pairs whose ibtracert route to check (default: config, else 16; 0 = off).")
+@click.option("--drain-broken", is_flag=True,
+              help="With --slurm: drain hosts whose HCAs are down (never past --max-drain-fraction of the cluster).")
+@click.option("--max-drain-fraction", type=click.FloatRange(0, 1), default=None, metavar="F",
+              help="Most of Slurm's nodes drained or down at once with --drain-broken (default: config, else 0.1).")
 @json_option
 def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
           reference_path: str | None, with_slurm: bool, counters_paths: tuple[str, ...],
-          route_samples: int | None) -> int:
+          route_samples: int | None, drain_broken: bool, max_drain_fraction: float | None) -> int:
     """Audit the fabric: link rates, missing cables, oversubscription, rails, names, counters, Slurm drift."""
     ctx = app()
     try:
         if sum(bool(x) for x in (fabric_path, ibnetdiscover_path, live)) > 1:
             raise UsageError("give at most one of --fabric, --ibnetdiscover and --live")
+        if drain_broken and not with_slurm:
+            raise UsageError("--drain-broken needs --slurm")
         result = _run(ctx, fabric_path, ibnetdiscover_path, live, node_name_map, reference_path, with_slurm,
-                      list(counters_paths), route_samples)
+                      list(counters_paths), route_samples, drain_broken, max_drain_fraction)
     except Exception as exc:  # noqa: BLE001 - monitoring contract: anything that stops the audit is UNKNOWN (3)
         if ctx.debug:
             raise
@@ -70,14 +76,16 @@ def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, n
 
 
 def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
-         reference_path: str | None, with_slurm: bool, counters_paths: list[str], route_samples: int | None) -> Any:
+         reference_path: str | None, with_slurm: bool, counters_paths: list[str], route_samples: int | None,
+         drain_broken: bool = False, max_drain_fraction: float | None = None) -> Any:
     config = ctx.config()
     if not (ibnetdiscover_path or live):
         fabric_path = resolve_fabric_path(fabric_path, config)
     request = AuditRequest(fabric_path=fabric_path, ibnetdiscover_path=ibnetdiscover_path, live=live,
                            node_name_map=node_name_map, reference_path=reference_path, slurm=with_slurm,
                            counters_paths=counters_paths, route_samples=route_samples,
-                           config=config.section("audit"))
+                           config=config.section("audit"), drain_broken=drain_broken,
+                           max_drain_fraction=max_drain_fraction)
     runner = ctx.ibdiag or run_ibdiag  # tests inject fake tools and a fake Slurm here
     slurm = ctx.slurm  # None: the audit makes the real client where a Slurm failure is a finding
     if not live:
@@ -136,6 +144,14 @@ def _print_report(result: Any) -> None:
         console.print(result.extras["topology_diff"], markup=False, highlight=False)
         console.print("corrected topology.conf:")
         console.print(result.extras["topology_conf"], markup=False, highlight=False)
+    drain = result.extras.get("drain")
+    if drain:
+        for host, reason in drain["drained"].items():
+            console.print(f"drained {host}: {reason}", markup=False, highlight=False)
+        if drain["held_back"]:
+            console.print(f"held back (at most {drain['max_drained']} nodes drained or down at once): "
+                          + ", ".join(f"{h} ({why})" for h, why in drain["held_back"].items()),
+                          markup=False, highlight=False)
     for note in result.unchecked:
         stderr_console().print(f"gpupool: warning: not checked: {note}", markup=False, highlight=False)
     counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING, INFO)}

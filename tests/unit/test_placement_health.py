@@ -164,3 +164,53 @@ def test_drain_cap(n_nodes: int, fraction: float, down: list[str], broken: list[
     choice = choose_drains(dict.fromkeys(broken, "HCA down"), nodes, down, fraction)
     assert sorted(choice.drain) == drained and sorted(choice.held) == held
     assert all(h not in choice.drain for h in down)
+
+
+def _broken_fabric_files(tmp_path: Path, broken: list[str]) -> tuple[str, str]:
+    """(reference, current): 20 hosts on 5 leaves; in `current` the cables of `broken` hosts' HCAs are gone."""
+    reference = fat_tree(5, 4, 1)
+    current = fat_tree(5, 4, 1)
+    victims = {i for i, n in enumerate(current.nodes) if n.host in broken}
+    current.links = [lk for lk in current.links if lk.a not in victims and lk.b not in victims]
+    ref_path, cur_path = tmp_path / "ref.json", tmp_path / "cur.json"
+    save_fabric(reference, str(ref_path))
+    save_fabric(current, str(cur_path))
+    return str(ref_path), str(cur_path)
+
+
+def test_drain_broken_drains_within_the_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref, cur = _broken_fabric_files(tmp_path, ["gpu001", "gpu002", "gpu003", "gpu004"])
+    slurm = FakeSlurm.uniform([f"gpu{i:03d}" for i in range(1, 21)])
+    argv = ["fabric", "audit", "--fabric", cur, "--reference", ref, "--slurm", "--drain-broken", "--json"]
+    code = main(argv, obj=AppContext(slurm=slurm))  # type: ignore[arg-type]
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2  # the missing host cables are CRITICAL; draining does not change the status
+    # 20 nodes x 0.1 = 2 at once: the first two in name order are drained, the rest held back.
+    assert [h for h, _ in slurm.drained] == ["gpu001", "gpu002"]
+    assert all(r.startswith("gpupool fabric audit: ") and "down" in r for _, r in slurm.drained)
+    assert sorted(doc["drain"]["drained"]) == ["gpu001", "gpu002"]
+    assert sorted(doc["drain"]["held_back"]) == ["gpu003", "gpu004"]
+    assert doc["drain"]["max_drained"] == 2
+
+
+def test_drain_broken_counts_nodes_already_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref, cur = _broken_fabric_files(tmp_path, ["gpu001", "gpu002"])
+    slurm = FakeSlurm.uniform([f"gpu{i:03d}" for i in range(1, 21)])
+    slurm.set_flags("gpu010", "IDLE", "DRAIN")
+    argv = ["fabric", "audit", "--fabric", cur, "--reference", ref, "--slurm", "--drain-broken",
+            "--max-drain-fraction", "0.1"]
+    assert main(argv, obj=AppContext(slurm=slurm)) == 2  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert [h for h, _ in slurm.drained] == ["gpu001"]  # cap 2 (0.1 x 20), gpu010 is one of them
+    assert "drained gpu001: gpupool fabric audit:" in out and "held back" in out and "gpu002" in out
+
+
+def test_drain_broken_is_opt_in_and_needs_slurm(tmp_path: Path) -> None:
+    ref, cur = _broken_fabric_files(tmp_path, ["gpu001"])
+    slurm = FakeSlurm.uniform([f"gpu{i:03d}" for i in range(1, 21)])
+    assert main(["fabric", "audit", "--fabric", cur, "--reference", ref, "--slurm"],
+                obj=AppContext(slurm=slurm)) == 2  # type: ignore[arg-type]
+    assert slurm.drained == []
+    assert main(["fabric", "audit", "--fabric", cur, "--reference", ref, "--drain-broken"],
+                obj=AppContext(slurm=slurm)) == 3  # type: ignore[arg-type]
+    assert slurm.drained == []
