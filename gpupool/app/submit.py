@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupool.app.lock import default_lock_path, submit_lock
-from gpupool.app.plan import plan_placement
+from gpupool.app.plan import load_health_file, plan_placement
 from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
+from gpupool.placement.health import Health
 from gpupool.placement.model import Placement, Request
 from gpupool.slurm import sbatch as sb
 from gpupool.slurm.freestate import (
@@ -68,6 +69,7 @@ class SubmitRequest:
     verify_timeout: float = 10.0
     lock_timeout: float = 300.0
     lock_path: str | None = None
+    health_path: str | None = None  # a saved `fabric audit --json` (hosts to skip, leaves to avoid)
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Prepared:
     hints: sb.GpuRequestHints
     request: Request
     partition: str | None
+    health: Health | None = None
 
 
 def prepare(req: SubmitRequest) -> Prepared:
@@ -190,13 +193,13 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
     jobs = client.jobs() if jobs is None else jobs
     free = subtract_pending_plans(free, jobs)
     try:
-        return Plan(plan_placement(compiled, free, request), "now", [])
+        return Plan(plan_placement(compiled, free, request, prepared.health), "now", [])
     except InfeasibleError as now_error:
         usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
                                                           exclude=request.exclude).items()
                            if h in in_fabric}
         try:
-            future = plan_placement(compiled, usable_capacity, request)
+            future = plan_placement(compiled, usable_capacity, request, prepared.health)
         except InfeasibleError as never:
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
         return Plan(future, "wait-switches", [f"nothing fits now ({now_error.message})"])
@@ -238,6 +241,8 @@ def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
                    clock: Callable[[], float] = time.monotonic) -> SubmitOutcome:
     """Plan and submit (see the module docstring). Dry runs plan but submit nothing."""
     prepared = prepare(req)
+    if req.health_path:
+        prepared.health = load_health_file(req.health_path, compiled)
     if req.dry_run:
         plan = plan_for_slurm(client, compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)

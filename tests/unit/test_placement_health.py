@@ -214,3 +214,20 @@ def test_drain_broken_is_opt_in_and_needs_slurm(tmp_path: Path) -> None:
     assert main(["fabric", "audit", "--fabric", cur, "--reference", ref, "--drain-broken"],
                 obj=AppContext(slurm=slurm)) == 3  # type: ignore[arg-type]
     assert slurm.drained == []
+
+
+def test_submit_with_health_never_places_on_a_broken_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    fabric = tmp_path / "f.json"
+    save_fabric(fat_tree(3, 2, 1), str(fabric))
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\nsrun hostname\n")
+    monkeypatch.setenv("GPUPOOL_LOCK_DIR", str(tmp_path))
+    health = tmp_path / "audit.json"
+    broken = [dict(HCA_DOWN, subject=f"gpu00{i} HCA-1", details={"host": f"gpu00{i}"}) for i in range(1, 6)]
+    health.write_text(json.dumps(_audit_doc(*broken)))
+    slurm = FakeSlurm.uniform(THREE_LEAVES.host_names)
+    argv = ["submit", "--fabric", str(fabric), "--gpus", "8", "--health", str(health), "--dry-run", "--json",
+            str(script)]
+    assert main(argv, obj=AppContext(slurm=slurm)) == 0  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out)["allocation"] == {"gpu006": 8}  # the one host not broken
