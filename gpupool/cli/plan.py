@@ -35,7 +35,11 @@ from gpupool.placement.model import Placement, Request
 def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
          free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
          ignore_unknown: bool, health_path: str | None) -> None:
-    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit)."""
+    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
+
+    Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
+    skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
+    """
     start = time.perf_counter()
     ctx = app()
     request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=tuple(expand(exclude)),
