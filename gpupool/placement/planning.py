@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +16,15 @@ if TYPE_CHECKING:
 
 def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False) -> FreeState:
     """The `--free FILE` JSON object {"host": free_gpus}."""
+    from gpupool.fsutil import read_input_bytes
+    from gpupool.validate import load_json_text
+
+    raw = read_input_bytes(path, "free-state file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: free-state file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: free-state file is not UTF-8 (byte {exc.start})") from None
+    doc = load_json_text(text, path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object {{\"host\": free_gpus, ...}}")
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
@@ -35,15 +34,22 @@ def free_state_from_slurm(client: Any, compiled: CompiledFabric, request: Reques
                           warn: Callable[[str], None] | None = None) -> FreeState:
     """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered).
 
-    `client` is a `gpupool.slurm.client.SlurmClient` (anything with `node_states()`).
+    `client` is a `gpupool.slurm.client.SlurmClient` (anything with `node_states()` and `jobs()`).
     """
     try:
-        from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
+        from gpupool.slurm.freestate import (
+            capacity_gpus,
+            check_partition,
+            free_gpus_for_request,
+            subtract_pending_plans,
+        )
     except ImportError:
         raise EnvError("reading the free state from Slurm is not available; use --free FILE") from None
     states = client.node_states()
     check_partition(states, request.partition)
     free = free_gpus_for_request(states, request.partition)
+    # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+    free = subtract_pending_plans(free, client.jobs())
     index = compiled.host_index()
     outside = sorted(h for h in free if h not in index)
     if outside and warn is not None:

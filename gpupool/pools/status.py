@@ -10,11 +10,11 @@ from gpupool.pools.live import (
     CommandRunner,
     Job,
     SlurmNode,
-    parse_jobs,
     parse_kv_line,
     parse_nodes,
     parse_partitions,
     parse_sshare,
+    read_jobs,
 )
 from gpupool.pools.nodes import expand_hostlist
 from gpupool.pools.schema import PoolsFile
@@ -207,7 +207,7 @@ def collect_status(run: CommandRunner, *, spec: PoolsFile | None, hosts: dict[st
                    fragment: Fragment) -> StatusReport:
     nodes = parse_nodes(run(["scontrol", "-o", "-d", "show", "node"]))
     partitions = parse_partitions(run(["scontrol", "-o", "show", "partition"]))
-    jobs = parse_jobs(run(["scontrol", "-o", "-d", "show", "job"]))
+    jobs = read_jobs(run)
     if spec is not None and hosts is not None:
         definitions = definitions_from_file(spec, hosts, partitions)
         accounts: set[str] | None = set(spec.accounts)

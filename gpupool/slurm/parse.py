@@ -30,6 +30,7 @@ from gpupool.slurm.gres import (
     tres_value,
 )
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, TestOnlyResult
+from gpupool.validate import check_hostlist_size
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -66,10 +67,13 @@ def expand_hostlist(text: str | None) -> list[str]:
     """Slurm hostlist -> host names in Slurm's order (sorted, as Slurm stores node bitmaps)."""
     if not text or text.strip().lower() in NULL_VALUES:
         return []
+    check_hostlist_size(text, "hostlist")
     try:
         return list(NodeSet(text.strip()))
     except NodeSetParseError as exc:
-        raise InputError(f"cannot parse Slurm hostlist {text!r}: {exc}") from None
+        raise InputError(f"cannot parse Slurm hostlist {text[:200]!r}: {exc}") from None
+    except (ValueError, IndexError, TypeError) as exc:  # ClusterShell raises these on odd padding/ranges
+        raise InputError(f"cannot parse Slurm hostlist {text[:200]!r}: {exc}") from None
 
 
 def fold_hostlist(hosts: Iterable[str]) -> str:
