@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from gpupool.fsutil import atomic_write_text
+    from gpupool.pools.source import NoAliasLoader
 
     parser = argparse.ArgumentParser(prog="python -m gpupool.node.job_submit_lua",
                                      description="Generate job_submit.lua from a gpupool pools file.")
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with open(args.pools, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+            document = yaml.load(handle, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader without aliases
         if not isinstance(document, dict):
             raise InputError(f"{args.pools}: not a YAML mapping")
         text = render_job_submit_lua(document, default_gpus_per_node=args.gpus_per_node,

@@ -13,6 +13,7 @@ from ClusterShell.NodeSet import NodeSet, NodeSetParseError
 
 from gpupool.errors import GpupoolError
 from gpupool.fabric.model import natural_key
+from gpupool.validate import MAX_HOSTLIST_NAMES, hostlist_size
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -27,10 +28,13 @@ def is_selector(text: str) -> bool:
 
 
 def expand_hostlist(text: str) -> list[str]:
-    """Slurm hostlist -> host names; ValueError when it does not parse."""
+    """Slurm hostlist -> host names; ValueError when it does not parse or expands too far."""
+    size = hostlist_size(text)
+    if size > MAX_HOSTLIST_NAMES:
+        raise ValueError(f"{text[:60]!r} expands to {size} names, more than the limit of {MAX_HOSTLIST_NAMES}")
     try:
         return list(NodeSet(text))
-    except (NodeSetParseError, ValueError) as exc:
+    except (NodeSetParseError, ValueError, IndexError, TypeError) as exc:
         raise ValueError(f"{text!r} is not a valid Slurm hostlist: {exc}") from None
 
 
@@ -43,7 +47,7 @@ def resolve_selector(text: str, compiled: CompiledFabric) -> list[str]:
     """One fabric selector -> host names in fabric order; ValueError naming what is unknown."""
     kind, _, name = text.partition(":")
     if kind == "group":
-        if not name.isdigit():
+        if not (name.isascii() and name.isdigit() and len(name) <= 9):
             raise ValueError(f"{text!r}: group selectors take a dragonfly group number (group:0)")
         group = int(name)
         hosts = [h for i, h in enumerate(compiled.host_names)
