@@ -77,7 +77,9 @@ def definitions_from_file(spec: PoolsFile, hosts: dict[str, list[str]], partitio
 def definitions_from_fragment(fragment: Fragment, partitions: dict[str, dict[str, str]]) -> list[PoolDefinition]:
     """Pools are the partitions gpupool owns; the one restricted to a QOS is the scavenger."""
     result = []
-    for name in sorted(fragment.owned):
+    # Partitions an interrupted apply created (journal) count once Slurm has them.
+    owned = set(fragment.lines) | {n for n in fragment.intended if n in partitions}
+    for name in sorted(owned):
         attrs = partitions.get(name) or parse_kv_line(fragment.lines[name])
         nodes_text = attrs.get("Nodes", "")
         nodes = expand_hostlist(nodes_text) if nodes_text and nodes_text != "(null)" else []
