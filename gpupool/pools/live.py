@@ -264,18 +264,19 @@ def jobs_from_squeue_json(doc: object) -> list[Job]:
             continue
         try:
             info = job_from_json(raw)
-        except (GpupoolError, ValueError, TypeError, AttributeError, KeyError):
+            state = info.state.split("+")[0]
+            node_gpus = dict(info.allocation) if state == "RUNNING" else {}
+            total = sum(node_gpus.values()) or tres_gpu_count(str(raw.get("tres_req_str") or "")) or (
+                (info.request.gpus_per_node or 0) * (info.request.nodes or 1)) or gpu_count(
+                str(raw.get("tres_per_job") or ""))
+            jobs.append(Job(
+                job_id=info.job_id, state=state,
+                partitions=tuple(p for p in info.partition.split(",") if p),
+                account=info.account, qos=str(raw.get("qos") or ""), user=info.user,
+                priority=number(raw.get("priority"), 0) or 0, gpus=total, node_gpus=node_gpus,
+            ))
+        except (GpupoolError, ValueError, TypeError, AttributeError, KeyError, OverflowError):
             continue
-        state = info.state.split("+")[0]
-        node_gpus = dict(info.allocation) if state == "RUNNING" else {}
-        total = sum(node_gpus.values()) or tres_gpu_count(str(raw.get("tres_req_str") or "")) or (
-            (info.request.gpus_per_node or 0) * (info.request.nodes or 1)) or gpu_count(str(raw.get("tres_per_job") or ""))
-        jobs.append(Job(
-            job_id=info.job_id, state=state,
-            partitions=tuple(p for p in info.partition.split(",") if p),
-            account=info.account, qos=str(raw.get("qos") or ""), user=info.user,
-            priority=number(raw.get("priority"), 0) or 0, gpus=total, node_gpus=node_gpus,
-        ))
     return jobs
 
 

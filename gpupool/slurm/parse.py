@@ -46,7 +46,7 @@ def number(value: Any, default: int | None = None) -> int | None:
         return default
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # also NaN/inf floats and 5,000-digit strings
         return default
 
 
@@ -65,7 +65,7 @@ def words(value: Any) -> list[str]:
 
 def expand_hostlist(text: str | None) -> list[str]:
     """Slurm hostlist -> host names in Slurm's order (sorted, as Slurm stores node bitmaps)."""
-    if not text or text.strip().lower() in NULL_VALUES:
+    if not text or not isinstance(text, str) or text.strip().lower() in NULL_VALUES:
         return []
     check_hostlist_size(text, "hostlist")
     try:
@@ -168,7 +168,12 @@ def nodes_from_json(doc: Mapping[str, Any]) -> list[NodeState]:
     if "nodes" not in doc:
         errors = json_errors(doc)
         raise InputError("Slurm node JSON has no 'nodes' list" + (f": {errors[0]}" if errors else ""))
-    return [node_from_json(n) for n in doc["nodes"]]
+    if not isinstance(doc["nodes"], list):
+        raise InputError("Slurm node JSON: 'nodes' is not a list")
+    try:
+        return [node_from_json(n) for n in doc["nodes"]]
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise InputError(f"Slurm node JSON: malformed node record ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 _KV_SPLIT = re.compile(r"\s+(?=[A-Za-z][A-Za-z0-9_/:]*=)")
@@ -311,7 +316,16 @@ def jobs_from_json(doc: Mapping[str, Any]) -> list[JobInfo]:
     if "jobs" not in doc:
         errors = json_errors(doc)
         raise InputError("Slurm job JSON has no 'jobs' list" + (f": {errors[0]}" if errors else ""))
-    return [job_from_json(j) for j in doc["jobs"]]
+    if not isinstance(doc["jobs"], list):
+        raise InputError("Slurm job JSON: 'jobs' is not a list")
+    jobs = []
+    for index, raw in enumerate(doc["jobs"]):
+        try:
+            jobs.append(job_from_json(raw))
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of an unexpected type
+            raise InputError(f"Slurm job JSON: job #{index}: malformed record ({type(exc).__name__}: "
+                             f"{str(exc)[:80]})") from None
+    return jobs
 
 
 def _scontrol_time(text: str | None) -> int | None:
