@@ -189,6 +189,10 @@ def parse_parsable(text: str, fields: tuple[str, ...], key: str | None = "first"
         if not line.strip():
             continue
         values = line.split("|")
+        if len(values) > len(fields):
+            # A '|' inside a description or organization: which field holds it is unknowable, so keep
+            # only the key and blank the rest (a blank Description is never gpupool's mark: fail safe).
+            values = [values[0]] + [""] * (len(fields) - 1)
         values += [""] * (len(fields) - len(values))
         row = dict(zip(fields, (v.strip() for v in values), strict=False))
         result[row[fields[0]] if key == "first" else str(index)] = row

@@ -157,3 +157,10 @@ def test_job_from_json_with_hostile_fields() -> None:
     job = job_from_json({"job_id": 5, "name": "x Nodes=gpu[", "job_state": "PENDING",
                          "comment": "gpupool:alloc=gpu001:\u00b2", "tres_per_node": "gres:gpu:\u00b2"})
     assert job.name == "x Nodes=gpu[" and job.gpupool_plan == {"alloc": "gpu001:\u00b2"}
+
+
+def test_pipe_in_a_description_never_forges_gpupool_s_mark() -> None:
+    from gpupool.pools.live import MANAGED_MARK, parse_parsable
+
+    rows = parse_parsable(f"vision|{MANAGED_MARK}|x|y\nllm|{MANAGED_MARK}|llm\n", ("Account", "Descr", "Org"))
+    assert rows["vision"]["Descr"] == "" and rows["llm"]["Descr"] == MANAGED_MARK
