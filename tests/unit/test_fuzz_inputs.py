@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -362,8 +361,3 @@ def test_fuzz_slurm_text(line: bytes) -> None:
         with contextlib.suppress(GpupoolError):  # an input error is fine; anything else is a crash
             parser(text)
 
-
-@pytest.mark.parametrize("name", sorted(p.name for p in HOSTILE.iterdir() if p.suffix in (".json", ".yaml")))
-def test_corpus_is_replayed(name: str) -> None:
-    # Every corpus file is an explicit example of one fuzz target above.
-    assert name.startswith(("fabric-", "free-")) or name.endswith(".yaml")
