@@ -276,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"gpupool: error: {exc}\n")
         return 4
     if args.output:
-        atomic_write_text(args.output, text)
+        try:
+            atomic_write_text(args.output, text)
+        except InputError as exc:  # full disk, read-only directory: one line, the old file kept
+            sys.stderr.write(f"gpupool: error: {exc}\n")
+            return 4
     else:
         sys.stdout.write(text)
     return 0

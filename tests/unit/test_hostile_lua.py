@@ -53,3 +53,10 @@ def test_hostile_pools_file_name_runs_nothing(tmp_path: Path, name: str) -> None
     read_back = subprocess.run([LUA, str(probe), str(output)], cwd=tmp_path, capture_output=True, timeout=30,
                                check=True)
     assert read_back.stdout == str(pools).encode()
+
+
+def test_unwritable_output_is_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(POOLS_YAML)
+    assert main([str(pools), "-o", str(pools / "job_submit.lua")]) == 4  # a path under a regular file
+    assert capsys.readouterr().err.startswith("gpupool: error:")
