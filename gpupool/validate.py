@@ -10,9 +10,11 @@ newline):
   names; never ``[ ] , : = #`` or white space, which are hostlist/config syntax.
 - Numbers: ASCII digits only (``isdigit()`` accepts ``²``), bounded (no NaN/Infinity, no 2^63,
   no 5,000-digit integers), GPUs per host at most `MAX_GPUS_PER_HOST`.
+- YAML is read with `NoAliasLoader` (a SafeLoader that refuses aliases before anything expands).
 - Bytes from Slurm are decoded with `SLURM_DECODE_ERRORS` (a job name that is not UTF-8 becomes
   U+FFFD, never an exception).
-- Hostlists expand to at most `MAX_HOSTLIST_NAMES` names, counted before anything is expanded.
+- Hostlists are capped in `gpupool.hostlist` (the one hostlist module, `GPUPOOL_HOSTLIST_LIMIT`,
+  default 200,000 names, counted before anything is expanded).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
 from gpupool.errors import InputError
 
 MAX_NAME_LEN = 64
@@ -30,8 +34,6 @@ MAX_NAME_LEN = 64
 MAX_GPUS_PER_HOST = 1024
 # Largest count accepted for --gpus, --nodes, limits in files (memory stays proportional to it).
 MAX_COUNT = 10_000_000
-# Largest number of host names one hostlist (or one pools `nodes:` entry) may expand to.
-MAX_HOSTLIST_NAMES = 200_000
 # Deepest nesting accepted in a JSON input (fabric files nest 3-4 levels).
 MAX_JSON_DEPTH = 64
 # How Slurm command output is decoded: users put arbitrary bytes in job names and comments.
@@ -185,65 +187,19 @@ def _has_surrogate(doc: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# hostlists: count before expanding
-
-_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+# YAML: no aliases
 
 
-def hostlist_size(text: str) -> int:
-    """Upper bound of the number of names a Slurm/ClusterShell hostlist expands to, computed from
-    the ranges alone (``x[1-100000000]`` -> 100000000 without building anything)."""
-    total = 0
-    for pattern in _top_level_split(text):
-        count = 1
-        for group in _BRACKET.findall(pattern):
-            count *= max(1, _range_count(group))
-            if count > MAX_HOSTLIST_NAMES * 10:
-                return count
-        total += count
-    return total
+class NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (``*name``, ``<<: *name``) before anything is expanded: a
+    1.6 KB alias bomb would otherwise expand to billions of nodes."""
 
-
-def _top_level_split(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for index, char in enumerate(text):
-        if char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-        elif char == "," and depth <= 0:
-            parts.append(text[start:index])
-            start = index + 1
-    parts.append(text[start:])
-    return parts
-
-
-def _range_count(group: str) -> int:
-    count = 0
-    for item in group.split(","):
-        first, dash, rest = item.strip().partition("-")
-        last, _slash, step = rest.partition("/")
-        if not dash:
-            count += 1
-            continue
-        try:
-            low, high = int(first[:30] or 0), int(last[:30] or 0)
-            stride = max(1, int(step[:30])) if step else 1
-        except ValueError:
-            count += 1
-            continue
-        count += max(1, (abs(high - low)) // stride + 1)
-    return count
-
-
-def check_hostlist_size(text: str, what: str) -> None:
-    """InputError when `text` would expand to more than `MAX_HOSTLIST_NAMES` names."""
-    if len(text) > 1_000_000:
-        raise InputError(f"{what}: hostlist of {len(text)} characters is too long")
-    size = hostlist_size(text)
-    if size > MAX_HOSTLIST_NAMES:
-        raise InputError(f"{what}: hostlist {text[:60]!r} expands to {size} names, more than the "
-                         f"limit of {MAX_HOSTLIST_NAMES}")
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed",
+                                              event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
 
 def _short(value: Any) -> str:

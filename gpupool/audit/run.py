@@ -220,7 +220,11 @@ def _slurm_drift(result: AuditResult, fabric: Fabric, slurm: Any) -> None:
     from gpupool.fabric.compiled import compile_fabric
     from gpupool.fabric.export import export_slurm_block, export_slurm_tree
 
-    view = slurm or slurm_drift.SlurmCommands()
+    if slurm is None:
+        from gpupool.slurm.client import make_client
+
+        slurm = make_client()
+    view = slurm
     nodes = view.node_names()
     hosts = fabric.host_names()
     result.findings += slurm_drift.check_node_sets(nodes, hosts)

@@ -1,10 +1,19 @@
-"""`gpupool submit`: plan, then sbatch on the planned nodes (the library is gpupool.slurm.submit)."""
+"""`gpupool submit`: plan, then sbatch on the planned nodes (the use case is gpupool.app.submit)."""
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
+from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.cli.context import app, json_option
+from gpupool.cli.render import emit_json, stderr_console, warn
+from gpupool.config import resolve_fabric_path
+from gpupool.errors import UsageError
+from gpupool.fabric.compiled import load_compiled
+from gpupool.hostlist import expand
+from gpupool.slurm.sbatch import split_options
 
 
 @click.command("submit", context_settings={"ignore_unknown_options": True,
@@ -34,17 +43,6 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     gpupool adds --nodes, --nodelist, the GPU count and a `gpupool:` job comment. When nothing
     fits now the job is submitted with --switches=N@TIME from the best future placement.
     """
-    import shlex
-
-    from gpupool.cli.render import emit_json, stderr_console, warn
-    from gpupool.config import resolve_fabric_path
-    from gpupool.errors import UsageError
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.slurm.client import make_client
-    from gpupool.slurm.parse import expand_hostlist
-    from gpupool.slurm.sbatch import split_options
-    from gpupool.slurm.submit import SubmitRequest, submit_planned
-
     ctx = app()
     try:
         options, rest = split_options(list(argv), "sbatch arguments", stop_at_positional=True)
@@ -54,12 +52,12 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     script, script_args = (rest[0], rest[1:]) if rest else (None, [])
     request = SubmitRequest(
         gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, partition=partition,
-        exclude=tuple(expand_hostlist(exclude)) if exclude else (), max_hops=max_hops,
+        exclude=tuple(expand(exclude)), max_hops=max_hops,
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
         switch_wait=switch_wait, verify_timeout=verify_timeout, token=token,
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
-    client = ctx.make("slurm", make_client)
+    client = ctx.slurm_client()
     outcome = submit_planned(client, compiled, request)
     if ctx.json:
         emit_json(outcome.to_json())

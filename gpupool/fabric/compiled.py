@@ -1,7 +1,7 @@
 """Compiled fabric: flat NumPy arrays for placement and audits, cached on disk by content hash.
 
 Vertices of the transit graph are the switches (0..S-1) followed by the multi-rail hosts: a host
-with HCAs on several switches is one vertex (CONTRACT.md), so it can shorten switch paths.
+with HCAs on several switches is one vertex (docs/contract.md), so it can shorten switch paths.
 Single-rail hosts are dead ends and never lie on a shortest path, so they are left out.
 Never build a host x host matrix: host distances derive from the switch hop matrix.
 """
@@ -58,7 +58,7 @@ class CompiledFabric:
         return self.host_leaf_idx[self.host_leaf_ptr[host]:self.host_leaf_ptr[host + 1]]
 
     def host_distance(self, a: int, b: int) -> int:
-        """d(a, b) per CONTRACT.md: 0 for a == b, else 2 + min switch hops between their switches."""
+        """d(a, b) per docs/contract.md: 0 for a == b, else 2 + min switch hops between their switches."""
         if a == b:
             return 0
         la, lb = self.leaves_of(a), self.leaves_of(b)

@@ -51,10 +51,3 @@ def discover(*, ibnetdiscover_file: str | None = None, live: bool = False, node_
     return fabric
 
 
-def expand_hostlist(expr: str) -> list[str]:
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
-    try:
-        return list(NodeSet(expr))
-    except NodeSetParseError as exc:
-        raise InputError(f"bad hostlist {expr!r}: {exc}") from None

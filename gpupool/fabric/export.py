@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 from gpupool.errors import UsageError
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
 from gpupool.fabric.model import Fabric, fabric_to_dict, natural_key
+from gpupool.hostlist import fold
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
 
 IBSIM_WIDTHS = ("1x", "2x", "4x", "8x", "12x")
 IBSIM_SPEEDS = ("SDR", "DDR", "QDR")
-
-
-def fold(names: Iterable[str]) -> str:
-    """Slurm hostlist expression; ranges only on the last number, which every Slurm parses."""
-    names = sorted(set(names), key=natural_key)
-    if not names:
-        return ""
-    from ClusterShell.NodeSet import NodeSet
-
-    nodeset = NodeSet.fromlist(names)
-    nodeset.fold_axis = (-1,)
-    return str(nodeset)
 
 
 def _tree_children(compiled: CompiledFabric) -> tuple[dict[int, list[int]], dict[int, list[str]]]:
@@ -193,7 +181,7 @@ def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, 
 
 
 def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
-    """`fabric show --json` per CONTRACT.md."""
+    """`fabric show --json` per docs/contract.md."""
     doc: dict[str, object] = {
         "kind": compiled.kind,
         "switches": compiled.n_switches,

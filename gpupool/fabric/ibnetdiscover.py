@@ -21,6 +21,7 @@ from gpupool.fabric.model import (
     switch_display_name,
     unique_names,
 )
+from gpupool.hostlist import fold
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 
@@ -162,10 +163,8 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
 
 def _fold(names: list[str]) -> str:
     try:
-        from ClusterShell.NodeSet import NodeSet
-
-        return str(NodeSet.fromlist(names))
-    except Exception:  # noqa: BLE001 - folding is cosmetic
+        return fold(names)
+    except InputError:  # names with hostlist syntax in them: list them as they are
         return ",".join(names)
 
 

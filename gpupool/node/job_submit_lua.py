@@ -33,17 +33,13 @@ class LuaPool:
 
 def count_hosts(hostlist: str | list[str]) -> int:
     """Number of hosts in a Slurm hostlist (or list of them)."""
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
-    from gpupool.validate import check_hostlist_size
+    from gpupool.hostlist import expand_all
 
     items = hostlist if isinstance(hostlist, list) else [hostlist]
-    for item in items:
-        check_hostlist_size(str(item), "pools file")
     try:
-        return len(NodeSet.fromlist([str(item) for item in items]))
-    except (NodeSetParseError, ValueError, IndexError) as exc:
-        raise InputError(f"pools file: bad hostlist {hostlist!r}: {exc}") from None
+        return len(expand_all(str(item) for item in items))
+    except InputError as exc:
+        raise InputError(f"pools file: {exc.message}") from None
 
 
 def lua_pools(document: Mapping[str, Any], default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
@@ -253,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from gpupool.fsutil import atomic_write_text
-    from gpupool.pools.source import NoAliasLoader
+    from gpupool.validate import NoAliasLoader
 
     parser = argparse.ArgumentParser(prog="python -m gpupool.node.job_submit_lua",
                                      description="Generate job_submit.lua from a gpupool pools file.")

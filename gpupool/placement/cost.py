@@ -1,4 +1,4 @@
-"""The single definition of an allocation's cost figures (CONTRACT.md), used by plan, jobs, tests, benchmarks.
+"""The single definition of an allocation's cost figures (docs/contract.md), used by plan, jobs, tests, benchmarks.
 
 Hosts are grouped by class (identical switch sets): same-class distinct hosts are 2 hops apart and
 class pairs need one min over their switch pairs, so no host x host matrix is ever built.

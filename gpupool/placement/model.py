@@ -112,7 +112,7 @@ class Request:
 
 @dataclass(frozen=True)
 class Cost:
-    """Cost figures of an allocation, exactly as CONTRACT.md defines them."""
+    """Cost figures of an allocation, exactly as docs/contract.md defines them."""
 
     pair_hops_sum: int
     mean_hops: float

@@ -167,17 +167,14 @@ def write_fragment(fragment: Fragment, desired: Desired, live: LiveState, change
 
 def overlap_warnings(spec: PoolsFile, resolved: ResolvedPools, live: LiveState, ours: set[str]) -> list[str]:
     """Partitions gpupool does not manage that reach into owned pools bypass the owners' rules."""
-    from gpupool.pools.nodes import expand_hostlist
+    from gpupool.hostlist import expand
 
     owned_hosts = {h: p.name for p in spec.pools.values() if p.owners for h in resolved.hosts[p.name]}
     warnings = []
     for name, attrs in sorted(live.partitions.items()):
         if name in ours or attrs.get("Nodes", "") in {"", "(null)"}:
             continue
-        try:
-            hosts = expand_hostlist(attrs["Nodes"])
-        except ValueError:
-            continue
+        hosts = expand(attrs["Nodes"])  # a node list gpupool cannot read is an InputError, never skipped
         pools = sorted({owned_hosts[h] for h in hosts if h in owned_hosts})
         if pools:
             warnings.append(f"partition {name!r} (not managed by gpupool) also covers owned pool(s) "

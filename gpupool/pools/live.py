@@ -286,7 +286,8 @@ def jobs_from_squeue_json(doc: object) -> list[Job]:
 
 def parse_jobs(text: str) -> list[Job]:
     """`scontrol -o -d show job` -> jobs with their per-node GPUs (from the `-d` detail segments)."""
-    from gpupool.pools.nodes import expand_hostlist
+    from gpupool.errors import GpupoolError
+    from gpupool.hostlist import expand as expand_hostlist
 
     jobs = []
     for line in text.splitlines():
@@ -309,7 +310,7 @@ def parse_jobs(text: str) -> list[Job]:
             if not node_gpus and record.get("JobState") == "RUNNING" and record.get("NodeList"):
                 hosts = expand_hostlist(record["NodeList"])
                 node_gpus = {h: gpus // len(hosts) for h in hosts}  # no detail: assume an even spread
-        except ValueError:
+        except (GpupoolError, ValueError):
             continue  # this record does not parse (odd user text): skip it, not everyone's report
         try:
             priority = int(record.get("Priority", "0"))

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
-from gpupool.errors import GpupoolError
+from gpupool.errors import GpupoolError, InputError
 from gpupool.fabric.model import natural_key
-from gpupool.validate import MAX_HOSTLIST_NAMES, hostlist_size
+from gpupool.hostlist import expand
+from gpupool.hostlist import fold as fold_hostlist
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -29,18 +28,13 @@ def is_selector(text: str) -> bool:
 
 def expand_hostlist(text: str) -> list[str]:
     """Slurm hostlist -> host names; ValueError when it does not parse or expands too far."""
-    size = hostlist_size(text)
-    if size > MAX_HOSTLIST_NAMES:
-        raise ValueError(f"{text[:60]!r} expands to {size} names, more than the limit of {MAX_HOSTLIST_NAMES}")
     try:
-        return list(NodeSet(text))
-    except (NodeSetParseError, ValueError, IndexError, TypeError) as exc:
-        raise ValueError(f"{text!r} is not a valid Slurm hostlist: {exc}") from None
+        return expand(text)
+    except InputError as exc:  # pools report bad entries as ValueError, with the pool's name added
+        raise ValueError(exc.message) from None
 
 
-def fold_hostlist(hosts: list[str] | set[str] | frozenset[str]) -> str:
-    """Host names -> compact Slurm hostlist (gpu[001-016])."""
-    return str(NodeSet.fromlist(sorted(hosts, key=natural_key))) if hosts else ""
+__all__ = ["expand_hostlist", "fold_hostlist", "is_selector", "resolve_nodes"]
 
 
 def resolve_selector(text: str, compiled: CompiledFabric) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from gpupool.errors import InputError, located
+from gpupool.validate import NoAliasLoader
 
 Path = tuple[str, ...]
 
@@ -43,18 +44,6 @@ def load_source(path: str) -> Source:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
     return parse_source(text, path)
-
-
-class NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (``*name``, ``<<: *name``) before anything is expanded: a
-    1.6 KB alias bomb would otherwise expand to billions of nodes."""
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in a pools file",
-                                              event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
 
 MAX_POOLS_FILE_BYTES = 4 * 1024 * 1024

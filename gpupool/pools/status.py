@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from gpupool.hostlist import expand as expand_hostlist
 from gpupool.pools.fragment import Fragment
 from gpupool.pools.live import (
     CommandRunner,
@@ -16,7 +17,6 @@ from gpupool.pools.live import (
     parse_sshare,
     read_jobs,
 )
-from gpupool.pools.nodes import expand_hostlist
 from gpupool.pools.schema import PoolsFile
 
 

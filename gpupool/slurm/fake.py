@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from gpupool.errors import EnvError, InputError
+from gpupool.hostlist import expand
 from gpupool.slurm.gres import gpu_count
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
-from gpupool.slurm.parse import expand_hostlist
 from gpupool.slurm.runner import SlurmCommandError
 
 
@@ -35,6 +35,8 @@ class FakeSlurm:
     # squeue calls that fail as unreachable before answering again (slurmctld still stalled).
     stalled_queries: int = 0
     user: str = "tester"  # the user submitted jobs belong to
+    topology: str = ""  # what `scontrol show topology` prints
+    drained: list[tuple[str, str]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
     @classmethod
@@ -101,7 +103,7 @@ class FakeSlurm:
         self.submitted.append(args)
         opts = _options(args)
         job_id = str(next(self._ids))
-        hosts = expand_hostlist(opts.get("nodelist", ""))
+        hosts = expand(opts.get("nodelist", ""))
         nodes = int(opts.get("nodes", "1"))
         per_node = gpu_count(opts["gres"]) if "gres" in opts else (
             int(opts["gpus-per-node"].split(":")[-1]) if "gpus-per-node" in opts else None)
@@ -158,6 +160,19 @@ class FakeSlurm:
                 self.nodes[host] = replace(node, gpus_used=node.gpus_used - gpus)
         self.cancelled.append(str(job_id))
         self.jobs_by_id[str(job_id)] = replace(job, state="CANCELLED")
+
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+    def topology_text(self) -> str:
+        return self.topology
+
+    def node_gres(self, node: str) -> str | None:
+        found = self.nodes.get(node)
+        return f"gpu:{found.gpus_total}" if found is not None and found.gpus_total else None
+
+    def drain(self, node: str, reason: str) -> None:
+        self.drained.append((node, reason))
 
 
 def _options(args: Sequence[str]) -> dict[str, str]:

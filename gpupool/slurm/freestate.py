@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gpupool.errors import GpupoolError, InputError
+from gpupool.hostlist import DEFAULT_LIMIT as MAX_HOSTLIST_NAMES
+from gpupool.hostlist import expand
 from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
-from gpupool.slurm.parse import expand_hostlist
-from gpupool.validate import MAX_GPUS_PER_HOST, MAX_HOSTLIST_NAMES, is_host_name, maybe_int_text
+from gpupool.validate import MAX_GPUS_PER_HOST, is_host_name, maybe_int_text
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def trusted_alloc(job: JobInfo) -> dict[str, int]:
     if not alloc:
         return {}
     try:
-        pinned = set(job.nodes) if job.nodes else set(expand_hostlist(job.request.required_nodes))
+        pinned = set(job.nodes) if job.nodes else set(expand(job.request.required_nodes))
     except GpupoolError:
         return {}
     if set(alloc) != pinned:
@@ -155,7 +156,7 @@ def subtract_pending_plans(free: Mapping[str, int], jobs: Iterable[JobInfo]) -> 
         alloc = trusted_alloc(job)
         if not alloc and job.request.required_nodes and job.request.gpus_per_node:
             try:
-                alloc = dict.fromkeys(expand_hostlist(job.request.required_nodes), job.request.gpus_per_node)
+                alloc = dict.fromkeys(expand(job.request.required_nodes), job.request.gpus_per_node)
             except GpupoolError:
                 alloc = {}
         for host, gpus in alloc.items():

@@ -18,9 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
 from gpupool.errors import InputError
+from gpupool.hostlist import expand as expand_hostlist
 from gpupool.slurm.gres import (
     NULL_VALUES,
     gpu_count,
@@ -30,7 +29,6 @@ from gpupool.slurm.gres import (
     tres_value,
 )
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, TestOnlyResult
-from gpupool.validate import check_hostlist_size
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -61,24 +59,6 @@ def words(value: Any) -> list[str]:
     else:
         items = [value]
     return [str(v).strip() for v in items if str(v).strip() and str(v).strip().lower() not in NULL_VALUES]
-
-
-def expand_hostlist(text: str | None) -> list[str]:
-    """Slurm hostlist -> host names in Slurm's order (sorted, as Slurm stores node bitmaps)."""
-    if not text or not isinstance(text, str) or text.strip().lower() in NULL_VALUES:
-        return []
-    check_hostlist_size(text, "hostlist")
-    try:
-        return list(NodeSet(text.strip()))
-    except NodeSetParseError as exc:
-        raise InputError(f"cannot parse Slurm hostlist {text[:200]!r}: {exc}") from None
-    except (ValueError, IndexError, TypeError) as exc:  # ClusterShell raises these on odd padding/ranges
-        raise InputError(f"cannot parse Slurm hostlist {text[:200]!r}: {exc}") from None
-
-
-def fold_hostlist(hosts: Iterable[str]) -> str:
-    """Host names -> compact Slurm hostlist (``gpu[001-004]``)."""
-    return str(NodeSet.fromlist(list(hosts)))
 
 
 def state_flags(state: Any, extra_flags: Any = None) -> frozenset[str]:

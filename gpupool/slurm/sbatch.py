@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from gpupool.errors import InputError, UsageError
 from gpupool.fsutil import read_input_bytes
+from gpupool.slurm.gres import memory_mb
 from gpupool.validate import MAX_COUNT, maybe_int_text
 
 # sbatch options that take a required argument (long name without dashes), and their short forms.
@@ -245,8 +246,6 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
     cpus_per_gpu = _int(last["cpus-per-gpu"], "CPUs per GPU") if "cpus-per-gpu" in last else None
     mem_per_gpu = None
     if "mem-per-gpu" in last:
-        from gpupool.slurm.gres import memory_mb
-
         mem_per_gpu = memory_mb(last["mem-per-gpu"].value) or None
     return GpuRequestHints(
         nodes=nodes, nodes_max=nodes_max, gpus_per_node=gpus_per_node, gpus=gpus, gpu_type=gpu_type,

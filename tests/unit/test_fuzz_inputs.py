@@ -260,7 +260,7 @@ def pools_files(draw: st.DrawFn) -> bytes:
 def test_fuzz_pools_files(data: bytes) -> None:
     path = write_input("pools.yaml", data)
     fragment = path.parent / "fragment.conf"
-    ctx = AppContext(factories={"slurm_commands": lambda: CannedPoolsSlurm(), "user_exists": lambda: lambda n: True})
+    ctx = AppContext(slurm_runner=CannedPoolsSlurm(), user_exists=lambda n: True)
     code, out, err = run_cli(["pool", "apply", str(path), "--dry-run", "--json", "--fragment", str(fragment)], ctx)
     check(code, err)
     assert not fragment.exists()
@@ -303,7 +303,7 @@ def sbatch_scripts(draw: st.DrawFn) -> bytes:
 def test_fuzz_sbatch_scripts(data: bytes, gpus: str | None) -> None:
     script = write_input("job.sh", data)
     slurm = FakeSlurm.uniform(HOSTS, gpus=4)
-    ctx = AppContext(factories={"slurm": lambda: slurm})
+    ctx = AppContext(slurm=slurm)
     args = ["submit", "--fabric", str(FABRIC), "--dry-run", "--json"]
     if gpus is not None:
         args += ["--gpus", gpus]

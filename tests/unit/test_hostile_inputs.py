@@ -14,8 +14,10 @@ from gpupool.cli.main import main
 from gpupool.errors import InputError
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
+from gpupool.hostlist import DEFAULT_LIMIT as MAX_HOSTLIST_NAMES
+from gpupool.hostlist import size_bound as hostlist_size
 from gpupool.pools.schema import parse_pools_text
-from gpupool.validate import MAX_HOSTLIST_NAMES, hostlist_size, load_json_text
+from gpupool.validate import load_json_text
 
 HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
 

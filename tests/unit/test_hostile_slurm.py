@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.app.jobs import job_row
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.fabric.generate import fat_tree
@@ -21,7 +22,6 @@ from gpupool.pools.live import jobs_from_squeue_json, parse_jobs
 from gpupool.slurm import runner
 from gpupool.slurm.fake import FakeSlurm
 from gpupool.slurm.freestate import parse_alloc_field, subtract_pending_plans, trusted_alloc
-from gpupool.slurm.jobs import job_row
 from gpupool.slurm.models import JobInfo, JobRequest
 from gpupool.slurm.parse import job_from_json
 
@@ -91,7 +91,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.delenv("GPUPOOL_FABRIC", raising=False)
     slurm = FakeSlurm.uniform(HOSTS)
     return {"fabric": str(fabric), "script": str(script), "slurm": slurm,
-            "ctx": AppContext(factories={"slurm": lambda: slurm})}
+            "ctx": AppContext(slurm=slurm)}
 
 
 def _plan_and_dry_submit(env: dict, capsys: pytest.CaptureFixture[str]) -> tuple[dict, dict]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.app import submit as submit_module
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from gpupool.slurm import submit as submit_module
 from gpupool.slurm.fake import FakeSlurm
 
 HOSTS = [f"gpu{i:03d}" for i in range(1, 17)]
@@ -33,7 +33,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(submit_module.time, "sleep", lambda _s: None)
     slurm = FakeSlurm.uniform(HOSTS)
     return {"fabric": str(fabric), "script": str(script), "slurm": slurm,
-            "ctx": AppContext(factories={"slurm": lambda: slurm})}
+            "ctx": AppContext(slurm=slurm)}
 
 
 def stall(slurm: FakeSlurm, queries: int) -> None:

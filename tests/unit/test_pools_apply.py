@@ -340,7 +340,7 @@ def test_cli_json_and_exit_code_on_dbd_down(slurm: FakeSlurm, tmp_path: Path,
     pools = tmp_path / "pools.yaml"
     pools.write_text(TWO_UNITS)
     fragment = tmp_path / "frag.conf"
-    context = AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda name: True)})
+    context = AppContext(slurm_runner=slurm, user_exists=lambda name: True)
     code = main(["pool", "apply", str(pools), "--fragment", str(fragment), "--json"], context)
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -350,13 +350,13 @@ def test_cli_json_and_exit_code_on_dbd_down(slurm: FakeSlurm, tmp_path: Path,
     assert len(doc["changes"]) == 10
 
     code = main(["pool", "apply", str(pools), "--fragment", str(fragment), "--json"],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     out, err = capsys.readouterr()
     assert code == 0 and json.loads(out) == {**json.loads(out), "changes": [], "applied": True}
 
     slurm.dbd_up = False
     code = main(["pool", "apply", str(pools), "--fragment", str(fragment)],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     out, err = capsys.readouterr()
     assert code == 3
     assert err.startswith("gpupool: error:") and "database" in err and "Traceback" not in err
@@ -367,13 +367,13 @@ def test_cli_unknown_user_is_input_error_unless_allowed(slurm: FakeSlurm, tmp_pa
     pools = tmp_path / "pools.yaml"
     pools.write_text(TWO_UNITS)
     known = {"alice", "bob"}
-    factories = {"slurm_commands": lambda: slurm, "user_exists": lambda: known.__contains__}
-    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(factories=dict(factories)))
+    factories = {"slurm_runner": slurm, "user_exists": known.__contains__}
+    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(**factories))
     _, err = capsys.readouterr()
     assert code == 4
     assert f"{pools}:11: accounts.llm.users.1: unknown user 'carol'" in err
     code = main(["pool", "apply", str(pools), "--dry-run", "--allow-unknown-users", "--fragment",
-                 str(tmp_path / "f.conf")], AppContext(factories=dict(factories)))
+                 str(tmp_path / "f.conf")], AppContext(**factories))
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "dry run: 10 change(s) would be made" in out
@@ -386,7 +386,7 @@ def test_missing_preemption_config_is_warned(slurm: FakeSlurm, tmp_path: Path,
     pools = tmp_path / "pools.yaml"
     pools.write_text(TWO_UNITS)
     code = main(["pool", "apply", str(pools), "--dry-run", "--fragment", str(tmp_path / "f.conf")],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     _, err = capsys.readouterr()
     assert code == 0
     warnings = [line for line in err.splitlines() if line.startswith("gpupool: warning:")]
@@ -400,7 +400,7 @@ def test_cli_json_reports_partial_apply_and_fails(slurm: FakeSlurm, tmp_path: Pa
     pools.write_text(TWO_UNITS)
     slurm.fail_on = "PartitionName=llm"
     code = main(["pool", "apply", str(pools), "--fragment", str(tmp_path / "f.conf"), "--json"],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     out, err = capsys.readouterr()
     assert code == 4
     doc = json.loads(out)
@@ -474,12 +474,12 @@ def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys:
         raise EnvError(f"{argv[0]}: Slurm unreachable: Unable to contact slurm controller")
 
     pools = tmp_path / "pools.yaml"
-    factories = {"slurm_commands": lambda: unreachable, "user_exists": lambda: (lambda n: True)}
+    factories = {"slurm_runner": unreachable, "user_exists": lambda n: True}
     pools.write_text(TWO_UNITS.replace("gpu[005-008]", "gpu[005-"))
-    assert main(["pool", "apply", str(pools)], AppContext(factories=dict(factories))) == 4
+    assert main(["pool", "apply", str(pools)], AppContext(**factories)) == 4
     assert f"{pools}:7: pools.llm.nodes: 'gpu[005-' is not a valid Slurm hostlist" in capsys.readouterr().err
     pools.write_text(TWO_UNITS)
-    assert main(["pool", "apply", str(pools)], AppContext(factories=dict(factories))) == 3
+    assert main(["pool", "apply", str(pools)], AppContext(**factories)) == 3
     assert "Unable to contact slurm controller" in capsys.readouterr().err
 
 
@@ -544,3 +544,13 @@ def test_interrupted_apply_converges_on_rerun_at_every_step(fault: str, tmp_path
         assert read_fragment(fragment).owned == {"vision", "llm", "scavenger"}, (fault, step)
         assert not Path(fragment_module.journal_path(fragment)).exists()
         assert _apply(slurm, TWO_UNITS).changes == [], (fault, step)
+
+
+def test_unreadable_node_list_of_another_partition_is_an_error(slurm: FakeSlurm, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    slurm.partitions["debug"] = {**slurm.partitions["batch"], "Nodes": "gpu[001-", "Default": "NO"}
+    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(slurm_runner=slurm, user_exists=lambda n: True))
+    assert code == 4
+    assert "'gpu[001-' is not a valid Slurm hostlist" in capsys.readouterr().err
