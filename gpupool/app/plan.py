@@ -6,8 +6,7 @@ and `explain` all go through it, so they cannot disagree about what "best" means
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +14,21 @@ import numpy as np
 
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
+from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.slurm_reference import slurm_reference
-from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
-from gpupool.slurm.models import NodeState
+from gpupool.slurm.freestate import (
+    capacity_gpus,
+    check_partition,
+    free_gpus_for_request,
+    subtract_pending_plans,
+)
+from gpupool.slurm.models import JobInfo, NodeState
 from gpupool.slurm.port import SlurmClient
+from gpupool.validate import load_json_text
 
 
 def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request) -> Placement:
@@ -34,25 +40,25 @@ def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int]
 
 def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False) -> FreeState:
     """The `--free FILE` JSON object {"host": free_gpus}."""
+    raw = read_input_bytes(path, "free-state file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: free-state file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: free-state file is not UTF-8 (byte {exc.start})") from None
+    doc = load_json_text(text, path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object {{\"host\": free_gpus, ...}}")
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
 
 
 def free_state_from_slurm(states: list[NodeState], compiled: CompiledFabric, request: Request,
-                          warn: Callable[[str], None] | None = None) -> FreeState:
-    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered)."""
+                          warn: Callable[[str], None] | None = None, jobs: Iterable[JobInfo] = ()) -> FreeState:
+    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered),
+    minus the GPUs promised to pending pinned gpupool jobs among `jobs` (trusted markers only)."""
     check_partition(states, request.partition)
     free = free_gpus_for_request(states, request.partition)
+    # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+    free = subtract_pending_plans(free, jobs)
     index = compiled.host_index()
     outside = sorted(h for h in free if h not in index)
     if outside and warn is not None:
@@ -98,7 +104,9 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         if request.partition:
             free = restrict_to_partition(free, compiled, slurm().node_states(), request.partition)
     else:
-        free = free_state_from_slurm(slurm().node_states(), compiled, request, warn=warn)
+        client = slurm()
+        # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+        free = free_state_from_slurm(client.node_states(), compiled, request, warn=warn, jobs=client.jobs())
     reference = reference_placement(compiled, free, request)
     try:
         placement = plan_placement(compiled, free, request)
