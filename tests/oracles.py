@@ -3,7 +3,8 @@
 Nothing here imports gpupool. `read_ibnetdiscover` parses raw `ibnetdiscover` text with its own
 minimal regexes; `HostGraph` is the contract's fabric graph (switches and hosts as vertices, a
 multi-rail host ONE vertex adjacent to every switch its HCAs plug into; SHARP aggregation nodes and
-HCAs whose description names no host are not vertices) with plain BFS distances; `brute_force` is
+HCAs whose description names no host are not vertices) with plain BFS distances, its leaf
+switches and the structural service hosts as the contract defines them; `brute_force` is
 the exhaustive placement optimum over that graph. They share no code with the fabric compiler or
 the placement engine, so a bug there cannot hide by being repeated here.
 """
@@ -41,6 +42,8 @@ class HostGraph:
 
     host_switches: dict[str, set[str]]  # host name -> switch ids its HCAs are cabled to
     switch_links: dict[str, set[str]] = field(default_factory=dict)  # switch id -> neighbour switch ids
+    # switch ids with an endpoint cabled to them: any HCA, named or not (SHARP aggregation nodes are none)
+    endpoint_switches: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.switch_hosts: dict[str, set[str]] = {}
@@ -54,10 +57,32 @@ class HostGraph:
         return sorted(self.host_switches)
 
     def leaf_switches(self) -> set[str]:
-        """Switches with at least one host attached."""
-        return {s for switches in self.host_switches.values() for s in switches}
+        """docs/contract.md's leaf switches (level 1 of the up/down layering), in the simple form the
+        captures need: every switch with an endpoint, and every hostless switch cabled to one other
+        switch only (a dead end below its spine, such as a management leaf whose hosts are absent)."""
+        dead_ends = {s for s, nbrs in self.switch_links.items() if len(nbrs) == 1 and s not in self.endpoint_switches}
+        return self.endpoint_switches | {s for switches in self.host_switches.values() for s in switches} | dead_ends
+
+    def service_hosts(self) -> set[str]:
+        """docs/contract.md's structural service hosts: hosts cabled to no leaf switch, and, on a
+        rail-optimised fabric (most hosts on two or more leaves), hosts whose HCAs all sit on one
+        switch that carries no host on two or more leaves."""
+        leaves = self.leaf_switches()
+        on_leaves = {h: len(switches & leaves) for h, switches in self.host_switches.items()}
+        multi = [h for h, n in on_leaves.items() if n >= 2]
+        rail_fabric = 2 * len(multi) > len(on_leaves)
+        multi_rail_switches = {s for h in multi for s in self.host_switches[h]}
+        return {h for h, switches in self.host_switches.items() if on_leaves[h] == 0
+                or (rail_fabric and len(switches) == 1 and not switches & multi_rail_switches)}
+
+    def compute(self) -> HostGraph:
+        """The graph placement and topology.conf see: compute hosts only (service hosts are no vertex)."""
+        service = self.service_hosts()
+        return HostGraph(host_switches={h: set(s) for h, s in self.host_switches.items() if h not in service},
+                         switch_links=self.switch_links, endpoint_switches=self.endpoint_switches)
 
     def leaf_count(self, hosts: Iterable[str]) -> int:
+        """Placement's `leaf_switches`: distinct switches the HOSTS' HCAs are cabled to."""
         return len({s for h in hosts for s in self.host_switches[h]})
 
     def distances_from(self, host: str) -> dict[str, int]:
@@ -89,26 +114,33 @@ class HostGraph:
         return self.distances_from(a).get(b)
 
 
-def _graph(switches: set[str], cables: Iterable[tuple[str, str]], ca_host: Mapping[str, str]) -> HostGraph:
+def _graph(switches: set[str], cables: Iterable[tuple[str, str]], ca_host: Mapping[str, str],
+           endpoints: set[str] | None = None) -> HostGraph:
+    """ENDPOINTS: ids of the CAs that are endpoints (named or not); default: the named ones."""
+    endpoints = set(ca_host) if endpoints is None else endpoints
     host_switches: dict[str, set[str]] = {}
     switch_links: dict[str, set[str]] = {s: set() for s in switches}
+    endpoint_switches: set[str] = set()
     for x, y in cables:
         if x == y:
             continue  # a loopback cable joins a switch to itself
         if x in switches and y in switches:
             switch_links[x].add(y)
             switch_links[y].add(x)
-        elif x in switches and y in ca_host:
-            host_switches.setdefault(ca_host[y], set()).add(x)
-        elif y in switches and x in ca_host:
-            host_switches.setdefault(ca_host[x], set()).add(y)
-    return HostGraph(host_switches=host_switches, switch_links=switch_links)
+            continue
+        for sw, ca in ((x, y), (y, x)):
+            if sw in switches and ca in endpoints:
+                endpoint_switches.add(sw)
+            if sw in switches and ca in ca_host:
+                host_switches.setdefault(ca_host[ca], set()).add(sw)
+    return HostGraph(host_switches=host_switches, switch_links=switch_links, endpoint_switches=endpoint_switches)
 
 
 def read_ibnetdiscover(text: str) -> HostGraph:
     """The contract graph of raw `ibnetdiscover` output (default, -g or -s format)."""
     switches: set[str] = set()
     ca_host: dict[str, str] = {}
+    endpoints: set[str] = set()
     cables: list[tuple[str, str]] = []
     current: str | None = None
     for line in text.splitlines():
@@ -116,6 +148,8 @@ def read_ibnetdiscover(text: str) -> HostGraph:
         if header:
             kind, current, desc = header.group(1), header.group(2), header.group(3) or ""
             if kind == "Ca":
+                if "aggregation node" not in desc.lower():
+                    endpoints.add(current)
                 host = host_of(desc)
                 if host is not None:
                     ca_host[current] = host
@@ -125,7 +159,7 @@ def read_ibnetdiscover(text: str) -> HostGraph:
         port = _PORT.match(line.strip())
         if port and current is not None:
             cables.append((current, port.group(2)))
-    return _graph(switches, cables, ca_host)
+    return _graph(switches, cables, ca_host, endpoints)
 
 
 @lru_cache(maxsize=8)

@@ -6,8 +6,7 @@ and `explain` all go through it, so they cannot disagree about what "best" means
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,15 +14,22 @@ import numpy as np
 
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
+from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.slurm_reference import slurm_reference
-from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
-from gpupool.slurm.models import BROKEN_FLAGS, NodeState
+from gpupool.slurm.freestate import (
+    capacity_gpus,
+    check_partition,
+    free_gpus_for_request,
+    subtract_pending_plans,
+)
+from gpupool.slurm.models import BROKEN_FLAGS, JobInfo, NodeState
 from gpupool.slurm.port import SlurmClient
+from gpupool.validate import load_json_text
 
 
 def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request,
@@ -48,15 +54,12 @@ def load_health_file(path: str, compiled: CompiledFabric) -> Health:
     """`--health FILE`: a saved `fabric audit --json`; its broken hosts and degraded leaves."""
     from gpupool.audit.health import health_from_findings
 
+    raw = read_input_bytes(path, "health file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: health file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: health file is not UTF-8 (byte {exc.start})") from None
+    doc = load_json_text(text, path)
     findings = doc.get("findings") if isinstance(doc, dict) else None
     if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
         raise InputError(f"{path}: expected a `fabric audit --json` document with a \"findings\" list")
@@ -66,25 +69,25 @@ def load_health_file(path: str, compiled: CompiledFabric) -> Health:
 
 def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False) -> FreeState:
     """The `--free FILE` JSON object {"host": free_gpus}."""
+    raw = read_input_bytes(path, "free-state file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: free-state file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: free-state file is not UTF-8 (byte {exc.start})") from None
+    doc = load_json_text(text, path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object {{\"host\": free_gpus, ...}}")
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
 
 
 def free_state_from_slurm(states: list[NodeState], compiled: CompiledFabric, request: Request,
-                          warn: Callable[[str], None] | None = None) -> FreeState:
-    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered)."""
+                          warn: Callable[[str], None] | None = None, jobs: Iterable[JobInfo] = ()) -> FreeState:
+    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered),
+    minus the GPUs promised to pending pinned gpupool jobs among `jobs` (trusted markers only)."""
     check_partition(states, request.partition)
     free = free_gpus_for_request(states, request.partition)
+    # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+    free = subtract_pending_plans(free, jobs)
     index = compiled.host_index()
     outside = sorted(h for h in free if h not in index)
     if outside and warn is not None:
@@ -137,8 +140,10 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
             free = restrict_to_partition(free, compiled, states, request.partition)
             health = health_from_node_states(states, request.partition)
     else:
-        states = slurm().node_states()
-        free = free_state_from_slurm(states, compiled, request, warn=warn)
+        client = slurm()
+        states = client.node_states()
+        # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+        free = free_state_from_slurm(states, compiled, request, warn=warn, jobs=client.jobs())
         health = health_from_node_states(states, request.partition)
     if health_path:
         health = health.merged(load_health_file(health_path, compiled))

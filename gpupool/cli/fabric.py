@@ -237,11 +237,12 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
         compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
     text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
     if diff_against:
+        from gpupool.fsutil import read_input_bytes
+
         try:
-            with open(diff_against, encoding="utf-8") as handle:
-                old = handle.read()
-        except OSError as exc:
-            raise InputError(f"{diff_against}: cannot read: {exc.strerror}") from None
+            old = read_input_bytes(diff_against, "file to compare with").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{diff_against}: not a text file (not UTF-8)") from None
         delta = list(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
                                           fromfile=diff_against, tofile=f"{diff_against} (from {path})"))
         sys.stdout.writelines(delta)

@@ -476,32 +476,51 @@ def cache_path_for(fabric_path: str) -> str:
 
 def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric:
     """Compiled form of a fabric file; rebuilt whenever the file's content hash changes."""
-    import json
-
+    from gpupool.errors import InputError
     from gpupool.fabric.model import fabric_digest
 
     try:
         digest = fabric_digest(fabric_path)
     except FileNotFoundError:
-        from gpupool.errors import InputError
-
         raise InputError(f"{fabric_path}: fabric file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{fabric_path}: fabric file is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
     cache = cache_path_for(fabric_path)
     if use_cache:
-        try:
-            with np.load(cache, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                if header.get("digest") == digest and header.get("format") == COMPILED_FORMAT:
-                    arrays = {k: data[k] for k in _ARRAY_FIELDS}
-                    return CompiledFabric(host_names=header["host_names"], switch_names=header["switch_names"],
-                                          tree_names=header["tree_names"], kind=header["kind"],
-                                          ultrametric=header["ultrametric"], meta=header["meta"], **arrays)
-        except (OSError, KeyError, ValueError, json.JSONDecodeError):
-            pass  # missing, stale or corrupt cache: rebuild below
+        cached = _read_cache(cache, digest)
+        if cached is not None:
+            return cached
     compiled = compile_fabric(load_fabric(fabric_path))
     if use_cache:
         _write_cache(cache, compiled, digest)
     return compiled
+
+
+def _read_cache(cache: str, digest: str) -> CompiledFabric | None:
+    """The cached compiled fabric, or None when missing, stale or damaged (damage is warned about)."""
+    import json
+    import sys
+
+    if not os.path.exists(cache):
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            if header.get("digest") != digest or header.get("format") != COMPILED_FORMAT:
+                return None
+            arrays = {k: np.asarray(data[k]) for k in _ARRAY_FIELDS}
+            compiled = CompiledFabric(host_names=list(header["host_names"]), switch_names=list(header["switch_names"]),
+                                      tree_names=list(header["tree_names"]), kind=str(header["kind"]),
+                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]), **arrays)
+        if compiled.hop.ndim != 2 or compiled.hop.shape[0] != compiled.hop.shape[1]:
+            raise ValueError("hop matrix has the wrong shape")
+        return compiled
+    except Exception as exc:  # noqa: BLE001 - any damage (empty, truncated, bad zip, wrong types): rebuild
+        sys.stderr.write(f"gpupool: warning: {cache}: damaged fabric cache ignored and rebuilt "
+                         f"({type(exc).__name__})\n")
+        return None
 
 
 def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
@@ -518,6 +537,8 @@ def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, header=np.asarray(json.dumps(header)), **{k: getattr(compiled, k) for k in _ARRAY_FIELDS})
+            handle.flush()
+            os.fsync(handle.fileno())  # a crash never leaves a renamed-but-empty cache
         os.replace(tmp, cache)
     except OSError:
         with contextlib.suppress(OSError):

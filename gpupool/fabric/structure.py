@@ -2,8 +2,10 @@
 
 Levels are not the distance from host-bearing switches (that pushes hostless leaves up and turns
 hosts cabled to a spine into leaves). Instead:
-1. leaves start as the switches with endpoints (HCAs, named or not); where two such switches are
-   cabled together, the one cabled to more of them is a spine carrying a few hosts (storage, UFM);
+1. leaves start as the switches with endpoints (HCAs, named or not); a switch with endpoints that
+   is cabled to two or more such switches, to more of them than each of them is, and carries fewer
+   endpoints than each, is a spine carrying a few hosts (storage, UFM). A tie (two lab switches
+   cabled together, both with hosts) or a chain of equals is no hierarchy: all stay leaves;
 2. levels are the hop distance from the leaves, plus one;
 3. a hostless switch on top (level >= 3) whose subtree reaches no leaf that one of its neighbours
    does not reach is a leaf seen upside down (no host yet, or a management leaf): it becomes a leaf
@@ -60,15 +62,17 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
     leaf = has_hosts.copy()
     nbrs = [idx[ptr[s]:ptr[s + 1]] for s in range(n_sw)]
 
-    # 1. A greedy vertex cover of the cables between host-bearing switches: the switch joined to
-    # most of them (then: fewer hosts, then more switch cables, then the name) is a spine.
+    # 1. Between host-bearing switches cabled together, a spine carrying a few hosts is one joined
+    # to two or more of them, to more than each of them is, and with fewer hosts than each: a tie
+    # (two lab switches cabled together) or a chain of equals is no hierarchy, all stay leaves.
     both = leaf[ea] & leaf[eb]
     cc_deg = np.bincount(ea[both], minlength=n_sw) + np.bincount(eb[both], minlength=n_sw)
     if not clos or (cc_deg.max(initial=0) > 0 and _has_triangle(pairs.tolist(), nbrs)):
         cc_deg[:] = 0  # a Clos has no triangles: a dragonfly's routers all stay leaves
-    while cc_deg.max(initial=0) > 0:
-        cands = np.nonzero(cc_deg == cc_deg.max())[0]
-        s = int(min(cands, key=lambda c: (int(endpoints[c]), -len(nbrs[c]), names[c])))
+    while True:
+        s = _spine_carrying_hosts(cc_deg, leaf, nbrs, endpoints, names)
+        if s is None:
+            break
         leaf[s] = False
         cc_deg[s] = 0
         for t in nbrs[s]:
@@ -86,6 +90,19 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
     reason = _reason(ea, eb, level, names)
     return Layering(level=level, leaves=level == 1, spine_hosts=has_hosts & (level > 1),
                     hostless_leaves=(level == 1) & ~has_hosts, kind_reason=reason)
+
+
+def _spine_carrying_hosts(cc_deg: np.ndarray, leaf: np.ndarray, nbrs: list[np.ndarray], endpoints: np.ndarray,
+                          names: list[str]) -> int | None:
+    """The host-bearing switch that is plainly above its host-bearing neighbours, or None."""
+    found = []
+    for s in np.nonzero(cc_deg >= 2)[0].tolist():
+        below = [int(t) for t in np.unique(nbrs[s]) if leaf[t] and cc_deg[t] > 0]
+        if all(cc_deg[s] > cc_deg[t] and endpoints[s] < endpoints[t] for t in below):
+            found.append(s)
+    if not found:
+        return None
+    return int(min(found, key=lambda c: (-int(cc_deg[c]), int(endpoints[c]), -len(nbrs[c]), names[c])))
 
 
 def _has_triangle(edges: list[list[int]], nbrs: list[np.ndarray]) -> bool:
@@ -202,7 +219,7 @@ def classify_hosts(fabric: Fabric, service_patterns: Iterable[str] = ()) -> dict
     counts: dict[int, int] = {}
     for n in leaf_count.values():
         counts[n] = counts.get(n, 0) + 1
-    usual = max(counts, key=lambda n: (counts[n], n))
+    usual = max(counts, key=lambda n: (counts[n], -n))  # a tie is no rail fabric
     multi_rail_switches = {s for h, sws in host_switches.items() if leaf_count[h] >= 2 for s in sws}
     reasons: dict[str, str] = {}
     for host, sws in host_switches.items():

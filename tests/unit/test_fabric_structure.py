@@ -7,6 +7,7 @@ from gpupool.fabric.compiled import SYNTHETIC_ROOT, compile_fabric
 from gpupool.fabric.export import export_slurm_tree
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import ROLE_HCA, Fabric, Link, Node
+from gpupool.fabric.structure import classify_hosts
 
 
 def _index(fab: Fabric, name: str) -> int:
@@ -69,14 +70,50 @@ def test_a_hostless_management_leaf_under_its_own_spine_stays_a_leaf() -> None:
     assert compile_fabric(fab).kind == "fat-tree"
 
 
-def test_two_leaves_cabled_together_is_not_invented_a_root() -> None:
-    fab = fat_tree(1, 3, 1)  # leaf01 - spine01: give the spine hosts of its own, as in a small lab
+def test_two_host_bearing_switches_cabled_together_keep_all_their_hosts() -> None:
+    # A small lab: leaf01 (3 hosts) cabled to spine01, which carries 2 compute hosts of its own.
+    # Neither switch is above the other (one cable each way): both stay leaves, no host is set apart.
+    fab = fat_tree(1, 3, 1)
     _add_host(fab, "spine01", "lab1", 20)
     _add_host(fab, "spine01", "lab2", 21)
     compiled = compile_fabric(fab)
-    assert compiled.kind == "fat-tree"
-    text = export_slurm_tree(compiled)
-    assert "top" not in text.split()
+    assert _levels(fab) == {"leaf01": 1, "spine01": 1}
+    assert classify_hosts(fab) == {}
+    assert sorted(compiled.host_names) == ["gpu001", "gpu002", "gpu003", "lab1", "lab2"]
+    assert compiled.kind == "graph"  # two leaves joined directly: not an up/down cable
+    assert export_slurm_tree(compiled).splitlines()[1:] == [
+        "SwitchName=leaf01 Nodes=gpu[001-003]",
+        "SwitchName=spine01 Nodes=lab[1-2]",
+        f"SwitchName={SYNTHETIC_ROOT} Switches=leaf01,spine01"]
+
+
+def _flat(names_hosts: list[tuple[str, int]], cables: list[tuple[str, str]]) -> Fabric:
+    fab = Fabric()
+    for name, _n in names_hosts:
+        fab.nodes.append(Node(id=f"S-{name}", type="switch", ports=36, desc=name, name=name))
+    for port, (x, y) in enumerate(cables, start=1):
+        fab.links.append(Link(_index(fab, x), port, _index(fab, y), port, "4x", "QDR"))
+    for name, n in names_hosts:
+        for k in range(n):
+            _add_host(fab, name, f"{name}-h{k}", 20 + k)
+    return fab
+
+
+def test_a_chain_of_equal_lab_switches_is_no_hierarchy() -> None:
+    # sw1 - sw2 - sw3, two compute hosts each: sw2 is cabled to more host-bearing switches, but
+    # carries as many hosts as they do, so nothing says it is a spine carrying a few service hosts.
+    fab = _flat([("sw1", 2), ("sw2", 2), ("sw3", 2)], [("sw1", "sw2"), ("sw2", "sw3")])
+    assert _levels(fab) == {"sw1": 1, "sw2": 1, "sw3": 1}
+    assert classify_hosts(fab) == {}
+    assert len(compile_fabric(fab).host_names) == 6
+
+
+def test_a_switch_above_three_leaves_with_one_host_of_its_own_is_a_spine() -> None:
+    fab = _flat([("core", 1), ("sw1", 2), ("sw2", 2), ("sw3", 2)],
+                [("core", "sw1"), ("core", "sw2"), ("core", "sw3")])
+    assert _levels(fab) == {"core": 2, "sw1": 1, "sw2": 1, "sw3": 1}
+    assert compile_fabric(fab).kind == "fat-tree"
+    assert classify_hosts(fab) == {"core-h0": "cabled to spines only"}
 
 
 def test_graph_says_why() -> None:
@@ -90,3 +127,19 @@ def test_graph_says_why() -> None:
     doc = summary(fab, compiled)
     assert doc["kind_reason"] == ("1 switch cables do not join adjacent levels "
                                   "(e.g. spine01 at level 2 -- spine02 at level 2)")
+
+
+def test_the_ufm_lab_keeps_every_host_on_both_of_its_switches() -> None:
+    # ufm-lab-small-hdr-fdr.out, read by hand: r-ufm-sw95 (MQM8700) carries r-dcs96 HCA-1/2, and
+    # r-ufm-sw226 (SX6036) carries r-dcs96 HCA-3/4 and r-dmz-ufm128/131/134/137 (2 HCAs each); one
+    # cable joins the two switches. Both carry hosts, neither is above the other: 2 leaves, 5 hosts.
+    from gpupool.fabric.export import summary
+    from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+    from tests.helpers import FIXTURES
+
+    path = FIXTURES / "ibnetdiscover" / "ufm-lab-small-hdr-fdr.out"
+    fab = parse_ibnetdiscover(path.read_text(), str(path))
+    compiled = compile_fabric(fab)
+    assert _levels(fab) == {"r-ufm-sw95": 1, "r-ufm-sw226": 1}
+    assert compiled.host_names == ["r-dcs96", "r-dmz-ufm128", "r-dmz-ufm131", "r-dmz-ufm134", "r-dmz-ufm137"]
+    assert summary(fab, compiled)["host_classes"] == {"compute": 5, "service": 0}

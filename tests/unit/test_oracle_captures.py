@@ -34,6 +34,8 @@ def test_the_oracle_reads_the_documented_sizes() -> None:
     assert len(selene.hosts) == 469
     rails = sorted(len(s) for s in selene.host_switches.values())
     assert rails.count(8) == 458 and rails.count(1) == 11
+    assert len(selene.leaf_switches()) == 204  # 200 rail leaves LG*, 4 management leaves MLG* (one hostless)
+    assert {len(selene.host_switches[h]) for h in selene.service_hosts()} == {1} and len(selene.service_hosts()) == 11
     assert len(selene.switch_links) == 666
     lab = read_capture(str(FIXTURES / "ibnetdiscover" / "ufm-lab-small-hdr-fdr.out"))
     assert len(lab.switch_links) == 2
@@ -42,8 +44,12 @@ def test_the_oracle_reads_the_documented_sizes() -> None:
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_hosts_and_their_switches(name: str) -> None:
-    oracle, compiled, _doc = _both(name)
-    assert sorted(compiled.host_names) == oracle.hosts
+    oracle, compiled, doc = _both(name)
+    # `fabric show` counts every host; placement and topology.conf see the compute hosts only.
+    compute = oracle.compute()
+    assert doc["hosts"] == len(oracle.hosts)
+    assert doc["host_classes"] == {"compute": len(compute.hosts), "service": len(oracle.service_hosts())}
+    assert sorted(compiled.host_names) == compute.hosts
     for i, host in enumerate(compiled.host_names):
         assert compiled.leaves_of(i).size == len(oracle.host_switches[host]), host
 
@@ -51,27 +57,29 @@ def test_hosts_and_their_switches(name: str) -> None:
 @pytest.mark.parametrize("name", CAPTURES)
 def test_leaf_switch_counts(name: str) -> None:
     oracle, compiled, doc = _both(name)
-    assert doc["leaf_switches"] == len(oracle.leaf_switches())
+    assert doc["leaf_switches"] == len(oracle.leaf_switches()) == doc["levels"]["1"]  # type: ignore[index]
+    compute = oracle.compute()
     rng = random.Random(f"leaves-{name}")
+    index = compiled.host_index()
     for _ in range(60):
-        hosts = rng.sample(oracle.hosts, rng.randint(1, min(16, len(oracle.hosts))))
-        index = compiled.host_index()
-        assert compiled.leaf_switch_count([index[h] for h in hosts]) == oracle.leaf_count(hosts), hosts
+        hosts = rng.sample(compute.hosts, rng.randint(1, min(16, len(compute.hosts))))
+        assert compiled.leaf_switch_count([index[h] for h in hosts]) == compute.leaf_count(hosts), hosts
 
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_hop_distances_for_sampled_host_pairs(name: str) -> None:
     oracle, compiled, _doc = _both(name)
+    compute = oracle.compute()
     index = compiled.host_index()
     rng = random.Random(f"pairs-{name}")
-    hosts = oracle.hosts
+    hosts = compute.hosts
     if len(hosts) ** 2 <= 400:
         pairs = [(a, b) for a in hosts for b in hosts]
     else:  # 20 sources x 20 targets each: 400 pairs, 20 BFS runs
         pairs = [(a, b) for a in rng.sample(hosts, 20) for b in rng.sample(hosts, 20)]
     distances = set()
     for a, b in pairs:
-        expected = oracle.distance(a, b)
+        expected = compute.distance(a, b)
         distances.add(expected)
         assert compiled.host_distance(index[a], index[b]) == (UNREACHABLE if expected is None else expected), (a, b)
     assert len(distances) >= 2  # the sample spans more than one distance
@@ -126,6 +134,8 @@ def test_the_oracle_on_a_hand_written_capture() -> None:
     assert graph.leaf_switches() == {"S-1", "S-2"}
     assert [[graph.distance(x, y) for y in "abc"] for x in "abc"] == [[0, 2, 2], [2, 0, 3], [2, 3, 0]]
     assert graph.leaf_count(["b", "c"]) == 2 and graph.leaf_count(["b"]) == 1
+    # Two host-bearing switches cabled together, neither above the other: no service host.
+    assert graph.service_hosts() == set() and graph.compute().hosts == ["a", "b", "c"]
 
 
 def test_the_oracle_on_the_ibsim_capture_of_a_known_fabric() -> None:
