@@ -10,8 +10,6 @@ port base to try, default 26800).
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,29 +18,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
+
+from testbed import config as testbed_config
+from testbed import daemons as testbed_daemons
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED_SCRIPT = REPO / "scripts" / "testbed"
 PORT_BASE_STEP = 400  # room for 3 service ports + up to ~300 slurmds per testbed
 T = TypeVar("T")
-
-
-def load_testbed_module() -> ModuleType:
-    """scripts/testbed as a module (it has no .py suffix), for its port and config helpers."""
-    name = "gpupool_testbed_script"
-    if name in sys.modules:
-        return sys.modules[name]
-    loader = importlib.machinery.SourceFileLoader(name, str(TESTBED_SCRIPT))
-    spec = importlib.util.spec_from_loader(name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    loader.exec_module(module)
-    return module
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.5,
@@ -155,13 +141,13 @@ class Testbed:
 
 def pick_port_base(first: int, node_count: int) -> int:
     """First port base from `first` (step PORT_BASE_STEP) whose ports and ibsim socket are free."""
-    module = load_testbed_module()
     for base in range(first, 60000, PORT_BASE_STEP):
-        settings = module.Settings(state_dir=Path("/nonexistent"), port_base=base,
-                                   node_count=node_count)
-        if module.abstract_socket_in_use(settings.ibsim_sockname):
+        settings = testbed_config.Settings(state_dir=Path("/nonexistent"), port_base=base,
+                                           node_count=node_count)
+        if testbed_daemons.abstract_socket_in_use(settings.ibsim_sockname):
             continue
-        if all(module.port_free(port) for port in module.all_ports(settings).values()):
+        if all(testbed_daemons.port_free(port)
+               for port in testbed_config.all_ports(settings).values()):
             return base
     pytest.fail(f"no free port base at or above {first}")
 

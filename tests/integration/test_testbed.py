@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from gpupool.fabric.model import load_fabric
+from testbed.daemons import marked_processes
 from tests.integration.conftest import (
     TESTBED_SCRIPT,
     Testbed,
-    load_testbed_module,
     pick_port_base,
     run_testbed,
     wait_until,
@@ -193,8 +193,7 @@ def test_lifecycle_up_twice_repair_and_down_leave_nothing(make_testbed) -> None:
 
     daemons = pid_files(bed.state_dir)
     assert {"munged", "mariadb", "slurmdbd", "slurmctld", "ibsim"} <= set(daemons)
-    module = load_testbed_module()
-    ours = module.marked_processes(bed.state_dir)
+    ours = marked_processes(bed.state_dir)
     assert set(daemons.values()) <= ours
     # The job's own processes (forked by slurmstepd, not by us) count as ours too.
     job_sleeps = [pid for pid in ours
@@ -204,5 +203,5 @@ def test_lifecycle_up_twice_repair_and_down_leave_nothing(make_testbed) -> None:
     down = bed.testbed("down")
     assert down.returncode == 0, down.stderr
     assert [pid for pid in ours if alive(pid)] == []
-    assert module.marked_processes(bed.state_dir) == set()
+    assert marked_processes(bed.state_dir) == set()
     assert bed.testbed("status").returncode == 1
