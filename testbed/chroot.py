@@ -159,16 +159,18 @@ def _run_logged(argv: Sequence[str], log: Path, what: str, timeout: float) -> No
 def inside_argv(root: Path, argv: Sequence[str], binds: Sequence[Path] = ()) -> list[str]:
     """argv run inside root in a private mount namespace with /proc, /dev, /sys and binds mounted
     at their own paths; the process keeps its pid through unshare, sh and chroot (all exec)."""
-    script = ['set -e', 'r="$1"; shift', 'n="$1"; shift',
+    script = ['set -e', 'PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"', 'r="$1"; shift', 'n="$1"; shift',
               'mount -t proc proc "$r/proc"', 'mount --rbind /dev "$r/dev"',
               'mount --rbind /sys "$r/sys"',
               'i=0; while [ "$i" -lt "$n" ]; do mkdir -p "$r$1"; mount --bind "$1" "$r$1"; '
               'shift; i=$((i+1)); done',
               # Keep the caller's working directory where it is bound inside, else /.
               'd="$(pwd)"',
-              'exec chroot "$r" /bin/sh -c \'cd "$1" 2>/dev/null || cd /; shift; exec "$@"\' '
+              # The chroot's own PATH: the host's could lead back to our wrappers (bound via /tmp).
+              'exec chroot "$r" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin '
+              '/bin/sh -c \'cd "$1" 2>/dev/null || cd /; shift; exec "$@"\' '
               'sh "$d" "$@"']
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script),
+    return [shutil.which("unshare") or "/usr/bin/unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script),
             "sh", str(root), str(len(binds)), *[str(b) for b in binds], *argv]
 
 

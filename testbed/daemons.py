@@ -20,7 +20,15 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from testbed.chroot import build, chroot_for, host_binds, inside_argv, prepare, write_wrappers
+from testbed.chroot import (
+    build,
+    chroot_for,
+    host_binds,
+    inside_argv,
+    is_built,
+    prepare,
+    write_wrappers,
+)
 from testbed.config import (
     CLIENT_COMMANDS,
     CLUSTER_NAME,
@@ -119,7 +127,9 @@ def ensure_release(settings: Settings) -> None:
     if settings.slurm == HOST_SLURM:
         return
     chroot = chroot_for(settings.slurm)
-    build(chroot)
+    if not is_built(chroot):
+        ensure_packages(("debootstrap",))
+        build(chroot)
     prepare(chroot)
     lay = Layout(settings.state_dir)
     write_wrappers(chroot, lay.bin, settings.state_dir, CLIENT_COMMANDS)
@@ -206,11 +216,15 @@ def abstract_socket_in_use(name: str) -> bool:
 
 
 def marked_processes(state_dir: Path) -> set[int]:
-    """Pids carrying our marker, plus all their descendants (job steps, prologs)."""
+    """Pids carrying our marker, plus all their descendants (job steps, prologs), plus every
+    process in a mount namespace of ours (a chroot release's slurmstepd detaches from slurmd and
+    drops our marker, but stays in the namespace its slurmd was started in)."""
     mark = f"{MARK_VAR}={state_dir}".encode()
     parents: dict[int, int] = {}
+    namespaces: dict[int, str] = {}
     marked: set[int] = set()
     me = os.getpid()
+    host_ns = _mount_namespace(me)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -220,10 +234,13 @@ def marked_processes(state_dir: Path) -> set[int]:
         try:
             stat_text = Path(f"/proc/{pid}/stat").read_text()
             parents[pid] = int(stat_text[stat_text.rindex(")") + 2:].split()[1])
+            namespaces[pid] = _mount_namespace(pid)
             if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 marked.add(pid)
         except (OSError, ValueError):
             continue
+    ours_ns = {namespaces.get(pid) for pid in marked} - {host_ns, ""}
+    marked |= {pid for pid, ns in namespaces.items() if ns in ours_ns}
     changed = True
     while changed:
         changed = False
@@ -232,6 +249,13 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
                 changed = True
     return marked
+
+
+def _mount_namespace(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
 
 
 def stop_pids(pids: Iterable[int], grace: float) -> list[int]:
@@ -270,12 +294,12 @@ def run_cmd(argv: Sequence[str], env: dict[str, str], timeout: float = 60,
     return proc
 
 
-def ensure_packages() -> None:
-    query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *DEBIAN_PACKAGES],
+def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> None:
+    query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages],
                            capture_output=True, text=True)
     installed = {line.split()[0] for line in query.stdout.splitlines()
                  if line.endswith("install ok installed")}
-    missing = [p for p in DEBIAN_PACKAGES if p not in installed]
+    missing = [p for p in packages if p not in installed]
     if not missing:
         return
     if os.geteuid() != 0:

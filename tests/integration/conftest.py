@@ -22,11 +22,15 @@ from typing import Any, TypeVar
 
 import pytest
 
+from testbed import chroot as testbed_chroot
 from testbed import config as testbed_config
 from testbed import daemons as testbed_daemons
+from testbed.errors import TestbedError
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED_SCRIPT = REPO / "scripts" / "testbed"
+# The Slurm release every testbed of this session runs (`scripts/test --slurm`, CI runs all three).
+SLURM_RELEASE = os.environ.get("GPUPOOL_TESTBED_SLURM") or testbed_config.HOST_SLURM
 PORT_BASE_STEP = 400  # room for 3 service ports + up to ~300 slurmds per testbed
 T = TypeVar("T")
 
@@ -159,14 +163,29 @@ def status_of(state_dir: Path) -> dict[str, Any] | None:
     return json.loads(proc.stdout)
 
 
+def ensure_release_built() -> None:
+    """Build (or find cached) the chroot of a non-host release once, before any `up`: a release
+    that cannot be built fails the tests loudly, and `up` never retries a build."""
+    if SLURM_RELEASE not in testbed_config.SLURM_RELEASES:
+        pytest.fail(f"GPUPOOL_TESTBED_SLURM={SLURM_RELEASE}: not one of "
+                    f"{', '.join(testbed_config.SLURM_RELEASES)}")
+    if SLURM_RELEASE == testbed_config.HOST_SLURM:
+        return
+    try:
+        testbed_chroot.build(testbed_chroot.chroot_for(SLURM_RELEASE))
+    except TestbedError as exc:
+        pytest.fail(f"cannot build the Slurm {SLURM_RELEASE} chroot: {exc.message}\n{exc.detail}")
+
+
 def bring_up(state_dir: Path, node_count: int, first_base: int,
              extra_args: Sequence[str] = ()) -> dict[str, Any]:
     """`scripts/testbed up` on a free port base (retrying if another session grabs it first)."""
+    ensure_release_built()
     last = None
     for attempt in range(3):
         base = pick_port_base(first_base + attempt * PORT_BASE_STEP, node_count)
         last = run_testbed(["up", "--state-dir", str(state_dir), "--port-base", str(base),
-                            "--nodes", str(node_count), *extra_args])
+                            "--nodes", str(node_count), "--slurm", SLURM_RELEASE, *extra_args])
         if last.returncode == 0:
             status = status_of(state_dir)
             if status is None:
@@ -176,7 +195,7 @@ def bring_up(state_dir: Path, node_count: int, first_base: int,
             break
     run_testbed(["down", "--state-dir", str(state_dir)], timeout=120)
     assert last is not None
-    pytest.fail(f"scripts/testbed up failed (exit {last.returncode}):\n{last.stderr[-4000:]}")
+    pytest.fail(f"scripts/testbed up --slurm {SLURM_RELEASE} failed (exit {last.returncode}):\n{last.stderr[-4000:]}")
 
 
 @pytest.fixture(scope="session")
