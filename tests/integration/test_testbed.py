@@ -79,6 +79,19 @@ def alive(pid: int) -> bool:
     return text[text.rindex(")") + 2] != "Z"
 
 
+def test_every_slurm_program_is_the_release_asked_for_and_no_mount_leaks(testbed: Testbed) -> None:
+    release = os.environ.get("GPUPOOL_TESTBED_SLURM") or "22.05"
+    for program in ("sbatch", "squeue", "scontrol", "sinfo", "sacctmgr", "sshare"):
+        out = testbed.run([program, "--version"], check=True).stdout
+        assert re.fullmatch(rf"slurm(-wlm)? {re.escape(release)}\.\d+\n", out), (program, out)
+    # The daemons' versions, from their own logs: slurmctld and every slurmd started this release.
+    ctld_log = (testbed.state_dir / "log" / "slurmctld.log").read_text()
+    assert re.search(rf"slurmctld version {re.escape(release)}\.\d+ started", ctld_log)
+    # Chroot releases mount /proc, /dev, /sys and binds only in the daemons' own mount namespaces.
+    mounts = Path("/proc/self/mounts").read_text()
+    assert "gpupool-testbed" not in mounts and "/chroot-" not in mounts
+
+
 def test_sinfo_shows_every_fabric_host_idle_with_gpus(testbed: Testbed) -> None:
     testbed.cancel_all()
     testbed.wait_all_idle()
