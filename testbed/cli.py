@@ -46,8 +46,11 @@ from testbed.daemons import (
     ensure_release,
     load_state,
     marked_processes,
+    namespaces_file,
     port_free,
+    proc_start_time,
     read_pid,
+    record_namespaces,
     register_accounting,
     requested_differs,
     running_daemons,
@@ -126,6 +129,7 @@ def bring_up(settings: Settings, nodes: list[str], fresh: bool, started_at: floa
             start_ibsim(settings)
             run_opensm_once(settings)
         wait_nodes_ready(settings, nodes if fresh else list(procs), procs, need_idle=fresh)
+        record_namespaces(lay, [pid for pid in running_daemons(lay, nodes).values() if pid])
     except BaseException:
         started = [name for name, pid in running_daemons(lay, nodes).items()
                    if pid and name not in before]
@@ -144,9 +148,10 @@ def bring_up(settings: Settings, nodes: list[str], fresh: bool, started_at: floa
 
 def cmd_down(lay: Layout) -> int:
     names = sorted(p.stem for p in lay.run.glob("*.pid") if not p.stem.endswith(".daemon"))
+    ours_before = marked_processes(lay.root)  # while the daemons still show their namespaces
     killed = stop_daemons(lay, names)
     # Job steps and prologs forked by our slurmds (and anything else carrying our marker).
-    leftovers = marked_processes(lay.root)
+    leftovers = marked_processes(lay.root) | {pid for pid in ours_before if proc_start_time(pid)}
     if leftovers:
         stop_pids(leftovers, 5)
     remaining = marked_processes(lay.root)
@@ -154,6 +159,8 @@ def cmd_down(lay: Layout) -> int:
         stale.unlink(missing_ok=True)
     if lay.munge_socket.exists():
         lay.munge_socket.unlink()
+    if not remaining:
+        namespaces_file(lay.root).unlink(missing_ok=True)
     if remaining:
         raise TestbedError(f"processes still running after down: {sorted(remaining)}", EXIT_DOWN)
     note = f" ({len(killed)} needed SIGKILL)" if killed else ""

@@ -239,7 +239,7 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
         except (OSError, ValueError):
             continue
-    ours_ns = {namespaces.get(pid) for pid in marked} - {host_ns, ""}
+    ours_ns = ({namespaces.get(pid) for pid in marked} | recorded_namespaces(state_dir)) - {host_ns, ""}
     marked |= {pid for pid, ns in namespaces.items() if ns in ours_ns}
     changed = True
     while changed:
@@ -249,6 +249,27 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
                 changed = True
     return marked
+
+
+def namespaces_file(state_dir: Path) -> Path:
+    return state_dir / "run" / "mount-namespaces"
+
+
+def recorded_namespaces(state_dir: Path) -> set[str]:
+    try:
+        return set(namespaces_file(state_dir).read_text().split())
+    except OSError:
+        return set()
+
+
+def record_namespaces(lay: Layout, pids: Iterable[int]) -> None:
+    """Remember the mount namespaces our daemons run in (chroot releases), so that `down` finds job
+    steps left in one even after its slurmd died or was stopped."""
+    host = _mount_namespace(os.getpid())
+    found = {_mount_namespace(pid) for pid in pids} - {host, ""}
+    known = recorded_namespaces(lay.root)
+    if found - known:
+        atomic_write(namespaces_file(lay.root), "\n".join(sorted(known | found)) + "\n")
 
 
 def _mount_namespace(pid: int) -> str:
