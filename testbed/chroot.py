@@ -93,9 +93,11 @@ def chroot_for(release: str, mirror: str | None = None) -> Chroot:
 
 def host_binds(state_dir: Path) -> list[Path]:
     """Host paths a chroot release sees at the same path: /tmp (job scripts, pytest's tmp dirs),
-    the testbed's state dir and the repository (prolog scripts, fabric files)."""
+    home directories (where users keep job scripts), the testbed's state dir and the repository
+    (prolog scripts, fabric files)."""
     binds: list[Path] = []
-    for path in (Path("/tmp"), state_dir, REPO):
+    homes = [h for h in (Path("/home"), Path("/root")) if h.is_dir()]
+    for path in (Path("/tmp"), *homes, state_dir, REPO):
         if not any(path == b or b in path.parents for b in binds):
             binds.append(path)
     return binds

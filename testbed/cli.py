@@ -2,13 +2,17 @@
 
     scripts/testbed up [--nodes N] [--gpus-per-node G] [--fabric FILE | --topology fat-tree|dragonfly]
                        [--state-dir DIR] [--port-base N] [--prolog P] [--epilog P] [--task-prolog P]
-                       [--job-submit-lua FILE]
+                       [--job-submit-lua FILE] [--slurm 22.05|24.11|26.05]
     scripts/testbed down | status [--json] [--verbose] | env | console CMD | sm
 
 Every daemon (munged, MariaDB, slurmdbd, slurmctld, one slurmd per node, ibsim) runs in the
 foreground of its own session, started by this script, with its pid in <state>/run/NAME.pid and
 the marker GPUPOOL_TESTBED_MARK=<state dir> in its environment, so `down` stops exactly what
 `up` started (and the job steps those daemons forked). Ports all derive from --port-base.
+--slurm 22.05 uses the host's Slurm packages; 24.11 and 26.05 run munge, MariaDB and every Slurm
+daemon from a Debian chroot (trixie, sid) that `up` builds with debootstrap on first use and caches
+in /var/cache/gpupool-testbed ($GPUPOOL_TESTBED_CACHE); each daemon runs in its own mount namespace
+(unshare), so no mount outlives it. `env` puts wrappers for the chroot's commands first on PATH.
 Exit codes: 0 success, 1 a daemon did not come up / is down, 2 usage, 3 environment (missing
 package, port in use).
 Stdlib only: runs with the system python3 or the venv's.
