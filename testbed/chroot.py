@@ -43,7 +43,10 @@ def cache_root() -> Path:
 
 
 def host_mirror(sources: Sequence[Path] | None = None) -> str:
-    """The Debian archive the host's apt uses (deb822 or one-line sources), security suites aside."""
+    """The Debian archive the host's apt uses (deb822 or one-line sources), security suites aside;
+    $GPUPOOL_TESTBED_MIRROR overrides it."""
+    if sources is None and os.environ.get("GPUPOOL_TESTBED_MIRROR"):
+        return os.environ["GPUPOOL_TESTBED_MIRROR"].rstrip("/")
     paths = list(sources) if sources is not None else sorted(
         [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.sources"),
          *Path("/etc/apt/sources.list.d").glob("*.list")])

@@ -170,6 +170,18 @@ def test_env_lines_point_a_clean_shell_at_the_testbed(testbed: Testbed) -> None:
     assert Path(gpupool).parent == Path(sys.executable).parent
 
 
+def test_a_release_that_cannot_be_built_fails_loudly_and_leaves_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    # Nothing listens on port 9 of loopback: debootstrap cannot fetch the suite.
+    env = {"GPUPOOL_TESTBED_CACHE": str(cache), "GPUPOOL_TESTBED_MIRROR": "http://127.0.0.1:9/debian"}
+    proc = run_testbed(["up", "--state-dir", str(tmp_path / "tb"), "--slurm", "24.11", "--nodes", "2",
+                        "--port-base", "47000"], env=env, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "testbed: error: debootstrap trixie failed" in proc.stderr
+    assert [p.name for p in cache.iterdir() if not p.name.endswith((".lock", ".build.log"))] == []
+    assert not list((tmp_path / "tb").glob("run/*.pid"))  # no daemon was started
+
+
 def test_up_refuses_a_taken_port_quickly(tmp_path: Path) -> None:
     base = pick_port_base(33000, 4)
     with socket.socket() as blocker:
