@@ -39,7 +39,6 @@ from testbed.config import (
     SLURMD_OFFSET,
     Layout,
     Settings,
-    all_ports,
     env_exports,
 )
 from testbed.daemons import (
@@ -51,7 +50,7 @@ from testbed.daemons import (
     load_state,
     marked_processes,
     namespaces_file,
-    port_free,
+    ports_taken,
     proc_start_time,
     read_pid,
     record_namespaces,
@@ -96,7 +95,7 @@ def cmd_up(settings: Settings, explicit: dict[str, object]) -> int:
     ensure_release(settings)
     for directory in (lay.root, lay.etc, lay.run, lay.log, lay.spool):
         directory.mkdir(parents=True, exist_ok=True)
-    taken = [f"{port} ({owner})" for owner, port in all_ports(settings).items() if not port_free(port)]
+    taken = ports_taken(settings)
     if taken:
         raise TestbedError(f"port {taken[0]} on 127.0.0.1 is in use"
                            + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")

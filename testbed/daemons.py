@@ -41,6 +41,7 @@ from testbed.config import (
     VENV_BIN,
     Layout,
     Settings,
+    all_ports,
     dragonfly_args,
     env_exports,
     fat_tree_args,
@@ -188,15 +189,24 @@ def tcp_listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, reuse: bool = True) -> bool:
     # SO_REUSEADDR ignores TIME_WAIT leftovers of a previous run but still fails on a listener.
+    # slurmd binds without it, so its ports must be free of TIME_WAIT too (reuse=False): the
+    # testbed's ports lie in Linux's ephemeral range, where any client may have left one.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+def ports_taken(settings: Settings) -> list[str]:
+    """"PORT (owner)" for every testbed port something else holds."""
+    return [f"{port} ({owner})" for owner, port in all_ports(settings).items()
+            if not port_free(port, reuse=not owner.startswith("slurmd"))]
 
 
 def unix_socket_ready(path: Path) -> bool:
@@ -546,12 +556,23 @@ def wait_nodes_ready(settings: Settings, nodes: Sequence[str],
         # sinfo flags a non-responding node with "*", and unknown/down nodes by name.
         return bool(state) and not state.endswith("*") and not state.startswith(("down", "unk"))
 
+    restarts: dict[str, int] = {}
+
     def check() -> bool:
         nonlocal last
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise daemon_failed(f"slurmd -N {name}", f"exited with {proc.returncode}",
-                                    lay.log / f"slurmd-{name}.log", lay.log / f"slurmd-{name}.out")
+        for name, proc in list(procs.items()):
+            if proc.poll() is None:
+                continue
+            log = lay.log / f"slurmd-{name}.log"
+            # Our ports lie in Linux's ephemeral range: a client (even another slurmd talking to
+            # slurmctld) may hold this one for a moment. Start that slurmd again, a few times.
+            if "Unable to bind listen port" in tail(log, 3) and restarts.get(name, 0) < 3:
+                restarts[name] = restarts.get(name, 0) + 1
+                time.sleep(1)
+                procs[name] = spawn(settings, f"slurmd-{name}", ["slurmd", "-D", "-N", name])
+                continue
+            raise daemon_failed(f"slurmd -N {name}", f"exited with {proc.returncode}",
+                                log, lay.log / f"slurmd-{name}.out")
         last = node_states(env)
         return all(ready(last.get(n, ("", ""))[0]) for n in nodes)
 

@@ -150,8 +150,7 @@ def pick_port_base(first: int, node_count: int) -> int:
                                            node_count=node_count)
         if testbed_daemons.abstract_socket_in_use(settings.ibsim_sockname):
             continue
-        if all(testbed_daemons.port_free(port)
-               for port in testbed_config.all_ports(settings).values()):
+        if not testbed_daemons.ports_taken(settings):
             return base
     pytest.fail(f"no free port base at or above {first}")
 
