@@ -16,7 +16,7 @@ For each request:
 - Slurm, `--gpus=N` requests: --test-only names the nodes but not the GPUs per node, so the job is
   really submitted (a probe), its per-node GPUs read from `scontrol -d show job`, then cancelled
   and the GPUs awaited back (the state is the same for both);
-- cost of both with the placement library's `cost_of` (CONTRACT.md pair_hops_sum).
+- cost of both with the placement library's `cost_of` (docs/contract.md pair_hops_sum).
 
 Requests Slurm cannot start now (it prints a start time in the future) are counted apart.
 Prints the distribution of (slurm - gpupool) pair_hops_sum and the share of cases where gpupool
@@ -109,11 +109,11 @@ def fragment(client: Any, rng: random.Random, busy_share: float) -> dict[str, in
 
 def evaluate(client: Any, compiled: Any, state: int, nodes: int, per_node: int, script: str) -> Case:
     from gpupool.errors import InfeasibleError
+    from gpupool.hostlist import fold as fold_hostlist
     from gpupool.placement.cost import cost_of
     from gpupool.placement.engine import place
     from gpupool.placement.model import FreeState, Request
     from gpupool.slurm.freestate import free_gpus_for_request
-    from gpupool.slurm.parse import fold_hostlist
 
     free = free_gpus_for_request(client.node_states())
     ours = None
@@ -169,11 +169,11 @@ def probe_total(client: Any, compiled: Any, gpus: int, timeout: float = 20.0) ->
 
 def evaluate_total(client: Any, compiled: Any, state: int, gpus: int) -> Case:
     from gpupool.errors import InfeasibleError
+    from gpupool.hostlist import fold as fold_hostlist
     from gpupool.placement.cost import cost_of
     from gpupool.placement.engine import place
     from gpupool.placement.model import FreeState, Request
     from gpupool.slurm.freestate import free_gpus_for_request
-    from gpupool.slurm.parse import fold_hostlist
 
     free = free_gpus_for_request(client.node_states())
     try:
@@ -227,7 +227,7 @@ def run_benchmark(cases: int, states: int, seed: int, busy_share: float = 0.6,
                   max_nodes: int = 8, progress: bool = True, total_share: float = 0.5) -> tuple[list[Case], dict[str, Any]]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.slurm.client import CommandsClient
+    from gpupool.slurm.commands import CommandsClient
 
     client = CommandsClient(timeout=30)
     compiled = load_compiled(resolve_fabric_path(None))

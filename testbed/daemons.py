@@ -338,16 +338,23 @@ def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> None:
                            "scripts/bootstrap)", EXIT_ENV)
     print(f"testbed: installing {' '.join(missing)}", file=sys.stderr)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # Keep the packages' own services from starting during this install only; a policy-rc.d
+    # that was already there is left alone, ours is removed whatever happens.
     policy = Path("/usr/sbin/policy-rc.d")
-    if not policy.exists():  # keep the packages' own services from starting
+    created = not policy.exists()
+    if created:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise TestbedError(f"cannot install Debian packages {' '.join(missing)} "
-                               f"(`{' '.join(argv[:2])}` exit {proc.returncode})", EXIT_ENV,
-                               "\n".join(proc.stderr.strip().splitlines()[-15:]))
+    try:
+        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise TestbedError(f"cannot install Debian packages {' '.join(missing)} "
+                                   f"(`{' '.join(argv[:2])}` exit {proc.returncode})", EXIT_ENV,
+                                   "\n".join(proc.stderr.strip().splitlines()[-15:]))
+    finally:
+        if created:
+            policy.unlink(missing_ok=True)
 
 
 def gpupool_cmd() -> list[str]:

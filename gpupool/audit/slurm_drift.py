@@ -13,29 +13,11 @@ from gpupool.fabric.model import natural_key
 
 
 class SlurmView(Protocol):
-    """What the drift checks need from Slurm (a fake in tests, scontrol/sinfo in production)."""
+    """The two calls of the Slurm port (`gpupool.slurm.port.SlurmClient`) the drift checks use."""
 
     def node_names(self) -> list[str]: ...
 
     def topology_text(self) -> str: ...
-
-
-class SlurmCommands:
-    """SlurmView over the Slurm CLI, through gpupool.slurm.runner (EnvError when unreachable)."""
-
-    def __init__(self, timeout: float = 15.0) -> None:
-        self.timeout = timeout
-
-    def node_names(self) -> list[str]:
-        from gpupool.slurm.runner import run
-
-        proc = run(["sinfo", "-h", "-N", "-o", "%N"], timeout=self.timeout)
-        return sorted({line.strip() for line in proc.stdout.splitlines() if line.strip()}, key=natural_key)
-
-    def topology_text(self) -> str:
-        from gpupool.slurm.runner import run
-
-        return run(["scontrol", "show", "topology"], timeout=self.timeout).stdout
 
 
 @dataclass
@@ -51,7 +33,8 @@ _KV = re.compile(r"(\w+)=(\S+)")
 def parse_topology(text: str) -> dict[str, SwitchEntry]:
     """`scontrol show topology` lines or topology.conf lines: SwitchName=X [Nodes=...] [Switches=...]
     (topology/block's `BlockName=X Nodes=...` read as leaf switches)."""
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+    from gpupool.errors import InputError
+    from gpupool.hostlist import expand
 
     out: dict[str, SwitchEntry] = {}
     for raw in text.splitlines():
@@ -62,10 +45,10 @@ def parse_topology(text: str) -> dict[str, SwitchEntry]:
         entry = SwitchEntry(values.get("SwitchName") or values["BlockName"])
         try:
             if values.get("Nodes"):
-                entry.nodes = list(NodeSet(values["Nodes"]))
+                entry.nodes = expand(values["Nodes"])
             if values.get("Switches"):
-                entry.switches = list(NodeSet(values["Switches"]))
-        except NodeSetParseError:
+                entry.switches = expand(values["Switches"])
+        except InputError:
             continue
         out[entry.name] = entry
     return out
@@ -90,7 +73,7 @@ def _hosts_below(topo: dict[str, SwitchEntry]) -> dict[str, frozenset[str]]:
 
 
 def _fold(names: set[str] | frozenset[str] | list[str]) -> str:
-    from gpupool.fabric.export import fold
+    from gpupool.hostlist import fold
 
     return fold(names)
 

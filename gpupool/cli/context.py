@@ -1,12 +1,23 @@
-"""State shared by all commands, passed through click's context (fakes are injected here in tests)."""
+"""State shared by all commands, passed through click's context (tests put fakes in its fields)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from gpupool.config import Config, load_config
+
+if TYPE_CHECKING:
+    from gpupool.node.gpu import GpuSource
+    from gpupool.node.hca import HcaSource
+    from gpupool.pools.live import CommandRunner
+    from gpupool.slurm.port import SlurmClient
+
+# (tool name, arguments, timeout seconds) -> stdout: how `fabric audit --live` runs infiniband-diags.
+IbdiagRunner = Callable[[str, list[str], float], str]
 
 
 @dataclass
@@ -14,15 +25,32 @@ class AppContext:
     debug: bool = False
     json: bool = False
     config_path: str | None = None
-    # Factories return the real clients by default; tests swap them for fakes.
-    factories: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # Dependencies: None means "the real one, built when a command first needs it"; tests set fakes.
+    slurm: SlurmClient | None = None
+    slurm_runner: CommandRunner | None = None  # pools: Slurm admin commands, argv -> stdout
+    user_exists: Callable[[str], bool] | None = None  # pools apply: is this a Unix user
+    ibdiag: IbdiagRunner | None = None
+    gpu_source: GpuSource | None = None
+    hca_source: HcaSource | None = None
 
-    def make(self, name: str, default: Callable[[], Any]) -> Any:
-        return self.factories.get(name, default)()
+    def slurm_client(self) -> SlurmClient:
+        """The Slurm port (`make_client()`'s backend unless a test put a fake here)."""
+        if self.slurm is None:
+            # The only deferred import here: `gpupool --help` must not load the Slurm layer.
+            from gpupool.slurm.client import make_client
 
-    def config(self) -> Any:
-        from gpupool.config import load_config
+            self.slurm = make_client()
+        return self.slurm
 
+    def command_runner(self) -> CommandRunner:
+        """Slurm commands, argv -> stdout (the real runner unless a test put a fake in `slurm_runner`)."""
+        if self.slurm_runner is None:
+            from gpupool.pools.live import slurm_runner  # deferred like make_client above
+
+            self.slurm_runner = slurm_runner()
+        return self.slurm_runner
+
+    def config(self) -> Config:
         return load_config(self.config_path)
 
 

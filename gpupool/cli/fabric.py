@@ -7,7 +7,15 @@ import sys
 import click
 
 from gpupool.cli.context import app, json_option
+from gpupool.cli.fabric_audit import audit
 from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.config import resolve_fabric_path
+from gpupool.errors import InputError, UsageError
+from gpupool.fabric.discover import discover as run_discover
+from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
+from gpupool.fsutil import atomic_write_text
+from gpupool.hostlist import expand, fold
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
 
@@ -23,8 +31,6 @@ def _fabric_option(func):  # type: ignore[no-untyped-def]
 
 
 def _write_output(text: str, output: str | None, backup: bool) -> None:
-    from gpupool.fsutil import atomic_write_text
-
     if output in (None, "-"):
         sys.stdout.write(text)
     else:
@@ -37,40 +43,31 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 @click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map (0xGUID \"name\") overriding descriptions.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Keep only these compute hosts (Slurm hostlist).")
 @click.option("--slurm", "from_slurm", is_flag=True, help="Keep only the nodes Slurm knows.")
+@click.option("--service-hosts", metavar="GLOBS",
+              help="Storage/management hosts to keep out of compute (comma-separated globs, e.g. '*-login-*,ufm*').")
 @click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write.")
 @click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for a live ibnetdiscover.")
 @json_option
 def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | None, hostlist: str | None,
-             from_slurm: bool, output: str, backup: bool, timeout: float) -> None:
+             from_slurm: bool, service_hosts: str | None, output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output."""
-    from gpupool.errors import UsageError
-    from gpupool.fabric.discover import discover as run_discover
-    from gpupool.fabric.discover import expand_hostlist
-
     if bool(ibnetdiscover_file) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
         raise UsageError("give at most one of --hosts and --slurm")
-    hosts = expand_hostlist(hostlist) if hostlist else None
+    hosts = expand(hostlist) if hostlist else None
     if from_slurm:
         hosts = _slurm_node_names()
     fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
-                       timeout=timeout)
+                       timeout=timeout, service_hosts=tuple((service_hosts or "").split(",")))
     for message in fab.warnings:
         warn(message)
     _save_and_report(fab, output, backup)
 
 
 def _slurm_node_names() -> list[str]:
-    from gpupool.errors import EnvError
-
-    try:
-        from gpupool.slurm.runner import run
-    except ImportError:
-        raise EnvError("the Slurm layer is not installed") from None
-    proc = run(["sinfo", "-h", "-N", "-o", "%N"], timeout=15)
-    return sorted({line.strip() for line in proc.stdout.splitlines() if line.strip()})
+    return sorted(app().slurm_client().node_names())
 
 
 def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
@@ -81,10 +78,12 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
     console.print("; ".join(parts))
+    if doc.get("kind_reason"):
+        console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
     roles = doc.get("node_roles", {})
-    set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded")}
+    set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded", "service")}
     if set_apart:
-        console.print("set apart (not hosts): " + ", ".join(f"{v} {k}" for k, v in set_apart.items()))
+        console.print("set apart (not compute hosts): " + ", ".join(f"{v} {k}" for k, v in set_apart.items()))
     if doc.get("output"):
         console.print(f"wrote {doc['output']}")
 
@@ -115,7 +114,6 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
-    from gpupool.fabric.model import save_fabric
 
     compiled = compile_fabric(fab)
     save_fabric(fab, output, backup=backup)
@@ -139,8 +137,6 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
 def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
                  speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised."""
-    from gpupool.fabric.generate import fat_tree
-
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
     _save_and_report(fab, output, backup)
@@ -155,8 +151,6 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
                   prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
-    from gpupool.fabric.generate import dragonfly
-
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
     _save_and_report(fab, output, backup)
@@ -167,10 +161,8 @@ def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, gl
 @json_option
 def show(fabric_path: str | None) -> None:
     """Summarise the fabric: a tree from the top switches down to the hosts."""
-    from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fabric.export import summary
-    from gpupool.fabric.model import load_fabric
 
     path = resolve_fabric_path(fabric_path, app().config())
     fab = load_fabric(path)
@@ -185,8 +177,6 @@ def show(fabric_path: str | None) -> None:
 
 def _tree(fab, compiled):  # type: ignore[no-untyped-def]
     from rich.tree import Tree
-
-    from gpupool.fabric.export import fold
 
     children: dict[int, list[int]] = {}
     for t, p in enumerate(compiled.tree_parent.tolist()):
@@ -235,27 +225,24 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON."""
     import difflib
 
-    from gpupool.config import resolve_fabric_path
-    from gpupool.errors import InputError
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.fabric.discover import expand_hostlist
     from gpupool.fabric.export import export as do_export
-    from gpupool.fabric.model import load_fabric, restrict_hosts
 
     path = resolve_fabric_path(fabric_path, app().config())
     fab = load_fabric(path)
     compiled = None
     if hostlist:
-        restrict_hosts(fab, expand_hostlist(hostlist))
+        restrict_hosts(fab, expand(hostlist))
     else:
         compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
     text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
     if diff_against:
+        from gpupool.fsutil import read_input_bytes
+
         try:
-            with open(diff_against, encoding="utf-8") as handle:
-                old = handle.read()
-        except OSError as exc:
-            raise InputError(f"{diff_against}: cannot read: {exc.strerror}") from None
+            old = read_input_bytes(diff_against, "file to compare with").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{diff_against}: not a text file (not UTF-8)") from None
         delta = list(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
                                           fromfile=diff_against, tofile=f"{diff_against} (from {path})"))
         sys.stdout.writelines(delta)
@@ -264,12 +251,4 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     return 0
 
 
-def _register_audit() -> None:
-    try:
-        from gpupool.cli.fabric_audit import audit
-    except ImportError:
-        return
-    fabric.add_command(audit)
-
-
-_register_audit()
+fabric.add_command(audit)

@@ -2,47 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+import getpass
 
 import click
+from rich.table import Table
 
+from gpupool.app.jobs import explain_job, running_jobs
 from gpupool.cli.context import app, json_option
+from gpupool.cli.job_report import report_job as render_job_report
+from gpupool.cli.render import emit_json, stdout_console
+from gpupool.config import resolve_fabric_path
+from gpupool.fabric.compiled import CompiledFabric, load_compiled
 
 
-def _compiled(fabric_path: str | None) -> Any:
-    from gpupool.config import resolve_fabric_path
-    from gpupool.fabric.compiled import load_compiled
-
+def _compiled(fabric_path: str | None) -> CompiledFabric:
     return load_compiled(resolve_fabric_path(fabric_path, app().config()))
-
-
-def _client() -> Any:
-    from gpupool.slurm.client import make_client
-
-    return app().make("slurm", make_client)
 
 
 @click.command("jobs")
 @click.option("--user", "-u", metavar="U", help="Only jobs of user U (default: you).")
 @click.option("--all", "all_users", is_flag=True, help="Jobs of every user.")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
+@click.option("--report", "report_job", metavar="JOBID",
+              help="Topology report of one job (running or finished): leaves spanned, optimum at its start, hint.")
 @json_option
-def jobs(user: str | None, all_users: bool, fabric_path: str | None) -> None:
+def jobs(user: str | None, all_users: bool, fabric_path: str | None, report_job: str | None) -> None:
     """Running jobs with the placement cost of their live allocation (same keys as `plan`)."""
-    import getpass
-
-    from gpupool.cli.render import emit_json, stdout_console
-    from gpupool.slurm.jobs import running_jobs
+    if report_job:
+        render_job_report(report_job, fabric_path)
+        return
 
     if user and all_users:
         raise click.UsageError("give --user U or --all, not both")
     who = None if all_users else (user or getpass.getuser())
-    rows = running_jobs(_client(), _compiled(fabric_path), user=who)
+    rows = running_jobs(app().slurm_client(), _compiled(fabric_path), user=who)
     if app().json:
         emit_json({"user": who, "jobs": rows})
         return
-    from rich.table import Table
-
     console = stdout_console()
     if not rows:
         console.print(f"no running jobs{'' if who is None else f' for user {who}'}")
@@ -65,10 +61,7 @@ def jobs(user: str | None, all_users: bool, fabric_path: str | None) -> None:
 @json_option
 def explain(job_id: str, fabric_path: str | None) -> None:
     """Why a pending job waits: Slurm's reason, what it asks, the best placement now and the cost difference."""
-    from gpupool.cli.render import emit_json, stdout_console
-    from gpupool.slurm.jobs import explain_job
-
-    explanation = explain_job(_client(), _compiled(fabric_path), job_id)
+    explanation = explain_job(app().slurm_client(), _compiled(fabric_path), job_id)
     doc = explanation.to_json()
     if app().json:
         emit_json(doc)

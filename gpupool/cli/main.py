@@ -21,7 +21,15 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("gpupool.cli.jobs", "explain", "Why a pending job waits, and the best placement now."),
     "pool": ("gpupool.cli.pool", "pool", "Declarative GPU pools and fair-share queues."),
     "node": ("gpupool.cli.node", "node", "Node-side health checks and GPU<->HCA affinity."),
+    "metrics": ("gpupool.cli.metrics", "metrics", "Fragmentation, pool GPUs and audit status for Prometheus."),
+    "report": ("gpupool.cli.report", "report", "One self-contained HTML page: fabric, fragmentation, lending, audit."),
+    "status": ("gpupool.cli.status", "status", "Fragmentation: largest job per leaf, pod and fabric; stranded GPUs."),
+    "simulate": ("gpupool.cli.simulate", "simulate", "Replay a workload under several policies, side by side."),
 }
+
+
+class CommandLoadError(RuntimeError):
+    """A command's own module (or a first-party module it imports) failed to import: a broken install."""
 
 
 class LazyGroup(click.Group):
@@ -33,10 +41,9 @@ class LazyGroup(click.Group):
             module_name, attr, _help = LAZY_COMMANDS[cmd_name]
             try:
                 module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name == module_name:
-                    return None
-                raise
+            except ImportError as exc:  # never "No such command": the command exists, its code is broken
+                raise CommandLoadError(f"command {cmd_name!r} cannot be loaded ({module_name}: {exc}); "
+                                       "the gpupool installation is broken") from exc
             return getattr(module, attr)
         return super().get_command(ctx, cmd_name)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from gpupool import __version__
+from gpupool.fsutil import atomic_write_text
 
 EXIT_STATUS = [
     ("0", "success"),
@@ -102,10 +105,6 @@ def all_pages() -> dict[str, str]:
 
 
 def write_pages(directory: str) -> list[str]:
-    import os
-
-    from gpupool.fsutil import atomic_write_text
-
     written = []
     for name, text in all_pages().items():
         path = os.path.join(directory, name)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
+from rich.table import Table
+from rich.tree import Tree
 
+from gpupool.app.plan import plan_document, run_plan
 from gpupool.cli.context import app, json_option
-
-if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.placement.model import Placement
+from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.config import resolve_fabric_path
+from gpupool.errors import InfeasibleError
+from gpupool.fabric.compiled import CompiledFabric, load_compiled
+from gpupool.hostlist import expand, fold
+from gpupool.placement.model import Placement, Request
 
 
 @click.command("plan")
@@ -24,55 +29,46 @@ if TYPE_CHECKING:
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
 @click.option("--ignore-unknown", is_flag=True, help="Skip hosts of the free file that are not in the fabric.")
+@click.option("--health", "health_path", metavar="FILE",
+              help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
 @json_option
 def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
          free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
-         ignore_unknown: bool) -> None:
-    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit)."""
+         ignore_unknown: bool, health_path: str | None) -> None:
+    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
+
+    Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
+    skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
+    """
     start = time.perf_counter()
-    from gpupool.cli.render import emit_json, warn
-    from gpupool.config import resolve_fabric_path
-    from gpupool.errors import EnvError, InfeasibleError
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.placement.engine import place
-    from gpupool.placement.model import Request
-    from gpupool.placement.planning import (
-        free_state_from_slurm,
-        load_free_file,
-        plan_document,
-        reference_placement,
-    )
-
     ctx = app()
-    excluded: tuple[str, ...] = ()
-    if exclude:
-        from gpupool.slurm.parse import expand_hostlist
-
-        excluded = tuple(expand_hostlist(exclude))
-    request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=excluded, max_hops=max_hops,
-                      partition=partition)
+    request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=tuple(expand(exclude)),
+                      max_hops=max_hops, partition=partition)
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
-    if free_path:
-        free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
-    else:
-        try:
-            from gpupool.slurm.client import make_client
-        except ImportError:
-            raise EnvError("reading the free state from Slurm is not available; use --free FILE") from None
-        free = free_state_from_slurm(ctx.make("slurm", make_client), compiled, request, warn=warn)
-    reference = reference_placement(compiled, free, request)
-    try:
-        placement = place(compiled, free, request)
-    except InfeasibleError as exc:
+    outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
+                       slurm=ctx.slurm_client, warn=warn, health_path=health_path)
+    if outcome.placement is None:
         if ctx.json:
-            emit_json(plan_document(None, reference, request, _ms(start), error=exc.message))
-        raise
+            emit_json(plan_document(None, outcome.reference, request, _ms(start), error=outcome.error,
+                                    skipped=outcome.skipped))
+        elif outcome.skipped:
+            warn(_skipped_line(outcome.skipped))
+        raise InfeasibleError(outcome.error or "no placement")
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(plan_document(placement, reference, request, elapsed))
+        emit_json(plan_document(outcome.placement, outcome.reference, request, elapsed, skipped=outcome.skipped))
         return
-    _render(compiled, free.free_gpus, placement, reference, elapsed)
+    _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed)
+    if outcome.skipped:
+        stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
+
+
+def _skipped_line(skipped: dict[str, str], shown: int = 8) -> str:
+    """`skipped: gpu012 (HCA gpu012 HCA-1 down), gpu013 (Slurm IDLE+DRAIN: ...) and 3 more`."""
+    items = [f"{host} ({why})" for host, why in list(skipped.items())[:shown]]
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return "skipped: " + ", ".join(items) + more
 
 
 def _ms(start: float) -> float:
@@ -81,12 +77,6 @@ def _ms(start: float) -> float:
 
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             reference: tuple[str, Placement | None], elapsed_ms: float) -> None:
-    from rich.table import Table
-    from rich.tree import Tree
-
-    from gpupool.cli.render import stdout_console
-    from gpupool.placement.planning import fold_hosts
-
     console = stdout_console()
     index = compiled.host_index()
     by_leaf: dict[int, list[str]] = {}
@@ -100,7 +90,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             chain.append(int(parent[chain[-1]]))
         paths[leaf] = chain[::-1]
     root = Tree(f"[bold]{compiled.kind}[/] fabric: {placement.total_gpus} GPUs on {len(placement.allocation)} hosts "
-                f"({fold_hosts(placement.hosts)})")
+                f"({fold(placement.hosts)})")
     nodes: dict[int, Tree] = {}
     for leaf in sorted(by_leaf, key=lambda t: paths[t]):
         branch = root
@@ -131,7 +121,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
     console.print(table)
     if ref and ref.cost.pair_hops_sum > 0:
         ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
-        console.print(f"{mode} would pick {fold_hosts(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's")
+        console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's")
     elif ref is None:
         console.print(f"{mode} would not start this job now")
     note = "optimal" if placement.optimal else f"heuristic, lower bound {placement.lower_bound}"

@@ -1,10 +1,19 @@
-"""`gpupool submit`: plan, then sbatch on the planned nodes (the library is gpupool.slurm.submit)."""
+"""`gpupool submit`: plan, then sbatch on the planned nodes (the use case is gpupool.app.submit)."""
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
+from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.cli.context import app, json_option
+from gpupool.cli.render import emit_json, stderr_console, warn
+from gpupool.config import resolve_fabric_path
+from gpupool.errors import UsageError
+from gpupool.fabric.compiled import load_compiled
+from gpupool.hostlist import expand
+from gpupool.slurm.sbatch import split_options
 
 
 @click.command("submit", context_settings={"ignore_unknown_options": True,
@@ -21,28 +30,22 @@ from gpupool.cli.context import app, json_option
               help="When nothing fits now: how long Slurm may wait for the compact switch count (--switches=N@TIME).")
 @click.option("--verify-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="How long to wait for the job to start on the planned nodes before returning.")
+@click.option("--health", "health_path", metavar="FILE",
+              help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
+@click.option("--token", metavar="TOKEN",
+              help="Token an earlier submit printed after losing sbatch's answer: find that job, do not submit twice.")
 @json_option
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
 def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
            exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
-           switch_wait: str, verify_timeout: float, argv: tuple[str, ...]) -> None:
+           switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
+           argv: tuple[str, ...]) -> None:
     """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
 
     Every sbatch option after `--` (and every #SBATCH line of SCRIPT) passes through untouched;
     gpupool adds --nodes, --nodelist, the GPU count and a `gpupool:` job comment. When nothing
     fits now the job is submitted with --switches=N@TIME from the best future placement.
     """
-    import shlex
-
-    from gpupool.cli.render import emit_json, stderr_console, warn
-    from gpupool.config import resolve_fabric_path
-    from gpupool.errors import UsageError
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.slurm.client import make_client
-    from gpupool.slurm.parse import expand_hostlist
-    from gpupool.slurm.sbatch import split_options
-    from gpupool.slurm.submit import SubmitRequest, submit_planned
-
     ctx = app()
     try:
         options, rest = split_options(list(argv), "sbatch arguments", stop_at_positional=True)
@@ -52,12 +55,12 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     script, script_args = (rest[0], rest[1:]) if rest else (None, [])
     request = SubmitRequest(
         gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, partition=partition,
-        exclude=tuple(expand_hostlist(exclude)) if exclude else (), max_hops=max_hops,
+        exclude=tuple(expand(exclude)), max_hops=max_hops,
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
-        switch_wait=switch_wait, verify_timeout=verify_timeout,
+        switch_wait=switch_wait, verify_timeout=verify_timeout, health_path=health_path, token=token,
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
-    client = ctx.make("slurm", make_client)
+    client = ctx.slurm_client()
     outcome = submit_planned(client, compiled, request)
     if ctx.json:
         emit_json(outcome.to_json())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -70,34 +69,13 @@ def parse_scontrol_node(text: str) -> dict[str, str]:
 
 
 class SlurmNodeClient(Protocol):
+    """The two calls of the Slurm port (`gpupool.slurm.port.SlurmClient`) a node check uses."""
+
     def node_gres(self, node: str) -> str | None:
         ...
 
     def drain(self, node: str, reason: str) -> None:
         ...
-
-
-class ScontrolNodeClient:
-    """`scontrol` with a hard timeout: a Prolog must never wait on a busy slurmctld for long."""
-
-    def __init__(self, timeout: float = 2.0, command: str = "scontrol") -> None:
-        self.timeout = timeout
-        self.command = command
-
-    def node_gres(self, node: str) -> str | None:
-        try:
-            done = subprocess.run([self.command, "-o", "show", "node", node], capture_output=True,
-                                  text=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if done.returncode != 0:
-            return None
-        return parse_scontrol_node(done.stdout).get("Gres")
-
-    def drain(self, node: str, reason: str) -> None:
-        subprocess.run([self.command, "update", f"nodename={node}", "state=drain", f"reason={reason}"],
-                       capture_output=True, text=True, timeout=self.timeout, check=True,
-                       stdin=subprocess.DEVNULL)
 
 
 def running_under_slurm(env: Mapping[str, str] | None = None) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
-from gpupool.errors import GpupoolError
+from gpupool.errors import GpupoolError, InputError
 from gpupool.fabric.model import natural_key
+from gpupool.hostlist import expand
+from gpupool.hostlist import fold as fold_hostlist
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -27,23 +27,21 @@ def is_selector(text: str) -> bool:
 
 
 def expand_hostlist(text: str) -> list[str]:
-    """Slurm hostlist -> host names; ValueError when it does not parse."""
+    """Slurm hostlist -> host names; ValueError when it does not parse or expands too far."""
     try:
-        return list(NodeSet(text))
-    except (NodeSetParseError, ValueError) as exc:
-        raise ValueError(f"{text!r} is not a valid Slurm hostlist: {exc}") from None
+        return expand(text)
+    except InputError as exc:  # pools report bad entries as ValueError, with the pool's name added
+        raise ValueError(exc.message) from None
 
 
-def fold_hostlist(hosts: list[str] | set[str] | frozenset[str]) -> str:
-    """Host names -> compact Slurm hostlist (gpu[001-016])."""
-    return str(NodeSet.fromlist(sorted(hosts, key=natural_key))) if hosts else ""
+__all__ = ["expand_hostlist", "fold_hostlist", "is_selector", "resolve_nodes"]
 
 
 def resolve_selector(text: str, compiled: CompiledFabric) -> list[str]:
     """One fabric selector -> host names in fabric order; ValueError naming what is unknown."""
     kind, _, name = text.partition(":")
     if kind == "group":
-        if not name.isdigit():
+        if not (name.isascii() and name.isdigit() and len(name) <= 9):
             raise ValueError(f"{text!r}: group selectors take a dragonfly group number (group:0)")
         group = int(name)
         hosts = [h for i, h in enumerate(compiled.host_names)

@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpupool.hostlist import expand as expand_hostlist
+from gpupool.hostlist import fold as fold_hostlist
 from gpupool.pools.fragment import Fragment
 from gpupool.pools.live import MANAGED_MARK, LiveState
-from gpupool.pools.nodes import expand_hostlist, fold_hostlist
 from gpupool.pools.schema import PoolsFile, format_time_minutes, parse_time_minutes
 from gpupool.pools.validate import ResolvedPools
 

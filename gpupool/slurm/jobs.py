@@ -1,155 +1,17 @@
-"""Running jobs with their placement cost, and why a pending job waits (`gpupool jobs` / `explain`)."""
+"""Which jobs Slurm runs now (Slurm I/O only; costs and explanations are `gpupool.app.jobs`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from gpupool.errors import InfeasibleError, UsageError
-from gpupool.slurm.client import SlurmClient
-from gpupool.slurm.freestate import (
-    capacity_gpus,
-    free_gpus_for_request,
-    parse_alloc_field,
-    subtract_pending_plans,
-)
 from gpupool.slurm.models import JobInfo
-from gpupool.slurm.parse import expand_hostlist, fold_hostlist
-
-if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.placement.model import Request
+from gpupool.slurm.port import SlurmClient
 
 RUNNING_STATES = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
 
 
-def _cost_json(compiled: CompiledFabric, allocation: dict[str, int]) -> dict[str, Any] | None:
-    from gpupool.placement.cost import cost_of
-
-    known = set(compiled.host_names)
-    if not allocation or any(h not in known for h in allocation):
-        return None
-    return cost_of(compiled, {h: max(1, g) for h, g in allocation.items()}).to_json()
+def is_running(job: JobInfo) -> bool:
+    return job.state.split("+")[0] in RUNNING_STATES
 
 
-def job_row(compiled: CompiledFabric, job: JobInfo) -> dict[str, Any]:
-    """One running job as `gpupool jobs --json` prints it (cost from the live allocation)."""
-    allocation = dict(job.allocation)
-    cost = _cost_json(compiled, allocation)
-    row: dict[str, Any] = {
-        "job_id": job.job_id, "name": job.name, "user": job.user, "account": job.account,
-        "partition": job.partition, "state": job.state, "nodelist": fold_hostlist(job.nodes),
-        "allocation": allocation, "gpus": sum(allocation.values()), "cost": cost,
-    }
-    planned = job.gpupool_plan
-    if planned.get("pair_hops_sum", "").isdigit():
-        row["planned_pair_hops_sum"] = int(planned["pair_hops_sum"])
-    if cost is None:
-        outside = [h for h in allocation if h not in set(compiled.host_names)]
-        row["note"] = (f"hosts not in the fabric: {fold_hostlist(outside)}" if outside
-                       else "job has no GPUs")
-    return row
-
-
-def running_jobs(client: SlurmClient, compiled: CompiledFabric, user: str | None = None) -> list[dict[str, Any]]:
-    rows = []
-    for job in client.jobs(user=user):
-        if job.state.split("+")[0] in RUNNING_STATES and job.nodes:
-            rows.append(job_row(compiled, job))
-    return rows
-
-
-def request_of_job(job: JobInfo) -> Request:
-    """The placement request a Slurm job stands for (GPUs per node x nodes, or GPUs in total)."""
-    from gpupool.placement.model import Request
-
-    req = job.request
-    if req.gpus_per_node:
-        return Request(gpus_per_node=req.gpus_per_node, nodes=req.nodes or 1, partition=req.partition or None)
-    if req.gpus_total:
-        return Request(gpus=req.gpus_total, partition=req.partition or None)
-    raise UsageError(f"job {job.job_id} asks for no GPUs; nothing to place")
-
-
-@dataclass
-class Explanation:
-    job: JobInfo
-    asks: dict[str, Any]
-    best_now: dict[str, Any] | None
-    best_now_reason: str = ""
-    pinned: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "job_id": self.job.job_id, "state": self.job.state, "reason": self.job.reason,
-            "partition": self.job.partition, "asks": self.asks,
-            "expected_start": self.job.start_time,
-            "best_now": self.best_now, "pinned": self.pinned, "notes": self.notes,
-        }
-        if not self.best_now:
-            doc["best_now_reason"] = self.best_now_reason
-        planned = self.job.gpupool_plan
-        if planned.get("pair_hops_sum", "").isdigit():
-            doc["planned"] = {"pair_hops_sum": int(planned["pair_hops_sum"]), "mode": planned.get("mode", ""),
-                              "leaf_switches": int(planned.get("leaf_switches", "0") or 0)}
-        if self.best_now and self.best_now.get("cost"):
-            now = self.best_now["cost"]
-            # Compare with where the job is pinned, else with the plan gpupool recorded at submission.
-            ref = (self.pinned or {}).get("cost") or doc.get("planned")
-            if ref:
-                doc["cost_difference"] = {
-                    "pair_hops_sum": ref["pair_hops_sum"] - now["pair_hops_sum"],
-                    "leaf_switches": ref["leaf_switches"] - now["leaf_switches"],
-                }
-        return doc
-
-
-def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> Explanation:
-    """Slurm's reason, the request, the best placement available now and its cost difference
-    to the placement the job is pinned to (its --nodelist / gpupool plan), if any."""
-    from gpupool.placement.engine import place
-    from gpupool.placement.model import FreeState
-
-    job = client.job(job_id)
-    req = job.request
-    asks = {
-        "nodes": req.nodes, "gpus_per_node": req.gpus_per_node, "gpus": req.total_gpus,
-        "partition": req.partition, "nodelist": req.required_nodes or None,
-        "exclude": req.excluded_nodes or None, "switches": req.switches or None,
-    }
-    explanation = Explanation(job=job, asks=asks, best_now=None)
-    base = job.state.split("+")[0]
-    if base != "PENDING":
-        explanation.notes.append(f"job {job.job_id} is {job.state}, not pending")
-    try:
-        request = request_of_job(job)
-    except UsageError as exc:
-        explanation.best_now_reason = exc.message
-        return explanation
-    states = client.node_states()
-    partition = req.partition.split(",")[0] if req.partition else None
-    free = free_gpus_for_request(states, partition, exclude=expand_hostlist(req.excluded_nodes))
-    others = [j for j in client.jobs() if j.job_id != job.job_id]
-    free = subtract_pending_plans(free, others)
-    known = set(compiled.host_names)
-    free = {h: g for h, g in free.items() if h in known}
-    try:
-        best = place(compiled, FreeState.from_dict(compiled, free, ignore_unknown=True), request)
-        explanation.best_now = {"allocation": best.allocation, "nodelist": fold_hostlist(best.allocation),
-                                "cost": best.cost.to_json()}
-    except InfeasibleError as exc:
-        explanation.best_now_reason = f"nothing fits now: {exc.message}"
-        cap = capacity_gpus(states, partition)
-        explanation.notes.append(f"partition {partition or '(all)'} has {sum(cap.values())} GPUs on "
-                                 f"usable nodes, {sum(free.values())} free now")
-    pinned_alloc = parse_alloc_field(job.gpupool_plan.get("alloc", ""))
-    if not pinned_alloc and req.required_nodes and req.gpus_per_node:
-        pinned_alloc = dict.fromkeys(expand_hostlist(req.required_nodes), req.gpus_per_node)
-    if pinned_alloc:
-        explanation.pinned = {"allocation": pinned_alloc, "nodelist": fold_hostlist(pinned_alloc),
-                              "cost": _cost_json(compiled, pinned_alloc)}
-        busy = [h for h, g in pinned_alloc.items() if free.get(h, 0) < g]
-        if busy:
-            explanation.notes.append(f"pinned node(s) without enough free GPUs now: {fold_hostlist(busy)}")
-    return explanation
+def running_jobs(client: SlurmClient, user: str | None = None) -> list[JobInfo]:
+    """Jobs that hold nodes now (running, completing, suspended, configuring), of `user` or everyone."""
+    return [job for job in client.jobs(user=user) if is_running(job) and job.nodes]

@@ -18,9 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
 from gpupool.errors import InputError
+from gpupool.hostlist import expand as expand_hostlist
 from gpupool.slurm.gres import (
     NULL_VALUES,
     gpu_count,
@@ -45,7 +44,7 @@ def number(value: Any, default: int | None = None) -> int | None:
         return default
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # also NaN/inf floats and 5,000-digit strings
         return default
 
 
@@ -60,21 +59,6 @@ def words(value: Any) -> list[str]:
     else:
         items = [value]
     return [str(v).strip() for v in items if str(v).strip() and str(v).strip().lower() not in NULL_VALUES]
-
-
-def expand_hostlist(text: str | None) -> list[str]:
-    """Slurm hostlist -> host names in Slurm's order (sorted, as Slurm stores node bitmaps)."""
-    if not text or text.strip().lower() in NULL_VALUES:
-        return []
-    try:
-        return list(NodeSet(text.strip()))
-    except NodeSetParseError as exc:
-        raise InputError(f"cannot parse Slurm hostlist {text!r}: {exc}") from None
-
-
-def fold_hostlist(hosts: Iterable[str]) -> str:
-    """Host names -> compact Slurm hostlist (``gpu[001-004]``)."""
-    return str(NodeSet.fromlist(list(hosts)))
 
 
 def state_flags(state: Any, extra_flags: Any = None) -> frozenset[str]:
@@ -164,7 +148,12 @@ def nodes_from_json(doc: Mapping[str, Any]) -> list[NodeState]:
     if "nodes" not in doc:
         errors = json_errors(doc)
         raise InputError("Slurm node JSON has no 'nodes' list" + (f": {errors[0]}" if errors else ""))
-    return [node_from_json(n) for n in doc["nodes"]]
+    if not isinstance(doc["nodes"], list):
+        raise InputError("Slurm node JSON: 'nodes' is not a list")
+    try:
+        return [node_from_json(n) for n in doc["nodes"]]
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise InputError(f"Slurm node JSON: malformed node record ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 _KV_SPLIT = re.compile(r"\s+(?=[A-Za-z][A-Za-z0-9_/:]*=)")
@@ -309,7 +298,16 @@ def jobs_from_json(doc: Mapping[str, Any]) -> list[JobInfo]:
     if "jobs" not in doc:
         errors = json_errors(doc)
         raise InputError("Slurm job JSON has no 'jobs' list" + (f": {errors[0]}" if errors else ""))
-    return [job_from_json(j) for j in doc["jobs"]]
+    if not isinstance(doc["jobs"], list):
+        raise InputError("Slurm job JSON: 'jobs' is not a list")
+    jobs = []
+    for index, raw in enumerate(doc["jobs"]):
+        try:
+            jobs.append(job_from_json(raw))
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of an unexpected type
+            raise InputError(f"Slurm job JSON: job #{index}: malformed record ({type(exc).__name__}: "
+                             f"{str(exc)[:80]})") from None
+    return jobs
 
 
 def _scontrol_time(text: str | None) -> int | None:

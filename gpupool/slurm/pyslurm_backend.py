@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from gpupool.errors import EnvError, InputError
+from gpupool.hostlist import expand
 from gpupool.slurm import parse
-from gpupool.slurm.client import CommandsClient
+from gpupool.slurm.commands import CommandsClient
 from gpupool.slurm.gres import gpu_count, gpu_types
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
+from gpupool.slurm.port import Backend, BackendUnavailable, register
 from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
 T = TypeVar("T")
@@ -33,10 +35,8 @@ def pyslurm_unavailable_reason(commands: CommandsClient | None = None) -> str | 
     """None when the pyslurm backend can be used, else the reason it cannot."""
     try:
         pyslurm = _import_pyslurm()
-    except ImportError as exc:
+    except ImportError as exc:  # the optional extra (or its libslurm) is missing: the only guarded failure
         return f"pyslurm is not importable ({exc})"
-    except Exception as exc:  # noqa: BLE001 - a broken libslurm link raises anything
-        return f"pyslurm failed to load ({type(exc).__name__}: {exc})"
     try:
         py_version = parse.parse_version(str(pyslurm.version()))
     except Exception as exc:  # noqa: BLE001
@@ -116,6 +116,29 @@ class PyslurmClient:
     def cancel(self, job_id: str) -> None:
         self.commands.cancel(job_id)
 
+    def node_names(self) -> list[str]:
+        return self.commands.node_names()
+
+    def topology_text(self) -> str:
+        return self.commands.topology_text()
+
+    def node_gres(self, node: str) -> str | None:
+        return self.commands.node_gres(node)
+
+    def drain(self, node: str, reason: str) -> None:
+        self.commands.drain(node, reason)
+
+
+def _create(timeout: float) -> PyslurmClient:
+    commands = CommandsClient(timeout=timeout)
+    reason = pyslurm_unavailable_reason(commands)
+    if reason is not None:
+        raise BackendUnavailable(reason)
+    return PyslurmClient(timeout=timeout, commands=commands)
+
+
+register(Backend("pyslurm", preference=10, create=_create))
+
 
 def _gres_text(value: Any) -> str:
     """pyslurm gives GRES as dicts ({"gpu:h100": 8}, or {"gpu:h100": {"count": "2", "indexes": "0-1"}}
@@ -152,7 +175,7 @@ def job_from_pyslurm(job: Any) -> JobInfo:
     state = str(getattr(job, "state", "") or "").upper()
     # pyslurm >= 23 names the allocation `allocated_nodes` (a hostlist string).
     node_text = getattr(job, "allocated_nodes", None) or getattr(job, "nodes", "") or ""
-    hosts = parse.expand_hostlist(str(node_text)) if state == "RUNNING" else []
+    hosts = expand(str(node_text)) if state == "RUNNING" else []
     allocation: dict[str, int] = {}
     layout = {}
     if hosts and hasattr(job, "get_resource_layout_per_node"):

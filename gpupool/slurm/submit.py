@@ -1,52 +1,17 @@
-"""`gpupool submit` as a library: plan, then sbatch on the planned nodes, race-safe.
-
-    outcome = submit_planned(client, compiled, SubmitRequest(gpus=16, script="job.sh"))
-
-Steps (all under one lock file per cluster so concurrent `gpupool submit` calls on a login
-node never plan on the same free GPUs):
-
-1. Read the sbatch options (``-- SBATCH_ARGS`` and the script's ``#SBATCH`` lines), merge the GPU
-   request with gpupool's options, reject conflicting ones (``-w``, ``-F``, ``-N`` with another
-   count, different GPU counts or partitions).
-2. Free state from Slurm (`free_gpus_for_request`), minus GPUs promised to pending gpupool jobs.
-3. Plan now. If nothing fits now, plan on the partition's whole capacity instead and submit
-   without a node list but with ``--switches=<leaf switches of that plan>@<wait>`` so Slurm
-   waits for an equally compact set ("mode": "wait-switches").
-4. sbatch with ``--nodes``, ``--nodelist``, the GPU count and ``--comment gpupool:...``.
-5. Verify: poll the job until it runs on the planned nodes. If Slurm rejected the node list,
-   or the job waits for resources because a node was taken or drained meanwhile, cancel it
-   (only a job this call submitted), re-plan once and resubmit.
-"""
+"""The Slurm side of `gpupool submit`: the job comment gpupool records, sbatch rejections that mean
+"those nodes are gone", finding a job by its submission token, and waiting for a job to start. Slurm I/O only; the flow that plans,
+submits and verifies is `gpupool.app.submit`."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import hashlib
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import re
+import secrets
+from collections.abc import Callable, Mapping
 
-from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
-from gpupool.slurm import sbatch as sb
-from gpupool.slurm.client import SlurmClient
-from gpupool.slurm.freestate import (
-    capacity_gpus,
-    check_partition,
-    format_alloc_field,
-    free_gpus_for_request,
-    subtract_pending_plans,
-)
-from gpupool.slurm.models import JobInfo, NodeState
-from gpupool.slurm.parse import expand_hostlist, fold_hostlist
+from gpupool.slurm.freestate import format_alloc_field
+from gpupool.slurm.models import JobInfo, parse_plan_comment
+from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.runner import SlurmCommandError
-
-if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.placement.model import Placement, Request
 
 # sbatch rejections that mean "the nodes you named cannot take this job right now / any more".
 NODE_REJECTIONS = (
@@ -58,169 +23,6 @@ NODE_REJECTIONS = (
 )
 # Pending reasons that mean the planned nodes were not free when Slurm looked.
 RACE_REASONS = ("Resources", "ReqNodeNotAvail", "NodeDown", "Nodes_required_for_job_are_DOWN")
-DEFAULT_SWITCH_WAIT = "1:00:00"
-
-
-@dataclass
-class SubmitRequest:
-    gpus: int | None = None
-    gpus_per_node: int | None = None
-    nodes: int | None = None
-    partition: str | None = None
-    exclude: tuple[str, ...] = ()
-    max_hops: int | None = None
-    script: str | None = None
-    script_args: list[str] = field(default_factory=list)
-    sbatch_args: list[str] = field(default_factory=list)  # the user's sbatch options, untouched
-    dry_run: bool = False
-    switch_wait: str = DEFAULT_SWITCH_WAIT
-    verify_timeout: float = 10.0
-    lock_timeout: float = 300.0
-    lock_path: str | None = None
-
-
-@dataclass
-class SubmitOutcome:
-    sbatch_argv: list[str]
-    placement: Placement
-    mode: str  # "now" or "wait-switches"
-    job_id: str | None = None
-    job_state: str = ""
-    replanned: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def nodelist(self) -> str:
-        return fold_hostlist(self.placement.allocation)
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "feasible": True,
-            "allocation": dict(self.placement.allocation),
-            "nodelist": self.nodelist,
-            "cost": self.placement.cost.to_json(),
-            "elapsed_ms": round(self.placement.elapsed_ms, 3),
-            "mode": self.mode,
-            "sbatch": self.sbatch_argv,
-            "replanned": self.replanned,
-            "notes": self.notes,
-        }
-        if self.job_id is not None:
-            doc["job_id"] = self.job_id
-            doc["job_state"] = self.job_state
-        return doc
-
-
-# ---------------------------------------------------------------------------------------------
-# lock
-
-
-def default_lock_path() -> str:
-    """One lock per cluster (keyed by SLURM_CONF), in a directory every user of the node shares."""
-    conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
-    key = hashlib.sha256(os.path.realpath(conf).encode()).hexdigest()[:12]
-    directory = os.environ.get("GPUPOOL_LOCK_DIR", "/tmp")
-    return os.path.join(directory, f"gpupool-submit-{key}.lock")
-
-
-def _open_shared(path: str) -> int:
-    """Open (or create, world-writable) the lock file. Opening an existing file without O_CREAT
-    keeps working for other users under fs.protected_regular in sticky /tmp."""
-    for _ in range(3):
-        try:
-            return os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise EnvError(f"cannot open submit lock {path}: {exc.strerror}") from None
-        old_umask = os.umask(0)
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue  # another submit created it first: open it as an existing file
-        except OSError as exc:
-            raise EnvError(f"cannot create submit lock {path}: {exc.strerror}") from None
-        finally:
-            os.umask(old_umask)
-    raise EnvError(f"cannot open submit lock {path}")
-
-
-@contextlib.contextmanager
-def submit_lock(path: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
-    """Exclusive flock on `path`, waiting at most `timeout` seconds (EnvError after that)."""
-    fd = _open_shared(path)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise EnvError(f"cannot lock {path}: {exc.strerror}") from None
-                if time.monotonic() >= deadline:
-                    raise EnvError(f"another gpupool submit held {path} for more than {timeout:g}s") from None
-                sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
-# ---------------------------------------------------------------------------------------------
-# request
-
-
-@dataclass
-class Prepared:
-    options: list[sb.Option]  # command-line sbatch options, in order
-    directives: list[sb.Option]
-    hints: sb.GpuRequestHints
-    request: Request
-    partition: str | None
-
-
-def prepare(req: SubmitRequest) -> Prepared:
-    """Read and check everything that does not need Slurm (usage errors come out here)."""
-    from gpupool.placement.model import Request
-
-    options, rest = sb.split_options(req.sbatch_args, "sbatch arguments", stop_at_positional=False)
-    wraps = any(o.name == "wrap" for o in options)
-    if rest:
-        raise UsageError(f"unexpected sbatch argument {rest[0]!r}")
-    directives: list[sb.Option] = []
-    if req.script is None and not wraps:
-        raise UsageError("missing batch SCRIPT (or give -- --wrap=COMMAND)")
-    if req.script is not None:
-        if wraps:
-            raise UsageError("give either a batch SCRIPT or --wrap, not both")
-        directives = sb.read_directives(req.script)
-    sb.check_forbidden(directives + options)
-    hints = sb.gpu_hints(directives + options)
-    resolved = sb.merge_request(req.gpus, req.gpus_per_node, req.nodes, req.partition, hints)
-    if resolved.gpus is None and resolved.gpus_per_node is None:
-        raise UsageError("no GPU request: give --gpus N (or --gpus-per-node K with --nodes M), "
-                         "or #SBATCH --gpus / --gres=gpu:K in the script")
-    gpus_per_node = resolved.gpus_per_node
-    nodes = resolved.nodes
-    if gpus_per_node is not None and nodes is None and resolved.gpus is None:
-        nodes = 1  # sbatch's default node count
-    exclude: list[str] = []
-    for text in (*req.exclude, *hints.exclude):
-        exclude += expand_hostlist(text)
-    request = Request(gpus=resolved.gpus, gpus_per_node=gpus_per_node, nodes=nodes,
-                      exclude=tuple(dict.fromkeys(exclude)), max_hops=req.max_hops,
-                      partition=resolved.partition)
-    try:
-        request.shape()  # usage errors (uneven splits, zero counts) before touching Slurm
-    except UsageError as exc:
-        learned = [f"{flag} {value}" for flag, mine, value in (
-            ("--nodes", req.nodes, hints.nodes), ("--gpus", req.gpus, hints.gpus),
-            ("--gpus-per-node", req.gpus_per_node, hints.gpus_per_node)) if mine is None and value is not None]
-        if learned:
-            raise UsageError(f"{exc.message} ({', '.join(learned)} taken from the sbatch options)") from None
-        raise
-    return Prepared(options=options, directives=directives, hints=hints, request=request,
-                    partition=resolved.partition)
 
 
 def default_partition(client: SlurmClient) -> str | None:
@@ -230,106 +32,48 @@ def default_partition(client: SlurmClient) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------------------------
-# planning
-
-
-def _place(compiled: CompiledFabric, free: dict[str, int], request: Request) -> Placement:
-    from gpupool.placement.engine import place
-    from gpupool.placement.model import FreeState
-
-    return place(compiled, FreeState.from_dict(compiled, free, ignore_unknown=True), request)
-
-
-@dataclass
-class Plan:
-    placement: Placement
-    mode: str
-    notes: list[str]
-
-
-def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
-                   states: list[NodeState] | None = None, jobs: list[JobInfo] | None = None) -> Plan:
-    """Best placement now on Slurm's free state, else the best future one (mode wait-switches)."""
-    states = client.node_states() if states is None else states
-    partition = prepared.partition or default_partition(client)
-    check_partition(states, partition)
-    hints = prepared.hints
-    request = prepared.request
-    in_fabric = set(compiled.host_names)
-    capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=False).items() if h in in_fabric}
-    total = request.total_gpus
-    where = f"partition {partition}" if partition else "the cluster"
-    if total > sum(capacity.values()):
-        raise InfeasibleError(f"request of {total} GPUs is larger than {where} "
-                              f"({sum(capacity.values())} GPUs on {len(capacity)} nodes)")
-    free = free_gpus_for_request(states, partition, cpus_per_gpu=hints.cpus_per_gpu,
-                                 mem_per_gpu_mb=hints.mem_per_gpu_mb, features=hints.features,
-                                 gpu_type=hints.gpu_type, exclude=request.exclude)
-    free = {h: g for h, g in free.items() if h in in_fabric}
-    jobs = client.jobs() if jobs is None else jobs
-    free = subtract_pending_plans(free, jobs)
-    try:
-        return Plan(_place(compiled, free, request), "now", [])
-    except InfeasibleError as now_error:
-        usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
-                                                          exclude=request.exclude).items()
-                           if h in in_fabric}
-        try:
-            future = _place(compiled, usable_capacity, request)
-        except InfeasibleError as never:
-            raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
-        return Plan(future, "wait-switches", [f"nothing fits now ({now_error.message})"])
-
-
-def plan_comment(placement: Placement, mode: str, user_comment: str | None) -> str:
-    cost = placement.cost
-    fields = [f"pair_hops_sum={cost.pair_hops_sum}", f"leaf_switches={cost.leaf_switches}",
-              f"max_hops={cost.max_hops}", f"mode={mode}"]
+def plan_comment(cost: Mapping[str, int], allocation: Mapping[str, int], mode: str,
+                 user_comment: str | None, token: str | None = None) -> str:
+    """``gpupool:pair_hops_sum=..,leaf_switches=..,max_hops=..,mode=..[,token=..][,alloc=h:g+...]``
+    (+ ``;user``)."""
+    fields = [f"pair_hops_sum={cost['pair_hops_sum']}", f"leaf_switches={cost['leaf_switches']}",
+              f"max_hops={cost['max_hops']}", f"mode={mode}"]
+    if token:
+        fields.append(f"token={token}")
     if mode == "now":
-        fields.append("alloc=" + format_alloc_field(placement.allocation))
+        fields.append("alloc=" + format_alloc_field(allocation))
     text = "gpupool:" + ",".join(fields)
     return f"{text};{user_comment}" if user_comment else text
 
 
-def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str) -> tuple[list[str], list[str]]:
-    """(sbatch options, notes) for a plan."""
-    notes = list(plan.notes)
-    placement = plan.placement
-    switches = None
-    if plan.mode == "wait-switches":
-        if prepared.hints.switches:
-            notes.append(f"keeping your --switches={prepared.hints.switches}")
-            switches = prepared.hints.switches
-        else:
-            switches = f"{placement.cost.leaf_switches}@{switch_wait}"
-            notes.append(f"submitted with --switches={switches}: Slurm waits up to {switch_wait} for "
-                         f"{len(placement.allocation)} nodes under {placement.cost.leaf_switches} leaf "
-                         f"switch(es) (best future placement: pair_hops_sum {placement.cost.pair_hops_sum})")
-    elif prepared.hints.switches:
-        switches = prepared.hints.switches
-    sb.check_node_count(prepared.hints, len(placement.allocation))
-    args = sb.build_sbatch_args(
-        prepared.options,
-        placement.allocation, fold_hostlist(placement.allocation), prepared.hints,
-        plan_comment(placement, plan.mode, prepared.hints.comment),
-        partition=prepared.partition if prepared.partition and not prepared.hints.partition else None,
-        switches=switches, pin_nodes=plan.mode == "now",
-    )
-    return args, notes
+# A submission token: hex, as `new_token` makes it (anything else given to --token is a usage error).
+TOKEN_RE = re.compile(r"[0-9a-f]{8,64}")
 
 
-# ---------------------------------------------------------------------------------------------
-# submit + verify
+def new_token() -> str:
+    return secrets.token_hex(16)
 
 
-def _is_node_rejection(exc: SlurmCommandError) -> bool:
+def find_token_job(client: SlurmClient, token: str, user: str) -> JobInfo | None:
+    """The user's job whose gpupool comment carries `token`, if Slurm knows it."""
+    for job in client.jobs(user=user):
+        if job.user == user and parse_plan_comment(job.comment).get("token") == token:
+            return job
+    return None
+
+
+def is_node_rejection(exc: SlurmCommandError) -> bool:
     text = exc.stderr + exc.stdout + exc.message
     return any(marker in text for marker in NODE_REJECTIONS)
 
 
-def _wait_started(client: SlurmClient, job_id: str, timeout: float, sleep: Callable[[float], None],
-                  clock: Callable[[], float]) -> JobInfo | None:
+def raced(job: JobInfo) -> bool:
+    """The job waits because a node it was pinned to was taken or went down meanwhile."""
+    return job.state.split("+")[0] == "PENDING" and any(job.reason.startswith(r) for r in RACE_REASONS)
+
+
+def wait_started(client: SlurmClient, job_id: str, timeout: float, sleep: Callable[[float], None],
+                 clock: Callable[[], float]) -> JobInfo | None:
     """Poll until the job runs or Slurm says why it waits; None if it vanished."""
     deadline = clock() + timeout
     job: JobInfo | None = None
@@ -346,65 +90,3 @@ def _wait_started(client: SlurmClient, job_id: str, timeout: float, sleep: Calla
         if clock() >= deadline:
             return job
         sleep(0.2)
-
-
-def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, *,
-                   sleep: Callable[[float], None] = time.sleep,
-                   clock: Callable[[], float] = time.monotonic) -> SubmitOutcome:
-    """Plan and submit (see the module docstring). Dry runs plan but submit nothing."""
-    prepared = prepare(req)
-    if req.dry_run:
-        plan = plan_for_slurm(client, compiled, prepared)
-        args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
-        return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes)
-    with submit_lock(req.lock_path or default_lock_path(), req.lock_timeout, sleep):
-        return _submit_locked(client, compiled, req, prepared, sleep, clock)
-
-
-def _argv(args: Sequence[str], req: SubmitRequest) -> list[str]:
-    tail = [req.script, *req.script_args] if req.script is not None else []
-    return ["sbatch", *args, *tail]
-
-
-def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, prepared: Prepared,
-                   sleep: Callable[[float], None], clock: Callable[[], float]) -> SubmitOutcome:
-    replanned = False
-    notes: list[str] = []
-    for attempt in (1, 2):
-        plan = plan_for_slurm(client, compiled, prepared)
-        args, plan_notes = sbatch_args_for(prepared, plan, req.switch_wait)
-        notes += plan_notes
-        try:
-            result = client.submit(args, req.script, req.script_args)
-        except SlurmCommandError as exc:
-            if attempt == 1 and plan.mode == "now" and _is_node_rejection(exc):
-                notes.append(f"Slurm rejected the node list ({exc.message}); re-planned")
-                replanned = True
-                continue
-            raise
-        outcome = SubmitOutcome(_argv(args, req), plan.placement, plan.mode, job_id=result.job_id,
-                                replanned=replanned, notes=notes)
-        if plan.mode != "now" or prepared.hints.defers_start:
-            outcome.job_state = "PENDING"
-            return outcome
-        job = _wait_started(client, result.job_id, req.verify_timeout, sleep, clock)
-        if job is None:
-            raise InputError(f"job {result.job_id} disappeared right after submission (cancelled or failed at once?)")
-        outcome.job_state = job.state
-        base = job.state.split("+")[0]
-        if base == "RUNNING":
-            if set(job.nodes) != set(plan.placement.allocation):
-                outcome.notes.append(f"job runs on {fold_hostlist(job.nodes)}, not on the planned "
-                                     f"{outcome.nodelist}")
-            return outcome
-        raced = base == "PENDING" and any(job.reason.startswith(r) for r in RACE_REASONS)
-        if raced and attempt == 1:
-            client.cancel(result.job_id)
-            notes.append(f"job {result.job_id} waited ({job.reason}) because a planned node was taken "
-                         "or drained meanwhile; cancelled it, re-planned and resubmitted")
-            replanned = True
-            continue
-        if base == "PENDING":
-            outcome.notes.append(f"job {result.job_id} is pending ({job.reason or 'not yet scheduled'})")
-        return outcome
-    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ClusterShell.NodeSet import NodeSet
 
-from gpupool.fabric.export import fold
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+from gpupool.hostlist import fold
 from tests.helpers import DGX_FIXTURE
 
 pytestmark = pytest.mark.integration

@@ -149,10 +149,10 @@ def test_twenty_concurrent_submits(clean: Testbed, script: str) -> None:
 
 def test_node_drained_between_plan_and_submit_replans(clean: Testbed, script: str) -> None:
     """The planned nodes are drained right before sbatch: the job is cancelled and re-planned once."""
+    from gpupool.app.submit import SubmitRequest, submit_planned
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.slurm.client import CommandsClient
-    from gpupool.slurm.parse import expand_hostlist
-    from gpupool.slurm.submit import SubmitRequest, submit_planned
+    from gpupool.hostlist import expand as expand_hostlist
+    from gpupool.slurm.commands import CommandsClient
 
     drained: list[str] = []
 

@@ -123,7 +123,7 @@ def _perfquery_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(args: list[str], tools: FakeTools, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:  # type: ignore[type-arg]
-    code = main(["fabric", "audit", *args, "--json"], AppContext(factories={"ibdiag": lambda: tools}))
+    code = main(["fabric", "audit", *args, "--json"], AppContext(ibdiag=tools))
     out = capsys.readouterr()
     return code, json.loads(out.out), out.err
 

@@ -88,7 +88,7 @@ def test_node_sets_both_ways() -> None:
 def _audit(tmp_path: Path, slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
     path = tmp_path / "fabric.json"
     save_fabric(fat_tree(4, 4, 2), str(path))
-    ctx = AppContext(factories={"slurm_view": lambda: slurm})
+    ctx = AppContext(slurm=slurm)  # type: ignore[arg-type]
     code = main(["fabric", "audit", "--fabric", str(path), "--slurm", "--json"], ctx)
     return code, json.loads(capsys.readouterr().out)
 

@@ -107,19 +107,22 @@ class FakeSlurm:
     def node_states(self) -> list[NodeState]:
         return self.nodes
 
+    def jobs(self) -> list[object]:
+        return []  # plan subtracts pending gpupool jobs' GPUs like submit does
+
 
 def test_plan_reads_free_state_from_slurm(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
     nodes = [NodeState(name=f"gpu{i:03d}", flags=frozenset({"MIXED"}), gpus_total=8, gpus_used=8 - free,
                        partitions=("gpu",))
              for i, free in [(1, 8), (2, 1), (9, 8), (10, 8)]]
     nodes.append(NodeState(name="gpu011", flags=frozenset({"IDLE", "DRAIN"}), gpus_total=8, partitions=("gpu",)))
-    ctx = AppContext(factories={"slurm": lambda: FakeSlurm(nodes)})
+    ctx = AppContext(slurm=FakeSlurm(nodes))  # type: ignore[arg-type]
     assert main(["plan", "--gpus", "16", "--fabric", tree_fabric, "--json"], obj=ctx) == 0
     assert _json(capsys)["allocation"] == {"gpu009": 8, "gpu010": 8}
-    ctx = AppContext(factories={"slurm": lambda: FakeSlurm(nodes)})
+    ctx = AppContext(slurm=FakeSlurm(nodes))  # type: ignore[arg-type]
     assert main(["plan", "--nodes", "1", "--gpus-per-node", "9", "--fabric", tree_fabric], obj=ctx) == 2
     assert "more than any host has" in capsys.readouterr().err
-    ctx = AppContext(factories={"slurm": lambda: FakeSlurm(nodes)})
+    ctx = AppContext(slurm=FakeSlurm(nodes))  # type: ignore[arg-type]
     assert main(["plan", "--gpus", "1", "--partition", "nope", "--fabric", tree_fabric], obj=ctx) == 4
 
 
@@ -149,8 +152,43 @@ def test_stale_fabric_cache_is_rebuilt(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_plan_without_slurm_is_an_environment_error(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
-    def unreachable() -> FakeSlurm:
-        raise EnvError("slurmctld is not reachable")
+    class Unreachable(FakeSlurm):
+        def node_states(self) -> list[NodeState]:
+            raise EnvError("slurmctld is not reachable")
 
-    assert main(["plan", "--gpus", "4", "--fabric", tree_fabric], obj=AppContext(factories={"slurm": unreachable})) == 3
+    ctx = AppContext(slurm=Unreachable([]))  # type: ignore[arg-type]
+    assert main(["plan", "--gpus", "4", "--fabric", tree_fabric], obj=ctx) == 3
     assert "slurmctld is not reachable" in capsys.readouterr().err
+
+
+def test_free_file_with_partition_asks_slurm_for_its_hosts(tree_fabric: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # gpu001-gpu008 (leaves 1-2) are in partition "a", gpu009-gpu016 (leaves 3-4) in "b".
+    nodes = [NodeState(name=f"gpu{i:03d}", flags=frozenset({"IDLE"}), gpus_total=8,
+                       partitions=("a",) if i <= 8 else ("b",)) for i in range(1, 17)]
+    free = _free(tmp_path, {"gpu001": 2, "gpu002": 2, "gpu009": 8, "gpu010": 8})
+    argv = ["plan", "--gpus", "16", "--free", free, "--fabric", tree_fabric, "--json"]
+    assert main([*argv, "--partition", "nosuch"], obj=AppContext(slurm=FakeSlurm(nodes))) == 4  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "unknown partition 'nosuch'" in err and "a, b" in err
+    assert main([*argv, "--partition", "b"], obj=AppContext(slurm=FakeSlurm(nodes))) == 0  # type: ignore[arg-type]
+    assert _json(capsys)["allocation"] == {"gpu009": 8, "gpu010": 8}
+    # partition a has only 4 free GPUs in the file: nothing fits there
+    assert main([*argv, "--partition", "a"], obj=AppContext(slurm=FakeSlurm(nodes))) == 1  # type: ignore[arg-type]
+    capsys.readouterr()
+    # without --partition a free file needs no Slurm at all
+    assert main(argv) == 0
+    assert _json(capsys)["allocation"] == {"gpu009": 8, "gpu010": 8}
+
+
+def test_broken_first_party_import_is_an_internal_error_not_a_missing_command(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    for name in ("gpupool.cli.fabric", "gpupool.cli.fabric_audit"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "gpupool.audit.run", None)  # importing it now raises ImportError
+    assert main(["fabric", "audit", "--help"]) == 70
+    err = capsys.readouterr().err
+    assert "No such command" not in err and "Slurm" not in err
+    assert "internal error" in err and "command 'fabric' cannot be loaded" in err and "gpupool.audit.run" in err

@@ -14,7 +14,7 @@ from gpupool.errors import EnvError
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
 from gpupool.slurm.fake import FakeSlurm
-from gpupool.slurm.models import JobInfo, JobRequest
+from gpupool.slurm.models import JobInfo, JobRequest, NodeState
 
 HOSTS = [f"gpu{i:03d}" for i in range(1, 17)]
 COST_KEYS = {"pair_hops_sum", "mean_hops", "max_hops", "leaf_switches", "groups"}
@@ -30,7 +30,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.delenv("GPUPOOL_FABRIC", raising=False)
     slurm = FakeSlurm.uniform(HOSTS)
     return {"fabric": str(fabric), "script": str(script), "slurm": slurm,
-            "ctx": AppContext(factories={"slurm": lambda: slurm})}
+            "ctx": AppContext(slurm=slurm)}
 
 
 def run(env: dict, *args: str) -> int:
@@ -78,10 +78,11 @@ def test_submit_missing_script_exit_4(env: dict, tmp_path: Path, capsys: pytest.
 
 
 def test_submit_slurm_down_exit_3(env: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    def down() -> FakeSlurm:
-        raise EnvError("scontrol: Slurm unreachable: Unable to contact slurm controller")
+    class Down(FakeSlurm):
+        def node_states(self) -> list[NodeState]:
+            raise EnvError("scontrol: Slurm unreachable: Unable to contact slurm controller")
 
-    env["ctx"].factories["slurm"] = down
+    env["ctx"].slurm = Down(nodes={})
     assert run(env, "submit", "--gpus", "8", env["script"]) == 3
     assert capsys.readouterr().err.startswith("gpupool: error: scontrol: Slurm unreachable")
 

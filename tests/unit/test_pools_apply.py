@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -339,7 +340,7 @@ def test_cli_json_and_exit_code_on_dbd_down(slurm: FakeSlurm, tmp_path: Path,
     pools = tmp_path / "pools.yaml"
     pools.write_text(TWO_UNITS)
     fragment = tmp_path / "frag.conf"
-    context = AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda name: True)})
+    context = AppContext(slurm_runner=slurm, user_exists=lambda name: True)
     code = main(["pool", "apply", str(pools), "--fragment", str(fragment), "--json"], context)
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -349,13 +350,13 @@ def test_cli_json_and_exit_code_on_dbd_down(slurm: FakeSlurm, tmp_path: Path,
     assert len(doc["changes"]) == 10
 
     code = main(["pool", "apply", str(pools), "--fragment", str(fragment), "--json"],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     out, err = capsys.readouterr()
     assert code == 0 and json.loads(out) == {**json.loads(out), "changes": [], "applied": True}
 
     slurm.dbd_up = False
     code = main(["pool", "apply", str(pools), "--fragment", str(fragment)],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     out, err = capsys.readouterr()
     assert code == 3
     assert err.startswith("gpupool: error:") and "database" in err and "Traceback" not in err
@@ -366,13 +367,13 @@ def test_cli_unknown_user_is_input_error_unless_allowed(slurm: FakeSlurm, tmp_pa
     pools = tmp_path / "pools.yaml"
     pools.write_text(TWO_UNITS)
     known = {"alice", "bob"}
-    factories = {"slurm_commands": lambda: slurm, "user_exists": lambda: known.__contains__}
-    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(factories=dict(factories)))
+    factories = {"slurm_runner": slurm, "user_exists": known.__contains__}
+    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(**factories))
     _, err = capsys.readouterr()
     assert code == 4
     assert f"{pools}:11: accounts.llm.users.1: unknown user 'carol'" in err
     code = main(["pool", "apply", str(pools), "--dry-run", "--allow-unknown-users", "--fragment",
-                 str(tmp_path / "f.conf")], AppContext(factories=dict(factories)))
+                 str(tmp_path / "f.conf")], AppContext(**factories))
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "dry run: 10 change(s) would be made" in out
@@ -385,7 +386,7 @@ def test_missing_preemption_config_is_warned(slurm: FakeSlurm, tmp_path: Path,
     pools = tmp_path / "pools.yaml"
     pools.write_text(TWO_UNITS)
     code = main(["pool", "apply", str(pools), "--dry-run", "--fragment", str(tmp_path / "f.conf")],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     _, err = capsys.readouterr()
     assert code == 0
     warnings = [line for line in err.splitlines() if line.startswith("gpupool: warning:")]
@@ -399,7 +400,7 @@ def test_cli_json_reports_partial_apply_and_fails(slurm: FakeSlurm, tmp_path: Pa
     pools.write_text(TWO_UNITS)
     slurm.fail_on = "PartitionName=llm"
     code = main(["pool", "apply", str(pools), "--fragment", str(tmp_path / "f.conf"), "--json"],
-                AppContext(factories={"slurm_commands": lambda: slurm, "user_exists": lambda: (lambda n: True)}))
+                AppContext(slurm_runner=slurm, user_exists=lambda n: True))
     out, err = capsys.readouterr()
     assert code == 4
     doc = json.loads(out)
@@ -473,10 +474,83 @@ def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys:
         raise EnvError(f"{argv[0]}: Slurm unreachable: Unable to contact slurm controller")
 
     pools = tmp_path / "pools.yaml"
-    factories = {"slurm_commands": lambda: unreachable, "user_exists": lambda: (lambda n: True)}
+    factories = {"slurm_runner": unreachable, "user_exists": lambda n: True}
     pools.write_text(TWO_UNITS.replace("gpu[005-008]", "gpu[005-"))
-    assert main(["pool", "apply", str(pools)], AppContext(factories=dict(factories))) == 4
+    assert main(["pool", "apply", str(pools)], AppContext(**factories)) == 4
     assert f"{pools}:7: pools.llm.nodes: 'gpu[005-' is not a valid Slurm hostlist" in capsys.readouterr().err
     pools.write_text(TWO_UNITS)
-    assert main(["pool", "apply", str(pools)], AppContext(factories=dict(factories))) == 3
+    assert main(["pool", "apply", str(pools)], AppContext(**factories)) == 3
     assert "Unable to contact slurm controller" in capsys.readouterr().err
+
+
+# -- issue 19 item 6: crash-consistent apply ----------------------------------------------------
+
+class Killed(BaseException):
+    """The process died (SIGKILL): nothing after this point runs, not even `finally` writes."""
+
+
+def _mutations_of_a_clean_run(tmp: Path) -> int:
+    clean = FakeSlurm(tmp)
+    _apply(clean, TWO_UNITS)
+    return len(clean.mutations)
+
+
+@pytest.mark.parametrize("fault", ["killed-before", "killed-after", "late-answer"])
+def test_interrupted_apply_converges_on_rerun_at_every_step(fault: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpupool.pools.apply as apply_module
+    import gpupool.pools.fragment as fragment_module
+
+    (tmp_path / "clean").mkdir()
+    steps = _mutations_of_a_clean_run(tmp_path / "clean")
+    assert steps >= 10
+    for step in range(steps):
+        directory = tmp_path / f"{fault}-{step}"
+        directory.mkdir()
+        slurm = FakeSlurm(directory)
+        dead = {"now": False}
+        real_call = FakeSlurm.__call__
+
+        def faulty(argv: list[str], slurm: FakeSlurm = slurm, step: int = step,
+                   real_call=real_call, dead=dead) -> str:  # type: ignore[no-untyped-def]
+            mutating = argv[0] in ("scontrol", "sacctmgr") and not (
+                "show" in argv or argv[:2] == ["sacctmgr", "-P"])
+            if mutating and len(slurm.mutations) == step:
+                if fault == "killed-before":
+                    dead["now"] = True
+                    raise Killed()
+                real_call(slurm, argv)  # Slurm acted ...
+                if fault == "killed-after":
+                    dead["now"] = True
+                    raise Killed()
+                raise EnvError(f"{argv[0]} did not answer within 30s")  # ... but answered too late
+            return real_call(slurm, argv)
+
+        real_write = apply_module.atomic_write_text
+
+        def write_unless_dead(*args, dead=dead, real_write=real_write, **kwargs):  # type: ignore[no-untyped-def]
+            if not dead["now"]:
+                real_write(*args, **kwargs)
+
+        monkeypatch.setattr(apply_module, "atomic_write_text", write_unless_dead)
+        spec = parse_pools_text(TWO_UNITS, "pools.yaml")
+        fragment = str(directory / "gpupool-partitions.conf")
+        options = ApplyOptions(fragment_path=fragment, user_exists=lambda name: True)
+        with contextlib.suppress(Killed):
+            apply_pools(spec, faulty, options, lambda live: "unused")
+        monkeypatch.setattr(apply_module, "atomic_write_text", real_write)
+        rerun = _apply(slurm, TWO_UNITS)
+        assert rerun.error is None, (fault, step, rerun.error)
+        assert read_fragment(fragment).owned == {"vision", "llm", "scavenger"}, (fault, step)
+        assert not Path(fragment_module.journal_path(fragment)).exists()
+        assert _apply(slurm, TWO_UNITS).changes == [], (fault, step)
+
+
+def test_unreadable_node_list_of_another_partition_is_an_error(slurm: FakeSlurm, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(TWO_UNITS)
+    slurm.partitions["debug"] = {**slurm.partitions["batch"], "Nodes": "gpu[001-", "Default": "NO"}
+    code = main(["pool", "apply", str(pools), "--dry-run"], AppContext(slurm_runner=slurm, user_exists=lambda n: True))
+    assert code == 4
+    assert "'gpu[001-' is not a valid Slurm hostlist" in capsys.readouterr().err

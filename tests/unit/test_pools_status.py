@@ -123,6 +123,10 @@ def test_scavenger_is_recognised_from_the_fragment() -> None:
 
 class CannedSlurm:
     def __call__(self, argv: list[str]) -> str:
+        if argv[0] == "squeue":  # a Slurm without squeue --json: status falls back to scontrol text
+            from gpupool.slurm.runner import SlurmCommandError
+
+            raise SlurmCommandError("squeue: unrecognized option '--json'")
         if argv[:3] == ["scontrol", "show", "config"]:
             return "SLURM_CONF = /nonexistent/slurm.conf\n"
         if "node" in argv:
@@ -141,7 +145,7 @@ def test_status_cli_json_with_a_pools_file(tmp_path, capsys: pytest.CaptureFixtu
     pools.write_text("pools:\n  vision: {nodes: 'gpu[001-004]', owners: [vision]}\n"
                      "  llm: {nodes: 'gpu[005-006]', owners: [llm]}\n"
                      "accounts:\n  vision: {shares: 30}\n  llm: {shares: 70}\n")
-    code = main(["pool", "status", str(pools), "--json"], AppContext(factories={"slurm_commands": CannedSlurm}))
+    code = main(["pool", "status", str(pools), "--json"], AppContext(slurm_runner=CannedSlurm()))
     out, err = capsys.readouterr()
     assert code == 0, err
     doc = json.loads(out)
@@ -152,7 +156,7 @@ def test_status_cli_json_with_a_pools_file(tmp_path, capsys: pytest.CaptureFixtu
 
 
 def test_status_cli_human_output_without_pools(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["pool", "status"], AppContext(factories={"slurm_commands": CannedSlurm}))
+    code = main(["pool", "status"], AppContext(slurm_runner=CannedSlurm()))
     out, err = capsys.readouterr()
     assert code == 0
     assert "no gpupool partitions found" in err

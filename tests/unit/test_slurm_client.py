@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gpupool.errors import EnvError, InputError
-from gpupool.slurm.client import CommandsClient, SlurmClient, make_client
+from gpupool.slurm.client import SlurmClient, make_client
+from gpupool.slurm.commands import CommandsClient
 from gpupool.slurm.fake import FakeSlurm
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"

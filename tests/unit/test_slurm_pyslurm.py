@@ -9,7 +9,7 @@ pyslurm = pytest.importorskip("pyslurm", reason="pyslurm is not importable here 
 
 
 def test_version_check_against_running_slurm() -> None:
-    from gpupool.slurm.client import CommandsClient
+    from gpupool.slurm.commands import CommandsClient
     from gpupool.slurm.pyslurm_backend import pyslurm_unavailable_reason
 
     reason = pyslurm_unavailable_reason(CommandsClient())

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.placement.cost import cost_of
 from gpupool.slurm.fake import FakeSlurm
-from gpupool.slurm.submit import SubmitRequest, submit_planned
 
 HOSTS = [f"gpu{i:03d}" for i in range(1, 17)]  # 4 leaves x 4 hosts
 
@@ -168,7 +168,7 @@ def test_race_node_drained_after_plan_replans_once(compiled, tmp_path: Path, job
 
     def drain_planned(fake: FakeSlurm, args: list[str]) -> None:
         if not planned_first:  # only the first submission loses the race
-            from gpupool.slurm.parse import expand_hostlist
+            from gpupool.hostlist import expand as expand_hostlist
 
             planned_first.extend(expand_hostlist(opt(args, "nodelist")))
             for host in planned_first:
@@ -265,13 +265,66 @@ def test_concurrent_submits_never_double_book(compiled, tmp_path: Path, job_scri
 def test_submit_lock_excludes_and_times_out(tmp_path: Path) -> None:
     import os
 
+    from gpupool.app.lock import submit_lock
     from gpupool.errors import EnvError
-    from gpupool.slurm.submit import submit_lock
 
     path = str(tmp_path / "cluster.lock")
     with submit_lock(path, timeout=1):
-        assert os.stat(path).st_mode & 0o777 == 0o666  # shared by every user of the login node
+        assert os.stat(path).st_mode & 0o777 == 0o600  # only its user can open it, let alone hold it
         with pytest.raises(EnvError, match="held .* for more than 0.2s"), submit_lock(path, timeout=0.2):
             pass
     with submit_lock(path, timeout=0.2):  # released on exit
         pass
+
+
+def test_submit_lock_lives_in_a_private_per_user_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import stat
+
+    from gpupool.app.lock import default_lock_path
+    from gpupool.errors import EnvError
+
+    monkeypatch.delenv("GPUPOOL_LOCK_DIR", raising=False)
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    path = default_lock_path()
+    directory = os.path.dirname(path)
+    assert directory == str(tmp_path / "run" / "gpupool")
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700 and os.stat(directory).st_uid == os.getuid()
+    assert os.path.basename(path).startswith("submit-") and path.endswith(".lock")
+    # a directory others can write to is refused, never used
+    monkeypatch.setenv("GPUPOOL_LOCK_DIR", str(tmp_path / "shared"))
+    (tmp_path / "shared").mkdir(mode=0o777)
+    os.chmod(tmp_path / "shared", 0o777)
+    with pytest.raises(EnvError, match="open to other users"):
+        default_lock_path()
+    # so is a symlink planted where the directory should be
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    os.symlink(tmp_path / "elsewhere", tmp_path / "planted")
+    monkeypatch.setenv("GPUPOOL_LOCK_DIR", str(tmp_path / "planted"))
+    with pytest.raises(EnvError, match="not a directory"):
+        default_lock_path()
+    # without XDG_RUNTIME_DIR: ~/.cache/gpupool
+    monkeypatch.delenv("GPUPOOL_LOCK_DIR")
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    assert os.path.dirname(default_lock_path()) == str(tmp_path / "home" / ".cache" / "gpupool")
+
+
+def test_submit_lock_directory_of_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from gpupool.app.lock import default_lock_path
+    from gpupool.errors import EnvError
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    try:
+        os.chown(theirs, os.getuid() + 4242, -1)  # only root can give a directory away
+    except PermissionError:
+        pytest.skip("needs root to make a directory that belongs to another user")
+    monkeypatch.setenv("GPUPOOL_LOCK_DIR", str(theirs))
+    with pytest.raises(EnvError, match=f"belongs to uid {os.getuid() + 4242}, not to you"):
+        default_lock_path()

@@ -1,0 +1,370 @@
+"""`gpupool submit` as a use case: plan, then sbatch on the planned nodes, race-safe.
+
+    outcome = submit_planned(client, compiled, SubmitRequest(gpus=16, script="job.sh"))
+
+Steps (all under the user's submit lock, `gpupool.app.lock`, so one user's concurrent submits
+never plan on the same free GPUs; other users' submits are covered by step 5):
+
+1. Read the sbatch options (``-- SBATCH_ARGS`` and the script's ``#SBATCH`` lines), merge the GPU
+   request with gpupool's options, reject conflicting ones (``-w``, ``-F``, ``-N`` with another
+   count, different GPU counts or partitions).
+2. Free state from Slurm (`free_gpus_for_request`), minus GPUs promised to pending gpupool jobs.
+3. Plan now. If nothing fits now, plan on the partition's whole capacity instead and submit
+   without a node list but with ``--switches=<leaf switches of that plan>@<wait>`` so Slurm
+   waits for an equally compact set ("mode": "wait-switches").
+4. sbatch with ``--nodes``, ``--nodelist``, the GPU count and ``--comment gpupool:...``.
+   The comment carries a submission token (``token=<32 hex>``). When sbatch's answer is lost
+   (timeout, slurmctld stalled) the user's jobs are looked up by that token before anything is
+   submitted again, and `--token` lets a rerun find the job of an earlier run instead of
+   creating a second one.
+5. Verify: poll the job until it runs on the planned nodes. If Slurm rejected the node list,
+   or the job waits for resources because a node was taken or drained meanwhile, cancel it
+   (only a job this call submitted), re-plan once and resubmit.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpupool.app.lock import default_lock_path, submit_lock
+from gpupool.app.plan import load_health_file, plan_placement
+from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
+from gpupool.fabric.compiled import CompiledFabric
+from gpupool.hostlist import expand, fold
+from gpupool.placement.cost import cost_of
+from gpupool.placement.health import Health
+from gpupool.placement.model import Placement, Request
+from gpupool.slurm import sbatch as sb
+from gpupool.slurm.freestate import (
+    capacity_gpus,
+    check_partition,
+    free_gpus_for_request,
+    parse_alloc_field,
+    subtract_pending_plans,
+)
+from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, parse_plan_comment
+from gpupool.slurm.port import SlurmClient
+from gpupool.slurm.runner import SlurmCommandError
+from gpupool.slurm.submit import (
+    TOKEN_RE,
+    default_partition,
+    find_token_job,
+    is_node_rejection,
+    new_token,
+    plan_comment,
+    raced,
+    wait_started,
+)
+
+DEFAULT_SWITCH_WAIT = "1:00:00"
+
+
+@dataclass
+class SubmitRequest:
+    gpus: int | None = None
+    gpus_per_node: int | None = None
+    nodes: int | None = None
+    partition: str | None = None
+    exclude: tuple[str, ...] = ()
+    max_hops: int | None = None
+    script: str | None = None
+    script_args: list[str] = field(default_factory=list)
+    sbatch_args: list[str] = field(default_factory=list)  # the user's sbatch options, untouched
+    dry_run: bool = False
+    switch_wait: str = DEFAULT_SWITCH_WAIT
+    verify_timeout: float = 10.0
+    lock_timeout: float = 300.0
+    lock_path: str | None = None
+    health_path: str | None = None  # a saved `fabric audit --json` (hosts to skip, leaves to avoid)
+    token: str | None = None  # submission token of an earlier try (rerun after a lost answer)
+    lost_answer_lookups: int = 5  # squeue lookups for the token after sbatch's answer was lost
+
+
+@dataclass
+class SubmitOutcome:
+    sbatch_argv: list[str]
+    placement: Placement
+    mode: str  # "now" or "wait-switches"
+    job_id: str | None = None
+    job_state: str = ""
+    replanned: bool = False
+    notes: list[str] = field(default_factory=list)
+    token: str | None = None
+
+    @property
+    def nodelist(self) -> str:
+        return fold(self.placement.allocation)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "feasible": True,
+            "allocation": dict(self.placement.allocation),
+            "nodelist": self.nodelist,
+            "cost": self.placement.cost.to_json(),
+            "elapsed_ms": round(self.placement.elapsed_ms, 3),
+            "mode": self.mode,
+            "sbatch": self.sbatch_argv,
+            "replanned": self.replanned,
+            "notes": self.notes,
+        }
+        if self.job_id is not None:
+            doc["job_id"] = self.job_id
+            doc["job_state"] = self.job_state
+        if self.token is not None:
+            doc["token"] = self.token
+        return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# request
+
+
+@dataclass
+class Prepared:
+    options: list[sb.Option]  # command-line sbatch options, in order
+    directives: list[sb.Option]
+    hints: sb.GpuRequestHints
+    request: Request
+    partition: str | None
+    health: Health | None = None
+
+
+def prepare(req: SubmitRequest) -> Prepared:
+    """Read and check everything that does not need Slurm (usage errors come out here)."""
+    options, rest = sb.split_options(req.sbatch_args, "sbatch arguments", stop_at_positional=False)
+    wraps = any(o.name == "wrap" for o in options)
+    if rest:
+        raise UsageError(f"unexpected sbatch argument {rest[0]!r}")
+    directives: list[sb.Option] = []
+    if req.script is None and not wraps:
+        raise UsageError("missing batch SCRIPT (or give -- --wrap=COMMAND)")
+    if req.script is not None:
+        if wraps:
+            raise UsageError("give either a batch SCRIPT or --wrap, not both")
+        directives = sb.read_directives(req.script)
+    sb.check_forbidden(directives + options)
+    hints = sb.gpu_hints(directives + options)
+    resolved = sb.merge_request(req.gpus, req.gpus_per_node, req.nodes, req.partition, hints)
+    if resolved.gpus is None and resolved.gpus_per_node is None:
+        raise UsageError("no GPU request: give --gpus N (or --gpus-per-node K with --nodes M), "
+                         "or #SBATCH --gpus / --gres=gpu:K in the script")
+    gpus_per_node = resolved.gpus_per_node
+    nodes = resolved.nodes
+    if gpus_per_node is not None and nodes is None and resolved.gpus is None:
+        nodes = 1  # sbatch's default node count
+    exclude: list[str] = []
+    for text in (*req.exclude, *hints.exclude):
+        exclude += expand(text)
+    request = Request(gpus=resolved.gpus, gpus_per_node=gpus_per_node, nodes=nodes,
+                      exclude=tuple(dict.fromkeys(exclude)), max_hops=req.max_hops,
+                      partition=resolved.partition)
+    try:
+        request.shape()  # usage errors (uneven splits, zero counts) before touching Slurm
+    except UsageError as exc:
+        learned = [f"{flag} {value}" for flag, mine, value in (
+            ("--nodes", req.nodes, hints.nodes), ("--gpus", req.gpus, hints.gpus),
+            ("--gpus-per-node", req.gpus_per_node, hints.gpus_per_node)) if mine is None and value is not None]
+        if learned:
+            raise UsageError(f"{exc.message} ({', '.join(learned)} taken from the sbatch options)") from None
+        raise
+    return Prepared(options=options, directives=directives, hints=hints, request=request,
+                    partition=resolved.partition)
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass
+class Plan:
+    placement: Placement
+    mode: str
+    notes: list[str]
+
+
+def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
+                   states: list[NodeState] | None = None, jobs: list[JobInfo] | None = None) -> Plan:
+    """Best placement now on Slurm's free state, else the best future one (mode wait-switches)."""
+    states = client.node_states() if states is None else states
+    partition = prepared.partition or default_partition(client)
+    check_partition(states, partition)
+    hints = prepared.hints
+    request = prepared.request
+    in_fabric = set(compiled.host_names)
+    capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=False).items() if h in in_fabric}
+    total = request.total_gpus
+    where = f"partition {partition}" if partition else "the cluster"
+    if total > sum(capacity.values()):
+        raise InfeasibleError(f"request of {total} GPUs is larger than {where} "
+                              f"({sum(capacity.values())} GPUs on {len(capacity)} nodes)")
+    free = free_gpus_for_request(states, partition, cpus_per_gpu=hints.cpus_per_gpu,
+                                 mem_per_gpu_mb=hints.mem_per_gpu_mb, features=hints.features,
+                                 gpu_type=hints.gpu_type, exclude=request.exclude)
+    free = {h: g for h, g in free.items() if h in in_fabric}
+    jobs = client.jobs() if jobs is None else jobs
+    free = subtract_pending_plans(free, jobs)
+    try:
+        return Plan(plan_placement(compiled, free, request, prepared.health), "now", [])
+    except InfeasibleError as now_error:
+        usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
+                                                          exclude=request.exclude).items()
+                           if h in in_fabric}
+        try:
+            future = plan_placement(compiled, usable_capacity, request, prepared.health)
+        except InfeasibleError as never:
+            raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
+        return Plan(future, "wait-switches", [f"nothing fits now ({now_error.message})"])
+
+
+def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
+                    token: str | None = None) -> tuple[list[str], list[str]]:
+    """(sbatch options, notes) for a plan."""
+    notes = list(plan.notes)
+    placement = plan.placement
+    switches = None
+    if plan.mode == "wait-switches":
+        if prepared.hints.switches:
+            notes.append(f"keeping your --switches={prepared.hints.switches}")
+            switches = prepared.hints.switches
+        else:
+            switches = f"{placement.cost.leaf_switches}@{switch_wait}"
+            notes.append(f"submitted with --switches={switches}: Slurm waits up to {switch_wait} for "
+                         f"{len(placement.allocation)} nodes under {placement.cost.leaf_switches} leaf "
+                         f"switch(es) (best future placement: pair_hops_sum {placement.cost.pair_hops_sum})")
+    elif prepared.hints.switches:
+        switches = prepared.hints.switches
+    sb.check_node_count(prepared.hints, len(placement.allocation))
+    args = sb.build_sbatch_args(
+        prepared.options,
+        placement.allocation, fold(placement.allocation), prepared.hints,
+        plan_comment(placement.cost.to_json(), placement.allocation, plan.mode, prepared.hints.comment, token),
+        partition=prepared.partition if prepared.partition and not prepared.hints.partition else None,
+        switches=switches, pin_nodes=plan.mode == "now",
+    )
+    return args, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# submit + verify
+
+
+def current_user() -> str:
+    """The Unix user gpupool runs as (whose jobs a token lookup may adopt)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, *,
+                   sleep: Callable[[float], None] | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> SubmitOutcome:
+    """Plan and submit (see the module docstring). Dry runs plan but submit nothing."""
+    sleep = sleep or time.sleep
+    prepared = prepare(req)
+    if req.health_path:
+        prepared.health = load_health_file(req.health_path, compiled)
+    if req.token is not None and not TOKEN_RE.fullmatch(req.token):
+        raise UsageError(f"--token {req.token[:40]!r}: expected the hex token an earlier gpupool submit printed")
+    if req.dry_run:
+        plan = plan_for_slurm(client, compiled, prepared)
+        args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
+        return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes)
+    with submit_lock(req.lock_path or default_lock_path(), req.lock_timeout, sleep):
+        return _submit_locked(client, compiled, req, prepared, sleep, clock)
+
+
+def _argv(args: Sequence[str], req: SubmitRequest) -> list[str]:
+    tail = [req.script, *req.script_args] if req.script is not None else []
+    return ["sbatch", *args, *tail]
+
+
+def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, prepared: Prepared,
+                   sleep: Callable[[float], None], clock: Callable[[], float]) -> SubmitOutcome:
+    replanned = False
+    notes: list[str] = []
+    user = current_user()
+    token = req.token or new_token()
+    if req.token:
+        earlier = find_token_job(client, token, user)
+        if earlier is not None:
+            return _adopted(client, compiled, prepared, earlier, token)
+    for attempt in (1, 2):
+        plan = plan_for_slurm(client, compiled, prepared)
+        args, plan_notes = sbatch_args_for(prepared, plan, req.switch_wait, token)
+        notes += plan_notes
+        try:
+            result = client.submit(args, req.script, req.script_args)
+        except SlurmCommandError as exc:
+            if attempt == 1 and plan.mode == "now" and is_node_rejection(exc):
+                notes.append(f"Slurm rejected the node list ({exc.message}); re-planned")
+                replanned = True
+                token = new_token()  # nothing was created under the old one
+                continue
+            raise
+        except EnvError as exc:
+            # The answer is lost, not necessarily the job: look it up by token before anything else.
+            found = _lookup_after_lost_answer(client, token, user, req.lost_answer_lookups, sleep)
+            if found is None:
+                raise EnvError(f"{exc.message}; the job may still be created: rerun with --token {token} "
+                               "to pick it up instead of submitting twice") from None
+            notes.append(f"sbatch's answer was lost ({exc.message}); found job {found.job_id} by its token")
+            result = SubmitResult(job_id=found.job_id)
+        outcome = SubmitOutcome(_argv(args, req), plan.placement, plan.mode, job_id=result.job_id,
+                                replanned=replanned, notes=notes, token=token)
+        if plan.mode != "now" or prepared.hints.defers_start:
+            outcome.job_state = "PENDING"
+            return outcome
+        job = wait_started(client, result.job_id, req.verify_timeout, sleep, clock)
+        if job is None:
+            raise InputError(f"job {result.job_id} disappeared right after submission (cancelled or failed at once?)")
+        outcome.job_state = job.state
+        base = job.state.split("+")[0]
+        if base == "RUNNING":
+            if set(job.nodes) != set(plan.placement.allocation):
+                outcome.notes.append(f"job runs on {fold(job.nodes)}, not on the planned "
+                                     f"{outcome.nodelist}")
+            return outcome
+        if raced(job) and attempt == 1:
+            client.cancel(result.job_id)
+            notes.append(f"job {result.job_id} waited ({job.reason}) because a planned node was taken "
+                         "or drained meanwhile; cancelled it, re-planned and resubmitted")
+            replanned = True
+            continue
+        if base == "PENDING":
+            outcome.notes.append(f"job {result.job_id} is pending ({job.reason or 'not yet scheduled'})")
+        return outcome
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _lookup_after_lost_answer(client: SlurmClient, token: str, user: str, tries: int,
+                              sleep: Callable[[float], None]) -> JobInfo | None:
+    for attempt in range(max(1, tries)):
+        try:
+            found = find_token_job(client, token, user)
+        except EnvError:
+            found = None
+        if found is not None:
+            return found
+        if attempt + 1 < tries:
+            sleep(min(2.0 * (attempt + 1), 10.0))
+    return None
+
+
+def _adopted(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared, job: JobInfo,
+             token: str) -> SubmitOutcome:
+    """The outcome for a job an earlier run submitted under `token` (nothing is submitted again)."""
+    allocation = dict(job.allocation) or parse_alloc_field(parse_plan_comment(job.comment).get("alloc", ""))
+    known = set(compiled.host_names)
+    if allocation and all(h in known for h in allocation):
+        placement = Placement(allocation=allocation, cost=cost_of(compiled, allocation), algorithm="earlier run")
+    else:
+        placement = plan_for_slurm(client, compiled, prepared).placement
+    mode = parse_plan_comment(job.comment).get("mode", "now")
+    return SubmitOutcome(["sbatch"], placement, mode, job_id=job.job_id, job_state=job.state, token=token,
+                         notes=[f"job {job.job_id} was submitted earlier with token {token}; not submitted again"])

@@ -1,0 +1,154 @@
+"""Import layers (docs/architecture.md): which gpupool package may import which, checked over the source.
+
+Every `import` / `from ... import` anywhere in a module counts (top level, inside functions, under
+TYPE_CHECKING), so a layer cannot be crossed by hiding the import in a function.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# First-party packages each layer may import (besides itself); "pkg.mod" allows that one module only.
+# `validate` (the boundary validators) is a leaf like `errors`: every layer may use it, it uses only `errors`.
+BASE = {"errors", "validate"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "validate": {"errors"},
+    "config": BASE,
+    "fsutil": BASE,
+    "findings": BASE,
+    "ibtools": BASE,
+    "hostlist": BASE,
+    "fabric": BASE | {"fsutil", "ibtools", "hostlist"},
+    "placement": BASE | {"fabric"},
+    "slurm": BASE | {"fsutil", "hostlist"},
+    "pools": BASE | {"fabric", "fsutil", "hostlist", "slurm"},
+    "audit": BASE | {"fabric", "findings", "fsutil", "hostlist", "ibtools", "slurm"},
+    # node reads the fabric file (plain model, no numpy) for the expected HCA port rates.
+    "node": BASE | {"findings", "fsutil", "hostlist", "fabric.model"},
+    # observe is pure over data others read: of the Slurm layer only the GRES string parser.
+    "observe": BASE | {"fabric", "findings", "hostlist", "placement", "slurm.gres"},
+    # simulate replays a workload file on the fabric with placement's kernels: no Slurm I/O at all.
+    "simulate": BASE | {"fabric", "fsutil", "placement"},
+    "app": BASE | {"config", "fabric", "findings", "fsutil", "hostlist", "ibtools", "placement", "slurm", "pools",
+                   "audit", "node", "observe", "simulate"},
+    "cli": BASE | {"app", "config", "fabric", "findings", "fsutil", "hostlist", "placement", "slurm", "pools",
+                   "audit", "node", "observe", "simulate"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+# Modules a layer must not reach even inside an allowed package: the CLI plans through `app`, and
+# Slurm backends are chosen by `gpupool.slurm.client.make_client`, never imported by callers.
+FORBIDDEN_MODULES: dict[str, tuple[str, ...]] = {
+    "cli": ("gpupool.placement.engine", "gpupool.placement.slurm_reference", "gpupool.slurm.pyslurm_backend",
+            "gpupool.slurm.runner", "gpupool.slurm.commands", "gpupool.slurm.freestate", "gpupool.slurm.submit",
+            "gpupool.slurm.jobs"),
+    "app": ("gpupool.slurm.pyslurm_backend",),
+}
+# Third-party imports `placement` may use (it is pure computation over arrays).
+PLACEMENT_THIRD_PARTY = {"numpy", "numba"}
+
+
+def imports_of(path: Path) -> list[tuple[int, list[str]]]:
+    """(line, names the statement may import) for every import statement in the file.
+
+    `from gpupool.slurm import client` may import gpupool.slurm or its submodule gpupool.slurm.client,
+    so both names are candidates; the statement breaks a rule when any candidate does.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, [alias.name]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]))
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.append((node.lineno, [".relative"]))
+    return found
+
+
+def _allowed_module(parts: list[str], allowed: set[str]) -> bool:
+    """`parts` (after "gpupool") name a module listed as "pkg.mod" in `allowed`, or something inside it."""
+    return any(".".join(parts[:i]) in allowed for i in range(2, len(parts) + 1))
+
+
+def _breaks(layer: str, module: str) -> str | None:
+    """Why `layer` may not import `module`, or None."""
+    parts = module.split(".")
+    if parts[0] == "":
+        return "relative import (use absolute gpupool.* imports)"
+    if parts[0] == "gpupool":
+        if len(parts) < 2 or parts[1].startswith("__"):
+            return None  # the package itself (`from gpupool import __version__`)
+        allowed = ALLOWED[layer]
+        if parts[1] != layer and parts[1] not in allowed and not _allowed_module(parts[1:], allowed):
+            return f"{layer} must not import {module}"
+        if any(module == f or module.startswith(f + ".") for f in FORBIDDEN_MODULES.get(layer, ())):
+            return f"{layer} must not import {module}"
+        return None
+    if layer == "placement" and parts[0] not in sys.stdlib_module_names and parts[0] not in PLACEMENT_THIRD_PARTY:
+        return f"placement must not import {module} (only numpy/numba beyond the stdlib)"
+    return None
+
+
+def violations(package_root: Path) -> list[str]:
+    """Every import in `package_root` (a gpupool/ tree) that breaks the table above."""
+    out: list[str] = []
+    for path in sorted(package_root.rglob("*.py")):
+        layer = path.relative_to(package_root).with_suffix("").parts[0]
+        if layer not in ALLOWED:
+            out.append(f"{path}: package {layer!r} has no row in the layer table")
+            continue
+        for line, candidates in imports_of(path):
+            why = next((w for w in (_breaks(layer, m) for m in candidates) if w), None)
+            if why:
+                out.append(f"{path.relative_to(package_root.parent)}:{line}: {why}")
+    return out
+
+
+def test_gpupool_keeps_its_layers() -> None:
+    assert violations(REPO / "gpupool") == []
+
+
+def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "gpupool"
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_checker_catches_a_planted_placement_to_slurm_import(tmp_path: Path) -> None:
+    root = _plant(tmp_path, {
+        "placement/__init__.py": "",
+        "placement/engine.py": "import numpy as np\nfrom gpupool.fabric.compiled import CompiledFabric\n",
+        "placement/planning.py": "def f():\n    from gpupool.slurm.client import make_client\n    return make_client\n",
+    })
+    assert violations(root) == ["gpupool/placement/planning.py:2: placement must not import gpupool.slurm.client"]
+
+
+def test_checker_catches_other_crossings(tmp_path: Path) -> None:
+    root = _plant(tmp_path, {
+        "fabric/model.py": "from gpupool import placement\n",
+        "slurm/client.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import gpupool.cli.main\n",
+        "pools/apply.py": "from gpupool.app.plan import plan_placement\n",
+        "cli/plan.py": "from gpupool.placement.engine import place\nfrom gpupool.app.plan import run_plan\n",
+        "placement/kernels.py": "import rich\nimport numba\nimport itertools\n",
+        "observe/lending.py": "from gpupool.slurm.gres import tres_gpu_count\nfrom gpupool.slurm.runner import run\n",
+        "observe/jobreport.py": "from gpupool.slurm import gres\nfrom gpupool.app.plan import plan_placement\n",
+    })
+    assert sorted(violations(root)) == sorted([
+        "gpupool/cli/plan.py:1: cli must not import gpupool.placement.engine",
+        "gpupool/fabric/model.py:1: fabric must not import gpupool.placement",
+        "gpupool/observe/jobreport.py:1: observe must not import gpupool.slurm",
+        "gpupool/observe/jobreport.py:2: observe must not import gpupool.app.plan",
+        "gpupool/observe/lending.py:2: observe must not import gpupool.slurm.runner",
+        "gpupool/placement/kernels.py:1: placement must not import rich (only numpy/numba beyond the stdlib)",
+        "gpupool/pools/apply.py:1: pools must not import gpupool.app.plan",
+        "gpupool/slurm/client.py:3: slurm must not import gpupool.cli.main",
+    ])
