@@ -15,6 +15,7 @@ import dataclasses
 import fcntl
 import hashlib
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -94,12 +95,18 @@ def chroot_for(release: str, mirror: str | None = None) -> Chroot:
     return Chroot(release, suite, mirror, cache_root() / f"chroot-{suite}-{chroot_key(suite, mirror)}")
 
 
+def _home_dirs() -> list[Path]:
+    """The runner's home and every regular account's (the password database), never `/`."""
+    homes = {Path.home(), *(Path(e.pw_dir) for e in pwd.getpwall() if 1000 <= e.pw_uid < 65534)}
+    return sorted(h for h in homes if h.is_dir() and h != Path(h.anchor))
+
+
 def host_binds(state_dir: Path) -> list[Path]:
     """Host paths a chroot release sees at the same path: /tmp (job scripts, pytest's tmp dirs),
     home directories (where users keep job scripts), the testbed's state dir and the repository
     (prolog scripts, fabric files)."""
     binds: list[Path] = []
-    homes = [h for h in (Path("/home"), Path("/root")) if h.is_dir()]
+    homes = _home_dirs()
     for path in (Path("/tmp"), *homes, state_dir, REPO):
         if not any(path == b or b in path.parents for b in binds):
             binds.append(path)

@@ -89,7 +89,7 @@ def test_every_slurm_program_is_the_release_asked_for_and_no_mount_leaks(testbed
     assert re.search(rf"slurmctld version {re.escape(release)}\.\d+ started", ctld_log)
     # Chroot releases mount /proc, /dev, /sys and binds only in the daemons' own mount namespaces.
     mounts = Path("/proc/self/mounts").read_text()
-    assert "gpupool-testbed" not in mounts and "/chroot-" not in mounts
+    assert "gpupool-testbed" not in mounts and os.sep + "chroot-" not in mounts
 
 
 def test_sinfo_shows_every_fabric_host_idle_with_gpus(testbed: Testbed) -> None:
