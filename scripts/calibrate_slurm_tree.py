@@ -34,7 +34,7 @@ def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, ma
     from gpupool.fabric.compiled import load_compiled
     from gpupool.placement.model import FreeState, Request
     from gpupool.placement.slurm_reference import slurm_tree_reference
-    from gpupool.slurm.client import CommandsClient
+    from gpupool.slurm.commands import CommandsClient
     from gpupool.slurm.freestate import free_gpus_for_request
     from gpupool.slurm.parse import fold_hostlist
 
