@@ -32,11 +32,11 @@ from bench_slurm_quality import clear_fillers, fragment  # noqa: E402
 def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, max_nodes: int = 8) -> dict[str, Any]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
+    from gpupool.hostlist import fold as fold_hostlist
     from gpupool.placement.model import FreeState, Request
     from gpupool.placement.slurm_reference import slurm_tree_reference
     from gpupool.slurm.commands import CommandsClient
     from gpupool.slurm.freestate import free_gpus_for_request
-    from gpupool.slurm.parse import fold_hostlist
 
     client = CommandsClient(timeout=30)
     compiled = load_compiled(resolve_fabric_path(None))
