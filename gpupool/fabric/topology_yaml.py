@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
 
 from gpupool.errors import InputError
+from gpupool.hostlist import expand
 
 KINDS = ("tree", "block", "flat")
 _PLUGIN_KIND = {"topology/tree": "tree", "topology/block": "block", "topology/flat": "flat",
@@ -26,9 +26,9 @@ def _nodes(value: Any, where: str) -> list[str]:
     if value in (None, ""):
         return []
     try:
-        return list(NodeSet(str(value)))
-    except NodeSetParseError as exc:
-        raise InputError(f"topology.yaml: {where}: cannot read node list {value!r} ({exc})") from None
+        return expand(str(value))  # the one hostlist reader: capped, no node groups
+    except InputError as exc:
+        raise InputError(f"topology.yaml: {where}: cannot read node list {value!r} ({exc.message})") from None
 
 
 def _kind(topology: Mapping[str, Any]) -> str | None:
