@@ -7,6 +7,7 @@ import json
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
+from gpupool.fabric.topology_yaml import topologies
 from gpupool.hostlist import fold
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
@@ -209,7 +210,9 @@ def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, 
     if fmt == "slurm-block":
         return export_slurm_block(compiled)
     if fmt == "slurm-yaml":
-        return export_slurm_yaml(compiled)
+        text = export_slurm_yaml(compiled)
+        topologies(text)  # refuses (exit 4) what slurmctld would refuse, before anything is written
+        return text
     return export_dot(fabric, compiled)
 
 

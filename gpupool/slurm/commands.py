@@ -7,13 +7,14 @@ request), see `gpupool.slurm.runner`, the process runner this backend is built o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gpupool.errors import EnvError, InputError
+from gpupool.errors import EnvError, GpupoolError, InputError
 from gpupool.slurm import parse
 from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, TestOnlyResult
 from gpupool.slurm.port import Backend, register
@@ -29,21 +30,54 @@ class CommandsClient:
         self.submit_timeout = submit_timeout or max(timeout, 30.0)
         self.env = env
         self._version: tuple[int, int, int] | None = None
+        self._asking_version = False
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
              input: str | None = None) -> Any:  # noqa: A002
-        return run(argv, timeout=timeout or self.timeout, env=self.env, check=check, input=input)
+        with self._release_in_errors():
+            return run(argv, timeout=timeout or self.timeout, env=self.env, check=check, input=input)
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         proc = self._run(argv)
+        with self._release_in_errors():
+            try:
+                doc = json.loads(proc.stdout)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{' '.join(argv)}: output is not JSON ({exc.msg})") from None
+            if not isinstance(doc, dict):
+                raise InputError(f"{' '.join(argv)}: unexpected JSON document")
+            return doc
+
+    def release(self) -> str:
+        """"Slurm 26.05.5" for error messages; "Slurm version unknown" when scontrol cannot say."""
+        if self._version is None and not self._asking_version:
+            self._asking_version = True
+            try:
+                self.version()
+            except GpupoolError:
+                pass
+            finally:
+                self._asking_version = False
+        return self._known_release()
+
+    def _known_release(self) -> str:
+        if self._version is None:
+            return "Slurm version unknown"
+        major, minor, micro = self._version
+        return f"Slurm {major}.{minor:02d}.{micro}"
+
+    @contextlib.contextmanager
+    def _release_in_errors(self) -> Iterator[None]:
+        """Errors of Slurm commands and of reading their output name the Slurm release; an
+        unreachable Slurm is not asked its version (that would wait out a second timeout)."""
         try:
-            doc = json.loads(proc.stdout)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{' '.join(argv)}: output is not JSON ({exc.msg})") from None
-        if not isinstance(doc, dict):
-            raise InputError(f"{' '.join(argv)}: unexpected JSON document")
-        return doc
+            yield
+        except GpupoolError as exc:
+            if "[Slurm " not in exc.message:
+                release = self._known_release() if isinstance(exc, EnvError) else self.release()
+                exc.args = (f"{exc.message} [{release}]", *exc.args[1:])
+            raise
 
     # -- interface ------------------------------------------------------------------------
     def version(self) -> tuple[int, int, int]:
@@ -60,11 +94,16 @@ class CommandsClient:
     def node_states(self) -> list[NodeState]:
         major_minor = self.version()[:2]
         if major_minor >= (23, 2):
-            return parse.nodes_from_json(self._json(["scontrol", "show", "nodes", "--json"]))
-        if major_minor >= (21, 8):
+            doc = self._json(["scontrol", "show", "nodes", "--json"])
+        elif major_minor >= (21, 8):
             # 21.08/22.05: sinfo --json lists nodes with gres_used (openapi v0.0.37/38).
-            return parse.nodes_from_json(self._json(["sinfo", "--json"]))
-        return parse.nodes_from_scontrol(self._run(["scontrol", "-d", "-o", "show", "nodes"]).stdout)
+            doc = self._json(["sinfo", "--json"])
+        else:
+            text = self._run(["scontrol", "-d", "-o", "show", "nodes"]).stdout
+            with self._release_in_errors():
+                return parse.nodes_from_scontrol(text)
+        with self._release_in_errors():
+            return parse.nodes_from_json(doc)
 
     def node_names(self) -> list[str]:
         """Every node Slurm knows (``sinfo -h -N -o %N``)."""
@@ -83,11 +122,13 @@ class CommandsClient:
             if job_ids:
                 argv += ["--jobs", ",".join(job_ids)]
             try:
-                found = parse.jobs_from_json(self._json(argv))
+                doc = self._json(argv)
             except SlurmCommandError as exc:
                 if job_ids and "Invalid job id" in exc.stderr:
                     return []
                 raise
+            with self._release_in_errors():
+                found = parse.jobs_from_json(doc)
             # 22.05's squeue --json ignores --user/--jobs filters: apply them here.
             wanted = {str(j) for j in job_ids or ()}
             return [j for j in found if (not user or j.user == user) and (not wanted or j.job_id in wanted)]
@@ -95,10 +136,13 @@ class CommandsClient:
         for job_id in job_ids or [None]:
             argv = ["scontrol", "-d", "-o", "show", "job"] + ([job_id] if job_id else [])
             try:
-                found += parse.jobs_from_scontrol(self._run(argv).stdout)
+                text = self._run(argv).stdout
             except SlurmCommandError as exc:
                 if "Invalid job id" not in exc.stderr:
                     raise
+                continue
+            with self._release_in_errors():
+                found += parse.jobs_from_scontrol(text)
         return [j for j in found if not user or j.user == user]
 
     def job(self, job_id: str) -> JobInfo:
@@ -109,13 +153,16 @@ class CommandsClient:
             if "Invalid job id" in exc.stderr:
                 raise InputError(f"unknown job id {job_id}") from None
             raise
-        jobs = [j for j in parse.jobs_from_scontrol(proc.stdout) if j.job_id == str(job_id)]
+        with self._release_in_errors():
+            jobs = [j for j in parse.jobs_from_scontrol(proc.stdout) if j.job_id == str(job_id)]
         if not jobs:
             raise InputError(f"unknown job id {job_id}")
         return jobs[0]
 
     def partitions(self) -> dict[str, dict[str, str]]:
-        return parse.partitions_from_scontrol(self._run(["scontrol", "-o", "show", "partition"]).stdout)
+        text = self._run(["scontrol", "-o", "show", "partition"]).stdout
+        with self._release_in_errors():
+            return parse.partitions_from_scontrol(text)
 
     def submit(self, sbatch_args: Sequence[str], script: str | None,
                script_args: Sequence[str] = ()) -> SubmitResult:
@@ -123,7 +170,8 @@ class CommandsClient:
         if script is not None:
             argv += [script, *script_args]
         proc = self._run(argv, timeout=self.submit_timeout)
-        job_id, cluster = parse.parse_sbatch_output(proc.stdout + "\n" + proc.stderr)
+        with self._release_in_errors():
+            job_id, cluster = parse.parse_sbatch_output(proc.stdout + "\n" + proc.stderr)
         return SubmitResult(job_id=job_id, cluster=cluster)
 
     def test_only(self, sbatch_args: Sequence[str], script: str | None) -> TestOnlyResult:
@@ -131,7 +179,8 @@ class CommandsClient:
         if script is not None:
             argv.append(script)
         proc = self._run(argv, timeout=self.submit_timeout)
-        return parse.parse_test_only(proc.stderr + "\n" + proc.stdout, now=time.time())
+        with self._release_in_errors():
+            return parse.parse_test_only(proc.stderr + "\n" + proc.stdout, now=time.time())
 
     def cancel(self, job_id: str) -> None:
         self._run(["scancel", str(job_id)])

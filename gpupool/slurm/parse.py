@@ -1,4 +1,4 @@
-"""Parsers for Slurm command output, 22.05 .. 24.x (pure functions over text / decoded JSON).
+"""Parsers for Slurm command output, 22.05 .. 26.05 (pure functions over text / decoded JSON).
 
 JSON schema differences handled here:
 
@@ -280,11 +280,13 @@ def _job_id(job: Mapping[str, Any]) -> str:
 
 
 def _switches_json(job: Mapping[str, Any]) -> str:
+    """--switches as scontrol prints it (``1@00:05:00``); "" when none was asked (0 from 23.x)."""
     req = number(job.get("required_switches"), None)
-    if req is None:
+    if not req:
         return ""
-    wait = number(job.get("wait4switch"), 0) or 0
-    return f"{req}@{wait}s"
+    # 23.x+ JSON names the wait maximum_switch_wait_time (seconds); older ones wait4switch.
+    wait = number(job.get("maximum_switch_wait_time", job.get("wait4switch")), 0) or 0
+    return f"{req}@{wait // 3600:02d}:{wait % 3600 // 60:02d}:{wait % 60:02d}"
 
 
 def _null_to_empty(value: Any) -> str:
@@ -392,9 +394,13 @@ def partitions_from_scontrol(text: str) -> dict[str, dict[str, str]]:
 
 
 _SUBMITTED = re.compile(r"Submitted batch job (\d+)(?: on cluster (\S+))?")
-_TEST_ONLY = re.compile(
-    r"Job (\d+) to start at (\S+) using (\d+) processors on nodes (\S+) in partition (\S+)"
-)
+# --test-only lines are read by what they must contain, not their wording, which changes between
+# releases (26.05: "Job 68 to start at T a using 5 processors on nodes N in partition P").
+_TEST_ONLY_NODES = re.compile(r"\bon nodes? (\S+)")
+_TEST_ONLY_JOB = re.compile(r"\bJob (\d+)")
+_TEST_ONLY_START = re.compile(r"\bstart at (\S+)")
+_TEST_ONLY_CPUS = re.compile(r"\b(\d+) processors?\b")
+_TEST_ONLY_PARTITION = re.compile(r"\bin partition (\S+)")
 
 
 def parse_sbatch_output(text: str) -> tuple[str, str]:
@@ -411,11 +417,17 @@ def parse_sbatch_output(text: str) -> tuple[str, str]:
 
 
 def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) -> TestOnlyResult:
-    """``sbatch --test-only`` stderr -> where and when Slurm would start the job."""
-    match = _TEST_ONLY.search(text)
-    if not match:
-        raise InputError(f"cannot read sbatch --test-only output: {text.strip()[:200]!r}")
-    start = match.group(2)
+    """``sbatch --test-only`` stderr -> where and when Slurm would start the job.
+
+    The node list is required; job id, start time, processors and partition are read when present.
+    """
+    line = next((ln for ln in text.splitlines() if _TEST_ONLY_NODES.search(ln)), None)
+    if line is None:
+        raise InputError(f"cannot read sbatch --test-only output (no node list): {text.strip()[:200]!r}")
+    nodes = _TEST_ONLY_NODES.search(line).group(1)  # type: ignore[union-attr]
+    job, start_m = _TEST_ONLY_JOB.search(line), _TEST_ONLY_START.search(line)
+    cpus, partition = _TEST_ONLY_CPUS.search(line), _TEST_ONLY_PARTITION.search(line)
+    start = start_m.group(1) if start_m else ""
     starts_now = False
     if now is not None:
         try:
@@ -423,11 +435,11 @@ def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) 
         except ValueError:
             starts_now = False
     return TestOnlyResult(
-        job_id=match.group(1),
+        job_id=job.group(1) if job else "",
         start_time=start,
-        processors=int(match.group(3)),
-        nodes=tuple(expand_hostlist(match.group(4))),
-        partition=match.group(5),
+        processors=int(cpus.group(1)) if cpus else 0,
+        nodes=tuple(expand_hostlist(nodes)),
+        partition=partition.group(1) if partition else "",
         starts_now=starts_now,
     )
 

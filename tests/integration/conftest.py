@@ -10,8 +10,6 @@ port base to try, default 26800).
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,29 +18,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
 
+from testbed import chroot as testbed_chroot
+from testbed import config as testbed_config
+from testbed import daemons as testbed_daemons
+from testbed.errors import TestbedError
+
 REPO = Path(__file__).resolve().parents[2]
 TESTBED_SCRIPT = REPO / "scripts" / "testbed"
+# The Slurm release every testbed of this session runs (`scripts/test --slurm`, CI runs all three).
+SLURM_RELEASE = os.environ.get("GPUPOOL_TESTBED_SLURM") or testbed_config.HOST_SLURM
 PORT_BASE_STEP = 400  # room for 3 service ports + up to ~300 slurmds per testbed
 T = TypeVar("T")
-
-
-def load_testbed_module() -> ModuleType:
-    """scripts/testbed as a module (it has no .py suffix), for its port and config helpers."""
-    name = "gpupool_testbed_script"
-    if name in sys.modules:
-        return sys.modules[name]
-    loader = importlib.machinery.SourceFileLoader(name, str(TESTBED_SCRIPT))
-    spec = importlib.util.spec_from_loader(name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    loader.exec_module(module)
-    return module
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.5,
@@ -155,13 +145,12 @@ class Testbed:
 
 def pick_port_base(first: int, node_count: int) -> int:
     """First port base from `first` (step PORT_BASE_STEP) whose ports and ibsim socket are free."""
-    module = load_testbed_module()
     for base in range(first, 60000, PORT_BASE_STEP):
-        settings = module.Settings(state_dir=Path("/nonexistent"), port_base=base,
-                                   node_count=node_count)
-        if module.abstract_socket_in_use(settings.ibsim_sockname):
+        settings = testbed_config.Settings(state_dir=Path("/nonexistent"), port_base=base,
+                                           node_count=node_count)
+        if testbed_daemons.abstract_socket_in_use(settings.ibsim_sockname):
             continue
-        if all(module.port_free(port) for port in module.all_ports(settings).values()):
+        if not testbed_daemons.ports_taken(settings):
             return base
     pytest.fail(f"no free port base at or above {first}")
 
@@ -173,14 +162,29 @@ def status_of(state_dir: Path) -> dict[str, Any] | None:
     return json.loads(proc.stdout)
 
 
+def ensure_release_built() -> None:
+    """Build (or find cached) the chroot of a non-host release once, before any `up`: a release
+    that cannot be built fails the tests loudly, and `up` never retries a build."""
+    if SLURM_RELEASE not in testbed_config.SLURM_RELEASES:
+        pytest.fail(f"GPUPOOL_TESTBED_SLURM={SLURM_RELEASE}: not one of "
+                    f"{', '.join(testbed_config.SLURM_RELEASES)}")
+    if SLURM_RELEASE == testbed_config.HOST_SLURM:
+        return
+    try:
+        testbed_chroot.build(testbed_chroot.chroot_for(SLURM_RELEASE))
+    except TestbedError as exc:
+        pytest.fail(f"cannot build the Slurm {SLURM_RELEASE} chroot: {exc.message}\n{exc.detail}")
+
+
 def bring_up(state_dir: Path, node_count: int, first_base: int,
              extra_args: Sequence[str] = ()) -> dict[str, Any]:
     """`scripts/testbed up` on a free port base (retrying if another session grabs it first)."""
+    ensure_release_built()
     last = None
     for attempt in range(3):
         base = pick_port_base(first_base + attempt * PORT_BASE_STEP, node_count)
         last = run_testbed(["up", "--state-dir", str(state_dir), "--port-base", str(base),
-                            "--nodes", str(node_count), *extra_args])
+                            "--nodes", str(node_count), "--slurm", SLURM_RELEASE, *extra_args])
         if last.returncode == 0:
             status = status_of(state_dir)
             if status is None:
@@ -190,7 +194,7 @@ def bring_up(state_dir: Path, node_count: int, first_base: int,
             break
     run_testbed(["down", "--state-dir", str(state_dir)], timeout=120)
     assert last is not None
-    pytest.fail(f"scripts/testbed up failed (exit {last.returncode}):\n{last.stderr[-4000:]}")
+    pytest.fail(f"scripts/testbed up --slurm {SLURM_RELEASE} failed (exit {last.returncode}):\n{last.stderr[-4000:]}")
 
 
 @pytest.fixture(scope="session")

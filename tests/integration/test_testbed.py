@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from gpupool.fabric.model import load_fabric
+from testbed.daemons import marked_processes
 from tests.integration.conftest import (
     TESTBED_SCRIPT,
     Testbed,
-    load_testbed_module,
     pick_port_base,
     run_testbed,
     wait_until,
@@ -77,6 +77,19 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return text[text.rindex(")") + 2] != "Z"
+
+
+def test_every_slurm_program_is_the_release_asked_for_and_no_mount_leaks(testbed: Testbed) -> None:
+    release = os.environ.get("GPUPOOL_TESTBED_SLURM") or "22.05"
+    for program in ("sbatch", "squeue", "scontrol", "sinfo", "sacctmgr", "sshare"):
+        out = testbed.run([program, "--version"], check=True).stdout
+        assert re.fullmatch(rf"slurm(-wlm)? {re.escape(release)}\.\d+\n", out), (program, out)
+    # The daemons' versions, from their own logs: slurmctld and every slurmd started this release.
+    ctld_log = (testbed.state_dir / "log" / "slurmctld.log").read_text()
+    assert re.search(rf"slurmctld version {re.escape(release)}\.\d+ started", ctld_log)
+    # Chroot releases mount /proc, /dev, /sys and binds only in the daemons' own mount namespaces.
+    mounts = Path("/proc/self/mounts").read_text()
+    assert "gpupool-testbed" not in mounts and os.sep + "chroot-" not in mounts
 
 
 def test_sinfo_shows_every_fabric_host_idle_with_gpus(testbed: Testbed) -> None:
@@ -157,6 +170,18 @@ def test_env_lines_point_a_clean_shell_at_the_testbed(testbed: Testbed) -> None:
     assert Path(gpupool).parent == Path(sys.executable).parent
 
 
+def test_a_release_that_cannot_be_built_fails_loudly_and_leaves_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    # Nothing listens on port 9 of loopback: debootstrap cannot fetch the suite.
+    env = {"GPUPOOL_TESTBED_CACHE": str(cache), "GPUPOOL_TESTBED_MIRROR": "http://127.0.0.1:9/debian"}
+    proc = run_testbed(["up", "--state-dir", str(tmp_path / "tb"), "--slurm", "24.11", "--nodes", "2",
+                        "--port-base", "47000"], env=env, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "testbed: error: debootstrap trixie failed" in proc.stderr
+    assert [p.name for p in cache.iterdir() if not p.name.endswith((".lock", ".build.log"))] == []
+    assert not list((tmp_path / "tb").glob("run/*.pid"))  # no daemon was started
+
+
 def test_up_refuses_a_taken_port_quickly(tmp_path: Path) -> None:
     base = pick_port_base(33000, 4)
     with socket.socket() as blocker:
@@ -193,8 +218,7 @@ def test_lifecycle_up_twice_repair_and_down_leave_nothing(make_testbed) -> None:
 
     daemons = pid_files(bed.state_dir)
     assert {"munged", "mariadb", "slurmdbd", "slurmctld", "ibsim"} <= set(daemons)
-    module = load_testbed_module()
-    ours = module.marked_processes(bed.state_dir)
+    ours = marked_processes(bed.state_dir)
     assert set(daemons.values()) <= ours
     # The job's own processes (forked by slurmstepd, not by us) count as ours too.
     job_sleeps = [pid for pid in ours
@@ -204,5 +228,5 @@ def test_lifecycle_up_twice_repair_and_down_leave_nothing(make_testbed) -> None:
     down = bed.testbed("down")
     assert down.returncode == 0, down.stderr
     assert [pid for pid in ours if alive(pid)] == []
-    assert module.marked_processes(bed.state_dir) == set()
+    assert marked_processes(bed.state_dir) == set()
     assert bed.testbed("status").returncode == 1

@@ -1,4 +1,4 @@
-"""scripts/testbed's pure parts (no daemons): ports, hostlists, sizing and the generated configs."""
+"""The testbed package's pure parts (no daemons): ports, hostlists, sizing and the generated configs."""
 
 from __future__ import annotations
 
@@ -7,61 +7,55 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.integration.conftest import load_testbed_module
+from testbed import config, daemons
+from testbed.errors import TestbedError
 
 
-@pytest.fixture(scope="module")
-def tb() -> ModuleType:
-    return load_testbed_module()
+def settings(tmp: Path, **kw: object) -> config.Settings:
+    return config.Settings(state_dir=tmp, **kw)
 
 
-def settings(tb: ModuleType, tmp: Path, **kw: object):  # type: ignore[no-untyped-def]
-    return tb.Settings(state_dir=tmp, **kw)
-
-
-def test_ports_derive_from_the_base_and_never_overlap_between_bases(tb: ModuleType, tmp_path: Path) -> None:
-    a = tb.all_ports(settings(tb, tmp_path, port_base=16800, node_count=128))
-    b = tb.all_ports(settings(tb, tmp_path, port_base=17200, node_count=128))
+def test_ports_derive_from_the_base_and_never_overlap_between_bases(tmp_path: Path) -> None:
+    a = config.all_ports(settings(tmp_path, port_base=16800, node_count=128))
+    b = config.all_ports(settings(tmp_path, port_base=17200, node_count=128))
     assert len(set(a.values())) == 128 + 3
     assert min(a.values()) == 16800 and max(a.values()) == 16800 + 100 + 127
     assert not set(a.values()) & set(b.values())
 
 
-def test_node_runs_split_where_hostlist_ranges_break(tb: ModuleType) -> None:
+def test_node_runs_split_where_hostlist_ranges_break() -> None:
     names = ["gpu001", "gpu002", "gpu003", "gpu005", "gpu0006", "login", "gpu006"]
-    runs = tb.node_runs(names)
+    runs = config.node_runs(names)
     assert runs == [["gpu001", "gpu002", "gpu003"], ["gpu005"], ["gpu0006"], ["login"], ["gpu006"]]
-    assert [tb.hostlist_of_run(r) for r in runs] == ["gpu[001-003]", "gpu005", "gpu0006", "login", "gpu006"]
+    assert [config.hostlist_of_run(r) for r in runs] == ["gpu[001-003]", "gpu005", "gpu0006", "login", "gpu006"]
 
 
 @given(st.lists(st.sampled_from(["gpu", "n", "rack1-node"]).flatmap(
     lambda prefix: st.integers(0, 300).map(lambda i: f"{prefix}{i:03d}")), unique=True, max_size=40))
 def test_hostlist_of_runs_expands_back_to_the_names(names: list[str]) -> None:
-    tb = load_testbed_module()
-    expr = ",".join(tb.hostlist_of_run(r) for r in tb.node_runs(names))
-    assert tb.expand_hostlist(expr) == names
+    expr = ",".join(config.hostlist_of_run(r) for r in config.node_runs(names))
+    assert config.expand_hostlist(expr) == names
 
 
-def test_expand_hostlist_handles_lists_and_nested_ranges(tb: ModuleType) -> None:
-    assert tb.expand_hostlist("gpu[001-002,010],login1") == ["gpu001", "gpu002", "gpu010", "login1"]
-    assert tb.expand_hostlist("r[1-2]n[08-09]") == ["r1n08", "r1n09", "r2n08", "r2n09"]
+def test_expand_hostlist_handles_lists_and_nested_ranges() -> None:
+    assert config.expand_hostlist("gpu[001-002,010],login1") == ["gpu001", "gpu002", "gpu010", "login1"]
+    assert config.expand_hostlist("r[1-2]n[08-09]") == ["r1n08", "r1n09", "r2n08", "r2n09"]
 
 
-def test_hosts_from_topology_conf_reads_nodes_of_every_switch(tb: ModuleType) -> None:
+def test_hosts_from_topology_conf_reads_nodes_of_every_switch() -> None:
     text = ("# comment Nodes=ignored\nSwitchName=leaf01 Nodes=gpu[001-002]\n"
             "SwitchName=leaf02 Nodes=gpu003,gpu004\nSwitchName=spine Switches=leaf[01-02]\n")
-    assert tb.hosts_from_topology_conf(text) == ["gpu001", "gpu002", "gpu003", "gpu004"]
+    assert config.hosts_from_topology_conf(text) == ["gpu001", "gpu002", "gpu003", "gpu004"]
 
 
 @pytest.mark.parametrize("count", [64, 128, 96, 8, 12, 7])
-def test_fat_tree_sizing_generates_exactly_the_requested_hosts(tb: ModuleType, count: int) -> None:
-    args = tb.fat_tree_args(count)
+def test_fat_tree_sizing_generates_exactly_the_requested_hosts(count: int) -> None:
+    args = config.fat_tree_args(count)
     opts = dict(zip(args[1::2], (int(v) for v in args[2::2]), strict=True))
     assert opts["--leaves"] * opts["--hosts-per-leaf"] * opts.get("--pods", 1) == count
     if count == 64:
@@ -69,16 +63,16 @@ def test_fat_tree_sizing_generates_exactly_the_requested_hosts(tb: ModuleType, c
 
 
 @pytest.mark.parametrize("count", [64, 128, 32, 6, 5])
-def test_dragonfly_sizing_connects_every_group(tb: ModuleType, count: int) -> None:
-    args = tb.dragonfly_args(count)
+def test_dragonfly_sizing_connects_every_group(count: int) -> None:
+    args = config.dragonfly_args(count)
     opts = dict(zip(args[1::2], (int(v) for v in args[2::2]), strict=True))
     assert opts["--groups"] * opts["--routers-per-group"] * opts["--hosts-per-router"] == count
     assert opts["--routers-per-group"] * opts["--global-links-per-router"] >= opts["--groups"] - 1
 
 
-def test_slurm_conf_gives_each_node_its_own_port_and_our_munge_socket(tb: ModuleType, tmp_path: Path) -> None:
-    s = settings(tb, tmp_path, port_base=20000, gpus_per_node=4)
-    conf = tb.render_slurm_conf(s, ["gpu001", "gpu002", "gpu003", "spare7"])
+def test_slurm_conf_gives_each_node_its_own_port_and_our_munge_socket(tmp_path: Path) -> None:
+    s = settings(tmp_path, port_base=20000, gpus_per_node=4)
+    conf = config.render_slurm_conf(s, ["gpu001", "gpu002", "gpu003", "spare7"])
     lines = conf.splitlines()
     assert ("NodeName=gpu[001-003] NodeAddr=127.0.0.1 NodeHostname=localhost Port=20100-20102 "
             "CPUs=16 RealMemory=64000 Gres=gpu:4 State=UNKNOWN") in lines
@@ -90,40 +84,40 @@ def test_slurm_conf_gives_each_node_its_own_port_and_our_munge_socket(tb: Module
     assert not any(line.startswith(("Prolog=", "Epilog=", "JobSubmitPlugins=")) for line in lines)
 
 
-def test_slurm_conf_hooks_appear_only_when_asked(tb: ModuleType, tmp_path: Path) -> None:
-    s = settings(tb, tmp_path, prolog="/p", epilog="/e", task_prolog="/t", job_submit_lua="/x.lua")
-    lines = tb.render_slurm_conf(s, ["gpu001"]).splitlines()
+def test_slurm_conf_hooks_appear_only_when_asked(tmp_path: Path) -> None:
+    s = settings(tmp_path, prolog="/p", epilog="/e", task_prolog="/t", job_submit_lua="/x.lua")
+    lines = config.render_slurm_conf(s, ["gpu001"]).splitlines()
     assert {"Prolog=/p", "Epilog=/e", "TaskProlog=/t", "JobSubmitPlugins=lua"} <= set(lines)
 
 
-def test_gres_and_slurmdbd_conf(tb: ModuleType, tmp_path: Path) -> None:
-    s = settings(tb, tmp_path, port_base=20000, gpus_per_node=8)
-    gres = tb.render_gres_conf(s, ["gpu001", "gpu002"]).splitlines()
+def test_gres_and_slurmdbd_conf(tmp_path: Path) -> None:
+    s = settings(tmp_path, port_base=20000, gpus_per_node=8)
+    gres = config.render_gres_conf(s, ["gpu001", "gpu002"]).splitlines()
     assert f"NodeName=gpu[001-002] Name=gpu File={tmp_path}/dev/gpu[0-7]" in gres
-    one = tb.render_gres_conf(settings(tb, tmp_path, gpus_per_node=1), ["a1"]).splitlines()
+    one = config.render_gres_conf(settings(tmp_path, gpus_per_node=1), ["a1"]).splitlines()
     assert f"NodeName=a1 Name=gpu File={tmp_path}/dev/gpu0" in one
-    dbd = tb.render_slurmdbd_conf(s, "s3cret").splitlines()
+    dbd = config.render_slurmdbd_conf(s, "s3cret").splitlines()
     assert {"DbdPort=20001", "StoragePort=20002", "StoragePass=s3cret", "StorageHost=127.0.0.1"} <= set(dbd)
 
 
-def test_env_exports_put_the_venv_first_once(tb: ModuleType, tmp_path: Path) -> None:
-    s = settings(tb, tmp_path, port_base=20000)
-    venv = str(tb.VENV_BIN)
-    env = tb.env_exports(s, f"/usr/local/bin:{venv}:/bin")
+def test_env_exports_put_the_venv_first_once(tmp_path: Path) -> None:
+    s = settings(tmp_path, port_base=20000)
+    venv = str(config.VENV_BIN)
+    env = config.env_exports(s, f"/usr/local/bin:{venv}:/bin")
     parts = env["PATH"].split(":")
     assert parts[0] == venv and parts.count(venv) == 1
     assert env["SLURM_CONF"] == f"{tmp_path}/etc/slurm.conf"
     assert env["GPUPOOL_FABRIC"] == f"{tmp_path}/fabric.json"
-    assert env["IBSIM_SOCKNAME"] != tb.env_exports(settings(tb, tmp_path, port_base=20400), "")["IBSIM_SOCKNAME"]
+    assert env["IBSIM_SOCKNAME"] != config.env_exports(settings(tmp_path, port_base=20400), "")["IBSIM_SOCKNAME"]
 
 
-def test_settings_round_trip_through_json(tb: ModuleType, tmp_path: Path) -> None:
-    s = settings(tb, tmp_path, port_base=21000, node_count=16, topology="dragonfly", prolog="/p")
-    assert tb.Settings.from_json(s.to_json()) == s
+def test_settings_round_trip_through_json(tmp_path: Path) -> None:
+    s = settings(tmp_path, port_base=21000, node_count=16, topology="dragonfly", prolog="/p")
+    assert config.Settings.from_json(s.to_json()) == s
 
 
-def test_marked_processes_find_descendants_and_stop_pids_ends_them(tb: ModuleType, tmp_path: Path) -> None:
-    env = {**os.environ, tb.MARK_VAR: str(tmp_path)}
+def test_marked_processes_find_descendants_and_stop_pids_ends_them(tmp_path: Path) -> None:
+    env = {**os.environ, config.MARK_VAR: str(tmp_path)}
     # A marked shell whose child sleep does not carry the marker (like a job under slurmstepd).
     parent = subprocess.Popen(["bash", "-c", "env -u GPUPOOL_TESTBED_MARK sleep 60 & wait"], env=env,
                               start_new_session=True)
@@ -131,13 +125,13 @@ def test_marked_processes_find_descendants_and_stop_pids_ends_them(tb: ModuleTyp
         found = {}
         deadline = time.monotonic() + 10
         while len(found) < 2 and time.monotonic() < deadline:
-            found = tb.marked_processes(tmp_path)
+            found = daemons.marked_processes(tmp_path)
             time.sleep(0.05)
         assert parent.pid in found and len(found) == 2
-        assert tb.marked_processes(tmp_path / "other") == set()
-        tb.stop_pids(found, 5)
+        assert daemons.marked_processes(tmp_path / "other") == set()
+        daemons.stop_pids(found, 5)
         parent.wait(timeout=5)
-        assert tb.marked_processes(tmp_path) == set()
+        assert daemons.marked_processes(tmp_path) == set()
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -151,14 +145,14 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert proc.stderr.strip() == "testbed: error: --nodes and --gpus-per-node must be at least 1"
 
 
-def test_a_daemon_that_dies_fails_fast_with_its_fatal_line_and_log_tail(tb: ModuleType, tmp_path: Path) -> None:
+def test_a_daemon_that_dies_fails_fast_with_its_fatal_line_and_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
     lines = "".join(f"line {i}\n" for i in range(30))
     proc = subprocess.Popen(["bash", "-c", f"printf '{lines}' > {log}; echo 'fatal: Switch configuration "
                              f"is not a tree' >> {log}; sleep 0.3; exit 1"])
     started = time.monotonic()
-    with pytest.raises(tb.TestbedError) as info:
-        tb.wait_daemon("slurmctld", proc, lambda: False, 30, "listen", log)
+    with pytest.raises(TestbedError) as info:
+        daemons.wait_daemon("slurmctld", proc, lambda: False, 30, "listen", log)
     assert time.monotonic() - started < 5
     assert info.value.message == ("slurmctld exited with status 1 "
                                   "(fatal: Switch configuration is not a tree)")
@@ -167,20 +161,20 @@ def test_a_daemon_that_dies_fails_fast_with_its_fatal_line_and_log_tail(tb: Modu
     assert tail[1:] == [f"line {i}" for i in range(16, 30)] + ["fatal: Switch configuration is not a tree"]
 
 
-def test_a_daemon_that_hangs_times_out(tb: ModuleType, tmp_path: Path) -> None:
+def test_a_daemon_that_hangs_times_out(tmp_path: Path) -> None:
     proc = subprocess.Popen(["sleep", "30"])
     try:
-        with pytest.raises(tb.TestbedError) as info:
-            tb.wait_daemon("slurmdbd", proc, lambda: False, 0.5, "listen on 127.0.0.1:1")
+        with pytest.raises(TestbedError) as info:
+            daemons.wait_daemon("slurmdbd", proc, lambda: False, 0.5, "listen on 127.0.0.1:1")
         assert info.value.message == "slurmdbd did not listen on 127.0.0.1:1 within 0.5s"
     finally:
         proc.kill()
         proc.wait()
 
 
-def test_ibsim_limits_grow_with_the_net_file(tb: ModuleType) -> None:
+def test_ibsim_limits_grow_with_the_net_file() -> None:
     small = 'Switch\t36 "S-1"\t# "leaf"\n[1]\t"H-1"[1]\n\nCa\t2 "H-1"\t# "gpu001 mlx5_0"\n[1]\t"S-1"[1]\n'
-    assert tb.ibsim_limits(small) == ["-N", "2048", "-S", "256", "-P", "13312"]
+    assert config.ibsim_limits(small) == ["-N", "2048", "-S", "256", "-P", "13312"]
     big = "".join(f'Switch\t64 "S-{i}"\n\n' for i in range(300))
-    opts = dict(zip(*[iter(tb.ibsim_limits(big))] * 2, strict=True))
+    opts = dict(zip(*[iter(config.ibsim_limits(big))] * 2, strict=True))
     assert int(opts["-S"]) >= 300 and int(opts["-P"]) >= 300 * 65
