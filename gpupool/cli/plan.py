@@ -44,11 +44,11 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
                        slurm=ctx.slurm_client, warn=warn)
     if outcome.placement is None:
         if ctx.json:
-            emit_json(plan_document(None, outcome.reference, request, _ms(start), error=outcome.error))
+            emit_json(ctx.with_backend(plan_document(None, outcome.reference, request, _ms(start), error=outcome.error)))
         raise InfeasibleError(outcome.error or "no placement")
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(plan_document(outcome.placement, outcome.reference, request, elapsed))
+        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed)))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed)
 

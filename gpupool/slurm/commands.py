@@ -23,6 +23,8 @@ from gpupool.slurm.runner import DEFAULT_TIMEOUT, SlurmCommandError, run
 class CommandsClient:
     """The Slurm commands (scontrol, sinfo, squeue, sbatch, scancel, sacctmgr, sshare)."""
 
+    name = "commands"
+
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, submit_timeout: float | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.timeout = timeout

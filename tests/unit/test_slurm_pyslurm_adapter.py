@@ -277,3 +277,12 @@ def test_a_hung_import_is_killed_at_the_deadline() -> None:
     reason = pyslurm_unavailable_reason(FakeCommands(), PyslurmChild(0.5, hang))  # type: ignore[arg-type]
     assert reason is not None and "did not answer within 0.5s" in reason
     assert time.monotonic() - start < 5
+
+
+def test_json_names_the_backend_that_served() -> None:
+    from gpupool.cli.context import AppContext
+    from gpupool.slurm.commands import CommandsClient
+
+    assert AppContext(slurm=CommandsClient()).with_backend({"a": 1}) == {"a": 1, "backend": "commands"}
+    assert client(fake_module()).name == "pyslurm"
+    assert AppContext().with_backend({"a": 1}) == {"a": 1}  # --free FILE: Slurm never asked
