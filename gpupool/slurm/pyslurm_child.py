@@ -14,6 +14,7 @@ mapping from pyslurm objects to gpupool models runs in the child and only plain 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -64,6 +65,7 @@ def pyslurm_version_text(module: Any) -> str:
 def _serve(conn: Connection, loader: Callable[[], Any], stderr_fd: int) -> None:
     """The child's loop: import, say ready (with the version), answer requests until EOF."""
     os.dup2(stderr_fd, 2)
+    os.dup2(stderr_fd, 1)  # and stdout: under --json it carries exactly one JSON document
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         module = loader()
@@ -137,6 +139,9 @@ class PyslurmChild:
             assert self.version is not None
             return self.version
         self.close()
+        if self.loader is import_pyslurm and importlib.util.find_spec("pyslurm") is None:
+            # Not installed: say so without forking (auto mode asks this on every command).
+            raise ChildFailed("cannot import pyslurm (ModuleNotFoundError: No module named 'pyslurm')")
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; close() ends it

@@ -286,3 +286,15 @@ def test_json_names_the_backend_that_served() -> None:
     assert AppContext(slurm=CommandsClient()).with_backend({"a": 1}) == {"a": 1, "backend": "commands"}
     assert client(fake_module()).name == "pyslurm"
     assert AppContext().with_backend({"a": 1}) == {"a": 1}  # --free FILE: Slurm never asked
+
+
+def test_missing_pyslurm_is_found_without_forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from gpupool.slurm import pyslurm_child
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    forked: list[str] = []
+    monkeypatch.setattr(pyslurm_child.multiprocessing, "get_context", lambda *a: forked.append("fork"))
+    reason = pyslurm_unavailable_reason(FakeCommands())  # type: ignore[arg-type]
+    assert reason == "cannot import pyslurm (ModuleNotFoundError: No module named 'pyslurm')" and forked == []
