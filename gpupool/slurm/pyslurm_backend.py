@@ -211,6 +211,20 @@ def _tres_gpus(value: Any) -> int:
     return gpu_count(str(value))
 
 
+def requested_gpus(job: Any) -> tuple[int, int]:
+    """(GPUs per node, GPUs per job) the job asked for.
+
+    pyslurm 25.11's `tres_per_node` / `tres_per_job` parse Slurm's ``gres/gpu:5`` as ``key=value``
+    pairs and come back empty, so: per node from `gres_per_node` (``{"gres/gpu": 3}``), and per job
+    from the TRES the job requested (``gres/gpu=5``) when it asked for no GPUs per node.
+    """
+    per_node = _tres_gpus(getattr(job, "tres_per_node", None)) or gpu_count(_gres_text(getattr(job, "gres_per_node", None)))
+    total = _tres_gpus(getattr(job, "tres_per_job", None))
+    if not per_node and not total:
+        total = _tres_gpus(getattr(job, "requested_tres", None))
+    return per_node, total
+
+
 def job_from_pyslurm(job: Any) -> JobInfo:
     state = str(getattr(job, "state", "") or "").upper()
     node_text = getattr(job, "allocated_nodes", None) or ""
@@ -226,8 +240,7 @@ def job_from_pyslurm(job: Any) -> JobInfo:
         entry = layout.get(host)
         gres = entry.get("gres") if isinstance(entry, dict) else None
         allocation[host] = gpu_count(_gres_text(gres)) if gres else 0
-    per_node = _tres_gpus(getattr(job, "tres_per_node", None))
-    total = _tres_gpus(getattr(job, "tres_per_job", None))
+    per_node, total = requested_gpus(job)
     if hosts and not any(allocation.values()) and not layout:
         # No per-node detail: fall back to the uniform request, as the commands backend does.
         if per_node:

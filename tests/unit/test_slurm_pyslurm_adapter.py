@@ -199,9 +199,16 @@ def test_node_with_no_jobs_is_free_whatever_its_tres_says() -> None:
 # -- 4. --gpus and --switches ------------------------------------------------------------------
 
 def test_gpus_total_and_switches_are_read() -> None:
-    info = job_from_pyslurm(job(5, state="PENDING", nodes=None, num_nodes=2, tres_per_job=tres(gpu=12, gpu_h100=12),
+    # What pyslurm 25.11.2 gives for `sbatch -N2 --gpus=h100:12 --switches=1@5:00`: tres_per_job does
+    # not parse ("gres/gpu:h100:12" has no "="), the requested TRES has the total under both names.
+    info = job_from_pyslurm(job(5, state="PENDING", nodes=None, num_nodes=2, tres_per_job=None, gres_per_node={},
+                                requested_tres=tres(gpu=12, gpu_h100=12),
                                 required_switches=1, max_wait_time_switches=300))
     assert info.request.gpus_total == 12 and info.request.gpus_per_node is None
+    # `--gpus-per-node=3`: gres_per_node is {"gres/gpu": 3}; the requested TRES total is not per job.
+    per_node = job_from_pyslurm(job(9, state="PENDING", nodes=None, num_nodes=2, gres_per_node={"gres/gpu": 3},
+                                    requested_tres=tres(gpu=6)))
+    assert (per_node.request.gpus_per_node, per_node.request.gpus_total) == (3, None)
     assert info.request.total_gpus == 12 and info.request.switches == "1@300s"
     assert job_from_pyslurm(job(6)).request.switches == ""
 
