@@ -13,7 +13,9 @@ never from the node's allocated TRES, which is empty unless `gres/gpu` is an acc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gpupool.errors import EnvError, InputError
@@ -111,7 +113,13 @@ class PyslurmClient:
             raise EnvError(str(exc)) from None
         if not found:
             raise InputError(f"unknown job id {job_id}")
-        return found[0]
+        job = found[0]
+        if not job.nodes and not job.request.gpus_per_node and not job.request.gpus_total:
+            # A pending `--gpus=N` job: pyslurm 25.11 cannot read tres_per_job, and the requested
+            # TRES carry GPUs only when gres/gpu is accounted; the commands can (one scontrol call).
+            with contextlib.suppress(InputError, EnvError):  # else keep what pyslurm said
+                job = replace(job, request=self.commands.job(job_id).request)
+        return job
 
     def partitions(self) -> dict[str, dict[str, str]]:
         return self.commands.partitions()
@@ -216,7 +224,8 @@ def requested_gpus(job: Any) -> tuple[int, int]:
 
     pyslurm 25.11's `tres_per_node` / `tres_per_job` parse Slurm's ``gres/gpu:5`` as ``key=value``
     pairs and come back empty, so: per node from `gres_per_node` (``{"gres/gpu": 3}``), and per job
-    from the TRES the job requested (``gres/gpu=5``) when it asked for no GPUs per node.
+    from the TRES the job requested (``gres/gpu=5``, present only when gres/gpu is accounted) when
+    it asked for no GPUs per node; a running job's total is then what Slurm allocated (the caller).
     """
     per_node = _tres_gpus(getattr(job, "tres_per_node", None)) or gpu_count(_gres_text(getattr(job, "gres_per_node", None)))
     total = _tres_gpus(getattr(job, "tres_per_job", None))
@@ -241,6 +250,9 @@ def job_from_pyslurm(job: Any) -> JobInfo:
         gres = entry.get("gres") if isinstance(entry, dict) else None
         allocation[host] = gpu_count(_gres_text(gres)) if gres else 0
     per_node, total = requested_gpus(job)
+    if not per_node and not total and any(allocation.values()):
+        # `--gpus=N` (or per task): pyslurm cannot read tres_per_job; what Slurm allocated is N.
+        total = sum(allocation.values())
     if hosts and not any(allocation.values()) and not layout:
         # No per-node detail: fall back to the uniform request, as the commands backend does.
         if per_node:

@@ -5,7 +5,8 @@ Built by scripts/build-slurm-25.11 (Slurm 25.11.7 and pyslurm 25.11.2 in a cache
 per node, all as the current user, under a temporary state directory; `stop()` ends exactly the
 processes `start()` spawned. Nodes mix the GPU shapes the backends must agree on:
 n[1-4] gpu:h100:4 (typed), n[5-6] gpu:4 (untyped), n[7-8] gpu:a100:2 + gpu:h100:2 (two types).
-GPU use is an accounted TRES (gres/gpu and gres/gpu:h100), the case that double-counted before.
+No slurmdbd, so GPUs are not an accounted TRES (slurmctld refuses AccountingStorageTRES=gres/gpu
+without one): the common case, where the node's allocated TRES carries no GPUs at all.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class Cluster:
             "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none", "MpiDefault=none",
             "MailProg=/bin/true", "ReturnToService=2", "SlurmdParameters=config_overrides",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "DefMemPerCPU=500",
-            "GresTypes=gpu", "TopologyPlugin=topology/tree", "AccountingStorageTRES=gres/gpu,gres/gpu:h100",
+            "GresTypes=gpu", "TopologyPlugin=topology/tree",
             "SchedulerType=sched/backfill",
             "SchedulerParameters=bf_interval=1,sched_interval=1,sched_min_interval=100000",
             "MinJobAge=300", "KillWait=2", "InactiveLimit=0", "Waittime=0", "SlurmdTimeout=300",
@@ -149,6 +150,7 @@ class Cluster:
 
     def start(self) -> None:
         self._write_config()
+        self.root.chmod(0o755)  # munged wants every directory above its socket searchable
         munge_key = self.root / "munge" / "munge.key"
         munge_key.write_bytes(os.urandom(1024))
         munge_key.chmod(0o600)

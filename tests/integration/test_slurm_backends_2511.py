@@ -2,8 +2,8 @@
 
 Runs only with `-m slurm2511` (needs scripts/build-slurm-25.11's Slurm 25.11.7 + pyslurm 25.11.2);
 when those builds are missing the tests FAIL, never skip. The cluster (tests/integration/slurm2511.py)
-has typed (n1-n4 h100:4), untyped (n5-n6 gpu:4) and two-type (n7-n8 a100:2 + h100:2) nodes with GPU
-TRES accounted. The scenario holds GPUs in RUNNING, SUSPENDED and COMPLETING jobs, an array, a
+has typed (n1-n4 h100:4), untyped (n5-n6 gpu:4) and two-type (n7-n8 a100:2 + h100:2) nodes; GPUs
+are not an accounted TRES (no slurmdbd), so a backend reading node TRES would see every GPU free. The scenario holds GPUs in RUNNING, SUSPENDED and COMPLETING jobs, an array, a
 `--gpus=N` job, a held `--switches` job; expected GPU use per node is written out by hand below.
 Port base: $GPUPOOL_TESTBED_PYTEST_PORT_BASE (default 46000).
 """

@@ -209,6 +209,11 @@ def test_gpus_total_and_switches_are_read() -> None:
     per_node = job_from_pyslurm(job(9, state="PENDING", nodes=None, num_nodes=2, gres_per_node={"gres/gpu": 3},
                                     requested_tres=tres(gpu=6)))
     assert (per_node.request.gpus_per_node, per_node.request.gpus_total) == (3, None)
+    # Running `--gpus=5` on two nodes, no accounted GPU TRES: the total is what Slurm allocated (4 + 1).
+    running = job_from_pyslurm(job(10, nodes="n[5-6]", num_nodes=2, gres_per_node={},
+                                   layout={"n5": {"gres": {"gpu": {"count": 4, "indexes": "0-3"}}},
+                                           "n6": {"gres": {"gpu": {"count": 1, "indexes": "0"}}}}))
+    assert running.request.gpus_total == 5 and running.allocation == {"n5": 4, "n6": 1}
     assert info.request.total_gpus == 12 and info.request.switches == "1@300s"
     assert job_from_pyslurm(job(6)).request.switches == ""
 
