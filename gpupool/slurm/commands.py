@@ -108,7 +108,9 @@ class CommandsClient:
         try:
             proc = self._run(["scontrol", "-d", "-o", "show", "job", str(job_id)])
         except SlurmCommandError as exc:
-            if "Invalid job id" in exc.stderr:
+            # 25.11 answers an unknown array task (7_9) with "Job 7_9 not found".
+            said = f"{exc.stderr}\n{exc.stdout}\n{exc}"
+            if "Invalid job id" in said or f"Job {job_id} not found" in said:
                 raise InputError(f"unknown job id {job_id}") from None
             raise
         jobs = [j for j in parse.jobs_from_scontrol(proc.stdout) if j.job_id == str(job_id)]

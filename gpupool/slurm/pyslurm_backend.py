@@ -13,7 +13,6 @@ never from the node's allocated TRES, which is empty unless `gres/gpu` is an acc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -97,7 +96,20 @@ class PyslurmClient:
         if job_ids:
             wanted = {str(j) for j in job_ids}
             out = [j for j in out if j.job_id in wanted]
-        return out
+        return self._fill_pending_requests(out)
+
+    def _fill_pending_requests(self, jobs: list[JobInfo]) -> list[JobInfo]:
+        """Pending jobs that seem to ask for no GPUs may be `--gpus=N` jobs: pyslurm 25.11 cannot read
+        tres_per_job, and the requested TRES carry GPUs only when gres/gpu is accounted, so ask the
+        commands for those jobs' requests (one squeue call, only when there are such jobs)."""
+        unknown = [j.job_id for j in jobs if not j.nodes and not j.request.gpus_per_node and not j.request.gpus_total]
+        if not unknown:
+            return jobs
+        try:
+            requests = {j.job_id: j.request for j in self.commands.jobs(job_ids=unknown)}
+        except (InputError, EnvError):
+            return jobs  # the commands do not know better: keep what pyslurm said
+        return [replace(j, request=requests[j.job_id]) if j.job_id in requests else j for j in jobs]
 
     def job(self, job_id: str) -> JobInfo:
         key = parse_job_id(job_id)
@@ -113,13 +125,7 @@ class PyslurmClient:
             raise EnvError(str(exc)) from None
         if not found:
             raise InputError(f"unknown job id {job_id}")
-        job = found[0]
-        if not job.nodes and not job.request.gpus_per_node and not job.request.gpus_total:
-            # A pending `--gpus=N` job: pyslurm 25.11 cannot read tres_per_job, and the requested
-            # TRES carry GPUs only when gres/gpu is accounted; the commands can (one scontrol call).
-            with contextlib.suppress(InputError, EnvError):  # else keep what pyslurm said
-                job = replace(job, request=self.commands.job(job_id).request)
-        return job
+        return self._fill_pending_requests(found[:1])[0]
 
     def partitions(self) -> dict[str, dict[str, str]]:
         return self.commands.partitions()
@@ -198,7 +204,8 @@ def job_id_text(job: Any) -> str:
     job_id = _int(getattr(job, "id", None)) or 0
     array_id = _int(getattr(job, "array_id", None))
     task = _int(getattr(job, "array_task_id", None))
-    if array_id and task is not None and array_id != job_id:
+    if array_id and task is not None:
+        # The last task started keeps the array's own id (job 7 = task 7_3): still a task.
         return f"{array_id}_{task}"
     return str(job_id)
 
@@ -287,10 +294,12 @@ def job_from_pyslurm(job: Any) -> JobInfo:
 
 
 def gpus_in_use(jobs: Iterable[JobInfo]) -> dict[str, int]:
-    """Node -> GPUs held by jobs that keep their nodes (what slurmctld counts as the node's GresUsed)."""
+    """Node -> GPUs slurmctld counts as used there (the node's GresUsed): those of jobs that hold
+    their nodes, except COMPLETING ones, whose GRES slurmctld releases when the job ends (measured
+    on 25.11: a job in its Epilog still lists its nodes, the node's GresUsed no longer has its GPUs)."""
     used: dict[str, int] = {}
     for job in jobs:
-        if job.state.split("+")[0] in HOLDING_STATES:
+        if job.state.split("+")[0] in HOLDING_STATES - {"COMPLETING"}:
             for host, gpus in job.allocation.items():
                 used[host] = used.get(host, 0) + gpus
     return used
@@ -299,9 +308,14 @@ def gpus_in_use(jobs: Iterable[JobInfo]) -> dict[str, int]:
 def node_from_pyslurm(node: Any, gpus_used: int = 0) -> NodeState:
     configured = _gres_text(getattr(node, "configured_gres", ""))
     state = getattr(node, "state", "") or ""
+    flags = parse.state_flags(state if isinstance(state, list | tuple) else str(state))
+    if "IDLE" in flags and (gpus_used or getattr(node, "allocated_memory", 0)):
+        # pyslurm calls a node MIXED only from its CPUs; slurmctld also from allocated GPUs or
+        # memory (a node whose only job is suspended, or completing, is MIXED in scontrol).
+        flags = (flags - {"IDLE"}) | {"MIXED"}
     return NodeState(
         name=str(node.name),
-        flags=parse.state_flags(state if isinstance(state, list | tuple) else str(state)),
+        flags=flags,
         gpus_total=gpu_count(configured),
         gpus_used=gpus_used,
         gpu_types=tuple(gpu_types(configured)),

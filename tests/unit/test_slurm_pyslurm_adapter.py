@@ -38,6 +38,9 @@ class FakeCommands:
     def version(self) -> tuple[int, int, int]:
         return self._version
 
+    def jobs(self, user: Any = None, job_ids: Any = None) -> list[Any]:
+        return []
+
     def submit(self, args: Any, script: Any, script_args: Any = ()) -> str:
         self.submitted.append((list(args), script))
         return "submitted"
@@ -194,6 +197,9 @@ def test_node_with_no_jobs_is_free_whatever_its_tres_says() -> None:
     assert (state.gpus_total, state.gpus_used, state.gpu_types) == (8, 0, ("h100",))
     assert state.flags == {"MIXED", "DRAIN"} and not state.usable
     assert (state.cpus_total, state.cpus_alloc, state.memory_mb, state.memory_alloc_mb) == (64, 8, 512000, 1000)
+    # pyslurm says IDLE when no CPU is allocated; GPUs in use make it MIXED, as slurmctld says.
+    assert node_from_pyslurm(node(state="IDLE", allocated_memory=0), gpus_used=1).flags == {"MIXED"}
+    assert node_from_pyslurm(node(state="IDLE", allocated_memory=0)).flags == {"IDLE"}
 
 
 # -- 4. --gpus and --switches ------------------------------------------------------------------
@@ -225,7 +231,8 @@ def test_states_that_hold_nodes_keep_their_gpus(state: str) -> None:
     jobs = [job(7, state=state, layout=gres_layout(gpu001="gpu:h100:4"))]
     info = client(fake_module([node()], jobs)).jobs()[0]
     assert info.state == state and info.nodes == ("gpu001",) and info.allocation == {"gpu001": 4}
-    assert client(fake_module([node()], jobs)).node_states()[0].gpus_used == 4
+    # slurmctld releases a COMPLETING job's GRES when it ends (its Epilog may still run).
+    assert client(fake_module([node()], jobs)).node_states()[0].gpus_used == (0 if state == "COMPLETING" else 4)
 
 
 @pytest.mark.parametrize("state", ["PENDING", "COMPLETED", "CANCELLED", "FAILED"])
