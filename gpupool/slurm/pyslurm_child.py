@@ -139,9 +139,14 @@ class PyslurmChild:
             assert self.version is not None
             return self.version
         self.close()
-        if self.loader is import_pyslurm and importlib.util.find_spec("pyslurm") is None:
-            # Not installed: say so without forking (auto mode asks this on every command).
-            raise ChildFailed("cannot import pyslurm (ModuleNotFoundError: No module named 'pyslurm')")
+        if self.loader is import_pyslurm:
+            # Cheap answers first, without forking (auto mode asks this on every command).
+            if importlib.util.find_spec("pyslurm") is None:
+                raise ChildFailed("cannot import pyslurm (ModuleNotFoundError: No module named 'pyslurm')")
+            conf = os.environ.get("SLURM_CONF")
+            if conf and not os.path.exists(conf):
+                # libslurm would go looking for a configless source and hang until the deadline.
+                raise ChildFailed(f"cannot import pyslurm (SLURM_CONF={conf} does not exist)")
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; close() ends it

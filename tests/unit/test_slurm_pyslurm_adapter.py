@@ -317,3 +317,16 @@ def test_missing_pyslurm_is_found_without_forking(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(pyslurm_child.multiprocessing, "get_context", lambda *a: forked.append("fork"))
     reason = pyslurm_unavailable_reason(FakeCommands())  # type: ignore[arg-type]
     assert reason == "cannot import pyslurm (ModuleNotFoundError: No module named 'pyslurm')" and forked == []
+
+
+def test_a_missing_slurm_conf_is_found_without_forking(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import importlib.util
+
+    from gpupool.slurm import pyslurm_child
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "nope.conf"))
+    forked: list[str] = []
+    monkeypatch.setattr(pyslurm_child.multiprocessing, "get_context", lambda *a: forked.append("fork"))
+    reason = pyslurm_unavailable_reason(FakeCommands())  # type: ignore[arg-type]
+    assert reason == f"cannot import pyslurm (SLURM_CONF={tmp_path / 'nope.conf'} does not exist)" and forked == []
