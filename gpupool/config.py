@@ -43,7 +43,7 @@ def load_config(path: str | None = None) -> Config:
 
 
 def resolve_fabric_path(option: str | None, config: Config | None = None) -> str:
-    """--fabric, else $GPUPOOL_FABRIC, else the config file's `fabric` key (CONTRACT.md)."""
+    """--fabric, else $GPUPOOL_FABRIC, else the config file's `fabric` key (docs/contract.md)."""
     if option:
         return option
     env = os.environ.get("GPUPOOL_FABRIC")

@@ -1,4 +1,4 @@
-"""Expected failures and their exit codes (see CONTRACT.md)."""
+"""Expected failures and their exit codes (see docs/contract.md)."""
 
 from __future__ import annotations
 

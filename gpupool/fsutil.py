@@ -17,10 +17,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, backup: bool =
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: bool = False, mode: int | None = None) -> None:
+    """Temp file + fsync + rename; `backup` keeps the old file as PATH.bak, itself replaced
+    atomically (never a truncated backup). Any OS failure (full disk, read-only directory) is one
+    InputError naming the file, and leaves the old file and the old backup as they were."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -32,13 +38,48 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
             os.chmod(tmp_name, target.stat().st_mode & 0o7777)
         else:
             os.chmod(tmp_name, 0o644)
-        if backup and target.exists():
-            shutil.copy2(target, f"{target}.bak")
+        if backup and target.is_file():
+            _atomic_backup(target)
         os.replace(tmp_name, target)
+        _fsync_directory(directory)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise InputError(f"{target}: cannot write ({exc.strerror or exc}); the old file is unchanged") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _atomic_backup(target: Path) -> None:
+    """PATH -> PATH.bak without a moment where PATH.bak is partial: a hard link needs no space;
+    where links are not supported, a fsync'd copy renamed into place."""
+    backup = target.with_name(target.name + ".bak")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{backup.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp_name)
+        try:
+            os.link(target, tmp_name)
+        except OSError:
+            shutil.copy2(target, tmp_name)
+            with open(tmp_name, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp_name, backup)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_input_bytes(path: str | os.PathLike[str], what: str) -> bytes:

@@ -8,7 +8,7 @@ One folding rule everywhere: ranges only on the last number of a name (ClusterSh
 and every script that splits a nodelist at commas reads the last-axis form; multi-bracket names
 are accepted on input.
 
-Expansion is capped (`GPUPOOL_HOSTLIST_LIMIT`, default 1,000,000 names) before anything is
+Expansion is capped (`GPUPOOL_HOSTLIST_LIMIT`, default 200,000 names) before anything is
 materialised, so a hostile ``n[1-999999999]`` is an `InputError`, not an exhausted machine.
 ClusterShell node groups (``@name``) are refused, never resolved: a hostlist never runs a group command.
 """
@@ -23,16 +23,18 @@ from ClusterShell.NodeSet import RESOLVER_NOGROUP, NodeSet, NodeSetException
 
 from gpupool.errors import InputError
 
-DEFAULT_LIMIT = 1_000_000
+# 200,000 names: 10x the largest Slurm clusters, expanded in well under a second and ~15 MB.
+DEFAULT_LIMIT = 200_000
 LIMIT_ENV = "GPUPOOL_HOSTLIST_LIMIT"
 NULL_VALUES = ("", "(null)", "none", "n/a")
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*(?:/\s*(\d+)\s*)?)?$")
+# ASCII digits, at most 18 (int() of 5,000 digits raises; "\d" would also take Arabic-Indic digits).
+_RANGE = re.compile(r"\s*([0-9]{1,18})\s*(?:-\s*([0-9]{1,18})\s*(?:/\s*([0-9]{1,18})\s*)?)?")
 
 
 def limit() -> int:
-    """Most names one hostlist may expand to (`GPUPOOL_HOSTLIST_LIMIT`, default 1,000,000)."""
+    """Most names one hostlist may expand to (`GPUPOOL_HOSTLIST_LIMIT`, default 200,000)."""
     text = os.environ.get(LIMIT_ENV, "")
     try:
         value = int(text) if text.strip() else DEFAULT_LIMIT
@@ -56,7 +58,7 @@ def _top_level_pieces(text: str) -> list[str]:
     return [p for p in pieces if p]
 
 
-def _size_bound(text: str) -> int:
+def size_bound(text: str) -> int:
     """An upper bound of the names `text` expands to, computed without expanding it."""
     total = 0
     for piece in _top_level_pieces(text):
@@ -64,12 +66,12 @@ def _size_bound(text: str) -> int:
         for group in _BRACKET.findall(piece):
             count = 0
             for item in group.split(","):
-                match = _RANGE.match(item)
+                match = _RANGE.fullmatch(item)
                 if match is None:
-                    raise InputError(f"{text!r} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
+                    raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
                 lo, hi, step = int(match[1]), int(match[2] or match[1]), int(match[3] or 1)
                 if hi < lo or step < 1:
-                    raise InputError(f"{text!r} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
+                    raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
                 count += (hi - lo) // step + 1
             size *= count
         total += size
@@ -81,20 +83,30 @@ def expand(text: str | None) -> list[str]:
 
     InputError names the text at fault when it does not parse or expands past `limit()`.
     """
-    if text is None or text.strip().lower() in NULL_VALUES:
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: not text")
+    if text.strip().lower() in NULL_VALUES:
         return []
     text = text.strip()
     if "@" in text:
-        raise InputError(f"{text!r} is not a valid Slurm hostlist: node groups (@name) are not hostlists")
+        raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: node groups (@name) are not hostlists")
     cap = limit()
-    bound = _size_bound(text)
+    bound = size_bound(text)
     if bound > cap:
-        raise InputError(f"hostlist {text!r} expands to {bound} names, more than the limit of {cap} "
+        raise InputError(f"hostlist {_shown(text)} expands to {bound} names, more than the limit of {cap} "
                          f"(set {LIMIT_ENV} to raise it)")
     try:
         return list(NodeSet(text, resolver=RESOLVER_NOGROUP))
-    except (NodeSetException, ValueError) as exc:
-        raise InputError(f"{text!r} is not a valid Slurm hostlist: {exc}") from None
+    except (NodeSetException, ValueError, IndexError, TypeError) as exc:  # ClusterShell raises all of these
+        raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: {exc}") from None
+
+
+def _shown(text: object) -> str:
+    """`text` for an error line: repr, cut at 200 characters (a hostile hostlist may be megabytes)."""
+    shown = repr(text)
+    return shown if len(shown) <= 200 else shown[:200] + "..."
 
 
 def expand_all(texts: Iterable[str]) -> list[str]:

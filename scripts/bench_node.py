@@ -36,8 +36,13 @@ def bench_node_check(runs: int = 20, gpupool: str | None = None) -> dict[str, fl
         scenario = write_scenario(root / "scenario.txt", {"count": 8})
         dgx_like(root / "fakesys")
         config = root / "config.toml"
+        # A kernel log the size of a busy node's ring buffer (no XIDs), and a state dir of its own.
+        kernel_log = root / "kmsg.txt"
+        kernel_log.write_text("".join(f"6,{i},{i * 1000},-;mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link ACTIVE\n"
+                                      for i in range(4000)))
         config.write_text(f'[node]\nexpected_gpus = 8\nsysfs_root = "{root / "fakesys"}"\n'
-                          'hca_source = "sysfs"\nexpected_hca_rate = 400\n')
+                          'hca_source = "sysfs"\nexpected_hca_rate = 400\n'
+                          f'kernel_log = "{kernel_log}"\nstate_dir = "{root / "state"}"\n')
         env = fake_nvml_env(library, scenario)
         env.update({"GPUPOOL_CONFIG": str(config), "SLURM_JOB_ID": "1",
                     "SLURM_JOB_GPUS": "0,1,2,3,4,5,6,7"})

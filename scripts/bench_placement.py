@@ -31,12 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from gpupool.errors import InfeasibleError  # noqa: E402
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric, load_compiled  # noqa: E402
 from gpupool.fabric.generate import dragonfly, fat_tree  # noqa: E402
-from gpupool.fabric.model import save_fabric  # noqa: E402
-from gpupool.placement.brute import brute_force  # noqa: E402
+from gpupool.fabric.model import Fabric, save_fabric  # noqa: E402
 from gpupool.placement.cost import cost_of  # noqa: E402
 from gpupool.placement.engine import place  # noqa: E402
 from gpupool.placement.model import FreeState, Request  # noqa: E402
 from gpupool.placement.slurm_reference import slurm_dragonfly_reference, slurm_tree_reference  # noqa: E402
+from tests.oracles import HostGraph, brute_force, graph_of  # noqa: E402
 
 FAILURES: list[str] = []
 
@@ -110,12 +110,18 @@ def histogram(ratios: list[float]) -> str:
 # (a) fat-trees
 # ---------------------------------------------------------------------------
 
-def brute_check(fabrics: dict[str, CompiledFabric], rng: np.random.Generator, count: int) -> tuple[int, int, int]:
+def tiny_pair(fabric: Fabric) -> tuple[CompiledFabric, HostGraph]:
+    """A fabric as the engine sees it and as the independent oracle (tests/oracles.py) sees it."""
+    return compile_fabric(fabric), graph_of(fabric)
+
+
+def brute_check(fabrics: dict[str, tuple[CompiledFabric, HostGraph]], rng: np.random.Generator,
+                count: int) -> tuple[int, int, int]:
     """(matches, instances, lower-bound violations) of the engine against exhaustive search."""
     matches = total = violations = 0
     names = sorted(fabrics)
     while total < count:
-        compiled = fabrics[names[total % len(names)]]
+        compiled, oracle = fabrics[names[total % len(names)]]
         free = rng.integers(0, 3, size=compiled.n_hosts)
         state = FreeState.from_arrays(free)
         if rng.random() < 0.4:
@@ -123,8 +129,8 @@ def brute_check(fabrics: dict[str, CompiledFabric], rng: np.random.Generator, co
         else:
             request = Request(gpus=int(rng.integers(2, max(3, free.sum() + 1))))
         try:
-            best = brute_force(compiled, state, request)
-        except (InfeasibleError, ValueError):
+            best = brute_force(oracle, dict(zip(compiled.host_names, free.tolist(), strict=True)), request)
+        except ValueError:
             continue
         if best is None:
             continue
@@ -139,8 +145,8 @@ def brute_check(fabrics: dict[str, CompiledFabric], rng: np.random.Generator, co
 def fat_tree_quality(states: int, seed: int) -> None:
     print("== (a) fat-tree quality ==")
     rng = np.random.default_rng(seed)
-    tiny = {"2-level": compile_fabric(fat_tree(4, 3, 2)), "3-level": compile_fabric(fat_tree(2, 2, 2, pods=3, cores=2)),
-            "rails": compile_fabric(fat_tree(3, 3, 2, rails=2))}
+    tiny = {"2-level": tiny_pair(fat_tree(4, 3, 2)), "3-level": tiny_pair(fat_tree(2, 2, 2, pods=3, cores=2)),
+            "rails": tiny_pair(fat_tree(3, 3, 2, rails=2))}
     matches, total, _ = brute_check(tiny, rng, max(50, states // 5))
     share = matches / total if total else 0.0
     print(f"tree DP vs brute force (tiny 2-level / 3-level / rail fabrics): {matches}/{total} exact "
@@ -223,7 +229,7 @@ def cost_of_hosts(compiled: CompiledFabric, hosts: np.ndarray, gpus: np.ndarray)
 def dragonfly_quality(states: int, seed: int) -> None:
     print("== (b) dragonfly quality ==")
     rng = np.random.default_rng(seed + 1)
-    tiny = {"dragonfly 3x2x2": compile_fabric(dragonfly(3, 2, 2, 1)), "dragonfly 4x2x1": compile_fabric(dragonfly(4, 2, 1, 2))}
+    tiny = {"dragonfly 3x2x2": tiny_pair(dragonfly(3, 2, 2, 1)), "dragonfly 4x2x1": tiny_pair(dragonfly(4, 2, 1, 2))}
     matches, total, violations = brute_check(tiny, rng, max(50, states // 5))
     print(f"seed-and-grow vs brute force (tiny): {matches}/{total} exact ({matches / max(1, total):.1%}); "
           f"lower bound above optimum: {violations} [{check(violations == 0, 'dragonfly lower bound invalid')}]")

@@ -16,7 +16,7 @@ For each request:
 - Slurm, `--gpus=N` requests: --test-only names the nodes but not the GPUs per node, so the job is
   really submitted (a probe), its per-node GPUs read from `scontrol -d show job`, then cancelled
   and the GPUs awaited back (the state is the same for both);
-- cost of both with the placement library's `cost_of` (CONTRACT.md pair_hops_sum).
+- cost of both with the placement library's `cost_of` (docs/contract.md pair_hops_sum).
 
 Requests Slurm cannot start now (it prints a start time in the future) are counted apart.
 Prints the distribution of (slurm - gpupool) pair_hops_sum and the share of cases where gpupool

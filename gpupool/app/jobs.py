@@ -15,11 +15,13 @@ from gpupool.slurm import jobs as slurm_jobs
 from gpupool.slurm.freestate import (
     capacity_gpus,
     free_gpus_for_request,
-    parse_alloc_field,
     subtract_pending_plans,
+    trusted_alloc,
+    trusted_plan,
 )
 from gpupool.slurm.models import JobInfo
 from gpupool.slurm.port import SlurmClient
+from gpupool.validate import maybe_int_text
 
 
 def _cost_json(compiled: CompiledFabric, allocation: dict[str, int]) -> dict[str, Any] | None:
@@ -38,9 +40,10 @@ def job_row(compiled: CompiledFabric, job: JobInfo) -> dict[str, Any]:
         "partition": job.partition, "state": job.state, "nodelist": fold(job.nodes),
         "allocation": allocation, "gpus": sum(allocation.values()), "cost": cost,
     }
-    planned = job.gpupool_plan
-    if planned.get("pair_hops_sum", "").isdigit():
-        row["planned_pair_hops_sum"] = int(planned["pair_hops_sum"])
+    planned = trusted_plan(job)
+    planned_cost = maybe_int_text(planned.get("pair_hops_sum"), 0, 1 << 62)
+    if planned_cost is not None:
+        row["planned_pair_hops_sum"] = planned_cost
     if cost is None:
         outside = [h for h in allocation if h not in set(compiled.host_names)]
         row["note"] = (f"hosts not in the fabric: {fold(outside)}" if outside
@@ -80,10 +83,11 @@ class Explanation:
         }
         if not self.best_now:
             doc["best_now_reason"] = self.best_now_reason
-        planned = self.job.gpupool_plan
-        if planned.get("pair_hops_sum", "").isdigit():
-            doc["planned"] = {"pair_hops_sum": int(planned["pair_hops_sum"]), "mode": planned.get("mode", ""),
-                              "leaf_switches": int(planned.get("leaf_switches", "0") or 0)}
+        planned = trusted_plan(self.job)
+        planned_cost = maybe_int_text(planned.get("pair_hops_sum"), 0, 1 << 62)
+        if planned_cost is not None:
+            doc["planned"] = {"pair_hops_sum": planned_cost, "mode": planned.get("mode", ""),
+                              "leaf_switches": maybe_int_text(planned.get("leaf_switches"), 0, 1 << 31) or 0}
         if self.best_now and self.best_now.get("cost"):
             now = self.best_now["cost"]
             # Compare with where the job is pinned, else with the plan gpupool recorded at submission.
@@ -131,7 +135,7 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
         cap = capacity_gpus(states, partition)
         explanation.notes.append(f"partition {partition or '(all)'} has {sum(cap.values())} GPUs on "
                                  f"usable nodes, {sum(free.values())} free now")
-    pinned_alloc = parse_alloc_field(job.gpupool_plan.get("alloc", ""))
+    pinned_alloc = trusted_alloc(job)
     if not pinned_alloc and req.required_nodes and req.gpus_per_node:
         pinned_alloc = dict.fromkeys(expand(req.required_nodes), req.gpus_per_node)
     if pinned_alloc:

@@ -6,8 +6,7 @@ and `explain` all go through it, so they cannot disagree about what "best" means
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,44 +14,80 @@ import numpy as np
 
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
+from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
+from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.slurm_reference import slurm_reference
-from gpupool.slurm.freestate import capacity_gpus, check_partition, free_gpus_for_request
-from gpupool.slurm.models import NodeState
+from gpupool.slurm.freestate import (
+    capacity_gpus,
+    check_partition,
+    free_gpus_for_request,
+    subtract_pending_plans,
+)
+from gpupool.slurm.models import BROKEN_FLAGS, JobInfo, NodeState
 from gpupool.slurm.port import SlurmClient
+from gpupool.validate import load_json_text
 
 
-def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request) -> Placement:
-    """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts)."""
+def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request,
+                   health: Health | None = None) -> Placement:
+    """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts);
+    with `health`, never on an excluded host and off degraded leaves where that costs nothing."""
     if not isinstance(free, FreeState):
         free = FreeState.from_dict(compiled, dict(free), ignore_unknown=True)
+    if health:
+        return place_with_health(compiled, free, request, health)
     return place(compiled, free, request)
+
+
+def health_from_node_states(states: list[NodeState], partition: str | None = None) -> Health:
+    """Nodes Slurm has drained, down or failing (by gpupool's node check or anyone), with Slurm's reason."""
+    excluded = {n.name: f"Slurm {n.state}" + (f": {n.reason}" if n.reason else "") for n in states
+                if n.flags & BROKEN_FLAGS and (not partition or partition in n.partitions)}
+    return Health(excluded=excluded)
+
+
+def load_health_file(path: str, compiled: CompiledFabric) -> Health:
+    """`--health FILE`: a saved `fabric audit --json`; its broken hosts and degraded leaves."""
+    from gpupool.audit.health import health_from_findings
+
+    raw = read_input_bytes(path, "health file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: health file is not UTF-8 (byte {exc.start})") from None
+    doc = load_json_text(text, path)
+    findings = doc.get("findings") if isinstance(doc, dict) else None
+    if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
+        raise InputError(f"{path}: expected a `fabric audit --json` document with a \"findings\" list")
+    found = health_from_findings(findings, compiled.host_names)
+    return Health(excluded=found.broken_hosts, degraded_leaves=found.degraded_leaves)
 
 
 def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False) -> FreeState:
     """The `--free FILE` JSON object {"host": free_gpus}."""
+    raw = read_input_bytes(path, "free-state file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: free-state file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: free-state file is not UTF-8 (byte {exc.start})") from None
+    doc = load_json_text(text, path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object {{\"host\": free_gpus, ...}}")
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
 
 
 def free_state_from_slurm(states: list[NodeState], compiled: CompiledFabric, request: Request,
-                          warn: Callable[[str], None] | None = None) -> FreeState:
-    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered)."""
+                          warn: Callable[[str], None] | None = None, jobs: Iterable[JobInfo] = ()) -> FreeState:
+    """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered),
+    minus the GPUs promised to pending pinned gpupool jobs among `jobs` (trusted markers only)."""
     check_partition(states, request.partition)
     free = free_gpus_for_request(states, request.partition)
+    # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+    free = subtract_pending_plans(free, jobs)
     index = compiled.host_index()
     outside = sorted(h for h in free if h not in index)
     if outside and warn is not None:
@@ -84,31 +119,47 @@ class PlanOutcome:
     reference: tuple[str, Placement | None]
     placement: Placement | None
     error: str | None = None  # why nothing fits, when placement is None
+    skipped: dict[str, str] | None = None  # fabric host -> why health excluded it
 
 
 def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | None, ignore_unknown: bool,
-             slurm: Callable[[], SlurmClient], warn: Callable[[str], None] | None = None) -> PlanOutcome:
+             slurm: Callable[[], SlurmClient], warn: Callable[[str], None] | None = None,
+             health_path: str | None = None) -> PlanOutcome:
     """Free state from `free_path` (else Slurm), Slurm's own pick for comparison, and ours.
 
     `slurm` is called only when Slurm is needed: no `--free`, or `--partition` with `--free`
     (a free file lists hosts, not partitions, so Slurm says which hosts a partition has).
+    Health (hosts skipped, leaves avoided) comes from Slurm's drained/down nodes whenever Slurm
+    is read, and from `health_path` (a saved `fabric audit --json`).
     """
+    health = Health()
     if free_path:
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
         if request.partition:
-            free = restrict_to_partition(free, compiled, slurm().node_states(), request.partition)
+            states = slurm().node_states()
+            free = restrict_to_partition(free, compiled, states, request.partition)
+            health = health_from_node_states(states, request.partition)
     else:
-        free = free_state_from_slurm(slurm().node_states(), compiled, request, warn=warn)
+        client = slurm()
+        states = client.node_states()
+        # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
+        free = free_state_from_slurm(states, compiled, request, warn=warn, jobs=client.jobs())
+        health = health_from_node_states(states, request.partition)
+    if health_path:
+        health = health.merged(load_health_file(health_path, compiled))
+    skipped = excluded_in_fabric(compiled, health)
+    free = without_excluded(compiled, free, health)
     reference = reference_placement(compiled, free, request)
     try:
-        placement = plan_placement(compiled, free, request)
+        placement = plan_placement(compiled, free, request, health)
     except InfeasibleError as exc:
-        return PlanOutcome(request, free, reference, None, error=exc.message)
-    return PlanOutcome(request, free, reference, placement)
+        return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped)
+    return PlanOutcome(request, free, reference, placement, skipped=skipped)
 
 
 def plan_document(placement: Placement | None, reference: tuple[str, Placement | None] | None,
-                  request: Request, elapsed_ms: float, error: str | None = None) -> dict[str, Any]:
+                  request: Request, elapsed_ms: float, error: str | None = None,
+                  skipped: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The `plan --json` document (docs/contract.md keys first, extras after)."""
     doc: dict[str, Any]
     if placement is None:
@@ -133,6 +184,8 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
                                   "allocation": ref.allocation if ref else {},
                                   "nodelist": fold(ref.hosts) if ref else "",
                                   "cost": ref.cost.to_json() if ref else None}
+    if skipped is not None:
+        doc["skipped"] = dict(skipped)
     return doc
 
 

@@ -13,6 +13,10 @@ never plan on the same free GPUs; other users' submits are covered by step 5):
    without a node list but with ``--switches=<leaf switches of that plan>@<wait>`` so Slurm
    waits for an equally compact set ("mode": "wait-switches").
 4. sbatch with ``--nodes``, ``--nodelist``, the GPU count and ``--comment gpupool:...``.
+   The comment carries a submission token (``token=<32 hex>``). When sbatch's answer is lost
+   (timeout, slurmctld stalled) the user's jobs are looked up by that token before anything is
+   submitted again, and `--token` lets a rerun find the job of an earlier run instead of
+   creating a second one.
 5. Verify: poll the job until it runs on the planned nodes. If Slurm rejected the node list,
    or the job waits for resources because a node was taken or drained meanwhile, cancel it
    (only a job this call submitted), re-plan once and resubmit.
@@ -20,30 +24,38 @@ never plan on the same free GPUs; other users' submits are covered by step 5):
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpupool.app.lock import default_lock_path, submit_lock
-from gpupool.app.plan import plan_placement
-from gpupool.errors import InfeasibleError, InputError, UsageError
+from gpupool.app.plan import load_health_file, plan_placement
+from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
+from gpupool.placement.cost import cost_of
+from gpupool.placement.health import Health
 from gpupool.placement.model import Placement, Request
 from gpupool.slurm import sbatch as sb
 from gpupool.slurm.freestate import (
     capacity_gpus,
     check_partition,
     free_gpus_for_request,
+    parse_alloc_field,
     subtract_pending_plans,
 )
-from gpupool.slurm.models import JobInfo, NodeState
+from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, parse_plan_comment
 from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.runner import SlurmCommandError
 from gpupool.slurm.submit import (
+    TOKEN_RE,
     default_partition,
+    find_token_job,
     is_node_rejection,
+    new_token,
     plan_comment,
     raced,
     wait_started,
@@ -68,6 +80,9 @@ class SubmitRequest:
     verify_timeout: float = 10.0
     lock_timeout: float = 300.0
     lock_path: str | None = None
+    health_path: str | None = None  # a saved `fabric audit --json` (hosts to skip, leaves to avoid)
+    token: str | None = None  # submission token of an earlier try (rerun after a lost answer)
+    lost_answer_lookups: int = 5  # squeue lookups for the token after sbatch's answer was lost
 
 
 @dataclass
@@ -79,6 +94,7 @@ class SubmitOutcome:
     job_state: str = ""
     replanned: bool = False
     notes: list[str] = field(default_factory=list)
+    token: str | None = None
 
     @property
     def nodelist(self) -> str:
@@ -99,6 +115,8 @@ class SubmitOutcome:
         if self.job_id is not None:
             doc["job_id"] = self.job_id
             doc["job_state"] = self.job_state
+        if self.token is not None:
+            doc["token"] = self.token
         return doc
 
 
@@ -113,6 +131,7 @@ class Prepared:
     hints: sb.GpuRequestHints
     request: Request
     partition: str | None
+    health: Health | None = None
 
 
 def prepare(req: SubmitRequest) -> Prepared:
@@ -190,19 +209,20 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
     jobs = client.jobs() if jobs is None else jobs
     free = subtract_pending_plans(free, jobs)
     try:
-        return Plan(plan_placement(compiled, free, request), "now", [])
+        return Plan(plan_placement(compiled, free, request, prepared.health), "now", [])
     except InfeasibleError as now_error:
         usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
                                                           exclude=request.exclude).items()
                            if h in in_fabric}
         try:
-            future = plan_placement(compiled, usable_capacity, request)
+            future = plan_placement(compiled, usable_capacity, request, prepared.health)
         except InfeasibleError as never:
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
         return Plan(future, "wait-switches", [f"nothing fits now ({now_error.message})"])
 
 
-def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str) -> tuple[list[str], list[str]]:
+def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
+                    token: str | None = None) -> tuple[list[str], list[str]]:
     """(sbatch options, notes) for a plan."""
     notes = list(plan.notes)
     placement = plan.placement
@@ -222,7 +242,7 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str) -> tuple[l
     args = sb.build_sbatch_args(
         prepared.options,
         placement.allocation, fold(placement.allocation), prepared.hints,
-        plan_comment(placement.cost.to_json(), placement.allocation, plan.mode, prepared.hints.comment),
+        plan_comment(placement.cost.to_json(), placement.allocation, plan.mode, prepared.hints.comment, token),
         partition=prepared.partition if prepared.partition and not prepared.hints.partition else None,
         switches=switches, pin_nodes=plan.mode == "now",
     )
@@ -233,11 +253,24 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str) -> tuple[l
 # submit + verify
 
 
+def current_user() -> str:
+    """The Unix user gpupool runs as (whose jobs a token lookup may adopt)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, *,
-                   sleep: Callable[[float], None] = time.sleep,
+                   sleep: Callable[[float], None] | None = None,
                    clock: Callable[[], float] = time.monotonic) -> SubmitOutcome:
     """Plan and submit (see the module docstring). Dry runs plan but submit nothing."""
+    sleep = sleep or time.sleep
     prepared = prepare(req)
+    if req.health_path:
+        prepared.health = load_health_file(req.health_path, compiled)
+    if req.token is not None and not TOKEN_RE.fullmatch(req.token):
+        raise UsageError(f"--token {req.token[:40]!r}: expected the hex token an earlier gpupool submit printed")
     if req.dry_run:
         plan = plan_for_slurm(client, compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
@@ -255,9 +288,15 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
                    sleep: Callable[[float], None], clock: Callable[[], float]) -> SubmitOutcome:
     replanned = False
     notes: list[str] = []
+    user = current_user()
+    token = req.token or new_token()
+    if req.token:
+        earlier = find_token_job(client, token, user)
+        if earlier is not None:
+            return _adopted(client, compiled, prepared, earlier, token)
     for attempt in (1, 2):
         plan = plan_for_slurm(client, compiled, prepared)
-        args, plan_notes = sbatch_args_for(prepared, plan, req.switch_wait)
+        args, plan_notes = sbatch_args_for(prepared, plan, req.switch_wait, token)
         notes += plan_notes
         try:
             result = client.submit(args, req.script, req.script_args)
@@ -265,10 +304,19 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
             if attempt == 1 and plan.mode == "now" and is_node_rejection(exc):
                 notes.append(f"Slurm rejected the node list ({exc.message}); re-planned")
                 replanned = True
+                token = new_token()  # nothing was created under the old one
                 continue
             raise
+        except EnvError as exc:
+            # The answer is lost, not necessarily the job: look it up by token before anything else.
+            found = _lookup_after_lost_answer(client, token, user, req.lost_answer_lookups, sleep)
+            if found is None:
+                raise EnvError(f"{exc.message}; the job may still be created: rerun with --token {token} "
+                               "to pick it up instead of submitting twice") from None
+            notes.append(f"sbatch's answer was lost ({exc.message}); found job {found.job_id} by its token")
+            result = SubmitResult(job_id=found.job_id)
         outcome = SubmitOutcome(_argv(args, req), plan.placement, plan.mode, job_id=result.job_id,
-                                replanned=replanned, notes=notes)
+                                replanned=replanned, notes=notes, token=token)
         if plan.mode != "now" or prepared.hints.defers_start:
             outcome.job_state = "PENDING"
             return outcome
@@ -292,3 +340,31 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
             outcome.notes.append(f"job {result.job_id} is pending ({job.reason or 'not yet scheduled'})")
         return outcome
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _lookup_after_lost_answer(client: SlurmClient, token: str, user: str, tries: int,
+                              sleep: Callable[[float], None]) -> JobInfo | None:
+    for attempt in range(max(1, tries)):
+        try:
+            found = find_token_job(client, token, user)
+        except EnvError:
+            found = None
+        if found is not None:
+            return found
+        if attempt + 1 < tries:
+            sleep(min(2.0 * (attempt + 1), 10.0))
+    return None
+
+
+def _adopted(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared, job: JobInfo,
+             token: str) -> SubmitOutcome:
+    """The outcome for a job an earlier run submitted under `token` (nothing is submitted again)."""
+    allocation = dict(job.allocation) or parse_alloc_field(parse_plan_comment(job.comment).get("alloc", ""))
+    known = set(compiled.host_names)
+    if allocation and all(h in known for h in allocation):
+        placement = Placement(allocation=allocation, cost=cost_of(compiled, allocation), algorithm="earlier run")
+    else:
+        placement = plan_for_slurm(client, compiled, prepared).placement
+    mode = parse_plan_comment(job.comment).get("mode", "now")
+    return SubmitOutcome(["sbatch"], placement, mode, job_id=job.job_id, job_state=job.state, token=token,
+                         notes=[f"job {job.job_id} was submitted earlier with token {token}; not submitted again"])

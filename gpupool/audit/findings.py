@@ -15,6 +15,9 @@ from gpupool.findings import (  # noqa: F401 - re-exported for the audit modules
 from gpupool.findings import SEVERITY_CRITICAL as CRITICAL
 from gpupool.findings import SEVERITY_WARNING as WARNING
 
+# Worth knowing, not a fault (a loopback cable, a leaf without hosts): never changes the status.
+INFO = "info"
+
 
 def status_of(findings: Iterable[Finding], unchecked: Iterable[str] = ()) -> str:
     """CRITICAL > WARNING > UNKNOWN (a requested check could not run) > OK."""

@@ -74,7 +74,7 @@ def compare(topo: Topo, reference: Fabric) -> ReferenceMatch:
             result.findings.append(Finding(
                 "hca-missing", CRITICAL, ref_topo.label(r),
                 f"HCA {ref_topo.label(r)} ({node.guid}) of the reference is not in the fabric (was on {where}): "
-                "its link is down or the host is off"))
+                "its link is down or the host is off", {"host": node.host} if node.host else {}))
 
     # Current cables by unordered end-node pair, so each reference cable can claim one.
     pool: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -101,7 +101,8 @@ def compare(topo: Topo, reference: Fabric) -> ReferenceMatch:
         result.findings.append(Finding(
             "link-missing", CRITICAL if host_link else WARNING, subject,
             f"cable {subject} -- {ref_topo.label(b)} port {bp} of the reference is missing or down"
-            + (f": {ref_topo.label(b)} has no path through it" if host_link else "")))
+            + (f": {ref_topo.label(b)} has no path through it" if host_link else ""),
+            {"host": reference.nodes[b].host} if host_link and reference.nodes[b].host else {}))
     result.missing_links = len(unmatched)
 
     for r in ref_topo.leaves:

@@ -60,6 +60,7 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
         expected_by_link, expected_uplinks = match.expected_by_link, match.expected_uplinks
         result.totals["missing_links_vs_reference"] = match.missing_links
     result.findings += checks.check_link_rates(topo, expected_by_link)
+    result.findings += checks.check_loopbacks(topo)
     if compiled is None and fabric.switch_indices():
         from gpupool.fabric.compiled import compile_fabric
 
@@ -84,6 +85,7 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
     result.findings += checks.check_duplicates(topo)
     result.findings += checks.check_rail_cabling(topo)
     result.findings += checks.check_leaf_groups(topo)
+    result.findings += checks.check_hostless_leaves(topo)
     result.findings += checks.check_parse_warnings(fabric)
     result.totals["unnamed_hcas"] = len(topo.unnamed())
     if compiled is not None and compiled.kind == "dragonfly":
@@ -127,6 +129,8 @@ class AuditRequest:
     counters_paths: list[str] = field(default_factory=list)
     route_samples: int | None = None  # live only; None = config default
     config: dict[str, Any] = field(default_factory=dict)  # the [audit] section
+    drain_broken: bool = False  # drain (through Slurm) hosts whose HCAs are down, within the cap
+    max_drain_fraction: float | None = None  # None = [audit] max_drain_fraction, else 0.10
 
 
 def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
@@ -148,6 +152,12 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
     max_ratio = cfg.get("max_oversubscription")
     if max_ratio is not None and (not isinstance(max_ratio, int | float) or isinstance(max_ratio, bool) or max_ratio <= 0):
         raise InputError(f"[audit] max_oversubscription must be a positive number, not {max_ratio!r}")
+
+    fraction = request.max_drain_fraction
+    if fraction is None:
+        fraction = cfg.get("max_drain_fraction", DEFAULT_MAX_DRAIN_FRACTION)
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+        raise InputError(f"max_drain_fraction must be a number from 0 to 1, not {fraction!r}")
 
     fabric = _load_source(request, runner, settings, progress)
     reference = None
@@ -181,11 +191,52 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
         result.totals["ports_with_counters"] = len(samples)
 
     if request.slurm:
-        try:
-            _slurm_drift(result, fabric, slurm)
-        except (EnvError, GpupoolError) as exc:
-            result.unchecked.append(f"slurm: {exc.message}")
+        if slurm is None:
+            try:
+                from gpupool.slurm.client import make_client
+
+                slurm = make_client()
+            except (EnvError, GpupoolError) as exc:
+                result.unchecked.append(f"slurm: {exc.message}")
+        if slurm is not None:
+            try:
+                _slurm_drift(result, fabric, slurm)
+            except (EnvError, GpupoolError) as exc:
+                result.unchecked.append(f"slurm: {exc.message}")
+            if request.drain_broken:
+                hosts = set(fabric.host_names()) | (set(reference.host_names()) if reference is not None else set())
+                try:
+                    drain_broken(result, hosts, slurm, float(fraction))
+                except (EnvError, GpupoolError) as exc:
+                    result.unchecked.append(f"drain: {exc.message}")
     return result
+
+
+DEFAULT_MAX_DRAIN_FRACTION = 0.10
+
+
+def drain_broken(result: AuditResult, hosts: set[str], slurm: Any, max_fraction: float) -> None:
+    """Drain the hosts the findings show with an HCA down, never past `max_fraction` of Slurm's nodes
+    drained or down at once; what was drained and held back lands in `result.extras["drain"]`."""
+    from gpupool.audit.health import DRAIN_CHECKS, choose_drains, health_from_findings
+    from gpupool.errors import GpupoolError
+    from gpupool.slurm.models import BROKEN_FLAGS
+
+    broken = health_from_findings([f.to_json() for f in result.findings], hosts, host_checks=DRAIN_CHECKS).broken_hosts
+    states = slurm.node_states()
+    choice = choose_drains(broken, [n.name for n in states], [n.name for n in states if n.flags & BROKEN_FLAGS],
+                           max_fraction)
+    drained: dict[str, str] = {}
+    for host, why in choice.drain.items():
+        reason = f"gpupool fabric audit: {why}".replace('"', "'")[:180]
+        try:
+            slurm.drain(host, reason)
+        except GpupoolError as exc:
+            result.unchecked.append(f"drain {host}: {exc.message}")
+            continue
+        drained[host] = reason
+    result.extras["drain"] = {"drained": drained, "held_back": choice.held, "already_unavailable": choice.already,
+                              "max_drained": choice.limit, "max_drain_fraction": max_fraction}
 
 
 def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: Any) -> Fabric:
@@ -220,10 +271,6 @@ def _slurm_drift(result: AuditResult, fabric: Fabric, slurm: Any) -> None:
     from gpupool.fabric.compiled import compile_fabric
     from gpupool.fabric.export import export_slurm_block, export_slurm_tree
 
-    if slurm is None:
-        from gpupool.slurm.client import make_client
-
-        slurm = make_client()
     view = slurm
     nodes = view.node_names()
     hosts = fabric.host_names()

@@ -10,7 +10,9 @@ from typing import TypeVar
 
 from gpupool.fabric.model import (
     ROLE_AGGREGATION,
+    ROLE_EXCLUDED,
     ROLE_HCA,
+    ROLE_SERVICE,
     ROLE_UNNAMED,
     Fabric,
     Link,
@@ -70,17 +72,32 @@ class Topo:
     leaves: list[int] = field(default_factory=list)
     leaf_group: dict[int, int] = field(default_factory=dict)
     leaf_set: frozenset[int] = frozenset()
+    level_of: dict[int, int] = field(default_factory=dict)  # switch node -> up/down level (1 = leaf)
+    leaf_class: dict[int, str] = field(default_factory=dict)  # leaf -> "compute" | "service" | "hostless"
     _members: dict[int, list[int]] | None = None
 
     @classmethod
     def of(cls, fabric: Fabric) -> Topo:
+        from gpupool.fabric.structure import fabric_layering
+
         topo = cls(fabric=fabric, adj=fabric.neighbours())
-        topo.leaves = sorted(
-            (i for i, n in enumerate(fabric.nodes) if n.type == "switch" and any(topo.is_endpoint(j) for j, _ in topo.adj[i])),
-            key=lambda i: natural_key(topo.label(i)))
+        switches, layering = fabric_layering(fabric)
+        topo.level_of = {node: int(layering.level[k]) for k, node in enumerate(switches)}
+        topo.leaves = sorted((node for node, lv in topo.level_of.items() if lv == 1),
+                             key=lambda i: natural_key(topo.label(i)))
         topo.leaf_set = frozenset(topo.leaves)
+        topo.leaf_class = {leaf: topo._class_of(leaf) for leaf in topo.leaves}
         topo.leaf_group = topo._leaf_groups()
         return topo
+
+    def _class_of(self, leaf: int) -> str:
+        """compute: carries a compute HCA (or an unnamed one); service: only service/excluded hosts."""
+        roles = {self.fabric.nodes[j].role for j, _li in self.adj[leaf] if self.is_endpoint(j)}
+        if not roles:
+            return "hostless"
+        if roles & {ROLE_HCA, ROLE_UNNAMED}:
+            return "compute"
+        return "service" if roles <= {ROLE_SERVICE, ROLE_EXCLUDED} else "compute"
 
     # ---- names ----
     def label(self, i: int) -> str:
@@ -148,7 +165,7 @@ class Topo:
             return v
 
         for hcas in self.hosts().values():
-            switches = sorted({a.switch for h in hcas for a in self.switch_ports(h)})
+            switches = sorted({a.switch for h in hcas for a in self.switch_ports(h) if a.switch in parent})
             for s in switches[1:]:
                 ra, rb = find(switches[0]), find(s)
                 if ra != rb:

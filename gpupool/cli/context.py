@@ -47,6 +47,14 @@ class AppContext:
         name = getattr(self.slurm, "name", None) if self.slurm is not None else None
         return {**document, "backend": name} if isinstance(name, str) else document
 
+    def command_runner(self) -> CommandRunner:
+        """Slurm commands, argv -> stdout (the real runner unless a test put a fake in `slurm_runner`)."""
+        if self.slurm_runner is None:
+            from gpupool.pools.live import slurm_runner  # deferred like make_client above
+
+            self.slurm_runner = slurm_runner()
+        return self.slurm_runner
+
     def config(self) -> Config:
         return load_config(self.config_path)
 

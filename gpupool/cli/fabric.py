@@ -43,12 +43,14 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 @click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map (0xGUID \"name\") overriding descriptions.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Keep only these compute hosts (Slurm hostlist).")
 @click.option("--slurm", "from_slurm", is_flag=True, help="Keep only the nodes Slurm knows.")
+@click.option("--service-hosts", metavar="GLOBS",
+              help="Storage/management hosts to keep out of compute (comma-separated globs, e.g. '*-login-*,ufm*').")
 @click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write.")
 @click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for a live ibnetdiscover.")
 @json_option
 def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | None, hostlist: str | None,
-             from_slurm: bool, output: str, backup: bool, timeout: float) -> None:
+             from_slurm: bool, service_hosts: str | None, output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output."""
     if bool(ibnetdiscover_file) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
@@ -58,7 +60,7 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
     if from_slurm:
         hosts = _slurm_node_names()
     fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
-                       timeout=timeout)
+                       timeout=timeout, service_hosts=tuple((service_hosts or "").split(",")))
     for message in fab.warnings:
         warn(message)
     _save_and_report(fab, output, backup)
@@ -76,10 +78,12 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
     console.print("; ".join(parts))
+    if doc.get("kind_reason"):
+        console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
     roles = doc.get("node_roles", {})
-    set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded")}
+    set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded", "service")}
     if set_apart:
-        console.print("set apart (not hosts): " + ", ".join(f"{v} {k}" for k, v in set_apart.items()))
+        console.print("set apart (not compute hosts): " + ", ".join(f"{v} {k}" for k, v in set_apart.items()))
     if doc.get("output"):
         console.print(f"wrote {doc['output']}")
 
@@ -233,11 +237,12 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
         compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
     text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
     if diff_against:
+        from gpupool.fsutil import read_input_bytes
+
         try:
-            with open(diff_against, encoding="utf-8") as handle:
-                old = handle.read()
-        except OSError as exc:
-            raise InputError(f"{diff_against}: cannot read: {exc.strerror}") from None
+            old = read_input_bytes(diff_against, "file to compare with").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{diff_against}: not a text file (not UTF-8)") from None
         delta = list(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
                                           fromfile=diff_against, tofile=f"{diff_against} (from {path})"))
         sys.stdout.writelines(delta)

@@ -10,18 +10,26 @@ from typing import Any
 
 import click
 
-from gpupool.audit.findings import CRITICAL, EXIT_CODES, STATUS_UNKNOWN, WARNING, sort_findings
+from gpupool.audit.findings import (
+    CRITICAL,
+    EXIT_CODES,
+    INFO,
+    STATUS_UNKNOWN,
+    WARNING,
+    sort_findings,
+)
 from gpupool.audit.live import run_ibdiag
 from gpupool.audit.run import AuditRequest, run_audit
 from gpupool.cli.context import app, json_option
+from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.cli.render import emit_json, stderr_console, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import GpupoolError, UsageError
 
-_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-@click.command("audit")
+@click.command("audit", cls=MonitoringCommand)
 @click.option("--fabric", "fabric_path", metavar="FILE",
               help="Fabric file (default $GPUPOOL_FABRIC, else `fabric` in the config file).")
 @click.option("--ibnetdiscover", "ibnetdiscover_path", metavar="FILE", help="Saved `ibnetdiscover` output.")
@@ -34,24 +42,31 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
               help="Saved perfquery or ibqueryerrors output to check error counters (repeatable).")
 @click.option("--route-samples", type=click.IntRange(min=0), default=None, metavar="N",
               help="--live: host pairs whose ibtracert route to check (default: config, else 16; 0 = off).")
+@click.option("--drain-broken", is_flag=True,
+              help="With --slurm: drain hosts whose HCAs are down (never past --max-drain-fraction of the cluster).")
+@click.option("--max-drain-fraction", type=click.FloatRange(0, 1), default=None, metavar="F",
+              help="Most of Slurm's nodes drained or down at once with --drain-broken (default: config, else 0.1).")
 @json_option
 def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
           reference_path: str | None, with_slurm: bool, counters_paths: tuple[str, ...],
-          route_samples: int | None) -> int:
+          route_samples: int | None, drain_broken: bool, max_drain_fraction: float | None) -> int:
     """Audit the fabric: link rates, missing cables, oversubscription, rails, names, counters, Slurm drift."""
     ctx = app()
     try:
         if sum(bool(x) for x in (fabric_path, ibnetdiscover_path, live)) > 1:
             raise UsageError("give at most one of --fabric, --ibnetdiscover and --live")
+        if drain_broken and not with_slurm:
+            raise UsageError("--drain-broken needs --slurm")
         result = _run(ctx, fabric_path, ibnetdiscover_path, live, node_name_map, reference_path, with_slurm,
-                      list(counters_paths), route_samples)
-    except GpupoolError as exc:
-        # Monitoring contract: anything that stops the audit is UNKNOWN (3), still one error line.
+                      list(counters_paths), route_samples, drain_broken, max_drain_fraction)
+    except Exception as exc:  # noqa: BLE001 - monitoring contract: anything that stops the audit is UNKNOWN (3)
         if ctx.debug:
             raise
-        sys.stderr.write(f"gpupool: error: {exc.message}\n")
+        message = exc.message if isinstance(exc, GpupoolError) else \
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
+        sys.stderr.write(f"gpupool: error: {message}\n")
         if ctx.json:
-            emit_json({"status": STATUS_UNKNOWN, "findings": [], "error": exc.message})
+            emit_json({"status": STATUS_UNKNOWN, "findings": [], "error": message})
         return EXIT_CODES[STATUS_UNKNOWN]
     if ctx.json:
         emit_json(result.to_json())
@@ -61,14 +76,16 @@ def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, n
 
 
 def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
-         reference_path: str | None, with_slurm: bool, counters_paths: list[str], route_samples: int | None) -> Any:
+         reference_path: str | None, with_slurm: bool, counters_paths: list[str], route_samples: int | None,
+         drain_broken: bool = False, max_drain_fraction: float | None = None) -> Any:
     config = ctx.config()
     if not (ibnetdiscover_path or live):
         fabric_path = resolve_fabric_path(fabric_path, config)
     request = AuditRequest(fabric_path=fabric_path, ibnetdiscover_path=ibnetdiscover_path, live=live,
                            node_name_map=node_name_map, reference_path=reference_path, slurm=with_slurm,
                            counters_paths=counters_paths, route_samples=route_samples,
-                           config=config.section("audit"))
+                           config=config.section("audit"), drain_broken=drain_broken,
+                           max_drain_fraction=max_drain_fraction)
     runner = ctx.ibdiag or run_ibdiag  # tests inject fake tools and a fake Slurm here
     slurm = ctx.slurm  # None: the audit makes the real client where a Slurm failure is a finding
     if not live:
@@ -104,7 +121,7 @@ def _print_report(result: Any) -> None:
 
     console = stdout_console()
     findings = sort_findings(result.findings)
-    for severity in (CRITICAL, WARNING):
+    for severity in (CRITICAL, WARNING, INFO):
         group = [f for f in findings if f.severity == severity]
         if not group:
             continue
@@ -127,7 +144,16 @@ def _print_report(result: Any) -> None:
         console.print(result.extras["topology_diff"], markup=False, highlight=False)
         console.print("corrected topology.conf:")
         console.print(result.extras["topology_conf"], markup=False, highlight=False)
+    drain = result.extras.get("drain")
+    if drain:
+        for host, reason in drain["drained"].items():
+            console.print(f"drained {host}: {reason}", markup=False, highlight=False)
+        if drain["held_back"]:
+            console.print(f"held back (at most {drain['max_drained']} nodes drained or down at once): "
+                          + ", ".join(f"{h} ({why})" for h, why in drain["held_back"].items()),
+                          markup=False, highlight=False)
     for note in result.unchecked:
         stderr_console().print(f"gpupool: warning: not checked: {note}", markup=False, highlight=False)
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING)}
-    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning)")
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in (CRITICAL, WARNING, INFO)}
+    console.print(f"fabric audit: {result.status} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, "
+                  f"{counts[INFO]} info)")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from gpupool.app.jobs import explain_job, running_jobs
 from gpupool.cli.context import app, json_option
+from gpupool.cli.job_report import report_job as render_job_report
 from gpupool.cli.render import emit_json, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
@@ -22,9 +23,15 @@ def _compiled(fabric_path: str | None) -> CompiledFabric:
 @click.option("--user", "-u", metavar="U", help="Only jobs of user U (default: you).")
 @click.option("--all", "all_users", is_flag=True, help="Jobs of every user.")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
+@click.option("--report", "report_job", metavar="JOBID",
+              help="Topology report of one job (running or finished): leaves spanned, optimum at its start, hint.")
 @json_option
-def jobs(user: str | None, all_users: bool, fabric_path: str | None) -> None:
+def jobs(user: str | None, all_users: bool, fabric_path: str | None, report_job: str | None) -> None:
     """Running jobs with the placement cost of their live allocation (same keys as `plan`)."""
+    if report_job:
+        render_job_report(report_job, fabric_path)
+        return
+
     if user and all_users:
         raise click.UsageError("give --user U or --all, not both")
     who = None if all_users else (user or getpass.getuser())

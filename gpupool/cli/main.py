@@ -21,6 +21,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("gpupool.cli.jobs", "explain", "Why a pending job waits, and the best placement now."),
     "pool": ("gpupool.cli.pool", "pool", "Declarative GPU pools and fair-share queues."),
     "node": ("gpupool.cli.node", "node", "Node-side health checks and GPU<->HCA affinity."),
+    "metrics": ("gpupool.cli.metrics", "metrics", "Fragmentation, pool GPUs and audit status for Prometheus."),
+    "report": ("gpupool.cli.report", "report", "One self-contained HTML page: fabric, fragmentation, lending, audit."),
+    "status": ("gpupool.cli.status", "status", "Fragmentation: largest job per leaf, pod and fabric; stranded GPUs."),
+    "simulate": ("gpupool.cli.simulate", "simulate", "Replay a workload under several policies, side by side."),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from gpupool.cli.context import app, json_option
+from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.errors import MON_OK, MON_UNKNOWN, GpupoolError, UsageError
 from gpupool.node.gpu import NvmlGpuSource, collect_gpus
 from gpupool.node.hca import SysfsHcaSource, choose_source, collect_hca_ports
@@ -36,7 +37,7 @@ def node() -> None:
     """Node-side health checks (Prolog/Epilog) and GPU<->HCA affinity."""
 
 
-@node.command("check")
+@node.command("check", cls=MonitoringCommand)
 @click.option("--prolog", "mode", flag_value="prolog", help="Run as Slurm Prolog: fail only on CRITICAL.")
 @click.option("--epilog", "mode", flag_value="epilog",
               help="Run as Slurm Epilog: also flag processes left on the job's GPUs.")
@@ -47,39 +48,43 @@ def node() -> None:
 @click.option("--sysfs-root", metavar="DIR", help="Read sysfs under DIR (default: [node] sysfs_root or /).")
 @click.option("--hca-source", type=click.Choice(["auto", "sysfs", "ibstat", "pyverbs", "none"]),
               help="Where HCA port states come from (default: [node] hca_source or auto).")
+@click.option("--deep", is_flag=True,
+              help="Also run `dcgmi diag -r [node] dcgm_level` (default 1) within [node] dcgm_budget seconds "
+                   "(meant for the Epilog; needs DCGM).")
+@click.option("-v", "--verbose", is_flag=True, help="Table of every check run: subject, value, threshold, status.")
 @json_option
 def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
-          hca_source: str | None) -> int:
+          hca_source: str | None, deep: bool, verbose: bool) -> int:
     """Check GPU and HCA health; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     Under Slurm (SLURM_JOB_ID set) only the job's GPUs are checked. With --prolog or --epilog
     the exit code is non-zero only for CRITICAL (or UNKNOWN with --strict), so Slurm drains
     the node and requeues the job only when the node is really broken.
     """
-    if mode is None:
-        return _check(None, strict, drain, sysfs_root, hca_source)
     try:
-        return _check(mode, strict, drain, sysfs_root, hca_source)
-    except Exception as exc:  # noqa: BLE001 - as Prolog/Epilog a gpupool failure must not drain
+        return _check(mode, strict, drain, sysfs_root, hca_source, deep, verbose)
+    except Exception as exc:  # noqa: BLE001 - a monitoring command exits 0-3; a gpupool failure must not drain
         detail = exc.message if isinstance(exc, GpupoolError) else f"{type(exc).__name__}: {exc}"
         if app().debug:
             raise
         return _internal_failure(mode, strict, detail)
 
 
-def _internal_failure(mode: str, strict: bool, detail: str) -> int:
-    line = f"gpupool: UNKNOWN: {mode} check could not run: {detail}"
+def _internal_failure(mode: str | None, strict: bool, detail: str) -> int:
+    """The check could not run (bad config, gpupool bug): UNKNOWN; as Prolog/Epilog exit 0 unless --strict."""
+    what = f"{mode} check" if mode else "node check"
+    line = f"gpupool: error: UNKNOWN: {what} could not run: {detail}"
     sys.stderr.write(line + "\n")
     if app().json:
-        _emit_json({"status": "UNKNOWN", "findings": [], "unknown": [detail], "mode": mode,
-                    "reason": line})
-    else:
-        sys.stdout.write(f"UNKNOWN: {mode} check could not run: {detail}\n")
-    return MON_UNKNOWN if strict else MON_OK
+        _emit_json({"status": "UNKNOWN", "findings": [], "checks": [], "unknown": [detail],
+                    "mode": mode or "manual", "reason": line})
+    elif mode:
+        sys.stdout.write(f"UNKNOWN: {what} could not run: {detail}\n")
+    return MON_UNKNOWN if (strict or mode is None) else MON_OK
 
 
 def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
-           hca_source: str | None) -> int:
+           hca_source: str | None, deep: bool, verbose: bool) -> int:
     from dataclasses import replace
 
     ctx = app()
@@ -89,26 +94,28 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     if hca_source:
         settings = replace(settings, hca_source=hca_source)
     env = dict(os.environ)
-    # The commands backend: a Prolog never waits on pyslurm's version probe (short timeout, see settings).
-    slurm = ctx.slurm or make_client(settings.scontrol_timeout, backend="commands")
     report = check_node(
         settings, mode or "manual", env,
         ctx.gpu_source or NvmlGpuSource(settings.nvml_library),
         ctx.hca_source or choose_source(settings.hca_source, settings.sysfs_root, settings.ibstat_timeout),
-        slurm,
+        deep=deep,
     )
     code = exit_code(report, strict)
+    for note in report.notes:
+        sys.stderr.write(f"gpupool: warning: {note}\n")
     if report.status != "OK":
         _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
     if drain and should_drain(report, strict):
-        try:
+        try:  # the only Slurm command of a Prolog/Epilog, and only on CRITICAL
+            # The commands backend: a Prolog never waits on pyslurm's version probe (short timeout).
+            slurm = ctx.slurm or make_client(settings.scontrol_timeout, backend="commands")
             slurm.drain(report.node, report.reason)
         except Exception as exc:  # noqa: BLE001 - the non-zero exit still makes Slurm drain
             sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {exc}\n")
     if ctx.json:
         _emit_json(report.as_dict())
     else:
-        _print_report(report)
+        _print_report(report, verbose)
     return code
 
 
@@ -123,10 +130,14 @@ def _log(path: str | None, line: str, to_stderr: bool) -> None:
             sys.stderr.write(f"gpupool: warning: cannot write log {path}: {exc.strerror}\n")
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: Any, verbose: bool = False) -> None:
     if report.mode != "manual":
-        # Prolog/Epilog: one line, the drain reason when something is wrong.
+        # Prolog/Epilog: one line, the drain reason when something is wrong (the scripts read its first word).
         sys.stdout.write(f"{report.status}: {report.reason if report.status != 'OK' else 'node healthy'}\n")
+        if verbose:
+            for result in report.results:
+                sys.stdout.write(f"  {result.status:<8} {result.check:<22} {result.subject:<24} "
+                                 f"value={result.value} threshold={result.threshold}\n")
         return
     from rich.table import Table  # rich only for human output: a Prolog never pays for it
 
@@ -142,8 +153,13 @@ def _print_report(report: Any) -> None:
         for finding in report.findings:
             table.add_row(finding.severity, finding.subject, finding.check, finding.message)
         console.print(table)
+    if verbose and report.results:
+        checks = Table("status", "check", "subject", "value", "threshold")
+        for result in report.results:
+            checks.add_row(result.status, result.check, result.subject, str(result.value), str(result.threshold))
+        console.print(checks)
     for item in report.unknown:
-        console.print(f"could not check: {item}")
+        console.print(f"could not check: {item}", markup=False)
 
 
 @node.command("topo")

@@ -29,11 +29,17 @@ from gpupool.placement.model import Placement, Request
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
 @click.option("--ignore-unknown", is_flag=True, help="Skip hosts of the free file that are not in the fabric.")
+@click.option("--health", "health_path", metavar="FILE",
+              help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
 @json_option
 def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
          free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
-         ignore_unknown: bool) -> None:
-    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit)."""
+         ignore_unknown: bool, health_path: str | None) -> None:
+    """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
+
+    Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
+    skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
+    """
     start = time.perf_counter()
     ctx = app()
     request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=tuple(expand(exclude)),
@@ -41,16 +47,29 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
-                       slurm=ctx.slurm_client, warn=warn)
+                       slurm=ctx.slurm_client, warn=warn, health_path=health_path)
     if outcome.placement is None:
         if ctx.json:
-            emit_json(ctx.with_backend(plan_document(None, outcome.reference, request, _ms(start), error=outcome.error)))
+            emit_json(ctx.with_backend(plan_document(None, outcome.reference, request, _ms(start),
+                                                     error=outcome.error, skipped=outcome.skipped)))
+        elif outcome.skipped:
+            warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed)))
+        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed,
+                                                 skipped=outcome.skipped)))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed)
+    if outcome.skipped:
+        stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
+
+
+def _skipped_line(skipped: dict[str, str], shown: int = 8) -> str:
+    """`skipped: gpu012 (HCA gpu012 HCA-1 down), gpu013 (Slurm IDLE+DRAIN: ...) and 3 more`."""
+    items = [f"{host} ({why})" for host, why in list(skipped.items())[:shown]]
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return "skipped: " + ", ".join(items) + more
 
 
 def _ms(start: float) -> float:

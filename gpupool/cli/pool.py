@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
+from gpupool.app import pools as pools_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
-from gpupool.config import resolve_fabric_path
-from gpupool.pools.apply import ApplyOptions, ApplyReport, apply_pools
-from gpupool.pools.fragment import fragment_path, read_fragment
-from gpupool.pools.live import CommandRunner, parse_config, slurm_runner
-from gpupool.pools.nodes import resolve_nodes
-from gpupool.pools.schema import load_pools_file
-from gpupool.pools.status import StatusReport, collect_status
+from gpupool.pools.apply import ApplyReport
+from gpupool.pools.live import CommandRunner
+from gpupool.pools.status import StatusReport
 
 
 @click.group()
@@ -23,21 +18,7 @@ def pool() -> None:
 
 
 def _runner() -> CommandRunner:
-    return app().slurm_runner or slurm_runner()
-
-
-def _fabric_loader(fabric_path: str | None) -> Any:
-    def load() -> Any:
-        from gpupool.fabric.compiled import load_compiled
-
-        return load_compiled(resolve_fabric_path(fabric_path, app().config()))
-
-    return load
-
-
-def _config_fragment() -> str | None:
-    value = app().config().section("pools").get("slurm_conf_fragment")
-    return value if isinstance(value, str) and value else None
+    return app().command_runner()
 
 
 @pool.command("apply")
@@ -52,14 +33,10 @@ def _config_fragment() -> str | None:
 def apply_command(pools_file: str, dry_run: bool, fragment_option: str | None, allow_unknown_users: bool,
                   fabric_path: str | None) -> None:
     """Make Slurm's partitions, QOS, accounts and shares match POOLS.yaml."""
-    spec = load_pools_file(pools_file)
-    config_fragment = _config_fragment()
-    options = ApplyOptions(dry_run=dry_run, fragment_path=fragment_option,
-                           allow_unknown_users=allow_unknown_users, fabric=_fabric_loader(fabric_path))
-    if app().user_exists is not None:
-        options.user_exists = app().user_exists
-    report = apply_pools(spec, _runner(), options,
-                         lambda live: fragment_path(None, config_fragment, live.config.get("SLURM_CONF")))
+    ctx = app()
+    report = pools_app.apply(pools_file, _runner(), ctx.config(), dry_run=dry_run, fragment_option=fragment_option,
+                             allow_unknown_users=allow_unknown_users, fabric_path=fabric_path,
+                             user_exists=ctx.user_exists)
     for message in report.warnings:
         warn(message)
     if app().json:
@@ -106,29 +83,12 @@ def _render_apply(report: ApplyReport, pools_file: str) -> None:
 @json_option
 def status_command(pools_file: str | None, fragment_option: str | None, fabric_path: str | None) -> None:
     """GPUs per pool (total/allocated/idle/down/borrowed), pending jobs, fair-share per account."""
-    run = _runner()
-    spec = load_pools_file(pools_file) if pools_file else None
-    hosts = None
-    if spec is not None:
-        loader = _fabric_loader(fabric_path)
-        hosts = {}
-        for pool_spec in spec.pools.values():
-            try:
-                hosts[pool_spec.name] = resolve_nodes(pool_spec.nodes, loader)
-            except ValueError as exc:
-                raise spec.error(("pools", pool_spec.name, "nodes"), str(exc)) from None
-        path = fragment_option or _config_fragment() or ""
-    else:
-        path = fragment_option or _config_fragment() or ""
-        if not path:
-            conf = parse_config(run(["scontrol", "show", "config"]))
-            path = fragment_path(None, None, conf.get("SLURM_CONF"))
-    fragment = read_fragment(path) if path else read_fragment("/nonexistent")
-    report = collect_status(run, spec=spec, hosts=hosts, fragment=fragment)
+    report, fragment = pools_app.status(pools_file, _runner(), app().config(), fragment_option=fragment_option,
+                                        fabric_path=fabric_path)
     if app().json:
         emit_json(report.as_json())
         return
-    if spec is None and not fragment.owned:
+    if pools_file is None and not fragment.owned:
         warn(f"no gpupool partitions found in {fragment.path}; run `gpupool pool apply` or pass POOLS.yaml")
     _render_status(report)
 
@@ -159,3 +119,12 @@ def _render_status(report: StatusReport) -> None:
                          _number(a.raw_usage, 0), _number(a.effective_usage), _number(a.fairshare),
                          _number(a.level_fs))
     console.print(accounts)
+
+
+def _register_report() -> None:
+    from gpupool.cli.pool_report import report_command
+
+    pool.add_command(report_command)
+
+
+_register_report()

@@ -30,11 +30,16 @@ from gpupool.slurm.sbatch import split_options
               help="When nothing fits now: how long Slurm may wait for the compact switch count (--switches=N@TIME).")
 @click.option("--verify-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="How long to wait for the job to start on the planned nodes before returning.")
+@click.option("--health", "health_path", metavar="FILE",
+              help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
+@click.option("--token", metavar="TOKEN",
+              help="Token an earlier submit printed after losing sbatch's answer: find that job, do not submit twice.")
 @json_option
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
 def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
            exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
-           switch_wait: str, verify_timeout: float, argv: tuple[str, ...]) -> None:
+           switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
+           argv: tuple[str, ...]) -> None:
     """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
 
     Every sbatch option after `--` (and every #SBATCH line of SCRIPT) passes through untouched;
@@ -52,7 +57,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
         gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, partition=partition,
         exclude=tuple(expand(exclude)), max_hops=max_hops,
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
-        switch_wait=switch_wait, verify_timeout=verify_timeout,
+        switch_wait=switch_wait, verify_timeout=verify_timeout, health_path=health_path, token=token,
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     client = ctx.slurm_client()

@@ -1,7 +1,7 @@
 """Compiled fabric: flat NumPy arrays for placement and audits, cached on disk by content hash.
 
 Vertices of the transit graph are the switches (0..S-1) followed by the multi-rail hosts: a host
-with HCAs on several switches is one vertex (CONTRACT.md), so it can shorten switch paths.
+with HCAs on several switches is one vertex (docs/contract.md), so it can shorten switch paths.
 Single-rail hosts are dead ends and never lie on a shortest path, so they are left out.
 Never build a host x host matrix: host distances derive from the switch hop matrix.
 """
@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gpupool.fabric import structure
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
-COMPILED_FORMAT = 3
+COMPILED_FORMAT = 4
 UNREACHABLE = 32767
+# The one switch name gpupool makes up: the root Slurm needs above several top switches that no
+# real switch joins (docs/contract.md). Every other name in an export is a real switch's.
+SYNTHETIC_ROOT = "gpupool-synthetic-root"
 
 
 @dataclass
@@ -31,7 +36,7 @@ class CompiledFabric:
     adj_ptr: np.ndarray  # int32[V+1]: CSR of the transit graph (switches, then multi-rail hosts)
     adj_idx: np.ndarray  # int32[2E]
     hop: np.ndarray  # int16[S,S] switch hop counts, UNREACHABLE where disconnected
-    switch_level: np.ndarray  # int16[S]: 1 = leaf (has hosts), BFS upwards; 0 = unreachable
+    switch_level: np.ndarray  # int16[S]: 1 = leaf, up/down layering (fabric.structure); 0 = unreachable
     switch_group: np.ndarray  # int32[S]: dragonfly group, -1 otherwise
     host_class: np.ndarray  # int32[H]: hosts with identical adjacent-switch sets share a class
     tree_parent: np.ndarray  # int32[T]: logical tree (level-1 = leaf groups); -1 at roots
@@ -58,7 +63,7 @@ class CompiledFabric:
         return self.host_leaf_idx[self.host_leaf_ptr[host]:self.host_leaf_ptr[host + 1]]
 
     def host_distance(self, a: int, b: int) -> int:
-        """d(a, b) per CONTRACT.md: 0 for a == b, else 2 + min switch hops between their switches."""
+        """d(a, b) per docs/contract.md: 0 for a == b, else 2 + min switch hops between their switches."""
         if a == b:
             return 0
         la, lb = self.leaves_of(a), self.leaves_of(b)
@@ -127,18 +132,16 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
 
     hop = kernels.hop_matrix(adj_ptr, adj_idx, n_vertices, n_sw) if n_sw else np.zeros((0, 0), np.int16)
 
-    is_leaf = np.zeros(n_sw, dtype=np.bool_)
-    if host_leaf_idx.size:
-        is_leaf[host_leaf_idx] = True
-    sw_ptr, sw_idx = _csr(n_sw, np.asarray([e[0] for e in sw_edges], np.int32), np.asarray([e[1] for e in sw_edges], np.int32))
-    seeds = np.nonzero(is_leaf)[0].astype(np.int32)
-    dist = kernels.bfs_levels(sw_ptr, sw_idx, seeds, n_sw) if n_sw else np.zeros(0, np.int32)
-    switch_level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
-
     switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
+    layering = structure.layer_switches(n_sw, sw_edges, _endpoint_counts(fabric, sw_pos), switch_names,
+                                        clos=fabric.meta.get("generator") != "dragonfly")
+    switch_level = layering.level
     generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
 
     kind, switch_group = _classify(n_sw, sw_edges, switch_level, generator_groups, fabric.meta, switch_names)
+    meta = dict(fabric.meta)
+    if kind == "graph":
+        meta["kind_reason"] = layering.kind_reason or "the switch graph is neither a Clos nor a dragonfly"
 
     host_class = _host_classes(host_sw)
     tree = _logical_tree(n_sw, n_hosts, host_sw, sw_edges, switch_level, switch_group, kind, switch_names)
@@ -150,8 +153,28 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
         host_leaf_ptr=host_leaf_ptr, host_leaf_idx=host_leaf_idx, adj_ptr=adj_ptr, adj_idx=adj_idx, hop=hop,
         switch_level=switch_level, switch_group=switch_group, host_class=host_class, tree_parent=tree_parent,
         tree_level=tree_level, tree_names=tree_names, host_tree_leaf=host_tree_leaf,
-        switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=dict(fabric.meta),
+        switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=meta,
     )
+
+
+def _endpoint_counts(fabric: Fabric, sw_pos: dict[int, int]) -> np.ndarray:
+    """Endpoint CAs (HCAs of any host class, named or not; not SHARP aggregation nodes) per switch."""
+    from gpupool.fabric.model import ROLE_AGGREGATION
+
+    nodes = fabric.nodes
+    # Per node: its switch position, or -1; and whether it is an endpoint CA.
+    pos = np.full(len(nodes), -1, dtype=np.int64)
+    for node, k in sw_pos.items():
+        pos[node] = k
+    endpoint = np.fromiter((n.type != "switch" and n.role != ROLE_AGGREGATION for n in nodes), dtype=np.bool_,
+                           count=len(nodes))
+    a = np.fromiter((lk.a for lk in fabric.links), dtype=np.int64, count=len(fabric.links))
+    b = np.fromiter((lk.b for lk in fabric.links), dtype=np.int64, count=len(fabric.links))
+    counts = np.zeros(len(sw_pos), dtype=np.int64)
+    for sw, ca in ((a, b), (b, a)):
+        hit = (pos[sw] >= 0) & endpoint[ca]
+        counts += np.bincount(pos[sw][hit], minlength=len(sw_pos))
+    return counts
 
 
 def _csr(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +282,8 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
                   ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
     """Collapse the fabric into a tree Slurm understands: leaves joined by shared hosts (rails), then
     each level's switches joined by the switches above them; dragonfly: leaves -> groups -> top."""
+    # A host cabled to leaves and spines belongs to its leaves only (its spine cables are extra).
+    host_sw = [{s for s in sws if level[s] == 1} or sws for sws in host_sw]
     uf = _UnionFind(n_sw)
     for sws in host_sw:
         first = min(sws) if sws else None
@@ -313,7 +338,7 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
             top = len(parent)
             parent.append(-1)
             tlevel.append(3)
-            names.append("top")
+            names.append(SYNTHETIC_ROOT)
             for t in tops:
                 parent[t] = top
     else:
@@ -359,11 +384,17 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
             top = len(parent)
             parent.append(-1)
             tlevel.append(max(tlevel) + 1)
-            names.append("top")
+            names.append(SYNTHETIC_ROOT)
             for t in roots_now:
                 parent[t] = top
-    names = _dedupe([n or f"sw{i}" for i, n in enumerate(names)])
+    names = _dedupe([slurm_switch_name(n) or f"sw{i}" for i, n in enumerate(names)])
     return (np.asarray(parent, dtype=np.int32), np.asarray(tlevel, dtype=np.int16), names, host_tree_leaf, node_of_sw)
+
+
+def slurm_switch_name(name: str) -> str:
+    """A switch name as Slurm files may carry it: letters, digits and `._-`, anything else `_`
+    (a director ASIC `core1-mgt1/L11/U1` becomes `core1-mgt1_L11_U1`; tabs, `=`, `#` never pass)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def _merged_name(names: list[str]) -> str:
@@ -445,32 +476,51 @@ def cache_path_for(fabric_path: str) -> str:
 
 def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric:
     """Compiled form of a fabric file; rebuilt whenever the file's content hash changes."""
-    import json
-
+    from gpupool.errors import InputError
     from gpupool.fabric.model import fabric_digest
 
     try:
         digest = fabric_digest(fabric_path)
     except FileNotFoundError:
-        from gpupool.errors import InputError
-
         raise InputError(f"{fabric_path}: fabric file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{fabric_path}: fabric file is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
     cache = cache_path_for(fabric_path)
     if use_cache:
-        try:
-            with np.load(cache, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                if header.get("digest") == digest and header.get("format") == COMPILED_FORMAT:
-                    arrays = {k: data[k] for k in _ARRAY_FIELDS}
-                    return CompiledFabric(host_names=header["host_names"], switch_names=header["switch_names"],
-                                          tree_names=header["tree_names"], kind=header["kind"],
-                                          ultrametric=header["ultrametric"], meta=header["meta"], **arrays)
-        except (OSError, KeyError, ValueError, json.JSONDecodeError):
-            pass  # missing, stale or corrupt cache: rebuild below
+        cached = _read_cache(cache, digest)
+        if cached is not None:
+            return cached
     compiled = compile_fabric(load_fabric(fabric_path))
     if use_cache:
         _write_cache(cache, compiled, digest)
     return compiled
+
+
+def _read_cache(cache: str, digest: str) -> CompiledFabric | None:
+    """The cached compiled fabric, or None when missing, stale or damaged (damage is warned about)."""
+    import json
+    import sys
+
+    if not os.path.exists(cache):
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            if header.get("digest") != digest or header.get("format") != COMPILED_FORMAT:
+                return None
+            arrays = {k: np.asarray(data[k]) for k in _ARRAY_FIELDS}
+            compiled = CompiledFabric(host_names=list(header["host_names"]), switch_names=list(header["switch_names"]),
+                                      tree_names=list(header["tree_names"]), kind=str(header["kind"]),
+                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]), **arrays)
+        if compiled.hop.ndim != 2 or compiled.hop.shape[0] != compiled.hop.shape[1]:
+            raise ValueError("hop matrix has the wrong shape")
+        return compiled
+    except Exception as exc:  # noqa: BLE001 - any damage (empty, truncated, bad zip, wrong types): rebuild
+        sys.stderr.write(f"gpupool: warning: {cache}: damaged fabric cache ignored and rebuilt "
+                         f"({type(exc).__name__})\n")
+        return None
 
 
 def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
@@ -487,6 +537,8 @@ def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, header=np.asarray(json.dumps(header)), **{k: getattr(compiled, k) for k in _ARRAY_FIELDS})
+            handle.flush()
+            os.fsync(handle.fileno())  # a crash never leaves a renamed-but-empty cache
         os.replace(tmp, cache)
     except OSError:
         with contextlib.suppress(OSError):

@@ -36,7 +36,7 @@ def run_ibnetdiscover(timeout: float = 120.0, extra_args: list[str] | None = Non
 
 
 def discover(*, ibnetdiscover_file: str | None = None, live: bool = False, node_name_map: str | None = None,
-             hosts: list[str] | None = None, timeout: float = 120.0) -> Fabric:
+             hosts: list[str] | None = None, timeout: float = 120.0, service_hosts: tuple[str, ...] = ()) -> Fabric:
     name_map = read_node_name_map(node_name_map) if node_name_map else None
     if live:
         text, source = run_ibnetdiscover(timeout), "ibnetdiscover"
@@ -44,7 +44,8 @@ def discover(*, ibnetdiscover_file: str | None = None, live: bool = False, node_
         text, source = read_text_file(ibnetdiscover_file, "ibnetdiscover output"), ibnetdiscover_file
     else:
         raise InputError("give --ibnetdiscover FILE or --live")
-    fabric = parse_ibnetdiscover(text, source, node_name_map=name_map, hosts=hosts)
+    fabric = parse_ibnetdiscover(text, source, node_name_map=name_map, hosts=hosts,
+                                 service_hosts=service_hosts)
     fabric.meta.update({"source": "live" if live else "ibnetdiscover", "input": source})
     if hosts is not None:
         fabric.meta["host_filter"] = len(hosts)

@@ -33,6 +33,14 @@ _QUOTED = re.compile(r'"([^"]*)"')
 _LID = re.compile(r"\blid\s+(\d+)")
 _RATE = re.compile(r"\b(\d+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
 _GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]+)")
+# libibmad / infiniband-diags diagnostics that `2>&1` mixes into a saved capture, e.g.
+# `src/query_smp.c:195; umad (DR path slid 0; ...) bad status 110; Connection timed out`, `ibwarn: ...`.
+_DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberror:|ibnetdiscover:\s*iberror)")
+# A host name: RFC 1123 label characters plus the `_` and `.` Slurm accepts; nothing a Slurm
+# hostlist, a key=value line, a comment or YAML would read as syntax.
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?")
+MAX_PORT = 255
+_DEVID = re.compile(r"^devid=0x([0-9a-fA-F]{1,8})\b")
 # vendid/devid lines, `-g` chassis grouping headers, and `-s` discovery trace lines carry no topology.
 _IGNORED = re.compile(r"^(vendid|devid|sysimgguid|chassis|\w+guid)\b|^(Chassis|Spine|Line|Non-Chassis Nodes)\b"
                       r"|^DR path\b", re.IGNORECASE)
@@ -68,6 +76,7 @@ class _Record:
     lid: int | None
     guid: str | None
     ports: list[_PortLine]
+    devid: str | None = None
 
 
 def host_from_description(desc: str) -> str | None:
@@ -81,9 +90,23 @@ def host_from_description(desc: str) -> str | None:
     return first
 
 
-def read_node_name_map(path: str) -> dict[str, str]:
-    """OpenSM node-name-map: lines `0xGUID "name"`; comments with #."""
-    mapping: dict[str, str] = {}
+def is_host_name(name: str) -> bool:
+    return HOST_NAME.fullmatch(name) is not None
+
+
+class NodeNameMap(dict[str, str]):
+    """GUID -> name, remembering each entry's line so errors can name it."""
+
+    def __init__(self, path: str = "<node-name-map>") -> None:
+        super().__init__()
+        self.path = path
+        self.lines: dict[str, int] = {}
+
+
+def read_node_name_map(path: str) -> NodeNameMap:
+    """OpenSM node-name-map: lines `0xGUID "name"`; comments with #. A name with control
+    characters is refused (exit 4) naming its line."""
+    mapping = NodeNameMap(path)
     try:
         with open(path, encoding="utf-8", errors="strict") as handle:
             for lineno, raw in enumerate(handle, 1):
@@ -93,7 +116,11 @@ def read_node_name_map(path: str) -> dict[str, str]:
                 m = re.match(r'^(0x[0-9a-fA-F]+)\s+"([^"]*)"', line)
                 if not m:
                     raise InputError(f"{path}:{lineno}: expected `0xGUID \"name\"`")
-                mapping[_norm_guid(m.group(1))] = m.group(2)
+                if any(ord(c) < 32 or ord(c) == 127 for c in m.group(2)):
+                    raise InputError(f"{path}:{lineno}: the name has control characters")
+                guid = _norm_guid(m.group(1))
+                mapping[guid] = m.group(2)
+                mapping.lines[guid] = lineno
     except FileNotFoundError:
         raise InputError(f"{path}: node-name-map not found") from None
     except UnicodeDecodeError:
@@ -106,33 +133,51 @@ def _norm_guid(text: str) -> str:
 
 
 def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name_map: dict[str, str] | None = None,
-                        hosts: Iterable[str] | None = None) -> Fabric:
-    """Parse ibnetdiscover output into a Fabric; errors name `source:line`."""
+                        hosts: Iterable[str] | None = None, service_hosts: Iterable[str] = ()) -> Fabric:
+    """Parse ibnetdiscover output into a Fabric; errors name `source:line`.
+
+    Without an explicit host list, storage / management hosts are set apart from compute hosts by
+    the `service_hosts` name globs and by structure (fabric.structure.classify_hosts)."""
     if "\x00" in text:
         raise InputError(f"{source}: binary data, not ibnetdiscover output")
+    text = text.removeprefix("\ufeff")  # a BOM from a Windows editor
+    warnings: list[str] = []
+    text = _drop_diagnostics(text, source, warnings)
     records = _ports_list_records(text, source) if _is_ports_list(text) else _records(text, source)
     if not records:
         raise InputError(f"{source}: no Switch or Ca records: not ibnetdiscover output")
+    _check_duplicates(records, source)
+    # Canonical order (switches, then CAs, by node id): the model does not depend on which node
+    # ran the discovery, so rediscovering an unchanged fabric gives the same file.
+    records.sort(key=lambda r: (r.kind != "Switch", r.node_id))
     name_map = node_name_map or {}
+    map_lines = getattr(name_map, "lines", {})
+    map_path = getattr(name_map, "path", "node-name-map")
     allowed = set(hosts) if hosts is not None else None
-    warnings: list[str] = []
 
     nodes: list[Node] = []
     index: dict[str, int] = {}
     for rec in records:
-        if rec.node_id in index:
-            first = nodes[index[rec.node_id]]
-            raise InputError(f"{source}:{rec.lineno}: duplicate node {rec.node_id} (first seen as {first.desc!r})")
-        guid = rec.guid or _guid_from_id(rec.node_id)
+        # The S-/H- id is the node GUID; ibdiagnet's `switchguid=<chassis>(<node>)` lines give
+        # every ASIC of a director the chassis GUID first, so they come second.
+        guid = _guid_from_id(rec.node_id) or rec.guid
         desc = name_map.get(guid, rec.desc) if guid else rec.desc
+        desc = _printable(desc)
         node = Node(id=rec.node_id, type="switch" if rec.kind == "Switch" else "ca", ports=rec.nports, desc=desc,
-                    guid=guid, lid=rec.lid)
+                    guid=guid, lid=rec.lid, devid=rec.devid)
         if node.type == "switch":
             node.role = ROLE_SWITCH
         elif _AGGREGATION.search(desc):
             node.role = ROLE_AGGREGATION
         else:
             host = host_from_description(desc)
+            if host is not None and not is_host_name(host):
+                if guid in map_lines:
+                    raise InputError(f"{map_path}:{map_lines[guid]}: {host!r} is not a legal host name "
+                                     "(letters, digits, '-', '_' and '.')")
+                warnings.append(f"host-name-invalid: {source}:{rec.lineno}: HCA {rec.node_id} has node description "
+                                f"{desc!r}, whose host name {host!r} is not a legal host name: left unnamed")
+                host = None
             if host is None:
                 node.role = ROLE_UNNAMED
             elif allowed is not None and host not in allowed:
@@ -158,7 +203,45 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
     fabric = Fabric(nodes=nodes, links=links, meta={"source": "ibnetdiscover"}, warnings=warnings)
     if not links:
         raise InputError(f"{source}: no links: the output is truncated or empty")
+    if allowed is None:
+        from gpupool.fabric.structure import classify_hosts
+
+        service = classify_hosts(fabric, service_hosts)
+        if service:
+            fabric.meta["service_hosts"] = len(service)
     return fabric
+
+
+def _check_duplicates(records: list[_Record], source: str) -> None:
+    first: dict[str, _Record] = {}
+    for rec in records:
+        if rec.node_id in first:
+            raise InputError(f"{source}:{rec.lineno}: duplicate node {rec.node_id} "
+                             f"(first seen as {first[rec.node_id].desc!r})")
+        first[rec.node_id] = rec
+
+
+def _printable(text: str) -> str:
+    """Control characters (tabs, newlines from a node-name-map or a fabric file) become spaces."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
+def _drop_diagnostics(text: str, source: str, warnings: list[str]) -> str:
+    """Blank out libibmad/ibwarn diagnostic lines (keeping line numbers), with one warning each."""
+    if "ibwarn" not in text and ".c:" not in text and "iberror" not in text and "ibdebug" not in text \
+            and "ibpanic" not in text:
+        return text
+    lines = text.splitlines()
+    dropped = 0
+    for k, raw in enumerate(lines):
+        if _DIAGNOSTIC.match(raw.strip()):
+            dropped += 1
+            if dropped <= 10:
+                warnings.append(f"discovery-diagnostic: {source}:{k + 1}: skipped a diagnostic line: {raw.strip()[:120]!r}")
+            lines[k] = "#"
+    if dropped > 10:
+        warnings.append(f"discovery-diagnostic: {source}: {dropped - 10} more diagnostic lines skipped")
+    return "\n".join(lines)
 
 
 def _fold(names: list[str]) -> str:
@@ -177,6 +260,7 @@ def _records(text: str, source: str) -> list[_Record]:
     records: list[_Record] = []
     current: _Record | None = None
     pending_guid: str | None = None
+    pending_devid: str | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -211,13 +295,18 @@ def _records(text: str, source: str) -> list[_Record]:
             desc = quoted.group(1) if quoted else ""
             lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
             current = _Record(lineno, kind, nports, node_id, desc.strip(), int(lid_match.group(1)) if lid_match else None,
-                              pending_guid, [])
-            pending_guid = None
+                              pending_guid, [], pending_devid)
+            pending_guid = pending_devid = None
             records.append(current)
             continue
         guid_line = _GUID_LINE.match(line)
         if guid_line:
             pending_guid = _norm_guid(guid_line.group(2))
+            current = None
+            continue
+        devid = _DEVID.match(line)
+        if devid:
+            pending_devid = f"0x{int(devid.group(1), 16):04x}"
             current = None
             continue
         if _IGNORED.match(line):
@@ -266,6 +355,9 @@ def _ports_list_records(text: str, source: str) -> list[_Record]:
         if not m:
             raise InputError(f"{source}:{lineno}: malformed ports-list line: {line[:80]!r}")
         kind, lid, port, guid, width, speed = m.group(1, 2, 3, 4, 5, 6)
+        for number in (port, m.group(9)):
+            if number is not None and not 1 <= int(number) <= MAX_PORT:
+                raise InputError(f"{source}:{lineno}: port {int(number)} is out of range (1..{MAX_PORT})")
         local = record(kind, lid, guid, m.group(11) or m.group(13) or "", lineno)
         local.nports = max(local.nports, int(port))
         if m.group(7) is None:

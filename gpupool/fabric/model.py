@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ ROLE_HCA = "hca"
 ROLE_AGGREGATION = "aggregation"  # SHARP aggregation nodes: never hosts
 ROLE_UNNAMED = "unnamed"  # HCA whose node description gives no host name
 ROLE_EXCLUDED = "excluded"  # named HCA outside --hosts / Slurm's node list
+ROLE_SERVICE = "service"  # HCA of a storage / management / login host (fabric.structure.classify_hosts)
 
 # Rate per lane in Gb/s, by IB speed name (signalling rate as ibnetdiscover names it).
 SPEED_GBPS: dict[str, float] = {
@@ -42,6 +44,7 @@ class Node:
     name: str = ""  # readable, stable name (switches: from the node description)
     group: int = -1  # dragonfly group when known from a generator
     rail: int = -1  # rail index of an HCA when known
+    devid: str | None = None  # "0xd2f0": the device id ibnetdiscover prints (fabric.devices)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def natural_key(text: str) -> tuple[Any, ...]:
 # ---------------------------------------------------------------------------
 
 def fabric_to_dict(fabric: Fabric) -> dict[str, Any]:
-    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail")
+    node_keys = ("id", "type", "ports", "desc", "guid", "lid", "role", "host", "name", "group", "rail", "devid")
     nodes = []
     for n in fabric.nodes:
         d = asdict(n)
@@ -118,25 +121,72 @@ def fabric_to_dict(fabric: Fabric) -> dict[str, Any]:
 
 
 def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
+    """A fabric file's document -> Fabric; wrong types, out-of-range numbers and host names that
+    are not host names are input errors naming the node or link."""
     if not isinstance(doc, dict) or "version" not in doc:
         raise InputError(f"{source}: not a gpupool fabric file (no top-level \"version\" key)")
-    if doc["version"] != FABRIC_VERSION:
-        raise InputError(f"{source}: fabric file version {doc['version']!r} is not supported (expected {FABRIC_VERSION})")
-    try:
-        nodes = [
-            Node(id=str(n["id"]), type=str(n["type"]), ports=int(n["ports"]), desc=n.get("desc", ""),
-                 guid=n.get("guid"), lid=n.get("lid"), role=n.get("role", ROLE_SWITCH if n["type"] == "switch" else ROLE_HCA),
-                 host=n.get("host"), name=n.get("name", ""), group=int(n.get("group", -1)), rail=int(n.get("rail", -1)))
-            for n in doc["nodes"]
-        ]
-        links = [Link(int(a), int(ap), int(b), int(bp), str(w), str(s)) for a, ap, b, bp, w, s in doc["links"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{source}: malformed fabric file: {exc!r}") from None
-    n_nodes = len(nodes)
-    for i, lk in enumerate(links):
-        if not (0 <= lk.a < n_nodes and 0 <= lk.b < n_nodes):
-            raise InputError(f"{source}: link {i} refers to a node index out of range")
-    return Fabric(nodes=nodes, links=links, meta=dict(doc.get("meta") or {}), warnings=list(doc.get("warnings") or []))
+    if doc["version"] != FABRIC_VERSION or isinstance(doc["version"], bool):
+        raise InputError(f"{source}: fabric file version {str(doc['version'])[:40]!r} is not supported "
+                         f"(expected {FABRIC_VERSION})")
+    raw_nodes, raw_links = doc.get("nodes"), doc.get("links")
+    if not isinstance(raw_nodes, list) or not isinstance(raw_links, list):
+        raise InputError(f"{source}: malformed fabric file: \"nodes\" and \"links\" must be lists")
+    nodes = [_node_from_dict(n, f"{source}: node {i}") for i, n in enumerate(raw_nodes)]
+    links = [_link_from_list(lk, f"{source}: link {i}", len(nodes)) for i, lk in enumerate(raw_links)]
+    meta, warnings = doc.get("meta") or {}, doc.get("warnings") or []
+    if not isinstance(meta, dict) or not isinstance(warnings, list):
+        raise InputError(f"{source}: malformed fabric file: \"meta\" must be an object, \"warnings\" a list")
+    return Fabric(nodes=nodes, links=links, meta=dict(meta), warnings=[str(w) for w in warnings])
+
+
+def _text(value: Any, what: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InputError(f"{what}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _node_from_dict(n: Any, what: str) -> Node:
+    from gpupool.validate import bounded_int, host_name
+
+    if not isinstance(n, dict):
+        raise InputError(f"{what}: expected an object")
+    for key in ("id", "type", "ports"):
+        if key not in n:
+            raise InputError(f"{what}: missing key {key!r}")
+    node_type = _text(n["type"], f"{what}: type")
+    if node_type not in ("switch", "ca"):
+        raise InputError(f"{what}: type must be \"switch\" or \"ca\", got {node_type[:20]!r}")
+    host = n.get("host")
+    role = _text(n.get("role"), f"{what}: role", ROLE_SWITCH if node_type == "switch" else ROLE_HCA)
+    if host is not None:
+        host = host_name(host, f"{what}: host") if role in (ROLE_HCA, ROLE_SERVICE) else _text(host, f"{what}: host")
+    lid = n.get("lid")
+    return Node(id=_text(n["id"], f"{what}: id"), type=node_type,
+                ports=bounded_int(n["ports"], f"{what}: ports", 0, 65535),
+                desc=_text(n.get("desc"), f"{what}: desc"), guid=n.get("guid") if n.get("guid") is None
+                else _text(n.get("guid"), f"{what}: guid"),
+                lid=None if lid is None else bounded_int(lid, f"{what}: lid", 0, 0xFFFFF),
+                role=role, host=host, name=_text(n.get("name"), f"{what}: name"),
+                group=bounded_int(n.get("group", -1), f"{what}: group", -1, 1 << 31),
+                rail=bounded_int(n.get("rail", -1), f"{what}: rail", -1, 1 << 16),
+                devid=None if n.get("devid") is None else _text(str(n["devid"]) if isinstance(n["devid"], int)
+                                                               else n["devid"], f"{what}: devid"))
+
+
+def _link_from_list(item: Any, what: str, n_nodes: int) -> Link:
+    from gpupool.validate import bounded_int
+
+    if not isinstance(item, list) or len(item) != 6:
+        raise InputError(f"{what}: expected [a, a_port, b, b_port, width, speed]")
+    a, a_port, b, b_port, width, speed = item
+    a = bounded_int(a, f"{what}: node a", 0, max(0, n_nodes - 1))
+    b = bounded_int(b, f"{what}: node b", 0, max(0, n_nodes - 1))
+    if n_nodes == 0:
+        raise InputError(f"{what}: refers to a node index out of range")
+    return Link(a, bounded_int(a_port, f"{what}: port", 0, 65535), b, bounded_int(b_port, f"{what}: port", 0, 65535),
+                _text(width, f"{what}: width"), _text(speed, f"{what}: speed"))
 
 
 def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:
@@ -146,13 +196,14 @@ def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:
 
 def load_fabric(path: str) -> Fabric:
     from gpupool.fsutil import read_input_bytes
+    from gpupool.validate import load_json_text
 
     raw = read_input_bytes(path, "fabric file")
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a JSON fabric file ({exc})") from None
-    return fabric_from_dict(doc, path)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a JSON fabric file (not UTF-8 at byte {exc.start})") from None
+    return fabric_from_dict(load_json_text(text, path, problem="not a JSON fabric file"), path)
 
 
 def fabric_digest(path: str) -> str:
@@ -166,15 +217,27 @@ def fabric_digest(path: str) -> str:
     return h.hexdigest()
 
 
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._/-]")
+
+
 def switch_display_name(desc: str, fallback: str) -> str:
-    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1"."""
+    """Readable switch name from a node description like "MF0;A09-P1-IBLEAF-04-04:MQM9701/U1".
+
+    ASICs of a director (`MF0;core1-mgt1:CS7500/L11/U1`) keep their chassis position
+    (`core1-mgt1/L11/U1`), so the name does not depend on which node ran the discovery. Characters
+    outside letters, digits and `._/-` (tabs, `=`, `#`...) become `_`: a name is never syntax.
+    """
     text = desc.strip()
     if text.startswith("MF0;"):
         text = text[4:]
-    text = text.split(":", 1)[0].strip()
-    if not text or text.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in text:
+    name, _, model = text.partition(":")
+    name = name.strip()
+    if not name or name.lower().startswith(("mellanox", "nvidia", "quantum", "mf0")) or " " in name:
         return fallback
-    return text
+    parts = [p.strip() for p in model.split("/")][1:] if model else []
+    if parts and parts != ["U1"] and all(parts) and " " not in "".join(parts):
+        name = "/".join([name, *parts])
+    return _UNSAFE_NAME_CHARS.sub("_", name)
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
@@ -192,12 +255,14 @@ def unique_names(names: Iterable[str]) -> list[str]:
 
 
 def restrict_hosts(fabric: Fabric, hosts: Iterable[str]) -> None:
-    """Keep only these compute hosts; other named HCAs become `excluded` (unknown names: input error)."""
+    """Keep only these compute hosts (an explicit list wins over the structural service class);
+    other named HCAs become `excluded` (unknown names: input error)."""
     wanted = set(hosts)
-    present = {n.host for n in fabric.nodes if n.role == ROLE_HCA and n.host}
+    named = (ROLE_HCA, ROLE_SERVICE)
+    present = {n.host for n in fabric.nodes if n.role in named and n.host}
     unknown = sorted(wanted - present, key=natural_key)
     if unknown:
         raise InputError(f"hosts not in the fabric: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
     for node in fabric.nodes:
-        if node.role == ROLE_HCA and node.host not in wanted:
-            node.role = ROLE_EXCLUDED
+        if node.role in named:
+            node.role = ROLE_HCA if node.host in wanted else ROLE_EXCLUDED

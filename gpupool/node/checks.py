@@ -1,8 +1,14 @@
-"""Pure health checks: NodeFacts + NodeSettings -> findings -> status (no I/O here)."""
+"""Pure health checks: NodeFacts + NodeSettings -> measured results and findings -> status (no I/O here).
+
+Every check that runs records a `CheckResult` (subject, measured value, threshold, status), listed
+under `checks` in `node check --json`; a result that is not OK also becomes a `Finding`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from gpupool.node.facts import (
     SEVERITY_CRITICAL,
@@ -20,10 +26,55 @@ from gpupool.node.facts import (
 )
 from gpupool.node.settings import NodeSettings
 
+# Share of the fabric model's (signalling) rate a port must reach; sysfs prints nominal rates.
+RATE_TOLERANCE = 0.95
+
 THROTTLE_NAMES = {
     0x04: "SW power cap", 0x08: "HW slowdown", 0x10: "sync boost", 0x20: "SW thermal slowdown",
     0x40: "HW thermal slowdown", 0x80: "HW power brake", 0x200: "board limit", 0x400: "reliability",
 }
+
+
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check on one subject: what was measured, against what, and the verdict."""
+
+    check: str
+    subject: str
+    value: Any
+    threshold: Any
+    status: str  # OK, WARNING, CRITICAL or UNKNOWN
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "subject": self.subject, "value": self.value,
+                "threshold": self.threshold, "status": self.status}
+
+
+class Judge:
+    """Collects results, findings and "could not check" notes while the checks run."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.results: list[CheckResult] = []
+        self.findings: list[Finding] = []
+        self.unknown: list[str] = []
+
+    def on(self, check: str) -> bool:
+        return self.settings.enabled(check)
+
+    def judge(self, check: str, subject: str, value: Any, threshold: Any, failed: bool, message: str,
+              severity: str | None = None, details: dict[str, Any] | None = None) -> None:
+        level = severity or self.settings.severity_of(check)
+        status = STATUS_OK if not failed else (STATUS_CRITICAL if level == SEVERITY_CRITICAL else STATUS_WARNING)
+        self.results.append(CheckResult(check, subject, value, threshold, status))
+        if failed:
+            self.findings.append(Finding(check, level, subject, message, details or {}))
+
+    def cannot(self, check: str, subject: str, message: str) -> None:
+        self.results.append(CheckResult(check, subject, None, None, STATUS_UNKNOWN))
+        self.unknown.append(f"{check}: {message}" if subject == check else f"{subject} {check}: {message}")
 
 
 def _finding(settings: NodeSettings, check: str, subject: str, message: str) -> Finding:
@@ -34,74 +85,144 @@ def gpu_subject(gpu: GpuFacts) -> str:
     return f"gpu{gpu.index}"
 
 
-def check_gpu(gpu: GpuFacts, settings: NodeSettings) -> Iterator[Finding]:
+def gpu_counter_key(gpu: GpuFacts, name: str) -> str:
+    # The bus id survives renumbering (CUDA_DEVICE_ORDER, a GPU missing after a reboot); the index does not.
+    return f"gpu:{gpu.bus_id or gpu.index}:{name}"
+
+
+def hca_counter_key(port: HcaPort, name: str) -> str:
+    return f"hca:{port.subject}:{name}"
+
+
+def counter_delta(key: str, current: int, previous: dict[str, int] | None) -> tuple[int, str]:
+    """The increase since the last Prolog/Epilog run; the counter itself on the first run or after a reset."""
+    if previous is not None and key in previous and current >= previous[key]:
+        return current - previous[key], "since the last check"
+    return current, "since the counter was last reset"
+
+
+def current_counters(facts: NodeFacts) -> dict[str, int]:
+    """Every counter whose delta a check uses, for the state file."""
+    values: dict[str, int] = {}
+    for gpu in (facts.gpus.gpus if facts.gpus else []):
+        for name, value in gpu.nvlink_errors.items():
+            values[gpu_counter_key(gpu, f"nvlink_{name}")] = value
+        if gpu.pcie_replay is not None:
+            values[gpu_counter_key(gpu, "pcie_replay")] = gpu.pcie_replay
+    for port in facts.hca_ports or []:
+        for name, value in port.counters.items():
+            values[hca_counter_key(port, name)] = value
+    return values
+
+
+def check_gpu(gpu: GpuFacts, settings: NodeSettings, previous: dict[str, int] | None = None) -> list[Finding]:
+    judge = Judge(settings)
+    judge_gpu(judge, gpu, previous)
+    return judge.findings
+
+
+def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> None:
     """Per-GPU checks that do not depend on the Prolog/Epilog mode."""
+    settings = judge.settings
     subject = gpu_subject(gpu)
     where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = settings.enabled
-    if on("ecc_uncorrected") and gpu.ecc_uncorrected_volatile is not None \
-            and gpu.ecc_uncorrected_volatile > settings.ecc_uncorrected_max:
-        yield _finding(settings, "ecc_uncorrected", subject,
-                       f"{gpu.ecc_uncorrected_volatile} volatile uncorrectable ECC error(s){where}")
-    if on("remapped_rows_failure") and gpu.remap_failure:
-        yield _finding(settings, "remapped_rows_failure", subject,
-                       f"row remapping failed: the GPU needs service{where}")
-    if on("remapped_rows_pending") and gpu.remap_pending:
-        yield _finding(settings, "remapped_rows_pending", subject,
-                       f"row remapping pending: reset the GPU{where}")
-    if on("retired_pages_pending") and gpu.retired_pages_pending:
-        yield _finding(settings, "retired_pages_pending", subject,
-                       f"page retirement pending: reset the GPU{where}")
+    on = judge.on
+    if on("ecc_uncorrected") and gpu.ecc_uncorrected_volatile is not None:
+        judge.judge("ecc_uncorrected", subject, gpu.ecc_uncorrected_volatile, settings.ecc_uncorrected_max,
+                    gpu.ecc_uncorrected_volatile > settings.ecc_uncorrected_max,
+                    f"{gpu.ecc_uncorrected_volatile} volatile uncorrectable ECC error(s){where}")
+    if on("remapped_rows_failure") and gpu.remap_failure is not None:
+        judge.judge("remapped_rows_failure", subject, gpu.remap_failure, False, gpu.remap_failure,
+                    f"row remapping failed: the GPU needs service{where}")
+    if on("remapped_rows_pending") and gpu.remap_pending is not None:
+        judge.judge("remapped_rows_pending", subject, gpu.remap_pending, False, gpu.remap_pending,
+                    f"row remapping pending: reset the GPU{where}")
+    if on("retired_pages_pending") and gpu.retired_pages_pending is not None:
+        judge.judge("retired_pages_pending", subject, gpu.retired_pages_pending, False,
+                    gpu.retired_pages_pending, f"page retirement pending: reset the GPU{where}")
     if on("temperature") and gpu.temperature_c is not None and gpu.slowdown_c:
         limit = gpu.slowdown_c - settings.temperature_margin_c
-        if gpu.temperature_c >= limit:
-            yield _finding(settings, "temperature", subject,
-                           f"temperature {gpu.temperature_c} C >= {limit} C "
-                           f"(slowdown at {gpu.slowdown_c} C)")
-    if on("throttle") and gpu.throttle_reasons:
+        judge.judge("temperature", subject, gpu.temperature_c, limit, gpu.temperature_c >= limit,
+                    f"temperature {gpu.temperature_c} C >= {limit} C (slowdown at {gpu.slowdown_c} C)")
+    if on("throttle") and gpu.throttle_reasons is not None:
         bad = gpu.throttle_reasons & settings.throttle_mask
-        if bad:
-            names = [name for bit, name in sorted(THROTTLE_NAMES.items()) if bad & bit]
-            yield _finding(settings, "throttle", subject,
-                           f"clocks throttled: {', '.join(names) or hex(bad)}")
+        names = [name for bit, name in sorted(THROTTLE_NAMES.items()) if bad & bit]
+        judge.judge("throttle", subject, hex(gpu.throttle_reasons), f"mask {hex(settings.throttle_mask)}",
+                    bool(bad), f"clocks throttled: {', '.join(names) or hex(bad)}")
     if on("nvlink_down") and gpu.nvlink_active:
         down = [str(i) for i, active in enumerate(gpu.nvlink_active) if not active]
-        if down:
-            yield _finding(settings, "nvlink_down", subject,
-                           f"NVLink link(s) {','.join(down)} inactive "
-                           f"({len(down)} of {len(gpu.nvlink_active)})")
-    if on("pcie_width") and gpu.pcie_width and gpu.pcie_max_width \
-            and gpu.pcie_width < gpu.pcie_max_width:
-        yield _finding(settings, "pcie_width", subject,
-                       f"PCIe link x{gpu.pcie_width}, expected x{gpu.pcie_max_width}{where}")
-    if on("pcie_gen") and gpu.pcie_gen and gpu.pcie_max_gen and gpu.pcie_gen < gpu.pcie_max_gen:
-        yield _finding(settings, "pcie_gen", subject,
-                       f"PCIe gen {gpu.pcie_gen}, maximum gen {gpu.pcie_max_gen}{where}")
+        judge.judge("nvlink_down", subject, len(down), 0, bool(down),
+                    f"NVLink link(s) {','.join(down)} inactive ({len(down)} of {len(gpu.nvlink_active)})")
+    if on("nvlink_errors") and gpu.nvlink_errors:
+        limits = {"replay": settings.nvlink_replay_max, "recovery": settings.nvlink_recovery_max,
+                  "crc": settings.nvlink_crc_max}
+        for name, limit in limits.items():
+            parts = ("crc_flit", "crc_data") if name == "crc" else (name,)
+            if not any(part in gpu.nvlink_errors for part in parts):
+                continue
+            pairs = [counter_delta(gpu_counter_key(gpu, f"nvlink_{part}"), gpu.nvlink_errors[part], previous)
+                     for part in parts if part in gpu.nvlink_errors]
+            value, basis = sum(v for v, _ in pairs), pairs[0][1]
+            judge.judge("nvlink_errors", f"{subject}:{name}", value, limit, value > limit,
+                        f"{value} NVLink {name} error(s) {basis} (more than {limit}){where}",
+                        details={"counter": name, "basis": basis})
+    if on("pcie_width") and gpu.pcie_width and gpu.pcie_max_width:
+        judge.judge("pcie_width", subject, gpu.pcie_width, gpu.pcie_max_width, gpu.pcie_width < gpu.pcie_max_width,
+                    f"PCIe link x{gpu.pcie_width}, expected x{gpu.pcie_max_width}{where}")
+    if on("pcie_gen") and gpu.pcie_gen and gpu.pcie_max_gen:
+        judge.judge("pcie_gen", subject, gpu.pcie_gen, gpu.pcie_max_gen, gpu.pcie_gen < gpu.pcie_max_gen,
+                    f"PCIe gen {gpu.pcie_gen}, maximum gen {gpu.pcie_max_gen}{where}")
+    if on("pcie_replay") and gpu.pcie_replay is not None:
+        value, basis = counter_delta(gpu_counter_key(gpu, "pcie_replay"), gpu.pcie_replay, previous)
+        judge.judge("pcie_replay", subject, value, settings.pcie_replay_max, value > settings.pcie_replay_max,
+                    f"{value} PCIe replay(s) {basis} (more than {settings.pcie_replay_max}){where}",
+                    details={"basis": basis})
 
 
-def check_processes(gpu: GpuFacts, settings: NodeSettings, mode: str) -> Iterator[Finding]:
+def check_processes(gpu: GpuFacts, settings: NodeSettings, mode: str) -> list[Finding]:
+    judge = Judge(settings)
+    judge_processes(judge, gpu, mode)
+    return judge.findings
+
+
+def judge_processes(judge: Judge, gpu: GpuFacts, mode: str) -> None:
     """Prolog: someone else's processes on the job's GPU; Epilog: processes the job left behind."""
     check = {"prolog": "gpu_processes", "epilog": "leftover_processes"}.get(mode)
-    if check is None or not settings.enabled(check) or not gpu.compute_pids:
+    if check is None or not judge.on(check):
         return
     pids = ",".join(str(pid) for pid in gpu.compute_pids)
     text = "left behind after the job" if mode == "epilog" else "already running before the job"
-    yield _finding(settings, check, gpu_subject(gpu), f"compute process(es) {pids} {text}")
+    judge.judge(check, gpu_subject(gpu), list(gpu.compute_pids), [], bool(gpu.compute_pids),
+                f"compute process(es) {pids} {text}")
 
 
-def check_gpu_count(inventory: GpuInventory, expected: int | None, settings: NodeSettings,
-                    job_gpus: list[int] | None) -> Iterator[Finding]:
-    if not settings.enabled("gpu_count"):
+def judge_gpu_count(judge: Judge, inventory: GpuInventory, facts: NodeFacts) -> None:
+    if not judge.on("gpu_count"):
         return
-    if expected is not None and inventory.count < expected:
-        yield _finding(settings, "gpu_count", "gpus",
-                       f"{inventory.count} GPU(s) visible to NVML, node is configured with {expected}")
-    if job_gpus:
+    if facts.expected_gpus is not None:
+        judge.judge("gpu_count", "gpus", inventory.count, facts.expected_gpus,
+                    inventory.count < facts.expected_gpus,
+                    f"{inventory.count} GPU(s) visible to NVML, node is configured with {facts.expected_gpus}")
+    if facts.pci_gpus is not None:
+        judge.judge("gpu_count", "pci", inventory.count, len(facts.pci_gpus), inventory.count < len(facts.pci_gpus),
+                    f"{inventory.count} GPU(s) visible to NVML, {len(facts.pci_gpus)} NVIDIA GPU(s) on the PCI bus")
+    if facts.job_gpus:
         present = {gpu.index for gpu in inventory.gpus}
-        missing = [str(i) for i in job_gpus if i not in present]
-        if missing:
-            yield _finding(settings, "gpu_count", "gpus",
-                           f"job GPU(s) {','.join(missing)} not visible to NVML")
+        missing = [str(i) for i in facts.job_gpus if i not in present]
+        judge.judge("gpu_count", "job", len(facts.job_gpus) - len(missing), len(facts.job_gpus), bool(missing),
+                    f"job GPU(s) {','.join(missing)} not visible to NVML")
+
+
+def gpu_evidence(facts: NodeFacts) -> list[str]:
+    """Why this node must have working GPUs (config, PCI bus, the job): empty on a CPU node."""
+    needs: list[str] = []
+    if facts.expected_gpus:
+        needs.append(f"{facts.expected_gpus} GPU(s) configured ({facts.expected_source})")
+    if facts.pci_gpus:
+        needs.append(f"{len(facts.pci_gpus)} NVIDIA GPU(s) on the PCI bus")
+    if facts.job_gpus or facts.job_gpus_on_node:
+        needs.append("the job was given GPU(s) on this node")
+    return needs
 
 
 def select_gpus(inventory: GpuInventory, job_gpus: list[int] | None) -> list[GpuFacts]:
@@ -112,32 +233,118 @@ def select_gpus(inventory: GpuInventory, job_gpus: list[int] | None) -> list[Gpu
     return [gpu for gpu in inventory.gpus if gpu.index in wanted]
 
 
-def check_hca_ports(ports: list[HcaPort], settings: NodeSettings) -> Iterator[Finding]:
-    on = settings.enabled
+def check_hca_ports(ports: list[HcaPort], settings: NodeSettings) -> list[Finding]:
+    judge = Judge(settings)
+    judge_hca_ports(judge, ports, None)
+    return judge.findings
+
+
+def judge_hca_ports(judge: Judge, ports: list[HcaPort], previous: dict[str, int] | None,
+                    fabric_rates: dict[str, float] | None = None) -> None:
+    settings = judge.settings
+    on = judge.on
     selected = [p for p in ports if (not settings.hcas or p.hca in settings.hcas)
                 and (not settings.link_layers or p.link_layer in settings.link_layers)]
     if on("hca_missing"):
         if settings.hcas:
             seen = {p.hca for p in ports}
             for hca in settings.hcas:
-                if hca not in seen:
-                    yield _finding(settings, "hca_missing", hca, f"HCA {hca} not found")
-        if settings.expected_hca_ports is not None and len(selected) < settings.expected_hca_ports:
-            yield _finding(settings, "hca_missing", "hcas",
-                           f"{len(selected)} HCA port(s) found, expected {settings.expected_hca_ports}")
+                judge.judge("hca_missing", hca, hca in seen, True, hca not in seen, f"HCA {hca} not found")
+        if settings.expected_hca_ports is not None:
+            judge.judge("hca_missing", "hcas", len(selected), settings.expected_hca_ports,
+                        len(selected) < settings.expected_hca_ports,
+                        f"{len(selected)} HCA port(s) found, expected {settings.expected_hca_ports}")
     for port in selected:
-        if on("hca_port_state") and port.state.upper() != settings.expected_hca_state.upper():
-            yield _finding(settings, "hca_port_state", port.subject,
-                           f"port state {port.state}, expected {settings.expected_hca_state}")
-        if on("hca_phys_state") and \
-                port.phys_state.lower() != settings.expected_hca_phys_state.lower():
-            yield _finding(settings, "hca_phys_state", port.subject,
-                           f"physical state {port.phys_state}, expected "
-                           f"{settings.expected_hca_phys_state}")
-        if on("hca_rate") and settings.expected_hca_rate is not None and port.rate_gbps is not None \
-                and port.rate_gbps < settings.expected_hca_rate:
-            yield _finding(settings, "hca_rate", port.subject,
-                           f"rate {port.rate_gbps:g} Gb/s, expected {settings.expected_hca_rate:g} Gb/s")
+        if on("hca_port_state"):
+            if port.state is None:
+                judge.cannot("hca_port_state", port.subject, "port state unreadable")
+            else:
+                judge.judge("hca_port_state", port.subject, port.state, settings.expected_hca_state,
+                            port.state.upper() != settings.expected_hca_state.upper(),
+                            f"port state {port.state or '(empty)'}, expected {settings.expected_hca_state}")
+        if on("hca_phys_state"):
+            if port.phys_state is None:
+                judge.cannot("hca_phys_state", port.subject, "physical state unreadable")
+            else:
+                judge.judge("hca_phys_state", port.subject, port.phys_state, settings.expected_hca_phys_state,
+                            port.phys_state.lower() != settings.expected_hca_phys_state.lower(),
+                            f"physical state {port.phys_state or '(empty)'}, expected "
+                            f"{settings.expected_hca_phys_state}")
+        expected_rate = settings.expected_hca_rates.get(port.hca, settings.expected_hca_rate)
+        model_rate = (fabric_rates or {}).get(port.subject)
+        if on("hca_rate") and model_rate is not None and port.rate_gbps is not None:
+            # The fabric model names the cable's rate; it keeps signalling rates, hence the tolerance.
+            judge.judge("hca_rate", port.subject, port.rate_gbps, round(model_rate, 3),
+                        port.rate_gbps < model_rate * RATE_TOLERANCE,
+                        f"rate {port.rate_gbps:g} Gb/s, the fabric model has a {model_rate:g} Gb/s cable here")
+        elif on("hca_rate") and expected_rate is not None and port.rate_gbps is not None:
+            judge.judge("hca_rate", port.subject, port.rate_gbps, expected_rate, port.rate_gbps < expected_rate,
+                        f"rate {port.rate_gbps:g} Gb/s, expected {expected_rate:g} Gb/s")
+        if on("hca_link_downed") and "link_downed" in port.counters:
+            value, basis = counter_delta(hca_counter_key(port, "link_downed"), port.counters["link_downed"],
+                                         previous)
+            judge.judge("hca_link_downed", port.subject, value, settings.hca_link_downed_max,
+                        value > settings.hca_link_downed_max,
+                        f"link went down {value} time(s) {basis} (link_downed; more than "
+                        f"{settings.hca_link_downed_max} is a flapping link)", details={"basis": basis})
+        if on("hca_errors"):
+            limits = {"symbol_error": settings.hca_symbol_error_max,
+                      "port_rcv_errors": settings.hca_rcv_errors_max,
+                      "link_error_recovery": settings.hca_link_recovery_max}
+            for name, limit in limits.items():
+                if name not in port.counters:
+                    continue
+                value, basis = counter_delta(hca_counter_key(port, name), port.counters[name], previous)
+                judge.judge("hca_errors", f"{port.subject}:{name}", value, limit, value > limit,
+                            f"{name} {value} {basis} (more than {limit})", details={"basis": basis})
+
+
+def judge_xid(judge: Judge, facts: NodeFacts) -> None:
+    """XID errors in the kernel log: the fatal ones CRITICAL, any other WARNING (xid.py has the table)."""
+    from gpupool.node.xid import FATAL_XIDS
+
+    settings = judge.settings
+    if facts.xid_error is not None:
+        if judge.on("xid_fatal") or judge.on("xid"):
+            judge.cannot("xid", "kernel log", facts.xid_error.message)
+        return
+    if facts.xid_events is None:
+        return
+    fatal = set(settings.xid_critical) if settings.xid_critical is not None else set(FATAL_XIDS)
+    events = [e for e in facts.xid_events if e.code not in settings.xid_ignore]
+    by_gpu = {bus_id.rsplit(".", 1)[0]: f"gpu{index}"
+              for index, bus_id in (facts.gpus.bus_ids.items() if facts.gpus else [])}
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for event in events:
+        groups.setdefault((by_gpu.get(event.pci, f"pci:{event.pci}"), event.code), []).append(event)
+    for (subject, code), group in sorted(groups.items()):
+        check = "xid_fatal" if code in fatal else "xid"
+        if not judge.on(check):
+            continue
+        last = group[-1]
+        window = "since the last check" if facts.xid_since_last_check else "since boot"
+        judge.judge(check, subject, len(group), 0, True,
+                    f"Xid {code} ({last.name}) x{len(group)} {window}: {last.text}"[:300],
+                    details={"xid": code, "pci": last.pci, "count": len(group)})
+    if not events:
+        judge.results.append(CheckResult("xid", "kernel log", 0, 0, STATUS_OK))
+
+
+def judge_dcgm(judge: Judge, facts: NodeFacts) -> None:
+    if not judge.on("dcgm_diag"):
+        return
+    if facts.dcgm_error is not None:
+        judge.cannot("dcgm_diag", "dcgmi", facts.dcgm_error.message)
+        return
+    if facts.dcgm is None:
+        return
+    for test in facts.dcgm.tests:
+        failed = test.status in ("fail", "warn")
+        severity = SEVERITY_WARNING if test.status == "warn" else None
+        judge.judge("dcgm_diag", test.subject, test.status, "pass", failed,
+                    f"dcgmi diag -r {facts.dcgm.level}: {test.name} {test.status.upper()}"
+                    + (f": {test.message}" if test.message else ""), severity=severity,
+                    details={"test": test.name})
 
 
 def collect_error_finding(error: CollectError, settings: NodeSettings, check: str) -> Finding | None:
@@ -147,35 +354,49 @@ def collect_error_finding(error: CollectError, settings: NodeSettings, check: st
     return None
 
 
-def run_checks(facts: NodeFacts, settings: NodeSettings) -> tuple[list[Finding], list[str]]:
-    """All findings for the node plus the list of things that could not be checked."""
-    findings: list[Finding] = []
-    unknown: list[str] = []
+def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
+    """Every check for the node: results, findings and the things that could not be checked."""
+    judge = Judge(settings)
     if facts.gpu_error is not None:
-        expected = facts.expected_gpus or (len(facts.job_gpus) if facts.job_gpus else 0)
+        needs = gpu_evidence(facts)
+        message = facts.gpu_error.message
         if facts.gpu_error.timed_out:
             finding = collect_error_finding(facts.gpu_error, settings, "nvml")
-            if finding is not None and settings.enabled("nvml"):
-                findings.append(finding)
+            if finding is not None and judge.on("nvml"):
+                judge.judge("nvml", "nvml", "timeout", "answer", True, message, severity=finding.severity)
             else:
-                unknown.append(f"nvml: {facts.gpu_error.message}")
-        elif expected and settings.enabled("nvml"):
+                judge.cannot("nvml", "nvml", message)
+        elif needs and judge.on("nvml"):
             # A GPU node whose driver cannot be reached cannot run GPU jobs.
-            findings.append(_finding(settings, "nvml", "nvml", facts.gpu_error.message))
-        elif expected:
-            unknown.append(f"nvml: {facts.gpu_error.message}")
+            judge.judge("nvml", "nvml", "unusable", "usable", True, f"{message}; but {'; '.join(needs)}")
+        elif needs:
+            judge.cannot("nvml", "nvml", message)
+        elif facts.pci_gpus is None:
+            # No config, no job GPUs and no readable PCI bus: nobody can tell whether GPUs are missing.
+            judge.cannot("nvml", "nvml", f"{message}; no GPU count configured and the PCI bus is unreadable, "
+                                         "so a missing GPU driver cannot be ruled out")
+        else:
+            judge.results.append(CheckResult("nvml", "nvml", "no NVIDIA GPUs", "not needed", STATUS_OK))
     if facts.gpus is not None:
-        findings.extend(check_gpu_count(facts.gpus, facts.expected_gpus, settings, facts.job_gpus))
+        judge_gpu_count(judge, facts.gpus, facts)
         for gpu in select_gpus(facts.gpus, facts.job_gpus):
-            findings.extend(check_gpu(gpu, settings))
-            findings.extend(check_processes(gpu, settings, facts.mode))
+            judge_gpu(judge, gpu, facts.previous_counters)
+            judge_processes(judge, gpu, facts.mode)
             for field_name, message in sorted(gpu.errors.items()):
-                unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
+                judge.unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
+    judge_xid(judge, facts)
     if facts.hca_error is not None:
-        unknown.append(f"{facts.hca_error.source}: {facts.hca_error.message}")
+        judge.unknown.append(f"{facts.hca_error.source}: {facts.hca_error.message}")
     if facts.hca_ports is not None:
-        findings.extend(check_hca_ports(facts.hca_ports, settings))
-    return findings, unknown
+        judge_hca_ports(judge, facts.hca_ports, facts.previous_counters, facts.hca_fabric_rates)
+    judge_dcgm(judge, facts)
+    return judge
+
+
+def run_checks(facts: NodeFacts, settings: NodeSettings) -> tuple[list[Finding], list[str]]:
+    """All findings for the node plus the list of things that could not be checked."""
+    judge = evaluate(facts, settings)
+    return judge.findings, judge.unknown
 
 
 def overall_status(findings: Iterable[Finding], unknown: Iterable[str]) -> str:

@@ -33,6 +33,9 @@ class GpuFacts:
     slowdown_c: int | None = None
     throttle_reasons: int | None = None
     nvlink_active: list[bool] = field(default_factory=list)
+    # NVLink DL error counters summed over links since driver load: replay, recovery, crc_flit, crc_data.
+    nvlink_errors: dict[str, int] = field(default_factory=dict)
+    pcie_replay: int | None = None
     pcie_width: int | None = None
     pcie_max_width: int | None = None
     pcie_gen: int | None = None
@@ -47,6 +50,8 @@ class GpuInventory:
     driver_version: str = ""
     count: int = 0
     gpus: list[GpuFacts] = field(default_factory=list)
+    # Index -> PCI bus id of every GPU, also those not checked (XIDs name the bus id, not the index).
+    bus_ids: dict[int, str] = field(default_factory=dict)
     # GPU index pair -> NVML topology level (0, 10, 20, 30, 40, 50).
     common_ancestor: dict[tuple[int, int], int] = field(default_factory=dict)
 
@@ -55,10 +60,13 @@ class GpuInventory:
 class HcaPort:
     hca: str
     port: int
-    state: str  # ACTIVE, DOWN, INIT, ARMED, ...
-    phys_state: str  # LinkUp, Polling, Disabled, ...
+    state: str | None  # ACTIVE, DOWN, INIT, ARMED, ...; None: unreadable
+    phys_state: str | None  # LinkUp, Polling, Disabled, ...; None: unreadable
     rate_gbps: float | None
     link_layer: str = "InfiniBand"
+    # sysfs counters (link_downed, symbol_error, port_rcv_errors, ...); empty where not available.
+    counters: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    node_guid: str = ""  # "0x946dae0300a1b2c3", to find the port in a fabric model
 
     @property
     def subject(self) -> str:
@@ -80,9 +88,22 @@ class NodeFacts:
     gpu_error: CollectError | None = None
     hca_ports: list[HcaPort] | None = None
     hca_error: CollectError | None = None
+    # Port subject ("mlx5_0/1") -> rate (Gb/s) the fabric model gives its cable.
+    hca_fabric_rates: dict[str, float] = field(default_factory=dict)
     # GPU indices of the Slurm job (None: not under Slurm, check every GPU).
     job_gpus: list[int] | None = None
+    xid_events: list[Any] | None = None  # gpupool.node.xid.XidEvent
+    xid_error: CollectError | None = None
+    xid_since_last_check: bool = False
+    # Counter values of the previous Prolog/Epilog run (state file), for deltas; None: no state.
+    previous_counters: dict[str, int] | None = None
+    dcgm: Any = None  # gpupool.node.dcgm.DcgmResult (--deep)
+    dcgm_error: CollectError | None = None
     expected_gpus: int | None = None
+    expected_source: str = ""
+    # Bus ids of NVIDIA GPUs on the PCI bus (None: sysfs unreadable); SLURM_GPUS_ON_NODE.
+    pci_gpus: list[str] | None = None
+    job_gpus_on_node: int | None = None
     mode: str = "manual"  # manual, prolog, epilog
 
     def as_dict(self) -> dict[str, Any]:

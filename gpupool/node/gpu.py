@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from gpupool.node.deadline import Progress, call_with_deadline
+from gpupool.node.deadline import DeadlineResult, Progress, call_with_deadline
 from gpupool.node.facts import CollectError, GpuFacts, GpuInventory
 
 T = TypeVar("T")
@@ -59,6 +59,7 @@ class NvmlGpuSource:
             handles: dict[int, Any] = {}
             for index in range(inventory.count):
                 if wanted is not None and index not in wanted:
+                    _bus_id_only(nvml, index, inventory, progress)
                     continue
                 progress.at(f"nvmlDeviceGetHandleByIndex({index})")
                 try:
@@ -67,6 +68,8 @@ class NvmlGpuSource:
                     inventory.gpus.append(GpuFacts(index=index, errors={"handle": str(exc)}))
                     continue
                 inventory.gpus.append(_read_gpu(nvml, index, handles[index], progress))
+                if inventory.gpus[-1].bus_id:
+                    inventory.bus_ids[index] = inventory.gpus[-1].bus_id
             if topology:
                 indices = sorted(handles)
                 for pos, a in enumerate(indices):
@@ -81,6 +84,15 @@ class NvmlGpuSource:
         finally:
             with contextlib.suppress(nvml.NVMLError):
                 nvml.nvmlShutdown()
+
+
+def _bus_id_only(nvml: Any, index: int, inventory: GpuInventory, progress: Progress) -> None:
+    progress.at(f"pci of gpu{index}")
+    try:
+        pci = nvml.nvmlDeviceGetPciInfo(nvml.nvmlDeviceGetHandleByIndex(index))
+    except nvml.NVMLError:
+        return
+    inventory.bus_ids[index] = normalise_bus_id(_text(pci.busId))
 
 
 def _text(value: Any) -> str:
@@ -122,6 +134,9 @@ def _read_gpu(nvml: Any, index: int, handle: Any, progress: Progress) -> GpuFact
     gpu.pcie_max_width = query("pcie_max_width", lambda: nvml.nvmlDeviceGetMaxPcieLinkWidth(handle))
     gpu.pcie_gen = query("pcie_gen", lambda: nvml.nvmlDeviceGetCurrPcieLinkGeneration(handle))
     gpu.pcie_max_gen = query("pcie_max_gen", lambda: nvml.nvmlDeviceGetMaxPcieLinkGeneration(handle))
+    gpu.pcie_replay = query("pcie_replay", lambda: nvml.nvmlDeviceGetPcieReplayCounter(handle))
+    if gpu.nvlink_active:
+        gpu.nvlink_errors = _nvlink_errors(nvml, handle, len(gpu.nvlink_active), gpu, progress)
     processes = query("processes", lambda: _compute_processes(nvml, handle)) or []
     gpu.compute_pids = sorted(int(p.pid) for p in processes)
     return gpu
@@ -157,6 +172,26 @@ def _nvlink_states(nvml: Any, handle: Any, gpu: GpuFacts, progress: Progress) ->
     return states
 
 
+NVLINK_ERROR_COUNTERS = {"replay": 0, "recovery": 1, "crc_flit": 2, "crc_data": 3}  # nvmlNvLinkErrorCounter_t
+
+
+def _nvlink_errors(nvml: Any, handle: Any, links: int, gpu: GpuFacts, progress: Progress) -> dict[str, int]:
+    """nvmlDeviceGetNvLinkErrorCounter summed over the GPU's links (counts since driver load)."""
+    totals: dict[str, int] = {}
+    for name, counter in NVLINK_ERROR_COUNTERS.items():
+        for link in range(links):
+            progress.at(f"nvlink {link} {name} errors of gpu{gpu.index}")
+            try:
+                value = int(nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, counter))
+            except nvml.NVMLError as exc:
+                if exc.value not in (nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_INVALID_ARGUMENT,
+                                     nvml.NVML_ERROR_FUNCTION_NOT_FOUND):
+                    gpu.errors["nvlink_errors"] = str(exc)
+                break
+            totals[name] = totals.get(name, 0) + value
+    return totals
+
+
 def normalise_bus_id(bus_id: str) -> str:
     """NVML says 00000000:1B:00.0, sysfs says 0000:1b:00.0: use the sysfs form."""
     text = bus_id.strip().lower()
@@ -169,7 +204,12 @@ def normalise_bus_id(bus_id: str) -> str:
 def collect_gpus(source: GpuSource, wanted: set[int] | None, topology: bool,
                  timeout: float) -> tuple[GpuInventory | None, CollectError | None]:
     """Inventory with a hard deadline; failures come back as a CollectError, never an exception."""
-    result = call_with_deadline(lambda progress: source.inventory(wanted, topology, progress), timeout)
+    return gpu_outcome(call_with_deadline(lambda progress: source.inventory(wanted, topology, progress), timeout),
+                       timeout)
+
+
+def gpu_outcome(result: DeadlineResult[GpuInventory],
+                timeout: float) -> tuple[GpuInventory | None, CollectError | None]:
     if result.timed_out:
         return None, CollectError("nvml", f"NVML did not answer within {timeout:g} s "
                                           f"(stuck in {result.step})", timed_out=True)

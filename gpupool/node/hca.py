@@ -40,6 +40,12 @@ def _strip_number(text: str) -> str:
     return text.split(":", 1)[1].strip() if ":" in text else text.strip()
 
 
+def normalise_guid(text: str) -> str:
+    """sysfs '946d:ae03:00a1:b2c3' or ibstat '0x946dae0300a1b2c3' -> '0x946dae0300a1b2c3'."""
+    digits = text.strip().lower().removeprefix("0x").replace(":", "")
+    return f"0x{int(digits, 16):016x}" if digits and all(c in "0123456789abcdef" for c in digits) else ""
+
+
 def parse_rate(text: str) -> float | None:
     """'200 Gb/sec (4X HDR)' or '200' -> 200.0."""
     match = re.match(r"\s*([0-9]+(?:\.[0-9]+)?)", text)
@@ -68,23 +74,44 @@ class SysfsHcaSource:
             for port_dir in sorted(ports_dir.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
                 if not port_dir.name.isdigit():
                     continue
+                state = read_sysfs(port_dir / "state")
+                phys_state = read_sysfs(port_dir / "phys_state")
                 found.append(HcaPort(
                     hca=hca_dir.name,
                     port=int(port_dir.name),
-                    state=_strip_number(read_sysfs(port_dir / "state")).upper(),
-                    phys_state=_strip_number(read_sysfs(port_dir / "phys_state")),
-                    rate_gbps=parse_rate(read_sysfs(port_dir / "rate")),
-                    link_layer=normalise_link_layer(read_sysfs(port_dir / "link_layer")),
+                    # An unreadable attribute is "could not check" (UNKNOWN), never a down port.
+                    state=None if state is None else _strip_number(state).upper(),
+                    phys_state=None if phys_state is None else _strip_number(phys_state),
+                    rate_gbps=parse_rate(read_sysfs(port_dir / "rate") or ""),
+                    link_layer=normalise_link_layer(read_sysfs(port_dir / "link_layer") or ""),
+                    counters=read_counters(port_dir / "counters"),
+                    node_guid=normalise_guid(read_sysfs(hca_dir / "node_guid") or ""),
                 ))
         return found
 
 
-def read_sysfs(path: Path) -> str:
-    """A sysfs attribute, stripped; empty when absent or unreadable."""
+# Error counters worth a look (IB spec PortCounters; sysfs names). Deltas between runs are checked.
+HCA_COUNTERS = ("link_downed", "link_error_recovery", "symbol_error", "port_rcv_errors")
+
+
+def read_counters(directory: Path) -> dict[str, int]:
+    """The HCA_COUNTERS present and readable under ports/<n>/counters (mlx5 has them all)."""
+    values: dict[str, int] = {}
+    for name in HCA_COUNTERS:
+        text = read_sysfs(directory / name)
+        if text is not None and text.isdigit():
+            values[name] = int(text)
+    return values
+
+
+def read_sysfs(path: Path) -> str | None:
+    """A sysfs attribute, stripped; "" when absent, None when present but unreadable."""
     try:
         return path.read_text().strip()
-    except OSError:
+    except FileNotFoundError:
         return ""
+    except OSError:
+        return None
 
 
 def parse_ibstat(text: str) -> list[HcaPort]:
@@ -93,6 +120,7 @@ def parse_ibstat(text: str) -> list[HcaPort]:
     hca = ""
     port: int | None = None
     values: dict[str, str] = {}
+    guid = ""
 
     def flush() -> None:
         if hca and port is not None:
@@ -102,6 +130,7 @@ def parse_ibstat(text: str) -> list[HcaPort]:
                 phys_state=values.get("physical state", ""),
                 rate_gbps=parse_rate(values.get("rate", "")),
                 link_layer=normalise_link_layer(values.get("link layer", "")),
+                node_guid=guid,
             ))
 
     for raw in text.splitlines():
@@ -109,13 +138,15 @@ def parse_ibstat(text: str) -> list[HcaPort]:
         ca = re.match(r"CA '([^']+)'", line)
         if ca:
             flush()
-            hca, port, values = ca.group(1), None, {}
+            hca, port, values, guid = ca.group(1), None, {}, ""
             continue
         port_match = re.match(r"Port (\d+):$", line)
         if port_match:
             flush()
             port, values = int(port_match.group(1)), {}
             continue
+        if port is None and line.lower().startswith("node guid:"):
+            guid = normalise_guid(line.split(":", 1)[1])
         if port is not None and ":" in line:
             key, value = line.split(":", 1)
             values[key.strip().lower()] = value.strip()

@@ -27,6 +27,13 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "hca_port_state": SEVERITY_CRITICAL,
     "hca_phys_state": SEVERITY_CRITICAL,
     "hca_rate": SEVERITY_WARNING,
+    "hca_link_downed": SEVERITY_WARNING,
+    "hca_errors": SEVERITY_WARNING,
+    "nvlink_errors": SEVERITY_WARNING,
+    "pcie_replay": SEVERITY_WARNING,
+    "xid_fatal": SEVERITY_CRITICAL,
+    "xid": SEVERITY_WARNING,
+    "dcgm_diag": SEVERITY_CRITICAL,
 }
 ALL_CHECKS = frozenset(DEFAULT_SEVERITY)
 
@@ -42,8 +49,10 @@ class NodeSettings:
     disabled: frozenset[str] = DEFAULT_DISABLED
     severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
     expected_gpus: int | None = None
-    # Ask slurmctld for the node's gpu gres: "auto" only when run by slurmd (SLURMD_NODENAME set).
+    # Deprecated and ignored: the gres count now comes from slurm.conf/gres.conf on the node.
     gres_from_slurm: str = "auto"
+    # Where slurm.conf/gres.conf are looked for (None: SLURM_CONF's dir, /etc/slurm, slurmd's conf-cache...).
+    slurm_conf_dirs: tuple[str, ...] | None = None
     scontrol_timeout: float = 2.0
     nvml_timeout: float = 5.0
     # What a hung/timed-out NVML means: "critical" (drain) or "unknown" (report, do not drain).
@@ -61,6 +70,32 @@ class NodeSettings:
     expected_hca_state: str = "ACTIVE"
     expected_hca_phys_state: str = "LinkUp"
     expected_hca_rate: float | None = None
+    # Per-HCA expected rate (Gb/s), overriding expected_hca_rate: {"mlx5_0": 400, "mlx5_4": 200}.
+    expected_hca_rates: Mapping[str, float] = field(default_factory=dict)
+    # Fabric file (gpupool fabric discover) whose cables give each HCA port's expected rate.
+    fabric: str | None = None
+    hca_timeout: float = 3.0  # deadline for reading the HCA ports (sysfs, ibstat or pyverbs)
+    hca_link_downed_max: int = 0  # link_downed increase between runs tolerated (a flapping link)
+    hca_symbol_error_max: int = 10
+    hca_rcv_errors_max: int = 10
+    hca_link_recovery_max: int = 0
+    nvlink_replay_max: int = 100
+    nvlink_recovery_max: int = 0
+    nvlink_crc_max: int = 100  # CRC flit + data errors, all links of a GPU together
+    pcie_replay_max: int = 100
+    # XIDs from the kernel log: "kmsg" reads `kernel_log` (/dev/kmsg or a saved dmesg/journal file).
+    xid_source: str = "kmsg"
+    kernel_log: str = "/dev/kmsg"
+    xid_since: str = "last_check"  # or "boot"
+    xid_timeout: float = 2.0
+    xid_critical: tuple[int, ...] | None = None  # None: the fatal XIDs of gpupool.node.xid.XID_TABLE
+    xid_ignore: tuple[int, ...] = ()
+    # Counter values and the kernel log position of the last Prolog/Epilog run (deltas, "since last check").
+    state_dir: str = "/var/lib/gpupool"
+    # `node check --deep`: `dcgmi diag -r <dcgm_level>` within dcgm_budget seconds.
+    dcgmi: str = "dcgmi"
+    dcgm_level: int = 1
+    dcgm_budget: float = 120.0
     # Append one line per non-OK run here (Prolog output is otherwise lost).
     log_file: str | None = None
 
@@ -77,7 +112,12 @@ _SCALAR_KEYS = {
     "ecc_uncorrected_max": int, "temperature_margin_c": int, "throttle_mask": int,
     "hca_source": str, "sysfs_root": str, "ibstat_timeout": float,
     "expected_hca_ports": int, "expected_hca_state": str, "expected_hca_phys_state": str,
-    "expected_hca_rate": float, "log_file": str,
+    "expected_hca_rate": float, "log_file": str, "hca_timeout": float,
+    "hca_link_downed_max": int, "hca_symbol_error_max": int, "hca_rcv_errors_max": int,
+    "hca_link_recovery_max": int, "nvlink_replay_max": int, "nvlink_recovery_max": int,
+    "nvlink_crc_max": int, "pcie_replay_max": int, "xid_source": str, "kernel_log": str,
+    "xid_since": str, "xid_timeout": float, "state_dir": str, "dcgmi": str, "dcgm_level": int,
+    "dcgm_budget": float, "fabric": str,
 }
 
 
@@ -110,12 +150,30 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
             raise InputError(f"{origin}: [node.severity] {check}: must be 'warning' or 'critical'")
         severity[check] = level
     values["severity"] = severity
-    for key in ("hcas", "link_layers"):
+    for key in ("hcas", "link_layers", "slurm_conf_dirs"):
         if key in table:
             raw = table[key]
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
                 raise InputError(f"{origin}: [node] {key}: must be a list of strings")
             values[key] = tuple(raw)
+    for key in ("xid_critical", "xid_ignore"):
+        if key in table:
+            raw = table[key]
+            if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+                raise InputError(f"{origin}: [node] {key}: must be a list of XID numbers")
+            values[key] = tuple(raw)
+    if "expected_hca_rates" in table:
+        raw_rates = table["expected_hca_rates"]
+        if not isinstance(raw_rates, Mapping) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in raw_rates.values()):
+            raise InputError(f"{origin}: [node.expected_hca_rates] must map HCA names to Gb/s")
+        values["expected_hca_rates"] = {str(k): float(v) for k, v in raw_rates.items()}
+    if values.get("xid_source", "kmsg") not in ("kmsg", "none"):
+        raise InputError(f"{origin}: [node] xid_source: must be 'kmsg' or 'none'")
+    if values.get("xid_since", "last_check") not in ("last_check", "boot"):
+        raise InputError(f"{origin}: [node] xid_since: must be 'last_check' or 'boot'")
+    if values.get("dcgm_level", 1) not in (1, 2, 3, 4):
+        raise InputError(f"{origin}: [node] dcgm_level: must be 1, 2, 3 or 4")
     if values.get("nvml_timeout_status", "critical") not in ("critical", "unknown"):
         raise InputError(f"{origin}: [node] nvml_timeout_status: must be 'critical' or 'unknown'")
     if values.get("hca_source", "auto") not in ("auto", "sysfs", "ibstat", "pyverbs", "none"):

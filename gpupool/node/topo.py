@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from gpupool.node.facts import GpuInventory, HcaPort
-from gpupool.node.hca import read_sysfs
 
 # Closest first. PIX: one PCIe switch; PXB: several switches; PHB: through the host bridge;
 # NODE: between host bridges of one NUMA node; SYS: across the SMP interconnect.
@@ -153,16 +152,9 @@ def pci_level(a: PciLocation, b: PciLocation) -> str:
 
 def sysfs_gpus(root: str | os.PathLike[str]) -> list[str]:
     """NVIDIA display/3D controllers in sysfs, in bus order (NVML's default order)."""
-    base = Path(root) / "sys/bus/pci/devices"
-    if not base.is_dir():
-        return []
-    found = []
-    for device in sorted(base.iterdir()):
-        vendor = read_sysfs(device / "vendor")
-        pci_class = read_sysfs(device / "class")
-        if vendor == NVIDIA_VENDOR and pci_class.startswith("0x03"):
-            found.append(device.name)
-    return found
+    from gpupool.node.gpucount import pci_nvidia_gpus
+
+    return pci_nvidia_gpus(root) or []
 
 
 def sysfs_hcas(root: str | os.PathLike[str]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The single definition of an allocation's cost figures (CONTRACT.md), used by plan, jobs, tests, benchmarks.
+"""The single definition of an allocation's cost figures (docs/contract.md), used by plan, jobs, tests, benchmarks.
 
 Hosts are grouped by class (identical switch sets): same-class distinct hosts are 2 hops apart and
 class pairs need one min over their switch pairs, so no host x host matrix is ever built.
@@ -75,6 +75,10 @@ def cost_of_arrays(compiled: CompiledFabric, hosts: np.ndarray, gpus: np.ndarray
     gpus = np.asarray(gpus, dtype=np.int64)[keep]
     if hosts.size == 0:
         return Cost(0, 0.0, 0, 0, 0)
+    if hosts.size == 1:  # one host: every pair is 0 hops apart (the common single-node job, kept cheap)
+        leaves = np.unique(compiled.leaves_of(int(hosts[0])))
+        return Cost(pair_hops_sum=0, mean_hops=0.0, max_hops=0, leaf_switches=int(leaves.size),
+                    groups=_groups(compiled, leaves))
     if np.unique(hosts).size != hosts.size:
         raise InputError("allocation names a host twice")
     classes, first, inverse = np.unique(compiled.host_class[hosts], return_index=True, return_inverse=True)
@@ -92,10 +96,13 @@ def cost_of_arrays(compiled: CompiledFabric, hosts: np.ndarray, gpus: np.ndarray
     total = int(gpus.sum())
     pairs = (total * total - int((gpus * gpus).sum())) // 2
     leaves = np.unique(cls_sw)
-    if compiled.kind == "dragonfly":
-        groups = int(np.unique(compiled.switch_group[leaves][compiled.switch_group[leaves] >= 0]).size)
-    else:
-        groups = 0
     mean = float(pair_sum) / pairs if pairs else 0.0
     return Cost(pair_hops_sum=int(pair_sum), mean_hops=mean, max_hops=int(max_d), leaf_switches=int(leaves.size),
-                groups=groups)
+                groups=_groups(compiled, leaves))
+
+
+def _groups(compiled: CompiledFabric, leaves: np.ndarray) -> int:
+    if compiled.kind != "dragonfly":
+        return 0
+    group = compiled.switch_group[leaves]
+    return int(np.unique(group[group >= 0]).size)

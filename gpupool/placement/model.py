@@ -29,9 +29,11 @@ class FreeState:
         index = compiled.host_index()
         free_gpus = np.zeros(compiled.n_hosts, dtype=np.int32)
         unknown: list[str] = []
+        from gpupool.validate import MAX_GPUS_PER_HOST, bounded_int
+
         for host, value in free.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 0:
-                raise InputError(f"{source}: host {host}: free GPUs must be a non-negative integer, got {value!r}")
+            # Bounded per host: a file saying 1000000000 must not make planning allocate gigabytes.
+            value = bounded_int(value, f"{source}: host {str(host)[:60]}: free GPUs", 0, MAX_GPUS_PER_HOST)
             h = index.get(str(host))
             if h is None:
                 unknown.append(str(host))
@@ -71,11 +73,16 @@ class Request:
 
     def shape(self) -> tuple[int, int, bool]:
         """(units, gpus per unit, per_node): a unit is one GPU, or one whole host of K GPUs."""
-        for name, value in (("--gpus", self.gpus), ("--gpus-per-node", self.gpus_per_node), ("--nodes", self.nodes)):
+        from gpupool.validate import MAX_COUNT, MAX_GPUS_PER_HOST
+
+        for name, value, high in (("--gpus", self.gpus, MAX_COUNT), ("--gpus-per-node", self.gpus_per_node,
+                                                                      MAX_GPUS_PER_HOST), ("--nodes", self.nodes, MAX_COUNT)):
             if value is not None and value <= 0:
                 raise UsageError(f"{name} must be a positive number, got {value}")
-        if self.max_hops is not None and self.max_hops < 0:
-            raise UsageError(f"--max-hops must be >= 0, got {self.max_hops}")
+            if value is not None and value > high:
+                raise UsageError(f"{name} {value} is more than the limit of {high}")
+        if self.max_hops is not None and not 0 <= self.max_hops <= MAX_COUNT:
+            raise UsageError(f"--max-hops must be between 0 and {MAX_COUNT}, got {self.max_hops}")
         gpus, per_node, nodes = self.gpus, self.gpus_per_node, self.nodes
         if per_node is None and nodes is not None:
             if gpus is None:
@@ -105,7 +112,7 @@ class Request:
 
 @dataclass(frozen=True)
 class Cost:
-    """Cost figures of an allocation, exactly as CONTRACT.md defines them."""
+    """Cost figures of an allocation, exactly as docs/contract.md defines them."""
 
     pair_hops_sum: int
     mean_hops: float

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from gpupool.errors import GpupoolError
+from gpupool.errors import EnvError, GpupoolError
 from gpupool.fsutil import atomic_write_text
-from gpupool.pools.fragment import Fragment, conf_includes, read_fragment, render_fragment
+from gpupool.pools.fragment import (
+    Fragment,
+    clear_intent,
+    conf_includes,
+    read_fragment,
+    render_fragment,
+    write_intent,
+)
 from gpupool.pools.live import CommandRunner, LiveState, read_live_state
 from gpupool.pools.nodes import FabricLoader
 from gpupool.pools.plan import Change, Desired, build_desired, diff, partition_line
@@ -74,13 +81,32 @@ def apply_pools(spec: PoolsFile, run: CommandRunner, options: ApplyOptions,
         report.warnings.append(f"the file names cluster {spec.cluster!r} but slurmctld runs {live.cluster!r}")
     if options.dry_run:
         return report
+    creating = {c.name: partition_line(c.name, desired.partitions[c.name]) for c in changes
+                if c.kind == "partition" and c.action == "create"}
+    if creating:
+        write_intent(fragment, creating)  # before Slurm changes: a killed run is adopted by the next
     try:
         execute(changes, run)
     except GpupoolError as exc:
         report.error = exc
     finally:
         report.fragment_written = write_fragment(fragment, desired, live, changes)
+    if creating or fragment.intended:
+        settle_intent(fragment, creating, changes, report.error)
     return report
+
+
+def settle_intent(fragment: Fragment, creating: dict[str, str], changes: list[Change],
+                  error: GpupoolError | None) -> None:
+    """After a run that was not killed: keep in the journal only creations whose outcome is unknown
+    (Slurm did not answer in time, so it may still have acted); the fragment records the rest."""
+    status = {c.name: c.status for c in changes if c.kind == "partition"}
+    unknown = {name: line for name, line in {**fragment.intended, **creating}.items()
+               if isinstance(error, EnvError) and status.get(name) == "failed"}
+    if unknown:
+        write_intent(replace(fragment, intended={}), unknown)
+    else:
+        clear_intent(fragment)
 
 
 def _memoized(loader: FabricLoader | None) -> FabricLoader | None:
@@ -114,6 +140,9 @@ def fragment_lines(fragment: Fragment, desired: Desired, live: LiveState, change
     """Partitions gpupool owns after the run: desired ones that exist, plus old ones not yet deleted."""
     status = {c.name: c for c in changes if c.kind == "partition"}
     lines = dict(fragment.lines)
+    for name, line in fragment.intended.items():
+        if name in live.partitions:
+            lines.setdefault(name, line)  # created by an interrupted run: adopt it
     for name, attrs in desired.partitions.items():
         change = status.get(name)
         exists = name in live.partitions or (change is not None and change.status == "applied")

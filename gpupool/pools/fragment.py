@@ -2,6 +2,12 @@
 
 Its `PartitionName=` lines are also gpupool's record of which partitions it owns: a partition
 that is not in the fragment was made by someone else and is never changed or deleted.
+
+Intent journal (`<fragment>.journal`, JSON, written with fsync before Slurm is changed): the
+partitions `pool apply` is about to create. If apply is killed, times out while slurmctld still
+acts, or crashes before the fragment is rewritten, the next run reads the journal and adopts the
+partitions it names that exist in Slurm, then completes; a run that finishes without error
+removes the journal. QOS and accounts need no journal: gpupool marks them when it creates them.
 """
 
 from __future__ import annotations
@@ -24,10 +30,56 @@ class Fragment:
     path: str
     text: str = ""
     lines: dict[str, str] = field(default_factory=dict)  # partition -> its PartitionName= line
+    intended: dict[str, str] = field(default_factory=dict)  # journal: partitions an earlier run was creating
 
     @property
     def owned(self) -> set[str]:
-        return set(self.lines)
+        return set(self.lines) | set(self.intended)
+
+
+JOURNAL_VERSION = 1
+
+
+def journal_path(path: str) -> str:
+    return f"{path}.journal"
+
+
+def write_intent(fragment: Fragment, partitions: dict[str, str]) -> None:
+    """Record (fsync'd, atomically) the partitions about to be created, before Slurm is touched."""
+    import json
+
+    from gpupool.fsutil import atomic_write_text
+
+    merged = {**fragment.intended, **partitions}
+    doc = {"version": JOURNAL_VERSION, "fragment": fragment.path, "create_partitions": merged}
+    atomic_write_text(journal_path(fragment.path), json.dumps(doc, indent=1, sort_keys=True) + "\n", mode=0o644)
+
+
+def clear_intent(fragment: Fragment) -> None:
+    import contextlib
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(journal_path(fragment.path))
+
+
+def _read_intent(path: str) -> dict[str, str]:
+    from gpupool.fsutil import read_input_bytes
+    from gpupool.validate import SLURM_NAME_RE, load_json_text
+
+    journal = journal_path(path)
+    if not os.path.exists(journal):
+        return {}
+    raw = read_input_bytes(journal, "pool apply journal")
+    try:
+        doc = load_json_text(raw.decode("utf-8"), journal)
+    except UnicodeDecodeError:
+        doc = None
+    partitions = doc.get("create_partitions") if isinstance(doc, dict) else None
+    if not isinstance(partitions, dict) or not all(
+            isinstance(k, str) and SLURM_NAME_RE.fullmatch(k) and isinstance(v, str) and "\n" not in v
+            for k, v in partitions.items()):
+        raise InputError(f"{journal}: damaged pool apply journal; if no apply was interrupted, remove it")
+    return partitions
 
 
 def fragment_path(option: str | None, config_value: str | None, slurm_conf: str | None) -> str:
@@ -44,7 +96,7 @@ def read_fragment(path: str) -> Fragment:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Fragment(path)
+        return Fragment(path, intended=_read_intent(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the partition fragment: {exc}") from None
     lines: dict[str, str] = {}
@@ -52,7 +104,7 @@ def read_fragment(path: str) -> Fragment:
         match = re.match(r"\s*PartitionName=(\S+)", line)
         if match:
             lines[match.group(1)] = line.strip()
-    return Fragment(path, text, lines)
+    return Fragment(path, text, lines, _read_intent(path))
 
 
 def render_fragment(path: str, lines: dict[str, str]) -> str:

@@ -178,7 +178,7 @@ def parse_nodes(text: str) -> dict[str, SlurmNode]:
 
 
 def _tres_gpus(tres: str) -> int:
-    match = re.search(r"(?:^|,)gres/gpu=(\d+)", tres or "")
+    match = re.search(r"(?:^|,)gres/gpu=([0-9]{1,9})(?![0-9])", tres or "")
     return int(match.group(1)) if match else 0
 
 
@@ -189,6 +189,10 @@ def parse_parsable(text: str, fields: tuple[str, ...], key: str | None = "first"
         if not line.strip():
             continue
         values = line.split("|")
+        if len(values) > len(fields):
+            # A '|' inside a description or organization: which field holds it is unknowable, so keep
+            # only the key and blank the rest (a blank Description is never gpupool's mark: fail safe).
+            values = [values[0]] + [""] * (len(fields) - 1)
         values += [""] * (len(fields) - len(values))
         row = dict(zip(fields, (v.strip() for v in values), strict=False))
         result[row[fields[0]] if key == "first" else str(index)] = row
@@ -231,10 +235,58 @@ class Job:
 
 
 _DETAIL = re.compile(r"\sNodes=(\S+)")
+# The `-d` detail segments sit between these keys; user text (JobName, Comment, WorkDir) lies outside.
+_DETAIL_START = re.compile(r"\sJOB_GRES=\S*")
+_DETAIL_END = re.compile(r"\sMinCPUsNode=")
+
+
+def read_jobs(run: CommandRunner) -> list[Job]:
+    """Jobs as Slurm 21.08+ gives them in JSON (no user text can fake a field there); older Slurm:
+    the `scontrol -o -d show job` text, parsed one record at a time."""
+    from gpupool.errors import GpupoolError
+    from gpupool.validate import load_json_text
+
+    try:
+        text = run(["squeue", "--all", "--json"])
+    except GpupoolError:
+        return parse_jobs(run(["scontrol", "-o", "-d", "show", "job"]))
+    return jobs_from_squeue_json(load_json_text(text, "squeue --json"))
+
+
+def jobs_from_squeue_json(doc: object) -> list[Job]:
+    """`squeue --json` (22.05 .. 24.x) -> jobs; a record that does not parse is skipped, so one
+    user's odd job cannot break the report for everyone."""
+    from gpupool.errors import GpupoolError, InputError
+    from gpupool.slurm.gres import gpu_count, tres_gpu_count
+    from gpupool.slurm.parse import job_from_json, number
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
+        raise InputError("squeue --json: no 'jobs' list")
+    jobs = []
+    for raw in doc["jobs"]:
+        if not isinstance(raw, dict):
+            continue
+        try:
+            info = job_from_json(raw)
+            state = info.state.split("+")[0]
+            node_gpus = dict(info.allocation) if state == "RUNNING" else {}
+            total = sum(node_gpus.values()) or tres_gpu_count(str(raw.get("tres_req_str") or "")) or (
+                (info.request.gpus_per_node or 0) * (info.request.nodes or 1)) or gpu_count(
+                str(raw.get("tres_per_job") or ""))
+            jobs.append(Job(
+                job_id=info.job_id, state=state,
+                partitions=tuple(p for p in info.partition.split(",") if p),
+                account=info.account, qos=str(raw.get("qos") or ""), user=info.user,
+                priority=number(raw.get("priority"), 0) or 0, gpus=total, node_gpus=node_gpus,
+            ))
+        except (GpupoolError, ValueError, TypeError, AttributeError, KeyError, OverflowError):
+            continue
+    return jobs
 
 
 def parse_jobs(text: str) -> list[Job]:
     """`scontrol -o -d show job` -> jobs with their per-node GPUs (from the `-d` detail segments)."""
+    from gpupool.errors import GpupoolError
     from gpupool.hostlist import expand as expand_hostlist
 
     jobs = []
@@ -244,17 +296,22 @@ def parse_jobs(text: str) -> list[Job]:
             continue
         record = parse_kv_line(line)
         node_gpus: dict[str, int] = {}
-        details = list(_DETAIL.finditer(line))
-        for index, match in enumerate(details):
-            end = details[index + 1].start() if index + 1 < len(details) else len(line)
-            gres = re.search(r"\sGRES=(\S+)", line[match.end():end])
-            count = gpu_count(gres.group(1)) if gres else 0
-            for host in expand_hostlist(match.group(1)):
-                node_gpus[host] = node_gpus.get(host, 0) + count
-        gpus = _tres_gpus(record.get("TRES", ""))
-        if not node_gpus and record.get("JobState") == "RUNNING" and record.get("NodeList"):
-            hosts = expand_hostlist(record["NodeList"])
-            node_gpus = {h: gpus // len(hosts) for h in hosts}  # no detail: assume an even spread
+        start, end_match = _DETAIL_START.search(line), _DETAIL_END.search(line)
+        detail = line[start.end() if start else len(line):end_match.start() if end_match else len(line)]
+        details = list(_DETAIL.finditer(detail))
+        try:
+            for index, match in enumerate(details):
+                end = details[index + 1].start() if index + 1 < len(details) else len(detail)
+                gres = re.search(r"\sGRES=(\S+)", detail[match.end():end])
+                count = gpu_count(gres.group(1)) if gres else 0
+                for host in expand_hostlist(match.group(1)):
+                    node_gpus[host] = node_gpus.get(host, 0) + count
+            gpus = _tres_gpus(record.get("TRES", ""))
+            if not node_gpus and record.get("JobState") == "RUNNING" and record.get("NodeList"):
+                hosts = expand_hostlist(record["NodeList"])
+                node_gpus = {h: gpus // len(hosts) for h in hosts}  # no detail: assume an even spread
+        except (GpupoolError, ValueError):
+            continue  # this record does not parse (odd user text): skip it, not everyone's report
         try:
             priority = int(record.get("Priority", "0"))
         except ValueError:

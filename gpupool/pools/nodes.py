@@ -27,7 +27,7 @@ def is_selector(text: str) -> bool:
 
 
 def expand_hostlist(text: str) -> list[str]:
-    """Slurm hostlist -> host names; ValueError when it does not parse."""
+    """Slurm hostlist -> host names; ValueError when it does not parse or expands too far."""
     try:
         return expand(text)
     except InputError as exc:  # pools report bad entries as ValueError, with the pool's name added
@@ -41,7 +41,7 @@ def resolve_selector(text: str, compiled: CompiledFabric) -> list[str]:
     """One fabric selector -> host names in fabric order; ValueError naming what is unknown."""
     kind, _, name = text.partition(":")
     if kind == "group":
-        if not name.isdigit():
+        if not (name.isascii() and name.isdigit() and len(name) <= 9):
             raise ValueError(f"{text!r}: group selectors take a dragonfly group number (group:0)")
         group = int(name)
         hosts = [h for i, h in enumerate(compiled.host_names)

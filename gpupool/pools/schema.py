@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpupool.pools.source import Path, Source, load_source, parse_source
+from gpupool.validate import SLURM_NAME_RE, USER_NAME_RE
 
-NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
-USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
+# Full-match only (`$` would also match before a final newline: "vision\n" reached Slurm once).
+NAME_RE = SLURM_NAME_RE
+USER_RE = USER_NAME_RE
+MAX_SLURM_INT = 2**31 - 1
+MAX_TIME_MINUTES = 100 * 365 * 24 * 60
 DEFAULT_OWNER_TIER = 10
 DEFAULT_SCAVENGER_TIER = 1
 DEFAULT_SCAVENGER = "scavenger"
@@ -97,7 +101,7 @@ class PoolsFile:
 # Time limits
 # ---------------------------------------------------------------------------
 
-_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_TIME_RE = re.compile(r"(?:([0-9]{1,5})-)?([0-9]{1,9})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?")  # fullmatch
 
 
 def parse_time_minutes(value: Any) -> int | None:
@@ -105,13 +109,13 @@ def parse_time_minutes(value: Any) -> int | None:
     if isinstance(value, bool):
         raise ValueError("expected a Slurm time limit such as 2-00:00:00, 12:00:00 or 90")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError("time limit must not be negative")
+        if not 0 <= value <= MAX_TIME_MINUTES:
+            raise ValueError(f"time limit must be between 0 and {MAX_TIME_MINUTES} minutes")
         return value
-    text = str(value).strip()
+    text = str(value).strip() if not isinstance(value, float) else repr(value)
     if text.upper() in {"UNLIMITED", "INFINITE"}:
         return None
-    match = _TIME_RE.match(text)
+    match = _TIME_RE.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00, 90)")
     days_s, a, b, c = match.groups()
@@ -353,7 +357,7 @@ def _named_mapping(source: Source, key: Path, value: Any) -> dict[str, Any]:
 
 
 def _name(source: Source, key: Path, value: Any, what: str = "value") -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         hint = " (Slurm lower-cases account and QOS names)" if isinstance(value, str) and value.lower() != value else ""
         raise source.error(key, f"invalid {what} {value!r}: use lower-case letters, digits, '_', '-', '.'{hint}")
     return value
@@ -380,7 +384,7 @@ def _users(source: Source, key: Path, value: Any) -> tuple[str, ...]:
     result = []
     for index, item in enumerate(items):
         item_key = (*key, str(index)) if isinstance(value, list) else key
-        if not isinstance(item, str) or not USER_RE.match(item):
+        if not isinstance(item, str) or not USER_RE.fullmatch(item):
             raise source.error(item_key, f"invalid user name {item!r}")
         if item in result:
             raise source.error(item_key, f"user {item!r} is listed twice")
@@ -396,7 +400,8 @@ def _bool(source: Source, key: Path, value: Any) -> bool:
 
 def _int(source: Source, key: Path, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise source.error(key, f"expected an integer, got {value!r}")
+        raise source.error(key, f"expected an integer, got {str(value)[:40]!r}")
+    maximum = MAX_SLURM_INT if maximum is None else maximum  # Slurm stores these as 32-bit numbers
     if minimum is not None and value < minimum:
         raise source.error(key, f"must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:

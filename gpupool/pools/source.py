@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from gpupool.errors import InputError, located
+from gpupool.validate import NoAliasLoader
 
 Path = tuple[str, ...]
 
@@ -45,21 +46,31 @@ def load_source(path: str) -> Source:
     return parse_source(text, path)
 
 
+MAX_POOLS_FILE_BYTES = 4 * 1024 * 1024
+
+
 def parse_source(text: str, path: str = "<pools>") -> Source:
+    if len(text) > MAX_POOLS_FILE_BYTES:
+        raise InputError(f"{path}: pools file larger than {MAX_POOLS_FILE_BYTES} bytes")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=NoAliasLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise InputError(located(path, line, f"invalid YAML: {exc.problem or exc}")) from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: invalid YAML: nests too deeply") from None
     source = Source(path, None)
     if root is None:
         source.data = {}
         return source
     source.lines[()] = root.start_mark.line + 1
-    source.data = _convert(root, (), source)
+    try:
+        source.data = _convert(root, (), source)
+    except RecursionError:
+        raise InputError(f"{path}: invalid YAML: nests too deeply") from None
     return source
 
 
@@ -98,7 +109,7 @@ def _scalar(node: yaml.Node, key: Path, source: Source) -> Any:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # ValueError: 5,000-digit integers
         raise InputError(located(source.path, node.start_mark.line + 1, f"{'.'.join(key)}: {exc}")) from None
     finally:
         loader.dispose()

@@ -11,11 +11,11 @@ from gpupool.pools.live import (
     CommandRunner,
     Job,
     SlurmNode,
-    parse_jobs,
     parse_kv_line,
     parse_nodes,
     parse_partitions,
     parse_sshare,
+    read_jobs,
 )
 from gpupool.pools.schema import PoolsFile
 
@@ -77,7 +77,9 @@ def definitions_from_file(spec: PoolsFile, hosts: dict[str, list[str]], partitio
 def definitions_from_fragment(fragment: Fragment, partitions: dict[str, dict[str, str]]) -> list[PoolDefinition]:
     """Pools are the partitions gpupool owns; the one restricted to a QOS is the scavenger."""
     result = []
-    for name in sorted(fragment.owned):
+    # Partitions an interrupted apply created (journal) count once Slurm has them.
+    owned = set(fragment.lines) | {n for n in fragment.intended if n in partitions}
+    for name in sorted(owned):
         attrs = partitions.get(name) or parse_kv_line(fragment.lines[name])
         nodes_text = attrs.get("Nodes", "")
         nodes = expand_hostlist(nodes_text) if nodes_text and nodes_text != "(null)" else []
@@ -207,7 +209,7 @@ def collect_status(run: CommandRunner, *, spec: PoolsFile | None, hosts: dict[st
                    fragment: Fragment) -> StatusReport:
     nodes = parse_nodes(run(["scontrol", "-o", "-d", "show", "node"]))
     partitions = parse_partitions(run(["scontrol", "-o", "show", "partition"]))
-    jobs = parse_jobs(run(["scontrol", "-o", "-d", "show", "job"]))
+    jobs = read_jobs(run)
     if spec is not None and hosts is not None:
         definitions = definitions_from_file(spec, hosts, partitions)
         accounts: set[str] | None = set(spec.accounts)

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from gpupool.errors import InputError
+from gpupool.errors import EnvError, InputError
 from gpupool.hostlist import expand
 from gpupool.slurm.gres import gpu_count
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
@@ -30,6 +30,11 @@ class FakeSlurm:
     # Called with the sbatch args just before a submission is processed (to simulate races).
     before_submit: Callable[[FakeSlurm, list[str]], None] | None = None
     reject: Callable[[list[str]], str | None] | None = None  # returns an sbatch error to raise
+    # Submissions whose answer is lost: the job is created, then sbatch "times out" (EnvError).
+    lost_answers: int = 0
+    # squeue calls that fail as unreachable before answering again (slurmctld still stalled).
+    stalled_queries: int = 0
+    user: str = "tester"  # the user submitted jobs belong to
     topology: str = ""  # what `scontrol show topology` prints
     drained: list[tuple[str, str]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
@@ -68,6 +73,9 @@ class FakeSlurm:
         return list(self.nodes.values())
 
     def jobs(self, user: str | None = None, job_ids: Sequence[str] | None = None) -> list[JobInfo]:
+        if self.stalled_queries > 0:
+            self.stalled_queries -= 1
+            raise EnvError("squeue did not answer within 10s (slurmctld down or overloaded?)")
         wanted = {str(j) for j in job_ids or ()}
         return [j for j in self.jobs_by_id.values()
                 if (not user or j.user == user) and (not wanted or j.job_id in wanted)]
@@ -104,7 +112,7 @@ class FakeSlurm:
                              required_nodes=opts.get("nodelist", ""),
                              partition=opts.get("partition", self.default_partition),
                              switches=opts.get("switches", ""))
-        job = JobInfo(job_id=job_id, name=script or "wrap", user="tester", partition=request.partition,
+        job = JobInfo(job_id=job_id, name=script or "wrap", user=self.user, partition=request.partition,
                       state="PENDING", reason="Resources", request=request, comment=opts.get("comment", ""))
         allocation = self._fit(hosts, per_node, total) if hosts else None
         if allocation is not None:
@@ -115,6 +123,9 @@ class FakeSlurm:
             job = replace(job, reason="ReqNodeNotAvail, UnavailableNodes:" +
                           ",".join(h for h in hosts if not self.nodes[h].usable))
         self.jobs_by_id[job_id] = job
+        if self.lost_answers > 0:
+            self.lost_answers -= 1
+            raise EnvError("sbatch did not answer within 30s (slurmctld down or overloaded?)")
         return SubmitResult(job_id=job_id)
 
     def _fit(self, hosts: list[str], per_node: int | None, total: int | None) -> dict[str, int] | None:

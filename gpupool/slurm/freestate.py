@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gpupool.errors import InputError
+from gpupool.errors import GpupoolError, InputError
+from gpupool.hostlist import DEFAULT_LIMIT as MAX_HOSTLIST_NAMES
 from gpupool.hostlist import expand
 from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
+from gpupool.validate import MAX_GPUS_PER_HOST, is_host_name, maybe_int_text
 
 
 @dataclass(frozen=True)
@@ -94,21 +96,69 @@ def check_partition(states: Iterable[NodeState], partition: str | None) -> None:
         raise InputError(f"unknown partition {partition!r} (Slurm has: {listed})")
 
 
+# Pending reasons of jobs that will not start soon: they promise no GPUs to anyone.
+NOT_STARTING_REASONS = ("JobHeldUser", "JobHeldAdmin", "BeginTime", "Dependency", "DependencyNeverSatisfied",
+                        "InvalidAccount", "InvalidQOS")
+
+
+def trusted_alloc(job: JobInfo) -> dict[str, int]:
+    """The GPUs a job's gpupool marker (``--comment gpupool:...,alloc=gpu001:8+...``) says it takes,
+    trusted only as far as Slurm itself confirms it.
+
+    Any user can write any comment, so the marker is believed only when it restates the job's real
+    request: its hosts are exactly the job's node list (``--nodelist`` while pending, the allocated
+    nodes while running) and its counts equal the GPUs the job asked Slurm for (K on every node, or
+    N in total). A forged marker therefore claims nothing beyond what the job holds or asked for
+    anyway, and changes nothing in other users' plans. `plan`, `submit` and `explain` all use this.
+    """
+    alloc = parse_alloc_field(parse_plan_comment(job.comment).get("alloc", ""))
+    if not alloc:
+        return {}
+    try:
+        pinned = set(job.nodes) if job.nodes else set(expand(job.request.required_nodes))
+    except GpupoolError:
+        return {}
+    if set(alloc) != pinned:
+        return {}
+    per_node, total = job.request.gpus_per_node, job.request.gpus_total
+    if per_node and all(g == per_node for g in alloc.values()):
+        return alloc
+    if total and not per_node and sum(alloc.values()) == total:
+        return alloc
+    return {}
+
+
+def trusted_plan(job: JobInfo) -> dict[str, str]:
+    """The marker's fields when its placement is trusted (see `trusted_alloc`), else {}.
+
+    A marker without ``alloc`` (mode wait-switches) is trusted when the job asks Slurm for no node
+    list: it then only describes the job's own cost and steers nothing."""
+    plan = parse_plan_comment(job.comment)
+    if not plan:
+        return {}
+    if "alloc" in plan:
+        return plan if trusted_alloc(job) else {}
+    return plan if not job.request.required_nodes else {}
+
+
 def subtract_pending_plans(free: Mapping[str, int], jobs: Iterable[JobInfo]) -> dict[str, int]:
-    """Free GPUs minus those promised to pending gpupool jobs pinned to nodes.
+    """Free GPUs minus those promised to pending jobs pinned to nodes.
 
     A job gpupool just submitted may still be PENDING (slurmctld schedules asynchronously), so
-    node states do not show its GPUs as used yet; the plan recorded in its comment
-    (``alloc=gpu001:8+gpu002:4``) tells which GPUs it will take.
+    node states do not show its GPUs as used yet. What it will take is its real request (``--nodelist``
+    x GPUs per node), or the marker gpupool recorded when `trusted_alloc` confirms it. Held jobs and
+    jobs waiting for a begin time or a dependency promise nothing.
     """
     out = dict(free)
     for job in jobs:
-        if not job.state.startswith("PENDING"):
+        if not job.state.startswith("PENDING") or job.reason.startswith(NOT_STARTING_REASONS):
             continue
-        plan = parse_plan_comment(job.comment)
-        alloc = parse_alloc_field(plan.get("alloc", ""))
+        alloc = trusted_alloc(job)
         if not alloc and job.request.required_nodes and job.request.gpus_per_node:
-            alloc = dict.fromkeys(expand(job.request.required_nodes), job.request.gpus_per_node)
+            try:
+                alloc = dict.fromkeys(expand(job.request.required_nodes), job.request.gpus_per_node)
+            except GpupoolError:
+                alloc = {}
         for host, gpus in alloc.items():
             if host in out:
                 out[host] = max(0, out[host] - gpus)
@@ -121,9 +171,13 @@ def format_alloc_field(allocation: Mapping[str, int]) -> str:
 
 
 def parse_alloc_field(text: str) -> dict[str, int]:
+    """``gpu001:8+gpu002:4`` -> {host: GPUs}; anything malformed (``gpu001:²``, bad host names,
+    counts above MAX_GPUS_PER_HOST) makes the whole field empty: it is untrusted user text."""
     out: dict[str, int] = {}
-    for item in (text or "").split("+"):
+    for item in (text or "").split("+")[:MAX_HOSTLIST_NAMES]:
         host, _, gpus = item.partition(":")
-        if host and gpus.isdigit():
-            out[host] = int(gpus)
+        count = maybe_int_text(gpus, 1, MAX_GPUS_PER_HOST)
+        if not is_host_name(host) or count is None or host in out:
+            return {}
+        out[host] = count
     return out

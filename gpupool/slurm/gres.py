@@ -43,7 +43,7 @@ def parse_gres(text: str | None, name: str = "gpu") -> dict[str, int]:
             continue
         gres_type, count = "", 1
         if len(fields) == 2:
-            if fields[1].isdigit():
+            if fields[1].isascii() and fields[1].isdigit() and len(fields[1]) <= 12:
                 count = int(fields[1])
             else:
                 gres_type = fields[1]
@@ -55,7 +55,7 @@ def parse_gres(text: str | None, name: str = "gpu") -> dict[str, int]:
 
 
 def _count(text: str) -> int:
-    match = re.match(r"(\d+)([kKmMgG]?)", text)
+    match = re.match(r"([0-9]{1,12})([kKmMgG]?)", text)
     if not match:
         return 0
     scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]

@@ -11,6 +11,8 @@ UNUSABLE_FLAGS = frozenset({
     "POWERING_UP", "POWER_UP", "REBOOT_ISSUED", "REBOOT_REQUESTED", "INVALID", "INVALID_REG",
     "CLOUD_POWERED_DOWN",
 })
+# The subset that says the node itself is broken or taken out (not merely busy, reserved or asleep).
+BROKEN_FLAGS = frozenset({"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "NOT_RESPONDING", "NO_RESPOND"})
 
 
 @dataclass(frozen=True)

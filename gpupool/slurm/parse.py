@@ -44,7 +44,7 @@ def number(value: Any, default: int | None = None) -> int | None:
         return default
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # also NaN/inf floats and 5,000-digit strings
         return default
 
 
@@ -148,7 +148,12 @@ def nodes_from_json(doc: Mapping[str, Any]) -> list[NodeState]:
     if "nodes" not in doc:
         errors = json_errors(doc)
         raise InputError("Slurm node JSON has no 'nodes' list" + (f": {errors[0]}" if errors else ""))
-    return [node_from_json(n) for n in doc["nodes"]]
+    if not isinstance(doc["nodes"], list):
+        raise InputError("Slurm node JSON: 'nodes' is not a list")
+    try:
+        return [node_from_json(n) for n in doc["nodes"]]
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise InputError(f"Slurm node JSON: malformed node record ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 _KV_SPLIT = re.compile(r"\s+(?=[A-Za-z][A-Za-z0-9_/:]*=)")
@@ -291,7 +296,16 @@ def jobs_from_json(doc: Mapping[str, Any]) -> list[JobInfo]:
     if "jobs" not in doc:
         errors = json_errors(doc)
         raise InputError("Slurm job JSON has no 'jobs' list" + (f": {errors[0]}" if errors else ""))
-    return [job_from_json(j) for j in doc["jobs"]]
+    if not isinstance(doc["jobs"], list):
+        raise InputError("Slurm job JSON: 'jobs' is not a list")
+    jobs = []
+    for index, raw in enumerate(doc["jobs"]):
+        try:
+            jobs.append(job_from_json(raw))
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of an unexpected type
+            raise InputError(f"Slurm job JSON: job #{index}: malformed record ({type(exc).__name__}: "
+                             f"{str(exc)[:80]})") from None
+    return jobs
 
 
 def _scontrol_time(text: str | None) -> int | None:

@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from gpupool.errors import EXIT_INPUT, EnvError, GpupoolError
+from gpupool.validate import SLURM_DECODE_ERRORS
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -111,6 +112,8 @@ def run(
             input=input,
             capture_output=True,
             text=True,
+            encoding="utf-8",
+            errors=SLURM_DECODE_ERRORS,  # user text (job names, comments) may be any bytes
             timeout=timeout,
             env=full_env,
             stdin=None if input is not None else subprocess.DEVNULL,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from gpupool.errors import InputError, UsageError
 from gpupool.fsutil import read_input_bytes
 from gpupool.slurm.gres import memory_mb
+from gpupool.validate import MAX_COUNT, maybe_int_text
 
 # sbatch options that take a required argument (long name without dashes), and their short forms.
 SHORT_WITH_ARG = {
@@ -184,9 +185,11 @@ class GpuRequestHints:
 
 def _int(option: Option, what: str) -> int:
     value = (option.value or "").strip()
-    if not value.isdigit() or int(value) <= 0:
-        raise UsageError(f"{option.source}: --{option.name}={value!r}: {what} must be a positive integer")
-    return int(value)
+    number = maybe_int_text(value, 1, MAX_COUNT)  # ASCII digits only: "²".isdigit() is True
+    if number is None:
+        raise UsageError(f"{option.source}: --{option.name}={value[:40]!r}: {what} must be a positive "
+                         f"integer of at most {MAX_COUNT}")
+    return number
 
 
 def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
@@ -199,7 +202,7 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
     families: list[str] = []
     if "nodes" in last:
         text = last["nodes"].value or ""
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", text.strip())
+        match = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", text.strip())
         if not match:
             raise UsageError(f"{last['nodes'].source}: --nodes={text!r}: gpupool needs a node count or MIN-MAX")
         nodes = int(match.group(1))
@@ -212,13 +215,13 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
                 other_gres.append(part.strip())
             elif fields and fields[0] in {"gpu", "gres/gpu"}:
                 families.append("gres")
-                if len(fields) == 2 and fields[1].isdigit():
-                    gpus_per_node = int(fields[1])
+                if len(fields) == 2 and maybe_int_text(fields[1]) is not None:
+                    gpus_per_node = maybe_int_text(fields[1])
                 elif len(fields) == 2:
                     gpu_type, gpus_per_node = fields[1], 1
                 elif len(fields) >= 3:
                     gpu_type = fields[1]
-                    gpus_per_node = int(fields[2]) if fields[2].isdigit() else None
+                    gpus_per_node = maybe_int_text(fields[2])
                 else:
                     gpus_per_node = 1
     if "gpus-per-node" in last:

@@ -1,13 +1,15 @@
 """The Slurm side of `gpupool submit`: the job comment gpupool records, sbatch rejections that mean
-"those nodes are gone", and waiting for a job to start. Slurm I/O only; the flow that plans,
+"those nodes are gone", finding a job by its submission token, and waiting for a job to start. Slurm I/O only; the flow that plans,
 submits and verifies is `gpupool.app.submit`."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Callable, Mapping
 
 from gpupool.slurm.freestate import format_alloc_field
-from gpupool.slurm.models import JobInfo
+from gpupool.slurm.models import JobInfo, parse_plan_comment
 from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.runner import SlurmCommandError
 
@@ -31,14 +33,33 @@ def default_partition(client: SlurmClient) -> str | None:
 
 
 def plan_comment(cost: Mapping[str, int], allocation: Mapping[str, int], mode: str,
-                 user_comment: str | None) -> str:
-    """``gpupool:pair_hops_sum=..,leaf_switches=..,max_hops=..,mode=..[,alloc=h:g+...]`` (+ ``;user``)."""
+                 user_comment: str | None, token: str | None = None) -> str:
+    """``gpupool:pair_hops_sum=..,leaf_switches=..,max_hops=..,mode=..[,token=..][,alloc=h:g+...]``
+    (+ ``;user``)."""
     fields = [f"pair_hops_sum={cost['pair_hops_sum']}", f"leaf_switches={cost['leaf_switches']}",
               f"max_hops={cost['max_hops']}", f"mode={mode}"]
+    if token:
+        fields.append(f"token={token}")
     if mode == "now":
         fields.append("alloc=" + format_alloc_field(allocation))
     text = "gpupool:" + ",".join(fields)
     return f"{text};{user_comment}" if user_comment else text
+
+
+# A submission token: hex, as `new_token` makes it (anything else given to --token is a usage error).
+TOKEN_RE = re.compile(r"[0-9a-f]{8,64}")
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def find_token_job(client: SlurmClient, token: str, user: str) -> JobInfo | None:
+    """The user's job whose gpupool comment carries `token`, if Slurm knows it."""
+    for job in client.jobs(user=user):
+        if job.user == user and parse_plan_comment(job.comment).get("token") == token:
+            return job
+    return None
 
 
 def is_node_rejection(exc: SlurmCommandError) -> bool:

@@ -19,6 +19,9 @@
  *   gpu.N.nvlinks=12             number of NVLinks (0 = NVLink not supported)
  *   gpu.N.nvlink_down=3          index of one inactive link (-1 = none)
  *   gpu.N.pcie_width=16 / pcie_max_width=16 / pcie_gen=4 / pcie_max_gen=4
+ *   gpu.N.pcie_replay=12         nvmlDeviceGetPcieReplayCounter
+ *   gpu.N.nvlink_replay=5 / nvlink_recovery=1 / nvlink_crc_flit=7 / nvlink_crc_data=2
+ *                                nvmlDeviceGetNvLinkErrorCounter of link `nvlink_err_link` (default 0)
  *   gpu.N.procs=1234,5678        compute process ids
  *   gpu.N.numa=0 / switch=0      topology: same switch -> SINGLE, same numa -> NODE, else SYSTEM
  */
@@ -53,6 +56,9 @@ struct fake_gpu {
     unsigned nvlinks;
     int nvlink_down;
     unsigned pcie_width, pcie_max_width, pcie_gen, pcie_max_gen;
+    unsigned pcie_replay;
+    unsigned long long nvlink_errors[5]; /* indexed by nvmlNvLinkErrorCounter_t */
+    unsigned nvlink_err_link;
     unsigned procs[MAX_PROCS];
     unsigned nprocs;
     int numa, pswitch;
@@ -117,6 +123,12 @@ static void set_gpu_key(struct fake_gpu *g, const char *key, const char *value)
     else if (!strcmp(key, "pcie_max_width")) g->pcie_max_width = strtoul(value, NULL, 0);
     else if (!strcmp(key, "pcie_gen")) g->pcie_gen = strtoul(value, NULL, 0);
     else if (!strcmp(key, "pcie_max_gen")) g->pcie_max_gen = strtoul(value, NULL, 0);
+    else if (!strcmp(key, "pcie_replay")) g->pcie_replay = strtoul(value, NULL, 0);
+    else if (!strcmp(key, "nvlink_replay")) g->nvlink_errors[0] = strtoull(value, NULL, 0);
+    else if (!strcmp(key, "nvlink_recovery")) g->nvlink_errors[1] = strtoull(value, NULL, 0);
+    else if (!strcmp(key, "nvlink_crc_flit")) g->nvlink_errors[2] = strtoull(value, NULL, 0);
+    else if (!strcmp(key, "nvlink_crc_data")) g->nvlink_errors[3] = strtoull(value, NULL, 0);
+    else if (!strcmp(key, "nvlink_err_link")) g->nvlink_err_link = strtoul(value, NULL, 0);
     else if (!strcmp(key, "numa")) g->numa = atoi(value);
     else if (!strcmp(key, "switch")) g->pswitch = atoi(value);
     else if (!strcmp(key, "procs")) {
@@ -381,6 +393,20 @@ PCIE_GETTER(nvmlDeviceGetCurrPcieLinkWidth, pcie_width)
 PCIE_GETTER(nvmlDeviceGetMaxPcieLinkWidth, pcie_max_width)
 PCIE_GETTER(nvmlDeviceGetCurrPcieLinkGeneration, pcie_gen)
 PCIE_GETTER(nvmlDeviceGetMaxPcieLinkGeneration, pcie_max_gen)
+PCIE_GETTER(nvmlDeviceGetPcieReplayCounter, pcie_replay)
+
+/* nvmlReturn_t nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t, unsigned int link,
+ *                                              nvmlNvLinkErrorCounter_t counter, unsigned long long *) */
+nvmlReturn_t nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t device, unsigned int link, int counter,
+                                             unsigned long long *value)
+{
+    ENTER("nvmlDeviceGetNvLinkErrorCounter");
+    if (!valid(device)) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->nvlinks == 0) return NVML_ERROR_NOT_SUPPORTED;
+    if (link >= device->nvlinks || counter < 0 || counter > 4) return NVML_ERROR_INVALID_ARGUMENT;
+    *value = link == device->nvlink_err_link ? device->nvlink_errors[counter] : 0;
+    return NVML_SUCCESS;
+}
 
 static nvmlReturn_t list_processes(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos)
 {

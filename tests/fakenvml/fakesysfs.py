@@ -33,10 +33,12 @@ def add_gpu(root: Path, host_bridge: str, chain: Sequence[str], numa: int = 0) -
 
 
 def add_hca(root: Path, name: str, device: Path | None, ports: dict[int, tuple[str, str, str]],
-            link_layer: str = "InfiniBand") -> Path:
-    """/sys/class/infiniband/<name>/ports/<n>/{state,phys_state,rate,link_layer} (+ device link)."""
+            link_layer: str = "InfiniBand", counters: dict[str, int] | None = None, node_guid: str = "") -> Path:
+    """/sys/class/infiniband/<name>/ports/<n>/{state,phys_state,rate,link_layer,counters/*} (+ device link)."""
     hca = root / "sys/class/infiniband" / name
     hca.mkdir(parents=True, exist_ok=True)
+    if node_guid:  # as the kernel prints it: 946d:ae03:00a1:b2c3
+        (hca / "node_guid").write_text(f"{node_guid}\n")
     if device is not None:
         (hca / "device").symlink_to(os.path.relpath(device, hca))
     for port, (state, phys_state, rate) in ports.items():
@@ -46,7 +48,17 @@ def add_hca(root: Path, name: str, device: Path | None, ports: dict[int, tuple[s
         (port_dir / "phys_state").write_text(f"{phys_state}\n")
         (port_dir / "rate").write_text(f"{rate}\n")
         (port_dir / "link_layer").write_text(f"{link_layer}\n")
+        set_counters(root, name, port, {"link_downed": 0, "link_error_recovery": 0, "symbol_error": 0,
+                                        "port_rcv_errors": 0, **(counters or {})})
     return hca
+
+
+def set_counters(root: Path, hca: str, port: int, counters: dict[str, int]) -> None:
+    """ports/<n>/counters/<name>: one decimal number per file, as the kernel prints them."""
+    directory = root / "sys/class/infiniband" / hca / "ports" / str(port) / "counters"
+    directory.mkdir(parents=True, exist_ok=True)
+    for counter, value in counters.items():
+        (directory / counter).write_text(f"{value}\n")
 
 
 ACTIVE = ("4: ACTIVE", "5: LinkUp", "400 Gb/sec (4X NDR)")

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
+
+from fakenvml_build import node_config  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 UMAD2SIM = "/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so"
@@ -90,7 +94,9 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
 
 
 def node_check(sim: Sim, sim_host: str, tmp_path: Path, config: str = "") -> tuple[int, dict]:
-    (tmp_path / "config.toml").write_text("[node]\n" + config)
+    no_gpus = tmp_path / "sysroot"  # a host without GPUs, whatever this machine has
+    (no_gpus / "sys/bus/pci/devices").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config.toml").write_text(node_config(tmp_path, f'[node]\nsysfs_root = "{no_gpus}"\n' + config))
     env = sim.env(sim_host)
     env["GPUPOOL_CONFIG"] = str(tmp_path / "config.toml")
     done = subprocess.run([sys.executable, "-m", "gpupool", "node", "check", "--json",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,18 +42,9 @@ scenario={dir}/scenario-{kind}-$SLURMD_NODENAME.txt
 [ -r "$scenario" ] || scenario={dir}/healthy.txt
 export FAKENVML_CONFIG=$scenario
 export GPUPOOL={gpupool} GPUPOOL_CONFIG={dir}/config.toml SLURM_CONF={slurm_conf}
+export GPUPOOL_ENV_FILE={dir}/node-$SLURMD_NODENAME.env
 {run}
 """
-
-
-def _ports_free(base: int) -> bool:
-    for port in [base, base + 1, base + 2, *range(base + 100, base + 104)]:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
 
 
 class Bed:
@@ -104,9 +94,11 @@ def bed() -> Iterator[Bed]:
     write_scenario(directory / "scenario-task-gpu002.txt",
                    {"count": 8, **{f"gpu.{i}.busid": bus for i, bus in enumerate(DGX_BUS_IDS)}})
     dgx_like(directory / "sys")
+    (directory / "kernel.log").write_text("")
     (directory / "config.toml").write_text(
         f'[node]\nhca_source = "none"\nsysfs_root = "{directory / "sys"}"\n'
-        f'log_file = "{directory / "node.log"}"\n')
+        f'log_file = "{directory / "node.log"}"\nstate_dir = "{directory / "state"}"\n'
+        f'kernel_log = "{directory / "kernel.log"}"\n')
     gpupool = REPO / ".venv" / "bin" / "gpupool"
     slurm_conf = state / "etc" / "slurm.conf"
     for kind, script in (("prolog", "prolog.d/50-gpupool-node-check"),
@@ -124,12 +116,12 @@ def bed() -> Iterator[Bed]:
         wrapper.chmod(0o755)
     (directory / "job_submit.lua").write_text(
         render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
-    base = next((b for b in range(19300, 19900, 10) if _ports_free(b)), None)
-    if base is None:
-        pytest.fail("no free port range for a private testbed")
+    from conftest import pick_port_base  # honours GPUPOOL_TESTBED_PYTEST_PORT_BASE
+
+    base = pick_port_base(int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 2000, 5)
     up = subprocess.run(
         [sys.executable, str(TESTBED), "up", "--state-dir", str(state), "--port-base", str(base),
-         "--nodes", "4", "--gpus-per-node", "8", "--prolog", str(directory / "prolog-wrapper"),
+         "--nodes", "5", "--gpus-per-node", "8", "--prolog", str(directory / "prolog-wrapper"),
          "--epilog", str(directory / "epilog-wrapper"), "--task-prolog", str(directory / "task-wrapper"),
          "--job-submit-lua", str(directory / "job_submit.lua")],
         capture_output=True, text=True, timeout=600)
@@ -156,7 +148,7 @@ def test_healthy_node_runs_the_job(bed: Bed) -> None:
     job = bed.sbatch("-w", "gpu001", "--gres=gpu:2", "--wait", "--wrap", "echo ran on $SLURM_JOB_GPUS")
     assert (bed.directory / f"job-{job}.out").read_text().strip() == "ran on 0,1"
     assert (bed.directory / f"prolog-out-{job}.txt").read_text().splitlines() == ["OK: node healthy", "rc=0"]
-    assert bed.node_state("gpu001")[0] in ("idle", "mixed")
+    assert bed.node_state("gpu001")[0] in ("idle", "mixed", "completing")  # completing: Epilog still running
 
 
 def test_critical_prolog_drains_node_and_requeues_job(bed: Bed) -> None:
@@ -209,3 +201,37 @@ def test_job_submit_lua_routes_and_rejects(bed: Bed) -> None:
     assert too_wide.returncode != 0
     assert "can never run in partition vision: 3 nodes, vision has 2" in too_wide.stderr
     bed.run("scancel", owned, borrowed, wide, chosen, cpu_only)
+
+
+BROKEN_NODE_ENV = {
+    "typo": 'GPUPOOL_CHECK_OPTIONS="--drain --drian"\n',
+    "garbage": "this is ( not shell\n",
+    "exits": "exit 1\n",
+    "missing": "GPUPOOL=/nonexistent/bin/gpupool\n",
+    "crash": "GPUPOOL={dir}/crashing-gpupool\n",
+    "hang": "GPUPOOL={dir}/hanging-gpupool\nGPUPOOL_HARD_TIMEOUT=2\n",
+}
+BROKEN_LOG = {"typo": "node check could not run (exit 3)", "garbage": "node-gpu005.env fails (exit 2); ignored",
+              "exits": "node-gpu005.env fails (exit 1); ignored", "missing": "gpupool not found at /nonexistent/bin/gpupool",
+              "crash": "node check could not run (exit 1)", "hang": "node check killed after 2s"}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_NODE_ENV))
+def test_broken_node_env_leaves_node_up_and_job_running(bed: Bed, case: str) -> None:
+    crashing = bed.directory / "crashing-gpupool"
+    crashing.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\nexit 1\n")
+    hanging = bed.directory / "hanging-gpupool"
+    hanging.write_text("#!/bin/sh\nexec sleep 60\n")
+    for stub in (crashing, hanging):
+        stub.chmod(0o755)
+    (bed.directory / "node-gpu005.env").write_text(BROKEN_NODE_ENV[case].format(dir=bed.directory))
+    try:
+        job = bed.sbatch("-w", "gpu005", "--gres=gpu:1", "--wait", "--wrap", "echo ran")
+    finally:
+        (bed.directory / "node-gpu005.env").unlink()
+    assert (bed.directory / f"job-{job}.out").read_text().strip() == "ran"
+    prolog = (bed.directory / f"prolog-out-{job}.txt").read_text()
+    log_line = next(line for line in prolog.splitlines() if line.startswith("gpupool-prolog: "))
+    assert BROKEN_LOG[case] in log_line and prolog.rstrip().endswith("rc=0")
+    state, reason = bed.node_state("gpu005")
+    assert state in ("idle", "mixed", "completing"), (state, reason)

@@ -146,7 +146,7 @@ def test_ibsim_console_unlink_and_relink_a_host(testbed: Testbed) -> None:
 
 
 def test_env_lines_point_a_clean_shell_at_the_testbed(testbed: Testbed) -> None:
-    clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+    clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")}
     script = (f'eval "$({sys.executable} {TESTBED_SCRIPT} env --state-dir {testbed.state_dir})" && '
               'sinfo -h -o %D && echo "$GPUPOOL_FABRIC" && command -v gpupool')
     proc = subprocess.run(["bash", "-c", script], env=clean, capture_output=True, text=True, timeout=60)

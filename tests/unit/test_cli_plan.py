@@ -107,6 +107,9 @@ class FakeSlurm:
     def node_states(self) -> list[NodeState]:
         return self.nodes
 
+    def jobs(self) -> list[object]:
+        return []  # plan subtracts pending gpupool jobs' GPUs like submit does
+
 
 def test_plan_reads_free_state_from_slurm(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
     nodes = [NodeState(name=f"gpu{i:03d}", flags=frozenset({"MIXED"}), gpus_total=8, gpus_used=8 - free,

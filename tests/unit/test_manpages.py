@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from gpupool.cli.manpages import all_pages
-from tests.helpers import REPO
+from tests.helpers import REPO, require_tool
 
 
 def test_man_pages_match_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,6 +22,8 @@ def test_man_pages_match_code(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_main_page_renders() -> None:
-    tool = ["man", "-l", str(REPO / "man" / "gpupool.1")] if shutil.which("man") else ["groff", "-man", "-Tascii", str(REPO / "man" / "gpupool.1")]
+    renderer = require_tool("man", "groff", why="renders the man page")
+    page = str(REPO / "man" / "gpupool.1")
+    tool = [renderer, "-l", page] if Path(renderer).name == "man" else [renderer, "-man", "-Tascii", page]
     proc = subprocess.run(tool, capture_output=True, text=True, timeout=60, env={"MANPAGER": "cat", "PAGER": "cat", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "gpupool" in proc.stdout

@@ -111,8 +111,8 @@ def test_gpu_count_below_gres_is_critical() -> None:
 
 def test_nvml_failures() -> None:
     missing = CollectError("nvml", "NVML init failed: Driver Not Loaded")
-    # A CPU-only node (no GPUs expected): nothing to say.
-    assert run_checks(NodeFacts(gpu_error=missing), NodeSettings()) == ([], [])
+    # A CPU-only node (no GPUs expected, none on the PCI bus): nothing to say.
+    assert run_checks(NodeFacts(gpu_error=missing, pci_gpus=[]), NodeSettings()) == ([], [])
     findings, _ = run_checks(NodeFacts(gpu_error=missing, expected_gpus=8), NodeSettings())
     assert checks_of(findings) == [("nvml", "critical", "nvml")]
     hung = CollectError("nvml", "NVML did not answer within 5 s", timed_out=True)

@@ -110,3 +110,12 @@ def test_auto_prefers_sysfs_when_it_lists_devices(tmp_path: Path) -> None:
     add_hca(tmp_path, "mlx5_0", None, {1: ACTIVE})
     assert choose_source("auto", str(tmp_path)).name == "sysfs"
     assert choose_source("ibstat", str(tmp_path)).name == "ibstat"
+
+
+def test_node_guid_from_ibstat_and_sysfs_spelling() -> None:
+    from gpupool.node.hca import normalise_guid
+
+    ports = parse_ibstat(IBSTAT_TWO_CAS)
+    assert ports[0].node_guid == "0x946dae0300a1b2c3"
+    assert normalise_guid("946d:ae03:00a1:b2c3") == "0x946dae0300a1b2c3"
+    assert normalise_guid("") == "" and normalise_guid("garbage") == ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from gpupool.errors import InputError
 from gpupool.node.job_submit_lua import lua_pools, main, render_job_submit_lua
+from tests.helpers import require_tool
 
 POOLS = {
     "pools": {
@@ -20,7 +20,6 @@ POOLS = {
     "accounts": {"vision": {"shares": 30}, "llm": {"shares": 70}},
 }
 
-LUA = shutil.which("lua5.1") or shutil.which("lua5.3") or shutil.which("lua")
 
 STUB = r"""
 NO_VAL = 4294967294
@@ -42,20 +41,19 @@ io.write("wait4switch=" .. tostring(job.wait4switch) .. "\n")
 
 
 @pytest.fixture(scope="module")
-def lua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if LUA is None:
-        pytest.fail("no lua interpreter installed (scripts/bootstrap installs lua5.3)")
+def lua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    lua = require_tool("lua5.1", "lua5.3", "lua", why="runs the generated job_submit.lua")
     directory = tmp_path_factory.mktemp("lua")
     policy = directory / "job_submit.lua"
     policy.write_text(render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
     stub = directory / "stub.lua"
     stub.write_text(STUB)
-    return stub, policy
+    return Path(lua), stub, policy
 
 
-def submit(lua_script: tuple[Path, Path], **fields: object) -> dict[str, str]:
-    stub, policy = lua_script
-    done = subprocess.run([LUA, str(stub), str(policy), *(f"{k}={v}" for k, v in fields.items())],
+def submit(lua_script: tuple[Path, Path, Path], **fields: object) -> dict[str, str]:
+    lua, stub, policy = lua_script
+    done = subprocess.run([str(lua), str(stub), str(policy), *(f"{k}={v}" for k, v in fields.items())],
                           capture_output=True, text=True, timeout=30, check=True)
     result: dict[str, str] = {}
     for line in done.stdout.splitlines():
@@ -69,29 +67,29 @@ def test_pool_sizes_from_hostlists() -> None:
     assert pools == {"vision": (4, 8, ("vision",)), "llm": (9, 8, ("llm",)), "small": (2, 4, ())}
 
 
-def test_non_gpu_jobs_are_left_alone(lua_script: tuple[Path, Path]) -> None:
+def test_non_gpu_jobs_are_left_alone(lua_script: tuple[Path, Path, Path]) -> None:
     assert submit(lua_script, account="vision")["partition"] == "nil"
 
 
-def test_gpu_job_goes_to_its_accounts_pool(lua_script: tuple[Path, Path]) -> None:
+def test_gpu_job_goes_to_its_accounts_pool(lua_script: tuple[Path, Path, Path]) -> None:
     result = submit(lua_script, account="vision", tres_per_node="gres:gpu:4", min_nodes=1)
     assert (result["rc"], result["partition"]) == ("0", "vision")
     result = submit(lua_script, default_account="llm", tres_per_node="gres:gpu:8")
     assert result["partition"] == "llm"
 
 
-def test_account_without_a_pool_borrows_any_that_fits(lua_script: tuple[Path, Path]) -> None:
+def test_account_without_a_pool_borrows_any_that_fits(lua_script: tuple[Path, Path, Path]) -> None:
     assert submit(lua_script, account="physics", tres_per_node="gres:gpu:2")["partition"] == "vision,llm,small"
     # 8 GPUs per node do not fit the 4-GPU nodes of `small`.
     assert submit(lua_script, account="physics", tres_per_node="gres:gpu:a100:8")["partition"] == "vision,llm"
 
 
-def test_owner_pool_too_small_falls_back_to_others(lua_script: tuple[Path, Path]) -> None:
+def test_owner_pool_too_small_falls_back_to_others(lua_script: tuple[Path, Path, Path]) -> None:
     result = submit(lua_script, account="vision", tres_per_node="gres:gpu:8", min_nodes=6)
     assert result["partition"] == "llm"
 
 
-def test_multi_node_job_gets_switches(lua_script: tuple[Path, Path]) -> None:
+def test_multi_node_job_gets_switches(lua_script: tuple[Path, Path, Path]) -> None:
     result = submit(lua_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=5)
     assert (result["req_switch"], result["wait4switch"]) in {("3", "120"), ("3.0", "120")}
     explicit = submit(lua_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=5, req_switch=1)
@@ -100,7 +98,7 @@ def test_multi_node_job_gets_switches(lua_script: tuple[Path, Path]) -> None:
     assert single["req_switch"] == str(4294967294)
 
 
-def test_impossible_requests_are_rejected_with_a_message(lua_script: tuple[Path, Path]) -> None:
+def test_impossible_requests_are_rejected_with_a_message(lua_script: tuple[Path, Path, Path]) -> None:
     result = submit(lua_script, account="llm", tres_per_node="gres:gpu:16")
     assert result["rc"] == "-1"
     assert result["user"].startswith("gpupool: no GPU pool can ever hold this request (16 GPUs per node);")

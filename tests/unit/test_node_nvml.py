@@ -12,18 +12,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
 
-from fakenvml_build import build_fake_nvml, fake_nvml_env, write_scenario  # noqa: E402
+from fakenvml_build import build_fake_nvml, fake_nvml_env, node_config, write_scenario  # noqa: E402
 
 from gpupool.cli.context import AppContext  # noqa: E402
 from gpupool.cli.main import main  # noqa: E402
 from gpupool.node.deadline import Progress  # noqa: E402
 from gpupool.node.gpu import NvmlGpuSource, collect_gpus  # noqa: E402
+from tests.helpers import require_tool  # noqa: E402
 
 GPUPOOL = [sys.executable, "-m", "gpupool"]
 
 
 @pytest.fixture(scope="session")
 def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tool("gcc", "cc", why="builds the fake libnvidia-ml.so.1")
     return build_fake_nvml(tmp_path_factory.mktemp("fakenvml"))
 
 
@@ -31,14 +33,17 @@ def run_check(fake_nvml: Path, tmp_path: Path, scenario: dict[str, object], *arg
               config: str = "", extra_env: dict[str, str] | None = None) -> tuple[int, dict, str]:
     scenario_file = write_scenario(tmp_path / "scenario.txt", scenario)
     config_file = tmp_path / "config.toml"
-    config_file.write_text(config)
+    config_file.write_text(node_config(tmp_path, config))
     env = fake_nvml_env(fake_nvml, scenario_file)
     env["GPUPOOL_CONFIG"] = str(config_file)
     for name in ("SLURM_JOB_ID", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES",
                  "SLURMD_NODENAME"):
         env.pop(name, None)
     env.update(extra_env or {})
-    done = subprocess.run([*GPUPOOL, "node", "check", "--json", "--hca-source", "none", *args],
+    no_gpus_on_pci = tmp_path / "sysroot"  # the machine's own PCI bus must not count
+    (no_gpus_on_pci / "sys/bus/pci/devices").mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([*GPUPOOL, "node", "check", "--json", "--hca-source", "none",
+                           "--sysfs-root", str(no_gpus_on_pci), *args],
                           env=env, capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout), done.stderr
 
@@ -147,14 +152,11 @@ class ExplodingSource:
 
 def test_internal_error_is_unknown_and_never_drains(capsys: pytest.CaptureFixture[str],
                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "c.toml").write_text("")
+    (tmp_path / "c.toml").write_text(node_config(tmp_path))
     monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
     drained: list[tuple[str, str]] = []
 
     class RecordingSlurm:
-        def node_gres(self, node: str) -> str | None:
-            return None
-
         def drain(self, node: str, reason: str) -> None:
             drained.append((node, reason))
 

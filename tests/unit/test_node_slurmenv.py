@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
+
+from fakenvml_build import node_config  # noqa: E402
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.node.deadline import Progress
 from gpupool.node.facts import GpuFacts, GpuInventory
-from gpupool.node.runner import expected_gpu_count
-from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.node.slurmenv import (
     job_gpu_ids,
     node_name,
@@ -63,16 +66,6 @@ class FakeSlurm:
         self.drained.append((node, reason))
 
 
-def test_gres_is_asked_only_when_run_by_slurmd_or_told_to() -> None:
-    slurm = FakeSlurm()
-    assert expected_gpu_count(NodeSettings(), {}, "gpu001", slurm) is None and slurm.asked == []
-    assert expected_gpu_count(NodeSettings(), {"SLURMD_NODENAME": "gpu001"}, "gpu001", slurm) == 8
-    assert expected_gpu_count(settings_from_table({"gres_from_slurm": True}), {}, "gpu002", slurm) == 8
-    assert slurm.asked == ["gpu001", "gpu002"]
-    assert expected_gpu_count(settings_from_table({"expected_gpus": 4}), {"SLURMD_NODENAME": "x"}, "x", slurm) == 4
-    assert expected_gpu_count(NodeSettings(), {"SLURMD_NODENAME": "x"}, "x", FakeSlurm(None)) is None
-
-
 class TwoGpus:
     def __init__(self, ecc: int) -> None:
         self.ecc = ecc
@@ -83,8 +76,9 @@ class TwoGpus:
 
 
 def run(argv: list[str], ecc: int, slurm: FakeSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    (tmp_path / "c.toml").write_text("")
+        capsys: pytest.CaptureFixture[str], config: str = "") -> tuple[int, str]:
+    (tmp_path / "c.toml").write_text(node_config(tmp_path, config))
+    monkeypatch.delenv("SLURM_CONF", raising=False)
     monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
     monkeypatch.setenv("SLURMD_NODENAME", "gpu007")
     monkeypatch.setenv("NO_COLOR", "1")
@@ -114,7 +108,13 @@ def test_no_drain_when_healthy_or_by_hand(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_gres_mismatch_through_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run(["node", "check", "--json"], 0, FakeSlurm("gpu:h100:8"), tmp_path, monkeypatch, capsys)
+    (tmp_path / "conf-cache").mkdir()
+    (tmp_path / "conf-cache" / "slurm.conf").write_text(
+        "NodeName=DEFAULT CPUs=64\nNodeName=gpu[001-009] Gres=gpu:h100:8 RealMemory=1000\n")
+    slurm = FakeSlurm("gpu:2")
+    code, out = run(["node", "check", "--json"], 0, slurm, tmp_path, monkeypatch, capsys,
+                    config=f'[node]\nslurm_conf_dirs = ["{tmp_path / "conf-cache"}"]\n')
     report = json.loads(out)
+    assert slurm.asked == []
     assert code == 2 and report["findings"][0]["message"] == \
         "2 GPU(s) visible to NVML, node is configured with 8"

@@ -1,4 +1,4 @@
-"""The tree DP against exhaustive search, and the cost definitions against CONTRACT.md."""
+"""The tree DP against exhaustive search, and the cost definitions against docs/contract.md."""
 
 from __future__ import annotations
 
@@ -13,32 +13,38 @@ from gpupool.errors import InfeasibleError
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-from gpupool.placement.brute import brute_force
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from tests.helpers import DGX_FIXTURE
+from tests.oracles import HostGraph, brute_force, graph_of, read_capture
 
 DGX = str(DGX_FIXTURE)
 
-FABRICS = {
-    "two-level": compile_fabric(fat_tree(4, 3, 2)),
-    "three-level": compile_fabric(fat_tree(2, 2, 2, pods=3, cores=2)),
-    "rails": compile_fabric(fat_tree(3, 3, 2, rails=2)),
+_GENERATED = {
+    "two-level": fat_tree(4, 3, 2),
+    "three-level": fat_tree(2, 2, 2, pods=3, cores=2),
+    "rails": fat_tree(3, 3, 2, rails=2),
 }
+FABRICS = {name: compile_fabric(fab) for name, fab in _GENERATED.items()}
+# The same fabrics as the independent oracle sees them (its own graph and BFS, no `compiled`).
+ORACLES = {name: graph_of(fab) for name, fab in _GENERATED.items()}
 
 
-def _direct_cost(compiled: CompiledFabric, allocation: dict[str, int]) -> tuple[int, int, int]:
+def _by_name(compiled: CompiledFabric, free: np.ndarray) -> dict[str, int]:
+    return {h: int(g) for h, g in zip(compiled.host_names, free.tolist(), strict=True)}
+
+
+def _direct_cost(oracle: HostGraph, allocation: dict[str, int]) -> tuple[int, int, int]:
     """pair_hops_sum, max_hops and leaf switches straight from the definitions, host pair by host pair."""
-    index = compiled.host_index()
-    items = [(index[h], g) for h, g in allocation.items()]
     total = 0
     worst = 0
-    for (a, ga), (b, gb) in itertools.combinations(items, 2):
-        d = compiled.host_distance(a, b)
+    for (a, ga), (b, gb) in itertools.combinations(allocation.items(), 2):
+        d = oracle.distance(a, b)
+        assert d is not None, (a, b)
         total += ga * gb * d
         worst = max(worst, d)
-    return total, worst, compiled.leaf_switch_count([h for h, _ in items])
+    return total, worst, oracle.leaf_count(allocation)
 
 
 def _request(data: st.DataObject, total: int, hosts: int) -> Request:
@@ -58,10 +64,7 @@ def test_tree_dp_equals_brute_force(name: str, data: st.DataObject) -> None:
     free = np.asarray(data.draw(st.lists(st.integers(0, 2), min_size=compiled.n_hosts, max_size=compiled.n_hosts)))
     state = FreeState.from_arrays(free)
     request = _request(data, int(free.sum()), int((free > 0).sum()))
-    try:
-        best = brute_force(compiled, state, request)
-    except InfeasibleError:
-        best = None
+    best = brute_force(ORACLES[name], _by_name(compiled, free), request)
     if best is None:
         with pytest.raises(InfeasibleError):
             place(compiled, state, request)
@@ -83,13 +86,14 @@ def test_cost_of_matches_definitions_on_every_fabric_kind() -> None:
     rng = np.random.default_rng(7)
     with open(DGX, encoding="utf-8") as handle:
         dgx = compile_fabric(parse_ibnetdiscover(handle.read(), DGX))
-    for compiled in [*FABRICS.values(), dgx]:
+    pairs = [(FABRICS[name], ORACLES[name]) for name in sorted(FABRICS)] + [(dgx, read_capture(DGX))]
+    for compiled, oracle in pairs:
         for _ in range(20):
             k = int(rng.integers(1, min(12, compiled.n_hosts) + 1))
             hosts = rng.choice(compiled.n_hosts, size=k, replace=False)
             allocation = {compiled.host_names[h]: int(rng.integers(1, 9)) for h in hosts}
             cost = cost_of(compiled, allocation)
-            pair_sum, worst, leaves = _direct_cost(compiled, allocation)
+            pair_sum, worst, leaves = _direct_cost(oracle, allocation)
             assert cost.pair_hops_sum == pair_sum
             assert cost.max_hops == worst
             assert cost.leaf_switches == leaves
@@ -117,7 +121,8 @@ def test_dgx_fixture_is_placed_exactly() -> None:
         state = FreeState.from_arrays(free)
         placement = place(compiled, state, request)
         assert placement.algorithm == "tree-dp"
-        assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches) == brute_force(compiled, state, request)
+        best = brute_force(read_capture(DGX), _by_name(compiled, free), request)
+        assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches) == best
 
 
 def _leaf_state(compiled: CompiledFabric, free: dict[str, int]) -> FreeState:

@@ -9,13 +9,14 @@ from gpupool.errors import InfeasibleError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly
 from gpupool.fabric.model import Fabric, Link, Node
-from gpupool.placement.brute import brute_force
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import slurm_dragonfly_reference
+from tests.oracles import brute_force, graph_of
 
-DRAGONFLY = compile_fabric(dragonfly(3, 2, 2, 1))
+DRAGONFLY_FABRIC = dragonfly(3, 2, 2, 1)
+DRAGONFLY = compile_fabric(DRAGONFLY_FABRIC)
 
 
 def _ring_fabric(switches: int, hosts_per_switch: int) -> Fabric:
@@ -30,12 +31,15 @@ def _ring_fabric(switches: int, hosts_per_switch: int) -> Fabric:
     return Fabric(nodes=nodes, links=links)
 
 
-RING = compile_fabric(_ring_fabric(6, 2))
+RING_FABRIC = _ring_fabric(6, 2)
+RING = compile_fabric(RING_FABRIC)
 
 
-@pytest.mark.parametrize("compiled", [DRAGONFLY, RING], ids=["dragonfly", "ring"])
-def test_heuristic_between_lower_bound_and_brute_force(compiled) -> None:
+@pytest.mark.parametrize(("compiled", "fabric"), [(DRAGONFLY, DRAGONFLY_FABRIC), (RING, RING_FABRIC)],
+                         ids=["dragonfly", "ring"])
+def test_heuristic_between_lower_bound_and_brute_force(compiled, fabric: Fabric) -> None:
     assert not compiled.ultrametric
+    oracle = graph_of(fabric)
     rng = np.random.default_rng(5)
     exact = 0
     trials = 0
@@ -46,7 +50,7 @@ def test_heuristic_between_lower_bound_and_brute_force(compiled) -> None:
             request = Request(nodes=int(rng.integers(1, max(2, (free > 0).sum()))), gpus_per_node=1)
         else:
             request = Request(gpus=int(rng.integers(2, max(3, free.sum()))))
-        best = brute_force(compiled, state, request)
+        best = brute_force(oracle, dict(zip(compiled.host_names, free.tolist(), strict=True)), request)
         if best is None:
             with pytest.raises(InfeasibleError):
                 place(compiled, state, request)

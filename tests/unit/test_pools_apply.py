@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -480,6 +481,69 @@ def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys:
     pools.write_text(TWO_UNITS)
     assert main(["pool", "apply", str(pools)], AppContext(**factories)) == 3
     assert "Unable to contact slurm controller" in capsys.readouterr().err
+
+
+# -- issue 19 item 6: crash-consistent apply ----------------------------------------------------
+
+class Killed(BaseException):
+    """The process died (SIGKILL): nothing after this point runs, not even `finally` writes."""
+
+
+def _mutations_of_a_clean_run(tmp: Path) -> int:
+    clean = FakeSlurm(tmp)
+    _apply(clean, TWO_UNITS)
+    return len(clean.mutations)
+
+
+@pytest.mark.parametrize("fault", ["killed-before", "killed-after", "late-answer"])
+def test_interrupted_apply_converges_on_rerun_at_every_step(fault: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpupool.pools.apply as apply_module
+    import gpupool.pools.fragment as fragment_module
+
+    (tmp_path / "clean").mkdir()
+    steps = _mutations_of_a_clean_run(tmp_path / "clean")
+    assert steps >= 10
+    for step in range(steps):
+        directory = tmp_path / f"{fault}-{step}"
+        directory.mkdir()
+        slurm = FakeSlurm(directory)
+        dead = {"now": False}
+        real_call = FakeSlurm.__call__
+
+        def faulty(argv: list[str], slurm: FakeSlurm = slurm, step: int = step,
+                   real_call=real_call, dead=dead) -> str:  # type: ignore[no-untyped-def]
+            mutating = argv[0] in ("scontrol", "sacctmgr") and not (
+                "show" in argv or argv[:2] == ["sacctmgr", "-P"])
+            if mutating and len(slurm.mutations) == step:
+                if fault == "killed-before":
+                    dead["now"] = True
+                    raise Killed()
+                real_call(slurm, argv)  # Slurm acted ...
+                if fault == "killed-after":
+                    dead["now"] = True
+                    raise Killed()
+                raise EnvError(f"{argv[0]} did not answer within 30s")  # ... but answered too late
+            return real_call(slurm, argv)
+
+        real_write = apply_module.atomic_write_text
+
+        def write_unless_dead(*args, dead=dead, real_write=real_write, **kwargs):  # type: ignore[no-untyped-def]
+            if not dead["now"]:
+                real_write(*args, **kwargs)
+
+        monkeypatch.setattr(apply_module, "atomic_write_text", write_unless_dead)
+        spec = parse_pools_text(TWO_UNITS, "pools.yaml")
+        fragment = str(directory / "gpupool-partitions.conf")
+        options = ApplyOptions(fragment_path=fragment, user_exists=lambda name: True)
+        with contextlib.suppress(Killed):
+            apply_pools(spec, faulty, options, lambda live: "unused")
+        monkeypatch.setattr(apply_module, "atomic_write_text", real_write)
+        rerun = _apply(slurm, TWO_UNITS)
+        assert rerun.error is None, (fault, step, rerun.error)
+        assert read_fragment(fragment).owned == {"vision", "llm", "scavenger"}, (fault, step)
+        assert not Path(fragment_module.journal_path(fragment)).exists()
+        assert _apply(slurm, TWO_UNITS).changes == [], (fault, step)
 
 
 def test_unreadable_node_list_of_another_partition_is_an_error(slurm: FakeSlurm, tmp_path: Path,

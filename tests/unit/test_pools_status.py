@@ -123,6 +123,10 @@ def test_scavenger_is_recognised_from_the_fragment() -> None:
 
 class CannedSlurm:
     def __call__(self, argv: list[str]) -> str:
+        if argv[0] == "squeue":  # a Slurm without squeue --json: status falls back to scontrol text
+            from gpupool.slurm.runner import SlurmCommandError
+
+            raise SlurmCommandError("squeue: unrecognized option '--json'")
         if argv[:3] == ["scontrol", "show", "config"]:
             return "SLURM_CONF = /nonexistent/slurm.conf\n"
         if "node" in argv:

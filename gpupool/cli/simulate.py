@@ -1,0 +1,119 @@
+"""`gpupool simulate`: replay a workload on the fabric under several policies, side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gpupool.cli.context import app, json_option
+
+
+@click.command("simulate")
+@click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
+@click.option("--workload", required=True, metavar="FILE|synthetic[:k=v,...]",
+              help="sacct -P or --json export, SWF file, or a synthetic workload (docs/simulate.md).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "sacct", "sacct-json", "swf"]), default="auto",
+              show_default=True, help="Workload file format.")
+@click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
+              help="Comma-separated: slurm-tree, gpupool, gpupool-wait.")
+@click.option("--gpus-per-host", type=int, default=8, show_default=True, metavar="N", help="GPUs on every host.")
+@click.option("--switches", "switches", default="0@300", show_default=True, metavar="N@T",
+              help="gpupool-wait: hold a multi-node job up to T seconds for <= N leaf switches (0: its minimum).")
+@click.option("--partition", "partitions", metavar="LIST",
+              help="Partitions whose jobs are replayed (comma-separated); others are counted and reported.")
+@click.option("--backfill-depth", type=int, default=500, show_default=True, metavar="N",
+              help="Jobs behind the queue head tried per backfill pass (Slurm's bf_max_job_test).")
+@click.option("--gpus-per-processor", default="1", show_default=True, metavar="R",
+              help="SWF: GPUs per processor of the trace (e.g. 1/4 for 4 cores per GPU).")
+@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors per class (JSON).")
+@click.option("--nccl", "nccl_path", metavar="FILE",
+              help="Calibrate a speed class from nccl-tests all-reduce figures: `leaf_switches [groups] busbw`.")
+@click.option("--comm-fraction", type=float, default=0.3, show_default=True, metavar="C",
+              help="With --nccl: share of the runtime spent in all-reduce at the best placement.")
+@click.option("--nccl-class", default="default", show_default=True, metavar="NAME",
+              help="With --nccl: the speed class to calibrate.")
+@click.option("--report", "report_path", metavar="FILE", help="Write a self-contained HTML report with plots.")
+@json_option
+def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, gpus_per_host: int, switches: str,
+             partitions: str | None, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
+             nccl_path: str | None, comm_fraction: float, nccl_class: str, report_path: str | None) -> None:
+    """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
+    from gpupool.app.simulate import (
+        SimulationRequest,
+        parse_policies,
+        parse_switches,
+        run_simulation,
+    )
+    from gpupool.cli.render import emit_json
+    from gpupool.config import resolve_fabric_path
+    from gpupool.errors import UsageError
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.fsutil import atomic_write_text
+    from gpupool.simulate.engine import SimConfig
+    from gpupool.simulate.speed import (
+        SpeedModel,
+        calibrate_from_nccl,
+        load_speed_model,
+        read_nccl_points,
+    )
+    from gpupool.simulate.workload import parse_ratio
+
+    ctx = app()
+    chosen = parse_policies(policies)
+    wait_leaves, wait_time = parse_switches(switches)
+    if gpus_per_host < 1:
+        raise UsageError(f"--gpus-per-host must be >= 1, got {gpus_per_host}")
+    if backfill_depth < 0:
+        raise UsageError(f"--backfill-depth must be >= 0, got {backfill_depth}")
+    accepted = frozenset(p.strip() for p in partitions.split(",") if p.strip()) if partitions else None
+    config = SimConfig(gpus_per_host=gpus_per_host, backfill_depth=backfill_depth, wait_time=wait_time,
+                       wait_leaves=wait_leaves, partitions=accepted)
+    speed = load_speed_model(speed_path) if speed_path else SpeedModel()
+    if nccl_path:
+        speed.classes[nccl_class] = calibrate_from_nccl(read_nccl_points(nccl_path), comm_fraction)
+    path = resolve_fabric_path(fabric_path, ctx.config())
+    compiled = load_compiled(path)
+    request = SimulationRequest(fabric_path=path, workload=workload, policies=chosen, fmt=fmt, config=config,
+                                speed=speed, gpus_per_processor=parse_ratio(gpus_per_processor))
+    doc, results = run_simulation(request, compiled)
+    if report_path:
+        from gpupool.simulate.report import render_html
+
+        atomic_write_text(report_path, render_html(doc, results))
+    if ctx.json:
+        emit_json(doc)
+        return
+    _render(doc, report_path)
+
+
+def _render(doc: dict[str, Any], report_path: str | None) -> None:
+    from rich.table import Table
+
+    from gpupool.cli.render import stdout_console
+    from gpupool.simulate.report import table_rows
+
+    console = stdout_console()
+    fabric, workload = doc["fabric"], doc["workload"]
+    console.print(f"fabric {fabric['path']}: {fabric['hosts']} hosts x {fabric['gpus_per_host']} GPUs "
+                  f"({fabric['kind']}); workload {workload['source']} ({workload['format']}): "
+                  f"{workload['stats']['jobs']} jobs")
+    table = Table(show_edge=False)
+    table.add_column("metric")
+    for p in doc["policies"]:
+        table.add_column(p["policy"], justify="right")
+    for label, values in table_rows(doc):
+        table.add_row(label, *(_cell(v) for v in values))
+    console.print(table)
+    for note in doc["notes"]:
+        console.print(f"note: {note}", markup=False)
+    if report_path:
+        console.print(f"report written to {report_path}", markup=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    return str(value)

@@ -1,0 +1,1 @@
+"""What-if replay of a workload on a fabric under several placement and scheduling policies."""

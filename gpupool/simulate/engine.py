@@ -1,0 +1,480 @@
+"""Event-driven replay: FIFO + EASY backfill over flat free-GPU arrays, one placement policy per run.
+
+Scheduler (the same for every policy, so policies differ only in where jobs go and when they may
+start): jobs queue in submit order; at each event time the queue head and then its followers start
+while they fit (FIFO). When the head does not fit it gets a reservation: the shadow time is the
+earliest time enough GPUs (or hosts with enough free GPUs) are free, taking running jobs' requested
+time limits as their ends (EASY backfill, Lifka 1995, as Slurm's sched/backfill does with limits). A
+later job may start now if it fits now and either ends (by its time limit) before the shadow time or
+uses only GPUs that are spare at the shadow time. At most `backfill_depth` jobs behind the head are
+tried per pass (Slurm's bf_max_job_test).
+
+Per event the work is O(queue scanned + hosts of the jobs that start or end): free GPUs per host, a
+histogram of hosts by free GPUs and the total are updated incrementally; the placement kernels are
+the existing ones (`placement.engine.place`, `placement.slurm_reference`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gpupool.errors import InfeasibleError, UsageError
+from gpupool.placement.cost import cost_of_arrays
+from gpupool.placement.engine import place
+from gpupool.placement.model import FreeState, Request
+from gpupool.placement.slurm_reference import slurm_reference
+from gpupool.simulate.kernels import per_node_shadow
+from gpupool.simulate.metrics import PolicyMetrics
+from gpupool.simulate.speed import SpeedModel
+from gpupool.simulate.workload import Job
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
+
+POLICIES = ("slurm-tree", "gpupool", "gpupool-wait")
+STARTED, HELD, BLOCKED = 0, 1, 2
+_END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
+
+
+@dataclass
+class SimConfig:
+    gpus_per_host: int = 8
+    backfill_depth: int = 500  # Slurm's bf_max_job_test default
+    wait_time: float = 300.0  # gpupool-wait: the T of --switches=N@T (Slurm's max_switch_wait default)
+    wait_leaves: int = 0  # gpupool-wait: the N of --switches=N@T; 0 = the fewest leaves that could hold the job
+    partitions: frozenset[str] | None = None  # accepted partitions; None = all
+    reorder_window: int = 10000  # jobs read ahead to put small submit-time disorders right
+    bin_seconds: float = 3600.0
+    record_starts: bool = False  # keep (job id, start, hosts) of every start, for tests and reality checks
+
+
+@dataclass
+class TraceCounts:
+    """Jobs of the trace that were not replayed, and why (the same for every policy)."""
+
+    too_large: int = 0
+    unknown_partition: int = 0
+    reordered: int = 0
+    never_started: int = 0
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"too_large_for_fabric": self.too_large, "unknown_partition": self.unknown_partition,
+                "submit_reordered": self.reordered, "never_started": self.never_started,
+                "examples": dict(self.examples)}
+
+
+class _Pending:
+    __slots__ = ("job", "held", "multi")
+
+    def __init__(self, job: Job, multi: bool) -> None:
+        self.job = job
+        self.held = False
+        self.multi = multi
+
+
+class _Running:
+    __slots__ = ("job", "start", "hosts", "gpus", "slots", "total", "expected_end")
+
+    def __init__(self, job: Job, start: float, hosts: list[int], gpus: list[int], slots: list[int],
+                 expected_end: float) -> None:
+        self.job = job
+        self.start = start
+        self.hosts = hosts
+        self.gpus = gpus
+        self.slots = slots  # column of each host's row in the slot arrays
+        self.total = sum(gpus)
+        self.expected_end = expected_end
+
+
+Placer = Callable[[np.ndarray, Job], "tuple[np.ndarray, np.ndarray, float] | None"]
+
+
+def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
+    """(hosts, GPUs per host, mean pair hops) of the policy's choice on the free array, or None."""
+    index = compiled.host_index()
+    requests: dict[tuple[int, int], Request] = {}
+
+    def request_of(job: Job) -> Request:
+        key = (job.gpus, job.nodes)
+        req = requests.get(key)
+        if req is None:
+            req = Request(gpus=job.gpus) if job.nodes == 0 else Request(nodes=job.nodes, gpus_per_node=job.gpus_per_node)
+            requests[key] = req
+        return req
+
+    def arrays(allocation: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        hosts = np.fromiter((index[h] for h in allocation), dtype=np.int64, count=len(allocation))
+        gpus = np.fromiter(allocation.values(), dtype=np.int64, count=len(allocation))
+        return hosts, gpus
+
+    if policy in ("gpupool", "gpupool-wait"):
+        def gpupool_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
+            try:
+                p = place(compiled, FreeState(free_gpus=free, usable=free > 0), request_of(job))
+            except InfeasibleError:
+                return None
+            hosts, gpus = arrays(p.allocation)
+            return hosts, gpus, p.cost.mean_hops
+        return gpupool_placer
+    if policy == "slurm-tree":
+        def slurm_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
+            try:
+                _mode, allocation = slurm_reference(compiled, FreeState(free_gpus=free, usable=free > 0),
+                                                    request_of(job))
+            except InfeasibleError:
+                return None
+            if not allocation:
+                return None
+            hosts, gpus = arrays(allocation)
+            return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
+        return slurm_placer
+    raise UsageError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
+
+
+class _Capacity:
+    """Fewest leaves (and groups) that could hold a job on the empty fabric, from per-leaf host counts."""
+
+    def __init__(self, compiled: CompiledFabric) -> None:
+        leaf = compiled.host_tree_leaf.astype(np.int64)
+        parent = compiled.tree_parent
+        up = parent[leaf]
+        # A group (pod of a 3-level fat-tree, dragonfly group) is a leaf's parent that is not a root.
+        has_groups = bool(up.size) and bool((up >= 0).all()) and bool((parent[up] >= 0).all())
+        self.host_leaf = leaf.tolist()  # lists: a job has few hosts, and set() on lists beats np.unique there
+        self.host_group = up.tolist() if has_groups else [-1] * leaf.size
+        self.leaf_hosts = np.cumsum(np.sort(np.bincount(leaf[leaf >= 0]))[::-1])
+        if has_groups:
+            self.group_hosts = np.cumsum(np.sort(np.bincount(up))[::-1])
+        else:
+            self.group_hosts = np.zeros(0, np.int64)
+
+    def min_leaves(self, hosts_needed: int) -> int:
+        return int(np.searchsorted(self.leaf_hosts, hosts_needed)) + 1
+
+    def min_groups(self, hosts_needed: int) -> int:
+        return int(np.searchsorted(self.group_hosts, hosts_needed)) + 1 if self.group_hosts.size else 0
+
+    def spread(self, hosts: list[int]) -> tuple[int, int]:
+        leaf = self.host_leaf
+        leaves = len({leaf[h] for h in hosts})
+        if not self.group_hosts.size:
+            return leaves, 0
+        group = self.host_group
+        return leaves, len({group[h] for h in hosts})
+
+
+class Simulator:
+    """One policy over one trace; `run` consumes the job iterator and returns the policy's metrics."""
+
+    def __init__(self, compiled: CompiledFabric, policy: str, config: SimConfig, speed: SpeedModel,
+                 counts: TraceCounts | None = None) -> None:
+        self.compiled = compiled
+        self.policy = policy
+        self.config = config
+        self.speed = speed
+        self.counts = counts if counts is not None else TraceCounts()
+        self.place = make_placer(compiled, policy)
+        self.wait = policy == "gpupool-wait"
+        g = config.gpus_per_host
+        if g < 1:
+            raise UsageError(f"--gpus-per-host must be >= 1, got {g}")
+        n = compiled.n_hosts
+        if n == 0:
+            raise UsageError("the fabric has no hosts to simulate")
+        self.free = np.full(n, g, dtype=np.int32)
+        self.hist = [0] * (g + 1)  # hosts by free GPUs
+        self.hist[g] = n
+        self._at_least: list[int] | None = None  # hosts with >= k free GPUs, rebuilt after a change
+        # Per host, one slot per running job on it (a job holds >= 1 GPU, so g slots suffice): the job's
+        # expected end and GPUs, for the reservation kernel.
+        self.slot_end = np.full((n, g), np.inf, dtype=np.float64)
+        self.slot_gpus = np.zeros((n, g), dtype=np.int64)
+        self.total_free = n * g
+        self.capacity = _Capacity(compiled)
+        self.metrics = PolicyMetrics(policy=policy, total_gpus=n * g, bin_seconds=config.bin_seconds)
+        self.queue: list[_Pending] = []
+        self.running: dict[int, _Running] = {}
+        self.ends: list[tuple[float, int]] = []  # (expected end by time limit, running id), sorted
+        self.events: list[tuple[float, int, int, int]] = []  # (time, kind, seq, running id)
+        self.seq = 0
+        self.now = 0.0
+        # running id -> (leaves, extra leaves, mean pair hops, speed factor, timed out, multi-host)
+        self._info: dict[int, tuple[int, int, float, float, bool, bool]] = {}
+        self._changed = True  # something ended or woke since the last scheduling pass
+        self._stable: tuple[int, float, int] | None = None  # (head index, shadow, spare) of a blocked queue
+        self.starts: list[tuple[str, float, list[str]]] = []
+
+    # ------------------------------------------------------------------ free state
+    def _hosts_with(self, k: int) -> int:
+        at_least = self._at_least
+        if at_least is None:
+            at_least = [0] * (len(self.hist) + 1)
+            for j in range(len(self.hist) - 1, -1, -1):
+                at_least[j] = at_least[j + 1] + self.hist[j]
+            self._at_least = at_least
+        return at_least[k]
+
+    def _take(self, hosts: list[int], gpus: list[int], sign: int) -> None:
+        free, hist = self.free, self.hist
+        self._at_least = None
+        for h, g in zip(hosts, gpus, strict=True):
+            before = int(free[h])
+            after = before + sign * g
+            free[h] = after
+            hist[before] -= 1
+            hist[after] += 1
+            self.total_free += sign * g
+
+    def _fits_by_count(self, job: Job) -> bool:
+        if job.nodes == 0:
+            return self.total_free >= job.gpus
+        return self.total_free >= job.gpus and self._hosts_with(job.gpus_per_node) >= job.nodes
+
+    # ------------------------------------------------------------------ admission
+    def _admit(self, job: Job) -> _Pending | None:
+        counts, cfg = self.counts, self.config
+        if cfg.partitions is not None and job.partition not in cfg.partitions:
+            counts.unknown_partition += 1
+            counts.examples.setdefault("unknown_partition", f"job {job.job_id} (partition {job.partition!r})")
+            return None
+        g = cfg.gpus_per_host
+        n = self.compiled.n_hosts
+        if job.gpus > n * g or job.nodes > n or (job.nodes and job.gpus_per_node > g):
+            counts.too_large += 1
+            counts.examples.setdefault("too_large", f"job {job.job_id} ({job.gpus} GPUs on {job.nodes or 'any'} "
+                                                    f"hosts; fabric: {n} hosts x {g} GPUs)")
+            return None
+        multi = job.nodes > 1 or job.gpus > g
+        return _Pending(job, multi)
+
+    # ------------------------------------------------------------------ starting jobs
+    def _try_start(self, pj: _Pending, now: float) -> int:
+        job = pj.job
+        if not self._fits_by_count(job):
+            return BLOCKED
+        choice = self.place(self.free, job)
+        if choice is None:
+            return BLOCKED
+        hosts, gpus, pair_hops = choice
+        host_list, gpu_list = hosts.tolist(), gpus.tolist()
+        leaves, groups = self.capacity.spread(host_list)
+        hosts_needed = job.nodes or math.ceil(job.gpus / self.config.gpus_per_host)
+        min_leaves = self.capacity.min_leaves(hosts_needed)
+        if self.wait and pj.multi and now < job.submit + self.config.wait_time:
+            allowed = self.config.wait_leaves or min_leaves
+            if leaves > allowed:
+                if not pj.held:
+                    pj.held = True
+                    self.metrics.held += 1
+                    self._push(job.submit + self.config.wait_time, _WAKE, -1)
+                return HELD
+        extra_leaves = max(leaves - min_leaves, 0)
+        extra_groups = max(groups - self.capacity.min_groups(hosts_needed), 0) if groups else 0
+        factor = self.speed.slowdown(job.job_class, job.partition, extra_leaves, extra_groups) if leaves > 1 else 1.0
+        runtime = job.duration * factor
+        timed_out = runtime > job.time_limit
+        runtime = min(runtime, job.time_limit)
+        self._take(host_list, gpu_list, -1)
+        rid = self.seq
+        self.seq += 1
+        expected_end = now + job.time_limit
+        slots = []
+        for h, g in zip(host_list, gpu_list, strict=True):
+            s = int(np.argmin(self.slot_gpus[h]))  # an empty slot (0 GPUs) always exists
+            self.slot_gpus[h, s] = g
+            self.slot_end[h, s] = expected_end
+            slots.append(s)
+        record = _Running(job, now, host_list, gpu_list, slots, expected_end)
+        self.running[rid] = record
+        bisect.insort(self.ends, (record.expected_end, rid))
+        self._push(now + runtime, _END, rid)
+        if self.config.record_starts:
+            self.starts.append((job.job_id, now, [self.compiled.host_names[h] for h in host_list]))
+        record_info = (leaves, extra_leaves, pair_hops, factor, timed_out, len(host_list) > 1 or pj.multi)
+        self._info[rid] = record_info
+        return STARTED
+
+    def _push(self, time: float, kind: int, rid: int) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (time, kind, self.seq, rid))
+
+    def _finish(self, rid: int, now: float) -> None:
+        record = self.running.pop(rid)
+        k = bisect.bisect_left(self.ends, (record.expected_end, rid))
+        del self.ends[k]
+        self._take(record.hosts, record.gpus, +1)
+        for h, slot in zip(record.hosts, record.slots, strict=True):
+            self.slot_gpus[h, slot] = 0
+            self.slot_end[h, slot] = np.inf
+        leaves, extra_leaves, pair_hops, factor, timed_out, multi = self._info.pop(rid)
+        job = record.job
+        self.metrics.job_done(submit=job.submit, start=record.start, end=now, duration=job.duration, gpus=job.gpus,
+                              multi_node=multi, leaves=leaves, extra_leaves=extra_leaves, pair_hops=pair_hops,
+                              factor=factor, timed_out=timed_out)
+
+    # ------------------------------------------------------------------ scheduling pass
+    def _reservation(self, head: Job, now: float) -> tuple[float, int]:
+        """(shadow time, GPUs spare at the shadow time) for the blocked head job."""
+        need = head.gpus
+        have = self.total_free
+        if head.nodes == 0:
+            shadow = now
+            for end, rid in self.ends:
+                if have >= need:
+                    break
+                have += self.running[rid].total
+                shadow = end
+            return (shadow if have >= need else math.inf), have - need
+        shadow = float(per_node_shadow(self.free, self.slot_end, self.slot_gpus, head.gpus_per_node, head.nodes))
+        if shadow == math.inf:
+            return math.inf, 0
+        shadow = max(shadow, now)
+        have += int(self.slot_gpus[self.slot_end <= shadow].sum())
+        return shadow, max(have - need, 0)
+
+    def _schedule(self, now: float, fresh: int) -> None:
+        """One pass; `fresh` jobs were appended since the last one. When nothing ended, woke or started
+        since then, every older job would fail exactly as before, so only the fresh ones are tried."""
+        queue = self.queue
+        stable = self._stable
+        if not queue:
+            self._stable = None
+            return
+        if not self._changed and stable is not None and fresh <= len(queue):
+            head_index, shadow, extra = stable
+            first = max(len(queue) - fresh, head_index + 1)
+            stop = min(len(queue), head_index + 1 + self.config.backfill_depth)
+            if first < stop and self.total_free > 0:
+                started = [False] * len(queue)
+                extra = self._backfill(queue, first, stop, now, shadow, extra, started)
+                if any(started):
+                    self.queue = [pj for pj, s in zip(queue, started, strict=True) if not s]
+                    self._changed = True  # a start changes the free state: the next pass is a full one
+            self._stable = (head_index, shadow, extra)
+            return
+        self._changed = False
+        self._stable = None
+        kept: list[_Pending] = []
+        idx = 0
+        head: _Pending | None = None
+        while idx < len(queue):
+            pj = queue[idx]
+            idx += 1
+            result = self._try_start(pj, now)
+            if result == STARTED:
+                continue
+            kept.append(pj)
+            if result == BLOCKED:
+                head = pj
+                break
+        if head is None:
+            self.queue = kept
+            return
+        head_index = len(kept) - 1
+        shadow, extra = self._reservation(head.job, now)
+        stop = min(len(queue), idx + self.config.backfill_depth)
+        started = [False] * len(queue)
+        if self.total_free > 0 and idx < stop:
+            extra = self._backfill(queue, idx, stop, now, shadow, extra, started)
+        kept.extend(pj for pj, s in zip(queue[idx:], started[idx:], strict=True) if not s)
+        self.queue = kept
+        self._stable = None if any(started) else (head_index, shadow, extra)
+
+    def _backfill(self, queue: list[_Pending], first: int, stop: int, now: float, shadow: float, extra: int,
+                  started: list[bool]) -> int:
+        """Start the jobs of queue[first:stop] that fit now without delaying the head; returns the spare left."""
+        for idx in range(first, stop):
+            job = queue[idx].job
+            if self.total_free < job.gpus:
+                continue
+            before_shadow = now + job.time_limit <= shadow
+            if not before_shadow and job.gpus > extra:
+                continue
+            if job.nodes and self._hosts_with(job.gpus // job.nodes) < job.nodes:
+                continue
+            if self._try_start(queue[idx], now) == STARTED:
+                started[idx] = True
+                if not before_shadow:
+                    extra -= job.gpus
+                if self.total_free == 0:
+                    break
+        return extra
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, jobs: Iterable[Job]) -> PolicyMetrics:
+        source: Iterator[Job] = iter(jobs)
+        arrivals: list[tuple[float, int, Job]] = []
+        window = max(self.config.reorder_window, 1)
+        exhausted = False
+        order = 0
+        last_time: float | None = None
+        metrics = self.metrics
+
+        def refill() -> None:
+            nonlocal exhausted, order
+            while not exhausted and len(arrivals) < window:
+                job = next(source, None)
+                if job is None:
+                    exhausted = True
+                    return
+                order += 1
+                heapq.heappush(arrivals, (job.submit, order, job))
+
+        refill()
+        while True:
+            t_event = self.events[0][0] if self.events else math.inf
+            t_arrival = arrivals[0][0] if arrivals else math.inf
+            now = min(t_event, t_arrival)
+            if now == math.inf:
+                break
+            if last_time is not None and now < last_time:
+                now = last_time  # an arrival older than the clock: it was out of order beyond the window
+            if last_time is not None and self.queue:
+                metrics.idle_while_waiting(last_time, now, self.total_free)
+            last_time = now
+            while self.events and self.events[0][0] <= now:
+                _t, kind, _s, rid = heapq.heappop(self.events)
+                if kind == _END:
+                    self._finish(rid, now)
+                self._changed = True
+            fresh = 0
+            while arrivals and arrivals[0][0] <= now:
+                submit, _o, job = heapq.heappop(arrivals)
+                if submit < now:  # older than the clock: out of order by more than the read-ahead window
+                    self.counts.reordered += 1
+                    job = replace(job, submit=now)
+                if metrics.first_submit is None:
+                    metrics.first_submit = job.submit
+                pending = self._admit(job)
+                if pending is not None:
+                    self.queue.append(pending)
+                    fresh += 1
+                refill()
+            self.now = now
+            self._schedule(now, fresh)
+            if not self.events and not arrivals and self.queue:
+                self.counts.never_started += len(self.queue)
+                self.queue = []
+        return metrics
+
+
+def simulate(compiled: CompiledFabric, jobs_factory: Callable[[], Iterable[Job]], policies: Iterable[str],
+             config: SimConfig, speed: SpeedModel) -> tuple[list[PolicyMetrics], TraceCounts]:
+    """Each policy over a fresh pass of the trace; trace counts come from the first pass."""
+    results: list[PolicyMetrics] = []
+    first_counts: TraceCounts | None = None
+    for policy in policies:
+        counts = TraceCounts()
+        sim = Simulator(compiled, policy, config, speed, counts)
+        results.append(sim.run(jobs_factory()))
+        if first_counts is None:
+            first_counts = counts
+    return results, first_counts or TraceCounts()

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""How often the slurm-tree emulation (placement.slurm_reference) picks the very nodes real Slurm
+picks: on random fragmented states of the testbed, compare its node set with `sbatch --test-only`.
+
+    eval "$(scripts/testbed env)"
+    .venv/bin/python scripts/calibrate_slurm_tree.py --states 10 --requests 10 [--seed 1] [--json]
+
+States are made as scripts/bench_slurm_quality.py makes them (one filler job per chosen host with a
+random GPU count). Requests are `-N n --gres=gpu:k` (n >= 2, so topology matters) that Slurm can
+start now. A case agrees when both choose the same set of nodes. Prints the agreement and every
+disagreement (state, request, Slurm's nodes, the emulation's nodes). Exit 1 below --target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_slurm_quality import clear_fillers, fragment  # noqa: E402
+
+
+def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, max_nodes: int = 8) -> dict[str, Any]:
+    from gpupool.config import resolve_fabric_path
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.hostlist import fold as fold_hostlist
+    from gpupool.placement.model import FreeState, Request
+    from gpupool.placement.slurm_reference import slurm_tree_reference
+    from gpupool.slurm.commands import CommandsClient
+    from gpupool.slurm.freestate import free_gpus_for_request
+
+    client = CommandsClient(timeout=30)
+    compiled = load_compiled(resolve_fabric_path(None))
+    rng = random.Random(seed)
+    cases: list[dict[str, Any]] = []
+    not_started = 0
+    with tempfile.TemporaryDirectory(prefix="gpupool-calibrate-") as tmp:
+        script = os.path.join(tmp, "job.sh")
+        Path(script).write_text("#!/bin/sh\nsleep 1\n")
+        try:
+            for state in range(states):
+                clear_fillers(client)
+                fragment(client, rng, busy_share)
+                free = FreeState.from_dict(compiled, free_gpus_for_request(client.node_states()), ignore_unknown=True)
+                for _ in range(requests):
+                    nodes = rng.randint(2, max_nodes)
+                    per_node = rng.choice([1, 2, 4, 4, 8, 8])
+                    test = client.test_only([f"--nodes={nodes}", f"--gres=gpu:{per_node}", "--cpus-per-task=1",
+                                             "--mem=100"], script)
+                    if not test.starts_now:
+                        not_started += 1
+                        continue
+                    ours = slurm_tree_reference(compiled, free, Request(nodes=nodes, gpus_per_node=per_node))
+                    slurm_nodes = sorted(test.nodes)
+                    ours_nodes = sorted(ours or {})
+                    cases.append({"state": state, "nodes": nodes, "gpus_per_node": per_node,
+                                  "agree": slurm_nodes == ours_nodes, "slurm": fold_hostlist(slurm_nodes),
+                                  "emulation": fold_hostlist(ours_nodes) if ours_nodes else ""})
+                print(f"state {state}: {len(cases)} cases", file=sys.stderr)
+        finally:
+            clear_fillers(client)
+    agree = sum(c["agree"] for c in cases)
+    return {"states": states, "cases": len(cases), "agree": agree,
+            "agreement": round(agree / len(cases), 4) if cases else None, "slurm_would_not_start": not_started,
+            "disagreements": [c for c in cases if not c["agree"]]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--states", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    doc = calibrate(args.states, args.requests, args.seed)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"slurm-tree emulation vs sbatch --test-only: {doc['agree']}/{doc['cases']} cases choose the same "
+              f"nodes ({doc['agreement']}); {doc['slurm_would_not_start']} requests Slurm would not start now")
+        for c in doc["disagreements"]:
+            print(f"  state {c['state']} -N {c['nodes']} --gres=gpu:{c['gpus_per_node']}: slurm {c['slurm']}, "
+                  f"emulation {c['emulation'] or '(none)'}")
+    return 0 if doc["agreement"] is not None and doc["agreement"] >= args.target else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

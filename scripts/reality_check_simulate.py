@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Reality check of `gpupool simulate`: run a short trace on the testbed with plain sbatch, then
+replay the sacct export of what happened with the slurm-tree policy and compare.
+
+    eval "$(scripts/testbed env)"
+    .venv/bin/python scripts/reality_check_simulate.py [--jobs 40] [--seed 1] [--json]
+
+The trace: per-node requests `-N n --gres=gpu:k` (70% one host, 30% 2-8 hosts), runtimes of 5-40
+seconds (`sleep`), time limits of 1-2 minutes, submitted at their arrival offsets over about a
+minute, so the cluster queues. After all jobs end, `sacct -P` (the documented export, plus
+NodeList) is read with the simulator's own reader and replayed with `slurm-tree` on the testbed's
+fabric. Compared per job: the node set chosen (exact match), and per pair of jobs the order in which
+they started (pairs that started in the same second in reality count as either order). Slurm
+starts backfilled jobs only every bf_interval (30 s by default) and its clock has 1 s resolution,
+so exact agreement is not expected; the figures say how close the model is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gpupool.simulate.workload import SACCT_FIELDS, parse_slurm_time  # noqa: E402
+
+NAME = "gpupool-reality"
+
+
+def sh(argv: list[str], timeout: float = 60) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"reality_check: {' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def submit_trace(jobs: int, seed: int, gpus_per_node: int, max_nodes: int) -> list[str]:
+    rng = random.Random(seed)
+    ids: list[str] = []
+    start = time.monotonic()
+    offset = 0.0
+    for _ in range(jobs):
+        offset += rng.expovariate(jobs / 60.0)
+        nodes = 1 if rng.random() < 0.7 else rng.randint(2, max_nodes)
+        per_node = rng.choice([1, 2, 4, gpus_per_node]) if nodes == 1 else gpus_per_node
+        runtime = rng.randint(5, 40)
+        limit = 1 if runtime < 50 and rng.random() < 0.5 else 2
+        delay = start + offset - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        out = sh(["sbatch", "--parsable", f"--job-name={NAME}", "-N", str(nodes), f"--gres=gpu:{per_node}",
+                  "-t", str(limit), "--cpus-per-task=1", "--mem=100", "--wrap", f"sleep {runtime}"])
+        ids.append(out.strip().split(";")[0])
+    return ids
+
+
+def wait_done(ids: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sh(["squeue", "-h", "--name", NAME, "-o", "%i"]).split():
+            return
+        time.sleep(2)
+    raise SystemExit("reality_check: jobs did not finish in time")
+
+
+def export(ids: list[str], path: Path, timeout: float = 120) -> dict[str, list[str]]:
+    """Write the documented sacct -P export; return the real node list of each job (expanded)."""
+    from gpupool.slurm.parse import expand_hostlist
+
+    deadline = time.monotonic() + timeout
+    fields = ",".join(SACCT_FIELDS) + ",NodeList"
+    while True:
+        text = sh(["sacct", "-a", "-X", "-P", "--noconvert", "-j", ",".join(ids), f"--format={fields}"])
+        rows = [line.split("|") for line in text.splitlines()[1:] if line]
+        if len(rows) == len(ids) and all(r[SACCT_FIELDS.index("State")] not in ("RUNNING", "PENDING") for r in rows):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("reality_check: sacct did not record every job")
+        time.sleep(2)
+    path.write_text(text)
+    return {r[0]: sorted(expand_hostlist(r[-1])) for r in rows}
+
+
+def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float]) -> dict[str, Any]:
+    from gpupool.config import resolve_fabric_path
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.simulate.engine import SimConfig, Simulator
+    from gpupool.simulate.speed import ClassFactors, SpeedModel
+    from gpupool.simulate.workload import read_workload
+
+    compiled = load_compiled(resolve_fabric_path(None))
+    # No speed model: the export's elapsed times are what happened on these very placements.
+    still = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.0, per_extra_group=0.0)})
+    sim = Simulator(compiled, "slurm-tree", SimConfig(gpus_per_host=8, record_starts=True), still)
+    sim.run(read_workload(str(path), "sacct"))
+    sim_start = {job_id: start for job_id, start, _ in sim.starts}
+    sim_nodes = {job_id: sorted(hosts) for job_id, _, hosts in sim.starts}
+    common = sorted(set(sim_start) & set(real_start), key=int)
+    same_nodes = sum(sim_nodes[j] == real_nodes[j] for j in common)
+    multi = [j for j in common if len(real_nodes[j]) > 1]
+    same_multi = sum(sim_nodes[j] == real_nodes[j] for j in multi)
+    pairs = agree = 0
+    for i, a in enumerate(common):
+        for b in common[i + 1:]:
+            real = real_start[a] - real_start[b]
+            if real == 0:
+                continue
+            pairs += 1
+            agree += (sim_start[a] - sim_start[b]) * real > 0 or sim_start[a] == sim_start[b]
+    waits_real = [real_start[j] for j in common]
+    return {"jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
+            "multi_node_jobs": len(multi), "multi_node_same_nodes": same_multi,
+            "start_order_pairs": pairs, "start_order_agree": agree,
+            "start_order_share": round(agree / pairs, 4) if pairs else None,
+            "real_span_s": max(waits_real) - min(waits_real) if waits_real else 0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-nodes", type=int, default=8)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    ids = submit_trace(args.jobs, args.seed, 8, args.max_nodes)
+    wait_done(ids, 900)
+    with tempfile.TemporaryDirectory(prefix="gpupool-reality-") as tmp:
+        path = Path(tmp) / "sacct.txt"
+        real_nodes = export(ids, path)
+        starts = sh(["sacct", "-a", "-X", "-P", "-n", "--noconvert", "-j", ",".join(ids), "--format=JobIDRaw,Start"])
+        real_start = {}
+        for line in starts.splitlines():
+            job_id, start = line.split("|")
+            moment = parse_slurm_time(start)
+            if moment is not None:
+                real_start[job_id] = moment
+        doc = compare(path, real_nodes, real_start)
+        if os.environ.get("GPUPOOL_REALITY_KEEP"):
+            Path(os.environ["GPUPOOL_REALITY_KEEP"]).write_text(path.read_text())
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"reality check ({doc['jobs']} jobs over {doc['real_span_s']:.0f} s): simulate's slurm-tree chose "
+              f"the same nodes for {doc['same_nodes']} ({doc['same_nodes_share']:.0%}; multi-node "
+              f"{doc['multi_node_same_nodes']}/{doc['multi_node_jobs']}), start order agrees on "
+              f"{doc['start_order_agree']}/{doc['start_order_pairs']} job pairs ({doc['start_order_share']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""`gpupool simulate` on the testbed's own sacct history: the export command of docs/simulate.md
+is read back job for job, and the command from the README runs on it and writes the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpupool.simulate.workload import SACCT_FIELDS
+from tests.integration.conftest import Testbed, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _sacct(testbed: Testbed, ids: list[str], *fmt: str) -> str:
+    proc = testbed.run(["sacct", "-a", "-X", *fmt, "--noconvert", "-j", ",".join(ids)], timeout=60, check=True)
+    return proc.stdout
+
+
+def test_simulate_replays_the_testbed_sacct_history(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) \
+        -> None:
+    testbed.cancel_all()
+    k = testbed.gpus_per_node
+    # (nodes, GPUs per node) of the jobs submitted; each sleeps 1 s.
+    shapes = [(2, k), (1, 1), (1, k), (3, k), (1, 2)]
+    ids = []
+    for nodes, per_node in shapes:
+        proc = testbed.run(["sbatch", "--parsable", "-N", str(nodes), f"--gres=gpu:{per_node}", "-t", "5",
+                            "--wrap", "sleep 1"], check=True)
+        ids.append(proc.stdout.strip().split(";")[0])
+    wait_until(lambda: not testbed.job_ids(), 180, message="the jobs to finish")
+
+    def all_recorded() -> bool:
+        out = _sacct(testbed, ids, "-P", "-n", "--format=JobIDRaw,State")
+        states = [line.split("|")[1] for line in out.splitlines() if line]
+        return len(states) == len(ids) and all(s == "COMPLETED" for s in states)
+
+    wait_until(all_recorded, 120, message="sacct to record the jobs as COMPLETED")
+    work = tmp_path_factory.mktemp("simulate")
+    parsable = work / "sacct.txt"
+    parsable.write_text(_sacct(testbed, ids, "-P", f"--format={','.join(SACCT_FIELDS)}"))
+    as_json = work / "sacct.json"
+    as_json.write_text(_sacct(testbed, ids, "--json"))
+    report = work / "out.html"
+    for workload in (parsable, as_json):
+        proc = testbed.run(["gpupool", "simulate", "--fabric", str(testbed.fabric_path), "--workload", str(workload),
+                            "--gpus-per-host", str(k), "--policies", "slurm-tree,gpupool,gpupool-wait",
+                            "--report", str(report), "--json"], timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["workload"]["stats"]["jobs"] == len(shapes), doc["workload"]
+        for policy in doc["policies"]:
+            assert policy["jobs"] == len(shapes)
+            assert policy["multi_node_jobs"] == sum(1 for n, _ in shapes if n > 1), (workload.name, policy, doc)
+        sizes = [n * p for n, p in shapes]
+        bins = {"1 GPU": (1, 1), "2-8 GPUs": (2, 8), "9-64 GPUs": (9, 64), ">64 GPUs": (65, 1 << 40)}
+        expected = {name: sum(lo <= s <= hi for s in sizes) for name, (lo, hi) in bins.items()}
+        got = {name: v["jobs"] for name, v in doc["policies"][0]["wait_s_by_size"].items()}
+        assert got == {name: n for name, n in expected.items() if n}
+        assert report.stat().st_size > 10_000 and "<svg" in report.read_text()
+
+
+def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> None:
+    """On random fragmented states, the simulator's slurm-tree policy chooses what sbatch --test-only does."""
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    testbed.cancel_all()
+    proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
+                        "--requests", "10", "--seed", "3", "--json"], timeout=900, cwd=REPO)
+    doc = json.loads(proc.stdout)
+    assert doc["cases"] >= 90, doc
+    assert doc["agreement"] >= 0.95, doc["disagreements"]
+
+
+def test_reality_check_start_order_and_nodes(testbed: Testbed) -> None:
+    """A short trace run with sbatch, replayed from its own sacct export: the model agrees with reality."""
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    testbed.cancel_all()
+    proc = testbed.run([sys.executable, str(REPO / "scripts" / "reality_check_simulate.py"), "--jobs", "30",
+                        "--seed", "2", "--json"], timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    print(doc)  # the figures, for the log
+    assert doc["jobs"] == 30
+    assert doc["start_order_share"] >= 0.9, doc
+    assert doc["same_nodes_share"] >= 0.5, doc

@@ -1,0 +1,363 @@
+"""Fuzz suite (issue 19): every command that reads a file or Slurm output, run in-process on
+generated and mutated inputs. Each case must end with an exit code of the contract (0-4), one
+`gpupool: error:` line at most, no traceback, and no half-written output file.
+
+Examples per target: `GPUPOOL_FUZZ_EXAMPLES` (default 150, so the suite stays well under two
+minutes; set 1500 for a 10x run). The corpus of inputs that failed before the fixes lives in
+tests/fixtures/hostile/ and is replayed first by every target as explicit examples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from gpupool.cli.context import AppContext
+from gpupool.cli.main import main
+from gpupool.errors import GpupoolError
+from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.model import fabric_to_dict, save_fabric
+from gpupool.slurm.fake import FakeSlurm
+
+EXAMPLES = int(os.environ.get("GPUPOOL_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+DOCUMENTED = {0, 1, 2, 3, 4}
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HOSTILE = FIXTURES / "hostile"
+IBNET = (FIXTURES / "ibnetdiscover" / "ibsim-fat-tree-2x2x2.default.out").read_text()
+HOSTS = [f"gpu{i:03d}" for i in range(1, 9)]
+WORK = Path(tempfile.mkdtemp(prefix="gpupool-fuzz-"))
+FABRIC = WORK / "fabric.json"
+save_fabric(fat_tree(4, 2, 2), str(FABRIC))
+
+# Text a hostile user, admin or fabric could produce.
+HOSTILE_TEXT = st.lists(st.sampled_from(
+    list("gpu0123456789[]-,:=#;\"' \t\n\r{}\\/*&!.") + ["\u00b2", "\u0663", "\udcff", "\x00", "\x7f", "\u2028",
+                                                         "é", "Nodes=", "SwitchName=", "gpupool:", "alloc="]),
+    max_size=30).map("".join)
+
+
+def run_cli(args: list[str], ctx: AppContext | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args, obj=ctx or AppContext())
+    return code, out.getvalue(), err.getvalue()
+
+
+def check(code: int, err: str) -> None:
+    assert code in DOCUMENTED, (code, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("gpupool: error:")]
+    assert len(errors) <= 1, err
+    if code not in (0, 1):
+        # click's own usage errors (exit 2) print "Error: ..." after a usage line
+        assert errors or (code == 2 and "Error:" in err), err
+
+
+def no_half_written(directory: Path, output: Path, code: int) -> None:
+    # Temp files of atomic writes are gone; a failed command leaves no output behind.
+    assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+    if code != 0:
+        assert not output.exists()
+
+
+def write_input(name: str, data: bytes) -> Path:
+    directory = Path(tempfile.mkdtemp(dir=WORK))
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+def corpus(pattern: str) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(HOSTILE.glob(pattern))]
+
+
+def with_corpus(pattern: str, **others: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Replay every corpus file matching `pattern` as an explicit example before generated ones."""
+    def decorate(test: Callable[..., Any]) -> Callable[..., Any]:
+        for data in corpus(pattern):
+            test = example(data=data, **others)(test)
+        return test
+    return decorate
+
+
+# -- mutations of a real text capture ----------------------------------------------------------
+
+@st.composite
+def mutated_text(draw: st.DrawFn, base: str) -> bytes:
+    lines = base.splitlines()
+    for _ in range(draw(st.integers(0, 6))):
+        if not lines:
+            break
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["delete", "duplicate", "replace", "splice", "description", "truncate"]))
+        if op == "delete":
+            del lines[i]
+        elif op == "duplicate":
+            lines.insert(i, lines[i])
+        elif op == "replace":
+            lines[i] = draw(HOSTILE_TEXT)
+        elif op == "splice":
+            j = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:j] + draw(HOSTILE_TEXT) + lines[i][j:]
+        elif op == "description" and '# "' in lines[i]:
+            head, _, tail = lines[i].partition('# "')
+            lines[i] = head + '# "' + draw(HOSTILE_TEXT).replace('"', "") + '"' + tail.partition('"')[2]
+        elif op == "truncate":
+            lines = lines[:i]
+    data = ("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape")
+    if draw(st.booleans()) and data:
+        k = draw(st.integers(0, len(data) - 1))
+        data = data[:k] + bytes([draw(st.integers(0, 255))]) + data[k + 1:]
+    return data
+
+
+@FUZZ
+@given(data=mutated_text(IBNET))
+def test_fuzz_fabric_discover(data: bytes) -> None:
+    source = write_input("capture.out", data)
+    output = source.parent / "out" / "fabric.json"
+    code, _, err = run_cli(["fabric", "discover", "--ibnetdiscover", str(source), "-o", str(output)])
+    check(code, err)
+    no_half_written(output.parent if output.parent.exists() else source.parent, output, code)
+    if code == 0:
+        json.loads(output.read_text())
+
+
+# -- fabric JSON ---------------------------------------------------------------------------------
+
+JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+                      HOSTILE_TEXT)
+JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(HOSTILE_TEXT, inner, max_size=4), max_leaves=20)
+GOOD_FABRIC = fabric_to_dict(fat_tree(2, 2, 1))
+
+
+@st.composite
+def mutated_fabric(draw: st.DrawFn) -> bytes:
+    doc = json.loads(json.dumps(GOOD_FABRIC))
+    for _ in range(draw(st.integers(1, 4))):
+        where = draw(st.sampled_from(["top", "node", "link"]))
+        if where == "top":
+            doc[draw(st.sampled_from(["version", "nodes", "links", "meta", "warnings"]))] = draw(JSON_VALUE)
+        elif where == "node" and isinstance(doc.get("nodes"), list) and doc["nodes"]:
+            node = draw(st.sampled_from(doc["nodes"]))
+            if isinstance(node, dict):
+                node[draw(st.sampled_from(["id", "type", "ports", "host", "role", "lid", "group", "desc"]))] = \
+                    draw(JSON_VALUE)
+        elif where == "link" and isinstance(doc.get("links"), list) and doc["links"]:
+            link = draw(st.sampled_from(doc["links"]))
+            if isinstance(link, list) and link:
+                link[draw(st.integers(0, len(link) - 1))] = draw(JSON_VALUE)
+    text = json.dumps(doc, allow_nan=True)
+    if draw(st.booleans()):
+        cut = draw(st.integers(0, len(text)))
+        text = text[:cut]
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+@FUZZ
+@with_corpus("fabric-*.json")
+@given(data=mutated_fabric())
+def test_fuzz_fabric_json(data: bytes) -> None:
+    path = write_input("fabric.json", data)
+    code, out, err = run_cli(["fabric", "show", "--fabric", str(path), "--json"])
+    check(code, err)
+    assert code in (0, 4)
+    if code == 0:
+        json.loads(out)
+    code, _, err = run_cli(["plan", "--fabric", str(path), "--gpus", "2", "--free", str(FREE_OK)])
+    check(code, err)
+
+
+# -- free files ----------------------------------------------------------------------------------
+
+FREE_OK = WORK / "free-ok.json"
+FREE_OK.write_text(json.dumps(dict.fromkeys(HOSTS, 4)))
+
+
+@st.composite
+def free_files(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["values", "any"]))
+    if kind == "values":
+        doc: Any = {draw(st.sampled_from([*HOSTS, "gpu[1", "x"])) if draw(st.booleans()) else draw(HOSTILE_TEXT):
+                    draw(JSON_LEAF) for _ in range(draw(st.integers(0, 6)))}
+    else:
+        doc = draw(JSON_VALUE)
+    return json.dumps(doc, allow_nan=True).encode("utf-8", errors="surrogatepass")
+
+
+@FUZZ
+@with_corpus("free-*.json", gpus="1", exclude=None)
+@given(data=free_files(), gpus=st.sampled_from(["1", "4", "16", "1000000000", "\u00b2", "0", "-3"]),
+       exclude=st.one_of(st.none(), HOSTILE_TEXT.filter(lambda t: not t.startswith("-"))))
+def test_fuzz_free_files(data: bytes, gpus: str, exclude: str | None) -> None:
+    path = write_input("free.json", data)
+    args = ["plan", "--fabric", str(FABRIC), "--free", str(path), "--gpus", gpus, "--json"]
+    if exclude:
+        args += ["--exclude", exclude]
+    code, _, err = run_cli(args)
+    check(code, err)
+
+
+# -- pools files ---------------------------------------------------------------------------------
+
+class CannedPoolsSlurm:
+    """Read-only answers of an 8-node cluster (pool apply --dry-run never mutates)."""
+
+    def __call__(self, argv: list[str]) -> str:
+        if argv[:3] == ["scontrol", "show", "config"]:
+            return "ClusterName = test\nPriorityType = priority/multifactor\n"
+        if "node" in argv:
+            return "".join(f"NodeName={h} Gres=gpu:4 GresUsed=gpu:0 State=IDLE\n" for h in HOSTS)
+        if "partition" in argv:
+            return ""
+        if argv[0] == "sacctmgr":
+            if "account" in argv:
+                return "root|default root account|root\n"
+            if "assoc" in argv:
+                return "root|||1|normal|\n"
+            return ""
+        raise AssertionError(argv)
+
+
+POOL_KEYS = st.sampled_from(["nodes", "owners", "gpus_per_node", "max_time", "default", "priority_tier", "lend",
+                             "gpu_type"])
+ACCOUNT_KEYS = st.sampled_from(["shares", "users", "parent", "default_queue", "organization"])
+
+
+@st.composite
+def pools_files(draw: st.DrawFn) -> bytes:
+    scalar = st.one_of(HOSTILE_TEXT, st.integers(-(2**40), 2**40), st.booleans(), st.none(),
+                       st.sampled_from(["gpu[001-004]", "gpu[1-100000000]", "2-00:00:00", "vision", ".nan",
+                                        "*a", "&a x", "<<: *a", "9" * 5000]))
+    value = st.one_of(scalar, st.lists(scalar, max_size=3))
+    pools = {draw(st.one_of(st.sampled_from(["vision", "llm"]), HOSTILE_TEXT)):
+             {draw(POOL_KEYS): draw(value) for _ in range(draw(st.integers(0, 3)))} for _ in range(draw(st.integers(0, 3)))}
+    accounts = {draw(st.one_of(st.sampled_from(["vision", "llm"]), HOSTILE_TEXT)):
+                {draw(ACCOUNT_KEYS): draw(value) for _ in range(draw(st.integers(0, 3)))}
+                for _ in range(draw(st.integers(0, 3)))}
+    text = json.dumps({"pools": pools, "accounts": accounts})  # JSON is YAML
+    if draw(st.booleans()):
+        text = text.replace("\"*a\"", "*a").replace("\"&a x\"", "&a x")  # raw aliases/anchors
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+@FUZZ
+@with_corpus("*.yaml")
+@given(data=pools_files())
+def test_fuzz_pools_files(data: bytes) -> None:
+    path = write_input("pools.yaml", data)
+    fragment = path.parent / "fragment.conf"
+    ctx = AppContext(slurm_runner=CannedPoolsSlurm(), user_exists=lambda n: True)
+    code, out, err = run_cli(["pool", "apply", str(path), "--dry-run", "--json", "--fragment", str(fragment)], ctx)
+    check(code, err)
+    assert not fragment.exists()
+    from gpupool.node.job_submit_lua import main as job_submit_lua
+
+    lua = path.parent / "job_submit.lua"
+    err_text = io.StringIO()
+    with contextlib.redirect_stderr(err_text), contextlib.redirect_stdout(io.StringIO()):
+        code = job_submit_lua([str(path), "-o", str(lua)])
+    assert code in (0, 4) and "Traceback" not in err_text.getvalue()
+    no_half_written(path.parent, lua, code)
+
+
+# -- sbatch scripts and submit options -----------------------------------------------------------
+
+SBATCH_OPTIONS = st.sampled_from(["--gpus", "--gpus-per-node", "--gres", "--nodes", "-N", "--partition", "-p",
+                                  "--exclude", "--constraint", "--cpus-per-gpu", "--mem-per-gpu", "--comment",
+                                  "--switches", "-J", "--nodelist", "-w"])
+
+
+@st.composite
+def sbatch_scripts(draw: st.DrawFn) -> bytes:
+    lines = ["#!/bin/bash" if draw(st.integers(0, 9)) else draw(HOSTILE_TEXT)]
+    for _ in range(draw(st.integers(0, 5))):
+        option = draw(SBATCH_OPTIONS)
+        value = draw(st.one_of(HOSTILE_TEXT, st.sampled_from(["4", "gpu:2", "gpu:h100:8", "2-4", "\u00b2",
+                                                               "9" * 5000, "gpu"])))
+        sep = "=" if option.startswith("--") and draw(st.booleans()) else " "
+        lines.append(f"#SBATCH {option}{sep}{value}")
+    lines.append("srun true")
+    data = "\n".join(lines).encode("utf-8", errors="surrogateescape")
+    if draw(st.booleans()) and data:
+        k = draw(st.integers(0, len(data) - 1))
+        data = data[:k] + bytes([draw(st.integers(0, 255))]) + data[k + 1:]
+    return data
+
+
+@FUZZ
+@given(data=sbatch_scripts(), gpus=st.one_of(st.none(), st.sampled_from(["4", "\u00b2", "0", "100000000000"])))
+def test_fuzz_sbatch_scripts(data: bytes, gpus: str | None) -> None:
+    script = write_input("job.sh", data)
+    slurm = FakeSlurm.uniform(HOSTS, gpus=4)
+    ctx = AppContext(slurm=slurm)
+    args = ["submit", "--fabric", str(FABRIC), "--dry-run", "--json"]
+    if gpus is not None:
+        args += ["--gpus", gpus]
+    code, _, err = run_cli([*args, str(script)], ctx)
+    check(code, err)
+    assert not slurm.submitted
+
+
+# -- Slurm JSON and text parsers -----------------------------------------------------------------
+
+SQUEUE = json.loads((FIXTURES / "slurm" / "squeue-22.05.json").read_text())
+JOB_FIELDS = ["name", "comment", "nodes", "job_state", "tres_per_node", "gres_detail", "job_id", "user_name",
+              "partition", "required_nodes", "priority", "tres_req_str", "node_count"]
+
+
+@st.composite
+def squeue_docs(draw: st.DrawFn) -> dict[str, Any]:
+    doc = json.loads(json.dumps(SQUEUE))
+    for _ in range(draw(st.integers(1, 6))):
+        job = draw(st.sampled_from(doc["jobs"]))
+        job[draw(st.sampled_from(JOB_FIELDS))] = draw(st.one_of(JSON_VALUE, HOSTILE_TEXT))
+    return doc
+
+
+@FUZZ
+@given(doc=squeue_docs())
+def test_fuzz_slurm_job_json(doc: dict[str, Any]) -> None:
+    from gpupool.pools.live import jobs_from_squeue_json
+    from gpupool.slurm.freestate import subtract_pending_plans
+    from gpupool.slurm.parse import jobs_from_json
+
+    jobs_from_squeue_json(doc)  # per-record isolation: never raises for one odd job
+    try:
+        jobs = jobs_from_json(doc)
+    except GpupoolError:
+        return  # a malformed Slurm document is an input/environment error, never a crash
+    subtract_pending_plans(dict.fromkeys(HOSTS, 4), jobs)
+
+
+@FUZZ
+@given(line=mutated_text(
+    "JobId=11 JobName=wrap UserId=bob(1001) Priority=100 Account=llm QOS=normal JobState=RUNNING "
+    "Partition=llm NodeList=gpu[001-002] NumNodes=2 TRES=cpu=2,node=2,gres/gpu=6 JOB_GRES=gpu:6   Nodes=gpu001 "
+    "CPU_IDs=0 Mem=2000 GRES=gpu:4(IDX:0-3)   Nodes=gpu002 CPU_IDs=0 Mem=2000 GRES=gpu:2(IDX:0-1) "
+    "MinCPUsNode=1 Comment=x\n"
+    "NodeName=gpu001 Arch=x86_64 CPUAlloc=2 CPUEfctv=16 Gres=gpu:4 GresUsed=gpu:2(IDX:0-1) State=MIXED "
+    "Partitions=gpu RealMemory=1000 AllocMem=10\n"))
+def test_fuzz_slurm_text(line: bytes) -> None:
+    from gpupool.pools.live import parse_jobs, parse_nodes
+    from gpupool.slurm.parse import jobs_from_scontrol, nodes_from_scontrol
+
+    text = line.decode("utf-8", errors="replace")
+    parse_jobs(text)
+    for parser in (jobs_from_scontrol, nodes_from_scontrol, parse_nodes):
+        with contextlib.suppress(GpupoolError):  # an input error is fine; anything else is a crash
+            parser(text)
+

@@ -1,0 +1,62 @@
+"""Item 5 of issue 19: a hostile pools file name never becomes Lua code in job_submit.lua."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gpupool.node.job_submit_lua import main
+
+LUA = shutil.which("lua5.3") or shutil.which("lua")
+POOLS_YAML = "pools:\n  vision:\n    nodes: gpu[001-004]\n    owners: [vision]\n"
+STUB = r"""
+slurm = { SUCCESS = 0, ERROR = -1, NO_VAL = 4294967294, NO_VAL16 = 65534 }
+function slurm.log_user(fmt, ...) end
+function slurm.log_info(fmt, ...) end
+assert(dofile(arg[1]) == slurm.SUCCESS)
+io.write("loaded\n")
+"""
+
+
+@pytest.mark.parametrize("name", [
+    'pools\nos.execute("touch PWNED")\n--.yaml',
+    'pools\r]]os.execute("touch PWNED")--[[.yaml',
+    'pools"\\\n os.execute("touch PWNED") --\u00e9.yaml',
+])
+def test_hostile_pools_file_name_runs_nothing(tmp_path: Path, name: str) -> None:
+    if LUA is None:
+        pytest.fail("no lua interpreter installed (scripts/bootstrap installs lua5.3)")
+    pools = tmp_path / name
+    pools.write_text(POOLS_YAML)
+    output = tmp_path / "job_submit.lua"
+    assert main([str(pools), "-o", str(output)]) == 0
+    text = output.read_bytes()
+    # No line of the generated file may start with the injected code.
+    assert not any(line.lstrip().startswith(b"os.execute") for line in text.splitlines())
+    stub = tmp_path / "stub.lua"
+    stub.write_text(STUB)
+    done = subprocess.run([LUA, str(stub), str(output)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "loaded\n"
+    assert not (tmp_path / "PWNED").exists()
+    # The file name is kept, escaped, as data: Lua reads back exactly the bytes of the name.
+    probe = tmp_path / "probe.lua"
+    probe.write_text(STUB.replace('io.write("loaded\\n")', "io.write(GENERATED_FROM)").replace(
+        "assert(dofile(arg[1]) == slurm.SUCCESS)",
+        "local chunk = assert(loadfile(arg[1])); local src = io.open(arg[1]):read('a');"
+        " GENERATED_FROM = load(string.match(src, 'local GENERATED_FROM = ([^\\n]*)') and"
+        " ('return ' .. string.match(src, 'local GENERATED_FROM = ([^\\n]*)')))()"))
+    read_back = subprocess.run([LUA, str(probe), str(output)], cwd=tmp_path, capture_output=True, timeout=30,
+                               check=True)
+    assert read_back.stdout == str(pools).encode()
+
+
+def test_unwritable_output_is_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(POOLS_YAML)
+    assert main([str(pools), "-o", str(pools / "job_submit.lua")]) == 4  # a path under a regular file
+    assert capsys.readouterr().err.startswith("gpupool: error:")

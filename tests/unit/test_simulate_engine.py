@@ -1,0 +1,143 @@
+"""Event-driven replay on tiny fabrics: start times and placements derived by hand in the comments."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gpupool.fabric.compiled import compile_fabric
+from gpupool.fabric.generate import fat_tree
+from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.speed import ClassFactors, SpeedModel
+from gpupool.simulate.workload import Job
+
+# leaf01: gpu001, gpu002; leaf02: gpu003, gpu004 (4 GPUs each in these tests: 16 GPUs)
+SMALL = compile_fabric(fat_tree(2, 2, 1))
+# leaf01: gpu001-gpu003; leaf02: gpu004-gpu006
+WIDE = compile_fabric(fat_tree(2, 3, 1))
+LEAF = {f"gpu{i:03d}": (1 if i <= 2 else 2) for i in range(1, 5)}
+WIDE_LEAF = {f"gpu{i:03d}": (1 if i <= 3 else 2) for i in range(1, 7)}
+
+
+def _job(job_id: str, submit: float, duration: float, nodes: int, per_node: int, limit: float | None = None,
+         job_class: str = "default") -> Job:
+    return Job(job_id=job_id, submit=submit, duration=duration, time_limit=limit or duration, gpus=nodes * per_node,
+               nodes=nodes, job_class=job_class)
+
+
+def _run(compiled, policy: str, jobs: list[Job], **config) -> tuple[Simulator, dict[str, tuple[float, list[str]]]]:
+    sim = Simulator(compiled, policy, SimConfig(gpus_per_host=4, record_starts=True, **config), SpeedModel())
+    sim.run(jobs)
+    return sim, {job_id: (start, hosts) for job_id, start, hosts in sim.starts}
+
+
+@pytest.mark.parametrize("policy", ["slurm-tree", "gpupool"])
+def test_fifo_with_easy_backfill(policy: str) -> None:
+    jobs = [
+        _job("A", 0, 100, 3, 4),  # t=0: 3 of 4 hosts busy until 100
+        _job("B", 1, 50, 2, 4),  # head, blocked: needs 2 hosts, 1 free; shadow = A's end 100, spare 16-8 = 8 GPUs
+        _job("C", 2, 10, 1, 4, limit=20),  # fits now, ends by 22 <= 100: backfilled at 2, ends 12
+        _job("D", 3, 200, 1, 1),  # t=3: no GPU free; t=12 (C ends): 1 GPU <= 8 spare -> backfilled at 12
+    ]
+    sim, starts = _run(SMALL, policy, jobs)
+    # At 100 A ends: 3 hosts have 4 free GPUs (D holds 1 GPU on the 4th) -> B starts at 100.
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 2, "D": 12}
+    # A on 3 hosts spans both leaves (2 + 1); C and D both run on the one host A left free.
+    assert {LEAF[h] for h in starts["A"][1]} == {1, 2}
+    assert starts["C"][1] == starts["D"][1] and starts["C"][1][0] not in starts["A"][1]
+    m = sim.metrics.to_json()
+    assert m["jobs"] == 4 and m["multi_node_jobs"] == 2
+    assert m["wait_s"]["mean"] == pytest.approx((0 + 99 + 0 + 9) / 4)
+    # A needs 2 leaves at least (2 hosts per leaf), B fits one: neither has extra leaves -> no slowdown.
+    assert m["mean_extra_leaf_switches_multi_node"] == 0
+    assert m["timeouts"] == 0
+
+
+def test_head_reservation_blocks_a_long_backfill_candidate() -> None:
+    jobs = [
+        _job("A", 0, 100, 3, 4),  # 4 GPUs free on one host until 100
+        _job("B", 1, 50, 4, 4),  # head: needs all 4 hosts -> shadow 100, spare 16 - 16 = 0
+        _job("C", 2, 500, 1, 2),  # fits now but would run past 100 and there is no spare: must wait for B
+    ]
+    _sim, starts = _run(SMALL, "gpupool", jobs)
+    # B: 100..150; then C at 150.
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 150}
+
+
+def _wait_trace() -> list[Job]:
+    # On WIDE (2 leaves x 3 hosts): X takes 2 hosts of one leaf (same leaf: 2 hops, not 4); Y 2 hosts:
+    # the other leaf is the only one with 2 free hosts; Z (2 hosts) then has one free host per leaf.
+    return [
+        _job("X", 0, 1000, 2, 4, limit=5000),
+        _job("Y", 0, 50, 2, 4, limit=5000),
+        _job("Z", 0, 1000, 2, 4, limit=5000),
+    ]
+
+
+def test_gpupool_takes_two_leaves_now_and_pays_the_speed_factor() -> None:
+    sim, starts = _run(WIDE, "gpupool", _wait_trace())
+    assert {WIDE_LEAF[h] for h in starts["X"][1]} != {WIDE_LEAF[h] for h in starts["Y"][1]}
+    assert starts["Z"][0] == 0 and {WIDE_LEAF[h] for h in starts["Z"][1]} == {1, 2}
+    m = sim.metrics.to_json()
+    # Z: 1 extra leaf x 0.02 (default class) -> runs 1020 s.
+    assert m["mean_extra_leaf_switches_multi_node"] == pytest.approx(1 / 3, abs=1e-4)  # rounded to 4 places
+    assert sim.metrics.jct.max == pytest.approx(1020, rel=1e-9)
+
+
+def test_gpupool_wait_holds_for_one_leaf_like_switches() -> None:
+    sim, starts = _run(WIDE, "gpupool-wait", _wait_trace(), wait_time=300, wait_leaves=0)
+    # Z is held at 0 (2 leaves > its minimum 1); at 50 Y ends and frees 2 hosts of one leaf: Z starts there.
+    assert starts["Z"][0] == 50
+    assert len({WIDE_LEAF[h] for h in starts["Z"][1]}) == 1
+    m = sim.metrics.to_json()
+    assert m["held_for_placement"] == 1 and m["mean_extra_leaf_switches_multi_node"] == 0
+    # Idle while Z waited: 0..50 with 2 hosts x 4 GPUs free = 400 GPU-seconds.
+    assert sim.metrics.idle_waiting_gpu_seconds == pytest.approx(400)
+
+
+def test_gpupool_wait_gives_up_after_t() -> None:
+    sim, starts = _run(WIDE, "gpupool-wait", _wait_trace(), wait_time=20, wait_leaves=0)
+    # Y ends at 50, after the 20 s budget: at the wake-up (t=20) Z takes the two leaves it can get.
+    assert starts["Z"][0] == 20
+    assert len({WIDE_LEAF[h] for h in starts["Z"][1]}) == 2
+    assert sim.metrics.held == 1
+
+
+def test_speed_factor_past_the_limit_is_a_timeout() -> None:
+    speed = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.5, per_extra_group=0.0)})
+    sim = Simulator(WIDE, "gpupool", SimConfig(gpus_per_host=4), speed)
+    trace = _wait_trace()
+    trace[2] = _job("Z", 0, 1000, 2, 4, limit=1200)  # 1000 x 1.5 = 1500 > 1200: killed at the limit
+    sim.run(trace)
+    assert sim.metrics.timeouts == 1
+    assert sim.metrics.jct.max == pytest.approx(1200)
+
+
+def test_too_large_and_unknown_partitions_are_counted() -> None:
+    jobs = [
+        replace(_job("big", 0, 10, 5, 4), partition="gpu"),  # 5 hosts > 4
+        replace(_job("fat", 0, 10, 1, 8), partition="gpu"),  # 8 GPUs on one host > 4
+        Job(job_id="p", submit=0, duration=10, time_limit=10, gpus=1, nodes=1, partition="other"),
+        Job(job_id="ok", submit=0, duration=10, time_limit=10, gpus=1, nodes=1, partition="gpu"),
+    ]
+    sim = Simulator(SMALL, "gpupool", SimConfig(gpus_per_host=4, partitions=frozenset({"gpu"})), SpeedModel())
+    sim.run(jobs)
+    assert sim.counts.too_large == 2 and sim.counts.unknown_partition == 1
+    assert sim.metrics.jobs == 1
+
+
+def test_out_of_order_submits_inside_the_window_are_sorted() -> None:
+    jobs = [_job("late", 10, 5, 1, 4), _job("early", 0, 5, 1, 4)]
+    _sim, starts = _run(SMALL, "gpupool", jobs)
+    assert starts["early"][0] == 0 and starts["late"][0] == 10
+
+
+def test_single_host_cost_fast_path_matches_the_definition() -> None:
+    from gpupool.placement.cost import cost_of
+
+    rails = compile_fabric(fat_tree(2, 2, 1, rails=2))  # every host has one HCA on each of 2 rail leaves
+    # One host: all GPU pairs are 0 hops apart; its leaf switches are its 2 rail leaves.
+    assert cost_of(rails, {"gpu001": 4}).to_json() == {"pair_hops_sum": 0, "mean_hops": 0.0, "max_hops": 0,
+                                                       "leaf_switches": 2, "groups": 0}
+    assert cost_of(SMALL, {"gpu003": 1}).leaf_switches == 1
