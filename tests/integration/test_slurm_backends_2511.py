@@ -5,13 +5,14 @@ when those builds are missing the tests FAIL, never skip. The cluster (tests/int
 has typed (n1-n4 h100:4), untyped (n5-n6 gpu:4) and two-type (n7-n8 a100:2 + h100:2) nodes; GPUs
 are not an accounted TRES (no slurmdbd), so a backend reading node TRES would see every GPU free. The scenario holds GPUs in RUNNING, SUSPENDED and COMPLETING jobs, an array, a
 `--gpus=N` job, a held `--switches` job; expected GPU use per node is written out by hand below.
-Port base: $GPUPOOL_TESTBED_PYTEST_PORT_BASE (default 46000).
+Port base: the first free one from $GPUPOOL_TESTBED_PYTEST_PORT_BASE (default 46000), in steps of 20.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if missing:
         pytest.fail(missing)
     prefix, pydir = prefixes()
-    port = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "46000"))
+    port = _free_port_base(int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "46000")))
     # A short root: unix socket paths must stay under 108 bytes.
     root = Path(tmp_path_factory.mktemp("s2511"))
     c = Cluster(root=root, port_base=port, prefix=prefix)
@@ -50,6 +51,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         c.stop()
         patch.undo()
+
+
+def _free_port_base(first: int, span: int = 20) -> int:
+    """First base from `first` (step `span`) whose ports base..base+span-1 are free: a testbed just
+    stopped on the same base may still hold them."""
+    for base in range(first, first + 50 * span, span):
+        if all(_port_free(port) for port in range(base, base + span)):
+            return base
+    pytest.fail(f"no free port base at or above {first}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def sbatch(cluster: Cluster, *args: str) -> str:
