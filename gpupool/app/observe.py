@@ -201,37 +201,32 @@ def metrics_text(options: MetricsOptions, config: Config, slurm: Callable[[], Sl
     """Every family; a source that cannot be read is reported by gpupool_collector_up 0 and a warning."""
     families: list[Family] = []
     up: dict[str, bool] = {}
-    try:
+
+    def collect(source: str, read: Callable[[], list[Family]]) -> None:
+        try:
+            families.extend(read())
+            up[source] = True
+        except GpupoolError as exc:
+            warn(f"{source.replace('_', ' ')}: {exc.message}")
+            up[source] = False
+
+    def fragmentation_now() -> list[Family]:
         compiled, free = load_fabric_and_free(config, slurm, options.fabric_path, options.free_path,
                                               options.partition, warn=warn)
-        families += fragmentation_families(fragmentation(compiled, free, options.shapes, options.gpus_per_node))
-        up["fragmentation"] = True
-    except GpupoolError as exc:
-        warn(f"fragmentation: {exc.message}")
-        up["fragmentation"] = False
+        return fragmentation_families(fragmentation(compiled, free, options.shapes, options.gpus_per_node))
+
+    def node_check() -> list[Family]:
+        check_status, findings = read_findings_document(options.node_check_json or "", "node check file")
+        return node_check_families(socket.gethostname().split(".")[0], check_status, findings)
+
+    collect("fragmentation", fragmentation_now)
     if options.pools:
-        try:
-            families += pool_families(pools_at_present(runner(), config, options.pools_file, options.fragment,
-                                                       options.fabric_path))
-            up["pools"] = True
-        except GpupoolError as exc:
-            warn(f"pools: {exc.message}")
-            up["pools"] = False
+        collect("pools", lambda: pool_families(pools_at_present(runner(), config, options.pools_file,
+                                                                 options.fragment, options.fabric_path)))
     if options.audit:
-        try:
-            families += audit_families(*fabric_audit(config, options.fabric_path, options.audit_json))
-            up["audit"] = True
-        except GpupoolError as exc:
-            warn(f"audit: {exc.message}")
-            up["audit"] = False
+        collect("audit", lambda: audit_families(*fabric_audit(config, options.fabric_path, options.audit_json)))
     if options.node_check_json:
-        try:
-            check_status, findings = read_findings_document(options.node_check_json, "node check file")
-            families += node_check_families(socket.gethostname().split(".")[0], check_status, findings)
-            up["node_check"] = True
-        except GpupoolError as exc:
-            warn(f"node check: {exc.message}")
-            up["node_check"] = False
+        collect("node_check", node_check)
     families.append(up_family(up))
     return render_text(families)
 
