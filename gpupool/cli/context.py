@@ -42,6 +42,11 @@ class AppContext:
             self.slurm = make_client()
         return self.slurm
 
+    def with_backend(self, document: dict[str, Any]) -> dict[str, Any]:
+        """`document` plus `"backend"`: which Slurm backend served the command (when one did)."""
+        name = getattr(self.slurm, "name", None) if self.slurm is not None else None
+        return {**document, "backend": name} if isinstance(name, str) else document
+
     def command_runner(self) -> CommandRunner:
         """Slurm commands, argv -> stdout (the real runner unless a test put a fake in `slurm_runner`)."""
         if self.slurm_runner is None:

@@ -37,7 +37,7 @@ def jobs(user: str | None, all_users: bool, fabric_path: str | None, report_job:
     who = None if all_users else (user or getpass.getuser())
     rows = running_jobs(app().slurm_client(), _compiled(fabric_path), user=who)
     if app().json:
-        emit_json({"user": who, "jobs": rows})
+        emit_json(app().with_backend({"user": who, "jobs": rows}))
         return
     console = stdout_console()
     if not rows:
@@ -64,7 +64,7 @@ def explain(job_id: str, fabric_path: str | None) -> None:
     explanation = explain_job(app().slurm_client(), _compiled(fabric_path), job_id)
     doc = explanation.to_json()
     if app().json:
-        emit_json(doc)
+        emit_json(app().with_backend(doc))
         return
     console = stdout_console()
     console.print(f"job {doc['job_id']}: {doc['state']}, reason: {doc['reason'] or '-'}")

@@ -50,14 +50,15 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
                        slurm=ctx.slurm_client, warn=warn, health_path=health_path)
     if outcome.placement is None:
         if ctx.json:
-            emit_json(plan_document(None, outcome.reference, request, _ms(start), error=outcome.error,
-                                    skipped=outcome.skipped))
+            emit_json(ctx.with_backend(plan_document(None, outcome.reference, request, _ms(start),
+                                                     error=outcome.error, skipped=outcome.skipped)))
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(plan_document(outcome.placement, outcome.reference, request, elapsed, skipped=outcome.skipped))
+        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed,
+                                                 skipped=outcome.skipped)))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed)
     if outcome.skipped:

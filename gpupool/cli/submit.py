@@ -63,7 +63,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     client = ctx.slurm_client()
     outcome = submit_planned(client, compiled, request)
     if ctx.json:
-        emit_json(outcome.to_json())
+        emit_json(ctx.with_backend(outcome.to_json()))
         return
     for note in outcome.notes:
         warn(note)

@@ -24,6 +24,8 @@ from gpupool.slurm.runner import DEFAULT_TIMEOUT, SlurmCommandError, run
 class CommandsClient:
     """The Slurm commands (scontrol, sinfo, squeue, sbatch, scancel, sacctmgr, sshare)."""
 
+    name = "commands"
+
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, submit_timeout: float | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.timeout = timeout
@@ -150,7 +152,9 @@ class CommandsClient:
         try:
             proc = self._run(["scontrol", "-d", "-o", "show", "job", str(job_id)])
         except SlurmCommandError as exc:
-            if "Invalid job id" in exc.stderr:
+            # 25.11 answers an unknown array task (7_9) with "Job 7_9 not found".
+            said = f"{exc.stderr}\n{exc.stdout}\n{exc}"
+            if "Invalid job id" in said or f"Job {job_id} not found" in said:
                 raise InputError(f"unknown job id {job_id}") from None
             raise
         with self._release_in_errors():

@@ -265,7 +265,7 @@ def job_from_json(job: Mapping[str, Any]) -> JobInfo:
         allocation=_allocation(hosts, gres_detail, tres_per_node, tres_alloc) if hosts else {},
         request=request,
         comment=str(job.get("comment") or ""),
-        start_time=number(job.get("start_time"), None),
+        start_time=number(job.get("start_time"), None) or None,  # 0: not known yet (as scontrol's Unknown)
         submit_time=number(job.get("submit_time"), None),
     )
 
@@ -274,7 +274,7 @@ def _job_id(job: Mapping[str, Any]) -> str:
     job_id = number(job.get("job_id"), 0)
     array_id = number(job.get("array_job_id"), 0)
     task = number(job.get("array_task_id"), None)
-    if array_id and task is not None and array_id != job_id:
+    if array_id and task is not None:  # the last task started keeps the array's id: 7 is 7_3
         return f"{array_id}_{task}"
     return str(job_id)
 

@@ -1,17 +1,21 @@
-"""pyslurm backend: reads through libslurm (pyslurm >= 23), writes through the commands.
+"""pyslurm backend: reads through libslurm (pyslurm 24.11+), writes through the commands.
 
-Used only when `import pyslurm` works and pyslurm's major.minor equals the running Slurm's
-(pyslurm is built against one Slurm release; a mismatch means a broken ABI). Submission,
-`--test-only` and cancel go through `CommandsClient`, so sbatch semantics (``#SBATCH`` lines,
-environment, error messages) are identical in both backends. libslurm calls cannot be
-interrupted, so each runs in a worker thread and the caller stops waiting after `timeout`.
+Used only when pyslurm imports (in a child process, see `gpupool.slurm.pyslurm_child`) and its
+major.minor equals the running Slurm's (pyslurm is built against one Slurm release; a mismatch
+means a broken ABI). Submission, `--test-only`, cancel, partitions and the node-side calls go
+through `CommandsClient`, so sbatch semantics and error messages are identical in both backends.
+
+Every read runs in the pyslurm child with a deadline (`timeout`): libslurm holds the GIL during an
+RPC and may `fatal()` on a missing configuration, so neither can happen in the gpupool process.
+GPU use per node is summed from the jobs' per-node GRES (what slurmctld allocated, `gres_detail`),
+never from the node's allocated TRES, which is empty unless `gres/gpu` is an accounted TRES.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from gpupool.errors import EnvError, InputError
 from gpupool.hostlist import expand
@@ -20,25 +24,32 @@ from gpupool.slurm.commands import CommandsClient
 from gpupool.slurm.gres import gpu_count, gpu_types
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
 from gpupool.slurm.port import Backend, BackendUnavailable, register
+from gpupool.slurm.pyslurm_child import (
+    OPERATIONS,
+    ChildFailed,
+    ChildRPCError,
+    PyslurmChild,
+    import_pyslurm,
+)
 from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
-T = TypeVar("T")
+# Job states whose nodes stay allocated: the same set the commands backend reads (gpupool.slurm.parse).
+HOLDING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED"})
+
+# Slurm's ESLURM_INVALID_JOB_ID (slurm_errno.h): "Invalid job id specified".
+ESLURM_INVALID_JOB_ID = 2017
 
 
-def _import_pyslurm() -> Any:
-    import pyslurm  # type: ignore[import-not-found]
-
-    return pyslurm
-
-
-def pyslurm_unavailable_reason(commands: CommandsClient | None = None) -> str | None:
+def pyslurm_unavailable_reason(commands: CommandsClient | None = None, child: PyslurmChild | None = None,
+                               timeout: float = DEFAULT_TIMEOUT) -> str | None:
     """None when the pyslurm backend can be used, else the reason it cannot."""
+    child = child or PyslurmChild(timeout)
     try:
-        pyslurm = _import_pyslurm()
-    except ImportError as exc:  # the optional extra (or its libslurm) is missing: the only guarded failure
-        return f"pyslurm is not importable ({exc})"
+        version_text = child.start()
+    except ChildFailed as exc:
+        return str(exc)
     try:
-        py_version = parse.parse_version(str(pyslurm.version()))
+        py_version = parse.parse_version(version_text)
     except Exception as exc:  # noqa: BLE001
         return f"cannot read pyslurm's version ({exc})"
     if commands is None:
@@ -54,54 +65,67 @@ def pyslurm_unavailable_reason(commands: CommandsClient | None = None) -> str | 
 
 
 class PyslurmClient:
-    """`SlurmClient` over pyslurm's object API (pyslurm.Nodes / pyslurm.Jobs)."""
+    """`SlurmClient` over pyslurm's object API (pyslurm.Nodes / pyslurm.Jobs), in a child process."""
+
+    name = "pyslurm"
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, commands: CommandsClient | None = None,
-                 module: Any = None) -> None:
+                 child: PyslurmChild | None = None, loader: Callable[[], Any] = import_pyslurm) -> None:
         self.timeout = timeout
         self.commands = commands or CommandsClient(timeout=timeout)
-        self.pyslurm = module if module is not None else _import_pyslurm()
+        self.child = child or PyslurmChild(timeout, loader)
 
-    def _call(self, what: str, func: Callable[[], T]) -> T:
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        future = pool.submit(func)
+    def _call(self, what: str, *args: Any) -> Any:
         try:
-            return future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
-            raise EnvError(f"pyslurm {what} did not answer within {self.timeout:g}s "
-                           "(slurmctld down or overloaded?)") from None
-        except self.pyslurm.RPCError as exc:
+            return self.child.call(what, *args)
+        except ChildFailed as exc:
+            raise EnvError(str(exc)) from None
+        except ChildRPCError as exc:
             raise EnvError(f"pyslurm {what}: {exc}") from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
 
     def version(self) -> tuple[int, int, int]:
         return self.commands.version()
 
     def node_states(self) -> list[NodeState]:
-        nodes = self._call("Nodes.load", self.pyslurm.Nodes.load)
-        return [node_from_pyslurm(n) for n in nodes.values()]
+        return list(self._call("node_states"))
 
     def jobs(self, user: str | None = None, job_ids: Sequence[str] | None = None) -> list[JobInfo]:
-        jobs = self._call("Jobs.load", self.pyslurm.Jobs.load)
-        out = [job_from_pyslurm(j) for j in jobs.values()]
+        out: list[JobInfo] = self._call("jobs")
         if user:
             out = [j for j in out if j.user == user]
         if job_ids:
             wanted = {str(j) for j in job_ids}
             out = [j for j in out if j.job_id in wanted]
-        return out
+        return self._fill_pending_requests(out)
+
+    def _fill_pending_requests(self, jobs: list[JobInfo]) -> list[JobInfo]:
+        """Pending jobs that seem to ask for no GPUs may be `--gpus=N` jobs: pyslurm 25.11 cannot read
+        tres_per_job, and the requested TRES carry GPUs only when gres/gpu is accounted, so ask the
+        commands for those jobs' requests (one squeue call, only when there are such jobs)."""
+        unknown = [j.job_id for j in jobs if not j.nodes and not j.request.gpus_per_node and not j.request.gpus_total]
+        if not unknown:
+            return jobs
+        try:
+            requests = {j.job_id: j.request for j in self.commands.jobs(job_ids=unknown)}
+        except (InputError, EnvError):
+            return jobs  # the commands do not know better: keep what pyslurm said
+        return [replace(j, request=requests[j.job_id]) if j.job_id in requests else j for j in jobs]
 
     def job(self, job_id: str) -> JobInfo:
+        key = parse_job_id(job_id)
+        if key is None:
+            raise InputError(f"unknown job id {job_id}")
         try:
-            job = self._call("Job.load", lambda: self.pyslurm.Job.load(int(job_id)))
-        except ValueError:
-            raise InputError(f"unknown job id {job_id}") from None
-        except EnvError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - pyslurm raises RPCError subclasses for unknown ids
-            raise InputError(f"unknown job id {job_id} ({exc})") from None
-        return job_from_pyslurm(job)
+            found: list[JobInfo] = self.child.call("job", *key)
+        except ChildRPCError as exc:
+            if exc.errno == ESLURM_INVALID_JOB_ID or "Invalid job id" in str(exc):
+                raise InputError(f"unknown job id {job_id}") from None
+            raise EnvError(f"pyslurm job {job_id}: {exc}") from None
+        except ChildFailed as exc:
+            raise EnvError(str(exc)) from None
+        if not found:
+            raise InputError(f"unknown job id {job_id}")
+        return self._fill_pending_requests(found[:1])[0]
 
     def partitions(self) -> dict[str, dict[str, str]]:
         return self.commands.partitions()
@@ -128,20 +152,37 @@ class PyslurmClient:
     def drain(self, node: str, reason: str) -> None:
         self.commands.drain(node, reason)
 
+    def close(self) -> None:
+        self.child.close()
+
 
 def _create(timeout: float) -> PyslurmClient:
     commands = CommandsClient(timeout=timeout)
-    reason = pyslurm_unavailable_reason(commands)
+    child = PyslurmChild(timeout)
+    reason = pyslurm_unavailable_reason(commands, child)
     if reason is not None:
+        child.close()
         raise BackendUnavailable(reason)
-    return PyslurmClient(timeout=timeout, commands=commands)
+    return PyslurmClient(timeout=timeout, commands=commands, child=child)
 
 
 register(Backend("pyslurm", preference=10, create=_create))
 
 
+# ---------------------------------------------------------------------------------------------
+# mapping (runs in the child; plain functions over pyslurm objects, tested on stand-ins)
+
+
+def parse_job_id(job_id: str) -> tuple[int, int | None] | None:
+    """``"13"`` -> (13, None); ``"13_1"`` -> (13, 1) (array job 13, task 1); else None."""
+    head, sep, task = str(job_id).strip().partition("_")
+    if not head.isdigit() or (sep and not task.isdigit()):
+        return None
+    return int(head), int(task) if sep else None
+
+
 def _gres_text(value: Any) -> str:
-    """pyslurm gives GRES as dicts ({"gpu:h100": 8}, or {"gpu:h100": {"count": "2", "indexes": "0-1"}}
+    """pyslurm gives GRES as dicts ({"gpu:h100": 8}, or {"gpu:h100": {"count": 2, "indexes": "0-1"}}
     for allocations) or strings, depending on the attribute."""
     if isinstance(value, int) and not isinstance(value, bool):
         return f"gpu:{value}"
@@ -151,15 +192,132 @@ def _gres_text(value: Any) -> str:
     return str(value or "")
 
 
-def node_from_pyslurm(node: Any) -> NodeState:
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def job_id_text(job: Any) -> str:
+    """The job id as squeue prints it: ``ARRAY_TASK`` for an array task, else the job id."""
+    job_id = _int(getattr(job, "id", None)) or 0
+    array_id = _int(getattr(job, "array_id", None))
+    task = _int(getattr(job, "array_task_id", None))
+    if array_id and task is not None:
+        # The last task started keeps the array's own id (job 7 = task 7_3): still a task.
+        return f"{array_id}_{task}"
+    return str(job_id)
+
+
+def _tres_gpus(value: Any) -> int:
+    """GPUs in a pyslurm TrackableResources / gres dict / string (tres_per_node, tres_per_job)."""
+    if value is None:
+        return 0
+    gres = getattr(value, "gres", None)
+    if isinstance(gres, dict):
+        # TrackableResources.gres: {"gpu": GPU(count), "gpu:h100": GPU(count)}; a typed request is
+        # also counted under the untyped name, so prefer the untyped total.
+        counts = {str(k): _int(getattr(v, "count", v)) or 0 for k, v in gres.items()}
+        untyped = sum(c for k, c in counts.items() if k.split(":")[0] == "gpu" and ":" not in k)
+        return untyped or sum(c for k, c in counts.items() if k.split(":")[0] == "gpu")
+    if isinstance(value, dict):
+        return gpu_count(_gres_text(value))
+    return gpu_count(str(value))
+
+
+def requested_gpus(job: Any) -> tuple[int, int]:
+    """(GPUs per node, GPUs per job) the job asked for.
+
+    pyslurm 25.11's `tres_per_node` / `tres_per_job` parse Slurm's ``gres/gpu:5`` as ``key=value``
+    pairs and come back empty, so: per node from `gres_per_node` (``{"gres/gpu": 3}``), and per job
+    from the TRES the job requested (``gres/gpu=5``, present only when gres/gpu is accounted) when
+    it asked for no GPUs per node; a running job's total is then what Slurm allocated (the caller).
+    """
+    per_node = _tres_gpus(getattr(job, "tres_per_node", None)) or gpu_count(_gres_text(getattr(job, "gres_per_node", None)))
+    total = _tres_gpus(getattr(job, "tres_per_job", None))
+    if not per_node and not total:
+        total = _tres_gpus(getattr(job, "requested_tres", None))
+    return per_node, total
+
+
+def job_from_pyslurm(job: Any) -> JobInfo:
+    state = str(getattr(job, "state", "") or "").upper()
+    node_text = getattr(job, "allocated_nodes", None) or ""
+    hosts = expand(str(node_text)) if state.split("+")[0] in HOLDING_STATES and node_text else []
+    allocation: dict[str, int] = dict.fromkeys(hosts, 0)
+    layout: dict[str, Any] = {}
+    if hosts and hasattr(job, "get_resource_layout_per_node"):
+        try:
+            layout = job.get_resource_layout_per_node() or {}
+        except Exception:  # noqa: BLE001 - layout needs detail the job may not carry
+            layout = {}
+    for host in hosts:
+        entry = layout.get(host)
+        gres = entry.get("gres") if isinstance(entry, dict) else None
+        allocation[host] = gpu_count(_gres_text(gres)) if gres else 0
+    per_node, total = requested_gpus(job)
+    if not per_node and not total and any(allocation.values()):
+        # `--gpus=N` (or per task): pyslurm cannot read tres_per_job; what Slurm allocated is N.
+        total = sum(allocation.values())
+    if hosts and not any(allocation.values()) and not layout:
+        # No per-node detail: fall back to the uniform request, as the commands backend does.
+        if per_node:
+            allocation = dict.fromkeys(hosts, per_node)
+        elif total and total % len(hosts) == 0:
+            allocation = dict.fromkeys(hosts, total // len(hosts))
+    switches = _int(getattr(job, "required_switches", None))
+    wait = _int(getattr(job, "max_wait_time_switches", None)) or 0
+    return JobInfo(
+        job_id=job_id_text(job),
+        name=str(getattr(job, "name", "") or ""),
+        user=str(getattr(job, "user_name", "") or ""),
+        account=str(getattr(job, "account", "") or ""),
+        partition=str(getattr(job, "partition", "") or ""),
+        state=state,
+        reason=str(getattr(job, "state_reason", "") or ""),
+        nodes=tuple(hosts),
+        allocation=allocation,
+        request=JobRequest(
+            nodes=_int(getattr(job, "num_nodes", None)),
+            gpus_per_node=per_node or None,
+            gpus_total=total or None,
+            required_nodes=str(getattr(job, "required_nodes", "") or ""),
+            excluded_nodes=str(getattr(job, "excluded_nodes", "") or ""),
+            partition=str(getattr(job, "partition", "") or ""),
+            switches=f"{switches}@{wait}s" if switches is not None else "",
+        ),
+        comment=str(getattr(job, "comment", "") or ""),
+        start_time=_int(getattr(job, "start_time", None)),
+        submit_time=_int(getattr(job, "submit_time", None)),
+    )
+
+
+def gpus_in_use(jobs: Iterable[JobInfo]) -> dict[str, int]:
+    """Node -> GPUs slurmctld counts as used there (the node's GresUsed): those of jobs that hold
+    their nodes, except COMPLETING ones, whose GRES slurmctld releases when the job ends (measured
+    on 25.11: a job in its Epilog still lists its nodes, the node's GresUsed no longer has its GPUs)."""
+    used: dict[str, int] = {}
+    for job in jobs:
+        if job.state.split("+")[0] in HOLDING_STATES - {"COMPLETING"}:
+            for host, gpus in job.allocation.items():
+                used[host] = used.get(host, 0) + gpus
+    return used
+
+
+def node_from_pyslurm(node: Any, gpus_used: int = 0) -> NodeState:
     configured = _gres_text(getattr(node, "configured_gres", ""))
-    allocated = _gres_text(getattr(node, "allocated_gres", ""))
     state = getattr(node, "state", "") or ""
+    flags = parse.state_flags(state if isinstance(state, list | tuple) else str(state))
+    if "IDLE" in flags and (gpus_used or getattr(node, "allocated_memory", 0)):
+        # pyslurm calls a node MIXED only from its CPUs; slurmctld also from allocated GPUs or
+        # memory (a node whose only job is suspended, or completing, is MIXED in scontrol).
+        flags = (flags - {"IDLE"}) | {"MIXED"}
     return NodeState(
         name=str(node.name),
-        flags=parse.state_flags(state if isinstance(state, list | tuple) else str(state)),
+        flags=flags,
         gpus_total=gpu_count(configured),
-        gpus_used=gpu_count(allocated),
+        gpus_used=gpus_used,
         gpu_types=tuple(gpu_types(configured)),
         cpus_total=int(getattr(node, "effective_cpus", None) or getattr(node, "total_cpus", 0) or 0),
         cpus_alloc=int(getattr(node, "allocated_cpus", 0) or 0),
@@ -171,42 +329,26 @@ def node_from_pyslurm(node: Any) -> NodeState:
     )
 
 
-def job_from_pyslurm(job: Any) -> JobInfo:
-    state = str(getattr(job, "state", "") or "").upper()
-    # pyslurm >= 23 names the allocation `allocated_nodes` (a hostlist string).
-    node_text = getattr(job, "allocated_nodes", None) or getattr(job, "nodes", "") or ""
-    hosts = expand(str(node_text)) if state == "RUNNING" else []
-    allocation: dict[str, int] = {}
-    layout = {}
-    if hosts and hasattr(job, "get_resource_layout_per_node"):
-        try:
-            layout = job.get_resource_layout_per_node() or {}
-        except Exception:  # noqa: BLE001 - layout needs detail the job may not carry
-            layout = {}
-    for host in hosts:
-        gres = (layout.get(host) or {}).get("gres") if isinstance(layout.get(host), dict) else None
-        allocation[host] = gpu_count(_gres_text(gres)) if gres else 0
-    per_node = gpu_count(_gres_text(getattr(job, "gres_per_node", None) or getattr(job, "gpus_per_node", None)))
-    if hosts and not any(allocation.values()) and per_node:
-        allocation = dict.fromkeys(hosts, per_node)
-    return JobInfo(
-        job_id=str(job.id),
-        name=str(getattr(job, "name", "") or ""),
-        user=str(getattr(job, "user_name", "") or ""),
-        account=str(getattr(job, "account", "") or ""),
-        partition=str(getattr(job, "partition", "") or ""),
-        state=state,
-        reason=str(getattr(job, "state_reason", "") or ""),
-        nodes=tuple(hosts),
-        allocation=allocation,
-        request=JobRequest(
-            nodes=getattr(job, "num_nodes", None),
-            gpus_per_node=per_node or None,
-            required_nodes=str(getattr(job, "required_nodes", "") or ""),
-            excluded_nodes=str(getattr(job, "excluded_nodes", "") or ""),
-            partition=str(getattr(job, "partition", "") or ""),
-        ),
-        comment=str(getattr(job, "comment", "") or ""),
-        start_time=getattr(job, "start_time", None),
-        submit_time=getattr(job, "submit_time", None),
-    )
+def _load_jobs(module: Any) -> list[JobInfo]:
+    return [job_from_pyslurm(j) for j in module.Jobs.load().values()]
+
+
+def _load_node_states(module: Any) -> list[NodeState]:
+    nodes = module.Nodes.load()
+    used = gpus_in_use(_load_jobs(module))
+    return [node_from_pyslurm(n, used.get(str(n.name), 0)) for n in nodes.values()]
+
+
+def _load_job(module: Any, job_id: int, task: int | None) -> list[JobInfo]:
+    """The job `job_id` (or array task `job_id`_`task`); an unknown id raises pyslurm's RPCError."""
+    if task is None:
+        job = module.Job.load(job_id)
+        if _int(getattr(job, "id", None)) == job_id:
+            return [job_from_pyslurm(job)]
+        # Job.load(ARRAY_ID) answers with the array's first record, which may be another task.
+        return [job_from_pyslurm(j) for j in module.Jobs.load().values() if _int(getattr(j, "id", None)) == job_id]
+    wanted = f"{job_id}_{task}"
+    return [j for j in _load_jobs(module) if j.job_id == wanted]
+
+
+OPERATIONS.update({"jobs": _load_jobs, "node_states": _load_node_states, "job": _load_job})

@@ -1,22 +1,13 @@
-"""pyslurm backend: runs only where pyslurm is importable (PyPI's pyslurm builds against Slurm 25.11
-only, so on this 22.05 machine these tests skip with that reason)."""
+"""The pyslurm backend against whatever pyslurm this machine has (none, or a real one on PYTHONPATH,
+e.g. the one scripts/build-slurm-25.11 builds). The probe runs in the backend's child process, so a
+pyslurm without a reachable Slurm configuration cannot end pytest; nothing here imports pyslurm."""
 
 from __future__ import annotations
 
-import pytest
-
-pyslurm = pytest.importorskip("pyslurm", reason="pyslurm is not importable here (PyPI builds need Slurm 25.11 headers)")
+from gpupool.slurm.pyslurm_backend import pyslurm_unavailable_reason
 
 
-def test_version_check_against_running_slurm() -> None:
-    from gpupool.slurm.commands import CommandsClient
-    from gpupool.slurm.pyslurm_backend import pyslurm_unavailable_reason
-
-    reason = pyslurm_unavailable_reason(CommandsClient())
-    if reason is not None:
-        assert "does not match" in reason or "cannot read" in reason
-    else:
-        from gpupool.slurm.pyslurm_backend import PyslurmClient
-
-        nodes = PyslurmClient().node_states()
-        assert all(n.name for n in nodes)
+def test_probe_never_kills_the_caller_and_reads_the_version() -> None:
+    reason = pyslurm_unavailable_reason(None, timeout=30)
+    # Missing, unconfigured (libslurm's fatal) or fine: never "cannot read pyslurm's version".
+    assert reason is None or "cannot read" not in reason
