@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import IO, Any
 
 from gpupool.errors import InputError
 
@@ -84,9 +85,14 @@ def _fsync_directory(directory: Path) -> None:
 
 def read_input_bytes(path: str | os.PathLike[str], what: str) -> bytes:
     """Read a user-named input file; every way it can fail is one input error naming the file."""
+    with open_input(path, what, "rb") as handle:
+        return handle.read()
+
+
+def open_input(path: str | os.PathLike[str], what: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
+    """Open a user-named input file (for streaming); a failure is one input error naming the file."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return open(path, mode, **kwargs)  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
     except IsADirectoryError:

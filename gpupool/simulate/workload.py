@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import IO, Any
 
 from gpupool.errors import InputError, located
+from gpupool.fsutil import open_input
 
 # The exact export this reader expects (docs/simulate.md): one line per allocation (-X), all users.
 SACCT_FIELDS = ("JobIDRaw", "Partition", "Submit", "Start", "ElapsedRaw", "TimelimitRaw", "NNodes", "AllocTRES",
@@ -66,16 +67,7 @@ class WorkloadStats:
 
 
 def _open_text(path: str) -> IO[str]:
-    try:
-        return open(path, encoding="utf-8", errors="strict", newline="")  # noqa: SIM115 - the iterator closes it
-    except FileNotFoundError:
-        raise InputError(f"{path}: workload file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: workload file is a directory") from None
-    except PermissionError:
-        raise InputError(f"{path}: cannot read workload file (permission denied)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read workload file ({exc.strerror})") from None
+    return open_input(path, "workload file", encoding="utf-8", errors="strict", newline="")
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
