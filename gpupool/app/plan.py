@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gpupool.app.reclaim import may_reclaim, plan_with_reclaim
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.fsutil import read_input_bytes
@@ -20,6 +21,7 @@ from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
 from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.reclaim import Reclaim
 from gpupool.placement.slurm_reference import slurm_reference
 from gpupool.slurm.freestate import (
     capacity_gpus,
@@ -120,6 +122,7 @@ class PlanOutcome:
     placement: Placement | None
     error: str | None = None  # why nothing fits, when placement is None
     skipped: dict[str, str] | None = None  # fabric host -> why health excluded it
+    reclaim: Reclaim | None = None  # the borrowed jobs the placement preempts (owner partitions)
 
 
 def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | None, ignore_unknown: bool,
@@ -133,6 +136,9 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     is read, and from `health_path` (a saved `fabric audit --json`).
     """
     health = Health()
+    states: list[NodeState] = []
+    jobs: list[JobInfo] = []
+    client: SlurmClient | None = None
     if free_path:
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
         if request.partition:
@@ -142,14 +148,23 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     else:
         client = slurm()
         states = client.node_states()
+        jobs = client.jobs()
         # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
-        free = free_state_from_slurm(states, compiled, request, warn=warn, jobs=client.jobs())
+        free = free_state_from_slurm(states, compiled, request, warn=warn, jobs=jobs)
         health = health_from_node_states(states, request.partition)
     if health_path:
         health = health.merged(load_health_file(health_path, compiled))
     skipped = excluded_in_fabric(compiled, health)
     free = without_excluded(compiled, free, health)
     reference = reference_placement(compiled, free, request)
+    if client is not None and may_reclaim(jobs, states, request.partition):
+        # An owner's partition with borrowed GPUs: count them as free, preempt the least.
+        try:
+            reclaim = reclaim_for(client, compiled, free, request, states, jobs, health)
+        except InfeasibleError as exc:
+            return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped)
+        if reclaim is not None:
+            return PlanOutcome(request, free, reference, reclaim.placement, skipped=skipped, reclaim=reclaim)
     try:
         placement = plan_placement(compiled, free, request, health)
     except InfeasibleError as exc:
@@ -157,9 +172,18 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     return PlanOutcome(request, free, reference, placement, skipped=skipped)
 
 
+def reclaim_for(client: SlurmClient, compiled: CompiledFabric, free: FreeState, request: Request,
+                states: list[NodeState], jobs: list[JobInfo], health: Health | None,
+                owner_qos: str | None = None) -> Reclaim | None:
+    """`plan_with_reclaim` on Slurm's partitions and preemption settings (read only when needed)."""
+    return plan_with_reclaim(compiled, free, request, states, jobs, client.partitions(), client.preemption(),
+                             lambda state: plan_placement(compiled, state, request, health),
+                             owner_qos=owner_qos, health=health)
+
+
 def plan_document(placement: Placement | None, reference: tuple[str, Placement | None] | None,
                   request: Request, elapsed_ms: float, error: str | None = None,
-                  skipped: Mapping[str, str] | None = None) -> dict[str, Any]:
+                  skipped: Mapping[str, str] | None = None, reclaim: Reclaim | None = None) -> dict[str, Any]:
     """The `plan --json` document (docs/contract.md keys first, extras after)."""
     doc: dict[str, Any]
     if placement is None:
@@ -186,6 +210,8 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
                                   "cost": ref.cost.to_json() if ref else None}
     if skipped is not None:
         doc["skipped"] = dict(skipped)
+    if reclaim is not None:
+        doc["preempt"] = reclaim.to_json()
     return doc
 
 

@@ -28,17 +28,19 @@ import os
 import pwd
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpupool.app.lock import default_lock_path, submit_lock
-from gpupool.app.plan import load_health_file, plan_placement
+from gpupool.app.plan import load_health_file, plan_placement, reclaim_for
+from gpupool.app.reclaim import may_reclaim
 from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
 from gpupool.placement.cost import cost_of
 from gpupool.placement.health import Health
-from gpupool.placement.model import Placement, Request
+from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.reclaim import Reclaim
 from gpupool.slurm import sbatch as sb
 from gpupool.slurm.freestate import (
     capacity_gpus,
@@ -95,6 +97,7 @@ class SubmitOutcome:
     replanned: bool = False
     notes: list[str] = field(default_factory=list)
     token: str | None = None
+    reclaim: Reclaim | None = None
 
     @property
     def nodelist(self) -> str:
@@ -117,6 +120,8 @@ class SubmitOutcome:
             doc["job_state"] = self.job_state
         if self.token is not None:
             doc["token"] = self.token
+        if self.reclaim is not None:
+            doc["preempt"] = self.reclaim.to_json()
         return doc
 
 
@@ -185,6 +190,7 @@ class Plan:
     placement: Placement
     mode: str
     notes: list[str]
+    reclaim: Reclaim | None = None  # borrowed jobs Slurm will preempt for this placement
 
 
 def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
@@ -208,6 +214,15 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
     free = {h: g for h, g in free.items() if h in in_fabric}
     jobs = client.jobs() if jobs is None else jobs
     free = subtract_pending_plans(free, jobs)
+    if may_reclaim(jobs, states, partition):
+        # An owner's partition with borrowed GPUs: count them as free, pin the least-preempting plan.
+        owner = replace(request, partition=partition)
+        state = FreeState.from_dict(compiled, free, ignore_unknown=True, source="Slurm")
+        reclaim = reclaim_for(client, compiled, state, owner, states, jobs, prepared.health,
+                              owner_qos=_last_value(prepared.directives + prepared.options, "qos"))
+        if reclaim is not None:
+            notes = [preempt_note(reclaim)] if reclaim.preempted else []
+            return Plan(reclaim.placement, "now", notes, reclaim)
     try:
         return Plan(plan_placement(compiled, free, request, prepared.health), "now", [])
     except InfeasibleError as now_error:
@@ -219,6 +234,17 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
         except InfeasibleError as never:
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
         return Plan(future, "wait-switches", [f"nothing fits now ({now_error.message})"])
+
+
+def _last_value(options: Sequence[sb.Option], name: str) -> str | None:
+    values = [o.value for o in options if o.name == name and o.value]
+    return values[-1] if values else None
+
+
+def preempt_note(reclaim: Reclaim) -> str:
+    jobs = ", ".join(b.job_id for b in reclaim.preempted)
+    return (f"Slurm preempts {len(reclaim.preempted)} borrowed job(s) ({jobs}; {reclaim.gpu_hours:.2f} GPU-h "
+            f"already run), the least among placements of this pair_hops_sum")
 
 
 def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
@@ -274,7 +300,7 @@ def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
     if req.dry_run:
         plan = plan_for_slurm(client, compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
-        return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes)
+        return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, reclaim=plan.reclaim)
     with submit_lock(req.lock_path or default_lock_path(), req.lock_timeout, sleep):
         return _submit_locked(client, compiled, req, prepared, sleep, clock)
 
@@ -316,7 +342,7 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
             notes.append(f"sbatch's answer was lost ({exc.message}); found job {found.job_id} by its token")
             result = SubmitResult(job_id=found.job_id)
         outcome = SubmitOutcome(_argv(args, req), plan.placement, plan.mode, job_id=result.job_id,
-                                replanned=replanned, notes=notes, token=token)
+                                replanned=replanned, notes=notes, token=token, reclaim=plan.reclaim)
         if plan.mode != "now" or prepared.hints.defers_start:
             outcome.job_state = "PENDING"
             return outcome
@@ -329,6 +355,11 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
             if set(job.nodes) != set(plan.placement.allocation):
                 outcome.notes.append(f"job runs on {fold(job.nodes)}, not on the planned "
                                      f"{outcome.nodelist}")
+            return outcome
+        if plan.reclaim is not None and plan.reclaim.preempted and base == "PENDING":
+            # Waiting for Resources is expected here: Slurm requeues the borrowers first.
+            outcome.notes.append(f"job {result.job_id} is pending ({job.reason or 'not yet scheduled'}) while "
+                                 f"Slurm preempts {len(plan.reclaim.preempted)} borrowed job(s)")
             return outcome
         if raced(job) and attempt == 1:
             client.cancel(result.job_id)

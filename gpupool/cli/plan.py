@@ -17,6 +17,7 @@ from gpupool.errors import InfeasibleError
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
 from gpupool.hostlist import expand, fold
 from gpupool.placement.model import Placement, Request
+from gpupool.placement.reclaim import Reclaim
 
 
 @click.command("plan")
@@ -58,9 +59,12 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     elapsed = _ms(start)
     if ctx.json:
         emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed,
-                                                 skipped=outcome.skipped)))
+                                                 skipped=outcome.skipped, reclaim=outcome.reclaim)))
         return
-    _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed)
+    _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
+            reclaimed=_reclaimed_per_host(outcome.reclaim))
+    if outcome.reclaim is not None:
+        stdout_console().print(preempt_line(outcome.reclaim), markup=False, highlight=False)
     if outcome.skipped:
         stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
 
@@ -72,12 +76,33 @@ def _skipped_line(skipped: dict[str, str], shown: int = 8) -> str:
     return "skipped: " + ", ".join(items) + more
 
 
+def preempt_line(reclaim: Reclaim, shown: int = 8) -> str:
+    """`preempts: job 12 (8 GPUs, 1.50 GPU-h), job 15 (...): 2 borrowed jobs, 3.25 GPU-h run`."""
+    if not reclaim.preempted:
+        return f"preempts: nothing ({reclaim.candidates} borrowed job(s) on the partition stay)"
+    items = [f"job {b.job_id} ({b.gpus} GPUs, {b.gpu_hours:.2f} GPU-h{', protected' if b.protected else ''})"
+             for b in reclaim.preempted[:shown]]
+    more = f" and {len(reclaim.preempted) - shown} more" if len(reclaim.preempted) > shown else ""
+    least = "" if reclaim.exhaustive else " (search budget reached: may not be the least)"
+    return (f"preempts: {', '.join(items)}{more}: {len(reclaim.preempted)} borrowed job(s), "
+            f"{reclaim.gpu_hours:.2f} GPU-h already run, of {reclaim.candidates} on the partition{least}")
+
+
+def _reclaimed_per_host(reclaim: Reclaim | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for b in reclaim.preempted if reclaim else ():
+        for host, gpus in b.allocation.items():
+            out[host] = out.get(host, 0) + gpus
+    return out
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
-            reference: tuple[str, Placement | None], elapsed_ms: float) -> None:
+            reference: tuple[str, Placement | None], elapsed_ms: float,
+            reclaimed: dict[str, int] | None = None) -> None:
     console = stdout_console()
     index = compiled.host_index()
     by_leaf: dict[int, list[str]] = {}
@@ -104,7 +129,9 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             branch = nodes[t]
         for host in by_leaf[leaf]:
             free = int(free_gpus[index[host]])
-            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] GPUs [dim](of {free} free)[/]")
+            borrowed = (reclaimed or {}).get(host, 0)
+            extra = f" + {borrowed} reclaimed" if borrowed else ""
+            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] GPUs [dim](of {free} free{extra})[/]")
     console.print(root)
     mode, ref = reference
     table = Table(title=None, show_edge=False)

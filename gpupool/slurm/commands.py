@@ -16,7 +16,7 @@ from typing import Any
 
 from gpupool.errors import EnvError, GpupoolError, InputError
 from gpupool.slurm import parse
-from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, TestOnlyResult
+from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig, SubmitResult, TestOnlyResult
 from gpupool.slurm.port import Backend, register
 from gpupool.slurm.runner import DEFAULT_TIMEOUT, SlurmCommandError, run
 
@@ -167,6 +167,17 @@ class CommandsClient:
         text = self._run(["scontrol", "-o", "show", "partition"]).stdout
         with self._release_in_errors():
             return parse.partitions_from_scontrol(text)
+
+    def preemption(self) -> PreemptionConfig:
+        """slurm.conf's PreemptType/PreemptExemptTime and the QOS preemption table (sacctmgr);
+        without reachable accounting the QOS part is empty and `qos_known` False."""
+        config = self._run(["scontrol", "show", "config"]).stdout
+        try:
+            rows: list[dict[str, str]] | None = self.sacctmgr_show("qos", parse.QOS_PREEMPT_FIELDS)
+        except (EnvError, SlurmCommandError):
+            rows = None
+        with self._release_in_errors():
+            return parse.preemption_from(config, rows)
 
     def submit(self, sbatch_args: Sequence[str], script: str | None,
                script_args: Sequence[str] = ()) -> SubmitResult:

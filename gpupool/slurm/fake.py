@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, replace
 from gpupool.errors import EnvError, InputError
 from gpupool.hostlist import expand
 from gpupool.slurm.gres import gpu_count
-from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
+from gpupool.slurm.models import (
+    JobInfo,
+    JobRequest,
+    NodeState,
+    PreemptionConfig,
+    SubmitResult,
+    TestOnlyResult,
+)
 from gpupool.slurm.runner import SlurmCommandError
 
 
@@ -37,6 +44,9 @@ class FakeSlurm:
     user: str = "tester"  # the user submitted jobs belong to
     topology: str = ""  # what `scontrol show topology` prints
     drained: list[tuple[str, str]] = field(default_factory=list)
+    # Extra `scontrol show partition` fields per partition (PriorityTier, PreemptMode, QoS, ...).
+    partition_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    preemption_config: PreemptionConfig = field(default_factory=PreemptionConfig)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
     @classmethod
@@ -87,8 +97,12 @@ class FakeSlurm:
 
     def partitions(self) -> dict[str, dict[str, str]]:
         return {name: {"PartitionName": name, "Nodes": ",".join(hosts),
-                       "Default": "YES" if name == self.default_partition else "NO"}
+                       "Default": "YES" if name == self.default_partition else "NO",
+                       **self.partition_settings.get(name, {})}
                 for name, hosts in self.partitions_map.items()}
+
+    def preemption(self) -> PreemptionConfig:
+        return self.preemption_config
 
     def submit(self, sbatch_args: Sequence[str], script: str | None,
                script_args: Sequence[str] = ()) -> SubmitResult:

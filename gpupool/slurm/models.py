@@ -96,6 +96,7 @@ class JobInfo:
     comment: str = ""
     start_time: int | None = None  # epoch seconds (expected start for pending jobs)
     submit_time: int | None = None
+    qos: str = ""  # the job's QOS ("" when Slurm reports none)
 
     @property
     def gpupool_plan(self) -> dict[str, str]:
@@ -115,6 +116,19 @@ def parse_plan_comment(comment: str) -> dict[str, str]:
         if sep and key.strip():
             fields[key.strip()] = value.strip()
     return fields
+
+
+@dataclass(frozen=True)
+class PreemptionConfig:
+    """What decides who may preempt whom: slurm.conf's PreemptType and PreemptExemptTime, and per
+    QOS its PreemptExemptTime, Preempt list and PreemptMode (empty when accounting cannot be read)."""
+
+    preempt_type: str = ""  # "preempt/partition_prio", "preempt/qos", "preempt/none"
+    exempt_time_s: int = 0  # slurm.conf PreemptExemptTime (0: none)
+    qos_exempt_s: dict[str, int] = field(default_factory=dict)  # QOS -> PreemptExemptTime seconds
+    qos_preempts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # QOS -> QOS it may preempt
+    qos_mode: dict[str, str] = field(default_factory=dict)  # QOS -> PreemptMode (upper case)
+    qos_known: bool = True  # False when the QOS table could not be read (no slurmdbd)
 
 
 @dataclass(frozen=True)

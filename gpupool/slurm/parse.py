@@ -28,7 +28,7 @@ from gpupool.slurm.gres import (
     tres_gpu_count,
     tres_value,
 )
-from gpupool.slurm.models import JobInfo, JobRequest, NodeState, TestOnlyResult
+from gpupool.slurm.models import JobInfo, JobRequest, NodeState, PreemptionConfig, TestOnlyResult
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -267,6 +267,7 @@ def job_from_json(job: Mapping[str, Any]) -> JobInfo:
         comment=str(job.get("comment") or ""),
         start_time=number(job.get("start_time"), None) or None,  # 0: not known yet (as scontrol's Unknown)
         submit_time=number(job.get("submit_time"), None),
+        qos=_null_to_empty(job.get("qos")),
     )
 
 
@@ -368,6 +369,7 @@ def job_from_scontrol(line: str) -> JobInfo:
         comment=_null_to_empty(kv.get("Comment")),
         start_time=_scontrol_time(kv.get("StartTime")),
         submit_time=_scontrol_time(kv.get("SubmitTime")),
+        qos=_null_to_empty(kv.get("QOS")),
     )
 
 
@@ -387,6 +389,70 @@ def partitions_from_scontrol(text: str) -> dict[str, dict[str, str]]:
             kv = dict(key_values(line))
             out[kv["PartitionName"]] = kv
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# preemption settings
+
+
+def duration_seconds(text: str | None) -> int | None:
+    """Slurm time text -> seconds: ``[D-]HH:MM:SS``, ``HH:MM:SS``, ``MM:SS``, ``MM``; None for
+    empty, ``N/A``, ``(null)``, ``UNLIMITED``, ``INFINITE`` or anything else unreadable."""
+    text = (text or "").strip()
+    if not text or text.lower() in NULL_VALUES or text.upper() in {"UNLIMITED", "INFINITE", "NONE"}:
+        return None
+    days, sep, rest = text.partition("-")
+    if not sep:
+        days, rest = "0", text
+    parts = rest.split(":")
+    if not days.isdigit() or not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        return None
+    numbers = [int(p) for p in parts]
+    if sep:  # D-HH, D-HH:MM, D-HH:MM:SS
+        numbers += [0] * (3 - len(numbers))
+        hours, minutes, seconds = numbers
+    elif len(numbers) == 3:
+        hours, minutes, seconds = numbers
+    elif len(numbers) == 2:
+        hours, minutes, seconds = 0, numbers[0], numbers[1]
+    else:
+        hours, minutes, seconds = 0, numbers[0], 0
+    return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+QOS_PREEMPT_FIELDS = ("Name", "Preempt", "PreemptMode", "PreemptExemptTime")
+
+
+def config_values(text: str) -> dict[str, str]:
+    """``scontrol show config`` -> {key: value} (first ``key = value`` per line)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def preemption_from(config_text: str, qos_rows: list[dict[str, str]] | None) -> PreemptionConfig:
+    """slurm.conf's preemption settings and, per QOS (``sacctmgr -nP show qos format=`` +
+    QOS_PREEMPT_FIELDS rows; None when accounting cannot be read), exempt time, Preempt and mode."""
+    config = config_values(config_text)
+    exempt: dict[str, int] = {}
+    preempts: dict[str, tuple[str, ...]] = {}
+    modes: dict[str, str] = {}
+    for row in qos_rows or []:
+        name = row.get("Name", "").strip()
+        if not name:
+            continue
+        seconds = duration_seconds(row.get("PreemptExemptTime"))
+        if seconds:
+            exempt[name] = seconds
+        preempts[name] = tuple(q for q in (row.get("Preempt") or "").split(",") if q.strip())
+        modes[name] = (row.get("PreemptMode") or "").strip().upper()
+    return PreemptionConfig(preempt_type=config.get("PreemptType", "").strip(),
+                            exempt_time_s=duration_seconds(config.get("PreemptExemptTime")) or 0,
+                            qos_exempt_s=exempt, qos_preempts=preempts, qos_mode=modes,
+                            qos_known=qos_rows is not None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, TestOnlyResult
+from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig, SubmitResult, TestOnlyResult
 
 
 @runtime_checkable
@@ -34,6 +34,8 @@ class SlurmClient(Protocol):
     def job(self, job_id: str) -> JobInfo: ...
 
     def partitions(self) -> dict[str, dict[str, str]]: ...
+
+    def preemption(self) -> PreemptionConfig: ...
 
     def submit(self, sbatch_args: Sequence[str], script: str | None,
                script_args: Sequence[str] = ()) -> SubmitResult: ...

@@ -22,7 +22,14 @@ from gpupool.hostlist import expand
 from gpupool.slurm import parse
 from gpupool.slurm.commands import CommandsClient
 from gpupool.slurm.gres import gpu_count, gpu_types
-from gpupool.slurm.models import JobInfo, JobRequest, NodeState, SubmitResult, TestOnlyResult
+from gpupool.slurm.models import (
+    JobInfo,
+    JobRequest,
+    NodeState,
+    PreemptionConfig,
+    SubmitResult,
+    TestOnlyResult,
+)
 from gpupool.slurm.port import Backend, BackendUnavailable, register
 from gpupool.slurm.pyslurm_child import (
     OPERATIONS,
@@ -129,6 +136,10 @@ class PyslurmClient:
 
     def partitions(self) -> dict[str, dict[str, str]]:
         return self.commands.partitions()
+
+    def preemption(self) -> PreemptionConfig:
+        # pyslurm's db API has no QOS preemption fields; the commands read both parts.
+        return self.commands.preemption()
 
     def submit(self, sbatch_args: Sequence[str], script: str | None,
                script_args: Sequence[str] = ()) -> SubmitResult:
@@ -290,6 +301,7 @@ def job_from_pyslurm(job: Any) -> JobInfo:
         comment=str(getattr(job, "comment", "") or ""),
         start_time=_int(getattr(job, "start_time", None)),
         submit_time=_int(getattr(job, "submit_time", None)),
+        qos=str(getattr(job, "qos", "") or ""),
     )
 
 

@@ -1,0 +1,191 @@
+"""Reclaim that preempts the least: plan an owner's job counting borrowed GPUs as free, and among
+the placements of minimal pair_hops_sum pick the one that preempts the fewest borrowed GPU-hours
+already run (then the fewest jobs). Plain functions over plain data; the Slurm rules that say who is
+a borrower and who is protected live in `gpupool.slurm.preempt`.
+
+    outcome = plan_reclaim(compiled, free, borrowers, request, place_fn)
+
+Preemption is whole-job: preempting a borrower frees its GPUs on every node it holds, and a
+multi-node borrower counts once. Protected borrowers (younger than their min_runtime) are used only
+when no placement exists without them, and then as few as possible.
+
+Search: the minimal pair_hops_sum P* is what `place_fn` finds with every candidate borrower freed.
+Subsets of borrowers are then enumerated in non-decreasing order of (protected jobs, GPU-seconds,
+jobs) with the classic "extend / replace the last item" heap, and the first subset whose freed GPUs
+still allow a placement of cost <= P* is the answer (proved least when the enumeration ends within
+`max_subsets`). Past that budget a greedy pass drops borrowers, heaviest first, while the cost
+holds; the result then says `exhaustive: False`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpupool.errors import InfeasibleError
+from gpupool.placement.model import FreeState, Placement
+
+MAX_SUBSETS = 4096
+
+
+@dataclass(frozen=True)
+class Borrower:
+    """A running borrowed job: the GPUs it holds per host, how long it has run, and whether its
+    min_runtime still protects it."""
+
+    job_id: str
+    allocation: Mapping[str, int]  # host -> GPUs it holds (every node of the job)
+    run_seconds: int
+    protected: bool = False
+    exempt_seconds: int = 0
+    partition: str = ""
+    account: str = ""
+
+    @property
+    def gpus(self) -> int:
+        return sum(self.allocation.values())
+
+    @property
+    def gpu_seconds(self) -> int:
+        return self.gpus * self.run_seconds
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpu_seconds / 3600.0
+
+    def to_json(self) -> dict[str, object]:
+        return {"job_id": self.job_id, "gpus": self.gpus, "run_seconds": self.run_seconds,
+                "gpu_hours": round(self.gpu_hours, 6), "protected": self.protected,
+                "partition": self.partition, "account": self.account,
+                "allocation": dict(self.allocation)}
+
+
+@dataclass
+class Reclaim:
+    """The chosen placement and the borrowers it preempts."""
+
+    placement: Placement
+    preempted: list[Borrower]
+    candidates: int  # borrowers that could have been preempted
+    subsets_tried: int
+    exhaustive: bool  # True: no placement of the same cost preempts fewer GPU-hours
+    borrowed_free: bool = True  # False when the plan needs no borrowed GPU at all
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(b.gpu_hours for b in self.preempted)
+
+    def to_json(self) -> dict[str, object]:
+        return {"jobs": [b.to_json() for b in self.preempted], "count": len(self.preempted),
+                "gpu_hours": round(self.gpu_hours, 6),
+                "protected": sum(1 for b in self.preempted if b.protected),
+                "candidates": self.candidates, "subsets_tried": self.subsets_tried,
+                "exhaustive": self.exhaustive}
+
+
+def freed_state(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
+                borrowers: Sequence[Borrower]) -> FreeState:
+    """`free` with every GPU of `borrowers` on `eligible` hosts added (capped at the host's total)."""
+    gpus = free.free_gpus.astype(np.int64).copy()
+    for b in borrowers:
+        for host, held in b.allocation.items():
+            h = host_index.get(host)
+            if h is not None and eligible[h]:
+                gpus[h] += held
+    if free.total_gpus is not None and free.total_gpus.size == gpus.size:
+        gpus = np.minimum(gpus, np.maximum(free.total_gpus, free.free_gpus))
+    usable = (free.usable | eligible) & (gpus > 0)
+    return FreeState(free_gpus=gpus.astype(np.int32), usable=usable, total_gpus=free.total_gpus)
+
+
+def _cost(place_fn: Callable[[FreeState], Placement], state: FreeState) -> Placement | None:
+    try:
+        return place_fn(state)
+    except InfeasibleError:
+        return None
+
+
+def _weight(b: Borrower) -> tuple[int, int, int]:
+    return (1 if b.protected else 0, b.gpu_seconds, 1)
+
+
+def _add(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def _sub(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
+
+
+def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
+                 borrowers: Sequence[Borrower], place_fn: Callable[[FreeState], Placement], *,
+                 max_subsets: int = MAX_SUBSETS) -> Reclaim:
+    """The least-preempting placement of minimal pair_hops_sum (module docstring).
+
+    `free`: GPUs free now; `eligible`: hosts that may take the job once borrowers leave (in the
+    partition, not drained); `place_fn`: the one planning step (raises InfeasibleError).
+    Raises InfeasibleError when nothing fits even with every borrower preempted."""
+    touching = [b for b in borrowers
+                if any(g > 0 and host_index.get(h) is not None and eligible[host_index[h]]
+                       for h, g in b.allocation.items())]
+    open_ = [b for b in touching if not b.protected]
+    pool: list[Borrower] = open_
+    best = _cost(place_fn, freed_state(free, host_index, eligible, open_))
+    notes: list[str] = []
+    if best is None:
+        pool = touching
+        best = _cost(place_fn, freed_state(free, host_index, eligible, touching))
+        if best is None:
+            raise InfeasibleError("nothing fits even with every borrowed job preempted")
+        if any(b.protected for b in touching):
+            notes.append("no placement exists without preempting a borrower still inside its min_runtime")
+    target = best.cost.pair_hops_sum
+    items = sorted(pool, key=lambda b: (_weight(b), b.job_id))
+    weights = [_weight(b) for b in items]
+    tried = 0
+
+    def fits(chosen: Sequence[Borrower]) -> Placement | None:
+        nonlocal tried
+        tried += 1
+        found = _cost(place_fn, freed_state(free, host_index, eligible, chosen))
+        return found if found is not None and found.cost.pair_hops_sum <= target else None
+
+    now = fits([])
+    if now is not None:
+        return Reclaim(now, [], len(touching), tried, True, borrowed_free=False, notes=notes)
+    heap: list[tuple[tuple[int, int, int], tuple[int, ...]]] = []
+    if items:
+        heap.append((weights[0], (0,)))
+    while heap and tried < max_subsets:
+        weight, subset = heapq.heappop(heap)
+        chosen = [items[i] for i in subset]
+        placement = fits(chosen)
+        if placement is not None:
+            return Reclaim(placement, _needed(placement, free, host_index, chosen), len(touching), tried, True,
+                           notes=notes)
+        last = subset[-1]
+        if last + 1 < len(items):
+            heapq.heappush(heap, (_add(weight, weights[last + 1]), subset + (last + 1,)))
+            heapq.heappush(heap, (_add(_sub(weight, weights[last]), weights[last + 1]), subset[:-1] + (last + 1,)))
+    # Budget spent (or, impossibly, every subset failed): drop the heaviest borrowers while the cost holds.
+    kept = list(items)
+    for b in sorted(items, key=lambda b: (_weight(b), b.job_id), reverse=True):
+        trial = [k for k in kept if k is not b]
+        if fits(trial) is not None:
+            kept = trial
+    placement = fits(kept) or best
+    return Reclaim(placement, _needed(placement, free, host_index, kept), len(touching), tried, False,
+                   notes=notes + [f"searched {max_subsets} borrower subsets; the rest by dropping the heaviest first"])
+
+
+def _needed(placement: Placement, free: FreeState, host_index: Mapping[str, int],
+            chosen: Sequence[Borrower]) -> list[Borrower]:
+    """The chosen borrowers that hold GPUs on a host where the placement takes more than is free."""
+    short = {h for h, g in placement.allocation.items()
+             if host_index.get(h) is not None and g > int(free.free_gpus[host_index[h]]) * bool(free.usable[host_index[h]])}
+    return sorted((b for b in chosen if short.intersection(h for h, g in b.allocation.items() if g > 0)),
+                  key=lambda b: b.job_id)
