@@ -149,3 +149,4 @@ class TestOnlyResult:
     nodes: tuple[str, ...]
     partition: str
     starts_now: bool
+    preempts: tuple[str, ...] = ()  # job ids Slurm would preempt to start it ("  Preempts: 2,1")

@@ -467,6 +467,7 @@ _TEST_ONLY_JOB = re.compile(r"\bJob (\d+)")
 _TEST_ONLY_START = re.compile(r"\bstart at (\S+)")
 _TEST_ONLY_CPUS = re.compile(r"\b(\d+) processors?\b")
 _TEST_ONLY_PARTITION = re.compile(r"\bin partition (\S+)")
+_TEST_ONLY_PREEMPTS = re.compile(r"\bPreempts: *([0-9_,]+)")
 
 
 def parse_sbatch_output(text: str) -> tuple[str, str]:
@@ -507,6 +508,7 @@ def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) 
         nodes=tuple(expand_hostlist(nodes)),
         partition=partition.group(1) if partition else "",
         starts_now=starts_now,
+        preempts=tuple(j for m in _TEST_ONLY_PREEMPTS.finditer(text) for j in m.group(1).split(",") if j),
     )
 
 
