@@ -156,8 +156,11 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         health = health.merged(load_health_file(health_path, compiled))
     skipped = excluded_in_fabric(compiled, health)
     free = without_excluded(compiled, free, health)
-    reference = reference_placement(compiled, free, request)
     if client is not None and may_reclaim(jobs, states, request.partition):
+        try:
+            reference = reference_placement(compiled, free, request)
+        except InfeasibleError:  # nothing free now; Slurm would preempt, which its reference does not model
+            reference = ("slurm-dragonfly" if compiled.kind == "dragonfly" else "slurm-tree", None)
         # An owner's partition with borrowed GPUs: count them as free, preempt the least.
         try:
             reclaim = reclaim_for(client, compiled, free, request, states, jobs, health)
@@ -165,6 +168,8 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
             return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped)
         if reclaim is not None:
             return PlanOutcome(request, free, reference, reclaim.placement, skipped=skipped, reclaim=reclaim)
+    else:
+        reference = reference_placement(compiled, free, request)
     try:
         placement = plan_placement(compiled, free, request, health)
     except InfeasibleError as exc:
