@@ -6,7 +6,10 @@ a borrower and who is protected live in `gpupool.slurm.preempt`.
     outcome = plan_reclaim(compiled, free, borrowers, request, place_fn)
 
 Preemption is whole-job: preempting a borrower frees its GPUs on every node it holds, and a
-multi-node borrower counts once. Protected borrowers (younger than their min_runtime) are used only
+multi-node borrower counts once. Slurm picks which candidates to preempt on the nodes a job gets
+(in its own candidate order; `sbatch --test-only` lists every preemptible job on them), so a plan
+that preempts anything only uses hosts whose every preemptible borrower it counts as preempted:
+what it shows is then what Slurm may preempt at most. Protected borrowers (younger than their min_runtime) are used only
 when no placement exists without them, and then as few as possible.
 
 Search: the minimal pair_hops_sum P* is what `place_fn` finds with every candidate borrower freed.
@@ -88,17 +91,28 @@ class Reclaim:
 
 
 def freed_state(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
-                borrowers: Sequence[Borrower]) -> FreeState:
-    """`free` with every GPU of `borrowers` on `eligible` hosts added (capped at the host's total)."""
+                pool: Sequence[Borrower], chosen: Sequence[Borrower]) -> FreeState:
+    """`free` with every GPU of the `chosen` borrowers on `eligible` hosts added (capped at the
+    host's total). Once anything is preempted, a host still holding a `pool` borrower that is not
+    chosen is left out: Slurm may preempt any preemptible job on the nodes it picks (`--test-only`
+    lists them all), so a plan only uses hosts whose every candidate borrower it counts."""
     gpus = free.free_gpus.astype(np.int64).copy()
-    for b in borrowers:
+    chosen_ids = {b.job_id for b in chosen}
+    blocked = np.zeros(gpus.size, dtype=np.bool_)
+    for b in pool:
         for host, held in b.allocation.items():
             h = host_index.get(host)
-            if h is not None and eligible[h]:
+            if h is None or not eligible[h] or held <= 0:
+                continue
+            if b.job_id in chosen_ids:
                 gpus[h] += held
+            else:
+                blocked[h] = True
     if free.total_gpus is not None and free.total_gpus.size == gpus.size:
         gpus = np.minimum(gpus, np.maximum(free.total_gpus, free.free_gpus))
     usable = (free.usable | eligible) & (gpus > 0)
+    if chosen_ids:
+        usable &= ~blocked
     return FreeState(free_gpus=gpus.astype(np.int32), usable=usable, total_gpus=free.total_gpus)
 
 
@@ -134,11 +148,11 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
                        for h, g in b.allocation.items())]
     open_ = [b for b in touching if not b.protected]
     pool: list[Borrower] = open_
-    best = _cost(place_fn, freed_state(free, host_index, eligible, open_))
+    best = _cost(place_fn, freed_state(free, host_index, eligible, open_, open_))
     notes: list[str] = []
     if best is None:
         pool = touching
-        best = _cost(place_fn, freed_state(free, host_index, eligible, touching))
+        best = _cost(place_fn, freed_state(free, host_index, eligible, touching, touching))
         if best is None:
             raise InfeasibleError("nothing fits even with every borrowed job preempted")
         if any(b.protected for b in touching):
@@ -151,7 +165,7 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
     def fits(chosen: Sequence[Borrower]) -> Placement | None:
         nonlocal tried
         tried += 1
-        found = _cost(place_fn, freed_state(free, host_index, eligible, chosen))
+        found = _cost(place_fn, freed_state(free, host_index, eligible, pool, chosen))
         return found if found is not None and found.cost.pair_hops_sum <= target else None
 
     now = fits([])
@@ -184,8 +198,12 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
 
 def _needed(placement: Placement, free: FreeState, host_index: Mapping[str, int],
             chosen: Sequence[Borrower]) -> list[Borrower]:
-    """The chosen borrowers that hold GPUs on a host where the placement takes more than is free."""
-    short = {h for h, g in placement.allocation.items()
-             if host_index.get(h) is not None and g > int(free.free_gpus[host_index[h]]) * bool(free.usable[host_index[h]])}
-    return sorted((b for b in chosen if short.intersection(h for h, g in b.allocation.items() if g > 0)),
+    """The chosen borrowers on the placement's hosts (all of them: see `freed_state`); none when
+    the placement fits in the free GPUs alone."""
+    fits_free = all(host_index.get(h) is not None and bool(free.usable[host_index[h]])
+                    and g <= int(free.free_gpus[host_index[h]]) for h, g in placement.allocation.items())
+    if fits_free:
+        return []
+    hosts = set(placement.allocation)
+    return sorted((b for b in chosen if hosts.intersection(h for h, g in b.allocation.items() if g > 0)),
                   key=lambda b: b.job_id)
