@@ -40,6 +40,11 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
 
     Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
     skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
+
+    With --partition, GPUs of preemptible borrowed jobs on the partition's nodes (scavenger or
+    lending partitions) count as free: among the placements of minimal pair_hops_sum the one that
+    preempts the fewest borrowed GPU-hours already run is chosen, and the jobs it preempts are
+    shown (`preempts: ...`; --json: "preempt").
     """
     start = time.perf_counter()
     ctx = app()

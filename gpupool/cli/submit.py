@@ -45,6 +45,8 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     Every sbatch option after `--` (and every #SBATCH line of SCRIPT) passes through untouched;
     gpupool adds --nodes, --nodelist, the GPU count and a `gpupool:` job comment. When nothing
     fits now the job is submitted with --switches=N@TIME from the best future placement.
+    On a partition whose GPUs are lent, it is pinned to the placement that preempts the fewest
+    borrowed GPU-hours (as `gpupool plan --partition` shows).
     """
     ctx = app()
     try:
