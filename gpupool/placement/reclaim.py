@@ -23,6 +23,7 @@ holds; the result then says `exhaustive: False`.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from gpupool.errors import InfeasibleError
 from gpupool.placement.model import FreeState, Placement
 
 MAX_SUBSETS = 4096
+TIME_BUDGET_S = 2.0  # each subset costs one placement: bound the search on large fabrics too
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,15 @@ def _sub(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, in
 
 def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
                  borrowers: Sequence[Borrower], place_fn: Callable[[FreeState], Placement], *,
-                 max_subsets: int = MAX_SUBSETS) -> Reclaim:
+                 max_subsets: int = MAX_SUBSETS, time_budget_s: float = TIME_BUDGET_S,
+                 clock: Callable[[], float] = time.monotonic) -> Reclaim:
     """The least-preempting placement of minimal pair_hops_sum (module docstring).
 
     `free`: GPUs free now; `eligible`: hosts that may take the job once borrowers leave (in the
     partition, not drained); `place_fn`: the one planning step (raises InfeasibleError).
-    Raises InfeasibleError when nothing fits even with every borrower preempted."""
+    Raises InfeasibleError when nothing fits even with every borrower preempted. The exact search
+    stops after `max_subsets` subsets or `time_budget_s` seconds, whichever comes first."""
+    deadline = clock() + time_budget_s
     touching = [b for b in borrowers
                 if any(g > 0 and host_index.get(h) is not None and eligible[host_index[h]]
                        for h, g in b.allocation.items())]
@@ -174,7 +179,7 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
     heap: list[tuple[tuple[int, int, int], tuple[int, ...]]] = []
     if items:
         heap.append((weights[0], (0,)))
-    while heap and tried < max_subsets:
+    while heap and tried < max_subsets and clock() < deadline:
         weight, subset = heapq.heappop(heap)
         chosen = [items[i] for i in subset]
         placement = fits(chosen)
@@ -186,14 +191,21 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
             heapq.heappush(heap, (_add(weight, weights[last + 1]), subset + (last + 1,)))
             heapq.heappush(heap, (_add(_sub(weight, weights[last]), weights[last + 1]), subset[:-1] + (last + 1,)))
     # Budget spent (or, impossibly, every subset failed): drop the heaviest borrowers while the cost holds.
+    searched = tried
     kept = list(items)
+    placement = best
+    # Greedy gets its own budget of the same length: each step keeps a valid plan, so stopping is safe.
+    deadline = clock() + time_budget_s
     for b in sorted(items, key=lambda b: (_weight(b), b.job_id), reverse=True):
+        if clock() >= deadline:
+            break
         trial = [k for k in kept if k is not b]
-        if fits(trial) is not None:
-            kept = trial
-    placement = fits(kept) or best
+        found = fits(trial)
+        if found is not None:
+            kept, placement = trial, found
     return Reclaim(placement, _needed(placement, free, host_index, kept), len(touching), tried, False,
-                   notes=notes + [f"searched {max_subsets} borrower subsets; the rest by dropping the heaviest first"])
+                   notes=notes + [f"searched {searched} borrower subsets within the budget; "
+                                  "the rest by dropping the heaviest borrowers first"])
 
 
 def _needed(placement: Placement, free: FreeState, host_index: Mapping[str, int],

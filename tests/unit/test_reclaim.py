@@ -152,3 +152,15 @@ def test_gpu_hours_are_whole_job_gpus_times_run_time() -> None:
     b = Borrower(job_id="7", allocation={"gpu001": 4, "gpu003": 2}, run_seconds=5400)
     assert b.gpus == 6 and b.gpu_hours == pytest.approx(9.0)
     assert b.to_json()["gpu_hours"] == 9.0
+
+
+def test_time_budget_bounds_the_search_and_keeps_a_minimal_cost_plan() -> None:
+    borrowers = [_b("A", ["gpu001", "gpu002"], HOUR), _b("B", ["gpu003"], HOUR), _b("C", ["gpu004"], HOUR),
+                 _b("D", ["gpu005", "gpu006"], HOUR // 2)]
+    ticks = iter(range(1000))
+    # A clock that jumps 10 s per reading: the exact search stops at once, the greedy too.
+    alloc, preempted, out = _run({}, borrowers, time_budget_s=5, clock=lambda: 10.0 * next(ticks))  # type: ignore[arg-type]
+    assert not out.exhaustive  # type: ignore[attr-defined]
+    assert out.placement.cost.pair_hops_sum == 128  # type: ignore[attr-defined]
+    # Nothing was dropped: every borrower on the chosen leaf is preempted (here leaf01's A).
+    assert len(alloc) == 2 and preempted
