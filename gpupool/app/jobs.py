@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpupool.app.plan import plan_placement
+from gpupool.app.reclaim import may_reclaim
 from gpupool.errors import InfeasibleError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
@@ -19,8 +21,9 @@ from gpupool.slurm.freestate import (
     trusted_alloc,
     trusted_plan,
 )
-from gpupool.slurm.models import JobInfo
+from gpupool.slurm.models import JobInfo, NodeState
 from gpupool.slurm.port import SlurmClient
+from gpupool.slurm.preempt import preemptible_jobs
 from gpupool.validate import maybe_int_text
 
 
@@ -73,6 +76,7 @@ class Explanation:
     best_now_reason: str = ""
     pinned: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    preempting: list[dict[str, Any]] | None = None  # borrowed jobs on the pinned nodes (owner partitions)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -83,6 +87,8 @@ class Explanation:
         }
         if not self.best_now:
             doc["best_now_reason"] = self.best_now_reason
+        if self.preempting is not None:
+            doc["preempting"] = self.preempting
         planned = trusted_plan(self.job)
         planned_cost = maybe_int_text(planned.get("pair_hops_sum"), 0, 1 << 62)
         if planned_cost is not None:
@@ -144,4 +150,30 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
         busy = [h for h, g in pinned_alloc.items() if free.get(h, 0) < g]
         if busy:
             explanation.notes.append(f"pinned node(s) without enough free GPUs now: {fold(busy)}")
+            if base == "PENDING" and may_reclaim(others, states, partition):
+                explanation.preempting = _borrowers_on(client, others, states, partition, set(busy))
+                explanation.notes += _preempting_notes(explanation.preempting)
     return explanation
+
+
+def _borrowers_on(client: SlurmClient, jobs: list[JobInfo], states: list[NodeState], partition: str | None,
+                  hosts: set[str]) -> list[dict[str, Any]]:
+    """Preemptible borrowed jobs on `hosts`: what Slurm must preempt before the job can start there."""
+    found = preemptible_jobs(jobs, client.partitions(), client.preemption(), partition or "", time.time(),
+                             node_partitions={n.name: n.partitions for n in states})
+    return [{"job_id": p.job.job_id, "gpus": sum(p.job.allocation.values()), "run_seconds": p.run_seconds,
+             "protected": p.protected, "protected_for_s": max(0, p.exempt_seconds - p.run_seconds)}
+            for p in found if hosts.intersection(p.job.allocation)]
+
+
+def _preempting_notes(borrowers: list[dict[str, Any]]) -> list[str]:
+    if not borrowers:
+        return []
+    ready = [b["job_id"] for b in borrowers if not b["protected"]]
+    waiting = [f"{b['job_id']} (another {b['protected_for_s']} s)" for b in borrowers if b["protected"]]
+    notes = []
+    if ready:
+        notes.append(f"borrowed job(s) Slurm may preempt on the pinned nodes: {', '.join(ready)}")
+    if waiting:
+        notes.append(f"borrowed job(s) still protected by their min_runtime (PreemptExemptTime): {', '.join(waiting)}")
+    return notes

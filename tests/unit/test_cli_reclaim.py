@@ -118,3 +118,20 @@ def test_without_preemption_in_slurm_nothing_is_reclaimed(env: dict, capsys: pyt
     assert run(env, "plan", "--partition", "vision", "--nodes", "2", "--gpus-per-node", "8", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["feasible"] is False and "preempt" not in doc
+
+
+def test_explain_names_the_borrowers_a_pinned_owner_job_waits_for(env: dict,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(env, "submit", "--partition", "vision", "--nodes", "2", "--gpus-per-node", "8", "--json",
+               "--verify-timeout", "0", env["script"]) == 0
+    job_id = json.loads(capsys.readouterr().out)["job_id"]
+    assert run(env, "explain", job_id, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(b["job_id"], b["gpus"], b["protected"]) for b in doc["preempting"]] == [("14", 16, False)]
+    assert any("Slurm may preempt on the pinned nodes: 14" in n for n in doc["notes"])
+    # Job 14 made younger than scavenger's 600 s PreemptExemptTime: still protected, for about 540 s more.
+    slurm: FakeSlurm = env["slurm"]
+    slurm.jobs_by_id["14"] = JobInfo(**{**slurm.jobs_by_id["14"].__dict__, "start_time": int(time.time()) - 60})
+    assert run(env, "explain", job_id, "--json") == 0
+    (borrower,) = json.loads(capsys.readouterr().out)["preempting"]
+    assert borrower["protected"] and 530 <= borrower["protected_for_s"] <= 540
