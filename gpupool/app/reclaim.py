@@ -64,4 +64,5 @@ def plan_with_reclaim(compiled: CompiledFabric, free: FreeState, request: Reques
     if not found:
         return None
     mask = eligible_hosts(compiled, states, partition, request, health)
-    return plan_reclaim(free, compiled.host_index(), mask, borrowers_of(found), place_fn)
+    return plan_reclaim(free, compiled.host_index(), mask, borrowers_of(found), place_fn,
+                        need_gpus=request.total_gpus)

@@ -140,13 +140,14 @@ def _sub(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, in
 def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
                  borrowers: Sequence[Borrower], place_fn: Callable[[FreeState], Placement], *,
                  max_subsets: int = MAX_SUBSETS, time_budget_s: float = TIME_BUDGET_S,
-                 clock: Callable[[], float] = time.monotonic) -> Reclaim:
+                 clock: Callable[[], float] = time.monotonic, need_gpus: int = 0) -> Reclaim:
     """The least-preempting placement of minimal pair_hops_sum (module docstring).
 
     `free`: GPUs free now; `eligible`: hosts that may take the job once borrowers leave (in the
     partition, not drained); `place_fn`: the one planning step (raises InfeasibleError).
     Raises InfeasibleError when nothing fits even with every borrower preempted. The exact search
-    stops after `max_subsets` subsets or `time_budget_s` seconds, whichever comes first."""
+    stops after `max_subsets` placements or `time_budget_s` seconds, whichever comes first.
+    `need_gpus` (the request's GPUs) lets subsets that cannot hold it be skipped unplanned."""
     deadline = clock() + time_budget_s
     touching = [b for b in borrowers
                 if any(g > 0 and host_index.get(h) is not None and eligible[host_index[h]]
@@ -176,13 +177,14 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
     now = fits([])
     if now is not None:
         return Reclaim(now, [], len(touching), tried, True, borrowed_free=False, notes=notes)
+    worth_trying = _subset_filter(free, host_index, eligible, items, need_gpus)
     heap: list[tuple[tuple[int, int, int], tuple[int, ...]]] = []
     if items:
         heap.append((weights[0], (0,)))
     while heap and tried < max_subsets and clock() < deadline:
         weight, subset = heapq.heappop(heap)
         chosen = [items[i] for i in subset]
-        placement = fits(chosen)
+        placement = fits(chosen) if worth_trying(subset) else None
         if placement is not None:
             return Reclaim(placement, _needed(placement, free, host_index, chosen), len(touching), tried, True,
                            notes=notes)
@@ -206,6 +208,34 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
     return Reclaim(placement, _needed(placement, free, host_index, kept), len(touching), tried, False,
                    notes=notes + [f"searched {searched} borrower subsets within the budget; "
                                   "the rest by dropping the heaviest borrowers first"])
+
+
+def _subset_filter(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
+                   items: Sequence[Borrower], need_gpus: int) -> Callable[[tuple[int, ...]], bool]:
+    """A cheap test that skips subsets which cannot be the least: one with a borrower that clears
+    no host (every host of it still holds an unchosen borrower) has a lighter subset that plans the
+    same; one whose usable hosts hold fewer than `need_gpus` GPUs cannot hold the job at all."""
+    on_host: dict[int, set[int]] = {}
+    held: dict[int, dict[int, int]] = {}
+    for i, b in enumerate(items):
+        for host, gpus in b.allocation.items():
+            h = host_index.get(host)
+            if h is not None and eligible[h] and gpus > 0:
+                on_host.setdefault(h, set()).add(i)
+                held.setdefault(i, {})[h] = gpus
+    free_gpus = np.where(free.usable | eligible, free.free_gpus, 0)
+    unblocked_free = int(sum(int(free_gpus[h]) for h in range(free_gpus.size)
+                             if h not in on_host and (free.usable[h] or eligible[h])))
+
+    def worth_trying(subset: tuple[int, ...]) -> bool:
+        chosen = set(subset)
+        cleared = {h for i in subset for h in held.get(i, {}) if on_host[h] <= chosen}
+        if any(not cleared.intersection(held.get(i, {})) for i in subset):
+            return False
+        total = unblocked_free + sum(int(free_gpus[h]) + sum(held[i][h] for i in on_host[h]) for h in cleared)
+        return total >= need_gpus
+
+    return worth_trying
 
 
 def _needed(placement: Placement, free: FreeState, host_index: Mapping[str, int],

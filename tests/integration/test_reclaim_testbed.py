@@ -14,6 +14,9 @@ nothing, so both sides see the identical state: plain `sbatch -p vision ...`, an
 argv `gpupool submit --dry-run --json` prints (its --nodelist pin included). GPU-hours already run
 are computed here from `scontrol -o show job` (allocated gres/gpu x (now - StartTime)), never from
 gpupool's output. GPUPOOL_RECLAIM_STATES (default 30) sets the number of states.
+
+A second test sets min_runtime (the scavenger QOS's PreemptExemptTime) and checks that a borrower
+still inside it is left alone when another placement exists, and that Slurm agrees.
 """
 
 from __future__ import annotations
@@ -107,9 +110,9 @@ def _refill(bed: Testbed, rng: random.Random, live: dict[str, dict[str, int]], c
         for j in gone:
             del live[j]
         wait_until(lambda: not set(gone) & set(_jobs(bed)) or all(
-            _jobs(bed).get(j, {}).get("JobState") in {"CANCELLED", "COMPLETED"} for j in gone), 30,
+            _jobs(bed).get(j, {}).get("JobState") in {"CANCELLED", "COMPLETED"} for j in gone), 30, 0.1,
             message="cancelled borrowers to leave")
-        wait_until(lambda: _used_gpus(bed) == _booked(live), 30, message="nodes to release cancelled GPUs")
+        wait_until(lambda: _used_gpus(bed) == _booked(live), 30, 0.1, message="nodes to release cancelled GPUs")
     free = {h: GPUS for h in OWNED}
     for alloc in live.values():
         for h, g in alloc.items():
@@ -131,7 +134,7 @@ def _refill(bed: Testbed, rng: random.Random, live: dict[str, dict[str, int]], c
         live[proc.stdout.strip().split(";")[0]] = chosen
         for h, g in chosen.items():
             free[h] -= g
-    wait_until(lambda: all(_jobs(bed).get(j, {}).get("JobState") == "RUNNING" for j in live), 60,
+    wait_until(lambda: all(_jobs(bed).get(j, {}).get("JobState") == "RUNNING" for j in live), 60, 0.1,
                message="borrowers running")
 
 
@@ -193,3 +196,50 @@ def test_gpupool_submit_preempts_fewer_borrowed_gpu_hours_than_sbatch(bed: Testb
           f"gpupool's plan)\n{report}")
     assert fewer >= 0.8 * STATES, report
     bed.cancel_all()
+
+
+def _borrow(bed: Testbed, cwd: Path, hosts: str, nodes: int) -> str:
+    proc = bed.run(["sbatch", "--parsable", "-o", "/dev/null", "-p", "scavenger", "-q", "scavenger", "-A", "llm",
+                    f"-N{nodes}", f"--gpus-per-node={GPUS}", "--mem=1000", "-w", hosts, "--wrap", "sleep 3600"],
+                   check=True, cwd=cwd)
+    job = proc.stdout.strip().split(";")[0]
+    wait_until(lambda: _jobs(bed).get(job, {}).get("JobState") == "RUNNING", 30, 0.1, message=f"borrower {job} running")
+    return job
+
+
+def test_borrowers_inside_min_runtime_are_left_alone(bed: Testbed, tmp_path: Path) -> None:
+    """min_runtime is the scavenger QOS's PreemptExemptTime (docs/pools.md). The old borrower on
+    leaf 1's half of vision holds many GPU-hours; the young one on leaf 2's half holds almost none
+    but is protected: gpupool must reclaim leaf 1, and Slurm must agree to start the job there now."""
+    bed.cancel_all()
+    exempt = 20
+    bed.run(["sacctmgr", "-i", "modify", "qos", "scavenger", "set", f"PreemptExemptTime=00:00:{exempt}"], check=True)
+    try:
+        old = _borrow(bed, tmp_path, "gpu[004-006]", 3)
+        time.sleep(exempt + 2)
+        young = _borrow(bed, tmp_path, "gpu[007-009]", 3)
+        job = ["-A", "vision", "-N3", f"--gpus-per-node={GPUS}", "--mem=1000", "--wrap=sleep 60"]
+        proc = bed.run(["gpupool", "plan", "--partition", "vision", "--nodes", "3", "--gpus-per-node", str(GPUS),
+                        "--json"], timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        preempt = json.loads(proc.stdout)["preempt"]
+        assert [j["job_id"] for j in preempt["jobs"]] == [old] and preempt["protected"] == 0
+        assert preempt["candidates"] == 2
+        proc = bed.run(["gpupool", "submit", "--partition", "vision", "--dry-run", "--json", "--", *job],
+                       timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        argv = json.loads(proc.stdout)["sbatch"]
+        assert "--nodelist=gpu[004-006]" in argv
+        ours = bed.run(["sbatch", "--test-only", *argv[1:]], cwd=tmp_path)
+        assert _preempts(ours.stderr) == [old], ours.stderr
+        start = re.search(r"to start at (\S+)", ours.stderr)
+        assert start and datetime.fromisoformat(start.group(1)).timestamp() < time.time() + 60, ours.stderr
+        # The young borrower's own nodes: Slurm would wait for its exemption to end (no preemption now).
+        pinned = bed.run(["sbatch", "--test-only", "-p", "vision", *job[:-1], "-w", "gpu[007-009]", job[-1]],
+                         cwd=tmp_path)
+        assert young not in _preempts(pinned.stderr), pinned.stderr
+        later = re.search(r"to start at (\S+)", pinned.stderr)
+        assert later and datetime.fromisoformat(later.group(1)).timestamp() > time.time() + 5, pinned.stderr
+    finally:
+        bed.run(["sacctmgr", "-i", "modify", "qos", "scavenger", "set", "PreemptExemptTime=-1"])
+        bed.cancel_all()
