@@ -13,11 +13,11 @@ what it shows is then what Slurm may preempt at most. Protected borrowers (young
 when no placement exists without them, and then as few as possible.
 
 Search: the minimal pair_hops_sum P* is what `place_fn` finds with every candidate borrower freed.
-Subsets of borrowers are then enumerated in non-decreasing order of (protected jobs, GPU-seconds,
-jobs) with the classic "extend / replace the last item" heap, and the first subset whose freed GPUs
+Candidate subsets (the borrowers of a set of hosts) are then enumerated in non-decreasing order of
+(protected jobs, GPU-seconds, jobs), best-first over host sets, and the first whose freed GPUs
 still allow a placement of cost <= P* is the answer (proved least when the enumeration ends within
-`max_subsets`). Past that budget a greedy pass drops borrowers, heaviest first, while the cost
-holds; the result then says `exhaustive: False`.
+`max_subsets` placements and the time budget). Past that a greedy pass drops borrowers, heaviest
+first, while the cost holds; the result then says `exhaustive: False`.
 """
 
 from __future__ import annotations
@@ -178,20 +178,45 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
     if now is not None:
         return Reclaim(now, [], len(touching), tried, True, borrowed_free=False, notes=notes)
     worth_trying = _subset_filter(free, host_index, eligible, items, need_gpus)
-    heap: list[tuple[tuple[int, int, int], tuple[int, ...]]] = []
-    if items:
-        heap.append((weights[0], (0,)))
+    # Once anything is preempted a plan only uses hosts it clears (`freed_state`), so the least
+    # subset is the union of the borrowers of some set of hosts. Host sets are enumerated in
+    # non-decreasing weight of that union (it only grows as hosts are added: best-first is exact).
+    on_host: dict[int, list[int]] = {}
+    for i, b in enumerate(items):
+        for host, gpus in b.allocation.items():
+            h = host_index.get(host)
+            if h is not None and eligible[h] and gpus > 0:
+                on_host.setdefault(h, []).append(i)
+    hosts = sorted(on_host)
+    zero = (0, 0, 0)
+
+    def union_weight(members: frozenset[int]) -> tuple[int, int, int]:
+        total = zero
+        for i in members:
+            total = _add(total, weights[i])
+        return total
+
+    heap: list[tuple[tuple[int, int, int], tuple[int, ...], int, frozenset[int]]] = []
+    for k, h in enumerate(hosts):
+        members = frozenset(on_host[h])
+        heapq.heappush(heap, (union_weight(members), tuple(sorted(members)), k, members))
+    seen: set[frozenset[int]] = set()
     while heap and tried < max_subsets and clock() < deadline:
-        weight, subset = heapq.heappop(heap)
+        _weight_sum, _order, last, members = heapq.heappop(heap)
+        for k in range(last + 1, len(hosts)):
+            grown = members | frozenset(on_host[hosts[k]])
+            heapq.heappush(heap, (union_weight(grown), tuple(sorted(grown)), k, grown))
+        if members in seen:
+            continue
+        seen.add(members)
+        subset = tuple(sorted(members))
+        if not worth_trying(subset):
+            continue
         chosen = [items[i] for i in subset]
-        placement = fits(chosen) if worth_trying(subset) else None
+        placement = fits(chosen)
         if placement is not None:
             return Reclaim(placement, _needed(placement, free, host_index, chosen), len(touching), tried, True,
                            notes=notes)
-        last = subset[-1]
-        if last + 1 < len(items):
-            heapq.heappush(heap, (_add(weight, weights[last + 1]), subset + (last + 1,)))
-            heapq.heappush(heap, (_add(_sub(weight, weights[last]), weights[last + 1]), subset[:-1] + (last + 1,)))
     # Budget spent (or, impossibly, every subset failed): drop the heaviest borrowers while the cost holds.
     searched = tried
     kept = list(items)

@@ -5,6 +5,9 @@ leaves 4 hops per pair (256), so the minimum always keeps both hosts on one leaf
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import numpy as np
 import pytest
 
@@ -14,6 +17,7 @@ from gpupool.fabric.generate import fat_tree
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.reclaim import Borrower, plan_reclaim
+from tests import oracles
 
 FABRIC = compile_fabric(fat_tree(3, 2, 1))
 INDEX = FABRIC.host_index()
@@ -164,3 +168,60 @@ def test_time_budget_bounds_the_search_and_keeps_a_minimal_cost_plan() -> None:
     assert out.placement.cost.pair_hops_sum == 128  # type: ignore[attr-defined]
     # Nothing was dropped: every borrower on the chosen leaf is preempted (here leaf01's A).
     assert len(alloc) == 2 and preempted
+
+
+def _expected_least(borrowers: list[Borrower], request: Request) -> tuple[int, int]:
+    """(GPU-seconds, jobs) of the least preemption among placements of minimal pair_hops_sum, by
+    brute force over every borrower subset with the independent oracle (tests/oracles.py), the
+    documented rule applied here by hand: once anything is preempted, a host still holding an
+    unpreempted borrower is not used."""
+    graph = oracles.graph_of(fat_tree(3, 2, 1))
+    held: dict[str, int] = {}
+    for b in borrowers:
+        for h, g in b.allocation.items():
+            held[h] = held.get(h, 0) + g
+
+    def free_with(subset: tuple[int, ...]) -> dict[str, int]:
+        if not subset:
+            return {h: 4 - held.get(h, 0) for h in FABRIC.host_names if 4 - held.get(h, 0) > 0}
+        out = {}
+        for h in FABRIC.host_names:
+            others = [i for i, b in enumerate(borrowers) if h in b.allocation and i not in subset]
+            if not others:
+                out[h] = 4 - held.get(h, 0) + sum(borrowers[i].allocation.get(h, 0) for i in subset)
+        return {h: g for h, g in out.items() if g > 0}
+
+    subsets = [s for k in range(len(borrowers) + 1) for s in itertools.combinations(range(len(borrowers)), k)]
+    costs = {s: oracles.brute_force(graph, free_with(s), request) for s in subsets}
+    target = min(c[0] for c in costs.values() if c is not None)
+    return min((sum(borrowers[i].gpu_seconds for i in s), len(s)) for s, c in costs.items()
+               if c is not None and c[0] == target)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_least_preemption_matches_brute_force_over_every_subset(seed: int) -> None:
+    rng = random.Random(seed)
+    room = dict.fromkeys(FABRIC.host_names, 4)
+    borrowers: list[Borrower] = []
+    while sum(room.values()) > rng.randint(0, 6):
+        hosts = [h for h in room if room[h]]
+        if len(hosts) >= 2 and rng.random() < 0.3:
+            two = rng.sample(hosts, 2)
+            per = rng.randint(1, min(room[h] for h in two))
+            chosen = dict.fromkeys(two, per)
+        else:
+            host = rng.choice(hosts)
+            chosen = {host: rng.randint(1, room[host])}
+        for h, g in chosen.items():
+            room[h] -= g
+        borrowers.append(Borrower(job_id=f"j{len(borrowers)}", allocation=chosen, run_seconds=rng.randint(1, 600)))
+    nodes, per = rng.choice([(1, 4), (2, 4), (1, 2), (2, 2), (3, 3)])
+    request = Request(gpus_per_node=per, nodes=nodes)
+    free = {h: g for h, g in room.items() if g}
+    state = FreeState.from_dict(FABRIC, free)
+    state.total_gpus = np.full(FABRIC.n_hosts, 4, dtype=np.int32)
+    out = plan_reclaim(state, INDEX, np.ones(FABRIC.n_hosts, dtype=np.bool_), borrowers,
+                       lambda s: place(FABRIC, s, request), need_gpus=request.total_gpus)
+    assert out.exhaustive
+    got = (sum(b.gpu_seconds for b in out.preempted), len(out.preempted))
+    assert got == _expected_least(borrowers, request), (borrowers, request, out.placement.allocation)
