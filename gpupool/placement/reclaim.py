@@ -3,14 +3,14 @@ the placements of minimal pair_hops_sum pick the one that preempts the fewest bo
 already run (then the fewest jobs). Plain functions over plain data; the Slurm rules that say who is
 a borrower and who is protected live in `gpupool.slurm.preempt`.
 
-    outcome = plan_reclaim(compiled, free, borrowers, request, place_fn)
+    outcome = plan_reclaim(free, compiled.host_index(), eligible, borrowers, place_fn)
 
 Preemption is whole-job: preempting a borrower frees its GPUs on every node it holds, and a
 multi-node borrower counts once. Slurm picks which candidates to preempt on the nodes a job gets
 (in its own candidate order; `sbatch --test-only` lists every preemptible job on them), so a plan
 that preempts anything only uses hosts whose every preemptible borrower it counts as preempted:
-what it shows is then what Slurm may preempt at most. Protected borrowers (younger than their min_runtime) are used only
-when no placement exists without them, and then as few as possible.
+what it shows is then what Slurm may preempt at most. Protected borrowers (younger than their
+min_runtime) are used only when no placement exists without them, and then as few as possible.
 
 Search: the minimal pair_hops_sum P* is what `place_fn` finds with every candidate borrower freed.
 Candidate subsets (the borrowers of a set of hosts) are then enumerated in non-decreasing order of
