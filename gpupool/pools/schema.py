@@ -374,7 +374,11 @@ def _borrowing(source: Source, body: Any) -> BorrowingSpec:
 def _check_references(spec: PoolsFile) -> None:
     src = spec.source
     for pool in spec.pools.values():
-        for index, owner in enumerate(pool.owners):
+        for account, _ in pool.quota:
+            if account not in spec.accounts:
+                raise src.error(("pools", pool.name, "quota", account),
+                                f"quota account {account!r} is not an account of this file (add it under `accounts`)")
+        for index, owner in enumerate(() if pool.quota else pool.owners):
             if owner not in spec.accounts:
                 raise src.error(("pools", pool.name, "owners", str(index)),
                                 f"owner {owner!r} is not an account of this file (add it under `accounts`)")
@@ -424,10 +428,6 @@ def _check_lending_rules(spec: PoolsFile) -> None:
             raise src.error(("pools", pool.name, "min_runtime"),
                             f"min_runtime {format_time_seconds(pool.min_runtime)} is longer than borrowing.max_time "
                             f"{format_time_minutes(max_time)}: a borrower could never reach it")
-        for account, _ in pool.quota:
-            if account not in spec.accounts:
-                raise src.error(("pools", pool.name, "quota", account),
-                                f"quota account {account!r} is not an account of this file (add it under `accounts`)")
     for account in spec.accounts.values():
         if account.borrow_limit is not None and not spec.borrowing_active():
             raise src.error(("accounts", account.name, "borrow_limit"),

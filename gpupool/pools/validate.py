@@ -161,7 +161,8 @@ def _check_lending_limits(spec: PoolsFile, resolved: ResolvedPools) -> None:
     for account in spec.accounts.values():
         if account.borrow_limit is None:
             continue
-        lenders = [p for p in spec.lending_pools() if account.name not in p.owners]
+        # A quota pool lends to its own accounts too: above quota they borrow there like anyone.
+        lenders = [p for p in spec.lending_pools() if account.name not in p.owners or p.quota]
         if not lenders:
             raise spec.error(("accounts", account.name, "borrow_limit"),
                              "no pool lends to this account (it owns every lending pool)")
