@@ -141,6 +141,13 @@ class PoolsFile:
         return names
 
 
+def lend_limit_gpus(pool: PoolSpec, pool_gpus: int) -> int | None:
+    """The pool's lend_limit in GPUs (a percentage of `pool_gpus`, rounded down); None = no limit."""
+    if pool.lend_limit is None:
+        return None
+    return pool_gpus * pool.lend_limit // 100 if pool.lend_limit_percent else pool.lend_limit
+
+
 def lending_object_name(scavenger: str, pool: str) -> str:
     """Name of a pool's lending partition and of its partition QOS (one name for both)."""
     return f"{scavenger}-{pool}"

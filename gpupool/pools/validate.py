@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gpupool.pools.live import LiveState
 from gpupool.pools.nodes import FabricLoader, resolve_nodes
-from gpupool.pools.schema import PoolsFile, PoolSpec
+from gpupool.pools.schema import PoolsFile, PoolSpec, lend_limit_gpus
 
 UserLookup = Callable[[str], bool]
 
@@ -35,11 +35,7 @@ class ResolvedPools:
 
     def lend_limit_gpus(self, pool: PoolSpec) -> int | None:
         """The pool's lend_limit in GPUs (a percentage rounds down); None = no limit."""
-        if pool.lend_limit is None:
-            return None
-        if pool.lend_limit_percent:
-            return self.gpus.get(pool.name, 0) * pool.lend_limit // 100
-        return pool.lend_limit
+        return lend_limit_gpus(pool, self.gpus.get(pool.name, 0))
 
     def lendable_gpus(self, pool: PoolSpec) -> int:
         limit = self.lend_limit_gpus(pool)

@@ -137,8 +137,15 @@ def test_objects_are_created_and_second_apply_changes_nothing(bed: Testbed, appl
     assert code == 0 and json.loads(out)["changes"] == [], out + err
 
 
+def _status(bed: Testbed, pools_file: Path) -> tuple[dict[str, dict], dict[str, dict]]:  # type: ignore[type-arg]
+    code, out, err = gpupool(bed, "pool", "status", str(pools_file), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    return {p["name"]: p for p in doc["pools"]}, {a["name"]: a for a in doc["accounts"]}
+
+
 def test_lend_limit_and_borrow_limit_are_enforced_by_slurm(bed: Testbed, applied: dict[str, object],
-                                                           tmp_path: Path) -> None:
+                                                           pools_file: Path, tmp_path: Path) -> None:
     bed.cancel_all()
     # physics has no borrow_limit: only vision's lend_limit (6 of 8 GPUs) holds it back.
     lent = [_submit(bed, tmp_path, "-p", "scavenger-vision", "-q", "scavenger", "-A", "physics", "-N1",
@@ -162,6 +169,12 @@ def test_lend_limit_and_borrow_limit_are_enforced_by_slurm(bed: Testbed, applied
                        "--gpus-per-node=1", "--wrap", "true"], cwd=tmp_path)
     assert refused.returncode != 0 and "qos" in refused.stderr.lower(), refused.stderr
 
+    pools, accounts = _status(bed, pools_file)
+    assert (pools["vision"]["gpus_lent"], pools["vision"]["lend_limit"]) == (6, 6)
+    assert pools["vision"]["lending_partition"] == "scavenger-vision"
+    assert pools["vision"]["min_runtime_s"] == MIN_RUNTIME_S
+    assert (accounts["llm"]["gpus_borrowed"], accounts["llm"]["borrow_limit"]) == (6, 6)
+    assert accounts["physics"]["gpus_borrowed"] == 6 and accounts["physics"]["borrow_limit"] is None
     bed.cancel_all()
 
 
@@ -199,7 +212,7 @@ def test_young_borrower_is_protected_and_old_one_is_requeued(bed: Testbed, appli
 
 
 def test_quota_jobs_are_protected_and_over_quota_jobs_are_preempted(bed: Testbed, applied: dict[str, object],
-                                                                    tmp_path: Path) -> None:
+                                                                    pools_file: Path, tmp_path: Path) -> None:
     bed.cancel_all()
     within = [_submit(bed, tmp_path, "-p", "shared", "-q", "shared-llm", "-A", "llm", "-N1", "--gpus-per-node=4")
               for _ in range(3)]
@@ -216,8 +229,9 @@ def test_quota_jobs_are_protected_and_over_quota_jobs_are_preempted(bed: Testbed
                     "--gpus-per-node=4")
     wait_until(lambda: _running(bed, above), 60, message="llm's above-quota job running")
 
-    code, out, err = gpupool(bed, "pool", "status", "--json")
-    assert code == 0, err
+    _, accounts = _status(bed, pools_file)
+    assert accounts["llm"]["quota"] == [{"pool": "shared", "qos": "shared-llm", "gpus_quota": 8, "gpus_used": 8}]
+    assert accounts["llm"]["gpus_borrowed"] == 4
 
     # vision claims its quota: 8 GPUs on the shared nodes, where only 4 are idle.
     claims = [_submit(bed, tmp_path, "-p", "shared", "-q", "shared-vision", "-A", "vision", "-N1",
