@@ -236,7 +236,9 @@ def diff(spec: PoolsFile, desired: Desired, live: LiveState, fragment: Fragment)
 def _check_partition_ownership(spec: PoolsFile, desired: Desired, live: LiveState, fragment: Fragment) -> None:
     for name in desired.partitions:
         if name in live.partitions and name not in fragment.owned:
-            key = ("pools", name) if name in spec.pools else ("borrowing", "partition")
+            lender = next((p.name for p in spec.lending_pools() if spec.lending_partition(p.name) == name), None)
+            key = ("pools", name) if name in spec.pools else ("pools", lender) if lender and name != \
+                spec.borrowing.partition else ("borrowing", "partition")
             raise spec.error(key, f"partition {name!r} already exists and was not created by gpupool "
                                   f"(not in {fragment.path}); rename the pool, remove the partition from slurm.conf, "
                                   "or restore the fragment if gpupool made it")

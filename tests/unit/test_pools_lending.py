@@ -168,3 +168,20 @@ def test_changing_a_limit_modifies_only_that_qos(tmp_path: Path) -> None:
     report = _apply(slurm, LENDING.replace('min_runtime: "10:00"', 'min_runtime: "0:20"'))
     assert [(c.kind, c.name, c.action) for c in report.changes] == [("qos", "scavenger-vision", "modify")]
     assert slurm.qos["scavenger-vision"]["PreemptExemptTime"] == "00:00:20"
+
+
+def test_a_lending_partition_gpupool_did_not_make_is_refused_naming_the_pool(tmp_path: Path) -> None:
+    slurm = FakeSlurm(tmp_path)
+    slurm.partitions["scavenger-vision"] = dict(slurm.partitions["batch"])
+    with pytest.raises(InputError) as info:
+        _apply(slurm, LENDING, path="p.yaml")
+    assert info.value.message.startswith("p.yaml:2: pools.vision: partition 'scavenger-vision' already exists and "
+                                         "was not created by gpupool")
+    assert slurm.mutations == []
+
+
+def test_limits_without_enforcement_are_warned(tmp_path: Path) -> None:
+    slurm = FakeSlurm(tmp_path)
+    slurm.config["AccountingStorageEnforce"] = "associations"
+    report = _apply(slurm, LENDING.replace("queues:\n  urgent: {priority: 1000}\n", ""))
+    assert any("lend, borrow and quota GPU limits are not enforced" in w for w in report.warnings)
