@@ -3,9 +3,12 @@ validation errors that name a line, and the Slurm objects they compile to (docs/
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from gpupool.errors import InputError
 from gpupool.pools.live import LiveState, SlurmNode
@@ -185,3 +188,82 @@ def test_limits_without_enforcement_are_warned(tmp_path: Path) -> None:
     slurm.config["AccountingStorageEnforce"] = "associations"
     report = _apply(slurm, LENDING.replace("queues:\n  urgent: {priority: 1000}\n", ""))
     assert any("lend, borrow and quota GPU limits are not enforced" in w for w in report.warnings)
+
+
+# -- convergence on random files with lending rules: apply A, B, A; each time nothing is left to do ----
+
+_UNITS = ["alpha", "beta", "gamma", "delta"]
+
+
+@st.composite
+def lending_files(draw: st.DrawFn) -> str:
+    units = draw(st.lists(st.sampled_from(_UNITS), min_size=2, max_size=4, unique=True))
+    cuts = sorted(draw(st.lists(st.integers(1, 7), min_size=len(units) - 1, max_size=len(units) - 1, unique=True)))
+    bounds = [0, *cuts, 8]
+    lines = ["pools:"]
+    for index, unit in enumerate(units):
+        first, last = bounds[index] + 1, bounds[index + 1]
+        kind = draw(st.sampled_from(["owned", "quota", "shared"]))
+        body = f"nodes: 'gpu[{first:03d}-{last:03d}]'"
+        if kind == "owned":
+            body += f", owners: [{unit}]"
+        elif kind == "quota":
+            members = draw(st.lists(st.sampled_from(units), min_size=1, max_size=2, unique=True))
+            body += ", quota: {" + ", ".join(f"{m}: 1" for m in members) + "}"
+        if kind != "shared":
+            if draw(st.booleans()):
+                body += f", lend_limit: {draw(st.sampled_from(['0', '1', '50%', '100%']))}"
+            if draw(st.booleans()):
+                body += f", min_runtime: '0:{draw(st.integers(1, 59)):02d}'"
+            if draw(st.booleans()):
+                body += f", grace_time: {draw(st.integers(0, 3))}"
+        lines.append(f"  {unit}: {{{body}}}")
+    lines.append("accounts:")
+    for unit in units:
+        limit = draw(st.sampled_from(["", ", borrow_limit: 0", ", borrow_limit: 1"]))
+        lines.append(f"  {unit}: {{shares: 10, users: [u1]{limit}}}")
+    lines.append("queues:\n  urgent: {priority: 10}")
+    return "\n".join(lines) + "\n"
+
+
+def _valid(text: str) -> bool:
+    try:
+        spec = parse_pools_text(text)
+        resolve_and_validate(spec, _live(), None, user_exists=lambda name: True)
+    except InputError:
+        return False
+    return True
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(first=lending_files(), second=lending_files())
+def test_any_lending_file_converges(first: str, second: str) -> None:
+    assume(_valid(first) and _valid(second))
+    with tempfile.TemporaryDirectory() as tmp:
+        slurm = FakeSlurm(Path(tmp))
+        for text in (first, second, first):
+            report = _apply(slurm, text)
+            assert report.error is None, text
+            assert _apply(slurm, text).changes == [], text
+            spec = parse_pools_text(text)
+            lenders = spec.lending_pools()
+            # Expected objects, from the rules of docs/pools.md restated here.
+            partitions = set(spec.pools) | {f"scavenger-{p.name}" for p in lenders
+                                            if p.lend_limit is not None or p.min_runtime is not None
+                                            or p.grace_time is not None}
+            if any(p.lend_limit is None and p.min_runtime is None and p.grace_time is None for p in lenders):
+                partitions.add("scavenger")
+            assert set(slurm.partitions) == partitions | {"batch"}, text
+            borrow = {f"borrow-{a.name}" for a in spec.accounts.values() if a.borrow_limit is not None}
+            quota = {f"{p.name}-{a}" for p in spec.pools.values() for a, _ in p.quota}
+            lending = {n for n in partitions if n.startswith("scavenger-")}
+            expected_qos = {"normal", "urgent"} | quota | lending | (
+                {"scavenger"} | borrow if spec.borrowing_active() else set())
+            assert set(slurm.qos) == expected_qos, text
+            for account in spec.accounts.values():
+                has = set(slurm.assocs[(account.name, "")]["QOS"].split(","))
+                mine = {f"{p.name}-{account.name}" for p in spec.pools.values() if account.name in dict(p.quota)}
+                assert mine <= has and not (quota - mine) & has, (account.name, has, text)
+                if spec.borrowing_active():
+                    limited = account.borrow_limit is not None
+                    assert (f"borrow-{account.name}" in has) == limited and ("scavenger" in has) != limited, text
