@@ -1,0 +1,132 @@
+"""topology/block on a real slurmctld (25.05+): a testbed with gpupool's topology.yaml (tree as the
+cluster default, blocks beside it) and a partition `blk` with Topology=block.
+
+Over random fragmented states (random nodes drained), `gpupool plan --partition blk` must never
+use more base blocks than Slurm's own choice (`sbatch --test-only` on the same state), and jobs
+`gpupool submit` places must run on exactly the planned nodes. Blocks are read from the
+topology.yaml Slurm loaded by the test's own reader, never from gpupool.
+
+Knobs: GPUPOOL_TEST_BLOCK_STATES (default 30 states), GPUPOOL_TEST_BLOCK_SEED (default 13).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from datetime import datetime
+
+import pytest
+import yaml
+
+from tests.integration.conftest import SLURM_RELEASE, Testbed, wait_until
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(tuple(int(p) for p in SLURM_RELEASE.split(".")) < (25, 5),
+                       reason=f"topology.yaml needs Slurm 25.05+ (this run: {SLURM_RELEASE})"),
+]
+NODES = 64  # 8 leaves x 8 hosts: 8 base blocks, aggregated by 2, 4 and 8
+
+
+def expand(hostlist: str) -> list[str]:
+    """gpu[001-003,007],gpu010 -> names (the test's own reader: last bracket only)."""
+    names: list[str] = []
+    for prefix, ranges, single in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", hostlist):
+        if single:
+            names.append(single)
+            continue
+        for part in ranges.split(","):
+            low, _, high = part.partition("-")
+            for i in range(int(low), int(high or low) + 1):
+                names.append(f"{prefix}{i:0{len(low)}d}")
+    return names
+
+
+def blocks_of(bed: Testbed) -> list[list[str]]:
+    doc = yaml.safe_load((bed.state_dir / "etc" / "topology.yaml").read_text())
+    block = next(t for t in doc if t["topology"] == "block")["block"]
+    return [expand(b["nodes"]) for b in block["blocks"]]
+
+
+def blocks_used(blocks: list[list[str]], hosts: list[str]) -> int:
+    return sum(1 for members in blocks if set(members) & set(hosts))
+
+
+def slurm_choice(bed: Testbed, nodes: int, gpus: int) -> list[str] | None:
+    """Where Slurm would start the job now (None: not now)."""
+    proc = bed.run(["sbatch", "--test-only", "-p", "blk", "-N", str(nodes), f"--gres=gpu:{gpus}",
+                    "--wrap", "true"], timeout=60)
+    text = proc.stderr + proc.stdout
+    found = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d).*?nodes (\S+)", text)
+    if not found:
+        return None
+    start = datetime.fromisoformat(found.group(1)).timestamp()
+    return expand(found.group(2)) if start <= time.time() + 60 else None
+
+
+def set_drained(bed: Testbed, drained: list[str], before: list[str]) -> None:
+    if before:
+        bed.run(["scontrol", "update", f"nodename={','.join(before)}", "state=resume"], check=True)
+    if drained:
+        bed.run(["scontrol", "update", f"nodename={','.join(drained)}", "state=drain", "reason=gpupool-test"],
+                check=True)
+
+
+def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    bed: Testbed = make_testbed(NODES, "--topology-yaml")
+    k = bed.gpus_per_node
+    blocks = blocks_of(bed)
+    assert sum(len(b) for b in blocks) == NODES and len(blocks) >= 2
+    part = bed.run(["scontrol", "-o", "show", "partition", "blk"], check=True).stdout
+    assert "Topology=block" in part, part
+    rng = random.Random(int(os.environ.get("GPUPOOL_TEST_BLOCK_SEED", "13")))
+    states = int(os.environ.get("GPUPOOL_TEST_BLOCK_STATES", "30"))
+    drained: list[str] = []
+    compared = fewer = submitted = reference_same = 0
+    report: list[str] = []
+    for case in range(3 * states):
+        if compared >= states:
+            break
+        now = sorted(rng.sample(bed.nodes, rng.randint(NODES // 8, NODES // 3)))
+        set_drained(bed, now, drained)
+        drained = now
+        nodes = rng.randint(2, 30)
+        theirs = slurm_choice(bed, nodes, k)
+        if theirs is None:  # Slurm would not start it now: nothing to compare
+            report.append(f"{case}: {nodes} nodes: Slurm would not start it now")
+            continue
+        proc = bed.run(["gpupool", "plan", "--partition", "blk", "--nodes", str(nodes), "--gpus-per-node", str(k),
+                        "--json"], timeout=120)
+        assert proc.returncode in (0, 1), proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["topology"]["kind"] == "block", doc["topology"]
+        assert doc["feasible"], f"state {case}: Slurm starts {nodes} nodes on {theirs}, gpupool: {doc.get('error')}"
+        reference_same += sorted(doc["slurm_reference"]["allocation"]) == sorted(theirs)
+        ours = list(doc["allocation"])
+        assert not set(ours) & set(drained)
+        mine, slurm = blocks_used(blocks, ours), blocks_used(blocks, theirs)
+        report.append(f"{case}: {nodes} nodes: gpupool {mine} blocks, Slurm {slurm} blocks")
+        assert mine <= slurm, f"state {case}: gpupool {ours} uses {mine} blocks, Slurm {theirs} {slurm}"
+        compared += 1
+        fewer += mine < slurm
+        if compared % 10 == 1:
+            proc = bed.run(["gpupool", "submit", "--partition", "blk", "--nodes", str(nodes), "--gpus-per-node",
+                            str(k), "--json", "--", "--wrap", "sleep 60"], timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            out = json.loads(proc.stdout)
+            assert out["job_state"] == "RUNNING", out
+            ran = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%N"], check=True).stdout.strip()
+            assert sorted(expand(ran)) == sorted(ours), f"job {out['job_id']} ran on {ran}, planned {ours}"
+            bed.cancel_all()
+            wait_until(lambda: all(s.startswith(("idle", "drain")) for s, _ in bed.node_states().values()), 60,
+                       message="nodes free again")
+            submitted += 1
+    print("\n".join(report))
+    print(f"compared {compared} states, gpupool fewer blocks in {fewer}, gpupool's model of Slurm's choice "
+          f"exact in {reference_same}, submitted {submitted}, {time.monotonic() - started:.0f}s")
+    assert compared >= states, f"only {compared} of {case + 1} states could start now"
+    assert submitted >= 1
