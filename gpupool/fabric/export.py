@@ -231,4 +231,9 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     doc["host_classes"] = {"compute": compiled.n_hosts, "service": len(service)}
     doc["leaf_switches"] = int((compiled.switch_level == 1).sum())
     doc["ultrametric"] = compiled.ultrametric
+    if compiled.n_hosts:
+        layout = fabric_blocks(compiled)
+        # What topology/block gets from this fabric (`--format slurm-block`): base blocks and BlockSizes.
+        doc["blocks"] = {"base_blocks": len(layout.blocks), "nodes_per_base_block": layout.base_size,
+                         "block_sizes": layout.sizes}
     return doc

@@ -117,7 +117,7 @@ def _take(hosts: np.ndarray, units: np.ndarray, tie: np.ndarray, amount: int, pe
 def place_block(compiled: CompiledFabric, free: FreeState, request: Request, layout: BlockLayout) -> Placement:
     """The placement with the fewest base blocks, then the fewest lower-level aggregated blocks, then
     the fullest aggregated block (less fragmentation), then the lowest pair_hops_sum, among those
-    Slurm's block rules accept for the resulting node count."""
+    Slurm's block rules accept for the resulting node count (and within `request.max_hops`)."""
     start = time.perf_counter()
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64)
@@ -150,12 +150,15 @@ def place_block(compiled: CompiledFabric, free: FreeState, request: Request, lay
                 continue
             group = used[0] // rule.width
             spare = int(nodes_free[group * rule.width:(group + 1) * rule.width].sum()) - len(chosen)
-            pairs = cost_of_arrays(compiled, chosen, host_take[chosen] * unit_gpus).pair_hops_sum
-            key = (len(used), lows, spare, pairs, int(tie[chosen].sum()))
+            cost = cost_of_arrays(compiled, chosen, host_take[chosen] * unit_gpus)
+            if request.max_hops is not None and cost.max_hops > request.max_hops:
+                continue
+            key = (len(used), lows, spare, cost.pair_hops_sum, int(tie[chosen].sum()))
             if best is None or key < best[0]:
                 best = (key, host_take)
     if best is None:
-        raise InfeasibleError(f"cannot place {request.total_gpus} GPUs under Slurm's topology/block rules (BlockSizes "
+        within = f" within --max-hops {request.max_hops}" if request.max_hops is not None else ""
+        raise InfeasibleError(f"cannot place {request.total_gpus} GPUs{within} under Slurm's topology/block rules (BlockSizes "
                               f"{','.join(map(str, layout.sizes))}): no aggregated block of the size such a job needs "
                               "has enough free nodes now")
     host_take = best[1]

@@ -240,3 +240,12 @@ def test_blocks_need_a_compute_host() -> None:
     empty = compile_fabric(fat_tree(1, 1, 1))
     assert fabric_blocks(empty).sizes == [1]
     assert np.asarray(empty.host_tree_leaf).size == 1
+
+
+def test_block_plan_keeps_max_hops(four_blocks) -> None:  # type: ignore[no-untyped-def]
+    layout = fabric_blocks(four_blocks)
+    free = free_of(four_blocks, dict.fromkeys(hosts(1, 32), 8))
+    # Two hosts of one leaf are 2 hops apart, of two leaves 4: 10 nodes need two leaves.
+    with pytest.raises(InfeasibleError, match="within --max-hops 2"):
+        place_block(four_blocks, free, Request(nodes=10, gpus_per_node=8, max_hops=2), layout)
+    assert place_block(four_blocks, free, Request(nodes=10, gpus_per_node=8, max_hops=4), layout).cost.max_hops == 4
