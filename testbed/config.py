@@ -55,6 +55,8 @@ class Settings:
     slurm: str = HOST_SLURM
     # Write gpupool's topology.yaml (tree as cluster default, blocks beside it) and a block partition.
     topology_yaml: bool = False
+    # TopologyPlugin=topology/block with gpupool's slurm-block topology.conf (Slurm 23.11+).
+    topology_block: bool = False
 
     @property
     def ctld_port(self) -> int:
@@ -390,7 +392,7 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
         "SelectTypeParameters=CR_Core_Memory",
         "DefMemPerCPU=2000",
         "GresTypes=gpu",
-        "TopologyPlugin=topology/tree",
+        "TopologyPlugin=topology/block" if settings.topology_block else "TopologyPlugin=topology/tree",
         "AccountingStorageType=accounting_storage/slurmdbd",
         "AccountingStorageHost=127.0.0.1",
         f"AccountingStoragePort={settings.dbd_port}",

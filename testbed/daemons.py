@@ -380,8 +380,8 @@ def build_fabric(settings: Settings, env: dict[str, str]) -> list[str]:
         sizing = (dragonfly_args if settings.topology == "dragonfly" else fat_tree_args)(
             settings.node_count)
         run_cmd([*gp, "fabric", "generate", *sizing, "-o", str(lay.fabric)], env)
-    run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format", "slurm-tree",
-             "-o", str(lay.topology_conf)], env)
+    run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format",
+             "slurm-block" if settings.topology_block else "slurm-tree", "-o", str(lay.topology_conf)], env)
     # This ibsim knows SDR/DDR/QDR only: faster links (a discovered NDR fabric) become QDR.
     run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format", "ibsim",
              "--clamp-speed", "-o", str(lay.ibsim_net)], env)

@@ -1,10 +1,11 @@
-"""topology/block on a real slurmctld (25.05+): a testbed with gpupool's topology.yaml (tree as the
-cluster default, blocks beside it) and a partition `blk` with Topology=block.
+"""topology/block on a real slurmctld. On 25.05+ a testbed with gpupool's topology.yaml (tree as
+the cluster default, blocks beside it) and a partition `blk` with Topology=block; on 23.11-25.04
+`TopologyPlugin=topology/block` with gpupool's slurm-block topology.conf (partition `gpu`).
 
-Over random fragmented states (random nodes drained), `gpupool plan --partition blk` must never
+Over random fragmented states (random nodes drained), `gpupool plan --partition P` must never
 use more base blocks than Slurm's own choice (`sbatch --test-only` on the same state), and jobs
-`gpupool submit` places must run on exactly the planned nodes. Blocks are read from the
-topology.yaml Slurm loaded by the test's own reader, never from gpupool.
+`gpupool submit` places must run on exactly the planned nodes. Blocks are read from the file
+Slurm loaded by the test's own reader, never from gpupool.
 
 Knobs: GPUPOOL_TEST_BLOCK_STATES (default 30 states), GPUPOOL_TEST_BLOCK_SEED (default 13).
 """
@@ -23,11 +24,13 @@ import yaml
 
 from tests.integration.conftest import SLURM_RELEASE, Testbed, wait_until
 
+RELEASE = tuple(int(p) for p in SLURM_RELEASE.split("."))
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(tuple(int(p) for p in SLURM_RELEASE.split(".")) < (25, 5),
-                       reason=f"topology.yaml needs Slurm 25.05+ (this run: {SLURM_RELEASE})"),
+    pytest.mark.skipif(RELEASE < (23, 11), reason=f"topology/block needs Slurm 23.11+ (this run: {SLURM_RELEASE})"),
 ]
+YAML = RELEASE >= (25, 5)  # topology.yaml and per-partition topologies
+PARTITION = "blk" if YAML else "gpu"
 NODES = 64  # 8 leaves x 8 hosts: 8 base blocks, aggregated by 2, 4 and 8
 
 
@@ -45,10 +48,17 @@ def expand(hostlist: str) -> list[str]:
     return names
 
 
-def blocks_of(bed: Testbed) -> list[list[str]]:
-    doc = yaml.safe_load((bed.state_dir / "etc" / "topology.yaml").read_text())
-    block = next(t for t in doc if t["topology"] == "block")["block"]
-    return [expand(b["nodes"]) for b in block["blocks"]]
+def blocks_of(bed: Testbed) -> tuple[list[list[str]], list[int]]:
+    """Base blocks and BlockSizes of the file Slurm loaded."""
+    if YAML:
+        doc = yaml.safe_load((bed.state_dir / "etc" / "topology.yaml").read_text())
+        block = next(t for t in doc if t["topology"] == "block")["block"]
+        return [expand(b["nodes"]) for b in block["blocks"]], sorted(block["block_sizes"])
+    text = (bed.state_dir / "etc" / "topology.conf").read_text()
+    blocks = [expand(nodes) for nodes in re.findall(r"^BlockName=\S+ Nodes=(\S+)", text, re.M)]
+    sizes = re.search(r"^BlockSizes=(\S+)", text, re.M)
+    assert sizes, text
+    return blocks, sorted(int(x) for x in sizes.group(1).split(","))
 
 
 def blocks_used(blocks: list[list[str]], hosts: list[str]) -> int:
@@ -57,7 +67,7 @@ def blocks_used(blocks: list[list[str]], hosts: list[str]) -> int:
 
 def slurm_choice(bed: Testbed, nodes: int, gpus: int) -> list[str] | None:
     """Where Slurm would start the job now (None: not now)."""
-    proc = bed.run(["sbatch", "--test-only", "-p", "blk", "-N", str(nodes), f"--gres=gpu:{gpus}",
+    proc = bed.run(["sbatch", "--test-only", "-p", PARTITION, "-N", str(nodes), f"--gres=gpu:{gpus}",
                     "--wrap", "true"], timeout=60)
     text = proc.stderr + proc.stdout
     found = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d).*?nodes (\S+)", text)
@@ -87,21 +97,23 @@ def set_drained(bed: Testbed, drained: list[str], before: list[str]) -> None:
 
 def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
-    bed: Testbed = make_testbed(NODES, "--topology-yaml")
+    bed: Testbed = make_testbed(NODES, "--topology-yaml" if YAML else "--topology-block")
     k = bed.gpus_per_node
-    blocks = blocks_of(bed)
+    blocks, block_sizes = blocks_of(bed)
     assert sum(len(b) for b in blocks) == NODES and len(blocks) >= 2
-    part = bed.run(["scontrol", "-o", "show", "partition", "blk"], check=True).stdout
-    assert "Topology=block" in part, part
-    # Slurm loaded both topologies: the tree is the cluster default, the blocks are gpupool's.
-    assert "SwitchName=" in bed.run(["scontrol", "show", "topology"], check=True).stdout
-    shown = bed.run(["scontrol", "show", "topology", "block"], check=True).stdout
+    if YAML:
+        part = bed.run(["scontrol", "-o", "show", "partition", PARTITION], check=True).stdout
+        assert "Topology=block" in part, part
+        # Slurm loaded both topologies: the tree is the cluster default, the blocks are gpupool's.
+        assert "SwitchName=" in bed.run(["scontrol", "show", "topology"], check=True).stdout
+        shown = bed.run(["scontrol", "show", "topology", "block"], check=True).stdout
+    else:
+        shown = bed.run(["scontrol", "show", "topology"], check=True).stdout
     base = re.findall(r"^BlockName=\S+ .*?Nodes=(\S+) BlockSize=(\d+)", shown, re.M)
-    assert [expand(nodes) for nodes, _size in base] == blocks
+    assert [expand(nodes) for nodes, _size in base] == blocks, shown
     aggregated = re.findall(r"^AggregatedBlock=\S+ .*?Nodes=(\S+) BlockSize=(\d+)", shown, re.M)
     sizes = sorted({int(size) for _n, size in base + aggregated})
-    loaded = yaml.safe_load((bed.state_dir / "etc" / "topology.yaml").read_text())
-    assert sizes == sorted(next(t for t in loaded if t["topology"] == "block")["block"]["block_sizes"])
+    assert sizes == block_sizes, shown
     for nodes, size in aggregated:  # aligned runs of consecutive base blocks
         members = expand(nodes)
         first = next(i for i, b in enumerate(blocks) if b[0] == members[0])
@@ -127,7 +139,7 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
             report.append(f"{case}: {nodes} nodes: Slurm would not start it now")
             continue
         mark = time.monotonic()
-        proc = bed.run(["gpupool", "plan", "--partition", "blk", "--nodes", str(nodes), "--gpus-per-node", str(k),
+        proc = bed.run(["gpupool", "plan", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node", str(k),
                         "--json"], timeout=120)
         spent["plan"] += time.monotonic() - mark
         assert proc.returncode in (0, 1), proc.stderr
@@ -144,7 +156,7 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
         fewer += mine < slurm
         if compared % 10 == 1:
             mark = time.monotonic()
-            proc = bed.run(["gpupool", "submit", "--partition", "blk", "--nodes", str(nodes), "--gpus-per-node",
+            proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node",
                             str(k), "--json", "--", "--wrap", "sleep 60"], timeout=120)
             assert proc.returncode == 0, proc.stderr
             out = json.loads(proc.stdout)

@@ -249,3 +249,28 @@ def test_block_plan_keeps_max_hops(four_blocks) -> None:  # type: ignore[no-unty
     with pytest.raises(InfeasibleError, match="within --max-hops 2"):
         place_block(four_blocks, free, Request(nodes=10, gpus_per_node=8, max_hops=2), layout)
     assert place_block(four_blocks, free, Request(nodes=10, gpus_per_node=8, max_hops=4), layout).cost.max_hops == 4
+
+
+def test_explain_speaks_blocks_and_flags_switches(four_blocks, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.app.jobs import explain_job
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    slurm = FakeSlurm.uniform(hosts(1, 32), partition="blk")
+    slurm.partition_fields = {"blk": {"Topology": "block"}}
+    _yaml_for(slurm, tmp_path)
+    for host in hosts(1, 4) + hosts(17, 24):
+        slurm.use(host, 8)
+    # Pinned across leaf01 and leaf03: 2 base blocks, but not one aligned pair (leaf01+02 or leaf03+04).
+    slurm.jobs_by_id["7"] = JobInfo(
+        job_id="7", user="alice", state="PENDING", reason="Resources", partition="blk",
+        request=JobRequest(nodes=10, gpus_per_node=8, required_nodes="gpu[005-008,025-030]", partition="blk",
+                           switches="1@01:00:00"))
+    doc = explain_job(slurm, four_blocks, "7").to_json()
+    assert doc["topology"]["kind"] == "block"
+    assert doc["best_now"]["blocks"]["base_blocks"] == 2 and doc["best_now"]["blocks"]["slurm_accepts"]
+    assert set(doc["best_now"]["allocation"]) <= set(hosts(5, 16))  # the one aligned pair with 12 free
+    assert doc["pinned"]["blocks"] == {"base_blocks": 2, "block_names": ["leaf01", "leaf04"], "aggregated_blocks": 2,
+                                       "level": 1, "slurm_accepts": False}
+    assert doc["cost_difference"]["base_blocks"] == 0
+    assert any("--switches=1@01:00:00" in n and "ignores" in n for n in doc["notes"])
+    assert any("break Slurm's block rules" in n for n in doc["notes"])
