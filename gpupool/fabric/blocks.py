@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from gpupool.errors import InputError
+from gpupool.fabric.model import natural_key
 from gpupool.hostlist import expand
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ class BlockLayout:
 
 def _tree_order_leaves(compiled: CompiledFabric) -> list[int]:
     """Logical leaves carrying hosts, depth-first with children in natural name order."""
-    from gpupool.fabric.model import natural_key
-
     children: dict[int, list[int]] = {}
     roots: list[int] = []
     for t, p in enumerate(compiled.tree_parent.tolist()):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpupool.errors import InfeasibleError
+from gpupool.fabric.model import natural_key
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.engine import host_units
 from gpupool.placement.model import FreeState, Placement, Request
@@ -72,8 +73,7 @@ def block_usage(layout: BlockLayout, hosts: list[str]) -> dict[str, object]:
 
 
 def _block_hosts(compiled: CompiledFabric, layout: BlockLayout) -> list[np.ndarray]:
-    from gpupool.fabric.model import natural_key
-
+    """Fabric host indices of every base block, in Slurm's node order (natural name order)."""
     index = compiled.host_index()
     return [np.asarray([index[h] for h in sorted(hosts, key=natural_key) if h in index], dtype=np.int64)
             for _name, hosts in layout.blocks]
