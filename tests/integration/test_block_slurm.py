@@ -174,3 +174,22 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
           f"({', '.join(f'{key} {value:.0f}s' for key, value in spent.items())})")
     assert compared >= states, f"only {compared} of {case + 1} states could start now"
     assert submitted >= 1
+
+    # Nothing fits now (one busy node in every block), everything would later: gpupool submits
+    # without a node list and without --switches, waiting for whole base blocks with --segment.
+    set_drained(bed, [], drained)
+    for members in blocks:
+        bed.run(["sbatch", "-p", PARTITION, "-N", "1", "-w", members[0], f"--gres=gpu:{k}", "--wrap", "sleep 300"],
+                check=True)
+    wait_until(lambda: len(bed.run(["squeue", "-h", "-t", "R", "-o", "%i"]).stdout.split()) == len(blocks),
+               60, message="one running job per block")
+    size = len(blocks[0])
+    proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(2 * size), "--gpus-per-node",
+                    str(k), "--json", "--", "--wrap", "sleep 60"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "wait-block" and f"--segment={size}" in out["sbatch"], out
+    assert not any(a.startswith(("--switches", "--nodelist")) for a in out["sbatch"]), out
+    state = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%T"], check=True).stdout.strip()
+    assert state == "PENDING", state  # Slurm accepted --segment and waits
+    bed.cancel_all()
