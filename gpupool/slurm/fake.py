@@ -43,9 +43,10 @@ class FakeSlurm:
     stalled_queries: int = 0
     user: str = "tester"  # the user submitted jobs belong to
     topology: str = ""  # what `scontrol show topology` prints
+    config_values: dict[str, str] = field(default_factory=lambda: {"TopologyPlugin": "topology/tree"})
+    # Extra `scontrol show partition` fields per partition (Topology=, PriorityTier, PreemptMode, QoS, ...).
+    partition_fields: dict[str, dict[str, str]] = field(default_factory=dict)
     drained: list[tuple[str, str]] = field(default_factory=list)
-    # Extra `scontrol show partition` fields per partition (PriorityTier, PreemptMode, QoS, ...).
-    partition_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     preemption_config: PreemptionConfig = field(default_factory=PreemptionConfig)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
@@ -98,7 +99,7 @@ class FakeSlurm:
     def partitions(self) -> dict[str, dict[str, str]]:
         return {name: {"PartitionName": name, "Nodes": ",".join(hosts),
                        "Default": "YES" if name == self.default_partition else "NO",
-                       **self.partition_settings.get(name, {})}
+                       **self.partition_fields.get(name, {})}
                 for name, hosts in self.partitions_map.items()}
 
     def preemption(self) -> PreemptionConfig:
@@ -180,6 +181,9 @@ class FakeSlurm:
 
     def topology_text(self) -> str:
         return self.topology
+
+    def config(self) -> dict[str, str]:
+        return dict(self.config_values)
 
     def node_gres(self, node: str) -> str | None:
         found = self.nodes.get(node)

@@ -26,7 +26,7 @@ def _slurm(config: PreemptionConfig = PARTITION_PRIO) -> FakeSlurm:
     nodes = {h: NodeState(name=h, flags=frozenset({"IDLE"}), gpus_total=8, cpus_total=64, memory_mb=512000,
                           partitions=("vision", "scavenger")) for h in HOSTS}
     slurm = FakeSlurm(nodes=nodes, partitions_map={"vision": HOSTS, "scavenger": HOSTS}, default_partition="vision")
-    slurm.partition_settings = {"vision": {"PriorityTier": "10", "PreemptMode": "REQUEUE", "QoS": "N/A"},
+    slurm.partition_fields = {"vision": {"PriorityTier": "10", "PreemptMode": "REQUEUE", "QoS": "N/A"},
                                 "scavenger": {"PriorityTier": "1", "PreemptMode": "REQUEUE", "QoS": "N/A"}}
     slurm.preemption_config = config
     return slurm
