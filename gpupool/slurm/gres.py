@@ -99,6 +99,9 @@ def tres_value(tres: str | None, key: str) -> str | None:
     return None
 
 
+MAX_MEMORY_MB = 1024**5  # 1 ZiB in MiB: far above any node, far below float overflow
+
+
 def memory_mb(text: str | None) -> int:
     """Slurm memory size (``1000M``, ``62.50G``, ``64000``) in MiB."""
     if text is None:
@@ -106,7 +109,12 @@ def memory_mb(text: str | None) -> int:
     match = re.fullmatch(r"\s*([\d.]+)\s*([KMGTP]?)B?\s*", str(text), re.IGNORECASE)
     if not match:
         return 0
-    value = float(match.group(1))
+    try:
+        value = float(match.group(1))
+    except ValueError:  # "1.2.3" matches the character class but is no number
+        return 0
     unit = match.group(2).upper() or "M"
     factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}[unit]
-    return int(round(value * factor))
+    mib = value * factor
+    # A size past what any node has (or inf from a 400-digit string) is unreadable, not a crash.
+    return int(round(mib)) if mib < MAX_MEMORY_MB else 0

@@ -247,7 +247,11 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
     cpus_per_gpu = _int(last["cpus-per-gpu"], "CPUs per GPU") if "cpus-per-gpu" in last else None
     mem_per_gpu = None
     if "mem-per-gpu" in last:
-        mem_per_gpu = memory_mb(last["mem-per-gpu"].value) or None
+        option = last["mem-per-gpu"]
+        mem_per_gpu = memory_mb(option.value) or None
+        if mem_per_gpu is None and not re.fullmatch(r"\s*0+[KMGTP]?B?\s*", option.value or "", re.IGNORECASE):
+            raise UsageError(f"{option.source}: --mem-per-gpu={(option.value or '')[:40]!r}: memory per GPU must "
+                             f"be a positive size such as 16G or 16000M")
     return GpuRequestHints(
         nodes=nodes, nodes_max=nodes_max, gpus_per_node=gpus_per_node, gpus=gpus, gpu_type=gpu_type,
         partition=last["partition"].value if "partition" in last else None,

@@ -145,3 +145,14 @@ def test_build_switches_mode_has_no_nodelist() -> None:
                                 switches="1@1:00:00", pin_nodes=False)
     assert "--nodelist=gpu[001-002]" not in args
     assert args == ["--nodes=2", "--gpus=16", "--gpus-per-node=8", "--switches=1@1:00:00", "--comment=gpupool:x=1"]
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "1e400", "1.2.3G", "lots", "99999999999999T"])
+def test_unreadable_mem_per_gpu_is_a_usage_error_naming_the_option(value: str) -> None:
+    with pytest.raises(UsageError, match="--mem-per-gpu"):
+        sb.gpu_hints(sb.split_options(["--gres=gpu:8", f"--mem-per-gpu={value}"])[0])
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", None), ("16G", 16384), ("1500", 1500), ("2048K", 2)])
+def test_mem_per_gpu_sizes(value: str, expected: int | None) -> None:
+    assert sb.gpu_hints(sb.split_options(["--gres=gpu:8", f"--mem-per-gpu={value}"])[0]).mem_per_gpu_mb == expected
