@@ -10,10 +10,13 @@ Port base: the first free one from $GPUPOOL_TESTBED_PYTEST_PORT_BASE (default 46
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -25,7 +28,7 @@ import pytest
 from gpupool.errors import EnvError, InputError
 from gpupool.slurm.client import make_client
 from gpupool.slurm.port import SlurmClient
-from tests.integration.slurm2511 import Cluster, built, prefixes
+from tests.integration.slurm2511 import REPO, Cluster, built, prefixes
 
 pytestmark = pytest.mark.slurm2511
 BACKENDS = ("commands", "pyslurm")
@@ -205,6 +208,102 @@ def test_job_detail_agrees(scenario: dict[str, str]) -> None:
                                    "held")]
     for job_id in [*asked, array, f"{array}_1", f"{array}_2", f"{array}_3"]:
         assert _comparable(both["commands"].job(job_id)) == _comparable(both["pyslurm"].job(job_id)), job_id
+
+
+# -- the CLI on the same live state: identical JSON up to the backend's name and the timings ---------
+
+
+@pytest.fixture(scope="module")
+def fabric(cluster: Cluster) -> Path:
+    """The cluster's fabric: two leaves of four hosts under one spine (its topology.conf), generated
+    by `gpupool fabric generate` (hosts n001..n008) and renamed to the cluster's n1..n8."""
+    path = cluster.root / "fabric.json"
+    _cli(["fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "4", "--spines", "1",
+          "--prefix", "n", "-o", str(path)], backend="commands", json_out=False)
+    path.write_text(re.sub(r"\bn00(\d)\b", r"n\1", path.read_text()))
+    return path
+
+
+def _run_cli(argv: list[str], backend: str, fabric: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`gpupool ARGV` in a fresh process with that backend (pyslurm from the build's target dir)."""
+    pythonpath = os.pathsep.join(p for p in (str(prefixes()[1]), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "GPUPOOL_SLURM_BACKEND": backend, "GPUPOOL_SLURM_TIMEOUT": "20", "PYTHONPATH": pythonpath}
+    if fabric is not None:
+        env["GPUPOOL_FABRIC"] = str(fabric)
+    return subprocess.run([sys.executable, "-m", "gpupool", *argv], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=REPO)
+
+
+def _cli(argv: list[str], backend: str, fabric: Path | None = None, json_out: bool = True) -> Any:
+    proc = _run_cli(["--json", *argv] if json_out else argv, backend, fabric)
+    assert proc.returncode == 0, (backend, argv, proc.returncode, proc.stderr)
+    if os.environ.get("GPUPOOL_TEST_DUMP"):  # to read what the CLI said
+        with open(os.environ["GPUPOOL_TEST_DUMP"], "a") as out:
+            out.write(f"== {backend} {argv}\n{proc.stdout}\n")
+    return json.loads(proc.stdout) if json_out else proc.stdout
+
+
+TIMING_KEYS = frozenset({"elapsed_ms", "placement_ms", "total_ms"})
+
+
+def _without_timings(doc: Any) -> Any:
+    """The document less its timings (they differ run to run by nature)."""
+    if isinstance(doc, dict):
+        return {k: _without_timings(v) for k, v in doc.items() if k not in TIMING_KEYS}
+    if isinstance(doc, list):
+        return [_without_timings(v) for v in doc]
+    return doc
+
+
+def _both(argv: list[str], fabric: Path, names_backend: bool = True) -> dict[str, Any]:
+    """`gpupool --json ARGV` with each backend, less the backend's name and the timings."""
+    docs = {name: _cli(argv, name, fabric) for name in BACKENDS}
+    for name, doc in docs.items():
+        if names_backend:
+            assert doc.get("backend") == name, (argv, name, doc.get("backend"))
+    return {name: _without_timings({k: v for k, v in doc.items() if k != "backend"}) for name, doc in docs.items()}
+
+
+def test_cli_jobs_json_is_identical(scenario: dict[str, str], fabric: Path) -> None:
+    docs = _both(["jobs", "--all"], fabric)
+    assert docs["commands"] == docs["pyslurm"]
+    # Independent of both: the running jobs of the scenario, by id, on the nodes sbatch pinned them to.
+    rows = {row["job_id"]: row for row in docs["commands"]["jobs"]}
+    array = scenario["array"]
+    assert {scenario[k] for k in ("typed", "per_node", "gpus_total", "two_types", "suspended")} | {
+        f"{array}_{t}" for t in (1, 2, 3)} <= set(rows), sorted(rows)
+    assert (rows[scenario["typed"]]["nodelist"], rows[scenario["typed"]]["allocation"]) == ("n1", {"n1": 2})
+    assert rows[scenario["per_node"]]["allocation"] == {"n2": 3, "n3": 3}
+
+
+@pytest.mark.parametrize("request_args", [
+    ["--gpus", "4"], ["--gpus", "6"], ["--gpus-per-node", "2", "--nodes", "3"], ["--gpus-per-node", "1", "--nodes", "6"],
+], ids=["gpus4", "gpus6", "2x3", "1x6"])
+def test_cli_plan_json_is_identical(scenario: dict[str, str], fabric: Path, request_args: list[str]) -> None:
+    docs = _both(["plan", *request_args], fabric)
+    assert docs["commands"] == docs["pyslurm"]
+
+
+def test_cli_plan_beyond_the_free_gpus_is_exit_1_on_both(scenario: dict[str, str], fabric: Path) -> None:
+    # 12 GPUs are free (by hand, below): 13 cannot be placed.
+    for name in BACKENDS:
+        proc = _run_cli(["--json", "plan", "--gpus", "13"], name, fabric)
+        assert proc.returncode == 1, (name, proc.returncode, proc.stderr)
+
+
+def test_cli_free_gpu_views_are_identical(scenario: dict[str, str], fabric: Path) -> None:
+    docs = _both(["status", "--gpus-per-node", "4"], fabric, names_backend=False)
+    assert docs["commands"] == docs["pyslurm"]
+    # By hand (test_free_gpus_per_node_agree_and_match_the_scenario): free n1 2, n2 1, n3 1, n4 3,
+    # n5 + n6 3, n7 1, n8 1 = 12; the most on one host is 3 (n4), and no host is wholly free.
+    doc = docs["commands"]
+    assert doc["free_gpus"] == 12 and doc["largest"]["anywhere"] == 3
+    assert doc["largest_whole_node_gpus"]["anywhere"] == 0
+
+
+def test_cli_explain_json_is_identical(scenario: dict[str, str], fabric: Path) -> None:
+    docs = _both(["explain", scenario["held"]], fabric)
+    assert docs["commands"] == docs["pyslurm"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
