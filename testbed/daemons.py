@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from testbed import prefix as source_prefix
 from testbed.chroot import (
     build,
     chroot_for,
@@ -115,24 +116,31 @@ def spawn(settings: Settings, daemon: str, argv: Sequence[str], *, stdin: int | 
 
 def release_argv(settings: Settings, argv: Sequence[str]) -> list[str]:
     """argv of a Slurm-side program (daemon, mariadb-install-db) for the testbed's Slurm release:
-    as is for the host's, else inside that release's chroot (same pid: everything execs)."""
+    as is for the host's, the prefix's Slurm daemon for a source-built release (testbed/prefix.py),
+    else inside that release's chroot (same pid: everything execs)."""
     if settings.slurm == HOST_SLURM:
         return list(argv)
+    if source_prefix.is_prefix_release(settings.slurm):
+        return source_prefix.daemon_argv(source_prefix.prefix_of(settings.slurm), argv)
     chroot = chroot_for(settings.slurm)
     return inside_argv(chroot.root, argv, host_binds(settings.state_dir))
 
 
 def ensure_release(settings: Settings) -> None:
-    """The host's packages, or the release's chroot (built now if not cached) and its wrappers."""
+    """The host's packages, plus the release's chroot and its wrappers, or its source-built prefix
+    and links to its clients (built now if not cached)."""
     ensure_packages()
     if settings.slurm == HOST_SLURM:
+        return
+    lay = Layout(settings.state_dir)
+    if source_prefix.is_prefix_release(settings.slurm):
+        source_prefix.link_clients(source_prefix.build(settings.slurm), lay.bin, CLIENT_COMMANDS)
         return
     chroot = chroot_for(settings.slurm)
     if not is_built(chroot):
         ensure_packages(("debootstrap",))
         build(chroot)
     prepare(chroot)
-    lay = Layout(settings.state_dir)
     write_wrappers(chroot, lay.bin, settings.state_dir, CLIENT_COMMANDS)
 
 

@@ -1,0 +1,50 @@
+"""The testbed's source-built release (25.11, testbed/prefix.py): config and argv, no daemons, no build."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from testbed import config, prefix
+from testbed.errors import TestbedError
+
+
+def test_25_11_nodes_have_no_shared_node_hostname(tmp_path: Path) -> None:
+    # 25.11.7 marks many slurmd with one NodeHostname=localhost as duplicates (vendor/README.md).
+    for release, shared in (("22.05", True), ("24.11", True), ("25.11", False), ("26.05", True)):
+        text = config.render_slurm_conf(config.Settings(state_dir=tmp_path, slurm=release, node_count=3),
+                                        ["gpu001", "gpu002", "gpu003"])
+        node_line = next(line for line in text.splitlines() if line.startswith("NodeName="))
+        assert ("NodeHostname=localhost" in node_line) is shared, release
+        assert "NodeAddr=127.0.0.1" in node_line
+
+
+def test_only_the_slurm_daemons_come_from_the_prefix() -> None:
+    root = Path("/opt/slurm-x")
+    assert prefix.daemon_argv(root, ["slurmctld", "-D", "-i"]) == ["/opt/slurm-x/sbin/slurmctld", "-D", "-i"]
+    assert prefix.daemon_argv(root, ["slurmd", "-D", "-N", "n1"])[0] == "/opt/slurm-x/sbin/slurmd"
+    assert prefix.daemon_argv(root, ["slurmdbd", "-D"])[0] == "/opt/slurm-x/sbin/slurmdbd"
+    assert prefix.daemon_argv(root, ["munged", "--foreground"]) == ["munged", "--foreground"]
+    assert prefix.daemon_argv(root, ["mariadbd", "--no-defaults"]) == ["mariadbd", "--no-defaults"]
+
+
+def test_clients_are_linked_from_the_prefix_and_mariadb_stays_the_hosts(tmp_path: Path) -> None:
+    root, bin_dir = tmp_path / "prefix", tmp_path / "state" / "bin"
+    (root / "bin").mkdir(parents=True)
+    for name in ("sbatch", "squeue"):
+        (root / "bin" / name).write_text("#!/bin/sh\n")
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "sbatch").write_text("stale wrapper")  # an earlier release's wrapper is replaced
+    prefix.link_clients(root, bin_dir, ["sbatch", "squeue", "mariadb"])
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["sbatch", "squeue"]
+    assert os.readlink(bin_dir / "sbatch") == str(root / "bin" / "sbatch")
+
+
+def test_25_11_is_a_release_and_the_others_are_not_source_built() -> None:
+    assert "25.11" in config.SLURM_RELEASES
+    assert prefix.is_prefix_release("25.11")
+    assert not any(prefix.is_prefix_release(r) for r in ("22.05", "24.11", "26.05"))
+    with pytest.raises(TestbedError):
+        prefix.prefix_of("24.11")
