@@ -22,6 +22,10 @@ SLURM_RELEASES = (HOST_SLURM, "24.11", "25.11", "26.05")
 # Releases where many slurmd sharing NodeHostname=localhost stop responding ("Duplicated
 # NodeHostName", measured on 25.11.7): their nodes get only NodeAddr.
 NO_SHARED_NODEHOSTNAME = frozenset({"25.11"})
+# Releases whose slurmd forward slurmctld's pings and registration requests with the sender's munge
+# credential, which the next slurmd on the same munged refuses as replayed (measured on 25.11.7
+# with 64 nodes: nodes "not responding", jobs left pending): slurmctld contacts every node itself.
+NO_FANOUT = frozenset({"25.11"})
 # Slurm and MariaDB clients a chroot release reaches through wrappers in <state>/bin.
 CLIENT_COMMANDS = ("sbatch", "squeue", "scontrol", "sacctmgr", "sshare", "sinfo", "srun", "scancel",
                    "sacct", "sprio", "sreport", "salloc", "sstat", "sdiag", "mariadb")
@@ -417,6 +421,8 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
         "SlurmdTimeout=300",
         "MessageTimeout=30",
     ]
+    if settings.slurm in NO_FANOUT:
+        lines.append("TreeWidth=65533")
     if settings.prolog:
         lines.append(f"Prolog={settings.prolog}")
     if settings.epilog:

@@ -9,6 +9,7 @@ and puts links to its client commands first on PATH (<state>/bin), as it does a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -76,9 +77,13 @@ def build(release: str) -> Path:
 
 
 def daemon_argv(prefix: Path, argv: Sequence[str]) -> list[str]:
-    """argv with a Slurm daemon taken from the prefix; anything else (munged, mariadbd) as is."""
+    """argv with a Slurm daemon taken from the prefix, in a mount namespace of its own (unshare
+    execs: same pid); anything else (munged, mariadbd) as is. slurmstepd detaches from slurmd and
+    drops the testbed's marker, but stays in slurmd's namespace, where `down` finds it and its job
+    (testbed.daemons.marked_processes), as for a chroot release."""
     if argv and argv[0] in PREFIX_DAEMONS:
-        return [str(prefix / "sbin" / argv[0]), *argv[1:]]
+        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        return [unshare, "--mount", "--propagation", "private", str(prefix / "sbin" / argv[0]), *argv[1:]]
     return list(argv)
 
 

@@ -21,11 +21,18 @@ def test_25_11_nodes_have_no_shared_node_hostname(tmp_path: Path) -> None:
         assert "NodeAddr=127.0.0.1" in node_line
 
 
-def test_only_the_slurm_daemons_come_from_the_prefix() -> None:
+def test_25_11_slurmctld_contacts_every_node_itself(tmp_path: Path) -> None:
+    for release, fanout in (("22.05", True), ("25.11", False), ("26.05", True)):
+        text = config.render_slurm_conf(config.Settings(state_dir=tmp_path, slurm=release), ["gpu001"])
+        assert ("TreeWidth=65533" not in text) is fanout, release
+
+
+def test_only_the_slurm_daemons_come_from_the_prefix_each_in_its_own_mount_namespace() -> None:
     root = Path("/opt/slurm-x")
-    assert prefix.daemon_argv(root, ["slurmctld", "-D", "-i"]) == ["/opt/slurm-x/sbin/slurmctld", "-D", "-i"]
-    assert prefix.daemon_argv(root, ["slurmd", "-D", "-N", "n1"])[0] == "/opt/slurm-x/sbin/slurmd"
-    assert prefix.daemon_argv(root, ["slurmdbd", "-D"])[0] == "/opt/slurm-x/sbin/slurmdbd"
+    for daemon, args in (("slurmctld", ["-D", "-i"]), ("slurmd", ["-D", "-N", "n1"]), ("slurmdbd", ["-D"])):
+        argv = prefix.daemon_argv(root, [daemon, *args])
+        assert Path(argv[0]).name == "unshare" and argv[1:4] == ["--mount", "--propagation", "private"]
+        assert argv[4:] == [f"/opt/slurm-x/sbin/{daemon}", *args]
     assert prefix.daemon_argv(root, ["munged", "--foreground"]) == ["munged", "--foreground"]
     assert prefix.daemon_argv(root, ["mariadbd", "--no-defaults"]) == ["mariadbd", "--no-defaults"]
 
