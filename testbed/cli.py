@@ -169,11 +169,19 @@ def cmd_down(lay: Layout) -> int:
     if not remaining:
         namespaces_file(lay.root).unlink(missing_ok=True)
     if remaining:
-        raise TestbedError(f"processes still running after down: {sorted(remaining)}", EXIT_DOWN)
+        raise TestbedError(f"processes still running after down: {sorted(remaining)}", EXIT_DOWN,
+                           "\n".join(f"{pid} {_cmdline(pid)}" for pid in sorted(remaining)))
     note = f" ({len(killed)} needed SIGKILL)" if killed else ""
     print(f"testbed: down: stopped {len(names)} daemons and {len(leftovers)} other processes"
           f"{note} in {lay.root}", file=sys.stderr)
     return EXIT_OK
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "(gone)"
 
 
 def cmd_status(lay: Layout, as_json: bool, verbose: bool) -> int:

@@ -257,8 +257,13 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
         except (OSError, ValueError):
             continue
-    ours_ns = ({namespaces.get(pid) for pid in marked} | recorded_namespaces(state_dir)) - {host_ns, ""}
-    marked |= {pid for pid, ns in namespaces.items() if ns in ours_ns}
+    live_ns = {namespaces.get(pid) for pid in marked} - {host_ns, "", None}
+    marked |= {pid for pid, ns in namespaces.items() if ns in live_ns}
+    # A recorded namespace no daemon of ours holds any more may be gone and its number reused by
+    # someone else's (a chroot wrapper's `scontrol` was seen in one): there, only Slurm's own
+    # detached processes count (inside a chroot, or slurmstepd); their jobs follow as descendants.
+    dead_ns = recorded_namespaces(state_dir) - live_ns - {host_ns, ""}
+    marked |= {pid for pid, ns in namespaces.items() if ns in dead_ns and _slurm_side(pid)}
     changed = True
     while changed:
         changed = False
@@ -267,6 +272,16 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
                 changed = True
     return marked
+
+
+def _slurm_side(pid: int) -> bool:
+    """The process runs inside a chroot or is a slurmstepd (a job step's keeper)."""
+    try:
+        if os.readlink(f"/proc/{pid}/root") != "/":
+            return True
+        return Path(os.readlink(f"/proc/{pid}/exe")).name == "slurmstepd"
+    except OSError:
+        return False
 
 
 def namespaces_file(state_dir: Path) -> Path:
