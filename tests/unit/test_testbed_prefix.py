@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,38 @@ def test_25_11_is_a_release_and_the_others_are_not_source_built() -> None:
     assert not any(prefix.is_prefix_release(r) for r in ("22.05", "24.11", "26.05"))
     with pytest.raises(TestbedError):
         prefix.prefix_of("24.11")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare --mount needs root")
+def test_a_recorded_namespace_no_daemon_holds_counts_only_slurm_side_processes(tmp_path: Path) -> None:
+    # Someone else's process in a mount namespace whose number we recorded (reused after our daemon
+    # in it died): not ours, so `down` never signals it.
+    from testbed import daemons
+
+    stranger = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "30"],
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        ns = ""
+        while time.monotonic() < deadline:
+            ns = os.readlink(f"/proc/{stranger.pid}/ns/mnt")
+            if ns != os.readlink("/proc/self/ns/mnt") and Path(f"/proc/{stranger.pid}/exe").resolve().name == "sleep":
+                break
+            time.sleep(0.05)
+        (tmp_path / "run").mkdir()
+        daemons.namespaces_file(tmp_path).write_text(ns + "\n")
+        assert stranger.pid not in daemons.marked_processes(tmp_path)
+        # Held by a marked process, the same namespace is ours again (a live slurmd's job steps).
+        holder = subprocess.Popen(["nsenter", f"--mount=/proc/{stranger.pid}/ns/mnt", "sleep", "30"],
+                                  env={**os.environ, config.MARK_VAR: str(tmp_path)}, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 10
+            while stranger.pid not in daemons.marked_processes(tmp_path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert {stranger.pid, holder.pid} <= daemons.marked_processes(tmp_path)
+        finally:
+            holder.kill()
+            holder.wait(5)
+    finally:
+        stranger.kill()
+        stranger.wait(5)
