@@ -306,6 +306,31 @@ def test_cli_explain_json_is_identical(scenario: dict[str, str], fabric: Path) -
     assert docs["commands"] == docs["pyslurm"]
 
 
+def test_cli_submit_json_is_identical(scenario: dict[str, str], cluster: Cluster, fabric: Path) -> None:
+    """The same request submitted with each backend in turn, each job cancelled and gone from its
+    node before the next: the same placement, sbatch line and outcome, up to the job id and the
+    per-submit random token (which the job comment carries)."""
+    script = cluster.root / "jobs" / "cli-submit.sh"
+    script.write_text("#!/bin/sh\nsleep 600\n")
+    docs: dict[str, Any] = {}
+    for name in BACKENDS:
+        doc = _cli(["submit", "--gpus", "2", "--", f"--output={cluster.root}/jobs/%j.out", str(script)], name, fabric)
+        assert doc.get("backend") == name and doc["job_state"] == "RUNNING", (name, doc)
+        job_id = doc.pop("job_id")
+        subprocess.run(["scancel", job_id], check=True, timeout=30)
+        deadline = time.monotonic() + 60
+        while squeue_states().get(job_id) in {"RUNNING", "COMPLETING"} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert squeue_states().get(job_id) not in {"RUNNING", "COMPLETING"}, job_id
+        token = doc.pop("token")
+        assert len(token) >= 8, token
+        docs[name] = json.loads(json.dumps(_without_timings({k: v for k, v in doc.items() if k != "backend"}))
+                                .replace(token, "TOKEN"))
+    assert docs["commands"] == docs["pyslurm"]
+    # By hand: 2 GPUs fit on one host only where 2 or more are free: n1 (2 free), n4 (3) or n5/n6.
+    assert len(docs["commands"]["allocation"]) == 1 and sum(docs["commands"]["allocation"].values()) == 2
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_hung_slurmctld_is_exit_3_within_the_timeout(cluster: Cluster, scenario: dict[str, str],
                                                         backend: str) -> None:
