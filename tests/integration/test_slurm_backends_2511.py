@@ -5,6 +5,9 @@ when those builds are missing the tests FAIL, never skip. The cluster (tests/int
 has typed (n1-n4 h100:4), untyped (n5-n6 gpu:4) and two-type (n7-n8 a100:2 + h100:2) nodes; GPUs
 are not an accounted TRES (no slurmdbd), so a backend reading node TRES would see every GPU free. The scenario holds GPUs in RUNNING, SUSPENDED and COMPLETING jobs, an array, a
 `--gpus=N` job, a held `--switches` job; expected GPU use per node is written out by hand below.
+The CLI then runs on that same state with GPUPOOL_SLURM_BACKEND=commands and =pyslurm: `jobs`,
+`plan`, `status`, `explain` and `submit --json` must print the same documents (up to the backend's
+name, the timings and a submit's job id and token). About 1 min on two cores (scripts/test --slurm 25.11).
 Port base: the first free one from $GPUPOOL_TESTBED_PYTEST_PORT_BASE (default 46000), in steps of 20.
 """
 
