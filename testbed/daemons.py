@@ -277,9 +277,10 @@ def marked_processes(state_dir: Path) -> set[int]:
 def _slurm_side(pid: int) -> bool:
     """The process runs inside a chroot or is a slurmstepd (a job step's keeper)."""
     try:
-        if os.readlink(f"/proc/{pid}/root") != "/":
+        proc = Path("/proc", str(pid))
+        if os.readlink(proc / "root") != "/":
             return True
-        return Path(os.readlink(f"/proc/{pid}/exe")).name == "slurmstepd"
+        return Path(os.readlink(proc / "exe")).name == "slurmstepd"
     except OSError:
         return False
 
