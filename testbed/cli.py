@@ -2,7 +2,7 @@
 
     scripts/testbed up [--nodes N] [--gpus-per-node G] [--fabric FILE | --topology fat-tree|dragonfly]
                        [--state-dir DIR] [--port-base N] [--prolog P] [--epilog P] [--task-prolog P]
-                       [--job-submit-lua FILE] [--slurm 22.05|24.11|26.05]
+                       [--job-submit-lua FILE] [--slurm 22.05|24.11|25.11|26.05]
     scripts/testbed down | status [--json] [--verbose] | env | console CMD | sm
 
 Every daemon (munged, MariaDB, slurmdbd, slurmctld, one slurmd per node, ibsim) runs in the
@@ -13,6 +13,9 @@ the marker GPUPOOL_TESTBED_MARK=<state dir> in its environment, so `down` stops 
 daemon from a Debian chroot (trixie, sid) that `up` builds with debootstrap on first use and caches
 in /var/cache/gpupool-testbed ($GPUPOOL_TESTBED_CACHE); each daemon runs in its own mount namespace
 (unshare), so no mount outlives it. `env` puts wrappers for the chroot's commands first on PATH.
+25.11 (in no Debian suite) runs the Slurm daemons of the prefix scripts/build-slurm-25.11 builds
+from the vendored source (cached; about an hour cold) with the host's munged and MariaDB; `env`
+puts links to its commands first on PATH and the pyslurm built against it on PYTHONPATH.
 Exit codes: 0 success, 1 a daemon did not come up / is down, 2 usage, 3 environment (missing
 package, port in use).
 Stdlib only: runs with the system python3 or the venv's.
@@ -29,6 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from testbed import prefix as source_prefix
 from testbed.config import (
     DEFAULT_GPUS,
     DEFAULT_NODES,
@@ -166,11 +170,19 @@ def cmd_down(lay: Layout) -> int:
     if not remaining:
         namespaces_file(lay.root).unlink(missing_ok=True)
     if remaining:
-        raise TestbedError(f"processes still running after down: {sorted(remaining)}", EXIT_DOWN)
+        raise TestbedError(f"processes still running after down: {sorted(remaining)}", EXIT_DOWN,
+                           "\n".join(f"{pid} {_cmdline(pid)}" for pid in sorted(remaining)))
     note = f" ({len(killed)} needed SIGKILL)" if killed else ""
     print(f"testbed: down: stopped {len(names)} daemons and {len(leftovers)} other processes"
           f"{note} in {lay.root}", file=sys.stderr)
     return EXIT_OK
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "(gone)"
 
 
 def cmd_status(lay: Layout, as_json: bool, verbose: bool) -> int:
@@ -187,7 +199,7 @@ def cmd_status(lay: Layout, as_json: bool, verbose: bool) -> int:
     if as_json:
         print(json.dumps({"state_dir": str(lay.root), "running": ok, "port_base": settings.port_base,
                           "settings": settings.to_json(), "nodes": nodes, "daemons": daemons,
-                          "env": env_exports(settings, os.environ.get("PATH", ""))}, indent=2))
+                          "env": client_env(settings)}, indent=2))
         return EXIT_OK if ok else EXIT_DOWN
     slurmds = {k: v for k, v in daemons.items() if k.startswith("slurmd-")}
     for name, pid in daemons.items():
@@ -205,11 +217,20 @@ def cmd_status(lay: Layout, as_json: bool, verbose: bool) -> int:
     return EXIT_OK if ok else EXIT_DOWN
 
 
+def client_env(settings: Settings) -> dict[str, str]:
+    """What `env` exports: Slurm, gpupool and ibsim-run pointed at this testbed, plus pyslurm on
+    PYTHONPATH for a source-built release that has one (testbed/prefix.py)."""
+    env = env_exports(settings, os.environ.get("PATH", ""))
+    if source_prefix.is_prefix_release(settings.slurm):
+        env.update(source_prefix.client_env(settings.slurm, dict(os.environ)))
+    return env
+
+
 def cmd_env(lay: Layout) -> int:
     state = load_state(lay)
     if state is None:
         raise TestbedError(f"no testbed in {lay.root}; run `scripts/testbed up` first", EXIT_DOWN)
-    for key, value in env_exports(state[0], os.environ.get("PATH", "")).items():
+    for key, value in client_env(state[0]).items():
         print(f"export {key}={shlex.quote(value)}")
     return EXIT_OK
 
@@ -253,7 +274,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     up.add_argument("--job-submit-lua", default=None, help="job_submit.lua to enable")
     up.add_argument("--slurm", choices=SLURM_RELEASES, default=None,
                     help=f"Slurm release (default $GPUPOOL_TESTBED_SLURM or {HOST_SLURM}, the "
-                         "host's); others run from a Debian chroot built once and cached")
+                         "host's); 24.11/26.05 run from a Debian chroot, 25.11 from a source build, "
+                         "each built once and cached")
     up.add_argument("--topology-yaml", action="store_true", default=None,
                     help="Slurm 25.05+: topology.yaml with the tree (cluster default) and blocks side by "
                          "side, and a partition `blk` with Topology=block")

@@ -16,8 +16,16 @@ DEFAULT_PORT_BASE = 16800
 DEFAULT_NODES = 64
 DEFAULT_GPUS = 8
 HOST_SLURM = "22.05"
-# Slurm releases the testbed runs: the host's packages, or a Debian chroot (trixie, sid).
-SLURM_RELEASES = (HOST_SLURM, "24.11", "26.05")
+# Slurm releases the testbed runs: the host's packages, a Debian chroot (24.11 trixie, 26.05 sid),
+# or a host prefix built from the vendored source (25.11, testbed/prefix.py).
+SLURM_RELEASES = (HOST_SLURM, "24.11", "25.11", "26.05")
+# Releases where many slurmd sharing NodeHostname=localhost stop responding ("Duplicated
+# NodeHostName", measured on 25.11.7): their nodes get only NodeAddr.
+NO_SHARED_NODEHOSTNAME = frozenset({"25.11"})
+# Releases whose slurmd forward slurmctld's pings and registration requests with the sender's munge
+# credential, which the next slurmd on the same munged refuses as replayed (measured on 25.11.7
+# with 64 nodes: nodes "not responding", jobs left pending): slurmctld contacts every node itself.
+NO_FANOUT = frozenset({"25.11"})
 # Slurm and MariaDB clients a chroot release reaches through wrappers in <state>/bin.
 CLIENT_COMMANDS = ("sbatch", "squeue", "scontrol", "sacctmgr", "sshare", "sinfo", "srun", "scancel",
                    "sacct", "sprio", "sreport", "salloc", "sstat", "sdiag", "mariadb")
@@ -423,6 +431,8 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
         "SlurmdTimeout=300",
         "MessageTimeout=30",
     ]
+    if settings.slurm in NO_FANOUT:
+        lines.append("TreeWidth=65533")
     if settings.prolog:
         lines.append(f"Prolog={settings.prolog}")
     if settings.epilog:
@@ -436,8 +446,9 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
     for run in node_runs(nodes):
         first, last = slurmd_port(settings, index), slurmd_port(settings, index + len(run) - 1)
         ports = str(first) if len(run) == 1 else f"{first}-{last}"
+        hostname = "" if settings.slurm in NO_SHARED_NODEHOSTNAME else " NodeHostname=localhost"
         lines.append(
-            f"NodeName={hostlist_of_run(run)} NodeAddr=127.0.0.1 NodeHostname=localhost Port={ports} "
+            f"NodeName={hostlist_of_run(run)} NodeAddr=127.0.0.1{hostname} Port={ports} "
             f"CPUs={cpus} RealMemory=64000 Gres=gpu:{settings.gpus_per_node} State=UNKNOWN")
         index += len(run)
     lines.append(f"PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from testbed import prefix as source_prefix
 from testbed.chroot import (
     build,
     chroot_for,
@@ -115,24 +116,31 @@ def spawn(settings: Settings, daemon: str, argv: Sequence[str], *, stdin: int | 
 
 def release_argv(settings: Settings, argv: Sequence[str]) -> list[str]:
     """argv of a Slurm-side program (daemon, mariadb-install-db) for the testbed's Slurm release:
-    as is for the host's, else inside that release's chroot (same pid: everything execs)."""
+    as is for the host's, the prefix's Slurm daemon for a source-built release (testbed/prefix.py),
+    else inside that release's chroot (same pid: everything execs)."""
     if settings.slurm == HOST_SLURM:
         return list(argv)
+    if source_prefix.is_prefix_release(settings.slurm):
+        return source_prefix.daemon_argv(source_prefix.prefix_of(settings.slurm), argv)
     chroot = chroot_for(settings.slurm)
     return inside_argv(chroot.root, argv, host_binds(settings.state_dir))
 
 
 def ensure_release(settings: Settings) -> None:
-    """The host's packages, or the release's chroot (built now if not cached) and its wrappers."""
+    """The host's packages, plus the release's chroot and its wrappers, or its source-built prefix
+    and links to its clients (built now if not cached)."""
     ensure_packages()
     if settings.slurm == HOST_SLURM:
+        return
+    lay = Layout(settings.state_dir)
+    if source_prefix.is_prefix_release(settings.slurm):
+        source_prefix.link_clients(source_prefix.build(settings.slurm), lay.bin, CLIENT_COMMANDS)
         return
     chroot = chroot_for(settings.slurm)
     if not is_built(chroot):
         ensure_packages(("debootstrap",))
         build(chroot)
     prepare(chroot)
-    lay = Layout(settings.state_dir)
     write_wrappers(chroot, lay.bin, settings.state_dir, CLIENT_COMMANDS)
 
 
@@ -249,8 +257,13 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
         except (OSError, ValueError):
             continue
-    ours_ns = ({namespaces.get(pid) for pid in marked} | recorded_namespaces(state_dir)) - {host_ns, ""}
-    marked |= {pid for pid, ns in namespaces.items() if ns in ours_ns}
+    live_ns = {namespaces.get(pid) for pid in marked} - {host_ns, "", None}
+    marked |= {pid for pid, ns in namespaces.items() if ns in live_ns}
+    # A recorded namespace no daemon of ours holds any more may be gone and its number reused by
+    # someone else's (a chroot wrapper's `scontrol` was seen in one): there, only Slurm's own
+    # detached processes count (inside a chroot, or slurmstepd); their jobs follow as descendants.
+    dead_ns = recorded_namespaces(state_dir) - live_ns - {host_ns, ""}
+    marked |= {pid for pid, ns in namespaces.items() if ns in dead_ns and _slurm_side(pid)}
     changed = True
     while changed:
         changed = False
@@ -259,6 +272,17 @@ def marked_processes(state_dir: Path) -> set[int]:
                 marked.add(pid)
                 changed = True
     return marked
+
+
+def _slurm_side(pid: int) -> bool:
+    """The process runs inside a chroot or is a slurmstepd (a job step's keeper)."""
+    try:
+        proc = Path("/proc", str(pid))
+        if os.readlink(proc / "root") != "/":
+            return True
+        return Path(os.readlink(proc / "exe")).name == "slurmstepd"
+    except OSError:
+        return False
 
 
 def namespaces_file(state_dir: Path) -> Path:

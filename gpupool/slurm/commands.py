@@ -162,7 +162,7 @@ class CommandsClient:
                 raise InputError(f"unknown job id {job_id}") from None
             raise
         with self._release_in_errors():
-            jobs = [j for j in parse.jobs_from_scontrol(proc.stdout) if j.job_id == str(job_id)]
+            jobs = parse.scontrol_job_records(proc.stdout, str(job_id))
         if not jobs:
             raise InputError(f"unknown job id {job_id}")
         return jobs[0]

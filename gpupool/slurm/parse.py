@@ -209,16 +209,36 @@ def nodes_from_scontrol(text: str) -> list[NodeState]:
 # jobs
 
 
+# Slurm's job_state_string(): the first of these flags names the job, else its base state. It is the
+# one word squeue's %T, scontrol's JobState= and pyslurm's Job.state print, where the 23.02+ JSON
+# lists base and flags (["CANCELLED", "COMPLETING"] is COMPLETING).
+JOB_STATE_FLAG_PRECEDENCE = ("COMPLETING", "STAGE_OUT", "CONFIGURING", "EXPEDITING", "RESIZING", "REQUEUED",
+                             "REQUEUE_FED", "REQUEUE_HOLD", "SPECIAL_EXIT", "STOPPED", "REVOKED",
+                             "RESV_DEL_HOLD", "SIGNALING")
+
+# Job states (as job_state_string names them) whose nodes stay allocated to the job; RESIZING and
+# SIGNALING are flags Slurm sets only on jobs that hold their nodes. Both Slurm backends use this set.
+NODE_HOLDING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED",
+                                 "RESIZING", "SIGNALING"})
+
+
 def _job_state(value: Any) -> str:
-    states = words(value) if not isinstance(value, str) else [value]
-    return "+".join(s.upper() for s in states) if states else ""
+    """A job state in any JSON spelling -> Slurm's one-word name (job_state_string)."""
+    states = [s.upper() for s in (words(value) if not isinstance(value, str) else value.split("+"))]
+    states = [s.strip() for s in states if s.strip()]
+    for flag in JOB_STATE_FLAG_PRECEDENCE:
+        if flag in states:
+            return flag
+    return states[0] if states else ""
 
 
 def _allocation(hosts: list[str], gres_detail: list[str], tres_per_node: str,
                 tres_alloc: str) -> dict[str, int]:
     """Host -> allocated GPUs, from per-node gres_detail (preferred) or the uniform request."""
     if gres_detail and len(gres_detail) == len(hosts):
-        return {h: gpu_count(d) for h, d in zip(hosts, gres_detail, strict=True)}
+        detail = {h: gpu_count(d) for h, d in zip(hosts, gres_detail, strict=True)}
+        if any(detail.values()):  # all zero: released (COMPLETING), read the request instead
+            return detail
     per_node = gpu_count(tres_per_node)
     if per_node:
         return dict.fromkeys(hosts, per_node)
@@ -235,8 +255,7 @@ def job_from_json(job: Mapping[str, Any]) -> JobInfo:
     if isinstance(job.get("job_resources"), Mapping) and not nodes_text:
         res_nodes = job["job_resources"].get("nodes")
         nodes_text = res_nodes.get("list", "") if isinstance(res_nodes, Mapping) else (res_nodes or "")
-    running = state.split("+")[0] in {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED"}
-    hosts = expand_hostlist(nodes_text) if running else []
+    hosts = expand_hostlist(nodes_text) if state in NODE_HOLDING_STATES else []
     tres_per_node = str(job.get("tres_per_node") or "")
     tres_per_job = str(job.get("tres_per_job") or "")
     tres_alloc = str(job.get("tres_alloc_str") or "")
@@ -327,8 +346,7 @@ def job_from_scontrol(line: str) -> JobInfo:
     for key, value in pairs:
         kv.setdefault(key, value)
     state = kv.get("JobState", "").upper()
-    running = state in {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED"}
-    hosts = expand_hostlist(kv.get("NodeList")) if running else []
+    hosts = expand_hostlist(kv.get("NodeList")) if state in NODE_HOLDING_STATES else []
     allocation: dict[str, int] = {}
     # -d detail: repeated "Nodes=<hostlist> CPU_IDs=... Mem=... GRES=gpu:h100:3(IDX:0-2)".
     current: list[str] = []
@@ -339,7 +357,8 @@ def job_from_scontrol(line: str) -> JobInfo:
             for host in current:
                 allocation[host] = gpu_count(value)
             current = []
-    if hosts and not allocation:
+    if hosts and not any(allocation.values()):
+        # No per-node GPUs in the detail (none given, or a COMPLETING job's GRES already released).
         allocation = _allocation(hosts, [], kv.get("TresPerNode", ""), kv.get("AllocTRES", ""))
     for host in hosts:
         allocation.setdefault(host, 0)
@@ -356,7 +375,7 @@ def job_from_scontrol(line: str) -> JobInfo:
     )
     user = kv.get("UserId", "")
     return JobInfo(
-        job_id=kv.get("JobId", ""),
+        job_id=scontrol_job_id(kv),
         name=kv.get("JobName", ""),
         user=user.split("(")[0],
         account=_null_to_empty(kv.get("Account")),
@@ -371,6 +390,32 @@ def job_from_scontrol(line: str) -> JobInfo:
         submit_time=_scontrol_time(kv.get("SubmitTime")),
         qos=_null_to_empty(kv.get("QOS")),
     )
+
+
+def scontrol_job_id(kv: Mapping[str, str]) -> str:
+    """The id squeue and the JSON give a job: ``ARRAY_TASK`` for an array task (scontrol's JobId= is
+    the task's own job id, 9 for task 7_2), else JobId (a pending array's ArrayTaskId=1-3 keeps it)."""
+    array_id, task = kv.get("ArrayJobId", ""), kv.get("ArrayTaskId", "")
+    if array_id.isdigit() and task.isdigit():
+        return f"{array_id}_{task}"
+    return kv.get("JobId", "")
+
+
+def scontrol_job_records(text: str, job_id: str) -> list[JobInfo]:
+    """The record of `job_id` in ``scontrol -d -o show job ID`` output, found by the id it was asked
+    by: ``7_2`` is that array task, ``7`` the record whose JobId= is 7 (for an array, its last task
+    started or its pending remainder), as pyslurm's Job.load finds them."""
+    wanted = str(job_id).strip()
+    found = []
+    for line in text.splitlines():
+        if not line.startswith("JobId="):
+            continue
+        kv: dict[str, str] = {}
+        for key, value in key_values(line):
+            kv.setdefault(key, value)
+        if wanted in (kv.get("JobId", ""), scontrol_job_id(kv)):
+            found.append(job_from_scontrol(line))
+    return found
 
 
 def jobs_from_scontrol(text: str) -> list[JobInfo]:

@@ -40,8 +40,8 @@ from gpupool.slurm.pyslurm_child import (
 )
 from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
-# Job states whose nodes stay allocated: the same set the commands backend reads (gpupool.slurm.parse).
-HOLDING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED"})
+# Job states whose nodes stay allocated: the same set the commands backend reads.
+HOLDING_STATES = parse.NODE_HOLDING_STATES
 
 # Slurm's ESLURM_INVALID_JOB_ID (slurm_errno.h): "Invalid job id specified".
 ESLURM_INVALID_JOB_ID = 2017
@@ -274,8 +274,9 @@ def job_from_pyslurm(job: Any) -> JobInfo:
     if not per_node and not total and any(allocation.values()):
         # `--gpus=N` (or per task): pyslurm cannot read tres_per_job; what Slurm allocated is N.
         total = sum(allocation.values())
-    if hosts and not any(allocation.values()) and not layout:
-        # No per-node detail: fall back to the uniform request, as the commands backend does.
+    if hosts and not any(allocation.values()):
+        # No per-node GPUs (no detail, or a COMPLETING job whose GRES slurmctld already released):
+        # the uniform request, as the commands backend reads it.
         if per_node:
             allocation = dict.fromkeys(hosts, per_node)
         elif total and total % len(hosts) == 0:

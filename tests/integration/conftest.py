@@ -25,6 +25,7 @@ import pytest
 from testbed import chroot as testbed_chroot
 from testbed import config as testbed_config
 from testbed import daemons as testbed_daemons
+from testbed import prefix as testbed_prefix
 from testbed.errors import TestbedError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,6 +172,9 @@ def ensure_release_built() -> None:
     if SLURM_RELEASE == testbed_config.HOST_SLURM:
         return
     try:
+        if testbed_prefix.is_prefix_release(SLURM_RELEASE):  # 25.11: built from source
+            testbed_prefix.build(SLURM_RELEASE)
+            return
         testbed_chroot.build(testbed_chroot.chroot_for(SLURM_RELEASE))
     except TestbedError as exc:
         pytest.fail(f"cannot build the Slurm {SLURM_RELEASE} chroot: {exc.message}\n{exc.detail}")

@@ -5,15 +5,21 @@ when those builds are missing the tests FAIL, never skip. The cluster (tests/int
 has typed (n1-n4 h100:4), untyped (n5-n6 gpu:4) and two-type (n7-n8 a100:2 + h100:2) nodes; GPUs
 are not an accounted TRES (no slurmdbd), so a backend reading node TRES would see every GPU free. The scenario holds GPUs in RUNNING, SUSPENDED and COMPLETING jobs, an array, a
 `--gpus=N` job, a held `--switches` job; expected GPU use per node is written out by hand below.
+The CLI then runs on that same state with GPUPOOL_SLURM_BACKEND=commands and =pyslurm: `jobs`,
+`plan`, `status`, `explain` and `submit --json` must print the same documents (up to the backend's
+name, the timings and a submit's job id and token). About 1 min on two cores (scripts/test --slurm 25.11).
 Port base: the first free one from $GPUPOOL_TESTBED_PYTEST_PORT_BASE (default 46000), in steps of 20.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -25,7 +31,7 @@ import pytest
 from gpupool.errors import EnvError, InputError
 from gpupool.slurm.client import make_client
 from gpupool.slurm.port import SlurmClient
-from tests.integration.slurm2511 import Cluster, built, prefixes
+from tests.integration.slurm2511 import REPO, Cluster, built, prefixes
 
 pytestmark = pytest.mark.slurm2511
 BACKENDS = ("commands", "pyslurm")
@@ -163,20 +169,23 @@ def test_jobs_agree(scenario: dict[str, str]) -> None:
         assert expected_ids <= set(listed[name]), (name, sorted(listed[name]))
         jobs = listed[name]
         assert jobs[scenario["suspended"]].state == "SUSPENDED" and jobs[scenario["suspended"]].allocation == {"n4": 1}
-        assert jobs[scenario["completing"]].state.startswith("COMPLETING") or "COMPLETING" in jobs[scenario["completing"]].state
+        assert jobs[scenario["completing"]].state == "COMPLETING"
         assert jobs[scenario["gpus_total"]].request.gpus_total == 5
         held = jobs[scenario["held"]]
         assert held.state == "PENDING" and held.request.gpus_total == 6 and held.request.switches.startswith("1@")
         assert sum(jobs[f"{array}_{t}"].allocation.get("n8", 0) for t in (1, 2, 3)) == 3
-    for job_id in sorted(expected_ids - {scenario["completing"]}):
+    for job_id in sorted(expected_ids):
         assert _comparable(listed["commands"][job_id]) == _comparable(listed["pyslurm"][job_id]), job_id
 
 
-@pytest.mark.xfail(strict=True, reason="commands: squeue --json says CANCELLED+COMPLETING and parse.job_from_json "
-                   "reads only the first word, so the job loses its nodes; pyslurm gives only COMPLETING")
 def test_completing_job_agrees(scenario: dict[str, str]) -> None:
+    # squeue --json lists ["CANCELLED", "COMPLETING"]; Slurm (scontrol, squeue %T, pyslurm) names
+    # it COMPLETING, and it keeps its node while its Epilog runs.
     listed = {name: {j.job_id: j for j in c.jobs(user=None)} for name, c in clients().items()}
     job_id = scenario["completing"]
+    for name in BACKENDS:
+        job = listed[name][job_id]
+        assert (job.state, job.nodes, job.allocation) == ("COMPLETING", ("n4",), {"n4": 2}), name
     assert _comparable(listed["commands"][job_id]) == _comparable(listed["pyslurm"][job_id])
 
 
@@ -185,26 +194,144 @@ def test_job_lookup_and_unknown_ids(scenario: dict[str, str], backend: str) -> N
     client = make_client(timeout=10, backend=backend)
     for key in ("typed", "gpus_total", "two_types", "held"):
         assert client.job(scenario[key]).job_id == scenario[key]
-    if backend == "pyslurm":
-        # The commands' job() reads `scontrol show job 7_2`, whose JobId= is the task's own id
-        # (parse.job_from_scontrol): see test_commands_array_task_lookup.
-        assert client.job(f"{scenario['array']}_2").job_id == f"{scenario['array']}_2"
+    array = scenario["array"]
+    task_2 = client.job(f"{array}_2")
+    assert task_2.job_id == f"{array}_2" and task_2.allocation == {"n8": 1}
+    # The array's own id is the task that kept it (the last started), as squeue lists it.
+    assert client.job(array).job_id in {f"{array}_{t}" for t in (1, 2, 3)}
     for unknown in ("999999", f"{scenario['array']}_9"):
         with pytest.raises(InputError, match="unknown job id"):
             client.job(unknown)
 
 
-@pytest.mark.xfail(strict=True, reason="commands job(ARRAY_TASK): scontrol's JobId= is the task's own id")
-def test_commands_array_task_lookup(scenario: dict[str, str]) -> None:
-    client = make_client(timeout=10, backend="commands")
-    assert client.job(f"{scenario['array']}_2").job_id == f"{scenario['array']}_2"
-
-
 def test_job_detail_agrees(scenario: dict[str, str]) -> None:
     both = clients()
-    for key in ("typed", "per_node", "gpus_total", "two_types", "suspended", "held"):
-        job_id = scenario[key]
-        assert _comparable(both["commands"].job(job_id)) == _comparable(both["pyslurm"].job(job_id)), key
+    array = scenario["array"]
+    asked = [scenario[k] for k in ("typed", "per_node", "gpus_total", "two_types", "suspended", "completing",
+                                   "held")]
+    for job_id in [*asked, array, f"{array}_1", f"{array}_2", f"{array}_3"]:
+        assert _comparable(both["commands"].job(job_id)) == _comparable(both["pyslurm"].job(job_id)), job_id
+
+
+# -- the CLI on the same live state: identical JSON up to the backend's name and the timings ---------
+
+
+@pytest.fixture(scope="module")
+def fabric(cluster: Cluster) -> Path:
+    """The cluster's fabric: two leaves of four hosts under one spine (its topology.conf), generated
+    by `gpupool fabric generate` (hosts n001..n008) and renamed to the cluster's n1..n8."""
+    path = cluster.root / "fabric.json"
+    _cli(["fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "4", "--spines", "1",
+          "--prefix", "n", "-o", str(path)], backend="commands", json_out=False)
+    path.write_text(re.sub(r"\bn00(\d)\b", r"n\1", path.read_text()))
+    return path
+
+
+def _run_cli(argv: list[str], backend: str, fabric: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`gpupool ARGV` in a fresh process with that backend (pyslurm from the build's target dir)."""
+    pythonpath = os.pathsep.join(p for p in (str(prefixes()[1]), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "GPUPOOL_SLURM_BACKEND": backend, "GPUPOOL_SLURM_TIMEOUT": "20", "PYTHONPATH": pythonpath}
+    if fabric is not None:
+        env["GPUPOOL_FABRIC"] = str(fabric)
+    return subprocess.run([sys.executable, "-m", "gpupool", *argv], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=REPO)
+
+
+def _cli(argv: list[str], backend: str, fabric: Path | None = None, json_out: bool = True) -> Any:
+    proc = _run_cli(["--json", *argv] if json_out else argv, backend, fabric)
+    assert proc.returncode == 0, (backend, argv, proc.returncode, proc.stderr)
+    if os.environ.get("GPUPOOL_TEST_DUMP"):  # to read what the CLI said
+        with open(os.environ["GPUPOOL_TEST_DUMP"], "a") as out:
+            out.write(f"== {backend} {argv}\n{proc.stdout}\n")
+    return json.loads(proc.stdout) if json_out else proc.stdout
+
+
+TIMING_KEYS = frozenset({"elapsed_ms", "placement_ms", "total_ms"})
+
+
+def _without_timings(doc: Any) -> Any:
+    """The document less its timings (they differ run to run by nature)."""
+    if isinstance(doc, dict):
+        return {k: _without_timings(v) for k, v in doc.items() if k not in TIMING_KEYS}
+    if isinstance(doc, list):
+        return [_without_timings(v) for v in doc]
+    return doc
+
+
+def _both(argv: list[str], fabric: Path, names_backend: bool = True) -> dict[str, Any]:
+    """`gpupool --json ARGV` with each backend, less the backend's name and the timings."""
+    docs = {name: _cli(argv, name, fabric) for name in BACKENDS}
+    for name, doc in docs.items():
+        if names_backend:
+            assert doc.get("backend") == name, (argv, name, doc.get("backend"))
+    return {name: _without_timings({k: v for k, v in doc.items() if k != "backend"}) for name, doc in docs.items()}
+
+
+def test_cli_jobs_json_is_identical(scenario: dict[str, str], fabric: Path) -> None:
+    docs = _both(["jobs", "--all"], fabric)
+    assert docs["commands"] == docs["pyslurm"]
+    # Independent of both: the running jobs of the scenario, by id, on the nodes sbatch pinned them to.
+    rows = {row["job_id"]: row for row in docs["commands"]["jobs"]}
+    array = scenario["array"]
+    assert {scenario[k] for k in ("typed", "per_node", "gpus_total", "two_types", "suspended")} | {
+        f"{array}_{t}" for t in (1, 2, 3)} <= set(rows), sorted(rows)
+    assert (rows[scenario["typed"]]["nodelist"], rows[scenario["typed"]]["allocation"]) == ("n1", {"n1": 2})
+    assert rows[scenario["per_node"]]["allocation"] == {"n2": 3, "n3": 3}
+
+
+@pytest.mark.parametrize("request_args", [
+    ["--gpus", "4"], ["--gpus", "6"], ["--gpus-per-node", "2", "--nodes", "3"], ["--gpus-per-node", "1", "--nodes", "6"],
+], ids=["gpus4", "gpus6", "2x3", "1x6"])
+def test_cli_plan_json_is_identical(scenario: dict[str, str], fabric: Path, request_args: list[str]) -> None:
+    docs = _both(["plan", *request_args], fabric)
+    assert docs["commands"] == docs["pyslurm"]
+
+
+def test_cli_plan_beyond_the_free_gpus_is_exit_1_on_both(scenario: dict[str, str], fabric: Path) -> None:
+    # 12 GPUs are free (by hand, below): 13 cannot be placed.
+    for name in BACKENDS:
+        proc = _run_cli(["--json", "plan", "--gpus", "13"], name, fabric)
+        assert proc.returncode == 1, (name, proc.returncode, proc.stderr)
+
+
+def test_cli_free_gpu_views_are_identical(scenario: dict[str, str], fabric: Path) -> None:
+    docs = _both(["status", "--gpus-per-node", "4"], fabric, names_backend=False)
+    assert docs["commands"] == docs["pyslurm"]
+    # By hand (test_free_gpus_per_node_agree_and_match_the_scenario): free n1 2, n2 1, n3 1, n4 3,
+    # n5 + n6 3, n7 1, n8 1 = 12; the most on one host is 3 (n4), and no host is wholly free.
+    doc = docs["commands"]
+    assert doc["free_gpus"] == 12 and doc["largest"]["anywhere"] == 3
+    assert doc["largest_whole_node_gpus"]["anywhere"] == 0
+
+
+def test_cli_explain_json_is_identical(scenario: dict[str, str], fabric: Path) -> None:
+    docs = _both(["explain", scenario["held"]], fabric)
+    assert docs["commands"] == docs["pyslurm"]
+
+
+def test_cli_submit_json_is_identical(scenario: dict[str, str], cluster: Cluster, fabric: Path) -> None:
+    """The same request submitted with each backend in turn, each job cancelled and gone from its
+    node before the next: the same placement, sbatch line and outcome, up to the job id and the
+    per-submit random token (which the job comment carries)."""
+    script = cluster.root / "jobs" / "cli-submit.sh"
+    script.write_text("#!/bin/sh\nsleep 600\n")
+    docs: dict[str, Any] = {}
+    for name in BACKENDS:
+        doc = _cli(["submit", "--gpus", "2", "--", f"--output={cluster.root}/jobs/%j.out", str(script)], name, fabric)
+        assert doc.get("backend") == name and doc["job_state"] == "RUNNING", (name, doc)
+        job_id = doc.pop("job_id")
+        subprocess.run(["scancel", job_id], check=True, timeout=30)
+        deadline = time.monotonic() + 60
+        while squeue_states().get(job_id) in {"RUNNING", "COMPLETING"} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert squeue_states().get(job_id) not in {"RUNNING", "COMPLETING"}, job_id
+        token = doc.pop("token")
+        assert len(token) >= 8, token
+        docs[name] = json.loads(json.dumps(_without_timings({k: v for k, v in doc.items() if k != "backend"}))
+                                .replace(token, "TOKEN"))
+    assert docs["commands"] == docs["pyslurm"]
+    # By hand: 2 GPUs fit on one host only where 2 or more are free: n1 (2 free), n4 (3) or n5/n6.
+    assert len(docs["commands"]["allocation"]) == 1 and sum(docs["commands"]["allocation"].values()) == 2
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
