@@ -16,6 +16,7 @@ from gpupool.placement.health import Health
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.reclaim import Borrower, Reclaim, plan_reclaim
 from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig
+from gpupool.slurm.parse import has_started
 from gpupool.slurm.preempt import PreemptibleJob, preemptible_jobs
 
 
@@ -45,7 +46,7 @@ def may_reclaim(jobs: Sequence[JobInfo], states: Sequence[NodeState], partition:
     if not partition:
         return False
     members = {n.name for n in states if partition in n.partitions}
-    return any(j.state.split("+")[0] == "RUNNING" and j.partition != partition
+    return any(has_started(j.state) and j.partition != partition
                and any(g > 0 and h in members for h, g in j.allocation.items()) for j in jobs)
 
 

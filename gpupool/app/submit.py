@@ -56,6 +56,7 @@ from gpupool.slurm.freestate import (
     subtract_pending_plans,
 )
 from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, parse_plan_comment
+from gpupool.slurm.parse import has_started, job_state_word
 from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.runner import SlurmCommandError
 from gpupool.slurm.submit import (
@@ -385,8 +386,8 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
         if job is None:
             raise InputError(f"job {result.job_id} disappeared right after submission (cancelled or failed at once?)")
         outcome.job_state = job.state
-        base = job.state.split("+")[0]
-        if base == "RUNNING":
+        base = job_state_word(job.state)
+        if has_started(job.state):
             if set(job.nodes) != set(plan.placement.allocation):
                 outcome.notes.append(f"job runs on {fold(job.nodes)}, not on the planned "
                                      f"{outcome.nodelist}")

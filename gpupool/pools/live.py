@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gpupool.slurm.gres import gpu_count, gpu_types
+from gpupool.slurm.parse import has_started
 
 MANAGED_MARK = "gpupool-managed"
 
@@ -228,7 +229,7 @@ class Job:
 
     @property
     def running(self) -> bool:
-        return self.state == "RUNNING"
+        return has_started(self.state)
 
     @property
     def pending(self) -> bool:
@@ -270,7 +271,7 @@ def jobs_from_squeue_json(doc: object) -> list[Job]:
         try:
             info = job_from_json(raw)
             state = info.state.split("+")[0]
-            node_gpus = dict(info.allocation) if state == "RUNNING" else {}
+            node_gpus = dict(info.allocation) if has_started(state) else {}
             total = sum(node_gpus.values()) or tres_gpu_count(str(raw.get("tres_req_str") or "")) or (
                 (info.request.gpus_per_node or 0) * (info.request.nodes or 1)) or gpu_count(
                 str(raw.get("tres_per_job") or ""))
@@ -308,7 +309,7 @@ def parse_jobs(text: str) -> list[Job]:
                 for host in expand_hostlist(match.group(1)):
                     node_gpus[host] = node_gpus.get(host, 0) + count
             gpus = _tres_gpus(record.get("TRES", ""))
-            if not node_gpus and record.get("JobState") == "RUNNING" and record.get("NodeList"):
+            if not node_gpus and has_started(record.get("JobState", "")) and record.get("NodeList"):
                 hosts = expand_hostlist(record["NodeList"])
                 node_gpus = {h: gpus // len(hosts) for h in hosts}  # no detail: assume an even spread
         except (GpupoolError, ValueError):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from gpupool.slurm.models import JobInfo
+from gpupool.slurm.parse import NODE_HOLDING_STATES, job_state_word
 from gpupool.slurm.port import SlurmClient
-
-RUNNING_STATES = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
 
 
 def is_running(job: JobInfo) -> bool:
-    return job.state.split("+")[0] in RUNNING_STATES
+    """Does the job hold its nodes now (any of parse.NODE_HOLDING_STATES, the one set both backends use)?"""
+    return job_state_word(job.state) in NODE_HOLDING_STATES
 
 
 def running_jobs(client: SlurmClient, user: str | None = None) -> list[JobInfo]:

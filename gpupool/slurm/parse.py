@@ -221,6 +221,19 @@ JOB_STATE_FLAG_PRECEDENCE = ("COMPLETING", "STAGE_OUT", "CONFIGURING", "EXPEDITI
 NODE_HOLDING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED",
                                  "RESIZING", "SIGNALING"})
 
+# Slurm's one-word state: a job past PENDING may read CONFIGURING (nodes booting, prolog running).
+STARTED_STATES = frozenset({"RUNNING", "CONFIGURING"})
+
+
+def job_state_word(state: str) -> str:
+    """The base word of a state (older releases' squeue may join flags: RUNNING+CONFIGURING)."""
+    return state.split("+")[0]
+
+
+def has_started(state: str) -> bool:
+    """Started and running, whether Slurm says RUNNING or still CONFIGURING (RUNNING+CONFIGURING)."""
+    return job_state_word(state) in STARTED_STATES
+
 
 def _job_state(value: Any) -> str:
     """A job state in any JSON spelling -> Slurm's one-word name (job_state_string)."""

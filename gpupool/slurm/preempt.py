@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from gpupool.slurm.gres import NULL_VALUES
 from gpupool.slurm.models import JobInfo, PreemptionConfig
+from gpupool.slurm.parse import has_started
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def preemptible_jobs(jobs: Iterable[JobInfo], partitions: Mapping[str, Mapping[s
     qos_targets = _preempting_qos(owner, owner_qos, config) if kind == "preempt/qos" else set()
     found: list[PreemptibleJob] = []
     for job in jobs:
-        if job.state.split("+")[0] != "RUNNING" or not any(job.allocation.values()) or job.start_time is None:
+        if not has_started(job.state) or not any(job.allocation.values()) or job.start_time is None:
             continue
         if job.partition == owner_partition:
             continue
