@@ -148,6 +148,9 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         notes.append(f"{counts.no_pool} jobs belong to accounts that own no pool and have no open pool or "
                      f"lending to run on (e.g. {counts.examples.get('no_pool', '')}); the pool policies did not "
                      "replay them")
+    if counts.too_large_for_pools:
+        notes.append(f"{counts.too_large_for_pools} jobs are larger than all the hosts their account may use under "
+                     f"a pool policy (e.g. {counts.examples.get('too_large_for_pools', '')}); they were not replayed")
     if layout is not None:
         in_pools = {h for unit in layout.pools for h in unit.hosts}
         if len(in_pools) < compiled.n_hosts:

@@ -65,12 +65,14 @@ class TraceCounts:
     reordered: int = 0
     never_started: int = 0
     no_pool: int = 0  # pool policies: the job's account owns no pool and there is no open pool or lending
+    too_large_for_pools: int = 0  # pool policies: larger than every set of hosts its account may use
     examples: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"too_large_for_fabric": self.too_large, "unknown_partition": self.unknown_partition,
                 "submit_reordered": self.reordered, "never_started": self.never_started,
                 "no_pool_for_account": self.no_pool,
+                "too_large_for_pools": self.too_large_for_pools,
                 "examples": dict(self.examples)}
 
 

@@ -132,6 +132,15 @@ class PooledSimulator(Simulator):
     def _can_run(self, job: Job) -> bool:
         return bool(self.own_mask(job.account).any() or self.open_mask.any() or self._can_borrow(job))
 
+    def _could_ever_fit(self, job: Job) -> bool:
+        """The job fits the hosts it may use on an otherwise empty fabric (as an owner, or as a borrower)."""
+        g = self.config.gpus_per_host
+        masks = [self.own_mask(job.account) | self.open_mask]
+        if self._can_borrow(job):
+            masks.append(self.lent_mask)
+        hosts_needed = job.nodes or math.ceil(job.gpus / g)
+        return any(int(mask.sum()) >= hosts_needed and int(mask.sum()) * g >= job.gpus for mask in masks)
+
     def _can_borrow(self, job: Job) -> bool:
         limit = self.layout.borrow_max_time
         return self.lending and (limit is None or job.time_limit <= limit)
@@ -143,6 +152,11 @@ class PooledSimulator(Simulator):
         if not self._can_run(job):
             self.counts.no_pool += 1
             self.counts.examples.setdefault("no_pool", f"job {job.job_id} (account {job.account or '(none)'!r})")
+            return None
+        if not self._could_ever_fit(job):  # it would wait forever and hold a reservation on its pools
+            self.counts.too_large_for_pools += 1
+            self.counts.examples.setdefault("too_large_for_pools", f"job {job.job_id} ({job.gpus} GPUs, account "
+                                                                   f"{job.account or '(none)'!r})")
             return None
         self._order += 1
         pending.order = self._order

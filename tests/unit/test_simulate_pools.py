@@ -249,3 +249,16 @@ def test_busy_random_trace_keeps_gpu_books_balanced() -> None:
             assert lent > 0 and metrics.preemptions > 0
             # Borrowed GPU-hours of a, b and c come from a's and b's lending, or x's (booked nowhere).
             assert sum(p["borrowed_gpu_hours"] for p in pools.values()) <= lent + 1e-9
+
+
+def test_a_job_larger_than_its_pools_is_counted_and_does_not_block_the_pool() -> None:
+    jobs = [
+        _job("a1", "a", 0, 10, 3),  # 3 hosts: pool a has 2 and a may not borrow without lending
+        _job("a2", "a", 1, 10, 2),  # would otherwise wait behind a1's reservation forever
+    ]
+    sim, starts = _run("pools-nolend", jobs)
+    assert set(starts) == {"a2"} and starts["a2"][0][0] == 1
+    assert sim.counts.too_large_for_pools == 1
+    # With lending, a1 fits the scavenger partition (all 4 hosts lend): it runs as a borrower.
+    sim, starts = _run("pools-lend", jobs)
+    assert set(starts) == {"a1", "a2"} and sim.counts.too_large_for_pools == 0
