@@ -4,7 +4,8 @@ Scheduler (the same for every policy, so policies differ only in where jobs go a
 start): jobs queue in submit order; at each event time the queue head and then its followers start
 while they fit (FIFO). When the head does not fit it gets a reservation: the shadow time is the
 earliest time enough GPUs (or hosts with enough free GPUs) are free, taking running jobs' requested
-time limits as their ends (EASY backfill, Lifka 1995, as Slurm's sched/backfill does with limits). A
+time limits as their ends (EASY backfill, Lifka 1995; Slurm's sched/backfill also plans with limits but
+reserves for every job it tests, which docs/simulate.md measures as the model's main gap). A
 later job may start now if it fits now and either ends (by its time limit) before the shadow time or
 uses only GPUs that are spare at the shadow time. At most `backfill_depth` jobs behind the head are
 tried per pass (Slurm's bf_max_job_test).
