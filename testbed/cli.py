@@ -40,6 +40,7 @@ from testbed.config import (
     Layout,
     Settings,
     env_exports,
+    slurm_at_least,
 )
 from testbed.daemons import (
     abstract_socket_in_use,
@@ -253,6 +254,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     up.add_argument("--slurm", choices=SLURM_RELEASES, default=None,
                     help=f"Slurm release (default $GPUPOOL_TESTBED_SLURM or {HOST_SLURM}, the "
                          "host's); others run from a Debian chroot built once and cached")
+    up.add_argument("--topology-yaml", action="store_true", default=None,
+                    help="Slurm 25.05+: topology.yaml with the tree (cluster default) and blocks side by "
+                         "side, and a partition `blk` with Topology=block")
+    up.add_argument("--topology-block", action="store_true", default=None,
+                    help="Slurm 23.11+: TopologyPlugin=topology/block with gpupool's slurm-block topology.conf")
     sub.add_parser("down", parents=[common], help="stop every process the testbed started")
     status = sub.add_parser("status", parents=[common], help="daemon states; exit 1 if any is down")
     status.add_argument("--json", action="store_true")
@@ -274,7 +280,8 @@ def settings_from_args(args: argparse.Namespace, state_dir: Path) -> tuple[Setti
         "topology": args.topology, "fabric_source": fabric,
         "prolog": _abs(args.prolog), "epilog": _abs(args.epilog),
         "task_prolog": _abs(args.task_prolog), "job_submit_lua": _abs(args.job_submit_lua),
-        "slurm": args.slurm or os.environ.get("GPUPOOL_TESTBED_SLURM") or None}
+        "slurm": args.slurm or os.environ.get("GPUPOOL_TESTBED_SLURM") or None,
+        "topology_yaml": args.topology_yaml, "topology_block": args.topology_block}
     settings = Settings(
         state_dir=state_dir,
         port_base=port_base if port_base is not None else DEFAULT_PORT_BASE,
@@ -283,10 +290,17 @@ def settings_from_args(args: argparse.Namespace, state_dir: Path) -> tuple[Setti
         topology=args.topology or "fat-tree", fabric_source=fabric,
         prolog=explicit["prolog"], epilog=explicit["epilog"],  # type: ignore[arg-type]
         task_prolog=explicit["task_prolog"], job_submit_lua=explicit["job_submit_lua"],  # type: ignore[arg-type]
-        slurm=str(explicit["slurm"] or HOST_SLURM))
+        slurm=str(explicit["slurm"] or HOST_SLURM), topology_yaml=bool(args.topology_yaml),
+        topology_block=bool(args.topology_block))
     if settings.slurm not in SLURM_RELEASES:
         raise TestbedError(f"GPUPOOL_TESTBED_SLURM={settings.slurm}: not one of "
                            f"{', '.join(SLURM_RELEASES)}", EXIT_USAGE)
+    if settings.topology_yaml and not slurm_at_least(settings, "25.05"):
+        raise TestbedError(f"--topology-yaml needs Slurm 25.05 or later (not {settings.slurm})", EXIT_USAGE)
+    if settings.topology_block and not slurm_at_least(settings, "23.11"):
+        raise TestbedError(f"--topology-block needs Slurm 23.11 or later (not {settings.slurm})", EXIT_USAGE)
+    if settings.topology_block and settings.topology_yaml:
+        raise TestbedError("give --topology-block or --topology-yaml, not both", EXIT_USAGE)
     if settings.node_count < 1 or settings.gpus_per_node < 1:
         raise TestbedError("--nodes and --gpus-per-node must be at least 1", EXIT_USAGE)
     if not 1024 <= settings.port_base <= 65000:

@@ -23,6 +23,8 @@ CLIENT_COMMANDS = ("sbatch", "squeue", "scontrol", "sacctmgr", "sshare", "sinfo"
                    "sacct", "sprio", "sreport", "salloc", "sstat", "sdiag", "mariadb")
 CLUSTER_NAME = "gpupool"
 PARTITION = "gpu"
+# With --topology-yaml (Slurm 25.05+): a partition on the same nodes under topology.yaml's block topology.
+BLOCK_PARTITION = "blk"
 POOLS_FRAGMENT = "gpupool-partitions.conf"
 MARK_VAR = "GPUPOOL_TESTBED_MARK"
 DEBIAN_PACKAGES = ("slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
@@ -51,6 +53,10 @@ class Settings:
     job_submit_lua: str | None = None
     # Slurm release: the host's (22.05) or one from a cached Debian chroot (testbed/chroot.py).
     slurm: str = HOST_SLURM
+    # Write gpupool's topology.yaml (tree as cluster default, blocks beside it) and a block partition.
+    topology_yaml: bool = False
+    # TopologyPlugin=topology/block with gpupool's slurm-block topology.conf (Slurm 23.11+).
+    topology_block: bool = False
 
     @property
     def ctld_port(self) -> int:
@@ -103,6 +109,10 @@ class Layout:
     @property
     def topology_conf(self) -> Path:
         return self.etc / "topology.conf"
+
+    @property
+    def topology_yaml(self) -> Path:
+        return self.etc / "topology.yaml"
 
     @property
     def slurmdbd_conf(self) -> Path:
@@ -382,7 +392,7 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
         "SelectTypeParameters=CR_Core_Memory",
         "DefMemPerCPU=2000",
         "GresTypes=gpu",
-        "TopologyPlugin=topology/tree",
+        "TopologyPlugin=topology/block" if settings.topology_block else "TopologyPlugin=topology/tree",
         "AccountingStorageType=accounting_storage/slurmdbd",
         "AccountingStorageHost=127.0.0.1",
         f"AccountingStoragePort={settings.dbd_port}",
@@ -431,6 +441,8 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
             f"CPUs={cpus} RealMemory=64000 Gres=gpu:{settings.gpus_per_node} State=UNKNOWN")
         index += len(run)
     lines.append(f"PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
+    if settings.topology_yaml:
+        lines.append(f"PartitionName={BLOCK_PARTITION} Nodes=ALL MaxTime=INFINITE State=UP Topology=block")
     # Partitions made by `gpupool pool apply` survive restarts through this fragment.
     lines.append(f"include {lay.slurm_conf.parent / POOLS_FRAGMENT}")
     return "\n".join(lines) + "\n"

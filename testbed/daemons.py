@@ -380,11 +380,16 @@ def build_fabric(settings: Settings, env: dict[str, str]) -> list[str]:
         sizing = (dragonfly_args if settings.topology == "dragonfly" else fat_tree_args)(
             settings.node_count)
         run_cmd([*gp, "fabric", "generate", *sizing, "-o", str(lay.fabric)], env)
-    run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format", "slurm-tree",
-             "-o", str(lay.topology_conf)], env)
+    run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format",
+             "slurm-block" if settings.topology_block else "slurm-tree", "-o", str(lay.topology_conf)], env)
     # This ibsim knows SDR/DDR/QDR only: faster links (a discovered NDR fabric) become QDR.
     run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format", "ibsim",
              "--clamp-speed", "-o", str(lay.ibsim_net)], env)
+    if settings.topology_yaml:
+        run_cmd([*gp, "fabric", "export", "--fabric", str(lay.fabric), "--format", "slurm-yaml",
+                 "-o", str(lay.topology_yaml)], env)
+    else:
+        lay.topology_yaml.unlink(missing_ok=True)  # slurmctld prefers topology.yaml when it exists
     hosts = hosts_from_topology_conf(lay.topology_conf.read_text())
     if not hosts:
         raise TestbedError(f"{lay.topology_conf}: gpupool exported no hosts", EXIT_DOWN)
@@ -611,7 +616,7 @@ def save_state(lay: Layout, settings: Settings, nodes: list[str]) -> None:
 
 def config_hash(lay: Layout) -> str:
     digest = hashlib.sha256()
-    for path in (lay.slurm_conf, lay.gres_conf, lay.topology_conf, lay.ibsim_net):
+    for path in (lay.slurm_conf, lay.gres_conf, lay.topology_conf, lay.topology_yaml, lay.ibsim_net):
         if path.exists():
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

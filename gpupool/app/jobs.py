@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupool.app.plan import plan_placement
+from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
+from gpupool.placement.block import block_usage
 from gpupool.placement.cost import cost_of
 from gpupool.placement.model import Request
 from gpupool.slurm import jobs as slurm_jobs
@@ -73,6 +75,7 @@ class Explanation:
     best_now_reason: str = ""
     pinned: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    topology: TopologyChoice | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -97,6 +100,12 @@ class Explanation:
                     "pair_hops_sum": ref["pair_hops_sum"] - now["pair_hops_sum"],
                     "leaf_switches": ref["leaf_switches"] - now["leaf_switches"],
                 }
+                pinned_blocks = (self.pinned or {}).get("blocks")
+                if pinned_blocks and self.best_now.get("blocks"):
+                    doc["cost_difference"]["base_blocks"] = (pinned_blocks["base_blocks"]
+                                                             - self.best_now["blocks"]["base_blocks"])
+        if self.topology is not None:
+            doc["topology"] = self.topology.to_json()
         return doc
 
 
@@ -126,10 +135,18 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
     free = subtract_pending_plans(free, others)
     known = set(compiled.host_names)
     free = {h: g for h, g in free.items() if h in known}
+    choice = resolve_topology(compiled, "auto", partition, lambda: client)
+    explanation.topology = choice
+    layout = choice.layout
+    if layout is not None and req.switches:
+        explanation.notes.append(f"the job asks --switches={req.switches}, which Slurm's topology/block ignores: "
+                                 "it waits for one aggregated block with enough free nodes, not for switches")
     try:
-        best = plan_placement(compiled, free, request)
+        best = plan_placement(compiled, free, request, topology=choice)
         explanation.best_now = {"allocation": best.allocation, "nodelist": fold(best.allocation),
                                 "cost": best.cost.to_json()}
+        if layout is not None:
+            explanation.best_now["blocks"] = block_usage(layout, best.hosts)
     except InfeasibleError as exc:
         explanation.best_now_reason = f"nothing fits now: {exc.message}"
         cap = capacity_gpus(states, partition)
@@ -141,6 +158,12 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
     if pinned_alloc:
         explanation.pinned = {"allocation": pinned_alloc, "nodelist": fold(pinned_alloc),
                               "cost": _cost_json(compiled, pinned_alloc)}
+        if layout is not None:
+            usage = block_usage(layout, list(pinned_alloc))
+            explanation.pinned["blocks"] = usage
+            if not usage["slurm_accepts"]:
+                explanation.notes.append(f"the pinned nodes break Slurm's block rules for {len(pinned_alloc)} "
+                                         "nodes (not within one aggregated block of the size Slurm requires)")
         busy = [h for h, g in pinned_alloc.items() if free.get(h, 0) < g]
         if busy:
             explanation.notes.append(f"pinned node(s) without enough free GPUs now: {fold(busy)}")

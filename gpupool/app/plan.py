@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
+from gpupool.placement.block import block_usage, place_block, slurm_block_reference
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
@@ -33,11 +35,14 @@ from gpupool.validate import load_json_text
 
 
 def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request,
-                   health: Health | None = None) -> Placement:
+                   health: Health | None = None, topology: TopologyChoice | None = None) -> Placement:
     """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts);
-    with `health`, never on an excluded host and off degraded leaves where that costs nothing."""
+    with `health`, never on an excluded host and off degraded leaves where that costs nothing.
+    Under a block topology: fewest blocks within Slurm's block rules (`placement.block`)."""
     if not isinstance(free, FreeState):
         free = FreeState.from_dict(compiled, dict(free), ignore_unknown=True)
+    if topology is not None and topology.layout is not None:
+        return place_block(compiled, without_excluded(compiled, free, health or Health()), request, topology.layout)
     if health:
         return place_with_health(compiled, free, request, health)
     return place(compiled, free, request)
@@ -120,11 +125,12 @@ class PlanOutcome:
     placement: Placement | None
     error: str | None = None  # why nothing fits, when placement is None
     skipped: dict[str, str] | None = None  # fabric host -> why health excluded it
+    topology: TopologyChoice | None = None
 
 
 def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | None, ignore_unknown: bool,
              slurm: Callable[[], SlurmClient], warn: Callable[[str], None] | None = None,
-             health_path: str | None = None) -> PlanOutcome:
+             health_path: str | None = None, topology: str = "auto") -> PlanOutcome:
     """Free state from `free_path` (else Slurm), Slurm's own pick for comparison, and ours.
 
     `slurm` is called only when Slurm is needed: no `--free`, or `--partition` with `--free`
@@ -133,6 +139,8 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     is read, and from `health_path` (a saved `fabric audit --json`).
     """
     health = Health()
+    read_slurm = not free_path or bool(request.partition)
+    choice = resolve_topology(compiled, topology, request.partition, slurm if read_slurm else None)
     if free_path:
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
         if request.partition:
@@ -149,17 +157,18 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         health = health.merged(load_health_file(health_path, compiled))
     skipped = excluded_in_fabric(compiled, health)
     free = without_excluded(compiled, free, health)
-    reference = reference_placement(compiled, free, request)
+    reference = reference_placement(compiled, free, request, choice)
     try:
-        placement = plan_placement(compiled, free, request, health)
+        placement = plan_placement(compiled, free, request, health, choice)
     except InfeasibleError as exc:
-        return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped)
-    return PlanOutcome(request, free, reference, placement, skipped=skipped)
+        return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped, topology=choice)
+    return PlanOutcome(request, free, reference, placement, skipped=skipped, topology=choice)
 
 
 def plan_document(placement: Placement | None, reference: tuple[str, Placement | None] | None,
                   request: Request, elapsed_ms: float, error: str | None = None,
-                  skipped: Mapping[str, str] | None = None) -> dict[str, Any]:
+                  skipped: Mapping[str, str] | None = None,
+                  topology: TopologyChoice | None = None) -> dict[str, Any]:
     """The `plan --json` document (docs/contract.md keys first, extras after)."""
     doc: dict[str, Any]
     if placement is None:
@@ -184,13 +193,28 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
                                   "allocation": ref.allocation if ref else {},
                                   "nodelist": fold(ref.hosts) if ref else "",
                                   "cost": ref.cost.to_json() if ref else None}
+        if topology is not None and topology.layout is not None and ref is not None:
+            doc["slurm_reference"]["blocks"] = block_usage(topology.layout, ref.hosts)
+    if topology is not None:
+        doc["topology"] = topology.to_json()
+        if topology.layout is not None and placement is not None:
+            doc["blocks"] = block_usage(topology.layout, placement.hosts)
     if skipped is not None:
         doc["skipped"] = dict(skipped)
     return doc
 
 
-def reference_placement(compiled: CompiledFabric, free: FreeState, request: Request) -> tuple[str, Placement | None]:
-    mode, allocation = slurm_reference(compiled, free, request)
+def reference_placement(compiled: CompiledFabric, free: FreeState, request: Request,
+                        topology: TopologyChoice | None = None) -> tuple[str, Placement | None]:
+    """What Slurm itself would pick on `free`: its block choice under a block topology, else tree/dragonfly."""
+    if topology is not None and topology.layout is not None:
+        mode = "slurm-block"
+        try:
+            allocation = slurm_block_reference(compiled, free, request, topology.layout)
+        except InfeasibleError:
+            allocation = None
+    else:
+        mode, allocation = slurm_reference(compiled, free, request)
     if allocation is None:
         return mode, None
     return mode, Placement(allocation=allocation, cost=cost_of(compiled, allocation), algorithm=mode)

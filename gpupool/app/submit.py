@@ -9,9 +9,13 @@ never plan on the same free GPUs; other users' submits are covered by step 5):
    request with gpupool's options, reject conflicting ones (``-w``, ``-F``, ``-N`` with another
    count, different GPU counts or partitions).
 2. Free state from Slurm (`free_gpus_for_request`), minus GPUs promised to pending gpupool jobs.
-3. Plan now. If nothing fits now, plan on the partition's whole capacity instead and submit
-   without a node list but with ``--switches=<leaf switches of that plan>@<wait>`` so Slurm
-   waits for an equally compact set ("mode": "wait-switches").
+3. Plan now, under the topology Slurm applies to the partition (`gpupool.app.topology`: tree
+   distances, or topology/block's fewest blocks). If nothing fits now, plan on the partition's
+   whole capacity instead and submit without a node list: under tree with
+   ``--switches=<leaf switches of that plan>@<wait>`` so Slurm waits for an equally compact set
+   ("mode": "wait-switches"); under topology/block (which ignores --switches) with
+   ``--segment=<base block size>`` when the job is whole base blocks (Slurm 24.05+), else with
+   nothing more, since Slurm keeps a job in one aggregated block itself ("mode": "wait-block").
 4. sbatch with ``--nodes``, ``--nodelist``, the GPU count and ``--comment gpupool:...``.
    The comment carries a submission token (``token=<32 hex>``). When sbatch's answer is lost
    (timeout, slurmctld stalled) the user's jobs are looked up by that token before anything is
@@ -33,9 +37,11 @@ from typing import Any
 
 from gpupool.app.lock import default_lock_path, submit_lock
 from gpupool.app.plan import load_health_file, plan_placement
+from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
+from gpupool.placement.block import block_usage
 from gpupool.placement.cost import cost_of
 from gpupool.placement.health import Health
 from gpupool.placement.model import Placement, Request
@@ -83,18 +89,20 @@ class SubmitRequest:
     health_path: str | None = None  # a saved `fabric audit --json` (hosts to skip, leaves to avoid)
     token: str | None = None  # submission token of an earlier try (rerun after a lost answer)
     lost_answer_lookups: int = 5  # squeue lookups for the token after sbatch's answer was lost
+    topology: str = "auto"  # auto (what Slurm applies to the partition), tree or block
 
 
 @dataclass
 class SubmitOutcome:
     sbatch_argv: list[str]
     placement: Placement
-    mode: str  # "now" or "wait-switches"
+    mode: str  # "now", "wait-switches" (tree) or "wait-block" (topology/block)
     job_id: str | None = None
     job_state: str = ""
     replanned: bool = False
     notes: list[str] = field(default_factory=list)
     token: str | None = None
+    topology: TopologyChoice | None = None
 
     @property
     def nodelist(self) -> str:
@@ -117,6 +125,10 @@ class SubmitOutcome:
             doc["job_state"] = self.job_state
         if self.token is not None:
             doc["token"] = self.token
+        if self.topology is not None:
+            doc["topology"] = self.topology.to_json()
+            if self.topology.layout is not None:
+                doc["blocks"] = block_usage(self.topology.layout, list(self.placement.allocation))
         return doc
 
 
@@ -132,6 +144,7 @@ class Prepared:
     request: Request
     partition: str | None
     health: Health | None = None
+    topology: str = "auto"
 
 
 def prepare(req: SubmitRequest) -> Prepared:
@@ -173,7 +186,7 @@ def prepare(req: SubmitRequest) -> Prepared:
             raise UsageError(f"{exc.message} ({', '.join(learned)} taken from the sbatch options)") from None
         raise
     return Prepared(options=options, directives=directives, hints=hints, request=request,
-                    partition=resolved.partition)
+                    partition=resolved.partition, topology=req.topology)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +198,8 @@ class Plan:
     placement: Placement
     mode: str
     notes: list[str]
+    topology: TopologyChoice | None = None
+    slurm_version: tuple[int, int, int] | None = None
 
 
 def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
@@ -208,17 +223,20 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
     free = {h: g for h, g in free.items() if h in in_fabric}
     jobs = client.jobs() if jobs is None else jobs
     free = subtract_pending_plans(free, jobs)
+    choice = resolve_topology(compiled, prepared.topology, partition, lambda: client)
+    version = client.version() if choice.layout is not None else None
     try:
-        return Plan(plan_placement(compiled, free, request, prepared.health), "now", [])
+        return Plan(plan_placement(compiled, free, request, prepared.health, choice), "now", [], choice, version)
     except InfeasibleError as now_error:
         usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
                                                           exclude=request.exclude).items()
                            if h in in_fabric}
         try:
-            future = plan_placement(compiled, usable_capacity, request, prepared.health)
+            future = plan_placement(compiled, usable_capacity, request, prepared.health, choice)
         except InfeasibleError as never:
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
-        return Plan(future, "wait-switches", [f"nothing fits now ({now_error.message})"])
+        mode = "wait-block" if choice.layout is not None else "wait-switches"
+        return Plan(future, mode, [f"nothing fits now ({now_error.message})"], choice, version)
 
 
 def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
@@ -227,7 +245,22 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
     notes = list(plan.notes)
     placement = plan.placement
     switches = None
-    if plan.mode == "wait-switches":
+    segment = None
+    layout = plan.topology.layout if plan.topology is not None else None
+    if layout is not None:
+        # topology/block ignores --switches; it keeps a job in one aggregated block by itself.
+        if prepared.hints.switches:
+            notes.append(f"--switches={prepared.hints.switches} is ignored by Slurm's topology/block")
+        nodes = len(placement.allocation)
+        if (plan.mode == "wait-block" and nodes > layout.base_size and nodes % layout.base_size == 0
+                and not prepared.hints.segment and (plan.slurm_version or (0, 0, 0)) >= (24, 5, 0)):
+            segment = layout.base_size
+            notes.append(f"submitted with --segment={segment}: Slurm waits for {nodes // layout.base_size} "
+                         f"free base block(s) of {segment} nodes, the fewest blocks for {nodes} nodes")
+        elif plan.mode == "wait-block":
+            notes.append("submitted without a node list: Slurm's topology/block keeps the job in one "
+                         "aggregated block by itself")
+    elif plan.mode == "wait-switches":
         if prepared.hints.switches:
             notes.append(f"keeping your --switches={prepared.hints.switches}")
             switches = prepared.hints.switches
@@ -244,7 +277,7 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
         placement.allocation, fold(placement.allocation), prepared.hints,
         plan_comment(placement.cost.to_json(), placement.allocation, plan.mode, prepared.hints.comment, token),
         partition=prepared.partition if prepared.partition and not prepared.hints.partition else None,
-        switches=switches, pin_nodes=plan.mode == "now",
+        switches=switches if layout is None else None, pin_nodes=plan.mode == "now", segment=segment,
     )
     return args, notes
 
@@ -274,7 +307,7 @@ def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
     if req.dry_run:
         plan = plan_for_slurm(client, compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
-        return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes)
+        return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, topology=plan.topology)
     with submit_lock(req.lock_path or default_lock_path(), req.lock_timeout, sleep):
         return _submit_locked(client, compiled, req, prepared, sleep, clock)
 
@@ -316,7 +349,7 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
             notes.append(f"sbatch's answer was lost ({exc.message}); found job {found.job_id} by its token")
             result = SubmitResult(job_id=found.job_id)
         outcome = SubmitOutcome(_argv(args, req), plan.placement, plan.mode, job_id=result.job_id,
-                                replanned=replanned, notes=notes, token=token)
+                                replanned=replanned, notes=notes, token=token, topology=plan.topology)
         if plan.mode != "now" or prepared.hints.defers_start:
             outcome.job_state = "PENDING"
             return outcome

@@ -76,15 +76,25 @@ def explain(job_id: str, fabric_path: str | None) -> None:
              f"switches {asks['switches']}" if asks.get("switches") else None]
     console.print("asks: " + ", ".join(p for p in parts if p))
     best = doc.get("best_now")
+    topology = doc.get("topology") or {}
+    if topology.get("kind") == "block":
+        console.print(f"topology/block ({topology['source']}): {topology['base_blocks']} base blocks, "
+                      f"BlockSizes {','.join(map(str, topology['block_sizes']))}")
     if best:
         cost = best["cost"]
-        console.print(f"best placement now: {best['nodelist']} (pair_hops_sum {cost['pair_hops_sum']}, "
-                      f"leaf_switches {cost['leaf_switches']})")
+        if "blocks" in best:
+            blocks = best["blocks"]
+            console.print(f"best placement now: {best['nodelist']} ({blocks['base_blocks']} base block(s): "
+                          f"{', '.join(blocks['block_names'])}; pair_hops_sum {cost['pair_hops_sum']})")
+        else:
+            console.print(f"best placement now: {best['nodelist']} (pair_hops_sum {cost['pair_hops_sum']}, "
+                          f"leaf_switches {cost['leaf_switches']})")
     else:
         console.print(doc.get("best_now_reason") or "no placement now")
     pinned = doc.get("pinned")
     if pinned and pinned.get("cost"):
-        console.print(f"pinned to: {pinned['nodelist']} (pair_hops_sum {pinned['cost']['pair_hops_sum']})")
+        blocks_text = (f"{pinned['blocks']['base_blocks']} base block(s), " if pinned.get("blocks") else "")
+        console.print(f"pinned to: {pinned['nodelist']} ({blocks_text}pair_hops_sum {pinned['cost']['pair_hops_sum']})")
     if "planned" in doc and not (pinned and pinned.get("cost")):
         console.print(f"gpupool's plan at submission ({doc['planned']['mode']}): pair_hops_sum "
                       f"{doc['planned']['pair_hops_sum']}")

@@ -10,12 +10,15 @@ from rich.table import Table
 from rich.tree import Tree
 
 from gpupool.app.plan import plan_document, run_plan
+from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InfeasibleError
+from gpupool.fabric.blocks import BlockLayout
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
 from gpupool.hostlist import expand, fold
+from gpupool.placement.block import block_usage
 from gpupool.placement.model import Placement, Request
 
 
@@ -31,14 +34,18 @@ from gpupool.placement.model import Placement, Request
 @click.option("--ignore-unknown", is_flag=True, help="Skip hosts of the free file that are not in the fabric.")
 @click.option("--health", "health_path", metavar="FILE",
               help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
+@click.option("--topology", "topology", type=click.Choice(TOPOLOGY_CHOICES), default="auto", show_default=True,
+              help="Optimise for Slurm's tree or block topology; auto: what Slurm applies to the partition.")
 @json_option
 def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
          free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
-         ignore_unknown: bool, health_path: str | None) -> None:
+         ignore_unknown: bool, health_path: str | None, topology: str) -> None:
     """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
 
     Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
     skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
+    Under Slurm's topology/block (a partition's Topology= in topology.yaml, else TopologyPlugin) the
+    plan uses the fewest blocks Slurm's block rules allow, next to Slurm's own block choice.
     """
     start = time.perf_counter()
     ctx = app()
@@ -47,22 +54,41 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
-                       slurm=ctx.slurm_client, warn=warn, health_path=health_path)
+                       slurm=ctx.slurm_client, warn=warn, health_path=health_path, topology=topology)
     if outcome.placement is None:
         if ctx.json:
             emit_json(ctx.with_backend(plan_document(None, outcome.reference, request, _ms(start),
-                                                     error=outcome.error, skipped=outcome.skipped)))
+                                                     error=outcome.error, skipped=outcome.skipped,
+                                                     topology=outcome.topology)))
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
     elapsed = _ms(start)
     if ctx.json:
         emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed,
-                                                 skipped=outcome.skipped)))
+                                                 skipped=outcome.skipped, topology=outcome.topology)))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed)
+    if outcome.topology is not None and outcome.topology.layout is not None:
+        _render_blocks(outcome.topology.layout, outcome.placement, outcome.reference, outcome.topology.why)
     if outcome.skipped:
         stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
+
+
+def _render_blocks(layout: BlockLayout, placement: Placement, reference: tuple[str, Placement | None],
+                   why: str) -> None:
+    """Block terms: base blocks and aggregated blocks used, ours and Slurm's."""
+    console = stdout_console()
+    ours = block_usage(layout, placement.hosts)
+    line = (f"topology/block ({why}; BlockSizes {','.join(map(str, layout.sizes))}): gpupool uses "
+            f"{ours['base_blocks']} base block(s) ({', '.join(ours['block_names'])}) in "
+            f"{ours['aggregated_blocks']} lower-level aggregated block(s)")
+    console.print(line, markup=False, highlight=False)
+    _mode, ref = reference
+    if ref is not None:
+        theirs = block_usage(layout, ref.hosts)
+        console.print(f"slurm-block would use {theirs['base_blocks']} base block(s) "
+                      f"({', '.join(theirs['block_names'])})", markup=False, highlight=False)
 
 
 def _skipped_line(skipped: dict[str, str], shown: int = 8) -> str:

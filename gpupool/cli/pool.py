@@ -111,6 +111,26 @@ def _render_status(report: StatusReport) -> None:
                       str(p.gpus_idle), str(p.gpus_down), str(p.gpus_borrowed), str(p.jobs_running),
                       f"{p.jobs_pending} ({p.gpus_pending} GPUs)" if p.jobs_pending else "0")
     console.print(pools)
+    lenders = [p for p in report.pools if p.lending_partition is not None]
+    if lenders:
+        lending = Table(title="Lending (GPUs)", title_justify="left")
+        for column in ("pool", "through", "lent", "lend limit", "min runtime", "grace"):
+            lending.add_column(column, justify="left" if column in {"pool", "through"} else "right")
+        for p in lenders:
+            lending.add_row(p.name, p.lending_partition or "-", str(p.gpus_lent),
+                            "-" if p.lend_limit is None else str(p.lend_limit),
+                            "-" if p.min_runtime_s is None else f"{p.min_runtime_s}s",
+                            "-" if p.grace_time_s is None else f"{p.grace_time_s}s")
+        console.print(lending)
+    limited = [a for a in report.accounts if a.borrow_limit is not None or a.quota or a.gpus_borrowed]
+    if limited:
+        usage = Table(title="Borrowing and quotas (GPUs)", title_justify="left")
+        for column in ("account", "borrowed", "borrow limit", "quota used"):
+            usage.add_column(column, justify="left" if column == "account" else "right")
+        for a in limited:
+            quota = ", ".join(f"{q.pool} {q.gpus_used}/{q.gpus_quota}" for q in a.quota) or "-"
+            usage.add_row(a.name, str(a.gpus_borrowed), "-" if a.borrow_limit is None else str(a.borrow_limit), quota)
+        console.print(usage)
     accounts = Table(title="Fair-share", title_justify="left")
     for column in ("account", "parent", "shares", "norm shares", "usage", "eff. usage", "fair-share", "level fs"):
         accounts.add_column(column, justify="left" if column in {"account", "parent"} else "right")

@@ -7,6 +7,7 @@ import shlex
 import click
 
 from gpupool.app.submit import SubmitRequest, submit_planned
+from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stderr_console, warn
 from gpupool.config import resolve_fabric_path
@@ -34,17 +35,21 @@ from gpupool.slurm.sbatch import split_options
               help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
 @click.option("--token", metavar="TOKEN",
               help="Token an earlier submit printed after losing sbatch's answer: find that job, do not submit twice.")
+@click.option("--topology", "topology", type=click.Choice(TOPOLOGY_CHOICES), default="auto", show_default=True,
+              help="Optimise for Slurm's tree or block topology; auto: what Slurm applies to the partition.")
 @json_option
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
 def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
            exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
            switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
-           argv: tuple[str, ...]) -> None:
+           topology: str, argv: tuple[str, ...]) -> None:
     """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
 
     Every sbatch option after `--` (and every #SBATCH line of SCRIPT) passes through untouched;
     gpupool adds --nodes, --nodelist, the GPU count and a `gpupool:` job comment. When nothing
-    fits now the job is submitted with --switches=N@TIME from the best future placement.
+    fits now the job is submitted with --switches=N@TIME from the best future placement (under
+    Slurm's topology/block, which ignores --switches: the fewest blocks, and --segment when the job
+    is whole base blocks).
     """
     ctx = app()
     try:
@@ -58,6 +63,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
         exclude=tuple(expand(exclude)), max_hops=max_hops,
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
         switch_wait=switch_wait, verify_timeout=verify_timeout, health_path=health_path, token=token,
+        topology=topology,
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     client = ctx.slurm_client()

@@ -209,10 +209,13 @@ def config_warnings(spec: PoolsFile, live: LiveState, fragment_path: str) -> lis
     elif conf.get("PriorityWeightFairShare", "0").strip() in {"0", ""}:
         warnings.append("PriorityWeightFairshare=0: fair-share does not change job priority")
     enforce = conf.get("AccountingStorageEnforce", "none").lower()
-    if spec.queues and not {"limits", "qos"} <= set(enforce.split(",")) and "safe" not in enforce:
-        warnings.append(f"AccountingStorageEnforce={enforce}: queue GPU limits are not enforced; "
-                        "set AccountingStorageEnforce=associations,limits,qos")
-    if any(q.max_gpus or q.max_gpus_per_user for q in spec.queues.values()) and \
+    lending_limits = any(p.lend_limit is not None or p.quota for p in spec.pools.values()) or any(
+        a.borrow_limit is not None for a in spec.accounts.values())
+    if (spec.queues or lending_limits) and not {"limits", "qos"} <= set(enforce.split(",")) \
+            and "safe" not in enforce:
+        warnings.append(f"AccountingStorageEnforce={enforce}: queue, lend, borrow and quota GPU limits are not "
+                        "enforced; set AccountingStorageEnforce=associations,limits,qos")
+    if (lending_limits or any(q.max_gpus or q.max_gpus_per_user for q in spec.queues.values())) and \
             "gres/gpu" not in conf.get("AccountingStorageTRES", ""):
         warnings.append("AccountingStorageTRES lacks gres/gpu: GPU limits cannot be tracked")
     slurm_conf = conf.get("SLURM_CONF")

@@ -87,7 +87,8 @@ class LiveState:
         return {n for n, a in self.accounts.items() if a.get("Descr") == MANAGED_MARK}
 
 
-QOS_FIELDS = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description")
+QOS_FIELDS = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description",
+              "GraceTime", "PreemptExemptTime")
 ASSOC_FIELDS = ("Account", "User", "ParentName", "Fairshare", "QOS", "DefaultQOS")
 
 

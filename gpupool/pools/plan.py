@@ -14,7 +14,16 @@ from gpupool.hostlist import expand as expand_hostlist
 from gpupool.hostlist import fold as fold_hostlist
 from gpupool.pools.fragment import Fragment
 from gpupool.pools.live import MANAGED_MARK, LiveState
-from gpupool.pools.schema import PoolsFile, format_time_minutes, parse_time_minutes
+from gpupool.pools.schema import (
+    PoolsFile,
+    borrow_qos_name,
+    format_time_minutes,
+    format_time_seconds,
+    lending_object_name,
+    parse_time_minutes,
+    parse_time_seconds,
+    quota_qos_name,
+)
 from gpupool.pools.validate import ResolvedPools
 
 
@@ -41,6 +50,8 @@ class QosWant:
     max_wall: int | None
     preempt: frozenset[str]
     preempt_mode: str  # "cluster" = Slurm's default
+    preempt_exempt: int | None = None  # seconds (PreemptExemptTime); None = unset
+    grace: int | None = None  # seconds (GraceTime); None = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class AccountWant:
     default_qos: str | None
     organization: str
     users: tuple[str, ...]
+    qos_forbidden: frozenset[str] = frozenset()  # QOS to take off the account's list (QOS-=)
 
 
 @dataclass
@@ -68,6 +80,8 @@ class Desired:
 
 def build_desired(spec: PoolsFile, resolved: ResolvedPools, cluster: str) -> Desired:
     partitions: dict[str, dict[str, str]] = {}
+    qos: dict[str, QosWant] = {}
+    borrower_queues = spec.borrower_queues() if spec.borrowing_active() else ()
     for pool in spec.pools.values():
         partitions[pool.name] = {
             "Nodes": fold_hostlist(resolved.hosts[pool.name]),
@@ -77,31 +91,74 @@ def build_desired(spec: PoolsFile, resolved: ResolvedPools, cluster: str) -> Des
             "Default": "YES" if pool.default else "NO",
             "State": "UP",
         }
-    qos: dict[str, QosWant] = {}
+        if pool.quota:
+            # Within quota: only the quota QOS run here, each capped by GrpTRES at its account's quota.
+            names = [quota_qos_name(pool.name, account) for account, _ in pool.quota]
+            partitions[pool.name]["AllowQos"] = ",".join(sorted(names))
+            for (_, gpus), name in zip(pool.quota, names, strict=True):
+                qos[name] = QosWant(name, 0, gpus, None, None, frozenset(borrower_queues), "cluster")
     borrowing = spec.borrowing
     if spec.borrowing_active():
-        lent = sorted({h for p in spec.pools.values() if p.owners and p.lend for h in resolved.hosts[p.name]})
-        partitions[borrowing.partition] = {
-            "Nodes": fold_hostlist(lent),
-            "AllowAccounts": "ALL",
-            "AllowQos": borrowing.queue,
-            "PriorityTier": str(borrowing.priority_tier),
-            "MaxTime": format_time_minutes(borrowing.max_time),
-            "PreemptMode": "REQUEUE",
-            "Default": "NO",
-            "State": "UP",
-        }
-        qos[borrowing.queue] = QosWant(borrowing.queue, 0, None, None, borrowing.max_time, frozenset(), "requeue")
+        allow_qos = ",".join(sorted(borrower_queues))
+        grace = borrowing.grace_time
+        plain = [p for p in spec.lending_pools() if not p.has_lending_rules()]
+        shared_lent = sorted({h for p in plain for h in resolved.hosts[p.name]})
+        if shared_lent:
+            partitions[borrowing.partition] = {
+                "Nodes": fold_hostlist(shared_lent),
+                "AllowAccounts": "ALL",
+                "AllowQos": allow_qos,
+                "PriorityTier": str(borrowing.priority_tier),
+                "MaxTime": format_time_minutes(borrowing.max_time),
+                "PreemptMode": "REQUEUE",
+                "Default": "NO",
+                "State": "UP",
+            }
+        for pool in spec.lending_pools():
+            if not pool.has_lending_rules():
+                continue
+            name = lending_object_name(borrowing.partition, pool.name)
+            partitions[name] = {
+                "Nodes": fold_hostlist(resolved.hosts[pool.name]),
+                "AllowAccounts": "ALL",
+                "AllowQos": allow_qos,
+                "PriorityTier": str(borrowing.priority_tier),
+                "MaxTime": format_time_minutes(borrowing.max_time),
+                "PreemptMode": "REQUEUE",
+                "GraceTime": str(pool.grace_time or 0),
+                "QoS": name,
+                "Default": "NO",
+                "State": "UP",
+            }
+            # The partition QOS: GrpTRES caps what the pool lends, PreemptExemptTime protects young borrowers.
+            qos[name] = QosWant(name, 0, resolved.lend_limit_gpus(pool), None, None, frozenset(), "requeue",
+                                preempt_exempt=pool.min_runtime, grace=pool.grace_time)
+        qos[borrowing.queue] = QosWant(borrowing.queue, 0, None, None, borrowing.max_time, frozenset(), "requeue",
+                                       grace=grace)
+        for account in spec.accounts.values():
+            if account.borrow_limit is not None:
+                name = borrow_qos_name(account.name)
+                qos[name] = QosWant(name, 0, account.borrow_limit, None, borrowing.max_time, frozenset(),
+                                    "requeue", grace=grace)
     for queue in spec.queues.values():
         qos[queue.name] = QosWant(queue.name, queue.priority, queue.max_gpus, queue.max_gpus_per_user,
                                   queue.max_time, frozenset(spec.queue_preempts(queue)),
                                   queue.preempt_mode or "cluster")
     accounts: dict[str, AccountWant] = {}
+    generated = set(spec.generated_names())
     for account in spec.accounts.values():
+        own = set(spec.queues)
+        if spec.borrowing_active():
+            own.add(borrow_qos_name(account.name) if account.borrow_limit is not None else borrowing.queue)
+        own |= {quota_qos_name(p.name, account.name) for p in spec.pools.values()
+                if account.name in dict(p.quota)}
+        # Another account's borrow or quota QOS, or the scavenger queue past a borrow_limit, would let
+        # this account around its limits.
+        forbidden = (generated - own) | ({borrowing.queue} - own if account.borrow_limit is not None else set())
         accounts[account.name] = AccountWant(
-            name=account.name, parent=account.parent, fairshare=account.shares, qos=frozenset(qos),
+            name=account.name, parent=account.parent, fairshare=account.shares, qos=frozenset(own),
             default_qos=account.default_queue, organization=account.organization or account.name,
-            users=account.users)
+            users=account.users, qos_forbidden=frozenset(forbidden))
     return Desired(cluster, partitions, qos, accounts)
 
 
@@ -120,6 +177,10 @@ def _norm_partition(key: str, value: str) -> Any:
         return frozenset() if value in {"", "(null)"} else frozenset(expand_hostlist(value))
     if key in {"AllowAccounts", "AllowQos"}:
         return frozenset(v for v in value.split(",") if v)
+    if key == "QoS":
+        return "" if value.upper() in {"", "N/A", "(NULL)"} else value
+    if key == "GraceTime":
+        return int(value) if value.isdigit() else value
     if key == "MaxTime":
         try:
             return parse_time_minutes(value)
@@ -131,6 +192,16 @@ def _norm_partition(key: str, value: str) -> Any:
 def gres_gpu_limit(tres: str) -> int | None:
     match = re.search(r"(?:^|,)gres/gpu=(\d+)", tres or "")
     return int(match.group(1)) if match else None
+
+
+def _live_seconds(value: str) -> int | None:
+    """A sacctmgr duration (GraceTime, PreemptExemptTime) in seconds; None when unset or zero-length text."""
+    if not value:
+        return None
+    try:
+        return parse_time_seconds(value if ":" in value or "-" in value else f"0:{value}")
+    except ValueError:
+        return None
 
 
 def _live_wall(value: str) -> int | None:
@@ -165,7 +236,9 @@ def diff(spec: PoolsFile, desired: Desired, live: LiveState, fragment: Fragment)
 def _check_partition_ownership(spec: PoolsFile, desired: Desired, live: LiveState, fragment: Fragment) -> None:
     for name in desired.partitions:
         if name in live.partitions and name not in fragment.owned:
-            key = ("pools", name) if name in spec.pools else ("borrowing", "partition")
+            lender = next((p.name for p in spec.lending_pools() if spec.lending_partition(p.name) == name), None)
+            key = ("pools", name) if name in spec.pools else ("pools", lender) if lender and name != \
+                spec.borrowing.partition else ("borrowing", "partition")
             raise spec.error(key, f"partition {name!r} already exists and was not created by gpupool "
                                   f"(not in {fragment.path}); rename the pool, remove the partition from slurm.conf, "
                                   "or restore the fragment if gpupool made it")
@@ -181,10 +254,11 @@ def _partition_changes(desired: Desired, live: LiveState) -> list[Change]:
                                   [["scontrol", "create", f"PartitionName={name}",
                                     *(f"{k}={v}" for k, v in attrs.items())]]))
             continue
+        current_by_key = {k.lower(): v for k, v in current.items()}
         differing = {k: v for k, v in attrs.items()
-                     if _norm_partition(k, v) != _norm_partition(k, current.get(k, ""))}
+                     if _norm_partition(k, v) != _norm_partition(k, current_by_key.get(k.lower(), ""))}
         if differing:
-            detail = "; ".join(f"{k}: {current.get(k, '') or '-'} -> {v}" for k, v in differing.items())
+            detail = "; ".join(f"{k}: {current_by_key.get(k.lower(), '') or '-'} -> {v}" for k, v in differing.items())
             changes.append(Change("partition", name, "modify", detail,
                                   [["scontrol", "update", f"PartitionName={name}",
                                     *(f"{k}={v}" for k, v in differing.items())]]))
@@ -217,6 +291,8 @@ def _qos_settings(want: QosWant) -> dict[str, str]:
         "MaxWall": format_time_minutes(want.max_wall) if want.max_wall is not None else "-1",
         "PreemptMode": want.preempt_mode,
         "Preempt": ",".join(sorted(want.preempt)),
+        "PreemptExemptTime": format_time_seconds(want.preempt_exempt) if want.preempt_exempt is not None else "-1",
+        "GraceTime": str(want.grace or 0),
     }
 
 
@@ -235,6 +311,10 @@ def _qos_changes(desired: Desired, live: LiveState) -> list[Change]:
                 create.append(f"MaxTRESPerUser={settings['MaxTRESPerUser']}")
             if want.max_wall is not None:
                 create.append(f"MaxWall={settings['MaxWall']}")
+            if want.preempt_exempt is not None:
+                create.append(f"PreemptExemptTime={settings['PreemptExemptTime']}")
+            if want.grace:
+                create.append(f"GraceTime={settings['GraceTime']}")
             commands = [create]
             if want.preempt:
                 commands.append(["sacctmgr", "-i", "modify", "qos", "where", f"name={name}", "set",
@@ -256,6 +336,13 @@ def _qos_changes(desired: Desired, live: LiveState) -> list[Change]:
             differences["Preempt"] = (",".join(sorted(live_preempt)) or "none", ",".join(sorted(want.preempt)) or "none")
         if (current.get("PreemptMode") or "cluster").lower() != want.preempt_mode:
             differences["PreemptMode"] = (current.get("PreemptMode", ""), want.preempt_mode)
+        live_exempt = _live_seconds(current.get("PreemptExemptTime", ""))
+        if live_exempt != want.preempt_exempt:
+            differences["PreemptExemptTime"] = (current.get("PreemptExemptTime", "") or "none",
+                                                settings["PreemptExemptTime"] if want.preempt_exempt is not None
+                                                else "none")
+        if (_live_seconds(current.get("GraceTime", "")) or 0) != (want.grace or 0):
+            differences["GraceTime"] = (current.get("GraceTime", "") or "0", settings["GraceTime"])
         if differences:
             detail = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in differences.items())
             command = ["sacctmgr", "-i", "modify", "qos", "where", f"name={name}", "set",
@@ -276,6 +363,10 @@ def _qos_detail(want: QosWant) -> str:
         parts.append(f"preempts={','.join(sorted(want.preempt))}")
     if want.preempt_mode != "cluster":
         parts.append(f"preempt_mode={want.preempt_mode}")
+    if want.preempt_exempt is not None:
+        parts.append(f"min_runtime={format_time_seconds(want.preempt_exempt)}")
+    if want.grace:
+        parts.append(f"grace_time={want.grace}s")
     return " ".join(parts)
 
 
@@ -328,6 +419,10 @@ def _account_changes(desired: Desired, live: LiveState) -> list[Change]:
         if missing_qos:
             commands.append(["sacctmgr", "-i", "modify", "account", *where, "set", f"QOS+={','.join(missing_qos)}"])
             details.append(f"queues: +{','.join(missing_qos)}")
+        extra_qos = sorted(want.qos_forbidden & assoc.qos)
+        if extra_qos:
+            commands.append(["sacctmgr", "-i", "modify", "account", *where, "set", f"QOS-={','.join(extra_qos)}"])
+            details.append(f"queues: -{','.join(extra_qos)}")
         if want.default_qos and assoc.default_qos != want.default_qos:
             commands.append(["sacctmgr", "-i", "modify", "account", *where, "set", f"DefaultQOS={want.default_qos}"])
             details.append(f"default queue: {assoc.default_qos or '-'} -> {want.default_qos}")

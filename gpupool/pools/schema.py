@@ -36,6 +36,15 @@ class PoolSpec:
     default: bool = False
     priority_tier: int = DEFAULT_OWNER_TIER
     lend: bool = True
+    lend_limit: int | None = None  # GPUs, or percent of the pool when lend_limit_percent
+    lend_limit_percent: bool = False
+    min_runtime: int | None = None  # seconds a borrower runs before it may be preempted
+    grace_time: int | None = None  # seconds a preempted borrower gets to stop
+    quota: tuple[tuple[str, int], ...] = ()  # quota pool: (account, GPUs) on shared nodes
+
+    def has_lending_rules(self) -> bool:
+        """True when the pool lends through its own lending partition (limits Slurm must enforce)."""
+        return self.lend_limit is not None or self.min_runtime is not None or self.grace_time is not None
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class AccountSpec:
     users: tuple[str, ...] = ()
     default_queue: str | None = None
     organization: str | None = None
+    borrow_limit: int | None = None  # GPUs the account may hold in lending partitions at once
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class BorrowingSpec:
     queue: str = DEFAULT_SCAVENGER
     priority_tier: int = DEFAULT_SCAVENGER_TIER
     max_time: int | None = None
+    grace_time: int | None = None  # seconds; GraceTime of the borrowers' job QOS (preempt/qos)
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,61 @@ class PoolsFile:
         if queue.preempt is not None:
             return queue.preempt
         if self.borrowing_active() and queue.name != self.borrowing.queue:
-            return (self.borrowing.queue,)
+            return self.borrower_queues()
         return ()
+
+    # Names of the Slurm objects lending rules compile to (the mapping in docs/pools.md).
+
+    def lending_partition(self, pool: str) -> str:
+        """The partition through which `pool` lends: its own `S-P` when it has lending rules, else `S`."""
+        spec = self.pools[pool]
+        return lending_object_name(self.borrowing.partition, pool) if spec.has_lending_rules() \
+            else self.borrowing.partition
+
+    def lending_pools(self) -> list[PoolSpec]:
+        """Pools whose idle GPUs are lent (owned or quota pools with `lend` on), when borrowing is on."""
+        if not self.borrowing_active():
+            return []
+        return [p for p in self.pools.values() if p.owners and p.lend]
+
+    def borrower_queues(self) -> tuple[str, ...]:
+        """Job QOS a borrower may run under: the scavenger queue and each account's borrow QOS."""
+        borrow = sorted(borrow_qos_name(a.name) for a in self.accounts.values() if a.borrow_limit is not None)
+        return (self.borrowing.queue, *borrow)
+
+    def generated_names(self) -> dict[str, Path]:
+        """QOS and partition names gpupool derives from the file, each with the key it comes from."""
+        names: dict[str, Path] = {}
+        for pool in self.lending_pools():
+            if pool.has_lending_rules():
+                names[lending_object_name(self.borrowing.partition, pool.name)] = ("pools", pool.name)
+        for account in self.accounts.values():
+            if account.borrow_limit is not None:
+                names[borrow_qos_name(account.name)] = ("accounts", account.name, "borrow_limit")
+        for pool in self.pools.values():
+            for account, _ in pool.quota:
+                names[quota_qos_name(pool.name, account)] = ("pools", pool.name, "quota", account)
+        return names
+
+
+def lend_limit_gpus(pool: PoolSpec, pool_gpus: int) -> int | None:
+    """The pool's lend_limit in GPUs (a percentage of `pool_gpus`, rounded down); None = no limit."""
+    if pool.lend_limit is None:
+        return None
+    return pool_gpus * pool.lend_limit // 100 if pool.lend_limit_percent else pool.lend_limit
+
+
+def lending_object_name(scavenger: str, pool: str) -> str:
+    """Name of a pool's lending partition and of its partition QOS (one name for both)."""
+    return f"{scavenger}-{pool}"
+
+
+def borrow_qos_name(account: str) -> str:
+    return f"borrow-{account}"
+
+
+def quota_qos_name(pool: str, account: str) -> str:
+    return f"{pool}-{account}"
 
 
 # ---------------------------------------------------------------------------
@@ -106,12 +170,23 @@ _TIME_RE = re.compile(r"(?:([0-9]{1,5})-)?([0-9]{1,9})(?::([0-9]{1,2}))?(?::([0-
 
 def parse_time_minutes(value: Any) -> int | None:
     """Slurm time limit -> whole minutes (rounded up); None for UNLIMITED/INFINITE. ValueError if bad."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= MAX_TIME_MINUTES:
+            raise ValueError(f"time limit must be between 0 and {MAX_TIME_MINUTES} minutes")
+        return value
+    seconds = parse_time_seconds(value)
+    return None if seconds is None else (seconds + 59) // 60
+
+
+def parse_time_seconds(value: Any) -> int | None:
+    """Slurm time limit -> seconds (a plain number is minutes, as Slurm reads it); None for
+    UNLIMITED/INFINITE. ValueError if bad."""
     if isinstance(value, bool):
         raise ValueError("expected a Slurm time limit such as 2-00:00:00, 12:00:00 or 90")
     if isinstance(value, int):
         if not 0 <= value <= MAX_TIME_MINUTES:
             raise ValueError(f"time limit must be between 0 and {MAX_TIME_MINUTES} minutes")
-        return value
+        return value * 60
     text = str(value).strip() if not isinstance(value, float) else repr(value)
     if text.upper() in {"UNLIMITED", "INFINITE"}:
         return None
@@ -130,8 +205,15 @@ def parse_time_minutes(value: Any) -> int | None:
         hours, minutes, seconds = 0, parts[0], parts[1]
     else:
         hours, minutes, seconds = parts
-    total_seconds = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return (total_seconds + 59) // 60
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def format_time_seconds(seconds: int) -> str:
+    """Seconds -> the [D-]HH:MM:SS form sacctmgr and scontrol accept and print."""
+    days, rest = divmod(seconds, 24 * 3600)
+    hours, rest = divmod(rest, 3600)
+    mins, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:{secs:02d}" if days else f"{hours:02d}:{mins:02d}:{secs:02d}"
 
 
 def format_time_minutes(minutes: int | None) -> str:
@@ -149,11 +231,11 @@ def format_time_minutes(minutes: int | None) -> str:
 
 TOP_KEYS = {"pools", "accounts", "queues", "borrowing", "options", "cluster"}
 POOL_KEYS = {"nodes", "owners", "gpu_type", "gpus_per_node", "max_time", "default", "priority_tier",
-             "lend", "description"}
-ACCOUNT_KEYS = {"shares", "parent", "users", "default_queue", "organization", "description"}
+             "lend", "description", "lend_limit", "min_runtime", "grace_time", "quota"}
+ACCOUNT_KEYS = {"shares", "parent", "users", "default_queue", "organization", "description", "borrow_limit"}
 QUEUE_KEYS = {"priority", "max_gpus", "max_gpus_per_user", "max_time", "preempt", "preempt_mode",
               "pools", "description"}
-BORROWING_KEYS = {"enabled", "partition", "queue", "priority_tier", "max_time"}
+BORROWING_KEYS = {"enabled", "partition", "queue", "priority_tier", "max_time", "grace_time"}
 OPTION_KEYS = {"allow_unknown_users"}
 PREEMPT_MODES = {"off", "cancel", "requeue", "suspend", "gang"}
 
@@ -210,10 +292,20 @@ def _pool(source: Source, name: str, body: Any) -> PoolSpec:
         nodes.append(item.strip())
     if not nodes:
         raise source.error((*key, "nodes"), "a pool needs at least one node")
+    quota = _quota(source, (*key, "quota"), body.get("quota"))
+    owners = _names(source, (*key, "owners"), body.get("owners", []))
+    if quota and owners:
+        raise source.error((*key, "owners"), "a quota pool's owners are its quota accounts: drop `owners`")
+    lend_limit, lend_percent = _lend_limit(source, (*key, "lend_limit"), body.get("lend_limit"))
     return PoolSpec(
         name=name,
         nodes=tuple(nodes),
-        owners=_names(source, (*key, "owners"), body.get("owners", [])),
+        owners=owners or tuple(account for account, _ in quota),
+        lend_limit=lend_limit,
+        lend_limit_percent=lend_percent,
+        min_runtime=_seconds(source, (*key, "min_runtime"), body.get("min_runtime")),
+        grace_time=_seconds(source, (*key, "grace_time"), body.get("grace_time")),
+        quota=quota,
         gpu_type=_optional_name(source, (*key, "gpu_type"), body.get("gpu_type")),
         gpus_per_node=_optional_int(source, (*key, "gpus_per_node"), body.get("gpus_per_node"), minimum=1),
         max_time=_time(source, (*key, "max_time"), body.get("max_time")),
@@ -245,6 +337,7 @@ def _account(source: Source, name: str, body: Any) -> AccountSpec:
         users=_users(source, (*key, "users"), body.get("users", [])),
         default_queue=_optional_name(source, (*key, "default_queue"), body.get("default_queue")),
         organization=organization,
+        borrow_limit=_optional_int(source, (*key, "borrow_limit"), body.get("borrow_limit"), minimum=0),
     )
 
 
@@ -281,13 +374,18 @@ def _borrowing(source: Source, body: Any) -> BorrowingSpec:
         priority_tier=_int(source, (*key, "priority_tier"), body.get("priority_tier", DEFAULT_SCAVENGER_TIER),
                            minimum=0, maximum=65533),
         max_time=_time(source, (*key, "max_time"), body.get("max_time")),
+        grace_time=_seconds(source, (*key, "grace_time"), body.get("grace_time")),
     )
 
 
 def _check_references(spec: PoolsFile) -> None:
     src = spec.source
     for pool in spec.pools.values():
-        for index, owner in enumerate(pool.owners):
+        for account, _ in pool.quota:
+            if account not in spec.accounts:
+                raise src.error(("pools", pool.name, "quota", account),
+                                f"quota account {account!r} is not an account of this file (add it under `accounts`)")
+        for index, owner in enumerate(() if pool.quota else pool.owners):
             if owner not in spec.accounts:
                 raise src.error(("pools", pool.name, "owners", str(index)),
                                 f"owner {owner!r} is not an account of this file (add it under `accounts`)")
@@ -311,6 +409,7 @@ def _check_references(spec: PoolsFile) -> None:
         for index, pool_name in enumerate(queue.pools):
             if pool_name not in spec.pools:
                 raise src.error(("queues", queue.name, "pools", str(index)), f"unknown pool {pool_name!r}")
+    _check_lending_rules(spec)
     if spec.borrowing_active():
         if spec.borrowing.partition in spec.pools:
             raise src.error(("borrowing", "partition"),
@@ -318,6 +417,37 @@ def _check_references(spec: PoolsFile) -> None:
         if spec.borrowing.queue in spec.queues:
             raise src.error(("queues", spec.borrowing.queue),
                             "this name is reserved for the scavenger queue (see `borrowing.queue`)")
+
+
+def _check_lending_rules(spec: PoolsFile) -> None:
+    """Lending rules need a pool that lends, fit the borrowers' max_time, and generate unique names."""
+    src = spec.source
+    lending = {p.name for p in spec.lending_pools()}
+    for pool in spec.pools.values():
+        for key in ("lend_limit", "min_runtime", "grace_time"):
+            if getattr(pool, key) is None or pool.name in lending:
+                continue
+            why = ("borrowing is disabled" if not spec.borrowing.enabled
+                   else "it does not lend (`lend: false`)" if pool.owners else "a shared pool (no owners) lends nothing")
+            raise src.error(("pools", pool.name, key), f"{key} applies to a lending pool, but {why}")
+        max_time = spec.borrowing.max_time
+        if pool.min_runtime is not None and max_time is not None and pool.min_runtime > max_time * 60:
+            raise src.error(("pools", pool.name, "min_runtime"),
+                            f"min_runtime {format_time_seconds(pool.min_runtime)} is longer than borrowing.max_time "
+                            f"{format_time_minutes(max_time)}: a borrower could never reach it")
+    for account in spec.accounts.values():
+        if account.borrow_limit is not None and not spec.borrowing_active():
+            raise src.error(("accounts", account.name, "borrow_limit"),
+                            "borrow_limit needs borrowing (an owned pool that lends and `borrowing.enabled`)")
+    taken = set(spec.queues) | set(spec.pools) | {spec.borrowing.partition, spec.borrowing.queue}
+    seen: dict[str, Path] = {}
+    for name, key in spec.generated_names().items():
+        if not NAME_RE.fullmatch(name):
+            raise src.error(key, f"the generated Slurm name {name!r} is not valid; shorten the names")
+        if name in taken or name in seen:
+            raise src.error(key, f"gpupool names a Slurm QOS/partition {name!r} for this, but that name is "
+                                 "already a pool, queue or another generated name; rename one of them")
+        seen[name] = key
 
 
 def _check_account_tree(spec: PoolsFile) -> None:
@@ -411,6 +541,45 @@ def _int(source: Source, key: Path, value: Any, *, minimum: int | None = None, m
 
 def _optional_int(source: Source, key: Path, value: Any, *, minimum: int | None = None) -> int | None:
     return None if value is None else _int(source, key, value, minimum=minimum)
+
+
+def _seconds(source: Source, key: Path, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_time_seconds(value)
+    except ValueError as exc:
+        raise source.error(key, str(exc)) from None
+    if seconds is None:
+        raise source.error(key, "must be a finite time (e.g. \"10:00\" = 10 minutes, \"0:30\" = 30 seconds)")
+    if seconds > MAX_SLURM_INT:
+        raise source.error(key, "too long")
+    return seconds
+
+
+def _lend_limit(source: Source, key: Path, value: Any) -> tuple[int | None, bool]:
+    """`lend_limit`: a GPU count, or "N%" of the pool's GPUs."""
+    if value is None:
+        return None, False
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1].strip()
+        if not number.isdigit() or not 0 <= int(number) <= 100:
+            raise source.error(key, f"expected a GPU count or a percentage from 0% to 100%, got {value!r}")
+        return int(number), True
+    return _int(source, key, value, minimum=0), False
+
+
+def _quota(source: Source, key: Path, value: Any) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    body = _mapping(source, key, value)
+    if not body:
+        raise source.error(key, "a quota pool needs at least one `account: GPUs` entry")
+    result = []
+    for account, gpus in body.items():
+        _name(source, (*key, str(account)), account, what="account name")
+        result.append((account, _int(source, (*key, account), gpus, minimum=1)))
+    return tuple(result)
 
 
 def _time(source: Source, key: Path, value: Any) -> int | None:

@@ -17,7 +17,7 @@ from gpupool.pools.live import (
     parse_sshare,
     read_jobs,
 )
-from gpupool.pools.schema import PoolsFile
+from gpupool.pools.schema import PoolsFile, lend_limit_gpus, quota_qos_name
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,23 @@ class PoolStatus:
     jobs_running: int
     jobs_pending: int
     gpus_pending: int
+    # Lending (docs/pools.md); None/0 when the pools file does not say (or no file was given).
+    lending_partition: str | None = None  # where this pool lends: the scavenger or its own S-P
+    gpus_lent: int = 0  # GPUs on this pool's nodes held by jobs running in lending partitions
+    lend_limit: int | None = None  # GPUs that may be lent at once (Slurm: GrpTRES of the lending QOS)
+    min_runtime_s: int | None = None  # a borrower's protected runtime (PreemptExemptTime)
+    grace_time_s: int | None = None
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    pool: str
+    qos: str
+    gpus_quota: int
+    gpus_used: int  # GPUs of the account's running jobs in the quota pool's partition (protected)
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,9 @@ class AccountStatus:
     effective_usage: float | None
     fairshare: float | None  # Slurm's fair-share factor for the account (users' factors when per user)
     level_fs: float | None
+    gpus_borrowed: int = 0  # GPUs of the account's running jobs in lending partitions
+    borrow_limit: int | None = None
+    quota: tuple[QuotaUse, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -67,10 +84,12 @@ def definitions_from_file(spec: PoolsFile, hosts: dict[str, list[str]], partitio
     result = [PoolDefinition(p.name, hosts[p.name], list(p.owners), "owned" if p.owners else "shared")
               for p in spec.pools.values()]
     if spec.borrowing_active():
-        name = spec.borrowing.partition
-        live = partitions.get(name)
-        nodes = expand_hostlist(live["Nodes"]) if live and live.get("Nodes") not in {None, "", "(null)"} else []
-        result.append(PoolDefinition(name, nodes, [], "scavenger"))
+        names = [spec.borrowing.partition]
+        names += sorted({spec.lending_partition(p.name) for p in spec.lending_pools()} - set(names))
+        for name in names:
+            live = partitions.get(name)
+            nodes = expand_hostlist(live["Nodes"]) if live and live.get("Nodes") not in {None, "", "(null)"} else []
+            result.append(PoolDefinition(name, nodes, [], "scavenger"))
     return result
 
 
@@ -217,4 +236,46 @@ def collect_status(run: CommandRunner, *, spec: PoolsFile | None, hosts: dict[st
         definitions = definitions_from_fragment(fragment, partitions)
         accounts = {a for d in definitions for a in d.owners} or None
     rows = parse_sshare_tree(run(["sshare", "-P", "-a", "-l"]))
-    return StatusReport(pool_statuses(definitions, nodes, jobs), account_statuses(rows, accounts))
+    pools, account_rows = pool_statuses(definitions, nodes, jobs), account_statuses(rows, accounts)
+    lending = {d.name for d in definitions if d.role == "scavenger"}
+    if spec is not None:
+        pools = [with_lending(spec, p, jobs, nodes, lending) for p in pools]
+        account_rows = [with_borrowing(spec, a, jobs, lending) for a in account_rows]
+    return StatusReport(pools, account_rows)
+
+
+def _held(job: Job, hosts: set[str] | None = None) -> int:
+    return sum(g for h, g in job.node_gpus.items() if hosts is None or h in hosts)
+
+
+def with_lending(spec: PoolsFile, pool: PoolStatus, jobs: list[Job], nodes: dict[str, SlurmNode],
+                 lending: set[str]) -> PoolStatus:
+    """A pool's lent GPUs against its lend_limit (what the lending QOS's GrpTRES counts)."""
+    from dataclasses import replace
+
+    from gpupool.hostlist import expand as expand_hostlist
+
+    rules = spec.pools.get(pool.name)
+    if rules is None or not spec.borrowing_active() or not (rules.owners and rules.lend):
+        return pool
+    members = set(expand_hostlist(pool.nodes)) if pool.nodes else set()
+    lent = sum(_held(j, members) for j in jobs if j.running and set(j.partitions) & lending)
+    return replace(pool, lending_partition=spec.lending_partition(pool.name), gpus_lent=lent,
+                   lend_limit=lend_limit_gpus(rules, pool.gpus_total), min_runtime_s=rules.min_runtime,
+                   grace_time_s=rules.grace_time)
+
+
+def with_borrowing(spec: PoolsFile, account: AccountStatus, jobs: list[Job], lending: set[str]) -> AccountStatus:
+    """An account's borrowed GPUs against its borrow_limit, and its use of each quota."""
+    from dataclasses import replace
+
+    rules = spec.accounts.get(account.name)
+    if rules is None:
+        return account
+    mine = [j for j in jobs if j.running and j.account == account.name]
+    borrowed = sum(_held(j) for j in mine if set(j.partitions) & lending)
+    quota = tuple(
+        QuotaUse(pool=p.name, qos=quota_qos_name(p.name, account.name), gpus_quota=gpus,
+                 gpus_used=sum(_held(j) for j in mine if p.name in j.partitions))
+        for p in spec.pools.values() for name, gpus in p.quota if name == account.name)
+    return replace(account, gpus_borrowed=borrowed, borrow_limit=rules.borrow_limit, quota=quota)

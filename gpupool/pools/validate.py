@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gpupool.pools.live import LiveState
 from gpupool.pools.nodes import FabricLoader, resolve_nodes
-from gpupool.pools.schema import PoolsFile
+from gpupool.pools.schema import PoolsFile, PoolSpec, lend_limit_gpus
 
 UserLookup = Callable[[str], bool]
 
@@ -33,6 +33,15 @@ class ResolvedPools:
     gpus: dict[str, int]
     gpus_per_host: dict[str, int]
 
+    def lend_limit_gpus(self, pool: PoolSpec) -> int | None:
+        """The pool's lend_limit in GPUs (a percentage rounds down); None = no limit."""
+        return lend_limit_gpus(pool, self.gpus.get(pool.name, 0))
+
+    def lendable_gpus(self, pool: PoolSpec) -> int:
+        limit = self.lend_limit_gpus(pool)
+        size = self.gpus.get(pool.name, 0)
+        return size if limit is None else min(limit, size)
+
     def union_gpus(self, pools: list[str]) -> int:
         seen: set[str] = set()
         for name in pools:
@@ -51,6 +60,7 @@ def resolve_and_validate(spec: PoolsFile, live: LiveState | None, fabric: Fabric
     gpus = {name: sum(gpus_per_host.get(h, 0) for h in hs) for name, hs in hosts.items()}
     resolved = ResolvedPools(hosts, gpus, gpus_per_host)
     _check_queue_limits(spec, resolved)
+    _check_lending_limits(spec, resolved)
     _check_parents(spec, live)
     if not (allow_unknown_users or spec.allow_unknown_users):
         _check_users(spec, live, user_exists)
@@ -128,6 +138,37 @@ def _check_queue_limits(spec: PoolsFile, resolved: ResolvedPools) -> None:
                 and queue.max_gpus_per_user > queue.max_gpus):
             raise spec.error(("queues", queue.name, "max_gpus_per_user"),
                              f"{queue.max_gpus_per_user} is more than the queue's max_gpus ({queue.max_gpus})")
+
+
+def _check_lending_limits(spec: PoolsFile, resolved: ResolvedPools) -> None:
+    """Limits larger than what they limit are typos that Slurm would silently accept."""
+    for pool in spec.pools.values():
+        size = resolved.gpus.get(pool.name, 0)
+        if size == 0:
+            continue  # GPU count unknown: nothing to compare with
+        if pool.lend_limit is not None and not pool.lend_limit_percent and pool.lend_limit > size:
+            raise spec.error(("pools", pool.name, "lend_limit"),
+                             f"lend_limit {pool.lend_limit} GPUs is more than the pool's {size} GPUs")
+        quota_sum = sum(gpus for _, gpus in pool.quota)
+        if quota_sum > size:
+            raise spec.error(("pools", pool.name, "quota"),
+                             f"the quotas add up to {quota_sum} GPUs, more than the pool's {size} GPUs "
+                             "(quota is protected capacity: it must fit on the shared nodes)")
+    for account in spec.accounts.values():
+        if account.borrow_limit is None:
+            continue
+        # A quota pool lends to its own accounts too: above quota they borrow there like anyone.
+        lenders = [p for p in spec.lending_pools() if account.name not in p.owners or p.quota]
+        if not lenders:
+            raise spec.error(("accounts", account.name, "borrow_limit"),
+                             "no pool lends to this account (it owns every lending pool)")
+        if any(resolved.gpus.get(p.name, 0) == 0 for p in lenders):
+            continue
+        lendable = sum(resolved.lendable_gpus(p) for p in lenders)
+        if account.borrow_limit > lendable:
+            raise spec.error(("accounts", account.name, "borrow_limit"),
+                             f"borrow_limit {account.borrow_limit} GPUs is more than the {lendable} GPUs the other "
+                             f"pools may lend ({', '.join(p.name for p in lenders)})")
 
 
 def _check_parents(spec: PoolsFile, live: LiveState | None) -> None:

@@ -116,6 +116,10 @@ class CommandsClient:
         """``scontrol show topology`` as Slurm prints it."""
         return self._run(["scontrol", "show", "topology"]).stdout
 
+    def config(self) -> dict[str, str]:
+        """``scontrol show config`` -> {key: value} (TopologyPlugin, SLURM_CONF, ...)."""
+        return parse.config_from_scontrol(self._run(["scontrol", "show", "config"]).stdout)
+
     def jobs(self, user: str | None = None, job_ids: Sequence[str] | None = None) -> list[JobInfo]:
         if self.version()[:2] >= (21, 8):
             argv = ["squeue", "--json"]

@@ -36,6 +36,8 @@ class FakeSlurm:
     stalled_queries: int = 0
     user: str = "tester"  # the user submitted jobs belong to
     topology: str = ""  # what `scontrol show topology` prints
+    config_values: dict[str, str] = field(default_factory=lambda: {"TopologyPlugin": "topology/tree"})
+    partition_fields: dict[str, dict[str, str]] = field(default_factory=dict)  # extra fields (Topology=)
     drained: list[tuple[str, str]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
@@ -87,7 +89,8 @@ class FakeSlurm:
 
     def partitions(self) -> dict[str, dict[str, str]]:
         return {name: {"PartitionName": name, "Nodes": ",".join(hosts),
-                       "Default": "YES" if name == self.default_partition else "NO"}
+                       "Default": "YES" if name == self.default_partition else "NO",
+                       **self.partition_fields.get(name, {})}
                 for name, hosts in self.partitions_map.items()}
 
     def submit(self, sbatch_args: Sequence[str], script: str | None,
@@ -166,6 +169,9 @@ class FakeSlurm:
 
     def topology_text(self) -> str:
         return self.topology
+
+    def config(self) -> dict[str, str]:
+        return dict(self.config_values)
 
     def node_gres(self, node: str) -> str | None:
         found = self.nodes.get(node)

@@ -379,6 +379,16 @@ def jobs_from_scontrol(text: str) -> list[JobInfo]:
 # partitions
 
 
+def config_from_scontrol(text: str) -> dict[str, str]:
+    """``scontrol show config`` -> {key: value} (the first `key = value` of each key)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
 def partitions_from_scontrol(text: str) -> dict[str, dict[str, str]]:
     """``scontrol -o show partition`` -> {name: {key: value}}."""
     out: dict[str, dict[str, str]] = {}

@@ -146,6 +146,9 @@ class PyslurmClient:
     def topology_text(self) -> str:
         return self.commands.topology_text()
 
+    def config(self) -> dict[str, str]:
+        return self.commands.config()
+
     def node_gres(self, node: str) -> str | None:
         return self.commands.node_gres(node)
 

@@ -49,7 +49,7 @@ LONG_WITH_ARG = frozenset({
     "mem", "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "network", "nodefile", "nodelist",
     "nodes", "ntasks", "ntasks-per-core", "ntasks-per-gpu", "ntasks-per-node", "ntasks-per-socket",
     "open-mode", "output", "partition", "power", "prefer", "priority", "profile", "qos",
-    "reservation", "resv-ports", "signal", "sockets-per-node", "switches", "thread-spec",
+    "reservation", "resv-ports", "segment", "signal", "sockets-per-node", "switches", "thread-spec",
     "threads-per-core", "time", "time-min", "tmp", "tres-bind", "tres-per-task", "uid",
     "wait-all-nodes", "wckey", "wrap", "export", "x11",
 })
@@ -179,6 +179,7 @@ class GpuRequestHints:
     families: tuple[str, ...] = ()  # which GPU options were used: "gres", "gpus-per-node", "gpus"
     other_gres: tuple[str, ...] = ()  # non-GPU entries of the last --gres (kept when gpupool re-states it)
     switches: str | None = None
+    segment: str | None = None  # the user's --segment (topology/block, Slurm 24.05+), kept as given
     comment: str | None = None
     defers_start: bool = False  # --begin / --dependency / --hold: the job will not start now
 
@@ -253,6 +254,7 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
         exclude=exclude, cpus_per_gpu=cpus_per_gpu, mem_per_gpu_mb=mem_per_gpu, features=features,
         families=tuple(dict.fromkeys(families)), other_gres=tuple(other_gres),
         switches=last["switches"].value if "switches" in last else None,
+        segment=last["segment"].value if "segment" in last else None,
         comment=last["comment"].value if "comment" in last else None,
         defers_start=any(n in last for n in ("begin", "dependency", "hold")),
     )
@@ -315,7 +317,8 @@ OWNED = frozenset({"nodes", "nodelist", "gres", "gpus", "gpus-per-node", "commen
 
 def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, int], nodelist: str,
                       hints: GpuRequestHints, comment: str, *, partition: str | None = None,
-                      switches: str | None = None, pin_nodes: bool = True) -> list[str]:
+                      switches: str | None = None, pin_nodes: bool = True,
+                      segment: int | None = None) -> list[str]:
     """The sbatch options for a planned job: the user's own options (minus those gpupool owns,
     which are re-stated with the plan's values), then gpupool's."""
     args: list[str] = []
@@ -351,5 +354,7 @@ def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, in
         args.append("--gres=" + ",".join(gres_rest))
     if switches:
         args.append(f"--switches={switches}")
+    if segment:
+        args.append(f"--segment={segment}")
     args.append(f"--comment={comment}")
     return args

@@ -110,6 +110,12 @@ class FakeSlurm:
     def jobs(self) -> list[object]:
         return []  # plan subtracts pending gpupool jobs' GPUs like submit does
 
+    def config(self) -> dict[str, str]:
+        return {"TopologyPlugin": "topology/tree"}
+
+    def partitions(self) -> dict[str, dict[str, str]]:
+        return {"gpu": {"PartitionName": "gpu", "Default": "YES"}}
+
 
 def test_plan_reads_free_state_from_slurm(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
     nodes = [NodeState(name=f"gpu{i:03d}", flags=frozenset({"MIXED"}), gpus_total=8, gpus_used=8 - free,

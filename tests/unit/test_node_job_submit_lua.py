@@ -16,6 +16,7 @@ POOLS = {
         "vision": {"nodes": "gpu[001-004]", "owners": ["vision"]},
         "llm": {"nodes": ["gpu[005-012]", "gpu020"], "owners": ["llm"], "gpus_per_node": 8},
         "small": {"nodes": "gpu[013-014]", "gpus_per_node": 4},
+        "shared": {"nodes": "gpu[015-016]", "quota": {"physics": 8, "llm": 4}},
     },
     "accounts": {"vision": {"shares": 30}, "llm": {"shares": 70}},
 }
@@ -37,6 +38,7 @@ io.write("rc=" .. rc .. "\n")
 io.write("partition=" .. tostring(job.partition) .. "\n")
 io.write("req_switch=" .. tostring(job.req_switch) .. "\n")
 io.write("wait4switch=" .. tostring(job.wait4switch) .. "\n")
+io.write("qos=" .. tostring(job.qos) .. "\n")
 """
 
 
@@ -64,7 +66,8 @@ def submit(lua_script: tuple[Path, Path, Path], **fields: object) -> dict[str, s
 
 def test_pool_sizes_from_hostlists() -> None:
     pools = {p.name: (p.nodes, p.gpus_per_node, p.owners) for p in lua_pools(POOLS)}
-    assert pools == {"vision": (4, 8, ("vision",)), "llm": (9, 8, ("llm",)), "small": (2, 4, ())}
+    assert pools == {"vision": (4, 8, ("vision",)), "llm": (9, 8, ("llm",)), "small": (2, 4, ()),
+                     "shared": (2, 8, ("physics", "llm"))}
 
 
 def test_non_gpu_jobs_are_left_alone(lua_script: tuple[Path, Path, Path]) -> None:
@@ -79,9 +82,25 @@ def test_gpu_job_goes_to_its_accounts_pool(lua_script: tuple[Path, Path, Path]) 
 
 
 def test_account_without_a_pool_borrows_any_that_fits(lua_script: tuple[Path, Path, Path]) -> None:
-    assert submit(lua_script, account="physics", tres_per_node="gres:gpu:2")["partition"] == "vision,llm,small"
+    assert submit(lua_script, account="bio", tres_per_node="gres:gpu:2")["partition"] == "vision,llm,small,shared"
     # 8 GPUs per node do not fit the 4-GPU nodes of `small`.
-    assert submit(lua_script, account="physics", tres_per_node="gres:gpu:a100:8")["partition"] == "vision,llm"
+    assert submit(lua_script, account="bio", tres_per_node="gres:gpu:a100:8")["partition"] == "vision,llm,shared"
+
+
+def test_quota_pool_jobs_get_their_quota_qos(lua_script: tuple[Path, Path, Path]) -> None:
+    # physics owns no pool but has a quota in `shared`: routed there, under QOS shared-physics.
+    routed = submit(lua_script, account="physics", tres_per_node="gres:gpu:2")
+    assert (routed["partition"], routed["qos"]) == ("shared", "shared-physics")
+    # llm owns a pool: routed there as before, no QOS set.
+    assert submit(lua_script, account="llm", tres_per_node="gres:gpu:2")["qos"] == "nil"
+    # Asking for the quota pool by name gets the QOS too; a QOS the user chose is kept.
+    named = submit(lua_script, account="llm", partition="shared", tres_per_node="gres:gpu:2")
+    assert named["qos"] == "shared-llm"
+    assert submit(lua_script, account="llm", partition="shared", qos="urgent",
+                  tres_per_node="gres:gpu:2")["qos"] == "urgent"
+    # Several partitions, or an account without a quota there: not ours to choose.
+    assert submit(lua_script, account="llm", partition="shared,llm", tres_per_node="gres:gpu:2")["qos"] == "nil"
+    assert submit(lua_script, account="vision", partition="shared", tres_per_node="gres:gpu:2")["qos"] == "nil"
 
 
 def test_owner_pool_too_small_falls_back_to_others(lua_script: tuple[Path, Path, Path]) -> None:

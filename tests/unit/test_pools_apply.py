@@ -70,7 +70,7 @@ class FakeSlurm:
     @staticmethod
     def _qos_row(name: str, descr: str) -> dict[str, str]:
         return {"Name": name, "Priority": "0", "GrpTRES": "", "MaxTRESPU": "", "MaxWall": "", "Preempt": "",
-                "PreemptMode": "cluster", "Description": descr}
+                "PreemptMode": "cluster", "Description": descr, "GraceTime": "00:00:00", "PreemptExemptTime": ""}
 
     # -- the CommandRunner interface --
     def __call__(self, argv: list[str]) -> str:
@@ -117,7 +117,8 @@ class FakeSlurm:
     def _show(self, argv: list[str]) -> str:
         what = argv[argv.index("show") + 1]
         if what == "qos":
-            cols = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description")
+            cols = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description",
+                    "GraceTime", "PreemptExemptTime")
             return "".join("|".join(q[c] for c in cols) + "\n" for q in self.qos.values())
         if what == "account":
             return "".join(f"{n}|{a['Descr']}|{a['Org']}\n" for n, a in self.accounts.items())
@@ -140,6 +141,8 @@ class FakeSlurm:
                 row["GrpTRES"] = fields.pop("GrpTRES", "")
                 row["MaxTRESPU"] = fields.pop("MaxTRESPerUser", "")
                 row["MaxWall"] = fields.pop("MaxWall", "")
+                row["PreemptExemptTime"] = _slurm_duration(fields.pop("PreemptExemptTime", ""))
+                row["GraceTime"] = _slurm_duration(fields.pop("GraceTime", "0"))
                 assert not fields, fields
                 self.qos[name] = row
             elif what == "account":
@@ -171,6 +174,8 @@ class FakeSlurm:
                     row["GrpTRES" if key == "GrpTRES" else "MaxTRESPU"] = "" if value.endswith("=-1") else value
                 elif key == "MaxWall":
                     row["MaxWall"] = "" if value == "-1" else value
+                elif key in {"PreemptExemptTime", "GraceTime"}:
+                    row[key] = _slurm_duration(value)
                 else:
                     row[key] = value
         elif verb == "modify" and what == "account":
@@ -180,6 +185,8 @@ class FakeSlurm:
                     for q in value.split(","):
                         assert q in self.qos
                     assoc["QOS"] = ",".join(sorted(set(assoc["QOS"].split(",")) | set(value.split(","))))
+                elif key == "QOS-":
+                    assoc["QOS"] = ",".join(sorted(set(assoc["QOS"].split(",")) - set(value.split(","))))
                 elif key == "Fairshare":
                     assoc["Fairshare"] = value
                 elif key == "Parent":
@@ -209,6 +216,16 @@ class FakeSlurm:
         else:
             raise AssertionError(f"unexpected sacctmgr {args}")
         return ""
+
+
+def _slurm_duration(value: str) -> str:
+    """How sacctmgr prints a duration it was given (seconds or [D-]HH:MM:SS; -1 = unset)."""
+    if value in {"", "-1"}:
+        return ""
+    if value.isdigit():
+        seconds = int(value)
+        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return value
 
 
 @pytest.fixture

@@ -213,9 +213,14 @@ def test_documented_example_is_valid_on_the_default_testbed_fabric() -> None:
     resolved = resolve_and_validate(spec, _live(64, 8), lambda: compiled, user_exists=lambda name: True)
     assert resolved.hosts["vision"] == [f"gpu{i:03d}" for i in range(1, 17)]
     assert resolved.hosts["physics"] == [f"gpu{i:03d}" for i in range(49, 57)]
-    assert resolved.gpus == {"vision": 128, "llm": 256, "physics": 64, "interactive": 64}
+    assert resolved.gpus == {"vision": 128, "llm": 192, "research": 64, "physics": 64, "interactive": 64}
     desired = build_desired(spec, resolved, "c")
-    assert desired.partitions["scavenger"]["Nodes"] == "gpu[001-048]"  # physics does not lend
+    # physics does not lend; vision lends through its own partition, at most half its 128 GPUs.
+    assert desired.partitions["scavenger"]["Nodes"] == "gpu[017-048]"
+    assert desired.partitions["scavenger-vision"]["Nodes"] == "gpu[001-016]"
+    assert desired.qos["scavenger-vision"].max_gpus == 64 and desired.qos["scavenger-vision"].preempt_exempt == 600
+    assert desired.qos["borrow-llm"].max_gpus == 64
+    assert desired.qos["research-physics"].max_gpus == 32
     assert desired.partitions["interactive"]["AllowAccounts"] == "ALL"
     assert desired.accounts["vision"].parent == "ai"
     with pytest.raises(InputError, match="unknown user 'vis01'"):

@@ -161,3 +161,43 @@ def test_status_cli_human_output_without_pools(capsys: pytest.CaptureFixture[str
     assert code == 0
     assert "no gpupool partitions found" in err
     assert "Fair-share" in out and "\x1b[" not in out
+
+
+def test_lending_and_borrowing_against_limits() -> None:
+    from gpupool.pools.schema import parse_pools_text
+    from gpupool.pools.status import (
+        account_statuses,
+        definitions_from_file,
+        with_borrowing,
+        with_lending,
+    )
+
+    spec = parse_pools_text("""\
+pools:
+  vision: {nodes: 'gpu[001-004]', owners: [vision], lend_limit: 50%, min_runtime: "0:30"}
+  llm: {nodes: 'gpu[005-006]', quota: {llm: 4}}
+accounts:
+  vision: {shares: 30}
+  llm: {shares: 70, borrow_limit: 6}
+""")
+    hosts = {"vision": [f"gpu00{i}" for i in range(1, 5)], "llm": ["gpu005", "gpu006"]}
+    # The fixture's job 11 runs in `scavenger`; vision lends through its own partition here.
+    jobs = parse_jobs(JOBS.replace("Partition=scavenger NodeList", "Partition=scavenger-vision NodeList"))
+    nodes = parse_nodes(NODES)
+    definitions = definitions_from_file(spec, hosts, {})
+    assert [(d.name, d.role) for d in definitions][-2:] == [("scavenger", "scavenger"),
+                                                            ("scavenger-vision", "scavenger")]
+    lending = {d.name for d in definitions if d.role == "scavenger"}
+    pools = {p.name: with_lending(spec, p, jobs, nodes, lending) for p in pool_statuses(definitions, nodes, jobs)}
+    # By hand: job 11 holds 4 + 2 GPUs on gpu001/gpu002; vision has 4 nodes x 4 GPUs, 50% = 8.
+    vision = pools["vision"]
+    assert (vision.lending_partition, vision.gpus_lent, vision.lend_limit, vision.min_runtime_s) == (
+        "scavenger-vision", 6, 8, 30)
+    assert pools["llm"].lending_partition == "scavenger" and pools["llm"].lend_limit is None
+    accounts = {a.name: with_borrowing(spec, a, jobs, lending)
+                for a in account_statuses(parse_sshare_tree(SSHARE), {"vision", "llm"})}
+    llm = accounts["llm"]
+    # job 11 (6 GPUs, lending partition) is borrowed; job 12 (4 GPUs in partition llm) is within quota.
+    assert (llm.gpus_borrowed, llm.borrow_limit) == (6, 6)
+    assert [(q.pool, q.qos, q.gpus_quota, q.gpus_used) for q in llm.quota] == [("llm", "llm-llm", 4, 4)]
+    assert accounts["vision"].gpus_borrowed == 0 and accounts["vision"].quota == ()

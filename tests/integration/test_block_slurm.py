@@ -1,0 +1,195 @@
+"""topology/block on a real slurmctld. On 25.05+ a testbed with gpupool's topology.yaml (tree as
+the cluster default, blocks beside it) and a partition `blk` with Topology=block; on 23.11-25.04
+`TopologyPlugin=topology/block` with gpupool's slurm-block topology.conf (partition `gpu`).
+
+Over random fragmented states (random nodes drained), `gpupool plan --partition P` must never
+use more base blocks than Slurm's own choice (`sbatch --test-only` on the same state), and jobs
+`gpupool submit` places must run on exactly the planned nodes. Blocks are read from the file
+Slurm loaded by the test's own reader, never from gpupool.
+
+Knobs: GPUPOOL_TEST_BLOCK_STATES (default 30 states), GPUPOOL_TEST_BLOCK_SEED (default 13).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from datetime import datetime
+
+import pytest
+import yaml
+
+from tests.integration.conftest import SLURM_RELEASE, Testbed, wait_until
+
+RELEASE = tuple(int(p) for p in SLURM_RELEASE.split("."))
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(RELEASE < (23, 11), reason=f"topology/block needs Slurm 23.11+ (this run: {SLURM_RELEASE})"),
+]
+YAML = RELEASE >= (25, 5)  # topology.yaml and per-partition topologies
+PARTITION = "blk" if YAML else "gpu"
+NODES = 64  # 8 leaves x 8 hosts: 8 base blocks, aggregated by 2, 4 and 8
+
+
+def expand(hostlist: str) -> list[str]:
+    """gpu[001-003,007],gpu010 -> names (the test's own reader: last bracket only)."""
+    names: list[str] = []
+    for prefix, ranges, single in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", hostlist):
+        if single:
+            names.append(single)
+            continue
+        for part in ranges.split(","):
+            low, _, high = part.partition("-")
+            for i in range(int(low), int(high or low) + 1):
+                names.append(f"{prefix}{i:0{len(low)}d}")
+    return names
+
+
+def blocks_of(bed: Testbed) -> tuple[list[list[str]], list[int]]:
+    """Base blocks and BlockSizes of the file Slurm loaded."""
+    if YAML:
+        doc = yaml.safe_load((bed.state_dir / "etc" / "topology.yaml").read_text())
+        block = next(t for t in doc if t["topology"] == "block")["block"]
+        return [expand(b["nodes"]) for b in block["blocks"]], sorted(block["block_sizes"])
+    text = (bed.state_dir / "etc" / "topology.conf").read_text()
+    blocks = [expand(nodes) for nodes in re.findall(r"^BlockName=\S+ Nodes=(\S+)", text, re.M)]
+    sizes = re.search(r"^BlockSizes=(\S+)", text, re.M)
+    assert sizes, text
+    return blocks, sorted(int(x) for x in sizes.group(1).split(","))
+
+
+def blocks_used(blocks: list[list[str]], hosts: list[str]) -> int:
+    return sum(1 for members in blocks if set(members) & set(hosts))
+
+
+def slurm_choice(bed: Testbed, nodes: int, gpus: int) -> list[str] | None:
+    """Where Slurm would start the job now (None: not now)."""
+    proc = bed.run(["sbatch", "--test-only", "-p", PARTITION, "-N", str(nodes), f"--gres=gpu:{gpus}",
+                    "--wrap", "true"], timeout=60)
+    text = proc.stderr + proc.stdout
+    found = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d).*?nodes (\S+)", text)
+    if not found:
+        return None
+    start = datetime.fromisoformat(found.group(1)).timestamp()
+    return expand(found.group(2)) if start <= time.time() + 60 else None
+
+
+def set_drained(bed: Testbed, drained: list[str], before: list[str]) -> None:
+    """Drain exactly `drained` (resuming `before`) and wait until slurmctld shows it: right after
+    `scontrol update`, 26.05 may still answer --test-only from the previous node states."""
+    if before:
+        bed.run(["scontrol", "update", f"nodename={','.join(before)}", "state=resume"], check=True)
+    if drained:
+        bed.run(["scontrol", "update", f"nodename={','.join(drained)}", "state=drain", "reason=gpupool-test"],
+                check=True)
+
+    def settled() -> bool:
+        states = bed.node_states()
+        return ({n for n, (s, _) in states.items() if s.startswith("drain")} == set(drained)
+                and all(s == "idle" for n, (s, _) in states.items() if n not in drained))
+
+    wait_until(settled, 30, interval=0.2, message="the drained nodes to settle")
+    time.sleep(0.5)  # sinfo can show the new states before the scheduler's node bitmaps follow
+
+
+def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    bed: Testbed = make_testbed(NODES, "--topology-yaml" if YAML else "--topology-block")
+    k = bed.gpus_per_node
+    blocks, block_sizes = blocks_of(bed)
+    assert sum(len(b) for b in blocks) == NODES and len(blocks) >= 2
+    if YAML:
+        part = bed.run(["scontrol", "-o", "show", "partition", PARTITION], check=True).stdout
+        assert "Topology=block" in part, part
+        # Slurm loaded both topologies: the tree is the cluster default, the blocks are gpupool's.
+        assert "SwitchName=" in bed.run(["scontrol", "show", "topology"], check=True).stdout
+        shown = bed.run(["scontrol", "show", "topology", "block"], check=True).stdout
+    else:
+        shown = bed.run(["scontrol", "show", "topology"], check=True).stdout
+    base = re.findall(r"^BlockName=\S+ .*?Nodes=(\S+) BlockSize=(\d+)", shown, re.M)
+    assert [expand(nodes) for nodes, _size in base] == blocks, shown
+    aggregated = re.findall(r"^AggregatedBlock=\S+ .*?Nodes=(\S+) BlockSize=(\d+)", shown, re.M)
+    sizes = sorted({int(size) for _n, size in base + aggregated})
+    assert sizes == block_sizes, shown
+    for nodes, size in aggregated:  # aligned runs of consecutive base blocks
+        members = expand(nodes)
+        first = next(i for i, b in enumerate(blocks) if b[0] == members[0])
+        width = int(size) // len(blocks[0])
+        assert first % width == 0 and members == [h for b in blocks[first:first + width] for h in b]
+    rng = random.Random(int(os.environ.get("GPUPOOL_TEST_BLOCK_SEED", "13")))
+    states = int(os.environ.get("GPUPOOL_TEST_BLOCK_STATES", "30"))
+    drained: list[str] = []
+    compared = fewer = submitted = reference_same = 0
+    spent = {"state+test-only": 0.0, "plan": 0.0, "submit": 0.0}
+    report: list[str] = []
+    for case in range(3 * states):
+        if compared >= states:
+            break
+        now = sorted(rng.sample(bed.nodes, rng.randint(NODES // 8, NODES // 4)))
+        mark = time.monotonic()
+        set_drained(bed, now, drained)
+        drained = now
+        nodes = rng.randint(2, 30)
+        theirs = slurm_choice(bed, nodes, k)
+        spent["state+test-only"] += time.monotonic() - mark
+        if theirs is None:  # Slurm would not start it now: nothing to compare
+            report.append(f"{case}: {nodes} nodes: Slurm would not start it now")
+            continue
+        mark = time.monotonic()
+        proc = bed.run(["gpupool", "plan", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node", str(k),
+                        "--json"], timeout=120)
+        spent["plan"] += time.monotonic() - mark
+        assert proc.returncode in (0, 1), proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["topology"]["kind"] == "block" and doc["topology"]["block_sizes"] == sizes, doc["topology"]
+        assert doc["feasible"], f"state {case}: Slurm starts {nodes} nodes on {theirs}, gpupool: {doc.get('error')}"
+        reference_same += sorted(doc["slurm_reference"]["allocation"]) == sorted(theirs)
+        ours = list(doc["allocation"])
+        assert not set(ours) & set(drained)
+        mine, slurm = blocks_used(blocks, ours), blocks_used(blocks, theirs)
+        report.append(f"{case}: {nodes} nodes: gpupool {mine} blocks, Slurm {slurm} blocks")
+        assert mine <= slurm, f"state {case}: gpupool {ours} uses {mine} blocks, Slurm {theirs} {slurm}"
+        compared += 1
+        fewer += mine < slurm
+        if compared % 10 == 1:
+            mark = time.monotonic()
+            proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node",
+                            str(k), "--json", "--", "--wrap", "sleep 60"], timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            out = json.loads(proc.stdout)
+            assert out["job_state"] == "RUNNING", out
+            ran = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%N"], check=True).stdout.strip()
+            assert sorted(expand(ran)) == sorted(ours), f"job {out['job_id']} ran on {ran}, planned {ours}"
+            bed.cancel_all()
+            wait_until(lambda: all(s.startswith(("idle", "drain")) for s, _ in bed.node_states().values()), 60,
+                       message="nodes free again")
+            submitted += 1
+            spent["submit"] += time.monotonic() - mark
+    print("\n".join(report))
+    print(f"compared {compared} states, gpupool fewer blocks in {fewer}, gpupool's model of Slurm's choice "
+          f"exact in {reference_same}, submitted {submitted}, {time.monotonic() - started:.0f}s "
+          f"({', '.join(f'{key} {value:.0f}s' for key, value in spent.items())})")
+    assert compared >= states, f"only {compared} of {case + 1} states could start now"
+    assert submitted >= 1
+
+    # Nothing fits now (one busy node in every block), everything would later: gpupool submits
+    # without a node list and without --switches, waiting for whole base blocks with --segment.
+    set_drained(bed, [], drained)
+    for members in blocks:
+        bed.run(["sbatch", "-p", PARTITION, "-N", "1", "-w", members[0], f"--gres=gpu:{k}", "--wrap", "sleep 300"],
+                check=True)
+    wait_until(lambda: len(bed.run(["squeue", "-h", "-t", "R", "-o", "%i"]).stdout.split()) == len(blocks),
+               60, message="one running job per block")
+    size = len(blocks[0])
+    proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(2 * size), "--gpus-per-node",
+                    str(k), "--json", "--", "--wrap", "sleep 60"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "wait-block" and f"--segment={size}" in out["sbatch"], out
+    assert not any(a.startswith(("--switches", "--nodelist")) for a in out["sbatch"]), out
+    state = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%T"], check=True).stdout.strip()
+    assert state == "PENDING", state  # Slurm accepted --segment and waits
+    bed.cancel_all()
