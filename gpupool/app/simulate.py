@@ -49,9 +49,9 @@ def _minutes_as_seconds(value: object) -> float | None:
     return float(value) * 60.0 if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def load_pool_layout(path: str, compiled: CompiledFabric) -> PoolLayout:
+def load_pool_layout(path: str, compiled: CompiledFabric, gpus_per_host: int) -> PoolLayout:
     """The pools file as plain data over fabric host indices; errors name the file, line and key (exit 4)."""
-    from gpupool.pools.schema import load_pools_file
+    from gpupool.pools.schema import lend_limit_gpus, load_pools_file
     from gpupool.pools.validate import resolve_and_validate
 
     spec = load_pools_file(path)
@@ -65,17 +65,15 @@ def load_pool_layout(path: str, compiled: CompiledFabric) -> PoolLayout:
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise spec.error(("pools", pool.name, "nodes"), f"host(s) not in the fabric: {shown}")
-        # lend_limit (GPUs) and min_runtime (minutes) are honoured when the pools schema has them.
-        lend_limit = getattr(pool, "lend_limit", None)
         units.append(PoolUnit(name=pool.name, hosts=tuple(index[h] for h in names), owners=tuple(pool.owners),
-                              lend=pool.lend,
-                              lend_limit=lend_limit if isinstance(lend_limit, int) and not isinstance(lend_limit, bool)
-                              else None,
-                              min_runtime=_minutes_as_seconds(getattr(pool, "min_runtime", None)) or 0.0))
+                              lend=pool.lend, lend_limit=lend_limit_gpus(pool, len(names) * gpus_per_host),
+                              min_runtime=float(pool.min_runtime or 0)))
     if not units:
         raise InputError(f"{path}: no pools")
+    borrow_limits = {a.name: a.borrow_limit for a in spec.accounts.values() if a.borrow_limit is not None}
     return PoolLayout(pools=tuple(units), borrowing=spec.borrowing.enabled,
-                      borrow_max_time=_minutes_as_seconds(spec.borrowing.max_time), source=path)
+                      borrow_max_time=_minutes_as_seconds(spec.borrowing.max_time), source=path,
+                      borrow_limits=borrow_limits)
 
 
 def parse_switches(text: str) -> tuple[int, float]:
@@ -128,7 +126,7 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
     stats = WorkloadStats()
     factory, fmt = workload_factory(request, compiled, stats)
-    layout = load_pool_layout(request.pools_path, compiled) if request.pools_path else None
+    layout = load_pool_layout(request.pools_path, compiled, request.config.gpus_per_host) if request.pools_path else None
     results, counts = simulate(compiled, factory, request.policies, request.config, request.speed, layout)
     notes: list[str] = []
     if stats.skipped:
@@ -170,6 +168,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
                    "gpus_per_processor": str(request.gpus_per_processor)},
         "speed_model": request.speed.to_json(),
         **({"pools": {"path": layout.source, "borrowing": bool(layout.lenders()),
+                      "borrow_limits": dict(layout.borrow_limits),
                       "pools": {u.name: {"hosts": len(u.hosts), "owners": list(u.owners), "lend": u.lend,
                                          "lend_limit": u.lend_limit, "min_runtime_s": u.min_runtime}
                                 for u in layout.pools}}} if layout is not None else {}),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,6 +63,7 @@ class PoolLayout:
     borrowing: bool = True  # the pools file's borrowing.enabled
     borrow_max_time: float | None = None  # seconds: scavenger MaxTime; longer jobs cannot borrow
     source: str = ""
+    borrow_limits: dict[str, int] = field(default_factory=dict)  # account -> GPUs it may hold borrowed at once
 
     def lenders(self) -> list[PoolUnit]:
         return [p for p in self.pools if p.owners and p.lend] if self.borrowing else []
@@ -120,6 +121,7 @@ class PooledSimulator(Simulator):
         self._no_own = np.zeros(n, dtype=bool)
         self.tally = [_Tally() for _ in layout.pools]
         self.lent_now = [0] * len(layout.pools)  # GPUs of each pool held by borrowers now
+        self.borrowed_now: dict[str, int] = {}  # account -> GPUs its borrowers hold now (for borrow_limit)
         self.borrowers_on: list[set[int]] = [set() for _ in range(n)]  # running borrower ids per host
         self.borrower: dict[int, bool] = {}  # running id -> started as a borrower
         self._order = 0
@@ -208,7 +210,7 @@ class PooledSimulator(Simulator):
                     self._make_room(choice[0], choice[1], now)
                     self._start(pj, now, choice, borrower=False)
                     return STARTED
-        if self._can_borrow(job):
+        if self._can_borrow(job) and self._within_borrow_limit(job):
             lent = self.lent_mask if avoid is None else self.lent_mask & ~avoid
             for _attempt in range(len(self.layout.pools) + 1):
                 choice = self._place_on(job, self.free, lent)
@@ -220,6 +222,11 @@ class PooledSimulator(Simulator):
                     return STARTED
                 lent = lent & (self.host_pool != over)  # that pool has lent all it may: try without it
         return BLOCKED
+
+    def _within_borrow_limit(self, job: Job) -> bool:
+        """The account's borrow_limit leaves room for the whole job (it counts every GPU it borrows)."""
+        limit = self.layout.borrow_limits.get(job.account)
+        return limit is None or self.borrowed_now.get(job.account, 0) + job.gpus <= limit
 
     def _over_lend_limit(self, hosts: list[int], gpus: list[int]) -> int:
         """A pool whose lend_limit this borrower placement would pass, else -1."""
@@ -260,6 +267,7 @@ class PooledSimulator(Simulator):
                 continue
             self.borrowers_on[h].add(rid)
             self.lent_now[pool] += g
+            self.borrowed_now[pj.job.account] = self.borrowed_now.get(pj.job.account, 0) + g
             grace = max(grace, self.layout.pools[pool].min_runtime)
         if grace > 0:
             self._push(now + grace, _WAKE, -1)  # owners may preempt it from then on: look again then
@@ -278,6 +286,7 @@ class PooledSimulator(Simulator):
             if rid in self.borrowers_on[h]:
                 self.borrowers_on[h].discard(rid)
                 self.lent_now[pool] -= g
+                self.borrowed_now[job.account] -= g
             if own[h] or not self.layout.pools[pool].owners:
                 self.tally[pool].owners += seconds * g
             else:

@@ -262,3 +262,30 @@ def test_a_job_larger_than_its_pools_is_counted_and_does_not_block_the_pool() ->
     # With lending, a1 fits the scavenger partition (all 4 hosts lend): it runs as a borrower.
     sim, starts = _run("pools-lend", jobs)
     assert set(starts) == {"a1", "a2"} and sim.counts.too_large_for_pools == 0
+
+
+def test_borrow_limit_caps_what_an_account_borrows() -> None:
+    jobs = [
+        _job("a1", "a", 0, 100, 2),  # fills pool a until 100
+        _job("a2", "a", 1, 50, 1),  # borrows 4 GPUs: a's borrow limit of 4 reached
+        _job("a3", "a", 2, 10, 1),  # b has 4 idle GPUs, but a may not borrow more: waits for a2 to end at 51
+    ]
+    layout = _layout()
+    limited = PoolLayout(pools=layout.pools, borrow_limits={"a": 4})
+    _sim, starts = _run("pools-lend", jobs, limited)
+    assert {k: v[0][0] for k, v in starts.items()} == {"a1": 0, "a2": 1, "a3": 51}
+
+
+def test_pools_file_lending_terms_reach_the_simulation(tmp_path: Path) -> None:
+    from gpupool.app.simulate import load_pool_layout
+
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(POOLS_YAML.replace("    owners: [b]\n", "    owners: [b]\n    lend_limit: 25%\n"
+                                                           "    min_runtime: \"0:30\"\n")
+                     .replace("  a: {shares: 1}", "  a: {shares: 1, borrow_limit: 12}"))
+    layout = load_pool_layout(str(pools), SMALL, 4)
+    pb = {u.name: u for u in layout.pools}["pb"]
+    # pb: 2 hosts x 4 GPUs = 8 GPUs, 25% of which may be lent: 2 GPUs; min_runtime 0:30 = 30 s.
+    assert (pb.lend_limit, pb.min_runtime) == (2, 30.0)
+    assert layout.borrow_limits == {"a": 12}
+    assert {SMALL.host_names[h] for h in pb.hosts} == B_HOSTS
