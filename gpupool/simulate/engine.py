@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.simulate.pooled import PoolLayout
 
-POLICIES = ("slurm-tree", "gpupool", "gpupool-wait")
+POLICIES = ("slurm-tree", "slurm-block", "gpupool", "gpupool-wait")
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
 
@@ -144,6 +144,23 @@ def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
             hosts, gpus = arrays(allocation)
             return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
         return slurm_placer
+    if policy == "slurm-block":
+        from gpupool.fabric.blocks import fabric_blocks
+        from gpupool.placement.block import slurm_block_reference
+
+        layout = fabric_blocks(compiled)  # one base block per logical leaf, BlockSizes the fabric supports
+
+        def block_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
+            try:
+                allocation = slurm_block_reference(compiled, FreeState(free_gpus=free, usable=free > 0),
+                                                   request_of(job), layout)
+            except InfeasibleError:
+                return None
+            if not allocation:
+                return None
+            hosts, gpus = arrays(allocation)
+            return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
+        return block_placer
     raise UsageError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
 
 
