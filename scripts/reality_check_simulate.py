@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Reality check of `gpupool simulate`: run a short trace on the testbed with plain sbatch, then
-replay the sacct export of what happened with the slurm-tree policy and compare.
+"""Reality check of `gpupool simulate`: run a short trace on the testbed, then replay the sacct
+export of what happened with the matching policy and compare.
 
     eval "$(scripts/testbed env)"
-    .venv/bin/python scripts/reality_check_simulate.py [--jobs 40] [--seed 1] [--json]
+    .venv/bin/python scripts/reality_check_simulate.py [--jobs 40] [--seed 1] [--via sbatch|gpupool] [--json]
 
 The trace: per-node requests `-N n --gres=gpu:k` (70% one host, 30% 2-8 hosts), runtimes of 5-40
-seconds (`sleep`), time limits of 1-2 minutes, submitted at their arrival offsets over about a
-minute, so the cluster queues. After all jobs end, `sacct -P` (the documented export, plus
-NodeList) is read with the simulator's own reader and replayed with `slurm-tree` on the testbed's
-fabric. Compared per job: the node set chosen (exact match), and per pair of jobs the order in which
-they started (pairs that started in the same second in reality count as either order). Slurm
-starts backfilled jobs only every bf_interval (30 s by default) and its clock has 1 s resolution,
-so exact agreement is not expected; the figures say how close the model is.
+seconds (`sleep`: a site's hours scaled down to seconds), time limits of 1-2 minutes, submitted at
+their arrival offsets over `--span` seconds (default 1.5 s per job), so the cluster queues. With
+`--via sbatch` each job is a plain `sbatch` and the replay uses `slurm-tree` (Slurm's own
+selection); with `--via gpupool` each job goes through `gpupool submit` (nodes planned by gpupool
+and pinned when they fit now; otherwise submitted with `--switches=N@--switch-wait` for Slurm to
+place) and the replay uses the `gpupool` policy. After all jobs end, `sacct -P` (the documented
+export, plus NodeList) is read with the simulator's own reader and replayed on the testbed's
+fabric. Compared per job: the node set chosen (exact match), and per pair of jobs the order in
+which they started (pairs that started in the same second in reality count as either order).
+Slurm's clock has 1 s resolution and it schedules in cycles, so exact agreement is not expected;
+the figures say how close the model is.
 """
 
 from __future__ import annotations
@@ -43,24 +47,41 @@ def sh(argv: list[str], timeout: float = 60) -> str:
     return proc.stdout
 
 
-def submit_trace(jobs: int, seed: int, gpus_per_node: int, max_nodes: int) -> list[str]:
+def trace(jobs: int, seed: int, gpus_per_node: int, max_nodes: int, span: float) -> list[tuple[float, int, int, int, int]]:
+    """(arrival offset s, nodes, GPUs per node, runtime s, limit min) per job, the same for both ways of submitting."""
     rng = random.Random(seed)
-    ids: list[str] = []
-    start = time.monotonic()
+    out = []
     offset = 0.0
     for _ in range(jobs):
-        offset += rng.expovariate(jobs / 60.0)
+        offset += rng.expovariate(jobs / span)
         nodes = 1 if rng.random() < 0.7 else rng.randint(2, max_nodes)
         per_node = rng.choice([1, 2, 4, gpus_per_node]) if nodes == 1 else gpus_per_node
         runtime = rng.randint(5, 40)
         limit = 1 if runtime < 50 and rng.random() < 0.5 else 2
+        out.append((offset, nodes, per_node, runtime, limit))
+    return out
+
+
+def submit_trace(jobs: list[tuple[float, int, int, int, int]], via: str, switch_wait: str) -> tuple[list[str], dict[str, str]]:
+    """Submit at the arrival offsets; returns the job ids and, for gpupool, each job's submit mode."""
+    ids: list[str] = []
+    modes: dict[str, str] = {}
+    start = time.monotonic()
+    for offset, nodes, per_node, runtime, limit in jobs:
         delay = start + offset - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        out = sh(["sbatch", "--parsable", f"--job-name={NAME}", "-N", str(nodes), f"--gres=gpu:{per_node}",
-                  "-t", str(limit), "--cpus-per-task=1", "--mem=100", "--wrap", f"sleep {runtime}"])
-        ids.append(out.strip().split(";")[0])
-    return ids
+        slurm_args = [f"--job-name={NAME}", "-t", str(limit), "--cpus-per-task=1", "--mem=100", f"--wrap=sleep {runtime}"]
+        if via == "sbatch":
+            out = sh(["sbatch", "--parsable", "-N", str(nodes), f"--gres=gpu:{per_node}", *slurm_args])
+            ids.append(out.strip().split(";")[0])
+            continue
+        out = sh(["gpupool", "submit", "--nodes", str(nodes), "--gpus-per-node", str(per_node), "--verify-timeout", "0",
+                  "--switch-wait", switch_wait, "--json", "--", *slurm_args], timeout=120)
+        doc = json.loads(out)
+        ids.append(str(doc["job_id"]))
+        modes[str(doc["job_id"])] = str(doc.get("mode", ""))
+    return ids, modes
 
 
 def wait_done(ids: list[str], timeout: float) -> None:
@@ -90,7 +111,8 @@ def export(ids: list[str], path: Path, timeout: float = 120) -> dict[str, list[s
     return {r[0]: sorted(expand_hostlist(r[-1])) for r in rows}
 
 
-def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float]) -> dict[str, Any]:
+def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float], policy: str,
+            modes: dict[str, str]) -> dict[str, Any]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.simulate.engine import SimConfig, Simulator
@@ -100,12 +122,23 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
     compiled = load_compiled(resolve_fabric_path(None))
     # No speed model: the export's elapsed times are what happened on these very placements.
     still = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.0, per_extra_group=0.0)})
-    sim = Simulator(compiled, "slurm-tree", SimConfig(gpus_per_host=8, record_starts=True), still)
-    sim.run(read_workload(str(path), "sacct"))
+    sim = Simulator(compiled, policy, SimConfig(gpus_per_host=8, record_starts=True), still)
+    jobs = list(read_workload(str(path), "sacct"))
+    sim.run(jobs)
+    waited = sum(real_start.get(j.job_id, j.submit) - j.submit >= 2 for j in jobs)  # queued in reality
     sim_start = {job_id: start for job_id, start, _ in sim.starts}
     sim_nodes = {job_id: sorted(hosts) for job_id, _, hosts in sim.starts}
     common = sorted(set(sim_start) & set(real_start), key=int)
     same_nodes = sum(sim_nodes[j] == real_nodes[j] for j in common)
+    # Equally good placements: the same number of leaf switches (ties among equal choices break differently
+    # once one earlier job ended a second apart, so exact node sets drift while the shapes still agree).
+    index = compiled.host_index()
+    leaf = compiled.host_tree_leaf.tolist()
+
+    def leaves(hosts: list[str]) -> int:
+        return len({leaf[index[h]] for h in hosts})
+
+    same_leaves = sum(leaves(sim_nodes[j]) == leaves(real_nodes[j]) for j in common)
     multi = [j for j in common if len(real_nodes[j]) > 1]
     same_multi = sum(sim_nodes[j] == real_nodes[j] for j in multi)
     pairs = agree = 0
@@ -117,11 +150,21 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
             pairs += 1
             agree += (sim_start[a] - sim_start[b]) * real > 0 or sim_start[a] == sim_start[b]
     waits_real = [real_start[j] for j in common]
-    return {"jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
+    by_mode: dict[str, dict[str, int]] = {}
+    for j in common:
+        if j in modes:
+            row = by_mode.setdefault(modes[j], {"jobs": 0, "same_nodes": 0, "same_leaf_count": 0})
+            row["jobs"] += 1
+            row["same_nodes"] += sim_nodes[j] == real_nodes[j]
+            row["same_leaf_count"] += leaves(sim_nodes[j]) == leaves(real_nodes[j])
+    return {"policy": policy, "jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
+            "same_leaf_count": same_leaves, "same_leaf_count_share": round(same_leaves / len(common), 4),
             "multi_node_jobs": len(multi), "multi_node_same_nodes": same_multi,
             "start_order_pairs": pairs, "start_order_agree": agree,
             "start_order_share": round(agree / pairs, 4) if pairs else None,
-            "real_span_s": max(waits_real) - min(waits_real) if waits_real else 0}
+            "real_span_s": max(waits_real) - min(waits_real) if waits_real else 0,
+            "jobs_that_waited_2s_or_more": waited,
+            **({"same_nodes_by_submit_mode": by_mode} if by_mode else {})}
 
 
 def main() -> int:
@@ -129,10 +172,17 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-nodes", type=int, default=8)
+    parser.add_argument("--span", type=float, help="seconds over which the jobs arrive (default 1.5 per job)")
+    parser.add_argument("--via", choices=("sbatch", "gpupool"), default="sbatch",
+                        help="plain sbatch (replayed with slurm-tree) or gpupool submit (replayed with gpupool)")
+    parser.add_argument("--switch-wait", default="0:30",
+                        help="--via gpupool: gpupool submit's --switch-wait for jobs that do not fit at once")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    ids = submit_trace(args.jobs, args.seed, 8, args.max_nodes)
-    wait_done(ids, 900)
+    jobs = trace(args.jobs, args.seed, 8, args.max_nodes, args.span or 1.5 * args.jobs)
+    began = time.monotonic()
+    ids, modes = submit_trace(jobs, args.via, args.switch_wait)
+    wait_done(ids, 900 + 10 * args.jobs)
     with tempfile.TemporaryDirectory(prefix="gpupool-reality-") as tmp:
         path = Path(tmp) / "sacct.txt"
         real_nodes = export(ids, path)
@@ -143,13 +193,16 @@ def main() -> int:
             moment = parse_slurm_time(start)
             if moment is not None:
                 real_start[job_id] = moment
-        doc = compare(path, real_nodes, real_start)
+        doc = compare(path, real_nodes, real_start, "slurm-tree" if args.via == "sbatch" else "gpupool", modes)
+        doc["via"] = args.via
+        doc["wall_s"] = round(time.monotonic() - began, 1)
         if os.environ.get("GPUPOOL_REALITY_KEEP"):
             Path(os.environ["GPUPOOL_REALITY_KEEP"]).write_text(path.read_text())
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"reality check ({doc['jobs']} jobs over {doc['real_span_s']:.0f} s): simulate's slurm-tree chose "
+        print(f"reality check via {args.via} ({doc['jobs']} jobs over {doc['real_span_s']:.0f} s): simulate's "
+              f"{doc['policy']} chose "
               f"the same nodes for {doc['same_nodes']} ({doc['same_nodes_share']:.0%}; multi-node "
               f"{doc['multi_node_same_nodes']}/{doc['multi_node_jobs']}), start order agrees on "
               f"{doc['start_order_agree']}/{doc['start_order_pairs']} job pairs ({doc['start_order_share']})")

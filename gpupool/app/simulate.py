@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from gpupool.errors import UsageError
+from gpupool.errors import InputError, UsageError
 from gpupool.simulate.engine import POLICIES, SimConfig, simulate
 from gpupool.simulate.metrics import PolicyMetrics
+from gpupool.simulate.pooled import POOL_POLICIES, PoolLayout, PoolUnit
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload
@@ -27,14 +28,52 @@ class SimulationRequest:
     config: SimConfig = field(default_factory=SimConfig)
     speed: SpeedModel = field(default_factory=SpeedModel)
     gpus_per_processor: Fraction = Fraction(1)
+    pools_path: str | None = None  # the pools file `gpupool pool apply` reads, for the pools-* policies
 
 
-def parse_policies(text: str) -> list[str]:
+def parse_policies(text: str, pools_path: str | None = None) -> list[str]:
+    known = (*POLICIES, *POOL_POLICIES)
     names = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in names if p not in POLICIES]
+    unknown = [p for p in names if p not in known]
     if unknown or not names:
-        raise UsageError(f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(POLICIES)}")
+        raise UsageError(f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
+    pooled = [p for p in names if p in POOL_POLICIES]
+    if pooled and not pools_path:
+        raise UsageError(f"policy {pooled[0]} needs --pools FILE (the pools file `gpupool pool apply` reads)")
+    if pools_path and not pooled:
+        raise UsageError(f"--pools is used by the pool policies only: add {' or '.join(POOL_POLICIES)} to --policies")
     return list(dict.fromkeys(names))
+
+
+def _minutes_as_seconds(value: object) -> float | None:
+    return float(value) * 60.0 if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def load_pool_layout(path: str, compiled: CompiledFabric, gpus_per_host: int) -> PoolLayout:
+    """The pools file as plain data over fabric host indices; errors name the file, line and key (exit 4)."""
+    from gpupool.pools.schema import lend_limit_gpus, load_pools_file
+    from gpupool.pools.validate import resolve_and_validate
+
+    spec = load_pools_file(path)
+    # No Slurm here: hosts resolve on the fabric, and users need not exist on this machine.
+    resolved = resolve_and_validate(spec, None, lambda: compiled, allow_unknown_users=True)
+    index = compiled.host_index()
+    units: list[PoolUnit] = []
+    for pool in spec.pools.values():
+        names = resolved.hosts[pool.name]
+        missing = [h for h in names if h not in index]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise spec.error(("pools", pool.name, "nodes"), f"host(s) not in the fabric: {shown}")
+        units.append(PoolUnit(name=pool.name, hosts=tuple(index[h] for h in names), owners=tuple(pool.owners),
+                              lend=pool.lend, lend_limit=lend_limit_gpus(pool, len(names) * gpus_per_host),
+                              min_runtime=float(pool.min_runtime or 0)))
+    if not units:
+        raise InputError(f"{path}: no pools")
+    borrow_limits = {a.name: a.borrow_limit for a in spec.accounts.values() if a.borrow_limit is not None}
+    return PoolLayout(pools=tuple(units), borrowing=spec.borrowing.enabled,
+                      borrow_max_time=_minutes_as_seconds(spec.borrowing.max_time), source=path,
+                      borrow_limits=borrow_limits)
 
 
 def parse_switches(text: str) -> tuple[int, float]:
@@ -87,7 +126,8 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
     stats = WorkloadStats()
     factory, fmt = workload_factory(request, compiled, stats)
-    results, counts = simulate(compiled, factory, request.policies, request.config, request.speed)
+    layout = load_pool_layout(request.pools_path, compiled, request.config.gpus_per_host) if request.pools_path else None
+    results, counts = simulate(compiled, factory, request.policies, request.config, request.speed, layout)
     notes: list[str] = []
     if stats.skipped:
         notes.append("not replayed (from the trace): " + ", ".join(f"{n} {why}" for why, n in stats.skipped.items()))
@@ -102,6 +142,18 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
                      "they were submitted when read")
     if counts.never_started:
         notes.append(f"{counts.never_started} jobs never started")
+    if counts.no_pool:
+        notes.append(f"{counts.no_pool} jobs belong to accounts that own no pool and have no open pool or "
+                     f"lending to run on (e.g. {counts.examples.get('no_pool', '')}); the pool policies did not "
+                     "replay them")
+    if counts.too_large_for_pools:
+        notes.append(f"{counts.too_large_for_pools} jobs are larger than all the hosts their account may use under "
+                     f"a pool policy (e.g. {counts.examples.get('too_large_for_pools', '')}); they were not replayed")
+    if layout is not None:
+        in_pools = {h for unit in layout.pools for h in unit.hosts}
+        if len(in_pools) < compiled.n_hosts:
+            notes.append(f"{compiled.n_hosts - len(in_pools)} of {compiled.n_hosts} hosts are in no pool of "
+                         f"{layout.source}: the pool policies leave them idle")
     if results and results[0].multi_node_jobs == 0:
         notes.append("the trace has no multi-node job: placement policies can differ only through "
                      "single-host packing and --gpus jobs split over hosts")
@@ -115,6 +167,11 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
         "speed_model": request.speed.to_json(),
+        **({"pools": {"path": layout.source, "borrowing": bool(layout.lenders()),
+                      "borrow_limits": dict(layout.borrow_limits),
+                      "pools": {u.name: {"hosts": len(u.hosts), "owners": list(u.owners), "lend": u.lend,
+                                         "lend_limit": u.lend_limit, "min_runtime_s": u.min_runtime}
+                                for u in layout.pools}}} if layout is not None else {}),
         "policies": [r.to_json() for r in results],
         "notes": notes,
     }

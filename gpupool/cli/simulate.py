@@ -16,7 +16,10 @@ from gpupool.cli.context import app, json_option
 @click.option("--format", "fmt", type=click.Choice(["auto", "sacct", "sacct-json", "swf"]), default="auto",
               show_default=True, help="Workload file format.")
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
-              help="Comma-separated: slurm-tree, gpupool, gpupool-wait.")
+              help="Comma-separated: slurm-tree, slurm-block, gpupool, gpupool-wait, and with --pools "
+                   "pools-nolend, pools-lend.")
+@click.option("--pools", "pools_path", metavar="FILE",
+              help="Pools file (as `gpupool pool apply` reads) for the pools-nolend and pools-lend policies.")
 @click.option("--gpus-per-host", type=int, default=8, show_default=True, metavar="N", help="GPUs on every host.")
 @click.option("--switches", "switches", default="0@300", show_default=True, metavar="N@T",
               help="gpupool-wait: hold a multi-node job up to T seconds for <= N leaf switches (0: its minimum).")
@@ -35,7 +38,8 @@ from gpupool.cli.context import app, json_option
               help="With --nccl: the speed class to calibrate.")
 @click.option("--report", "report_path", metavar="FILE", help="Write a self-contained HTML report with plots.")
 @json_option
-def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, gpus_per_host: int, switches: str,
+def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, pools_path: str | None,
+             gpus_per_host: int, switches: str,
              partitions: str | None, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
              nccl_path: str | None, comm_fraction: float, nccl_class: str, report_path: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
@@ -60,7 +64,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, gp
     from gpupool.simulate.workload import parse_ratio
 
     ctx = app()
-    chosen = parse_policies(policies)
+    chosen = parse_policies(policies, pools_path)
     wait_leaves, wait_time = parse_switches(switches)
     if gpus_per_host < 1:
         raise UsageError(f"--gpus-per-host must be >= 1, got {gpus_per_host}")
@@ -75,7 +79,8 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, gp
     path = resolve_fabric_path(fabric_path, ctx.config())
     compiled = load_compiled(path)
     request = SimulationRequest(fabric_path=path, workload=workload, policies=chosen, fmt=fmt, config=config,
-                                speed=speed, gpus_per_processor=parse_ratio(gpus_per_processor))
+                                speed=speed, gpus_per_processor=parse_ratio(gpus_per_processor),
+                                pools_path=pools_path)
     doc, results = run_simulation(request, compiled)
     if report_path:
         from gpupool.simulate.report import render_html

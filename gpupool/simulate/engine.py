@@ -4,7 +4,8 @@ Scheduler (the same for every policy, so policies differ only in where jobs go a
 start): jobs queue in submit order; at each event time the queue head and then its followers start
 while they fit (FIFO). When the head does not fit it gets a reservation: the shadow time is the
 earliest time enough GPUs (or hosts with enough free GPUs) are free, taking running jobs' requested
-time limits as their ends (EASY backfill, Lifka 1995, as Slurm's sched/backfill does with limits). A
+time limits as their ends (EASY backfill, Lifka 1995; Slurm's sched/backfill also plans with limits but
+reserves for every job it tests, which docs/simulate.md measures as the model's main gap). A
 later job may start now if it fits now and either ends (by its time limit) before the shadow time or
 uses only GPUs that are spare at the shadow time. At most `backfill_depth` jobs behind the head are
 tried per pass (Slurm's bf_max_job_test).
@@ -37,8 +38,9 @@ from gpupool.simulate.workload import Job
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
+    from gpupool.simulate.pooled import PoolLayout
 
-POLICIES = ("slurm-tree", "gpupool", "gpupool-wait")
+POLICIES = ("slurm-tree", "slurm-block", "gpupool", "gpupool-wait")
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
 
@@ -63,25 +65,30 @@ class TraceCounts:
     unknown_partition: int = 0
     reordered: int = 0
     never_started: int = 0
+    no_pool: int = 0  # pool policies: the job's account owns no pool and there is no open pool or lending
+    too_large_for_pools: int = 0  # pool policies: larger than every set of hosts its account may use
     examples: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"too_large_for_fabric": self.too_large, "unknown_partition": self.unknown_partition,
                 "submit_reordered": self.reordered, "never_started": self.never_started,
+                "no_pool_for_account": self.no_pool,
+                "too_large_for_pools": self.too_large_for_pools,
                 "examples": dict(self.examples)}
 
 
 class _Pending:
-    __slots__ = ("job", "held", "multi")
+    __slots__ = ("job", "held", "multi", "order")
 
     def __init__(self, job: Job, multi: bool) -> None:
         self.job = job
         self.held = False
         self.multi = multi
+        self.order = 0  # admission order: where a requeued job goes back in the queue
 
 
 class _Running:
-    __slots__ = ("job", "start", "hosts", "gpus", "slots", "total", "expected_end")
+    __slots__ = ("job", "start", "hosts", "gpus", "slots", "total", "expected_end", "order")
 
     def __init__(self, job: Job, start: float, hosts: list[int], gpus: list[int], slots: list[int],
                  expected_end: float) -> None:
@@ -92,6 +99,7 @@ class _Running:
         self.slots = slots  # column of each host's row in the slot arrays
         self.total = sum(gpus)
         self.expected_end = expected_end
+        self.order = 0
 
 
 Placer = Callable[[np.ndarray, Job], "tuple[np.ndarray, np.ndarray, float] | None"]
@@ -136,6 +144,23 @@ def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
             hosts, gpus = arrays(allocation)
             return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
         return slurm_placer
+    if policy == "slurm-block":
+        from gpupool.fabric.blocks import fabric_blocks
+        from gpupool.placement.block import slurm_block_reference
+
+        layout = fabric_blocks(compiled)  # one base block per logical leaf, BlockSizes the fabric supports
+
+        def block_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
+            try:
+                allocation = slurm_block_reference(compiled, FreeState(free_gpus=free, usable=free > 0),
+                                                   request_of(job), layout)
+            except InfeasibleError:
+                return None
+            if not allocation:
+                return None
+            hosts, gpus = arrays(allocation)
+            return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
+        return block_placer
     raise UsageError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
 
 
@@ -265,17 +290,25 @@ class Simulator:
             return BLOCKED
         hosts, gpus, pair_hops = choice
         host_list, gpu_list = hosts.tolist(), gpus.tolist()
-        leaves, groups = self.capacity.spread(host_list)
-        hosts_needed = job.nodes or math.ceil(job.gpus / self.config.gpus_per_host)
-        min_leaves = self.capacity.min_leaves(hosts_needed)
         if self.wait and pj.multi and now < job.submit + self.config.wait_time:
-            allowed = self.config.wait_leaves or min_leaves
+            leaves, _groups = self.capacity.spread(host_list)
+            hosts_needed = job.nodes or math.ceil(job.gpus / self.config.gpus_per_host)
+            allowed = self.config.wait_leaves or self.capacity.min_leaves(hosts_needed)
             if leaves > allowed:
                 if not pj.held:
                     pj.held = True
                     self.metrics.held += 1
                     self._push(job.submit + self.config.wait_time, _WAKE, -1)
                 return HELD
+        self._commit(pj, now, host_list, gpu_list, pair_hops)
+        return STARTED
+
+    def _commit(self, pj: _Pending, now: float, host_list: list[int], gpu_list: list[int], pair_hops: float) -> int:
+        """Start the job on the chosen hosts; returns its running id."""
+        job = pj.job
+        leaves, groups = self.capacity.spread(host_list)
+        hosts_needed = job.nodes or math.ceil(job.gpus / self.config.gpus_per_host)
+        min_leaves = self.capacity.min_leaves(hosts_needed)
         extra_leaves = max(leaves - min_leaves, 0)
         extra_groups = max(groups - self.capacity.min_groups(hosts_needed), 0) if groups else 0
         factor = self.speed.slowdown(job.job_class, job.partition, extra_leaves, extra_groups) if leaves > 1 else 1.0
@@ -293,6 +326,7 @@ class Simulator:
             self.slot_end[h, s] = expected_end
             slots.append(s)
         record = _Running(job, now, host_list, gpu_list, slots, expected_end)
+        record.order = pj.order
         self.running[rid] = record
         bisect.insort(self.ends, (record.expected_end, rid))
         self._push(now + runtime, _END, rid)
@@ -300,13 +334,14 @@ class Simulator:
             self.starts.append((job.job_id, now, [self.compiled.host_names[h] for h in host_list]))
         record_info = (leaves, extra_leaves, pair_hops, factor, timed_out, len(host_list) > 1 or pj.multi)
         self._info[rid] = record_info
-        return STARTED
+        return rid
 
     def _push(self, time: float, kind: int, rid: int) -> None:
         self.seq += 1
         heapq.heappush(self.events, (time, kind, self.seq, rid))
 
-    def _finish(self, rid: int, now: float) -> None:
+    def _release(self, rid: int) -> tuple[_Running, tuple[int, int, float, float, bool, bool]]:
+        """Give a running job's GPUs back; returns its record and placement info."""
         record = self.running.pop(rid)
         k = bisect.bisect_left(self.ends, (record.expected_end, rid))
         del self.ends[k]
@@ -314,7 +349,10 @@ class Simulator:
         for h, slot in zip(record.hosts, record.slots, strict=True):
             self.slot_gpus[h, slot] = 0
             self.slot_end[h, slot] = np.inf
-        leaves, extra_leaves, pair_hops, factor, timed_out, multi = self._info.pop(rid)
+        return record, self._info.pop(rid)
+
+    def _finish(self, rid: int, now: float) -> None:
+        record, (leaves, extra_leaves, pair_hops, factor, timed_out, multi) = self._release(rid)
         job = record.job
         self.metrics.job_done(submit=job.submit, start=record.start, end=now, duration=job.duration, gpus=job.gpus,
                               multi_node=multi, leaves=leaves, extra_leaves=extra_leaves, pair_hops=pair_hops,
@@ -442,7 +480,7 @@ class Simulator:
             last_time = now
             while self.events and self.events[0][0] <= now:
                 _t, kind, _s, rid = heapq.heappop(self.events)
-                if kind == _END:
+                if kind == _END and rid in self.running:  # a preempted job's end event is stale
                     self._finish(rid, now)
                 self._changed = True
             fresh = 0
@@ -467,14 +505,25 @@ class Simulator:
 
 
 def simulate(compiled: CompiledFabric, jobs_factory: Callable[[], Iterable[Job]], policies: Iterable[str],
-             config: SimConfig, speed: SpeedModel) -> tuple[list[PolicyMetrics], TraceCounts]:
+             config: SimConfig, speed: SpeedModel,
+             layout: PoolLayout | None = None) -> tuple[list[PolicyMetrics], TraceCounts]:
     """Each policy over a fresh pass of the trace; trace counts come from the first pass."""
+    from gpupool.simulate.pooled import POOL_POLICIES, PooledSimulator, pool_tallies
+
     results: list[PolicyMetrics] = []
     first_counts: TraceCounts | None = None
     for policy in policies:
         counts = TraceCounts()
-        sim = Simulator(compiled, policy, config, speed, counts)
-        results.append(sim.run(jobs_factory()))
+        if policy in POOL_POLICIES:
+            if layout is None:
+                raise UsageError(f"policy {policy} needs a pools file (--pools)")
+            pooled = PooledSimulator(compiled, policy, config, speed, layout, counts)
+            metrics = pooled.run(jobs_factory())
+            metrics.pools = pool_tallies(pooled)
+            results.append(metrics)
+        else:
+            sim = Simulator(compiled, policy, config, speed, counts)
+            results.append(sim.run(jobs_factory()))
         if first_counts is None:
             first_counts = counts
     return results, first_counts or TraceCounts()

@@ -96,6 +96,9 @@ class PolicyMetrics:
     speed_factor_total: float = 0.0
     timeouts: int = 0
     held: int = 0  # gpupool-wait: multi-node jobs that waited for a better placement at least once
+    preemptions: int = 0  # pool policies: borrower jobs preempted and requeued (they restart from zero)
+    lost_gpu_seconds: float = 0.0  # GPU time the preempted runs had used: lost to the requeue
+    pools: dict[str, dict[str, float]] = field(default_factory=dict)  # pool policies: per-pool GPU-hours
     series_busy: dict[int, float] = field(default_factory=dict)  # time bin -> busy GPU-seconds
     series_idle: dict[int, float] = field(default_factory=dict)  # time bin -> idle GPU-seconds while jobs waited
 
@@ -121,6 +124,13 @@ class PolicyMetrics:
             self.pair_hops_total += pair_hops
             self.speed_factor_total += factor
         self.timeouts += int(timed_out)
+
+    def preempted(self, start: float, end: float, gpus: int) -> None:
+        """A run cut short by preemption: its GPUs were busy, and all of that work is lost to the requeue."""
+        self.preemptions += 1
+        self.lost_gpu_seconds += (end - start) * gpus
+        self.busy_gpu_seconds += (end - start) * gpus
+        self._spread(self.series_busy, start, end, gpus)
 
     def idle_while_waiting(self, start: float, end: float, free_gpus: int) -> None:
         if end > start and free_gpus > 0:
@@ -164,6 +174,10 @@ class PolicyMetrics:
             "mean_speed_factor_multi_node": round(self.speed_factor_total / multi, 4) if multi else None,
             "timeouts": self.timeouts,
             "held_for_placement": self.held,
+            "preemptions": self.preemptions,
+            "gpu_hours_lost_to_requeue": round(self.lost_gpu_seconds / 3600.0, 3),
+            **({"pools": {name: {k: round(v, 3) if isinstance(v, float) else v for k, v in tally.items()}
+                          for name, tally in self.pools.items()}} if self.pools else {}),
         }
 
     def utilisation_series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

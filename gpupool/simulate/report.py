@@ -108,6 +108,19 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
         ("timeouts (slowed past limit)", col(lambda p: p["timeouts"])),
         ("held for a better placement", col(lambda p: p["held_for_placement"])),
     ]
+    if any("pools" in p for p in policies):
+        rows += [
+            ("preemptions (requeued)", col(lambda p: p["preemptions"] if "pools" in p else None)),
+            ("GPU-h lost to requeue", col(lambda p: p["gpu_hours_lost_to_requeue"] if "pools" in p else None)),
+        ]
+        names: list[str] = []
+        for p in policies:
+            names += [n for n in p.get("pools", {}) if n not in names]
+        for name in names:
+            for key, label in (("owner_gpu_hours", "used by owners"), ("lent_gpu_hours", "lent"),
+                               ("borrowed_gpu_hours", "borrowed"), ("gpu_hours_lost_to_requeue", "lost to requeue")):
+                rows.append((f"pool {name}: GPU-h {label}",
+                             col(lambda p, n=name, k=key: p.get("pools", {}).get(n, {}).get(k))))
     return rows
 
 

@@ -37,6 +37,7 @@ class SyntheticSpec:
     amplitude: float = 0.5  # daily cycle: rate x (1 + amplitude x cos(2 pi (hour - peak) / 24))
     peak_hour: float = 14.0
     comm_heavy: float = 0.5  # share of multi-host jobs in the "comm-heavy" speed class
+    accounts: str = ""  # accounts jobs are drawn from, name:weight (`vision:50/nlp:30/speech:20`); "" = none
 
 
 def parse_spec(text: str) -> SyntheticSpec:
@@ -80,6 +81,27 @@ def _check(spec: SyntheticSpec) -> None:
         raise UsageError("synthetic workload: need jobs >= 0, load > 0, 0 <= multi <= 1, 0 <= amplitude < 1")
     if spec.median_s <= 0 or spec.sigma < 0 or spec.max_s <= 0 or spec.overestimate < 1 or spec.multi_scale <= 0:
         raise UsageError("synthetic workload: need median_s > 0, sigma >= 0, max_s > 0, overestimate >= 1")
+    _accounts(spec.accounts)
+
+
+def _accounts(text: str) -> tuple[list[str], np.ndarray]:
+    """`vision:50/nlp:30` -> (names, normalised weights); ([], []) for none."""
+    names: list[str] = []
+    weights: list[float] = []
+    for pair in filter(None, (p.strip() for p in text.split("/"))):
+        name, _, w = pair.partition(":")
+        try:
+            weight = float(w) if w else 1.0
+        except ValueError:
+            raise UsageError(f"synthetic workload: accounts {pair!r} is not name:weight") from None
+        if not name.strip() or weight < 0:
+            raise UsageError(f"synthetic workload: accounts {pair!r} needs a name and a non-negative weight")
+        names.append(name.strip())
+        weights.append(weight)
+    if names and sum(weights) <= 0:
+        raise UsageError("synthetic workload: accounts need a positive weight in total")
+    w = np.asarray(weights, dtype=np.float64)
+    return names, (w / w.sum() if names else w)
 
 
 def synthetic_jobs(spec: SyntheticSpec, *, total_gpus: int, gpus_per_host: int,
@@ -88,9 +110,11 @@ def synthetic_jobs(spec: SyntheticSpec, *, total_gpus: int, gpus_per_host: int,
     _check(spec)
     stats = stats if stats is not None else WorkloadStats()
     rng = np.random.default_rng(spec.seed)
+    account_rng = np.random.default_rng([spec.seed, 1])
     single_v, single_w = _weights(spec.single_gpus, "single_gpus")
     single_v = np.minimum(single_v, gpus_per_host)
     multi_v, multi_w = _weights(spec.multi_nodes, "multi_nodes")
+    account_names, account_w = _accounts(spec.accounts)
     mean_gpus = (1 - spec.multi) * float(single_v @ single_w) + spec.multi * float(multi_v @ multi_w) * gpus_per_host
     lognormal_mean = spec.median_s * math.exp(spec.sigma ** 2 / 2)
     mean_runtime = min(spec.max_s, lognormal_mean * ((1 - spec.multi) + spec.multi * spec.multi_scale))
@@ -119,10 +143,13 @@ def synthetic_jobs(spec: SyntheticSpec, *, total_gpus: int, gpus_per_host: int,
         runtime = np.minimum(np.maximum(np.round(median * np.exp(spec.sigma * rng.standard_normal(n))), 1.0), spec.max_s)
         limit = np.ceil(runtime * rng.uniform(1.0, 2 * spec.overestimate - 1, n) / 60.0) * 60.0
         heavy = is_multi & (rng.random(n) < spec.comm_heavy)
+        # A separate generator, so adding accounts leaves every other draw of the same seed unchanged.
+        account = account_rng.choice(len(account_names), n, p=account_w) if account_names else np.zeros(n, np.int64)
         for k in range(n):
             made += 1
             stats.lines += 1
             stats.jobs += 1
             yield Job(job_id=str(made), submit=float(arrivals[k]), duration=float(runtime[k]),
                       time_limit=float(limit[k]), gpus=int(gpus[k]), nodes=int(nodes[k]),
-                      job_class="comm-heavy" if heavy[k] else "default")
+                      job_class="comm-heavy" if heavy[k] else "default",
+                      account=account_names[account[k]] if account_names else "")

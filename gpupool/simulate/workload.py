@@ -23,7 +23,7 @@ from gpupool.errors import InputError, located
 from gpupool.fsutil import open_input
 
 # The exact export this reader expects (docs/simulate.md): one line per allocation (-X), all users.
-SACCT_FIELDS = ("JobIDRaw", "Partition", "Submit", "Start", "ElapsedRaw", "TimelimitRaw", "NNodes", "AllocTRES",
+SACCT_FIELDS = ("JobIDRaw", "Partition", "Account", "Submit", "Start", "ElapsedRaw", "TimelimitRaw", "NNodes", "AllocTRES",
                 "ReqTRES", "State")
 SACCT_COMMAND = ("sacct -a -X -P --noconvert --starttime=YYYY-MM-DD --endtime=now "
                  f"--format={','.join(SACCT_FIELDS)} > sacct.txt")
@@ -43,6 +43,7 @@ class Job:
     nodes: int = 0  # 0: any shape (--gpus=N); else whole per-node request (-N nodes --gres=gpu:gpus/nodes)
     partition: str = ""
     job_class: str = "default"
+    account: str = ""  # the Slurm account: pool policies attribute the job to the units owning pools
 
     @property
     def gpus_per_node(self) -> int:
@@ -226,7 +227,8 @@ def _sacct_job(row: dict[str, str], stats: WorkloadStats, where: str) -> Job | N
     # A per-node request when the GPUs split evenly over the nodes (-N n --gres=gpu:k), else any shape.
     shape_nodes = nodes if nodes >= 1 and gpus % nodes == 0 else 0
     return Job(job_id=job_id, submit=submit, duration=float(elapsed), time_limit=max(limit, float(elapsed)),
-               gpus=gpus, nodes=shape_nodes, partition=row.get("Partition", "").strip())
+               gpus=gpus, nodes=shape_nodes, partition=row.get("Partition", "").strip(),
+               account=row.get("Account", "").strip())
 
 
 # ---------------------------------------------------------------------------------------------- sacct --json
@@ -304,7 +306,7 @@ def _json_job(item: Any, stats: WorkloadStats, where: str) -> Job | None:
     partition = str(item.get("partition") or "")
     shape_nodes = nodes if nodes >= 1 and gpus % nodes == 0 else 0
     return Job(job_id=str(job_id), submit=submit, duration=elapsed, time_limit=max(limit, elapsed), gpus=gpus,
-               nodes=shape_nodes, partition=partition)
+               nodes=shape_nodes, partition=partition, account=str(item.get("account") or ""))
 
 
 def _json_tres(entries: Any, kind: str) -> float:
@@ -392,9 +394,10 @@ def read_swf(path: str, stats: WorkloadStats, *, gpus_per_processor: Fraction = 
             nodes = 0
         limit = req_time if req_time > 0 else run
         part = f"{int(partition)}" if partition >= 0 else (f"q{int(queue)}" if queue >= 0 else "")
+        group = values[12]  # SWF has no accounts: the group id stands for the unit (`g3`)
         stats.jobs += 1
         yield Job(job_id=str(int(job_number)), submit=submit, duration=run, time_limit=max(limit, run), gpus=gpus,
-                  nodes=nodes, partition=part)
+                  nodes=nodes, partition=part, account=f"g{int(group)}" if group >= 0 else "")
 
 
 def _is_number(text: str) -> bool:

@@ -141,3 +141,22 @@ def test_single_host_cost_fast_path_matches_the_definition() -> None:
     assert cost_of(rails, {"gpu001": 4}).to_json() == {"pair_hops_sum": 0, "mean_hops": 0.0, "max_hops": 0,
                                                        "leaf_switches": 2, "groups": 0}
     assert cost_of(SMALL, {"gpu003": 1}).leaf_switches == 1
+
+
+def test_slurm_block_keeps_each_job_inside_one_base_block() -> None:
+    """topology/block: a job of at most one base block's nodes lives in one base block (one leaf here),
+    waiting if need be; slurm-tree spreads some of the same jobs over leaves."""
+    from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
+
+    compiled = compile_fabric(fat_tree(4, 4, 2))  # 4 leaves x 4 hosts: base blocks of 4 hosts
+    index = compiled.host_index()
+    leaf = compiled.host_tree_leaf.tolist()
+    spec = parse_spec("synthetic:jobs=300,seed=4,load=1.1,multi=0.4,multi_nodes=2:50/3:30/4:20")
+    spread: dict[str, int] = {}
+    for policy in ("slurm-block", "slurm-tree"):
+        sim = Simulator(compiled, policy, SimConfig(gpus_per_host=8, record_starts=True), SpeedModel())
+        sim.run(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
+        assert len(sim.starts) == 300
+        spread[policy] = sum(len({leaf[index[h]] for h in hosts}) > 1 for _j, _s, hosts in sim.starts)
+    assert spread["slurm-block"] == 0
+    assert spread["slurm-tree"] > 0

@@ -20,7 +20,8 @@ from gpupool.simulate.workload import (
     read_workload,
 )
 
-HEADER = "|".join(SACCT_FIELDS)
+# An export without Account (made before pool policies asked for it) still reads.
+HEADER = "|".join(f for f in SACCT_FIELDS if f != "Account")
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:
