@@ -48,6 +48,7 @@ from gpupool.pools.status import (
     account_statuses,
     definitions_from_file,
     definitions_from_fragment,
+    gpu_tally,
     parse_sshare_tree,
 )
 
@@ -155,7 +156,8 @@ def pools_at_present(run: CommandRunner, config: Config, pools_file: str | None,
                      fabric_path: str | None) -> list[PoolNow]:
     """GPUs per pool now: total, used by owners, lent, borrowed (`scontrol show job`)."""
     definitions, nodes = pool_definitions(run, config, pools_file, fragment_option, fabric_path)
-    return pools_now(definitions, nodes, parse_jobs(run(["scontrol", "-o", "-d", "show", "job"])))
+    return pools_now(definitions, lambda hosts: gpu_tally(hosts, nodes),
+                     parse_jobs(run(["scontrol", "-o", "-d", "show", "job"])))
 
 
 def read_findings_document(path: str, what: str) -> tuple[str, list[Finding]]:

@@ -8,7 +8,7 @@ docs/observe.md lists every family.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,11 +107,13 @@ class PoolNow:
         return max(0, self.capacity - self.used - self.down)
 
 
-def pools_now(definitions: Iterable[Any], nodes: dict[str, Any], jobs: Iterable[Any]) -> list[PoolNow]:
+def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any], jobs: Iterable[Any]
+              ) -> list[PoolNow]:
     """Per pool (not the scavenger partition): capacity, used, down, lent and borrowed GPUs now.
 
-    `definitions` are `gpupool.pools.status.PoolDefinition`s, `nodes` `parse_nodes` output and
-    `jobs` `parse_jobs` output; borrowing is booked to the first pool (by name) the account owns.
+    `definitions` are `gpupool.pools.status.PoolDefinition`s, `tally(hosts)` is
+    `gpupool.pools.status.gpu_tally` over Slurm's nodes (one owner of that count) and `jobs`
+    `parse_jobs` output; borrowing is booked to the first pool (by name) the account owns.
     """
     pools = [d for d in definitions if d.role != "scavenger"]
     pool_of_node: dict[str, Any] = {}
@@ -136,17 +138,9 @@ def pools_now(definitions: Iterable[Any], nodes: dict[str, Any], jobs: Iterable[
                 borrowed[home[job.account]] += gpus
     result = []
     for d in pools:
-        capacity = used = down = 0
-        for host in d.nodes:
-            node = nodes.get(host)
-            if node is None:
-                continue
-            capacity += node.gpus
-            busy = min(node.gpus_used, node.gpus)
-            used += busy
-            if node.down:
-                down += node.gpus - busy
-        result.append(PoolNow(d.name, tuple(sorted(d.owners)), capacity, used, down, lent[d.name], borrowed[d.name]))
+        gpus = tally(d.nodes)
+        result.append(PoolNow(d.name, tuple(sorted(d.owners)), gpus.total, gpus.allocated, gpus.down, lent[d.name],
+                              borrowed[d.name]))
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from gpupool.hostlist import expand as expand_hostlist
@@ -109,6 +110,34 @@ def definitions_from_fragment(fragment: Fragment, partitions: dict[str, dict[str
     return result
 
 
+@dataclass(frozen=True)
+class GpuTally:
+    """GPUs on a set of hosts now (the one tally `pool status` and the pool metrics share)."""
+
+    total: int
+    allocated: int
+    down: int  # idle GPUs on down or draining nodes
+
+    @property
+    def idle(self) -> int:
+        return max(0, self.total - self.allocated - self.down)
+
+
+def gpu_tally(hosts: Iterable[str], nodes: dict[str, SlurmNode]) -> GpuTally:
+    """Configured, allocated and down GPUs over `hosts`; hosts Slurm does not report count for nothing."""
+    total = allocated = down = 0
+    for host in hosts:
+        node = nodes.get(host)
+        if node is None:
+            continue
+        total += node.gpus
+        used = min(node.gpus_used, node.gpus)
+        allocated += used
+        if node.down:
+            down += node.gpus - used  # GPUs still busy on a draining node count as allocated
+    return GpuTally(total, allocated, down)
+
+
 def pool_statuses(definitions: list[PoolDefinition], nodes: dict[str, SlurmNode], jobs: list[Job]
                   ) -> list[PoolStatus]:
     from gpupool.pools.nodes import fold_hostlist
@@ -116,16 +145,7 @@ def pool_statuses(definitions: list[PoolDefinition], nodes: dict[str, SlurmNode]
     result = []
     for pool in definitions:
         members = set(pool.nodes)
-        total = allocated = down = 0
-        for host in pool.nodes:
-            node = nodes.get(host)
-            if node is None:
-                continue
-            total += node.gpus
-            used = min(node.gpus_used, node.gpus)
-            allocated += used
-            if node.down:
-                down += node.gpus - used  # GPUs still busy on a draining node count as allocated
+        tally = gpu_tally(pool.nodes, nodes)
         borrowed = 0
         running = pending = pending_gpus = 0
         owners = set(pool.owners)
@@ -144,8 +164,8 @@ def pool_statuses(definitions: list[PoolDefinition], nodes: dict[str, SlurmNode]
                 pending_gpus += job.gpus
         result.append(PoolStatus(
             name=pool.name, role=pool.role, nodes=fold_hostlist(pool.nodes), owners=sorted(pool.owners),
-            gpus_total=total, gpus_allocated=allocated, gpus_idle=max(0, total - allocated - down),
-            gpus_down=down, gpus_borrowed=borrowed, jobs_running=running, jobs_pending=pending,
+            gpus_total=tally.total, gpus_allocated=tally.allocated, gpus_idle=tally.idle,
+            gpus_down=tally.down, gpus_borrowed=borrowed, jobs_running=running, jobs_pending=pending,
             gpus_pending=pending_gpus))
     return result
 
