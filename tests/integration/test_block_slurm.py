@@ -3,7 +3,9 @@ the cluster default, blocks beside it) and a partition `blk` with Topology=block
 `TopologyPlugin=topology/block` with gpupool's slurm-block topology.conf (partition `gpu`).
 
 Over random fragmented states (random nodes drained), `gpupool plan --partition P` must never
-use more base blocks than Slurm's own choice (`sbatch --test-only` on the same state), and jobs
+use more base blocks than Slurm's own choice (`sbatch --test-only` on the same state), gpupool's
+model of that choice (`slurm_reference`, which `simulate --policies slurm-block` replays) must pick
+Slurm's exact nodes in at least 95% of the states, and jobs
 `gpupool submit` places must run on exactly the planned nodes. Blocks are read from the file
 Slurm loaded by the test's own reader, never from gpupool.
 
@@ -174,6 +176,8 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
           f"({', '.join(f'{key} {value:.0f}s' for key, value in spent.items())})")
     assert compared >= states, f"only {compared} of {case + 1} states could start now"
     assert submitted >= 1
+    # The simulator's slurm-block policy is this model: it must pick Slurm's own nodes (issue #16: >= 95%).
+    assert reference_same >= 0.95 * compared, f"model of Slurm's block choice exact in {reference_same}/{compared}"
 
     # Nothing fits now (one busy node in every block), everything would later: gpupool submits
     # without a node list and without --switches, waiting for whole base blocks with --segment.
