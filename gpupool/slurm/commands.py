@@ -175,7 +175,7 @@ class CommandsClient:
     def preemption(self) -> PreemptionConfig:
         """slurm.conf's PreemptType/PreemptExemptTime and the QOS preemption table (sacctmgr);
         without reachable accounting the QOS part is empty and `qos_known` False."""
-        config = self._run(["scontrol", "show", "config"]).stdout
+        config = self.config()
         try:
             rows: list[dict[str, str]] | None = self.sacctmgr_show("qos", parse.QOS_PREEMPT_FIELDS)
         except (EnvError, SlurmCommandError):

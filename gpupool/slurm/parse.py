@@ -491,20 +491,9 @@ def duration_seconds(text: str | None) -> int | None:
 QOS_PREEMPT_FIELDS = ("Name", "Preempt", "PreemptMode", "PreemptExemptTime")
 
 
-def config_values(text: str) -> dict[str, str]:
-    """``scontrol show config`` -> {key: value} (first ``key = value`` per line)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() and " " not in key.strip():
-            out.setdefault(key.strip(), value.strip())
-    return out
-
-
-def preemption_from(config_text: str, qos_rows: list[dict[str, str]] | None) -> PreemptionConfig:
-    """slurm.conf's preemption settings and, per QOS (``sacctmgr -nP show qos format=`` +
+def preemption_from(config: Mapping[str, str], qos_rows: list[dict[str, str]] | None) -> PreemptionConfig:
+    """slurm.conf's preemption settings (`config_from_scontrol` output) and, per QOS (``sacctmgr -nP show qos format=`` +
     QOS_PREEMPT_FIELDS rows; None when accounting cannot be read), exempt time, Preempt and mode."""
-    config = config_values(config_text)
     exempt: dict[str, int] = {}
     preempts: dict[str, tuple[str, ...]] = {}
     modes: dict[str, str] = {}

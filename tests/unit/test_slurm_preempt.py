@@ -40,7 +40,7 @@ def _qos_rows() -> list[dict[str, str]]:
 
 
 def _config() -> PreemptionConfig:
-    return parse.preemption_from(_text("scontrol-show-config-22.05.txt"), _qos_rows())
+    return parse.preemption_from(parse.config_from_scontrol(_text("scontrol-show-config-22.05.txt")), _qos_rows())
 
 
 NODE_PARTITIONS = {f"gpu{i:03d}": ("gpu", "scavenger", "vision" if 4 <= i <= 9 else "llm") for i in range(1, 13)}
@@ -83,7 +83,7 @@ def test_preemption_settings_from_config_and_sacctmgr() -> None:
     assert config.qos_exempt_s == {"scavenger": 300}
     assert config.qos_mode == {"normal": "CLUSTER", "scavenger": "REQUEUE"}
     assert config.qos_known
-    assert not parse.preemption_from(_text("scontrol-show-config-22.05.txt"), None).qos_known
+    assert not parse.preemption_from(parse.config_from_scontrol(_text("scontrol-show-config-22.05.txt")), None).qos_known
 
 
 def test_commands_backend_reads_config_and_qos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
