@@ -132,11 +132,22 @@ def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
             hosts, gpus = arrays(p.allocation)
             return hosts, gpus, p.cost.mean_hops
         return gpupool_placer
-    if policy == "slurm-tree":
+    if policy in ("slurm-tree", "slurm-block"):
+        if policy == "slurm-tree":
+            def choose(state: FreeState, request: Request) -> dict[str, int] | None:
+                return slurm_reference(compiled, state, request)[1]
+        else:
+            from gpupool.fabric.blocks import fabric_blocks
+            from gpupool.placement.block import slurm_block_reference
+
+            layout = fabric_blocks(compiled)  # one base block per logical leaf, BlockSizes the fabric supports
+
+            def choose(state: FreeState, request: Request) -> dict[str, int] | None:
+                return slurm_block_reference(compiled, state, request, layout)
+
         def slurm_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
             try:
-                _mode, allocation = slurm_reference(compiled, FreeState(free_gpus=free, usable=free > 0),
-                                                    request_of(job))
+                allocation = choose(FreeState(free_gpus=free, usable=free > 0), request_of(job))
             except InfeasibleError:
                 return None
             if not allocation:
@@ -144,23 +155,6 @@ def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
             hosts, gpus = arrays(allocation)
             return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
         return slurm_placer
-    if policy == "slurm-block":
-        from gpupool.fabric.blocks import fabric_blocks
-        from gpupool.placement.block import slurm_block_reference
-
-        layout = fabric_blocks(compiled)  # one base block per logical leaf, BlockSizes the fabric supports
-
-        def block_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
-            try:
-                allocation = slurm_block_reference(compiled, FreeState(free_gpus=free, usable=free > 0),
-                                                   request_of(job), layout)
-            except InfeasibleError:
-                return None
-            if not allocation:
-                return None
-            hosts, gpus = arrays(allocation)
-            return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
-        return block_placer
     raise UsageError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
 
 
