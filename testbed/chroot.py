@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from testbed.config import REPO
+from testbed.config import CHROOT_SUITES, HOST_VIEW, REPO
 from testbed.errors import EXIT_DOWN, EXIT_ENV, TestbedError
 
 # Bump when the build steps change, so cached chroots made by older steps are not reused.
@@ -34,7 +34,7 @@ BUILD_VERSION = "1"
 CHROOT_PACKAGES = ("slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
                    "mariadb-client")
 # The Slurm release each Debian suite ships (trixie: 24.11.5, sid: 26.05.x at the time of writing).
-SUITES = {"24.11": "trixie", "26.05": "sid"}
+SUITES = CHROOT_SUITES
 DEFAULT_CACHE = Path("/var/cache/gpupool-testbed")
 APT_CONF = 'Acquire::Check-Valid-Until "false";\nAPT::Install-Recommends "false";\n'
 
@@ -168,20 +168,25 @@ def _run_logged(argv: Sequence[str], log: Path, what: str, timeout: float) -> No
         raise TestbedError(f"{what} failed (exit {proc.returncode}; log {log})", EXIT_ENV, tail)
 
 
-def inside_argv(root: Path, argv: Sequence[str], binds: Sequence[Path] = ()) -> list[str]:
+def inside_argv(root: Path, argv: Sequence[str], binds: Sequence[Path] = (),
+                host_view: bool = False) -> list[str]:
     """argv run inside root in a private mount namespace with /proc, /dev, /sys and binds mounted
-    at their own paths; the process keeps its pid through unshare, sh and chroot (all exec)."""
-    script = ['set -e', 'PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"', 'r="$1"; shift', 'n="$1"; shift',
-              'mount -t proc proc "$r/proc"', 'mount --rbind /dev "$r/dev"',
-              'mount --rbind /sys "$r/sys"',
-              'i=0; while [ "$i" -lt "$n" ]; do mkdir -p "$r$1"; mount --bind "$1" "$r$1"; '
-              'shift; i=$((i+1)); done',
-              # Keep the caller's working directory where it is bound inside, else /.
-              'd="$(pwd)"',
-              # The chroot's own PATH: the host's could lead back to our wrappers (bound via /tmp).
-              'exec chroot "$r" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin '
-              '/bin/sh -c \'cd "$1" 2>/dev/null || cd /; shift; exec "$@"\' '
-              'sh "$d" "$@"']
+    at their own paths (and, with host_view, the host's whole mount tree at HOST_VIEW, for the
+    job scripts a slurmd runs there); the process keeps its pid through unshare, sh and chroot."""
+    script = ['set -e', 'PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"', 'r="$1"; shift', 'n="$1"; shift']
+    if host_view:  # first, so the copy holds the host's mounts and not the chroot's own
+        script += [f'mkdir -p "$r{HOST_VIEW}"', f'mount --rbind / "$r{HOST_VIEW}"']
+    script += [
+        'mount -t proc proc "$r/proc"', 'mount --rbind /dev "$r/dev"',
+        'mount --rbind /sys "$r/sys"',
+        'i=0; while [ "$i" -lt "$n" ]; do mkdir -p "$r$1"; mount --bind "$1" "$r$1"; '
+        'shift; i=$((i+1)); done',
+        # Keep the caller's working directory where it is bound inside, else /.
+        'd="$(pwd)"',
+        # The chroot's own PATH: the host's could lead back to our wrappers (bound via /tmp).
+        'exec chroot "$r" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin '
+        '/bin/sh -c \'cd "$1" 2>/dev/null || cd /; shift; exec "$@"\' '
+        'sh "$d" "$@"']
     return [shutil.which("unshare") or "/usr/bin/unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script),
             "sh", str(root), str(len(binds)), *[str(b) for b in binds], *argv]
 

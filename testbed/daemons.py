@@ -31,6 +31,7 @@ from testbed.chroot import (
     write_wrappers,
 )
 from testbed.config import (
+    CHROOT_SUITES,
     CLIENT_COMMANDS,
     CLUSTER_NAME,
     DEBIAN_PACKAGES,
@@ -46,9 +47,12 @@ from testbed.config import (
     dragonfly_args,
     env_exports,
     fat_tree_args,
+    host_script_shim,
     hosts_from_topology_conf,
+    job_scripts,
     render_cgroup_conf,
     render_gres_conf,
+    render_host_script_shim,
     render_slurm_conf,
     render_slurmdbd_conf,
 )
@@ -101,29 +105,31 @@ def daemon_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[
 
 
 def spawn(settings: Settings, daemon: str, argv: Sequence[str], *, stdin: int | None = None,
-          extra_env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+          extra_env: dict[str, str] | None = None, cwd: Path | None = None,
+          host_view: bool = False) -> subprocess.Popen[bytes]:
     """Start argv in its own session with stdout/stderr appended to log/<daemon>.out."""
     lay = Layout(settings.state_dir)
     out_path = lay.log / f"{daemon}.out"
     with open(out_path, "ab") as out:
         proc = subprocess.Popen(
-            release_argv(settings, argv), stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=out,
+            release_argv(settings, argv, host_view), stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, env=daemon_env(settings, extra_env), cwd=cwd or lay.root,
             start_new_session=True, close_fds=True)
     write_pid(lay, daemon, proc.pid)
     return proc
 
 
-def release_argv(settings: Settings, argv: Sequence[str]) -> list[str]:
+def release_argv(settings: Settings, argv: Sequence[str], host_view: bool = False) -> list[str]:
     """argv of a Slurm-side program (daemon, mariadb-install-db) for the testbed's Slurm release:
     as is for the host's, the prefix's Slurm daemon for a source-built release (testbed/prefix.py),
-    else inside that release's chroot (same pid: everything execs)."""
+    else inside that release's chroot (same pid: everything execs; host_view for a slurmd, whose
+    job scripts run in the host's userland)."""
     if settings.slurm == HOST_SLURM:
         return list(argv)
     if source_prefix.is_prefix_release(settings.slurm):
         return source_prefix.daemon_argv(source_prefix.prefix_of(settings.slurm), argv)
     chroot = chroot_for(settings.slurm)
-    return inside_argv(chroot.root, argv, host_binds(settings.state_dir))
+    return inside_argv(chroot.root, argv, host_binds(settings.state_dir), host_view)
 
 
 def ensure_release(settings: Settings) -> None:
@@ -442,6 +448,9 @@ def write_configs(settings: Settings, nodes: list[str]) -> None:
     fragment = lay.slurm_conf.parent / POOLS_FRAGMENT
     if not fragment.exists():  # an `include` of a missing file stops every Slurm command
         atomic_write(fragment, "# partitions written by `gpupool pool apply`\n")
+    if settings.slurm in CHROOT_SUITES:
+        for key, program in job_scripts(settings).items():
+            atomic_write(host_script_shim(settings, key), render_host_script_shim(settings, key, program), 0o755)
     atomic_write(lay.slurm_conf, render_slurm_conf(settings, nodes))
     atomic_write(lay.gres_conf, render_gres_conf(settings, nodes))
     cgroup = render_cgroup_conf(settings)
@@ -563,7 +572,7 @@ def start_slurmds(settings: Settings, nodes: Sequence[str]) -> dict[str, subproc
         if read_pid(lay, f"slurmd-{name}"):
             continue
         (lay.spool / "slurmd" / name).mkdir(parents=True, exist_ok=True)
-        procs[name] = spawn(settings, f"slurmd-{name}", ["slurmd", "-D", "-N", name])
+        procs[name] = spawn(settings, f"slurmd-{name}", ["slurmd", "-D", "-N", name], host_view=True)
     return procs
 
 
@@ -605,7 +614,7 @@ def wait_nodes_ready(settings: Settings, nodes: Sequence[str],
             if "Unable to bind listen port" in tail(log, 3) and restarts.get(name, 0) < 3:
                 restarts[name] = restarts.get(name, 0) + 1
                 time.sleep(1)
-                procs[name] = spawn(settings, f"slurmd-{name}", ["slurmd", "-D", "-N", name])
+                procs[name] = spawn(settings, f"slurmd-{name}", ["slurmd", "-D", "-N", name], host_view=True)
                 continue
             raise daemon_failed(f"slurmd -N {name}", f"exited with {proc.returncode}",
                                 log, lay.log / f"slurmd-{name}.out")

@@ -81,3 +81,36 @@ def test_unknown_release_is_a_usage_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "invalid choice: '23.02'" in proc.stderr
+
+
+def test_host_view_is_mounted_before_the_chroot_mounts_and_only_when_asked(tmp_path: Path) -> None:
+    plain = chroot.inside_argv(tmp_path / "root", ["slurmd"], [Path("/tmp")])
+    viewed = chroot.inside_argv(tmp_path / "root", ["slurmd"], [Path("/tmp")], host_view=True)
+    assert "--rbind / " not in plain[plain.index("-c") + 1]
+    script = viewed[viewed.index("-c") + 1]
+    assert script.index(f'mount --rbind / "$r{config.HOST_VIEW}"') < script.index('mount -t proc')
+
+
+def test_chroot_release_runs_job_scripts_through_a_shim_into_the_host_userland(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    program = tmp_path / "my prolog"
+    program.write_text('#!/bin/sh\necho "args=$*"\necho "cwd=$(pwd)"\necho "path=$PATH"\n')
+    program.chmod(0o755)
+    s = config.Settings(state_dir=state, slurm="26.05", prolog=str(program), task_prolog="/t")
+    lines = config.render_slurm_conf(s, ["gpu001"]).splitlines()
+    shim = config.host_script_shim(s, "Prolog")
+    assert f"Prolog={shim}" in lines and f"TaskProlog={config.host_script_shim(s, 'TaskProlog')}" in lines
+    assert not any(line.startswith("Epilog=") for line in lines)
+    host = config.Settings(state_dir=state, prolog=str(program))  # the host's release: no shim
+    assert f"Prolog={program}" in config.render_slurm_conf(host, ["gpu001"]).splitlines()
+    text = config.render_host_script_shim(s, "Prolog", str(program))
+    head = f"exec /usr/sbin/chroot {config.HOST_VIEW} "
+    assert head in text
+    # Run it with the chroot step left out (we are already in the host's userland).
+    workdir = tmp_path / "job dir"
+    workdir.mkdir()
+    out = subprocess.run(["sh", "-c", text.replace(head, "exec "), "shim", "x y", "z"], capture_output=True,
+                         text=True, cwd=workdir, check=True).stdout.splitlines()
+    assert out[0] == "args=x y z" and out[1] == f"cwd={workdir}"
+    path = out[2].removeprefix("path=").split(":")
+    assert path[0] == str(state / "bin") and "/usr/bin" in path  # this release's clients first
