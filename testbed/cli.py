@@ -13,6 +13,8 @@ the marker GPUPOOL_TESTBED_MARK=<state dir> in its environment, so `down` stops 
 daemon from a Debian chroot (trixie, sid) that `up` builds with debootstrap on first use and caches
 in /var/cache/gpupool-testbed ($GPUPOOL_TESTBED_CACHE); each daemon runs in its own mount namespace
 (unshare), so no mount outlives it. `env` puts wrappers for the chroot's commands first on PATH.
+--prolog/--epilog/--task-prolog name host programs: a chroot's slurmd, which sees the host's root
+at /run/gpupool-host, runs them there (chroot back) with the testbed's PATH.
 25.11 (in no Debian suite) runs the Slurm daemons of the prefix scripts/build-slurm-25.11 builds
 from the vendored source (cached; about an hour cold) with the host's munged and MariaDB; `env`
 puts links to its commands first on PATH and the pyslurm built against it on PYTHONPATH.

@@ -244,9 +244,11 @@ def marked_processes(state_dir: Path) -> set[int]:
     process in a mount namespace of ours (a chroot release's slurmstepd detaches from slurmd and
     drops our marker, but stays in the namespace its slurmd was started in)."""
     mark = f"{MARK_VAR}={state_dir}".encode()
+    any_mark = f"{MARK_VAR}=".encode()
     parents: dict[int, int] = {}
     namespaces: dict[int, str] = {}
     marked: set[int] = set()
+    foreign: set[int] = set()  # daemons of another testbed (their marker names another state dir)
     me = os.getpid()
     host_ns = _mount_namespace(me)
     for entry in os.listdir("/proc"):
@@ -259,17 +261,22 @@ def marked_processes(state_dir: Path) -> set[int]:
             stat_text = Path(f"/proc/{pid}/stat").read_text()
             parents[pid] = int(stat_text[stat_text.rindex(")") + 2:].split()[1])
             namespaces[pid] = _mount_namespace(pid)
-            if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if mark in environ:
                 marked.add(pid)
+            elif any(var.startswith(any_mark) for var in environ):
+                foreign.add(pid)
         except (OSError, ValueError):
             continue
     live_ns = {namespaces.get(pid) for pid in marked} - {host_ns, "", None}
     marked |= {pid for pid, ns in namespaces.items() if ns in live_ns}
     # A recorded namespace no daemon of ours holds any more may be gone and its number reused by
     # someone else's (a chroot wrapper's `scontrol` was seen in one): there, only Slurm's own
-    # detached processes count (inside a chroot, or slurmstepd); their jobs follow as descendants.
+    # detached processes count (inside a chroot, or slurmstepd), never another testbed's daemons
+    # (seen: a parallel run's munged in a reused number); their jobs follow as descendants.
     dead_ns = recorded_namespaces(state_dir) - live_ns - {host_ns, ""}
-    marked |= {pid for pid, ns in namespaces.items() if ns in dead_ns and _slurm_side(pid)}
+    marked |= {pid for pid, ns in namespaces.items()
+               if ns in dead_ns and pid not in foreign and _slurm_side(pid)}
     changed = True
     while changed:
         changed = False

@@ -92,3 +92,37 @@ def test_a_recorded_namespace_no_daemon_holds_counts_only_slurm_side_processes(t
     finally:
         stranger.kill()
         stranger.wait(5)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare --mount and chroot need root")
+@pytest.mark.parametrize("marker", ["another testbed", "none"])
+def test_a_chrooted_process_in_a_recorded_namespace_is_ours_unless_another_testbed_marks_it(
+        tmp_path: Path, marker: str) -> None:
+    # Parallel testbeds of chroot releases: a namespace number we recorded may be reused by another
+    # testbed's munged (inside its chroot). Only unmarked chrooted processes (detached job steps) are ours.
+    from testbed import daemons
+
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != config.MARK_VAR}
+    if marker != "none":
+        env[config.MARK_VAR] = str(tmp_path / "other-state")
+    script = f'mount --bind / "{root}" && exec chroot "{root}" sleep 30'
+    chrooted = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                                env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if os.readlink(f"/proc/{chrooted.pid}/root") == str(root):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        (tmp_path / "run").mkdir()
+        daemons.namespaces_file(tmp_path).write_text(os.readlink(f"/proc/{chrooted.pid}/ns/mnt") + "\n")
+        found = daemons.marked_processes(tmp_path)
+        assert (chrooted.pid in found) == (marker == "none")
+    finally:
+        chrooted.kill()
+        chrooted.wait(5)
