@@ -110,17 +110,18 @@ def test_a_chrooted_process_in_a_recorded_namespace_is_ours_unless_another_testb
     script = f'mount --bind / "{root}" && exec chroot "{root}" sleep 30'
     chrooted = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                                 env=env, start_new_session=True)
+    proc_dir = Path("/proc", str(chrooted.pid))
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if os.readlink(f"/proc/{chrooted.pid}/root") == str(root):
+                if os.readlink(proc_dir / "root") == str(root):
                     break
             except OSError:
                 pass
             time.sleep(0.05)
         (tmp_path / "run").mkdir()
-        daemons.namespaces_file(tmp_path).write_text(os.readlink(f"/proc/{chrooted.pid}/ns/mnt") + "\n")
+        daemons.namespaces_file(tmp_path).write_text(os.readlink(proc_dir / "ns" / "mnt") + "\n")
         found = daemons.marked_processes(tmp_path)
         assert (chrooted.pid in found) == (marker == "none")
     finally:
