@@ -194,6 +194,10 @@ class Layout:
         return self.mysql_dir / "data"
 
     @property
+    def mysql_tmp(self) -> Path:
+        return self.mysql_dir / "tmp"
+
+    @property
     def mysql_socket(self) -> Path:
         return self.mysql_dir / "mysqld.sock"
 

@@ -497,29 +497,44 @@ def mysql_client(lay: Layout, sql: str, env: dict[str, str]) -> subprocess.Compl
                     "--batch", "-e", sql], env, timeout=30)
 
 
-def start_mariadb(settings: Settings) -> None:
+def mariadb_install_argv(settings: Settings) -> list[str]:
     lay = Layout(settings.state_dir)
-    env = daemon_env(settings)
-    lay.mysql_dir.mkdir(parents=True, exist_ok=True)
-    if not (lay.mysql_data / "mysql").is_dir():
-        shutil.rmtree(lay.mysql_data, ignore_errors=True)
-        with open(lay.log / "mariadb-install.log", "w") as out:
-            proc = subprocess.run(
-                release_argv(settings, ["mariadb-install-db", "--no-defaults", f"--datadir={lay.mysql_data}", f"--user={RUN_AS}",
-                 "--auth-root-authentication-method=socket", "--skip-test-db"]),
-                stdout=out, stderr=subprocess.STDOUT, env=env, timeout=180)
-        if proc.returncode != 0:
-            raise daemon_failed("mariadb-install-db", f"failed (exit {proc.returncode})",
-                                lay.log / "mariadb-install.log")
-    proc = spawn(settings, "mariadb", [
+    # Arguments it does not know go to mariadbd unquoted: the state dir must have no blanks.
+    return ["mariadb-install-db", "--no-defaults", f"--datadir={lay.mysql_data}", f"--user={RUN_AS}",
+            f"--tmpdir={lay.mysql_tmp}", "--auth-root-authentication-method=socket", "--skip-test-db"]
+
+
+def mariadbd_argv(settings: Settings) -> list[str]:
+    lay = Layout(settings.state_dir)
+    return [
         "mariadbd", "--no-defaults", f"--datadir={lay.mysql_data}", f"--socket={lay.mysql_socket}",
         f"--port={settings.mysql_port}", "--bind-address=127.0.0.1", f"--user={RUN_AS}",
         f"--pid-file={lay.mysql_dir}/mariadbd.pid", f"--log-error={lay.log_file('mariadb')}",
+        # A tmpdir of its own: at startup mariadbd deletes every #sql* file in its tmpdir, which in
+        # a shared /tmp are the temporary tables of another testbed's MariaDB being installed (seen).
+        f"--tmpdir={lay.mysql_tmp}",
         "--skip-name-resolve", "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M",
         "--innodb-lock-wait-timeout=900", "--max-connections=200",
         # MariaDB 11.x defaults to snapshot isolation, which slurmdbd >= 25.05 refuses; `loose-`
         # keeps older MariaDB (no such option) starting.
-        *([] if settings.slurm == HOST_SLURM else ["--loose-innodb-snapshot-isolation=OFF"])])
+        *([] if settings.slurm == HOST_SLURM else ["--loose-innodb-snapshot-isolation=OFF"])]
+
+
+def start_mariadb(settings: Settings) -> None:
+    lay = Layout(settings.state_dir)
+    env = daemon_env(settings)
+    lay.mysql_dir.mkdir(parents=True, exist_ok=True)
+    lay.mysql_tmp.mkdir(parents=True, exist_ok=True)
+    if not (lay.mysql_data / "mysql").is_dir():
+        shutil.rmtree(lay.mysql_data, ignore_errors=True)
+        with open(lay.log / "mariadb-install.log", "w") as out:
+            proc = subprocess.run(
+                release_argv(settings, mariadb_install_argv(settings)),
+                stdout=out, stderr=subprocess.STDOUT, env=env, timeout=180)
+        if proc.returncode != 0:
+            raise daemon_failed("mariadb-install-db", f"failed (exit {proc.returncode})",
+                                lay.log / "mariadb-install.log")
+    proc = spawn(settings, "mariadb", mariadbd_argv(settings))
 
     def ready() -> bool:
         if not unix_socket_ready(lay.mysql_socket):

@@ -178,3 +178,13 @@ def test_ibsim_limits_grow_with_the_net_file() -> None:
     big = "".join(f'Switch\t64 "S-{i}"\n\n' for i in range(300))
     opts = dict(zip(*[iter(config.ibsim_limits(big))] * 2, strict=True))
     assert int(opts["-S"]) >= 300 and int(opts["-P"]) >= 300 * 65
+
+
+def test_each_testbeds_mariadb_has_its_own_tmpdir(tmp_path: Path) -> None:
+    # mariadbd deletes every #sql* file in its tmpdir at startup: a shared /tmp breaks a parallel install.
+    from testbed import daemons
+
+    for release in ("22.05", "26.05"):
+        s = settings(tmp_path, slurm=release)
+        for argv in (daemons.mariadb_install_argv(s), daemons.mariadbd_argv(s)):
+            assert f"--tmpdir={tmp_path}/mysql/tmp" in argv, argv
