@@ -16,6 +16,9 @@ never plan on the same free GPUs; other users' submits are covered by step 5):
    ("mode": "wait-switches"); under topology/block (which ignores --switches) with
    ``--segment=<base block size>`` when the job is whole base blocks (Slurm 24.05+), else with
    nothing more, since Slurm keeps a job in one aggregated block itself ("mode": "wait-block").
+   A user's ``--segment=S`` is planned for (every S nodes in one base block, `placement.block`)
+   and kept; before Slurm 25.11 (which refuses ``-w`` with several segments) such a job is
+   pinned with ``--exclude`` of every other block node instead of ``--nodelist``.
 4. sbatch with ``--nodes``, ``--nodelist``, the GPU count and ``--comment gpupool:...``.
    The comment carries a submission token (``token=<32 hex>``). When sbatch's answer is lost
    (timeout, slurmctld stalled) the user's jobs are looked up by that token before anything is
