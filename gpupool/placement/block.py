@@ -12,24 +12,25 @@ nodes (ties to the later one), and inside it base blocks one by one: one that fi
 (the smallest such), else the largest; nodes in node order. Weights, CPUs and required nodes
 are not modelled (`slurm_block_reference`).
 
-`--segment=S` (`details->segment_size`, eval_nodes_block() in the same file; 24.11 and 25.11
-read alike except where said): the node count n must be a multiple of S, else the job is refused
-("segment_size does not fit the job size"; 26.05 instead ignores an S larger than n). The job is
-then placed as n / S independent jobs of S nodes (`next_segment`: each segment runs the whole
-evaluation above with rem_nodes = S on the free nodes minus those earlier segments took), so the
-one-aggregated-block rule and the llblock limit apply to each segment for S nodes, not to the job:
-segments may lie in different aggregated blocks anywhere in the cluster. With S no larger than a
-base block (24.11 refuses a larger S: "segment > bblock_node_cnt is not supported"; 25.11 places
-such a segment in an aggregated block, not modelled here, so gpupool refuses it too), every
-segment lies in ONE base block: Slurm picks the base block with the fewest free nodes >= S (ties
-to the later one) and takes its first S free nodes in node order. A host set is therefore
-accepted iff each base block holds a multiple of S of its nodes. A node list (`-w`) with more
-than one segment is refused by 24.11 ("requires nodes with segment are not supported"); 25.11
-accepts it when it names exactly n nodes and restricts every segment to them, so gpupool pins
-with `-w` on 25.11+ and, before that, with `--exclude` of every other block node (the same free
-set Slurm's segment search then sees). `--consolidate-segments` / `--spread-segments` (25.11+)
-are not modelled. Only a request with a node count (`--nodes`/`--gpus-per-node`) can be segmented
-here: a bare GPU count leaves n to the plan, which Slurm's min_nodes check cannot follow.
+`--segment=S` (`details->segment_size`, eval_nodes_block() in the same file, 25.11.7; the 24.11 and
+26.05 plugins' messages show where they differ): the node count n must be a multiple of S, else the
+job is refused ("segment_size does not fit the job size"; 26.05 instead ignores an S larger than n,
+and refuses a --gpus count not divisible by n / S, which gpupool's per-node GPU requests never are).
+The job is then placed as n / S independent jobs of S nodes (`next_segment`: each segment runs the
+whole evaluation above with rem_nodes = S on the free nodes minus those earlier segments took), so
+the one-aggregated-block rule (`_get_block_level(S)`) and the llblock limit apply to each segment,
+not the job: segments may lie in different aggregated blocks anywhere in the cluster. With S no
+larger than a base block (24.11 refuses a larger S: "segment > bblock_node_cnt is not supported";
+25.11 places such a segment in an aggregated block, not modelled here, so gpupool refuses it too),
+every segment lies in ONE base block: Slurm picks the base block with the fewest free nodes >= S
+(ties to the later one) and takes its first S free nodes in node order. A host set is therefore
+accepted iff each base block holds a multiple of S of its nodes. A node list (`-w`) with more than
+one segment is refused by 24.11 ("requires nodes with segment are not supported"); 25.11 accepts it
+when it names exactly n nodes and restricts every segment to them, so gpupool pins with `-w` on
+25.11+ and, before that, with `--exclude` of every other block node (the same free set Slurm's
+segment search then sees). `--consolidate-segments` / `--spread-segments` (25.11+) are not modelled.
+Only a request with a node count (`--nodes`/`--gpus-per-node`) can be segmented here: a bare GPU
+count leaves n to the plan, which Slurm's min_nodes check cannot follow.
 """
 
 from __future__ import annotations
