@@ -139,6 +139,8 @@ def check_segment(bed: Testbed, blocks: list[list[str]], drained: list[str], rng
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["job_state"] == "RUNNING" and f"--segment={size}" in out["sbatch"], out
+    pin = "--nodelist=" if RELEASE >= (25, 11) else "--exclude="  # 24.11 refuses -w with several segments
+    assert any(a.startswith(pin) for a in out["sbatch"]), out
     ran = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%N"], check=True).stdout.strip()
     assert sorted(expand(ran)) == sorted(ours), f"segment job {out['job_id']} ran on {ran}, planned {ours}"
     bed.cancel_all()
