@@ -7,7 +7,7 @@ and `explain` all go through it, so they cannot disagree about what "best" means
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
-from gpupool.placement.block import block_usage, place_block, slurm_block_reference
+from gpupool.placement.block import block_usage, check_segment, place_block, slurm_block_reference
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
@@ -147,6 +147,7 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     client: SlurmClient | None = None
     read_slurm = not free_path or bool(request.partition)
     choice = resolve_topology(compiled, topology, request.partition, slurm if read_slurm else None)
+    request = segment_for(choice, request, warn)
     if free_path:
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
         if request.partition:
@@ -186,6 +187,20 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     return PlanOutcome(request, free, reference, placement, skipped=skipped, topology=choice)
 
 
+def segment_for(choice: TopologyChoice, request: Request, warn: Callable[[str], None] | None) -> Request:
+    """The request with its --segment checked against the block layout (a size Slurm refuses is a
+    UsageError), or without it under tree/dragonfly, where Slurm ignores --segment (a note says so)."""
+    if request.segment is None:
+        return request
+    if choice.layout is not None:
+        check_segment(choice.layout, request)
+        return request
+    if warn is not None:
+        warn(f"--segment={request.segment} is ignored by Slurm's topology/{choice.kind} ({choice.why}); "
+             "planned without it")
+    return replace(request, segment=None)
+
+
 def reclaim_for(client: SlurmClient, compiled: CompiledFabric, free: FreeState, request: Request,
                 states: list[NodeState], jobs: list[JobInfo], health: Health | None,
                 owner_qos: str | None = None, topology: TopologyChoice | None = None) -> Reclaim | None:
@@ -216,7 +231,8 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
     units, per_unit, per_node = request.shape()
     doc["request"] = {"gpus": units * per_unit, "gpus_per_node": per_unit if per_node else None,
                       "nodes": units if per_node else None, "max_hops": request.max_hops,
-                      "partition": request.partition, "exclude": list(request.exclude)}
+                      "partition": request.partition, "exclude": list(request.exclude),
+                      "segment": request.segment}
     if reference is not None:
         mode, ref = reference
         doc["slurm_reference"] = {"mode": mode, "feasible": ref is not None,
@@ -224,11 +240,11 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
                                   "nodelist": fold(ref.hosts) if ref else "",
                                   "cost": ref.cost.to_json() if ref else None}
         if topology is not None and topology.layout is not None and ref is not None:
-            doc["slurm_reference"]["blocks"] = block_usage(topology.layout, ref.hosts)
+            doc["slurm_reference"]["blocks"] = block_usage(topology.layout, ref.hosts, request.segment)
     if topology is not None:
         doc["topology"] = topology.to_json()
         if topology.layout is not None and placement is not None:
-            doc["blocks"] = block_usage(topology.layout, placement.hosts)
+            doc["blocks"] = block_usage(topology.layout, placement.hosts, request.segment)
     if skipped is not None:
         doc["skipped"] = dict(skipped)
     if reclaim is not None:

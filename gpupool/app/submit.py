@@ -16,6 +16,9 @@ never plan on the same free GPUs; other users' submits are covered by step 5):
    ("mode": "wait-switches"); under topology/block (which ignores --switches) with
    ``--segment=<base block size>`` when the job is whole base blocks (Slurm 24.05+), else with
    nothing more, since Slurm keeps a job in one aggregated block itself ("mode": "wait-block").
+   A user's ``--segment=S`` is planned for (every S nodes in one base block, `placement.block`)
+   and kept; before Slurm 25.11 (which refuses ``-w`` with several segments) such a job is
+   pinned with ``--exclude`` of every other block node instead of ``--nodelist``.
 4. sbatch with ``--nodes``, ``--nodelist``, the GPU count and ``--comment gpupool:...``.
    The comment carries a submission token (``token=<32 hex>``). When sbatch's answer is lost
    (timeout, slurmctld stalled) the user's jobs are looked up by that token before anything is
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpupool.app.lock import default_lock_path, submit_lock
-from gpupool.app.plan import load_health_file, plan_placement, reclaim_for
+from gpupool.app.plan import load_health_file, plan_placement, reclaim_for, segment_for
 from gpupool.app.reclaim import may_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
@@ -179,9 +182,15 @@ def prepare(req: SubmitRequest) -> Prepared:
     exclude: list[str] = []
     for text in (*req.exclude, *hints.exclude):
         exclude += expand(text)
+    segment = None
+    if hints.segment is not None:
+        try:
+            segment = int(hints.segment)
+        except ValueError:
+            raise UsageError(f"sbatch --segment={hints.segment!r} is not a number of nodes") from None
     request = Request(gpus=resolved.gpus, gpus_per_node=gpus_per_node, nodes=nodes,
                       exclude=tuple(dict.fromkeys(exclude)), max_hops=req.max_hops,
-                      partition=resolved.partition)
+                      partition=resolved.partition, segment=segment)
     try:
         request.shape()  # usage errors (uneven splits, zero counts) before touching Slurm
     except UsageError as exc:
@@ -231,6 +240,8 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
     jobs = client.jobs() if jobs is None else jobs
     free = subtract_pending_plans(free, jobs)
     choice = resolve_topology(compiled, prepared.topology, partition, lambda: client)
+    segment_notes: list[str] = []
+    request = segment_for(choice, request, segment_notes.append)
     version = client.version() if choice.layout is not None else None
     if may_reclaim(jobs, states, partition):
         # An owner's partition with borrowed GPUs: count them as free, pin the least-preempting plan.
@@ -239,10 +250,11 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
         reclaim = reclaim_for(client, compiled, state, owner, states, jobs, prepared.health,
                               owner_qos=_last_value(prepared.directives + prepared.options, "qos"), topology=choice)
         if reclaim is not None:
-            notes = [preempt_note(reclaim)] if reclaim.preempted else []
+            notes = segment_notes + ([preempt_note(reclaim)] if reclaim.preempted else [])
             return Plan(reclaim.placement, "now", notes, choice, version, reclaim)
     try:
-        return Plan(plan_placement(compiled, free, request, prepared.health, choice), "now", [], choice, version)
+        return Plan(plan_placement(compiled, free, request, prepared.health, choice), "now", segment_notes, choice,
+                    version)
     except InfeasibleError as now_error:
         usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
                                                           exclude=request.exclude).items()
@@ -252,7 +264,7 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
         except InfeasibleError as never:
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
         mode = "wait-block" if choice.layout is not None else "wait-switches"
-        return Plan(future, mode, [f"nothing fits now ({now_error.message})"], choice, version)
+        return Plan(future, mode, [*segment_notes, f"nothing fits now ({now_error.message})"], choice, version)
 
 
 def _last_value(options: Sequence[sb.Option], name: str) -> str | None:
@@ -266,6 +278,9 @@ def preempt_note(reclaim: Reclaim) -> str:
             f"already run), the least among placements of this pair_hops_sum")
 
 
+SEGMENT_NODELIST_SLURM = (25, 11, 0)  # the first release known to take -w with several segments
+
+
 def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
                     token: str | None = None) -> tuple[list[str], list[str]]:
     """(sbatch options, notes) for a plan."""
@@ -273,12 +288,24 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
     placement = plan.placement
     switches = None
     segment = None
+    exclude_pin = None
     layout = plan.topology.layout if plan.topology is not None else None
     if layout is not None:
         # topology/block ignores --switches; it keeps a job in one aggregated block by itself.
         if prepared.hints.switches:
             notes.append(f"--switches={prepared.hints.switches} is ignored by Slurm's topology/block")
         nodes = len(placement.allocation)
+        user_segment = prepared.request.segment
+        if user_segment:
+            notes.append(f"keeping your --segment={user_segment}: {nodes // user_segment} segment(s), each in "
+                         "one base block")
+        if (user_segment and plan.mode == "now" and nodes > user_segment
+                and (plan.slurm_version or (0, 0, 0)) < SEGMENT_NODELIST_SLURM):
+            # Slurm before 25.11 refuses -w with several segments: leave it only the planned nodes.
+            others = [h for _name, members in layout.blocks for h in members if h not in placement.allocation]
+            exclude_pin = fold(sorted(set(others) | set(prepared.request.exclude)))
+            notes.append("pinned with --exclude of every other block node: this Slurm refuses a node list "
+                         "with --segment (25.11+ accepts one)")
         if (plan.mode == "wait-block" and nodes > layout.base_size and nodes % layout.base_size == 0
                 and not prepared.hints.segment and (plan.slurm_version or (0, 0, 0)) >= (24, 5, 0)):
             segment = layout.base_size
@@ -304,7 +331,8 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
         placement.allocation, fold(placement.allocation), prepared.hints,
         plan_comment(placement.cost.to_json(), placement.allocation, plan.mode, prepared.hints.comment, token),
         partition=prepared.partition if prepared.partition and not prepared.hints.partition else None,
-        switches=switches if layout is None else None, pin_nodes=plan.mode == "now", segment=segment,
+        switches=switches if layout is None else None, pin_nodes=plan.mode == "now" and exclude_pin is None,
+        segment=segment, exclude_nodes=exclude_pin,
     )
     return args, notes
 

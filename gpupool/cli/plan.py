@@ -31,6 +31,9 @@ from gpupool.placement.reclaim import Reclaim
 @click.option("--free", "free_path", metavar="FILE", help="Free state as JSON {\"host\": free_gpus}; default: ask Slurm.")
 @click.option("--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
+@click.option("--segment", type=int, metavar="S",
+              help="Slurm's --segment under topology/block: groups of S nodes, each inside one base block "
+                   "(needs --nodes or --gpus-per-node; the node count a multiple of S; ignored under tree).")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
 @click.option("--ignore-unknown", is_flag=True, help="Skip hosts of the free file that are not in the fabric.")
 @click.option("--health", "health_path", metavar="FILE",
@@ -40,13 +43,14 @@ from gpupool.placement.reclaim import Reclaim
 @json_option
 def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
          free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
-         ignore_unknown: bool, health_path: str | None, topology: str) -> None:
+         ignore_unknown: bool, health_path: str | None, topology: str, segment: int | None) -> None:
     """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
 
     Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
     skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
     Under Slurm's topology/block (a partition's Topology= in topology.yaml, else TopologyPlugin) the
-    plan uses the fewest blocks Slurm's block rules allow, next to Slurm's own block choice.
+    plan uses the fewest blocks Slurm's block rules allow, next to Slurm's own block choice; with
+    --segment S every group of S nodes lies in one base block, as Slurm places `--segment=S` jobs.
 
     With --partition, GPUs of preemptible borrowed jobs on the partition's nodes (scavenger or
     lending partitions) count as free: among the placements of minimal pair_hops_sum the one that
@@ -56,14 +60,14 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     start = time.perf_counter()
     ctx = app()
     request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=tuple(expand(exclude)),
-                      max_hops=max_hops, partition=partition)
+                      max_hops=max_hops, partition=partition, segment=segment)
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
                        slurm=ctx.slurm_client, warn=warn, health_path=health_path, topology=topology)
     if outcome.placement is None:
         if ctx.json:
-            emit_json(ctx.with_backend(plan_document(None, outcome.reference, request, _ms(start),
+            emit_json(ctx.with_backend(plan_document(None, outcome.reference, outcome.request, _ms(start),
                                                      error=outcome.error, skipped=outcome.skipped,
                                                      topology=outcome.topology)))
         elif outcome.skipped:
@@ -71,14 +75,15 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         raise InfeasibleError(outcome.error or "no placement")
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, request, elapsed,
+        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
                                                  skipped=outcome.skipped, topology=outcome.topology,
                                                  reclaim=outcome.reclaim)))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
             reclaimed=_reclaimed_per_host(outcome.reclaim))
     if outcome.topology is not None and outcome.topology.layout is not None:
-        _render_blocks(outcome.topology.layout, outcome.placement, outcome.reference, outcome.topology.why)
+        _render_blocks(outcome.topology.layout, outcome.placement, outcome.reference, outcome.topology.why,
+                       outcome.request.segment)
     if outcome.reclaim is not None:
         stdout_console().print(preempt_line(outcome.reclaim), markup=False, highlight=False)
     if outcome.skipped:
@@ -86,17 +91,19 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
 
 
 def _render_blocks(layout: BlockLayout, placement: Placement, reference: tuple[str, Placement | None],
-                   why: str) -> None:
+                   why: str, segment: int | None = None) -> None:
     """Block terms: base blocks and aggregated blocks used, ours and Slurm's."""
     console = stdout_console()
-    ours = block_usage(layout, placement.hosts)
+    ours = block_usage(layout, placement.hosts, segment)
     line = (f"topology/block ({why}; BlockSizes {','.join(map(str, layout.sizes))}): gpupool uses "
             f"{ours['base_blocks']} base block(s) ({', '.join(ours['block_names'])}) in "
             f"{ours['aggregated_blocks']} lower-level aggregated block(s)")
+    if segment:
+        line += f", segments of {segment} node(s) each in one base block"
     console.print(line, markup=False, highlight=False)
     _mode, ref = reference
     if ref is not None:
-        theirs = block_usage(layout, ref.hosts)
+        theirs = block_usage(layout, ref.hosts, segment)
         console.print(f"slurm-block would use {theirs['base_blocks']} base block(s) "
                       f"({', '.join(theirs['block_names'])})", markup=False, highlight=False)
 

@@ -49,7 +49,8 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     gpupool adds --nodes, --nodelist, the GPU count and a `gpupool:` job comment. When nothing
     fits now the job is submitted with --switches=N@TIME from the best future placement (under
     Slurm's topology/block, which ignores --switches: the fewest blocks, and --segment when the job
-    is whole base blocks). On a partition whose GPUs are lent, it is pinned to the placement that
+    is whole base blocks). A --segment=S among the sbatch options is planned for (every S nodes in
+    one base block) and kept. On a partition whose GPUs are lent, it is pinned to the placement that
     preempts the fewest borrowed GPU-hours (as `gpupool plan --partition` shows).
     """
     ctx = app()

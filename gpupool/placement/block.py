@@ -9,8 +9,28 @@ ceil(n / (B * 2**j)) aggregated blocks of the highest offered level j below k ("
 A node list (`-w`) that breaks these rules is refused, so every plan here satisfies them.
 Slurm then picks, among aggregated blocks with enough free nodes, the one with the fewest free
 nodes (ties to the later one), and inside it base blocks one by one: one that fits the rest
-(the smallest such), else the largest; nodes in node order. Weights, CPUs, segments and
-required nodes are not modelled (`slurm_block_reference`).
+(the smallest such), else the largest; nodes in node order. Weights, CPUs and required nodes
+are not modelled (`slurm_block_reference`).
+
+`--segment=S` (`details->segment_size`, eval_nodes_block() in the same file, 25.11.7; the 24.11 and
+26.05 plugins' messages show where they differ): the node count n must be a multiple of S, else the
+job is refused ("segment_size does not fit the job size"; 26.05 instead ignores an S larger than n,
+and refuses a --gpus count not divisible by n / S, which gpupool's per-node GPU requests never are).
+The job is then placed as n / S independent jobs of S nodes (`next_segment`: each segment runs the
+whole evaluation above with rem_nodes = S on the free nodes minus those earlier segments took), so
+the one-aggregated-block rule (`_get_block_level(S)`) and the llblock limit apply to each segment,
+not the job: segments may lie in different aggregated blocks anywhere in the cluster. With S no
+larger than a base block (24.11 refuses a larger S: "segment > bblock_node_cnt is not supported";
+25.11 places such a segment in an aggregated block, not modelled here, so gpupool refuses it too),
+every segment lies in ONE base block: Slurm picks the base block with the fewest free nodes >= S
+(ties to the later one) and takes its first S free nodes in node order. A host set is therefore
+accepted iff each base block holds a multiple of S of its nodes. A node list (`-w`) with more than
+one segment is refused by 24.11 ("requires nodes with segment are not supported"); 25.11 accepts it
+when it names exactly n nodes and restricts every segment to them, so gpupool pins with `-w` on
+25.11+ and, before that, with `--exclude` of every other block node (the same free set Slurm's
+segment search then sees). `--consolidate-segments` / `--spread-segments` (25.11+) are not modelled.
+Only a request with a node count (`--nodes`/`--gpus-per-node`) can be segmented here: a bare GPU
+count leaves n to the plan, which Slurm's min_nodes check cannot follow.
 """
 
 from __future__ import annotations
@@ -21,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError
+from gpupool.errors import InfeasibleError, UsageError
 from gpupool.fabric.model import natural_key
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.engine import host_units
@@ -58,18 +78,42 @@ def block_rule(layout: BlockLayout, nodes: int) -> BlockRule:
                      limit_low=width != low_width * max_low)
 
 
-def block_usage(layout: BlockLayout, hosts: list[str]) -> dict[str, object]:
+def check_segment(layout: BlockLayout, request: Request) -> int | None:
+    """The request's --segment size once Slurm would accept it for this layout (module docstring);
+    a size Slurm refuses is a UsageError."""
+    size = request.segment
+    if size is None:
+        return None
+    units, _per_unit, per_node = request.shape()  # a size below 1 fails here
+    if not per_node:
+        raise UsageError(f"--segment {size} needs a node count: give --nodes or --gpus-per-node")
+    if size > layout.base_size:
+        raise UsageError(f"--segment {size} is larger than a base block ({layout.base_size} nodes): "
+                         "Slurm's topology/block cannot keep such a segment in one base block")
+    if units % size:
+        raise UsageError(f"--segment {size} does not divide the job's {units} node(s): Slurm refuses it")
+    return size
+
+
+def block_usage(layout: BlockLayout, hosts: list[str], segment: int | None = None) -> dict[str, object]:
     """How a host set sits in the blocks: base blocks, lower-level blocks and whether Slurm's rules
-    for a job of that many nodes accept it (the `blocks` JSON object of `plan`)."""
+    for a job of that many nodes (in segments of `segment` nodes) accept it (`plan`'s `blocks`)."""
     owner = layout.block_of()
     used = sorted({owner[h] for h in hosts if h in owner})
     rule = block_rule(layout, len(hosts))
     groups = {b // rule.width for b in used}
     lows = {b // rule.low_width for b in used}
     outside = [h for h in hosts if h not in owner]
-    ok = not outside and len(groups) <= 1 and (not rule.limit_low or len(lows) <= rule.max_low)
-    return {"base_blocks": len(used), "block_names": [layout.blocks[b][0] for b in used],
-            "aggregated_blocks": len(lows), "level": rule.level, "slurm_accepts": ok}
+    if segment:
+        per_block = [sum(1 for h in hosts if owner.get(h) == b) for b in used]
+        ok = not outside and len(hosts) % segment == 0 and all(c % segment == 0 for c in per_block)
+    else:
+        ok = not outside and len(groups) <= 1 and (not rule.limit_low or len(lows) <= rule.max_low)
+    doc: dict[str, object] = {"base_blocks": len(used), "block_names": [layout.blocks[b][0] for b in used],
+                              "aggregated_blocks": len(lows), "level": rule.level, "slurm_accepts": ok}
+    if segment:
+        doc["segment"] = segment
+    return doc
 
 
 def _block_hosts(compiled: CompiledFabric, layout: BlockLayout) -> list[np.ndarray]:
@@ -117,12 +161,16 @@ def _take(hosts: np.ndarray, units: np.ndarray, tie: np.ndarray, amount: int, pe
 def place_block(compiled: CompiledFabric, free: FreeState, request: Request, layout: BlockLayout) -> Placement:
     """The placement with the fewest base blocks, then the fewest lower-level aggregated blocks, then
     the fullest aggregated block (less fragmentation), then the lowest pair_hops_sum, among those
-    Slurm's block rules accept for the resulting node count (and within `request.max_hops`)."""
+    Slurm's block rules accept for the resulting node count (and within `request.max_hops`).
+    With `request.segment` S: every base block holds a multiple of S chosen nodes, anywhere."""
     start = time.perf_counter()
+    segment = check_segment(layout, request)
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64)
     block_hosts = _block_hosts(compiled, layout)
     cap = np.asarray([int(units[h].sum()) for h in block_hosts], dtype=np.int64)
+    if segment:
+        cap -= cap % segment  # a base block gives whole segments only
     nodes_free = np.asarray([int((units[h] > 0).sum()) for h in block_hosts], dtype=np.int64)
     n_blocks = len(block_hosts)
     widths = sorted({1 << k for k in layout.levels if (1 << k) < n_blocks} | {n_blocks})
@@ -143,13 +191,17 @@ def place_block(compiled: CompiledFabric, free: FreeState, request: Request, lay
             seen.add(signature)
             rule = block_rule(layout, len(chosen))
             used = sorted({b for b, _a in fill})
-            if len({b // rule.width for b in used}) > 1:
-                continue
             lows = len({b // rule.low_width for b in used})
-            if rule.limit_low and lows > rule.max_low:
-                continue
-            group = used[0] // rule.width
-            spare = int(nodes_free[group * rule.width:(group + 1) * rule.width].sum()) - len(chosen)
+            if segment:
+                # each segment is its own job of S nodes in one base block: no job-wide block rule
+                spare = int(nodes_free[first:first + width].sum()) - len(chosen)
+            else:
+                if len({b // rule.width for b in used}) > 1:
+                    continue
+                if rule.limit_low and lows > rule.max_low:
+                    continue
+                group = used[0] // rule.width
+                spare = int(nodes_free[group * rule.width:(group + 1) * rule.width].sum()) - len(chosen)
             cost = cost_of_arrays(compiled, chosen, host_take[chosen] * unit_gpus)
             if request.max_hops is not None and cost.max_hops > request.max_hops:
                 continue
@@ -158,25 +210,29 @@ def place_block(compiled: CompiledFabric, free: FreeState, request: Request, lay
                 best = (key, host_take)
     if best is None:
         within = f" within --max-hops {request.max_hops}" if request.max_hops is not None else ""
+        why = (f"the base blocks do not hold {need // segment} segment(s) of {segment} free nodes now" if segment
+               else "no aggregated block of the size such a job needs has enough free nodes now")
         raise InfeasibleError(f"cannot place {request.total_gpus} GPUs{within} under Slurm's topology/block rules (BlockSizes "
-                              f"{','.join(map(str, layout.sizes))}): no aggregated block of the size such a job needs "
-                              "has enough free nodes now")
+                              f"{','.join(map(str, layout.sizes))}): {why}")
     host_take = best[1]
     hosts = np.nonzero(host_take)[0]
     gpus = host_take[hosts] * unit_gpus
     allocation = {compiled.host_names[h]: int(g) for h, g in zip(hosts, gpus, strict=True)}
     return Placement(allocation=allocation, cost=cost_of_arrays(compiled, hosts, gpus), feasible=True,
                      algorithm="block", optimal=False, elapsed_ms=(time.perf_counter() - start) * 1000.0,
-                     extra={"blocks": block_usage(layout, list(allocation))})
+                     extra={"blocks": block_usage(layout, list(allocation), segment)})
 
 
 def slurm_block_reference(compiled: CompiledFabric, free: FreeState, request: Request,
                           layout: BlockLayout) -> dict[str, int] | None:
     """What Slurm's topology/block would pick on the same state (see the module docstring); a GPU
     count without a node count is modelled as the fewest nodes of the largest free host."""
+    segment = check_segment(layout, request)
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
     block_hosts = _block_hosts(compiled, layout)
     avail = [h[units[h] > 0] for h in block_hosts]
+    if segment:
+        return _segment_reference(compiled, avail, need // segment, segment, unit_gpus)
     if per_node:
         nodes = need
     else:
@@ -231,6 +287,24 @@ def slurm_block_reference(compiled: CompiledFabric, free: FreeState, request: Re
     if rem_units > 0:
         return None
     return {compiled.host_names[h]: g for h, g in sorted(taken.items())}
+
+
+def _segment_reference(compiled: CompiledFabric, avail: list[np.ndarray], segments: int, size: int,
+                       unit_gpus: int) -> dict[str, int] | None:
+    """Slurm's segment loop for S <= base block size: each segment takes the first S free nodes of
+    the base block with the fewest free nodes >= S (ties to the later block), one after another."""
+    left = [list(a.tolist()) for a in avail]
+    taken: list[int] = []
+    for _ in range(segments):
+        best = -1
+        for b, hosts in enumerate(left):
+            if len(hosts) >= size and (best == -1 or len(hosts) <= len(left[best])):
+                best = b
+        if best == -1:
+            return None
+        taken += left[best][:size]
+        left[best] = left[best][size:]
+    return {compiled.host_names[h]: unit_gpus for h in sorted(taken)}
 
 
 def _choose(i: int, best: int, best_fit: bool, best_same: bool, count: np.ndarray, low_count: np.ndarray,

@@ -70,6 +70,7 @@ class Request:
     exclude: tuple[str, ...] = ()
     max_hops: int | None = None
     partition: str | None = None
+    segment: int | None = None  # Slurm's --segment: groups of this many nodes, each in one base block
 
     def shape(self) -> tuple[int, int, bool]:
         """(units, gpus per unit, per_node): a unit is one GPU, or one whole host of K GPUs."""
@@ -81,6 +82,8 @@ class Request:
                 raise UsageError(f"{name} must be a positive number, got {value}")
             if value is not None and value > high:
                 raise UsageError(f"{name} {value} is more than the limit of {high}")
+        if self.segment is not None and not 0 < self.segment <= MAX_COUNT:
+            raise UsageError(f"--segment must be between 1 and {MAX_COUNT}, got {self.segment}")
         if self.max_hops is not None and not 0 <= self.max_hops <= MAX_COUNT:
             raise UsageError(f"--max-hops must be between 0 and {MAX_COUNT}, got {self.max_hops}")
         gpus, per_node, nodes = self.gpus, self.gpus_per_node, self.nodes

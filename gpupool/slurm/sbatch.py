@@ -322,13 +322,14 @@ OWNED = frozenset({"nodes", "nodelist", "gres", "gpus", "gpus-per-node", "commen
 def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, int], nodelist: str,
                       hints: GpuRequestHints, comment: str, *, partition: str | None = None,
                       switches: str | None = None, pin_nodes: bool = True,
-                      segment: int | None = None) -> list[str]:
+                      segment: int | None = None, exclude_nodes: str | None = None) -> list[str]:
     """The sbatch options for a planned job: the user's own options (minus those gpupool owns,
-    which are re-stated with the plan's values), then gpupool's."""
+    which are re-stated with the plan's values), then gpupool's. `exclude_nodes` pins the job by
+    excluding every other node (it then replaces the user's --exclude, whose hosts it holds)."""
     args: list[str] = []
     gres_rest = list(hints.other_gres)
     for option in passthrough:
-        if option.name in OWNED:
+        if option.name in OWNED or (exclude_nodes and option.name == "exclude"):
             continue
         args += option.tokens
     counts = set(allocation.values())
@@ -345,6 +346,8 @@ def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, in
         args += [f"--nodes={len(allocation)}", f"--nodelist={nodelist}"]
     else:
         args.append(f"--nodes={len(allocation)}")
+    if exclude_nodes:
+        args.append(f"--exclude={exclude_nodes}")
     per_node = next(iter(counts)) if len(counts) == 1 else None
     for family in families:
         if family == "gres":

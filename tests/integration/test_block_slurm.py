@@ -6,7 +6,8 @@ Over random fragmented states (random nodes drained), `gpupool plan --partition 
 use more base blocks than Slurm's own choice (`sbatch --test-only` on the same state), gpupool's
 model of that choice (`slurm_reference`, which `simulate --policies slurm-block` replays) must pick
 Slurm's exact nodes in at least 95% of the states, and jobs
-`gpupool submit` places must run on exactly the planned nodes. Blocks are read from the file
+`gpupool submit` places must run on exactly the planned nodes. On about every fifth state the
+same is checked for a job with `--segment=S` (every S nodes in one base block). Blocks are read from the file
 Slurm loaded by the test's own reader, never from gpupool.
 
 Knobs: GPUPOOL_TEST_BLOCK_STATES (default 30 states), GPUPOOL_TEST_BLOCK_SEED (default 13).
@@ -67,9 +68,10 @@ def blocks_used(blocks: list[list[str]], hosts: list[str]) -> int:
     return sum(1 for members in blocks if set(members) & set(hosts))
 
 
-def slurm_choice(bed: Testbed, nodes: int, gpus: int) -> list[str] | None:
+def slurm_choice(bed: Testbed, nodes: int, gpus: int, segment: int | None = None) -> list[str] | None:
     """Where Slurm would start the job now (None: not now)."""
-    proc = bed.run(["sbatch", "--test-only", "-p", PARTITION, "-N", str(nodes), f"--gres=gpu:{gpus}",
+    extra = [f"--segment={segment}"] if segment else []
+    proc = bed.run(["sbatch", "--test-only", "-p", PARTITION, "-N", str(nodes), f"--gres=gpu:{gpus}", *extra,
                     "--wrap", "true"], timeout=60)
     text = proc.stderr + proc.stdout
     found = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d).*?nodes (\S+)", text)
@@ -97,6 +99,56 @@ def set_drained(bed: Testbed, drained: list[str], before: list[str]) -> None:
     time.sleep(0.5)  # sinfo can show the new states before the scheduler's node bitmaps follow
 
 
+def check_segment(bed: Testbed, blocks: list[list[str]], drained: list[str], rng: random.Random,
+                  seg: dict[str, int], report: list[str], case: int) -> None:
+    """On the current state, a job of whole segments: gpupool must keep every segment in one base
+    block, never use more base blocks than Slurm's `--test-only --segment=S` choice, and place
+    what Slurm can start now; the first feasible one is submitted and must run on the plan."""
+    k = bed.gpus_per_node
+    base = len(blocks[0])
+    size = rng.choice([2, base // 2, base])
+    nodes = size * rng.randint(2, max(2, 24 // size))
+    theirs = slurm_choice(bed, nodes, k, size)
+    proc = bed.run(["gpupool", "plan", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node", str(k),
+                    "--segment", str(size), "--json"], timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    seg["compared"] += 1
+    if theirs is not None:
+        seg["slurm_now"] += 1
+        assert doc["feasible"], f"state {case}: Slurm starts {nodes} nodes --segment={size} on {theirs}: {doc}"
+        # Slurm's own choice keeps each segment in one base block too (the test's reading of its rule).
+        assert all(len(set(m) & set(theirs)) % size == 0 for m in blocks), theirs
+        seg["reference_same"] += sorted(doc["slurm_reference"]["allocation"]) == sorted(theirs)
+    if not doc["feasible"]:
+        report.append(f"{case}: {nodes} nodes --segment={size}: neither can start it now")
+        return
+    ours = list(doc["allocation"])
+    assert len(ours) == nodes and not set(ours) & set(drained)
+    assert all(len(set(m) & set(ours)) % size == 0 for m in blocks), ours
+    mine = blocks_used(blocks, ours)
+    slurm = blocks_used(blocks, theirs) if theirs is not None else None
+    report.append(f"{case}: {nodes} nodes --segment={size}: gpupool {mine} blocks, Slurm {slurm} blocks")
+    if slurm is not None:
+        assert mine <= slurm, f"state {case}: --segment={size}: gpupool {ours} uses {mine} blocks, Slurm {theirs}"
+        seg["fewer"] += mine < slurm
+    if seg["submitted"]:
+        return
+    proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node",
+                    str(k), "--json", "--", f"--segment={size}", "--wrap", "sleep 60"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["job_state"] == "RUNNING" and f"--segment={size}" in out["sbatch"], out
+    pin = "--nodelist=" if RELEASE >= (25, 11) else "--exclude="  # 24.11 refuses -w with several segments
+    assert any(a.startswith(pin) for a in out["sbatch"]), out
+    ran = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%N"], check=True).stdout.strip()
+    assert sorted(expand(ran)) == sorted(ours), f"segment job {out['job_id']} ran on {ran}, planned {ours}"
+    bed.cancel_all()
+    wait_until(lambda: all(s.startswith(("idle", "drain")) for s, _ in bed.node_states().values()), 60,
+               message="nodes free again")
+    seg["submitted"] += 1
+
+
 def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     bed: Testbed = make_testbed(NODES, "--topology-yaml" if YAML else "--topology-block")
@@ -121,11 +173,14 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
         first = next(i for i, b in enumerate(blocks) if b[0] == members[0])
         width = int(size) // len(blocks[0])
         assert first % width == 0 and members == [h for b in blocks[first:first + width] for h in b]
-    rng = random.Random(int(os.environ.get("GPUPOOL_TEST_BLOCK_SEED", "13")))
+    seed = int(os.environ.get("GPUPOOL_TEST_BLOCK_SEED", "13"))
+    rng = random.Random(seed)
     states = int(os.environ.get("GPUPOOL_TEST_BLOCK_STATES", "30"))
     drained: list[str] = []
     compared = fewer = submitted = reference_same = 0
-    spent = {"state+test-only": 0.0, "plan": 0.0, "submit": 0.0}
+    seg_rng = random.Random(seed + 1)  # segment cases draw apart: the states stay those of the seed
+    seg = {"compared": 0, "slurm_now": 0, "reference_same": 0, "fewer": 0, "submitted": 0}
+    spent = {"state+test-only": 0.0, "plan": 0.0, "submit": 0.0, "segment": 0.0}
     report: list[str] = []
     for case in range(3 * states):
         if compared >= states:
@@ -156,6 +211,10 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
         assert mine <= slurm, f"state {case}: gpupool {ours} uses {mine} blocks, Slurm {theirs} {slurm}"
         compared += 1
         fewer += mine < slurm
+        if compared % 5 == 2:  # about 6 of the 30 states: the same state with --segment
+            mark = time.monotonic()
+            check_segment(bed, blocks, drained, seg_rng, seg, report, case)
+            spent["segment"] += time.monotonic() - mark
         if compared % 10 == 1:
             mark = time.monotonic()
             proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node",
@@ -174,7 +233,12 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
     print(f"compared {compared} states, gpupool fewer blocks in {fewer}, gpupool's model of Slurm's choice "
           f"exact in {reference_same}, submitted {submitted}, {time.monotonic() - started:.0f}s "
           f"({', '.join(f'{key} {value:.0f}s' for key, value in spent.items())})")
+    print(f"--segment: compared {seg['compared']} states, Slurm could start {seg['slurm_now']} now, gpupool "
+          f"fewer blocks in {seg['fewer']}, gpupool's model exact in {seg['reference_same']}, "
+          f"submitted {seg['submitted']}")
     assert compared >= states, f"only {compared} of {case + 1} states could start now"
+    if states >= 20:
+        assert seg["compared"] >= 4 and seg["submitted"] >= 1, seg
     assert submitted >= 1
     # The simulator's slurm-block policy is this model: it must pick Slurm's own nodes (issue #16: >= 95%).
     assert reference_same >= 0.95 * compared, f"model of Slurm's block choice exact in {reference_same}/{compared}"

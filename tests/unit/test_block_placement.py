@@ -19,7 +19,7 @@ import pytest
 from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.app.topology import resolve_topology
 from gpupool.cli.main import main
-from gpupool.errors import InfeasibleError, InputError
+from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.blocks import (
     BlockLayout,
     blocks_from_topology_conf,
@@ -274,3 +274,136 @@ def test_explain_speaks_blocks_and_flags_switches(four_blocks, tmp_path: Path) -
     assert doc["cost_difference"]["base_blocks"] == 0
     assert any("--switches=1@01:00:00" in n and "ignores" in n for n in doc["notes"])
     assert any("break Slurm's block rules" in n for n in doc["notes"])
+
+
+# --segment: each group of S nodes in one base block, segments anywhere (eval_nodes_block's
+# `next_segment` loop places n / S jobs of S nodes one after another).
+
+def _spread_free() -> dict[str, int]:
+    # leaf01: gpu001-003 (3 free), leaf02: gpu009-013 (5), leaf03: none, leaf04: gpu025-030 (6)
+    return {**dict.fromkeys(hosts(1, 3), 8), **dict.fromkeys(hosts(9, 13), 8), **dict.fromkeys(hosts(25, 30), 8)}
+
+
+def test_segment_plan_takes_whole_segments_per_base_block(four_blocks) -> None:  # type: ignore[no-untyped-def]
+    layout = fabric_blocks(four_blocks)
+    free = free_of(four_blocks, _spread_free())
+    # 8 nodes without a segment must share one base block: none has 8 free.
+    with pytest.raises(InfeasibleError):
+        place_block(four_blocks, free, Request(nodes=8, gpus_per_node=8), layout)
+    # With --segment 2 the blocks give 2 (leaf01: 3 -> one pair), 4 (leaf02: 5) and 6 (leaf04) nodes;
+    # two blocks suffice: leaf04's 6 and one pair more, from leaf01 (the smallest block that covers it).
+    ours = place_block(four_blocks, free, Request(nodes=8, gpus_per_node=8, segment=2), layout)
+    assert sorted(ours.allocation) == hosts(1, 2) + hosts(25, 30)
+    usage = block_usage(layout, ours.hosts, 2)
+    assert usage["base_blocks"] == 2 and usage["slurm_accepts"] and usage["segment"] == 2
+    # Slurm: each segment in the block with the fewest free nodes >= 2, the later on ties:
+    # leaf01 (3) -> gpu001-002; leaf02 (5) -> gpu009-010; leaf02 (3) -> gpu011-012; leaf04 -> gpu025-026.
+    ref = slurm_block_reference(four_blocks, free, Request(nodes=8, gpus_per_node=8, segment=2), layout)
+    assert ref is not None and sorted(ref) == hosts(1, 2) + hosts(9, 12) + hosts(25, 26)
+    assert block_usage(layout, list(ref), 2)["base_blocks"] == 3
+    # Three nodes of leaf01 cannot be whole segments of 2.
+    assert block_usage(layout, hosts(1, 3) + hosts(9, 13), 2)["slurm_accepts"] is False
+    # 14 nodes would need leaf01's odd third node: infeasible now, and for Slurm too.
+    with pytest.raises(InfeasibleError, match="segment"):
+        place_block(four_blocks, free, Request(nodes=14, gpus_per_node=8, segment=2), layout)
+    assert slurm_block_reference(four_blocks, free, Request(nodes=14, gpus_per_node=8, segment=2), layout) is None
+
+
+def test_segment_sizes_slurm_refuses_are_usage_errors(four_blocks) -> None:  # type: ignore[no-untyped-def]
+    layout = fabric_blocks(four_blocks)
+    free = free_of(four_blocks, dict.fromkeys(hosts(1, 32), 8))
+    for request, why in ((Request(nodes=8, gpus_per_node=8, segment=3), "does not divide"),
+                         (Request(nodes=16, gpus_per_node=8, segment=16), "larger than a base block"),
+                         (Request(gpus=16, segment=2), "needs a node count"),
+                         (Request(nodes=4, gpus_per_node=8, segment=0), "between 1 and")):
+        with pytest.raises(UsageError, match=why):
+            place_block(four_blocks, free, request, layout)
+
+
+def _fewest_segment_blocks_by_brute_force(per_block_free: list[int], nodes: int, size: int) -> int | None:
+    """Smallest number of base blocks that hold `nodes` nodes in whole segments of `size`, anywhere."""
+    whole = [c - c % size for c in per_block_free]
+    for count in range(1, len(whole) + 1):
+        if any(sum(combo) >= nodes for combo in itertools.combinations(whole, count)):
+            return count
+    return None
+
+
+def test_segment_plan_uses_the_fewest_blocks_and_never_more_than_slurm(eight_blocks) -> None:  # type: ignore[no-untyped-def]
+    layout = fabric_blocks(eight_blocks)
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(150):
+        free_hosts = [h for h in eight_blocks.host_names if rng.random() < 0.5]
+        free = free_of(eight_blocks, dict.fromkeys(free_hosts, 8))
+        per_block = [sum(1 for h in members if h in free_hosts) for _n, members in layout.blocks]
+        size = rng.choice([1, 2, 3, 4, 8])
+        nodes = size * rng.randint(1, max(1, 24 // size))
+        request = Request(nodes=nodes, gpus_per_node=8, segment=size)
+        expected = _fewest_segment_blocks_by_brute_force(per_block, nodes, size)
+        ref = slurm_block_reference(eight_blocks, free, request, layout)
+        if expected is None:
+            with pytest.raises(InfeasibleError):
+                place_block(eight_blocks, free, request, layout)
+            assert ref is None
+            continue
+        ours = place_block(eight_blocks, free, request, layout)
+        assert len(ours.allocation) == nodes and set(ours.allocation) <= set(free_hosts)
+        owner = layout.block_of()
+        counts = [sum(1 for h in ours.hosts if owner[h] == b) for b in range(len(layout.blocks))]
+        assert all(c % size == 0 for c in counts)  # whole segments per base block
+        assert sum(1 for c in counts if c) == expected
+        assert ref is not None  # a greedy over whole segments never fails where segments fit
+        ref_counts = [sum(1 for h in ref if owner[h] == b) for b in range(len(layout.blocks))]
+        assert len(ref) == nodes and all(c % size == 0 for c in ref_counts)
+        assert expected <= sum(1 for c in ref_counts if c)
+        checked += 1
+    assert checked > 50
+
+
+def test_plan_cli_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fabric = tmp_path / "f.json"
+    save_fabric(fat_tree(4, 8, 2), str(fabric))
+    free = tmp_path / "free.json"
+    free.write_text(json.dumps(_spread_free()))
+    args = ["plan", "--fabric", str(fabric), "--free", str(free), "--nodes", "8", "--gpus-per-node", "8"]
+    assert main([*args, "--topology", "block", "--segment", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["request"]["segment"] == 2 and doc["blocks"]["segment"] == 2
+    assert sorted(doc["allocation"]) == hosts(1, 2) + hosts(25, 30)
+    assert doc["slurm_reference"]["blocks"]["base_blocks"] == 3
+    assert main([*args, "--topology", "block", "--segment", "3"]) == 2
+    assert "does not divide" in capsys.readouterr().err
+    assert main([*args, "--topology", "block"]) == 1  # no segment: one base block needed
+    capsys.readouterr()
+    assert main([*args, "--topology", "tree", "--segment", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "--segment=2 is ignored by Slurm's topology/tree" in captured.err
+    assert json.loads(captured.out)["request"]["segment"] is None
+
+
+def test_submit_keeps_the_users_segment_and_pins_as_slurm_allows(four_blocks, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    base = {"lock_path": str(tmp_path / "lock"), "verify_timeout": 0.0, "script": str(script), "partition": "blk",
+            "dry_run": True}
+    for version, pinned_by_list in (((26, 5, 5), True), ((24, 11, 6), False)):
+        slurm = FakeSlurm.uniform(hosts(1, 32), partition="blk")
+        slurm.version_tuple = version
+        slurm.partition_fields = {"blk": {"Topology": "block"}}
+        _yaml_for(slurm, tmp_path)
+        busy = set(hosts(1, 32)) - set(_spread_free())
+        for host in sorted(busy):
+            slurm.use(host, 8)
+        out = submit_planned(slurm, four_blocks, SubmitRequest(nodes=8, gpus_per_node=8,
+                                                               sbatch_args=["--segment=2"], **base))
+        assert out.mode == "now" and sorted(out.placement.allocation) == hosts(1, 2) + hosts(25, 30)
+        args = out.sbatch_argv
+        assert "--segment=2" in args and "--nodes=8" in args
+        if pinned_by_list:
+            assert "--nodelist=gpu[001-002,025-030]" in args
+        else:  # 24.11 refuses -w with several segments: every other block node is excluded
+            assert not any(a.startswith("--nodelist") for a in args)
+            assert "--exclude=gpu[003-024,031-032]" in args
+    with pytest.raises(UsageError, match="does not divide"):
+        submit_planned(slurm, four_blocks, SubmitRequest(nodes=8, gpus_per_node=8, sbatch_args=["--segment=3"], **base))
