@@ -100,6 +100,10 @@ def _gpu_hours(job: dict[str, str], now: float) -> float:
     return int(gpus.group(1)) * max(0.0, now - started) / 3600.0 if gpus else 0.0
 
 
+def _hours(jobs: dict[str, dict[str, str]], ids: list[str], at: float) -> float:
+    return sum(_gpu_hours(jobs[j], at) for j in ids)
+
+
 def _preempts(stderr: str) -> list[str]:
     found = re.search(r"Preempts: *([0-9,]+)", stderr)
     return found.group(1).split(",") if found else []
@@ -184,8 +188,7 @@ def test_gpupool_submit_preempts_fewer_borrowed_gpu_hours_than_sbatch(bed: Testb
         before = time.time()
         capsys.readouterr()
         code = main(["submit", "--partition", "vision", "--dry-run", "--json", "--", *job])
-        # GPU-hours "already run" as of gpupool's decision: the state is static, only time moves.
-        now = (before + time.time()) / 2
+        after = time.time()
         out, err = capsys.readouterr()
         assert code == 0, err
         doc = json.loads(out)
@@ -195,8 +198,12 @@ def test_gpupool_submit_preempts_fewer_borrowed_gpu_hours_than_sbatch(bed: Testb
         jobs = _jobs(bed)
         plain_ids, our_ids = _preempts(plain.stderr), _preempts(ours.stderr)
         assert "to start at" in plain.stderr and "to start at" in ours.stderr, (plain.stderr, ours.stderr)
-        plain_h = sum(_gpu_hours(jobs[j], now) for j in plain_ids)
-        our_h = sum(_gpu_hours(jobs[j], now) for j in our_ids)
+        # GPU-hours "already run" as of gpupool's decision, some instant in [before, after] (the state
+        # is static, only time moves; both sums grow linearly, each at its GPU count): judged at the end of
+        # that window where gpupool's choice compares best, so a slow call under load does not count
+        # against it (seen: a 1-GPU-second flip in a parallel CI run).
+        plain_h, our_h = min(((_hours(jobs, plain_ids, at), _hours(jobs, our_ids, at)) for at in (before, after)),
+                             key=lambda pair: pair[1] - pair[0])
         planned = sorted(j["job_id"] for j in doc["preempt"]["jobs"])
         rows.append((state, nodes, per_node, plain_ids, round(plain_h * 3600), our_ids, round(our_h * 3600), planned,
                      doc["preempt"]["exhaustive"]))
