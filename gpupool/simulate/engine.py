@@ -244,9 +244,13 @@ class Simulator:
         if config.backfill not in BACKFILL_MODES:
             raise UsageError(f"unknown backfill {config.backfill!r} (known: {', '.join(BACKFILL_MODES)})")
         self.plan = AvailabilityPlan(n) if config.backfill == "slurm" else None
-        self._plan_ok = False  # the plan holds the last pass's bookings and nothing ended or woke since
+        self._plan_ok = False  # nothing ended or woke since the last pass: its bookings still hold
+        self._plan_built = False  # the plan was built in this pass (it is built only once a reservation is needed)
         self._blocked = False  # the plan's pass met a blocked job (later ones count against backfill_depth)
         self._tested = 0  # jobs tested after the first blocked one in the plan's pass
+        # Blocked jobs whose reservations are not booked yet, in queue order: (from when, start then allowed, job).
+        # A reservation matters only to a later job that could start now, so they are booked when one comes.
+        self._deferred: list[tuple[float, bool, Job]] = []
         self._last_start: tuple[list[int], list[int]] = ([], [])
 
     # ------------------------------------------------------------------ free state
@@ -418,10 +422,10 @@ class Simulator:
             return
         if self._changed or not self._plan_ok or fresh > len(queue):
             self._changed = False
-            assert self.plan is not None
-            self.plan.rebuild(self.free, self.slot_end, self.slot_gpus, now)
+            self._plan_built = False
             self._blocked = False
             self._tested = 0
+            self._deferred = []
             first = 0
         else:
             first = len(queue) - fresh
@@ -453,20 +457,37 @@ class Simulator:
             fits = self._fits_by_count(job)
             if fits:
                 # Before any reservation the window's minimum is the free array itself.
-                window = plan.window(now, end) if self._blocked else None
+                window = None
+                if self._blocked:
+                    self._book_deferred(now)
+                    window = plan.window(now, end)
                 result = self._try_start(pj, now, window)
                 if result == STARTED:
-                    hosts, gpus = self._last_start
-                    plan.take(now, end, np.asarray(hosts), np.asarray(gpus))
+                    if self._plan_built:  # else the plan, when built, reads this start from the slot arrays
+                        hosts, gpus = self._last_start
+                        plan.take(now, end, np.asarray(hosts), np.asarray(gpus))
                     started.add(idx)
                     continue
                 if result == HELD:
                     continue
                 fits = window is None or self._fits_array(window, job)  # it fitted; only the placement failed
             self._blocked = True
-            plan.reserve(now, not fits, job.time_limit, job.gpus_per_node if job.nodes else 0, job.nodes, job.gpus,
-                         self.config.reserve_whole_hosts)
+            self._deferred.append((now, not fits, job))
         return started
+
+    def _book_deferred(self, now: float) -> None:
+        """Book the reservations of the blocked jobs tested so far, in queue order (building the plan from
+        the free GPUs and running jobs' limit-ends first, when this pass has not yet)."""
+        plan = self.plan
+        assert plan is not None
+        if not self._plan_built:
+            plan.rebuild(self.free, self.slot_end, self.slot_gpus, now)
+            self._plan_built = True
+        whole = self.config.reserve_whole_hosts
+        for after, inclusive, job in self._deferred:
+            plan.reserve(after, inclusive, job.time_limit, job.gpus_per_node if job.nodes else 0, job.nodes, job.gpus,
+                         whole)
+        self._deferred = []
 
     def _schedule_easy(self, now: float, fresh: int) -> None:
         """One pass; `fresh` jobs were appended since the last one. When nothing ended, woke or started
