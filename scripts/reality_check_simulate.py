@@ -120,7 +120,7 @@ def export(ids: list[str], path: Path, timeout: float = 120) -> dict[str, list[s
 
 def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float], policy: str,
             modes: dict[str, str], backfill: str = "slurm", fabric: str | None = None,
-            whole_hosts: bool = True) -> dict[str, Any]:
+            whole_hosts: bool = True, by_policy: bool = False) -> dict[str, Any]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.simulate.engine import SimConfig, Simulator
@@ -130,7 +130,8 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
     compiled = load_compiled(fabric or resolve_fabric_path(None))
     # No speed model: the export's elapsed times are what happened on these very placements.
     still = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.0, per_extra_group=0.0)})
-    config = SimConfig(gpus_per_host=8, record_starts=True, backfill=backfill, reserve_whole_hosts=whole_hosts)
+    config = SimConfig(gpus_per_host=8, record_starts=True, backfill=backfill, reserve_whole_hosts=whole_hosts,
+                       reserve_by_policy=by_policy)
     sim = Simulator(compiled, policy, config, still)
     jobs = list(read_workload(str(path), "sacct"))
     sim.run(jobs)
@@ -176,7 +177,8 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
             **({"same_nodes_by_submit_mode": by_mode} if by_mode else {})}
 
 
-def replay_kept(path: Path, fabric: str | None, policy: str, backfill: str, whole_hosts: bool) -> dict[str, Any]:
+def replay_kept(path: Path, fabric: str | None, policy: str, backfill: str, whole_hosts: bool,
+                by_policy: bool) -> dict[str, Any]:
     """Compare a kept export again: real starts and nodes from its own Start and NodeList columns."""
     from gpupool.slurm.parse import expand_hostlist
 
@@ -189,7 +191,7 @@ def replay_kept(path: Path, fabric: str | None, policy: str, backfill: str, whol
         moment = parse_slurm_time(r[col["Start"]])
         if moment is not None:
             real_start[r[col["JobIDRaw"]]] = moment
-    return compare(path, real_nodes, real_start, policy, {}, backfill, fabric, whole_hosts)
+    return compare(path, real_nodes, real_start, policy, {}, backfill, fabric, whole_hosts, by_policy)
 
 
 def main() -> int:
@@ -205,13 +207,16 @@ def main() -> int:
     parser.add_argument("--backfill", choices=("slurm", "easy"), default="slurm", help="the replay's backfill model")
     parser.add_argument("--gpu-reservations", action="store_true",
                         help="slurm backfill: reservations book only the GPUs they need, not whole hosts")
+    parser.add_argument("--reserve-by-policy", action="store_true",
+                        help="slurm backfill: the policy's placement pins reservations (default: best fit)")
     parser.add_argument("--replay", metavar="FILE", help="compare a kept export (GPUPOOL_REALITY_KEEP) again; no testbed")
     parser.add_argument("--fabric", metavar="F", help="--replay: the kept fabric (FILE.fabric)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     policy = "slurm-tree" if args.via == "sbatch" else "gpupool"
     if args.replay:
-        doc = replay_kept(Path(args.replay), args.fabric, policy, args.backfill, not args.gpu_reservations)
+        doc = replay_kept(Path(args.replay), args.fabric, policy, args.backfill, not args.gpu_reservations,
+                          args.reserve_by_policy)
         print(json.dumps(doc, indent=2))
         return 0
     jobs = trace(args.jobs, args.seed, 8, args.max_nodes, args.span or 1.5 * args.jobs)
@@ -229,7 +234,7 @@ def main() -> int:
             if moment is not None:
                 real_start[job_id] = moment
         doc = compare(path, real_nodes, real_start, policy, modes, args.backfill,
-                      whole_hosts=not args.gpu_reservations)
+                      whole_hosts=not args.gpu_reservations, by_policy=args.reserve_by_policy)
         doc["via"] = args.via
         doc["wall_s"] = round(time.monotonic() - began, 1)
         if os.environ.get("GPUPOOL_REALITY_KEEP"):

@@ -60,6 +60,8 @@ class SimConfig:
     backfill_depth: int = 500  # Slurm's bf_max_job_test default
     backfill: str = "slurm"  # "slurm": every blocked job tested reserves (sched/backfill); "easy": the head only
     reserve_whole_hosts: bool = True  # slurm backfill: a reservation books its hosts whole (Slurm's node_space)
+    backfill_window: float = 86400.0  # slurm backfill: no reservation starts later than this after now (bf_window)
+    reserve_by_policy: bool = False  # slurm backfill: the policy's placement pins a reservation's hosts (else best fit)
     wait_time: float = 300.0  # gpupool-wait: the T of --switches=N@T (Slurm's max_switch_wait default)
     wait_leaves: int = 0  # gpupool-wait: the N of --switches=N@T; 0 = the fewest leaves that could hold the job
     partitions: frozenset[str] | None = None  # accepted partitions; None = all
@@ -485,8 +487,13 @@ class Simulator:
             self._plan_built = True
         whole = self.config.reserve_whole_hosts
         for after, inclusive, job in self._deferred:
+            choose = None
+            if self.config.reserve_by_policy:
+                def choose(mins: np.ndarray, job: Job = job) -> tuple[np.ndarray, np.ndarray] | None:
+                    picked = self.place(mins, job)
+                    return None if picked is None else (picked[0], picked[1])
             plan.reserve(after, inclusive, job.time_limit, job.gpus_per_node if job.nodes else 0, job.nodes, job.gpus,
-                         whole)
+                         whole, self.config.backfill_window, choose)
         self._deferred = []
 
     def _schedule_easy(self, now: float, fresh: int) -> None:

@@ -169,8 +169,8 @@ def _plan_fits(mins: np.ndarray, k: int, n: int, total: int) -> bool:
 
 @njit(cache=True)
 def plan_earliest(time: np.ndarray, avail: np.ndarray, nxt: np.ndarray, after: float, inclusive: bool,
-                  limit: float, k: int, n: int, total: int, out: np.ndarray) -> float:
-    """Earliest slice start (>= after, or > after) where the job fits unbooked GPUs for its whole limit:
+                  latest: float, limit: float, k: int, n: int, total: int, out: np.ndarray) -> float:
+    """Earliest slice start (>= after, or > after; <= latest) where the job fits unbooked GPUs for its whole limit:
     n hosts with k GPUs each (n = 0: `total` GPUs on any hosts). out gets the per-host minimum over that
     window. Only slices where some host gains GPUs can be earliest starts (a slice that only loses GPUs
     is never better than the one before it). inf when it never fits."""
@@ -178,7 +178,7 @@ def plan_earliest(time: np.ndarray, avail: np.ndarray, nxt: np.ndarray, after: f
     r = _plan_row_at(time, nxt, after)
     prev = -1  # the slice before r, when it was a permitted start
     first = True
-    while r >= 0:
+    while r >= 0 and time[r] <= latest:
         candidate = inclusive or not first
         if candidate and prev >= 0:
             candidate = False

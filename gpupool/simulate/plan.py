@@ -10,6 +10,7 @@ its [now, now + limit) collides with no earlier reservation. This class holds th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,15 +61,19 @@ class AvailabilityPlan:
         return out
 
     def reserve(self, after: float, inclusive: bool, limit: float, gpus_per_node: int, nodes: int,
-                gpus: int, whole: bool = False) -> float:
+                gpus: int, whole: bool = False, window: float = math.inf,
+                choose: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None) -> float:
         """Reserve the earliest window (from `after`) where the job fits for its limit, on whole hosts or
-        only the GPUs it needs; returns its start (inf, and nothing booked, when it never fits)."""
+        only the GPUs it needs, on the hosts `choose` picks from the window's unbooked GPUs (default, or
+        when it picks none: `reservation_hosts`), if it starts within `window` seconds of `after` (Slurm's
+        bf_window); returns its start (inf, and nothing booked, when it does not)."""
         mins = self._mins
-        start = float(plan_earliest(self.time, self.avail, self.next, after, inclusive, limit, gpus_per_node,
+        start = float(plan_earliest(self.time, self.avail, self.next, after, inclusive, after + window, limit, gpus_per_node,
                                     nodes, gpus, mins))
         if start == math.inf:
             return start
-        hosts, counts = reservation_hosts(mins, gpus_per_node, nodes, gpus)
+        picked = choose(mins) if choose is not None else None
+        hosts, counts = picked if picked is not None else reservation_hosts(mins, gpus_per_node, nodes, gpus)
         self.take(start, start + limit, hosts, counts, whole)
         return start
 

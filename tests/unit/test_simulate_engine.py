@@ -240,3 +240,19 @@ def test_slurm_backfill_reservation_books_whole_hosts_or_only_its_gpus(whole: bo
     # finds 2 GPUs on every host at 100 (C's host: 4 - 1 = 3).
     _sim, starts = _run(SMALL, "gpupool", jobs, reserve_whole_hosts=whole)
     assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": c_start}
+
+
+@pytest.mark.parametrize(("window", "expected"), [(86400.0, {"A": 0, "B": 200002, "C": 2}),
+                                                  (float("inf"), {"A": 0, "B": 100, "C": 150})])
+def test_slurm_backfill_reserves_only_within_the_backfill_window(window: float, expected: dict[str, float]) -> None:
+    jobs = [
+        _job("A", 0, 100, 3, 4, limit=172800),  # 3 hosts; by its 2-day limit they are busy until 172800
+        _job("B", 1, 50, 4, 4),  # blocked: all 4 hosts, earliest (by A's limit) at 172800
+        _job("C", 2, 200000, 1, 4),  # fits the free host now, runs past 172800
+    ]
+    # 1-day window (Slurm's bf_window default): B's start at 172800 is beyond it, so B reserves nothing and
+    # C starts at 2. A ends at 100, but C holds a host until 200002: B waits for it.
+    # No window: B reserves all hosts from 172800, C's [2, 200002) collides, so C waits; A ends at 100,
+    # B starts then (all 4 hosts free) and C when B ends at 150.
+    _sim, starts = _run(SMALL, "gpupool", jobs, backfill_window=window)
+    assert {k: v[0] for k, v in starts.items()} == expected
