@@ -462,7 +462,8 @@ class Simulator:
                 window = None
                 if self._blocked:
                     self._book_deferred(now)
-                    window = plan.window(now, end)
+                    # Only hosts with room for the job now can take it now: the plan is read for those alone.
+                    window = plan.window(now, end, np.flatnonzero(self.free >= (job.gpus_per_node if job.nodes else 1)))
                 result = self._try_start(pj, now, window)
                 if result == STARTED:
                     if self._plan_built:  # else the plan, when built, reads this start from the slot arrays

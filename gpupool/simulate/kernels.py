@@ -141,13 +141,16 @@ def plan_take(time: np.ndarray, avail: np.ndarray, nxt: np.ndarray, used: int, s
 
 @njit(cache=True)
 def plan_window(time: np.ndarray, avail: np.ndarray, nxt: np.ndarray, start: float, end: float,
-                out: np.ndarray) -> None:
-    """out[h] = the fewest GPUs host h has unbooked at any time of [start, end)."""
+                hosts: np.ndarray, out: np.ndarray) -> None:
+    """out[h] = the fewest GPUs host h (of `hosts`; 0 for the others) has unbooked at any time of [start, end)."""
     r = _plan_row_at(time, nxt, start)
-    out[:] = avail[r, :]
+    out[:] = 0
+    for i in range(hosts.size):
+        out[hosts[i]] = avail[r, hosts[i]]
     r = nxt[r]
     while r >= 0 and time[r] < end:
-        for h in range(out.size):
+        for i in range(hosts.size):
+            h = hosts[i]
             if avail[r, h] < out[h]:
                 out[h] = avail[r, h]
         r = nxt[r]
@@ -186,19 +189,29 @@ def plan_earliest(time: np.ndarray, avail: np.ndarray, nxt: np.ndarray, after: f
                 if avail[r, h] > avail[prev, h]:
                     candidate = True
                     break
-        if candidate:
+        if candidate and _plan_fits(avail[r], k, n, total):
             start = max(time[r], after)
             end = start + limit
             out[:] = avail[r, :]
-            ok = _plan_fits(out, k, n, total)
+            have = 0  # n == 0: GPUs unbooked over the window so far; else hosts with k of them
+            for h in range(hosts):
+                if n == 0:
+                    have += out[h]
+                elif out[h] >= k:
+                    have += 1
+            need = total if n == 0 else n
             q = nxt[r]
-            while ok and q >= 0 and time[q] < end:
+            while have >= need and q >= 0 and time[q] < end:
                 for h in range(hosts):
-                    if avail[q, h] < out[h]:
-                        out[h] = avail[q, h]
-                ok = _plan_fits(out, k, n, total)
+                    a = avail[q, h]
+                    if a < out[h]:
+                        if n == 0:
+                            have -= out[h] - a
+                        elif out[h] >= k and a < k:
+                            have -= 1
+                        out[h] = a
                 q = nxt[q]
-            if ok:
+            if have >= need:
                 return start
         prev = r if (inclusive or not first) else -1
         first = False

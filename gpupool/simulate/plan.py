@@ -54,10 +54,13 @@ class AvailabilityPlan:
         self.used = plan_take(self.time, self.avail, self.next, self.used, start, end,
                               np.asarray(hosts, dtype=np.int64), np.asarray(gpus, dtype=np.int64), whole)
 
-    def window(self, start: float, end: float) -> np.ndarray:
-        """Per host, the fewest unbooked GPUs over [start, end) (a fresh array)."""
+    def window(self, start: float, end: float, hosts: np.ndarray | None = None) -> np.ndarray:
+        """Per host, the fewest unbooked GPUs over [start, end) (a fresh array); only `hosts` are looked
+        at when given (the others read 0: callers pass the hosts that could take the job at all)."""
         out = np.empty(self.hosts, dtype=np.int32)
-        plan_window(self.time, self.avail, self.next, start, end, out)
+        if hosts is None:
+            hosts = np.arange(self.hosts, dtype=np.int64)
+        plan_window(self.time, self.avail, self.next, start, end, hosts, out)
         return out
 
     def reserve(self, after: float, inclusive: bool, limit: float, gpus_per_node: int, nodes: int,
