@@ -120,7 +120,7 @@ def export(ids: list[str], path: Path, timeout: float = 120) -> dict[str, list[s
 
 def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float], policy: str,
             modes: dict[str, str], backfill: str = "slurm", fabric: str | None = None,
-            whole_hosts: bool = True, by_policy: bool = False) -> dict[str, Any]:
+            whole_hosts: bool = True, by_policy: bool = True) -> dict[str, Any]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.simulate.engine import SimConfig, Simulator
@@ -207,8 +207,8 @@ def main() -> int:
     parser.add_argument("--backfill", choices=("slurm", "easy"), default="slurm", help="the replay's backfill model")
     parser.add_argument("--gpu-reservations", action="store_true",
                         help="slurm backfill: reservations book only the GPUs they need, not whole hosts")
-    parser.add_argument("--reserve-by-policy", action="store_true",
-                        help="slurm backfill: the policy's placement pins reservations (default: best fit)")
+    parser.add_argument("--best-fit-reservations", action="store_true",
+                        help="slurm backfill: reservations pin best-fit hosts (default: the policy's placement)")
     parser.add_argument("--replay", metavar="FILE", help="compare a kept export (GPUPOOL_REALITY_KEEP) again; no testbed")
     parser.add_argument("--fabric", metavar="F", help="--replay: the kept fabric (FILE.fabric)")
     parser.add_argument("--json", action="store_true")
@@ -216,7 +216,7 @@ def main() -> int:
     policy = "slurm-tree" if args.via == "sbatch" else "gpupool"
     if args.replay:
         doc = replay_kept(Path(args.replay), args.fabric, policy, args.backfill, not args.gpu_reservations,
-                          args.reserve_by_policy)
+                          not args.best_fit_reservations)
         print(json.dumps(doc, indent=2))
         return 0
     jobs = trace(args.jobs, args.seed, 8, args.max_nodes, args.span or 1.5 * args.jobs)
@@ -234,7 +234,7 @@ def main() -> int:
             if moment is not None:
                 real_start[job_id] = moment
         doc = compare(path, real_nodes, real_start, policy, modes, args.backfill,
-                      whole_hosts=not args.gpu_reservations, by_policy=args.reserve_by_policy)
+                      whole_hosts=not args.gpu_reservations, by_policy=not args.best_fit_reservations)
         doc["via"] = args.via
         doc["wall_s"] = round(time.monotonic() - began, 1)
         if os.environ.get("GPUPOOL_REALITY_KEEP"):

@@ -61,7 +61,7 @@ class SimConfig:
     backfill: str = "slurm"  # "slurm": every blocked job tested reserves (sched/backfill); "easy": the head only
     reserve_whole_hosts: bool = True  # slurm backfill: a reservation books its hosts whole (Slurm's node_space)
     backfill_window: float = 86400.0  # slurm backfill: no reservation starts later than this after now (bf_window)
-    reserve_by_policy: bool = False  # slurm backfill: the policy's placement pins a reservation's hosts (else best fit)
+    reserve_by_policy: bool = True  # slurm backfill: the policy places a reservation on its window (else best fit)
     wait_time: float = 300.0  # gpupool-wait: the T of --switches=N@T (Slurm's max_switch_wait default)
     wait_leaves: int = 0  # gpupool-wait: the N of --switches=N@T; 0 = the fewest leaves that could hold the job
     partitions: frozenset[str] | None = None  # accepted partitions; None = all

@@ -203,9 +203,9 @@ def test_slurm_backfill_uses_hosts_no_reservation_pins() -> None:
         _job("B", 1, 50, 3, 4),  # blocked: 3 hosts from 100 -> one host stays unreserved over [100, 150)
         _job("C", 2, 500, 1, 2),  # 2 GPUs for 500 s: fits now, and a host no reservation pins takes it
     ]
-    # At 100 every host has 4 GPUs: B's reservation pins the 3 lowest-indexed (equally good) hosts, A's
-    # gpu001 and gpu002 and gpu003; gpu004 is unpinned, so C may run past 100 there.
-    _sim, starts = _run(SMALL, "gpupool", jobs)
+    # At 100 every host has 4 GPUs: best fit pins the 3 lowest-indexed (equally good) hosts, A's gpu001
+    # and gpu002 and gpu003; gpu004 is unpinned, so C may run past 100 there.
+    _sim, starts = _run(SMALL, "gpupool", jobs, reserve_by_policy=False)
     assert sorted(starts["A"][1]) == ["gpu001", "gpu002"]
     assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 2}
     assert starts["C"][1] == ["gpu004"]
@@ -256,3 +256,4 @@ def test_slurm_backfill_reserves_only_within_the_backfill_window(window: float, 
     # B starts then (all 4 hosts free) and C when B ends at 150.
     _sim, starts = _run(SMALL, "gpupool", jobs, backfill_window=window)
     assert {k: v[0] for k, v in starts.items()} == expected
+
