@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--policy", default="gpupool", choices=("gpupool", "slurm-tree", "gpupool-wait"))
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--backfill", default="slurm", choices=("slurm", "easy"))
+    parser.add_argument("--backfill", default="easy", choices=("easy", "slurm"))
     parser.add_argument("--quick", action="store_true", help="5,000 jobs (CI smoke test)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -25,9 +25,10 @@ from gpupool.cli.context import app, json_option
               help="gpupool-wait: hold a multi-node job up to T seconds for <= N leaf switches (0: its minimum).")
 @click.option("--partition", "partitions", metavar="LIST",
               help="Partitions whose jobs are replayed (comma-separated); others are counted and reported.")
-@click.option("--backfill", type=click.Choice(["slurm", "easy"]), default="slurm", show_default=True,
-              help="slurm: every blocked job tested reserves its earliest window (Slurm's sched/backfill); "
-                   "easy: only the queue head reserves (EASY backfill).")
+@click.option("--backfill", type=click.Choice(["easy", "slurm"]), default="easy", show_default=True,
+              help="easy: only the queue head reserves (EASY backfill); slurm: every blocked job tested reserves "
+                   "its earliest window, as Slurm's sched/backfill (closer to Slurm on queued traces, much slower "
+                   "on large loaded ones).")
 @click.option("--backfill-depth", type=int, default=500, show_default=True, metavar="N",
               help="Jobs tested per backfill pass behind the first blocked one (Slurm's bf_max_job_test).")
 @click.option("--gpus-per-processor", default="1", show_default=True, metavar="R",

@@ -4,13 +4,13 @@ Scheduler (the same for every policy, so policies differ only in where jobs go a
 start): jobs queue in submit order and are tested in that order at each event time, taking running
 jobs' requested time limits as their ends. Two backfill models (`SimConfig.backfill`):
 
-- `slurm` (default), as Slurm's sched/backfill: an availability plan over hosts and time
+- `slurm`, as Slurm's sched/backfill: an availability plan over hosts and time
   (`plan.AvailabilityPlan`) is built from the free GPUs and running jobs' limit-ends; every job
   tested that cannot start now reserves the earliest window where it fits for its whole limit, on
   hosts the reservation pins; a job starts now only if the policy places it on the GPUs that no
   reservation books over [now, now + limit). At most `backfill_depth` jobs behind the first blocked
   one are tested per pass (Slurm's bf_max_job_test).
-- `easy` (EASY backfill, Lifka 1995): only the first blocked job (the head) reserves: its shadow
+- `easy` (default; EASY backfill, Lifka 1995): only the first blocked job (the head) reserves: its shadow
   time is the earliest time enough GPUs (or hosts with enough free GPUs) are free; a later job
   starts now if it fits and either ends (by its limit) before the shadow time or uses only GPUs
   spare then. At most `backfill_depth` jobs behind the head are tried per pass.
@@ -58,7 +58,9 @@ _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arr
 class SimConfig:
     gpus_per_host: int = 8
     backfill_depth: int = 500  # Slurm's bf_max_job_test default
-    backfill: str = "slurm"  # "slurm": every blocked job tested reserves (sched/backfill); "easy": the head only
+    # "slurm": every blocked job tested reserves (sched/backfill); "easy": the head only. EASY stays the default:
+    # the Slurm-like plan is closer to Slurm on queued traces but far slower on large loaded ones (docs/simulate.md).
+    backfill: str = "easy"
     reserve_whole_hosts: bool = True  # slurm backfill: a reservation books its hosts whole (Slurm's node_space)
     backfill_window: float = 86400.0  # slurm backfill: no reservation starts later than this after now (bf_window)
     reserve_by_policy: bool = True  # slurm backfill: the policy places a reservation on its window (else best fit)
