@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Simulator benchmark: a 50,000-job synthetic trace on a 1,024-host fat-tree, one policy.
 
-    .venv/bin/python scripts/bench_simulate.py [--jobs 50000] [--policy gpupool] [--quick] [--json]
+    .venv/bin/python scripts/bench_simulate.py [--jobs 50000] [--policy gpupool] [--backfill slurm|easy]
+        [--quick] [--json]
 
 Prints simulated jobs per second (the JIT is warmed on a small run first, so compile time is not
 counted), the ratio to the target of 1,000 jobs/s, and peak RSS. The rate is given per wall-clock
@@ -36,9 +37,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run(compiled: object, policy: str, jobs: int, seed: int) -> tuple[float, float, dict[str, object]]:
+def run(compiled: object, policy: str, jobs: int, seed: int, backfill: str) -> tuple[float, float, dict[str, object]]:
     spec = SyntheticSpec(jobs=jobs, seed=seed)
-    sim = Simulator(compiled, policy, SimConfig(gpus_per_host=GPUS_PER_HOST), SpeedModel())  # type: ignore[arg-type]
+    config = SimConfig(gpus_per_host=GPUS_PER_HOST, backfill=backfill)
+    sim = Simulator(compiled, policy, config, SpeedModel())  # type: ignore[arg-type]
     trace = synthetic_jobs(spec, total_gpus=sim.metrics.total_gpus, gpus_per_host=GPUS_PER_HOST)
     start, cpu = time.perf_counter(), time.process_time()
     sim.run(trace)
@@ -50,19 +52,20 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--policy", default="gpupool", choices=("gpupool", "slurm-tree", "gpupool-wait"))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--backfill", default="easy", choices=("easy", "slurm"))
     parser.add_argument("--quick", action="store_true", help="5,000 jobs (CI smoke test)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     jobs = 5_000 if args.quick else args.jobs
     compiled = compile_fabric(fat_tree(32, 32, 16))  # 1,024 hosts, 32 leaves, 8,192 GPUs
-    run(compiled, args.policy, 200, args.seed + 1)  # warm the placement kernels' JIT
-    small_seconds, _cpu, _ = run(compiled, args.policy, max(jobs // 10, 1), args.seed)
+    run(compiled, args.policy, 200, args.seed + 1, args.backfill)  # warm the placement kernels' JIT
+    small_seconds, _cpu, _ = run(compiled, args.policy, max(jobs // 10, 1), args.seed, args.backfill)
     rss_small = peak_rss_mib()
-    seconds, cpu_seconds, metrics = run(compiled, args.policy, jobs, args.seed)
+    seconds, cpu_seconds, metrics = run(compiled, args.policy, jobs, args.seed, args.backfill)
     rss = peak_rss_mib()
     wall_rate = jobs / seconds if seconds > 0 else float("inf")
     rate = jobs / cpu_seconds if cpu_seconds > 0 else float("inf")
-    doc = {"hosts": 1024, "jobs": jobs, "policy": args.policy, "seconds": round(seconds, 3),
+    doc = {"hosts": 1024, "jobs": jobs, "policy": args.policy, "backfill": args.backfill, "seconds": round(seconds, 3),
            "cpu_seconds": round(cpu_seconds, 3), "jobs_per_wall_second": round(wall_rate, 1),
            "jobs_per_second": round(rate, 1), "target_jobs_per_second": TARGET_JOBS_PER_SECOND,
            "ratio_to_target": round(rate / TARGET_JOBS_PER_SECOND, 3), "peak_rss_mib": round(rss, 1),
@@ -71,7 +74,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"== simulate: {jobs:,} synthetic jobs on a 1,024-host fat-tree, policy {args.policy} ==")
+        print(f"== simulate: {jobs:,} synthetic jobs on a 1,024-host fat-tree, policy {args.policy}, "
+              f"{args.backfill} backfill ==")
         print(f"{rate:,.0f} simulated jobs per CPU second ({cpu_seconds:.1f} CPU s): "
               f"{rate / TARGET_JOBS_PER_SECOND:.2f}x the target of {TARGET_JOBS_PER_SECOND:,.0f} jobs/s on one core")
         print(f"{wall_rate:,.0f} jobs per wall-clock second ({seconds:.1f} s; {os.getloadavg()[0]:.1f} load average)")

@@ -3,7 +3,9 @@
 export of what happened with the matching policy and compare.
 
     eval "$(scripts/testbed env)"
-    .venv/bin/python scripts/reality_check_simulate.py [--jobs 40] [--seed 1] [--via sbatch|gpupool] [--json]
+    .venv/bin/python scripts/reality_check_simulate.py [--jobs 40] [--seed 1] [--via sbatch|gpupool]
+        [--backfill slurm|easy] [--json]
+    .venv/bin/python scripts/reality_check_simulate.py --replay KEPT.txt --fabric F [--via ...] [--backfill ...]
 
 The trace: per-node requests `-N n --gres=gpu:k` (70% one host, 30% 2-8 hosts), runtimes of 5-40
 seconds (`sleep`: a site's hours scaled down to seconds), time limits of 1-2 minutes, submitted at
@@ -17,6 +19,10 @@ fabric. Compared per job: the node set chosen (exact match), and per pair of job
 which they started (pairs that started in the same second in reality count as either order).
 Slurm's clock has 1 s resolution and it schedules in cycles, so exact agreement is not expected;
 the figures say how close the model is.
+
+GPUPOOL_REALITY_KEEP=PATH keeps the export (`{via}` in PATH is replaced by the --via value) and the
+fabric next to it (PATH.fabric); `--replay PATH --fabric PATH.fabric` compares a kept export again
+without the testbed, e.g. under the other `--backfill` model.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,17 +119,20 @@ def export(ids: list[str], path: Path, timeout: float = 120) -> dict[str, list[s
 
 
 def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float], policy: str,
-            modes: dict[str, str]) -> dict[str, Any]:
+            modes: dict[str, str], backfill: str = "slurm", fabric: str | None = None,
+            whole_hosts: bool = True, by_policy: bool = True) -> dict[str, Any]:
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.simulate.engine import SimConfig, Simulator
     from gpupool.simulate.speed import ClassFactors, SpeedModel
     from gpupool.simulate.workload import read_workload
 
-    compiled = load_compiled(resolve_fabric_path(None))
+    compiled = load_compiled(fabric or resolve_fabric_path(None))
     # No speed model: the export's elapsed times are what happened on these very placements.
     still = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.0, per_extra_group=0.0)})
-    sim = Simulator(compiled, policy, SimConfig(gpus_per_host=8, record_starts=True), still)
+    config = SimConfig(gpus_per_host=8, record_starts=True, backfill=backfill, reserve_whole_hosts=whole_hosts,
+                       reserve_by_policy=by_policy)
+    sim = Simulator(compiled, policy, config, still)
     jobs = list(read_workload(str(path), "sacct"))
     sim.run(jobs)
     waited = sum(real_start.get(j.job_id, j.submit) - j.submit >= 2 for j in jobs)  # queued in reality
@@ -157,7 +167,7 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
             row["jobs"] += 1
             row["same_nodes"] += sim_nodes[j] == real_nodes[j]
             row["same_leaf_count"] += leaves(sim_nodes[j]) == leaves(real_nodes[j])
-    return {"policy": policy, "jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
+    return {"policy": policy, "backfill": backfill, "jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
             "same_leaf_count": same_leaves, "same_leaf_count_share": round(same_leaves / len(common), 4),
             "multi_node_jobs": len(multi), "multi_node_same_nodes": same_multi,
             "start_order_pairs": pairs, "start_order_agree": agree,
@@ -165,6 +175,23 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
             "real_span_s": max(waits_real) - min(waits_real) if waits_real else 0,
             "jobs_that_waited_2s_or_more": waited,
             **({"same_nodes_by_submit_mode": by_mode} if by_mode else {})}
+
+
+def replay_kept(path: Path, fabric: str | None, policy: str, backfill: str, whole_hosts: bool,
+                by_policy: bool) -> dict[str, Any]:
+    """Compare a kept export again: real starts and nodes from its own Start and NodeList columns."""
+    from gpupool.slurm.parse import expand_hostlist
+
+    lines = [line.split("|") for line in path.read_text().splitlines() if line]
+    header, rows = lines[0], lines[1:]
+    col = {name: i for i, name in enumerate(header)}
+    real_nodes = {r[col["JobIDRaw"]]: sorted(expand_hostlist(r[col["NodeList"]])) for r in rows}
+    real_start = {}
+    for r in rows:
+        moment = parse_slurm_time(r[col["Start"]])
+        if moment is not None:
+            real_start[r[col["JobIDRaw"]]] = moment
+    return compare(path, real_nodes, real_start, policy, {}, backfill, fabric, whole_hosts, by_policy)
 
 
 def main() -> int:
@@ -177,8 +204,21 @@ def main() -> int:
                         help="plain sbatch (replayed with slurm-tree) or gpupool submit (replayed with gpupool)")
     parser.add_argument("--switch-wait", default="0:30",
                         help="--via gpupool: gpupool submit's --switch-wait for jobs that do not fit at once")
+    parser.add_argument("--backfill", choices=("slurm", "easy"), default="slurm", help="the replay's backfill model")
+    parser.add_argument("--gpu-reservations", action="store_true",
+                        help="slurm backfill: reservations book only the GPUs they need, not whole hosts")
+    parser.add_argument("--best-fit-reservations", action="store_true",
+                        help="slurm backfill: reservations pin best-fit hosts (default: the policy's placement)")
+    parser.add_argument("--replay", metavar="FILE", help="compare a kept export (GPUPOOL_REALITY_KEEP) again; no testbed")
+    parser.add_argument("--fabric", metavar="F", help="--replay: the kept fabric (FILE.fabric)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    policy = "slurm-tree" if args.via == "sbatch" else "gpupool"
+    if args.replay:
+        doc = replay_kept(Path(args.replay), args.fabric, policy, args.backfill, not args.gpu_reservations,
+                          not args.best_fit_reservations)
+        print(json.dumps(doc, indent=2))
+        return 0
     jobs = trace(args.jobs, args.seed, 8, args.max_nodes, args.span or 1.5 * args.jobs)
     began = time.monotonic()
     ids, modes = submit_trace(jobs, args.via, args.switch_wait)
@@ -193,11 +233,16 @@ def main() -> int:
             moment = parse_slurm_time(start)
             if moment is not None:
                 real_start[job_id] = moment
-        doc = compare(path, real_nodes, real_start, "slurm-tree" if args.via == "sbatch" else "gpupool", modes)
+        doc = compare(path, real_nodes, real_start, policy, modes, args.backfill,
+                      whole_hosts=not args.gpu_reservations, by_policy=not args.best_fit_reservations)
         doc["via"] = args.via
         doc["wall_s"] = round(time.monotonic() - began, 1)
         if os.environ.get("GPUPOOL_REALITY_KEEP"):
-            Path(os.environ["GPUPOOL_REALITY_KEEP"]).write_text(path.read_text())
+            from gpupool.config import resolve_fabric_path
+
+            keep = Path(os.environ["GPUPOOL_REALITY_KEEP"].replace("{via}", args.via))
+            keep.write_text(path.read_text())
+            shutil.copyfile(resolve_fabric_path(None), keep.with_name(keep.name + ".fabric"))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

@@ -163,7 +163,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
                    "gpus": compiled.n_hosts * cfg.gpus_per_host, "kind": compiled.kind},
         "workload": {"source": request.workload, "format": fmt, "stats": stats.to_json()},
         "trace": counts.to_json(),
-        "config": {"backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
+        "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
         "speed_model": request.speed.to_json(),

@@ -25,8 +25,12 @@ from gpupool.cli.context import app, json_option
               help="gpupool-wait: hold a multi-node job up to T seconds for <= N leaf switches (0: its minimum).")
 @click.option("--partition", "partitions", metavar="LIST",
               help="Partitions whose jobs are replayed (comma-separated); others are counted and reported.")
+@click.option("--backfill", type=click.Choice(["easy", "slurm"]), default="easy", show_default=True,
+              help="easy: only the queue head reserves (EASY backfill); slurm: every blocked job tested reserves "
+                   "its earliest window, as Slurm's sched/backfill (closer to Slurm on queued traces, much slower "
+                   "on large loaded ones).")
 @click.option("--backfill-depth", type=int, default=500, show_default=True, metavar="N",
-              help="Jobs behind the queue head tried per backfill pass (Slurm's bf_max_job_test).")
+              help="Jobs tested per backfill pass behind the first blocked one (Slurm's bf_max_job_test).")
 @click.option("--gpus-per-processor", default="1", show_default=True, metavar="R",
               help="SWF: GPUs per processor of the trace (e.g. 1/4 for 4 cores per GPU).")
 @click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors per class (JSON).")
@@ -40,7 +44,7 @@ from gpupool.cli.context import app, json_option
 @json_option
 def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, pools_path: str | None,
              gpus_per_host: int, switches: str,
-             partitions: str | None, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
+             partitions: str | None, backfill: str, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
              nccl_path: str | None, comm_fraction: float, nccl_class: str, report_path: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
     from gpupool.app.simulate import (
@@ -71,7 +75,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     if backfill_depth < 0:
         raise UsageError(f"--backfill-depth must be >= 0, got {backfill_depth}")
     accepted = frozenset(p.strip() for p in partitions.split(",") if p.strip()) if partitions else None
-    config = SimConfig(gpus_per_host=gpus_per_host, backfill_depth=backfill_depth, wait_time=wait_time,
+    config = SimConfig(gpus_per_host=gpus_per_host, backfill=backfill, backfill_depth=backfill_depth, wait_time=wait_time,
                        wait_leaves=wait_leaves, partitions=accepted)
     speed = load_speed_model(speed_path) if speed_path else SpeedModel()
     if nccl_path:

@@ -1,18 +1,25 @@
-"""Event-driven replay: FIFO + EASY backfill over flat free-GPU arrays, one placement policy per run.
+"""Event-driven replay: FIFO + backfill over flat free-GPU arrays, one placement policy per run.
 
 Scheduler (the same for every policy, so policies differ only in where jobs go and when they may
-start): jobs queue in submit order; at each event time the queue head and then its followers start
-while they fit (FIFO). When the head does not fit it gets a reservation: the shadow time is the
-earliest time enough GPUs (or hosts with enough free GPUs) are free, taking running jobs' requested
-time limits as their ends (EASY backfill, Lifka 1995; Slurm's sched/backfill also plans with limits but
-reserves for every job it tests, which docs/simulate.md measures as the model's main gap). A
-later job may start now if it fits now and either ends (by its time limit) before the shadow time or
-uses only GPUs that are spare at the shadow time. At most `backfill_depth` jobs behind the head are
-tried per pass (Slurm's bf_max_job_test).
+start): jobs queue in submit order and are tested in that order at each event time, taking running
+jobs' requested time limits as their ends. Two backfill models (`SimConfig.backfill`):
 
-Per event the work is O(queue scanned + hosts of the jobs that start or end): free GPUs per host, a
-histogram of hosts by free GPUs and the total are updated incrementally; the placement kernels are
-the existing ones (`placement.engine.place`, `placement.slurm_reference`).
+- `slurm`, as Slurm's sched/backfill: an availability plan over hosts and time
+  (`plan.AvailabilityPlan`) is built from the free GPUs and running jobs' limit-ends; every job
+  tested that cannot start now reserves the earliest window where it fits for its whole limit, on
+  hosts the reservation pins; a job starts now only if the policy places it on the GPUs that no
+  reservation books over [now, now + limit). At most `backfill_depth` jobs behind the first blocked
+  one are tested per pass (Slurm's bf_max_job_test).
+- `easy` (default; EASY backfill, Lifka 1995): only the first blocked job (the head) reserves: its shadow
+  time is the earliest time enough GPUs (or hosts with enough free GPUs) are free; a later job
+  starts now if it fits and either ends (by its limit) before the shadow time or uses only GPUs
+  spare then. At most `backfill_depth` jobs behind the head are tried per pass.
+
+Per event the work is O(queue scanned + hosts of the jobs that start or end) for `easy`; `slurm`
+adds the plan (rows: running jobs' distinct limit-ends and reservation bounds, times hosts) and a
+Numba scan of it per blocked job. When nothing ended or woke since the last pass, only the jobs
+that arrived since are tested, against the plan (or shadow) that pass left. The placement kernels
+are the existing ones (`placement.engine.place`, `placement.slurm_reference`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import slurm_reference
 from gpupool.simulate.kernels import per_node_shadow
 from gpupool.simulate.metrics import PolicyMetrics
+from gpupool.simulate.plan import AvailabilityPlan
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
 
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
     from gpupool.simulate.pooled import PoolLayout
 
 POLICIES = ("slurm-tree", "slurm-block", "gpupool", "gpupool-wait")
+BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
 
@@ -49,6 +58,12 @@ _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arr
 class SimConfig:
     gpus_per_host: int = 8
     backfill_depth: int = 500  # Slurm's bf_max_job_test default
+    # "slurm": every blocked job tested reserves (sched/backfill); "easy": the head only. EASY stays the default:
+    # the Slurm-like plan is closer to Slurm on queued traces but far slower on large loaded ones (docs/simulate.md).
+    backfill: str = "easy"
+    reserve_whole_hosts: bool = True  # slurm backfill: a reservation books its hosts whole (Slurm's node_space)
+    backfill_window: float = 86400.0  # slurm backfill: no reservation starts later than this after now (bf_window)
+    reserve_by_policy: bool = True  # slurm backfill: the policy places a reservation on its window (else best fit)
     wait_time: float = 300.0  # gpupool-wait: the T of --switches=N@T (Slurm's max_switch_wait default)
     wait_leaves: int = 0  # gpupool-wait: the N of --switches=N@T; 0 = the fewest leaves that could hold the job
     partitions: frozenset[str] | None = None  # accepted partitions; None = all
@@ -230,6 +245,17 @@ class Simulator:
         self._changed = True  # something ended or woke since the last scheduling pass
         self._stable: tuple[int, float, int] | None = None  # (head index, shadow, spare) of a blocked queue
         self.starts: list[tuple[str, float, list[str]]] = []
+        if config.backfill not in BACKFILL_MODES:
+            raise UsageError(f"unknown backfill {config.backfill!r} (known: {', '.join(BACKFILL_MODES)})")
+        self.plan = AvailabilityPlan(n) if config.backfill == "slurm" else None
+        self._plan_ok = False  # nothing ended or woke since the last pass: its bookings still hold
+        self._plan_built = False  # the plan was built in this pass (it is built only once a reservation is needed)
+        self._blocked = False  # the plan's pass met a blocked job (later ones count against backfill_depth)
+        self._tested = 0  # jobs tested after the first blocked one in the plan's pass
+        # Blocked jobs whose reservations are not booked yet, in queue order: (from when, start then allowed, job).
+        # A reservation matters only to a later job that could start now, so they are booked when one comes.
+        self._deferred: list[tuple[float, bool, Job]] = []
+        self._last_start: tuple[list[int], list[int]] = ([], [])
 
     # ------------------------------------------------------------------ free state
     def _hosts_with(self, k: int) -> int:
@@ -257,6 +283,12 @@ class Simulator:
             return self.total_free >= job.gpus
         return self.total_free >= job.gpus and self._hosts_with(job.gpus_per_node) >= job.nodes
 
+    @staticmethod
+    def _fits_array(free: np.ndarray, job: Job) -> bool:
+        if int(free.sum()) < job.gpus:
+            return False
+        return job.nodes == 0 or int(np.count_nonzero(free >= job.gpus_per_node)) >= job.nodes
+
     # ------------------------------------------------------------------ admission
     def _admit(self, job: Job) -> _Pending | None:
         counts, cfg = self.counts, self.config
@@ -275,11 +307,16 @@ class Simulator:
         return _Pending(job, multi)
 
     # ------------------------------------------------------------------ starting jobs
-    def _try_start(self, pj: _Pending, now: float) -> int:
+    def _try_start(self, pj: _Pending, now: float, free: np.ndarray | None = None) -> int:
+        """Start the job now if the policy places it on `free` (default: the free GPUs)."""
         job = pj.job
-        if not self._fits_by_count(job):
+        if free is None:
+            if not self._fits_by_count(job):
+                return BLOCKED
+            free = self.free
+        elif not self._fits_array(free, job):
             return BLOCKED
-        choice = self.place(self.free, job)
+        choice = self.place(free, job)
         if choice is None:
             return BLOCKED
         hosts, gpus, pair_hops = choice
@@ -328,6 +365,7 @@ class Simulator:
             self.starts.append((job.job_id, now, [self.compiled.host_names[h] for h in host_list]))
         record_info = (leaves, extra_leaves, pair_hops, factor, timed_out, len(host_list) > 1 or pj.multi)
         self._info[rid] = record_info
+        self._last_start = (host_list, gpu_list)
         return rid
 
     def _push(self, time: float, kind: int, rid: int) -> None:
@@ -373,6 +411,95 @@ class Simulator:
         return shadow, max(have - need, 0)
 
     def _schedule(self, now: float, fresh: int) -> None:
+        if self.plan is not None:
+            self._schedule_planned(now, fresh)
+        else:
+            self._schedule_easy(now, fresh)
+
+    def _schedule_planned(self, now: float, fresh: int) -> None:
+        """Slurm-like pass; `fresh` jobs were appended since the last one. When nothing ended or woke since
+        then, the plan (with the last pass's starts and reservations) still holds and every older job
+        would fail exactly as before, so only the fresh ones are tested, after the older ones."""
+        queue = self.queue
+        if not queue:
+            self._plan_ok = False
+            return
+        if self._changed or not self._plan_ok or fresh > len(queue):
+            self._changed = False
+            self._plan_built = False
+            self._blocked = False
+            self._tested = 0
+            self._deferred = []
+            first = 0
+        else:
+            first = len(queue) - fresh
+        self._plan_ok = True
+        if first >= len(queue) or self.total_free == 0:
+            return
+        started = self._plan_pass(queue, first, now)
+        if started:
+            self.queue = [pj for idx, pj in enumerate(queue) if idx not in started]
+
+    def _plan_pass(self, queue: list[_Pending], first: int, now: float) -> set[int]:
+        """Test queue[first:] in order: start what fits now without colliding with an earlier reservation,
+        give every other job tested a reservation; returns the indices started."""
+        plan = self.plan
+        assert plan is not None
+        depth = self.config.backfill_depth
+        started: set[int] = set()
+        for idx in range(first, len(queue)):
+            if self.total_free == 0:
+                break  # nothing more can start now; a later start needs an end, and so a rebuilt plan
+            if self._blocked:
+                if self._tested >= depth:
+                    break
+                self._tested += 1
+            pj = queue[idx]
+            job = pj.job
+            end = now + job.time_limit
+            result = BLOCKED
+            fits = self._fits_by_count(job)
+            if fits:
+                # Before any reservation the window's minimum is the free array itself.
+                window = None
+                if self._blocked:
+                    self._book_deferred(now)
+                    # Only hosts with room for the job now can take it now: the plan is read for those alone.
+                    window = plan.window(now, end, np.flatnonzero(self.free >= (job.gpus_per_node if job.nodes else 1)))
+                result = self._try_start(pj, now, window)
+                if result == STARTED:
+                    if self._plan_built:  # else the plan, when built, reads this start from the slot arrays
+                        hosts, gpus = self._last_start
+                        plan.take(now, end, np.asarray(hosts), np.asarray(gpus))
+                    started.add(idx)
+                    continue
+                if result == HELD:
+                    continue
+                fits = window is None or self._fits_array(window, job)  # it fitted; only the placement failed
+            self._blocked = True
+            self._deferred.append((now, not fits, job))
+        return started
+
+    def _book_deferred(self, now: float) -> None:
+        """Book the reservations of the blocked jobs tested so far, in queue order (building the plan from
+        the free GPUs and running jobs' limit-ends first, when this pass has not yet)."""
+        plan = self.plan
+        assert plan is not None
+        if not self._plan_built:
+            plan.rebuild(self.free, self.slot_end, self.slot_gpus, now)
+            self._plan_built = True
+        whole = self.config.reserve_whole_hosts
+        for after, inclusive, job in self._deferred:
+            choose = None
+            if self.config.reserve_by_policy:
+                def choose(mins: np.ndarray, job: Job = job) -> tuple[np.ndarray, np.ndarray] | None:
+                    picked = self.place(mins, job)
+                    return None if picked is None else (picked[0], picked[1])
+            plan.reserve(after, inclusive, job.time_limit, job.gpus_per_node if job.nodes else 0, job.nodes, job.gpus,
+                         whole, self.config.backfill_window, choose)
+        self._deferred = []
+
+    def _schedule_easy(self, now: float, fresh: int) -> None:
         """One pass; `fresh` jobs were appended since the last one. When nothing ended, woke or started
         since then, every older job would fail exactly as before, so only the fresh ones are tried."""
         queue = self.queue

@@ -101,8 +101,8 @@ def test_reality_check_start_order_and_nodes(testbed: Testbed, via: str) -> None
     assert doc["jobs"] == REALITY_JOBS
     if via == "sbatch":
         assert doc["jobs_that_waited_2s_or_more"] >= REALITY_JOBS // 6, doc  # the order check needs a queue
-    # Long queues (the 200-job run: 164 of 200 jobs waited) show the model's known gap: its EASY backfill
-    # starts small long jobs that Slurm, which reserves for every pending job it tests, holds back.
+    # Long queues (the 200-job run: 175 of 200 jobs waited) are where the backfill model matters: EASY
+    # agreed on 87% of pairs there, the Slurm-like model this script replays with (a reservation per blocked job) on 95%.
     floor = 0.9 if REALITY_JOBS <= 50 else 0.8
     assert doc["start_order_share"] >= floor, doc
     # As compact as predicted: the same number of leaf switches per job.

@@ -115,3 +115,25 @@ def test_swf_workload_with_nccl_calibration(fabric: str, tmp_path: Path, capsys:
     assert policy["jobs"] == 2 and policy["multi_node_jobs"] == 1
     # Both jobs start on arrival on an empty fabric; the 2-host job fits one leaf (2 hosts per leaf).
     assert policy["wait_s"]["max"] == 0 and policy["mean_extra_leaf_switches_multi_node"] == 0
+
+
+def test_backfill_model_changes_who_waits(fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 8 hosts x 8 GPUs; every limit is 60 min. Job 1 holds 6 hosts until 3600 s. Jobs 2 and 3 (4 hosts
+    # each, 60 s runs) are blocked. Job 4 (1 host, 3600 s) fits one of the 2 free hosts at 180 s.
+    path = _sacct(tmp_path, [_row(1, 0, 3600, 6, 48), _row(2, 1, 60, 4, 32), _row(3, 2, 60, 4, 32),
+                             _row(4, 3, 3600, 1, 8)])
+    waits = {}
+    for backfill in ("easy", "slurm"):
+        assert main(["simulate", "--fabric", fabric, "--workload", path, "--policies", "slurm-tree",
+                     "--backfill", backfill, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["config"]["backfill"] == backfill
+        waits[backfill] = doc["policies"][0]["wait_s"]["mean"]
+    # easy: only job 2 reserves (shadow 3600, 64 - 32 GPUs spare then), so job 4 starts at 180 and holds
+    # a host until 3780; at 3600 job 2 starts, job 3 finds 3 hosts and starts when job 2 ends, at 3660.
+    # Waits 0, 3540, 3660 - 120, 0.
+    assert waits["easy"] == pytest.approx((0 + 3540 + 3540 + 0) / 4)
+    # slurm: job 2 and job 3 both reserve 4 hosts over [3600, 7200), so job 4's [180, 3780) collides;
+    # at 3600 jobs 2 and 3 start, at 3660 they end and job 4 starts. Waits 0, 3540, 3480, 3480.
+    assert waits["slurm"] == pytest.approx((0 + 3540 + 3480 + 3480) / 4)
+    assert main(["simulate", "--fabric", fabric, "--workload", path, "--backfill", "fifo"]) == 2

@@ -27,6 +27,7 @@ def _job(job_id: str, submit: float, duration: float, nodes: int, per_node: int,
 
 
 def _run(compiled, policy: str, jobs: list[Job], **config) -> tuple[Simulator, dict[str, tuple[float, list[str]]]]:
+    config.setdefault("backfill", "slurm")  # the hand-worked cases hold under both models unless a test says
     sim = Simulator(compiled, policy, SimConfig(gpus_per_host=4, record_starts=True, **config), SpeedModel())
     sim.run(jobs)
     return sim, {job_id: (start, hosts) for job_id, start, hosts in sim.starts}
@@ -160,3 +161,100 @@ def test_slurm_block_keeps_each_job_inside_one_base_block() -> None:
         spread[policy] = sum(len({leaf[index[h]] for h in hosts}) > 1 for _j, _s, hosts in sim.starts)
     assert spread["slurm-block"] == 0
     assert spread["slurm-tree"] > 0
+
+
+def _second_blocked_trace(d_limit: float) -> list[Job]:
+    return [
+        _job("A", 0, 100, 3, 4),  # t=0: 3 of 4 hosts busy until 100, one host (4 GPUs) free
+        _job("B", 1, 50, 2, 4),  # head, blocked: 2 whole hosts from 100 (A's end), until 150
+        _job("C", 2, 50, 2, 4),  # blocked too: at 100 the 2 hosts B does not take -> 100..150
+        _job("D", 3, 200, 1, 4, limit=d_limit),  # fits the free host now
+    ]
+
+
+@pytest.mark.parametrize("policy", ["slurm-tree", "gpupool"])
+def test_easy_backfill_delays_the_second_blocked_job(policy: str) -> None:
+    # EASY: only B reserves (shadow 100, spare at 100: 16 - 8 = 8 GPUs). D (4 GPUs, ends 203 > 100)
+    # fits the spare, so it starts at 3 and holds a host until 203. At 100 B takes 2 of the 3 free hosts;
+    # C needs 2 and finds 1: it waits for B's end at 150.
+    _sim, starts = _run(SMALL, policy, _second_blocked_trace(200), backfill="easy")
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 150, "D": 3}
+
+
+@pytest.mark.parametrize("policy", ["slurm-tree", "gpupool"])
+def test_slurm_backfill_reserves_for_every_blocked_job(policy: str) -> None:
+    # Slurm-like: B reserves 2 hosts over [100, 150), C the other 2 over [100, 150), so every host is
+    # booked then; D's [3, 203) collides, and its earliest window is at 150. At 100 B and C start
+    # together; D at 150.
+    _sim, starts = _run(SMALL, policy, _second_blocked_trace(200))
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 100, "D": 150}
+
+
+def test_slurm_backfill_starts_a_job_that_ends_before_every_reservation() -> None:
+    # D with a 90 s limit: [3, 93) ends before the reservations at 100 -> backfilled at 3 in both modes
+    # (it runs 200 s capped at its limit: ends at 93).
+    for backfill in ("slurm", "easy"):
+        _sim, starts = _run(SMALL, "gpupool", _second_blocked_trace(90), backfill=backfill)
+        assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 100, "D": 3}, backfill
+
+
+def test_slurm_backfill_uses_hosts_no_reservation_pins() -> None:
+    jobs = [
+        _job("A", 0, 100, 2, 4),  # 2 hosts busy until 100, 2 hosts free
+        _job("B", 1, 50, 3, 4),  # blocked: 3 hosts from 100 -> one host stays unreserved over [100, 150)
+        _job("C", 2, 500, 1, 2),  # 2 GPUs for 500 s: fits now, and a host no reservation pins takes it
+    ]
+    # At 100 every host has 4 GPUs: best fit pins the 3 lowest-indexed (equally good) hosts, A's gpu001
+    # and gpu002 and gpu003; gpu004 is unpinned, so C may run past 100 there.
+    _sim, starts = _run(SMALL, "gpupool", jobs, reserve_by_policy=False)
+    assert sorted(starts["A"][1]) == ["gpu001", "gpu002"]
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 2}
+    assert starts["C"][1] == ["gpu004"]
+
+
+def test_slurm_backfill_tests_at_most_backfill_depth_jobs_behind_the_first_blocked_one() -> None:
+    # With a depth of 1 only C is tested behind B: D (which would fit [3, 93) before every reservation)
+    # is never tested while A runs. At 100 B and C start and no host is left: D waits until 150.
+    _sim, starts = _run(SMALL, "gpupool", _second_blocked_trace(90), backfill_depth=1)
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": 100, "D": 150}
+    _sim, starts = _run(SMALL, "gpupool", _second_blocked_trace(90), backfill_depth=2)
+    assert starts["D"][0] == 3
+
+
+def test_unknown_backfill_is_a_usage_error() -> None:
+    from gpupool.errors import UsageError
+
+    with pytest.raises(UsageError):
+        _run(SMALL, "gpupool", [], backfill="conservative")
+
+
+@pytest.mark.parametrize(("whole", "c_start"), [(True, 100), (False, 2)])
+def test_slurm_backfill_reservation_books_whole_hosts_or_only_its_gpus(whole: bool, c_start: float) -> None:
+    jobs = [
+        _job("A", 0, 100, 4, 3),  # every host: 3 of 4 GPUs busy until 100, 1 free
+        _job("B", 1, 50, 4, 2),  # blocked: 2 GPUs on each of the 4 hosts, reserved over [100, 150)
+        _job("C", 2, 200, 1, 1),  # 1 GPU for 200 s: fits now (1 free per host), [2, 202) overlaps B's window
+    ]
+    # Whole hosts (Slurm 22.05's node_space books nodes): every host is booked over [100, 150), so C
+    # cannot start at 2; at 100 B starts on 2 GPUs per host and C takes one of the 2 left at once.
+    # GPUs only: over [100, 150) each host keeps 4 - 2 = 2 GPUs unbooked, so C starts at 2 and B still
+    # finds 2 GPUs on every host at 100 (C's host: 4 - 1 = 3).
+    _sim, starts = _run(SMALL, "gpupool", jobs, reserve_whole_hosts=whole)
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": c_start}
+
+
+@pytest.mark.parametrize(("window", "expected"), [(86400.0, {"A": 0, "B": 200002, "C": 2}),
+                                                  (float("inf"), {"A": 0, "B": 100, "C": 150})])
+def test_slurm_backfill_reserves_only_within_the_backfill_window(window: float, expected: dict[str, float]) -> None:
+    jobs = [
+        _job("A", 0, 100, 3, 4, limit=172800),  # 3 hosts; by its 2-day limit they are busy until 172800
+        _job("B", 1, 50, 4, 4),  # blocked: all 4 hosts, earliest (by A's limit) at 172800
+        _job("C", 2, 200000, 1, 4),  # fits the free host now, runs past 172800
+    ]
+    # 1-day window (Slurm's bf_window default): B's start at 172800 is beyond it, so B reserves nothing and
+    # C starts at 2. A ends at 100, but C holds a host until 200002: B waits for it.
+    # No window: B reserves all hosts from 172800, C's [2, 200002) collides, so C waits; A ends at 100,
+    # B starts then (all 4 hosts free) and C when B ends at 150.
+    _sim, starts = _run(SMALL, "gpupool", jobs, backfill_window=window)
+    assert {k: v[0] for k, v in starts.items()} == expected
+
