@@ -41,6 +41,9 @@ PARTITION = "gpu"
 BLOCK_PARTITION = "blk"
 POOLS_FRAGMENT = "gpupool-partitions.conf"
 MARK_VAR = "GPUPOOL_TESTBED_MARK"
+# Set by a chroot release's client wrappers: a client (scontrol, ...) in its own mount namespace is
+# never a leftover of any testbed's daemons, even where that namespace's number was reused.
+CLIENT_VAR = "GPUPOOL_TESTBED_CLIENT"
 DEBIAN_PACKAGES = ("slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
                    "ibsim-utils", "opensm", "infiniband-diags")
 UMAD2SIM = "/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so"

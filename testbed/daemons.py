@@ -33,6 +33,7 @@ from testbed.chroot import (
 from testbed.config import (
     CHROOT_SUITES,
     CLIENT_COMMANDS,
+    CLIENT_VAR,
     CLUSTER_NAME,
     DEBIAN_PACKAGES,
     HOST_SLURM,
@@ -244,11 +245,11 @@ def marked_processes(state_dir: Path) -> set[int]:
     process in a mount namespace of ours (a chroot release's slurmstepd detaches from slurmd and
     drops our marker, but stays in the namespace its slurmd was started in)."""
     mark = f"{MARK_VAR}={state_dir}".encode()
-    any_mark = f"{MARK_VAR}=".encode()
+    others = (f"{MARK_VAR}=".encode(), f"{CLIENT_VAR}=".encode())
     parents: dict[int, int] = {}
     namespaces: dict[int, str] = {}
     marked: set[int] = set()
-    foreign: set[int] = set()  # daemons of another testbed (their marker names another state dir)
+    foreign: set[int] = set()  # another testbed's daemons, and any testbed's client commands
     me = os.getpid()
     host_ns = _mount_namespace(me)
     for entry in os.listdir("/proc"):
@@ -264,7 +265,7 @@ def marked_processes(state_dir: Path) -> set[int]:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             if mark in environ:
                 marked.add(pid)
-            elif any(var.startswith(any_mark) for var in environ):
+            elif any(var.startswith(others) for var in environ):
                 foreign.add(pid)
         except (OSError, ValueError):
             continue
@@ -272,8 +273,8 @@ def marked_processes(state_dir: Path) -> set[int]:
     marked |= {pid for pid, ns in namespaces.items() if ns in live_ns}
     # A recorded namespace no daemon of ours holds any more may be gone and its number reused by
     # someone else's (a chroot wrapper's `scontrol` was seen in one): there, only Slurm's own
-    # detached processes count (inside a chroot, or slurmstepd), never another testbed's daemons
-    # (seen: a parallel run's munged in a reused number); their jobs follow as descendants.
+    # detached processes count (inside a chroot, or slurmstepd), never another testbed's daemons or
+    # a client wrapper's command (both seen in parallel runs: munged, scontrol); their jobs follow.
     dead_ns = recorded_namespaces(state_dir) - live_ns - {host_ns, ""}
     marked |= {pid for pid, ns in namespaces.items()
                if ns in dead_ns and pid not in foreign and _slurm_side(pid)}

@@ -95,7 +95,7 @@ def test_a_recorded_namespace_no_daemon_holds_counts_only_slurm_side_processes(t
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="unshare --mount and chroot need root")
-@pytest.mark.parametrize("marker", ["another testbed", "none"])
+@pytest.mark.parametrize("marker", ["another testbed", "a client wrapper", "none"])
 def test_a_chrooted_process_in_a_recorded_namespace_is_ours_unless_another_testbed_marks_it(
         tmp_path: Path, marker: str) -> None:
     # Parallel testbeds of chroot releases: a namespace number we recorded may be reused by another
@@ -105,8 +105,10 @@ def test_a_chrooted_process_in_a_recorded_namespace_is_ours_unless_another_testb
     root = tmp_path / "root"
     root.mkdir()
     env = {k: v for k, v in os.environ.items() if k != config.MARK_VAR}
-    if marker != "none":
+    if marker == "another testbed":
         env[config.MARK_VAR] = str(tmp_path / "other-state")
+    elif marker == "a client wrapper":  # e.g. a parallel run's scontrol (seen: killed by another's down)
+        env[config.CLIENT_VAR] = str(tmp_path / "other-state")
     script = f'mount --bind / "{root}" && exec chroot "{root}" sleep 30'
     chrooted = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                                 env=env, start_new_session=True)

@@ -114,3 +114,12 @@ def test_chroot_release_runs_job_scripts_through_a_shim_into_the_host_userland(t
     assert out[0] == "args=x y z" and out[1] == f"cwd={workdir}"
     path = out[2].removeprefix("path=").split(":")
     assert path[0] == str(state / "bin") and "/usr/bin" in path  # this release's clients first
+
+
+def test_client_wrappers_mark_their_commands_as_clients(tmp_path: Path) -> None:
+    # Another testbed's `down` must tell a client in a reused mount-namespace number from its own leftovers.
+    fake = chroot.Chroot("26.05", "sid", "http://m/debian", tmp_path / "root")
+    chroot.write_wrappers(fake, tmp_path / "bin", tmp_path / "state", ["scontrol"])
+    text = (tmp_path / "bin" / "scontrol").read_text()
+    assert f"export {config.CLIENT_VAR}={tmp_path / 'state'}\n" in text
+    assert text.index(f"export {config.CLIENT_VAR}") < text.index("exec ")
