@@ -112,6 +112,13 @@ def test_block_plan_refuses_what_spans_two_aggregated_blocks_where_tree_would_no
     assert block_usage(layout, list(tree.allocation))["slurm_accepts"] is False
 
 
+def _random_free_state(rng: random.Random, compiled, layout, share: float):  # type: ignore[no-untyped-def]
+    """(free hosts, their FreeState, free hosts per base block): each host wholly free with `share`."""
+    free_hosts = [h for h in compiled.host_names if rng.random() < share]
+    per_block = [sum(1 for h in members if h in free_hosts) for _n, members in layout.blocks]
+    return free_hosts, free_of(compiled, dict.fromkeys(free_hosts, 8)), per_block
+
+
 def _fewest_blocks_by_brute_force(per_block_free: list[int], nodes: int) -> int | None:
     """Smallest number of base blocks holding `nodes` free nodes inside one aligned group of the
     width Slurm requires (every level offered, 8-node base blocks), by trying every subset."""
@@ -134,9 +141,7 @@ def test_block_plan_uses_the_fewest_blocks_and_never_more_than_slurm(eight_block
     rng = random.Random(7)
     checked = 0
     for _ in range(200):
-        free_hosts = [h for h in eight_blocks.host_names if rng.random() < 0.55]
-        free = free_of(eight_blocks, dict.fromkeys(free_hosts, 8))
-        per_block = [sum(1 for h in members if h in free_hosts) for _n, members in layout.blocks]
+        free_hosts, free, per_block = _random_free_state(rng, eight_blocks, layout, 0.55)
         nodes = rng.randint(2, 30)
         request = Request(nodes=nodes, gpus_per_node=8)
         expected = _fewest_blocks_by_brute_force(per_block, nodes)
@@ -334,9 +339,7 @@ def test_segment_plan_uses_the_fewest_blocks_and_never_more_than_slurm(eight_blo
     rng = random.Random(11)
     checked = 0
     for _ in range(150):
-        free_hosts = [h for h in eight_blocks.host_names if rng.random() < 0.5]
-        free = free_of(eight_blocks, dict.fromkeys(free_hosts, 8))
-        per_block = [sum(1 for h in members if h in free_hosts) for _n, members in layout.blocks]
+        free_hosts, free, per_block = _random_free_state(rng, eight_blocks, layout, 0.5)
         size = rng.choice([1, 2, 3, 4, 8])
         nodes = size * rng.randint(1, max(1, 24 // size))
         request = Request(nodes=nodes, gpus_per_node=8, segment=size)
