@@ -159,6 +159,9 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(data[-lines:]) if data else f"(empty log {path})"
 
 
+BIND_RACE = re.compile(r"Address already in use")  # EADDRINUSE as MariaDB, Slurm and ibsim print it
+
+
 def daemon_failed(daemon: str, why: str, *logs: Path) -> TestbedError:
     """The error for a daemon that died or hung: its last fatal/error line, then its log tails."""
     for log in logs[:1]:
@@ -173,7 +176,11 @@ def daemon_failed(daemon: str, why: str, *logs: Path) -> TestbedError:
     for log in logs:
         if log.exists() and log.stat().st_size:
             detail.append(f"--- last lines of {log} ---\n{tail(log)}")
-    return TestbedError(f"{daemon} {why}", EXIT_DOWN, "\n".join(detail))
+    # A port free at the check but bound by someone else since is the caller's "port taken" (exit 3).
+    lost_port = any(BIND_RACE.search(tail(log, 40)) for log in logs)
+    return TestbedError(f"{daemon} {why}" + ("; its port was taken meanwhile, choose another "
+                                             "--port-base" if lost_port else ""),
+                        EXIT_ENV if lost_port else EXIT_DOWN, "\n".join(detail))
 
 
 def wait_for(check, timeout: float, interval: float = 0.2) -> bool:  # type: ignore[no-untyped-def]

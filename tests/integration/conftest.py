@@ -33,6 +33,10 @@ TESTBED_SCRIPT = REPO / "scripts" / "testbed"
 # The Slurm release every testbed of this session runs (`scripts/test --slurm`, CI runs all three).
 SLURM_RELEASE = os.environ.get("GPUPOOL_TESTBED_SLURM") or testbed_config.HOST_SLURM
 PORT_BASE_STEP = 400  # room for 3 service ports + up to ~300 slurmds per testbed
+# Where each module's testbeds start looking for a free base, above $GPUPOOL_TESTBED_PYTEST_PORT_BASE:
+# apart, so two `up`s never race for one base (scripts/test --parallel gives each release 6000).
+PORT_OFFSETS = {"session": 0, "observe": 800, "reclaim": 1600, "node": 2000, "hostile": 2400,
+                "pools": 2800, "lending": 3200, "extra": 4000, "testbed-cli": 5400}
 T = TypeVar("T")
 
 
@@ -144,6 +148,11 @@ class Testbed:
                    message="all nodes idle")
 
 
+def first_port_base(owner: str) -> int:
+    """The first port base `owner` (a key of PORT_OFFSETS) tries in this session."""
+    return int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + PORT_OFFSETS[owner]
+
+
 def pick_port_base(first: int, node_count: int) -> int:
     """First port base from `first` (step PORT_BASE_STEP) whose ports and ibsim socket are free."""
     for base in range(first, 60000, PORT_BASE_STEP):
@@ -211,7 +220,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
             return
     state_dir = tmp_path_factory.mktemp("testbed")
     node_count = int(os.environ.get("GPUPOOL_TESTBED_NODES", "64"))
-    first_base = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800"))
+    first_base = first_port_base("session")
     bed = Testbed.from_status(bring_up(state_dir, node_count, first_base), started_here=True)
     try:
         yield bed
@@ -225,7 +234,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 def make_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Testbed]]:
     """Factory for extra, throw-away testbeds (own state dir and port base), downed after the test."""
     started: list[Path] = []
-    first_base = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 4000
+    first_base = first_port_base("extra")
 
     def make(node_count: int = 4, *extra_args: str) -> Testbed:
         state_dir = tmp_path_factory.mktemp("extra-testbed")

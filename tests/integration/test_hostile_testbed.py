@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Testbed, bring_up, run_testbed, wait_until
+from tests.integration.conftest import Testbed, bring_up, first_port_base, run_testbed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def pools_yaml(user: str) -> str:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     state_dir = tmp_path_factory.mktemp("hostile-testbed")
-    first = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 2400
+    first = first_port_base("hostile")
     status = bring_up(state_dir, NODES, first, ["--gpus-per-node", str(GPUS)])
     testbed = Testbed.from_status(status, started_here=True)
     try:

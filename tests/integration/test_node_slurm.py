@@ -116,9 +116,9 @@ def bed() -> Iterator[Bed]:
         wrapper.chmod(0o755)
     (directory / "job_submit.lua").write_text(
         render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
-    from conftest import pick_port_base  # honours GPUPOOL_TESTBED_PYTEST_PORT_BASE
+    from conftest import first_port_base, pick_port_base  # honour GPUPOOL_TESTBED_PYTEST_PORT_BASE
 
-    base = pick_port_base(int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 2000, 5)
+    base = pick_port_base(first_port_base("node"), 5)
     up = subprocess.run(
         [sys.executable, str(TESTBED), "up", "--state-dir", str(state), "--port-base", str(base),
          "--nodes", "5", "--gpus-per-node", "8", "--prolog", str(directory / "prolog-wrapper"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Testbed, bring_up, run_testbed, wait_until
+from tests.integration.conftest import Testbed, bring_up, first_port_base, run_testbed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +29,7 @@ LLM = {f"gpu{i:03d}" for i in range(5, 9)}
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     state_dir = tmp_path_factory.mktemp("observe-testbed")
-    first = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 800
+    first = first_port_base("observe")
     testbed = Testbed.from_status(bring_up(state_dir, NODES, first, ["--gpus-per-node", str(GPUS)]), started_here=True)
     try:
         wait_until(lambda: "partition_prio" in testbed.run(["scontrol", "show", "config"]).stdout, 30,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Testbed, bring_up, run_testbed, wait_until
+from tests.integration.conftest import Testbed, bring_up, first_port_base, run_testbed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ borrowing:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     state_dir = tmp_path_factory.mktemp("lending-testbed")
-    first_base = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "28400"))
+    first_base = first_port_base("lending")
     status = bring_up(state_dir, NODES, first_base, ["--gpus-per-node", str(GPUS)])
     testbed = Testbed.from_status(status, started_here=True)
     try:

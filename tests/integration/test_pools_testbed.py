@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Testbed, bring_up, run_testbed, wait_until
+from tests.integration.conftest import Testbed, bring_up, first_port_base, run_testbed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ queues:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     state_dir = tmp_path_factory.mktemp("pools-testbed")
-    status = bring_up(state_dir, NODES, 27600, ["--gpus-per-node", str(GPUS)])
+    status = bring_up(state_dir, NODES, first_port_base("pools"), ["--gpus-per-node", str(GPUS)])
     testbed = Testbed.from_status(status, started_here=True)
     try:
         conf = Path(testbed.env["SLURM_CONF"])

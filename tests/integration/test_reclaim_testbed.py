@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from gpupool.cli.main import main
-from tests.integration.conftest import Testbed, bring_up, run_testbed, wait_until
+from tests.integration.conftest import Testbed, bring_up, first_port_base, run_testbed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ accounts:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     state_dir = tmp_path_factory.mktemp("reclaim-testbed")
-    first = int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 1600
+    first = first_port_base("reclaim")
     testbed = Testbed.from_status(bring_up(state_dir, NODES, first, ["--gpus-per-node", str(GPUS)]),
                                   started_here=True)
     try:

@@ -18,6 +18,7 @@ from testbed.daemons import marked_processes
 from tests.integration.conftest import (
     TESTBED_SCRIPT,
     Testbed,
+    first_port_base,
     pick_port_base,
     run_testbed,
     wait_until,
@@ -184,7 +185,7 @@ def test_a_release_that_cannot_be_built_fails_loudly_and_leaves_nothing(tmp_path
 
 def test_up_refuses_a_taken_port_quickly(tmp_path: Path) -> None:
     # Above this session's other testbeds (scripts/test --parallel gives each release 6000 ports).
-    base = pick_port_base(int(os.environ.get("GPUPOOL_TESTBED_PYTEST_PORT_BASE", "26800")) + 5400, 4)
+    base = pick_port_base(first_port_base("testbed-cli"), 4)
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", base))
         blocker.listen()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from testbed import config, daemons
-from testbed.errors import TestbedError
+from testbed.errors import EXIT_DOWN, EXIT_ENV, TestbedError
 
 
 def settings(tmp: Path, **kw: object) -> config.Settings:
@@ -156,9 +157,30 @@ def test_a_daemon_that_dies_fails_fast_with_its_fatal_line_and_log_tail(tmp_path
     assert time.monotonic() - started < 5
     assert info.value.message == ("slurmctld exited with status 1 "
                                   "(fatal: Switch configuration is not a tree)")
+    assert info.value.exit_code == EXIT_DOWN
     tail = info.value.detail.splitlines()
     assert tail[0] == f"--- last lines of {log} ---"
     assert tail[1:] == [f"line {i}" for i in range(16, 30)] + ["fatal: Switch configuration is not a tree"]
+
+
+def test_a_daemon_that_loses_its_port_to_another_process_is_exit_3(tmp_path: Path) -> None:
+    # A real bind() onto a port held since the check: callers retry exit 3 on another base.
+    log = tmp_path / "mariadb.log"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        script = ("import socket, sys\ntry:\n    socket.socket().bind(('127.0.0.1', PORT))\n"
+                  "except OSError as exc:\n    print(f'[ERROR] Bind on TCP/IP port: {exc}', file=sys.stderr)\n"
+                  "    sys.exit(1)\n").replace("PORT", str(port))
+        with log.open("w") as out:
+            proc = subprocess.Popen([sys.executable, "-c", script], stderr=out)
+            with pytest.raises(TestbedError) as info:
+                daemons.wait_daemon("mariadb", proc, lambda: False, 30, "listen", log)
+    assert info.value.exit_code == EXIT_ENV
+    assert info.value.message.startswith("mariadb exited with status 1 ([ERROR] Bind on TCP/IP port: "
+                                         "[Errno 98] Address already in use)")
+    assert info.value.message.endswith("its port was taken meanwhile, choose another --port-base")
 
 
 def test_a_daemon_that_hangs_times_out(tmp_path: Path) -> None:
