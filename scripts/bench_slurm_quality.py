@@ -97,7 +97,7 @@ def fragment(client: Any, rng: random.Random, busy_share: float) -> dict[str, in
             gpus = rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 8]) if node.gpus_total >= 8 else rng.randint(1, node.gpus_total)
             used[node.name] = gpus
             run(["sbatch", "--quiet", f"--job-name={FILLER_NAME}", f"--nodelist={node.name}", "--nodes=1",
-                 f"--gres=gpu:{gpus}", "--cpus-per-task=1", "--mem=100", "--wrap", "sleep 3600"])
+                 f"--gres=gpu:{gpus}", "--cpus-per-task=1", "--mem=100", "--output=/dev/null", "--wrap", "sleep 3600"])
 
     def running() -> bool:
         jobs = [j for j in client.jobs() if j.name == FILLER_NAME and j.state.split("+")[0] == "PENDING"]
@@ -143,7 +143,7 @@ def probe_total(client: Any, compiled: Any, gpus: int, timeout: float = 20.0) ->
 
     before = {n.name: n.gpus_used for n in client.node_states()}
     proc = run(["sbatch", f"--job-name={PROBE_NAME}", f"--gpus={gpus}", "--cpus-per-gpu=1", "--mem-per-gpu=100",
-                "--wrap", "sleep 3600"])
+                "--output=/dev/null", "--wrap", "sleep 3600"])
     job_id, _ = parse_sbatch_output(proc.stdout)
     allocation = None
     deadline = time.monotonic() + timeout

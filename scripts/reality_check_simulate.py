@@ -78,7 +78,8 @@ def submit_trace(jobs: list[tuple[float, int, int, int, int]], via: str, switch_
         delay = start + offset - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        slurm_args = [f"--job-name={NAME}", "-t", str(limit), "--cpus-per-task=1", "--mem=100", f"--wrap=sleep {runtime}"]
+        slurm_args = [f"--job-name={NAME}", "-t", str(limit), "--cpus-per-task=1", "--mem=100",
+                      "--output=/dev/null", f"--wrap=sleep {runtime}"]
         if via == "sbatch":
             out = sh(["sbatch", "--parsable", "-N", str(nodes), f"--gres=gpu:{per_node}", *slurm_args])
             ids.append(out.strip().split(";")[0])

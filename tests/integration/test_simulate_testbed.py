@@ -70,7 +70,7 @@ def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> N
 
     testbed.cancel_all()
     proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
-                        "--requests", "10", "--seed", "3", "--json"], timeout=900, cwd=REPO)
+                        "--requests", "10", "--seed", "3", "--json"], timeout=900)
     doc = json.loads(proc.stdout)
     assert doc["cases"] >= 90, doc
     assert doc["agreement"] >= 0.95, doc["disagreements"]
@@ -94,7 +94,7 @@ def test_reality_check_start_order_and_nodes(testbed: Testbed, via: str) -> None
     shape = ["--max-nodes", "16", "--span", str(0.5 * REALITY_JOBS)] if via == "sbatch" else []
     proc = testbed.run([sys.executable, str(REPO / "scripts" / "reality_check_simulate.py"), "--jobs",
                         str(REALITY_JOBS), "--seed", "2", "--via", via, *shape, "--json"],
-                       timeout=900 + 12 * REALITY_JOBS, cwd=REPO)
+                       timeout=900 + 12 * REALITY_JOBS)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     print(doc)  # the figures, for the log
