@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gpupool.app.plan import plan_placement
+from gpupool.app.plan import plan_placement, segment_for
 from gpupool.app.reclaim import may_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, UsageError
@@ -23,7 +23,7 @@ from gpupool.slurm.freestate import (
     trusted_alloc,
     trusted_plan,
 )
-from gpupool.slurm.models import JobInfo, NodeState
+from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
 from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.preempt import preemptible_jobs
 from gpupool.validate import maybe_int_text
@@ -123,7 +123,7 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
     asks = {
         "nodes": req.nodes, "gpus_per_node": req.gpus_per_node, "gpus": req.total_gpus,
         "partition": req.partition, "nodelist": req.required_nodes or None,
-        "exclude": req.excluded_nodes or None, "switches": req.switches or None,
+        "exclude": req.excluded_nodes or None, "switches": req.switches or None, "segment": None,
     }
     explanation = Explanation(job=job, asks=asks, best_now=None)
     base = job.state.split("+")[0]
@@ -144,15 +144,23 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
     choice = resolve_topology(compiled, "auto", partition, lambda: client)
     explanation.topology = choice
     layout = choice.layout
+    segment = job_segment(client, job, ask_slurm=layout is not None)
+    asks["segment"] = segment
     if layout is not None and req.switches:
         explanation.notes.append(f"the job asks --switches={req.switches}, which Slurm's topology/block ignores: "
                                  "it waits for one aggregated block with enough free nodes, not for switches")
+    if segment is not None:
+        try:
+            request = segment_for(choice, replace(request, segment=segment), explanation.notes.append)
+        except UsageError as exc:  # Slurm keeps such a job pending for ever (or refused it at submit)
+            explanation.notes.append(f"Slurm cannot place --segment={segment} here: {exc.message}")
+            request = replace(request, segment=None)
     try:
         best = plan_placement(compiled, free, request, topology=choice)
         explanation.best_now = {"allocation": best.allocation, "nodelist": fold(best.allocation),
                                 "cost": best.cost.to_json()}
         if layout is not None:
-            explanation.best_now["blocks"] = block_usage(layout, best.hosts)
+            explanation.best_now["blocks"] = block_usage(layout, best.hosts, request.segment)
     except InfeasibleError as exc:
         explanation.best_now_reason = f"nothing fits now: {exc.message}"
         cap = capacity_gpus(states, partition)
@@ -165,11 +173,13 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
         explanation.pinned = {"allocation": pinned_alloc, "nodelist": fold(pinned_alloc),
                               "cost": _cost_json(compiled, pinned_alloc)}
         if layout is not None:
-            usage = block_usage(layout, list(pinned_alloc))
+            usage = block_usage(layout, list(pinned_alloc), request.segment)
             explanation.pinned["blocks"] = usage
             if not usage["slurm_accepts"]:
+                rule = (f"not {request.segment} nodes of a base block per segment" if request.segment else
+                        "not within one aggregated block of the size Slurm requires")
                 explanation.notes.append(f"the pinned nodes break Slurm's block rules for {len(pinned_alloc)} "
-                                         "nodes (not within one aggregated block of the size Slurm requires)")
+                                         f"nodes ({rule})")
         busy = [h for h, g in pinned_alloc.items() if free.get(h, 0) < g]
         if busy:
             explanation.notes.append(f"pinned node(s) without enough free GPUs now: {fold(busy)}")
@@ -177,6 +187,21 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
                 explanation.preempting = _borrowers_on(client, others, states, partition, set(busy))
                 explanation.notes += _preempting_notes(explanation.preempting)
     return explanation
+
+
+def job_segment(client: SlurmClient, job: JobInfo, ask_slurm: bool = True) -> int | None:
+    """The job's --segment: as Slurm reports it (squeue --json, 25.11+; looked up only if ask_slurm),
+    else as gpupool's marker recorded it at submission (Slurm before 25.11 reports it nowhere)."""
+    if job.request.segment:
+        return job.request.segment
+    recorded = maybe_int_text(parse_plan_comment(job.comment).get("segment"), 1, 0xFFFD)
+    if recorded:
+        return recorded
+    if not ask_slurm:
+        return None
+    # `client.job` reads scontrol's text, which never shows --segment; squeue's JSON does (25.11+).
+    found = [j for j in client.jobs(job_ids=[job.job_id]) if j.job_id == job.job_id]
+    return found[0].request.segment if found else None
 
 
 def _borrowers_on(client: SlurmClient, jobs: list[JobInfo], states: list[NodeState], partition: str | None,

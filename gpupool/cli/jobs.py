@@ -73,7 +73,8 @@ def explain(job_id: str, fabric_path: str | None) -> None:
              f"{asks['nodes']} node(s) x {asks['gpus_per_node']} GPUs" if asks.get("gpus_per_node") else None,
              f"partition {asks['partition']}" if asks.get("partition") else None,
              f"on {asks['nodelist']}" if asks.get("nodelist") else None,
-             f"switches {asks['switches']}" if asks.get("switches") else None]
+             f"switches {asks['switches']}" if asks.get("switches") else None,
+             f"segment {asks['segment']}" if asks.get("segment") else None]
     console.print("asks: " + ", ".join(p for p in parts if p))
     best = doc.get("best_now")
     topology = doc.get("topology") or {}

@@ -126,7 +126,8 @@ class FakeSlurm:
         request = JobRequest(nodes=nodes, gpus_per_node=per_node, gpus_total=total,
                              required_nodes=opts.get("nodelist", ""),
                              partition=opts.get("partition", self.default_partition),
-                             switches=opts.get("switches", ""))
+                             switches=opts.get("switches", ""),
+                             segment=int(opts["segment"]) if "segment" in opts else None)
         job = JobInfo(job_id=job_id, name=script or "wrap", user=self.user, partition=request.partition,
                       state="PENDING", reason="Resources", request=request, comment=opts.get("comment", ""))
         allocation = self._fit(hosts, per_node, total) if hosts else None

@@ -69,6 +69,7 @@ class JobRequest:
     excluded_nodes: str = ""
     partition: str = ""
     switches: str = ""  # --switches as Slurm prints it, e.g. "1@00:05:00"
+    segment: int | None = None  # --segment (topology/block); squeue --json reports it from 25.11 on
 
     @property
     def total_gpus(self) -> int | None:

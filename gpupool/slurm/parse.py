@@ -284,6 +284,7 @@ def job_from_json(job: Mapping[str, Any]) -> JobInfo:
         excluded_nodes=_null_to_empty(job.get("excluded_nodes")),
         partition=str(job.get("partition") or ""),
         switches=_switches_json(job),
+        segment=_segment_json(job),
     )
     return JobInfo(
         job_id=_job_id(job),
@@ -320,6 +321,12 @@ def _switches_json(job: Mapping[str, Any]) -> str:
     # 23.x+ JSON names the wait maximum_switch_wait_time (seconds); older ones wait4switch.
     wait = number(job.get("maximum_switch_wait_time", job.get("wait4switch")), 0) or 0
     return f"{req}@{wait // 3600:02d}:{wait % 3600 // 60:02d}:{wait % 60:02d}"
+
+
+def _segment_json(job: Mapping[str, Any]) -> int | None:
+    """--segment from ``segment_size`` (in squeue --json from 25.11); None when not asked (0/NO_VAL)."""
+    size = number(job.get("segment_size"), None)
+    return size if size is not None and 0 < size < 0xFFFE else None
 
 
 def _null_to_empty(value: Any) -> str:

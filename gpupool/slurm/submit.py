@@ -33,13 +33,15 @@ def default_partition(client: SlurmClient) -> str | None:
 
 
 def plan_comment(cost: Mapping[str, int], allocation: Mapping[str, int], mode: str,
-                 user_comment: str | None, token: str | None = None) -> str:
-    """``gpupool:pair_hops_sum=..,leaf_switches=..,max_hops=..,mode=..[,token=..][,alloc=h:g+...]``
-    (+ ``;user``)."""
+                 user_comment: str | None, token: str | None = None, segment: int | None = None) -> str:
+    """``gpupool:pair_hops_sum=..,leaf_switches=..,max_hops=..,mode=..[,token=..][,segment=S]
+    [,alloc=h:g+...]`` (+ ``;user``)."""
     fields = [f"pair_hops_sum={cost['pair_hops_sum']}", f"leaf_switches={cost['leaf_switches']}",
               f"max_hops={cost['max_hops']}", f"mode={mode}"]
     if token:
         fields.append(f"token={token}")
+    if segment:  # Slurm before 25.11 does not report a job's --segment: `jobs explain` reads it here
+        fields.append(f"segment={segment}")
     if mode == "now":
         fields.append("alloc=" + format_alloc_field(allocation))
     text = "gpupool:" + ",".join(fields)

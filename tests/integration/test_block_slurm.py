@@ -260,4 +260,12 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
     assert not any(a.startswith(("--switches", "--nodelist")) for a in out["sbatch"]), out
     state = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%T"], check=True).stdout.strip()
     assert state == "PENDING", state  # Slurm accepted --segment and waits
+    # explain reads the job's segment: gpupool's marker, or (a plain sbatch job) squeue's JSON from 25.11.
+    plain = bed.run(["sbatch", "--parsable", "-p", PARTITION, "-N", str(2 * size), f"--gres=gpu:{k}",
+                     f"--segment={size}", "--wrap", "sleep 60"], check=True).stdout.strip().split(";")[0]
+    for job_id, expected in ((out["job_id"], size), (plain, size if RELEASE >= (25, 11) else None)):
+        proc = bed.run(["gpupool", "explain", job_id, "--json"], timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        explained = json.loads(proc.stdout)
+        assert explained["topology"]["kind"] == "block" and explained["asks"]["segment"] == expected, explained
     bed.cancel_all()

@@ -33,6 +33,7 @@ from gpupool.placement.block import block_rule, block_usage, place_block, slurm_
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.slurm.fake import FakeSlurm
+from gpupool.slurm.models import parse_plan_comment
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +223,9 @@ def test_submit_under_block_pins_within_blocks_and_never_adds_switches(four_bloc
     assert later.mode == "wait-block"
     args = slurm.submitted[-1]
     assert "--segment=8" in args and not any(a.startswith(("--switches", "--nodelist")) for a in args)
+    # The marker records the segment, where `jobs explain` reads it on a Slurm that does not report it.
+    assert parse_plan_comment(slurm.jobs_by_id[later.job_id].comment)["segment"] == "8"
+    assert "segment" not in parse_plan_comment(slurm.jobs_by_id[out.job_id].comment)
 
 
 def test_plan_cli_speaks_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,6 +283,45 @@ def test_explain_speaks_blocks_and_flags_switches(four_blocks, tmp_path: Path) -
     assert doc["cost_difference"]["base_blocks"] == 0
     assert any("--switches=1@01:00:00" in n and "ignores" in n for n in doc["notes"])
     assert any("break Slurm's block rules" in n for n in doc["notes"])
+
+
+def test_explain_plans_with_the_jobs_segment(four_blocks, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.app.jobs import explain_job
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    slurm = FakeSlurm.uniform(hosts(1, 32), partition="blk")
+    slurm.partition_fields = {"blk": {"Topology": "block"}}
+    _yaml_for(slurm, tmp_path)
+    for host in set(hosts(1, 32)) - set(_spread_free()):
+        slurm.use(host, 8)
+
+    def explain(request: JobRequest, comment: str = "") -> dict:  # type: ignore[type-arg]
+        slurm.jobs_by_id["8"] = JobInfo(job_id="8", user="alice", state="PENDING", reason="Resources",
+                                        partition="blk", request=request, comment=comment)
+        return explain_job(slurm, four_blocks, "8").to_json()
+
+    # Segment 2 as squeue --json reports it (25.11+): leaf04's 6 nodes and a pair of leaf01, worked out
+    # by hand in test_segment_plan_takes_whole_segments_per_base_block.
+    doc = explain(JobRequest(nodes=8, gpus_per_node=8, partition="blk", segment=2))
+    assert doc["asks"]["segment"] == 2
+    assert sorted(doc["best_now"]["allocation"]) == hosts(1, 2) + hosts(25, 30)
+    assert doc["best_now"]["blocks"]["segment"] == 2 and doc["best_now"]["blocks"]["base_blocks"] == 2
+    # The same job submitted by gpupool on a Slurm that does not report it: read from the marker.
+    marker = "gpupool:pair_hops_sum=0,leaf_switches=1,max_hops=0,mode=wait-block,segment=2"
+    doc = explain(JobRequest(nodes=8, gpus_per_node=8, partition="blk"), marker)
+    assert doc["asks"]["segment"] == 2 and sorted(doc["best_now"]["allocation"]) == hosts(1, 2) + hosts(25, 30)
+    # Without a segment 8 nodes must share one base block, and none has 8 free.
+    doc = explain(JobRequest(nodes=8, gpus_per_node=8, partition="blk"))
+    assert doc["asks"]["segment"] is None and doc["best_now"] is None
+    assert doc["best_now_reason"].startswith("nothing fits now")
+    # A segment that does not divide the node count: Slurm never starts it; said, then planned without.
+    doc = explain(JobRequest(nodes=8, gpus_per_node=8, partition="blk", segment=3))
+    assert any(n.startswith("Slurm cannot place --segment=3 here") for n in doc["notes"])
+    # Pinned nodes with 3 in leaf01: not whole segments of 2.
+    doc = explain(JobRequest(nodes=8, gpus_per_node=8, partition="blk", segment=2,
+                             required_nodes="gpu[001-003,009-013]"))
+    assert doc["pinned"]["blocks"]["slurm_accepts"] is False and doc["pinned"]["blocks"]["segment"] == 2
+    assert any("not 2 nodes of a base block per segment" in n for n in doc["notes"])
 
 
 # --segment: each group of S nodes in one base block, segments anywhere (eval_nodes_block's
@@ -403,6 +446,8 @@ def test_submit_keeps_the_users_segment_and_pins_as_slurm_allows(four_blocks, tm
         assert out.mode == "now" and sorted(out.placement.allocation) == hosts(1, 2) + hosts(25, 30)
         args = out.sbatch_argv
         assert "--segment=2" in args and "--nodes=8" in args
+        comment = next(a.split("=", 1)[1] for a in args if a.startswith("--comment="))
+        assert parse_plan_comment(comment)["segment"] == "2"
         if pinned_by_list:
             assert "--nodelist=gpu[001-002,025-030]" in args
         else:  # 24.11 refuses -w with several segments: every other block node is excluded

@@ -137,6 +137,19 @@ def test_jobs_newer_schema(version: str) -> None:
     assert jobs["105"].state == "COMPLETED" and jobs["105"].nodes == ()
 
 
+def test_segment_size_is_read_where_squeue_reports_it() -> None:
+    # 26.05's squeue --json says segment_size 0 for a job without --segment; 24.11's has no such key.
+    doc = load("squeue-26.05.json")
+    assert all(j["segment_size"] == 0 for j in doc["jobs"])
+    assert all(j.request.segment is None for j in parse.jobs_from_json(doc))
+    assert all("segment_size" not in j for j in load("squeue-24.11.json")["jobs"])
+    assert all(j.request.segment is None for j in parse.jobs_from_json(load("squeue-24.11.json")))
+    doc["jobs"][0]["segment_size"] = 4
+    doc["jobs"][1]["segment_size"] = {"set": False, "infinite": False, "number": 0}
+    jobs = parse.jobs_from_json(doc)
+    assert [j.request.segment for j in jobs[:2]] == [4, None]
+
+
 def test_plan_comment_stops_at_user_comment() -> None:
     assert parse_plan_comment("gpupool:pair_hops_sum=8,leaf_switches=1;a,b=c") == {
         "pair_hops_sum": "8", "leaf_switches": "1"}
