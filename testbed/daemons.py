@@ -177,7 +177,8 @@ def daemon_failed(daemon: str, why: str, *logs: Path) -> TestbedError:
         if log.exists() and log.stat().st_size:
             detail.append(f"--- last lines of {log} ---\n{tail(log)}")
     # A port free at the check but bound by someone else since is the caller's "port taken" (exit 3).
-    lost_port = any(BIND_RACE.search(tail(log, 40)) for log in logs)
+    # Only the last lines: logs are appended, and an earlier start's bind error must not count.
+    lost_port = any(BIND_RACE.search(tail(log, 8)) for log in logs)
     return TestbedError(f"{daemon} {why}" + ("; its port was taken meanwhile, choose another "
                                              "--port-base" if lost_port else ""),
                         EXIT_ENV if lost_port else EXIT_DOWN, "\n".join(detail))
