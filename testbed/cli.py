@@ -165,6 +165,13 @@ def cmd_down(lay: Layout) -> int:
     if leftovers:
         stop_pids(leftovers, 5)
     remaining = marked_processes(lay.root)
+    # Under load a killed job step can take seconds to go (a chroot slurmstepd's exit also tears down
+    # its mount namespace; one outlived the 5 s once in CI): two more rounds before it counts as left.
+    for _ in range(2):
+        if not remaining:
+            break
+        stop_pids(remaining, 5)
+        remaining = marked_processes(lay.root)
     for stale in lay.run.glob("*.pid"):
         stale.unlink(missing_ok=True)
     if lay.munge_socket.exists():
@@ -173,11 +180,22 @@ def cmd_down(lay: Layout) -> int:
         namespaces_file(lay.root).unlink(missing_ok=True)
     if remaining:
         raise TestbedError(f"processes still running after down: {sorted(remaining)}", EXIT_DOWN,
-                           "\n".join(f"{pid} {_cmdline(pid)}" for pid in sorted(remaining)))
+                           "\n".join(f"{pid} [{_state(pid)}] {_cmdline(pid)}" for pid in sorted(remaining)))
     note = f" ({len(killed)} needed SIGKILL)" if killed else ""
     print(f"testbed: down: stopped {len(names)} daemons and {len(leftovers)} other processes"
           f"{note} in {lay.root}", file=sys.stderr)
     return EXIT_OK
+
+
+def _state(pid: int) -> str:
+    """The process's state letter and what it waits in (`R`, `D folio_wait_bit`, ...), for the error."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = stat[stat.rindex(")") + 2:].split()[0]
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip()
+    except (OSError, IndexError, ValueError):
+        return "?"
+    return f"{state} {wchan}" if wchan and wchan != "0" else state
 
 
 def _cmdline(pid: int) -> str:
