@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -92,6 +93,21 @@ def submit_trace(jobs: list[tuple[float, int, int, int, int]], via: str, switch_
     return ids, modes
 
 
+def wait_idle(timeout: float = 120) -> None:
+    """The replay starts from an idle cluster: wait until Slurm says every node is (one still completing
+    or drained would shift every placement after it), else stop with the nodes that are not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [line.split() for line in sh(["sinfo", "-h", "-N", "-o", "%N %T"]).splitlines() if line.strip()]
+        busy = sorted({row[0] for row in rows if len(row) < 2 or row[1] != "idle"})
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"reality_check: the replay starts from an idle cluster, but {len(busy)} node(s) "
+                             f"are not idle after {timeout:.0f} s: {', '.join(busy[:8])}")
+        time.sleep(1)
+
+
 def wait_done(ids: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,6 +152,9 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
     sim = Simulator(compiled, policy, config, still)
     jobs = list(read_workload(str(path), "sacct"))
     sim.run(jobs)
+    # Until the first job ends, both sides place on the same state (an idle cluster plus the jobs
+    # started so far), so their node sets must agree; after it, end times a second apart may differ.
+    first_end = min((real_start[j.job_id] + j.duration for j in jobs if j.job_id in real_start), default=math.inf)
     waited = sum(real_start.get(j.job_id, j.submit) - j.submit >= 2 for j in jobs)  # queued in reality
     sim_start = {job_id: start for job_id, start, _ in sim.starts}
     sim_nodes = {job_id: sorted(hosts) for job_id, _, hosts in sim.starts}
@@ -152,6 +171,8 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
     same_leaves = sum(leaves(sim_nodes[j]) == leaves(real_nodes[j]) for j in common)
     multi = [j for j in common if len(real_nodes[j]) > 1]
     same_multi = sum(sim_nodes[j] == real_nodes[j] for j in multi)
+    early = [j for j in common if real_start[j] < first_end]
+    same_early = sum(sim_nodes[j] == real_nodes[j] for j in early)
     pairs = agree = 0
     for i, a in enumerate(common):
         for b in common[i + 1:]:
@@ -171,6 +192,7 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
     return {"policy": policy, "backfill": backfill, "jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
             "same_leaf_count": same_leaves, "same_leaf_count_share": round(same_leaves / len(common), 4),
             "multi_node_jobs": len(multi), "multi_node_same_nodes": same_multi,
+            "started_before_first_end": len(early), "started_before_first_end_same_nodes": same_early,
             "start_order_pairs": pairs, "start_order_agree": agree,
             "start_order_share": round(agree / pairs, 4) if pairs else None,
             "real_span_s": max(waits_real) - min(waits_real) if waits_real else 0,
@@ -221,6 +243,7 @@ def main() -> int:
         print(json.dumps(doc, indent=2))
         return 0
     jobs = trace(args.jobs, args.seed, 8, args.max_nodes, args.span or 1.5 * args.jobs)
+    wait_idle()
     began = time.monotonic()
     ids, modes = submit_trace(jobs, args.via, args.switch_wait)
     wait_done(ids, 900 + 10 * args.jobs)
