@@ -220,12 +220,22 @@ def test_lifecycle_up_twice_repair_and_down_leave_nothing(make_testbed) -> None:
 
     daemons = pid_files(bed.state_dir)
     assert {"munged", "mariadb", "slurmdbd", "slurmctld", "ibsim"} <= set(daemons)
+    assert set(daemons.values()) <= marked_processes(bed.state_dir)
+
+    def job_sleeps() -> list[int]:
+        found = []
+        for pid in marked_processes(bed.state_dir):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"300"]:
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    # The job's own processes (forked by slurmstepd, not by us) count as ours too. RUNNING in squeue
+    # comes before the step's processes exist (a loaded CI run once looked too early): wait for them.
+    wait_until(lambda: len(job_sleeps()) == 1, 60, message="the job's sleep among the testbed's processes")
     ours = marked_processes(bed.state_dir)
-    assert set(daemons.values()) <= ours
-    # The job's own processes (forked by slurmstepd, not by us) count as ours too.
-    job_sleeps = [pid for pid in ours
-                  if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"300"]]
-    assert len(job_sleeps) == 1
 
     down = bed.testbed("down")
     assert down.returncode == 0, down.stderr
