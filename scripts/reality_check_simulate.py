@@ -152,8 +152,8 @@ def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, 
     sim = Simulator(compiled, policy, config, still)
     jobs = list(read_workload(str(path), "sacct"))
     sim.run(jobs)
-    # Until the first job ends, both sides place on the same state (an idle cluster plus the jobs
-    # started so far), so their node sets must agree; after it, end times a second apart may differ.
+    # Until the first job ends, both sides place on nearly the same state (an idle cluster plus the jobs
+    # started so far); after it, end times a second apart change ties and the difference cascades.
     first_end = min((real_start[j.job_id] + j.duration for j in jobs if j.job_id in real_start), default=math.inf)
     waited = sum(real_start.get(j.job_id, j.submit) - j.submit >= 2 for j in jobs)  # queued in reality
     sim_start = {job_id: start for job_id, start, _ in sim.starts}

@@ -23,7 +23,7 @@ from gpupool.slurm.freestate import (
     trusted_alloc,
     trusted_plan,
 )
-from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
+from gpupool.slurm.models import JobInfo, NodeState
 from gpupool.slurm.port import SlurmClient
 from gpupool.slurm.preempt import preemptible_jobs
 from gpupool.validate import maybe_int_text
@@ -194,7 +194,7 @@ def job_segment(client: SlurmClient, job: JobInfo, ask_slurm: bool = True) -> in
     else as gpupool's marker recorded it at submission (Slurm before 25.11 reports it nowhere)."""
     if job.request.segment:
         return job.request.segment
-    recorded = maybe_int_text(parse_plan_comment(job.comment).get("segment"), 1, 0xFFFD)
+    recorded = maybe_int_text(job.gpupool_plan.get("segment"), 1, 0xFFFD)
     if recorded:
         return recorded
     if not ask_slurm:
