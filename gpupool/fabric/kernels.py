@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from gpupool.jit import njit, prange
 
 UNREACHABLE = np.int16(32767)
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
 from gpupool.errors import InputError
+from gpupool.jit import njit
 from gpupool.placement.model import Cost
 
 if TYPE_CHECKING:

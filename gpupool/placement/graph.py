@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit, prange
 
+from gpupool.jit import njit, prange
 from gpupool.placement.cost import min_switch_hops
 
 if TYPE_CHECKING:

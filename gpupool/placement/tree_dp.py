@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
+
+from gpupool.jit import njit
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric

@@ -14,9 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 # First-party packages each layer may import (besides itself); "pkg.mod" allows that one module only.
 # `validate` (the boundary validators) is a leaf like `errors`: every layer may use it, it uses only `errors`.
-BASE = {"errors", "validate"}
+# `jit` (the lazy Numba decorator, gpupool/jit.py) is a leaf too: it imports nothing first-party.
+BASE = {"errors", "validate", "jit"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "jit": set(),
     "validate": {"errors"},
     "config": BASE,
     "fsutil": BASE,
@@ -38,6 +40,8 @@ ALLOWED: dict[str, set[str]] = {
                    "audit", "node", "observe", "simulate"},
     "cli": BASE | {"app", "config", "fabric", "findings", "fsutil", "hostlist", "placement", "slurm", "pools",
                    "audit", "node", "observe", "simulate"},
+    # the warm step (bootstrap) runs commands in-process to compile their kernels ahead of time.
+    "warm": BASE | {"cli", "fabric"},
     "__main__": {"cli"},
     "__init__": set(),
 }
