@@ -25,8 +25,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from gpupool.errors import InputError
 
 MAX_NAME_LEN = 64
@@ -190,16 +188,30 @@ def _has_surrogate(doc: Any) -> bool:
 # YAML: no aliases
 
 
-class NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (``*name``, ``<<: *name``) before anything is expanded: a
-    1.6 KB alias bomb would otherwise expand to billions of nodes."""
+def _no_alias_loader() -> type:
+    import yaml
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed",
-                                              event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+    class NoAliasLoader(yaml.SafeLoader):
+        """SafeLoader that refuses aliases (``*name``, ``<<: *name``) before anything is expanded: a
+        1.6 KB alias bomb would otherwise expand to billions of nodes."""
+
+        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+    return NoAliasLoader
+
+
+def __getattr__(name: str) -> Any:
+    # PyYAML is imported only by the commands that read YAML (`from gpupool.validate import NoAliasLoader`).
+    if name == "NoAliasLoader":
+        loader = _no_alias_loader()
+        globals()["NoAliasLoader"] = loader
+        return loader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _short(value: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 
 import click
-from rich.table import Table
 
 from gpupool.app.jobs import explain_job, running_jobs
 from gpupool.cli.context import app, json_option
@@ -43,6 +42,8 @@ def jobs(user: str | None, all_users: bool, fabric_path: str | None, report_job:
     if not rows:
         console.print(f"no running jobs{'' if who is None else f' for user {who}'}")
         return
+    from rich.table import Table  # rich only when rendering for people (--json never loads it)
+
     table = Table(show_edge=False)
     for column in ("JOBID", "USER", "PARTITION", "GPUS", "NODELIST", "PAIR_HOPS", "MEAN", "MAX", "LEAVES", "PLANNED"):
         table.add_column(column, justify="right" if column not in ("USER", "PARTITION", "NODELIST") else "left")

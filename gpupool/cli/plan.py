@@ -6,8 +6,6 @@ import time
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.tree import Tree
 
 from gpupool.app.plan import plan_document, run_plan
 from gpupool.app.topology import TOPOLOGY_CHOICES
@@ -142,6 +140,9 @@ def _ms(start: float) -> float:
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             reference: tuple[str, Placement | None], elapsed_ms: float,
             reclaimed: dict[str, int] | None = None) -> None:
+    from rich.table import Table  # rich only when rendering for people (--json never loads it)
+    from rich.tree import Tree
+
     console = stdout_console()
     index = compiled.host_index()
     by_leaf: dict[int, list[str]] = {}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _want_color(stream: Any) -> bool:
@@ -25,6 +26,8 @@ def _plain_width() -> int:
 
 
 def stdout_console() -> Console:
+    from rich.console import Console  # rich only where a command renders with it
+
     color = _want_color(sys.stdout)
     tty = bool(getattr(sys.stdout, "isatty", lambda: False)())
     return Console(file=sys.stdout, no_color=not color, force_terminal=color or None,
@@ -33,6 +36,8 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     color = _want_color(sys.stderr)
     return Console(file=sys.stderr, no_color=not color, force_terminal=color or None,
                    color_system="auto" if color else None, highlight=False, soft_wrap=True)

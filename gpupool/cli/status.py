@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from gpupool.app import observe as observe_app
 from gpupool.cli.context import app, json_option
@@ -59,6 +57,9 @@ def heat_style(free: int, capacity: int) -> str:
 
 
 def render_fragmentation(figures: Fragmentation) -> None:
+    from rich.table import Table  # rich only when rendering for people (--json never loads it)
+    from rich.text import Text
+
     console = stdout_console()
     scope_line = "  ".join(f"{scope}: [bold]{figures.largest[scope] or '-'}[/]" for scope in ("leaf", "pod", "anywhere"))
     console.print(f"Free GPUs: [bold]{figures.free_gpus}[/]   largest listed job that fits within {scope_line} GPUs")

@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from gpupool.errors import InputError
 from gpupool.fabric.model import natural_key
 from gpupool.hostlist import expand
@@ -153,6 +151,8 @@ def blocks_from_topology_conf(text: str) -> BlockLayout:
 
 def blocks_from_topology_yaml(text: str, topology: str | None = None) -> BlockLayout:
     """The block topology `topology` (else the first block topology) of a topology.yaml."""
+    import yaml  # only commands that meet a topology.yaml pay for PyYAML
+
     doc = yaml.safe_load(text) or []
     for entry in doc if isinstance(doc, list) else []:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("block"), Mapping):

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from gpupool.errors import InputError
 from gpupool.hostlist import expand
 
@@ -37,6 +35,8 @@ def _kind(topology: Mapping[str, Any]) -> str | None:
 
 def topologies(text: str) -> dict[str, str]:
     """Check a topology.yaml as slurmctld would; returns {topology name: "tree"|"block"|"flat"}."""
+    import yaml  # only commands that meet a topology.yaml pay for PyYAML
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -103,6 +103,8 @@ def topology_kind(partition: Mapping[str, str], topology_plugin: str,
                 raise InputError(f"partition {partition.get('PartitionName', '?')}: Topology="
                                  f"{wanted} is not in topology.yaml")
             return kinds[wanted]
+        import yaml
+
         doc = yaml.safe_load(yaml_text)
         default = next((str(t["topology"]) for t in doc if t.get("cluster_default")), str(doc[0]["topology"]))
         return kinds[default]
