@@ -158,6 +158,8 @@ def load_json_text(text: str, what: str, hook: Callable[[list[tuple[str, Any]]],
 
 def _deeper_than(text: str, limit: int) -> bool:
     # Cheap bracket count before json.loads recurses; brackets inside strings only over-count.
+    if text.count("[") + text.count("{") <= limit:
+        return False  # fewer openings than the limit: no nesting can pass it (the common case, C speed)
     depth = 0
     for char in text:
         if char in "[{":
@@ -174,7 +176,7 @@ def _has_surrogate(doc: Any) -> bool:
     while stack:
         node = stack.pop()
         if isinstance(node, str):
-            if any("\ud800" <= c <= "\udfff" for c in node):
+            if not node.isascii() and any("\ud800" <= c <= "\udfff" for c in node):
                 return True
         elif isinstance(node, dict):
             stack.extend(node.keys())

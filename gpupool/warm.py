@@ -71,6 +71,14 @@ def exercise(workdir: str) -> None:
                      "--backfill", "slurm", "--policies", "slurm-tree,gpupool"])
 
 
+def _compile_bytecode() -> None:
+    """Byte-compile the package, so a first command does not compile Python sources either."""
+    import compileall
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        compileall.compile_dir(jit.PACKAGE_DIR, quiet=2)
+
+
 def _sources() -> list[str]:
     return [module.removeprefix("gpupool.").replace(".", os.sep) + ".py" for module in KERNEL_MODULES]
 
@@ -170,46 +178,89 @@ def current_build() -> str | None:
     return None
 
 
+def numba_stamp() -> str:
+    """The file saying the warm step ran for these sources and this Numba cache (NUMBA_CACHE_DIR,
+    else Numba's default); it holds "aot" or "numba" (no AOT build was possible here)."""
+    digest = jit.source_hash(_sources())[:16]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.path.join(os.environ["NUMBA_CACHE_DIR"], f".gpupool-warm-{digest}")
+    for directory in jit.aot_dirs():
+        if os.access(directory, os.W_OK) or os.access(os.path.dirname(directory), os.W_OK):
+            return os.path.join(directory, f".numba-default-warm-{digest}")
+    return os.path.join(jit.aot_dirs()[-1], f".numba-default-warm-{digest}")
+
+
+def is_warm() -> bool:
+    """The warm step ran for these sources, and its AOT build (when it made one) is still current."""
+    try:
+        with open(numba_stamp(), encoding="utf-8") as handle:
+            outcome = handle.read().strip()
+    except OSError:
+        return False
+    return outcome == "numba" or (outcome == "aot" and current_build() is not None)
+
+
+def _stamp(outcome: str) -> None:
+    path = numba_stamp()
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(outcome + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpupool.warm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 0 when a current AOT build exists")
+    parser.add_argument("--check", action="store_true", help="exit 0 when the warm step ran for these sources (and its AOT build is current)")
     parser.add_argument("--no-aot", action="store_true", help="only warm Numba's cache")
     parser.add_argument("--dir", help="where to write the AOT build (default: first writable of gpupool.jit.aot_dirs)")
     args = parser.parse_args(argv)
     if args.check:
         found = current_build()
-        print(found or "no current AOT build")
-        return 0 if found else 1
+        warm = is_warm()
+        print(f"AOT build: {found or 'none current'}; warm step {'done' if warm else 'needed'}")
+        return 0 if warm else 1
     start = time.perf_counter()
     jit.set_aot_enabled(False)  # Numba's own dispatchers: they record the signatures to export
     with tempfile.TemporaryDirectory(prefix="gpupool-warm-") as workdir:
         exercise(workdir)
         print(f"gpupool.warm: Numba cache warm ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+        _compile_bytecode()
         if args.no_aot:
+            _stamp("numba")
             return 0
-        targets = [args.dir] if args.dir else jit.aot_dirs()
-        for target in targets:
-            try:
-                manifest = build_aot(target)
-            except OSError as exc:
-                print(f"gpupool.warm: {target}: not writable ({exc.strerror}); trying the next place", file=sys.stderr)
-                continue
-            except Exception as exc:  # noqa: BLE001 - no C compiler, pycc failure: commands still work through Numba
-                print(f"gpupool.warm: warning: no AOT kernels ({type(exc).__name__}: {exc}); "
-                      "commands will import Numba", file=sys.stderr)
-                return 0
-            if not verify_aot(workdir):
-                for name in (jit.MANIFEST, manifest["file"]):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(target, name))
-                print("gpupool.warm: warning: AOT kernels disagree with Numba: removed", file=sys.stderr)
-                return 1
-            n = sum(len(v) for v in manifest["kernels"].values())
-            print(f"gpupool.warm: {n} AOT kernel variants in {target} ({time.perf_counter() - start:.1f} s)",
+        target = next((d for d in ([args.dir] if args.dir else jit.aot_dirs()) if _writable(d)), None)
+        if target is None:
+            print("gpupool.warm: warning: no writable place for AOT kernels; commands will import Numba",
                   file=sys.stderr)
+            _stamp("numba")
             return 0
-    return 1
+        try:
+            manifest = build_aot(target)
+        except Exception as exc:  # noqa: BLE001 - no C compiler, pycc failure: commands still work through Numba
+            print(f"gpupool.warm: warning: no AOT kernels ({type(exc).__name__}: {exc}); "
+                  "commands will import Numba", file=sys.stderr)
+            _stamp("numba")
+            return 0
+        if not verify_aot(workdir):
+            for name in (jit.MANIFEST, manifest["file"]):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(target, name))
+            print("gpupool.warm: warning: AOT kernels disagree with Numba: removed", file=sys.stderr)
+            return 1
+        _stamp("aot")
+        n = sum(len(v) for v in manifest["kernels"].values())
+        print(f"gpupool.warm: {n} AOT kernel variants in {target} ({time.perf_counter() - start:.1f} s)",
+              file=sys.stderr)
+        return 0
+
+
+def _writable(directory: str) -> bool:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
 
 
 if __name__ == "__main__":
