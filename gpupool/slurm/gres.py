@@ -12,6 +12,7 @@ Forms seen in Slurm 22.05 .. 24.x output:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 NULL_VALUES = frozenset({"", "n/a", "(null)", "none"})
 
@@ -62,13 +63,24 @@ def _count(text: str) -> int:
     return int(match.group(1)) * scale
 
 
+@lru_cache(maxsize=4096)
+def _gpu_summary(text: str | None) -> tuple[int, tuple[str, ...]]:
+    # Thousands of nodes share a handful of GRES strings (`gpu:8`, `gpu:h100:3(IDX:0-2)`): parse each once.
+    counts = parse_gres(text, "gpu")
+    return sum(counts.values()), tuple(t for t in counts if t)
+
+
 def gpu_count(text: str | None) -> int:
     """Total GPUs in a GRES / tres-per-node string (all types summed)."""
+    if text is None or isinstance(text, str):
+        return _gpu_summary(text)[0]
     return sum(parse_gres(text, "gpu").values())
 
 
 def gpu_types(text: str | None) -> list[str]:
     """GPU types named in a GRES string, in order, without the untyped entry."""
+    if text is None or isinstance(text, str):
+        return list(_gpu_summary(text)[1])
     return [t for t in parse_gres(text, "gpu") if t]
 
 

@@ -62,6 +62,32 @@ def words(value: Any) -> list[str]:
 
 
 def state_flags(state: Any, extra_flags: Any = None) -> frozenset[str]:
+    """Every spelling of node state as a set of upper-case words (see `_state_flags`)."""
+    # Nodes share a few spellings of state: remember each (only plain strings and lists of strings).
+    key = (_hashable(state), _hashable(extra_flags))
+    if key[0] is not _UNHASHABLE and key[1] is not _UNHASHABLE:
+        known = _STATE_FLAGS.get(key)
+        if known is None:
+            known = _state_flags(state, extra_flags)
+            if len(_STATE_FLAGS) < 4096:
+                _STATE_FLAGS[key] = known
+        return known
+    return _state_flags(state, extra_flags)
+
+
+_UNHASHABLE = object()
+_STATE_FLAGS: dict[tuple[Any, Any], frozenset[str]] = {}
+
+
+def _hashable(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ("list", *value)
+    return _UNHASHABLE
+
+
+def _state_flags(state: Any, extra_flags: Any = None) -> frozenset[str]:
     """Normalise every spelling of node state to a set of upper-case words.
 
     ``"mixed"`` + ``["DRAIN"]`` (22.05 JSON), ``["IDLE", "DRAIN"]`` (23.02+),
