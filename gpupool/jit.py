@@ -32,6 +32,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _REGISTRY: list[LazyKernel] = []
 _AOT: dict[str, dict[str, Callable[..., Any]]] | None = None
 _AOT_ENABLED = os.environ.get("GPUPOOL_AOT", "1") != "0"
+_TYPED = False
 
 
 class LazyKernel:
@@ -39,6 +40,9 @@ class LazyKernel:
 
     def __init__(self, py_func: Callable[..., Any], options: dict[str, Any]) -> None:
         self.py_func = py_func
+        # A parallel kernel is AOT-compiled serially (pycc cannot parallelise) and runs that way only
+        # when serial_aot_if(*args) says the input is small enough; bigger inputs go to Numba's threads.
+        self.serial_aot_if: Callable[..., bool] | None = options.pop("serial_aot_if", None)
         self.options = options
         self.kernel_id = f"{py_func.__module__}:{py_func.__qualname__}"
         self._dispatcher: Any = None
@@ -57,7 +61,7 @@ class LazyKernel:
                 table = self._aot = aot_table().get(self.kernel_id, {}) if _AOT_ENABLED else {}
             if table:
                 aot = table.get(type_key(args))  # type: ignore[arg-type]
-                if aot is not None:
+                if aot is not None and (self.serial_aot_if is None or self.serial_aot_if(*args)):
                     return aot(*args)
         return self.dispatcher(*args, **kwargs)
 
@@ -95,19 +99,26 @@ def registry() -> list[LazyKernel]:
 
 
 def materialize_all() -> None:
-    """Give every registered kernel its Numba dispatcher, and point module globals at the dispatchers,
-    so a kernel that calls another kernel compiles (Numba cannot type a LazyKernel)."""
+    """Give every registered kernel its Numba dispatcher; teach Numba that a LazyKernel a kernel calls
+    is its dispatcher (module globals stay LazyKernels, so Python callers keep the AOT path)."""
     import numba
+    from numba.core import types
+    from numba.core.typing.typeof import typeof_impl
 
+    global _TYPED
+    if not _TYPED:
+        @typeof_impl.register(LazyKernel)
+        def _typeof_lazy_kernel(value: LazyKernel, _context: Any) -> Any:
+            return types.Dispatcher(value.dispatcher)
+
+        _TYPED = True
     for kernel in _REGISTRY:
         if kernel._dispatcher is None:
             kernel._dispatcher = numba.njit(**kernel.options)(kernel.py_func)
     for kernel in _REGISTRY:
         module_globals = kernel.py_func.__globals__
         for name, value in list(module_globals.items()):
-            if isinstance(value, LazyKernel) and value._dispatcher is not None:
-                module_globals[name] = value._dispatcher
-            elif value is prange:
+            if value is prange:
                 module_globals[name] = numba.prange
 
 

@@ -99,8 +99,9 @@ def build_aot(target: str) -> dict[str, Any]:
         cc.verbose = False
         count = 0
         for kernel in jit.registry():
-            # pycc cannot parallelise: a parallel kernel stays with Numba (it is for big inputs anyway).
-            if kernel.options.get("parallel") or kernel._dispatcher is None:
+            # pycc cannot parallelise: a parallel kernel is exported only when it says for which inputs
+            # its serial form is good enough (serial_aot_if); else it stays with Numba's threads.
+            if (kernel.options.get("parallel") and kernel.serial_aot_if is None) or kernel._dispatcher is None:
                 continue
             for sig in kernel._dispatcher.nopython_signatures:
                 key = jit.signature_key(tuple(sig.args))

@@ -9,7 +9,11 @@ from gpupool.jit import njit, prange
 UNREACHABLE = np.int16(32767)
 
 
-@njit(cache=True, parallel=True)
+def _hop_matrix_small(adj_ptr: np.ndarray, adj_idx: np.ndarray, n_vertices: int, n_sources: int) -> bool:
+    return n_sources <= 2048  # serial AOT code beats importing Numba for its threads (~1 s) up to here
+
+
+@njit(cache=True, parallel=True, serial_aot_if=_hop_matrix_small)
 def hop_matrix(adj_ptr: np.ndarray, adj_idx: np.ndarray, n_vertices: int, n_sources: int) -> np.ndarray:
     """Hop counts between the first `n_sources` vertices of an unweighted undirected CSR graph.
 

@@ -31,7 +31,11 @@ class ClassStructure:
     dist: np.ndarray  # int32[C, C]: host distance between classes; 2 on the diagonal
 
 
-@njit(cache=True, parallel=True)
+def _few_classes(hop: np.ndarray, cls_ptr: np.ndarray, cls_sw: np.ndarray) -> bool:
+    return cls_ptr.size <= 2049  # serial AOT code beats importing Numba for its threads (~1 s) up to here
+
+
+@njit(cache=True, parallel=True, serial_aot_if=_few_classes)
 def class_distance(hop: np.ndarray, cls_ptr: np.ndarray, cls_sw: np.ndarray) -> np.ndarray:
     n = cls_ptr.size - 1
     out = np.empty((n, n), dtype=np.int32)
@@ -135,7 +139,11 @@ def _grow(seed: int, need: int, dist: np.ndarray, cls_ptr: np.ndarray, cls_hosts
     return cost, support, need - remaining
 
 
-@njit(cache=True, parallel=True)
+def _few_seeds(seeds: np.ndarray, need: int, dist: np.ndarray, *_rest: object) -> bool:
+    return seeds.size * dist.shape[0] <= 1 << 20  # serial AOT code beats importing Numba's threads here
+
+
+@njit(cache=True, parallel=True, serial_aot_if=_few_seeds)
 def grow_all(seeds: np.ndarray, need: int, dist: np.ndarray, cls_ptr: np.ndarray, cls_hosts: np.ndarray,
              units: np.ndarray, max_hops: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = cls_ptr.size - 1

@@ -1,0 +1,77 @@
+"""Import budget of the interactive commands (issue #26): `plan --json` imports only what it uses.
+
+Not timed: module sets. A child process runs the command in-process and reports `sys.modules`;
+every third-party package it loaded must be on the command's list, and first-party packages it has
+no use for (Slurm backends with --free, audits, pools, simulation, node checks) must not appear.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.fabric.model import save_fabric
+
+# Third-party top-level packages `plan --json` may import (besides the standard library).
+PLAN_THIRD_PARTY = {"numpy", "click", "ClusterShell"}
+# What Numba brings along; allowed only when no current AOT kernel build is installed (gpupool.warm).
+NUMBA_FAMILY = {"numba", "llvmlite", "scipy", "yaml", "cython_runtime"}
+# Never on plan's path: rendering (--json), YAML, Slurm clients, other domains.
+PLAN_FORBIDDEN_FIRST_PARTY = ("gpupool.slurm.commands", "gpupool.slurm.pyslurm_backend", "gpupool.slurm.runner",
+                              "gpupool.audit", "gpupool.pools", "gpupool.simulate", "gpupool.node",
+                              "gpupool.observe", "gpupool.warm")
+
+CHILD = """
+import contextlib, io, json, sys
+from gpupool.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    rc = main(sys.argv[1:])
+from gpupool import jit
+print(json.dumps({"rc": rc, "aot": bool(jit.aot_table()), "modules": sorted(sys.modules),
+                  "stdout": out.getvalue()}))
+"""
+
+
+def _modules_of(*argv: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def _third_party(modules: list[str]) -> set[str]:
+    tops = {m.split(".")[0] for m in modules}
+    return {m for m in tops if m not in sys.stdlib_module_names and not m.startswith("_") and m != "gpupool"}
+
+
+@pytest.mark.parametrize("kind", ["fat-tree", "dragonfly"])
+def test_plan_json_imports_only_its_budget(tmp_path: Path, kind: str) -> None:
+    fabric = fat_tree(4, 4, 2) if kind == "fat-tree" else dragonfly(4, 3, 2, 1)
+    path = tmp_path / "fabric.json"
+    save_fabric(fabric, str(path))
+    free = tmp_path / "free.json"
+    free.write_text(json.dumps({h: 4 for h in fabric.hosts()}))
+    doc = _modules_of("plan", "--fabric", str(path), "--free", str(free), "--gpus", "6", "--json")
+    assert doc["rc"] == 0 and json.loads(doc["stdout"])["feasible"] is True
+    extra = _third_party(doc["modules"]) - PLAN_THIRD_PARTY
+    if not doc["aot"]:
+        extra -= NUMBA_FAMILY  # no AOT build here: the kernels need Numba, and Numba brings these
+    assert extra == set(), f"plan --json imported {sorted(extra)}"
+    assert "rich" not in _third_party(doc["modules"])  # --json renders nothing with rich
+    loaded = [m for m in doc["modules"] if m.startswith(PLAN_FORBIDDEN_FIRST_PARTY)]
+    assert loaded == []
+
+
+def test_budget_check_catches_a_heavy_import(tmp_path: Path) -> None:
+    # The same check over a child that also imports rich and the Slurm commands: both are caught.
+    proc = subprocess.run([sys.executable, "-c", "import sys, json, rich.table, gpupool.slurm.commands;"
+                           "print(json.dumps(sorted(sys.modules)))"], capture_output=True, text=True, timeout=120,
+                          check=True)
+    modules = json.loads(proc.stdout)
+    assert "rich" in _third_party(modules) - PLAN_THIRD_PARTY
+    assert "gpupool.slurm.commands" in [m for m in modules if m.startswith(PLAN_FORBIDDEN_FIRST_PARTY)]
