@@ -17,3 +17,9 @@ def run_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
         return code, out, err
 
     return _run
+
+
+@pytest.fixture(autouse=True)
+def _user_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches that fall back to ${XDG_CACHE_HOME:-~/.cache} (an unwritable fabric directory) stay in tmp."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

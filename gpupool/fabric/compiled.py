@@ -8,7 +8,6 @@ Never build a host x host matrix: host distances derive from the switch hop matr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -462,7 +461,7 @@ def _lca_levels(parent: np.ndarray, level: np.ndarray, nodes: np.ndarray) -> np.
 
 
 # ---------------------------------------------------------------------------
-# On-disk cache beside the fabric file, keyed by the file's content hash
+# On-disk cache (gpupool.fabric.cache): memory-mapped, keyed by the fabric file's content hash
 # ---------------------------------------------------------------------------
 
 _ARRAY_FIELDS = ("switch_node", "host_leaf_ptr", "host_leaf_idx", "adj_ptr", "adj_idx", "hop", "switch_level",
@@ -470,83 +469,78 @@ _ARRAY_FIELDS = ("switch_node", "host_leaf_ptr", "host_leaf_idx", "adj_ptr", "ad
 
 
 def cache_path_for(fabric_path: str) -> str:
-    directory, name = os.path.split(os.path.abspath(fabric_path))
-    return os.path.join(directory, f".{name}.gpupool-cache.npz")
+    from gpupool.fabric import cache
+
+    return cache.path_beside(fabric_path)
 
 
 def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric:
     """Compiled form of a fabric file; rebuilt whenever the file's content hash changes."""
     from gpupool.errors import InputError
+    from gpupool.fabric import cache
     from gpupool.fabric.model import fabric_digest
 
     try:
-        digest = fabric_digest(fabric_path)
+        st = os.stat(fabric_path)
+        if not os.path.isfile(fabric_path):
+            raise IsADirectoryError
     except FileNotFoundError:
         raise InputError(f"{fabric_path}: fabric file not found") from None
     except IsADirectoryError:
         raise InputError(f"{fabric_path}: fabric file is a directory") from None
     except OSError as exc:
         raise InputError(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
-    cache = cache_path_for(fabric_path)
+    digests: list[str] = []
+
+    def digest() -> str:
+        if not digests:
+            try:
+                digests.append(fabric_digest(fabric_path))
+            except OSError as exc:
+                raise InputError(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
+        return digests[0]
+
     if use_cache:
-        cached = _read_cache(cache, digest)
+        beside = cache.path_beside(fabric_path)
+        cached = _read_cache(beside, st, digest)
+        directory = os.path.dirname(beside)
+        if cached is None and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+            cached = _read_cache(cache.path_in_user_cache(digest()), st, digest)  # where _write_cache put it
         if cached is not None:
             return cached
     compiled = compile_fabric(load_fabric(fabric_path))
     if use_cache:
-        _write_cache(cache, compiled, digest)
+        _write_cache(fabric_path, compiled, digest(), st)
     return compiled
 
 
-def _read_cache(cache: str, digest: str) -> CompiledFabric | None:
+def _read_cache(path: str, st: os.stat_result, digest: Any) -> CompiledFabric | None:
     """The cached compiled fabric, or None when missing, stale or damaged (damage is warned about)."""
-    import json
     import sys
 
-    if not os.path.exists(cache):
-        return None
+    from gpupool.fabric import cache
+
     try:
-        with np.load(cache, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            if header.get("digest") != digest or header.get("format") != COMPILED_FORMAT:
-                return None
-            arrays = {k: np.asarray(data[k]) for k in _ARRAY_FIELDS}
-            compiled = CompiledFabric(host_names=list(header["host_names"]), switch_names=list(header["switch_names"]),
-                                      tree_names=list(header["tree_names"]), kind=str(header["kind"]),
-                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]), **arrays)
-        if compiled.hop.ndim != 2 or compiled.hop.shape[0] != compiled.hop.shape[1]:
-            raise ValueError("hop matrix has the wrong shape")
-        return compiled
-    except Exception as exc:  # noqa: BLE001 - any damage (empty, truncated, bad zip, wrong types): rebuild
-        sys.stderr.write(f"gpupool: warning: {cache}: damaged fabric cache ignored and rebuilt "
+        compiled, record_stat = cache.read(path, st, digest, _ARRAY_FIELDS, CompiledFabric, COMPILED_FORMAT)
+    except (cache.CacheDamaged, OSError, ValueError) as exc:  # any damage: rebuild
+        sys.stderr.write(f"gpupool: warning: {path}: damaged fabric cache ignored and rebuilt "
                          f"({type(exc).__name__})\n")
         return None
+    if compiled is not None and record_stat:
+        # Hashed and old enough: record the file's stat, so the next load maps without hashing.
+        cache.write(path, compiled, digest(), st, _ARRAY_FIELDS, COMPILED_FORMAT)
+    return compiled
 
 
-def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
-    import json
-    import tempfile
+def _write_cache(fabric_path: str, compiled: CompiledFabric, digest: str, st: os.stat_result | None) -> None:
+    from gpupool.fabric import cache
 
-    header = {"digest": digest, "format": COMPILED_FORMAT, "host_names": compiled.host_names,
-              "switch_names": compiled.switch_names, "tree_names": compiled.tree_names, "kind": compiled.kind,
-              "ultrametric": compiled.ultrametric, "meta": compiled.meta}
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".gpupool-cache.", suffix=".npz", dir=os.path.dirname(cache))
-    except OSError:
-        return  # read-only directory: work without a cache
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, header=np.asarray(json.dumps(header)), **{k: getattr(compiled, k) for k in _ARRAY_FIELDS})
-            handle.flush()
-            os.fsync(handle.fileno())  # a crash never leaves a renamed-but-empty cache
-        os.replace(tmp, cache)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    if not cache.write(cache.path_beside(fabric_path), compiled, digest, st, _ARRAY_FIELDS, COMPILED_FORMAT):
+        cache.write(cache.path_in_user_cache(digest), compiled, digest, None, _ARRAY_FIELDS, COMPILED_FORMAT)
 
 
 def store_compiled(fabric_path: str, compiled: CompiledFabric) -> None:
     """Seed the cache right after writing a fabric file, so the next command starts warm."""
     from gpupool.fabric.model import fabric_digest
 
-    _write_cache(cache_path_for(fabric_path), compiled, fabric_digest(fabric_path))
+    _write_cache(fabric_path, compiled, fabric_digest(fabric_path), os.stat(fabric_path))
