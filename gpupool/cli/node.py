@@ -18,7 +18,6 @@ from gpupool.node.runner import check_node, exit_code, log_line, should_drain
 from gpupool.node.settings import settings_from_table
 from gpupool.node.slurmenv import job_gpu_ids
 from gpupool.node.topo import LEGEND, build_topology, task_prolog_lines
-from gpupool.slurm.client import make_client
 
 
 def _settings() -> Any:
@@ -107,6 +106,9 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
         _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
     if drain and should_drain(report, strict):
         try:  # the only Slurm command of a Prolog/Epilog, and only on CRITICAL
+            # Imported only to drain: the healthy Prolog never loads the Slurm client.
+            from gpupool.slurm.client import make_client
+
             # The commands backend: a Prolog never waits on pyslurm's version probe (short timeout).
             slurm = ctx.slurm or make_client(settings.scontrol_timeout, backend="commands")
             slurm.drain(report.node, report.reason)
