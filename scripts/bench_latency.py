@@ -210,18 +210,22 @@ def discover_selene(work: Path, env: dict[str, str], runs: int) -> None:
     print("== (d) fabric discover of the Selene capture ==")
     capture = REPO / "tests" / "fixtures" / "ibnetdiscover" / "selene-compute-hdr.out"
     samples = []
+    refs = []
     peak = 0
     for i in range(runs):
         out = work / f"selene-{i}.json"
+        refs.append(run_once(REFERENCE, env)[0])
         elapsed, rss = run_once([*gpupool_argv(), "fabric", "discover", "--ibnetdiscover", str(capture), "-o", str(out)],
                                 env)
         samples.append(elapsed)
         peak = max(peak, rss)
-    median = statistics.median(samples)
+    median, ref = statistics.median(samples), statistics.median(refs)
     peak_mb = peak / 1024
+    # The 2 s target was set where `import numpy` took 0.16 s: the ratio says what the load hides.
     print(f"{'fabric discover selene-compute-hdr.out':<44} {median * 1000:7.0f} ms (target <= 2000 ms) "
-          f"[{verdict(median <= 2.0, 'discover Selene time')}]; peak RSS {peak_mb:.0f} MB (target <= 150 MB) "
-          f"[{verdict(peak_mb <= 150, 'discover Selene memory')}]")
+          f"[{verdict(median <= 2.0, 'discover Selene time')}]; numpy {ref * 1000:.0f} ms, ratio {median / ref:.1f}x "
+          f"(2 s = 12.5x of the issue's 0.16 s) [{verdict(median / ref <= 12.5, 'discover Selene ratio')}]; "
+          f"peak RSS {peak_mb:.0f} MB (target <= 150 MB) [{verdict(peak_mb <= 150, 'discover Selene memory')}]")
 
 
 def large_fabric(work: Path, env: dict[str, str], baseline: str | None) -> None:
@@ -229,6 +233,10 @@ def large_fabric(work: Path, env: dict[str, str], baseline: str | None) -> None:
     trees = [("this tree", str(REPO))] + ([("baseline", baseline)] if baseline else [])
     for label, tree in trees:
         tree_env = dict(env, PYTHONPATH=tree)
+        # Both trees start with their kernels compiled (Numba cache or AOT): a small generate first.
+        run_once([sys.executable, "-m", "gpupool", "fabric", "generate", "fat-tree", "--leaves", "4",
+                  "--hosts-per-leaf", "2", "--spines", "2", "--pods", "2", "--cores", "2", "-o",
+                  str(work / "warm-up.json")], tree_env)
         fab = work / f"ft64k-{label.replace(' ', '-')}.json"
         conf = work / f"topology-{label.replace(' ', '-')}.conf"
         gen, gen_rss = run_once([sys.executable, "-m", "gpupool", "fabric", "generate", "fat-tree", "--leaves", "32",
@@ -267,7 +275,8 @@ def prolog(work: Path, env: dict[str, str], runs: int) -> None:
     script = str(REPO / "slurm-plugins" / "prolog.d" / "50-gpupool-node-check")
     ref, cmd, ratio = paired(["/bin/bash", script], node_env, runs)
     print(f"{'prolog script (node check --prolog)':<44} {cmd * 1000:7.0f} ms (target <= 200 ms) "
-          f"[{verdict(cmd <= 0.2, 'prolog node check')}]; numpy {ref * 1000:.0f} ms, ratio {ratio:.2f}x")
+          f"[{verdict(cmd <= 0.2, 'prolog node check')}]; numpy {ref * 1000:.0f} ms, ratio {ratio:.2f}x "
+          f"(0.2 s = 1.25x of the issue's 0.16 s) [{verdict(ratio <= 1.25, 'prolog node check ratio')}]")
 
 
 def testbed(env: dict[str, str], runs: int) -> None:
