@@ -123,3 +123,17 @@ def test_installed_aot_build_answers_like_numba() -> None:
     if key not in table:
         pytest.skip("no current AOT build of class_pair_cost here (python -m gpupool.warm makes one)")
     assert tuple(table[key](*args)) == tuple(cost.class_pair_cost.dispatcher(*args))
+
+
+def test_warm_check_follows_its_stamp_and_the_aot_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpupool import warm
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert warm.main(["--check"]) == 1  # never warmed for this cache
+    warm._stamp("numba")  # warmed, no AOT possible here: nothing more to do
+    assert warm.is_warm()
+    warm._stamp("aot")
+    monkeypatch.setattr(warm, "current_build", lambda: None)
+    assert not warm.is_warm()  # it built AOT kernels, and they are gone or stale: warm again
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "other"))
+    assert not warm.is_warm()  # another Numba cache is another warm step
