@@ -65,7 +65,9 @@ def run_once(argv: list[str], env: dict[str, str], cwd: str | None = None) -> tu
 
 
 def paired(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float]:
-    """(median reference s, median command s, median of the per-pair ratios), interleaved."""
+    """(median reference s, median command s, median of the per-pair ratios), interleaved.
+    Targets are judged on the ratio of the medians; the pairs' median ratio is printed beside it
+    (on a loaded machine single pairs swing both ways)."""
     refs: list[float] = []
     cmds: list[float] = []
     run_once(argv, env)  # page cache
@@ -84,9 +86,10 @@ def verdict(ok: bool, what: str) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(label: str, ref: float, cmd: float, ratio: float, target: float, extra: str = "") -> None:
+def report(label: str, ref: float, cmd: float, pair_ratio: float, target: float, extra: str = "") -> None:
+    ratio = cmd / ref
     print(f"{label:<44} {cmd * 1000:7.0f} ms  numpy {ref * 1000:5.0f} ms  ratio {ratio:4.2f}x "
-          f"(target <= {target:g}x) [{verdict(ratio <= target, label)}]{extra}")
+          f"(pairs' median {pair_ratio:4.2f}x; target <= {target:g}x) [{verdict(ratio <= target, label)}]{extra}")
 
 
 # ---------------------------------------------------------------------------
@@ -273,7 +276,8 @@ def prolog(work: Path, env: dict[str, str], runs: int) -> None:
         print("skipped: no installed gpupool console script next to this Python")
         return
     script = str(REPO / "slurm-plugins" / "prolog.d" / "50-gpupool-node-check")
-    ref, cmd, ratio = paired(["/bin/bash", script], node_env, runs)
+    ref, cmd, _pairs = paired(["/bin/bash", script], node_env, runs)
+    ratio = cmd / ref
     print(f"{'prolog script (node check --prolog)':<44} {cmd * 1000:7.0f} ms (target <= 200 ms) "
           f"[{verdict(cmd <= 0.2, 'prolog node check')}]; numpy {ref * 1000:.0f} ms, ratio {ratio:.2f}x "
           f"(0.2 s = 1.25x of the issue's 0.16 s) [{verdict(ratio <= 1.25, 'prolog node check ratio')}]")
