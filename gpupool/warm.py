@@ -85,7 +85,9 @@ def _sources() -> list[str]:
 
 def build_aot(target: str) -> dict[str, Any]:
     """Compile every non-parallel kernel for the signatures Numba compiled; returns the manifest."""
-    from numba.pycc import CC
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pycc's pending-deprecation notice: it is still Numba's AOT compiler
+        from numba.pycc import CC
 
     sources = _sources()
     digest = jit.source_hash(sources)
