@@ -84,7 +84,7 @@ def _sources() -> list[str]:
 
 
 def build_aot(target: str) -> dict[str, Any]:
-    """Compile every non-parallel kernel for the signatures Numba compiled; returns the manifest."""
+    """Compile the kernels (parallel ones only with serial_aot_if) for the signatures Numba compiled."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending-deprecation notice: it is still Numba's AOT compiler
         from numba.pycc import CC
