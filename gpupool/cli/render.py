@@ -43,6 +43,14 @@ def stderr_console() -> Console:
                    color_system="auto" if color else None, highlight=False, soft_wrap=True)
 
 
+def stderr_note(text: str) -> None:
+    """A dim note on stderr; plain text unless stderr is a colour terminal (only then is rich imported)."""
+    if _want_color(sys.stderr):
+        stderr_console().print(f"[dim]{text}[/]")
+    else:
+        sys.stderr.write(text + "\n")
+
+
 def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=_json_default))
     sys.stdout.write("\n")

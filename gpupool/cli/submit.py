@@ -9,7 +9,7 @@ import click
 from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
-from gpupool.cli.render import emit_json, stderr_console, warn
+from gpupool.cli.render import emit_json, stderr_note, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import UsageError
 from gpupool.fabric.compiled import load_compiled
@@ -80,9 +80,9 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
                f"{cost.pair_hops_sum}, max_hops {cost.max_hops}, leaf_switches {cost.leaf_switches}")
     if dry_run:
         click.echo(shlex.join(outcome.sbatch_argv))
-        stderr_console().print(f"[dim]plan ({outcome.mode}): {summary}[/]")
+        stderr_note(f"plan ({outcome.mode}): {summary}")
         return
     # Same first line as sbatch, so scripts that parse sbatch's output keep working.
     click.echo(f"Submitted batch job {outcome.job_id}")
     where = "planned" if outcome.mode == "now" else "best future placement"
-    stderr_console().print(f"[dim]{where}: {summary}; state {outcome.job_state or 'PENDING'}[/]")
+    stderr_note(f"{where}: {summary}; state {outcome.job_state or 'PENDING'}")
