@@ -8,7 +8,7 @@ measured in the same run, interleaved (reference, command, reference, command, .
       directory, `python -m gpupool.warm`, then one plan (nothing may compile)        target <= 6x
   (d) `fabric discover` of the Selene capture: wall time and the child's peak RSS    <= 2 s, <= 150 MB
   (e) 65,536-host generate + compile + export topology.conf, this tree against the
-      tree in --baseline (default: none; e.g. /work/main), same run                 no slower
+      tree in --baseline (default: none; another checkout), same run                 no slower
   (f) the Prolog `node check` through the shipped slurm-plugins/prolog.d script     <= 0.2 s median
   (g) `explain`, `jobs`, `status` need a testbed: printed only with --testbed (else skipped, said so)
 
