@@ -1,7 +1,7 @@
 """The compiled-fabric cache: one file, loaded by memory map, never a correctness dependency.
 
 Layout: MAGIC, a little-endian u32 header length, a JSON header (format, the fabric file's content
-digest and stat, names, meta, and per array: dtype, shape, offset), then each array's bytes at a
+digest and stat, the fabric's other fields: names, kind, meta..., and per array: dtype, shape, offset), then each array's bytes at a
 64-byte-aligned offset. Arrays come back as copy-on-write views of a private mapping (writeable,
 never written back), so loading a 16,384-host fabric reads a header and maps the rest.
 
@@ -15,6 +15,7 @@ never pass as unchanged). Damage of any kind is reported by `CacheDamaged` and t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import mmap
 import os
@@ -93,9 +94,10 @@ def read(cache: str, st: os.stat_result, digest: Callable[[], str], array_fields
                 raise CacheDamaged(f"array {name} outside the file")
             arrays[name] = np.frombuffer(mapping, dtype=dt, count=count, offset=offset).reshape(shape) if count \
                 else np.zeros(shape, dtype=dt)
-        compiled = fabric_type(host_names=list(header["host_names"]), switch_names=list(header["switch_names"]),
-                               tree_names=list(header["tree_names"]), kind=str(header["kind"]),
-                               ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]), **arrays)
+        fields = header["fields"]
+        if not isinstance(fields, dict) or set(fields) & set(arrays):
+            raise CacheDamaged("bad field table")
+        compiled = fabric_type(**fields, **arrays)
     except CacheDamaged:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -114,11 +116,11 @@ def write(cache: str, compiled: CompiledFabric, digest: str, st: os.stat_result 
     arrays = {k: np.ascontiguousarray(getattr(compiled, k)) for k in array_fields}
     trusted = st is not None and time.time_ns() - st.st_mtime_ns > TRUST_STAT_AFTER_NS
     table: dict[str, Any] = {}
+    # Every other field (names, kind, flags, meta) is plain JSON data.
+    fields = {f.name: getattr(compiled, f.name) for f in dataclasses.fields(compiled) if f.name not in arrays}
     header = {"format": FORMAT, "compiled_format": compiled_format, "digest": digest,
-              "stat": stat_key(st) if st is not None else None, "stat_trusted": trusted,
-              "host_names": compiled.host_names, "switch_names": compiled.switch_names,
-              "tree_names": compiled.tree_names, "kind": compiled.kind, "ultrametric": compiled.ultrametric,
-              "meta": compiled.meta, "arrays": table}
+              "stat": stat_key(st) if st is not None else None, "stat_trusted": trusted, "fields": fields,
+              "arrays": table}
     # Offsets depend on the header's length, which depends on the offsets: lay out twice.
     for _ in range(2):
         raw = json.dumps(header, separators=(",", ":")).encode()
