@@ -77,6 +77,9 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
         parts.append("levels " + ", ".join(f"L{k}={v}" for k, v in doc["levels"].items()))
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
+    if "nvlink_domains" in doc:
+        nv = doc["nvlink_domains"]
+        parts.append(f"{nv['domains']} NVLink domains of {'/'.join(map(str, nv['hosts_per_domain']))} hosts")
     console.print("; ".join(parts))
     if doc.get("kind_reason"):
         console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
@@ -100,6 +103,8 @@ _COMMON_GEN = [
     click.option("--width", default="4x", show_default=True, type=click.Choice(["1x", "4x", "8x", "12x"])),
     click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write."),
     click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak."),
+    click.option("--nvlink-domain-hosts", type=int, metavar="N",
+                 help="Multi-node NVLink domains (GB200/GB300 NVL72: 18) of N consecutive hosts under each leaf."),
     json_option,
 ]
 
@@ -110,10 +115,15 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
+def _save_and_report(fab, output: str, backup: bool, nvlink_domain_hosts: int | None = None) -> None:  # type: ignore[no-untyped-def]
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
+
+    if nvlink_domain_hosts is not None:
+        from gpupool.fabric.nvlink import add_generated_domains
+
+        add_generated_domains(fab, nvlink_domain_hosts)
 
     compiled = compile_fabric(fab)
     save_fabric(fab, output, backup=backup)
@@ -135,11 +145,11 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
 @click.option("--rails", type=int, default=1, show_default=True, help="HCAs per host, one rail leaf each.")
 @_common_gen
 def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
-                 speed: str, width: str, output: str, backup: bool) -> None:
+                 speed: str, width: str, output: str, backup: bool, nvlink_domain_hosts: int | None) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised."""
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
-    _save_and_report(fab, output, backup)
+    _save_and_report(fab, output, backup, nvlink_domain_hosts)
 
 
 @generate.command("dragonfly")
@@ -149,11 +159,12 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 @click.option("--global-links-per-router", type=int, required=True)
 @_common_gen
 def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
-                  prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
+                  prefix: str, speed: str, width: str, output: str, backup: bool,
+                  nvlink_domain_hosts: int | None) -> None:
     """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
-    _save_and_report(fab, output, backup)
+    _save_and_report(fab, output, backup, nvlink_domain_hosts)
 
 
 @fabric.command()
