@@ -73,6 +73,8 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request) -> Placem
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64) if per_node else np.zeros(units.size, np.int64)
     if limit is not None and limit < 2:
         host_take, algorithm, optimal, bound = _single_host(units, tie, need, request, unit_gpus, per_node, why)
+    elif compiled.ultrametric and (nvlink := _place_nvlink(compiled, units, tie, free, need, unit_gpus, request)):
+        host_take, algorithm, optimal, bound = nvlink
     elif compiled.ultrametric:
         host_take, algorithm, optimal, bound = _place_tree(compiled, units, tie, free, need, unit_gpus, per_node,
                                                            request, why)
@@ -100,6 +102,17 @@ def _single_host(units: np.ndarray, tie: np.ndarray, need: int, request: Request
     take = np.zeros(units.size, dtype=np.int64)
     take[best] = need
     return take, "single-host", True, None
+
+
+def _place_nvlink(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int,
+                  unit_gpus: int, request: Request) -> tuple[np.ndarray, str, bool, int | None] | None:
+    """Fewest NVLink domains first (placement.nvlink); None on fabrics without domains it can model."""
+    if not compiled.has_nvlink_domains():
+        return None
+    from gpupool.placement import nvlink
+
+    host_take = nvlink.place_domains(compiled, units, tie, free.free_gpus, need, unit_gpus, request.max_hops)
+    return None if host_take is None else (host_take, "tree-dp-nvlink", True, None)
 
 
 def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int, unit_gpus: int,
