@@ -8,6 +8,7 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.fabric_audit import audit
+from gpupool.cli.fabric_nvlink import nvlink
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
@@ -263,3 +264,4 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
 
 
 fabric.add_command(audit)
+fabric.add_command(nvlink)

@@ -20,6 +20,7 @@ import numpy as np
 from gpupool.errors import InputError, UsageError
 
 if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
     from gpupool.fabric.model import Fabric
 
 _DOMAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -144,3 +145,12 @@ def add_generated_domains(fabric: Fabric, hosts_per_domain: int) -> None:
                 switches[node_host[ca]].add(other)
     fabric.nvlink_domains = generated_domains([(h, frozenset(s)) for h, s in switches.items()], hosts_per_domain)
     fabric.meta["nvlink_domain_hosts"] = hosts_per_domain
+
+
+def domains_across_leaves(compiled: CompiledFabric) -> list[str]:
+    """Domains whose hosts sit under more than one IB leaf group (placement cannot nest them)."""
+    leaves: dict[int, set[int]] = {}
+    for h, d in enumerate(compiled.host_domain.tolist()):
+        if d >= 0:
+            leaves.setdefault(d, set()).add(int(compiled.host_tree_leaf[h]))
+    return [compiled.domain_names[d] for d, seen in sorted(leaves.items()) if len(seen) > 1]
