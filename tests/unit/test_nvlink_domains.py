@@ -147,40 +147,62 @@ def test_a_small_job_goes_to_the_fullest_domain() -> None:
     assert result.allocation == {"gpu002": 4}
 
 
-def _brute(host_names: list[str], leaf: dict[str, int], domain: dict[str, int], free: dict[str, int],
-           need: int) -> tuple[int, int]:
-    """Smallest (domains, pair hops) over every way to take `need` GPUs, from the definitions."""
+def _brute(host_names: list[str], distance: object, domain: dict[str, int], choices: dict[str, list[int]],
+           need: int) -> tuple[int, int] | None:
+    """Smallest (domains, pair hops) over every way to take `need` GPUs, from the definitions
+    (distances from the independent oracle's own BFS)."""
     best: tuple[int, int] | None = None
-    for take in itertools.product(*[range(free[h] + 1) for h in host_names]):
+    for take in itertools.product(*[choices[h] for h in host_names]):
         if sum(take) != need:
             continue
         used = [(h, g) for h, g in zip(host_names, take, strict=True) if g]
-        hops = sum(ga * gb * (2 if leaf[a] == leaf[b] else 4) for (a, ga), (b, gb) in itertools.combinations(used, 2))
+        hops = sum(ga * gb * distance(a, b) for (a, ga), (b, gb) in itertools.combinations(used, 2))  # type: ignore[operator]
         key = (len({domain[h] for h, _g in used}), hops)
         best = key if best is None or key < best else best
-    assert best is not None
     return best
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_the_plan_matches_a_brute_force_on_small_fabrics(seed: int) -> None:
+_SMALL_FABRICS = {
+    "two-level": lambda: fat_tree(2, 4, 1),
+    "three-level": lambda: fat_tree(2, 2, 1, pods=2, cores=1),
+    "rails": lambda: fat_tree(2, 4, 2, rails=2),
+}
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("kind", sorted(_SMALL_FABRICS))
+def test_the_plan_matches_a_brute_force_on_small_fabrics(kind: str, seed: int) -> None:
+    from tests.oracles import graph_of
+
     rng = np.random.default_rng(seed)
-    fab = fat_tree(2, 4, 1)
+    fab = _SMALL_FABRICS[kind]()
     add_generated_domains(fab, 2)
     compiled = compile_fabric(fab)
+    oracle = graph_of(fab)
     names = compiled.host_names
-    leaf = {h: i // 4 for i, h in enumerate(names)}
-    domain = {h: i // 2 for i, h in enumerate(names)}
+    domain = {h: i // 2 for i, h in enumerate(names)}  # consecutive pairs, as generated
+    assert [list(d.hosts) for d in fab.nvlink_domains] == [names[i:i + 2] for i in range(0, len(names), 2)]
     free = {h: int(rng.integers(0, 3)) for h in names}
     total = sum(free.values())
     if total == 0:
         return
-    need = int(rng.integers(1, total + 1))
-    result = place(compiled, _free_arrays(compiled, free), Request(gpus=need))
+    if seed % 2:  # whole hosts: 2 GPUs on each of `nodes` hosts
+        whole = [h for h in names if free[h] == 2]
+        if not whole:
+            return
+        nodes = int(rng.integers(1, len(whole) + 1))
+        need, request = 2 * nodes, Request(nodes=nodes, gpus_per_node=2)
+        choices = {h: [0, 2] if free[h] == 2 else [0] for h in names}
+    else:
+        need = int(rng.integers(1, total + 1))
+        request = Request(gpus=need)
+        choices = {h: list(range(free[h] + 1)) for h in names}
+    result = place(compiled, _free_arrays(compiled, free), request)
+    assert result.algorithm == "tree-dp-nvlink"
     used = {domain[h] for h in result.allocation}
     assert sum(result.allocation.values()) == need
     assert all(g <= free[h] for h, g in result.allocation.items())
-    assert (len(used), result.cost.pair_hops_sum) == _brute(names, leaf, domain, free, need)
+    assert (len(used), result.cost.pair_hops_sum) == _brute(names, oracle.distance, domain, choices, need)
 
 
 def test_a_domain_across_leaves_falls_back_to_the_ib_plan() -> None:
