@@ -10,12 +10,14 @@ leaf groups: every domain, and every host outside a domain, is a leaf group of i
 leaf group it sits in. Pairs inside such a group are 2 IB hops apart (distinct hosts under one leaf)
 and pairs across groups under one leaf too, so the DP's pair cost stays `pair_hops_sum`; its
 per-group term (the leaf-switch tie-break elsewhere) counts islands and is weighted above the cost.
-This needs an ultrametric fabric where each domain lies under one IB leaf group; otherwise `None`
-and the caller places as on any fabric (docs/contract.md).
+This needs an ultrametric fabric where each domain lies under one IB leaf group. Elsewhere (a domain
+across leaves, dragonfly, `graph`) a request that one island can hold goes to the best single island
+(`place_in_one_island`); a larger one is placed on IB hops alone (docs/contract.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,12 +46,9 @@ def domain_tree(compiled: CompiledFabric) -> DomainTree | None:
         return None
     n_tree = compiled.tree_parent.size
     leaf = compiled.host_tree_leaf.astype(np.int64)
-    dom = compiled.host_domain.astype(np.int64)
     if (leaf < 0).any():
         return None
-    n_dom = len(compiled.domain_names)
-    # One island per domain, then one per host outside any domain.
-    island = np.where(dom >= 0, dom, n_dom + np.cumsum(dom < 0) - 1)
+    island = islands(compiled)  # one island per domain, then one per host outside any domain
     n_islands = int(island.max()) + 1 if island.size else 0
     island_leaf = np.full(n_islands, -1, dtype=np.int64)
     for h in range(island.size):
@@ -66,10 +65,10 @@ def domain_tree(compiled: CompiledFabric) -> DomainTree | None:
     np.cumsum(np.bincount(parent[kids], minlength=n), out=child_ptr[1:])
     order = np.argsort(level, kind="stable").astype(np.int64)
     # The per-group term of the DP key counts islands: 1 for each island group, unused elsewhere.
-    islands = np.zeros(n, dtype=np.int64)
-    islands[n_tree:] = 1
+    per_group = np.zeros(n, dtype=np.int64)
+    per_group[n_tree:] = 1
     tree = tree_dp.TreeStructure(child_ptr=child_ptr, child_idx=order_kids.astype(np.int64), order=order,
-                                 level=level, leaf_switches=islands, max_level=int(level.max()) if n else 0)
+                                 level=level, leaf_switches=per_group, max_level=int(level.max()) if n else 0)
     return DomainTree(tree=tree, host_group=n_tree + island)
 
 
@@ -117,3 +116,40 @@ def nvlink_usage(compiled: CompiledFabric, hosts: list[str]) -> dict[str, object
     index = compiled.host_index()
     count, used = domains_touched(compiled.host_domain, np.asarray([index[h] for h in hosts], dtype=np.int64))
     return {"nvlink_domains": count, "nvlink_domain_names": [compiled.domain_names[d] for d in used]}
+
+
+def nestable(compiled: CompiledFabric) -> bool:
+    """The exact DP applies: a tree fabric whose every domain lies under one IB leaf group."""
+    return _cached(compiled) is not None
+
+
+def islands(compiled: CompiledFabric) -> np.ndarray:
+    """Per host its NVLink island: the domain index, or (n_domains + k) for the k-th host outside one."""
+    dom = compiled.host_domain.astype(np.int64)
+    return np.where(dom >= 0, dom, len(compiled.domain_names) + np.cumsum(dom < 0) - 1)
+
+
+def place_in_one_island(compiled: CompiledFabric, units: np.ndarray, need: int,
+                        place_units: Callable[[np.ndarray], np.ndarray], limit: int = 8
+                        ) -> tuple[np.ndarray, bool] | None:
+    """Where the DP does not apply: when some island holds the whole request, the best placement
+    inside one island (`place_units` on the units of that island only, lowest pair_hops_sum, then
+    the tightest island); at most `limit` islands, the tightest first. (host units, every island
+    that fits was tried), or None when no single island fits (the caller then places IB-only)."""
+    from gpupool.placement.cost import cost_of_arrays
+
+    island = islands(compiled)
+    cap = np.bincount(island, weights=units, minlength=int(island.max()) + 1 if island.size else 0).astype(np.int64)
+    fits = np.nonzero(cap >= need)[0]
+    if fits.size == 0:
+        return None
+    order = fits[np.lexsort((fits, cap[fits]))]
+    best: tuple[tuple[int, int], np.ndarray] | None = None
+    for i in order[:limit].tolist():
+        take = place_units(np.where(island == i, units, 0))
+        hosts = np.nonzero(take)[0]
+        key = (cost_of_arrays(compiled, hosts, take[hosts]).pair_hops_sum, int(cap[i]))
+        if best is None or key < best[0]:
+            best = (key, take)
+    assert best is not None
+    return best[1], order.size <= limit

@@ -205,14 +205,6 @@ def test_the_plan_matches_a_brute_force_on_small_fabrics(kind: str, seed: int) -
     assert (len(used), result.cost.pair_hops_sum) == _brute(names, oracle.distance, domain, choices, need)
 
 
-def test_a_domain_across_leaves_falls_back_to_the_ib_plan() -> None:
-    fab = fat_tree(2, 2, 1)
-    fab.nvlink_domains = [NvlinkDomain("x", ("gpu002", "gpu003"))]
-    compiled = compile_fabric(fab)
-    result = place(compiled, _free_arrays(compiled, {h: 4 for h in compiled.host_names}), Request(gpus=8))
-    assert result.algorithm == "tree-dp"
-
-
 def test_segments_under_block_stay_in_domains() -> None:
     _fab, compiled = _nvl72()
     layout = fabric_blocks(compiled)
@@ -222,3 +214,38 @@ def test_segments_under_block_stay_in_domains() -> None:
     result = place_block(compiled, _free_arrays(compiled, gpus), Request(nodes=18, gpus_per_node=4, segment=18),
                          layout)
     assert sorted(result.allocation) == [f"gpu{i:03d}" for i in range(55, 73)]  # nvl04, the only whole domain
+
+
+def test_a_domain_across_leaves_still_gets_a_job_that_fits_it() -> None:
+    # 2 leaves x 4 hosts; domain x = gpu[003-006] straddles both leaves, y = gpu[001-002], z = gpu[007-008].
+    # 16 GPUs (4 hosts of 4) fit only in x: IB-only would take a whole leaf (gpu[001-004], 96 hops); with
+    # domains the plan is x, whose pairs are 2 hops within a leaf and 4 across: 2 x 16 x 2 + 4 x 16 x 4 = 320.
+    fab = fat_tree(2, 4, 1)
+    fab.nvlink_domains = [NvlinkDomain("y", ("gpu001", "gpu002")), NvlinkDomain("x", ("gpu003", "gpu004", "gpu005",
+                                                                                     "gpu006")),
+                          NvlinkDomain("z", ("gpu007", "gpu008"))]
+    compiled = compile_fabric(fab)
+    result = place(compiled, _free_arrays(compiled, {h: 4 for h in compiled.host_names}), Request(gpus=16))
+    assert result.algorithm == "nvlink-one-domain+tree-dp" and result.optimal
+    assert sorted(result.allocation) == ["gpu003", "gpu004", "gpu005", "gpu006"]
+    assert result.cost.pair_hops_sum == 320
+    # 24 GPUs fit no single domain: the IB-only plan.
+    assert place(compiled, _free_arrays(compiled, {h: 4 for h in compiled.host_names}),
+                 Request(gpus=24)).algorithm == "tree-dp"
+
+
+def test_dragonfly_domains_keep_a_job_in_one_domain() -> None:
+    # 2 groups x 2 routers x 4 hosts, domains of 2 hosts (nvl01 = gpu[001-002] ... nvl08 = gpu[015-016]).
+    # gpu001 has 2 GPUs free, every other host 4: 8 GPUs fit one domain (two whole hosts); the tightest
+    # such domain is any full one (8 free), the first in order is nvl02 = gpu[003-004] (nvl01 holds 6).
+    from gpupool.fabric.generate import dragonfly
+
+    fab = dragonfly(2, 2, 4, 1)
+    add_generated_domains(fab, 2)
+    compiled = compile_fabric(fab)
+    assert not compiled.ultrametric
+    gpus = {h: 4 for h in compiled.host_names}
+    gpus["gpu001"] = 2
+    result = place(compiled, _free_arrays(compiled, gpus), Request(gpus=8))
+    assert result.algorithm.startswith("nvlink-one-domain+")
+    assert result.allocation == {"gpu003": 4, "gpu004": 4}
