@@ -153,3 +153,9 @@ def place_in_one_island(compiled: CompiledFabric, units: np.ndarray, need: int,
             best = (key, take)
     assert best is not None
     return best[1], order.size <= limit
+
+
+def cost_json(compiled: CompiledFabric, cost: dict[str, object], hosts: list[str]) -> dict[str, object]:
+    """A cost document with `nvlink_domains` added on fabrics with NVLink domains (unchanged elsewhere)."""
+    usage = nvlink_usage(compiled, hosts)
+    return cost if usage is None else {**cost, "nvlink_domains": usage["nvlink_domains"]}

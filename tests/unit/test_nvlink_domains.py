@@ -249,3 +249,23 @@ def test_dragonfly_domains_keep_a_job_in_one_domain() -> None:
     result = place(compiled, _free_arrays(compiled, gpus), Request(gpus=8))
     assert result.algorithm.startswith("nvlink-one-domain+")
     assert result.allocation == {"gpu003": 4, "gpu004": 4}
+
+
+def test_jobs_and_plan_documents_count_domains() -> None:
+    from gpupool.app.jobs import job_row
+    from gpupool.app.plan import plan_document
+    from gpupool.slurm.models import JobInfo
+
+    _fab, compiled = _nvl72()
+    # A running job on gpu018 (nvl01) and gpu019 (nvl02): 2 domains, 4 x 4 x 2 hops (one leaf).
+    job = JobInfo(job_id="7", state="RUNNING", nodes=("gpu018", "gpu019"), allocation={"gpu018": 4, "gpu019": 4})
+    cost = job_row(compiled, job)["cost"]
+    assert (cost["nvlink_domains"], cost["pair_hops_sum"]) == (2, 32)
+    idle = _free_arrays(compiled, {h: 4 for h in compiled.host_names})
+    placement = place(compiled, idle, Request(gpus=8))
+    doc = plan_document(placement, None, Request(gpus=8), 1.0, compiled=compiled)
+    assert doc["cost"]["nvlink_domains"] == 1 and len(doc["nvlink_domain_names"]) == 1
+    # Without domains the documents keep their old keys only.
+    plain = compile_fabric(fat_tree(2, 36, 2))
+    assert "nvlink_domains" not in job_row(plain, job)["cost"]
+    assert "nvlink_domain_names" not in plan_document(placement, None, Request(gpus=8), 1.0, compiled=plain)
