@@ -155,6 +155,8 @@ def _fabric_info(nvml: Any, handle: Any) -> GpuFabric | None:
         nvml.nvmlDeviceGetGpuFabricInfoV(handle, ctypes.byref(info))
         health: int | None = int(info.healthMask)
     except (AttributeError, nvml.NVMLError_FunctionNotFound):
+        if not hasattr(nvml, "c_nvmlGpuFabricInfo_t"):  # a pynvml older than fabric info: nothing to ask
+            return None
         info = nvml.c_nvmlGpuFabricInfo_t()
         nvml.nvmlDeviceGetGpuFabricInfo(handle, ctypes.byref(info))
         health = None

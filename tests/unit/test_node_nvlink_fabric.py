@@ -80,3 +80,34 @@ def test_fabric_problems_are_warnings(fake_nvml: Path, tmp_path: Path, extra: di
     assert words in report["findings"][0]["message"]
     # Degraded bandwidth is a health problem of a registered GPU: the domain itself is complete.
     assert report["nvlink_domain"]["complete"] is (subject == "gpu0")
+
+
+def test_the_v1_call_and_an_old_pynvml_are_handled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drivers before R550 lack nvmlDeviceGetGpuFabricInfoV (pynvml: FunctionNotFound): the v1
+    structure is read; a pynvml without fabric support at all gives no domain, not a crash."""
+    import ctypes
+    import types
+
+    from gpupool.node.gpu import _fabric_info
+
+    class FunctionNotFound(Exception):
+        pass
+
+    class Info:
+        def __init__(self) -> None:
+            self.clusterUuid = bytes(range(16))
+            self.status, self.cliqueId, self.state = 0, 5, 3
+
+    def v2(_handle: object, _info: object) -> None:
+        raise FunctionNotFound
+
+    monkeypatch.setattr(ctypes, "byref", lambda obj: obj)  # the fakes take the structure itself
+    old = types.SimpleNamespace(NVMLError_FunctionNotFound=FunctionNotFound, c_nvmlGpuFabricInfoV_t=Info,
+                                nvmlDeviceGetGpuFabricInfoV=v2, c_nvmlGpuFabricInfo_t=Info,
+                                nvmlDeviceGetGpuFabricInfo=lambda _handle, _info: None)
+    fabric = _fabric_info(old, object())
+    assert fabric is not None
+    assert (fabric.cluster_uuid, fabric.clique_id, fabric.state, fabric.health_mask) == \
+        ("00010203-0405-0607-0809-0a0b0c0d0e0f", 5, "completed", None)
+    ancient = types.SimpleNamespace(NVMLError_FunctionNotFound=FunctionNotFound)
+    assert _fabric_info(ancient, object()) is None
