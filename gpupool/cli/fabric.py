@@ -97,6 +97,12 @@ def generate() -> None:
     """Generate a fabric design for planning or for the testbed."""
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Keep a generator option the commands do not take themselves (read by _save_and_report)."""
+    ctx.meta[f"gpupool.{param.name}"] = value
+    return value
+
+
 _COMMON_GEN = [
     click.option("--prefix", default="gpu", show_default=True, help="Host name prefix."),
     click.option("--speed", default="QDR", show_default=True,
@@ -104,7 +110,7 @@ _COMMON_GEN = [
     click.option("--width", default="4x", show_default=True, type=click.Choice(["1x", "4x", "8x", "12x"])),
     click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write."),
     click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak."),
-    click.option("--nvlink-domain-hosts", type=int, metavar="N",
+    click.option("--nvlink-domain-hosts", type=int, metavar="N", expose_value=False, callback=_remember,
                  help="Multi-node NVLink domains (GB200/GB300 NVL72: 18) of N consecutive hosts under each leaf."),
     json_option,
 ]
@@ -116,15 +122,11 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _save_and_report(fab, output: str, backup: bool, nvlink_domain_hosts: int | None = None) -> None:  # type: ignore[no-untyped-def]
+def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
+    _nvlink_domains(fab)
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
-
-    if nvlink_domain_hosts is not None:
-        from gpupool.fabric.nvlink import add_generated_domains
-
-        add_generated_domains(fab, nvlink_domain_hosts)
 
     compiled = compile_fabric(fab)
     save_fabric(fab, output, backup=backup)
@@ -146,11 +148,11 @@ def _save_and_report(fab, output: str, backup: bool, nvlink_domain_hosts: int | 
 @click.option("--rails", type=int, default=1, show_default=True, help="HCAs per host, one rail leaf each.")
 @_common_gen
 def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
-                 speed: str, width: str, output: str, backup: bool, nvlink_domain_hosts: int | None) -> None:
+                 speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised."""
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
-    _save_and_report(fab, output, backup, nvlink_domain_hosts)
+    _save_and_report(fab, output, backup)
 
 
 @generate.command("dragonfly")
@@ -160,12 +162,11 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 @click.option("--global-links-per-router", type=int, required=True)
 @_common_gen
 def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
-                  prefix: str, speed: str, width: str, output: str, backup: bool,
-                  nvlink_domain_hosts: int | None) -> None:
+                  prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
-    _save_and_report(fab, output, backup, nvlink_domain_hosts)
+    _save_and_report(fab, output, backup)
 
 
 @fabric.command()
@@ -261,6 +262,16 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
         return 1 if delta else 0
     _write_output(text, output, backup)
     return 0
+
+
+def _nvlink_domains(fab) -> None:  # type: ignore[no-untyped-def]
+    """`generate ... --nvlink-domain-hosts N`: cut the generated hosts into NVLink domains."""
+    ctx = click.get_current_context(silent=True)
+    hosts = ctx.meta.get("gpupool.nvlink_domain_hosts") if ctx is not None else None
+    if hosts is not None:
+        from gpupool.fabric.nvlink import add_generated_domains
+
+        add_generated_domains(fab, int(hosts))
 
 
 fabric.add_command(audit)

@@ -269,3 +269,18 @@ def test_jobs_and_plan_documents_count_domains() -> None:
     plain = compile_fabric(fat_tree(2, 36, 2))
     assert "nvlink_domains" not in job_row(plain, job)["cost"]
     assert "nvlink_domain_names" not in plan_document(placement, None, Request(gpus=8), 1.0, compiled=plain)
+
+
+def test_generate_cli_takes_the_domain_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gpupool.cli.main import main
+
+    out = tmp_path / "nvl.json"
+    assert main(["fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "36", "--spines", "2",
+                 "--nvlink-domain-hosts", "18", "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nvlink_domains"] == {"domains": 4, "hosts_per_domain": [18],
+                                                                     "hosts_outside": 0}
+    assert [len(d.hosts) for d in load_fabric(str(out)).nvlink_domains] == [18] * 4
+    bad = tmp_path / "bad.json"
+    assert main(["fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "36", "--spines", "2",
+                 "--nvlink-domain-hosts", "0", "-o", str(bad)]) == 2
+    assert "--nvlink-domain-hosts must be at least 1" in capsys.readouterr().err and not bad.exists()
