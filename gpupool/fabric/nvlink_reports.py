@@ -198,8 +198,8 @@ def merge_into_fabric(fabric_path: str, report_paths: Sequence[str], output: str
     compiled = compile_fabric(fabric)
     for name in domains_across_leaves(compiled):
         problems.append(NvlinkProblem("nvlink-domain-across-leaves", name,
-                                      f"NVLink domain {name} spans several IB leaf groups: placement there is "
-                                      "IB-hop only (docs/contract.md)"))
+                                      f"NVLink domain {name} spans several IB leaf groups: only a job that one "
+                                      "domain holds is kept in one domain there (docs/contract.md)"))
     save_fabric(fabric, output, backup=backup)
     store_compiled(output, compiled)
     return {"output": output, "reports": len(reports),
