@@ -99,3 +99,11 @@ def test_a_malformed_report_is_exit_4_naming_file_and_field(fabric: str, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("gpupool: error: ") and "bad.json" in err and field in err
     assert not out.exists()  # nothing half-written
+
+
+def test_a_domain_across_leaves_is_named(fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # gpu004 (leaf01) and gpu005 (leaf02) report one domain: kept, and named as crossing leaves.
+    reports: dict[str, object] = {h: {"node": h, "nvlink_domain": {"gpus": [_gpu(0)]}} for h in ("gpu004", "gpu005")}
+    doc = _run(fabric, tmp_path, reports, capsys)
+    assert [d["hosts"] for d in doc["domains"]] == [["gpu004", "gpu005"]]
+    assert ("nvlink-domain-across-leaves", "nvl-aaaaaaaa-1") in {(p["check"], p["subject"]) for p in doc["problems"]}
