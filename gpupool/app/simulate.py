@@ -123,6 +123,16 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
     return from_file, fmt
 
 
+def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric, gpus_per_host: int) -> dict[str, Any]:
+    """The speed model as used; with contention, also the uplink bundles' oversubscription per tree level."""
+    doc = speed.to_json()
+    if speed.model == "contention":
+        from gpupool.simulate.contention import LinkContention
+
+        doc["contention"]["links"] = LinkContention(compiled, gpus_per_host).describe(compiled)
+    return doc
+
+
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
     stats = WorkloadStats()
     factory, fmt = workload_factory(request, compiled, stats)
@@ -166,7 +176,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
-        "speed_model": request.speed.to_json(),
+        "speed_model": _speed_model_json(request.speed, compiled, cfg.gpus_per_host),
         **({"pools": {"path": layout.source, "borrowing": bool(layout.lenders()),
                       "borrow_limits": dict(layout.borrow_limits),
                       "pools": {u.name: {"hosts": len(u.hosts), "owners": list(u.owners), "lend": u.lend,
