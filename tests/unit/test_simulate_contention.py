@@ -230,3 +230,28 @@ def test_cli_contention_option_and_json(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"gpupool: error: {bad}: classes.default.comm_fraction must be a number from 0 to 1, got 2"]
     assert main([*base, "--contention", "maybe"]) == 2
+
+
+def test_pooled_simulator_with_contention_frees_every_flow() -> None:
+    """Pool policies (with preemptions) under contention on a 4:1 fabric: every job completes once, preempted
+    flows leave their bundles, and all bundles are idle at the end."""
+    from gpupool.simulate.pooled import PooledSimulator, PoolLayout, PoolUnit
+    from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
+
+    wide = compile_fabric(fat_tree(4, 4, 1))
+    index = wide.host_index()
+    names = wide.host_names
+    layout = PoolLayout(pools=(
+        PoolUnit("a", tuple(index[h] for h in names[:8]), owners=("a",)),
+        PoolUnit("b", tuple(index[h] for h in names[8:]), owners=("b",)),
+    ))
+    spec = parse_spec("synthetic:jobs=400,seed=2,load=1.2,multi=0.4,multi_nodes=2:50/4:30/6:20,accounts=a:2/b:1")
+    sim = PooledSimulator(wide, "pools-lend", SimConfig(gpus_per_host=8), SpeedModel(model="contention"), layout)
+    jobs = list(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
+    metrics = sim.run(jobs)
+    assert metrics.jobs + sim.counts.too_large == len(jobs)
+    assert metrics.preemptions > 0
+    assert sim.contention is not None and not sim.contention.flows
+    assert sim.contention.load == [0.0] * len(sim.contention.load)
+    assert not any(sim.contention.on_link)
+    assert metrics.contention_slowed > 0 and metrics.contention_total > metrics.multi_node_jobs
