@@ -33,7 +33,7 @@ from gpupool.cli.context import app, json_option
               help="Jobs tested per backfill pass behind the first blocked one (Slurm's bf_max_job_test).")
 @click.option("--gpus-per-processor", default="1", show_default=True, metavar="R",
               help="SWF: GPUs per processor of the trace (e.g. 1/4 for 4 cores per GPU).")
-@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors per class (JSON).")
+@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors and comm_fraction per class (JSON).")
 @click.option("--contention", type=click.Choice(["off", "on"]), default="off", show_default=True,
               help="on: multi-leaf jobs share the uplink bandwidth of the leaves (pods, groups) they span, and their "
                    "communication share slows with it, re-evaluated at every start and end (docs/simulate.md, "

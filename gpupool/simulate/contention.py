@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
 
 CONTENTION_ASSUMPTIONS = {
-    "links": "uplink bundle of every tree node below a root: cable count x cable rate between its subtree and the rest",
+    "capacity": "uplink bundle of every tree node below a root: cable count x cable rate between its subtree and the rest",
     "demand": "per bundle: min(injection of the job's hosts inside, outside); injection = host HCA Gb/s x GPUs held / "
               "GPUs per host",
     "sharing": "proportional: on a bundle over capacity every job gets capacity / load of its demand; "
