@@ -255,3 +255,25 @@ def test_pooled_simulator_with_contention_frees_every_flow() -> None:
     assert sim.contention.load == [0.0] * len(sim.contention.load)
     assert not any(sim.contention.on_link)
     assert metrics.contention_slowed > 0 and metrics.contention_total > metrics.multi_node_jobs
+
+
+def test_two_jobs_share_the_spine_to_core_bundle_of_a_3_level_tree() -> None:
+    # 2 pods x 2 leaves x 2 hosts, 2 spines per pod, 1 core: a leaf has 2 spine cables (80) under 2 hosts (80):
+    # 1:1; both spines of a pod cable to the one core, so a pod has 80 under 4 hosts (160): 2:1.
+    # Pod 1: leaf01 gpu001-002 (0, 1), leaf02 (2, 3); pod 2: leaf01 (4, 5), leaf02 (6, 7).
+    three = compile_fabric(fat_tree(2, 2, 2, pods=2, cores=1))
+    assert three.tree_uplink_gbps.tolist() == [2 * QDR] * 4 + [2 * QDR] * 2 + [0.0]
+    # A alone on 0, 1 | 4, 5: 80 over its leaf bundles (80) and pod bundles (80): full speed, end 100.
+    _sim, ends = _run(three, [_job("A", 0, 100, 4, 4)], {"A": [0, 1, 4, 5]})
+    assert ends == {"A": pytest.approx(100.0)}
+    # B on the other leaves (2, 3 | 6, 7): the leaf bundles stay apart, the pod bundles carry 160 on 80:
+    # s = 0.5, r = 2/3 for both: end 150.
+    _sim, ends = _run(three, [_job("A", 0, 100, 4, 4), _job("B", 0, 100, 4, 4)], {"A": [0, 1, 4, 5], "B": [2, 3, 6, 7]})
+    assert ends == {"A": pytest.approx(150.0), "B": pytest.approx(150.0)}
+
+
+def test_generator_uplinks_must_be_positive(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "4", "--spines", "1",
+                 "--uplinks", "0", "-o", str(tmp_path / "f.json")]) == 2
+    assert "--uplinks must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()
