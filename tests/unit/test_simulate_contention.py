@@ -156,7 +156,7 @@ def test_an_end_releases_bandwidth_and_the_other_job_speeds_up() -> None:
     assert m["mean_contention_slowdown_multi_node"] == pytest.approx((1.25 + 325 / 300) / 2, abs=1e-4)
 
 
-def test_a_third_job_elsewhere_does_not_disturb_the_pair() -> None:
+def test_three_jobs_on_one_uplink_get_a_third_each() -> None:
     # C runs 1 + 1 host on gpu003 / gpu007 too: load 120 on 40 -> s = 1/3, r = 1 / (0.5 + 1.5) = 0.5 for all three:
     # 100 s of work each end at 200.
     jobs = [_job("A", 0, 100, 2, 4), _job("B", 0, 100, 2, 4), _job("C", 0, 100, 2, 4)]
@@ -277,3 +277,43 @@ def test_generator_uplinks_must_be_positive(capsys: pytest.CaptureFixture[str], 
                  "--uplinks", "0", "-o", str(tmp_path / "f.json")]) == 2
     assert "--uplinks must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "f.json").exists()
+
+
+def test_incremental_shares_match_a_recount_at_every_event() -> None:
+    """On a busy 4:1 trace, after every start and end each running flow's share equals the share recounted
+    from scratch (loads summed over all running flows), so re-rating only the touched jobs misses none."""
+    from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
+
+    fabric = compile_fabric(fat_tree(4, 4, 1))
+    sim = Simulator(fabric, "slurm-tree", SimConfig(gpus_per_host=8), SpeedModel(model="contention"))
+    model = sim.contention
+    assert model is not None
+    checked = [0]
+
+    def recount() -> None:
+        load = [0.0] * len(model.capacity)
+        for flow in model.flows.values():
+            for t, d in zip(flow.links, flow.demands, strict=True):
+                load[t] += d
+        for flow in model.flows.values():
+            share = min([1.0] + [model.capacity[t] / load[t] for t in flow.links if load[t] > model.capacity[t]])
+            assert flow.share == pytest.approx(share, rel=1e-9)
+            checked[0] += 1
+
+    commit, release = sim._commit, sim._release
+
+    def commit_then_check(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rid = commit(*args, **kwargs)
+        recount()
+        return rid
+
+    def release_then_check(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = release(*args, **kwargs)
+        recount()
+        return out
+
+    sim._commit = commit_then_check  # type: ignore[method-assign]
+    sim._release = release_then_check  # type: ignore[method-assign]
+    spec = parse_spec("synthetic:jobs=400,seed=5,load=1.1,multi=0.5,multi_nodes=2:40/3:30/5:30")
+    metrics = sim.run(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
+    assert metrics.jobs == 400 and metrics.contention_slowed > 0 and checked[0] > 1000
