@@ -635,8 +635,9 @@ class Simulator:
             self.now = now
             while self.events and self.events[0][0] <= now:
                 _t, kind, seq, rid = heapq.heappop(self.events)
-                # A preempted job's end event is stale, and so is one a bandwidth change rescheduled.
-                if kind == _END and rid in self.running and self._end_seq[rid] == seq:
+                if kind == _END and rid in self.running:  # a preempted job's end event is stale
+                    if self._end_seq[rid] != seq:
+                        continue  # superseded when a bandwidth change rescheduled it: nothing happens now
                     self._finish(rid, now)
                 self._changed = True
             fresh = 0
