@@ -210,8 +210,11 @@ def test_cli_contention_option_and_json(tmp_path: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
     base = ["simulate", "--fabric", str(fabric), "--workload", "synthetic:jobs=60,multi=0.5", "--policies",
             "slurm-tree", "--json"]
-    assert main([*base, "--contention", "on"]) == 0
+    report = tmp_path / "report.html"
+    assert main([*base, "--contention", "on", "--report", str(report)]) == 0
     doc = json.loads(capsys.readouterr().out)
+    page = report.read_text()
+    assert "contention slowdown / multi-node job" in page and "oversubscription level1 up to 4:1" in page
     assert doc["speed_model"]["model"] == "contention"
     assert doc["speed_model"]["classes"]["comm-heavy"]["comm_fraction"] == 0.5
     # 4 hosts of 40 Gb/s under one 40 Gb/s cable.
