@@ -123,13 +123,13 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
     return from_file, fmt
 
 
-def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric, gpus_per_host: int) -> dict[str, Any]:
+def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric) -> dict[str, Any]:
     """The speed model as used; with contention, also the uplink bundles' oversubscription per tree level."""
     doc = speed.to_json()
     if speed.model == "contention":
-        from gpupool.simulate.contention import LinkContention
+        from gpupool.fabric.compiled import uplink_bundles
 
-        doc["contention"]["links"] = LinkContention(compiled, gpus_per_host).describe(compiled)
+        doc["contention"]["links"] = uplink_bundles(compiled)
     return doc
 
 
@@ -168,7 +168,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         notes.append("the trace has no multi-node job: placement policies can differ only through "
                      "single-host packing and --gpus jobs split over hosts")
     cfg = request.config
-    speed_doc = _speed_model_json(request.speed, compiled, cfg.gpus_per_host)
+    speed_doc = _speed_model_json(request.speed, compiled)
     if request.speed.model == "contention":
         worst = {level: row["max_oversubscription"] for level, row in speed_doc["contention"]["links"].items()}
         shown = ", ".join(f"{level} up to {ratio:g}:1" for level, ratio in worst.items()) or "no uplink bundles"

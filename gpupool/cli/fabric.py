@@ -80,6 +80,10 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     console.print("; ".join(parts))
     if doc.get("kind_reason"):
         console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
+    bundles = doc.get("uplink_bundles") or {}
+    if bundles:
+        console.print("uplink oversubscription (hosts' injection : uplink capacity, worst bundle): "
+                      + ", ".join(f"{level} {row['max_oversubscription']:g}:1" for level, row in bundles.items()))
     roles = doc.get("node_roles", {})
     set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded", "service")}
     if set_apart:

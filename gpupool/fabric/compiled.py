@@ -163,6 +163,27 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
     )
 
 
+def uplink_bundles(compiled: CompiledFabric) -> dict[str, dict[str, float | int]]:
+    """Per logical tree level: uplink bundles, the thinnest one's Gb/s, and the worst oversubscription
+    (injection of the hosts under a bundle / its capacity); levels without bundles (roots) are left out."""
+    parent = compiled.tree_parent
+    under = np.zeros(parent.size, dtype=np.float64)
+    for h, leaf in enumerate(compiled.host_tree_leaf.tolist()):
+        t = leaf
+        while t >= 0:
+            under[t] += compiled.host_gbps[h]
+            t = int(parent[t])
+    capacity = compiled.tree_uplink_gbps
+    out: dict[str, dict[str, float | int]] = {}
+    for level in sorted({int(x) for x in compiled.tree_level.tolist()}):
+        nodes = np.flatnonzero((compiled.tree_level == level) & (capacity > 0))
+        if nodes.size == 0:
+            continue
+        out[f"level{level}"] = {"bundles": int(nodes.size), "min_uplink_gbps": round(float(capacity[nodes].min()), 3),
+                                "max_oversubscription": round(float((under[nodes] / capacity[nodes]).max()), 4)}
+    return out
+
+
 def _link_capacities(fabric: Fabric, sw_pos: dict[int, int], hca_host: dict[int, int], n_hosts: int,
                      switch_tree_node: np.ndarray, tree_parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Gb/s cut between each tree node's subtree and the rest, Gb/s injection of each host), cable by cable

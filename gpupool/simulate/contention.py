@@ -182,24 +182,3 @@ class LinkContention:
             if before > capacity[t]:
                 touched |= users  # their share on t rose
         return flow, self._retime(touched, now)
-
-    def describe(self, compiled: CompiledFabric) -> dict[str, dict[str, float | int]]:
-        """Per tree level: bundles and their oversubscription (hosts' injection under / uplink capacity)."""
-        import numpy as np
-
-        parent = compiled.tree_parent
-        under = np.zeros(parent.size, dtype=np.float64)
-        for h, leaf in enumerate(compiled.host_tree_leaf.tolist()):
-            t = leaf
-            while t >= 0:
-                under[t] += compiled.host_gbps[h]
-                t = int(parent[t])
-        out: dict[str, dict[str, float | int]] = {}
-        for level in sorted({int(x) for x in compiled.tree_level.tolist()}):
-            nodes = [t for t in range(parent.size) if compiled.tree_level[t] == level and self.capacity[t] > 0]
-            if not nodes:
-                continue
-            ratios = [float(under[t]) / self.capacity[t] for t in nodes]
-            out[f"level{level}"] = {"bundles": len(nodes), "min_uplink_gbps": round(min(self.capacity[t] for t in nodes), 3),
-                                    "max_oversubscription": round(max(ratios), 4)}
-        return out

@@ -320,3 +320,16 @@ def test_incremental_shares_match_a_recount_at_every_event() -> None:
     spec = parse_spec("synthetic:jobs=400,seed=5,load=1.1,multi=0.5,multi_nodes=2:40/3:30/5:30")
     metrics = sim.run(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
     assert metrics.jobs == 400 and metrics.contention_slowed > 0 and checked[0] > 1000
+
+
+def test_fabric_show_reports_uplink_oversubscription(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 8 hosts of 40 Gb/s under 2 spine cables (80): 4:1; with --uplinks 4, 8 cables: 1:1.
+    for uplinks, ratio in ((1, 4.0), (4, 1.0)):
+        fabric = tmp_path / f"f{uplinks}.json"
+        assert main(["fabric", "generate", "fat-tree", "--leaves", "3", "--hosts-per-leaf", "8", "--spines", "2",
+                     "--uplinks", str(uplinks), "-o", str(fabric)]) == 0
+        capsys.readouterr()
+        assert main(["fabric", "show", "--fabric", str(fabric), "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["uplink_bundles"] == {"level1": {"bundles": 3, "min_uplink_gbps": 2 * uplinks * QDR,
+                                                    "max_oversubscription": ratio}}
