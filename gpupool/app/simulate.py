@@ -171,7 +171,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
     speed_doc = _speed_model_json(request.speed, compiled)
     if request.speed.model == "contention":
         worst = {level: row["max_oversubscription"] for level, row in speed_doc["contention"]["links"].items()}
-        shown = ", ".join(f"{level} up to {ratio:g}:1" for level, ratio in worst.items()) or "no uplink bundles"
+        shown = ", ".join(f"{level} up to {ratio:g}:1" for level, ratio in worst.items()) or "none: the fabric has no uplink bundle"
         notes.append(f"speed model: contention (jobs sharing an uplink share its bandwidth; oversubscription "
                      f"{shown}; docs/simulate.md \"Contention model\")")
     doc = {
