@@ -123,6 +123,16 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
     return from_file, fmt
 
 
+def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric) -> dict[str, Any]:
+    """The speed model as used; with contention, also the uplink bundles' oversubscription per tree level."""
+    doc = speed.to_json()
+    if speed.model == "contention":
+        from gpupool.fabric.compiled import uplink_bundles
+
+        doc["contention"]["links"] = uplink_bundles(compiled)
+    return doc
+
+
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
     stats = WorkloadStats()
     factory, fmt = workload_factory(request, compiled, stats)
@@ -158,6 +168,12 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         notes.append("the trace has no multi-node job: placement policies can differ only through "
                      "single-host packing and --gpus jobs split over hosts")
     cfg = request.config
+    speed_doc = _speed_model_json(request.speed, compiled)
+    if request.speed.model == "contention":
+        worst = {level: row["max_oversubscription"] for level, row in speed_doc["contention"]["links"].items()}
+        shown = ", ".join(f"{level} up to {ratio:g}:1" for level, ratio in worst.items()) or "none: the fabric has no uplink bundle"
+        notes.append(f"speed model: contention (jobs sharing an uplink share its bandwidth; oversubscription "
+                     f"{shown}; docs/simulate.md \"Contention model\")")
     doc = {
         "fabric": {"path": request.fabric_path, "hosts": compiled.n_hosts, "gpus_per_host": cfg.gpus_per_host,
                    "gpus": compiled.n_hosts * cfg.gpus_per_host, "kind": compiled.kind},
@@ -166,7 +182,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
-        "speed_model": request.speed.to_json(),
+        "speed_model": speed_doc,
         **({"pools": {"path": layout.source, "borrowing": bool(layout.lenders()),
                       "borrow_limits": dict(layout.borrow_limits),
                       "pools": {u.name: {"hosts": len(u.hosts), "owners": list(u.owners), "lend": u.lend,

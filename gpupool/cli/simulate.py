@@ -33,11 +33,16 @@ from gpupool.cli.context import app, json_option
               help="Jobs tested per backfill pass behind the first blocked one (Slurm's bf_max_job_test).")
 @click.option("--gpus-per-processor", default="1", show_default=True, metavar="R",
               help="SWF: GPUs per processor of the trace (e.g. 1/4 for 4 cores per GPU).")
-@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors per class (JSON).")
+@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors and comm_fraction per class (JSON).")
+@click.option("--contention", type=click.Choice(["off", "on"]), default="off", show_default=True,
+              help="on: multi-leaf jobs share the uplink bandwidth of the leaves (pods, groups) they span, and their "
+                   "communication share slows with it, re-evaluated at every start and end (docs/simulate.md, "
+                   "\"Contention model\"); off: the isolated speed model.")
 @click.option("--nccl", "nccl_path", metavar="FILE",
               help="Calibrate a speed class from nccl-tests all-reduce figures: `leaf_switches [groups] busbw`.")
 @click.option("--comm-fraction", type=float, default=0.3, show_default=True, metavar="C",
-              help="With --nccl: share of the runtime spent in all-reduce at the best placement.")
+              help="With --nccl: share of the runtime spent in all-reduce at the best placement (the calibrated "
+                   "class also keeps it as its comm_fraction for --contention on).")
 @click.option("--nccl-class", default="default", show_default=True, metavar="NAME",
               help="With --nccl: the speed class to calibrate.")
 @click.option("--report", "report_path", metavar="FILE", help="Write a self-contained HTML report with plots.")
@@ -45,7 +50,8 @@ from gpupool.cli.context import app, json_option
 def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, pools_path: str | None,
              gpus_per_host: int, switches: str,
              partitions: str | None, backfill: str, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
-             nccl_path: str | None, comm_fraction: float, nccl_class: str, report_path: str | None) -> None:
+             contention: str, nccl_path: str | None, comm_fraction: float, nccl_class: str,
+             report_path: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
     from gpupool.app.simulate import (
         SimulationRequest,
@@ -78,6 +84,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     config = SimConfig(gpus_per_host=gpus_per_host, backfill=backfill, backfill_depth=backfill_depth, wait_time=wait_time,
                        wait_leaves=wait_leaves, partitions=accepted)
     speed = load_speed_model(speed_path) if speed_path else SpeedModel()
+    speed.model = "contention" if contention == "on" else "isolated"
     if nccl_path:
         speed.classes[nccl_class] = calibrate_from_nccl(read_nccl_points(nccl_path), comm_fraction)
     path = resolve_fabric_path(fabric_path, ctx.config())

@@ -94,6 +94,9 @@ class PolicyMetrics:
     extra_leaves_total: int = 0
     pair_hops_total: float = 0.0
     speed_factor_total: float = 0.0
+    contention_model: bool = False  # the run used the contention model (else its figures are None)
+    contention_total: float = 0.0  # multi-node jobs: sum of contention slowdowns (simulate.contention)
+    contention_slowed: int = 0  # multi-node jobs slowed by shared uplinks at all
     timeouts: int = 0
     held: int = 0  # gpupool-wait: multi-node jobs that waited for a better placement at least once
     preemptions: int = 0  # pool policies: borrower jobs preempted and requeued (they restart from zero)
@@ -103,7 +106,8 @@ class PolicyMetrics:
     series_idle: dict[int, float] = field(default_factory=dict)  # time bin -> idle GPU-seconds while jobs waited
 
     def job_done(self, *, submit: float, start: float, end: float, duration: float, gpus: int, multi_node: bool,
-                 leaves: int, extra_leaves: int, pair_hops: float, factor: float, timed_out: bool) -> None:
+                 leaves: int, extra_leaves: int, pair_hops: float, factor: float, timed_out: bool,
+                 contention: float = 1.0) -> None:
         self.jobs += 1
         wait = start - submit
         run = end - start
@@ -123,6 +127,8 @@ class PolicyMetrics:
             self.extra_leaves_total += extra_leaves
             self.pair_hops_total += pair_hops
             self.speed_factor_total += factor
+            self.contention_total += contention
+            self.contention_slowed += int(contention > 1.0 + 1e-9)
         self.timeouts += int(timed_out)
 
     def preempted(self, start: float, end: float, gpus: int) -> None:
@@ -172,6 +178,10 @@ class PolicyMetrics:
             "mean_extra_leaf_switches_multi_node": round(self.extra_leaves_total / multi, 4) if multi else None,
             "mean_pair_hops_multi_node": round(self.pair_hops_total / multi, 4) if multi else None,
             "mean_speed_factor_multi_node": round(self.speed_factor_total / multi, 4) if multi else None,
+            "mean_contention_slowdown_multi_node": (round(self.contention_total / multi, 4)
+                                                    if multi and self.contention_model else None),
+            "contention_slowed_share_multi_node": (round(self.contention_slowed / multi, 4)
+                                                   if multi and self.contention_model else None),
             "timeouts": self.timeouts,
             "held_for_placement": self.held,
             "preemptions": self.preemptions,

@@ -108,6 +108,11 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
         ("timeouts (slowed past limit)", col(lambda p: p["timeouts"])),
         ("held for a better placement", col(lambda p: p["held_for_placement"])),
     ]
+    if doc.get("speed_model", {}).get("model") == "contention":
+        rows += [
+            ("contention slowdown / multi-node job", col(lambda p: p["mean_contention_slowdown_multi_node"])),
+            ("multi-node jobs slowed by contention", col(lambda p: p["contention_slowed_share_multi_node"])),
+        ]
     if any("pools" in p for p in policies):
         rows += [
             ("preemptions (requeued)", col(lambda p: p["preemptions"] if "pools" in p else None)),
