@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from gpupool.simulate.metrics import PolicyMetrics
 
 CONFIDENCE = 0.95
-RELATIVE_DIFFERENCE = "per seed (policy - baseline) / baseline, averaged over the seeds"
+RELATIVE_DIFFERENCE = ("ratio of means: (mean policy - mean baseline) / mean baseline, "
+                       "delta-method interval over the paired seeds")
 
 
 def is_synthetic(workload: str) -> bool:

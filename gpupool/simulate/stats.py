@@ -5,9 +5,10 @@ Design (docs/simulate.md, "Reading the intervals"): every policy runs on the sam
 design), so a policy is compared with the baseline seed by seed. For each metric:
 
 - per policy: mean over the seeds, and its 95% interval mean +- t(0.975, n-1) x sd / sqrt(n);
-- per non-baseline policy: the per-seed difference policy - baseline, its mean and interval (a paired
-  t-interval), and the relative change, computed per seed as (policy - baseline) / baseline and then
-  averaged with the same t-interval (undefined when the baseline is 0 in some seed);
+- per non-baseline policy: the per-seed difference d = policy - baseline, its mean and interval (a
+  paired t-interval), and the relative change as a ratio of means, r = mean(d) / mean(baseline) (so it
+  agrees with the means shown), with a delta-method interval r +- t(0.975, n-1) x sd(z) / sqrt(n),
+  z_i = (d_i - r x baseline_i) / mean(baseline) (undefined when the baseline's mean is 0);
 - significant: the difference's interval excludes 0, and so does the relative change's where there is
   one (both intervals must agree, so a verdict never shows an interval that contains 0).
 
@@ -128,11 +129,11 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """policy - baseline over the seeds where both have a value; relative per seed, in percent."""
+    """policy - baseline over the seeds where both have a value; relative (ratio of means) in percent."""
 
     differences: tuple[float, ...]
     absolute: Interval
-    relative_percent: Interval | None  # None when the baseline is 0 in some seed
+    relative_percent: Interval | None  # None when the baseline's mean is 0
     significant: bool | None  # None with fewer than 2 pairs
 
     @property
@@ -149,8 +150,17 @@ def paired_difference(policy: Sequence[float | None], baseline: Sequence[float |
     diffs = tuple(p - b for p, b in pairs)
     absolute = mean_interval(diffs, confidence)
     relative: Interval | None = None
-    if pairs and all(b != 0 for _, b in pairs):
-        relative = mean_interval([100.0 * (p - b) / b for p, b in pairs], confidence)
+    base_mean = math.fsum(b for _, b in pairs) / len(pairs) if pairs else 0.0
+    if base_mean != 0 and absolute.mean is not None:
+        ratio = absolute.mean / base_mean
+        if len(pairs) < 2:
+            relative = Interval(1, 100.0 * ratio, None, None)
+        else:
+            # Linearised ratio estimator: the spread of d_i - r x b_i, scaled by the baseline's mean.
+            spread = mean_interval([(d - ratio * b) / base_mean for d, (_, b) in zip(diffs, pairs, strict=True)],
+                                   confidence)
+            half = (spread.half_width or 0.0) * 100.0
+            relative = Interval(len(pairs), 100.0 * ratio, 100.0 * ratio - half, 100.0 * ratio + half)
     significant: bool | None = None
     if len(pairs) >= 2:
         significant = absolute.excludes_zero() and (relative is None or relative.excludes_zero())
@@ -228,7 +238,7 @@ def summarise(policies: Sequence[str], baseline: str,
 
 
 def _amount(diff: dict[str, Any], unit: str) -> str:
-    """`6.1% ± 1.8%` (relative) or `0.12 h ± 0.05 h` (absolute, when the baseline was 0 in some seed)."""
+    """`6.1% ± 1.8%` (relative) or `0.12 h ± 0.05 h` (absolute, when the baseline's mean is 0)."""
     rel = diff["relative_percent"]
     if rel is not None and rel["mean"] is not None:
         half = (rel["ci95_high"] - rel["ci95_low"]) / 2 if rel["ci95_low"] is not None else None

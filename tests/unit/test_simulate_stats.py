@@ -77,15 +77,17 @@ def test_paired_difference_significant_and_not() -> None:
     # The same shift in every seed: sd 0, the interval is the point, and it is not 0.
     constant = paired_difference([9.0, 9.0, 9.0], baseline)
     assert constant.absolute.low == constant.absolute.high == -1.0 and constant.significant is True
-    # -1 in every seed, but relative -10%, -5%, -3.3%: mean -6.11, sd 3.47, half-width 4.303 x 3.47 / sqrt(3)
-    # = 8.62, so the relative interval contains 0 and the difference is not called significant.
+    # -1 in every seed, baselines 10, 20, 30 (mean 20): relative -1 / 20 = -5%; delta method
+    # z = (d - r b) / 20 = (-0.5, 0, 0.5) / 20, sd 0.025, half-width 4.303 x 0.025 / sqrt(3) = 6.21%:
+    # the relative interval [-11.2%, 1.2%] contains 0, so the difference is not called significant.
     mixed = paired_difference([9.0, 19.0, 29.0], [10.0, 20.0, 30.0])
     assert mixed.absolute.low == mixed.absolute.high == -1.0
-    assert mixed.relative_percent is not None and mixed.relative_percent.high == pytest.approx(
-        -55 / 9 + 4.302653 * statistics.stdev([-10, -5, -10 / 3]) / math.sqrt(3), abs=1e-5)
+    assert mixed.relative_percent is not None and mixed.relative_percent.mean == pytest.approx(-5.0)
+    assert mixed.relative_percent.high == pytest.approx(-5.0 + 100 * 4.302653 * 0.025 / math.sqrt(3), abs=1e-4)
     assert mixed.significant is False
-    # A baseline of 0 in some seed: no relative change; the absolute interval decides.
-    zero = paired_difference([1.0, 2.0, 1.5], [0.0, 1.0, 0.5])
+    # A baseline whose mean is 0: no relative change; the absolute interval decides
+    # (differences 1, 2, 1.5: mean 1.5, sd 0.5, half-width 4.303 x 0.5 / sqrt(3) = 1.24 -> [0.26, 2.74]).
+    zero = paired_difference([1.0, 2.0, 1.5], [0.0, 0.0, 0.0])
     assert zero.relative_percent is None and zero.significant is True
     # Seeds where either side has no value (e.g. no multi-node job) are left out of the pairs.
     missing = paired_difference([1.0, None, 3.0], [1.0, 2.0, None])
@@ -95,9 +97,9 @@ def test_paired_difference_significant_and_not() -> None:
 # ------------------------------------------------------------------------------------------ verdicts
 def _three_seed_tables() -> list[list[tuple[str, list[float]]]]:
     """Per seed the table rows (slurm-tree, gpupool) for three headline metrics."""
-    # -1, -0.99, -1.32 h (mean -1.103, sd 0.188, half-width 0.466) and -10%, -9%, -11%: a win, 10.0% +- 2.5%.
+    # -1, -0.99, -1.32 h (mean -1.103, sd 0.188, half-width 0.466); relative -1.10333 / 11 = -10.03%: a win.
     waits = ((10.0, 9.0), (11.0, 10.01), (12.0, 10.68))
-    p95 = ((10.0, 11.0), (11.0, 12.1), (12.0, 13.2))  # +1, +1.1, +1.2 h and +10% every seed: a loss, 10.0% +- 0.0%
+    p95 = ((10.0, 11.0), (11.0, 12.1), (12.0, 13.2))  # +1, +1.1, +1.2 h, +10% of every baseline: a loss, 10.0% +- 0.0%
     jct = ((10.0, 11.0), (20.0, 19.0), (30.0, 30.0))  # +1, -1, 0: not significant
     return [[("wait mean (h)", list(waits[k])), ("wait p95 (h)", list(p95[k])), ("JCT mean (h)", list(jct[k]))]
             for k in range(3)]
@@ -111,11 +113,15 @@ def test_verdict_names_win_loss_and_not_significant() -> None:
     assert wait["policies"]["gpupool"]["values"] == [9.0, 10.01, 10.68]
     assert wait["differences"]["gpupool"]["assessment"] == "better"
     rel = wait["differences"]["gpupool"]["relative_percent"]
-    # -10, -9, -11: mean -10, sd 1, half-width 4.303 / sqrt(3) = 2.484.
-    assert rel["mean"] == pytest.approx(-10.0) and rel["ci95_high"] == pytest.approx(-10.0 + 2.484138, abs=1e-5)
+    # Ratio of means and its delta-method half-width, from the numbers above.
+    d, b = [-1.0, -0.99, -1.32], [10.0, 11.0, 12.0]
+    r = statistics.fmean(d) / statistics.fmean(b)
+    half = 100 * 4.302653 * statistics.stdev([(di - r * bi) / 11.0 for di, bi in zip(d, b, strict=True)]) / math.sqrt(3)
+    assert rel["mean"] == pytest.approx(100 * r, abs=1e-5) and rel["ci95_high"] == pytest.approx(100 * r + half, abs=1e-4)
     sentence = verdict("gpupool", "slurm-tree", metrics, HEADLINE, 3)
-    assert sentence == ("gpupool, against slurm-tree (95% CI, 3 seeds), lowers mean wait by 10.0% ± 2.5% (better); "
-                        "raises p95 wait by 10.0% ± 0.0% (worse); not significantly different: mean JCT.")
+    assert sentence == (f"gpupool, against slurm-tree (95% CI, 3 seeds), lowers mean wait by {-100 * r:.1f}% ± "
+                        f"{half:.1f}% (better); raises p95 wait by 10.0% ± 0.0% (worse); not significantly different: "
+                        "mean JCT.")
 
 
 def test_verdict_with_nothing_significant_and_with_one_seed() -> None:
