@@ -119,14 +119,19 @@ def _render(doc: dict[str, Any], report_path: str | None) -> None:
                   f"({fabric['kind']}); workload {workload['source']} ({workload['format']}): "
                   f"{workload['stats']['jobs']} jobs" + (f"; {replicates} replicates" if replicates > 1 else ""),
                   markup=False)
-    header, rows = summary_table(doc)
-    table = Table(show_edge=False)
-    table.add_column(header[0])
-    for name in header[1:]:
-        table.add_column(name, justify="right")
-    for label, cells in rows:
-        table.add_row(label, *(f"[dim]{escape(text)}[/dim]" if faint else escape(text) for text, faint in cells))
-    console.print(table)
+    header, values, rows = summary_table(doc)
+    # Two tables, so each fits a terminal: the per-policy means, then the differences against the baseline.
+    for first, last in ((1, 1 + values), (1 + values, len(header))):
+        if first == last:
+            continue
+        table = Table(show_edge=False)
+        table.add_column(header[0], no_wrap=True)
+        for name in header[first:last]:
+            table.add_column(name, justify="right")
+        for label, cells in rows:
+            table.add_row(label, *(f"[dim]{escape(text)}[/dim]" if faint else escape(text)
+                                   for text, faint in cells[first - 1:last - 1]))
+        console.print(table)
     if replicates > 1:
         console.print("means ± 95% confidence half-widths over the replicates; differences paired seed by seed; "
                       "n.s. (dim): not significantly different from 0", markup=False)

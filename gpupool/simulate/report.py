@@ -161,18 +161,16 @@ def _number(value: float | None, integer: bool, digits_of: float | None = None) 
     return f"{value:,.3f}" if scale < 100 else f"{value:,.0f}"
 
 
-def summary_table(doc: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[tuple[str, bool]]]]]:
-    """(column headers, rows of (label, cells)) over `statistics`: per policy `mean ± half-width`, and after
-    each non-baseline policy its difference against the baseline (relative where defined). A cell is
-    (text, faint): faint for differences that are not significant (marked `n.s.`)."""
+def summary_table(doc: dict[str, Any]) -> tuple[list[str], int, list[tuple[str, list[tuple[str, bool]]]]]:
+    """(column headers, how many of them are per-policy value columns after `metric`, rows of (label,
+    cells)) over `statistics`: per policy `mean ± half-width`, then per non-baseline policy its difference
+    against the baseline (relative where defined). A cell is (text, faint): faint for differences that
+    are not significant (marked `n.s.`) or identical in every replicate (`same`)."""
     stats = doc["statistics"]
     baseline = stats["baseline"]
     names = [p["policy"] for p in doc["policies"]]
-    header = ["metric"]
-    for name in names:
-        header.append(name)
-        if name != baseline:
-            header.append(f"{name} vs {baseline}")
+    others = [name for name in names if name != baseline]
+    header = ["metric", *names, *(f"{name} vs {baseline}" for name in others)]
     rows: list[tuple[str, list[tuple[str, bool]]]] = []
     for metric in stats["metrics"]:
         cells: list[tuple[str, bool]] = []
@@ -183,12 +181,9 @@ def summary_table(doc: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[
                 half = (value["ci95_high"] - value["ci95_low"]) / 2
                 text += f" ± {_number(half, False, value['mean'])}"
             cells.append((text, False))
-            if name == baseline:
-                continue
-            diff = metric["differences"][name]
-            cells.append(_difference_cell(diff))
+        cells += [_difference_cell(metric["differences"][name]) for name in others]
         rows.append((metric["label"], cells))
-    return header, rows
+    return header, len(names), rows
 
 
 def _difference_cell(diff: dict[str, Any]) -> tuple[str, bool]:
@@ -230,7 +225,7 @@ def assumption_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("backfill", f"{a['backfill']['model']}, depth {a['backfill']['depth']}"),
         ("replicates", f"{a['replicates']} ({a['replicate_method']}); seeds {shown}"),
         ("comparison", f"paired against {a['baseline']}; {a['confidence'] * 100:g}% Student-t intervals; "
-                       f"relative change {a['relative_difference']}"),
+                       f"relative change as a {a['relative_difference']}"),
         ("fabric", a["fabric"]["summary"]),
         ("workload", f"{a['workload']['source']} ({a['workload']['format']})"),
         ("gpupool", f"{a['gpupool_version']}, run {a['date_utc']}"),
@@ -238,7 +233,7 @@ def assumption_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
-    header, rows = summary_table(doc)
+    header, _, rows = summary_table(doc)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in header[1:])
     body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
