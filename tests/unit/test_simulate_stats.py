@@ -295,3 +295,17 @@ def test_table_marks_not_significant_and_prints_verdict_and_assumptions(fabric: 
     assert "verdict: gpupool, against slurm-tree (95% CI, 2 seeds)" in out
     for name in ("speed model", "backfill: easy, depth 500", "seeds 1, 2", "gpupool: "):
         assert f"assumption: {name}" in out or name in out
+
+
+def test_html_report_has_intervals_verdicts_and_assumptions(fabric: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "out.html"
+    assert main(["simulate", "--fabric", fabric, "--workload", "synthetic:jobs=60,multi=0.3", "--seeds", "2",
+                 "--policies", "slurm-tree,gpupool", "--baseline", "gpupool", "--report", str(report)]) == 0
+    capsys.readouterr()
+    page = report.read_text()
+    assert '<ul id="verdicts"><li class="verdict">slurm-tree, against gpupool (95% CI, 2 seeds)' in page
+    assert "<th>slurm-tree vs gpupool</th>" in page and " ± " in page
+    for name in ("speed model", "backfill", "replicates", "gpupool"):
+        assert f"<dt>{name}</dt>" in page
+    assert "seeds 1, 2" in page
