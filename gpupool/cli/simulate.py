@@ -107,6 +107,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
 
 def _render(doc: dict[str, Any], report_path: str | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from gpupool.cli.render import stdout_console
     from gpupool.simulate.report import assumption_lines, summary_table
@@ -129,8 +130,8 @@ def _render(doc: dict[str, Any], report_path: str | None) -> None:
         for name in header[first:last]:
             table.add_column(name, justify="right")
         for label, cells in rows:
-            table.add_row(label, *(f"[dim]{escape(text)}[/dim]" if faint else escape(text)
-                                   for text, faint in cells[first - 1:last - 1]))
+            table.add_row(Text(label), *(Text(text, style="dim" if faint else "")
+                                         for text, faint in cells[first - 1:last - 1]))
         console.print(table)
     if replicates > 1:
         console.print("means ± 95% confidence half-widths over the replicates; differences paired seed by seed; "
@@ -144,8 +145,3 @@ def _render(doc: dict[str, Any], report_path: str | None) -> None:
     if report_path:
         console.print(f"report written to {report_path}", markup=False)
 
-
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)

@@ -309,3 +309,21 @@ def test_html_report_has_intervals_verdicts_and_assumptions(fabric: str, tmp_pat
     for name in ("speed model", "backfill", "replicates", "gpupool"):
         assert f"<dt>{name}</dt>" in page
     assert "seeds 1, 2" in page
+
+
+def test_summary_table_marks_not_significant_cells() -> None:
+    from gpupool.simulate.report import summary_table
+
+    tables = _three_seed_tables()
+    metrics = summarise(["slurm-tree", "gpupool"], "slurm-tree", tables,
+                        {label: row_better(label) for label, _ in tables[0]})
+    doc = {"policies": [{"policy": "slurm-tree"}, {"policy": "gpupool"}],
+           "statistics": {"baseline": "slurm-tree", "metrics": metrics}}
+    header, values, rows = summary_table(doc)
+    assert header == ["metric", "slurm-tree", "gpupool", "gpupool vs slurm-tree"] and values == 2
+    cells = {label: row for label, row in rows}
+    # p95 wait: +10% in every seed, significant, not faint; baseline 10, 11, 12: mean 11, sd 1, +- 4.303/sqrt(3).
+    assert cells["wait p95 (h)"][0] == (f"11.000 ± {4.302653 / math.sqrt(3):.3f}", False)
+    assert cells["wait p95 (h)"][2] == ("+10.0% ± 0.0%", False)
+    text, faint = cells["JCT mean (h)"][2]  # +1, -1, 0: not significant
+    assert text.endswith(" n.s.") and faint
