@@ -134,6 +134,8 @@ def run_replicates(request: SimulationRequest, compiled: CompiledFabric, seeds: 
         "fabric": {**doc["fabric"], "summary": _fabric_summary(doc, compiled)},
         "workload": {"source": request.workload, "format": doc["workload"]["format"]},
     }
+    if first_seed is not None and not seed_list:
+        doc["notes"].append("--seed is used on a trace only with --seeds 2 or more (one replicate is the trace itself)")
     if n > 1:
         doc["notes"].append(f"`policies`, `trace` and the plots are the first replicate's (seed {seed_list[0]}); "
                             f"the table gives means over {n} replicates with 95% confidence intervals")

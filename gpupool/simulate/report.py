@@ -232,6 +232,11 @@ def assumption_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _first_seed(doc: dict[str, Any]) -> str:
+    seeds = doc["assumptions"]["seeds"]
+    return f" (seed {seeds[0]})" if seeds else ""
+
+
 def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
     header, _, rows = summary_table(doc)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in header[1:])
@@ -256,6 +261,6 @@ def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
             f"<table id=\"summary\"><tr><th>metric</th>{head}</tr>{body}</table>"
             f"<p>Means over the replicates with their 95% confidence intervals (±); differences against the baseline "
             f"paired seed by seed; <span class=\"ns\">n.s.</span>: not significantly different from 0. Plots: the "
-            f"first replicate (seed {html.escape(str((doc['assumptions']['seeds'] or ['-'])[0]))}).</p>"
+            f"first replicate{_first_seed(doc)}.</p>"
             f"<h2>Assumptions</h2><dl id=\"assumptions\">{assumptions}</dl>{figures}"
             f"<p>What each number means and the limits of the model: docs/simulate.md.</p></body></html>\n")
