@@ -136,6 +136,8 @@ ROW_BETTER: dict[str, str] = {
     "leaf switches / multi-node job": LOWER, "extra leaves / multi-node job": LOWER,
     "speed factor / multi-node job": LOWER, "timeouts (slowed past limit)": LOWER,
     "preemptions (requeued)": LOWER, "GPU-h lost to requeue": LOWER,
+    # Rows the contention speed model adds (branch `contention`), named here so they are assessed once merged.
+    "contention slowdown / multi-node job": LOWER, "multi-node jobs slowed by contention": LOWER,
 }
 # The rows a verdict speaks of (label -> its name in the sentence), in the sentence's order.
 HEADLINE: dict[str, str] = {
@@ -214,11 +216,12 @@ def assumption_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
     classes = "; ".join(f"{name}: " + ", ".join(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}"
                                                   for k, v in factors.items())
                         for name, factors in speed.get("classes", {}).items())
-    parts = [f"classes {classes}"] if classes else []
+    parts = [f"{speed['model']} model"] if isinstance(speed.get("model"), str) else []
+    parts += [f"classes {classes}"] if classes else []
     if speed.get("partitions"):
         parts.append("partitions " + json.dumps(speed["partitions"]))
     # Whatever else the speed model states about itself (its kind and parameters), as it states it.
-    parts += [f"{k}={json.dumps(v)}" for k, v in speed.items() if k not in ("classes", "partitions")]
+    parts += [f"{k}={json.dumps(v)}" for k, v in speed.items() if k not in ("model", "classes", "partitions")]
     speed_text = "; ".join(parts) or "-"
     return [
         ("speed model", speed_text),

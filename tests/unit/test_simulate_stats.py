@@ -327,3 +327,21 @@ def test_summary_table_marks_not_significant_cells() -> None:
     assert cells["wait p95 (h)"][2] == ("+10.0% ± 0.0%", False)
     text, faint = cells["JCT mean (h)"][2]  # +1, -1, 0: not significant
     assert text.endswith(" n.s.") and faint
+
+
+def test_assumption_lines_state_the_speed_model_as_it_states_itself() -> None:
+    from gpupool.simulate.report import assumption_lines
+
+    doc = {"assumptions": {
+        "speed_model": {"model": "contention", "classes": {"default": {"per_extra_leaf": 0.02, "comm_fraction": 0.2}},
+                        "partitions": {"llm": "comm-heavy"}, "contention": {"sharing": "max-min fair"}},
+        "backfill": {"model": "slurm", "depth": 50}, "replicates": 3, "seeds": [4, 5, 6],
+        "replicate_method": "independent seeds", "baseline": "slurm-tree", "confidence": 0.95,
+        "relative_difference": "ratio of means", "fabric": {"summary": "f.json: fat-tree"},
+        "workload": {"source": "synthetic", "format": "synthetic"}, "gpupool_version": "9.9", "date_utc": "D"}}
+    lines = dict(assumption_lines(doc))
+    assert lines["speed model"] == ('contention model; classes default: per_extra_leaf=0.02, comm_fraction=0.2; '
+                                    'partitions {"llm": "comm-heavy"}; contention={"sharing": "max-min fair"}')
+    assert lines["backfill"] == "slurm, depth 50"
+    assert lines["replicates"] == "3 (independent seeds); seeds 4, 5, 6"
+    assert lines["gpupool"] == "9.9, run D"
