@@ -29,6 +29,17 @@ class SimulationRequest:
     speed: SpeedModel = field(default_factory=SpeedModel)
     gpus_per_processor: Fraction = Fraction(1)
     pools_path: str | None = None  # the pools file `gpupool pool apply` reads, for the pools-* policies
+    # A replicate of a trace file (`--seeds N`, app.simulate_seeds): replayed instead of reading the file.
+    replicate: TraceReplicate | None = None
+
+
+@dataclass(frozen=True)
+class TraceReplicate:
+    """Jobs of one bootstrap replicate of the trace file, and what reading that file counted."""
+
+    jobs: tuple[Job, ...]
+    read_stats: WorkloadStats
+    fmt: str
 
 
 def parse_policies(text: str, pools_path: str | None = None) -> list[str]:
@@ -112,6 +123,14 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
             first[0] = False
             return synthetic_jobs(spec, total_gpus=compiled.n_hosts * g, gpus_per_host=g, stats=counted)
         return synthetic, "synthetic"
+    replicate = request.replicate
+    if replicate is not None:
+        def from_replicate() -> Iterable[Job]:
+            if not stats.lines:  # the first pass reports what reading the file counted, and the replicate's jobs
+                stats.lines, stats.jobs = replicate.read_stats.lines, len(replicate.jobs)
+                stats.skipped, stats.examples = dict(replicate.read_stats.skipped), dict(replicate.read_stats.examples)
+            return iter(replicate.jobs)
+        return from_replicate, replicate.fmt
     fmt = detect_format(request.workload) if request.fmt == "auto" else request.fmt
     passes = [0]
 

@@ -629,6 +629,8 @@ class Simulator:
                 break
             if last_time is not None and now < last_time:
                 now = last_time  # an arrival older than the clock: it was out of order beyond the window
+            if last_time is not None:  # GPUs busy since the last event, for the submit-period utilisation
+                metrics.elapse(last_time, now, metrics.total_gpus - self.total_free)
             if last_time is not None and self.queue:
                 metrics.idle_while_waiting(last_time, now, self.total_free)
             last_time = now
@@ -648,6 +650,7 @@ class Simulator:
                     job = replace(job, submit=now)
                 if metrics.first_submit is None:
                     metrics.first_submit = job.submit
+                metrics.submitted(now)
                 pending = self._admit(job)
                 if pending is not None:
                     self.queue.append(pending)

@@ -90,6 +90,9 @@ class PolicyMetrics:
     idle_waiting_gpu_seconds: float = 0.0
     first_submit: float | None = None
     last_end: float = 0.0
+    last_submit: float | None = None
+    busy_gpu_seconds_so_far: float = 0.0  # busy GPUs integrated over time, from the first submission
+    busy_gpu_seconds_to_last_submit: float = 0.0  # the same, up to the latest submission
     leaves_total: int = 0
     extra_leaves_total: int = 0
     pair_hops_total: float = 0.0
@@ -138,6 +141,16 @@ class PolicyMetrics:
         self.busy_gpu_seconds += (end - start) * gpus
         self._spread(self.series_busy, start, end, gpus)
 
+    def elapse(self, start: float, end: float, busy_gpus: int) -> None:
+        """GPUs held by running jobs over [start, end), for the utilisation over the submit period."""
+        if end > start:
+            self.busy_gpu_seconds_so_far += (end - start) * busy_gpus
+
+    def submitted(self, time: float) -> None:
+        """A job arrived at `time` (the clock): the submit period reaches this far."""
+        self.last_submit = time
+        self.busy_gpu_seconds_to_last_submit = self.busy_gpu_seconds_so_far
+
     def idle_while_waiting(self, start: float, end: float, free_gpus: int) -> None:
         if end > start and free_gpus > 0:
             self.idle_waiting_gpu_seconds += (end - start) * free_gpus
@@ -161,6 +174,10 @@ class PolicyMetrics:
     def to_json(self) -> dict[str, Any]:
         span = (self.last_end - (self.first_submit or 0.0)) if self.jobs else 0.0
         capacity = self.total_gpus * span
+        # Utilisation over the submit period (first to last submission), the same window for every policy,
+        # so the drain after the last submission (a tail with nothing left to start) does not dilute it.
+        period = (self.last_submit - self.first_submit) if self.last_submit is not None and \
+            self.first_submit is not None else 0.0
         multi = self.multi_node_jobs
         return {
             "policy": self.policy,
@@ -172,6 +189,8 @@ class PolicyMetrics:
             "jct_s": self.jct.summary(),
             "bounded_slowdown_mean": round(self.slowdown_total / self.jobs, 4) if self.jobs else 0.0,
             "gpu_utilisation": round(self.busy_gpu_seconds / capacity, 6) if capacity > 0 else 0.0,
+            "gpu_utilisation_submit_period": round(self.busy_gpu_seconds_to_last_submit / (self.total_gpus * period), 6)
+            if period > 0 else None,
             "makespan_s": round(span, 3),
             "idle_gpu_hours_while_waiting": round(self.idle_waiting_gpu_seconds / 3600.0, 3),
             "mean_leaf_switches_multi_node": round(self.leaves_total / multi, 4) if multi else None,
