@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.blocks import fabric_blocks
-from gpupool.fabric.compiled import CompiledFabric, compile_fabric
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric, uplink_bundles
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
 from gpupool.fabric.topology_yaml import topologies
 from gpupool.hostlist import fold
@@ -231,9 +233,14 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     doc["host_classes"] = {"compute": compiled.n_hosts, "service": len(service)}
     doc["leaf_switches"] = int((compiled.switch_level == 1).sum())
     doc["ultrametric"] = compiled.ultrametric
+    doc["uplink_bundles"] = uplink_bundles(compiled)
     if compiled.n_hosts:
         layout = fabric_blocks(compiled)
         # What topology/block gets from this fabric (`--format slurm-block`): base blocks and BlockSizes.
         doc["blocks"] = {"base_blocks": len(layout.blocks), "nodes_per_base_block": layout.base_size,
                          "block_sizes": layout.sizes}
+    if compiled.has_nvlink_domains():
+        sizes = np.bincount(compiled.host_domain[compiled.host_domain >= 0], minlength=len(compiled.domain_names))
+        doc["nvlink_domains"] = {"domains": len(compiled.domain_names), "hosts_per_domain": sorted(set(sizes.tolist())),
+                                 "hosts_outside": int((compiled.host_domain < 0).sum())}
     return doc
