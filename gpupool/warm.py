@@ -50,6 +50,7 @@ def exercise(workdir: str) -> None:
     fabrics = {
         "tree": ["fat-tree", "--leaves", "4", "--hosts-per-leaf", "4", "--spines", "2", "--pods", "2", "--cores", "2"],
         "rails": ["fat-tree", "--leaves", "2", "--hosts-per-leaf", "4", "--spines", "2", "--rails", "2"],
+        "nvlink": ["fat-tree", "--leaves", "4", "--hosts-per-leaf", "4", "--spines", "2", "--nvlink-domain-hosts", "2"],
         "dragonfly": ["dragonfly", "--groups", "4", "--routers-per-group", "3", "--hosts-per-router", "2",
                       "--global-links-per-router", "1"],
     }
