@@ -142,7 +142,8 @@ def write(cache: str, compiled: CompiledFabric, digest: str, st: os.stat_result 
             out.write(MAGIC + struct.pack("<I", len(raw)) + raw)
             for name, array in arrays.items():
                 out.write(b"\0" * (table[name][2] - out.tell()))
-                out.write(array.tobytes())
+                if array.nbytes:
+                    out.write(memoryview(array).cast("B"))  # no copy of a big hop matrix
             out.flush()
             os.fsync(out.fileno())  # a crash never leaves a renamed-but-empty cache
         os.replace(tmp, cache)
