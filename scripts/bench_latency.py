@@ -249,6 +249,7 @@ def discover_selene(work: Path, env: dict[str, str], runs: int) -> None:
 def large_fabric(work: Path, env: dict[str, str], baseline: str | None) -> None:
     print("== (e) 65,536-host fat-tree: generate + compile + export topology.conf ==")
     trees = [("this tree", str(REPO))] + ([("baseline", baseline)] if baseline else [])
+    totals = []
     for label, tree in trees:
         tree_env = dict(env, PYTHONPATH=tree)
         # Both trees start with their kernels compiled (Numba cache or AOT): a small generate first.
@@ -266,6 +267,10 @@ def large_fabric(work: Path, env: dict[str, str], baseline: str | None) -> None:
         gen_rss, exp_rss = peak_rss_kb(generate, tree_env), peak_rss_kb(export, tree_env)
         print(f"{label} ({tree}): generate+compile {gen:.2f} s, export {exp:.2f} s, total {gen + exp:.2f} s; "
               f"peak RSS {max(gen_rss, exp_rss) / 1024:.0f} MB")
+        totals.append(gen + exp)
+    if len(totals) == 2:  # one run each on a shared machine: 10% is noise, not a regression
+        print(f"this tree / baseline: {totals[0] / totals[1]:.2f} (target <= 1.1) "
+              f"[{verdict(totals[0] <= 1.1 * totals[1], '65k-host generate+export vs baseline')}]")
 
 
 def prolog(work: Path, env: dict[str, str], runs: int) -> None:
