@@ -20,7 +20,7 @@ from gpupool.audit.findings import (
 )
 from gpupool.audit.live import run_ibdiag
 from gpupool.audit.run import AuditRequest, run_audit
-from gpupool.cli.context import app, json_option
+from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.cli.render import emit_json, stderr_console, stdout_console
 from gpupool.config import resolve_fabric_path
@@ -60,8 +60,7 @@ def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, n
         result = _run(ctx, fabric_path, ibnetdiscover_path, live, node_name_map, reference_path, with_slurm,
                       list(counters_paths), route_samples, drain_broken, max_drain_fraction)
     except Exception as exc:  # noqa: BLE001 - monitoring contract: anything that stops the audit is UNKNOWN (3)
-        if ctx.debug:
-            raise
+        debug_traceback(ctx)  # --debug adds the traceback; the exit code stays UNKNOWN
         message = exc.message if isinstance(exc, GpupoolError) else \
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
         sys.stderr.write(f"gpupool: error: {message}\n")

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from gpupool.app.plan import plan_document, run_plan
+from gpupool.app.shape import uneven_shape_note
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
@@ -21,15 +22,21 @@ from gpupool.hostlist import expand, fold
 from gpupool.placement.block import block_usage
 from gpupool.placement.model import Placement, Request
 from gpupool.placement.reclaim import Reclaim
+from gpupool.slurm.sbatch import gpu_request_from_spellings
 
 
 @click.command("plan")
-@click.option("--gpus", type=int, metavar="N", help="Total GPUs.")
-@click.option("--gpus-per-node", type=int, metavar="K", help="Exactly K GPUs on every chosen host.")
-@click.option("--nodes", type=int, metavar="M", help="Number of hosts (with --gpus-per-node, or --gpus divisible by M).")
-@click.option("--partition", metavar="P", help="Slurm partition whose nodes may be used.")
+@click.option("-G", "--gpus", "gpus_text", metavar="[TYPE:]N", help="Total GPUs (sbatch -G/--gpus).")
+@click.option("--gpus-per-node", "gpus_per_node_text", metavar="[TYPE:]K", help="Exactly K GPUs on every chosen host.")
+@click.option("--gres", metavar="gpu[:TYPE]:K", help="sbatch's --gres: K GPUs on every chosen host.")
+@click.option("-N", "--nodes", "nodes_text", metavar="M",
+              help="Number of hosts (with --gpus-per-node, or --gpus divisible by M).")
+@click.option("--ntasks-per-node", type=click.IntRange(min=1), metavar="T",
+              help="sbatch's tasks per host: accepted so an sbatch line can be pasted; GPUs are placed by the "
+                   "GPU options alone.")
+@click.option("-p", "--partition", metavar="P", help="Slurm partition whose nodes may be used.")
 @click.option("--free", "free_path", metavar="FILE", help="Free state as JSON {\"host\": free_gpus}; default: ask Slurm.")
-@click.option("--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
+@click.option("-x", "--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
 @click.option("--segment", type=int, metavar="S",
               help="Slurm's --segment under topology/block: groups of S nodes, each inside one base block "
@@ -41,10 +48,17 @@ from gpupool.placement.reclaim import Reclaim
 @click.option("--topology", "topology", type=click.Choice(TOPOLOGY_CHOICES), default="auto", show_default=True,
               help="Optimise for Slurm's tree or block topology; auto: what Slurm applies to the partition.")
 @json_option
-def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
-         free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
-         ignore_unknown: bool, health_path: str | None, topology: str, segment: int | None) -> None:
+def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None, nodes_text: str | None,
+         ntasks_per_node: int | None, partition: str | None, free_path: str | None, exclude: str | None,
+         max_hops: int | None, fabric_path: str | None, ignore_unknown: bool, health_path: str | None,
+         topology: str, segment: int | None) -> None:
     """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
+
+    The request takes sbatch's spellings with sbatch's meaning: -G/--gpus N in total,
+    --gpus-per-node K or --gres=gpu[:TYPE]:K on every host, -N/--nodes M hosts,
+    -p/--partition, -x/--exclude; --ntasks-per-node is accepted and does not change the GPUs.
+    A --gpus N placement that is uneven across hosts (8,8,8,8,7,1) is named in a note, with the
+    even split (--gpus-per-node K) that fits now and its pair_hops_sum.
 
     Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
     skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
@@ -59,8 +73,12 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     """
     start = time.perf_counter()
     ctx = app()
-    request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=tuple(expand(exclude)),
-                      max_hops=max_hops, partition=partition, segment=segment)
+    hints = gpu_request_from_spellings(gpus=gpus_text, gpus_per_node=gpus_per_node_text, gres=gres,
+                                       nodes=nodes_text)
+    if hints.gpu_type:
+        warn(f"GPU type {hints.gpu_type!r} is not checked by plan (submit passes it to Slurm)")
+    request = Request(gpus=hints.gpus, gpus_per_node=hints.gpus_per_node, nodes=hints.nodes,
+                      exclude=tuple(expand(exclude)), max_hops=max_hops, partition=partition, segment=segment)
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
@@ -73,11 +91,13 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
+    note = None if outcome.reclaim is not None else \
+        uneven_shape_note(compiled, outcome.free, outcome.request, outcome.placement, outcome.topology)
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
-                                                 skipped=outcome.skipped, topology=outcome.topology,
-                                                 reclaim=outcome.reclaim)))
+        document = plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
+                                 skipped=outcome.skipped, topology=outcome.topology, reclaim=outcome.reclaim)
+        emit_json(ctx.with_backend({**document, **({"shape_note": note} if note else {})}))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
             reclaimed=_reclaimed_per_host(outcome.reclaim))
@@ -88,6 +108,8 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         stdout_console().print(preempt_line(outcome.reclaim), markup=False, highlight=False)
     if outcome.skipped:
         stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
+    if note:
+        stdout_console().print(f"note: {note}", markup=False, highlight=False)
 
 
 def _render_blocks(layout: BlockLayout, placement: Placement, reference: tuple[str, Placement | None],

@@ -1,0 +1,216 @@
+"""Issue 27: what a new admin and a new user hit in their first hour (one error path, --debug,
+sbatch's spellings, uneven shapes, offline dry runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+
+from gpupool.cli.context import AppContext
+from gpupool.cli.main import main, usage_line
+from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.model import save_fabric
+from gpupool.slurm.fake import FakeSlurm
+
+
+@pytest.fixture()
+def tree_fabric(tmp_path: Path) -> str:
+    path = tmp_path / "tree.json"
+    save_fabric(fat_tree(4, 4, 2), str(path))  # leaf k holds gpu(4k-3)..gpu(4k); 2 hops in a leaf, 4 across
+    return str(path)
+
+
+def _free(tmp_path: Path, free: dict[str, int], name: str = "free.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(free))
+    return str(path)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str, obj: AppContext | None = None) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args), obj=obj)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- 1. one error path: --debug adds a traceback and changes nothing else ---------------------------------
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_keeps_audit_unknown_with_its_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 where: str) -> None:
+    missing = str(tmp_path / "missing.json")
+    args = ["fabric", "audit", "--fabric", missing, "--json"]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    code, out, err = _run(capsys, *args)
+    assert code == 3  # UNKNOWN, as without --debug (a monitor must not read WARNING)
+    doc = json.loads(out)
+    assert doc["status"] == "UNKNOWN" and missing in doc["error"]
+    assert "Traceback" in err and err.rstrip().splitlines()[-1] == f"gpupool: error: {missing}: fabric file not found"
+
+
+def test_debug_keeps_node_check_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.toml").write_text("")
+    monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
+
+    def broken_settings() -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("gpupool.cli.node._settings", broken_settings)
+    for args in (["node", "check"], ["--debug", "node", "check"], ["node", "check", "--debug"],
+                 ["node", "--debug", "check"]):
+        code, _out, err = _run(capsys, *args)
+        assert code == 3, args
+        assert ("Traceback" in err) == ("--debug" in args)
+        assert err.rstrip().splitlines()[-1] == "gpupool: error: UNKNOWN: node check could not run: " \
+                                                "ZeroDivisionError: boom"
+
+
+def test_debug_keeps_input_error_exit_4(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    for args in (["plan", "--gpus", "8", "--free", str(bad), "--fabric", tree_fabric],
+                 ["--debug", "plan", "--gpus", "8", "--free", str(bad), "--fabric", tree_fabric],
+                 ["plan", "--gpus", "8", "--free", str(bad), "--fabric", tree_fabric, "--debug"]):
+        code, _out, err = _run(capsys, *args)
+        assert code == 4, args
+        assert ("Traceback" in err) == ("--debug" in args)
+        last = err.rstrip().splitlines()[-1]
+        assert last.startswith("gpupool: error: ") and str(bad) in last
+
+
+def test_debug_keeps_internal_error_exit_70(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setattr("gpupool.cli.plan.load_compiled", broken)
+    code, _out, err = _run(capsys, "plan", "--gpus", "1", "--fabric", str(tmp_path / "f.json"))
+    assert code == 70 and err == "gpupool: error: internal error: KeyError: 'oops' (rerun with --debug)\n"
+    code, _out, err = _run(capsys, "plan", "--gpus", "1", "--fabric", str(tmp_path / "f.json"), "--debug")
+    assert code == 70 and "Traceback" in err
+    assert err.rstrip().splitlines()[-1] == "gpupool: error: internal error: KeyError: 'oops'"
+
+
+def test_click_usage_error_is_one_line_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "plan", "--nodez", "4")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("gpupool: error: plan: ")
+    assert "--nodez" in err and "-N/--nodes" in err and "see 'gpupool plan --help'" in err
+    code, _out, err = _run(capsys, "status", "--bogus")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("gpupool: error: status: ")
+
+
+def test_unknown_sbatch_short_option_suggests_the_long_one() -> None:
+    @click.command("demo")
+    @click.option("--nodes", type=int)
+    def demo(nodes: int | None) -> None:
+        """A command with --nodes but no -N."""
+
+    with pytest.raises(click.NoSuchOption) as caught:
+        demo.main(["-N", "4"], prog_name="gpupool demo", standalone_mode=False)
+    line = usage_line(caught.value)
+    assert line.startswith("demo: No such option") and "did you mean --nodes?" in line
+
+
+def test_monitoring_usage_error_stays_unknown_with_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = _run(capsys, "--debug", "fabric", "audit", "--bogus", "--json")
+    assert code == 3 and json.loads(out)["status"] == "UNKNOWN"
+
+
+# --- 2. sbatch's spellings for plan and submit --------------------------------------------------------------
+
+def test_plan_takes_sbatch_spellings(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu003": 8, "gpu005": 8})
+    code, out, err = _run(capsys, "plan", "-N", "2", "--gres=gpu:8", "-x", "gpu001", "--ntasks-per-node", "8",
+                          "--free", free, "--fabric", tree_fabric, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    # gpu001 excluded: the two 8-GPU hosts left on leaf 1 are gpu002 and gpu003 (2 hops, 64 GPU pairs).
+    assert doc["allocation"] == {"gpu002": 8, "gpu003": 8}
+    assert doc["cost"]["pair_hops_sum"] == 8 * 8 * 2
+    assert doc["request"]["gpus_per_node"] == 8 and doc["request"]["nodes"] == 2
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--gpus-per-node", "8", "--free", free, "--fabric",
+                           tree_fabric, "--json")
+    assert code == 0 and sorted(json.loads(out)["allocation"].values()) == [8, 8]
+
+
+def test_plan_partition_short_option(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slurm = FakeSlurm.uniform([f"gpu{i:03d}" for i in range(1, 17)], partition="gpu")
+    code, out, err = _run(capsys, "plan", "-G", "8", "-p", "gpu", "--fabric", tree_fabric, "--json",
+                          obj=AppContext(slurm=slurm))  # type: ignore[arg-type]
+    assert code == 0, err
+    assert json.loads(out)["request"]["partition"] == "gpu"
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["-N", "2-4", "--gres", "gpu:8"], "exact node count"),
+    (["--gres", "nvme:1", "-N", "2"], "gpu[:TYPE]:K"),
+    (["--gres", "gpu:8", "--gpus-per-node", "4", "-N", "2"], "different GPUs per node"),
+    (["-G", "0"], "--gpus must be a positive number, got 0"),
+])
+def test_plan_sbatch_spelling_errors(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     args: list[str], needle: str) -> None:
+    free = _free(tmp_path, {"gpu001": 8})
+    code, _out, err = _run(capsys, "plan", *args, "--free", free, "--fabric", tree_fabric)
+    assert code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_uneven_gpus_placement_is_named_with_the_even_split(tree_fabric: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # Leaf 1 has 8+8+7+1 = 24 free GPUs; gpu005 (leaf 2) has 8 more.
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu003": 7, "gpu004": 1, "gpu005": 8})
+    code, out, _err = _run(capsys, "plan", "--gpus", "24", "--free", free, "--fabric", tree_fabric, "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert sorted(doc["allocation"].values(), reverse=True) == [8, 8, 7, 1]
+    # All on leaf 1: (24^2 - (64+64+49+1)) / 2 = 199 GPU pairs on different hosts, 2 hops each.
+    assert doc["cost"]["pair_hops_sum"] == 398
+    # Even: 3 x 8 = gpu001, gpu002 (leaf 1) and gpu005 (leaf 2): 64 pairs x 2 + 128 pairs x 4 = 640.
+    assert doc["shape_note"] == ("8,8,7,1 GPUs per host; add --gpus-per-node 8 for an even split "
+                                 "(3 x 8, pair_hops_sum 640 instead of 398)")
+    code, out, _err = _run(capsys, "plan", "--gpus", "24", "--free", free, "--fabric", tree_fabric)
+    assert code == 0 and "note: 8,8,7,1 GPUs per host; add --gpus-per-node 8" in out
+    code, out, _err = _run(capsys, "plan", "--gpus", "16", "--free", free, "--fabric", tree_fabric, "--json")
+    assert "shape_note" not in json.loads(out)  # 8+8 is even: nothing to say
+
+
+def _script(tmp_path: Path) -> str:
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -t 10\nsrun hostname\n")
+    return str(script)
+
+
+def test_submit_dry_run_with_free_file_needs_no_slurm(tree_fabric: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu003": 8, "gpu005": 8})
+    script = _script(tmp_path)
+
+    class NoSlurm(AppContext):
+        def slurm_client(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("Slurm must not be read for --dry-run --free")
+
+    code, out, err = _run(capsys, "submit", "-N", "2", "--gres", "gpu:8", "--dry-run", "--free", free,
+                          "--fabric", tree_fabric, script, obj=NoSlurm())
+    assert code == 0, err
+    line = out.strip()
+    assert line.startswith("sbatch ") and line.endswith(" " + script)
+    assert "--nodes=2" in line and "--gres=gpu:8" in line
+    assert "'--nodelist=gpu[001-002]'" in line or "--nodelist=gpu[001-002]" in line
+    assert "without Slurm" in err
+    # --free is never taken as the batch script, and never used for a real submission.
+    code, _out, err = _run(capsys, "submit", "-G", "8", "--free", free, "--fabric", tree_fabric, script,
+                           obj=NoSlurm())
+    assert code == 2 and "--dry-run" in err
+
+
+def test_submit_refuses_gpupool_options_after_sbatch_ones(tree_fabric: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script(tmp_path)
+    # Before: `-t 10 --dry-run job.sh` passed --dry-run to sbatch, and nothing stopped the submission.
+    code, _out, err = _run(capsys, "submit", "-G", "8", "-t", "10", "--dry-run", "--fabric", tree_fabric, script,
+                           obj=AppContext(slurm=FakeSlurm.uniform(["gpu001"])))  # type: ignore[arg-type]
+    assert code == 2 and "--dry-run is gpupool's" in err
