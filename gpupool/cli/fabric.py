@@ -14,7 +14,7 @@ from gpupool.errors import InputError, UsageError
 from gpupool.fabric.discover import discover as run_discover
 from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
-from gpupool.fsutil import atomic_write_text
+from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
 
 FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
@@ -35,6 +35,7 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
         sys.stdout.write(text)
     else:
         atomic_write_text(output, text, backup=backup)
+        stdout_console().print(f"wrote {output}", markup=False, highlight=False)  # as discover and generate
 
 
 @fabric.command()
@@ -56,6 +57,7 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
         raise UsageError("give at most one of --hosts and --slurm")
+    check_output_path(output)  # before ibnetdiscover runs
     hosts = expand(hostlist) if hostlist else None
     if from_slurm:
         hosts = _slurm_node_names()
@@ -137,6 +139,7 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
 def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
                  speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised."""
+    check_output_path(output)
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
     _save_and_report(fab, output, backup)
@@ -151,6 +154,7 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
                   prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
+    check_output_path(output)
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
     _save_and_report(fab, output, backup)
@@ -220,15 +224,22 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Export only these hosts (others set apart).")
 @click.option("--clamp-speed", is_flag=True, help="ibsim: export links faster than QDR as QDR.")
 @click.option("--backup", is_flag=True, help="Keep the previous file as FILE.bak.")
+@json_option
 def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: str | None, hostlist: str | None,
            clamp_speed: bool, backup: bool) -> int:
-    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON."""
+    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON.
+
+    With --json: one document {"format", "fabric", "output", "text"} ("text" only when printed, not
+    written with -o); with --diff: {"format", "fabric", "compared_with", "changed", "diff"}.
+    """
     import difflib
 
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fabric.export import export as do_export
 
     path = resolve_fabric_path(fabric_path, app().config())
+    if output not in (None, "-") and not diff_against:
+        check_output_path(output)
     fab = load_fabric(path)
     compiled = None
     if hostlist:
@@ -245,8 +256,18 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
             raise InputError(f"{diff_against}: not a text file (not UTF-8)") from None
         delta = list(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
                                           fromfile=diff_against, tofile=f"{diff_against} (from {path})"))
-        sys.stdout.writelines(delta)
+        if app().json:
+            emit_json({"format": fmt, "fabric": path, "compared_with": diff_against, "changed": bool(delta),
+                       "diff": "".join(delta)})
+        else:
+            sys.stdout.writelines(delta)
         return 1 if delta else 0
+    if app().json:
+        if output not in (None, "-"):
+            atomic_write_text(output, text, backup=backup)
+        emit_json({"format": fmt, "fabric": path, "output": output if output not in (None, "-") else None,
+                   **({"text": text} if output in (None, "-") else {})})
+        return 0
     _write_output(text, output, backup)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -57,7 +58,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     from gpupool.config import resolve_fabric_path
     from gpupool.errors import UsageError
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.fsutil import atomic_write_text
+    from gpupool.fsutil import atomic_write_text, check_output_path
     from gpupool.simulate.engine import SimConfig
     from gpupool.simulate.speed import (
         SpeedModel,
@@ -68,6 +69,8 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     from gpupool.simulate.workload import parse_ratio
 
     ctx = app()
+    if report_path:
+        check_output_path(report_path)  # before the replay, not after it
     chosen = parse_policies(policies, pools_path)
     wait_leaves, wait_time = parse_switches(switches)
     if gpus_per_host < 1:
@@ -91,6 +94,8 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
 
         atomic_write_text(report_path, render_html(doc, results))
     if ctx.json:
+        if report_path:
+            sys.stderr.write(f"gpupool: report written to {report_path}\n")  # stdout holds the JSON only
         emit_json(doc)
         return
     _render(doc, report_path)

@@ -214,3 +214,61 @@ def test_submit_refuses_gpupool_options_after_sbatch_ones(tree_fabric: str, tmp_
     code, _out, err = _run(capsys, "submit", "-G", "8", "-t", "10", "--dry-run", "--fabric", tree_fabric, script,
                            obj=AppContext(slurm=FakeSlurm.uniform(["gpu001"])))  # type: ignore[arg-type]
     assert code == 2 and "--dry-run is gpupool's" in err
+
+
+# --- 3. files: no silent mkdir, every write says where, --json where data is printed ------------------------
+
+def test_outputs_into_a_missing_directory_are_exit_4(tree_fabric: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "slrum"
+    free = _free(tmp_path, {"gpu001": 8})
+
+    class NoSlurm(AppContext):
+        def slurm_client(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("a missing output directory fails before Slurm is read")
+
+    for args in (["fabric", "export", "--fabric", tree_fabric, "--format", "slurm-tree", "-o", f"{missing}/t.conf"],
+                 ["fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "2", "--spines", "1",
+                  "-o", f"{missing}/f.json"],
+                 ["report", "--html", f"{missing}/r.html", "--fabric", tree_fabric, "--free", free, "--no-pools"],
+                 ["simulate", "--fabric", tree_fabric, "--workload", "synthetic", "--report", f"{missing}/s.html"],
+                 ["metrics", "--fabric", tree_fabric, "--free", free, "--no-pools", "--textfile",
+                  f"{missing}/m.prom"]):
+        code, _out, err = _run(capsys, *args, obj=NoSlurm())
+        assert code == 4, (args, err)
+        assert f"directory {missing} does not exist" in err and err.count("\n") == 1
+        assert not missing.exists()
+
+
+def test_fabric_export_says_where_it_wrote_and_takes_json(tree_fabric: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "topology.conf"
+    code, out, _err = _run(capsys, "fabric", "export", "--fabric", tree_fabric, "--format", "slurm-tree",
+                           "-o", str(target))
+    assert code == 0 and out == f"wrote {target}\n" and target.read_text().startswith("# topology.conf")
+    # The group's --json (before the subcommand) and the command's own both give one document.
+    for args in (["--json", "fabric", "export"], ["fabric", "export", "--json"]):
+        code, out, _err = _run(capsys, *args, "--fabric", tree_fabric, "--format", "slurm-tree")
+        doc = json.loads(out)
+        assert code == 0 and doc["format"] == "slurm-tree" and doc["output"] is None
+        assert doc["text"] == target.read_text()
+    code, out, _err = _run(capsys, "fabric", "export", "--fabric", tree_fabric, "--format", "slurm-tree",
+                           "--diff", str(target), "--json")
+    assert code == 0 and json.loads(out) == {"format": "slurm-tree", "fabric": tree_fabric,
+                                             "compared_with": str(target), "changed": False, "diff": ""}
+
+
+def test_report_says_where_it_wrote(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8})
+    page = tmp_path / "r.html"
+    args = ["report", "--html", str(page), "--fabric", tree_fabric, "--free", free, "--no-pools", "--no-audit"]
+    code, out, _err = _run(capsys, *args)
+    assert code == 0 and out == f"wrote {page}\n" and page.read_text().lstrip().lower().startswith("<!doctype html")
+    code, out, _err = _run(capsys, *args, "--json")
+    assert code == 0 and json.loads(out) == {"output": str(page), "bytes": len(page.read_bytes())}
+
+
+def test_metrics_refuses_json_plainly(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8})
+    code, out, err = _run(capsys, "--json", "metrics", "--fabric", tree_fabric, "--free", free, "--no-pools")
+    assert code == 2 and out == "" and "Prometheus text" in err
