@@ -272,3 +272,109 @@ def test_metrics_refuses_json_plainly(tree_fabric: str, tmp_path: Path, capsys: 
     free = _free(tmp_path, {"gpu001": 8})
     code, out, err = _run(capsys, "--json", "metrics", "--fabric", tree_fabric, "--free", free, "--no-pools")
     assert code == 2 and out == "" and "Prometheus text" in err
+
+
+# --- 4. offline previews of a pools file ------------------------------------------------------------------
+
+POOLS = """\
+pools:
+  vision:
+    nodes: gpu[001-004]
+    owners: [vision]
+    lend_limit: {lend}
+  llm:
+    nodes: {llm_nodes}
+    owners: [llm]
+accounts:
+  vision: {{shares: 1, users: [vis01]}}
+  llm: {{shares: 1, users: [llm01], parent: ai}}
+borrowing:
+  enabled: true
+"""
+SLURM_CONF = """\
+ClusterName=demo   # comments are ignored
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PriorityType=priority/multifactor
+PriorityWeightFairShare=100
+AccountingStorageEnforce=associations,limits,qos
+AccountingStorageTRES=gres/gpu
+NodeName=DEFAULT Gres=gpu:8
+NodeName=gpu[001-008]
+PartitionName=batch Nodes=gpu[001-008]
+"""
+
+
+def _pools(tmp_path: Path, lend: str = "16", llm_nodes: str = "gpu[005-008]") -> str:
+    path = tmp_path / "pools.yaml"
+    path.write_text(POOLS.format(lend=lend, llm_nodes=llm_nodes))
+    return str(path)
+
+
+def _offline(capsys: pytest.CaptureFixture[str], tmp_path: Path, pools: str, *extra: str) -> tuple[int, str, str]:
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(SLURM_CONF)
+
+    class NoSlurm(AppContext):
+        def command_runner(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("--offline must not run a Slurm command")
+
+    context = NoSlurm(user_exists=lambda _user: True)
+    return _run(capsys, "pool", "apply", pools, "--dry-run", "--offline", "--slurm-conf", str(conf),
+                "--fragment", str(tmp_path / "gpupool-partitions.conf"), *extra, obj=context)
+
+
+def test_offline_preview_lists_the_objects_and_what_it_could_not_check(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _offline(capsys, tmp_path, _pools(tmp_path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["offline"] is True and doc["dry_run"] is True and doc["applied"] is False
+    created = {(c["kind"], c["name"]) for c in doc["changes"] if c["action"] == "create"}
+    assert {("partition", "vision"), ("partition", "llm"), ("account", "vision"), ("account", "llm"),
+            ("user", "vis01"), ("user", "llm01")} <= created
+    assert any("slurmdbd" in note for note in doc["unchecked"])
+    # batch (slurm.conf, not gpupool's) covers both owned pools: the live overlap warning, from the file.
+    assert any("partition 'batch'" in w for w in doc["warnings"])
+    assert not (tmp_path / "gpupool-partitions.conf").exists()  # a preview writes nothing
+
+
+@pytest.mark.parametrize(("lend", "llm_nodes", "needle"), [
+    # 4 hosts x 8 GPUs (Gres=gpu:8 in slurm.conf) = 32 GPUs: 500 is a typo Slurm would accept.
+    ("500", "gpu[005-008]", "lend_limit 500 GPUs is more than the pool's 32 GPUs"),
+    ("16", "gpu[004-008]", "node gpu004 is also in owned pool 'vision'"),
+    ("16", "gpu[005-009]", "unknown node(s) not in Slurm's node list: gpu009"),
+])
+def test_offline_preview_runs_the_cross_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str], lend: str,
+                                               llm_nodes: str, needle: str) -> None:
+    code, _out, err = _offline(capsys, tmp_path, _pools(tmp_path, lend, llm_nodes))
+    assert code == 4 and needle in err and err.count("\n") == 1
+    assert err.startswith(f"gpupool: error: {tmp_path / 'pools.yaml'}:")
+
+
+def test_offline_without_slurm_conf_says_limits_were_not_checked(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = _run(capsys, "pool", "apply", _pools(tmp_path, "500"), "--dry-run", "--offline",
+                           "--fragment", str(tmp_path / "frag.conf"), "--allow-unknown-users", "--json")
+    assert code == 0
+    assert any("GPU count unknown" in note and "vision" in note for note in json.loads(out)["unchecked"])
+
+
+def test_offline_needs_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = _run(capsys, "pool", "apply", _pools(tmp_path), "--offline")
+    assert code == 2 and "--dry-run" in err
+
+
+def test_simulate_pools_uses_the_same_checks(tmp_path: Path) -> None:
+    from gpupool.app.simulate import load_pool_layout
+    from gpupool.errors import InputError
+    from gpupool.fabric.compiled import compile_fabric
+
+    compiled = compile_fabric(fat_tree(4, 4, 2))
+    with pytest.raises(InputError, match="lend_limit 500 GPUs is more than the pool's 32 GPUs"):
+        load_pool_layout(_pools(tmp_path, "500"), compiled, 8)
+    quota = tmp_path / "quota.yaml"
+    quota.write_text("pools:\n  shared:\n    nodes: gpu[001-004]\n    quota: {a: 8}\n"
+                     "accounts:\n  a: {shares: 1}\n")
+    with pytest.raises(InputError, match="does not model quota pools"):
+        load_pool_layout(str(quota), compiled, 8)
