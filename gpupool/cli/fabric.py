@@ -8,11 +8,17 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.fabric_audit import audit
-from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.discover import discover as run_discover
-from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.fabric.generate import (
+    MAX_GENERATED_HOSTS,
+    dragonfly,
+    dragonfly_size,
+    fat_tree,
+    fat_tree_size,
+)
 from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
 from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
@@ -74,7 +80,8 @@ def _slurm_node_names() -> list[str]:
 
 def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     console = stdout_console()
-    parts = [f"{doc['kind']} fabric: {doc['hosts']} hosts, {doc['switches']} switches, {doc['links']} links"]
+    parts = [f"{doc['kind']} fabric: {counted(doc['hosts'], 'host')}, {counted(doc['switches'], 'switch')}, "
+             f"{counted(doc['links'], 'link')}"]
     if "levels" in doc:
         parts.append("levels " + ", ".join(f"L{k}={v}" for k, v in doc["levels"].items()))
     if "group_count" in doc:
@@ -112,12 +119,24 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
+# Designs with this many hosts or more report each phase on stderr (they take seconds to a minute).
+PROGRESS_HOSTS = 10_000
+
+
+def _progress(show: bool, message: str) -> None:
+    if show:
+        sys.stderr.write(f"gpupool: {message}\n")
+        sys.stderr.flush()
+
+
+def _save_and_report(fab, output: str, backup: bool, progress: bool = False) -> None:  # type: ignore[no-untyped-def]
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
 
+    _progress(progress, f"compiling {len(fab.nodes):,} nodes and {len(fab.links):,} links ...")
     compiled = compile_fabric(fab)
+    _progress(progress, f"writing {output} ...")
     save_fabric(fab, output, backup=backup)
     store_compiled(output, compiled)
     doc = summary(fab, compiled)
@@ -138,11 +157,13 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
 @_common_gen
 def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
                  speed: str, width: str, output: str, backup: bool) -> None:
-    """A 2- or 3-level fat-tree, optionally rail-optimised."""
+    """A 2- or 3-level fat-tree, optionally rail-optimised (at most 100,000 hosts and 20,000 switches)."""
     check_output_path(output)
+    hosts, _switches = fat_tree_size(leaves, hosts_per_leaf, spines, pods, cores, rails)
+    _progress(PROGRESS_HOSTS <= hosts <= MAX_GENERATED_HOSTS, f"generating {hosts:,} hosts ...")
     fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
                    width=width)
-    _save_and_report(fab, output, backup)
+    _save_and_report(fab, output, backup, progress=hosts >= PROGRESS_HOSTS)
 
 
 @generate.command("dragonfly")
@@ -153,11 +174,14 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
 @_common_gen
 def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, global_links_per_router: int,
                   prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
-    """A dragonfly: all-to-all routers in each group, consecutive global links between groups."""
+    """A dragonfly: all-to-all routers in each group, consecutive global links between groups
+    (at most 100,000 hosts and 20,000 switches)."""
     check_output_path(output)
+    hosts, _switches = dragonfly_size(groups, routers_per_group, hosts_per_router)
+    _progress(PROGRESS_HOSTS <= hosts <= MAX_GENERATED_HOSTS, f"generating {hosts:,} hosts ...")
     fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
                     width=width)
-    _save_and_report(fab, output, backup)
+    _save_and_report(fab, output, backup, progress=hosts >= PROGRESS_HOSTS)
 
 
 @fabric.command()
@@ -204,7 +228,7 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
         if len(sw) > 1:
             label += f" ({len(sw)} switches: {fold(sw)})"
         if t in hosts:
-            label += f" - {len(hosts[t])} hosts"
+            label += f" - {counted(len(hosts[t]), 'host')}"
         node = parent_tree.add(label)
         if t in hosts:
             node.add(fold(hosts[t]))

@@ -13,7 +13,7 @@ from gpupool.app.plan import plan_document, run_plan
 from gpupool.app.shape import uneven_shape_note
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
-from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InfeasibleError
 from gpupool.fabric.blocks import BlockLayout
@@ -141,7 +141,7 @@ def preempt_line(reclaim: Reclaim, shown: int = 8) -> str:
     """`preempts: job 12 (8 GPUs, 1.50 GPU-h), job 15 (...): 2 borrowed jobs, 3.25 GPU-h run`."""
     if not reclaim.preempted:
         return f"preempts: nothing ({reclaim.candidates} borrowed job(s) on the partition stay)"
-    items = [f"job {b.job_id} ({b.gpus} GPUs, {b.gpu_hours:.2f} GPU-h{', protected' if b.protected else ''})"
+    items = [f"job {b.job_id} ({counted(b.gpus, 'GPU')}, {b.gpu_hours:.2f} GPU-h{', protected' if b.protected else ''})"
              for b in reclaim.preempted[:shown]]
     more = f" and {len(reclaim.preempted) - shown} more" if len(reclaim.preempted) > shown else ""
     least = "" if reclaim.exhaustive else " (search budget reached: may not be the least)"
@@ -176,7 +176,8 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
         while chain[-1] >= 0 and parent[chain[-1]] >= 0:
             chain.append(int(parent[chain[-1]]))
         paths[leaf] = chain[::-1]
-    root = Tree(f"[bold]{compiled.kind}[/] fabric: {placement.total_gpus} GPUs on {len(placement.allocation)} hosts "
+    root = Tree(f"[bold]{compiled.kind}[/] fabric: {counted(placement.total_gpus, 'GPU')} on "
+                f"{counted(len(placement.allocation), 'host')} "
                 f"({fold(placement.hosts)})")
     nodes: dict[int, Tree] = {}
     for leaf in sorted(by_leaf, key=lambda t: paths[t]):
@@ -192,7 +193,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             free = int(free_gpus[index[host]])
             borrowed = (reclaimed or {}).get(host, 0)
             extra = f" + {borrowed} reclaimed" if borrowed else ""
-            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] GPUs [dim](of {free} free{extra})[/]")
+            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] {'GPU' if placement.allocation[host] == 1 else 'GPUs'} [dim](of {free} free{extra})[/]")
     console.print(root)
     mode, ref = reference
     table = Table(title=None, show_edge=False)

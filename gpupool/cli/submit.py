@@ -9,7 +9,7 @@ import click
 from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
-from gpupool.cli.render import emit_json, stderr_console, warn
+from gpupool.cli.render import counted, emit_json, stderr_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import UsageError
 from gpupool.fabric.compiled import load_compiled
@@ -92,7 +92,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes:
     for note in outcome.notes:
         warn(note)
     cost = outcome.placement.cost
-    summary = (f"{outcome.placement.total_gpus} GPUs on {outcome.nodelist}: pair_hops_sum "
+    summary = (f"{counted(outcome.placement.total_gpus, 'GPU')} on {outcome.nodelist}: pair_hops_sum "
                f"{cost.pair_hops_sum}, max_hops {cost.max_hops}, leaf_switches {cost.leaf_switches}")
     if dry_run:
         click.echo(shlex.join(outcome.sbatch_argv))

@@ -378,3 +378,68 @@ def test_simulate_pools_uses_the_same_checks(tmp_path: Path) -> None:
                      "accounts:\n  a: {shares: 1}\n")
     with pytest.raises(InputError, match="does not model quota pools"):
         load_pool_layout(str(quota), compiled, 8)
+
+
+# --- 5. bounds and polish ---------------------------------------------------------------------------------
+
+def test_generate_refuses_a_design_past_the_maximum_before_building(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "huge.json"
+    # 100,000 leaves x 1,000 hosts: 100 million hosts (the 2.8 GB that grew without a word).
+    code, _out, err = _run(capsys, "fabric", "generate", "fat-tree", "--leaves", "100000", "--hosts-per-leaf",
+                           "1000", "--spines", "2", "-o", str(target))
+    assert code == 4 and "100,000,000 hosts" in err and "at most 100,000 hosts" in err and err.count("\n") == 1
+    assert not target.exists()
+    code, _out, err = _run(capsys, "fabric", "generate", "dragonfly", "--groups", "1000", "--routers-per-group",
+                           "30", "--hosts-per-router", "4", "--global-links-per-router", "1", "-o", str(target))
+    assert code == 4 and "30,000 switches" in err
+
+
+def test_generate_reports_progress_for_large_designs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("gpupool.cli.fabric.PROGRESS_HOSTS", 8)  # "large" made small, so the test is quick
+    target = tmp_path / "f.json"
+    code, _out, err = _run(capsys, "fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "4",
+                           "--spines", "1", "-o", str(target))
+    assert code == 0
+    assert err.splitlines() == ["gpupool: generating 8 hosts ...", "gpupool: compiling 11 nodes and 10 links ...",
+                                f"gpupool: writing {target} ..."]
+
+
+def test_free_file_above_a_hosts_gpus_is_refused(tree_fabric: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 9, "gpu002": 8})
+    slurm = FakeSlurm.uniform([f"gpu{i:03d}" for i in range(1, 17)], gpus=8, partition="gpu")
+    code, _out, err = _run(capsys, "plan", "-G", "8", "--free", free, "-p", "gpu", "--fabric", tree_fabric,
+                           obj=AppContext(slurm=slurm))  # type: ignore[arg-type]
+    assert code == 4
+    assert err == f"gpupool: error: {free}: host gpu001: 9 free GPUs, but Slurm configures 8 on it\n"
+
+
+def test_counts_are_singular_when_one(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu002": 1})
+    code, out, _err = _run(capsys, "plan", "-G", "1", "--free", free, "--fabric", tree_fabric)
+    assert code == 0
+    assert "fabric: 1 GPU on 1 host (gpu002)" in out and "gpu002: 1 GPU (of 1 free)" in out
+    assert "1 GPUs" not in out and "1 hosts" not in out
+    from gpupool.cli.render import counted
+
+    assert [counted(1, "switch"), counted(2, "switch"), counted(0, "GPU"), counted(3, "leaf", "leaves")] == \
+        ["1 switch", "2 switches", "0 GPUs", "3 leaves"]
+
+
+def test_man_pages_have_no_ragged_description_lines() -> None:
+    from gpupool.cli.manpages import all_pages
+
+    for name, text in all_pages().items():
+        body = text.split(".SH DESCRIPTION\n", 1)[1].split("\n.SH ", 1)[0]
+        ragged = [line for line in body.splitlines() if line[:1].isspace()]
+        assert not ragged, (name, ragged[:2])
+
+
+def test_block_export_explains_block_sizes(tree_fabric: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = _run(capsys, "fabric", "export", "--fabric", tree_fabric, "--format", "slurm-block")
+    # 4 leaves of 4 hosts under one spine: base blocks of 4 nodes, aggregated by 2 and by 4.
+    assert code == 0 and "BlockSizes=4,8,16\n" in out
+    assert ("# BlockSizes=4,8,16: nodes per block Slurm may give one job: 4 = one base block (one leaf's hosts), "
+            "8 = 2 base blocks, 16 = 4 base blocks\n") in out
