@@ -443,3 +443,20 @@ def test_block_export_explains_block_sizes(tree_fabric: str, capsys: pytest.Capt
     assert code == 0 and "BlockSizes=4,8,16\n" in out
     assert ("# BlockSizes=4,8,16: nodes per block Slurm may give one job: 4 = one base block (one leaf's hosts), "
             "8 = 2 base blocks, 16 = 4 base blocks\n") in out
+
+
+def test_shell_completion_as_the_readme_documents_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for shell in ("bash", "zsh", "fish"):
+        assert f"_GPUPOOL_COMPLETE={shell}_source gpupool" in readme
+        script = subprocess.run([sys.executable, "-m", "gpupool"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "_GPUPOOL_COMPLETE": f"{shell}_source"})
+        assert script.returncode == 0 and "_GPUPOOL_COMPLETE" in script.stdout
+    done = subprocess.run([sys.executable, "-m", "gpupool"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "_GPUPOOL_COMPLETE": "bash_complete", "COMP_WORDS": "gpupool pl",
+                               "COMP_CWORD": "1"})
+    assert "plan" in done.stdout.split("\n")[0].split(",")  # click's bash protocol: type,value
