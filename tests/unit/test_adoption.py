@@ -460,3 +460,22 @@ def test_shell_completion_as_the_readme_documents_it() -> None:
                           env={**os.environ, "_GPUPOOL_COMPLETE": "bash_complete", "COMP_WORDS": "gpupool pl",
                                "COMP_CWORD": "1"})
     assert "plan" in done.stdout.split("\n")[0].split(",")  # click's bash protocol: type,value
+
+
+# --- 6. headlines that mean something ------------------------------------------------------------------------
+
+def test_stranded_headline_for_whole_node_jobs_and_named_heat_map(tree_fabric: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # leaf01: gpu001 8 free (whole), gpu002 3; leaf02: gpu005, gpu006 whole; leaf03: gpu010 1.
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 3, "gpu005": 8, "gpu006": 8, "gpu010": 1})
+    code, out, _err = _run(capsys, "status", "--fabric", tree_fabric, "--free", free, "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert doc["stranded_gpus"] == 0  # 1-GPU jobs can use every free GPU: 0 by definition
+    # No whole-node shape can use gpu002's 3 or gpu010's 1 (not whole-free hosts): 4.
+    assert doc["stranded_gpus_whole_node"] == 4
+    code, out, _err = _run(capsys, "status", "--fabric", tree_fabric, "--free", free)
+    assert "Stranded for whole-node jobs (8 GPUs and up" in out and "): 4" in out
+    assert "leaf03  1/32" in out and "leaf04  0/32" in out  # every cell names its leaf
+    code, out, _err = _run(capsys, "status", "--fabric", tree_fabric, "--free", free, "--shapes", "1,2", "--json")
+    assert json.loads(out)["stranded_gpus_whole_node"] is None  # no whole-node shape listed
