@@ -90,9 +90,14 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     if doc.get("kind_reason"):
         console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
     roles = doc.get("node_roles", {})
-    set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded", "service")}
+    service_hosts = doc.get("host_classes", {}).get("service", 0)
+    words = {"aggregation": lambda n: counted(n, "SHARP aggregation node"),
+             "service": lambda n: counted(service_hosts, "service host") + (f" ({n} HCAs)" if n != service_hosts else ""),
+             "unnamed": lambda n: counted(n, "unnamed HCA"), "excluded": lambda n: counted(n, "excluded HCA")}
+    set_apart = [words[k](v) for k, v in roles.items() if k in words and v]
     if set_apart:
-        console.print("set apart (not compute hosts): " + ", ".join(f"{v} {k}" for k, v in set_apart.items()))
+        console.print("set apart (not compute hosts): " + ", ".join(set_apart)
+                      + " (names: gpupool fabric show --set-apart)")
     if doc.get("output"):
         console.print(f"wrote {doc['output']}")
 
@@ -186,21 +191,34 @@ def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, gl
 
 @fabric.command()
 @_fabric_option
+@click.option("--set-apart", "list_set_apart", is_flag=True,
+              help="Also list what is not a compute host or tree switch, by name and why (JSON: \"set_apart\").")
 @json_option
-def show(fabric_path: str | None) -> None:
+def show(fabric_path: str | None, list_set_apart: bool) -> None:
     """Summarise the fabric: a tree from the top switches down to the hosts."""
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fabric.export import summary
+    from gpupool.fabric.setapart import set_apart
 
     path = resolve_fabric_path(fabric_path, app().config())
     fab = load_fabric(path)
     compiled = load_compiled(path)
     doc = summary(fab, compiled)
+    if list_set_apart:
+        doc["set_apart"] = set_apart(fab, compiled)
     if app().json:
         emit_json(doc)
         return
     _print_summary(doc)
     stdout_console().print(_tree(fab, compiled))
+    outside = int((compiled.switch_tree_node < 0).sum())
+    if outside and not list_set_apart:  # the levels above count them; the tree does not show them
+        stdout_console().print(f"{counted(outside, 'switch')} with no compute host below (management or service) "
+                               "not shown in the tree: gpupool fabric show --set-apart", markup=False, highlight=False)
+    for key, entry in doc.get("set_apart", {}).items():
+        shown = ", ".join(entry["names"][:20]) + (f" and {entry['count'] - 20} more" if entry["count"] > 20 else "")
+        stdout_console().print(f"set apart: {entry['count']} {key.replace('_', ' ')} ({entry['why']}): {shown}",
+                               markup=False, highlight=False)
 
 
 def _tree(fab, compiled):  # type: ignore[no-untyped-def]

@@ -479,3 +479,30 @@ def test_stranded_headline_for_whole_node_jobs_and_named_heat_map(tree_fabric: s
     assert "leaf03  1/32" in out and "leaf04  0/32" in out  # every cell names its leaf
     code, out, _err = _run(capsys, "status", "--fabric", tree_fabric, "--free", free, "--shapes", "1,2", "--json")
     assert json.loads(out)["stranded_gpus_whole_node"] is None  # no whole-node shape listed
+
+
+# --- 6. what was set apart is visible ------------------------------------------------------------------------
+
+def test_set_apart_things_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import REPO
+
+    capture = REPO / "tests/fixtures/ibnetdiscover/selene-compute-hdr.out"
+    fabric = tmp_path / "selene.json"
+    code, out, _err = _run(capsys, "fabric", "discover", "--ibnetdiscover", str(capture), "-o", str(fabric))
+    assert code == 0
+    # Read the capture independently: SHARP aggregation nodes are CAs described as "Aggregation Node".
+    text = capture.read_text()
+    aggregation = sum(1 for line in text.splitlines()
+                      if line.startswith("Ca\t") and "Aggregation Node" in line)
+    assert aggregation > 0
+    assert f"{aggregation} SHARP aggregation nodes" in out and "aggregation, " not in out
+    code, out, _err = _run(capsys, "fabric", "show", "--fabric", str(fabric), "--set-apart", "--json")
+    doc = json.loads(out)["set_apart"]
+    assert doc["aggregation_nodes"]["count"] == aggregation
+    assert "selene-login-01" in doc["service_hosts"]["names"]  # a login host is a service host
+    assert doc["service_hosts"]["count"] == len(doc["service_hosts"]["names"])
+    assert all(entry["why"] for entry in doc.values())
+    code, out, _err = _run(capsys, "fabric", "show", "--fabric", str(fabric))
+    if "switches_outside_tree" in doc:
+        count = doc["switches_outside_tree"]["count"]
+        assert f"{count} switch{'es' if count != 1 else ''} with no compute host below" in out
