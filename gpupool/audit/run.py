@@ -74,7 +74,11 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
     uplinks = checks.check_leaf_uplinks(topo, expected_uplinks, global_links)
     if compiled is not None and compiled.kind == "fat-tree":
         levels = {int(n): int(lv) for n, lv in zip(compiled.switch_node, compiled.switch_level, strict=True)}
-        result.findings += checks.check_upper_uplinks(topo, levels)
+        upper = checks.check_upper_uplinks(topo, levels)
+        result.findings += upper
+        # Every missing cable counted once: spine-to-core cables beside the leaves' uplinks.
+        result.totals["missing_switch_uplinks"] = sum(f.details["expected"] - f.details["uplinks"] for f in upper)
+        result.totals["switches_missing_uplinks"] = len(upper)
     result.findings += uplinks.findings
     result.totals["missing_uplinks"] = uplinks.missing_total
     result.totals["leaves_missing_uplinks"] = uplinks.leaves_short

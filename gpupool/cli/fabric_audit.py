@@ -136,6 +136,9 @@ def _print_report(result: Any) -> None:
     if totals.get("missing_uplinks"):
         console.print(f"missing uplink cables: {totals['missing_uplinks']} in total on "
                       f"{totals['leaves_missing_uplinks']} leaves")
+    if totals.get("missing_switch_uplinks"):
+        console.print(f"missing cables from spines to the level above: {totals['missing_switch_uplinks']} in total "
+                      f"on {totals['switches_missing_uplinks']} switches")
     if totals.get("missing_links_vs_reference"):
         console.print(f"cables of the reference missing: {totals['missing_links_vs_reference']}")
     if result.extras.get("topology_diff"):

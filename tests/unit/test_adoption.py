@@ -506,3 +506,38 @@ def test_set_apart_things_are_named(tmp_path: Path, capsys: pytest.CaptureFixtur
     if "switches_outside_tree" in doc:
         count = doc["switches_outside_tree"]["count"]
         assert f"{count} switch{'es' if count != 1 else ''} with no compute host below" in out
+
+
+# --- 7. audit findings an admin can act on -------------------------------------------------------------------
+
+def test_spine_finding_names_the_core_its_port_and_totals_count_every_cable() -> None:
+    from gpupool.audit.run import audit_fabric
+
+    # 2 pods x 2 spines, 4 cores: spine j of each pod cables to the cores c with c % 2 == j, so
+    # spine01 -> core01, core03 and spine02 -> core02, core04 (one cable each).
+    fab = fat_tree(2, 2, 2, pods=2, cores=4)
+    names = [n.name for n in fab.nodes]
+    spine, core = names.index("pod2-spine01"), names.index("core03")
+    link = next(li for li, lk in enumerate(fab.links) if {lk.a, lk.b} == {spine, core})
+    port = fab.links[link].a_port if fab.links[link].a == spine else fab.links[link].b_port
+    del fab.links[link]
+    result = audit_fabric(fab)
+    finding = next(f for f in result.findings if f.check == "switch-uplinks-missing")
+    assert finding.subject == "pod2-spine01"
+    assert f"(core03: 0 of 1, port {port} empty on pod2-spine01)" in finding.message
+    assert result.totals["missing_switch_uplinks"] == 1 and result.totals["switches_missing_uplinks"] == 1
+    assert result.totals["missing_uplinks"] == 0  # no leaf lost a cable: counted once, where it is
+
+
+def test_leaf_finding_says_whose_port_is_empty() -> None:
+    from gpupool.audit import checks
+    from gpupool.audit.topology import Topo
+
+    fab = fat_tree(6, 4, 3)
+    names = [n.name for n in fab.nodes]
+    leaf, spine = names.index("leaf04"), names.index("spine02")
+    link = next(li for li, lk in enumerate(fab.links) if {lk.a, lk.b} == {leaf, spine})
+    port = fab.links[link].a_port if fab.links[link].a == leaf else fab.links[link].b_port
+    del fab.links[link]
+    message = checks.check_leaf_uplinks(Topo.of(fab)).findings[0].message
+    assert f"spine02: 0 of 1, port {port} empty on leaf04" in message
