@@ -97,10 +97,14 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
     if ctx.json:
         document = plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
                                  skipped=outcome.skipped, topology=outcome.topology, reclaim=outcome.reclaim)
+        if "slurm_reference" in document and _model_is_a_guess(outcome.request, outcome.reference):
+            document["slurm_reference"] = {**document["slurm_reference"], "guess": True,
+                                           "note": MODEL_GUESS_NOTE}
         emit_json(ctx.with_backend({**document, **({"shape_note": note} if note else {})}))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
-            reclaimed=_reclaimed_per_host(outcome.reclaim))
+            reclaimed=_reclaimed_per_host(outcome.reclaim),
+            guess=_model_is_a_guess(outcome.request, outcome.reference))
     if outcome.topology is not None and outcome.topology.layout is not None:
         _render_blocks(outcome.topology.layout, outcome.placement, outcome.reference, outcome.topology.why,
                        outcome.request.segment)
@@ -110,6 +114,19 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
         stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
     if note:
         stdout_console().print(f"note: {note}", markup=False, highlight=False)
+
+
+# gpupool's model of Slurm's node choice is checked against `sbatch --test-only` for
+# `-N n --gres=gpu:k` requests (docs/simulate.md: 200 of 200); for `--gpus=N` it is not.
+MODEL_GUESS_NOTE = ("gpupool's model of Slurm's choice is checked against sbatch --test-only for -N/--gres "
+                    "requests only; for --gpus N without a per-node count it is a guess")
+
+
+def _model_is_a_guess(request: Request, reference: tuple[str, Placement | None] | None) -> bool:
+    """The tree/dragonfly model for a request with no per-node GPU count (the block model follows
+    Slurm's block rules for every request form)."""
+    return (reference is not None and reference[0] in ("slurm-tree", "slurm-dragonfly")
+            and request.gpus_per_node is None and request.nodes is None)
 
 
 def _render_blocks(layout: BlockLayout, placement: Placement, reference: tuple[str, Placement | None],
@@ -163,7 +180,7 @@ def _ms(start: float) -> float:
 
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             reference: tuple[str, Placement | None], elapsed_ms: float,
-            reclaimed: dict[str, int] | None = None) -> None:
+            reclaimed: dict[str, int] | None = None, guess: bool = False) -> None:
     console = stdout_console()
     index = compiled.host_index()
     by_leaf: dict[int, list[str]] = {}
@@ -211,7 +228,8 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
     console.print(table)
     if ref and ref.cost.pair_hops_sum > 0:
         ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
-        console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's")
+        console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's"
+                      + (" (a guess: the model is checked for -N/--gres requests, not --gpus N)" if guess else ""))
     elif ref is None:
         console.print(f"{mode} would not start this job now")
     note = "optimal" if placement.optimal else f"heuristic, lower bound {placement.lower_bound}"

@@ -541,3 +541,19 @@ def test_leaf_finding_says_whose_port_is_empty() -> None:
     del fab.links[link]
     message = checks.check_leaf_uplinks(Topo.of(fab)).findings[0].message
     assert f"spine02: 0 of 1, port {port} empty on leaf04" in message
+
+
+# --- 8. the model of Slurm's choice says where it is a guess ---------------------------------------------------
+
+def test_slurm_model_is_labelled_a_guess_for_gpus_n(tree_fabric: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu005": 4, "gpu006": 8})
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric, "--json")
+    reference = json.loads(out)["slurm_reference"]
+    assert code == 0 and reference["mode"] == "slurm-tree" and reference["guess"] is True
+    assert "--gpus N" in reference["note"]
+    code, out, _err = _run(capsys, "plan", "-N", "2", "--gres=gpu:8", "--free", free, "--fabric", tree_fabric,
+                           "--json")
+    assert code == 0 and "guess" not in json.loads(out)["slurm_reference"]  # the calibrated form
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric)
+    assert "(a guess: the model is checked for -N/--gres requests, not --gpus N)" in out
