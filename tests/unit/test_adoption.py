@@ -557,3 +557,95 @@ def test_slurm_model_is_labelled_a_guess_for_gpus_n(tree_fabric: str, tmp_path: 
     assert code == 0 and "guess" not in json.loads(out)["slurm_reference"]  # the calibrated form
     code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric)
     assert "(a guess: the model is checked for -N/--gres requests, not --gpus N)" in out
+
+
+# --- the first hour, replayed from the README's own commands ---------------------------------------------------
+
+README_TABLE_CODES = {0, 1, 2, 3, 4}
+
+
+def _readme_console_blocks() -> list[list[str]]:
+    from tests.helpers import REPO
+
+    blocks, current, inside = [], [], False
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.startswith("```console"):
+            inside, current = True, []
+        elif line.startswith("```") and inside:
+            inside = False
+            blocks.append(current)
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def _readme_commands(prefix: str) -> list[tuple[list[str], list[str]]]:
+    """(argv after `gpupool`, the output lines the README shows) for README commands starting with prefix."""
+    import shlex
+
+    found = []
+    for block in _readme_console_blocks():
+        for index, line in enumerate(block):
+            if not line.startswith(f"$ gpupool {prefix}"):
+                continue
+            shown = []
+            for after in block[index + 1:]:
+                if after.startswith("$ "):
+                    break
+                shown.append(after)
+            found.append((shlex.split(line[2:])[1:], shown))
+    return found
+
+
+def test_readme_first_hour_walk_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from collections import Counter
+
+    from tests.helpers import REPO
+
+    fixtures = REPO / "tests/fixtures/ibnetdiscover"
+    for name in ("dgx-superpod-ndr.out", "selene-compute-hdr.out"):
+        (tmp_path / name).symlink_to(fixtures / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        code, out, err = _run(capsys, *argv)
+        assert code in README_TABLE_CODES, (argv, code, err)
+        assert ("Traceback" in err) == ("--debug" in argv) and "internal error" not in err, (argv, err)
+        return code, out, err
+
+    # The README's fabric tour, command by command, with exactly the output it shows.
+    tour = _readme_commands("fabric generate") + _readme_commands("fabric show") + \
+        _readme_commands("fabric export") + _readme_commands("fabric discover")
+    assert len(tour) == 5
+    for argv, shown in tour:
+        code, out, _err = run(argv)
+        assert code == 0 and out.splitlines() == shown, argv
+    # The audit line: the README's counts per (severity, check), from the JSON itself.
+    [(argv, shown)] = _readme_commands("fabric audit")
+    code, out, _err = run(argv[:argv.index("--json") + 1])
+    counts = Counter((f["severity"], f["check"]) for f in json.loads(out)["findings"])
+    expected = {(words[1], words[2]): int(words[0]) for words in (line.split() for line in shown)}
+    assert code in (0, 1, 2, 3) and dict(counts) == expected
+    # A pools file preview without Slurm (examples/pools.yaml is written for 64 hosts on leaf01..leaf08).
+    run(["fabric", "generate", "fat-tree", "--leaves", "8", "--hosts-per-leaf", "8", "--spines", "2", "-o",
+         "fleet.json"])
+    code, out, _err = run(["pool", "apply", str(REPO / "examples/pools.yaml"), "--dry-run", "--offline",
+                           "--fabric", "fleet.json", "--allow-unknown-users", "--fragment", "frag.conf"])
+    assert code == 0 and "offline dry run:" in out and "not checked offline:" in out
+    # A plan with sbatch's options on the Selene capture, every compute host free.
+    from gpupool.fabric.compiled import load_compiled
+
+    hosts = load_compiled("selene.json").host_names
+    Path("free.json").write_text(json.dumps(dict.fromkeys(hosts, 8)))
+    code, out, _err = run(["plan", "-N", "4", "--gres=gpu:8", "--free", "free.json", "--fabric", "selene.json",
+                           "--json"])
+    doc = json.loads(out)
+    assert code == 0 and len(doc["allocation"]) == 4 and set(doc["allocation"].values()) == {8}
+    # The mistakes a new user makes on the way: one line each, a code from the README's table.
+    for argv in (["plan", "-N", "4", "--gres", "gpu:8", "--bogus"], ["--debug", "plan", "--free", "nope.json",
+                 "-G", "8", "--fabric", "selene.json"], ["fabric", "export", "--fabric", "selene.json", "--format",
+                 "slurm-tree", "-o", "slrum/topology.conf"], ["submit", "--free", "free.json", "-G", "8", "x.sh"]):
+        code, _out, err = run(argv)
+        assert code in (2, 4) and err.rstrip().splitlines()[-1].startswith("gpupool: error: ")
