@@ -649,3 +649,30 @@ def test_readme_first_hour_walk_through(tmp_path: Path, monkeypatch: pytest.Monk
                  "slurm-tree", "-o", "slrum/topology.conf"], ["submit", "--free", "free.json", "-G", "8", "x.sh"]):
         code, _out, err = run(argv)
         assert code in (2, 4) and err.rstrip().splitlines()[-1].startswith("gpupool: error: ")
+
+
+# --- 5. the HTML page: a wide fabric fits, a failed section is a short notice -----------------------------------
+
+def test_html_report_fits_the_fabric_and_shortens_slurm_errors(tree_fabric: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from gpupool.errors import EnvError
+
+    raw = ("sacct: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host\n"
+           "sacct: error: fetch_config: DNS SRV lookup failed\n" + "x" * 400)
+
+    class Unreachable(AppContext):
+        def command_runner(self):  # type: ignore[no-untyped-def]
+            def run(_argv: list[str]) -> str:
+                raise EnvError(raw)
+            return run
+
+    free = _free(tmp_path, {"gpu001": 8})
+    page = tmp_path / "r.html"
+    code, _out, err = _run(capsys, "report", "--html", str(page), "--fabric", tree_fabric, "--free", free,
+                           "--pools", str(tmp_path / "pools.yaml"), "--no-audit", obj=Unreachable())
+    html = page.read_text()
+    assert code == 0 and "svg#fabric{max-width:100%;height:auto}" in html  # scales down instead of cut off
+    note = html.split("<h2>Pools: lending over the period</h2>", 1)[1].split("</p>", 1)[0]
+    assert "Slurm could not be reached when the page was made" in note
+    assert "DNS SRV lookup failed" not in note and len(note) < 300  # the first line, shortened
+    assert "DNS SRV lookup failed" in err  # the admin still gets the whole text on stderr
