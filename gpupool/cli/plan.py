@@ -100,6 +100,7 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
         if "slurm_reference" in document and _model_is_a_guess(outcome.request, outcome.reference):
             document["slurm_reference"] = {**document["slurm_reference"], "guess": True,
                                            "note": MODEL_GUESS_NOTE}
+        document["leaf_positions"] = leaf_positions(compiled, outcome.placement)
         emit_json(ctx.with_backend({**document, **({"shape_note": note} if note else {})}))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
@@ -127,6 +128,13 @@ def _model_is_a_guess(request: Request, reference: tuple[str, Placement | None] 
     Slurm's block rules for every request form)."""
     return (reference is not None and reference[0] in ("slurm-tree", "slurm-dragonfly")
             and request.gpus_per_node is None and request.nodes is None)
+
+
+def leaf_positions(compiled: CompiledFabric, placement: Placement) -> int:
+    """Logical leaves (leaf positions) the placement's hosts sit on: `leaf_switches` counts every rail
+    leaf switch, so on a rail-optimised fabric it is the rails times this."""
+    index = compiled.host_index()
+    return len({int(compiled.host_tree_leaf[index[host]]) for host in placement.allocation})
 
 
 def _render_blocks(layout: BlockLayout, placement: Placement, reference: tuple[str, Placement | None],
@@ -232,6 +240,11 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
                       + (" (a guess: the model is checked for -N/--gres requests, not --gpus N)" if guess else ""))
     elif ref is None:
         console.print(f"{mode} would not start this job now")
+    if len(by_leaf) != placement.cost.leaf_switches:
+        # Rail-optimised fabrics: one leaf position is several rail leaf switches; say which unit is which.
+        console.print(f"leaf_switches counts rail leaf switches: the job spans "
+                      f"{counted(len(by_leaf), 'leaf position')} ({placement.cost.leaf_switches} leaf switches)",
+                      markup=False, highlight=False)
     note = "optimal" if placement.optimal else f"heuristic, lower bound {placement.lower_bound}"
     console.print(f"[dim]{placement.algorithm} ({note}); placement {placement.elapsed_ms:.1f} ms, "
                   f"total {elapsed_ms:.1f} ms[/]")

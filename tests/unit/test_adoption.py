@@ -676,3 +676,16 @@ def test_html_report_fits_the_fabric_and_shortens_slurm_errors(tree_fabric: str,
     assert "Slurm could not be reached when the page was made" in note
     assert "DNS SRV lookup failed" not in note and len(note) < 300  # the first line, shortened
     assert "DNS SRV lookup failed" in err  # the admin still gets the whole text on stderr
+
+
+def test_leaf_positions_name_the_unit_on_rail_optimised_fabrics(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fabric = tmp_path / "rails.json"
+    save_fabric(fat_tree(4, 4, 2, rails=4), str(fabric))  # 4 leaf positions x 4 rail leaves, 4 hosts each
+    free = _free(tmp_path, {f"gpu{i:03d}": 8 for i in range(1, 17)})
+    code, out, _err = _run(capsys, "plan", "-N", "6", "--gres=gpu:8", "--free", free, "--fabric", str(fabric), "--json")
+    doc = json.loads(out)
+    # 6 hosts need 2 leaf positions (4 hosts each), and each position is 4 rail leaf switches: 8 switches.
+    assert code == 0 and doc["leaf_positions"] == 2 and doc["cost"]["leaf_switches"] == 8
+    code, out, _err = _run(capsys, "plan", "-N", "6", "--gres=gpu:8", "--free", free, "--fabric", str(fabric))
+    assert "the job spans 2 leaf positions (8 leaf switches)" in out
