@@ -79,10 +79,13 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
         # Every missing cable counted once: spine-to-core cables beside the leaves' uplinks.
         result.totals["missing_switch_uplinks"] = sum(f.details["expected"] - f.details["uplinks"] for f in upper)
         result.totals["switches_missing_uplinks"] = len(upper)
-    result.findings += uplinks.findings
+    # A leaf oversubscribed only by its missing uplinks is said once, in its leaf-uplinks-missing finding.
+    short_leaves, oversubscribed = checks.fold_oversubscription(
+        uplinks.findings, checks.check_oversubscription(topo, max_oversubscription))
+    result.findings += short_leaves
     result.totals["missing_uplinks"] = uplinks.missing_total
     result.totals["leaves_missing_uplinks"] = uplinks.leaves_short
-    result.findings += checks.check_oversubscription(topo, max_oversubscription)
+    result.findings += oversubscribed
     result.findings += checks.check_host_rails(topo)
     result.findings += checks.check_generic_host_names(topo)
     result.findings += checks.check_unnamed_hcas(topo)

@@ -4,7 +4,7 @@ leaf-group-short, leaf-hostless; leaves are compared only with leaves of their o
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpupool.audit.checks.common import MIN_PEERS, _far_end, _fmt_ports, _plural
 from gpupool.audit.checks.hosts import host_peer_classes
@@ -175,8 +175,33 @@ def check_oversubscription(topo: Topo, max_ratio: float | None = None) -> list[F
             "leaf-oversubscribed", WARNING, topo.label(leaf),
             f"leaf {topo.label(leaf)} is oversubscribed {shown}: {down:g} Gb/s to "
             f"{compute_ports[leaf]} compute HCAs over {up:g} Gb/s of uplinks (allowed {max_ratio:.2f}:1)",
-            {"down_gbps": down, "up_gbps": up, "ratio": None if up == 0 else round(ratio, 4)}))
+            {"down_gbps": down, "up_gbps": up, "ratio": None if up == 0 else round(ratio, 4),
+             "allowed": round(max_ratio, 4), "uplinks": len(topo.uplinks(leaf))}))
     return findings
+
+
+def fold_oversubscription(uplink_findings: list[Finding], oversubscribed: list[Finding]) -> tuple[
+        list[Finding], list[Finding]]:
+    """One root cause, one finding: a leaf oversubscribed only because uplink cables are missing
+    (with them back, at the speed of its other uplinks, it would be within the allowed ratio) is
+    told in its leaf-uplinks-missing finding. Returns (uplink findings, the oversubscription
+    findings that remain: those the missing cables do not explain)."""
+    short = {f.subject: f for f in uplink_findings}
+    kept: list[Finding] = []
+    for finding in oversubscribed:
+        uplink = short.get(finding.subject)
+        details = finding.details
+        have = details.get("uplinks") or 0
+        if uplink is None or have == 0:
+            kept.append(finding)
+            continue
+        restored = details["up_gbps"] * uplink.details["expected"] / have
+        if details["down_gbps"] / restored > details["allowed"] + 1e-9:
+            kept.append(finding)  # still oversubscribed with every cable back: a fault of its own
+            continue
+        short[finding.subject] = replace(uplink, message=f"{uplink.message}; so it is oversubscribed "
+                                                          f"{details['ratio']:.2f}:1 (allowed {details['allowed']:.2f}:1)")
+    return [short.get(f.subject, f) for f in uplink_findings], kept
 
 
 def check_leaf_groups(topo: Topo) -> list[Finding]:
