@@ -102,6 +102,7 @@ def usage_line(exc: click.UsageError) -> str:
         if where.split(" ")[0] in ("plan", "submit"):
             hints.append(SBATCH_HINT)
     hints.append(f"see '{command} --help'")
+    message = message.rstrip(".")
     return f"{where + ': ' if where else ''}{message} ({'; '.join(hints)})"
 
 
