@@ -22,7 +22,7 @@ from gpupool.audit.live import run_ibdiag
 from gpupool.audit.run import AuditRequest, run_audit
 from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
-from gpupool.cli.render import emit_json, stderr_console, stdout_console
+from gpupool.cli.render import counted, emit_json, stderr_console, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import GpupoolError, UsageError
 
@@ -135,10 +135,10 @@ def _print_report(result: Any) -> None:
     totals = result.totals
     if totals.get("missing_uplinks"):
         console.print(f"missing uplink cables: {totals['missing_uplinks']} in total on "
-                      f"{totals['leaves_missing_uplinks']} leaves")
+                      f"{counted(totals['leaves_missing_uplinks'], 'leaf', 'leaves')}")
     if totals.get("missing_switch_uplinks"):
         console.print(f"missing cables from spines to the level above: {totals['missing_switch_uplinks']} in total "
-                      f"on {totals['switches_missing_uplinks']} switches")
+                      f"on {counted(totals['switches_missing_uplinks'], 'switch')}")
     if totals.get("missing_links_vs_reference"):
         console.print(f"cables of the reference missing: {totals['missing_links_vs_reference']}")
     if result.extras.get("topology_diff"):
