@@ -19,7 +19,7 @@ from gpupool.slurm.sbatch import split_options
 # gpupool's own options (sbatch has none of these names): after an sbatch-only option they would be
 # passed to sbatch, and --dry-run would not stop the submission.
 GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait", "verify-timeout", "health",
-                          "token", "topology"})
+                          "token", "topology", "debug", "json"})
 
 
 @click.command("submit", context_settings={"ignore_unknown_options": True,

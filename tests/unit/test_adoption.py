@@ -214,6 +214,10 @@ def test_submit_refuses_gpupool_options_after_sbatch_ones(tree_fabric: str, tmp_
     code, _out, err = _run(capsys, "submit", "-G", "8", "-t", "10", "--dry-run", "--fabric", tree_fabric, script,
                            obj=AppContext(slurm=FakeSlurm.uniform(["gpu001"])))  # type: ignore[arg-type]
     assert code == 2 and "--dry-run is gpupool's" in err
+    for late in ("--debug", "--json"):  # sbatch would get them (and --json changes sbatch's answer)
+        code, _out, err = _run(capsys, "submit", "-G", "8", "-t", "10", late, "--fabric", tree_fabric, script,
+                               obj=AppContext(slurm=FakeSlurm.uniform(["gpu001"])))  # type: ignore[arg-type]
+        assert code == 2 and f"{late} is gpupool's" in err
 
 
 # --- 3. files: no silent mkdir, every write says where, --json where data is printed ------------------------
