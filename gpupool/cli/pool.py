@@ -7,7 +7,7 @@ import click
 from gpupool.app import pools as pools_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
-from gpupool.errors import UsageError
+from gpupool.errors import EnvError, UsageError
 from gpupool.pools.apply import ApplyReport
 from gpupool.pools.live import CommandRunner
 from gpupool.pools.status import StatusReport
@@ -59,9 +59,15 @@ def apply_command(pools_file: str, dry_run: bool, fragment_option: str | None, a
         else:
             _render_apply(report, pools_file)
         return
-    report = pools_app.apply(pools_file, _runner(), ctx.config(), dry_run=dry_run, fragment_option=fragment_option,
-                             allow_unknown_users=allow_unknown_users, fabric_path=fabric_path,
-                             user_exists=ctx.user_exists)
+    try:
+        report = pools_app.apply(pools_file, _runner(), ctx.config(), dry_run=dry_run,
+                                 fragment_option=fragment_option, allow_unknown_users=allow_unknown_users,
+                                 fabric_path=fabric_path, user_exists=ctx.user_exists)
+    except EnvError as exc:
+        if dry_run:  # Slurm is down or far away: say how to preview without it
+            exc.args = (f"{exc.message} (to check the file without Slurm: gpupool pool apply {pools_file} "
+                        "--dry-run --offline [--slurm-conf PATH])",)
+        raise
     for message in report.warnings:
         warn(message)
     if app().json:

@@ -693,3 +693,19 @@ def test_leaf_positions_name_the_unit_on_rail_optimised_fabrics(tmp_path: Path,
     assert code == 0 and doc["leaf_positions"] == 2 and doc["cost"]["leaf_switches"] == 8
     code, out, _err = _run(capsys, "plan", "-N", "6", "--gres=gpu:8", "--free", free, "--fabric", str(fabric))
     assert "the job spans 2 leaf positions (8 leaf switches)" in out
+
+
+def test_dry_run_without_slurm_points_to_the_offline_preview(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from gpupool.errors import EnvError
+
+    class Unreachable(AppContext):
+        def command_runner(self):  # type: ignore[no-untyped-def]
+            def run(_argv: list[str]) -> str:
+                raise EnvError("scontrol: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host")
+            return run
+
+    pools = _pools(tmp_path)
+    code, _out, err = _run(capsys, "pool", "apply", pools, "--dry-run", obj=Unreachable(user_exists=lambda _u: True))
+    assert code == 3 and err.count("\n") == 1
+    assert f"(to check the file without Slurm: gpupool pool apply {pools} --dry-run --offline" in err
