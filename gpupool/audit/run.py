@@ -122,6 +122,7 @@ def _reference_pairs(fabric: Fabric, reference: Fabric | None, compiled: Any) ->
 class AuditRequest:
     fabric_path: str | None = None
     ibnetdiscover_path: str | None = None
+    ibnetdiscover_paths: list[str] = field(default_factory=list)  # several captures: one per subnet
     live: bool = False
     node_name_map: str | None = None
     reference_path: str | None = None
@@ -252,11 +253,12 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
         if progress:
             progress("ibnetdiscover", 1, 1)
         return parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
-    if request.ibnetdiscover_path:
-        from gpupool.fabric.discover import read_text_file
+    captures = request.ibnetdiscover_paths or ([request.ibnetdiscover_path] if request.ibnetdiscover_path else [])
+    if captures:
+        from gpupool.fabric.discover import discover
 
-        text = read_text_file(request.ibnetdiscover_path, "ibnetdiscover output")
-        return parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
+        # Any capture format (fabric.captures detects it); several files are one subnet each.
+        return discover(capture_files=captures, node_name_map=request.node_name_map)
     from gpupool.fabric.model import load_fabric
 
     if not request.fabric_path:

@@ -38,7 +38,9 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 
 
 @fabric.command()
-@click.option("--ibnetdiscover", "ibnetdiscover_file", metavar="FILE", help="Saved `ibnetdiscover` output.")
+@click.option("--ibnetdiscover", "capture_files", metavar="FILE", multiple=True,
+              help="Saved capture: ibnetdiscover, ibdiagnet2 .ibnetdiscover/.lst/.db_csv or iblinkinfo output "
+                   "(format detected; repeat for several subnets, hosts joined by name).")
 @click.option("--live", is_flag=True, help="Run `ibnetdiscover` now.")
 @click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map (0xGUID \"name\") overriding descriptions.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Keep only these compute hosts (Slurm hostlist).")
@@ -49,17 +51,17 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 @click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for a live ibnetdiscover.")
 @json_option
-def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | None, hostlist: str | None,
+def discover(capture_files: tuple[str, ...], live: bool, node_name_map: str | None, hostlist: str | None,
              from_slurm: bool, service_hosts: str | None, output: str, backup: bool, timeout: float) -> None:
-    """Build the fabric model from `ibnetdiscover` output."""
-    if bool(ibnetdiscover_file) == live:
+    """Build the fabric model from `ibnetdiscover` output or another capture (one per subnet)."""
+    if bool(capture_files) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
         raise UsageError("give at most one of --hosts and --slurm")
     hosts = expand(hostlist) if hostlist else None
     if from_slurm:
         hosts = _slurm_node_names()
-    fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
+    fab = run_discover(capture_files=capture_files, live=live, node_name_map=node_name_map, hosts=hosts,
                        timeout=timeout, service_hosts=tuple((service_hosts or "").split(",")))
     for message in fab.warnings:
         warn(message)
