@@ -9,7 +9,10 @@ from collections import Counter
 import pytest
 
 from gpupool.errors import InputError
+from gpupool.fabric.captures import parse_capture
 from gpupool.fabric.compiled import compile_fabric
+from gpupool.fabric.discover import discover
+from gpupool.fabric.ibdiagnet import db_csv_table_rows
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
 from gpupool.fabric.model import Fabric
 from tests.helpers import FIXTURES
@@ -82,3 +85,150 @@ def test_port_labels_with_crlf() -> None:
     text = SPLIT.read_text().replace("\n", "\r\n")
     fab = parse_ibnetdiscover(text, "crlf.out")
     assert cables(fab) == {tuple(sorted([a, b])) + (r,) for a, b, r in SPLIT_CABLES}
+
+
+# -- the same fabric in every format ---------------------------------------------------------------
+
+FORMATS = [
+    (SPLIT, "ibnetdiscover"),
+    (IBDIAG / "fat-tree-split.ibdiagnet2.lst", "ibdiagnet2.lst"),
+    (IBDIAG / "fat-tree-split.ibdiagnet2.db_csv", "ibdiagnet2.db_csv"),
+    (IBDIAG / "fat-tree-split.iblinkinfo", "iblinkinfo"),
+]
+
+
+@pytest.mark.parametrize("path, fmt", FORMATS, ids=[f for _, f in FORMATS])
+def test_every_format_reads_the_same_fabric(path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    fab = parse_capture(path.read_text(), str(path))
+    assert fab.meta["format"] == fmt
+    assert fab.host_names() == [f"gpu{k:02d}" for k in range(1, 9)]
+    assert hosts_per_switch(fab) == {LEAF1: ["gpu01", "gpu02", "gpu03", "gpu04"],
+                                     LEAF2: ["gpu05", "gpu06", "gpu07", "gpu08"]}
+    assert cables(fab) == {tuple(sorted([a, b])) + (r,) for a, b, r in SPLIT_CABLES}
+    names = sorted(fab.nodes[s].name for s in fab.switch_indices())
+    assert names == ["leaf-01", "leaf-02", "spine-01"]
+    assert not [w for w in fab.warnings if "one-sided" in w]
+
+
+def test_lst_numbers_are_hex() -> None:
+    # PN:41 is port 65 and Ports:81 is 129 ports: read as decimal they would be wrong ports.
+    fab = parse_capture((IBDIAG / "fat-tree-split.ibdiagnet2.lst").read_text(), "x.lst")
+    leaf1 = fab.nodes[fab.index_by_id()[LEAF1]]
+    assert leaf1.ports == 129 and leaf1.lid == 1
+    assert fab.nodes[fab.index_by_id()["H-946dae03000b0005"]].lid == 0x69
+
+
+def test_db_csv_keeps_other_tables() -> None:
+    text = (IBDIAG / "fat-tree-split.ibdiagnet2.db_csv").read_text()
+    fab = parse_capture(text, "x.db_csv")
+    assert fab.meta["db_csv_tables"] == ["CABLE_INFO", "LINKS", "NODES", "PORTS"]
+    rows = db_csv_table_rows(text, "CABLE_INFO")
+    assert rows == [{"NodeGuid": "0xfc6a1c0300aa0001", "PortGuid": "0xfc6a1c0300aa0001", "PortNum": "65",
+                     "Vendor": "Mellanox", "PN": "MFP7E10-N003", "SN": "MT2301FT00001", "LengthCopperOrActive": "3"}]
+
+
+LST = (IBDIAG / "fat-tree-split.ibdiagnet2.lst").read_text()
+CSV = (IBDIAG / "fat-tree-split.ibdiagnet2.db_csv").read_text()
+LINKINFO = (IBDIAG / "fat-tree-split.iblinkinfo").read_text()
+FIRST_LST = LST.splitlines()[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    (LST.replace("LID:0065", "LID:-1", 1), r"x:1: LID: '-1' is not a hex number"),
+    (LST.replace("LID:0065", "LID:", 1), r"x:1: LID: '' is not a hex number"),
+    (LST.replace("NodeGUID:946dae03000b0001", "NodeGUID:946dae03000g0001", 1), r"x:1: NodeGUID: .* is not a hex"),
+    (LST.replace("PN:01 } { CA", "PN:" + "9" * 5000 + " } { CA", 1), r"x:1: PN: .* is not a hex number"),
+    (LST.replace("PN:01 } { CA", "PN:82 } { CA", 1), r"x:1: PN:82 is not a port of a node with Ports:81"),
+    (LST.replace("SPD=100", "SPD=400", 1), r"x:1: link speed SPD=400"),
+    (LST.replace("PHY=2x", "PHY=3x", 1), r"x:1: link width PHY=3x"),
+    (FIRST_LST + "\n" + FIRST_LST + "\n", r"x:2: port 1 of S-fc6a1c0300aa0001 listed twice"),
+    (FIRST_LST[:120] + "\n", r"x:1: malformed ibdiagnet2.lst line"),
+    (LST.replace("\n", "\r\n")[:-400], r"x:11: malformed ibdiagnet2.lst line"),
+])
+def test_lst_hostile(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        parse_capture(text, "x")
+    assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("text, message", [
+    (CSV.replace("END_LINKS\n", ""), r"x:\d+: 'START_CABLE_INFO' inside table LINKS"),
+    (CSV[:CSV.index("END_LINKS")], r"x: table LINKS has no END_LINKS \(truncated file\?\)"),
+    (CSV.replace("0x946dae03000b0001,1,101,", "0x946dae03000b0001,1,-101,", 1), r"x:\d+: LID '-101' is not a number"),
+    (CSV.replace("0x946dae03000b0001,1,101,", "0x946dae03000b0001,1,", 1), r"x:\d+: 8 cells, but table PORTS has 9"),
+    (CSV.replace(",0x946dae03000b0001,1\n", ",0xZZ6dae03000b0001,1\n", 1), r"x:\d+: NodeGuid2 .* is not a GUID"),
+    (CSV.replace("0x946dae03000b0001,0x946dae03000b0001,0x946dae03000b0001,4129",
+                 "0x946dae03000b0001,946dae03000b0001xx,0x946dae03000b0001,4129", 1), r"x:\d+: NodeGUID .* is not a GUID"),
+    (CSV.replace('"gpu01 mlx5_0",1,1', '"gpu01 mlx5_0",' + "1" * 2000 + ",1", 1), r"x:\d+: NumPorts .* is not a number"),
+    (CSV.replace('"gpu01 mlx5_0",1,1', '"gpu01 mlx5_0",' + "1" * 5000 + ",1", 1), r"x:\d+: a cell is longer"),
+    (CSV.replace('"gpu01 mlx5_0",1,1', '"gpu01 mlx5_0",1,7', 1), r"x:\d+: NodeType '7' is not 1"),
+    (CSV.replace("START_LINKS", "START_LINKZ").replace("END_LINKS", "END_LINKZ"), r"x: no LINKS table"),
+    (CSV.replace("0xfc6a1c0300aa0001,65,0xfc", "0xfc6a1c0300aa0001,130,0xfc", 1), r"x:\d+: port 130 is not a port"),
+])
+def test_db_csv_hostile(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        parse_capture(text, "x")
+    assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("text, message", [
+    (LINKINFO.replace("      1   65[  ]", "    999   65[  ]", 1), r"x:\d+: .* is cabled to LID 999, which no node"),
+    (LINKINFO.replace("Gbps Active", "Gbps Actve", 1).replace("106.25", "1o6.25", 1), r"x:2: cannot read"),
+    (LINKINFO.replace("          3    1[  ]", "          3    " + "1" * 5000 + "[  ]", 1), r"x:2: malformed iblinkinfo"),
+    (LINKINFO.replace("0x946dae03000b0001 ", "", 1), r"x:\d+: a CA port line without its port GUID"),
+    ('0x0002c902004818e8 "Infiniscale-IV Mellanox Technologies"      2    1[  ] ==( 4X 2.5 Gbps Active/  LinkUp)==>'
+     '       4    1[  ] "node-1 HCA-1" ( )\n', r"x:1: `iblinkinfo -l`"),
+])
+def test_iblinkinfo_hostile(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        parse_capture(text, "x")
+    assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("text, message", [
+    ('Switch\t: 0x0002c902004818e8 ports 36 "MF0;leaf:MQM8700/U1" base port 0 lid 3 lmc 0\n', "a switch list"),
+    ('Ca\t: 0x0002c9030002fb04 ports 1 "node01 mlx5_0"\n', "a CA list"),
+    ("CA 'mlx5_0'\n\tCA type: MT4129\n", "`ibstat` output"),
+    ('{"version": 1, "nodes": []}\n', "a JSON document"),
+    ("SwitchName=s1 Nodes=gpu[1-4]\n", "a Slurm topology.conf"),
+    ("", "empty file"),
+    ("\n\n", "empty file"),
+])
+def test_not_a_topology(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_capture(text, "x")
+
+
+# -- several subnets, one model -------------------------------------------------------------------
+
+def plane2(hosts: list[int]) -> str:
+    """A second subnet written by hand: one switch, each listed host's mlx5_1 on port k."""
+    sw = "S-aaaa000000000001"
+    lines = [f'Switch\t36 "{sw}"\t\t# "MF0;plane2-leaf:MQM8700/U1" enhanced port 0 lid 1 lmc 0']
+    lines += [f'[{k}]\t"H-bbbb0000000000{k:02x}"[1]\t\t# "gpu{k:02d} mlx5_1" lid {10 + k} 4xHDR' for k in hosts]
+    for k in hosts:
+        lines += ["", f'Ca\t1 "H-bbbb0000000000{k:02x}"\t\t# "gpu{k:02d} mlx5_1"',
+                  f'[1]\t"{sw}"[{k}]\t\t# lid {10 + k} lmc 0 "MF0;plane2-leaf:MQM8700/U1" lid 1 4xHDR']
+    return "\n".join(lines) + "\n"
+
+
+def test_two_subnets_join_hosts_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p2 = tmp_path / "plane2.out"
+    p2.write_text(plane2(list(range(1, 7))))  # gpu07, gpu08 have no HCA on the second subnet
+    fab = discover(capture_files=[str(SPLIT), str(p2)])
+    hosts = fab.hosts()
+    assert list(hosts) == [f"gpu{k:02d}" for k in range(1, 9)]
+    for k in range(1, 7):
+        assert sorted(fab.nodes[i].name for i in hosts[f"gpu{k:02d}"]) == [f"gpu{k:02d}/mlx5_0", f"gpu{k:02d}/mlx5_1"]
+        assert sorted(fab.nodes[i].rail for i in hosts[f"gpu{k:02d}"]) == [0, 1]
+    assert [fab.nodes[i].rail for i in hosts["gpu07"]] == [0]
+    assert len(fab.links) == 12 + 6
+    partial = [w for w in fab.warnings if w.startswith("host-partial-subnets:")]
+    assert len(partial) == 1 and "gpu[07-08]" in partial[0] and "plane2.out" in partial[0]
+    compiled = compile_fabric(fab)
+    assert compiled.n_hosts == 8 and compiled.n_switches == 4
+
+
+def test_same_subnet_twice_is_refused() -> None:
+    with pytest.raises(InputError, match="is also in"):
+        discover(capture_files=[str(SPLIT), str(SPLIT)])
