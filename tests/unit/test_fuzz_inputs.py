@@ -135,6 +135,37 @@ def test_fuzz_fabric_discover(data: bytes) -> None:
         json.loads(output.read_text())
 
 
+# -- every capture format (issue 25): ibdiagnet2 .lst / .db_csv, iblinkinfo, port labels ----------
+
+CAPTURES = [(FIXTURES / "ibdiagnet" / name).read_text() for name in (
+    "quantum2-split.ibdiagnet2.ibnetdiscover", "fat-tree-split.ibdiagnet2.lst",
+    "fat-tree-split.ibdiagnet2.db_csv", "fat-tree-split.iblinkinfo")]
+
+
+def test_capture_corpus_is_one_error_line_each() -> None:
+    files = sorted(HOSTILE.glob("capture-*"))
+    assert len(files) >= 10
+    for path in files:
+        output = WORK / f"{path.name}.json"
+        code, _, err = run_cli(["fabric", "discover", "--ibnetdiscover", str(path), "-o", str(output)])
+        assert code == 4, (path.name, code, err)
+        assert err.count("gpupool: error:") == 1 and str(path) in err and "Traceback" not in err, (path.name, err)
+        assert not output.exists()
+
+
+@FUZZ
+@with_corpus("capture-*")
+@given(data=st.one_of(*(mutated_text(text) for text in CAPTURES)))
+def test_fuzz_capture_formats(data: bytes) -> None:
+    source = write_input("capture.txt", data)
+    output = source.parent / "fabric.json"
+    code, _, err = run_cli(["fabric", "discover", "--ibnetdiscover", str(source), "-o", str(output)])
+    check(code, err)
+    no_half_written(source.parent, output, code)
+    if code == 0:
+        json.loads(output.read_text())
+
+
 # -- fabric JSON ---------------------------------------------------------------------------------
 
 JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
