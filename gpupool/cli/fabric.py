@@ -45,14 +45,15 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 @click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map (0xGUID \"name\") overriding descriptions.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Keep only these compute hosts (Slurm hostlist).")
 @click.option("--slurm", "from_slurm", is_flag=True, help="Keep only the nodes Slurm knows.")
-@click.option("--service-hosts", metavar="GLOBS",
-              help="Storage/management hosts to keep out of compute (comma-separated globs, e.g. '*-login-*,ufm*').")
+@click.option("--service-hosts", metavar="GLOBS", multiple=True,
+              help="Storage/management hosts to keep out of compute (comma-separated globs, e.g. '*-login-*,ufm*'; "
+                   "repeatable).")
 @click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write.")
 @click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for a live ibnetdiscover.")
 @json_option
 def discover(capture_files: tuple[str, ...], live: bool, node_name_map: str | None, hostlist: str | None,
-             from_slurm: bool, service_hosts: str | None, output: str, backup: bool, timeout: float) -> None:
+             from_slurm: bool, service_hosts: tuple[str, ...], output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output or another capture (one per subnet)."""
     if bool(capture_files) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
@@ -62,7 +63,7 @@ def discover(capture_files: tuple[str, ...], live: bool, node_name_map: str | No
     if from_slurm:
         hosts = _slurm_node_names()
     fab = run_discover(capture_files=capture_files, live=live, node_name_map=node_name_map, hosts=hosts,
-                       timeout=timeout, service_hosts=tuple((service_hosts or "").split(",")))
+                       timeout=timeout, service_hosts=tuple(g for globs in service_hosts for g in globs.split(",")))
     for message in fab.warnings:
         warn(message)
     _save_and_report(fab, output, backup)
