@@ -254,4 +254,65 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     return 0
 
 
+@fabric.command("diff")
+@click.argument("paths", nargs=-1, metavar="[OLD] NEW")
+@_fabric_option
+@json_option
+def diff_cmd(paths: tuple[str, ...], fabric_path: str | None) -> int:
+    """What changed between two captures or fabric files (OLD defaults to the saved fabric).
+
+    Exit 0: nothing changed; 1: something changed; 4: bad input."""
+    from gpupool.fabric.diff import diff_fabrics, load_side
+
+    if len(paths) not in (1, 2):
+        raise UsageError("give OLD and NEW, or NEW alone to compare with the saved fabric")
+    if len(paths) == 2 and fabric_path:
+        raise UsageError("--fabric names OLD: give it or two paths, not both")
+    old_path = paths[0] if len(paths) == 2 else resolve_fabric_path(fabric_path, app().config())
+    old, new = load_side(old_path), load_side(paths[-1])
+    result = diff_fabrics(old, new)
+    if app().json:
+        emit_json(result.to_json() | {"old": old_path, "new": paths[-1]})
+    else:
+        _print_diff(result, old_path, paths[-1])
+    return 1 if result.changed else 0
+
+
+def _end_text(end: dict) -> str:  # type: ignore[type-arg]
+    label = f"({end['label']})" if end.get("label") else ""
+    return f"{end['node']}[{end['port']}]{label}"
+
+
+def _print_diff(result, old_path: str, new_path: str) -> None:  # type: ignore[no-untyped-def]
+    console = stdout_console()
+    if not result.changed:
+        console.print(f"no changes between {old_path} and {new_path}", markup=False)
+        return
+    lines: list[str] = []
+    for item in result.hosts_renamed:
+        lines.append(f"host renamed: {item['old']} -> {item['new']} ({', '.join(item['guids'])})")
+    if result.hosts_added:
+        lines.append(f"hosts added ({len(result.hosts_added)}): {fold(result.hosts_added)}")
+    if result.hosts_removed:
+        lines.append(f"hosts removed ({len(result.hosts_removed)}): {fold(result.hosts_removed)}")
+    for item in result.switches_replaced:
+        lines.append(f"switch replaced: {item['old']['name']} ({item['old']['guid']}) -> "
+                     f"{item['new']['name']} ({item['new']['guid']})")
+    for item in result.links_removed:
+        lines.append(f"cable removed: {_end_text(item['a'])} - {_end_text(item['b'])} {item['rate']}")
+    for item in result.links_added:
+        lines.append(f"cable added: {_end_text(item['a'])} - {_end_text(item['b'])} {item['rate']}")
+    for item in result.links_changed:
+        if item["change"] == "moved":
+            lines.append(f"cable moved: {_end_text(item['end'])} was on {_end_text(item['old_peer'])}, "
+                         f"now on {_end_text(item['new_peer'])}")
+        else:
+            lines.append(f"link rate changed: {_end_text(item['a'])} - {_end_text(item['b'])} "
+                         f"{item['old']} -> {item['new']}")
+    for item in result.levels_changed:
+        lines.append(f"level changed: {item['switch']} L{item['old']} -> L{item['new']}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
 fabric.add_command(audit)
