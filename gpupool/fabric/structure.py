@@ -15,6 +15,7 @@ hosts cabled to a spine into leaves). Instead:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,17 +80,59 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
             if leaf[t] and cc_deg[t] > 0:
                 cc_deg[t] -= 1
 
+    # Director chassis: their ASICs are one switch's line and fabric ASICs, never leaves seen upside
+    # down; a switch outside the chassis cabled to a line ASIC is an external leaf, hosts or not.
+    chassis = chassis_members(names)
+    in_chassis = np.zeros(n_sw, dtype=bool)
+    external: set[str] = set()
+    if chassis:
+        line = np.zeros(n_sw, dtype=bool)
+        for members in chassis.values():
+            for s, role in members:
+                in_chassis[s] = True
+                line[s] = role == "L"
+        for s in np.nonzero(~in_chassis & ~has_hosts)[0].tolist():
+            ns = np.unique(nbrs[s])
+            if line[ns].any() and not (has_hosts[ns] & ~in_chassis[ns]).any():
+                leaf[s] = True
+        for name, members in chassis.items():
+            if any(not in_chassis[t] and leaf[t] for s, _role in members for t in nbrs[s].tolist()):
+                external.add(name)
+                for s, _role in members:
+                    leaf[s] = False  # hosts on a line ASIC of a director with external leaves: spine hosts
+
     # 2-3. Layer from the leaves; fold hostless switches that do not widen the reach down to level 1.
     for _round in range(n_sw + 1):
         dist = _bfs(ptr, idx, np.nonzero(leaf)[0], n_sw)
-        upside_down = _upside_down_leaves(n_sw, nbrs, dist, leaf, has_hosts)
+        upside_down = [s for s in _upside_down_leaves(n_sw, nbrs, dist, leaf, has_hosts) if not in_chassis[s]]
         if not upside_down:
             break
         leaf[upside_down] = True
     level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
+    for name, members in chassis.items():
+        # Inside a director: line ASICs one level below its fabric ASICs, above its external leaves.
+        base = 2 if name in external else 1
+        for s, role in members:
+            if level[s] > 0 or name in external:
+                level[s] = base if role == "L" else base + 1
     reason = _reason(ea, eb, level, names)
     return Layering(level=level, leaves=level == 1, spine_hosts=has_hosts & (level > 1),
                     hostless_leaves=(level == 1) & ~has_hosts, kind_reason=reason)
+
+
+CHASSIS_ASIC = re.compile(r"^(?P<chassis>.+)/(?P<role>[LS])(?P<slot>\d{1,3})/U\d{1,2}(?:-\d+)?$")
+
+
+def chassis_members(names: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """Director chassis from switch names (`dir1/L07/U1`, `dir1/S01/U1`, from node descriptions
+    `MF0;dir1:MCS8500/L07/U1`): chassis -> [(switch index, "L" line ASIC | "S" fabric ASIC)].
+    A chassis needs both line and fabric ASICs."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for s, name in enumerate(names):
+        m = CHASSIS_ASIC.match(name)
+        if m:
+            found.setdefault(m.group("chassis"), []).append((s, m.group("role")))
+    return {c: m for c, m in found.items() if {r for _s, r in m} == {"L", "S"}}
 
 
 def _spine_carrying_hosts(cc_deg: np.ndarray, leaf: np.ndarray, nbrs: list[np.ndarray], endpoints: np.ndarray,
