@@ -81,6 +81,10 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
     console.print("; ".join(parts))
+    if doc.get("chassis"):
+        console.print("director chassis: " + ", ".join(
+            f"{c['name']} ({c['model'] + ': ' if c['model'] else ''}{c['line_asics']} line + "
+            f"{c['fabric_asics']} fabric ASICs)" for c in doc["chassis"]), markup=False)
     if doc.get("kind_reason"):
         console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
     roles = doc.get("node_roles", {})

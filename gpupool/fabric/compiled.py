@@ -399,10 +399,9 @@ def slurm_switch_name(name: str) -> str:
 
 def _merged_name(names: list[str]) -> str:
     """A logical switch is named after its first member: a real, stable switch name; the fabric
-    ASICs of one director chassis are the director (`dir1/S01/U1`, `dir1/S02/U1` -> `dir1`)."""
+    ASICs of director chassis are named after the first one's director (`dir1/S01/U1`, `dir2/S01/U1` -> `dir1`)."""
     asics = [structure.CHASSIS_ASIC.match(n) for n in names]
-    if names and all(m is not None and m.group("role") == "S" for m in asics) \
-            and len({m.group("chassis") for m in asics if m is not None}) == 1:
+    if names and all(m is not None and m.group("role") == "S" for m in asics):
         return asics[0].group("chassis")  # type: ignore[union-attr]
     return names[0] if names else ""
 

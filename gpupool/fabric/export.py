@@ -230,6 +230,9 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     doc["hosts_by_rail_count"] = rails
     doc["host_classes"] = {"compute": compiled.n_hosts, "service": len(service)}
     doc["leaf_switches"] = int((compiled.switch_level == 1).sum())
+    chassis = _chassis(fabric, compiled)
+    if chassis:
+        doc["chassis"] = chassis
     doc["ultrametric"] = compiled.ultrametric
     if compiled.n_hosts:
         layout = fabric_blocks(compiled)
@@ -237,3 +240,19 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
         doc["blocks"] = {"base_blocks": len(layout.blocks), "nodes_per_base_block": layout.base_size,
                          "block_sizes": layout.sizes}
     return doc
+
+
+def _chassis(fabric: Fabric, compiled: CompiledFabric) -> list[dict[str, object]]:
+    """Director chassis (fabric.structure.chassis_members): name, model, line and fabric ASICs."""
+    import re
+
+    from gpupool.fabric.structure import chassis_members
+
+    out: list[dict[str, object]] = []
+    for name, members in sorted(chassis_members(compiled.switch_names).items()):
+        desc = fabric.nodes[int(compiled.switch_node[members[0][0]])].desc
+        model = re.search(r":([^/]+)/", desc)
+        out.append({"name": name, "model": model.group(1) if model else "",
+                    "line_asics": sum(1 for _s, role in members if role == "L"),
+                    "fabric_asics": sum(1 for _s, role in members if role == "S")})
+    return out
