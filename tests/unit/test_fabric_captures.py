@@ -232,3 +232,34 @@ def test_two_subnets_join_hosts_by_name(tmp_path) -> None:  # type: ignore[no-un
 def test_same_subnet_twice_is_refused() -> None:
     with pytest.raises(InputError, match="is also in"):
         discover(capture_files=[str(SPLIT), str(SPLIT)])
+
+
+def _audit_findings(paths: list[str]) -> list[dict]:  # type: ignore[type-arg]
+    import contextlib
+    import io
+    import json
+
+    from gpupool.cli.context import AppContext
+    from gpupool.cli.main import main
+
+    args = ["--json", "fabric", "audit"]
+    for path in paths:
+        args += ["--ibnetdiscover", path]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(args, obj=AppContext())
+    return json.loads(out.getvalue())["findings"]
+
+
+def test_split_ports_run_half_the_lanes_by_design(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Beside the second subnet's 4x HDR host links, the 2x split-port links are not degraded...
+    p2 = tmp_path / "plane2.out"
+    p2.write_text(plane2(list(range(1, 9))))
+    findings = _audit_findings([str(SPLIT), str(p2)])
+    assert not [f for f in findings if f["check"] == "link-degraded"], findings
+    # ...but a split port at 1x is.
+    slow = tmp_path / "slow.out"
+    slow.write_text(SPLIT.read_text().replace('"gpu01 mlx5_0" lid 101 2xNDR', '"gpu01 mlx5_0" lid 101 1xNDR')
+                    .replace('"MF0;leaf-01:MQM9700/U1" lid 1 2xNDR\n', '"MF0;leaf-01:MQM9700/U1" lid 1 1xNDR\n', 1))
+    degraded = [f for f in _audit_findings([str(slow), str(p2)]) if f["check"] == "link-degraded"]
+    assert len(degraded) == 1 and "gpu01/mlx5_0" in degraded[0]["message"], degraded
