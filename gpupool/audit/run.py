@@ -170,6 +170,13 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
     topo = Topo.of(fabric)
 
     samples: list[Any] = []
+    for path in request.ibnetdiscover_paths or ([request.ibnetdiscover_path] if request.ibnetdiscover_path else []):
+        # An ibdiagnet2.db_csv capture carries port counters too (its PM_INFO table).
+        from gpupool.fabric.discover import read_text_file
+
+        text = read_text_file(path, "fabric capture")
+        if text.lstrip().startswith(("START_", "#")) and "\nSTART_" + counters_mod.PM_TABLE in "\n" + text:
+            samples += counters_mod.parse_db_csv_counters(text, path)
     for path in request.counters_paths:
         from gpupool.fabric.discover import read_text_file
 

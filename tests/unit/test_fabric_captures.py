@@ -121,7 +121,7 @@ def test_lst_numbers_are_hex() -> None:
 def test_db_csv_keeps_other_tables() -> None:
     text = (IBDIAG / "fat-tree-split.ibdiagnet2.db_csv").read_text()
     fab = parse_capture(text, "x.db_csv")
-    assert fab.meta["db_csv_tables"] == ["CABLE_INFO", "LINKS", "NODES", "PORTS"]
+    assert fab.meta["db_csv_tables"] == ["CABLE_INFO", "LINKS", "NODES", "PM_INFO", "PORTS"]
     rows = db_csv_table_rows(text, "CABLE_INFO")
     assert rows == [{"NodeGuid": "0xfc6a1c0300aa0001", "PortGuid": "0xfc6a1c0300aa0001", "PortNum": "65",
                      "Vendor": "Mellanox", "PN": "MFP7E10-N003", "SN": "MT2301FT00001", "LengthCopperOrActive": "3"}]
@@ -263,3 +263,18 @@ def test_split_ports_run_half_the_lanes_by_design(tmp_path) -> None:  # type: ig
                     .replace('"MF0;leaf-01:MQM9700/U1" lid 1 2xNDR\n', '"MF0;leaf-01:MQM9700/U1" lid 1 1xNDR\n', 1))
     degraded = [f for f in _audit_findings([str(slow), str(p2)]) if f["check"] == "link-degraded"]
     assert len(degraded) == 1 and "gpu01/mlx5_0" in degraded[0]["message"], degraded
+
+
+def test_db_csv_counters_feed_the_audit() -> None:
+    # PM_INFO (hand-written): leaf-01 port 65 has 250 symbol errors (threshold 10, x10 = critical);
+    # the spine's 3 and leaf-01's one link-downed stay under their thresholds.
+    findings = _audit_findings([str(IBDIAG / "fat-tree-split.ibdiagnet2.db_csv")])
+    assert [(f["check"], f["severity"], f["subject"], f["details"]["counters"]) for f in findings] == \
+        [("port-errors", "critical", "leaf-01 port 65", {"SymbolErrorCounter": 250})]
+
+
+def test_db_csv_bad_counter_is_one_line() -> None:
+    from gpupool.audit.counters import parse_counters
+
+    with pytest.raises(InputError, match=r"x: PM_INFO row 2: symbol_error_counter '-4' is not a counter value"):
+        parse_counters(CSV.replace("67,0,0,0,0,0,5,6", "67,-4,0,0,0,0,5,6"), "x")
