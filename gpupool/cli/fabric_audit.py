@@ -41,7 +41,7 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
               help="Expected fabric (earlier discovery or generated design) to compare with.")
 @click.option("--slurm", "with_slurm", is_flag=True, help="Also check Slurm's nodes and topology against the fabric.")
 @click.option("--counters", "counters_paths", metavar="FILE", multiple=True,
-              help="Saved perfquery or ibqueryerrors output to check error counters (repeatable).")
+              help="Saved perfquery, ibqueryerrors or ibdiagnet2.db_csv output to check error counters (repeatable).")
 @click.option("--route-samples", type=click.IntRange(min=0), default=None, metavar="N",
               help="--live: host pairs whose ibtracert route to check (default: config, else 16; 0 = off).")
 @click.option("--drain-broken", is_flag=True,

@@ -32,6 +32,12 @@ _NOT_TOPOLOGY: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# Any line ibnetdiscover's reader knows (records, ports, vendor lines, -p lists, -s traces, diagnostics).
+_IBNETDISCOVER_LINE = re.compile(
+    r'^(?:(?:Switch|Ca|Rt)\s+\d+\s+"|\[\d+\]|(?:vendid|devid|sysimgguid|switchguid|caguid|rtguid)=|(?:SW|CA|RT)\s+\d+\s'
+    r'|DR path\b|(?:Chassis|Spine|Line|Non-Chassis Nodes)\b|[\w./-]+\.c:\d+;|ib(?:warn|error|debug|panic):)')
+
+
 def _meaningful_lines(text: str) -> list[str]:
     lines = []
     for raw in text.splitlines():
@@ -60,6 +66,11 @@ def detect_format(text: str, source: str) -> str:
         return "ibdiagnet2.lst"
     if re.match(r"^(Switch|CA):\s", first) or any("==(" in line and ")==>" in line for line in lines[:20]):
         return "iblinkinfo"
+    if not any(_IBNETDISCOVER_LINE.match(line) for line in lines):
+        lineno = next(k for k, raw in enumerate(text.splitlines(), 1) if raw.strip() == first)
+        what = "CSV without ibdiagnet's START_/END_ tables" if first.count(",") >= 2 else "not a fabric capture"
+        raise InputError(f"{source}:{lineno}: {what} (first line {first[:60]!r}); gpupool reads ibnetdiscover, "
+                         "ibdiagnet2 .ibnetdiscover/.lst/.db_csv and iblinkinfo output")
     return "ibnetdiscover"
 
 

@@ -192,6 +192,8 @@ def test_iblinkinfo_hostile(text: str, message: str) -> None:
     ('{"version": 1, "nodes": []}\n', "a JSON document"),
     ("SwitchName=s1 Nodes=gpu[1-4]\n", "a Slurm topology.conf"),
     ("", "empty file"),
+    ("hello world\nsecond line\n", r"x:1: not a fabric capture \(first line 'hello world'\)"),
+    ("\n\nGUID,port,lid\n0x1,1,2\n", r"x:3: CSV without ibdiagnet's START_/END_ tables"),
     ("\n\n", "empty file"),
 ])
 def test_not_a_topology(text: str, message: str) -> None:
