@@ -115,3 +115,15 @@ def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     code, out, err = run(["fabric", "diff", str(saved), str(old)])
     assert code == 0, out
     assert run(["fabric", "diff"])[0] == 2
+
+
+def test_renamed_hosts_on_selene() -> None:
+    # The largest real capture: every luna-NNNN renamed, 12,852 cables unchanged.
+    old = (FIXTURES / "ibnetdiscover" / "selene-compute-hdr.out").read_text()
+    new = re.sub(r'"luna-(\d+) (mlx5_\d+)"', r'"sel-north-\1 \2"', old)
+    names = set(re.findall(r'"(luna-\d+) mlx5_\d+"', old))
+    result = diff(old, new)
+    assert {(r["old"], r["new"]) for r in result.hosts_renamed} == {(h, h.replace("luna-", "sel-north-")) for h in names}
+    assert len(result.hosts_renamed) == len(names) == 458
+    assert not (result.links_changed or result.links_added or result.links_removed or result.hosts_added
+                or result.hosts_removed or result.switches_replaced or result.levels_changed)
