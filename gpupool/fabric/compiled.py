@@ -19,7 +19,7 @@ import numpy as np
 from gpupool.fabric import structure
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
-COMPILED_FORMAT = 4
+COMPILED_FORMAT = 5  # 5: director chassis layering (issue 25); older caches are recomputed
 UNREACHABLE = 32767
 # The one switch name gpupool makes up: the root Slurm needs above several top switches that no
 # real switch joins (docs/contract.md). Every other name in an export is a real switch's.
@@ -134,7 +134,8 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
 
     switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
     layering = structure.layer_switches(n_sw, sw_edges, _endpoint_counts(fabric, sw_pos), switch_names,
-                                        clos=fabric.meta.get("generator") != "dragonfly")
+                                        clos=fabric.meta.get("generator") != "dragonfly",
+                                        system_guids=structure.system_guids(fabric, switches))
     switch_level = layering.level
     generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
 

@@ -246,10 +246,22 @@ def _chassis(fabric: Fabric, compiled: CompiledFabric) -> list[dict[str, object]
     """Director chassis (fabric.structure.chassis_members): name, model, line and fabric ASICs."""
     import re
 
-    from gpupool.fabric.structure import chassis_members
+    import numpy as np
 
+    from gpupool.fabric.structure import chassis_members, system_guids
+
+    n_sw = compiled.n_switches
+    nbrs = [compiled.adj_idx[compiled.adj_ptr[s]:compiled.adj_ptr[s + 1]] for s in range(n_sw)]
+    nbrs = [n[n < n_sw] for n in nbrs]  # switch neighbours only (multi-rail hosts follow the switches)
+    endpoints = np.zeros(n_sw, dtype=bool)
+    node_pos = {int(node): s for s, node in enumerate(compiled.switch_node.tolist())}
+    for link in fabric.links:
+        for sw, other in ((link.a, link.b), (link.b, link.a)):
+            if sw in node_pos and fabric.nodes[other].type != "switch":
+                endpoints[node_pos[sw]] = True
+    images = system_guids(fabric, [int(n) for n in compiled.switch_node.tolist()])
     out: list[dict[str, object]] = []
-    for name, members in sorted(chassis_members(compiled.switch_names).items()):
+    for name, members in sorted(chassis_members(compiled.switch_names, images, nbrs, endpoints).items()):
         desc = fabric.nodes[int(compiled.switch_node[members[0][0]])].desc
         model = re.search(r":([^/]+)/", desc)
         out.append({"name": name, "model": model.group(1) if model else "",

@@ -91,6 +91,8 @@ def _lst_end(m: re.Match[str], where: str, records: dict[str, NodeRecord]) -> tu
                                             f"0x{guid:016x}", [])
         if "DevID" in fields:
             rec.devid = f"0x{_hex(fields['DevID'], 'DevID:', where, 8) & 0xFFFF:04x}"
+        if "SystemGUID" in fields:
+            rec.sysimg = f"0x{_hex(fields['SystemGUID'], 'SystemGUID:', where, 16):016x}"
     elif rec.kind != kind:
         raise InputError(f"{where}: {node_id} is listed as {m.group(1)} here but as {rec.kind} before")
     if rec.kind == "Ca" and lid and rec.lid is None:
@@ -210,6 +212,8 @@ def parse_db_csv(text: str, source: str = "<ibdiagnet2.db_csv>", *, node_name_ma
             raise InputError(f"{where}: node 0x{guid:016x} is listed twice")
         rec = NodeRecord(lineno, kind, nports, f"{ID_PREFIX[kind]}-{guid:016x}", row["NodeDesc"].strip(), None,
                          f"0x{guid:016x}", [])
+        if (row.get("SystemImageGUID") or "").strip():
+            rec.sysimg = f"0x{_guid(row, 'SystemImageGUID', where):016x}"
         if row.get("DeviceID", "").strip():
             rec.devid = f"0x{_int(row, 'DeviceID', where) & 0xFFFF:04x}"
         records[guid] = rec

@@ -37,7 +37,7 @@ _LABEL = re.compile(r"^\d{1,3}(?:/\d{1,3}){1,3}$")
 _QUOTED = re.compile(r'"([^"]*)"')
 _LID = re.compile(r"\blid\s+(\d{1,9})\b")
 _RATE = re.compile(r"\b(\d+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
-_GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]{1,16})\b")
+_GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]{1,16})\b(?:\((?:0x)?([0-9a-fA-F]{1,16})\))?")
 # libibmad / infiniband-diags diagnostics that `2>&1` mixes into a saved capture, e.g.
 # `src/query_smp.c:195; umad (DR path slid 0; ...) bad status 110; Connection timed out`, `ibwarn: ...`.
 _DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberror:|ibnetdiscover:\s*iberror)")
@@ -45,6 +45,7 @@ _DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberro
 # hostlist, a key=value line, a comment or YAML would read as syntax.
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?")
 MAX_PORT = 255
+_SYSIMG = re.compile(r"^sysimgguid=0x([0-9a-fA-F]{1,16})\b")
 _DEVID = re.compile(r"^devid=0x([0-9a-fA-F]{1,8})\b")
 # vendid/devid lines, `-g` chassis grouping headers, and `-s` discovery trace lines carry no topology.
 _IGNORED = re.compile(r"^(vendid|devid|sysimgguid|chassis|\w+guid)\b|^(Chassis|Spine|Line|Non-Chassis Nodes)\b"
@@ -88,6 +89,7 @@ class NodeRecord:
     guid: str | None
     ports: list[PortRecord]
     devid: str | None = None
+    sysimg: str | None = None  # system image GUID: the ASICs of one director chassis share it
 
 
 _PortLine = PortRecord
@@ -228,6 +230,9 @@ def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[s
     labels = _port_labels(records)
     if labels:
         fabric.meta["port_labels"] = labels
+    chassis = _chassis_guids(records)
+    if chassis:
+        fabric.meta["chassis_guids"] = chassis
     if not links:
         raise InputError(f"{source}: no links: the output is truncated or empty")
     if allowed is None:
@@ -237,6 +242,15 @@ def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[s
         if service:
             fabric.meta["service_hosts"] = len(service)
     return fabric
+
+
+def _chassis_guids(records: list[NodeRecord]) -> dict[str, str]:
+    """Switch id -> system image GUID, for switches that share one (the ASICs of a director)."""
+    by_image: dict[str, list[str]] = {}
+    for rec in records:
+        if rec.kind == "Switch" and rec.sysimg:
+            by_image.setdefault(rec.sysimg, []).append(rec.node_id)
+    return dict(sorted((node, image) for image, nodes in by_image.items() if len(nodes) >= 2 for node in nodes))
 
 
 def _port_labels(records: list[NodeRecord]) -> dict[str, str]:
@@ -315,6 +329,7 @@ def _records(text: str, source: str) -> list[_Record]:
     current: _Record | None = None
     pending_guid: str | None = None
     pending_devid: str | None = None
+    pending_sysimg: str | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -351,18 +366,26 @@ def _records(text: str, source: str) -> list[_Record]:
             desc = quoted.group(1) if quoted else ""
             lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
             current = _Record(lineno, kind, nports, node_id, desc.strip(), int(lid_match.group(1)) if lid_match else None,
-                              pending_guid, [], pending_devid)
-            pending_guid = pending_devid = None
+                              pending_guid, [], pending_devid, pending_sysimg)
+            pending_guid = pending_devid = pending_sysimg = None
             records.append(current)
             continue
         guid_line = _GUID_LINE.match(line)
         if guid_line:
             pending_guid = _norm_guid(guid_line.group(2))
+            # ibdiagnet: `switchguid=0x<chassis>(0x<node>)`: a different first GUID is the chassis's.
+            if guid_line.group(3) and pending_sysimg is None and _norm_guid(guid_line.group(3)) != pending_guid:
+                pending_sysimg = pending_guid
             current = None
             continue
         devid = _DEVID.match(line)
         if devid:
             pending_devid = f"0x{int(devid.group(1), 16):04x}"
+            current = None
+            continue
+        sysimg = _SYSIMG.match(line)
+        if sysimg:
+            pending_sysimg = _norm_guid(sysimg.group(1))
             current = None
             continue
         if _IGNORED.match(line):

@@ -52,7 +52,7 @@ def _bfs(ptr: np.ndarray, idx: np.ndarray, seeds: np.ndarray, n: int) -> np.ndar
 
 
 def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, int]], endpoints: np.ndarray,
-                   names: list[str], *, clos: bool = True) -> Layering:
+                   names: list[str], *, clos: bool = True, system_guids: list[str | None] | None = None) -> Layering:
     """Up/down layering of the switch graph; `endpoints[s]` counts the endpoint CAs cabled to switch s.
     `clos=False` (a generated dragonfly) keeps every host-bearing switch a leaf."""
     pairs = np.asarray(list(sw_edges), dtype=np.int64).reshape(-1, 2)
@@ -82,7 +82,7 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
 
     # Director chassis: their ASICs are one switch's line and fabric ASICs, never leaves seen upside
     # down; a switch outside the chassis cabled to a line ASIC is an external leaf, hosts or not.
-    chassis = chassis_members(names)
+    chassis = chassis_members(names, system_guids, nbrs, has_hosts)
     in_chassis = np.zeros(n_sw, dtype=bool)
     external: set[str] = set()
     if chassis:
@@ -123,16 +123,31 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
 CHASSIS_ASIC = re.compile(r"^(?P<chassis>.+)/(?P<role>[LS])(?P<slot>\d{1,3})/U\d{1,2}(?:-\d+)?$")
 
 
-def chassis_members(names: list[str]) -> dict[str, list[tuple[int, str]]]:
-    """Director chassis from switch names (`dir1/L07/U1`, `dir1/S01/U1`, from node descriptions
-    `MF0;dir1:MCS8500/L07/U1`): chassis -> [(switch index, "L" line ASIC | "S" fabric ASIC)].
-    A chassis needs both line and fabric ASICs."""
+def chassis_members(names: list[str], system_guids: list[str | None] | None = None,
+                    nbrs: list[np.ndarray] | None = None, has_hosts: np.ndarray | None = None,
+                    ) -> dict[str, list[tuple[int, str]]]:
+    """Director chassis -> [(switch index, "L" line ASIC | "S" fabric ASIC)], from switch names
+    (`dir1/L07/U1`, `dir1/S01/U1`, from node descriptions `MF0;dir1:MCS8500/L07/U1`), else from a
+    system image GUID that several switches share (then an ASIC cabled only inside the chassis is a
+    fabric ASIC, the others line ASICs). A chassis needs both line and fabric ASICs."""
     found: dict[str, list[tuple[int, str]]] = {}
     for s, name in enumerate(names):
         m = CHASSIS_ASIC.match(name)
         if m:
             found.setdefault(m.group("chassis"), []).append((s, m.group("role")))
-    return {c: m for c, m in found.items() if {r for _s, r in m} == {"L", "S"}}
+    chassis = {c: m for c, m in found.items() if {r for _s, r in m} == {"L", "S"}}
+    if system_guids is not None and nbrs is not None and has_hosts is not None:
+        named = {s for members in chassis.values() for s, _role in members}
+        by_image: dict[str, list[int]] = {}
+        for s, image in enumerate(system_guids):
+            if image and s not in named:
+                by_image.setdefault(image, []).append(s)
+        for image, group in sorted(by_image.items()):
+            inside = set(group)
+            roles = [(s, "L" if has_hosts[s] or any(int(t) not in inside for t in nbrs[s]) else "S") for s in group]
+            if len(group) >= 2 and {r for _s, r in roles} == {"L", "S"}:
+                chassis[image] = roles
+    return chassis
 
 
 def _spine_carrying_hosts(cc_deg: np.ndarray, leaf: np.ndarray, nbrs: list[np.ndarray], endpoints: np.ndarray,
@@ -226,7 +241,17 @@ def fabric_layering(fabric: Fabric) -> tuple[list[int], Layering]:
             endpoints[b] += 1
     names = [nodes[s].name or nodes[s].id for s in switches]
     return switches, layer_switches(len(switches), edges, endpoints, names,
-                                    clos=fabric.meta.get("generator") != "dragonfly")
+                                    clos=fabric.meta.get("generator") != "dragonfly",
+                                    system_guids=system_guids(fabric, switches))
+
+
+def system_guids(fabric: Fabric, switches: list[int]) -> list[str | None]:
+    """The chassis (system image) GUID of each switch that shares one with others, else None."""
+    images: dict[str, str] = fabric.meta.get("chassis_guids") or {}
+    if not isinstance(images, dict):
+        return [None] * len(switches)
+    return [images.get(fabric.nodes[s].id) if isinstance(images.get(fabric.nodes[s].id), str) else None
+            for s in switches]
 
 
 def classify_hosts(fabric: Fabric, service_patterns: Iterable[str] = ()) -> dict[str, str]:

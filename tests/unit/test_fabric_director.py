@@ -17,18 +17,22 @@ from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
 
 
 def director_site(*, dirs: int, lines: int, fabric_asics: int, leaves: int, hosted: int, spread: bool,
-                  single_homed: tuple[int, ...] = (), model: str = "MCS8500") -> str:
+                  single_homed: tuple[int, ...] = (), model: str = "MCS8500", plain: bool = False) -> str:
     """`dirs` directors, each line ASIC cabled to each fabric ASIC; `leaves` external leaves, the first
     `hosted` with two hosts; a leaf is cabled to every line ASIC (`spread`) or to line (k-1) % lines + 1,
-    of every director (of director 1 only for `single_homed` leaves: missing uplinks)."""
+    of every director (of director 1 only for `single_homed` leaves: missing uplinks). `plain`: ASICs
+    described `dirD-asicN` (as a node-name-map may rename them), a shared `sysimgguid=` per director."""
     desc: dict[str, str] = {}
     cables: list[tuple[str, str]] = []
+    image: dict[str, str] = {}
     for d in range(1, dirs + 1):
         for x in range(1, lines + 1):
-            desc[f"S-d{d}0000000000a{x:03x}"] = f"MF0;dir{d}:{model}/L{x:02d}/U1"
+            desc[f"S-d{d}0000000000a{x:03x}"] = f"dir{d}-asic{x}" if plain else f"MF0;dir{d}:{model}/L{x:02d}/U1"
         for y in range(1, fabric_asics + 1):
-            desc[f"S-d{d}0000000000b{y:03x}"] = f"MF0;dir{d}:{model}/S{y:02d}/U1"
+            desc[f"S-d{d}0000000000b{y:03x}"] = f"dir{d}-asic{lines + y}" if plain else \
+                f"MF0;dir{d}:{model}/S{y:02d}/U1"
             cables += [(f"S-d{d}0000000000a{x:03x}", f"S-d{d}0000000000b{y:03x}") for x in range(1, lines + 1)]
+        image |= {node: f"0x000000000d{d:04x}00" for node in desc if node.startswith(f"S-d{d}")}
     for k in range(1, leaves + 1):
         leaf = f"S-e00000000000{k:04x}"
         desc[leaf] = f"MF0;leaf-{k:02d}:MQM8700/U1"
@@ -47,6 +51,8 @@ def director_site(*, dirs: int, lines: int, fabric_asics: int, leaves: int, host
     out = []
     for node, text in desc.items():
         switch = node.startswith("S-")
+        if node in image:
+            out.append(f"sysimgguid={image[node]}")
         out.append(f'{"Switch" if switch else "Ca"}\t{64 if switch else 1} "{node}"\t\t# "{text}"'
                    + (" enhanced port 0 lid 1 lmc 0" if switch else ""))
         out += [f'[{p}]\t"{r}"[{rp}]\t\t# "{desc[r]}" lid 1 4xHDR' for p, r, rp in ports[node]]
@@ -122,3 +128,18 @@ def test_summary_without_directors_has_no_chassis_key() -> None:
 
     fab = parse_ibnetdiscover(DGX_FIXTURE.read_text(), "dgx")
     assert "chassis" not in summary(fab, compile_fabric(fab))
+
+
+def test_chassis_from_a_shared_system_image_guid() -> None:
+    # No MF0;NAME:MODEL/Lxx/Uy descriptions: the shared sysimgguid makes the chassis; the ASICs
+    # cabled only inside it are its fabric ASICs.
+    site = dict(dirs=3, lines=4, fabric_asics=2, leaves=10)
+    kind, got, _conf = levels(director_site(**site, hosted=6, spread=False, single_homed=(2, 7), plain=True))
+    want = {f"leaf-{k:02d}": 1 for k in range(1, 11)}
+    for d in (1, 2, 3):
+        want |= {f"dir{d}-asic{x}": 2 for x in range(1, 5)}
+        want |= {f"dir{d}-asic{y}": 3 for y in (5, 6)}
+    assert kind == "fat-tree" and got == want
+    fab = parse_ibnetdiscover(director_site(**site, hosted=6, spread=False, plain=True), "site.out")
+    assert summary(fab, compile_fabric(fab))["chassis"] == [
+        {"name": f"0x000000000d{d:04x}00", "model": "", "line_asics": 4, "fabric_asics": 2} for d in (1, 2, 3)]
