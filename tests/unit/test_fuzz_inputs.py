@@ -166,6 +166,19 @@ def test_fuzz_capture_formats(data: bytes) -> None:
         json.loads(output.read_text())
 
 
+@FUZZ
+@given(data=mutated_text(CAPTURES[0]), fmt=st.integers(0, len(CAPTURES) - 1))
+def test_fuzz_fabric_diff(data: bytes, fmt: int) -> None:
+    # OLD: a good capture of any format; NEW: a mutated labelled capture of the same fabric.
+    old = write_input("old.txt", CAPTURES[fmt].encode())
+    new = write_input("new.txt", data)
+    code, out, err = run_cli(["--json", "fabric", "diff", str(old), str(new)])
+    check(code, err)
+    if code in (0, 1):
+        doc = json.loads(out)
+        assert doc["changed"] == (code == 1)
+
+
 # -- fabric JSON ---------------------------------------------------------------------------------
 
 JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
