@@ -280,3 +280,13 @@ def test_db_csv_bad_counter_is_one_line() -> None:
 
     with pytest.raises(InputError, match=r"x: PM_INFO row 2: symbol_error_counter '-4' is not a counter value"):
         parse_counters(CSV.replace("67,0,0,0,0,0,5,6", "67,-4,0,0,0,0,5,6"), "x")
+
+
+def test_two_subnets_with_a_host_filter(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p2 = tmp_path / "plane2.out"
+    p2.write_text(plane2([1, 2, 3]))
+    fab = discover(capture_files=[str(SPLIT), str(p2)], hosts=["gpu01", "gpu07"])
+    assert fab.host_names() == ["gpu01", "gpu07"]
+    assert sorted(fab.nodes[i].name for i in fab.hosts()["gpu01"]) == ["gpu01/mlx5_0", "gpu01/mlx5_1"]
+    with pytest.raises(InputError, match="hosts not in the fabric: gpu99"):
+        discover(capture_files=[str(SPLIT), str(p2)], hosts=["gpu01", "gpu99"])
