@@ -307,7 +307,10 @@ def _print_diff(result, old_path: str, new_path: str) -> None:  # type: ignore[n
     for item in result.links_added:
         lines.append(f"cable added: {_end_text(item['a'])} - {_end_text(item['b'])} {item['rate']}")
     for item in result.links_changed:
-        if item["change"] == "moved":
+        if item["change"] == "hca-replaced":
+            lines.append(f"HCA replaced: {item['old_peer']['node']} on {_end_text(item['end'])} "
+                         f"({item['old_peer']['guid']} -> {item['new_peer']['guid']})")
+        elif item["change"] == "moved":
             lines.append(f"cable moved: {_end_text(item['end'])} was on {_end_text(item['old_peer'])}, "
                          f"now on {_end_text(item['new_peer'])}")
         else:

@@ -110,8 +110,12 @@ def diff_fabrics(old: Fabric, new: Fabric) -> FabricDiff:
                 continue
             moved_old.add(cable)
             moved_new.add(new_cable)
-            result.links_changed.append({"change": "moved", "end": a.end(fixed), "old_peer": a.end(other),
-                                         "new_peer": new_end(landed)})
+            before, after = a.end(other), new_end(landed)
+            # The same HCA name on the same port with a new GUID: a card was swapped, no cable moved.
+            swapped = before["node"] == after["node"] and before["port"] == after["port"] \
+                and old.nodes[a.index[other[0]]].type == "ca"
+            result.links_changed.append({"change": "hca-replaced" if swapped else "moved", "end": a.end(fixed),
+                                         "old_peer": before, "new_peer": after})
             break
     for cable in sorted(old_cables - new_cables - moved_old, key=_cable_order):
         x, y = _pair(cable)

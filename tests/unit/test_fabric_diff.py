@@ -127,3 +127,15 @@ def test_renamed_hosts_on_selene() -> None:
     assert len(result.hosts_renamed) == len(names) == 458
     assert not (result.links_changed or result.links_added or result.links_removed or result.hosts_added
                 or result.hosts_removed or result.switches_replaced or result.levels_changed)
+
+
+def test_swapped_hca_is_not_a_moved_cable() -> None:
+    new = SPLIT.replace("946dae03000b0003", "946dae03000b00f3")  # gpu03's card swapped, same port
+    result = diff(SPLIT, new)
+    assert result.links_changed == [{
+        "change": "hca-replaced",
+        "end": {"node": "leaf-01", "guid": f"0x{L1}", "port": 3, "label": "1/1/2/1"},
+        "old_peer": {"node": "gpu03/mlx5_0", "guid": "0x946dae03000b0003", "port": 1},
+        "new_peer": {"node": "gpu03/mlx5_0", "guid": "0x946dae03000b00f3", "port": 1},
+    }]
+    assert result.hosts_renamed == [] and result.hosts_added == [] and result.hosts_removed == []
