@@ -1,5 +1,5 @@
-"""Director chassis (issue 25): line and fabric ASICs of one chassis (`MF0;NAME:MODEL/Lxx/Uy`,
-`/Sxx/Uy`), external leaves at level 1 with or without hosts, the director on top of topology.conf.
+"""Director chassis (issue 25): line ASICs (`MF0;NAME:MODEL/Lxx/Uy`) and fabric ASICs (the same with
+an Sxx slot) of one chassis, external leaves at level 1 with or without hosts, the director on top of topology.conf.
 Sites are written by hand below; expected levels are the chassis roles, not gpupool's output."""
 
 from __future__ import annotations
