@@ -290,3 +290,17 @@ def test_two_subnets_with_a_host_filter(tmp_path) -> None:  # type: ignore[no-un
     assert sorted(fab.nodes[i].name for i in fab.hosts()["gpu01"]) == ["gpu01/mlx5_0", "gpu01/mlx5_1"]
     with pytest.raises(InputError, match="hosts not in the fabric: gpu99"):
         discover(capture_files=[str(SPLIT), str(p2)], hosts=["gpu01", "gpu99"])
+
+
+def test_new_warnings_are_known_checks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.audit.checks import CHECK_IDS
+
+    p2 = tmp_path / "plane2.out"
+    p2.write_text(plane2([1, 2]))
+    lst = tmp_path / "init.lst"
+    lst.write_text(LST.replace("LOG=ACT", "LOG=INI", 1))
+    findings = _audit_findings([str(lst), str(p2)])
+    checks = {f["check"] for f in findings}
+    assert {"host-partial-subnets", "link-not-active"} <= checks <= CHECK_IDS
+    inactive = [f for f in findings if f["check"] == "link-not-active"]
+    assert len(inactive) == 1 and "init.lst:1" in inactive[0]["message"] and "is INI" in inactive[0]["message"]
