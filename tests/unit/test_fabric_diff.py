@@ -139,3 +139,37 @@ def test_swapped_hca_is_not_a_moved_cable() -> None:
         "new_peer": {"node": "gpu03/mlx5_0", "guid": "0x946dae03000b00f3", "port": 1},
     }]
     assert result.hosts_renamed == [] and result.hosts_added == [] and result.hosts_removed == []
+
+
+def capture(cables: list[tuple[str, str]], desc: dict[str, str]) -> str:
+    """ibnetdiscover text for hand-listed cables (switch ids S-..., HCA ids H-...)."""
+    ports: dict[str, list[tuple[int, str, int]]] = {}
+    for a, b in cables:
+        pa, pb = len(ports.get(a, [])) + 1, len(ports.get(b, [])) + 1
+        ports.setdefault(a, []).append((pa, b, pb))
+        ports.setdefault(b, []).append((pb, a, pa))
+    out = []
+    for node in ports:
+        switch = node.startswith("S-")
+        out.append(f'{"Switch" if switch else "Ca"}\t{36 if switch else 1} "{node}"\t\t# "{desc[node]}"')
+        out += [f'[{p}]\t"{r}"[{rp}]\t\t# "{desc[r]}" lid 1 4xHDR' for p, r, rp in ports[node]]
+        out.append("")
+    return "\n".join(out)
+
+
+def test_level_change() -> None:
+    # Before: leaf-a and leaf-b (two hosts each) under spine. After: leaf-b's hosts sit on a new leaf-c
+    # cabled below leaf-b, so leaf-b is one level up (2), between leaf-c and the spine.
+    sw = {"S-0000000000000001": "MF0;spine:MQM8700/U1", "S-000000000000000a": "MF0;leaf-a:MQM8700/U1",
+          "S-000000000000000b": "MF0;leaf-b:MQM8700/U1", "S-000000000000000c": "MF0;leaf-c:MQM8700/U1"}
+    hosts = {f"H-00000000000001{k:02x}": f"h{k} mlx5_0" for k in range(1, 5)}
+    desc = sw | hosts
+    h = list(hosts)
+    up = [("S-000000000000000a", "S-0000000000000001"), ("S-000000000000000b", "S-0000000000000001")]
+    old = capture(up + [("S-000000000000000a", h[0]), ("S-000000000000000a", h[1]),
+                        ("S-000000000000000b", h[2]), ("S-000000000000000b", h[3])], desc)
+    new = capture(up + [("S-000000000000000a", h[0]), ("S-000000000000000a", h[1]),
+                        ("S-000000000000000c", "S-000000000000000b"),
+                        ("S-000000000000000c", h[2]), ("S-000000000000000c", h[3])], desc)
+    result = diff(old, new)
+    assert result.levels_changed == [{"switch": "leaf-b", "guid": "0x000000000000000b", "old": 1, "new": 2}]
