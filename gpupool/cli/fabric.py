@@ -8,6 +8,7 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.fabric_audit import audit
+from gpupool.cli.fabric_nvlink import nvlink
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
@@ -80,6 +81,9 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
         parts.append("levels " + ", ".join(f"L{k}={v}" for k, v in doc["levels"].items()))
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
+    if "nvlink_domains" in doc:
+        nv = doc["nvlink_domains"]
+        parts.append(f"{nv['domains']} NVLink domains of {'/'.join(map(str, nv['hosts_per_domain']))} hosts")
     console.print("; ".join(parts))
     if doc.get("chassis"):
         console.print("director chassis: " + ", ".join(
@@ -100,6 +104,12 @@ def generate() -> None:
     """Generate a fabric design for planning or for the testbed."""
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Keep a generator option the commands do not take themselves (read by _save_and_report)."""
+    ctx.meta[f"gpupool.{param.name}"] = value
+    return value
+
+
 _COMMON_GEN = [
     click.option("--prefix", default="gpu", show_default=True, help="Host name prefix."),
     click.option("--speed", default="QDR", show_default=True,
@@ -107,6 +117,8 @@ _COMMON_GEN = [
     click.option("--width", default="4x", show_default=True, type=click.Choice(["1x", "4x", "8x", "12x"])),
     click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write."),
     click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak."),
+    click.option("--nvlink-domain-hosts", type=int, metavar="N", expose_value=False, callback=_remember,
+                 help="Multi-node NVLink domains (GB200/GB300 NVL72: 18) of N consecutive hosts under each leaf."),
     json_option,
 ]
 
@@ -119,6 +131,7 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
 
 def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no-untyped-def]
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
+    _nvlink_domains(fab)
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
 
@@ -258,6 +271,16 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     return 0
 
 
+def _nvlink_domains(fab) -> None:  # type: ignore[no-untyped-def]
+    """`generate ... --nvlink-domain-hosts N`: cut the generated hosts into NVLink domains."""
+    ctx = click.get_current_context(silent=True)
+    hosts = ctx.meta.get("gpupool.nvlink_domain_hosts") if ctx is not None else None
+    if hosts is not None:
+        from gpupool.fabric.nvlink import add_generated_domains
+
+        add_generated_domains(fab, int(hosts))
+
+
 @fabric.command("diff")
 @click.argument("paths", nargs=-1, metavar="[OLD] NEW")
 @_fabric_option
@@ -323,3 +346,4 @@ def _print_diff(result, old_path: str, new_path: str) -> None:  # type: ignore[n
 
 
 fabric.add_command(audit)
+fabric.add_command(nvlink)

@@ -69,7 +69,7 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         if ctx.json:
             emit_json(ctx.with_backend(plan_document(None, outcome.reference, outcome.request, _ms(start),
                                                      error=outcome.error, skipped=outcome.skipped,
-                                                     topology=outcome.topology)))
+                                                     topology=outcome.topology, compiled=compiled)))
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
@@ -77,7 +77,7 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     if ctx.json:
         emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
                                                  skipped=outcome.skipped, topology=outcome.topology,
-                                                 reclaim=outcome.reclaim)))
+                                                 reclaim=outcome.reclaim, compiled=compiled)))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
             reclaimed=_reclaimed_per_host(outcome.reclaim))
@@ -139,6 +139,20 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _render_nvlink(compiled: CompiledFabric, placement: Placement, mode: str, ref: Placement | None) -> None:
+    """On a fabric with NVLink domains: the domains the plan spans (and Slurm's choice)."""
+    from gpupool.placement.nvlink import nvlink_usage
+
+    ours = nvlink_usage(compiled, placement.hosts)
+    if ours is None:
+        return
+    line = f"NVLink domains: {ours['nvlink_domains']} ({', '.join(ours['nvlink_domain_names']) or 'none'})"
+    theirs = nvlink_usage(compiled, ref.hosts) if ref is not None else None
+    if theirs is not None:
+        line += f"; {mode} reference: {theirs['nvlink_domains']}"
+    stdout_console().print(line, markup=False, highlight=False)
+
+
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             reference: tuple[str, Placement | None], elapsed_ms: float,
             reclaimed: dict[str, int] | None = None) -> None:
@@ -186,6 +200,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
         table.add_row(key, f"{a:.3f}" if isinstance(a, float) else str(a),
                       f"{b:.3f}" if isinstance(b, float) else str(b))
     console.print(table)
+    _render_nvlink(compiled, placement, mode, ref)
     if ref and ref.cost.pair_hops_sum > 0:
         ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
         console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's")

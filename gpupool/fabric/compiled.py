@@ -19,7 +19,7 @@ import numpy as np
 from gpupool.fabric import structure
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
-COMPILED_FORMAT = 5  # 5: director chassis layering (issue 25); older caches are recomputed
+COMPILED_FORMAT = 6  # 5: NVLink domains; 6: director chassis layering (issue 25); older caches are recomputed
 UNREACHABLE = 32767
 # The one switch name gpupool makes up: the root Slurm needs above several top switches that no
 # real switch joins (docs/contract.md). Every other name in an export is a real switch's.
@@ -47,6 +47,9 @@ class CompiledFabric:
     kind: str  # "fat-tree" | "dragonfly" | "graph"
     ultrametric: bool  # d(a,b) == 2 * tree_level(lca(a,b)) for all host pairs
     meta: dict[str, Any] = field(default_factory=dict)
+    # Multi-node NVLink domains (fabric.nvlink): per host its domain index, -1 for none.
+    host_domain: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    domain_names: list[str] = field(default_factory=list)
 
     @property
     def n_hosts(self) -> int:
@@ -78,12 +81,16 @@ class CompiledFabric:
             leaves.update(int(x) for x in self.leaves_of(h))
         return len(leaves)
 
+    def has_nvlink_domains(self) -> bool:
+        return bool(self.domain_names)
+
     def n_groups(self) -> int:
         return int(self.switch_group.max()) + 1 if self.switch_group.size else 0
 
 
 def compile_fabric(fabric: Fabric) -> CompiledFabric:
     from gpupool.fabric import kernels
+    from gpupool.fabric.nvlink import host_domain_array
 
     switches = fabric.switch_indices()
     sw_pos = {node: i for i, node in enumerate(switches)}
@@ -147,6 +154,7 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
     host_class = _host_classes(host_sw)
     tree = _logical_tree(n_sw, n_hosts, host_sw, sw_edges, switch_level, switch_group, kind, switch_names)
     tree_parent, tree_level, tree_names, host_tree_leaf, switch_tree_node = tree
+    host_domain, domain_names = host_domain_array(host_names, fabric.nvlink_domains)
     ultrametric = _is_ultrametric(hop, host_leaf_ptr, host_leaf_idx, host_class, tree_parent, tree_level, host_tree_leaf)
 
     return CompiledFabric(
@@ -155,6 +163,7 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
         switch_level=switch_level, switch_group=switch_group, host_class=host_class, tree_parent=tree_parent,
         tree_level=tree_level, tree_names=tree_names, host_tree_leaf=host_tree_leaf,
         switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=meta,
+        host_domain=host_domain, domain_names=domain_names,
     )
 
 
@@ -471,7 +480,7 @@ def _lca_levels(parent: np.ndarray, level: np.ndarray, nodes: np.ndarray) -> np.
 # ---------------------------------------------------------------------------
 
 _ARRAY_FIELDS = ("switch_node", "host_leaf_ptr", "host_leaf_idx", "adj_ptr", "adj_idx", "hop", "switch_level",
-                 "switch_group", "host_class", "tree_parent", "tree_level", "host_tree_leaf", "switch_tree_node")
+                 "switch_group", "host_class", "tree_parent", "tree_level", "host_tree_leaf", "switch_tree_node", "host_domain")
 
 
 def cache_path_for(fabric_path: str) -> str:
@@ -518,7 +527,8 @@ def _read_cache(cache: str, digest: str) -> CompiledFabric | None:
             arrays = {k: np.asarray(data[k]) for k in _ARRAY_FIELDS}
             compiled = CompiledFabric(host_names=list(header["host_names"]), switch_names=list(header["switch_names"]),
                                       tree_names=list(header["tree_names"]), kind=str(header["kind"]),
-                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]), **arrays)
+                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]),
+                                      domain_names=list(header["domain_names"]), **arrays)
         if compiled.hop.ndim != 2 or compiled.hop.shape[0] != compiled.hop.shape[1]:
             raise ValueError("hop matrix has the wrong shape")
         return compiled
@@ -534,7 +544,8 @@ def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
 
     header = {"digest": digest, "format": COMPILED_FORMAT, "host_names": compiled.host_names,
               "switch_names": compiled.switch_names, "tree_names": compiled.tree_names, "kind": compiled.kind,
-              "ultrametric": compiled.ultrametric, "meta": compiled.meta}
+              "ultrametric": compiled.ultrametric, "meta": compiled.meta,
+              "domain_names": compiled.domain_names}
     try:
         fd, tmp = tempfile.mkstemp(prefix=".gpupool-cache.", suffix=".npz", dir=os.path.dirname(cache))
     except OSError:

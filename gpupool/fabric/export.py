@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.blocks import fabric_blocks
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
@@ -239,6 +241,10 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
         # What topology/block gets from this fabric (`--format slurm-block`): base blocks and BlockSizes.
         doc["blocks"] = {"base_blocks": len(layout.blocks), "nodes_per_base_block": layout.base_size,
                          "block_sizes": layout.sizes}
+    if compiled.has_nvlink_domains():
+        sizes = np.bincount(compiled.host_domain[compiled.host_domain >= 0], minlength=len(compiled.domain_names))
+        doc["nvlink_domains"] = {"domains": len(compiled.domain_names), "hosts_per_domain": sorted(set(sizes.tolist())),
+                                 "hosts_outside": int((compiled.host_domain < 0).sum())}
     return doc
 
 
