@@ -120,6 +120,7 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
                     hostless_leaves=(level == 1) & ~has_hosts, kind_reason=reason)
 
 
+MAX_CHASSIS_ASICS = 128  # the largest director (CS8500: 20 line cards x 2 ASICs + 20 fabric ASICs) fits
 CHASSIS_ASIC = re.compile(r"^(?P<chassis>.+)/(?P<role>[LS])(?P<slot>\d{1,3})/U\d{1,2}(?:-\d+)?$")
 
 
@@ -143,10 +144,14 @@ def chassis_members(names: list[str], system_guids: list[str | None] | None = No
             if image and s not in named:
                 by_image.setdefault(image, []).append(s)
         for image, group in sorted(by_image.items()):
+            if int(image, 16) == 0 or not 2 <= len(group) <= MAX_CHASSIS_ASICS:
+                continue  # an unset image GUID, or one a whole fabric shares, is no chassis
             inside = set(group)
-            roles = [(s, "L" if has_hosts[s] or any(int(t) not in inside for t in nbrs[s]) else "S") for s in group]
-            if len(group) >= 2 and {r for _s, r in roles} == {"L", "S"}:
-                chassis[image] = roles
+            roles = {s: "L" if has_hosts[s] or any(int(t) not in inside for t in nbrs[s]) else "S" for s in group}
+            # A two-stage chassis: fabric ASICs are cabled to line ASICs only.
+            two_stage = all(roles.get(int(t)) == "L" for s, r in roles.items() if r == "S" for t in nbrs[s])
+            if set(roles.values()) == {"L", "S"} and two_stage:
+                chassis[image] = sorted(roles.items())
     return chassis
 
 

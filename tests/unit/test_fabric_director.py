@@ -143,3 +143,15 @@ def test_chassis_from_a_shared_system_image_guid() -> None:
     fab = parse_ibnetdiscover(director_site(**site, hosted=6, spread=False, plain=True), "site.out")
     assert summary(fab, compile_fabric(fab))["chassis"] == [
         {"name": f"0x000000000d{d:04x}00", "model": "", "line_asics": 4, "fabric_asics": 2} for d in (1, 2, 3)]
+
+
+def test_an_image_guid_the_whole_fabric_shares_is_no_chassis() -> None:
+    # Firmware that reports one system image GUID for every switch (leaves included) of a 3-level
+    # fabric: the middle switches are cabled to other inside switches, not only to the ASICs with
+    # outside cables, so this is no two-stage chassis and the plain layering stands.
+    plain = director_site(dirs=1, lines=4, fabric_asics=2, leaves=8, hosted=8, spread=False, plain=True)
+    lines = [line for line in plain.splitlines() if not line.startswith("sysimgguid=")]
+    shared = "\n".join(f"sysimgguid=0x0000000000001111\n{line}" if line.startswith("Switch") else line for line in lines)
+    kind, got, _conf = levels(shared)
+    assert kind == "fat-tree" and got == {**{f"leaf-{k:02d}": 1 for k in range(1, 9)},
+                                          **{f"dir1-asic{x}": 2 for x in range(1, 5)}, "dir1-asic5": 3, "dir1-asic6": 3}
