@@ -9,14 +9,15 @@ from collections.abc import Iterable
 
 from gpupool.errors import InputError
 from gpupool.fabric.ibnetdiscover import MAX_PORT, NodeRecord, PortRecord, fabric_from_records
-from gpupool.fabric.model import Fabric
+from gpupool.fabric.model import SPEED_GBPS, Fabric
 
 _SWITCH = re.compile(r"^Switch:\s+0x([0-9a-fA-F]{1,16})\s+(.*?):?\s*$")
 _CA = re.compile(r"^CA:\s+(.*?):?\s*$")
 _PORT = re.compile(
     r"^(?:0x([0-9a-fA-F]{1,16})\s+)?(\d{1,6})\s+(\d{1,3})\[[^\]]{0,8}\]\s+==\(\s*(.*?)\s*\)==>"
     r"\s+(?:(\d{1,6})\s+(\d{1,3}))?\s*\[[^\]]{0,8}\]\s+\"(.*)\"\s*\((.*)\)\s*$")
-_STATE = re.compile(r"^(\d{1,2})X\s+([\d.]{1,12})\s+Gbps\s+(\w+)\s*/\s*(\w+)", re.IGNORECASE)
+# `4X 25.78125 Gbps Active/  LinkUp`; FDR10 links read `4X 10.0 Gbps (FDR10) Active/  LinkUp`.
+_STATE = re.compile(r"^(\d{1,2})X\s+([\d.]{1,12})\s+Gbps\s+(?:\((\w{1,8})\)\s+)?(\w+)\s*/\s*(\w+)", re.IGNORECASE)
 _LINE_MODE = re.compile(r'^0x[0-9a-fA-F]{1,16}\s+"')
 
 
@@ -89,11 +90,12 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
         state = _STATE.match(m.group(4))
         if state is None:
             raise InputError(f"{where}: cannot read the link state {m.group(4)[:40]!r}")
-        if state.group(3).lower() != "active":
-            warnings.append(f"link-not-active: {where}: {node.node_id}[{port}] is {state.group(3)}")
+        if state.group(4).lower() != "active":
+            warnings.append(f"link-not-active: {where}: {node.node_id}[{port}] is {state.group(4)}")
         width = f"{int(state.group(1))}x"
-        pending.append((node, port, int(m.group(5)), int(m.group(6)), lineno, width,
-                        lane_speed(float(state.group(2)))))
+        named = (state.group(3) or "").upper()
+        speed = named if named in SPEED_GBPS else lane_speed(float(state.group(2)))
+        pending.append((node, port, int(m.group(5)), int(m.group(6)), lineno, width, speed))
     if not records:
         raise InputError(f"{source}: no `Switch:` or `CA:` records: not iblinkinfo output")
     for node, port, remote_lid, remote_port, lineno, width, speed in pending:

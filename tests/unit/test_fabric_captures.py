@@ -304,3 +304,36 @@ def test_new_warnings_are_known_checks(tmp_path) -> None:  # type: ignore[no-unt
     assert {"host-partial-subnets", "link-not-active"} <= checks <= CHECK_IDS
     inactive = [f for f in findings if f["check"] == "link-not-active"]
     assert len(inactive) == 1 and "init.lst:1" in inactive[0]["message"] and "is INI" in inactive[0]["message"]
+
+
+def test_iblinkinfo_layouts_seen_in_real_output() -> None:
+    # Layout details of real iblinkinfo output (infiniband-diags 1.6 to 2.x): `Active/ LinkUp` with one
+    # space, a four-space CA indent, `(FDR10)` after the rate, and a QDR lane rate of 10.0.
+    text = ('CA: n1 HCA-1:\n'
+            '    0x0002c903000d81f9      4    1[  ] ==( 4X          10.0 Gbps Active/ LinkUp)==>       2    3[  ] '
+            '"MF0;sw:IS5030/U1" ( )\n'
+            'CA: n2 mlx4_0:\n'
+            '      0x0002c903004d14a5    223    1[  ] ==( 4X  10.0 Gbps (FDR10) Active/  LinkUp)==>     2    4[  ] '
+            '"MF0;sw:IS5030/U1" (Could be 14.0625 Gbps)\n'
+            'Switch: 0x0002c9020046c588 MF0;sw:IS5030/U1:\n'
+            '           2    3[  ] ==( 4X          10.0 Gbps Active/  LinkUp)==>       4    1[  ] "n1 HCA-1" ( )\n'
+            '           2    4[  ] ==( 4X  10.0 Gbps (FDR10) Active/  LinkUp)==>     223    1[  ] "n2 mlx4_0" ( )\n'
+            '           2    5[  ] ==(                Down/ Polling)==>             [  ] "" ( )\n')
+    fab = parse_capture(text, "real-layout")
+    assert fab.meta["format"] == "iblinkinfo" and fab.host_names() == ["n1", "n2"]
+    assert cables(fab) == {(("H-0002c903000d81f9", 1), ("S-0002c9020046c588", 3), "4xQDR"),
+                           (("H-0002c903004d14a5", 1), ("S-0002c9020046c588", 4), "4xFDR10")}
+    assert fab.nodes[fab.index_by_id()["S-0002c9020046c588"]].ports == 5
+
+
+def test_lst_line_without_descriptions() -> None:
+    # Older ibdiagnet writes no `{description}`; Ports:24 is 36 ports and PN:14 is port 20 (hex).
+    line = ("{ CA Ports:02 SystemGUID:0002c90300aa0003 NodeGUID:0002c90300aa0000 PortGUID:0002c90300aa0001 "
+            "VenID:000002c9 DevID:1003 Rev:00000000  LID:0005 PN:01 } { SW Ports:24 SystemGUID:0002c90300bb0000 "
+            "NodeGUID:0002c90300bb0000 PortGUID:0002c90300bb0000 VenID:000002c9 DevID:c738 Rev:000000a1  LID:0002 "
+            "PN:14 } PHY=4x LOG=ACT SPD=10\n")
+    fab = parse_capture(line, "old.lst")
+    assert cables(fab) == {(("H-0002c90300aa0000", 1), ("S-0002c90300bb0000", 20), "4xQDR")}
+    switch = fab.nodes[fab.index_by_id()["S-0002c90300bb0000"]]
+    assert switch.ports == 36 and switch.lid == 2 and switch.devid == "0xc738"
+    assert fab.nodes[fab.index_by_id()["H-0002c90300aa0000"]].lid == 5 and fab.host_names() == []
