@@ -197,6 +197,10 @@ def parse_db_csv(text: str, source: str = "<ibdiagnet2.db_csv>", *, node_name_ma
     tables = read_db_csv_tables(text, source)
     nodes_t = _require(tables, "NODES", ("NodeDesc", "NumPorts", "NodeType", "NodeGUID"), source)
     ports_t = _require(tables, "PORTS", ("NodeGuid", "PortNum"), source)
+    if "LINKS" not in tables:
+        # Some ibdiagnet versions write no LINKS table: the cables are in the run's other files.
+        raise InputError(f"{source}: this ibdiagnet2.db_csv has no LINKS table, so no cables: give "
+                         "ibdiagnet2.lst or ibdiagnet2.ibnetdiscover from the same ibdiagnet run")
     links_t = _require(tables, "LINKS", ("NodeGuid1", "PortNum1", "NodeGuid2", "PortNum2"), source)
     records: dict[int, NodeRecord] = {}
     for lineno, row in nodes_t.rows:

@@ -162,7 +162,7 @@ def test_lst_hostile(text: str, message: str) -> None:
     (CSV.replace('"gpu01 mlx5_0",1,1', '"gpu01 mlx5_0",' + "1" * 2000 + ",1", 1), r"x:\d+: NumPorts .* is not a number"),
     (CSV.replace('"gpu01 mlx5_0",1,1', '"gpu01 mlx5_0",' + "1" * 5000 + ",1", 1), r"x:\d+: a cell is longer"),
     (CSV.replace('"gpu01 mlx5_0",1,1', '"gpu01 mlx5_0",1,7', 1), r"x:\d+: NodeType '7' is not 1"),
-    (CSV.replace("START_LINKS", "START_LINKZ").replace("END_LINKS", "END_LINKZ"), r"x: no LINKS table"),
+    (CSV.replace("START_LINKS", "START_LINKZ").replace("END_LINKS", "END_LINKZ"), r"x: this ibdiagnet2.db_csv has no LINKS table, so no cables: give ibdiagnet2.lst"),
     (CSV.replace("0xfc6a1c0300aa0001,65,0xfc", "0xfc6a1c0300aa0001,130,0xfc", 1), r"x:\d+: port 130 is not a port"),
 ])
 def test_db_csv_hostile(text: str, message: str) -> None:
