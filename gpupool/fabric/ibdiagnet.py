@@ -79,10 +79,11 @@ def _lst_end(m: re.Match[str], where: str, records: dict[str, NodeRecord]) -> tu
     port = _hex(fields["PN"], "PN:", where, 3)
     guid = _hex(fields["NodeGUID"], "NodeGUID:", where, 16)
     lid = _hex(fields["LID"], "LID:", where, 5) if "LID" in fields else 0
-    if not 1 <= nports <= MAX_PORT:
+    if nports > MAX_PORT:
         raise InputError(f"{where}: Ports:{fields['Ports']} is not a port count (1..{MAX_PORT}, hex)")
-    if not 1 <= port <= nports:
+    if not 1 <= port <= (nports or MAX_PORT):
         raise InputError(f"{where}: PN:{fields['PN']} is not a port of a node with Ports:{fields['Ports']} (hex)")
+    nports = nports or port  # Ports:00 (a .lst written by other tools): the radix is the highest port seen
     desc = (m.group(3) or "").strip()
     node_id = f"{ID_PREFIX[kind]}-{guid:016x}"
     rec = records.get(node_id)
@@ -95,6 +96,7 @@ def _lst_end(m: re.Match[str], where: str, records: dict[str, NodeRecord]) -> tu
             rec.sysimg = f"0x{_hex(fields['SystemGUID'], 'SystemGUID:', where, 16):016x}"
     elif rec.kind != kind:
         raise InputError(f"{where}: {node_id} is listed as {m.group(1)} here but as {rec.kind} before")
+    rec.nports = max(rec.nports, nports)
     if rec.kind == "Ca" and lid and rec.lid is None:
         rec.lid = lid
     return rec, port

@@ -337,3 +337,15 @@ def test_lst_line_without_descriptions() -> None:
     switch = fab.nodes[fab.index_by_id()["S-0002c90300bb0000"]]
     assert switch.ports == 36 and switch.lid == 2 and switch.devid == "0xc738"
     assert fab.nodes[fab.index_by_id()["H-0002c90300aa0000"]].lid == 5 and fab.host_names() == []
+
+
+def test_lst_with_unknown_radix_and_rate() -> None:
+    # Tools that write .lst from other sources give Ports:00 and SPD=?: the radix is the highest port
+    # seen, the rate unknown (the model's default), and the cable is still read.
+    end = "{{ {k} Ports:00 SystemGUID:{g} NodeGUID:{g} PortGUID:{g} VenID:0 DevID:0 Rev:0 {{{d}}} LID:0 PN:{p} }}"
+    line = (end.format(k="SW", g="00000000000000a1", d="MF0;leaf-1:MQM9700/U1", p="1c") + " "
+            + end.format(k="CA", g="00000000000000c1", d="n1 mlx5_0", p="1") + " PHY=4x LOG=ACT SPD=?\n")
+    fab = parse_capture(line, "ufm.lst")
+    assert fab.host_names() == ["n1"]
+    assert fab.nodes[fab.index_by_id()["S-00000000000000a1"]].ports == 28
+    assert len(fab.links) == 1 and {fab.links[0].a_port, fab.links[0].b_port} == {28, 1}
