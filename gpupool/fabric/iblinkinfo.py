@@ -32,6 +32,12 @@ def lane_speed(gbps: float) -> str:
 
 def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: dict[str, str] | None = None,
                      hosts: Iterable[str] | None = None, service_hosts: Iterable[str] = ()) -> Fabric:
+    first = next((raw.strip() for raw in text.removeprefix("\ufeff").splitlines()
+                  if raw.strip() and not raw.strip().startswith("#")), "")
+    if _LINE_MODE.match(first):
+        records, warnings = _line_mode_records(text, source)
+        return fabric_from_records(records, source, warnings, node_name_map=node_name_map, hosts=hosts,
+                                   service_hosts=service_hosts, reader="iblinkinfo")
     records: list[NodeRecord] = []
     by_lid: dict[int, NodeRecord] = {}
     ca_by_port_guid: dict[str, NodeRecord] = {}
@@ -57,8 +63,7 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
             current, current_ca_desc = None, ca_header.group(1).strip()
             continue
         if _LINE_MODE.match(line):
-            raise InputError(f"{where}: `iblinkinfo -l` (one line per link) names no node types: "
-                             "give the default iblinkinfo output")
+            raise InputError(f"{where}: an `iblinkinfo -l` line inside default iblinkinfo output")
         m = _PORT.match(line)
         if not m:
             raise InputError(f"{where}: malformed iblinkinfo line: {line[:80]!r}")
@@ -114,3 +119,69 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
     connected = [r for r in records if r.ports]
     return fabric_from_records(connected, source, warnings, node_name_map=node_name_map, hosts=hosts,
                                service_hosts=service_hosts, reader="iblinkinfo")
+
+
+# `iblinkinfo -l`: `0xGUID "desc" LID PORT[..] ==( state )==> 0xGUID LID PORT[..] "desc" ( ... )`.
+_LINE = re.compile(
+    r'^0x([0-9a-fA-F]{1,16})\s+"(.*?)"\s+(\d{1,6})\s+(\d{1,3})\[[^\]]{0,8}\]\s+==\(\s*(.*?)\s*\)==>'
+    r'\s+(?:0x([0-9a-fA-F]{1,16})\s+(\d{1,6})\s+(\d{1,3}))?\s*\[[^\]]{0,8}\]\s+"(.*)"\s*\((.*)\)\s*$')
+# A CA has one or two ports; a switch lists every port (down ones too) and is cabled on ports above 2.
+_CA_MAX_PORT = 2
+
+
+def _line_mode_records(text: str, source: str) -> tuple[list[NodeRecord], list[str]]:
+    """Node records from `iblinkinfo -l`. The line names no node type: a node listed with, or cabled
+    on, a port above 2 is a switch, every other node a CA (identified by its port GUID)."""
+    local: dict[int, tuple[int, str, set[int]]] = {}  # guid -> (first line, desc, ports listed)
+    cables: list[tuple[int, int, int, int, int, str, str | None]] = []
+    peers: dict[int, tuple[str, int]] = {}  # far-end guid -> (desc, highest port seen)
+    warnings: list[str] = []
+    for lineno, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{source}:{lineno}"
+        m = _LINE.match(line)
+        if not m:
+            raise InputError(f"{where}: malformed `iblinkinfo -l` line: {line[:80]!r}")
+        guid, port = int(m.group(1), 16), int(m.group(4))
+        if not 1 <= port <= MAX_PORT:
+            raise InputError(f"{where}: port {port} is out of range (1..{MAX_PORT})")
+        first, desc, ports = local.setdefault(guid, (lineno, m.group(2).strip(), set()))
+        ports.add(port)
+        if m.group(6) is None:
+            continue
+        state = _STATE.match(m.group(5))
+        if state is None:
+            raise InputError(f"{where}: cannot read the link state {m.group(5)[:40]!r}")
+        if state.group(4).lower() != "active":
+            warnings.append(f"link-not-active: {where}: 0x{guid:016x}[{port}] is {state.group(4)}")
+        far, far_port = int(m.group(6), 16), int(m.group(8))
+        if not 1 <= far_port <= MAX_PORT:
+            raise InputError(f"{where}: port {far_port} is out of range (1..{MAX_PORT})")
+        named = (state.group(3) or "").upper()
+        speed = named if named in SPEED_GBPS else lane_speed(float(state.group(2)))
+        cables.append((lineno, guid, port, far, far_port, f"{int(state.group(1))}x", speed))
+        old_desc, old_port = peers.get(far, (m.group(9).strip(), 0))
+        peers[far] = (old_desc, max(old_port, far_port))
+    if not local:
+        raise InputError(f"{source}: no links: the iblinkinfo -l output is empty")
+    top: dict[int, int] = {g: max(ports) for g, (_l, _d, ports) in local.items()}
+    for g, (_desc, high) in peers.items():
+        top[g] = max(top.get(g, 0), high)
+    records: dict[int, NodeRecord] = {}
+    for g, high in top.items():
+        kind = "Switch" if high > _CA_MAX_PORT else "Ca"
+        lineno, desc = (local[g][0], local[g][1]) if g in local else (0, peers[g][0])
+        records[g] = NodeRecord(lineno, kind, high, f"{'S' if kind == 'Switch' else 'H'}-{g:016x}", desc, None,
+                                f"0x{g:016x}", [])
+    seen: set[tuple[int, int]] = set()
+    for lineno, guid, port, far, far_port, width, speed in cables:
+        # A node that lists no line of its own (`--switches-only`) gets its end from the far side.
+        ends = [(guid, port, far, far_port)] + ([(far, far_port, guid, port)] if far not in local else [])
+        for g, p, og, op in ends:
+            if (g, p) in seen:
+                raise InputError(f"{source}:{lineno}: port {p} of {records[g].node_id} listed twice")
+            seen.add((g, p))
+            records[g].ports.append(PortRecord(lineno, p, records[og].node_id, op, width, speed))
+    return [r for r in records.values() if r.ports], warnings

@@ -94,6 +94,7 @@ FORMATS = [
     (IBDIAG / "fat-tree-split.ibdiagnet2.lst", "ibdiagnet2.lst"),
     (IBDIAG / "fat-tree-split.ibdiagnet2.db_csv", "ibdiagnet2.db_csv"),
     (IBDIAG / "fat-tree-split.iblinkinfo", "iblinkinfo"),
+    (IBDIAG / "fat-tree-split.iblinkinfo-l", "iblinkinfo"),
 ]
 
 
@@ -177,7 +178,7 @@ def test_db_csv_hostile(text: str, message: str) -> None:
     (LINKINFO.replace("          3    1[  ]", "          3    " + "1" * 5000 + "[  ]", 1), r"x:2: malformed iblinkinfo"),
     (LINKINFO.replace("0x946dae03000b0001 ", "", 1), r"x:\d+: a CA port line without its port GUID"),
     ('0x0002c902004818e8 "Infiniscale-IV Mellanox Technologies"      2    1[  ] ==( 4X 2.5 Gbps Active/  LinkUp)==>'
-     '       4    1[  ] "node-1 HCA-1" ( )\n', r"x:1: `iblinkinfo -l`"),
+     '       4    1[  ] "node-1 HCA-1" ( )\n', r"x:1: malformed `iblinkinfo -l` line"),
 ])
 def test_iblinkinfo_hostile(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
@@ -349,3 +350,16 @@ def test_lst_with_unknown_radix_and_rate() -> None:
     assert fab.host_names() == ["n1"]
     assert fab.nodes[fab.index_by_id()["S-00000000000000a1"]].ports == 28
     assert len(fab.links) == 1 and {fab.links[0].a_port, fab.links[0].b_port} == {28, 1}
+
+
+def test_iblinkinfo_line_mode_switches_only() -> None:
+    # `iblinkinfo -l --switches-only`: the CAs list no line of their own; their ends come from the
+    # switches' lines, so every cable is still two-sided.
+    text = (IBDIAG / "fat-tree-split.iblinkinfo-l").read_text()
+    switches_only = "\n".join(line for line in text.splitlines() if "mlx5_0\"      1" not in line
+                              and not line.startswith("0x946dae")) + "\n"
+    assert switches_only.count("\n") < text.count("\n")
+    fab = parse_capture(switches_only, "sw-only")
+    assert cables(fab) == {tuple(sorted([a, b])) + (r,) for a, b, r in SPLIT_CABLES}
+    assert not [w for w in fab.warnings if "one-sided" in w]
+    assert fab.host_names() == [f"gpu{k:02d}" for k in range(1, 9)]

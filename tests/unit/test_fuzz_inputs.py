@@ -139,7 +139,7 @@ def test_fuzz_fabric_discover(data: bytes) -> None:
 
 CAPTURES = [(FIXTURES / "ibdiagnet" / name).read_text() for name in (
     "quantum2-split.ibdiagnet2.ibnetdiscover", "fat-tree-split.ibdiagnet2.lst",
-    "fat-tree-split.ibdiagnet2.db_csv", "fat-tree-split.iblinkinfo")]
+    "fat-tree-split.ibdiagnet2.db_csv", "fat-tree-split.iblinkinfo", "fat-tree-split.iblinkinfo-l")]
 
 
 def test_capture_corpus_is_one_error_line_each() -> None:
