@@ -91,6 +91,10 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
             f"{c['fabric_asics']} fabric ASICs)" for c in doc["chassis"]), markup=False)
     if doc.get("kind_reason"):
         console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
+    bundles = doc.get("uplink_bundles") or {}
+    if bundles:
+        console.print("uplink oversubscription (hosts' injection : uplink capacity, worst bundle): "
+                      + ", ".join(f"{level} {row['max_oversubscription']:g}:1" for level, row in bundles.items()))
     roles = doc.get("node_roles", {})
     set_apart = {k: v for k, v in roles.items() if k in ("aggregation", "unnamed", "excluded", "service")}
     if set_apart:
@@ -153,12 +157,15 @@ def _save_and_report(fab, output: str, backup: bool) -> None:  # type: ignore[no
 @click.option("--pods", type=int, default=1, show_default=True, help="Pods (3-level tree when > 1 or --cores).")
 @click.option("--cores", type=int, default=0, show_default=True, help="Core switches (third level).")
 @click.option("--rails", type=int, default=1, show_default=True, help="HCAs per host, one rail leaf each.")
+@click.option("--uplinks", type=int, default=1, show_default=True,
+              help="Parallel cables from each leaf to each spine of its pod: a leaf is oversubscribed "
+                   "hosts-per-leaf : spines x uplinks (e.g. 8 hosts, 2 spines, 1 uplink: 4:1).")
 @_common_gen
-def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
-                 speed: str, width: str, output: str, backup: bool) -> None:
+def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, uplinks: int,
+                 prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised."""
-    fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
-                   width=width)
+    fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, uplinks=uplinks, prefix=prefix,
+                   speed=speed, width=width)
     _save_and_report(fab, output, backup)
 
 

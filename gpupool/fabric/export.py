@@ -8,7 +8,7 @@ import numpy as np
 
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.blocks import fabric_blocks
-from gpupool.fabric.compiled import CompiledFabric, compile_fabric
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric, uplink_bundles
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
 from gpupool.fabric.topology_yaml import topologies
 from gpupool.hostlist import fold
@@ -236,6 +236,7 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     if chassis:
         doc["chassis"] = chassis
     doc["ultrametric"] = compiled.ultrametric
+    doc["uplink_bundles"] = uplink_bundles(compiled)
     if compiled.n_hosts:
         layout = fabric_blocks(compiled)
         # What topology/block gets from this fabric (`--format slurm-block`): base blocks and BlockSizes.
