@@ -23,6 +23,7 @@ from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
 from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.nvlink import nvlink_usage
 from gpupool.placement.reclaim import Reclaim
 from gpupool.placement.slurm_reference import slurm_reference
 from gpupool.slurm.freestate import (
@@ -227,8 +228,10 @@ def reclaim_for(client: SlurmClient, compiled: CompiledFabric, free: FreeState, 
 def plan_document(placement: Placement | None, reference: tuple[str, Placement | None] | None,
                   request: Request, elapsed_ms: float, error: str | None = None,
                   skipped: Mapping[str, str] | None = None,
-                  topology: TopologyChoice | None = None, reclaim: Reclaim | None = None) -> dict[str, Any]:
-    """The `plan --json` document (docs/contract.md keys first, extras after)."""
+                  topology: TopologyChoice | None = None, reclaim: Reclaim | None = None,
+                  compiled: CompiledFabric | None = None) -> dict[str, Any]:
+    """The `plan --json` document (docs/contract.md keys first, extras after); with `compiled` on a
+    fabric with NVLink domains, `cost` adds `nvlink_domains` and the document names the domains."""
     doc: dict[str, Any]
     if placement is None:
         doc = {"feasible": False, "allocation": {}, "nodelist": "",
@@ -259,11 +262,28 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
         doc["topology"] = topology.to_json()
         if topology.layout is not None and placement is not None:
             doc["blocks"] = block_usage(topology.layout, placement.hosts, request.segment)
+    if compiled is not None:
+        _add_nvlink(doc, compiled, placement, reference)
     if skipped is not None:
         doc["skipped"] = dict(skipped)
     if reclaim is not None:
         doc["preempt"] = reclaim.to_json()
     return doc
+
+
+def _add_nvlink(doc: dict[str, Any], compiled: CompiledFabric, placement: Placement | None,
+                reference: tuple[str, Placement | None] | None) -> None:
+    """NVLink islands spanned, in `cost`, and the domains' names beside it (ours and Slurm's)."""
+    ours = nvlink_usage(compiled, placement.hosts if placement is not None else [])
+    if ours is None:
+        return
+    doc["cost"]["nvlink_domains"] = ours["nvlink_domains"] if placement is not None else None
+    doc["nvlink_domain_names"] = ours["nvlink_domain_names"]
+    ref = reference[1] if reference is not None else None
+    if ref is not None and isinstance(doc.get("slurm_reference", {}).get("cost"), dict):
+        theirs = nvlink_usage(compiled, ref.hosts) or {}
+        doc["slurm_reference"]["cost"]["nvlink_domains"] = theirs["nvlink_domains"]
+        doc["slurm_reference"]["nvlink_domain_names"] = theirs["nvlink_domain_names"]
 
 
 def reference_placement(compiled: CompiledFabric, free: FreeState, request: Request,

@@ -8,6 +8,7 @@ import click
 
 from gpupool.cli.context import app, json_option
 from gpupool.cli.fabric_audit import audit
+from gpupool.cli.fabric_nvlink import nvlink
 from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
@@ -45,21 +46,24 @@ def _write_output(text: str, output: str | None, backup: bool) -> None:
 
 
 @fabric.command()
-@click.option("--ibnetdiscover", "ibnetdiscover_file", metavar="FILE", help="Saved `ibnetdiscover` output.")
+@click.option("--ibnetdiscover", "capture_files", metavar="FILE", multiple=True,
+              help="Saved capture: ibnetdiscover, ibdiagnet2 .ibnetdiscover/.lst/.db_csv or iblinkinfo output "
+                   "(format detected; repeat for several subnets, hosts joined by name).")
 @click.option("--live", is_flag=True, help="Run `ibnetdiscover` now.")
 @click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map (0xGUID \"name\") overriding descriptions.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Keep only these compute hosts (Slurm hostlist).")
 @click.option("--slurm", "from_slurm", is_flag=True, help="Keep only the nodes Slurm knows.")
-@click.option("--service-hosts", metavar="GLOBS",
-              help="Storage/management hosts to keep out of compute (comma-separated globs, e.g. '*-login-*,ufm*').")
+@click.option("--service-hosts", metavar="GLOBS", multiple=True,
+              help="Storage/management hosts to keep out of compute (comma-separated globs, e.g. '*-login-*,ufm*'; "
+                   "repeatable).")
 @click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write.")
 @click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for a live ibnetdiscover.")
 @json_option
-def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | None, hostlist: str | None,
-             from_slurm: bool, service_hosts: str | None, output: str, backup: bool, timeout: float) -> None:
-    """Build the fabric model from `ibnetdiscover` output."""
-    if bool(ibnetdiscover_file) == live:
+def discover(capture_files: tuple[str, ...], live: bool, node_name_map: str | None, hostlist: str | None,
+             from_slurm: bool, service_hosts: tuple[str, ...], output: str, backup: bool, timeout: float) -> None:
+    """Build the fabric model from `ibnetdiscover` output or another capture (one per subnet)."""
+    if bool(capture_files) == live:
         raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
         raise UsageError("give at most one of --hosts and --slurm")
@@ -67,8 +71,8 @@ def discover(ibnetdiscover_file: str | None, live: bool, node_name_map: str | No
     hosts = expand(hostlist) if hostlist else None
     if from_slurm:
         hosts = _slurm_node_names()
-    fab = run_discover(ibnetdiscover_file=ibnetdiscover_file, live=live, node_name_map=node_name_map, hosts=hosts,
-                       timeout=timeout, service_hosts=tuple((service_hosts or "").split(",")))
+    fab = run_discover(capture_files=capture_files, live=live, node_name_map=node_name_map, hosts=hosts,
+                       timeout=timeout, service_hosts=tuple(g for globs in service_hosts for g in globs.split(",")))
     for message in fab.warnings:
         warn(message)
     _save_and_report(fab, output, backup)
@@ -86,9 +90,20 @@ def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
         parts.append("levels " + ", ".join(f"L{k}={v}" for k, v in doc["levels"].items()))
     if "group_count" in doc:
         parts.append(f"{doc['group_count']} groups")
+    if "nvlink_domains" in doc:
+        nv = doc["nvlink_domains"]
+        parts.append(f"{nv['domains']} NVLink domains of {'/'.join(map(str, nv['hosts_per_domain']))} hosts")
     console.print("; ".join(parts))
+    if doc.get("chassis"):
+        console.print("director chassis: " + ", ".join(
+            f"{c['name']} ({c['model'] + ': ' if c['model'] else ''}{c['line_asics']} line + "
+            f"{c['fabric_asics']} fabric ASICs)" for c in doc["chassis"]), markup=False)
     if doc.get("kind_reason"):
         console.print(f"not a tree or dragonfly: {doc['kind_reason']}")
+    bundles = doc.get("uplink_bundles") or {}
+    if bundles:
+        console.print("uplink oversubscription (hosts' injection : uplink capacity, worst bundle): "
+                      + ", ".join(f"{level} {row['max_oversubscription']:g}:1" for level, row in bundles.items()))
     roles = doc.get("node_roles", {})
     service_hosts = doc.get("host_classes", {}).get("service", 0)
     words = {"aggregation": lambda n: counted(n, "SHARP aggregation node"),
@@ -107,6 +122,12 @@ def generate() -> None:
     """Generate a fabric design for planning or for the testbed."""
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Keep a generator option the commands do not take themselves (read by _save_and_report)."""
+    ctx.meta[f"gpupool.{param.name}"] = value
+    return value
+
+
 _COMMON_GEN = [
     click.option("--prefix", default="gpu", show_default=True, help="Host name prefix."),
     click.option("--speed", default="QDR", show_default=True,
@@ -114,6 +135,8 @@ _COMMON_GEN = [
     click.option("--width", default="4x", show_default=True, type=click.Choice(["1x", "4x", "8x", "12x"])),
     click.option("-o", "--output", required=True, metavar="FABRIC", help="Fabric file to write."),
     click.option("--backup", is_flag=True, help="Keep the previous file as FABRIC.bak."),
+    click.option("--nvlink-domain-hosts", type=int, metavar="N", expose_value=False, callback=_remember,
+                 help="Multi-node NVLink domains (GB200/GB300 NVL72: 18) of N consecutive hosts under each leaf."),
     json_option,
 ]
 
@@ -136,6 +159,7 @@ def _progress(show: bool, message: str) -> None:
 
 def _save_and_report(fab, output: str, backup: bool, progress: bool = False) -> None:  # type: ignore[no-untyped-def]
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
+    _nvlink_domains(fab)
     from gpupool.fabric.compiled import compile_fabric, store_compiled
     from gpupool.fabric.export import summary
 
@@ -159,15 +183,18 @@ def _save_and_report(fab, output: str, backup: bool, progress: bool = False) -> 
 @click.option("--pods", type=int, default=1, show_default=True, help="Pods (3-level tree when > 1 or --cores).")
 @click.option("--cores", type=int, default=0, show_default=True, help="Core switches (third level).")
 @click.option("--rails", type=int, default=1, show_default=True, help="HCAs per host, one rail leaf each.")
+@click.option("--uplinks", type=int, default=1, show_default=True,
+              help="Parallel cables from each leaf to each spine of its pod: a leaf is oversubscribed "
+                   "hosts-per-leaf : spines x uplinks (e.g. 8 hosts, 2 spines, 1 uplink: 4:1).")
 @_common_gen
-def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, prefix: str,
-                 speed: str, width: str, output: str, backup: bool) -> None:
+def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores: int, rails: int, uplinks: int,
+                 prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised (at most 100,000 hosts and 20,000 switches)."""
     check_output_path(output)
     hosts, _switches = fat_tree_size(leaves, hosts_per_leaf, spines, pods, cores, rails)
     _progress(PROGRESS_HOSTS <= hosts <= MAX_GENERATED_HOSTS, f"generating {hosts:,} hosts ...")
-    fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, prefix=prefix, speed=speed,
-                   width=width)
+    fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, uplinks=uplinks, prefix=prefix,
+                   speed=speed, width=width)
     _save_and_report(fab, output, backup, progress=hosts >= PROGRESS_HOSTS)
 
 
@@ -314,4 +341,79 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     return 0
 
 
+def _nvlink_domains(fab) -> None:  # type: ignore[no-untyped-def]
+    """`generate ... --nvlink-domain-hosts N`: cut the generated hosts into NVLink domains."""
+    ctx = click.get_current_context(silent=True)
+    hosts = ctx.meta.get("gpupool.nvlink_domain_hosts") if ctx is not None else None
+    if hosts is not None:
+        from gpupool.fabric.nvlink import add_generated_domains
+
+        add_generated_domains(fab, int(hosts))
+
+
+@fabric.command("diff")
+@click.argument("paths", nargs=-1, metavar="[OLD] NEW")
+@_fabric_option
+@json_option
+def diff_cmd(paths: tuple[str, ...], fabric_path: str | None) -> int:
+    """What changed between two captures or fabric files (OLD defaults to the saved fabric).
+
+    Exit 0: nothing changed; 1: something changed; 4: bad input."""
+    from gpupool.fabric.diff import diff_fabrics, load_side
+
+    if len(paths) not in (1, 2):
+        raise UsageError("give OLD and NEW, or NEW alone to compare with the saved fabric")
+    if len(paths) == 2 and fabric_path:
+        raise UsageError("--fabric names OLD: give it or two paths, not both")
+    old_path = paths[0] if len(paths) == 2 else resolve_fabric_path(fabric_path, app().config())
+    old, new = load_side(old_path), load_side(paths[-1])
+    result = diff_fabrics(old, new)
+    if app().json:
+        emit_json(result.to_json() | {"old": old_path, "new": paths[-1]})
+    else:
+        _print_diff(result, old_path, paths[-1])
+    return 1 if result.changed else 0
+
+
+def _end_text(end: dict) -> str:  # type: ignore[type-arg]
+    label = f"({end['label']})" if end.get("label") else ""
+    return f"{end['node']}[{end['port']}]{label}"
+
+
+def _print_diff(result, old_path: str, new_path: str) -> None:  # type: ignore[no-untyped-def]
+    console = stdout_console()
+    if not result.changed:
+        console.print(f"no changes between {old_path} and {new_path}", markup=False)
+        return
+    lines: list[str] = []
+    for item in result.hosts_renamed:
+        lines.append(f"host renamed: {item['old']} -> {item['new']} ({', '.join(item['guids'])})")
+    if result.hosts_added:
+        lines.append(f"hosts added ({len(result.hosts_added)}): {fold(result.hosts_added)}")
+    if result.hosts_removed:
+        lines.append(f"hosts removed ({len(result.hosts_removed)}): {fold(result.hosts_removed)}")
+    for item in result.switches_replaced:
+        lines.append(f"switch replaced: {item['old']['name']} ({item['old']['guid']}) -> "
+                     f"{item['new']['name']} ({item['new']['guid']})")
+    for item in result.links_removed:
+        lines.append(f"cable removed: {_end_text(item['a'])} - {_end_text(item['b'])} {item['rate']}")
+    for item in result.links_added:
+        lines.append(f"cable added: {_end_text(item['a'])} - {_end_text(item['b'])} {item['rate']}")
+    for item in result.links_changed:
+        if item["change"] == "hca-replaced":
+            lines.append(f"HCA replaced: {item['old_peer']['node']} on {_end_text(item['end'])} "
+                         f"({item['old_peer']['guid']} -> {item['new_peer']['guid']})")
+        elif item["change"] == "moved":
+            lines.append(f"cable moved: {_end_text(item['end'])} was on {_end_text(item['old_peer'])}, "
+                         f"now on {_end_text(item['new_peer'])}")
+        else:
+            lines.append(f"link rate changed: {_end_text(item['a'])} - {_end_text(item['b'])} "
+                         f"{item['old']} -> {item['new']}")
+    for item in result.levels_changed:
+        lines.append(f"level changed: {item['switch']} L{item['old']} -> L{item['new']}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
 fabric.add_command(audit)
+fabric.add_command(nvlink)

@@ -10,6 +10,7 @@ import click
 
 from gpupool import __version__
 from gpupool.cli.context import AppContext, debug_option, debug_traceback
+from gpupool.cli.strict import reject_repeated_options
 from gpupool.errors import EXIT_USAGE, GpupoolError
 
 # Subcommands are imported on first use so `gpupool --help` never loads numba or Slurm clients.
@@ -44,7 +45,7 @@ class LazyGroup(click.Group):
             except ImportError as exc:  # never "No such command": the command exists, its code is broken
                 raise CommandLoadError(f"command {cmd_name!r} cannot be loaded ({module_name}: {exc}); "
                                        "the gpupool installation is broken") from exc
-            return with_debug_option(getattr(module, attr))
+            return reject_repeated_options(with_debug_option(getattr(module, attr)))
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -69,6 +70,9 @@ def cli(ctx: click.Context, debug: bool, json_flag: bool, config_path: str | Non
     obj.debug = obj.debug or debug
     obj.json = obj.json or json_flag
     obj.config_path = config_path
+
+
+reject_repeated_options(cli)
 
 
 def with_debug_option(command: click.Command) -> click.Command:

@@ -87,7 +87,7 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
         if ctx.json:
             emit_json(ctx.with_backend(plan_document(None, outcome.reference, outcome.request, _ms(start),
                                                      error=outcome.error, skipped=outcome.skipped,
-                                                     topology=outcome.topology)))
+                                                     topology=outcome.topology, compiled=compiled)))
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
@@ -96,7 +96,8 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
     elapsed = _ms(start)
     if ctx.json:
         document = plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
-                                 skipped=outcome.skipped, topology=outcome.topology, reclaim=outcome.reclaim)
+                                 skipped=outcome.skipped, topology=outcome.topology, reclaim=outcome.reclaim,
+                                 compiled=compiled)
         if "slurm_reference" in document and _model_is_a_guess(outcome.request, outcome.reference):
             document["slurm_reference"] = {**document["slurm_reference"], "guess": True,
                                            "note": MODEL_GUESS_NOTE}
@@ -186,6 +187,20 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _render_nvlink(compiled: CompiledFabric, placement: Placement, mode: str, ref: Placement | None) -> None:
+    """On a fabric with NVLink domains: the domains the plan spans (and Slurm's choice)."""
+    from gpupool.placement.nvlink import nvlink_usage
+
+    ours = nvlink_usage(compiled, placement.hosts)
+    if ours is None:
+        return
+    line = f"NVLink domains: {ours['nvlink_domains']} ({', '.join(ours['nvlink_domain_names']) or 'none'})"
+    theirs = nvlink_usage(compiled, ref.hosts) if ref is not None else None
+    if theirs is not None:
+        line += f"; {mode} reference: {theirs['nvlink_domains']}"
+    stdout_console().print(line, markup=False, highlight=False)
+
+
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             reference: tuple[str, Placement | None], elapsed_ms: float,
             reclaimed: dict[str, int] | None = None, guess: bool = False) -> None:
@@ -234,6 +249,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
         table.add_row(key, f"{a:.3f}" if isinstance(a, float) else str(a),
                       f"{b:.3f}" if isinstance(b, float) else str(b))
     console.print(table)
+    _render_nvlink(compiled, placement, mode, ref)
     if ref and ref.cost.pair_hops_sum > 0:
         ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
         console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's"

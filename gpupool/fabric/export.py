@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.blocks import fabric_blocks
-from gpupool.fabric.compiled import CompiledFabric, compile_fabric
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric, uplink_bundles
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
 from gpupool.fabric.topology_yaml import topologies
 from gpupool.hostlist import fold
@@ -239,10 +241,46 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
     doc["hosts_by_rail_count"] = rails
     doc["host_classes"] = {"compute": compiled.n_hosts, "service": len(service)}
     doc["leaf_switches"] = int((compiled.switch_level == 1).sum())
+    chassis = _chassis(fabric, compiled)
+    if chassis:
+        doc["chassis"] = chassis
     doc["ultrametric"] = compiled.ultrametric
+    doc["uplink_bundles"] = uplink_bundles(compiled)
     if compiled.n_hosts:
         layout = fabric_blocks(compiled)
         # What topology/block gets from this fabric (`--format slurm-block`): base blocks and BlockSizes.
         doc["blocks"] = {"base_blocks": len(layout.blocks), "nodes_per_base_block": layout.base_size,
                          "block_sizes": layout.sizes}
+    if compiled.has_nvlink_domains():
+        sizes = np.bincount(compiled.host_domain[compiled.host_domain >= 0], minlength=len(compiled.domain_names))
+        doc["nvlink_domains"] = {"domains": len(compiled.domain_names), "hosts_per_domain": sorted(set(sizes.tolist())),
+                                 "hosts_outside": int((compiled.host_domain < 0).sum())}
     return doc
+
+
+def _chassis(fabric: Fabric, compiled: CompiledFabric) -> list[dict[str, object]]:
+    """Director chassis (fabric.structure.chassis_members): name, model, line and fabric ASICs."""
+    import re
+
+    import numpy as np
+
+    from gpupool.fabric.structure import chassis_members, system_guids
+
+    n_sw = compiled.n_switches
+    nbrs = [compiled.adj_idx[compiled.adj_ptr[s]:compiled.adj_ptr[s + 1]] for s in range(n_sw)]
+    nbrs = [n[n < n_sw] for n in nbrs]  # switch neighbours only (multi-rail hosts follow the switches)
+    endpoints = np.zeros(n_sw, dtype=bool)
+    node_pos = {int(node): s for s, node in enumerate(compiled.switch_node.tolist())}
+    for link in fabric.links:
+        for sw, other in ((link.a, link.b), (link.b, link.a)):
+            if sw in node_pos and fabric.nodes[other].type != "switch":
+                endpoints[node_pos[sw]] = True
+    images = system_guids(fabric, [int(n) for n in compiled.switch_node.tolist()])
+    out: list[dict[str, object]] = []
+    for name, members in sorted(chassis_members(compiled.switch_names, images, nbrs, endpoints).items()):
+        desc = fabric.nodes[int(compiled.switch_node[members[0][0]])].desc
+        model = re.search(r":([^/]+)/", desc)
+        out.append({"name": name, "model": model.group(1) if model else "",
+                    "line_asics": sum(1 for _s, role in members if role == "L"),
+                    "fabric_asics": sum(1 for _s, role in members if role == "S")})
+    return out

@@ -97,21 +97,23 @@ def _positive(**values: int) -> None:
 
 
 def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, cores: int = 0, rails: int = 1,
-             prefix: str = "gpu", speed: str = "QDR", width: str = "4x") -> Fabric:
+             uplinks: int = 1, prefix: str = "gpu", speed: str = "QDR", width: str = "4x") -> Fabric:
     """A 2-level (pods=1, cores=0) or 3-level fat-tree; with rails > 1 each leaf position becomes
     `rails` rail leaves and every host has one HCA per rail (rail-optimised, like a DGX SuperPOD SU).
 
-    `leaves` and `spines` are per pod; every leaf cables to every spine of its pod; spine j of each pod
+    `leaves` and `spines` are per pod; every leaf cables to every spine of its pod with `uplinks` parallel
+    cables (a leaf's oversubscription is hosts_per_leaf : spines x uplinks, all cables at one rate); spine j of each pod
     cables to the cores of plane j (cores c with c % spines == j, or core j % cores when cores < spines).
     """
-    _positive(leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, pods=pods, rails=rails)
+    _positive(leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, pods=pods, rails=rails, uplinks=uplinks)
     if pods > 1 and cores < 1:
         raise UsageError("--pods above 1 needs --cores (the third level)")
     if cores < 0:
         raise UsageError("--cores must not be negative")
     hosts, switches = fat_tree_size(leaves, hosts_per_leaf, spines, pods, cores, rails)
     planes = -(-cores // spines) if cores else 0
-    check_design_size(hosts, switches, {"leaf": hosts_per_leaf + spines, "spine": leaves * rails + planes,
+    check_design_size(hosts, switches, {"leaf": hosts_per_leaf + spines * uplinks,
+                                        "spine": leaves * rails * uplinks + planes,
                                         "core": pods * max(1, -(-spines // cores)) if cores else 0})
     b = _Builder(prefix, speed, width)
     three_level = cores > 0
@@ -133,13 +135,16 @@ def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, co
                     b.cable(leaf_id, b.hca(name, r))
             for leaf_id in leaf_ids:
                 for spine_id in spine_ids:
-                    b.cable(leaf_id, spine_id)
+                    for _ in range(uplinks):
+                        b.cable(leaf_id, spine_id)
         for j, spine_id in enumerate(spine_ids):
             plane = [c for c in range(cores) if c % spines == j] or ([j % cores] if cores else [])
             for c in plane:
                 b.cable(spine_id, core_ids[c])
     meta = {"generator": "fat-tree", "leaves": leaves, "hosts_per_leaf": hosts_per_leaf, "spines": spines,
             "pods": pods, "cores": cores, "rails": rails, "prefix": prefix}
+    if uplinks != 1:
+        meta["uplinks"] = uplinks  # only when set, so files generated before the option stay byte-identical
     return b.finish(meta)
 
 

@@ -74,6 +74,10 @@ CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo("link-one-sided", "discovery", "warning", "a cable only one end reports"),
     CheckInfo("host-name-invalid", "discovery", "warning", "a node description whose host name is not legal"),
     CheckInfo("discovery-diagnostic", "discovery", "warning", "libibmad/ibwarn lines in the capture"),
+    CheckInfo("host-partial-subnets", "discovery", "warning",
+              "hosts with no HCA on some of the subnets discovered together (one capture per subnet)"),
+    CheckInfo("link-not-active", "discovery", "warning", "a cable an ibdiagnet2.lst or iblinkinfo capture lists "
+              "in a state other than Active"),
     CheckInfo("discovery-warning", "discovery", "warning", "any other parse-time oddity"),
     # dragonfly
     CheckInfo("dragonfly-global-missing", "dragonfly", "critical", "a group pair short of global links"),
