@@ -60,7 +60,7 @@ def export_slurm_tree(compiled: CompiledFabric) -> str:
 def block_sizes_comment(sizes: tuple[int, ...] | list[int]) -> str:
     """`# BlockSizes=2,4,8: ...`: what each size means, next to where the line is printed."""
     base = sizes[0]
-    parts = [f"{base} = one base block (one leaf's hosts)"]
+    parts = [f"{base} = one base block (a BlockName line)"]
     parts += [f"{size} = {size // base} base blocks" for size in sizes[1:]]
     return f"# BlockSizes={','.join(map(str, sizes))}: nodes per block Slurm may give one job: " + ", ".join(parts)
 

@@ -445,7 +445,7 @@ def test_block_export_explains_block_sizes(tree_fabric: str, capsys: pytest.Capt
     code, out, _err = _run(capsys, "fabric", "export", "--fabric", tree_fabric, "--format", "slurm-block")
     # 4 leaves of 4 hosts under one spine: base blocks of 4 nodes, aggregated by 2 and by 4.
     assert code == 0 and "BlockSizes=4,8,16\n" in out
-    assert ("# BlockSizes=4,8,16: nodes per block Slurm may give one job: 4 = one base block (one leaf's hosts), "
+    assert ("# BlockSizes=4,8,16: nodes per block Slurm may give one job: 4 = one base block (a BlockName line), "
             "8 = 2 base blocks, 16 = 4 base blocks\n") in out
 
 

@@ -49,7 +49,7 @@ def test_hostile_hca_descriptions_never_reach_topology_conf() -> None:
     assert lines[1:] == ["SwitchName=leaf1 Nodes=gpu001"]
     block = export(fab, "slurm-block").splitlines()
     # Line 2 is the comment explaining BlockSizes (one base block of 1 node here).
-    assert block[1] == "# BlockSizes=1: nodes per block Slurm may give one job: 1 = one base block (one leaf's hosts)"
+    assert block[1] == "# BlockSizes=1: nodes per block Slurm may give one job: 1 = one base block (a BlockName line)"
     assert block[2:] == ["BlockName=leaf1 Nodes=gpu001", "BlockSizes=1"]
 
 
