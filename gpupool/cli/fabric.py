@@ -18,7 +18,7 @@ from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
 from gpupool.fsutil import atomic_write_text
 from gpupool.hostlist import expand, fold
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
+FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
 
 
 @click.group()
@@ -242,7 +242,7 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
 @click.option("--backup", is_flag=True, help="Keep the previous file as FILE.bak.")
 def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: str | None, hostlist: str | None,
            clamp_speed: bool, backup: bool) -> int:
-    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON."""
+    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, node weights, ibsim, dot or JSON."""
     import difflib
 
     from gpupool.fabric.compiled import load_compiled
