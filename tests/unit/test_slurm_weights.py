@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gpupool.errors import UsageError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.export import export
 from gpupool.fabric.generate import fat_tree
-from gpupool.fabric.weights import leaf_fill_weights
+from gpupool.fabric.weights import plan_weights
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import slurm_tree_reference
 from gpupool.simulate.engine import SimConfig, Simulator
@@ -71,17 +72,21 @@ def test_equal_weights_change_nothing() -> None:
             assert slurm_tree_reference(compiled, state, request, np.full(compiled.n_hosts, 3)) == expected
 
 
-def test_leaf_fill_plan_gives_each_leaf_its_band_in_tree_order() -> None:
-    assert leaf_fill_weights(TREE) == {f"gpu{i:03d}": (i - 1) // 4 + 1 for i in range(1, 13)}
+def test_weight_plans_in_tree_order() -> None:
+    assert plan_weights(TREE, "leaf-fill") == {f"gpu{i:03d}": (i - 1) // 4 + 1 for i in range(1, 13)}
+    assert plan_weights(TREE) == {f"gpu{i:03d}": 1 if i <= 4 else 2 for i in range(1, 13)}
     # 3 levels: pod1-leaf01 gpu001-002, pod1-leaf02 gpu003-004, pod2-leaf01 gpu005-006, pod2-leaf02 gpu007-008.
     pods = compile_fabric(fat_tree(2, 2, 1, pods=2, cores=1))
-    assert leaf_fill_weights(pods) == {f"gpu{i:03d}": (i - 1) // 2 + 1 for i in range(1, 9)}
+    assert plan_weights(pods, "leaf-fill") == {f"gpu{i:03d}": (i - 1) // 2 + 1 for i in range(1, 9)}
+    assert plan_weights(pods, "pack-leaf") == {f"gpu{i:03d}": 1 if i <= 2 else 2 for i in range(1, 9)}
+    with pytest.raises(UsageError):
+        plan_weights(pods, "no-such-plan")
 
 
 def test_slurm_weights_export_text() -> None:
     text = export(fat_tree(3, 4, 2), "slurm-weights")
     body = [line for line in text.splitlines() if not line.startswith("#")]
-    assert body == ["NodeName=gpu[001-004] Weight=1", "NodeName=gpu[005-008] Weight=2", "NodeName=gpu[009-012] Weight=3"]
+    assert body == ["NodeName=gpu[001-004] Weight=1", "NodeName=gpu[005-012] Weight=2"]
     assert text.startswith("# ")
 
 
@@ -92,9 +97,10 @@ def _job(job_id: str, submit: float, duration: float, nodes: int) -> Job:
 @pytest.mark.parametrize(("policy", "b_hosts"), [("slurm-tree", ["gpu005", "gpu006", "gpu007"]),
                                                  ("slurm-tuned", ["gpu003", "gpu004", "gpu005"])])
 def test_slurm_tuned_runs_in_the_simulator(policy: str, b_hosts: list[str]) -> None:
-    # A (2 nodes) lands on leaf01 under both. B (3 nodes) does not fit leaf01's 2 free nodes:
-    # slurm-tree takes the tightest leaf that fits (leaf02, first of two ties); slurm-tuned must take
-    # leaf01's two free nodes (tier 1) first, then one of leaf02 (tier 2).
+    # pack-leaf: leaf01 Weight=1, leaf02-03 Weight=2. A (2 nodes) lands on leaf01 under both. B (3 nodes)
+    # does not fit leaf01's 2 free nodes: slurm-tree takes the tightest leaf that fits (leaf02, first of
+    # two ties); slurm-tuned must take leaf01's two free nodes (tier 1) first, then one of leaf02 (tier 2,
+    # tied with leaf03 on distance and count: the first).
     sim = Simulator(TREE, policy, SimConfig(gpus_per_host=8, record_starts=True), SpeedModel())
     sim.run([_job("a", 0, 100, 2), _job("b", 1, 100, 3)])
     starts = {job_id: sorted(hosts) for job_id, _start, hosts in sim.starts}
