@@ -105,3 +105,13 @@ def test_slurm_tuned_runs_in_the_simulator(policy: str, b_hosts: list[str]) -> N
     sim.run([_job("a", 0, 100, 2), _job("b", 1, 100, 3)])
     starts = {job_id: sorted(hosts) for job_id, _start, hosts in sim.starts}
     assert starts == {"a": ["gpu001", "gpu002"], "b": b_hosts}
+
+
+def test_cli_exports_the_weights(run_cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fab = str(tmp_path / "f.json")
+    rc, _out, _ = run_cli("fabric", "generate", "fat-tree", "--leaves", "4", "--hosts-per-leaf", "2", "--spines", "2", "-o", fab)
+    assert rc == 0
+    rc, out, _ = run_cli("fabric", "export", "--fabric", fab, "--format", "slurm-weights")
+    assert rc == 0
+    assert [line for line in out.splitlines() if not line.startswith("#")] == [
+        "NodeName=gpu[001-002] Weight=1", "NodeName=gpu[003-008] Weight=2"]
