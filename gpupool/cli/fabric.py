@@ -24,7 +24,7 @@ from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
 from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
+FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
 
 
 @click.group()
@@ -296,7 +296,7 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
 @json_option
 def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: str | None, hostlist: str | None,
            clamp_speed: bool, backup: bool) -> int:
-    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, ibsim, dot or JSON.
+    """Export the fabric: Slurm topology.conf (tree/block), topology.yaml, node weights, ibsim, dot or JSON.
 
     With --json: one document {"format", "fabric", "output", "text"} ("text" only when printed, not
     written with -o); with --diff: {"format", "fabric", "compared_with", "changed", "diff"}.

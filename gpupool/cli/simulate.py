@@ -17,7 +17,7 @@ from gpupool.cli.context import app, json_option
 @click.option("--format", "fmt", type=click.Choice(["auto", "sacct", "sacct-json", "swf"]), default="auto",
               show_default=True, help="Workload file format.")
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
-              help="Comma-separated: slurm-tree, slurm-block, gpupool, gpupool-wait, and with --pools "
+              help="Comma-separated: slurm-tree, slurm-block, slurm-tuned, gpupool, gpupool-wait, and with --pools "
                    "pools-nolend, pools-lend.")
 @click.option("--pools", "pools_path", metavar="FILE",
               help="Pools file (as `gpupool pool apply` reads) for the pools-nolend and pools-lend policies.")

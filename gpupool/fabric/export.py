@@ -1,4 +1,4 @@
-"""Exports: Slurm topology.conf (tree, block), topology.yaml, ibsim net file, Graphviz dot, JSON."""
+"""Exports: Slurm topology.conf (tree, block), topology.yaml, node weights (slurm.conf), ibsim net file, Graphviz dot, JSON."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from gpupool.fabric.blocks import fabric_blocks
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric, uplink_bundles
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
 from gpupool.fabric.topology_yaml import topologies
+from gpupool.fabric.weights import export_slurm_weights
 from gpupool.hostlist import fold
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "ibsim", "dot", "json")
-SLURM_FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml")
+FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
+SLURM_FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights")
 NO_HOSTS = "the fabric has no compute host: there is nothing to write for Slurm"
 
 IBSIM_WIDTHS = ("1x", "2x", "4x", "8x", "12x")
@@ -205,6 +206,9 @@ def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, 
         return export_slurm_tree(compiled)
     if fmt == "slurm-block":
         return export_slurm_block(compiled)
+    if fmt == "slurm-weights":
+        _check_slurm_names(compiled)
+        return export_slurm_weights(compiled)
     if fmt == "slurm-yaml":
         text = export_slurm_yaml(compiled)
         topologies(text)  # refuses (exit 4) what slurmctld would refuse, before anything is written
