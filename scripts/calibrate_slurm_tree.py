@@ -9,6 +9,10 @@ States are made as scripts/bench_slurm_quality.py makes them (one filler job per
 random GPU count). Requests are `-N n --gres=gpu:k` (n >= 2, so topology matters) that Slurm can
 start now. A case agrees when both choose the same set of nodes. Prints the agreement and every
 disagreement (state, request, Slurm's nodes, the emulation's nodes). Exit 1 below --target.
+
+--weights checks the emulation's node weights (Slurm's Weight=): `random` draws a weight 1-3 per
+node for every state, `pack-leaf` / `leaf-fill` use gpupool's plan (gpupool.fabric.weights); they
+are set live with `scontrol update NodeName=... Weight=N` and put back to 1 at the end.
 """
 
 from __future__ import annotations
@@ -28,8 +32,27 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_slurm_quality import clear_fillers, fragment  # noqa: E402
 
+WEIGHTS = ("none", "random", "pack-leaf", "leaf-fill")
 
-def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, max_nodes: int = 8) -> dict[str, Any]:
+
+def _set_weights(hosts: list[str], weights: list[int]) -> None:
+    """Set node weights live, one scontrol call per weight."""
+    import subprocess
+
+    from gpupool.hostlist import fold as fold_hostlist
+
+    by_weight: dict[int, list[str]] = {}
+    for host, w in zip(hosts, weights, strict=True):
+        by_weight.setdefault(w, []).append(host)
+    for w, names in sorted(by_weight.items()):
+        subprocess.run(["scontrol", "update", f"NodeName={fold_hostlist(names)}", f"Weight={w}"], check=True,
+                       capture_output=True, text=True, timeout=60)
+
+
+def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, max_nodes: int = 8,
+              weights_mode: str = "none") -> dict[str, Any]:
+    import numpy as np
+
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
     from gpupool.hostlist import fold as fold_hostlist
@@ -40,6 +63,11 @@ def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, ma
 
     client = CommandsClient(timeout=30)
     compiled = load_compiled(resolve_fabric_path(None))
+    weights: np.ndarray | None = None
+    if weights_mode in ("pack-leaf", "leaf-fill"):
+        from gpupool.simulate.tuned import host_weights
+
+        weights = host_weights(compiled, weights_mode)
     rng = random.Random(seed)
     cases: list[dict[str, Any]] = []
     not_started = 0
@@ -49,6 +77,10 @@ def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, ma
         try:
             for state in range(states):
                 clear_fillers(client)
+                if weights_mode == "random":
+                    weights = np.asarray([rng.randint(1, 3) for _ in compiled.host_names])
+                if weights is not None:
+                    _set_weights(list(compiled.host_names), weights.tolist())
                 fragment(client, rng, busy_share)
                 free = FreeState.from_dict(compiled, free_gpus_for_request(client.node_states()), ignore_unknown=True)
                 for _ in range(requests):
@@ -59,7 +91,7 @@ def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, ma
                     if not test.starts_now:
                         not_started += 1
                         continue
-                    ours = slurm_tree_reference(compiled, free, Request(nodes=nodes, gpus_per_node=per_node))
+                    ours = slurm_tree_reference(compiled, free, Request(nodes=nodes, gpus_per_node=per_node), weights)
                     slurm_nodes = sorted(test.nodes)
                     ours_nodes = sorted(ours or {})
                     cases.append({"state": state, "nodes": nodes, "gpus_per_node": per_node,
@@ -68,8 +100,10 @@ def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, ma
                 print(f"state {state}: {len(cases)} cases", file=sys.stderr)
         finally:
             clear_fillers(client)
+            if weights is not None:
+                _set_weights(list(compiled.host_names), [1] * compiled.n_hosts)
     agree = sum(c["agree"] for c in cases)
-    return {"states": states, "cases": len(cases), "agree": agree,
+    return {"weights": weights_mode, "states": states, "cases": len(cases), "agree": agree,
             "agreement": round(agree / len(cases), 4) if cases else None, "slurm_would_not_start": not_started,
             "disagreements": [c for c in cases if not c["agree"]]}
 
@@ -80,13 +114,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--weights", choices=WEIGHTS, default="none", help="node weights to set and emulate")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    doc = calibrate(args.states, args.requests, args.seed)
+    doc = calibrate(args.states, args.requests, args.seed, weights_mode=args.weights)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"slurm-tree emulation vs sbatch --test-only: {doc['agree']}/{doc['cases']} cases choose the same "
+        print(f"slurm-tree emulation (weights: {doc['weights']}) vs sbatch --test-only: {doc['agree']}/{doc['cases']} cases choose the same "
               f"nodes ({doc['agreement']}); {doc['slurm_would_not_start']} requests Slurm would not start now")
         for c in doc["disagreements"]:
             print(f"  state {c['state']} -N {c['nodes']} --gres=gpu:{c['gpus_per_node']}: slurm {c['slurm']}, "

@@ -88,6 +88,19 @@ def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool 
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
 
 
+def check_free_within_capacity(path: str, free: FreeState, compiled: CompiledFabric,
+                               states: Iterable[NodeState]) -> None:
+    """A free file saying a host has more free GPUs than Slurm configures on it is wrong (exit 4,
+    file and host named); hosts Slurm does not count GPUs on are not judged."""
+    totals = capacity_gpus(states, usable_only=False)
+    index = compiled.host_index()
+    for host, gpus in totals.items():
+        h = index.get(host)
+        if h is not None and int(free.free_gpus[h]) > gpus:
+            raise InputError(f"{path}: host {host}: {int(free.free_gpus[h])} free GPUs, but Slurm configures "
+                             f"{gpus} on it")
+
+
 def free_state_from_slurm(states: list[NodeState], compiled: CompiledFabric, request: Request,
                           warn: Callable[[str], None] | None = None, jobs: Iterable[JobInfo] = ()) -> FreeState:
     """Free GPUs per host as Slurm sees them now (state, partition, CPUs and memory considered),
@@ -153,6 +166,7 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
         if request.partition:
             states = slurm().node_states()
+            check_free_within_capacity(free_path, free, compiled, states)
             free = restrict_to_partition(free, compiled, states, request.partition)
             health = health_from_node_states(states, request.partition)
     else:

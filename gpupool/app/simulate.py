@@ -66,8 +66,15 @@ def load_pool_layout(path: str, compiled: CompiledFabric, gpus_per_host: int) ->
     from gpupool.pools.validate import resolve_and_validate
 
     spec = load_pools_file(path)
-    # No Slurm here: hosts resolve on the fabric, and users need not exist on this machine.
-    resolved = resolve_and_validate(spec, None, lambda: compiled, allow_unknown_users=True)
+    # No Slurm here: hosts resolve on the fabric, and users need not exist on this machine; the
+    # same checks as `pool apply`, with every host counted at --gpus-per-host (lend_limit: 500 on 192 GPUs fails).
+    resolved = resolve_and_validate(spec, None, lambda: compiled, allow_unknown_users=True,
+                                    gpus_per_host=gpus_per_host)
+    quota = [p.name for p in spec.pools.values() if p.quota]
+    if quota:
+        raise spec.error(("pools", quota[0], "quota"),
+                         "simulate does not model quota pools (protected per-account shares of shared nodes); "
+                         "it would replay them as co-owned: leave them out of the file given to --pools")
     index = compiled.host_index()
     units: list[PoolUnit] = []
     for pool in spec.pools.values():

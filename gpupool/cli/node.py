@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gpupool.cli.context import app, json_option
+from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.errors import MON_OK, MON_UNKNOWN, GpupoolError, UsageError
 from gpupool.node.gpu import NvmlGpuSource, collect_gpus
@@ -64,8 +64,7 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
         return _check(mode, strict, drain, sysfs_root, hca_source, deep, verbose)
     except Exception as exc:  # noqa: BLE001 - a monitoring command exits 0-3; a gpupool failure must not drain
         detail = exc.message if isinstance(exc, GpupoolError) else f"{type(exc).__name__}: {exc}"
-        if app().debug:
-            raise
+        debug_traceback()  # --debug adds the traceback; the exit code stays the monitoring one
         return _internal_failure(mode, strict, detail)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -16,7 +17,7 @@ from gpupool.cli.context import app, json_option
 @click.option("--format", "fmt", type=click.Choice(["auto", "sacct", "sacct-json", "swf"]), default="auto",
               show_default=True, help="Workload file format.")
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
-              help="Comma-separated: slurm-tree, slurm-block, gpupool, gpupool-wait, and with --pools "
+              help="Comma-separated: slurm-tree, slurm-block, slurm-tuned, gpupool, gpupool-wait, and with --pools "
                    "pools-nolend, pools-lend.")
 @click.option("--pools", "pools_path", metavar="FILE",
               help="Pools file (as `gpupool pool apply` reads) for the pools-nolend and pools-lend policies.")
@@ -69,7 +70,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     from gpupool.config import resolve_fabric_path
     from gpupool.errors import UsageError
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.fsutil import atomic_write_text
+    from gpupool.fsutil import atomic_write_text, check_output_path
     from gpupool.simulate.engine import SimConfig
     from gpupool.simulate.speed import (
         SpeedModel,
@@ -80,6 +81,8 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     from gpupool.simulate.workload import parse_ratio
 
     ctx = app()
+    if report_path:
+        check_output_path(report_path)  # before the replay, not after it
     chosen = parse_policies(policies, pools_path)
     wait_leaves, wait_time = parse_switches(switches)
     if gpus_per_host < 1:
@@ -106,6 +109,8 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
 
         atomic_write_text(report_path, render_html(doc, results))
     if ctx.json:
+        if report_path:
+            sys.stderr.write(f"gpupool: report written to {report_path}\n")  # stdout holds the JSON only
         emit_json(doc)
         return
     _render(doc, report_path)

@@ -18,7 +18,7 @@ import numpy as np
 from gpupool.fabric import structure
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
-COMPILED_FORMAT = 6  # bump whenever the cached arrays change: 6 adds uplink capacities and NVLink domains
+COMPILED_FORMAT = 7  # bump whenever the cached arrays change: 6 adds uplink capacities and NVLink domains; 7: director chassis layering (issue 25)
 UNREACHABLE = 32767
 # The one switch name gpupool makes up: the root Slurm needs above several top switches that no
 # real switch joins (docs/contract.md). Every other name in an export is a real switch's.
@@ -144,7 +144,8 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
 
     switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
     layering = structure.layer_switches(n_sw, sw_edges, _endpoint_counts(fabric, sw_pos), switch_names,
-                                        clos=fabric.meta.get("generator") != "dragonfly")
+                                        clos=fabric.meta.get("generator") != "dragonfly",
+                                        system_guids=structure.system_guids(fabric, switches))
     switch_level = layering.level
     generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
 
@@ -469,7 +470,11 @@ def slurm_switch_name(name: str) -> str:
 
 
 def _merged_name(names: list[str]) -> str:
-    """A logical switch is named after its first member: a real, stable switch name."""
+    """A logical switch is named after its first member: a real, stable switch name; the fabric
+    ASICs of director chassis are named after the first one's director (`dir1/S01/U1`, `dir2/S01/U1` -> `dir1`)."""
+    asics = [structure.CHASSIS_ASIC.match(n) for n in names]
+    if names and all(m is not None and m.group("role") == "S" for m in asics):
+        return asics[0].group("chassis")  # type: ignore[union-attr]
     return names[0] if names else ""
 
 

@@ -9,7 +9,15 @@ src/plugins/select/cons_tres/job_test.c, with Slurm's switches = the fabric's lo
   leaf, nodes are taken in bitmap (host) order, each giving its free GPUs up to what is still needed.
 - dragonfly: the leaf with the most available nodes if it alone suffices, else one node per leaf
   switch, round-robin over the leaves.
-Node weights, required nodes and CPU counts are not modelled (all nodes weigh the same).
+- node weights (`weights=`, optional, one per host; Slurm's `Weight=`): the top switch is, among
+  those with enough nodes, of the highest level *and* of the lowest weight present; then weight tiers
+  are added lowest first until they hold the request; every available node of the lower tiers is
+  taken (Slurm treats them as required), then the rest of the last tier on the leaves those nodes
+  already use, then further leaves as above, over the last tier's nodes. Read from 25.11's
+  src/plugins/topology/tree/eval_nodes_tree.c (the weight logic is as in 22.05's job_test.c, where
+  the tree part is taken from: no `_decrement_node_cnt` on upper switches). All weights equal, or
+  none given, is exactly the unweighted selection.
+Required nodes and CPU counts are not modelled.
 """
 
 from __future__ import annotations
@@ -94,12 +102,17 @@ def _result(compiled: CompiledFabric, taken: dict[int, int], unit_gpus: int) -> 
     return {compiled.host_names[h]: g * unit_gpus for h, g in sorted(taken.items())}
 
 
-def slurm_tree_reference(compiled: CompiledFabric, free: FreeState, request: Request) -> dict[str, int] | None:
-    """Slurm topology/tree's allocation {host: gpus}, or None when Slurm would not start the job now."""
+def slurm_tree_reference(compiled: CompiledFabric, free: FreeState, request: Request,
+                         weights: np.ndarray | None = None) -> dict[str, int] | None:
+    """Slurm topology/tree's allocation {host: gpus}, or None when Slurm would not start the job now.
+
+    `weights`: Slurm's node Weight= per host (None: all equal)."""
     tree, units, need, unit_gpus, rem_nodes, per_node, node_cnt = _prepare(compiled, free, request)
+    lowest = _lowest_weights(compiled, tree, units, weights)
     top = -1
     for t in range(len(tree.parent)):
-        if node_cnt[t] >= rem_nodes and node_cnt[t] > 0 and (top == -1 or tree.level[t] >= tree.level[top]):
+        if node_cnt[t] >= rem_nodes and node_cnt[t] > 0 and (
+                top == -1 or (tree.level[t] >= tree.level[top] and lowest[t] <= lowest[top])):
             top = t
     if top < 0:
         return None
@@ -107,13 +120,45 @@ def slurm_tree_reference(compiled: CompiledFabric, free: FreeState, request: Req
     under = np.isin(compiled.host_tree_leaf, in_top)
     if int(units[under].sum()) < need:
         return None
-    cnt = {t: node_cnt[t] for t in range(len(tree.parent)) if _subtree_of(tree, top, t)}
-    dist = {t: 0 for t in in_top}
     taken: dict[int, int] = {}
     state = [need, rem_nodes]
+    dist = {t: 0 for t in in_top}
+    cnt = {t: node_cnt[t] for t in range(len(tree.parent)) if _subtree_of(tree, top, t)}
+    candidates = in_top
+    if weights is not None:
+        best_units, lower = _weight_tiers(units * under, need, rem_nodes, weights)
+        units = best_units
+        if lower.size:
+            # The lower tiers' nodes are all taken, as required nodes, in bitmap order.
+            for h in lower.tolist():
+                g = 1 if per_node else int(units[h])
+                taken[h] = g
+                state[0] -= g
+                state[1] -= 1
+            used = sorted({int(compiled.host_tree_leaf[h]) for h in lower.tolist()})
+            for leaf in used:  # then what the last tier has on the leaves already used
+                _take_nodes(compiled, leaf, units, taken, state, per_node)
+                if state[0] <= 0 and state[1] <= 0:
+                    return _result(compiled, taken, unit_gpus)
+            required = set(used)
+            for leaf in used:
+                required.update(tree.ancestors[leaf])
+            for s in required:
+                for t in in_top:
+                    d = tree.distance(s, t)
+                    dist[t] = INFINITE if d >= INFINITE or dist[t] >= INFINITE else dist[t] + d
+            candidates = [t for t in in_top if t not in required]
+        # Switch counts are over the considered nodes only (Slurm ands each switch with them).
+        cnt = {t: 0 for t in cnt}
+        for h in np.nonzero(units > 0)[0].tolist():
+            t = int(compiled.host_tree_leaf[h])
+            while t >= 0:
+                if t in cnt:
+                    cnt[t] += 1
+                t = tree.parent[t]
     while state[0] > 0 or state[1] > 0:
         best = -1
-        for t in in_top:
+        for t in candidates:
             best = _choose_best(tree, dist, cnt, state[1], t, best)
         if best < 0:
             return None
@@ -123,6 +168,36 @@ def slurm_tree_reference(compiled: CompiledFabric, free: FreeState, request: Req
         _take_nodes(compiled, best, units, taken, state, per_node)
         cnt[best] = 0
     return _result(compiled, taken, unit_gpus)
+
+
+def _lowest_weights(compiled: CompiledFabric, tree: _Tree, units: np.ndarray, weights: np.ndarray | None) -> list[int]:
+    """Per switch, the lowest weight among its available nodes (0 everywhere without weights)."""
+    lowest = [0] * len(tree.parent)
+    if weights is None:
+        return lowest
+    lowest = [INFINITE] * len(tree.parent)
+    for h in np.nonzero(units)[0].tolist():
+        w = int(weights[h])
+        t = int(compiled.host_tree_leaf[h])
+        while t >= 0:
+            lowest[t] = min(lowest[t], w)
+            t = tree.parent[t]
+    return lowest
+
+
+def _weight_tiers(units: np.ndarray, need: int, rem_nodes: int, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(units of the nodes Slurm considers, the lower tiers' hosts it takes whole): weight tiers are
+    added lowest first until their nodes hold the request."""
+    available = units > 0
+    best = np.zeros(units.size, dtype=bool)
+    lower = np.zeros(units.size, dtype=bool)
+    for w in np.unique(weights[available]).tolist():
+        if best.any():
+            lower |= best
+        best |= available & (weights == w)
+        if int(best.sum()) >= rem_nodes and int(units[best].sum()) >= need:
+            break
+    return np.where(best, units, 0), np.nonzero(lower)[0]
 
 
 def _choose_best(tree: _Tree, dist: dict[int, int], cnt: dict[int, int], rem_nodes: int, i: int, best: int) -> int:

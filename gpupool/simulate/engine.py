@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.simulate.pooled import PoolLayout
 
-POLICIES = ("slurm-tree", "slurm-block", "gpupool", "gpupool-wait")
+POLICIES = ("slurm-tree", "slurm-block", "slurm-tuned", "gpupool", "gpupool-wait")
 BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
@@ -148,10 +148,14 @@ def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
             hosts, gpus = arrays(p.allocation)
             return hosts, gpus, p.cost.mean_hops
         return gpupool_placer
-    if policy in ("slurm-tree", "slurm-block"):
+    if policy in ("slurm-tree", "slurm-block", "slurm-tuned"):
         if policy == "slurm-tree":
             def choose(state: FreeState, request: Request) -> dict[str, int] | None:
                 return slurm_reference(compiled, state, request)[1]
+        elif policy == "slurm-tuned":
+            from gpupool.simulate.tuned import tuned_chooser
+
+            choose = tuned_chooser(compiled)  # Slurm's tree selection with gpupool's node weights
         else:
             from gpupool.fabric.blocks import fabric_blocks
             from gpupool.placement.block import slurm_block_reference

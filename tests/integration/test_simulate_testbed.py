@@ -76,6 +76,22 @@ def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> N
     assert doc["agreement"] >= 0.95, doc["disagreements"]
 
 
+@pytest.mark.parametrize("weights", ["random", "pack-leaf"])
+def test_slurm_tree_emulation_with_node_weights_picks_the_nodes_slurm_picks(testbed: Testbed, weights: str) -> None:
+    """The same with node Weight= set live (random per node, or gpupool's default plan, slurm-tuned)."""
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    testbed.cancel_all()
+    proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
+                        "--requests", "10", "--seed", "5", "--weights", weights, "--json"], timeout=900)
+    doc = json.loads(proc.stdout)
+    assert doc["weights"] == weights
+    assert doc["cases"] >= 90, doc
+    assert doc["agreement"] >= 0.95, doc["disagreements"]
+
+
 # CI replays 30 jobs each way; GPUPOOL_REALITY_JOBS=200 runs the issue's full-size check (about 5 and 13 min).
 REALITY_JOBS = int(os.environ.get("GPUPOOL_REALITY_JOBS", "30"))
 

@@ -83,7 +83,8 @@ def test_bad_domain_entries_are_input_errors(entry: object, message: str) -> Non
 
 def test_block_export_has_one_base_block_per_domain() -> None:
     _fab, compiled = _nvl72()
-    assert export_slurm_block(compiled).splitlines()[1:] == [
+    # Lines 1-2: the header and the comment explaining BlockSizes.
+    assert export_slurm_block(compiled).splitlines()[2:] == [
         "BlockName=nvl01 Nodes=gpu[001-018]",
         "BlockName=nvl02 Nodes=gpu[019-036]",
         "BlockName=nvl03 Nodes=gpu[037-054]",

@@ -53,7 +53,8 @@ def test_reports_make_domains_and_the_block_file(fabric: str, tmp_path: Path,
     merged = load_fabric(str(tmp_path / "out.json"))
     assert merged.nvlink_domains[1].cluster_uuid == UUID_B and merged.nvlink_domains[1].clique_id == 1
     assert main(["fabric", "export", "--fabric", str(tmp_path / "out.json"), "--format", "slurm-block"]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == [
+    # Lines 1-2: the header and the comment explaining BlockSizes.
+    assert capsys.readouterr().out.splitlines()[2:] == [
         "BlockName=nvl-aaaaaaaa-1 Nodes=gpu[001-004]", "BlockName=nvl-bbbbbbbb-1 Nodes=gpu[005-008]",
         "BlockSizes=4,8"]
 
