@@ -12,8 +12,10 @@ ratio below 1 is better than slurm-tree; an interval containing 1 is no signific
 Fabrics (128 hosts x 8 GPUs unless said): ft2 = 2-level fat-tree 16 leaves x 8 hosts; ft3 = 3-level,
 4 pods x 4 leaves x 8 hosts; rail8 = rail-optimised, 16 leaf positions x 8 hosts x 8 rails;
 dragonfly = 8 groups x 4 routers x 4 hosts; selene = tests/fixtures' Selene capture (when present).
-Workloads: multi = `synthetic:multi=0.3`; packing = 1-8 GPU jobs only. slurm-block runs where the
-fabric has blocks (all generated fabrics; its interval is against slurm-tree too).
+Workloads: multi = `synthetic:multi=0.3`; packing = 1-8 GPU jobs only, at load 2 (at the default
+load a queue of single-host jobs never builds). gpupool-pack's size mix is, by default, each
+workload's own job-size shares (what `--size-history` learns from a site's sacct). slurm-block's
+interval is against slurm-tree too.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric  # noqa: E402
 from gpupool.fabric.generate import dragonfly, fat_tree  # noqa: E402
-from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, parse_size_mix  # noqa: E402
+from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix  # noqa: E402
 from gpupool.simulate.engine import SimConfig, Simulator  # noqa: E402
 from gpupool.simulate.speed import SpeedModel  # noqa: E402
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs  # noqa: E402
@@ -39,7 +42,8 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SELENE = os.path.join(REPO, "tests", "fixtures", "ibnetdiscover", "selene-compute-hdr.out")
 WORKLOADS = {
     "multi": "synthetic:multi=0.3",
-    "packing": "synthetic:multi=0,single_gpus=1:30/2:20/3:5/4:20/6:5/8:20",
+    # Single-host jobs only: at the default load the queue never builds, so this one is offered twice the GPUs.
+    "packing": "synthetic:multi=0,load=2,single_gpus=1:30/2:20/3:5/4:20/6:5/8:20",
 }
 METRICS = (("mean wait", "wait_s", "mean"), ("p95 wait", "wait_s", "p95"), ("mean JCT", "jct_s", "mean"))
 
@@ -60,6 +64,23 @@ def make_fabric(name: str) -> CompiledFabric | None:
 
         return compile_fabric(discover(ibnetdiscover_file=SELENE))
     raise SystemExit(f"unknown fabric {name}")
+
+
+def learnt_mix(workload: str, gpus_per_host: int = 8) -> SizeMix:
+    """The workload's own job-size shares, as `--size-history` would learn them from its sacct history."""
+    import numpy as np
+
+    from gpupool.simulate.synthetic import _weights
+
+    spec = parse_spec(workload)
+    counts: dict[int, float] = {}
+    single_v, single_w = _weights(spec.single_gpus, "single_gpus")
+    for v, w in zip(np.minimum(single_v, gpus_per_host).tolist(), single_w.tolist(), strict=True):
+        counts[v] = counts.get(v, 0.0) + (1 - spec.multi) * w
+    multi_v, multi_w = _weights(spec.multi_nodes, "multi_nodes")
+    for v, w in zip(multi_v.tolist(), multi_w.tolist(), strict=True):
+        counts[v * gpus_per_host] = counts.get(v * gpus_per_host, 0.0) + spec.multi * w
+    return SizeMix.from_counts(counts, f"learnt from {workload}")
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -96,17 +117,19 @@ def main() -> int:
     parser.add_argument("--workloads", default="multi,packing")
     parser.add_argument("--policies", default="slurm-tree,slurm-block,gpupool-hops,gpupool-pack")
     parser.add_argument("--hop-slack", default="0", help="gpupool-pack's hop slack (N or P%%)")
-    parser.add_argument("--size-mix", default=None, help="gpupool-pack's size mix (default: the documented one)")
+    parser.add_argument("--size-mix", default="learnt",
+                        help="gpupool-pack's size mix: learnt (each workload's own shares), default (the documented "
+                             "one), or GPUS:SHARE,...")
     parser.add_argument("--json", dest="json_path", help="write the per-seed figures and intervals here")
     args = parser.parse_args()
-    goal = PlacementGoal(objective=Objective.PACK, hop_slack=HopSlack.parse(args.hop_slack),
-                         **({"size_mix": parse_size_mix(args.size_mix)} if args.size_mix else {}))
-    config = SimConfig(pack_goal=goal)
+    goal = PlacementGoal(objective=Objective.PACK, hop_slack=HopSlack.parse(args.hop_slack))
+    if args.size_mix not in ("learnt", "default"):
+        goal = replace(goal, size_mix=parse_size_mix(args.size_mix))
     policies = [p for p in args.policies.split(",") if p]
     if "slurm-tree" not in policies:
         policies.insert(0, "slurm-tree")
     doc: dict[str, Any] = {"seeds": args.seeds, "jobs": args.jobs, "hop_slack": args.hop_slack,
-                           "size_mix": goal.size_mix.text(), "cells": []}
+                           "size_mix": args.size_mix, "cells": []}
     for fabric_name in args.fabrics.split(","):
         compiled = make_fabric(fabric_name)
         if compiled is None:
@@ -114,13 +137,15 @@ def main() -> int:
             continue
         for wname in args.workloads.split(","):
             workload = WORKLOADS[wname]
+            mix_goal = replace(goal, size_mix=learnt_mix(workload)) if args.size_mix == "learnt" else goal
+            config = SimConfig(pack_goal=mix_goal)
             started = time.perf_counter()
             per_seed: dict[str, list[dict[str, Any]]] = {p: [] for p in policies}
             for seed in range(1, args.seeds + 1):
                 for policy in policies:
                     per_seed[policy].append(run_one(compiled, policy, workload, args.jobs, seed, config))
             cell: dict[str, Any] = {"fabric": fabric_name, "hosts": compiled.n_hosts, "workload": workload,
-                                    "policies": {}}
+                                    "size_mix": mix_goal.size_mix.text(), "policies": {}}
             print(f"\n{fabric_name} ({compiled.n_hosts} hosts), {workload}, jobs={args.jobs}, seeds 1-{args.seeds} "
                   f"({time.perf_counter() - started:.0f} s)")
             print(f"  {'policy':<14}" + "".join(f"{label + ' ratio':>24}" for label, _k, _q in METRICS)

@@ -77,6 +77,22 @@ class _Pack:
         self.sizes, self.weights = goal.size_mix.weights()
         self.hist, self.size = objective.leaf_histograms(self.host_leaf, self.host_free, self.n_tree, self.g)
 
+    def single_host(self, units: np.ndarray, need: int, unit_gpus: int, per_node: bool) -> np.ndarray | None:
+        """A job that fits one host costs 0 pair hops there and more anywhere else: with no hop slack, every
+        fitting host is scored and the least fragmenting one taken (None: no host fits, or a slack is set)."""
+        from gpupool.placement import objective
+
+        unit_need = 1 if per_node else need
+        if (per_node and need != 1) or self.goal.hop_slack.extra > 0 or not (units >= unit_need).any():
+            return None
+        h = objective.best_single_host(need * unit_gpus, units, unit_need, self.host_leaf, self.host_free, self.hist,
+                                       self.size, self.g, self.sizes, self.weights)
+        if h < 0:
+            return None
+        take = np.zeros(units.size, dtype=np.int64)
+        take[h] = need
+        return take
+
     def delta(self, host_take: np.ndarray, unit_gpus: int) -> int:
         """Score change if the hosts give host_take x unit_gpus GPUs (only the touched leaves change)."""
         from gpupool.placement import objective
@@ -104,9 +120,10 @@ def gpus_per_host(free: FreeState, goal: PlacementGoal) -> int:
 
 def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: PlacementGoal | None = None) -> Placement:
     """The allocation minimising pair_hops_sum (then leaf switches, then best fit) for the request; under the
-    `pack` objective, fewest pair hops (within the goal's hop slack) then least added fragmentation first."""
+    `pack` objective, fewest pair hops (within the goal's hop slack) then least added fragmentation first.
+    The goal: `goal`, else `request.goal`, else `objective.DEFAULT_GOAL`."""
     start = time.perf_counter()
-    goal = goal if goal is not None else DEFAULT_GOAL
+    goal = goal if goal is not None else request.goal if request.goal is not None else DEFAULT_GOAL
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
     limit = request.max_hops
     why = f" within --max-hops {limit}" if limit is not None else ""
@@ -116,7 +133,10 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
     pack = _Pack(compiled, free, goal) if goal.objective is Objective.PACK else None
     # With whole hosts, the tightest host (fewest free GPUs) is the best fit among equal ones.
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64) if per_node else np.zeros(units.size, np.int64)
-    if limit is not None and limit < 2:
+    single = pack.single_host(units, need, unit_gpus, per_node) if pack is not None else None
+    if single is not None:
+        host_take, algorithm, optimal, bound = single, "single-host-pack", True, None
+    elif limit is not None and limit < 2:
         host_take, algorithm, optimal, bound = _single_host(units, tie, need, request, unit_gpus, per_node, why)
     elif compiled.ultrametric:
         host_take, algorithm, optimal, bound = _place_tree(compiled, units, tie, free, need, unit_gpus, per_node,

@@ -262,3 +262,30 @@ def whole_counts(host_leaf: np.ndarray, host_free: np.ndarray, n_leaves: int, g:
     hist, size = leaf_histograms(host_leaf, host_free, n_leaves, g)
     present = size > 0
     return int(((hist[:, g] == size) & present).sum()), int(hist[:, g].sum())
+
+
+@njit(cache=True)
+def best_single_host(need_gpus: int, host_units: np.ndarray, unit_need: int, host_leaf: np.ndarray,
+                     host_free: np.ndarray, hist: np.ndarray, size: np.ndarray, g: int, sizes: np.ndarray,
+                     weights: np.ndarray) -> int:
+    """The host that takes a one-host job (need_gpus GPUs, unit_need of its units) with the least added score;
+    ties to the tightest fit, then host order. -1 when no host fits. Exact: every fitting host is scored."""
+    best = -1
+    best_score = 0
+    best_free = 0
+    work = np.zeros(g + 1, dtype=np.int64)
+    for h in range(host_units.size):
+        if host_units[h] < unit_need or host_leaf[h] < 0:
+            continue
+        t = host_leaf[h]
+        work[:] = hist[t]
+        f = min(host_free[h], g)
+        work[f] -= 1
+        work[max(f - need_gpus, 0)] += 1
+        score = leaf_fragmentation(work, size[t], g, sizes, weights) - leaf_fragmentation(hist[t], size[t], g,
+                                                                                             sizes, weights)
+        if best < 0 or score < best_score or (score == best_score and host_free[h] < best_free):
+            best = h
+            best_score = score
+            best_free = host_free[h]
+    return best
