@@ -27,7 +27,7 @@ from numba import njit
 
 from gpupool.errors import UsageError
 
-SHARE_SCALE = 100  # shares of the size mix in integer hundredths: the score stays an exact int64
+SHARE_SCALE = 1000  # shares of the size mix in integer thousandths: the score stays an exact int64
 
 
 class Objective(enum.Enum):
@@ -269,9 +269,16 @@ def best_single_host(need_gpus: int, host_units: np.ndarray, unit_need: int, hos
                      host_free: np.ndarray, hist: np.ndarray, size: np.ndarray, g: int, sizes: np.ndarray,
                      weights: np.ndarray) -> int:
     """The host that takes a one-host job (need_gpus GPUs, unit_need of its units) with the least added score;
-    ties to the tightest fit, then host order. -1 when no host fits. Exact: every fitting host is scored."""
+    ties to the leaf with the fewest free GPUs (best fit, as `hops`), then the tightest host, then host order.
+    -1 when no host fits. Exact: every fitting host is scored."""
+    n_leaves = hist.shape[0]
+    leaf_free = np.zeros(n_leaves, dtype=np.int64)
+    for t in range(n_leaves):
+        for f in range(g + 1):
+            leaf_free[t] += f * hist[t, f]
     best = -1
     best_score = 0
+    best_leaf = 0
     best_free = 0
     work = np.zeros(g + 1, dtype=np.int64)
     for h in range(host_units.size):
@@ -284,8 +291,10 @@ def best_single_host(need_gpus: int, host_units: np.ndarray, unit_need: int, hos
         work[max(f - need_gpus, 0)] += 1
         score = leaf_fragmentation(work, size[t], g, sizes, weights) - leaf_fragmentation(hist[t], size[t], g,
                                                                                              sizes, weights)
-        if best < 0 or score < best_score or (score == best_score and host_free[h] < best_free):
+        if (best < 0 or score < best_score or (score == best_score and leaf_free[t] < best_leaf)
+                or (score == best_score and leaf_free[t] == best_leaf and host_free[h] < best_free)):
             best = h
             best_score = score
+            best_leaf = leaf_free[t]
             best_free = host_free[h]
     return best

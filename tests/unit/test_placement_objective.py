@@ -3,7 +3,7 @@
 The fragmentation score is re-implemented here from its definition (docs/simulate.md): for each leaf
 and each job size s of the mix (G GPUs a host, L hosts in the leaf), the free GPUs such a job could
 not use: for s < G the free GPUs of hosts with fewer than s free; for s >= G every GPU of partly free
-hosts plus G x (whole free hosts mod min(ceil(s / G), L)). Shares are in hundredths.
+hosts plus G x (whole free hosts mod min(ceil(s / G), L)). Shares are in thousandths (SHARE_SCALE).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.objective import (
     DEFAULT_GOAL,
+    SHARE_SCALE,
     HopSlack,
     Objective,
     PlacementGoal,
@@ -55,7 +56,7 @@ def _frag(leaf_free: list[int], mix: SizeMix) -> int:
             k = min(-(-s // G), len(leaf_free))
             whole = sum(1 for f in leaf_free if f >= G)
             lost = sum(f for f in leaf_free if 0 < f < G) + G * (whole % k)
-        total += round(share * 100) * lost
+        total += round(share * SHARE_SCALE) * lost
     return total
 
 
@@ -71,8 +72,8 @@ def test_one_gpu_goes_on_the_partial_host_not_a_whole_one() -> None:
     # leaf01: three whole hosts and a busy one (24 free); leaf02: three whole hosts and gpu005 with 7 free (31).
     free = {"gpu001": 8, "gpu002": 8, "gpu003": 8, "gpu005": 7, "gpu006": 8, "gpu007": 8, "gpu008": 8}
     goal = _goal("1:0.5,8:0.5")
-    # By hand, with shares 50/50: a whole host 8 -> 7 strands 7 GPUs for 8-GPU jobs (+350); gpu005 7 -> 6
-    # strands one GPU fewer (-50); 1-GPU jobs lose nothing either way. So pack takes gpu005.
+    # By hand, with shares 1/2 each: a whole host 8 -> 7 strands 7 GPUs for 8-GPU jobs (+7 x share); gpu005
+    # 7 -> 6 strands one GPU fewer (-1 x share); 1-GPU jobs lose nothing either way. So pack takes gpu005.
     assert place(TINY, _state(TINY, free), Request(gpus=1), goal).allocation == {"gpu005": 1}
     # Fewest hops then best fit picks the leaf with fewer free GPUs (leaf01) and breaks a whole host there.
     hops = place(TINY, _state(TINY, free), Request(gpus=1), HOPS).allocation
@@ -85,12 +86,12 @@ def test_two_node_job_takes_the_hosts_that_would_be_stranded() -> None:
     free = {f"gpu{h:03d}": 8 for h in (*range(1, 6), *range(9, 15))}
     goal = _goal("1:0.5,32:0.5")
     # By hand for 32-GPU jobs (4 whole hosts of one leaf): leaf01 5 -> 3 whole hosts strands 3 instead of 1
-    # (8 -> 24 GPUs, +16 x 50 = +800); leaf02 6 -> 4 strands 0 instead of 2 (16 -> 0, -800). Both are one
+    # (8 -> 24 GPUs, +16 x share); leaf02 6 -> 4 strands 0 instead of 2 (16 -> 0, -16 x share). Both are one
     # leaf (128 pair hops), so pack takes two of leaf02's hosts (host order: gpu009, gpu010).
     placement = place(wide, _state(wide, free), Request(nodes=2, gpus_per_node=8), goal)
     assert placement.allocation == {"gpu009": 8, "gpu010": 8}
     assert placement.cost.pair_hops_sum == 8 * 8 * 2
-    assert placement.extra["fragmentation_delta"] == -800
+    assert placement.extra["fragmentation_delta"] == -16 * SHARE_SCALE // 2
     # Fewest hops then best fit takes the leaf with fewer free GPUs that fit (leaf01: 40 against 48).
     hops = place(wide, _state(wide, free), Request(nodes=2, gpus_per_node=8), HOPS)
     assert set(hops.allocation) <= {f"gpu{h:03d}" for h in range(1, 6)}
