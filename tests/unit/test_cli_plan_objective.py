@@ -81,3 +81,29 @@ def test_size_history_learns_the_mix(files: tuple[str, str], tmp_path: Path,
     assert mix["source"].startswith("history ")
     # The capture's five jobs (docs/simulate.md): 2x8, 1x1, 1x8, 3x8, 1x2 GPUs -> 16, 1, 8, 24, 2, one each.
     assert mix["sizes"] == {"1": 0.2, "2": 0.2, "8": 0.2, "16": 0.2, "24": 0.2}
+
+
+def test_submit_plans_with_the_chosen_objective(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from gpupool.cli.context import AppContext
+    from gpupool.slurm.fake import FakeSlurm
+
+    fabric = tmp_path / "tiny.json"
+    save_fabric(fat_tree(2, 4, 1), str(fabric))
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\nsrun hostname\n")
+    monkeypatch.setenv("GPUPOOL_LOCK_DIR", str(tmp_path))
+    slurm = FakeSlurm.uniform([f"gpu{i:03d}" for i in range(1, 9)])
+    slurm.use("gpu004", 8)  # the state of FREE: gpu004 busy, gpu005 with 7 free
+    slurm.use("gpu005", 1)
+    chosen = {}
+    for objective in ("pack", "hops"):
+        extra = ("--size-mix", "1:0.5,8:0.5") if objective == "pack" else ()
+        assert main(["submit", "--fabric", str(fabric), "--gpus", "1", "--objective", objective, *extra,
+                     "--dry-run", str(script)], obj=AppContext(slurm=slurm)) == 0
+        argv = shlex.split(capsys.readouterr().out.strip())
+        chosen[objective] = next(a.split("=", 1)[1] for a in argv if a.startswith("--nodelist="))
+    assert chosen["pack"] == "gpu005"
+    assert chosen["hops"] in ("gpu001", "gpu002", "gpu003")
