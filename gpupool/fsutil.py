@@ -20,11 +20,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, backup: bool =
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: bool = False, mode: int | None = None) -> None:
     """Temp file + fsync + rename; `backup` keeps the old file as PATH.bak, itself replaced
     atomically (never a truncated backup). Any OS failure (full disk, read-only directory) is one
-    InputError naming the file, and leaves the old file and the old backup as they were."""
+    InputError naming the file, and leaves the old file and the old backup as they were. A missing
+    directory is an InputError naming it: never created silently (`/etc/slrum/` must not succeed)."""
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = check_output_path(target)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise InputError(f"{target}: cannot write ({exc.strerror or exc})") from None
@@ -51,6 +51,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """The directory `path` will be written into; a missing one is an InputError naming it (checked
+    before long work too, so a typo like /etc/slrum/ fails at once and nothing is created)."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise InputError(f"{target}: cannot write: directory {directory} {what} (gpupool does not create it)")
+    return directory
 
 
 def _atomic_backup(target: Path) -> None:

@@ -15,6 +15,7 @@ from gpupool.hostlist import expand, fold
 from gpupool.placement.block import block_usage
 from gpupool.placement.cost import cost_of
 from gpupool.placement.model import Request
+from gpupool.placement.nvlink import cost_json as nvlink_cost_json
 from gpupool.slurm import jobs as slurm_jobs
 from gpupool.slurm.freestate import (
     capacity_gpus,
@@ -33,7 +34,8 @@ def _cost_json(compiled: CompiledFabric, allocation: dict[str, int]) -> dict[str
     known = set(compiled.host_names)
     if not allocation or any(h not in known for h in allocation):
         return None
-    return cost_of(compiled, {h: max(1, g) for h, g in allocation.items()}).to_json()
+    return nvlink_cost_json(compiled, cost_of(compiled, {h: max(1, g) for h, g in allocation.items()}).to_json(),
+                            list(allocation))
 
 
 def job_row(compiled: CompiledFabric, job: JobInfo) -> dict[str, Any]:
@@ -158,7 +160,7 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
     try:
         best = plan_placement(compiled, free, request, topology=choice)
         explanation.best_now = {"allocation": best.allocation, "nodelist": fold(best.allocation),
-                                "cost": best.cost.to_json()}
+                                "cost": nvlink_cost_json(compiled, best.cost.to_json(), best.hosts)}
         if layout is not None:
             explanation.best_now["blocks"] = block_usage(layout, best.hosts, request.segment)
     except InfeasibleError as exc:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gpupool.app.pools import config_fragment, live_fragment_path, pool_hosts
 from gpupool.config import Config, resolve_fabric_path
-from gpupool.errors import GpupoolError, InputError, UsageError
+from gpupool.errors import EnvError, GpupoolError, InputError, UsageError
 from gpupool.findings import Finding
 from gpupool.fsutil import read_input_bytes
 from gpupool.observe.html import ReportInputs, render_html
@@ -268,8 +268,8 @@ def html_report(options: HtmlOptions, config: Config, slurm: Callable[[], SlurmC
                                                   options.fabric_path)
             lent = lending(run, start, end, now, definitions=definitions, nodes=nodes, buckets=24)
         except GpupoolError as exc:
-            warn(f"pools: {exc.message}")
-            notes["lending"] = exc.message
+            warn(f"pools: {exc.message}")  # the full text for the admin; the page gets a short notice
+            notes["lending"] = short_notice(exc)
     audit_status: str | None = None
     findings: list[Finding] = []
     if not options.audit:
@@ -279,8 +279,22 @@ def html_report(options: HtmlOptions, config: Config, slurm: Callable[[], SlurmC
             audit_status, findings = fabric_audit(config, options.fabric_path, options.audit_json)
         except GpupoolError as exc:
             warn(f"audit: {exc.message}")
-            notes["audit"] = exc.message
+            notes["audit"] = short_notice(exc)
     return render_html(ReportInputs(compiled, figures, audit_status, findings, lent, notes, now))
+
+
+NOTICE_CHARS = 160
+
+
+def short_notice(exc: GpupoolError) -> str:
+    """A section's failure as a reader of the page should see it: what could not be read, in one
+    short line (a resolver's or sacct's raw text goes to stderr, not to the page)."""
+    first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+    if len(first) > NOTICE_CHARS:
+        first = first[:NOTICE_CHARS - 3].rstrip() + "..."
+    if isinstance(exc, EnvError):
+        return f"Slurm could not be reached when the page was made ({first})"
+    return first
 
 
 def job_report(run: CommandRunner, config: Config, fabric_path: str | None, job_id: str) -> JobTopology:

@@ -23,6 +23,7 @@ from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.health import Health, excluded_in_fabric, place_with_health, without_excluded
 from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.nvlink import nvlink_usage
 from gpupool.placement.reclaim import Reclaim
 from gpupool.placement.slurm_reference import slurm_reference
 from gpupool.slurm.freestate import (
@@ -86,6 +87,19 @@ def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool 
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object {{\"host\": free_gpus, ...}}")
     return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
+
+
+def check_free_within_capacity(path: str, free: FreeState, compiled: CompiledFabric,
+                               states: Iterable[NodeState]) -> None:
+    """A free file saying a host has more free GPUs than Slurm configures on it is wrong (exit 4,
+    file and host named); hosts Slurm does not count GPUs on are not judged."""
+    totals = capacity_gpus(states, usable_only=False)
+    index = compiled.host_index()
+    for host, gpus in totals.items():
+        h = index.get(host)
+        if h is not None and int(free.free_gpus[h]) > gpus:
+            raise InputError(f"{path}: host {host}: {int(free.free_gpus[h])} free GPUs, but Slurm configures "
+                             f"{gpus} on it")
 
 
 def free_state_from_slurm(states: list[NodeState], compiled: CompiledFabric, request: Request,
@@ -154,6 +168,7 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
         if request.partition:
             states = slurm().node_states()
+            check_free_within_capacity(free_path, free, compiled, states)
             free = restrict_to_partition(free, compiled, states, request.partition)
             health = health_from_node_states(states, request.partition)
     else:
@@ -219,8 +234,10 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
                   request: Request, elapsed_ms: float, error: str | None = None,
                   skipped: Mapping[str, str] | None = None,
                   topology: TopologyChoice | None = None, reclaim: Reclaim | None = None,
+                  compiled: CompiledFabric | None = None,
                   objective: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `plan --json` document (docs/contract.md keys first, extras after)."""
+    """The `plan --json` document (docs/contract.md keys first, extras after); with `compiled` on a
+    fabric with NVLink domains, `cost` adds `nvlink_domains` and the document names the domains."""
     doc: dict[str, Any]
     if placement is None:
         doc = {"feasible": False, "allocation": {}, "nodelist": "",
@@ -251,6 +268,8 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
         doc["topology"] = topology.to_json()
         if topology.layout is not None and placement is not None:
             doc["blocks"] = block_usage(topology.layout, placement.hosts, request.segment)
+    if compiled is not None:
+        _add_nvlink(doc, compiled, placement, reference)
     if skipped is not None:
         doc["skipped"] = dict(skipped)
     if reclaim is not None:
@@ -258,6 +277,21 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
     if objective is not None:
         doc["objective"] = objective
     return doc
+
+
+def _add_nvlink(doc: dict[str, Any], compiled: CompiledFabric, placement: Placement | None,
+                reference: tuple[str, Placement | None] | None) -> None:
+    """NVLink islands spanned, in `cost`, and the domains' names beside it (ours and Slurm's)."""
+    ours = nvlink_usage(compiled, placement.hosts if placement is not None else [])
+    if ours is None:
+        return
+    doc["cost"]["nvlink_domains"] = ours["nvlink_domains"] if placement is not None else None
+    doc["nvlink_domain_names"] = ours["nvlink_domain_names"]
+    ref = reference[1] if reference is not None else None
+    if ref is not None and isinstance(doc.get("slurm_reference", {}).get("cost"), dict):
+        theirs = nvlink_usage(compiled, ref.hosts) or {}
+        doc["slurm_reference"]["cost"]["nvlink_domains"] = theirs["nvlink_domains"]
+        doc["slurm_reference"]["nvlink_domain_names"] = theirs["nvlink_domain_names"]
 
 
 def reference_placement(compiled: CompiledFabric, free: FreeState, request: Request,

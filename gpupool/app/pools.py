@@ -67,6 +67,29 @@ def apply(pools_file: str, run: CommandRunner, config: Config, *, dry_run: bool,
                        lambda live: fragment_path(None, configured, live.config.get("SLURM_CONF")))
 
 
+def preview_offline(pools_file: str, config: Config, *, fragment_option: str | None, slurm_conf: str | None,
+                    allow_unknown_users: bool, fabric_path: str | None,
+                    user_exists: Callable[[str], bool] | None = None) -> ApplyReport:
+    """`pool apply --dry-run --offline`: the pools file checked against files only (no Slurm)."""
+    from gpupool.pools.apply import preview_offline as preview
+    from gpupool.pools.offline import read_slurm_conf
+
+    spec = load_pools_file(pools_file)
+    conf = read_slurm_conf(slurm_conf) if slurm_conf else None
+    options = ApplyOptions(dry_run=True, allow_unknown_users=allow_unknown_users,
+                           fabric=fabric_loader(fabric_path, config))
+    if user_exists is not None:
+        options.user_exists = user_exists
+    if fabric_path:  # named: every pool host must be a host of that fabric
+        hosts = set(options.fabric().host_names) if options.fabric else set()  # type: ignore[misc]
+        for name, pool_hosts_ in pool_hosts(spec, fabric_path, config).items():
+            outside = [h for h in pool_hosts_ if h not in hosts]
+            if outside:
+                shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+                raise spec.error(("pools", name, "nodes"), f"node(s) not in the fabric {fabric_path}: {shown}")
+    return preview(spec, options, conf, fragment_path(fragment_option, config_fragment(config), slurm_conf))
+
+
 def status(pools_file: str | None, run: CommandRunner, config: Config, *, fragment_option: str | None,
            fabric_path: str | None) -> tuple[StatusReport, Fragment]:
     """GPUs per pool, pending jobs and fair share, for the pools file or gpupool's partitions

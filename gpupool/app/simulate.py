@@ -31,6 +31,17 @@ class SimulationRequest:
     gpus_per_processor: Fraction = Fraction(1)
     pools_path: str | None = None  # the pools file `gpupool pool apply` reads, for the pools-* policies
     learn_size_mix: bool = False  # gpupool-pack keeps capacity for the replayed workload's own job sizes
+    # A replicate of a trace file (`--seeds N`, app.simulate_seeds): replayed instead of reading the file.
+    replicate: TraceReplicate | None = None
+
+
+@dataclass(frozen=True)
+class TraceReplicate:
+    """Jobs of one bootstrap replicate of the trace file, and what reading that file counted."""
+
+    jobs: tuple[Job, ...]
+    read_stats: WorkloadStats
+    fmt: str
 
 
 def pack_goal(hop_slack: str, size_mix: str | None, gpus_per_host: int) -> PlacementGoal:
@@ -71,8 +82,15 @@ def load_pool_layout(path: str, compiled: CompiledFabric, gpus_per_host: int) ->
     from gpupool.pools.validate import resolve_and_validate
 
     spec = load_pools_file(path)
-    # No Slurm here: hosts resolve on the fabric, and users need not exist on this machine.
-    resolved = resolve_and_validate(spec, None, lambda: compiled, allow_unknown_users=True)
+    # No Slurm here: hosts resolve on the fabric, and users need not exist on this machine; the
+    # same checks as `pool apply`, with every host counted at --gpus-per-host (lend_limit: 500 on 192 GPUs fails).
+    resolved = resolve_and_validate(spec, None, lambda: compiled, allow_unknown_users=True,
+                                    gpus_per_host=gpus_per_host)
+    quota = [p.name for p in spec.pools.values() if p.quota]
+    if quota:
+        raise spec.error(("pools", quota[0], "quota"),
+                         "simulate does not model quota pools (protected per-account shares of shared nodes); "
+                         "it would replay them as co-owned: leave them out of the file given to --pools")
     index = compiled.host_index()
     units: list[PoolUnit] = []
     for pool in spec.pools.values():
@@ -128,6 +146,14 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
             first[0] = False
             return synthetic_jobs(spec, total_gpus=compiled.n_hosts * g, gpus_per_host=g, stats=counted)
         return synthetic, "synthetic"
+    replicate = request.replicate
+    if replicate is not None:
+        def from_replicate() -> Iterable[Job]:
+            if not stats.lines:  # the first pass reports what reading the file counted, and the replicate's jobs
+                stats.lines, stats.jobs = replicate.read_stats.lines, len(replicate.jobs)
+                stats.skipped, stats.examples = dict(replicate.read_stats.skipped), dict(replicate.read_stats.examples)
+            return iter(replicate.jobs)
+        return from_replicate, replicate.fmt
     fmt = detect_format(request.workload) if request.fmt == "auto" else request.fmt
     passes = [0]
 
@@ -137,6 +163,16 @@ def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
         return read_workload(request.workload, fmt, counted, gpus_per_processor=request.gpus_per_processor,
                              gpus_per_host=g)
     return from_file, fmt
+
+
+def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric) -> dict[str, Any]:
+    """The speed model as used; with contention, also the uplink bundles' oversubscription per tree level."""
+    doc = speed.to_json()
+    if speed.model == "contention":
+        from gpupool.fabric.compiled import uplink_bundles
+
+        doc["contention"]["links"] = uplink_bundles(compiled)
+    return doc
 
 
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
@@ -177,6 +213,12 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         notes.append("the trace has no multi-node job: placement policies can differ only through "
                      "single-host packing and --gpus jobs split over hosts")
     cfg = request.config
+    speed_doc = _speed_model_json(request.speed, compiled)
+    if request.speed.model == "contention":
+        worst = {level: row["max_oversubscription"] for level, row in speed_doc["contention"]["links"].items()}
+        shown = ", ".join(f"{level} up to {ratio:g}:1" for level, ratio in worst.items()) or "none: the fabric has no uplink bundle"
+        notes.append(f"speed model: contention (jobs sharing an uplink share its bandwidth; oversubscription "
+                     f"{shown}; docs/simulate.md \"Contention model\")")
     doc = {
         "fabric": {"path": request.fabric_path, "hosts": compiled.n_hosts, "gpus_per_host": cfg.gpus_per_host,
                    "gpus": compiled.n_hosts * cfg.gpus_per_host, "kind": compiled.kind},
@@ -187,7 +229,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
                    **({"pack": cfg.pack_goal.to_json()} if "gpupool-pack" in request.policies else {}),
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
-        "speed_model": request.speed.to_json(),
+        "speed_model": speed_doc,
         **({"pools": {"path": layout.source, "borrowing": bool(layout.lenders()),
                       "borrow_limits": dict(layout.borrow_limits),
                       "pools": {u.name: {"hosts": len(u.hosts), "owners": list(u.owners), "lend": u.lend,

@@ -39,7 +39,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpupool.app.lock import default_lock_path, submit_lock
-from gpupool.app.plan import load_health_file, plan_placement, reclaim_for, segment_for
+from gpupool.app.plan import (
+    load_free_file,
+    load_health_file,
+    plan_placement,
+    reclaim_for,
+    segment_for,
+)
 from gpupool.app.reclaim import may_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import EnvError, InfeasibleError, InputError, UsageError
@@ -98,6 +104,7 @@ class SubmitRequest:
     lost_answer_lookups: int = 5  # squeue lookups for the token after sbatch's answer was lost
     topology: str = "auto"  # auto (what Slurm applies to the partition), tree or block
     goal: PlacementGoal | None = None  # the placement objective; None: the default (`placement.objective`)
+    free_path: str | None = None  # dry runs only: plan on this free file ({"host": free GPUs}), no Slurm
 
 
 @dataclass
@@ -352,23 +359,43 @@ def current_user() -> str:
         return str(os.getuid())
 
 
-def submit_planned(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, *,
+def plan_for_free_file(compiled: CompiledFabric, prepared: Prepared, free_path: str) -> Plan:
+    """`submit --dry-run --free FILE`: the placement on the file's free GPUs, without Slurm (as
+    `plan --free`: the file is the partition's free state, tree hop distances unless --topology block)."""
+    free = load_free_file(free_path, compiled)
+    choice = resolve_topology(compiled, prepared.topology, prepared.partition, None)
+    notes: list[str] = [f"planned on {free_path} without Slurm: node states, pending jobs and the partition "
+                        "were not checked"]
+    request = segment_for(choice, prepared.request, notes.append)
+    return Plan(plan_placement(compiled, free, request, prepared.health, choice), "now", notes, choice)
+
+
+def submit_planned(client: SlurmClient | None, compiled: CompiledFabric, req: SubmitRequest, *,
                    sleep: Callable[[float], None] | None = None,
                    clock: Callable[[], float] = time.monotonic) -> SubmitOutcome:
     """Plan and submit (see the module docstring). Dry runs plan but submit nothing."""
     sleep = sleep or time.sleep
+    if req.free_path is not None and not req.dry_run:
+        raise UsageError("--free plans without Slurm: give it with --dry-run (a real submit reads Slurm's state)")
     prepared = prepare(req)
     if req.health_path:
         prepared.health = load_health_file(req.health_path, compiled)
     if req.token is not None and not TOKEN_RE.fullmatch(req.token):
         raise UsageError(f"--token {req.token[:40]!r}: expected the hex token an earlier gpupool submit printed")
     if req.dry_run:
-        plan = plan_for_slurm(client, compiled, prepared)
+        plan = plan_for_free_file(compiled, prepared, req.free_path) if req.free_path is not None else \
+            plan_for_slurm(_needed(client), compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
         return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, topology=plan.topology,
                              reclaim=plan.reclaim)
     with submit_lock(req.lock_path or default_lock_path(), req.lock_timeout, sleep):
-        return _submit_locked(client, compiled, req, prepared, sleep, clock)
+        return _submit_locked(_needed(client), compiled, req, prepared, sleep, clock)
+
+
+def _needed(client: SlurmClient | None) -> SlurmClient:
+    if client is None:
+        raise AssertionError("a Slurm client is needed unless --dry-run --free")  # pragma: no cover
+    return client
 
 
 def _argv(args: Sequence[str], req: SubmitRequest) -> list[str]:

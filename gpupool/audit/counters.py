@@ -122,8 +122,39 @@ def parse_ibqueryerrors(text: str, source: str = "ibqueryerrors") -> list[PortCo
     return out
 
 
+_COUNTER_KEYS = {name.lower(): name for name in DEFAULT_THRESHOLDS}
+PM_TABLE = "PM_INFO"
+
+
+def parse_db_csv_counters(text: str, source: str = "ibdiagnet2.db_csv") -> list[PortCounters]:
+    """The port counters of an ibdiagnet2.db_csv file (its PM_INFO table: NodeGUID, PortNumber and
+    one column per counter, snake_case or CamelCase); [] when the file has no such table."""
+    from gpupool.fabric.ibdiagnet import db_csv_table_rows
+
+    out: list[PortCounters] = []
+    for k, row in enumerate(db_csv_table_rows(text, PM_TABLE, source)):
+        guid = (row.get("NodeGUID") or row.get("NodeGuid") or "").strip()
+        port = (row.get("PortNumber") or row.get("PortNum") or "").strip()
+        if not re.fullmatch(r"0x[0-9a-fA-F]{1,16}", guid) or not re.fullmatch(r"\d{1,3}", port):
+            raise InputError(f"{source}: {PM_TABLE} row {k + 1}: NodeGUID {guid[:40]!r} / PortNumber {port[:10]!r} "
+                             "is not a GUID and a port number")
+        values: dict[str, int] = {}
+        for column, value in row.items():
+            name = _COUNTER_KEYS.get(column.replace("_", "").lower())
+            value = value.strip()
+            if name is None or value in ("", "N/A", "NA"):
+                continue
+            if not re.fullmatch(r"0x[0-9a-fA-F]{1,16}|\d{1,20}", value):
+                raise InputError(f"{source}: {PM_TABLE} row {k + 1}: {column} {value[:40]!r} is not a counter value")
+            values[name] = int(value, 16) if value.startswith("0x") else int(value)
+        out.append(PortCounters(port=int(port), values=values, guid=guid, source=source))
+    return out
+
+
 def parse_counters(text: str, source: str) -> list[PortCounters]:
-    """Saved output of either tool (detected from its text)."""
+    """Saved output of perfquery, ibqueryerrors or an ibdiagnet2.db_csv (detected from its text)."""
+    if re.match(r"\A(?:\s*(?:#[^\n]*)?\n)*\s*START_\w+\s*$", text, re.MULTILINE):
+        return parse_db_csv_counters(text, source)
     if _IQE_NODE.search(text) or re.search(r"^## Summary:", text, re.MULTILINE):
         return parse_ibqueryerrors(text, source)
     samples = parse_perfquery(text, source)

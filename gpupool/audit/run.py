@@ -74,11 +74,18 @@ def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversub
     uplinks = checks.check_leaf_uplinks(topo, expected_uplinks, global_links)
     if compiled is not None and compiled.kind == "fat-tree":
         levels = {int(n): int(lv) for n, lv in zip(compiled.switch_node, compiled.switch_level, strict=True)}
-        result.findings += checks.check_upper_uplinks(topo, levels)
-    result.findings += uplinks.findings
+        upper = checks.check_upper_uplinks(topo, levels)
+        result.findings += upper
+        # Every missing cable counted once: spine-to-core cables beside the leaves' uplinks.
+        result.totals["missing_switch_uplinks"] = sum(f.details["expected"] - f.details["uplinks"] for f in upper)
+        result.totals["switches_missing_uplinks"] = len(upper)
+    # A leaf oversubscribed only by its missing uplinks is said once, in its leaf-uplinks-missing finding.
+    short_leaves, oversubscribed = checks.fold_oversubscription(
+        uplinks.findings, checks.check_oversubscription(topo, max_oversubscription))
+    result.findings += short_leaves
     result.totals["missing_uplinks"] = uplinks.missing_total
     result.totals["leaves_missing_uplinks"] = uplinks.leaves_short
-    result.findings += checks.check_oversubscription(topo, max_oversubscription)
+    result.findings += oversubscribed
     result.findings += checks.check_host_rails(topo)
     result.findings += checks.check_generic_host_names(topo)
     result.findings += checks.check_unnamed_hcas(topo)
@@ -122,6 +129,7 @@ def _reference_pairs(fabric: Fabric, reference: Fabric | None, compiled: Any) ->
 class AuditRequest:
     fabric_path: str | None = None
     ibnetdiscover_path: str | None = None
+    ibnetdiscover_paths: list[str] = field(default_factory=list)  # several captures: one per subnet
     live: bool = False
     node_name_map: str | None = None
     reference_path: str | None = None
@@ -169,6 +177,13 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
     topo = Topo.of(fabric)
 
     samples: list[Any] = []
+    for path in request.ibnetdiscover_paths or ([request.ibnetdiscover_path] if request.ibnetdiscover_path else []):
+        # An ibdiagnet2.db_csv capture carries port counters too (its PM_INFO table).
+        from gpupool.fabric.discover import read_text_file
+
+        text = read_text_file(path, "fabric capture")
+        if text.lstrip().startswith(("START_", "#")) and "\nSTART_" + counters_mod.PM_TABLE in "\n" + text:
+            samples += counters_mod.parse_db_csv_counters(text, path)
     for path in request.counters_paths:
         from gpupool.fabric.discover import read_text_file
 
@@ -252,11 +267,12 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
         if progress:
             progress("ibnetdiscover", 1, 1)
         return parse_ibnetdiscover(text, "ibnetdiscover (live)", node_name_map=name_map)
-    if request.ibnetdiscover_path:
-        from gpupool.fabric.discover import read_text_file
+    captures = request.ibnetdiscover_paths or ([request.ibnetdiscover_path] if request.ibnetdiscover_path else [])
+    if captures:
+        from gpupool.fabric.discover import discover
 
-        text = read_text_file(request.ibnetdiscover_path, "ibnetdiscover output")
-        return parse_ibnetdiscover(text, request.ibnetdiscover_path, node_name_map=name_map)
+        # Any capture format (fabric.captures detects it); several files are one subnet each.
+        return discover(capture_files=captures, node_name_map=request.node_name_map)
     from gpupool.fabric.model import load_fabric
 
     if not request.fabric_path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,3 +80,23 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--json", "json_flag", is_flag=True, expose_value=False, callback=_set_json,
         is_eager=True, help="Print one JSON document on stdout instead of human output.",
     )(func)
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        app(ctx).debug = True
+    return value
+
+
+def debug_option() -> click.Option:
+    """`--debug` on a command (main.py adds it to every command): the traceback too, same exit code."""
+    return click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug, is_eager=True,
+                        help="Add the traceback to an error on stderr (the exit code stays the same).")
+
+
+def debug_traceback(ctx: AppContext | None = None) -> None:
+    """With --debug, the traceback of the exception being handled, on stderr (and nothing else changes)."""
+    if (ctx or app()).debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)

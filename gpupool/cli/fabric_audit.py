@@ -20,9 +20,9 @@ from gpupool.audit.findings import (
 )
 from gpupool.audit.live import run_ibdiag
 from gpupool.audit.run import AuditRequest, run_audit
-from gpupool.cli.context import app, json_option
+from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
-from gpupool.cli.render import emit_json, stderr_console, stdout_console
+from gpupool.cli.render import counted, emit_json, stderr_console, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import GpupoolError, UsageError
 
@@ -32,14 +32,16 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 @click.command("audit", cls=MonitoringCommand)
 @click.option("--fabric", "fabric_path", metavar="FILE",
               help="Fabric file (default $GPUPOOL_FABRIC, else `fabric` in the config file).")
-@click.option("--ibnetdiscover", "ibnetdiscover_path", metavar="FILE", help="Saved `ibnetdiscover` output.")
+@click.option("--ibnetdiscover", "ibnetdiscover_paths", metavar="FILE", multiple=True,
+              help="Saved capture: ibnetdiscover, ibdiagnet2 .ibnetdiscover/.lst/.db_csv or iblinkinfo output "
+                   "(repeatable: one file per subnet).")
 @click.option("--live", is_flag=True, help="Run ibnetdiscover, the counter tools and ibtracert now.")
 @click.option("--node-name-map", metavar="FILE", help="OpenSM node-name-map for --ibnetdiscover/--live.")
 @click.option("--reference", "reference_path", metavar="FABRIC",
               help="Expected fabric (earlier discovery or generated design) to compare with.")
 @click.option("--slurm", "with_slurm", is_flag=True, help="Also check Slurm's nodes and topology against the fabric.")
 @click.option("--counters", "counters_paths", metavar="FILE", multiple=True,
-              help="Saved perfquery or ibqueryerrors output to check error counters (repeatable).")
+              help="Saved perfquery, ibqueryerrors or ibdiagnet2.db_csv output to check error counters (repeatable).")
 @click.option("--route-samples", type=click.IntRange(min=0), default=None, metavar="N",
               help="--live: host pairs whose ibtracert route to check (default: config, else 16; 0 = off).")
 @click.option("--drain-broken", is_flag=True,
@@ -47,21 +49,20 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 @click.option("--max-drain-fraction", type=click.FloatRange(0, 1), default=None, metavar="F",
               help="Most of Slurm's nodes drained or down at once with --drain-broken (default: config, else 0.1).")
 @json_option
-def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
+def audit(fabric_path: str | None, ibnetdiscover_paths: tuple[str, ...], live: bool, node_name_map: str | None,
           reference_path: str | None, with_slurm: bool, counters_paths: tuple[str, ...],
           route_samples: int | None, drain_broken: bool, max_drain_fraction: float | None) -> int:
     """Audit the fabric: link rates, missing cables, oversubscription, rails, names, counters, Slurm drift."""
     ctx = app()
     try:
-        if sum(bool(x) for x in (fabric_path, ibnetdiscover_path, live)) > 1:
+        if sum(bool(x) for x in (fabric_path, ibnetdiscover_paths, live)) > 1:
             raise UsageError("give at most one of --fabric, --ibnetdiscover and --live")
         if drain_broken and not with_slurm:
             raise UsageError("--drain-broken needs --slurm")
-        result = _run(ctx, fabric_path, ibnetdiscover_path, live, node_name_map, reference_path, with_slurm,
+        result = _run(ctx, fabric_path, list(ibnetdiscover_paths), live, node_name_map, reference_path, with_slurm,
                       list(counters_paths), route_samples, drain_broken, max_drain_fraction)
     except Exception as exc:  # noqa: BLE001 - monitoring contract: anything that stops the audit is UNKNOWN (3)
-        if ctx.debug:
-            raise
+        debug_traceback(ctx)  # --debug adds the traceback; the exit code stays UNKNOWN
         message = exc.message if isinstance(exc, GpupoolError) else \
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
         sys.stderr.write(f"gpupool: error: {message}\n")
@@ -75,13 +76,13 @@ def audit(fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, n
     return EXIT_CODES[result.status]
 
 
-def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_path: str | None, live: bool, node_name_map: str | None,
+def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_paths: list[str], live: bool, node_name_map: str | None,
          reference_path: str | None, with_slurm: bool, counters_paths: list[str], route_samples: int | None,
          drain_broken: bool = False, max_drain_fraction: float | None = None) -> Any:
     config = ctx.config()
-    if not (ibnetdiscover_path or live):
+    if not (ibnetdiscover_paths or live):
         fabric_path = resolve_fabric_path(fabric_path, config)
-    request = AuditRequest(fabric_path=fabric_path, ibnetdiscover_path=ibnetdiscover_path, live=live,
+    request = AuditRequest(fabric_path=fabric_path, ibnetdiscover_paths=ibnetdiscover_paths, live=live,
                            node_name_map=node_name_map, reference_path=reference_path, slurm=with_slurm,
                            counters_paths=counters_paths, route_samples=route_samples,
                            config=config.section("audit"), drain_broken=drain_broken,
@@ -136,7 +137,10 @@ def _print_report(result: Any) -> None:
     totals = result.totals
     if totals.get("missing_uplinks"):
         console.print(f"missing uplink cables: {totals['missing_uplinks']} in total on "
-                      f"{totals['leaves_missing_uplinks']} leaves")
+                      f"{counted(totals['leaves_missing_uplinks'], 'leaf', 'leaves')}")
+    if totals.get("missing_switch_uplinks"):
+        console.print(f"missing cables from spines to the level above: {totals['missing_switch_uplinks']} in total "
+                      f"on {counted(totals['switches_missing_uplinks'], 'switch')}")
     if totals.get("missing_links_vs_reference"):
         console.print(f"cables of the reference missing: {totals['missing_links_vs_reference']}")
     if result.extras.get("topology_diff"):

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from gpupool import __version__
-from gpupool.cli.context import AppContext
+from gpupool.cli.context import AppContext, debug_option, debug_traceback
+from gpupool.cli.strict import reject_repeated_options
 from gpupool.errors import EXIT_USAGE, GpupoolError
 
 # Subcommands are imported on first use so `gpupool --help` never loads numba or Slurm clients.
@@ -44,7 +45,7 @@ class LazyGroup(click.Group):
             except ImportError as exc:  # never "No such command": the command exists, its code is broken
                 raise CommandLoadError(f"command {cmd_name!r} cannot be loaded ({module_name}: {exc}); "
                                        "the gpupool installation is broken") from exc
-            return getattr(module, attr)
+            return reject_repeated_options(with_debug_option(getattr(module, attr)))
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -57,7 +58,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gpupool")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True,
+              help="Add the traceback to an error on stderr (the exit code stays the same; accepted anywhere).")
 @click.option("--json", "json_flag", is_flag=True, help="JSON output for every command.")
 @click.option("--config", "config_path", metavar="PATH", envvar="GPUPOOL_CONFIG",
               help="Config file (default $GPUPOOL_CONFIG, else /etc/gpupool/config.toml).")
@@ -70,26 +72,69 @@ def cli(ctx: click.Context, debug: bool, json_flag: bool, config_path: str | Non
     obj.config_path = config_path
 
 
-def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv
+reject_repeated_options(cli)
+
+
+def with_debug_option(command: click.Command) -> click.Command:
+    """`--debug` on `command` and every subcommand, so it is accepted anywhere on the command line."""
+    if not any(isinstance(p, click.Option) and "--debug" in p.opts for p in command.params):
+        command.params.append(debug_option())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_debug_option(sub)
+    return command
+
+
+# sbatch's spellings, for the hint on an unknown option (`gpupool status -N 4`: did you mean --nodes?).
+SBATCH_SPELLINGS = {"-N": "--nodes", "-G": "--gpus", "-p": "--partition", "-x": "--exclude",
+                    "-w": "--nodelist", "-n": "--ntasks"}
+SBATCH_HINT = ("gpupool plan and submit take sbatch's spellings: -N/--nodes, -G/--gpus, --gpus-per-node, "
+               "--gres=gpu[:type]:K, -p/--partition, --ntasks-per-node, -x/--exclude")
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line: where, what, a hint, and where help is."""
+    message = " ".join(exc.format_message().split())
+    command = exc.ctx.command_path if exc.ctx is not None else "gpupool"
+    where = command.removeprefix("gpupool").strip()
+    hints: list[str] = []
+    if isinstance(exc, click.NoSuchOption):
+        long_name = SBATCH_SPELLINGS.get(exc.option_name.split("=", 1)[0])
+        if long_name and exc.ctx is not None and any(long_name in p.opts for p in exc.ctx.command.params
+                                                     if isinstance(p, click.Option)):
+            message = message.rstrip(".") + f"; did you mean {long_name}?"
+        if where.split(" ")[0] in ("plan", "submit"):
+            hints.append(SBATCH_HINT)
+    hints.append(f"see '{command} --help'")
+    message = message.rstrip(".")
+    return f"{where + ': ' if where else ''}{message} ({'; '.join(hints)})"
+
+
+def report_failure(context: AppContext, message: str) -> None:
+    """The one error path: the traceback first when --debug asked for it, then one error line."""
+    debug_traceback(context)
+    sys.stderr.write(f"gpupool: error: {message}\n")
 
 
 def main(argv: list[str] | None = None, obj: AppContext | None = None) -> int:
-    """Run the CLI in-process and return its exit code (tests call this directly)."""
+    """Run the CLI in-process and return its exit code (tests call this directly).
+
+    The exit code never depends on --debug: it only adds the traceback on stderr."""
     args = list(sys.argv[1:] if argv is None else argv)
     context = obj or AppContext()
     try:
         result = cli.main(args=args, prog_name="gpupool", standalone_mode=False, obj=context)
         return int(result) if isinstance(result, int) else 0
     except GpupoolError as exc:
-        if context.debug or _debug_requested(args):
-            raise
-        sys.stderr.write(f"gpupool: error: {exc.message}\n")
+        report_failure(context, exc.message)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except click.UsageError as exc:
+        sys.stderr.write(f"gpupool: error: {usage_line(exc)}\n")
+        return exc.exit_code if exc.exit_code is not None else EXIT_USAGE
     except click.ClickException as exc:
-        exc.show()
+        report_failure(context, " ".join(exc.format_message().split()))
         return exc.exit_code if exc.exit_code is not None else EXIT_USAGE
     except click.exceptions.Abort:
         sys.stderr.write("gpupool: error: aborted\n")
@@ -99,10 +144,9 @@ def main(argv: list[str] | None = None, obj: AppContext | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
-        if context.debug or _debug_requested(args):
-            raise
-        sys.stderr.write(f"gpupool: error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n")
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line (and the traceback with --debug)
+        hint = "" if context.debug else " (rerun with --debug)"
+        report_failure(context, f"internal error: {type(exc).__name__}: {exc}{hint}")
         return 70
 
 

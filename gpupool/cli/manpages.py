@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import click
@@ -28,7 +29,19 @@ def _esc(text: str) -> str:
 
 
 def _help(cmd: click.Command) -> str:
-    return (cmd.help or cmd.short_help or "").replace("\b\n", "").strip()
+    return inspect.cleandoc((cmd.help or cmd.short_help or "").replace("\b\n", ""))
+
+
+def _description(cmd: click.Command) -> list[str]:
+    """The help text as roff paragraphs: each paragraph's source lines joined, so man fills them
+    itself (a docstring's indentation and line breaks never reach the page as ragged lines)."""
+    out: list[str] = []
+    for paragraph in _help(cmd).split("\n\n"):
+        words = " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
+        if words:
+            out += [".PP"] if out else []
+            out.append(_esc(words))
+    return out
 
 
 def _options(cmd: click.Command, ctx: click.Context) -> list[str]:
@@ -60,7 +73,7 @@ def _subcommands(group: click.Group, ctx: click.Context, path: str) -> list[str]
         if isinstance(sub, click.Group):
             out += _subcommands(sub, sub_ctx, full)
             continue
-        out += [".SS", f"\\fB{_esc(full)}\\fR {_esc(_usage(sub, sub_ctx))}", _esc(_help(sub)), ".PP"]
+        out += [".SS", f"\\fB{_esc(full)}\\fR {_esc(_usage(sub, sub_ctx))}", *_description(sub), ".PP"]
         opts = _options(sub, sub_ctx)
         if opts:
             out += opts
@@ -72,7 +85,7 @@ def render_page(cmd: click.Command, path: str, *, monitoring: bool = False, pare
     title = path.replace(" ", "-").upper()
     lines = [f'.TH {title} 1 "" "gpupool {__version__}" "gpupool manual"', ".SH NAME",
              f"{_esc(path.replace(' ', '-'))} \\- {_esc((_help(cmd).splitlines() or [''])[0])}", ".SH SYNOPSIS",
-             f"\\fB{_esc(path)}\\fR {_esc(_usage(cmd, root))}", ".SH DESCRIPTION", _esc(_help(cmd))]
+             f"\\fB{_esc(path)}\\fR {_esc(_usage(cmd, root))}", ".SH DESCRIPTION", *_description(cmd)]
     opts = _options(cmd, root)
     if opts:
         lines += [".SH OPTIONS", *opts]

@@ -19,7 +19,7 @@ from gpupool.cli.context import app
 from gpupool.cli.render import warn
 from gpupool.cli.status import shape_options
 from gpupool.errors import EnvError, InputError, UsageError
-from gpupool.fsutil import atomic_write_text
+from gpupool.fsutil import atomic_write_text, check_output_path
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -90,6 +90,10 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
     """Fragmentation, pool GPUs and fabric audit status in the Prometheus text format."""
     if textfile and serve:
         raise UsageError("give --textfile or --serve, not both")
+    if app().json:
+        raise UsageError("metrics prints Prometheus text, not JSON: drop --json (README: which commands take it)")
+    if textfile:
+        check_output_path(textfile)  # a missing directory fails before Slurm is read
     observe_app.check_shapes(shapes, gpus_per_node)  # bad shapes are a usage error before anything is read
     app()  # the context must exist before a server thread collects
     options = MetricsOptions(fabric_path, free_path, partition, shapes, gpus_per_node, pools_file, fragment,

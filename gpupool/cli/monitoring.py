@@ -35,5 +35,7 @@ class MonitoringCommand(click.Command):
                 # Callers parsing --json still get one document with the monitoring status.
                 sys.stdout.write(json.dumps({"status": "UNKNOWN", "findings": [],
                                              "error": f"usage: {message}"}) + "\n")
-            raise MonitoringUsageError(f"{info_name or self.name}: {message} (UNKNOWN: nothing was checked)") \
-                from None
+            where = (exc.ctx.command_path if exc.ctx is not None else info_name or self.name or "").removeprefix(
+                "gpupool ")
+            raise MonitoringUsageError(f"{where}: {message} (UNKNOWN: nothing was checked; see 'gpupool {where} "
+                                       "--help')") from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gpupool.cli.context import app, json_option
+from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.errors import MON_OK, MON_UNKNOWN, GpupoolError, UsageError
 from gpupool.node.gpu import NvmlGpuSource, collect_gpus
@@ -65,8 +65,7 @@ def check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
         return _check(mode, strict, drain, sysfs_root, hca_source, deep, verbose)
     except Exception as exc:  # noqa: BLE001 - a monitoring command exits 0-3; a gpupool failure must not drain
         detail = exc.message if isinstance(exc, GpupoolError) else f"{type(exc).__name__}: {exc}"
-        if app().debug:
-            raise
+        debug_traceback()  # --debug adds the traceback; the exit code stays the monitoring one
         return _internal_failure(mode, strict, detail)
 
 
@@ -189,7 +188,10 @@ def topo(task_prolog: bool, sysfs_root: str | None, no_nvml: bool) -> int:
             sys.stdout.write(line + "\n")
         return 0
     if ctx.json:
-        _emit_json(topology.as_dict())
+        from gpupool.node.slurmenv import node_name
+
+        # The node's name lets `fabric nvlink` merge saved reports into the fabric.
+        _emit_json({"node": node_name(os.environ), **topology.as_dict()})
         return 0
     _print_topology(topology)
     return 0
@@ -215,6 +217,12 @@ def _print_topology(topology: Any) -> None:
         cells = [topology.level(row, col) or "?" for col in names]
         table.add_row(row, *cells, "?" if numa[row] is None else str(numa[row]), nearest)
     console.print(table)
+    if topology.nvlink_domain is not None:
+        nv = topology.nvlink_domain
+        where = (f"cluster {nv['cluster_uuid']} clique {nv['clique_id']}" if nv["cluster_uuid"]
+                 else f"{nv['domains_seen']} domains seen")
+        console.print(f"NVLink domain: {where}; registration {'complete' if nv['complete'] else 'NOT complete'}",
+                      markup=False, highlight=False)
     console.print("Legend:")
     for level, text in LEGEND.items():
         console.print(f"  {level:<5} {text}")

@@ -11,9 +11,10 @@ from rich.tree import Tree
 
 from gpupool.app.objective import OBJECTIVE_CHOICES, goal_from_options
 from gpupool.app.plan import plan_document, run_plan
+from gpupool.app.shape import uneven_shape_note
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
-from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InfeasibleError
 from gpupool.fabric.blocks import BlockLayout
@@ -23,6 +24,7 @@ from gpupool.placement.block import block_usage
 from gpupool.placement.model import Placement, Request
 from gpupool.placement.objective import DEFAULT_GOAL
 from gpupool.placement.reclaim import Reclaim
+from gpupool.slurm.sbatch import gpu_request_from_spellings
 
 
 def objective_options(command: Any) -> Any:
@@ -44,12 +46,17 @@ def objective_options(command: Any) -> Any:
 
 
 @click.command("plan")
-@click.option("--gpus", type=int, metavar="N", help="Total GPUs.")
-@click.option("--gpus-per-node", type=int, metavar="K", help="Exactly K GPUs on every chosen host.")
-@click.option("--nodes", type=int, metavar="M", help="Number of hosts (with --gpus-per-node, or --gpus divisible by M).")
-@click.option("--partition", metavar="P", help="Slurm partition whose nodes may be used.")
+@click.option("-G", "--gpus", "gpus_text", metavar="[TYPE:]N", help="Total GPUs (sbatch -G/--gpus).")
+@click.option("--gpus-per-node", "gpus_per_node_text", metavar="[TYPE:]K", help="Exactly K GPUs on every chosen host.")
+@click.option("--gres", metavar="gpu[:TYPE]:K", help="sbatch's --gres: K GPUs on every chosen host.")
+@click.option("-N", "--nodes", "nodes_text", metavar="M",
+              help="Number of hosts (with --gpus-per-node, or --gpus divisible by M).")
+@click.option("--ntasks-per-node", type=click.IntRange(min=1), metavar="T",
+              help="sbatch's tasks per host: accepted so an sbatch line can be pasted; GPUs are placed by the "
+                   "GPU options alone.")
+@click.option("-p", "--partition", metavar="P", help="Slurm partition whose nodes may be used.")
 @click.option("--free", "free_path", metavar="FILE", help="Free state as JSON {\"host\": free_gpus}; default: ask Slurm.")
-@click.option("--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
+@click.option("-x", "--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
 @click.option("--segment", type=int, metavar="S",
               help="Slurm's --segment under topology/block: groups of S nodes, each inside one base block "
@@ -62,11 +69,18 @@ def objective_options(command: Any) -> Any:
               help="Optimise for Slurm's tree or block topology; auto: what Slurm applies to the partition.")
 @objective_options
 @json_option
-def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
-         free_path: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None,
-         ignore_unknown: bool, health_path: str | None, topology: str, segment: int | None,
-         objective: str | None, hop_slack: str | None, size_mix: str | None, size_history: str | None) -> None:
+def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None, nodes_text: str | None,
+         ntasks_per_node: int | None, partition: str | None, free_path: str | None, exclude: str | None,
+         max_hops: int | None, fabric_path: str | None, ignore_unknown: bool, health_path: str | None,
+         topology: str, segment: int | None, objective: str | None, hop_slack: str | None,
+         size_mix: str | None, size_history: str | None) -> None:
     """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
+
+    The request takes sbatch's spellings with sbatch's meaning: -G/--gpus N in total,
+    --gpus-per-node K or --gres=gpu[:TYPE]:K on every host, -N/--nodes M hosts,
+    -p/--partition, -x/--exclude; --ntasks-per-node is accepted and does not change the GPUs.
+    A --gpus N placement that is uneven across hosts (8,8,8,8,7,1) is named in a note, with the
+    even split (--gpus-per-node K) that fits now and its pair_hops_sum.
 
     Hosts Slurm reports drained, down or failing, and with --health those whose HCAs are down, are
     skipped and named with the reason (`skipped: host (reason)`; --json: "skipped": {"host": "reason"}).
@@ -82,8 +96,13 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
     start = time.perf_counter()
     ctx = app()
     goal = goal_from_options(objective, hop_slack, size_mix, size_history)
-    request = Request(gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, exclude=tuple(expand(exclude)),
-                      max_hops=max_hops, partition=partition, segment=segment, goal=goal)
+    hints = gpu_request_from_spellings(gpus=gpus_text, gpus_per_node=gpus_per_node_text, gres=gres,
+                                       nodes=nodes_text)
+    if hints.gpu_type:
+        warn(f"GPU type {hints.gpu_type!r} is not checked by plan (submit passes it to Slurm)")
+    request = Request(gpus=hints.gpus, gpus_per_node=hints.gpus_per_node, nodes=hints.nodes,
+                      exclude=tuple(expand(exclude)), max_hops=max_hops, partition=partition, segment=segment,
+                      goal=goal)
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
@@ -92,18 +111,26 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         if ctx.json:
             emit_json(ctx.with_backend(plan_document(None, outcome.reference, outcome.request, _ms(start),
                                                      error=outcome.error, skipped=outcome.skipped,
-                                                     topology=outcome.topology)))
+                                                     topology=outcome.topology, compiled=compiled)))
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
         raise InfeasibleError(outcome.error or "no placement")
+    note = None if outcome.reclaim is not None else \
+        uneven_shape_note(compiled, outcome.free, outcome.request, outcome.placement, outcome.topology)
     elapsed = _ms(start)
     if ctx.json:
-        emit_json(ctx.with_backend(plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
-                                                 skipped=outcome.skipped, topology=outcome.topology,
-                                                 reclaim=outcome.reclaim, objective=outcome.objective)))
+        document = plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
+                                 skipped=outcome.skipped, topology=outcome.topology, reclaim=outcome.reclaim,
+                                 compiled=compiled, objective=outcome.objective)
+        if "slurm_reference" in document and _model_is_a_guess(outcome.request, outcome.reference):
+            document["slurm_reference"] = {**document["slurm_reference"], "guess": True,
+                                           "note": MODEL_GUESS_NOTE}
+        document["leaf_positions"] = leaf_positions(compiled, outcome.placement)
+        emit_json(ctx.with_backend({**document, **({"shape_note": note} if note else {})}))
         return
     _render(compiled, outcome.free.free_gpus, outcome.placement, outcome.reference, elapsed,
-            reclaimed=_reclaimed_per_host(outcome.reclaim))
+            reclaimed=_reclaimed_per_host(outcome.reclaim),
+            guess=_model_is_a_guess(outcome.request, outcome.reference))
     if outcome.topology is not None and outcome.topology.layout is not None:
         _render_blocks(outcome.topology.layout, outcome.placement, outcome.reference, outcome.topology.why,
                        outcome.request.segment)
@@ -113,6 +140,28 @@ def plan(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partiti
         stdout_console().print(f"why: {outcome.objective['why']}", markup=False, highlight=False)
     if outcome.skipped:
         stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
+    if note:
+        stdout_console().print(f"note: {note}", markup=False, highlight=False)
+
+
+# gpupool's model of Slurm's node choice is checked against `sbatch --test-only` for
+# `-N n --gres=gpu:k` requests (docs/simulate.md: 200 of 200); for `--gpus=N` it is not.
+MODEL_GUESS_NOTE = ("gpupool's model of Slurm's choice is checked against sbatch --test-only for -N/--gres "
+                    "requests only; for --gpus N without a per-node count it is a guess")
+
+
+def _model_is_a_guess(request: Request, reference: tuple[str, Placement | None] | None) -> bool:
+    """The tree/dragonfly model for a request with no per-node GPU count (the block model follows
+    Slurm's block rules for every request form)."""
+    return (reference is not None and reference[0] in ("slurm-tree", "slurm-dragonfly")
+            and request.gpus_per_node is None and request.nodes is None)
+
+
+def leaf_positions(compiled: CompiledFabric, placement: Placement) -> int:
+    """Logical leaves (leaf positions) the placement's hosts sit on: `leaf_switches` counts every rail
+    leaf switch, so on a rail-optimised fabric it is the rails times this."""
+    index = compiled.host_index()
+    return len({int(compiled.host_tree_leaf[index[host]]) for host in placement.allocation})
 
 
 def _render_blocks(layout: BlockLayout, placement: Placement, reference: tuple[str, Placement | None],
@@ -144,7 +193,7 @@ def preempt_line(reclaim: Reclaim, shown: int = 8) -> str:
     """`preempts: job 12 (8 GPUs, 1.50 GPU-h), job 15 (...): 2 borrowed jobs, 3.25 GPU-h run`."""
     if not reclaim.preempted:
         return f"preempts: nothing ({reclaim.candidates} borrowed job(s) on the partition stay)"
-    items = [f"job {b.job_id} ({b.gpus} GPUs, {b.gpu_hours:.2f} GPU-h{', protected' if b.protected else ''})"
+    items = [f"job {b.job_id} ({counted(b.gpus, 'GPU')}, {b.gpu_hours:.2f} GPU-h{', protected' if b.protected else ''})"
              for b in reclaim.preempted[:shown]]
     more = f" and {len(reclaim.preempted) - shown} more" if len(reclaim.preempted) > shown else ""
     least = "" if reclaim.exhaustive else " (search budget reached: may not be the least)"
@@ -164,9 +213,23 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _render_nvlink(compiled: CompiledFabric, placement: Placement, mode: str, ref: Placement | None) -> None:
+    """On a fabric with NVLink domains: the domains the plan spans (and Slurm's choice)."""
+    from gpupool.placement.nvlink import nvlink_usage
+
+    ours = nvlink_usage(compiled, placement.hosts)
+    if ours is None:
+        return
+    line = f"NVLink domains: {ours['nvlink_domains']} ({', '.join(ours['nvlink_domain_names']) or 'none'})"
+    theirs = nvlink_usage(compiled, ref.hosts) if ref is not None else None
+    if theirs is not None:
+        line += f"; {mode} reference: {theirs['nvlink_domains']}"
+    stdout_console().print(line, markup=False, highlight=False)
+
+
 def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             reference: tuple[str, Placement | None], elapsed_ms: float,
-            reclaimed: dict[str, int] | None = None) -> None:
+            reclaimed: dict[str, int] | None = None, guess: bool = False) -> None:
     console = stdout_console()
     index = compiled.host_index()
     by_leaf: dict[int, list[str]] = {}
@@ -179,7 +242,8 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
         while chain[-1] >= 0 and parent[chain[-1]] >= 0:
             chain.append(int(parent[chain[-1]]))
         paths[leaf] = chain[::-1]
-    root = Tree(f"[bold]{compiled.kind}[/] fabric: {placement.total_gpus} GPUs on {len(placement.allocation)} hosts "
+    root = Tree(f"[bold]{compiled.kind}[/] fabric: {counted(placement.total_gpus, 'GPU')} on "
+                f"{counted(len(placement.allocation), 'host')} "
                 f"({fold(placement.hosts)})")
     nodes: dict[int, Tree] = {}
     for leaf in sorted(by_leaf, key=lambda t: paths[t]):
@@ -195,7 +259,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
             free = int(free_gpus[index[host]])
             borrowed = (reclaimed or {}).get(host, 0)
             extra = f" + {borrowed} reclaimed" if borrowed else ""
-            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] GPUs [dim](of {free} free{extra})[/]")
+            branch.add(f"{host}: [bold]{placement.allocation[host]}[/] {'GPU' if placement.allocation[host] == 1 else 'GPUs'} [dim](of {free} free{extra})[/]")
     console.print(root)
     mode, ref = reference
     table = Table(title=None, show_edge=False)
@@ -211,11 +275,18 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
         table.add_row(key, f"{a:.3f}" if isinstance(a, float) else str(a),
                       f"{b:.3f}" if isinstance(b, float) else str(b))
     console.print(table)
+    _render_nvlink(compiled, placement, mode, ref)
     if ref and ref.cost.pair_hops_sum > 0:
         ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
-        console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's")
+        console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's"
+                      + (" (a guess: the model is checked for -N/--gres requests, not --gpus N)" if guess else ""))
     elif ref is None:
         console.print(f"{mode} would not start this job now")
+    if len(by_leaf) != placement.cost.leaf_switches:
+        # Rail-optimised fabrics: one leaf position is several rail leaf switches; say which unit is which.
+        console.print(f"leaf_switches counts rail leaf switches: the job spans "
+                      f"{counted(len(by_leaf), 'leaf position')} ({placement.cost.leaf_switches} leaf switches)",
+                      markup=False, highlight=False)
     note = "optimal" if placement.optimal else f"heuristic, lower bound {placement.lower_bound}"
     console.print(f"[dim]{placement.algorithm} ({note}); placement {placement.elapsed_ms:.1f} ms, "
                   f"total {elapsed_ms:.1f} ms[/]")

@@ -7,6 +7,7 @@ import click
 from gpupool.app import pools as pools_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
+from gpupool.errors import EnvError, UsageError
 from gpupool.pools.apply import ApplyReport
 from gpupool.pools.live import CommandRunner
 from gpupool.pools.status import StatusReport
@@ -29,14 +30,44 @@ def _runner() -> CommandRunner:
                    "else gpupool-partitions.conf next to slurm.conf).")
 @click.option("--allow-unknown-users", is_flag=True, help="Accept users that `getent passwd` does not know.")
 @click.option("--fabric", "fabric_path", metavar="FILE", help="Fabric file for leaf:/switch:/group: selectors.")
+@click.option("--offline", is_flag=True,
+              help="With --dry-run: check against files only (--slurm-conf, --fabric, the fragment), no Slurm.")
+@click.option("--slurm-conf", metavar="PATH",
+              help="With --offline: slurm.conf whose nodes, GPUs (Gres=), partitions and settings are checked.")
 @json_option
 def apply_command(pools_file: str, dry_run: bool, fragment_option: str | None, allow_unknown_users: bool,
-                  fabric_path: str | None) -> None:
-    """Make Slurm's partitions, QOS, accounts and shares match POOLS.yaml."""
+                  fabric_path: str | None, offline: bool, slurm_conf: str | None) -> None:
+    """Make Slurm's partitions, QOS, accounts and shares match POOLS.yaml.
+
+    --dry-run --offline previews without Slurm: every check that needs no live Slurm (limits above
+    a pool's GPUs, a node in two owned pools, nodes and partitions of --slurm-conf, nodes of --fabric)
+    and the objects apply would create, followed by what could not be checked offline.
+    """
     ctx = app()
-    report = pools_app.apply(pools_file, _runner(), ctx.config(), dry_run=dry_run, fragment_option=fragment_option,
-                             allow_unknown_users=allow_unknown_users, fabric_path=fabric_path,
-                             user_exists=ctx.user_exists)
+    if offline and not dry_run:
+        raise UsageError("--offline previews only: give it with --dry-run")
+    if slurm_conf and not offline:
+        raise UsageError("--slurm-conf is read by --dry-run --offline only (a live apply asks Slurm)")
+    if offline:
+        report = pools_app.preview_offline(pools_file, ctx.config(), fragment_option=fragment_option,
+                                           slurm_conf=slurm_conf, allow_unknown_users=allow_unknown_users,
+                                           fabric_path=fabric_path, user_exists=ctx.user_exists)
+        for message in report.warnings:
+            warn(message)
+        if ctx.json:
+            emit_json(report.as_json())
+        else:
+            _render_apply(report, pools_file)
+        return
+    try:
+        report = pools_app.apply(pools_file, _runner(), ctx.config(), dry_run=dry_run,
+                                 fragment_option=fragment_option, allow_unknown_users=allow_unknown_users,
+                                 fabric_path=fabric_path, user_exists=ctx.user_exists)
+    except EnvError as exc:
+        if dry_run:  # Slurm is down or far away: say how to preview without it
+            exc.args = (f"{exc.message} (to check the file without Slurm: gpupool pool apply {pools_file} "
+                        "--dry-run --offline [--slurm-conf PATH])",)
+        raise
     for message in report.warnings:
         warn(message)
     if app().json:
@@ -66,7 +97,12 @@ def _render_apply(report: ApplyReport, pools_file: str) -> None:
                 row.append(change.status)
             table.add_row(*row)
         console.print(table)
-    if report.dry_run:
+    if report.offline:
+        console.print(f"offline dry run: {len(report.changes)} change(s) would be made; nothing applied, "
+                      "Slurm not asked")
+        for note in report.unchecked:
+            console.print(f"not checked offline: {note}", markup=False, highlight=False)
+    elif report.dry_run:
         console.print(f"dry run: {len(report.changes)} change(s) would be made; nothing applied"
                       if report.changes else f"no changes: Slurm matches {pools_file}")
     elif report.error is None:

@@ -56,3 +56,10 @@ def _json_default(value: Any) -> Any:
 
 def warn(message: str) -> None:
     sys.stderr.write(f"gpupool: warning: {message}\n")
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 GPU`, `2 GPUs`, `1 switch`, `3 switches`: never "1 GPUs"."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural or (noun + 'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else noun + 's')}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -39,33 +40,45 @@ from gpupool.cli.context import app, json_option
               help="Jobs tested per backfill pass behind the first blocked one (Slurm's bf_max_job_test).")
 @click.option("--gpus-per-processor", default="1", show_default=True, metavar="R",
               help="SWF: GPUs per processor of the trace (e.g. 1/4 for 4 cores per GPU).")
-@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors per class (JSON).")
+@click.option("--speed-model", "speed_path", metavar="FILE", help="Job-speed factors and comm_fraction per class (JSON).")
+@click.option("--contention", type=click.Choice(["off", "on"]), default="off", show_default=True,
+              help="on: multi-leaf jobs share the uplink bandwidth of the leaves (pods, groups) they span, and their "
+                   "communication share slows with it, re-evaluated at every start and end (docs/simulate.md, "
+                   "\"Contention model\"); off: the isolated speed model.")
 @click.option("--nccl", "nccl_path", metavar="FILE",
               help="Calibrate a speed class from nccl-tests all-reduce figures: `leaf_switches [groups] busbw`.")
 @click.option("--comm-fraction", type=float, default=0.3, show_default=True, metavar="C",
-              help="With --nccl: share of the runtime spent in all-reduce at the best placement.")
+              help="With --nccl: share of the runtime spent in all-reduce at the best placement (the calibrated "
+                   "class also keeps it as its comm_fraction for --contention on).")
 @click.option("--nccl-class", default="default", show_default=True, metavar="NAME",
               help="With --nccl: the speed class to calibrate.")
 @click.option("--report", "report_path", metavar="FILE", help="Write a self-contained HTML report with plots.")
+@click.option("--seeds", "seeds", type=int, default=1, show_default=True, metavar="N",
+              help="Replicates: N seeds of a synthetic workload, or N day-block bootstrap resamples of a trace (1: the "
+                   "trace itself); every policy runs on each, and each metric is a mean with a 95% interval.")
+@click.option("--seed", "first_seed", type=int, metavar="S",
+              help="First seed (then S+1, ...; default: the synthetic spec's seed, else 1).")
+@click.option("--baseline", metavar="POLICY", help="Policy the others are compared with (default: the first listed).")
 @json_option
 def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, hop_slack: str, size_mix: str | None,
              pools_path: str | None,
              gpus_per_host: int, switches: str,
              partitions: str | None, backfill: str, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
-             nccl_path: str | None, comm_fraction: float, nccl_class: str, report_path: str | None) -> None:
+             contention: str, nccl_path: str | None, comm_fraction: float, nccl_class: str,
+             report_path: str | None, seeds: int, first_seed: int | None, baseline: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
     from gpupool.app.simulate import (
         SimulationRequest,
         pack_goal,
         parse_policies,
         parse_switches,
-        run_simulation,
     )
+    from gpupool.app.simulate_seeds import run_replicates
     from gpupool.cli.render import emit_json
     from gpupool.config import resolve_fabric_path
     from gpupool.errors import UsageError
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.fsutil import atomic_write_text
+    from gpupool.fsutil import atomic_write_text, check_output_path
     from gpupool.simulate.engine import SimConfig
     from gpupool.simulate.speed import (
         SpeedModel,
@@ -76,10 +89,14 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
     from gpupool.simulate.workload import parse_ratio
 
     ctx = app()
+    if report_path:
+        check_output_path(report_path)  # before the replay, not after it
     chosen = parse_policies(policies, pools_path)
     wait_leaves, wait_time = parse_switches(switches)
     if gpus_per_host < 1:
         raise UsageError(f"--gpus-per-host must be >= 1, got {gpus_per_host}")
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
     if backfill_depth < 0:
         raise UsageError(f"--backfill-depth must be >= 0, got {backfill_depth}")
     accepted = frozenset(p.strip() for p in partitions.split(",") if p.strip()) if partitions else None
@@ -87,6 +104,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
                        wait_leaves=wait_leaves, partitions=accepted)
     config.pack_goal = pack_goal(hop_slack, None if size_mix == "learn" else size_mix, gpus_per_host)
     speed = load_speed_model(speed_path) if speed_path else SpeedModel()
+    speed.model = "contention" if contention == "on" else "isolated"
     if nccl_path:
         speed.classes[nccl_class] = calibrate_from_nccl(read_nccl_points(nccl_path), comm_fraction)
     path = resolve_fabric_path(fabric_path, ctx.config())
@@ -94,12 +112,14 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
     request = SimulationRequest(fabric_path=path, workload=workload, policies=chosen, fmt=fmt, config=config,
                                 speed=speed, gpus_per_processor=parse_ratio(gpus_per_processor),
                                 pools_path=pools_path, learn_size_mix=size_mix == "learn")
-    doc, results = run_simulation(request, compiled)
+    doc, results = run_replicates(request, compiled, seeds, first_seed, baseline)
     if report_path:
         from gpupool.simulate.report import render_html
 
         atomic_write_text(report_path, render_html(doc, results))
     if ctx.json:
+        if report_path:
+            sys.stderr.write(f"gpupool: report written to {report_path}\n")  # stdout holds the JSON only
         emit_json(doc)
         return
     _render(doc, report_path)
@@ -107,31 +127,41 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
 
 def _render(doc: dict[str, Any], report_path: str | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from gpupool.cli.render import stdout_console
-    from gpupool.simulate.report import table_rows
+    from gpupool.simulate.report import assumption_lines, summary_table
 
     console = stdout_console()
     fabric, workload = doc["fabric"], doc["workload"]
+    stats = doc["statistics"]
+    replicates = stats["replicates"]
     console.print(f"fabric {fabric['path']}: {fabric['hosts']} hosts x {fabric['gpus_per_host']} GPUs "
                   f"({fabric['kind']}); workload {workload['source']} ({workload['format']}): "
-                  f"{workload['stats']['jobs']} jobs")
-    table = Table(show_edge=False)
-    table.add_column("metric")
-    for p in doc["policies"]:
-        table.add_column(p["policy"], justify="right")
-    for label, values in table_rows(doc):
-        table.add_row(label, *(_cell(v) for v in values))
-    console.print(table)
+                  f"{workload['stats']['jobs']} jobs" + (f"; {replicates} replicates" if replicates > 1 else ""),
+                  markup=False)
+    header, values, rows = summary_table(doc)
+    # Two tables, so each fits a terminal: the per-policy means, then the differences against the baseline.
+    for first, last in ((1, 1 + values), (1 + values, len(header))):
+        if first == last:
+            continue
+        table = Table(show_edge=False)
+        table.add_column(header[0], no_wrap=True)
+        for name in header[first:last]:
+            table.add_column(name, justify="right")
+        for label, cells in rows:
+            table.add_row(Text(label), *(Text(text, style="dim" if faint else "")
+                                         for text, faint in cells[first - 1:last - 1]))
+        console.print(table)
+    if replicates > 1:
+        console.print("means ± 95% confidence half-widths over the replicates; differences paired seed by seed; "
+                      "n.s. (dim): not significantly different from 0", markup=False)
+    for sentence in stats["verdicts"].values():
+        console.print(f"verdict: {sentence}", markup=False)
+    for name, value in assumption_lines(doc):
+        console.print(f"assumption: {name}: {value}", markup=False)
     for note in doc["notes"]:
         console.print(f"note: {note}", markup=False)
     if report_path:
         console.print(f"report written to {report_path}", markup=False)
 
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}"
-    return str(value)

@@ -63,6 +63,10 @@ def render_fragmentation(figures: Fragmentation) -> None:
     scope_line = "  ".join(f"{scope}: [bold]{figures.largest[scope] or '-'}[/]" for scope in ("leaf", "pod", "anywhere"))
     console.print(f"Free GPUs: [bold]{figures.free_gpus}[/]   largest listed job that fits within {scope_line} GPUs")
     console.print(f"Stranded GPUs (no listed shape can use them inside their leaf): [bold]{figures.stranded_gpus}[/]")
+    if figures.stranded_gpus_whole_node is not None:
+        smallest = min(f.shape.gpus for f in figures.shapes if f.shape.whole_nodes)
+        console.print(f"Stranded for whole-node jobs ({smallest} GPUs and up; no whole-node shape can use them "
+                      f"inside their leaf): [bold]{figures.stranded_gpus_whole_node}[/]")
     table = Table(title="Job shapes", title_justify="left", show_edge=False)
     for column in ("GPUs", "kind", "leaf", "pod", "anywhere", "jobs in leaves", "stranded GPUs"):
         table.add_column(column, justify="left" if column == "kind" else "right")
@@ -77,7 +81,8 @@ def render_fragmentation(figures: Fragmentation) -> None:
     width = max((len(str(c)) for leaves in by_pod.values() for _, _, c in leaves), default=1)
     for pod, leaves in by_pod.items():
         line = Text(f"{pod:>14} ")
-        for _name, free, capacity in leaves:
-            line.append(f" {free:>{width}}/{capacity:<{width}} ", style=heat_style(free, capacity))
+        for name, free, capacity in leaves:
+            # The leaf's name in its cell: counting positions names the wrong leaf where leaves are absent.
+            line.append(f" {name} {free:>{width}}/{capacity:<{width}} ", style=heat_style(free, capacity))
             line.append(" ")
         console.print(line)

@@ -11,24 +11,33 @@ from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
 from gpupool.cli.plan import objective_options
-from gpupool.cli.render import emit_json, stderr_console, warn
+from gpupool.cli.render import counted, emit_json, stderr_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import UsageError
 from gpupool.fabric.compiled import load_compiled
 from gpupool.hostlist import expand
 from gpupool.slurm.sbatch import split_options
 
+# gpupool's own options (sbatch has none of these names): after an sbatch-only option they would be
+# passed to sbatch, and --dry-run would not stop the submission.
+GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait", "verify-timeout", "health",
+                          "token", "topology", "debug", "json", "objective", "hop-slack", "size-mix", "size-history"})
+
 
 @click.command("submit", context_settings={"ignore_unknown_options": True,
                                            "allow_interspersed_args": False})
-@click.option("--gpus", type=int, metavar="N", help="Total GPUs (default: from the script's #SBATCH lines).")
+@click.option("-G", "--gpus", type=int, metavar="N", help="Total GPUs (default: from the script's #SBATCH lines).")
 @click.option("--gpus-per-node", type=int, metavar="K", help="Exactly K GPUs on every chosen host.")
-@click.option("--nodes", type=int, metavar="M", help="Number of hosts.")
-@click.option("--partition", metavar="P", help="Slurm partition (default: -p / #SBATCH -p, else Slurm's default).")
-@click.option("--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
+@click.option("--gres", metavar="gpu[:TYPE]:K", help="sbatch's --gres: K GPUs on every chosen host (passed to sbatch).")
+@click.option("-N", "--nodes", type=int, metavar="M", help="Number of hosts.")
+@click.option("--ntasks-per-node", metavar="T", help="sbatch's tasks per host (passed to sbatch; GPUs unchanged).")
+@click.option("-p", "--partition", metavar="P", help="Slurm partition (default: -p / #SBATCH -p, else Slurm's default).")
+@click.option("-x", "--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between chosen hosts.")
 @click.option("--fabric", "fabric_path", metavar="F", help="Fabric file (default $GPUPOOL_FABRIC or the config file).")
 @click.option("--dry-run", is_flag=True, help="Plan and print the sbatch command line; submit nothing.")
+@click.option("--free", "free_path", metavar="FILE",
+              help="With --dry-run: plan on this free state ({\"host\": free_gpus}) without Slurm.")
 @click.option("--switch-wait", default="1:00:00", show_default=True, metavar="TIME",
               help="When nothing fits now: how long Slurm may wait for the compact switch count (--switches=N@TIME).")
 @click.option("--verify-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
@@ -42,9 +51,9 @@ from gpupool.slurm.sbatch import split_options
 @objective_options
 @json_option
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
-def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, partition: str | None,
-           exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
-           switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
+def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes: int | None,
+           ntasks_per_node: str | None, partition: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
+           free_path: str | None, switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
            topology: str, objective: str | None, hop_slack: str | None, size_mix: str | None,
            size_history: str | None, argv: tuple[str, ...]) -> None:
     """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
@@ -62,17 +71,25 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
         options, rest = split_options(list(argv), "sbatch arguments", stop_at_positional=True)
     except UsageError as exc:
         raise click.UsageError(exc.message) from None
-    sbatch_args = [token for option in options for token in option.tokens]
+    misplaced = [f"--{o.name}" for o in options if o.name in GPUPOOL_ONLY]
+    if misplaced:
+        raise click.UsageError(f"{misplaced[0]} is gpupool's, not sbatch's: give gpupool's options before the "
+                               "first sbatch-only option (or put sbatch's after --)")
+    # sbatch's own spellings that gpupool parses: passed on as sbatch options (their meaning is sbatch's).
+    spelled = [f"--{name}={value}" for name, value in (("gres", gres), ("ntasks-per-node", ntasks_per_node))
+               if value is not None]
+    sbatch_args = spelled + [token for option in options for token in option.tokens]
     script, script_args = (rest[0], rest[1:]) if rest else (None, [])
     request = SubmitRequest(
         gpus=gpus, gpus_per_node=gpus_per_node, nodes=nodes, partition=partition,
         exclude=tuple(expand(exclude)), max_hops=max_hops,
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
         switch_wait=switch_wait, verify_timeout=verify_timeout, health_path=health_path, token=token,
-        topology=topology, goal=goal_from_options(objective, hop_slack, size_mix, size_history),
+        topology=topology, free_path=free_path,
+        goal=goal_from_options(objective, hop_slack, size_mix, size_history),
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
-    client = ctx.slurm_client()
+    client = None if free_path else ctx.slurm_client()  # --free: no Slurm (submit_planned checks --dry-run)
     outcome = submit_planned(client, compiled, request)
     if ctx.json:
         emit_json(ctx.with_backend(outcome.to_json()))
@@ -80,7 +97,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, nodes: int | None, parti
     for note in outcome.notes:
         warn(note)
     cost = outcome.placement.cost
-    summary = (f"{outcome.placement.total_gpus} GPUs on {outcome.nodelist}: pair_hops_sum "
+    summary = (f"{counted(outcome.placement.total_gpus, 'GPU')} on {outcome.nodelist}: pair_hops_sum "
                f"{cost.pair_hops_sum}, max_hops {cost.max_hops}, leaf_switches {cost.leaf_switches}")
     if dry_run:
         click.echo(shlex.join(outcome.sbatch_argv))

@@ -6,7 +6,9 @@ dragonfly group). Slurm aggregates 2**k consecutive base blocks into a block of 
 `BlockSizes` names base_size * 2**k; `BlockSizes` is chosen from the fabric: level k is offered
 only when no aggregated block of that level straddles a scalable-unit boundary it could have
 fitted inside, plus the whole cluster (src/plugins/topology/block/block_record.c reads them).
-The IB captures gpupool reads carry no NVLink information, so NVLink domains are not modelled.
+On a fabric with multi-node NVLink domains (fabric.nvlink: GB200/GB300 NVL72), a base block is one
+NVLink domain instead (NVIDIA's and SchedMD's advice for such racks): BlockSizes starts at the domain
+size, no block straddles a domain, and hosts outside every domain are in no block.
 """
 
 from __future__ import annotations
@@ -65,23 +67,47 @@ def _tree_order_leaves(compiled: CompiledFabric) -> list[int]:
 
 
 def fabric_blocks(compiled: CompiledFabric) -> BlockLayout:
-    """The fabric's base blocks (one per logical leaf) and the BlockSizes its structure supports."""
+    """The fabric's base blocks (one per logical leaf, or one per NVLink domain) and the BlockSizes
+    its structure supports."""
     leaves = _tree_order_leaves(compiled)
     hosts: dict[int, list[str]] = {}
     for h, leaf in enumerate(compiled.host_tree_leaf.tolist()):
         if leaf >= 0:
             hosts.setdefault(leaf, []).append(compiled.host_names[h])
+    if compiled.has_nvlink_domains():
+        return _domain_blocks(compiled, leaves)
     blocks = tuple((compiled.tree_names[t], tuple(hosts[t])) for t in leaves)
     if not blocks:
         raise InputError("the fabric has no compute host: there is no block to build")
+    return _with_levels(compiled, blocks, [[t] for t in leaves])
+
+
+def _domain_blocks(compiled: CompiledFabric, leaves: list[int]) -> BlockLayout:
+    """One base block per NVLink domain, in fabric order (the leaf its first host sits under, then
+    host order); a domain is a child of that leaf in the aggregation structure (-1 - index as key)."""
+    rank = {t: i for i, t in enumerate(leaves)}
+    members: dict[int, list[int]] = {}
+    for h, d in enumerate(compiled.host_domain.tolist()):
+        if d >= 0:
+            members.setdefault(d, []).append(h)
+    order = sorted(members, key=lambda d: (rank.get(int(compiled.host_tree_leaf[members[d][0]]), len(rank)),
+                                           members[d][0]))
+    blocks = tuple((compiled.domain_names[d], tuple(compiled.host_names[h] for h in members[d])) for d in order)
+    chains = [[-1 - d, int(compiled.host_tree_leaf[members[d][0]])] for d in order]
+    return _with_levels(compiled, blocks, [c if c[1] >= 0 else c[:1] for c in chains])
+
+
+def _with_levels(compiled: CompiledFabric, blocks: tuple[tuple[str, tuple[str, ...]], ...],
+                 bottoms: list[list[int]]) -> BlockLayout:
+    """BlockSizes for base blocks whose ancestor chains start with `bottoms` and go up the logical tree."""
     base = min(len(h) for _n, h in blocks)
     total = sum(len(h) for _n, h in blocks)
     parent = compiled.tree_parent.tolist()
-    under: dict[int, int] = {}  # logical switch -> base blocks below it
+    under: dict[int, int] = {}  # logical switch (or domain) -> base blocks below it
     ancestors: list[list[int]] = []
-    for t in leaves:
-        chain = [t]
-        while parent[chain[-1]] >= 0:
+    for bottom in bottoms:
+        chain = list(bottom)
+        while chain[-1] >= 0 and parent[chain[-1]] >= 0:
             chain.append(parent[chain[-1]])
         ancestors.append(chain)
         for a in chain:

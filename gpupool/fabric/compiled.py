@@ -19,7 +19,7 @@ import numpy as np
 from gpupool.fabric import structure
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
-COMPILED_FORMAT = 4
+COMPILED_FORMAT = 7  # bump whenever the cached arrays change: 6 adds uplink capacities and NVLink domains; 7: director chassis layering (issue 25)
 UNREACHABLE = 32767
 # The one switch name gpupool makes up: the root Slurm needs above several top switches that no
 # real switch joins (docs/contract.md). Every other name in an export is a real switch's.
@@ -44,9 +44,16 @@ class CompiledFabric:
     tree_names: list[str]
     host_tree_leaf: np.ndarray  # int32[H]: logical level-1 tree node of each host
     switch_tree_node: np.ndarray  # int32[S]: logical tree node each switch was merged into (-1 none)
+    # float64[T]: Gb/s of the switch cables between a tree node's subtree and the rest of the fabric (its
+    # uplink bundle: leaf->spine cables of a leaf, spine->core of a pod, a dragonfly group's global links); 0 at roots
+    tree_uplink_gbps: np.ndarray
+    host_gbps: np.ndarray  # float64[H]: a host's injection rate, the Gb/s of all its HCA cables
     kind: str  # "fat-tree" | "dragonfly" | "graph"
     ultrametric: bool  # d(a,b) == 2 * tree_level(lca(a,b)) for all host pairs
     meta: dict[str, Any] = field(default_factory=dict)
+    # Multi-node NVLink domains (fabric.nvlink): per host its domain index, -1 for none.
+    host_domain: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    domain_names: list[str] = field(default_factory=list)
 
     @property
     def n_hosts(self) -> int:
@@ -78,12 +85,16 @@ class CompiledFabric:
             leaves.update(int(x) for x in self.leaves_of(h))
         return len(leaves)
 
+    def has_nvlink_domains(self) -> bool:
+        return bool(self.domain_names)
+
     def n_groups(self) -> int:
         return int(self.switch_group.max()) + 1 if self.switch_group.size else 0
 
 
 def compile_fabric(fabric: Fabric) -> CompiledFabric:
     from gpupool.fabric import kernels
+    from gpupool.fabric.nvlink import host_domain_array
 
     switches = fabric.switch_indices()
     sw_pos = {node: i for i, node in enumerate(switches)}
@@ -134,7 +145,8 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
 
     switch_names = [fabric.nodes[s].name or fabric.nodes[s].id for s in switches]
     layering = structure.layer_switches(n_sw, sw_edges, _endpoint_counts(fabric, sw_pos), switch_names,
-                                        clos=fabric.meta.get("generator") != "dragonfly")
+                                        clos=fabric.meta.get("generator") != "dragonfly",
+                                        system_guids=structure.system_guids(fabric, switches))
     switch_level = layering.level
     generator_groups = np.asarray([fabric.nodes[s].group for s in switches], dtype=np.int32)
 
@@ -146,15 +158,76 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
     host_class = _host_classes(host_sw)
     tree = _logical_tree(n_sw, n_hosts, host_sw, sw_edges, switch_level, switch_group, kind, switch_names)
     tree_parent, tree_level, tree_names, host_tree_leaf, switch_tree_node = tree
+    host_domain, domain_names = host_domain_array(host_names, fabric.nvlink_domains)
     ultrametric = _is_ultrametric(hop, host_leaf_ptr, host_leaf_idx, host_class, tree_parent, tree_level, host_tree_leaf)
+    tree_uplink_gbps, host_gbps = _link_capacities(fabric, sw_pos, hca_host, n_hosts, switch_tree_node, tree_parent)
 
     return CompiledFabric(
         host_names=host_names, switch_names=switch_names, switch_node=np.asarray(switches, dtype=np.int32),
         host_leaf_ptr=host_leaf_ptr, host_leaf_idx=host_leaf_idx, adj_ptr=adj_ptr, adj_idx=adj_idx, hop=hop,
         switch_level=switch_level, switch_group=switch_group, host_class=host_class, tree_parent=tree_parent,
         tree_level=tree_level, tree_names=tree_names, host_tree_leaf=host_tree_leaf,
-        switch_tree_node=switch_tree_node, kind=kind, ultrametric=ultrametric, meta=meta,
+        switch_tree_node=switch_tree_node, tree_uplink_gbps=tree_uplink_gbps, host_gbps=host_gbps, kind=kind,
+        ultrametric=ultrametric, meta=meta, host_domain=host_domain, domain_names=domain_names,
     )
+
+
+def uplink_bundles(compiled: CompiledFabric) -> dict[str, dict[str, float | int]]:
+    """Per logical tree level: uplink bundles, the thinnest one's Gb/s, and the worst oversubscription
+    (injection of the hosts under a bundle / its capacity); levels without bundles (roots) are left out."""
+    parent = compiled.tree_parent
+    under = np.zeros(parent.size, dtype=np.float64)
+    for h, leaf in enumerate(compiled.host_tree_leaf.tolist()):
+        t = leaf
+        while t >= 0:
+            under[t] += compiled.host_gbps[h]
+            t = int(parent[t])
+    capacity = compiled.tree_uplink_gbps
+    out: dict[str, dict[str, float | int]] = {}
+    for level in sorted({int(x) for x in compiled.tree_level.tolist()}):
+        nodes = np.flatnonzero((compiled.tree_level == level) & (capacity > 0))
+        if nodes.size == 0:
+            continue
+        out[f"level{level}"] = {"bundles": int(nodes.size), "min_uplink_gbps": round(float(capacity[nodes].min()), 3),
+                                "max_oversubscription": round(float((under[nodes] / capacity[nodes]).max()), 4)}
+    return out
+
+
+def _link_capacities(fabric: Fabric, sw_pos: dict[int, int], hca_host: dict[int, int], n_hosts: int,
+                     switch_tree_node: np.ndarray, tree_parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Gb/s cut between each tree node's subtree and the rest, Gb/s injection of each host), cable by cable
+    (parallel cables add up; each direction of a full-duplex cable carries its rate).
+
+    A switch cable whose ends lie in tree nodes a and b crosses the boundary of every subtree that holds
+    one end only: the nodes from a (and from b) up to, not including, their lowest common ancestor."""
+    uplink = np.zeros(tree_parent.size, dtype=np.float64)
+    hosts = np.zeros(n_hosts, dtype=np.float64)
+
+    def chain(t: int) -> list[int]:
+        out = []
+        while t >= 0:
+            out.append(t)
+            t = int(tree_parent[t])
+        return out
+
+    chains: dict[int, list[int]] = {}
+    for link in fabric.links:
+        a, b = link.a, link.b
+        if a in sw_pos and b in sw_pos:
+            ta, tb = int(switch_tree_node[sw_pos[a]]), int(switch_tree_node[sw_pos[b]])
+            if ta < 0 or tb < 0 or ta == tb:
+                continue
+            up_a = chains.get(ta) or chains.setdefault(ta, chain(ta))
+            up_b = chains.get(tb) or chains.setdefault(tb, chain(tb))
+            common = set(up_a) & set(up_b)
+            for t in (*up_a, *up_b):
+                if t not in common:
+                    uplink[t] += link.gbps
+        elif a in sw_pos and b in hca_host:
+            hosts[hca_host[b]] += link.gbps
+        elif b in sw_pos and a in hca_host:
+            hosts[hca_host[a]] += link.gbps
+    return uplink, hosts
 
 
 def _endpoint_counts(fabric: Fabric, sw_pos: dict[int, int]) -> np.ndarray:
@@ -398,7 +471,11 @@ def slurm_switch_name(name: str) -> str:
 
 
 def _merged_name(names: list[str]) -> str:
-    """A logical switch is named after its first member: a real, stable switch name."""
+    """A logical switch is named after its first member: a real, stable switch name; the fabric
+    ASICs of director chassis are named after the first one's director (`dir1/S01/U1`, `dir2/S01/U1` -> `dir1`)."""
+    asics = [structure.CHASSIS_ASIC.match(n) for n in names]
+    if names and all(m is not None and m.group("role") == "S" for m in asics):
+        return asics[0].group("chassis")  # type: ignore[union-attr]
     return names[0] if names else ""
 
 
@@ -466,7 +543,8 @@ def _lca_levels(parent: np.ndarray, level: np.ndarray, nodes: np.ndarray) -> np.
 # ---------------------------------------------------------------------------
 
 _ARRAY_FIELDS = ("switch_node", "host_leaf_ptr", "host_leaf_idx", "adj_ptr", "adj_idx", "hop", "switch_level",
-                 "switch_group", "host_class", "tree_parent", "tree_level", "host_tree_leaf", "switch_tree_node")
+                 "switch_group", "host_class", "tree_parent", "tree_level", "host_tree_leaf", "switch_tree_node",
+                 "tree_uplink_gbps", "host_gbps", "host_domain")
 
 
 def cache_path_for(fabric_path: str) -> str:
@@ -513,7 +591,8 @@ def _read_cache(cache: str, digest: str) -> CompiledFabric | None:
             arrays = {k: np.asarray(data[k]) for k in _ARRAY_FIELDS}
             compiled = CompiledFabric(host_names=list(header["host_names"]), switch_names=list(header["switch_names"]),
                                       tree_names=list(header["tree_names"]), kind=str(header["kind"]),
-                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]), **arrays)
+                                      ultrametric=bool(header["ultrametric"]), meta=dict(header["meta"]),
+                                      domain_names=list(header["domain_names"]), **arrays)
         if compiled.hop.ndim != 2 or compiled.hop.shape[0] != compiled.hop.shape[1]:
             raise ValueError("hop matrix has the wrong shape")
         return compiled
@@ -529,7 +608,8 @@ def _write_cache(cache: str, compiled: CompiledFabric, digest: str) -> None:
 
     header = {"digest": digest, "format": COMPILED_FORMAT, "host_names": compiled.host_names,
               "switch_names": compiled.switch_names, "tree_names": compiled.tree_names, "kind": compiled.kind,
-              "ultrametric": compiled.ultrametric, "meta": compiled.meta}
+              "ultrametric": compiled.ultrametric, "meta": compiled.meta,
+              "domain_names": compiled.domain_names}
     try:
         fd, tmp = tempfile.mkstemp(prefix=".gpupool-cache.", suffix=".npz", dir=os.path.dirname(cache))
     except OSError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpupool.errors import UsageError
+from gpupool.errors import InputError, UsageError
 from gpupool.fabric.model import ROLE_HCA, ROLE_SWITCH, Fabric, Link, Node
 
 SWITCH_GUID_BASE = 0x0002C90300000000
@@ -58,6 +58,34 @@ def _radix(used: int) -> int:
     raise UsageError(f"a switch would need {used} ports: more than 255")
 
 
+# Largest designs `fabric generate` builds (docs/contract.md): beyond these the file runs to gigabytes
+# and planning on it is no longer interactive; a size past them is refused before anything is built.
+MAX_GENERATED_HOSTS = 100_000
+MAX_GENERATED_SWITCHES = 20_000
+
+
+def check_design_size(hosts: int, switches: int, ports: dict[str, int]) -> None:
+    """Refuse, before building, a design past the documented maximum (InputError, exit 4) or a switch
+    with more ports than any product (`ports`: switch role -> ports it would use; UsageError as before)."""
+    if hosts > MAX_GENERATED_HOSTS or switches > MAX_GENERATED_SWITCHES:
+        raise InputError(f"the design has {hosts:,} hosts and {switches:,} switches: more than gpupool generates "
+                         f"(at most {MAX_GENERATED_HOSTS:,} hosts and {MAX_GENERATED_SWITCHES:,} switches)")
+    for role, used in ports.items():
+        if used > 255:
+            raise UsageError(f"a {role} switch would need {used} ports: more than 255")
+
+
+def fat_tree_size(leaves: int, hosts_per_leaf: int, spines: int, pods: int = 1, cores: int = 0,
+                  rails: int = 1) -> tuple[int, int]:
+    """(hosts, switches) of a fat-tree design, computed without building it."""
+    return pods * leaves * hosts_per_leaf, cores + pods * (spines + leaves * rails)
+
+
+def dragonfly_size(groups: int, routers_per_group: int, hosts_per_router: int) -> tuple[int, int]:
+    """(hosts, switches) of a dragonfly design, computed without building it."""
+    return groups * routers_per_group * hosts_per_router, groups * routers_per_group
+
+
 def host_name(prefix: str, index: int, total: int) -> str:
     return f"{prefix}{index:0{max(3, len(str(total)))}d}"
 
@@ -69,18 +97,24 @@ def _positive(**values: int) -> None:
 
 
 def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, cores: int = 0, rails: int = 1,
-             prefix: str = "gpu", speed: str = "QDR", width: str = "4x") -> Fabric:
+             uplinks: int = 1, prefix: str = "gpu", speed: str = "QDR", width: str = "4x") -> Fabric:
     """A 2-level (pods=1, cores=0) or 3-level fat-tree; with rails > 1 each leaf position becomes
     `rails` rail leaves and every host has one HCA per rail (rail-optimised, like a DGX SuperPOD SU).
 
-    `leaves` and `spines` are per pod; every leaf cables to every spine of its pod; spine j of each pod
+    `leaves` and `spines` are per pod; every leaf cables to every spine of its pod with `uplinks` parallel
+    cables (a leaf's oversubscription is hosts_per_leaf : spines x uplinks, all cables at one rate); spine j of each pod
     cables to the cores of plane j (cores c with c % spines == j, or core j % cores when cores < spines).
     """
-    _positive(leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, pods=pods, rails=rails)
+    _positive(leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, pods=pods, rails=rails, uplinks=uplinks)
     if pods > 1 and cores < 1:
         raise UsageError("--pods above 1 needs --cores (the third level)")
     if cores < 0:
         raise UsageError("--cores must not be negative")
+    hosts, switches = fat_tree_size(leaves, hosts_per_leaf, spines, pods, cores, rails)
+    planes = -(-cores // spines) if cores else 0
+    check_design_size(hosts, switches, {"leaf": hosts_per_leaf + spines * uplinks,
+                                        "spine": leaves * rails * uplinks + planes,
+                                        "core": pods * max(1, -(-spines // cores)) if cores else 0})
     b = _Builder(prefix, speed, width)
     three_level = cores > 0
     total_hosts = pods * leaves * hosts_per_leaf
@@ -101,13 +135,16 @@ def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, co
                     b.cable(leaf_id, b.hca(name, r))
             for leaf_id in leaf_ids:
                 for spine_id in spine_ids:
-                    b.cable(leaf_id, spine_id)
+                    for _ in range(uplinks):
+                        b.cable(leaf_id, spine_id)
         for j, spine_id in enumerate(spine_ids):
             plane = [c for c in range(cores) if c % spines == j] or ([j % cores] if cores else [])
             for c in plane:
                 b.cable(spine_id, core_ids[c])
     meta = {"generator": "fat-tree", "leaves": leaves, "hosts_per_leaf": hosts_per_leaf, "spines": spines,
             "pods": pods, "cores": cores, "rails": rails, "prefix": prefix}
+    if uplinks != 1:
+        meta["uplinks"] = uplinks  # only when set, so files generated before the option stay byte-identical
     return b.finish(meta)
 
 
@@ -120,6 +157,8 @@ def dragonfly(groups: int, routers_per_group: int, hosts_per_router: int, global
         raise UsageError("--global-links-per-router must not be negative")
     if groups > 1 and global_links_per_router < 1:
         raise UsageError("--global-links-per-router must be at least 1 with more than one group")
+    hosts, switches = dragonfly_size(groups, routers_per_group, hosts_per_router)
+    check_design_size(hosts, switches, {"router": hosts_per_router + routers_per_group - 1 + global_links_per_router})
     b = _Builder(prefix, speed, width)
     total_hosts = groups * routers_per_group * hosts_per_router
     routers: list[list[int]] = []

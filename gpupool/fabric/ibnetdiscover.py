@@ -25,14 +25,19 @@ from gpupool.hostlist import fold
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 
-_HEADER = re.compile(r'^(Switch|Ca|Rt)\s+(\d+)\s+"([^"]+)"\s*(?:#\s*(.*))?$')
-_PORT = re.compile(
-    r'^\[(\d+)\](?:\(([0-9a-fA-Fx]+)\))?\s+"([^"]+)"\[(\d+)\](?:\(([0-9a-fA-Fx]+)\))?\s*(?:#\s*(.*))?$'
-)
+# Numbers are bounded (`\d{1,9}`): a number with thousands of digits is a malformed line, never
+# Python's int-conversion limit error.
+_HEADER = re.compile(r'^(Switch|Ca|Rt)\s+(\d{1,9})\s+"([^"]+)"\s*(?:#\s*(.*))?$')
+# A port: `[N]`, then an optional port GUID `(hex)` and/or the port label ibdiagnet writes,
+# `(ASIC/Cage/Port)`, `(ASIC/Cage/Port/Split)` (Quantum-2) or `(Port/Split)` (Quantum split mode).
+_PORT_REF = r'\[(\d{1,9})\]((?:\([0-9a-fA-Fx/]{1,40}\)){0,2})'
+_PORT = re.compile(rf'^{_PORT_REF}\s+"([^"]+)"{_PORT_REF}\s*(?:#\s*(.*))?$')
+_PAREN = re.compile(r"\(([^()]*)\)")
+_LABEL = re.compile(r"^\d{1,3}(?:/\d{1,3}){1,3}$")
 _QUOTED = re.compile(r'"([^"]*)"')
-_LID = re.compile(r"\blid\s+(\d+)")
+_LID = re.compile(r"\blid\s+(\d{1,9})\b")
 _RATE = re.compile(r"\b(\d+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
-_GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]+)")
+_GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]{1,16})\b(?:\((?:0x)?([0-9a-fA-F]{1,16})\))?")
 # libibmad / infiniband-diags diagnostics that `2>&1` mixes into a saved capture, e.g.
 # `src/query_smp.c:195; umad (DR path slid 0; ...) bad status 110; Connection timed out`, `ibwarn: ...`.
 _DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberror:|ibnetdiscover:\s*iberror)")
@@ -40,14 +45,15 @@ _DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberro
 # hostlist, a key=value line, a comment or YAML would read as syntax.
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?")
 MAX_PORT = 255
+_SYSIMG = re.compile(r"^sysimgguid=0x([0-9a-fA-F]{1,16})\b")
 _DEVID = re.compile(r"^devid=0x([0-9a-fA-F]{1,8})\b")
 # vendid/devid lines, `-g` chassis grouping headers, and `-s` discovery trace lines carry no topology.
 _IGNORED = re.compile(r"^(vendid|devid|sysimgguid|chassis|\w+guid)\b|^(Chassis|Spine|Line|Non-Chassis Nodes)\b"
                       r"|^DR path\b", re.IGNORECASE)
 # `ibnetdiscover -p`: one line per port, `SW 2 1 0xGUID 4x QDR - CA 5 1 0xGUID ( 'desc' - 'desc' )`.
 _PORTS_LIST = re.compile(
-    r"^(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+(\d+x)\s+(\S+)"
-    r"(?:\s+-\s+(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\))?\s*(?:'(.*)')?\s*$")
+    r"^(SW|CA|RT)\s+(\d{1,9})\s+(\d{1,9})\s+0x([0-9a-fA-F]{1,16})\s+(\d{1,2}x)\s+(\S+)"
+    r"(?:\s+-\s+(SW|CA|RT)\s+(\d{1,9})\s+(\d{1,9})\s+0x([0-9a-fA-F]{1,16})\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\))?\s*(?:'(.*)')?\s*$")
 # `ibnetdiscover -l/-H/-S/-R`: node lists without cables.
 _NODE_LIST = re.compile(r"^(Switch|Ca|Router)\s*:\s*0x[0-9a-fA-F]+\s+ports\s+\d+")
 
@@ -57,26 +63,37 @@ _NO_HOST_FIRST_WORD = re.compile(r"^(MT\d+|localhost(\.localdomain)?|\(none\)|\(
 
 
 @dataclass
-class _PortLine:
+class PortRecord:
+    """One cabled port as a capture lists it (readers of every format produce these)."""
+
     lineno: int
     port: int
     remote_id: str
     remote_port: int
     width: str | None
     speed: str | None
+    label: str | None = None  # ibdiagnet's port label, e.g. "1/3/2/1" (ASIC/Cage/Port/Split)
+    remote_label: str | None = None
 
 
 @dataclass
-class _Record:
+class NodeRecord:
+    """One node (switch, CA, router) as a capture lists it, with its cabled ports."""
+
     lineno: int
-    kind: str
+    kind: str  # "Switch" | "Ca" | "Rt"
     nports: int
     node_id: str
     desc: str
     lid: int | None
     guid: str | None
-    ports: list[_PortLine]
+    ports: list[PortRecord]
     devid: str | None = None
+    sysimg: str | None = None  # system image GUID: the ASICs of one director chassis share it
+
+
+_PortLine = PortRecord
+_Record = NodeRecord
 
 
 def host_from_description(desc: str) -> str | None:
@@ -146,6 +163,15 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
     records = _ports_list_records(text, source) if _is_ports_list(text) else _records(text, source)
     if not records:
         raise InputError(f"{source}: no Switch or Ca records: not ibnetdiscover output")
+    return fabric_from_records(records, source, warnings, node_name_map=node_name_map, hosts=hosts,
+                               service_hosts=service_hosts)
+
+
+def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[str], *,
+                        node_name_map: dict[str, str] | None = None, hosts: Iterable[str] | None = None,
+                        service_hosts: Iterable[str] = (), reader: str = "ibnetdiscover") -> Fabric:
+    """The fabric model from the node records any capture reader produced: roles, host names,
+    cables checked from both ends, readable names. Errors name `source:line`."""
     _check_duplicates(records, source)
     # Canonical order (switches, then CAs, by node id): the model does not depend on which node
     # ran the discovery, so rediscovering an unchanged fabric gives the same file.
@@ -200,7 +226,13 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
         missing = sorted(allowed - {n.host for n in nodes if n.role == ROLE_HCA and n.host}, key=natural_key)
         if missing:
             raise InputError(f"{source}: hosts not in the fabric: {_fold(missing)}")
-    fabric = Fabric(nodes=nodes, links=links, meta={"source": "ibnetdiscover"}, warnings=warnings)
+    fabric = Fabric(nodes=nodes, links=links, meta={"source": reader}, warnings=warnings)
+    labels = _port_labels(records)
+    if labels:
+        fabric.meta["port_labels"] = labels
+    chassis = _chassis_guids(records)
+    if chassis:
+        fabric.meta["chassis_guids"] = chassis
     if not links:
         raise InputError(f"{source}: no links: the output is truncated or empty")
     if allowed is None:
@@ -210,6 +242,42 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
         if service:
             fabric.meta["service_hosts"] = len(service)
     return fabric
+
+
+def _chassis_guids(records: list[NodeRecord]) -> dict[str, str]:
+    """Switch id -> system image GUID, for switches that share one (the ASICs of a director)."""
+    by_image: dict[str, list[str]] = {}
+    for rec in records:
+        if rec.kind == "Switch" and rec.sysimg:
+            by_image.setdefault(rec.sysimg, []).append(rec.node_id)
+    return dict(sorted((node, image) for image, nodes in by_image.items() if len(nodes) >= 2 for node in nodes))
+
+
+def _port_labels(records: list[NodeRecord]) -> dict[str, str]:
+    """`node-id:port` -> ibdiagnet's port label, from either end of a cable's line."""
+    labels: dict[str, str] = {}
+    for rec in records:
+        for p in rec.ports:
+            if p.label:
+                labels[f"{rec.node_id}:{p.port}"] = p.label
+            if p.remote_label:
+                labels.setdefault(f"{p.remote_id}:{p.remote_port}", p.remote_label)
+    return dict(sorted(labels.items()))
+
+
+def _split_port_ref(parens: str, source: str, lineno: int) -> tuple[str | None, str | None]:
+    """`(guid)` and/or `(label)` after a `[N]`: a label has slashes, a GUID is hex."""
+    guid = label = None
+    for item in _PAREN.findall(parens):
+        if "/" in item:
+            if not _LABEL.match(item):
+                raise InputError(f"{source}:{lineno}: malformed port label ({item[:40]})")
+            label = item
+        elif re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", item):
+            guid = item
+        else:
+            raise InputError(f"{source}:{lineno}: malformed port GUID ({item[:40]})")
+    return guid, label
 
 
 def _check_duplicates(records: list[_Record], source: str) -> None:
@@ -261,6 +329,7 @@ def _records(text: str, source: str) -> list[_Record]:
     current: _Record | None = None
     pending_guid: str | None = None
     pending_devid: str | None = None
+    pending_sysimg: str | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -273,6 +342,8 @@ def _records(text: str, source: str) -> list[_Record]:
             if not m:
                 raise InputError(f"{source}:{lineno}: malformed port line: {line[:80]!r}")
             port, remote_id, remote_port = int(m.group(1)), m.group(3), int(m.group(4))
+            _guid, label = _split_port_ref(m.group(2), source, lineno)
+            _rguid, remote_label = _split_port_ref(m.group(5), source, lineno)
             if port < 1 or port > current.nports:
                 raise InputError(f"{source}:{lineno}: port {port} above the radix ({current.nports}) of {current.node_id}")
             if any(p.port == port for p in current.ports):
@@ -281,10 +352,10 @@ def _records(text: str, source: str) -> list[_Record]:
             width, speed = _rate(comment)
             if current.kind != "Switch" and current.lid is None:
                 # A CA's own port LID opens its port comment: `# lid 647 lmc 0 "switch" lid 73 4xNDR`.
-                own = re.match(r"lid\s+(\d+)", comment)
+                own = re.match(r"lid\s+(\d{1,9})\b", comment)
                 if own and int(own.group(1)) > 0:
                     current.lid = int(own.group(1))
-            current.ports.append(_PortLine(lineno, port, remote_id, remote_port, width, speed))
+            current.ports.append(_PortLine(lineno, port, remote_id, remote_port, width, speed, label, remote_label))
             continue
         header = _HEADER.match(line)
         if header:
@@ -295,18 +366,26 @@ def _records(text: str, source: str) -> list[_Record]:
             desc = quoted.group(1) if quoted else ""
             lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
             current = _Record(lineno, kind, nports, node_id, desc.strip(), int(lid_match.group(1)) if lid_match else None,
-                              pending_guid, [], pending_devid)
-            pending_guid = pending_devid = None
+                              pending_guid, [], pending_devid, pending_sysimg)
+            pending_guid = pending_devid = pending_sysimg = None
             records.append(current)
             continue
         guid_line = _GUID_LINE.match(line)
         if guid_line:
             pending_guid = _norm_guid(guid_line.group(2))
+            # ibdiagnet: `switchguid=0x<chassis>(0x<node>)`: a different first GUID is the chassis's.
+            if guid_line.group(3) and pending_sysimg is None and _norm_guid(guid_line.group(3)) != pending_guid:
+                pending_sysimg = pending_guid
             current = None
             continue
         devid = _DEVID.match(line)
         if devid:
             pending_devid = f"0x{int(devid.group(1), 16):04x}"
+            current = None
+            continue
+        sysimg = _SYSIMG.match(line)
+        if sysimg:
+            pending_sysimg = _norm_guid(sysimg.group(1))
             current = None
             continue
         if _IGNORED.match(line):

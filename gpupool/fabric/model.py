@@ -6,10 +6,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpupool.errors import InputError
 from gpupool.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from gpupool.fabric.nvlink import NvlinkDomain
 
 FABRIC_VERSION = 1
 
@@ -69,6 +72,7 @@ class Fabric:
     links: list[Link] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # parse-time oddities the audit reports
+    nvlink_domains: list[NvlinkDomain] = field(default_factory=list)  # multi-node NVLink domains (fabric.nvlink)
 
     # ---- derived views (cheap, computed on demand) ----
     def switch_indices(self) -> list[int]:
@@ -117,7 +121,10 @@ def fabric_to_dict(fabric: Fabric) -> dict[str, Any]:
         # Drop defaults to keep 65k-host files small.
         nodes.append({k: d[k] for k in node_keys if d[k] not in (None, "", -1) or k in ("id", "type", "ports")})
     links = [[lk.a, lk.a_port, lk.b, lk.b_port, lk.width, lk.speed] for lk in fabric.links]
-    return {"version": FABRIC_VERSION, "meta": fabric.meta, "warnings": fabric.warnings, "nodes": nodes, "links": links}
+    doc = {"version": FABRIC_VERSION, "meta": fabric.meta, "warnings": fabric.warnings, "nodes": nodes, "links": links}
+    if fabric.nvlink_domains:  # only NVLink fabrics carry the key: other files stay as they were
+        doc["nvlink_domains"] = [d.to_json() for d in fabric.nvlink_domains]
+    return doc
 
 
 def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
@@ -136,7 +143,11 @@ def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
     meta, warnings = doc.get("meta") or {}, doc.get("warnings") or []
     if not isinstance(meta, dict) or not isinstance(warnings, list):
         raise InputError(f"{source}: malformed fabric file: \"meta\" must be an object, \"warnings\" a list")
-    return Fabric(nodes=nodes, links=links, meta=dict(meta), warnings=[str(w) for w in warnings])
+    from gpupool.fabric.nvlink import domains_from_json
+
+    domains = domains_from_json(doc.get("nvlink_domains"), source, {n.host for n in nodes if n.host})
+    return Fabric(nodes=nodes, links=links, meta=dict(meta), warnings=[str(w) for w in warnings],
+                  nvlink_domains=domains)
 
 
 def _text(value: Any, what: str, default: str = "") -> str:

@@ -15,6 +15,7 @@ hosts cabled to a spine into leaves). Instead:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ def _bfs(ptr: np.ndarray, idx: np.ndarray, seeds: np.ndarray, n: int) -> np.ndar
 
 
 def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, int]], endpoints: np.ndarray,
-                   names: list[str], *, clos: bool = True) -> Layering:
+                   names: list[str], *, clos: bool = True, system_guids: list[str | None] | None = None) -> Layering:
     """Up/down layering of the switch graph; `endpoints[s]` counts the endpoint CAs cabled to switch s.
     `clos=False` (a generated dragonfly) keeps every host-bearing switch a leaf."""
     pairs = np.asarray(list(sw_edges), dtype=np.int64).reshape(-1, 2)
@@ -79,17 +80,79 @@ def layer_switches(n_sw: int, sw_edges: set[tuple[int, int]] | list[tuple[int, i
             if leaf[t] and cc_deg[t] > 0:
                 cc_deg[t] -= 1
 
+    # Director chassis: their ASICs are one switch's line and fabric ASICs, never leaves seen upside
+    # down; a switch outside the chassis cabled to a line ASIC is an external leaf, hosts or not.
+    chassis = chassis_members(names, system_guids, nbrs, has_hosts)
+    in_chassis = np.zeros(n_sw, dtype=bool)
+    external: set[str] = set()
+    if chassis:
+        line = np.zeros(n_sw, dtype=bool)
+        for members in chassis.values():
+            for s, role in members:
+                in_chassis[s] = True
+                line[s] = role == "L"
+        for s in np.nonzero(~in_chassis & ~has_hosts)[0].tolist():
+            ns = np.unique(nbrs[s])
+            if line[ns].any() and not (has_hosts[ns] & ~in_chassis[ns]).any():
+                leaf[s] = True
+        for name, members in chassis.items():
+            if any(not in_chassis[t] and leaf[t] for s, _role in members for t in nbrs[s].tolist()):
+                external.add(name)
+                for s, _role in members:
+                    leaf[s] = False  # hosts on a line ASIC of a director with external leaves: spine hosts
+
     # 2-3. Layer from the leaves; fold hostless switches that do not widen the reach down to level 1.
     for _round in range(n_sw + 1):
         dist = _bfs(ptr, idx, np.nonzero(leaf)[0], n_sw)
-        upside_down = _upside_down_leaves(n_sw, nbrs, dist, leaf, has_hosts)
+        upside_down = [s for s in _upside_down_leaves(n_sw, nbrs, dist, leaf, has_hosts) if not in_chassis[s]]
         if not upside_down:
             break
         leaf[upside_down] = True
     level = np.where(dist >= 0, dist + 1, 0).astype(np.int16)
+    for name, members in chassis.items():
+        # Inside a director: line ASICs one level below its fabric ASICs, above its external leaves.
+        base = 2 if name in external else 1
+        for s, role in members:
+            if level[s] > 0 or name in external:
+                level[s] = base if role == "L" else base + 1
     reason = _reason(ea, eb, level, names)
     return Layering(level=level, leaves=level == 1, spine_hosts=has_hosts & (level > 1),
                     hostless_leaves=(level == 1) & ~has_hosts, kind_reason=reason)
+
+
+MAX_CHASSIS_ASICS = 128  # the largest director (CS8500: 20 line cards x 2 ASICs + 20 fabric ASICs) fits
+CHASSIS_ASIC = re.compile(r"^(?P<chassis>.+)/(?P<role>[LS])(?P<slot>\d{1,3})/U\d{1,2}(?:-\d+)?$")
+
+
+def chassis_members(names: list[str], system_guids: list[str | None] | None = None,
+                    nbrs: list[np.ndarray] | None = None, has_hosts: np.ndarray | None = None,
+                    ) -> dict[str, list[tuple[int, str]]]:
+    """Director chassis -> [(switch index, "L" line ASIC | "S" fabric ASIC)], from switch names
+    (`dir1/L07/U1`, `dir1/S01/U1`, from node descriptions `MF0;dir1:MCS8500/L07/U1`), else from a
+    system image GUID that several switches share (then an ASIC cabled only inside the chassis is a
+    fabric ASIC, the others line ASICs). A chassis needs both line and fabric ASICs."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for s, name in enumerate(names):
+        m = CHASSIS_ASIC.match(name)
+        if m:
+            found.setdefault(m.group("chassis"), []).append((s, m.group("role")))
+    chassis = {c: m for c, m in found.items() if {r for _s, r in m} == {"L", "S"}}
+    if system_guids is not None and nbrs is not None and has_hosts is not None:
+        named = {s for members in chassis.values() for s, _role in members}
+        by_image: dict[str, list[int]] = {}
+        for s, image in enumerate(system_guids):
+            if image and s not in named:
+                by_image.setdefault(image, []).append(s)
+        for image, group in sorted(by_image.items()):
+            if int(image, 16) == 0 or not 2 <= len(group) <= MAX_CHASSIS_ASICS:
+                continue  # an unset image GUID, or one a whole fabric shares, is no chassis
+            inside = set(group)
+            roles = {s: "L" if has_hosts[s] or any(int(t) not in inside for t in nbrs[s]) else "S" for s in group}
+            # A two-stage chassis: fabric ASICs are cabled to line ASICs only.
+            two_stage = all(roles.get(int(t)) == "L" for s, r in roles.items() if r == "S" for t in nbrs[s])
+            if set(roles.values()) == {"L", "S"} and two_stage:
+                chassis[image] = sorted(roles.items())
+    return chassis
 
 
 def _spine_carrying_hosts(cc_deg: np.ndarray, leaf: np.ndarray, nbrs: list[np.ndarray], endpoints: np.ndarray,
@@ -183,7 +246,17 @@ def fabric_layering(fabric: Fabric) -> tuple[list[int], Layering]:
             endpoints[b] += 1
     names = [nodes[s].name or nodes[s].id for s in switches]
     return switches, layer_switches(len(switches), edges, endpoints, names,
-                                    clos=fabric.meta.get("generator") != "dragonfly")
+                                    clos=fabric.meta.get("generator") != "dragonfly",
+                                    system_guids=system_guids(fabric, switches))
+
+
+def system_guids(fabric: Fabric, switches: list[int]) -> list[str | None]:
+    """The chassis (system image) GUID of each switch that shares one with others, else None."""
+    images: dict[str, str] = fabric.meta.get("chassis_guids") or {}
+    if not isinstance(images, dict):
+        return [None] * len(switches)
+    return [images.get(fabric.nodes[s].id) if isinstance(images.get(fabric.nodes[s].id), str) else None
+            for s in switches]
 
 
 def classify_hosts(fabric: Fabric, service_patterns: Iterable[str] = ()) -> dict[str, str]:

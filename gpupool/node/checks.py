@@ -179,6 +179,36 @@ def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> N
                     details={"basis": basis})
 
 
+def judge_nvlink_fabric(judge: Judge, gpus: list[GpuFacts]) -> None:
+    """Multi-node NVLink fabric (GB200/GB300): every GPU that reports one must have registered,
+    without error, healthy, and all of the node's GPUs in one domain. No report: no domain, no check."""
+    from gpupool.node.nvlink import fabric_summary, health_problems
+
+    if not judge.on("nvlink_fabric"):
+        return
+    summary = fabric_summary(gpus)
+    if summary is None:
+        return
+    for gpu in gpus:
+        fabric = gpu.nvlink_fabric
+        subject = gpu_subject(gpu)
+        if fabric is None:
+            judge.judge("nvlink_fabric", subject, None, "completed", True,
+                        "no NVLink fabric info while other GPUs of the node have one")
+            continue
+        if fabric.state != "completed":
+            judge.judge("nvlink_fabric", subject, fabric.state, "completed", True,
+                        f"NVLink fabric registration not complete ({fabric.state})")
+            continue
+        problems = ([f"registration failed (NVML status {fabric.status})"] if fabric.status != 0 else []) \
+            + health_problems(fabric.health_mask)
+        judge.judge("nvlink_fabric", subject, fabric.state if not problems else "; ".join(problems), "completed",
+                    bool(problems), f"NVLink fabric: {'; '.join(problems)}")
+    if summary["domains_seen"] > 1:
+        judge.judge("nvlink_fabric", "node", summary["domains_seen"], 1, True,
+                    f"the node's GPUs are in {summary['domains_seen']} NVLink domains (cluster/clique differ)")
+
+
 def check_processes(gpu: GpuFacts, settings: NodeSettings, mode: str) -> list[Finding]:
     judge = Judge(settings)
     judge_processes(judge, gpu, mode)
@@ -384,6 +414,7 @@ def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
             judge_processes(judge, gpu, facts.mode)
             for field_name, message in sorted(gpu.errors.items()):
                 judge.unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
+        judge_nvlink_fabric(judge, select_gpus(facts.gpus, facts.job_gpus))
     judge_xid(judge, facts)
     if facts.hca_error is not None:
         judge.unknown.append(f"{facts.hca_error.source}: {facts.hca_error.message}")

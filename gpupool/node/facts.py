@@ -15,6 +15,25 @@ from gpupool.findings import (  # noqa: F401 - re-exported for the node modules
     Finding,
 )
 
+# NVML_GPU_FABRIC_STATE_* (nvml.h, nvmlGpuFabricState_t) as gpupool names them.
+FABRIC_STATES = {0: "not_supported", 1: "not_started", 2: "in_progress", 3: "completed"}
+
+
+@dataclass(frozen=True)
+class GpuFabric:
+    """A GPU's multi-node NVLink fabric membership (NVML's nvmlGpuFabricInfo): the domain is
+    (cluster_uuid, clique_id); both mean something only once registration is `completed`."""
+
+    cluster_uuid: str  # "8-4-4-4-12" hex form of the 16 clusterUuid bytes
+    clique_id: int
+    state: str  # FABRIC_STATES value, or "unknown(N)"
+    status: int  # nvmlReturn_t of the registration; meaningful only when completed (0: success)
+    health_mask: int | None = None  # NVML_GPU_FABRIC_HEALTH_MASK_* bits (v2 structure and later)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster_uuid": self.cluster_uuid, "clique_id": self.clique_id, "state": self.state,
+                "status": self.status, "health_mask": self.health_mask}
+
 
 @dataclass
 class GpuFacts:
@@ -41,6 +60,8 @@ class GpuFacts:
     pcie_gen: int | None = None
     pcie_max_gen: int | None = None
     compute_pids: list[int] = field(default_factory=list)
+    # Multi-node NVLink fabric membership; None: NVML says the GPU has none (PCIe, HGX) or cannot tell.
+    nvlink_fabric: GpuFabric | None = None
     # Field name -> error text, for queries that failed with something else than "not supported".
     errors: dict[str, str] = field(default_factory=dict)
 

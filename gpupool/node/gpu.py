@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from gpupool.node.deadline import DeadlineResult, Progress, call_with_deadline
-from gpupool.node.facts import CollectError, GpuFacts, GpuInventory
+from gpupool.node.facts import FABRIC_STATES, CollectError, GpuFabric, GpuFacts, GpuInventory
 
 T = TypeVar("T")
 
@@ -137,9 +137,36 @@ def _read_gpu(nvml: Any, index: int, handle: Any, progress: Progress) -> GpuFact
     gpu.pcie_replay = query("pcie_replay", lambda: nvml.nvmlDeviceGetPcieReplayCounter(handle))
     if gpu.nvlink_active:
         gpu.nvlink_errors = _nvlink_errors(nvml, handle, len(gpu.nvlink_active), gpu, progress)
+    gpu.nvlink_fabric = query("nvlink_fabric", lambda: _fabric_info(nvml, handle))
     processes = query("processes", lambda: _compute_processes(nvml, handle)) or []
     gpu.compute_pids = sorted(int(p.pid) for p in processes)
     return gpu
+
+
+def _fabric_info(nvml: Any, handle: Any) -> GpuFabric | None:
+    """nvmlDeviceGetGpuFabricInfoV with nvmlGpuFabricInfo_v2_t (nvml.h, R550+: version, clusterUuid[16],
+    status, cliqueId, state, healthMask), else nvmlDeviceGetGpuFabricInfo with nvmlGpuFabricInfo_t
+    (R525+: clusterUuid[16], status, cliqueId, state). NVML_ERROR_NOT_SUPPORTED (PCIe and HGX systems,
+    `query` drops it) and NVML_GPU_FABRIC_STATE_NOT_SUPPORTED both mean: in no NVLink domain."""
+    import ctypes
+
+    try:
+        info: Any = nvml.c_nvmlGpuFabricInfoV_t()  # sets version = nvmlGpuFabricInfo_v2
+        nvml.nvmlDeviceGetGpuFabricInfoV(handle, ctypes.byref(info))
+        health: int | None = int(info.healthMask)
+    except (AttributeError, nvml.NVMLError_FunctionNotFound):
+        if not hasattr(nvml, "c_nvmlGpuFabricInfo_t"):  # a pynvml older than fabric info: nothing to ask
+            return None
+        info = nvml.c_nvmlGpuFabricInfo_t()
+        nvml.nvmlDeviceGetGpuFabricInfo(handle, ctypes.byref(info))
+        health = None
+    state = int(info.state)
+    if state == 0:
+        return None
+    raw = bytes(info.clusterUuid).hex()
+    uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+    return GpuFabric(cluster_uuid=uuid, clique_id=int(info.cliqueId), state=FABRIC_STATES.get(state, f"unknown({state})"),
+                     status=int(info.status), health_mask=health)
 
 
 def _throttle_reasons(nvml: Any, handle: Any) -> int:

@@ -35,6 +35,7 @@ from gpupool.node.gpucount import (
     pci_nvidia_gpus,
 )
 from gpupool.node.hca import HcaSource, HcaUnavailable
+from gpupool.node.nvlink import fabric_summary
 from gpupool.node.settings import NodeSettings
 from gpupool.node.slurmenv import job_gpu_ids, node_name, resolve_gpu_ids
 from gpupool.node.state import NodeState, current_boot_id, load_state, save_state
@@ -59,6 +60,7 @@ class CheckReport:
     hca_ports: int | None = None
     job_id: str | None = None
     elapsed_ms: float = 0.0
+    nvlink_domain: dict[str, Any] | None = None  # node.nvlink.fabric_summary of the checked GPUs
 
     @property
     def reason(self) -> str:
@@ -81,6 +83,7 @@ class CheckReport:
             "reason": self.reason if self.status != "OK" else "",
             "elapsed_ms": round(self.elapsed_ms, 1),
             "notes": list(self.notes),
+            "nvlink_domain": self.nvlink_domain,
         }
 
 
@@ -159,6 +162,7 @@ def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_so
             report.gpu_count = facts.gpus.count
             report.checked_gpus = [g.index for g in facts.gpus.gpus
                                    if facts.job_gpus is None or g.index in facts.job_gpus]
+            report.nvlink_domain = fabric_summary([g for g in facts.gpus.gpus if g.index in report.checked_gpus])
         report.hca_ports = None if facts.hca_ports is None else len(facts.hca_ports)
         if mode != "manual":  # by hand the window stays where the last Prolog/Epilog left it
             counters = dict(facts.previous_counters or {})

@@ -30,6 +30,7 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "hca_link_downed": SEVERITY_WARNING,
     "hca_errors": SEVERITY_WARNING,
     "nvlink_errors": SEVERITY_WARNING,
+    "nvlink_fabric": SEVERITY_WARNING,
     "pcie_replay": SEVERITY_WARNING,
     "xid_fatal": SEVERITY_CRITICAL,
     "xid": SEVERITY_WARNING,

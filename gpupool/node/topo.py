@@ -59,6 +59,7 @@ class NodeTopology:
     hcas: list[TopoHca]
     gpu_gpu: dict[tuple[int, int], str]
     gpu_hca: dict[tuple[int, str], str]
+    nvlink_domain: dict[str, Any] | None = None  # node.nvlink.fabric_summary: None = in no NVLink domain
 
     def nearest_hcas(self, gpu: int) -> list[str]:
         """HCAs at the best level from this GPU (ties kept, in name order)."""
@@ -84,6 +85,7 @@ class NodeTopology:
                                  "link_layer": p.link_layer} for p in h.ports]} for h in self.hcas],
             "matrix": matrix,
             "legend": LEGEND,
+            "nvlink_domain": self.nvlink_domain,
         }
 
     def level(self, a: str, b: str) -> str:
@@ -200,7 +202,10 @@ def build_topology(root: str | os.PathLike[str], inventory: GpuInventory | None,
         for hca in hcas:
             if gpu.location and hca.location:
                 gpu_hca[(gpu.index, hca.name)] = pci_level(gpu.location, hca.location)
-    return NodeTopology(gpus, hcas, gpu_gpu, gpu_hca)
+    from gpupool.node.nvlink import fabric_summary
+
+    nvlink = fabric_summary(inventory.gpus) if inventory is not None else None
+    return NodeTopology(gpus, hcas, gpu_gpu, gpu_hca, nvlink)
 
 
 def usable_ports(hca: TopoHca) -> list[str]:

@@ -110,6 +110,9 @@ class Fragmentation:
     largest_whole_node_gpus: dict[str, int]  # scope -> most whole-free GPUs inside one unit
     stranded_gpus: int
     leaves: list[LeafFree]
+    # Stranded for every listed whole-node shape (None: none listed): with 1-GPU jobs among the
+    # shapes `stranded_gpus` is 0 by definition, this says what multi-node jobs cannot use.
+    stranded_gpus_whole_node: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +121,7 @@ class Fragmentation:
             "largest": dict(self.largest),
             "largest_whole_node_gpus": dict(self.largest_whole_node_gpus),
             "stranded_gpus": self.stranded_gpus,
+            "stranded_gpus_whole_node": self.stranded_gpus_whole_node,
             "shapes": [{"gpus": f.shape.gpus, "kind": f.shape.kind, "hosts": f.shape.hosts, "fits": dict(f.fits),
                         "jobs_within_leaf": f.jobs_within_leaf, "stranded_gpus": f.stranded_gpus}
                        for f in self.shapes],
@@ -179,6 +183,7 @@ def measure(compiled: CompiledFabric, free: FreeState, shapes: list[Shape],
 
     fits: list[ShapeFit] = []
     stranded_mask = np.ones(compiled.n_hosts, dtype=np.bool_) & (host_free > 0)
+    whole_stranded_mask = stranded_mask.copy()
     for shape in shapes:
         if shape.whole_nodes:
             scope_fit = {s: bool((whole_by[s] >= shape.hosts).any()) for s in SCOPES}
@@ -189,6 +194,8 @@ def measure(compiled: CompiledFabric, free: FreeState, shapes: list[Shape],
             jobs = int((host_free // shape.gpus).sum())
             usable_host = host_free >= shape.gpus
         stranded_mask &= ~usable_host
+        if shape.whole_nodes:
+            whole_stranded_mask &= ~usable_host
         fits.append(ShapeFit(shape, scope_fit, jobs, int(host_free[~usable_host].sum())))
 
     largest = {s: max((f.shape.gpus for f in fits if f.fits[s]), default=0) for s in SCOPES}
@@ -206,4 +213,6 @@ def measure(compiled: CompiledFabric, free: FreeState, shapes: list[Shape],
                                whole_free_hosts=int(leaf_whole[t]), capacity_gpus=capacity))
     return Fragmentation(gpus_per_node=k, free_gpus=int(host_free.sum()), shapes=fits, largest=largest,
                          largest_whole_node_gpus=largest_whole, stranded_gpus=int(host_free[stranded_mask].sum()),
-                         leaves=leaves)
+                         leaves=leaves,
+                         stranded_gpus_whole_node=int(host_free[whole_stranded_mask].sum())
+                         if any(sh.whole_nodes for sh in shapes) else None)

@@ -218,6 +218,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 table{border-collapse:collapse;font-size:13px;background:#fff} th,td{border:1px solid #d0d7de;padding:4px 8px}
 th{background:#eef1f4;text-align:left} td{text-align:right} td:first-child{text-align:left}
 .scroll{overflow-x:auto;background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px}
+svg#fabric{max-width:100%;height:auto}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:14px;height:14px;vertical-align:middle;margin-right:4px;border-radius:3px}
 .note{color:#8a6d3b;font-size:13px} .critical{color:#c00000;font-weight:600} .warning{color:#b35c00}

@@ -138,6 +138,8 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
         host_take, algorithm, optimal, bound = single, "single-host-pack", True, None
     elif limit is not None and limit < 2:
         host_take, algorithm, optimal, bound = _single_host(units, tie, need, request, unit_gpus, per_node, why)
+    elif nvlink := _place_nvlink(compiled, units, tie, free, need, unit_gpus, per_node, request, why):
+        host_take, algorithm, optimal, bound = nvlink
     elif compiled.ultrametric:
         host_take, algorithm, optimal, bound = _place_tree(compiled, units, tie, free, need, unit_gpus, per_node,
                                                            request, why, pack)
@@ -168,6 +170,38 @@ def _single_host(units: np.ndarray, tie: np.ndarray, need: int, request: Request
     take = np.zeros(units.size, dtype=np.int64)
     take[best] = need
     return take, "single-host", True, None
+
+
+def _place_nvlink(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int,
+                  unit_gpus: int, per_node: bool, request: Request,
+                  why: str) -> tuple[np.ndarray, str, bool, int | None] | None:
+    """Fewest NVLink domains first (placement.nvlink); None on fabrics without domains, and where
+    neither the exact DP nor one island serves (the IB-only paths then place, or say why not)."""
+    if not compiled.has_nvlink_domains():
+        return None
+    from gpupool.placement import nvlink
+
+    if compiled.ultrametric and nvlink.nestable(compiled):
+        host_take = nvlink.place_domains(compiled, units, tie, free.free_gpus, need, unit_gpus, request.max_hops)
+        return None if host_take is None else (host_take, "tree-dp-nvlink", True, None)
+    runs: list[tuple[str, bool]] = []
+
+    def inside(island_units: np.ndarray) -> np.ndarray:
+        if compiled.ultrametric:
+            result = _place_tree(compiled, island_units, tie, free, need, unit_gpus, per_node, request, why)
+        else:
+            result = _place_graph(compiled, island_units, tie, need, unit_gpus, per_node, request, why)
+        runs.append((result[1], result[2]))
+        return result[0]
+
+    try:
+        found = nvlink.place_in_one_island(compiled, units, need, inside)
+    except InfeasibleError:  # within --max-hops no single island serves: the IB-only path says why
+        return None
+    if found is None:
+        return None
+    host_take, all_tried = found
+    return host_take, f"nvlink-one-domain+{runs[0][0]}", all_tried and all(ok for _a, ok in runs), None
 
 
 def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int, unit_gpus: int,

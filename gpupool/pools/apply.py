@@ -17,6 +17,7 @@ from gpupool.pools.fragment import (
 )
 from gpupool.pools.live import CommandRunner, LiveState, read_live_state
 from gpupool.pools.nodes import FabricLoader
+from gpupool.pools.offline import SlurmConf, offline_state
 from gpupool.pools.plan import Change, Desired, build_desired, diff, partition_line
 from gpupool.pools.schema import PoolsFile
 from gpupool.pools.validate import ResolvedPools, UserLookup, resolve_and_validate, unix_user_exists
@@ -32,6 +33,8 @@ class ApplyReport:
     warnings: list[str] = field(default_factory=list)
     fragment_written: bool = False
     error: GpupoolError | None = None
+    offline: bool = False  # `--dry-run --offline`: checked against files, not a live Slurm
+    unchecked: list[str] = field(default_factory=list)  # what an offline preview could not check
 
     @property
     def applied(self) -> bool:
@@ -49,6 +52,9 @@ class ApplyReport:
         }
         if self.error is not None:
             doc["error"] = self.error.message
+        if self.offline:
+            doc["offline"] = True
+            doc["unchecked"] = self.unchecked
         return doc
 
 
@@ -93,6 +99,30 @@ def apply_pools(spec: PoolsFile, run: CommandRunner, options: ApplyOptions,
         report.fragment_written = write_fragment(fragment, desired, live, changes)
     if creating or fragment.intended:
         settle_intent(fragment, creating, changes, report.error)
+    return report
+
+
+def preview_offline(spec: PoolsFile, options: ApplyOptions, slurm_conf: SlurmConf | None,
+                    fragment_file: str) -> ApplyReport:
+    """`pool apply --dry-run --offline`: every check that needs no live Slurm (the cross-checks
+    included: limits above a pool's GPUs, a node in two owned pools, nodes and partitions of
+    slurm.conf), and the objects apply would create, as a dry run; `unchecked` says what was not seen."""
+    fabric = _memoized(options.fabric)
+    fragment = read_fragment(fragment_file)
+    live, unchecked = offline_state(slurm_conf, fragment)
+    checked_live = live if slurm_conf is not None and slurm_conf.nodes else None
+    resolved = resolve_and_validate(spec, checked_live, fabric, user_exists=options.user_exists,
+                                    allow_unknown_users=options.allow_unknown_users, slurm_accounts_known=False)
+    unknown_size = sorted(name for name, gpus in resolved.gpus.items() if gpus == 0)
+    if unknown_size:
+        unchecked.append(f"GPU limits of pool(s) {', '.join(unknown_size)}: GPU count unknown "
+                         "(give --slurm-conf with Gres=gpu:K, or gpus_per_node in the file)")
+    desired = build_desired(spec, resolved, spec.cluster or live.cluster)
+    changes = diff(spec, desired, live, fragment)
+    report = ApplyReport(changes, True, fragment.path, offline=True, unchecked=unchecked)
+    if slurm_conf is not None:
+        report.warnings = config_warnings(spec, live, fragment.path)
+        report.warnings += overlap_warnings(spec, resolved, live, fragment.owned | set(desired.partitions))
     return report
 
 

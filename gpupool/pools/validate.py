@@ -51,17 +51,22 @@ class ResolvedPools:
 
 def resolve_and_validate(spec: PoolsFile, live: LiveState | None, fabric: FabricLoader | None, *,
                          user_exists: UserLookup = unix_user_exists,
-                         allow_unknown_users: bool = False) -> ResolvedPools:
-    """Resolve pool nodes and check the file against Slurm (when `live` is given) and the user base."""
+                         allow_unknown_users: bool = False, slurm_accounts_known: bool = True,
+                         gpus_per_host: int | None = None) -> ResolvedPools:
+    """Resolve pool nodes and check the file against Slurm (when `live` is given) and the user base.
+
+    `slurm_accounts_known=False`: `live` comes from files (an offline preview), which hold no
+    accounts, so a parent account outside the pools file is not checked. `gpus_per_host`: the GPUs
+    of a host neither the file nor Slurm counts (a simulation's --gpus-per-host), so limits are checked."""
     hosts = _resolve_hosts(spec, fabric)
     _check_nodes_known(spec, hosts, live)
     _check_owned_overlap(spec, hosts)
-    gpus_per_host = _gpus_per_host(spec, hosts, live)
-    gpus = {name: sum(gpus_per_host.get(h, 0) for h in hs) for name, hs in hosts.items()}
-    resolved = ResolvedPools(hosts, gpus, gpus_per_host)
+    host_gpus = _gpus_per_host(spec, hosts, live, gpus_per_host or 0)
+    gpus = {name: sum(host_gpus.get(h, 0) for h in hs) for name, hs in hosts.items()}
+    resolved = ResolvedPools(hosts, gpus, host_gpus)
     _check_queue_limits(spec, resolved)
     _check_lending_limits(spec, resolved)
-    _check_parents(spec, live)
+    _check_parents(spec, live if slurm_accounts_known else None)
     if not (allow_unknown_users or spec.allow_unknown_users):
         _check_users(spec, live, user_exists)
     return resolved
@@ -108,7 +113,8 @@ def _check_owned_overlap(spec: PoolsFile, hosts: dict[str, list[str]]) -> None:
             owner_of[host] = pool.name
 
 
-def _gpus_per_host(spec: PoolsFile, hosts: dict[str, list[str]], live: LiveState | None) -> dict[str, int]:
+def _gpus_per_host(spec: PoolsFile, hosts: dict[str, list[str]], live: LiveState | None,
+                   default: int = 0) -> dict[str, int]:
     result: dict[str, int] = {}
     for pool in spec.pools.values():
         for host in hosts[pool.name]:
@@ -117,7 +123,7 @@ def _gpus_per_host(spec: PoolsFile, hosts: dict[str, list[str]], live: LiveState
             elif live is not None and host in live.nodes:
                 result[host] = live.nodes[host].gpus
             else:
-                result.setdefault(host, 0)
+                result.setdefault(host, default)
     return result
 
 

@@ -39,10 +39,11 @@ from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.objective import DEFAULT_GOAL, Objective, PlacementGoal
 from gpupool.placement.slurm_reference import slurm_reference
+from gpupool.simulate.contention import Flow, LinkContention
 from gpupool.simulate.kernels import per_node_shadow
 from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.plan import AvailabilityPlan
-from gpupool.simulate.speed import SpeedModel
+from gpupool.simulate.speed import SPEED_MODELS, SpeedModel
 from gpupool.simulate.workload import Job
 
 if TYPE_CHECKING:
@@ -255,6 +256,15 @@ class Simulator:
         self.total_free = n * g
         self.capacity = _Capacity(compiled)
         self.metrics = PolicyMetrics(policy=policy, total_gpus=n * g, bin_seconds=config.bin_seconds)
+        # Contention model: shared uplink bundles slow multi-leaf jobs (simulate.contention); None = isolated.
+        self.contention: LinkContention | None = None
+        if speed.model == "contention":
+            self.contention = LinkContention(compiled, g)
+            self.metrics.contention_model = True
+        elif speed.model != "isolated":
+            raise UsageError(f"unknown speed model {speed.model!r} (known: {', '.join(SPEED_MODELS)})")
+        self._end_seq: dict[int, int] = {}  # running id -> seq of its live end event (older ones are stale)
+        self._stopped: Flow | None = None  # the flow of the job _release freed last (contention model)
         self.queue: list[_Pending] = []
         self.running: dict[int, _Running] = {}
         self.ends: list[tuple[float, int]] = []  # (expected end by time limit, running id), sorted
@@ -371,6 +381,13 @@ class Simulator:
         rid = self.seq
         self.seq += 1
         expected_end = now + job.time_limit
+        if self.contention is not None and leaves > 1:
+            comm = self.speed.factors(job.job_class, job.partition).comm_fraction
+            timing = self.contention.start(rid, now, job.duration * factor, comm, expected_end, host_list, gpu_list)
+            if timing is not None:
+                end, retimed = timing
+                runtime = end - now
+                self._retime(retimed)
         slots = []
         for h, g in zip(host_list, gpu_list, strict=True):
             s = int(np.argmin(self.slot_gpus[h]))  # an empty slot (0 GPUs) always exists
@@ -382,6 +399,7 @@ class Simulator:
         self.running[rid] = record
         bisect.insort(self.ends, (record.expected_end, rid))
         self._push(now + runtime, _END, rid)
+        self._end_seq[rid] = self.seq
         if self.config.record_starts:
             self.starts.append((job.job_id, now, [self.compiled.host_names[h] for h in host_list]))
         record_info = (leaves, extra_leaves, pair_hops, factor, timed_out, len(host_list) > 1 or pj.multi)
@@ -393,9 +411,19 @@ class Simulator:
         self.seq += 1
         heapq.heappush(self.events, (time, kind, self.seq, rid))
 
+    def _retime(self, retimed: list[tuple[int, float]]) -> None:
+        """New end events for jobs whose bandwidth share changed; their earlier end events go stale."""
+        for rid, end in retimed:
+            self._push(end, _END, rid)
+            self._end_seq[rid] = self.seq
+
     def _release(self, rid: int) -> tuple[_Running, tuple[int, int, float, float, bool, bool]]:
         """Give a running job's GPUs back; returns its record and placement info."""
         record = self.running.pop(rid)
+        self._end_seq.pop(rid, None)
+        if self.contention is not None:
+            self._stopped, retimed = self.contention.stop(rid, self.now)
+            self._retime(retimed)
         k = bisect.bisect_left(self.ends, (record.expected_end, rid))
         del self.ends[k]
         self._take(record.hosts, record.gpus, +1)
@@ -407,9 +435,14 @@ class Simulator:
     def _finish(self, rid: int, now: float) -> None:
         record, (leaves, extra_leaves, pair_hops, factor, timed_out, multi) = self._release(rid)
         job = record.job
+        flow, self._stopped = self._stopped, None
+        slowdown = 1.0
+        if flow is not None:
+            timed_out = flow.timed_out()
+            slowdown = flow.slowdown(now)
         self.metrics.job_done(submit=job.submit, start=record.start, end=now, duration=job.duration, gpus=job.gpus,
                               multi_node=multi, leaves=leaves, extra_leaves=extra_leaves, pair_hops=pair_hops,
-                              factor=factor, timed_out=timed_out)
+                              factor=factor, timed_out=timed_out, contention=slowdown)
 
     # ------------------------------------------------------------------ scheduling pass
     def _reservation(self, head: Job, now: float) -> tuple[float, int]:
@@ -617,12 +650,17 @@ class Simulator:
                 break
             if last_time is not None and now < last_time:
                 now = last_time  # an arrival older than the clock: it was out of order beyond the window
+            if last_time is not None:  # GPUs busy since the last event, for the submit-period utilisation
+                metrics.elapse(last_time, now, metrics.total_gpus - self.total_free)
             if last_time is not None and self.queue:
                 metrics.idle_while_waiting(last_time, now, self.total_free)
             last_time = now
+            self.now = now
             while self.events and self.events[0][0] <= now:
-                _t, kind, _s, rid = heapq.heappop(self.events)
+                _t, kind, seq, rid = heapq.heappop(self.events)
                 if kind == _END and rid in self.running:  # a preempted job's end event is stale
+                    if self._end_seq[rid] != seq:
+                        continue  # superseded when a bandwidth change rescheduled it: nothing happens now
                     self._finish(rid, now)
                 self._changed = True
             fresh = 0
@@ -633,12 +671,12 @@ class Simulator:
                     job = replace(job, submit=now)
                 if metrics.first_submit is None:
                     metrics.first_submit = job.submit
+                metrics.submitted(now)
                 pending = self._admit(job)
                 if pending is not None:
                     self.queue.append(pending)
                     fresh += 1
                 refill()
-            self.now = now
             self._schedule(now, fresh)
             if not self.events and not arrivals and self.queue:
                 self.counts.never_started += len(self.queue)

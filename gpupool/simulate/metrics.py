@@ -90,10 +90,16 @@ class PolicyMetrics:
     idle_waiting_gpu_seconds: float = 0.0
     first_submit: float | None = None
     last_end: float = 0.0
+    last_submit: float | None = None
+    busy_gpu_seconds_so_far: float = 0.0  # busy GPUs integrated over time, from the first submission
+    busy_gpu_seconds_to_last_submit: float = 0.0  # the same, up to the latest submission
     leaves_total: int = 0
     extra_leaves_total: int = 0
     pair_hops_total: float = 0.0
     speed_factor_total: float = 0.0
+    contention_model: bool = False  # the run used the contention model (else its figures are None)
+    contention_total: float = 0.0  # multi-node jobs: sum of contention slowdowns (simulate.contention)
+    contention_slowed: int = 0  # multi-node jobs slowed by shared uplinks at all
     timeouts: int = 0
     held: int = 0  # gpupool-wait: multi-node jobs that waited for a better placement at least once
     preemptions: int = 0  # pool policies: borrower jobs preempted and requeued (they restart from zero)
@@ -103,7 +109,8 @@ class PolicyMetrics:
     series_idle: dict[int, float] = field(default_factory=dict)  # time bin -> idle GPU-seconds while jobs waited
 
     def job_done(self, *, submit: float, start: float, end: float, duration: float, gpus: int, multi_node: bool,
-                 leaves: int, extra_leaves: int, pair_hops: float, factor: float, timed_out: bool) -> None:
+                 leaves: int, extra_leaves: int, pair_hops: float, factor: float, timed_out: bool,
+                 contention: float = 1.0) -> None:
         self.jobs += 1
         wait = start - submit
         run = end - start
@@ -123,6 +130,8 @@ class PolicyMetrics:
             self.extra_leaves_total += extra_leaves
             self.pair_hops_total += pair_hops
             self.speed_factor_total += factor
+            self.contention_total += contention
+            self.contention_slowed += int(contention > 1.0 + 1e-9)
         self.timeouts += int(timed_out)
 
     def preempted(self, start: float, end: float, gpus: int) -> None:
@@ -131,6 +140,16 @@ class PolicyMetrics:
         self.lost_gpu_seconds += (end - start) * gpus
         self.busy_gpu_seconds += (end - start) * gpus
         self._spread(self.series_busy, start, end, gpus)
+
+    def elapse(self, start: float, end: float, busy_gpus: int) -> None:
+        """GPUs held by running jobs over [start, end), for the utilisation over the submit period."""
+        if end > start:
+            self.busy_gpu_seconds_so_far += (end - start) * busy_gpus
+
+    def submitted(self, time: float) -> None:
+        """A job arrived at `time` (the clock): the submit period reaches this far."""
+        self.last_submit = time
+        self.busy_gpu_seconds_to_last_submit = self.busy_gpu_seconds_so_far
 
     def idle_while_waiting(self, start: float, end: float, free_gpus: int) -> None:
         if end > start and free_gpus > 0:
@@ -155,6 +174,10 @@ class PolicyMetrics:
     def to_json(self) -> dict[str, Any]:
         span = (self.last_end - (self.first_submit or 0.0)) if self.jobs else 0.0
         capacity = self.total_gpus * span
+        # Utilisation over the submit period (first to last submission), the same window for every policy,
+        # so the drain after the last submission (a tail with nothing left to start) does not dilute it.
+        period = (self.last_submit - self.first_submit) if self.last_submit is not None and \
+            self.first_submit is not None else 0.0
         multi = self.multi_node_jobs
         return {
             "policy": self.policy,
@@ -166,12 +189,18 @@ class PolicyMetrics:
             "jct_s": self.jct.summary(),
             "bounded_slowdown_mean": round(self.slowdown_total / self.jobs, 4) if self.jobs else 0.0,
             "gpu_utilisation": round(self.busy_gpu_seconds / capacity, 6) if capacity > 0 else 0.0,
+            "gpu_utilisation_submit_period": round(self.busy_gpu_seconds_to_last_submit / (self.total_gpus * period), 6)
+            if period > 0 else None,
             "makespan_s": round(span, 3),
             "idle_gpu_hours_while_waiting": round(self.idle_waiting_gpu_seconds / 3600.0, 3),
             "mean_leaf_switches_multi_node": round(self.leaves_total / multi, 4) if multi else None,
             "mean_extra_leaf_switches_multi_node": round(self.extra_leaves_total / multi, 4) if multi else None,
             "mean_pair_hops_multi_node": round(self.pair_hops_total / multi, 4) if multi else None,
             "mean_speed_factor_multi_node": round(self.speed_factor_total / multi, 4) if multi else None,
+            "mean_contention_slowdown_multi_node": (round(self.contention_total / multi, 4)
+                                                    if multi and self.contention_model else None),
+            "contention_slowed_share_multi_node": (round(self.contention_slowed / multi, 4)
+                                                   if multi and self.contention_model else None),
             "timeouts": self.timeouts,
             "held_for_placement": self.held,
             "preemptions": self.preemptions,

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from typing import Any
 
 from gpupool.errors import EnvError
 from gpupool.simulate.metrics import PolicyMetrics
+from gpupool.simulate.stats import HIGHER, LOWER
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}
 th:first-child,td:first-child{text-align:left}figure{margin:1.5em 0}figcaption{font-size:90%;color:#555}
-.note{color:#8a5a00}"""
+.note{color:#8a5a00}.ns{color:#999}.verdict{font-weight:600}dt{font-weight:600}dd{margin:0 0 .4em 1.5em}"""
 
 
 def _svg(fig: Any) -> str:
@@ -100,7 +102,8 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
         ("JCT mean (h)", col(lambda p: p["jct_s"]["mean"] / 3600)),
         ("JCT p95 (h)", col(lambda p: p["jct_s"]["p95"] / 3600)),
         ("bounded slowdown (mean)", col(lambda p: p["bounded_slowdown_mean"])),
-        ("GPU utilisation", col(lambda p: p["gpu_utilisation"])),
+        ("GPU utilisation (submit period)", col(lambda p: p.get("gpu_utilisation_submit_period"))),
+        ("GPU utilisation (to last end)", col(lambda p: p["gpu_utilisation"])),
         ("idle GPU-h while jobs waited", col(lambda p: p["idle_gpu_hours_while_waiting"])),
         ("leaf switches / multi-node job", col(lambda p: p["mean_leaf_switches_multi_node"])),
         ("extra leaves / multi-node job", col(lambda p: p["mean_extra_leaf_switches_multi_node"])),
@@ -108,6 +111,11 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
         ("timeouts (slowed past limit)", col(lambda p: p["timeouts"])),
         ("held for a better placement", col(lambda p: p["held_for_placement"])),
     ]
+    if doc.get("speed_model", {}).get("model") == "contention":
+        rows += [
+            ("contention slowdown / multi-node job", col(lambda p: p["mean_contention_slowdown_multi_node"])),
+            ("multi-node jobs slowed by contention", col(lambda p: p["contention_slowed_share_multi_node"])),
+        ]
     if any("pools" in p for p in policies):
         rows += [
             ("preemptions (requeued)", col(lambda p: p["preemptions"] if "pools" in p else None)),
@@ -124,11 +132,129 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     return rows
 
 
-def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
+# Which direction of a table row is better, for the paired differences' assessment (rows not listed,
+# e.g. counts and the pool tallies: neither).
+ROW_BETTER: dict[str, str] = {
+    "wait mean (h)": LOWER, "wait p50 (h)": LOWER, "wait p95 (h)": LOWER, "JCT mean (h)": LOWER,
+    "JCT p95 (h)": LOWER, "bounded slowdown (mean)": LOWER, "GPU utilisation (submit period)": HIGHER,
+    "GPU utilisation (to last end)": HIGHER, "idle GPU-h while jobs waited": LOWER,
+    "leaf switches / multi-node job": LOWER, "extra leaves / multi-node job": LOWER,
+    "speed factor / multi-node job": LOWER, "timeouts (slowed past limit)": LOWER,
+    "preemptions (requeued)": LOWER, "GPU-h lost to requeue": LOWER,
+    # Rows the contention speed model adds (branch `contention`), named here so they are assessed once merged.
+    "contention slowdown / multi-node job": LOWER, "multi-node jobs slowed by contention": LOWER,
+}
+# The rows a verdict speaks of (label -> its name in the sentence), in the sentence's order.
+HEADLINE: dict[str, str] = {
+    "wait mean (h)": "mean wait", "wait p95 (h)": "p95 wait", "JCT mean (h)": "mean JCT", "JCT p95 (h)": "p95 JCT",
+    "bounded slowdown (mean)": "mean bounded slowdown", "GPU utilisation (submit period)": "GPU utilisation",
+    "idle GPU-h while jobs waited": "idle GPU-hours while jobs waited",
+    "leaf switches / multi-node job": "leaf switches per multi-node job",
+}
+
+
+def row_better(label: str) -> str | None:
+    if label.startswith("wait mean ") and label.endswith("(h)"):
+        return LOWER  # the per-size mean waits
+    return ROW_BETTER.get(label)
+
+
+def _number(value: float | None, integer: bool, digits_of: float | None = None) -> str:
+    if value is None:
+        return "-"
+    if integer and digits_of is None and float(value).is_integer():
+        return f"{int(value):,}"
+    scale = abs(digits_of if digits_of is not None else value)
+    return f"{value:,.3f}" if scale < 100 else f"{value:,.0f}"
+
+
+def summary_table(doc: dict[str, Any]) -> tuple[list[str], int, list[tuple[str, list[tuple[str, bool]]]]]:
+    """(column headers, how many of them are per-policy value columns after `metric`, rows of (label,
+    cells)) over `statistics`: per policy `mean ± half-width`, then per non-baseline policy its difference
+    against the baseline (relative where defined). A cell is (text, faint): faint for differences that
+    are not significant (marked `n.s.`) or identical in every replicate (`same`)."""
+    stats = doc["statistics"]
+    baseline = stats["baseline"]
     names = [p["policy"] for p in doc["policies"]]
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    body = "".join(f"<tr><td>{html.escape(label)}</td>{''.join(f'<td>{_fmt(v)}</td>' for v in values)}</tr>"
-                   for label, values in table_rows(doc))
+    others = [name for name in names if name != baseline]
+    header = ["metric", *names, *(f"{name} vs {baseline}" for name in others)]
+    rows: list[tuple[str, list[tuple[str, bool]]]] = []
+    for metric in stats["metrics"]:
+        cells: list[tuple[str, bool]] = []
+        for name in names:
+            value = metric["policies"][name]
+            text = _number(value["mean"], metric["integer"] and value["n"] <= 1)
+            if value["ci95_low"] is not None:
+                half = (value["ci95_high"] - value["ci95_low"]) / 2
+                text += f" ± {_number(half, False, value['mean'])}"
+            cells.append((text, False))
+        cells += [_difference_cell(metric["differences"][name]) for name in others]
+        rows.append((metric["label"], cells))
+    return header, len(names), rows
+
+
+def _difference_cell(diff: dict[str, Any]) -> tuple[str, bool]:
+    if diff["mean"] is None:
+        return "-", False
+    if diff["values"] and all(d == 0 for d in diff["values"]):
+        return "same", True  # identical in every seed
+    rel = diff["relative_percent"]
+    if rel is not None:
+        text = f"{rel['mean']:+.1f}%"
+        if rel["ci95_low"] is not None:
+            text += f" ± {(rel['ci95_high'] - rel['ci95_low']) / 2:.1f}%"
+    else:
+        text = f"{diff['mean']:+,.3f}"
+        if diff["ci95_low"] is not None:
+            text += f" ± {(diff['ci95_high'] - diff['ci95_low']) / 2:,.3f}"
+    if diff["significant"] is False:
+        return text + " n.s.", True
+    return text, False
+
+
+def assumption_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) lines of the assumptions block, for the terminal and the report."""
+    a = doc["assumptions"]
+    seeds = a["seeds"]
+    shown = ", ".join(str(s) for s in seeds) if seeds else "-"
+    speed = a["speed_model"]
+    classes = "; ".join(f"{name}: " + ", ".join(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}"
+                                                  for k, v in factors.items())
+                        for name, factors in speed.get("classes", {}).items())
+    parts = [f"{speed['model']} model"] if isinstance(speed.get("model"), str) else []
+    parts += [f"classes {classes}"] if classes else []
+    if speed.get("partitions"):
+        parts.append("partitions " + json.dumps(speed["partitions"]))
+    # Whatever else the speed model states about itself (its kind and parameters), as it states it.
+    parts += [f"{k}={json.dumps(v)}" for k, v in speed.items() if k not in ("model", "classes", "partitions")]
+    speed_text = "; ".join(parts) or "-"
+    return [
+        ("speed model", speed_text),
+        ("backfill", f"{a['backfill']['model']}, depth {a['backfill']['depth']}"),
+        ("replicates", f"{a['replicates']} ({a['replicate_method']}); seeds {shown}"),
+        ("comparison", f"paired against {a['baseline']}; {a['confidence'] * 100:g}% Student-t intervals; "
+                       f"relative change as a {a['relative_difference']}"),
+        ("fabric", a["fabric"]["summary"]),
+        ("workload", f"{a['workload']['source']} ({a['workload']['format']})"),
+        ("gpupool", f"{a['gpupool_version']}, run {a['date_utc']}"),
+    ]
+
+
+def _first_seed(doc: dict[str, Any]) -> str:
+    seeds = doc["assumptions"]["seeds"]
+    return f" (seed {seeds[0]})" if seeds else ""
+
+
+def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
+    header, _, rows = summary_table(doc)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in header[1:])
+    body = "".join(
+        f"<tr><td>{html.escape(label)}</td>"
+        + "".join(f'<td class="ns">{html.escape(t)}</td>' if faint else f"<td>{html.escape(t)}</td>"
+                  for t, faint in cells) + "</tr>"
+        for label, cells in rows)
+    verdicts = "".join(f'<li class="verdict">{html.escape(v)}</li>' for v in doc["statistics"]["verdicts"].values())
+    assumptions = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in assumption_lines(doc))
     notes = "".join(f'<li class="note">{html.escape(n)}</li>' for n in doc.get("notes", []))
     figures = "".join(f'<figure id="plot-{key}">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>'
                       for key, svg, caption in _plots(results))
@@ -139,5 +265,10 @@ def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
             f"<p>Fabric <code>{html.escape(str(fabric['path']))}</code>: {fabric['hosts']} hosts x "
             f"{fabric['gpus_per_host']} GPUs ({fabric['kind']}). Workload <code>{html.escape(str(workload['source']))}"
             f"</code> ({html.escape(workload['format'])}): {workload['stats']['jobs']} jobs read.</p>"
-            f"<ul>{notes}</ul><table id=\"summary\"><tr><th>metric</th>{head}</tr>{body}</table>{figures}"
+            f"<ul>{notes}</ul><ul id=\"verdicts\">{verdicts}</ul>"
+            f"<table id=\"summary\"><tr><th>metric</th>{head}</tr>{body}</table>"
+            f"<p>Means over the replicates with their 95% confidence intervals (±); differences against the baseline "
+            f"paired seed by seed; <span class=\"ns\">n.s.</span>: not significantly different from 0. Plots: the "
+            f"first replicate{_first_seed(doc)}.</p>"
+            f"<h2>Assumptions</h2><dl id=\"assumptions\">{assumptions}</dl>{figures}"
             f"<p>What each number means and the limits of the model: docs/simulate.md.</p></body></html>\n")

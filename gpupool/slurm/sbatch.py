@@ -365,3 +365,28 @@ def build_sbatch_args(passthrough: Sequence[Option], allocation: Mapping[str, in
         args.append(f"--segment={segment}")
     args.append(f"--comment={comment}")
     return args
+
+
+def gpu_request_from_spellings(*, gpus: str | None = None, gpus_per_node: str | None = None,
+                               gres: str | None = None, nodes: str | None = None,
+                               source: str = "plan") -> GpuRequestHints:
+    """`plan`'s sbatch spellings (-G/--gpus [TYPE:]N, --gpus-per-node [TYPE:]K, --gres=gpu[:TYPE]:K
+    per node, -N/--nodes M) read exactly as sbatch options of `submit` are (`gpu_hints`)."""
+    given = (("nodes", nodes), ("gres", gres), ("gpus-per-node", gpus_per_node), ("gpus", gpus))
+    for name, value in given:
+        if value is not None and re.fullmatch(r"\s*-?[0-9]{1,9}\s*", value) and int(value) <= 0:
+            raise UsageError(f"--{name} must be a positive number, got {int(value)}")
+    options = [Option(name, value, [f"--{name}={value}"], source) for name, value in given if value is not None]
+    hints = gpu_hints(options)
+    if gres is not None:
+        gres_hints = gpu_hints([Option("gres", gres, [], source)])
+        if "gres" not in gres_hints.families:
+            raise UsageError(f"--gres={gres[:40]!r}: gpupool plans GPUs; give --gres=gpu[:TYPE]:K (K per node)")
+        if gres_hints.gpus_per_node is None:
+            raise UsageError(f"--gres={gres[:40]!r}: the GPU count must be a positive integer (gpu[:TYPE]:K)")
+        if gpus_per_node is not None and hints.gpus_per_node != gres_hints.gpus_per_node:
+            raise UsageError(f"--gres={gres} and --gpus-per-node={gpus_per_node} ask for different GPUs per node; "
+                             "give one")
+    if hints.nodes is not None and hints.nodes_max != hints.nodes:
+        raise UsageError(f"--nodes={nodes}: gpupool plans an exact node count, not a MIN-MAX range")
+    return hints

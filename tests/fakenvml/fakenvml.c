@@ -24,6 +24,13 @@
  *                                nvmlDeviceGetNvLinkErrorCounter of link `nvlink_err_link` (default 0)
  *   gpu.N.procs=1234,5678        compute process ids
  *   gpu.N.numa=0 / switch=0      topology: same switch -> SINGLE, same numa -> NODE, else SYSTEM
+ *   gpu.N.fabric=unsupported     nvmlDeviceGetGpuFabricInfo[V]: unsupported (default: the call returns
+ *                                NVML_ERROR_NOT_SUPPORTED, as on PCIe/HGX systems), state_not_supported,
+ *                                not_started, in_progress or completed (NVML_GPU_FABRIC_STATE_*)
+ *   gpu.N.fabric_cluster=HEX     clusterUuid: 32 hex digits, dashes ignored
+ *   gpu.N.fabric_clique=7        cliqueId
+ *   gpu.N.fabric_status=0        registration status (an nvmlReturn_t), reported when completed
+ *   gpu.N.fabric_health=0x2      healthMask (v2/v3 structures only)
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -42,6 +49,7 @@ enum {
     NVML_ERROR_NOT_SUPPORTED = 3,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
     NVML_ERROR_UNKNOWN = 999,
 };
 
@@ -62,6 +70,9 @@ struct fake_gpu {
     unsigned procs[MAX_PROCS];
     unsigned nprocs;
     int numa, pswitch;
+    int fabric_state; /* -1: the call is NOT_SUPPORTED; else NVML_GPU_FABRIC_STATE_* */
+    unsigned char fabric_cluster[16];
+    unsigned fabric_clique, fabric_status, fabric_health;
 };
 
 typedef struct fake_gpu *nvmlDevice_t;
@@ -99,6 +110,22 @@ static void default_gpu(struct fake_gpu *g, unsigned index)
     g->pcie_gen = g->pcie_max_gen = 5;
     g->numa = index < 4 ? 0 : 1;
     g->pswitch = (int)(index / 2);
+    g->fabric_state = -1;
+}
+
+static void set_uuid(unsigned char *out, const char *hex)
+{
+    unsigned n = 0;
+    memset(out, 0, 16);
+    for (const char *p = hex; *p && n < 32; p++) {
+        int v;
+        if (*p >= '0' && *p <= '9') v = *p - '0';
+        else if (*p >= 'a' && *p <= 'f') v = *p - 'a' + 10;
+        else if (*p >= 'A' && *p <= 'F') v = *p - 'A' + 10;
+        else continue;
+        out[n / 2] |= (unsigned char)(n % 2 ? v : v << 4);
+        n++;
+    }
 }
 
 static void set_gpu_key(struct fake_gpu *g, const char *key, const char *value)
@@ -131,6 +158,14 @@ static void set_gpu_key(struct fake_gpu *g, const char *key, const char *value)
     else if (!strcmp(key, "nvlink_err_link")) g->nvlink_err_link = strtoul(value, NULL, 0);
     else if (!strcmp(key, "numa")) g->numa = atoi(value);
     else if (!strcmp(key, "switch")) g->pswitch = atoi(value);
+    else if (!strcmp(key, "fabric")) {
+        g->fabric_state = !strcmp(value, "state_not_supported") ? 0 : !strcmp(value, "not_started") ? 1
+                        : !strcmp(value, "in_progress") ? 2 : !strcmp(value, "completed") ? 3 : -1;
+    }
+    else if (!strcmp(key, "fabric_cluster")) set_uuid(g->fabric_cluster, value);
+    else if (!strcmp(key, "fabric_clique")) g->fabric_clique = strtoul(value, NULL, 0);
+    else if (!strcmp(key, "fabric_status")) g->fabric_status = strtoul(value, NULL, 0);
+    else if (!strcmp(key, "fabric_health")) g->fabric_health = strtoul(value, NULL, 0);
     else if (!strcmp(key, "procs")) {
         char buffer[256];
         char *save = NULL;
@@ -451,5 +486,61 @@ nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
     else if (a->pswitch == b->pswitch) *level = 10;
     else if (a->numa == b->numa) *level = 40;
     else *level = 50;
+    return NVML_SUCCESS;
+}
+
+/* nvml.h: nvmlGpuFabricInfo_t (R525+) and nvmlGpuFabricInfo_v2_t / _v3_t (R550+, versioned by
+ * nvmlGpuFabricInfo_v2 = NVML_STRUCT_VERSION(GpuFabricInfo, 2) = 0x02000024, i.e. size 36; v3:
+ * 0x03000028, size 40 with healthSummary). status is meaningful only when state is COMPLETED. */
+typedef struct {
+    unsigned char clusterUuid[16];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    unsigned int state;
+} nvmlGpuFabricInfo_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned char clusterUuid[16];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    unsigned int state;
+    unsigned int healthMask;
+    unsigned char healthSummary;
+} nvmlGpuFabricInfo_v3_t;
+
+#define FABRIC_INFO_V2 0x02000024u
+#define FABRIC_INFO_V3 0x03000028u
+
+nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device, nvmlGpuFabricInfo_t *info)
+{
+    ENTER("nvmlDeviceGetGpuFabricInfo");
+    if (!valid(device) || info == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->fabric_state < 0) return NVML_ERROR_NOT_SUPPORTED;
+    memset(info, 0, sizeof(*info));
+    memcpy(info->clusterUuid, device->fabric_cluster, 16);
+    info->cliqueId = device->fabric_clique;
+    info->state = (unsigned)device->fabric_state;
+    info->status = device->fabric_state == 3 ? (nvmlReturn_t)device->fabric_status : NVML_SUCCESS;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfo_v3_t *info)
+{
+    ENTER("nvmlDeviceGetGpuFabricInfoV");
+    if (!valid(device) || info == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    if (info->version != FABRIC_INFO_V2 && info->version != FABRIC_INFO_V3)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (device->fabric_state < 0) return NVML_ERROR_NOT_SUPPORTED;
+    unsigned version = info->version;
+    /* Write only as much as the caller's structure version holds. */
+    memset(info, 0, version == FABRIC_INFO_V2 ? 36 : sizeof(*info));
+    info->version = version;
+    memcpy(info->clusterUuid, device->fabric_cluster, 16);
+    info->cliqueId = device->fabric_clique;
+    info->state = (unsigned)device->fabric_state;
+    info->status = device->fabric_state == 3 ? (nvmlReturn_t)device->fabric_status : NVML_SUCCESS;
+    info->healthMask = device->fabric_health;
+    if (version == FABRIC_INFO_V3) info->healthSummary = 1;
     return NVML_SUCCESS;
 }

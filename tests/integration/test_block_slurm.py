@@ -269,3 +269,85 @@ def test_block_plan_never_uses_more_blocks_than_slurm(make_testbed) -> None:  # 
         explained = json.loads(proc.stdout)
         assert explained["topology"]["kind"] == "block" and explained["asks"]["segment"] == expected, explained
     bed.cancel_all()
+
+
+NVL_DOMAINS = [[f"gpu{i:03d}" for i in range(start, start + 18)] for start in (1, 19, 37, 55)]
+
+
+def test_nvlink_domains_are_the_base_blocks(make_testbed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """4 NVL72-like NVLink domains (18 hosts x 4 GPUs) under 2 IB leaves: the block file Slurm loads
+    has one base block per domain (BlockSizes 18,36,72); on an idle cluster a 72-GPU plan uses exactly
+    one domain, under tree and block; over random states, `sbatch --test-only --segment=18` and
+    `gpupool plan --segment 18` agree on whether the job starts now and on how many domains it uses,
+    gpupool's model of Slurm's choice picks Slurm's own nodes, and a submitted job runs on the plan."""
+    from gpupool.fabric.generate import fat_tree
+    from gpupool.fabric.model import save_fabric
+    from gpupool.fabric.nvlink import add_generated_domains
+
+    fab = fat_tree(2, 36, 2)
+    add_generated_domains(fab, 18)
+    path = tmp_path / "nvl72.json"
+    save_fabric(fab, str(path))
+    bed: Testbed = make_testbed(72, "--fabric", str(path), "--gpus-per-node", "4",
+                                "--topology-yaml" if YAML else "--topology-block")
+    k = bed.gpus_per_node
+    blocks, block_sizes = blocks_of(bed)
+    assert blocks == NVL_DOMAINS and block_sizes == [18, 36, 72], (blocks, block_sizes)
+    shown = bed.run(["scontrol", "show", "topology", *(["block"] if YAML else [])], check=True).stdout
+    base = re.findall(r"^BlockName=\S+ .*?Nodes=(\S+) BlockSize=(\d+)", shown, re.M)
+    assert [expand(nodes) for nodes, _size in base] == NVL_DOMAINS and {s for _n, s in base} == {"18"}, shown
+
+    # Idle: 72 GPUs with no node count fill exactly one domain, under block and (25.05+) under the tree.
+    for partition in [PARTITION, *(["gpu"] if YAML else [])]:
+        proc = bed.run(["gpupool", "plan", "--partition", partition, "--gpus", "72", "--json"], timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert sorted(doc["allocation"]) in NVL_DOMAINS, (partition, doc["allocation"])
+        assert doc["cost"]["nvlink_domains"] == 1, doc
+
+    seed = int(os.environ.get("GPUPOOL_TEST_BLOCK_SEED", "13"))
+    rng = random.Random(seed)
+    states = int(os.environ.get("GPUPOOL_TEST_BLOCK_STATES", "30"))
+    drained: list[str] = []
+    agree = reference_same = starts = submitted = 0
+    report: list[str] = []
+    for case in range(states):
+        # 0-4 busy hosts in random domains: some domains whole, some not.
+        now = sorted({rng.choice(rng.choice(NVL_DOMAINS)) for _ in range(rng.randint(0, 4))})
+        set_drained(bed, now, drained)
+        drained = now
+        nodes = 18 * rng.choice([1, 1, 2])
+        theirs = slurm_choice(bed, nodes, k, 18)
+        proc = bed.run(["gpupool", "plan", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node", str(k),
+                        "--segment", "18", "--json"], timeout=120)
+        assert proc.returncode in (0, 1), proc.stderr
+        doc = json.loads(proc.stdout)
+        whole = sum(1 for d in NVL_DOMAINS if not set(d) & set(now))  # the test's own count of idle domains
+        assert doc["feasible"] == (whole >= nodes // 18) == (theirs is not None), (case, now, theirs, doc)
+        agree += 1
+        if theirs is None:
+            report.append(f"{case}: {nodes} nodes --segment=18: {whole} whole domains, neither starts it")
+            continue
+        starts += 1
+        ours = list(doc["allocation"])
+        assert blocks_used(NVL_DOMAINS, ours) == blocks_used(NVL_DOMAINS, theirs) == nodes // 18, (ours, theirs)
+        assert all(set(d) <= set(ours) or not set(d) & set(ours) for d in NVL_DOMAINS), ours  # whole domains
+        assert doc["cost"]["nvlink_domains"] == nodes // 18, doc["cost"]
+        reference_same += sorted(doc["slurm_reference"]["allocation"]) == sorted(theirs)
+        report.append(f"{case}: {nodes} nodes --segment=18: gpupool {sorted(set(ours))[0]}.., Slurm {theirs[0]}..")
+        if submitted == 0:
+            proc = bed.run(["gpupool", "submit", "--partition", PARTITION, "--nodes", str(nodes), "--gpus-per-node",
+                            str(k), "--json", "--", "--segment=18", "--wrap", "sleep 60"], timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            out = json.loads(proc.stdout)
+            assert out["job_state"] == "RUNNING" and "--segment=18" in out["sbatch"], out
+            ran = bed.run(["squeue", "-h", "-j", out["job_id"], "-o", "%N"], check=True).stdout.strip()
+            assert sorted(expand(ran)) == sorted(ours), f"job {out['job_id']} ran on {ran}, planned {ours}"
+            bed.cancel_all()
+            wait_until(lambda: all(s.startswith(("idle", "drain")) for s, _ in bed.node_states().values()), 60,
+                       message="nodes free again")
+            submitted += 1
+    print("\n".join(report))
+    print(f"NVLink domains: {agree} states agree, Slurm started {starts}, gpupool's model exact in {reference_same}")
+    assert starts >= states // 3 and submitted == 1
+    assert reference_same >= 0.95 * starts, f"model of Slurm's segment choice exact in {reference_same}/{starts}"

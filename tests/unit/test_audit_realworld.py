@@ -70,10 +70,15 @@ def test_selene_findings_are_exactly_the_cables_missing_in_the_capture(selene) -
         got[f.check].add(f.subject)
     assert got["leaf-uplinks-missing"] == short_leaves
     assert got["switch-uplinks-missing"] == set(short_spines)
-    assert got["leaf-oversubscribed"] == oversubscribed and len(oversubscribed) == 3
+    # Each is oversubscribed only by its missing cable (20 HCAs at most: 1:1 with 20 uplinks back),
+    # so it is told in its leaf-uplinks-missing finding: one root cause, one finding (issue 27).
+    assert len(oversubscribed) == 3 and all(hcas[n] <= 20 for n in oversubscribed)
+    assert "leaf-oversubscribed" not in got
+    told = {f.subject for f in selene.findings if f.check == "leaf-uplinks-missing" and "oversubscribed" in f.message}
+    assert told == oversubscribed
     # MLG01-05's record: 14 port lines to MSPINE4-01 and its aggregation node, no host.
     assert got["leaf-hostless"] == {"MLG01-05"}
-    assert set(got) == {"leaf-uplinks-missing", "switch-uplinks-missing", "leaf-oversubscribed", "leaf-hostless"}
+    assert set(got) == {"leaf-uplinks-missing", "switch-uplinks-missing", "leaf-hostless"}
 
 
 def test_ufm_lab_loopbacks_are_apart_and_links_at_their_hardware_best_are_not_degraded() -> None:

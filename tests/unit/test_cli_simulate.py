@@ -110,7 +110,9 @@ def test_swf_workload_with_nccl_calibration(fabric: str, tmp_path: Path, capsys:
                  "--nccl", str(nccl), "--comm-fraction", "0.4", "--policies", "gpupool", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["workload"]["format"] == "swf"
-    assert doc["speed_model"]["classes"]["default"] == {"per_extra_leaf": 0.2, "per_extra_group": 0.0}
+    # The calibrated class keeps the communication fraction it was calibrated with (for --contention on).
+    assert doc["speed_model"]["classes"]["default"] == {"per_extra_leaf": 0.2, "per_extra_group": 0.0,
+                                                        "comm_fraction": 0.4}
     (policy,) = doc["policies"]
     assert policy["jobs"] == 2 and policy["multi_node_jobs"] == 1
     # Both jobs start on arrival on an empty fabric; the 2-host job fits one leaf (2 hosts per leaf).

@@ -48,7 +48,9 @@ def test_hostile_hca_descriptions_never_reach_topology_conf() -> None:
     lines = export(fab, "slurm-tree").splitlines()
     assert lines[1:] == ["SwitchName=leaf1 Nodes=gpu001"]
     block = export(fab, "slurm-block").splitlines()
-    assert block[1:] == ["BlockName=leaf1 Nodes=gpu001", "BlockSizes=1"]
+    # Line 2 is the comment explaining BlockSizes (one base block of 1 node here).
+    assert block[1] == "# BlockSizes=1: nodes per block Slurm may give one job: 1 = one base block (a BlockName line)"
+    assert block[2:] == ["BlockName=leaf1 Nodes=gpu001", "BlockSizes=1"]
 
 
 @pytest.mark.parametrize("switch_desc", ["MF0;bad\tNodes=gpu999:MQM8700/U1", "MF0;a=b#c:MQM8700/U1",

@@ -62,8 +62,9 @@ def test_director_names_are_slurm_safe_in_topology_conf() -> None:
     from gpupool.fabric.export import export
 
     text = export(parse_ibnetdiscover(DIRECTOR, "t.out"), "slurm-tree")
+    # The director's fabric ASICs are the director itself at the top (issue 25): named after the chassis.
     assert text.splitlines()[1:] == ["SwitchName=core1-mgt1_L11_U1 Nodes=n[1-2]",
-                                     "SwitchName=core1-mgt1_S01_U1 Switches=core1-mgt1_L11_U1"]
+                                     "SwitchName=core1-mgt1 Switches=core1-mgt1_L11_U1"]
 
 
 def _blocks(text: str) -> tuple[str, list[str]]:

@@ -135,6 +135,50 @@ def test_fuzz_fabric_discover(data: bytes) -> None:
         json.loads(output.read_text())
 
 
+# -- every capture format (issue 25): ibdiagnet2 .lst / .db_csv, iblinkinfo, port labels ----------
+
+CAPTURES = [(FIXTURES / "ibdiagnet" / name).read_text() for name in (
+    "quantum2-split.ibdiagnet2.ibnetdiscover", "fat-tree-split.ibdiagnet2.lst",
+    "fat-tree-split.ibdiagnet2.db_csv", "fat-tree-split.iblinkinfo", "fat-tree-split.iblinkinfo-l")]
+
+
+def test_capture_corpus_is_one_error_line_each() -> None:
+    files = sorted(HOSTILE.glob("capture-*"))
+    assert len(files) >= 10
+    for path in files:
+        output = WORK / f"{path.name}.json"
+        code, _, err = run_cli(["fabric", "discover", "--ibnetdiscover", str(path), "-o", str(output)])
+        assert code == 4, (path.name, code, err)
+        assert err.count("gpupool: error:") == 1 and str(path) in err and "Traceback" not in err, (path.name, err)
+        assert not output.exists()
+
+
+@FUZZ
+@with_corpus("capture-*")
+@given(data=st.one_of(*(mutated_text(text) for text in CAPTURES)))
+def test_fuzz_capture_formats(data: bytes) -> None:
+    source = write_input("capture.txt", data)
+    output = source.parent / "fabric.json"
+    code, _, err = run_cli(["fabric", "discover", "--ibnetdiscover", str(source), "-o", str(output)])
+    check(code, err)
+    no_half_written(source.parent, output, code)
+    if code == 0:
+        json.loads(output.read_text())
+
+
+@FUZZ
+@given(data=mutated_text(CAPTURES[0]), fmt=st.integers(0, len(CAPTURES) - 1))
+def test_fuzz_fabric_diff(data: bytes, fmt: int) -> None:
+    # OLD: a good capture of any format; NEW: a mutated labelled capture of the same fabric.
+    old = write_input("old.txt", CAPTURES[fmt].encode())
+    new = write_input("new.txt", data)
+    code, out, err = run_cli(["--json", "fabric", "diff", str(old), str(new)])
+    check(code, err)
+    if code in (0, 1):
+        doc = json.loads(out)
+        assert doc["changed"] == (code == 1)
+
+
 # -- fabric JSON ---------------------------------------------------------------------------------
 
 JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),

@@ -43,6 +43,7 @@ def inputs(tmp_path: Path) -> tuple[str, str]:
 def test_textfile_parses_and_holds_the_figures(inputs: tuple[str, str], tmp_path: Path) -> None:
     fabric, free = inputs
     out = tmp_path / "textfile" / "gpupool.prom"
+    out.parent.mkdir()  # gpupool never creates a missing directory (a typo must fail, exit 4)
     assert main(["metrics", "--fabric", fabric, "--free", free, "--shapes", "1,2,8,16,32,48,64", "--no-pools",
                  "--textfile", str(out)]) == 0
     text = out.read_text()

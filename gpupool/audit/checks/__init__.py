@@ -37,6 +37,7 @@ from gpupool.audit.checks.leaves import (
     check_leaf_uplinks,
     check_oversubscription,
     check_upper_uplinks,
+    fold_oversubscription,
 )
 from gpupool.audit.checks.links import check_link_rates, check_loopbacks
 
@@ -73,6 +74,10 @@ CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo("link-one-sided", "discovery", "warning", "a cable only one end reports"),
     CheckInfo("host-name-invalid", "discovery", "warning", "a node description whose host name is not legal"),
     CheckInfo("discovery-diagnostic", "discovery", "warning", "libibmad/ibwarn lines in the capture"),
+    CheckInfo("host-partial-subnets", "discovery", "warning",
+              "hosts with no HCA on some of the subnets discovered together (one capture per subnet)"),
+    CheckInfo("link-not-active", "discovery", "warning", "a cable an ibdiagnet2.lst or iblinkinfo capture lists "
+              "in a state other than Active"),
     CheckInfo("discovery-warning", "discovery", "warning", "any other parse-time oddity"),
     # dragonfly
     CheckInfo("dragonfly-global-missing", "dragonfly", "critical", "a group pair short of global links"),
@@ -84,6 +89,6 @@ __all__ = [
     "CHECKS", "CHECK_IDS", "GENERIC_HOST_NAMES", "MIN_PEERS", "CheckInfo", "Rate", "UplinkReport",
     "check_duplicates", "check_dragonfly", "check_generic_host_names", "check_host_rails", "check_hostless_leaves",
     "check_leaf_groups", "check_leaf_uplinks", "check_link_rates", "check_loopbacks", "check_oversubscription",
-    "check_parse_warnings", "check_rail_cabling", "check_unnamed_hcas", "check_upper_uplinks", "describe_link",
+    "check_parse_warnings", "check_rail_cabling", "check_unnamed_hcas", "check_upper_uplinks", "describe_link", "fold_oversubscription",
     "host_peer_classes", "link_class", "link_ends",
 ]

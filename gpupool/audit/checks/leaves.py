@@ -4,7 +4,7 @@ leaf-group-short, leaf-hostless; leaves are compared only with leaves of their o
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpupool.audit.checks.common import MIN_PEERS, _far_end, _fmt_ports, _plural
 from gpupool.audit.checks.hosts import host_peer_classes
@@ -76,6 +76,8 @@ def _spine_shortfall(topo: Topo, leaf: int, per_pair: dict[tuple[int, int], list
                      cables_per_spine: int) -> list[str]:
     """Which spines this leaf is short of, and which of its ports the peers use for them."""
     mine = {spine for (lf, spine) in per_pair if lf == leaf}
+    if not mine:
+        return []  # no cable left to place it in a pod or plane: naming spines would be a guess
     # Spines of this leaf's pod: those shared with the leaves it shares any spine with.
     pod = {lf for spine in mine for lf in spine_leaves[spine]}
     used = topo.used_ports(leaf)
@@ -90,7 +92,9 @@ def _spine_shortfall(topo: Topo, leaf: int, per_pair: dict[tuple[int, int], list
         usual_ports = [p for p, c in spine_ports[spine].items() if c * 2 >= peers and p not in used]
         text = f"{topo.label(spine)}: {have} of {cables_per_spine}"
         if usual_ports:
-            text += f", port{'s' if len(usual_ports) > 1 else ''} {_fmt_ports(usual_ports)} empty"
+            # Whose port: the short switch's own (the port its peers use for this peer switch).
+            text += (f", port{'s' if len(usual_ports) > 1 else ''} {_fmt_ports(usual_ports)} empty "
+                     f"on {topo.label(leaf)}")
         out.append(text)
     return out
 
@@ -99,21 +103,37 @@ def check_upper_uplinks(topo: Topo, level_of: dict[int, int]) -> list[Finding]:
     """switch-uplinks-missing: a spine (level >= 2 of a fat-tree) with fewer cables to the level above
     than the other switches of its level."""
     by_level: dict[int, dict[int, int]] = defaultdict(dict)
+    # Per level: (switch, upper switch) -> the switch's ports cabled to it, to name both ends below.
+    pairs: dict[int, dict[tuple[int, int], list[int]]] = defaultdict(lambda: defaultdict(list))
     top = max(level_of.values(), default=0)
     for node, level in level_of.items():
         if 2 <= level < top:
             by_level[level][node] = sum(1 for j, _li in topo.adj[node] if level_of.get(j) == level + 1)
+            for j, li in topo.adj[node]:
+                if level_of.get(j) == level + 1:
+                    pairs[level][(node, j)].append(topo.port_of(topo.fabric.links[li], node))
     findings = []
     for level, counts in sorted(by_level.items()):
         if len(counts) < MIN_PEERS:
             continue
         usual = mode(counts.values()) or 0
+        per_pair = pairs[level]
+        cables_per_upper = mode(len(v) for v in per_pair.values()) or 0
+        upper_lower: dict[int, set[int]] = defaultdict(set)
+        upper_ports: dict[int, Counter[int]] = defaultdict(Counter)
+        for (lower, upper), ports in per_pair.items():
+            upper_lower[upper].add(lower)
+            upper_ports[upper].update(ports)
         for node, have in sorted(counts.items(), key=lambda kv: natural_key(topo.label(kv[0]))):
             if have < usual:
-                findings.append(Finding(
-                    "switch-uplinks-missing", WARNING, topo.label(node),
-                    f"level-{level} switch {topo.label(node)} has {have} cables to level {level + 1}, its peers have "
-                    f"{usual}: {_plural(usual - have, 'cable')} missing", {"uplinks": have, "expected": usual}))
+                message = (f"level-{level} switch {topo.label(node)} has {have} cables to level {level + 1}, its "
+                           f"peers have {usual}: {_plural(usual - have, 'cable')} missing")
+                # The same reading as a short leaf: which upper switches it is short of, and its empty ports.
+                detail = _spine_shortfall(topo, node, per_pair, upper_lower, upper_ports, cables_per_upper)
+                if detail:
+                    message += " (" + "; ".join(detail) + ")"
+                findings.append(Finding("switch-uplinks-missing", WARNING, topo.label(node), message,
+                                        {"uplinks": have, "expected": usual}))
     return findings
 
 
@@ -155,8 +175,33 @@ def check_oversubscription(topo: Topo, max_ratio: float | None = None) -> list[F
             "leaf-oversubscribed", WARNING, topo.label(leaf),
             f"leaf {topo.label(leaf)} is oversubscribed {shown}: {down:g} Gb/s to "
             f"{compute_ports[leaf]} compute HCAs over {up:g} Gb/s of uplinks (allowed {max_ratio:.2f}:1)",
-            {"down_gbps": down, "up_gbps": up, "ratio": None if up == 0 else round(ratio, 4)}))
+            {"down_gbps": down, "up_gbps": up, "ratio": None if up == 0 else round(ratio, 4),
+             "allowed": round(max_ratio, 4), "uplinks": len(topo.uplinks(leaf))}))
     return findings
+
+
+def fold_oversubscription(uplink_findings: list[Finding], oversubscribed: list[Finding]) -> tuple[
+        list[Finding], list[Finding]]:
+    """One root cause, one finding: a leaf oversubscribed only because uplink cables are missing
+    (with them back, at the speed of its other uplinks, it would be within the allowed ratio) is
+    told in its leaf-uplinks-missing finding. Returns (uplink findings, the oversubscription
+    findings that remain: those the missing cables do not explain)."""
+    short = {f.subject: f for f in uplink_findings}
+    kept: list[Finding] = []
+    for finding in oversubscribed:
+        uplink = short.get(finding.subject)
+        details = finding.details
+        have = details.get("uplinks") or 0
+        if uplink is None or have == 0:
+            kept.append(finding)
+            continue
+        restored = details["up_gbps"] * uplink.details["expected"] / have
+        if details["down_gbps"] / restored > details["allowed"] + 1e-9:
+            kept.append(finding)  # still oversubscribed with every cable back: a fault of its own
+            continue
+        short[finding.subject] = replace(uplink, message=f"{uplink.message}; so it is oversubscribed "
+                                                          f"{details['ratio']:.2f}:1 (allowed {details['allowed']:.2f}:1)")
+    return [short.get(f.subject, f) for f in uplink_findings], kept
 
 
 def check_leaf_groups(topo: Topo) -> list[Finding]:
