@@ -53,7 +53,8 @@ def run(compiled: object, policy: str, jobs: int, seed: int, backfill: str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=50_000)
-    parser.add_argument("--policy", default="gpupool", choices=("gpupool", "slurm-tree", "gpupool-wait"))
+    parser.add_argument("--policy", default="gpupool",
+                        choices=("gpupool", "slurm-tree", "gpupool-wait", "gpupool-hops", "gpupool-pack"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backfill", default="easy", choices=("easy", "slurm"))
     parser.add_argument("--speed-model", default="both", choices=("isolated", "contention", "both"))

@@ -39,7 +39,8 @@ from gpupool.validate import load_json_text
 
 def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request,
                    health: Health | None = None, topology: TopologyChoice | None = None) -> Placement:
-    """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts);
+    """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts) under
+    `request.goal` (None: `placement.objective.DEFAULT_GOAL`, which the simulator's `gpupool` policy uses too);
     with `health`, never on an excluded host and off degraded leaves where that costs nothing.
     Under a block topology: fewest blocks within Slurm's block rules (`placement.block`)."""
     if not isinstance(free, FreeState):
@@ -143,6 +144,7 @@ class PlanOutcome:
     skipped: dict[str, str] | None = None  # fabric host -> why health excluded it
     topology: TopologyChoice | None = None
     reclaim: Reclaim | None = None  # the borrowed jobs the placement preempts (owner partitions)
+    objective: dict[str, Any] | None = None  # the goal and why this placement (app.objective.explain)
 
 
 def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | None, ignore_unknown: bool,
@@ -199,7 +201,10 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         placement = plan_placement(compiled, free, request, health, choice)
     except InfeasibleError as exc:
         return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped, topology=choice)
-    return PlanOutcome(request, free, reference, placement, skipped=skipped, topology=choice)
+    from gpupool.app.objective import explain
+
+    return PlanOutcome(request, free, reference, placement, skipped=skipped, topology=choice,
+                       objective=explain(compiled, free, request, placement, health, choice))
 
 
 def segment_for(choice: TopologyChoice, request: Request, warn: Callable[[str], None] | None) -> Request:
@@ -229,7 +234,8 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
                   request: Request, elapsed_ms: float, error: str | None = None,
                   skipped: Mapping[str, str] | None = None,
                   topology: TopologyChoice | None = None, reclaim: Reclaim | None = None,
-                  compiled: CompiledFabric | None = None) -> dict[str, Any]:
+                  compiled: CompiledFabric | None = None,
+                  objective: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `plan --json` document (docs/contract.md keys first, extras after); with `compiled` on a
     fabric with NVLink domains, `cost` adds `nvlink_domains` and the document names the domains."""
     doc: dict[str, Any]
@@ -268,6 +274,8 @@ def plan_document(placement: Placement | None, reference: tuple[str, Placement |
         doc["skipped"] = dict(skipped)
     if reclaim is not None:
         doc["preempt"] = reclaim.to_json()
+    if objective is not None:
+        doc["objective"] = objective
     return doc
 
 

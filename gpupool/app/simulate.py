@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from gpupool.errors import InputError, UsageError
-from gpupool.simulate.engine import POLICIES, SimConfig, simulate
+from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix
+from gpupool.simulate.engine import POLICIES, SimConfig, policy_goal, simulate
 from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.pooled import POOL_POLICIES, PoolLayout, PoolUnit
 from gpupool.simulate.speed import SpeedModel
@@ -29,6 +30,7 @@ class SimulationRequest:
     speed: SpeedModel = field(default_factory=SpeedModel)
     gpus_per_processor: Fraction = Fraction(1)
     pools_path: str | None = None  # the pools file `gpupool pool apply` reads, for the pools-* policies
+    learn_size_mix: bool = False  # gpupool-pack keeps capacity for the replayed workload's own job sizes
     # A replicate of a trace file (`--seeds N`, app.simulate_seeds): replayed instead of reading the file.
     replicate: TraceReplicate | None = None
 
@@ -40,6 +42,20 @@ class TraceReplicate:
     jobs: tuple[Job, ...]
     read_stats: WorkloadStats
     fmt: str
+
+
+def pack_goal(hop_slack: str, size_mix: str | None, gpus_per_host: int) -> PlacementGoal:
+    """gpupool-pack's goal: the pack objective with this slack and mix (None: the default mix)."""
+    goal = PlacementGoal(objective=Objective.PACK, hop_slack=HopSlack.parse(hop_slack), gpus_per_host=gpus_per_host)
+    return replace(goal, size_mix=parse_size_mix(size_mix)) if size_mix else goal
+
+
+def learnt_size_mix(jobs: Iterable[Job], source: str) -> SizeMix:
+    """Job-count shares per GPU count of a workload pass (what `plan --size-history` learns from sacct)."""
+    counts: dict[int, float] = {}
+    for job in jobs:
+        counts[job.gpus] = counts.get(job.gpus, 0.0) + 1.0
+    return SizeMix.from_counts(counts, f"learnt from {source}")
 
 
 def parse_policies(text: str, pools_path: str | None = None) -> list[str]:
@@ -162,6 +178,9 @@ def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric) -> dict[str, 
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
     stats = WorkloadStats()
     factory, fmt = workload_factory(request, compiled, stats)
+    if request.learn_size_mix and "gpupool-pack" in request.policies:
+        request.config = replace(request.config, pack_goal=replace(
+            request.config.pack_goal, size_mix=learnt_size_mix(factory(), request.workload)))
     layout = load_pool_layout(request.pools_path, compiled, request.config.gpus_per_host) if request.pools_path else None
     results, counts = simulate(compiled, factory, request.policies, request.config, request.speed, layout)
     notes: list[str] = []
@@ -206,6 +225,8 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         "workload": {"source": request.workload, "format": fmt, "stats": stats.to_json()},
         "trace": counts.to_json(),
         "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
+                   "placement_default": policy_goal("gpupool").to_json(),  # type: ignore[union-attr]
+                   **({"pack": cfg.pack_goal.to_json()} if "gpupool-pack" in request.policies else {}),
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
         "speed_model": speed_doc,

@@ -55,6 +55,7 @@ from gpupool.placement.block import block_usage
 from gpupool.placement.cost import cost_of
 from gpupool.placement.health import Health
 from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.objective import PlacementGoal
 from gpupool.placement.reclaim import Reclaim
 from gpupool.slurm import sbatch as sb
 from gpupool.slurm.freestate import (
@@ -102,6 +103,7 @@ class SubmitRequest:
     token: str | None = None  # submission token of an earlier try (rerun after a lost answer)
     lost_answer_lookups: int = 5  # squeue lookups for the token after sbatch's answer was lost
     topology: str = "auto"  # auto (what Slurm applies to the partition), tree or block
+    goal: PlacementGoal | None = None  # the placement objective; None: the default (`placement.objective`)
     free_path: str | None = None  # dry runs only: plan on this free file ({"host": free GPUs}), no Slurm
 
 
@@ -197,7 +199,7 @@ def prepare(req: SubmitRequest) -> Prepared:
             raise UsageError(f"sbatch --segment={hints.segment!r} is not a number of nodes") from None
     request = Request(gpus=resolved.gpus, gpus_per_node=gpus_per_node, nodes=nodes,
                       exclude=tuple(dict.fromkeys(exclude)), max_hops=req.max_hops,
-                      partition=resolved.partition, segment=segment)
+                      partition=resolved.partition, segment=segment, goal=req.goal)
     try:
         request.shape()  # usage errors (uneven splits, zero counts) before touching Slurm
     except UsageError as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from gpupool.app.objective import OBJECTIVE_CHOICES, goal_from_options
 from gpupool.app.plan import plan_document, run_plan
 from gpupool.app.shape import uneven_shape_note
 from gpupool.app.topology import TOPOLOGY_CHOICES
@@ -19,8 +20,27 @@ from gpupool.fabric.compiled import CompiledFabric, load_compiled
 from gpupool.hostlist import expand, fold
 from gpupool.placement.block import block_usage
 from gpupool.placement.model import Placement, Request
+from gpupool.placement.objective import DEFAULT_GOAL
 from gpupool.placement.reclaim import Reclaim
 from gpupool.slurm.sbatch import gpu_request_from_spellings
+
+
+def objective_options(command: Any) -> Any:
+    """--objective, --hop-slack, --size-mix, --size-history (plan and submit)."""
+    for option in reversed((
+        click.option("--objective", type=click.Choice(OBJECTIVE_CHOICES), default=None, metavar="hops|pack",
+                     help="hops: fewest pair hops, then leaf switches, then best fit; pack: fewest pair hops "
+                          "(within --hop-slack), then keep the most capacity placeable for the site's job sizes. "
+                          "Default: " + DEFAULT_GOAL.objective.value + "."),
+        click.option("--hop-slack", metavar="N|P%",
+                     help="pack: allow N more pair hops (or P% more) than the fewest to keep capacity whole."),
+        click.option("--size-mix", metavar="GPUS:SHARE,...",
+                     help="pack: the site's job sizes, e.g. 1:0.3,8:0.3,32:0.2,64:0.2 (default: docs/simulate.md)."),
+        click.option("--size-history", metavar="FILE",
+                     help="pack: learn the size mix from a sacct (-P or --json) or SWF history."),
+    )):
+        command = option(command)
+    return command
 
 
 @click.command("plan")
@@ -45,11 +65,13 @@ from gpupool.slurm.sbatch import gpu_request_from_spellings
               help="Saved `fabric audit --json`: skip hosts whose HCAs are down, avoid leaves missing uplinks on a tie.")
 @click.option("--topology", "topology", type=click.Choice(TOPOLOGY_CHOICES), default="auto", show_default=True,
               help="Optimise for Slurm's tree or block topology; auto: what Slurm applies to the partition.")
+@objective_options
 @json_option
 def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None, nodes_text: str | None,
          ntasks_per_node: int | None, partition: str | None, free_path: str | None, exclude: str | None,
          max_hops: int | None, fabric_path: str | None, ignore_unknown: bool, health_path: str | None,
-         topology: str, segment: int | None) -> None:
+         topology: str, segment: int | None, objective: str | None, hop_slack: str | None,
+         size_mix: str | None, size_history: str | None) -> None:
     """Compute a minimal-hop GPU allocation (minimise pair_hops_sum, then leaf switches, then best fit).
 
     The request takes sbatch's spellings with sbatch's meaning: -G/--gpus N in total,
@@ -71,12 +93,14 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
     """
     start = time.perf_counter()
     ctx = app()
+    goal = goal_from_options(objective, hop_slack, size_mix, size_history)
     hints = gpu_request_from_spellings(gpus=gpus_text, gpus_per_node=gpus_per_node_text, gres=gres,
                                        nodes=nodes_text)
     if hints.gpu_type:
         warn(f"GPU type {hints.gpu_type!r} is not checked by plan (submit passes it to Slurm)")
     request = Request(gpus=hints.gpus, gpus_per_node=hints.gpus_per_node, nodes=hints.nodes,
-                      exclude=tuple(expand(exclude)), max_hops=max_hops, partition=partition, segment=segment)
+                      exclude=tuple(expand(exclude)), max_hops=max_hops, partition=partition, segment=segment,
+                      goal=goal)
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
@@ -95,7 +119,7 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
     if ctx.json:
         document = plan_document(outcome.placement, outcome.reference, outcome.request, elapsed,
                                  skipped=outcome.skipped, topology=outcome.topology, reclaim=outcome.reclaim,
-                                 compiled=compiled)
+                                 compiled=compiled, objective=outcome.objective)
         if "slurm_reference" in document and _model_is_a_guess(outcome.request, outcome.reference):
             document["slurm_reference"] = {**document["slurm_reference"], "guess": True,
                                            "note": MODEL_GUESS_NOTE}
@@ -110,6 +134,8 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
                        outcome.request.segment)
     if outcome.reclaim is not None:
         stdout_console().print(preempt_line(outcome.reclaim), markup=False, highlight=False)
+    if outcome.objective is not None and "why" in outcome.objective:
+        stdout_console().print(f"why: {outcome.objective['why']}", markup=False, highlight=False)
     if outcome.skipped:
         stdout_console().print(_skipped_line(outcome.skipped), markup=False, highlight=False)
     if note:

@@ -17,8 +17,14 @@ from gpupool.cli.context import app, json_option
 @click.option("--format", "fmt", type=click.Choice(["auto", "sacct", "sacct-json", "swf"]), default="auto",
               show_default=True, help="Workload file format.")
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
-              help="Comma-separated: slurm-tree, slurm-block, slurm-tuned, gpupool, gpupool-wait, and with --pools "
+              help="Comma-separated: slurm-tree, slurm-block, slurm-tuned, gpupool (what `plan` does by default), "
+                   "gpupool-wait, gpupool-hops, gpupool-pack (one placement objective each), and with --pools "
                    "pools-nolend, pools-lend.")
+@click.option("--hop-slack", metavar="N|P%", default="0", show_default=True,
+              help="gpupool-pack: pair hops it may spend over the fewest (N, or P% of the fewest).")
+@click.option("--size-mix", metavar="GPUS:SHARE,...|learn",
+              help="gpupool-pack: the job-size mix it keeps capacity for; learn: the replayed workload's own "
+                   "(default: the documented default mix, docs/simulate.md).")
 @click.option("--pools", "pools_path", metavar="FILE",
               help="Pools file (as `gpupool pool apply` reads) for the pools-nolend and pools-lend policies.")
 @click.option("--gpus-per-host", type=int, default=8, show_default=True, metavar="N", help="GPUs on every host.")
@@ -54,7 +60,8 @@ from gpupool.cli.context import app, json_option
               help="First seed (then S+1, ...; default: the synthetic spec's seed, else 1).")
 @click.option("--baseline", metavar="POLICY", help="Policy the others are compared with (default: the first listed).")
 @json_option
-def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, pools_path: str | None,
+def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, hop_slack: str, size_mix: str | None,
+             pools_path: str | None,
              gpus_per_host: int, switches: str,
              partitions: str | None, backfill: str, backfill_depth: int, gpus_per_processor: str, speed_path: str | None,
              contention: str, nccl_path: str | None, comm_fraction: float, nccl_class: str,
@@ -62,6 +69,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
     from gpupool.app.simulate import (
         SimulationRequest,
+        pack_goal,
         parse_policies,
         parse_switches,
     )
@@ -94,6 +102,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     accepted = frozenset(p.strip() for p in partitions.split(",") if p.strip()) if partitions else None
     config = SimConfig(gpus_per_host=gpus_per_host, backfill=backfill, backfill_depth=backfill_depth, wait_time=wait_time,
                        wait_leaves=wait_leaves, partitions=accepted)
+    config.pack_goal = pack_goal(hop_slack, None if size_mix == "learn" else size_mix, gpus_per_host)
     speed = load_speed_model(speed_path) if speed_path else SpeedModel()
     speed.model = "contention" if contention == "on" else "isolated"
     if nccl_path:
@@ -102,7 +111,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, po
     compiled = load_compiled(path)
     request = SimulationRequest(fabric_path=path, workload=workload, policies=chosen, fmt=fmt, config=config,
                                 speed=speed, gpus_per_processor=parse_ratio(gpus_per_processor),
-                                pools_path=pools_path)
+                                pools_path=pools_path, learn_size_mix=size_mix == "learn")
     doc, results = run_replicates(request, compiled, seeds, first_seed, baseline)
     if report_path:
         from gpupool.simulate.report import render_html

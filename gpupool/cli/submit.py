@@ -6,9 +6,11 @@ import shlex
 
 import click
 
+from gpupool.app.objective import goal_from_options
 from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
+from gpupool.cli.plan import objective_options
 from gpupool.cli.render import counted, emit_json, stderr_note, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import UsageError
@@ -19,7 +21,7 @@ from gpupool.slurm.sbatch import split_options
 # gpupool's own options (sbatch has none of these names): after an sbatch-only option they would be
 # passed to sbatch, and --dry-run would not stop the submission.
 GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait", "verify-timeout", "health",
-                          "token", "topology", "debug", "json"})
+                          "token", "topology", "debug", "json", "objective", "hop-slack", "size-mix", "size-history"})
 
 
 @click.command("submit", context_settings={"ignore_unknown_options": True,
@@ -46,12 +48,14 @@ GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait"
               help="Token an earlier submit printed after losing sbatch's answer: find that job, do not submit twice.")
 @click.option("--topology", "topology", type=click.Choice(TOPOLOGY_CHOICES), default="auto", show_default=True,
               help="Optimise for Slurm's tree or block topology; auto: what Slurm applies to the partition.")
+@objective_options
 @json_option
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
 def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes: int | None,
            ntasks_per_node: str | None, partition: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
            free_path: str | None, switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
-           topology: str, argv: tuple[str, ...]) -> None:
+           topology: str, objective: str | None, hop_slack: str | None, size_mix: str | None,
+           size_history: str | None, argv: tuple[str, ...]) -> None:
     """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
 
     Every sbatch option after `--` (and every #SBATCH line of SCRIPT) passes through untouched;
@@ -82,6 +86,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes:
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
         switch_wait=switch_wait, verify_timeout=verify_timeout, health_path=health_path, token=token,
         topology=topology, free_path=free_path,
+        goal=goal_from_options(objective, hop_slack, size_mix, size_history),
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     client = None if free_path else ctx.slurm_client()  # --free: no Slurm (submit_planned checks --dry-run)

@@ -10,11 +10,14 @@ import numpy as np
 from gpupool.errors import InfeasibleError, UsageError
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.model import FreeState, Placement, Request
+from gpupool.placement.objective import DEFAULT_GOAL, Objective, PlacementGoal
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
 
 _GRAPH_REFINED_SEEDS = 4
+_GRAPH_REFINED_SEEDS_PACK = 8  # pack chooses among more grown candidates: its tie-break needs alternatives
+_SWEEP_STEPS = 6  # pack with a hop slack: DP runs of the Lagrangian search for the budget
 _LOCAL_SEARCH_ROUNDS = 64
 _STRUCTURES: dict[int, tuple[Any, dict[str, Any]]] = {}
 
@@ -60,27 +63,89 @@ def _infeasible(request: Request, largest_units: int, unit_gpus: int, per_node: 
     return InfeasibleError(f"cannot place {asked} GPUs{why}: largest feasible request is {largest}")
 
 
-def place(compiled: CompiledFabric, free: FreeState, request: Request) -> Placement:
-    """The allocation minimising pair_hops_sum (then leaf switches, then best fit) for the request."""
+class _Pack:
+    """What the `pack` objective scores with: free GPUs per host, leaf groups, the size mix in integer weights."""
+
+    def __init__(self, compiled: CompiledFabric, free: FreeState, goal: PlacementGoal) -> None:
+        from gpupool.placement import objective
+
+        self.goal = goal
+        self.host_free = np.where(free.usable, free.free_gpus, 0).astype(np.int64)
+        self.host_leaf = compiled.host_tree_leaf.astype(np.int64)
+        self.n_tree = int(compiled.tree_parent.size)
+        self.g = gpus_per_host(free, goal)
+        self.sizes, self.weights = goal.size_mix.weights()
+        self.hist, self.size = objective.leaf_histograms(self.host_leaf, self.host_free, self.n_tree, self.g)
+
+    def single_host(self, units: np.ndarray, need: int, unit_gpus: int, per_node: bool) -> np.ndarray | None:
+        """A job that fits one host costs 0 pair hops there and more anywhere else: with no hop slack, every
+        fitting host is scored and the least fragmenting one taken (None: no host fits, or a slack is set)."""
+        from gpupool.placement import objective
+
+        unit_need = 1 if per_node else need
+        if (per_node and need != 1) or self.goal.hop_slack.extra > 0 or not (units >= unit_need).any():
+            return None
+        h = objective.best_single_host(need * unit_gpus, units, unit_need, self.host_leaf, self.host_free, self.hist,
+                                       self.size, self.g, self.sizes, self.weights)
+        if h < 0:
+            return None
+        take = np.zeros(units.size, dtype=np.int64)
+        take[h] = need
+        return take
+
+    def delta(self, host_take: np.ndarray, unit_gpus: int) -> int:
+        """Score change if the hosts give host_take x unit_gpus GPUs (only the touched leaves change)."""
+        from gpupool.placement import objective
+
+        touched = np.unique(self.host_leaf[(host_take > 0) & (self.host_leaf >= 0)])
+        after = self.host_free - host_take * unit_gpus
+        total = 0
+        for t in touched:
+            on = self.host_leaf == t
+            hist = np.bincount(np.clip(after[on], 0, self.g), minlength=self.g + 1).astype(np.int64)
+            total += int(objective.leaf_fragmentation(hist, int(self.size[t]), self.g, self.sizes, self.weights))
+            total -= int(objective.leaf_fragmentation(self.hist[t], int(self.size[t]), self.g, self.sizes,
+                                                      self.weights))
+        return total
+
+
+def gpus_per_host(free: FreeState, goal: PlacementGoal) -> int:
+    """A whole host's GPUs for the fragmentation score: the goal's, else the largest configured, else free count."""
+    if goal.gpus_per_host:
+        return int(goal.gpus_per_host)
+    if free.total_gpus is not None and free.total_gpus.size and int(free.total_gpus.max()) > 0:
+        return int(free.total_gpus.max())
+    return max(int(free.free_gpus.max()) if free.free_gpus.size else 1, 1)
+
+
+def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: PlacementGoal | None = None) -> Placement:
+    """The allocation minimising pair_hops_sum (then leaf switches, then best fit) for the request; under the
+    `pack` objective, fewest pair hops (within the goal's hop slack) then least added fragmentation first.
+    The goal: `goal`, else `request.goal`, else `objective.DEFAULT_GOAL`."""
     start = time.perf_counter()
+    goal = goal if goal is not None else request.goal if request.goal is not None else DEFAULT_GOAL
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
     limit = request.max_hops
     why = f" within --max-hops {limit}" if limit is not None else ""
     total = int(units.sum())
     if total < need and limit is None:  # with max_hops, the algorithms name the largest request that fits
         raise _infeasible(request, total, unit_gpus, per_node, "")
+    pack = _Pack(compiled, free, goal) if goal.objective is Objective.PACK else None
     # With whole hosts, the tightest host (fewest free GPUs) is the best fit among equal ones.
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64) if per_node else np.zeros(units.size, np.int64)
-    if limit is not None and limit < 2:
+    single = pack.single_host(units, need, unit_gpus, per_node) if pack is not None else None
+    if single is not None:
+        host_take, algorithm, optimal, bound = single, "single-host-pack", True, None
+    elif limit is not None and limit < 2:
         host_take, algorithm, optimal, bound = _single_host(units, tie, need, request, unit_gpus, per_node, why)
     elif nvlink := _place_nvlink(compiled, units, tie, free, need, unit_gpus, per_node, request, why):
         host_take, algorithm, optimal, bound = nvlink
     elif compiled.ultrametric:
         host_take, algorithm, optimal, bound = _place_tree(compiled, units, tie, free, need, unit_gpus, per_node,
-                                                           request, why)
+                                                           request, why, pack)
     else:
         host_take, algorithm, optimal, bound = _place_graph(compiled, units, tie, need, unit_gpus, per_node, request,
-                                                            why)
+                                                            why, pack)
     hosts = np.nonzero(host_take)[0]
     gpus = host_take[hosts] * unit_gpus
     cost = cost_of_arrays(compiled, hosts, gpus)
@@ -88,8 +153,11 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request) -> Placem
     if bound is not None:
         bound *= unit_gpus * unit_gpus
         optimal = optimal or bound >= cost.pair_hops_sum
+    extra: dict[str, Any] = {}
+    if pack is not None:
+        extra["fragmentation_delta"] = pack.delta(host_take, unit_gpus)
     return Placement(allocation=allocation, cost=cost, feasible=True, algorithm=algorithm, optimal=optimal,
-                     lower_bound=bound, elapsed_ms=(time.perf_counter() - start) * 1000.0)
+                     lower_bound=bound, elapsed_ms=(time.perf_counter() - start) * 1000.0, extra=extra)
 
 
 def _single_host(units: np.ndarray, tie: np.ndarray, need: int, request: Request, unit_gpus: int, per_node: bool,
@@ -137,8 +205,9 @@ def _place_nvlink(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, 
 
 
 def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int, unit_gpus: int,
-                per_node: bool, request: Request, why: str) -> tuple[np.ndarray, str, bool, int | None]:
-    from gpupool.placement import tree_dp
+                per_node: bool, request: Request, why: str, pack: _Pack | None = None
+                ) -> tuple[np.ndarray, str, bool, int | None]:
+    from gpupool.placement import objective, tree_dp
 
     cache = _structures(compiled)
     if "tree" not in cache:
@@ -151,17 +220,83 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
     fit_bound = int(free_gpus.sum()) + 1
     leaf_bound = compiled.n_switches + 1
     worst = max(st.max_level, 1) * need * need + 1
-    weight_fit, weight_leaf, weight_cost = 1, fit_bound, fit_bound * leaf_bound
-    if worst * weight_cost >= 1 << 60:  # keep the composite key inside int64: drop the weakest tie-break
-        weight_fit, weight_leaf, weight_cost = 0, 1, leaf_bound
+    if pack is None:
+        extra_ptr, extra, extra_span = np.zeros(n_tree + 1, np.int64), np.zeros(1, np.int64), 1
+    else:
+        extra_ptr, extra = objective.leaf_deltas(need, leaf_ptr, leaf_hosts, units, unit_gpus, pack.host_free,
+                                                 pack.hist, pack.size, pack.g, pack.sizes, pack.weights)
+        # |sum of per-leaf changes| <= weights x free GPUs: the span of the score over all placements.
+        extra_span = 2 * int(pack.weights.sum()) * (int(pack.host_free.sum()) + 1) + 1
+    # Lexicographic: pair cost, then (pack) fragmentation, then leaf switches, then best fit.
+    weight_fit, weight_leaf = 1, fit_bound
+    weight_extra = fit_bound * leaf_bound if pack is not None else 0
+    weight_cost = weight_extra * extra_span if pack is not None else fit_bound * leaf_bound
+    if worst * weight_cost >= 1 << 60:  # keep the composite key inside int64: drop the weakest tie-breaks
+        weight_fit, weight_leaf = 0, 1
+        weight_extra = leaf_bound if pack is not None else 0
+        weight_cost = weight_extra * extra_span if pack is not None else leaf_bound
         if worst * weight_cost >= 1 << 60:
-            weight_leaf, weight_cost = 0, 1
-    key, take = tree_dp.tree_dp(need, st.order, st.child_ptr, st.child_idx, st.level, leaf_ptr, leaf_hosts, units,
-                                free_gpus, unit_gpus, st.leaf_switches, weight_cost, weight_leaf, weight_fit, max_level)
-    if key < 0:
+            weight_leaf = 0
+            weight_extra = 1 if pack is not None else 0
+            weight_cost = extra_span if pack is not None else 1
+            if worst * weight_cost >= 1 << 60:  # too large a request to score: fewest hops alone
+                weight_extra, weight_cost = 0, 1
+
+    def run(w_cost: int, w_leaf: int, w_fit: int, w_extra: int) -> np.ndarray:
+        _key, take = tree_dp.tree_dp(need, st.order, st.child_ptr, st.child_idx, st.level, leaf_ptr, leaf_hosts,
+                                     units, free_gpus, unit_gpus, st.leaf_switches, w_cost, w_leaf, w_fit, max_level,
+                                     extra_ptr, extra, w_extra)
+        return take
+
+    take = run(weight_cost, weight_leaf, weight_fit, weight_extra)
+    if not take.any():
         raise _infeasible(request, _largest_in_subtree(st, compiled, units, max_level), unit_gpus, per_node, why)
+    optimal = True
+    if pack is not None and pack.goal.hop_slack:
+        take, optimal = _sweep_slack(compiled, take, run, extra_ptr, extra, extra_span, worst, st, leaf_ptr,
+                                     leaf_hosts, units, unit_gpus, pack)
     host_take = tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)
-    return host_take, "tree-dp", True, None
+    return host_take, "tree-dp", optimal, None
+
+
+def _sweep_slack(compiled: CompiledFabric, first: np.ndarray, run: Any, extra_ptr: np.ndarray, extra: np.ndarray,
+                 extra_span: int, worst: int, st: Any, leaf_ptr: np.ndarray, leaf_hosts: np.ndarray,
+                 units: np.ndarray, unit_gpus: int, pack: _Pack) -> tuple[np.ndarray, bool]:
+    """Within the hop budget, the least fragmenting of the Lagrangian optima cost + m x score (m = 2^j, binary
+    search on j): every candidate is an exact DP optimum for its m, and none above the budget is kept."""
+    from gpupool.placement import tree_dp
+
+    leaves = np.nonzero(st.child_ptr[1:] == st.child_ptr[:-1])[0]
+
+    def measured(take: np.ndarray) -> tuple[int, int]:
+        host_take = tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)
+        hosts = np.nonzero(host_take)[0]
+        cost = cost_of_arrays(compiled, hosts, host_take[hosts] * unit_gpus).pair_hops_sum
+        score = int(sum(extra[extra_ptr[v] + take[v]] for v in leaves if take[v] > 0))
+        return cost, score
+
+    fewest, score = measured(first)
+    budget = pack.goal.hop_slack.budget(fewest)
+    best = (score, fewest, first)
+    top = 0
+    while top < 62 and (worst + (extra_span << (top + 1))) < 1 << 60:
+        top += 1
+    lo, hi = 0, top
+    for _ in range(_SWEEP_STEPS):
+        if lo > hi:
+            break
+        j = (lo + hi) // 2
+        take = run(1, 0, 0, 1 << j)
+        if not take.any():
+            break
+        cost, score = measured(take)
+        if cost <= budget:
+            if (score, cost) < best[:2]:
+                best = (score, cost, take)
+            lo = j + 1
+        else:
+            hi = j - 1
+    return best[2], best[1] == fewest
 
 
 def _largest_in_subtree(st: Any, compiled: CompiledFabric, units: np.ndarray, max_level: int) -> int:
@@ -178,7 +313,7 @@ def _largest_in_subtree(st: Any, compiled: CompiledFabric, units: np.ndarray, ma
 
 
 def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, need: int, unit_gpus: int, per_node: bool,
-                 request: Request, why: str) -> tuple[np.ndarray, str, bool, int | None]:
+                 request: Request, why: str, pack: _Pack | None = None) -> tuple[np.ndarray, str, bool, int | None]:
     from gpupool.placement import graph, tree_dp
 
     cache = _structures(compiled)
@@ -194,17 +329,29 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, n
     if not done.any():
         raise _infeasible(request, int(placed.max()) if placed.size else 0, unit_gpus, per_node, why)
     order = np.lexsort((seeds, support, costs))
-    order = order[done[order]][:_GRAPH_REFINED_SEEDS]
+    order = order[done[order]][:_GRAPH_REFINED_SEEDS if pack is None else _GRAPH_REFINED_SEEDS_PACK]
     cum, cum_sq = graph.class_prefix(cls_ptr, cls_hosts, units)
-    best: tuple[int, int, np.ndarray] | None = None
+    # (pair cost, classes used, take); under pack every refined candidate is kept for the tie-break.
+    found: list[tuple[int, int, np.ndarray]] = []
     for i in order:
         _cost, take = graph.grow_one(int(seeds[i]), need, cs.dist, cls_ptr, cls_hosts, units, limit)
         graph.local_search(take, cs.dist, cls_ptr, cum, cum_sq, cap, limit, _LOCAL_SEARCH_ROUNDS)
         value = int(graph.cost_of_take(take, cs.dist, cls_ptr, cum, cum_sq))
-        used = int((take > 0).sum())
-        if best is None or (value, used) < (best[0], best[1]):
-            best = (value, used, take)
-    assert best is not None
+        found.append((value, int((take > 0).sum()), take))
+    assert found
+    best = min(found, key=lambda f: (f[0], f[1]))
+    if pack is not None:
+        # The heuristic's fewest-hop candidate sets the budget; among candidates within it, least added
+        # fragmentation, then fewer pair hops, then fewer classes.
+        budget = pack.goal.hop_slack.budget(best[0] * unit_gpus * unit_gpus)
+        scored = []
+        for value, used, take in found:
+            if value * unit_gpus * unit_gpus > budget:
+                continue
+            host_take = tree_dp.assign_hosts(take, cls_ptr, cls_hosts, units, compiled.n_hosts)
+            scored.append((pack.delta(host_take, unit_gpus), value, used, take))
+        best_scored = min(scored, key=lambda f: (f[0], f[1], f[2]))
+        best = (best_scored[1], best_scored[2], best_scored[3])
     bound = int(graph.ring_lower_bound(need, cs.dist, cls_ptr, cls_hosts, units, cap, limit))
     host_take = tree_dp.assign_hosts(best[2], cls_ptr, cls_hosts, units, compiled.n_hosts)
     return host_take, "seed-grow+local-search", False, bound

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpupool.errors import InputError, UsageError
+from gpupool.placement.objective import PlacementGoal
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -71,6 +72,7 @@ class Request:
     max_hops: int | None = None
     partition: str | None = None
     segment: int | None = None  # Slurm's --segment: groups of this many nodes, each in one base block
+    goal: PlacementGoal | None = None  # the placement objective; None: objective.DEFAULT_GOAL (what plan does)
 
     def shape(self) -> tuple[int, int, bool]:
         """(units, gpus per unit, per_node): a unit is one GPU, or one whole host of K GPUs."""

@@ -37,6 +37,7 @@ from gpupool.errors import InfeasibleError, UsageError
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
+from gpupool.placement.objective import DEFAULT_GOAL, Objective, PlacementGoal
 from gpupool.placement.slurm_reference import slurm_reference
 from gpupool.simulate.contention import Flow, LinkContention
 from gpupool.simulate.kernels import per_node_shadow
@@ -49,7 +50,9 @@ if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.simulate.pooled import PoolLayout
 
-POLICIES = ("slurm-tree", "slurm-block", "slurm-tuned", "gpupool", "gpupool-wait")
+# gpupool: exactly what `plan` does by default (placement.objective.DEFAULT_GOAL); gpupool-hops / gpupool-pack:
+# one objective each, whatever the default, so both can be compared in one run.
+POLICIES = ("slurm-tree", "slurm-block", "slurm-tuned", "gpupool", "gpupool-wait", "gpupool-hops", "gpupool-pack")
 BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
@@ -71,6 +74,8 @@ class SimConfig:
     reorder_window: int = 10000  # jobs read ahead to put small submit-time disorders right
     bin_seconds: float = 3600.0
     record_starts: bool = False  # keep (job id, start, hosts) of every start, for tests and reality checks
+    # gpupool-pack: the objective's hop slack and size mix (`gpupool` and `gpupool-wait` use plan's default goal)
+    pack_goal: PlacementGoal = field(default_factory=lambda: PlacementGoal(objective=Objective.PACK))
 
 
 @dataclass
@@ -121,9 +126,23 @@ class _Running:
 Placer = Callable[[np.ndarray, Job], "tuple[np.ndarray, np.ndarray, float] | None"]
 
 
-def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
+def policy_goal(policy: str, config: SimConfig | None = None) -> PlacementGoal | None:
+    """The placement goal a gpupool policy plans with (None for Slurm's policies)."""
+    if policy in ("gpupool", "gpupool-wait"):
+        return DEFAULT_GOAL
+    if policy == "gpupool-hops":
+        return PlacementGoal(objective=Objective.HOPS)
+    if policy == "gpupool-pack":
+        return config.pack_goal if config is not None else PlacementGoal(objective=Objective.PACK)
+    return None
+
+
+def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None = None) -> Placer:
     """(hosts, GPUs per host, mean pair hops) of the policy's choice on the free array, or None."""
     index = compiled.host_index()
+    gpus_per_host = config.gpus_per_host if config is not None else 8
+    # Every host has gpus_per_host GPUs configured, as Slurm would tell `plan` (the pack score needs whole hosts).
+    totals = np.full(compiled.n_hosts, gpus_per_host, dtype=np.int32)
     requests: dict[tuple[int, int], Request] = {}
 
     def request_of(job: Job) -> Request:
@@ -139,10 +158,12 @@ def make_placer(compiled: CompiledFabric, policy: str) -> Placer:
         gpus = np.fromiter(allocation.values(), dtype=np.int64, count=len(allocation))
         return hosts, gpus
 
-    if policy in ("gpupool", "gpupool-wait"):
+    goal = policy_goal(policy, config)
+    if goal is not None:
         def gpupool_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
             try:
-                p = place(compiled, FreeState(free_gpus=free, usable=free > 0), request_of(job))
+                p = place(compiled, FreeState(free_gpus=free, usable=free > 0, total_gpus=totals), request_of(job),
+                          goal)
             except InfeasibleError:
                 return None
             hosts, gpus = arrays(p.allocation)
@@ -220,7 +241,7 @@ class Simulator:
         self.config = config
         self.speed = speed
         self.counts = counts if counts is not None else TraceCounts()
-        self.place = make_placer(compiled, policy)
+        self.place = make_placer(compiled, policy, config)
         self.wait = policy == "gpupool-wait"
         g = config.gpus_per_host
         if g < 1:

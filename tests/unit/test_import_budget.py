@@ -20,7 +20,7 @@ from gpupool.fabric.model import save_fabric
 # Third-party top-level packages `plan --json` may import (besides the standard library).
 PLAN_THIRD_PARTY = {"numpy", "click", "ClusterShell"}
 # What Numba brings along; allowed only when no current AOT kernel build is installed (gpupool.warm).
-NUMBA_FAMILY = {"numba", "llvmlite", "scipy", "yaml", "cython_runtime"}
+NUMBA_FAMILY = {"numba", "llvmlite", "scipy", "yaml", "cython_runtime", "coverage"}  # coverage: when installed
 # Never on plan's path: rendering (--json), YAML, Slurm clients, other domains.
 PLAN_FORBIDDEN_FIRST_PARTY = ("gpupool.slurm.commands", "gpupool.slurm.pyslurm_backend", "gpupool.slurm.runner",
                               "gpupool.audit", "gpupool.pools", "gpupool.simulate", "gpupool.node",

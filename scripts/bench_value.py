@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Does gpupool's placement pay off for the cluster? Paired seeds, per fabric and workload, vs slurm-tree.
+
+    .venv/bin/python scripts/bench_value.py [--seeds 10] [--jobs 1500] [--fabrics ft2,ft3,rail8,dragonfly,selene]
+        [--workloads multi,packing] [--policies slurm-tree,slurm-block,gpupool-hops,gpupool-pack]
+        [--hop-slack 0] [--json FILE]
+
+Every policy replays the same synthetic trace per seed (EASY backfill, the isolated speed model), so
+the comparison is paired: for each seed the ratio policy / slurm-tree of mean wait, p95 wait and mean
+JCT, then the mean of those ratios over seeds with a 95% t-interval (n - 1 degrees of freedom). A
+ratio below 1 is better than slurm-tree; an interval containing 1 is no significant difference.
+Fabrics (128 hosts x 8 GPUs unless said): ft2 = 2-level fat-tree 16 leaves x 8 hosts; ft3 = 3-level,
+4 pods x 4 leaves x 8 hosts; rail8 = rail-optimised, 16 leaf positions x 8 hosts x 8 rails;
+dragonfly = 8 groups x 4 routers x 4 hosts; selene = tests/fixtures' Selene capture (when present).
+Workloads: multi = `synthetic:multi=0.3`; packing = 1-8 GPU jobs only, at load 2 (at the default
+load a queue of single-host jobs never builds). gpupool-pack's size mix is, by default, each
+workload's own job-size shares (what `--size-history` learns from a site's sacct). slurm-block's
+interval is against slurm-tree too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric  # noqa: E402
+from gpupool.fabric.generate import dragonfly, fat_tree  # noqa: E402
+from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix  # noqa: E402
+from gpupool.simulate.engine import SimConfig, Simulator  # noqa: E402
+from gpupool.simulate.speed import SpeedModel  # noqa: E402
+from gpupool.simulate.synthetic import parse_spec, synthetic_jobs  # noqa: E402
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+SELENE = os.path.join(REPO, "tests", "fixtures", "ibnetdiscover", "selene-compute-hdr.out")
+WORKLOADS = {
+    "multi": "synthetic:multi=0.3",
+    # Single-host jobs only: at the default load the queue never builds, so this one is offered twice the GPUs.
+    "packing": "synthetic:multi=0,load=2,single_gpus=1:30/2:20/3:5/4:20/6:5/8:20",
+}
+METRICS = (("mean wait", "wait_s", "mean"), ("p95 wait", "wait_s", "p95"), ("mean JCT", "jct_s", "mean"))
+
+
+def make_fabric(name: str) -> CompiledFabric | None:
+    if name == "ft2":
+        return compile_fabric(fat_tree(16, 8, 4))
+    if name == "ft3":
+        return compile_fabric(fat_tree(4, 8, 4, pods=4, cores=4))
+    if name == "rail8":
+        return compile_fabric(fat_tree(16, 8, 4, rails=8))
+    if name == "dragonfly":
+        return compile_fabric(dragonfly(8, 4, 4, 2))
+    if name == "selene":
+        if not os.path.exists(SELENE):
+            return None
+        from gpupool.fabric.discover import discover
+
+        return compile_fabric(discover(ibnetdiscover_file=SELENE))
+    raise SystemExit(f"unknown fabric {name}")
+
+
+def learnt_mix(workload: str, gpus_per_host: int = 8) -> SizeMix:
+    """The workload's own job-size shares, as `--size-history` would learn them from its sacct history."""
+    import numpy as np
+
+    from gpupool.simulate.synthetic import _weights
+
+    spec = parse_spec(workload)
+    counts: dict[int, float] = {}
+    single_v, single_w = _weights(spec.single_gpus, "single_gpus")
+    for v, w in zip(np.minimum(single_v, gpus_per_host).tolist(), single_w.tolist(), strict=True):
+        counts[v] = counts.get(v, 0.0) + (1 - spec.multi) * w
+    multi_v, multi_w = _weights(spec.multi_nodes, "multi_nodes")
+    for v, w in zip(multi_v.tolist(), multi_w.tolist(), strict=True):
+        counts[v * gpus_per_host] = counts.get(v * gpus_per_host, 0.0) + spec.multi * w
+    return SizeMix.from_counts(counts, f"learnt from {workload}")
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of the 95% t-interval."""
+    from scipy.stats import t
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.inf
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+
+
+def run_one(compiled: CompiledFabric, policy: str, workload: str, jobs: int, seed: int,
+            config: SimConfig) -> dict[str, Any]:
+    spec = parse_spec(f"{workload},jobs={jobs},seed={seed}")
+    sim = Simulator(compiled, policy, config, SpeedModel())
+    sim.run(synthetic_jobs(spec, total_gpus=sim.metrics.total_gpus, gpus_per_host=config.gpus_per_host))
+    return sim.metrics.to_json()
+
+
+def ratio(a: float, b: float) -> float:
+    if b <= 0:
+        return 1.0 if a <= 0 else math.inf
+    return a / b
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=1500)
+    parser.add_argument("--fabrics", default="ft2,ft3,rail8,dragonfly,selene")
+    parser.add_argument("--workloads", default="multi,packing")
+    parser.add_argument("--policies", default="slurm-tree,slurm-block,gpupool-hops,gpupool-pack")
+    parser.add_argument("--hop-slack", default="0", help="gpupool-pack's hop slack (N or P%%)")
+    parser.add_argument("--size-mix", default="learnt",
+                        help="gpupool-pack's size mix: learnt (each workload's own shares), default (the documented "
+                             "one), or GPUS:SHARE,...")
+    parser.add_argument("--json", dest="json_path", help="write the per-seed figures and intervals here")
+    args = parser.parse_args()
+    goal = PlacementGoal(objective=Objective.PACK, hop_slack=HopSlack.parse(args.hop_slack))
+    if args.size_mix not in ("learnt", "default"):
+        goal = replace(goal, size_mix=parse_size_mix(args.size_mix))
+    policies = [p for p in args.policies.split(",") if p]
+    if "slurm-tree" not in policies:
+        policies.insert(0, "slurm-tree")
+    doc: dict[str, Any] = {"seeds": args.seeds, "jobs": args.jobs, "hop_slack": args.hop_slack,
+                           "size_mix": args.size_mix, "cells": []}
+    for fabric_name in args.fabrics.split(","):
+        compiled = make_fabric(fabric_name)
+        if compiled is None:
+            print(f"{fabric_name}: capture not found, skipped")
+            continue
+        for wname in args.workloads.split(","):
+            workload = WORKLOADS[wname]
+            mix_goal = replace(goal, size_mix=learnt_mix(workload)) if args.size_mix == "learnt" else goal
+            config = SimConfig(pack_goal=mix_goal)
+            started = time.perf_counter()
+            per_seed: dict[str, list[dict[str, Any]]] = {p: [] for p in policies}
+            for seed in range(1, args.seeds + 1):
+                for policy in policies:
+                    per_seed[policy].append(run_one(compiled, policy, workload, args.jobs, seed, config))
+            cell: dict[str, Any] = {"fabric": fabric_name, "hosts": compiled.n_hosts, "workload": workload,
+                                    "size_mix": mix_goal.size_mix.text(), "policies": {}}
+            print(f"\n{fabric_name} ({compiled.n_hosts} hosts), {workload}, jobs={args.jobs}, seeds 1-{args.seeds} "
+                  f"({time.perf_counter() - started:.0f} s)")
+            print(f"  {'policy':<14}" + "".join(f"{label + ' ratio':>24}" for label, _k, _q in METRICS)
+                  + f"{'leaves/multi':>14}")
+            base = per_seed["slurm-tree"]
+            for policy in policies:
+                row: dict[str, Any] = {}
+                text = f"  {policy:<14}"
+                for label, key, q in METRICS:
+                    ratios = [ratio(r[key][q], b[key][q]) for r, b in zip(per_seed[policy], base, strict=True)]
+                    finite = [x for x in ratios if math.isfinite(x)]
+                    mean, half = interval(finite) if finite else (math.nan, math.nan)
+                    worse = sum(1 for x in ratios if x > 1.2)
+                    row[label] = {"ratio_mean": mean, "ci95_half": half, "per_seed": ratios, "seeds_20pct_worse": worse}
+                    text += f"{mean:>12.3f} ± {half:<6.3f}{'*' if abs(mean - 1) > half else ' '}{worse:>3}"
+                leaves = [r["mean_leaf_switches_multi_node"] for r in per_seed[policy]]
+                leaves = [x for x in leaves if x is not None]
+                row["leaf_switches_multi_node"] = sum(leaves) / len(leaves) if leaves else None
+                text += f"{row['leaf_switches_multi_node'] or 0:>14.3f}"
+                cell["policies"][policy] = row
+                print(text)
+            doc["cells"].append(cell)
+            sys.stdout.flush()
+    print("\nratio = policy / slurm-tree per seed, mean over seeds ± 95% t half-width; * = significant; "
+          "last column per metric: seeds more than 20% worse")
+    if args.json_path:
+        with open(args.json_path, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
