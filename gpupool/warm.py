@@ -33,7 +33,7 @@ from gpupool import jit
 
 # Modules holding kernels: their sources key the AOT build (a change anywhere means Numba again).
 KERNEL_MODULES = ("gpupool.fabric.kernels", "gpupool.placement.cost", "gpupool.placement.graph",
-                  "gpupool.placement.tree_dp", "gpupool.simulate.kernels")
+                  "gpupool.placement.objective", "gpupool.placement.tree_dp", "gpupool.simulate.kernels")
 
 
 def _quiet_main(argv: list[str]) -> int:
@@ -64,10 +64,11 @@ def exercise(workdir: str) -> None:
             json.dump({h: (i * 5) % 9 for i, h in enumerate(compiled.host_names)}, handle)
         base = ["--fabric", path, "--free", free_path, "--json"]
         for request in (["--gpus", "12"], ["--gpus", "1"], ["--nodes", "2", "--gpus-per-node", "2"],
-                        ["--gpus", "6", "--max-hops", "4"]):
+                        ["--gpus", "6", "--max-hops", "4"], ["--gpus", "12", "--objective", "pack"],
+                        ["--gpus", "1", "--objective", "pack"]):
             _quiet_main(["plan", *base, *request])
         _quiet_main(["simulate", "--fabric", path, "--workload", "synthetic:jobs=60,multi=0.4", "--json",
-                     "--policies", "slurm-tree,gpupool,gpupool-wait"])
+                     "--policies", "slurm-tree,gpupool,gpupool-wait,gpupool-pack"])
         _quiet_main(["simulate", "--fabric", path, "--workload", "synthetic:jobs=60,multi=0.4", "--json",
                      "--backfill", "slurm", "--policies", "slurm-tree,gpupool"])
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
+from gpupool.jit import njit
 
 from gpupool.errors import UsageError
 

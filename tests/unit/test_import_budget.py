@@ -75,3 +75,16 @@ def test_budget_check_catches_a_heavy_import(tmp_path: Path) -> None:
     modules = json.loads(proc.stdout)
     assert "rich" in _third_party(modules) - PLAN_THIRD_PARTY
     assert "gpupool.slurm.commands" in [m for m in modules if m.startswith(PLAN_FORBIDDEN_FIRST_PARTY)]
+
+
+def test_kernels_use_gpupool_jit_not_numba_directly() -> None:
+    # A module importing numba itself loads it on every command (and its kernels miss the AOT build).
+    package = Path(__file__).resolve().parents[2] / "gpupool"
+    allowed = {package / "jit.py", package / "warm.py"}
+    direct = [str(p.relative_to(package)) for p in package.rglob("*.py") if p not in allowed
+              and any(line.lstrip().startswith(("import numba", "from numba")) for line in p.read_text().splitlines())]
+    assert direct == []
+    from gpupool import warm
+    kernel_modules = {str(p.relative_to(package.parent)).removesuffix(".py").replace("/", ".")
+                      for p in package.rglob("*.py") if p not in allowed and "@njit" in p.read_text()}
+    assert kernel_modules <= set(warm.KERNEL_MODULES)  # every kernel module keys (and joins) the AOT build
