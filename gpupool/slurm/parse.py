@@ -96,8 +96,8 @@ def _version_from_meta(meta: Mapping[str, Any]) -> tuple[int, int] | None:
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    """``slurm-wlm 22.05.8`` / ``slurm 24.05.3`` -> (22, 5, 8)."""
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    """``slurm-wlm 22.05.8`` / ``slurm 24.05.3`` -> (22, 5, 8); ASCII digits only, bounded before int()."""
+    match = re.search(r"(?<![0-9.])([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?(?![0-9])", text or "")
     if not match:
         raise InputError(f"cannot read a Slurm version from {text.strip()!r}")
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
@@ -523,13 +523,13 @@ def preemption_from(config: Mapping[str, str], qos_rows: list[dict[str, str]] | 
 # sbatch
 
 
-_SUBMITTED = re.compile(r"Submitted batch job (\d+)(?: on cluster (\S+))?")
+_SUBMITTED = re.compile(r"Submitted batch job ([0-9]{1,18})\b(?: on cluster (\S+))?")
 # --test-only lines are read by what they must contain, not their wording, which changes between
 # releases (26.05: "Job 68 to start at T a using 5 processors on nodes N in partition P").
 _TEST_ONLY_NODES = re.compile(r"\bon nodes? (\S+)")
-_TEST_ONLY_JOB = re.compile(r"\bJob (\d+)")
+_TEST_ONLY_JOB = re.compile(r"\bJob ([0-9]{1,18})\b")
 _TEST_ONLY_START = re.compile(r"\bstart at (\S+)")
-_TEST_ONLY_CPUS = re.compile(r"\b(\d+) processors?\b")
+_TEST_ONLY_CPUS = re.compile(r"\b([0-9]{1,9}) processors?\b")
 _TEST_ONLY_PARTITION = re.compile(r"\bin partition (\S+)")
 _TEST_ONLY_PREEMPTS = re.compile(r"\bPreempts: *([0-9_,]+)")
 
@@ -541,7 +541,7 @@ def parse_sbatch_output(text: str) -> tuple[str, str]:
         return match.group(1), match.group(2) or ""
     for line in text.splitlines():
         line = line.strip()
-        if re.fullmatch(r"\d+(;\S+)?", line):
+        if re.fullmatch(r"[0-9]{1,18}(;\S+)?", line):  # ASCII digits: `\d` would take Arabic-Indic ones
             job_id, _, cluster = line.partition(";")
             return job_id, cluster
     raise InputError(f"cannot read a job id from sbatch output: {text.strip()[:200]!r}")
