@@ -141,6 +141,8 @@ CAPTURES = ["ibsim-fat-tree-2x2x2.default.out", "ufm-lab-small-hdr-fdr.out", "dg
 def mutated_capture(draw: st.DrawFn) -> str:
     lines = (FIXTURES / "ibnetdiscover" / draw(st.sampled_from(CAPTURES[:2]))).read_text().splitlines()
     for _ in range(draw(st.integers(0, 4))):
+        if not lines:
+            break
         i = draw(st.integers(0, len(lines) - 1))
         op = draw(st.sampled_from(["delete", "duplicate", "rename", "truncate"]))
         if op == "delete":
