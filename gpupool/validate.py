@@ -263,7 +263,11 @@ def parse_source(text: str, path: str = "<pools>") -> Source:
         line = mark.line + 1 if mark is not None else None
         raise InputError(located(path, line, f"invalid YAML: {exc.problem or exc}")) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML: {exc}") from None
+        # A reader error (a control character) has a position, not a mark; its text spans two lines.
+        position = getattr(exc, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+        first = (str(exc).splitlines() or [repr(exc)])[0]
+        raise InputError(located(path, line, f"invalid YAML: {first}")) from None
     except RecursionError:
         raise InputError(f"{path}: invalid YAML: nests too deeply") from None
     source = Source(path, None)

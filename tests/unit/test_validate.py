@@ -240,3 +240,55 @@ def test_load_source_files(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe\x00")
     assert refused(v.load_source, str(bad)).startswith(f"{bad}: cannot read: 'utf-8' codec can't decode byte 0xff")
     assert refused(v.load_source, str(tmp_path)).startswith(f"{tmp_path}: cannot read: ")
+
+
+# -- cases the first mutation run (mutmut, issue 29) showed untested -------------------------------
+
+def test_line_falls_back_one_level_at_a_time() -> None:
+    source = v.parse_source("b:\n  - x\n", "p.yaml")
+    assert source.lines == {(): 1, ("b",): 1, ("b", "0"): 2}
+    assert source.line(("b", "0", "missing")) == 2  # the parent's line, not the grandparent's (1)
+    assert v.Source("p", None).line(("a",)) is None
+
+
+def test_parse_source_default_path_and_errors_without_a_mark(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    assert refused(v.parse_source, "a: 1\na: 2\n") == "<pools>:2: a: duplicate key"
+    # A reader error (not a marked one: no line) is still one line naming the file.
+    assert refused(v.parse_source, "a: 1\nb: \x00\n", "p.yaml") == (
+        "p.yaml:2: invalid YAML: unacceptable character #x0000: special characters are not allowed")
+
+    def no_mark(*args: object, **kw: object) -> None:
+        raise yaml.MarkedYAMLError(problem="broken")
+
+    monkeypatch.setattr(v.yaml, "compose", no_mark)
+    assert refused(v.parse_source, "a: 1\n", "p.yaml") == "p.yaml: invalid YAML: broken"
+
+    def plain_error(*args: object, **kw: object) -> None:
+        raise yaml.YAMLError("odd")
+
+    monkeypatch.setattr(v.yaml, "compose", plain_error)
+    assert refused(v.parse_source, "a: 1\n", "p.yaml") == "p.yaml: invalid YAML: odd"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a:\n  b:\n    true: 1\n", "p.yaml:3: a.b: keys must be plain names"),
+    ("a:\n  b:\n    c: 1\n    c: 2\n", "p.yaml:4: a.b.c: duplicate key"),
+    ("a:\n  b:\n    ? [x]\n    : 1\n", "p.yaml:3: a.b: expected a plain value here"),
+])
+def test_nested_key_paths_in_messages(text: str, message: str) -> None:
+    assert refused(v.parse_source, text, "p.yaml") == message
+
+
+def test_sexagesimal_looking_numbers_stay_text() -> None:
+    # YAML 1.1 reads 1:30 as 90 and 1:30.5 as 90.5 (base 60): a time limit is meant, kept as text.
+    assert v.parse_source("a: 1:30\nb: 1:30.5\nc: 90\nd: 1.5\n", "p").data == {"a": "1:30", "b": "1:30.5", "c": 90,
+                                                                               "d": 1.5}
+
+
+def test_more_message_boundaries() -> None:
+    long_float = "1" + "0" * 25 + "e400"
+    assert refused(v.load_json_text, long_float, "f", problem="x") == f"f: x: number {long_float[:20]} is out of range"
+    assert v._short("x" * 39) == repr("x" * 39)[:37] + "..."  # 41 characters with quotes: cut
+    assert not v._deeper_than("XX", 1) and v._deeper_than("[X[", 1) and v._deeper_than("[][[", 1)
