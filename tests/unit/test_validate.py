@@ -256,8 +256,9 @@ def test_parse_source_default_path_and_errors_without_a_mark(monkeypatch: pytest
 
     assert refused(v.parse_source, "a: 1\na: 2\n") == "<pools>:2: a: duplicate key"
     # A reader error (not a marked one: no line) is still one line naming the file.
-    assert refused(v.parse_source, "a: 1\nb: \x00\n", "p.yaml") == (
+    assert refused(v.parse_source, "a: 1\nb: \x00\nc: 2\n", "p.yaml") == (
         "p.yaml:2: invalid YAML: unacceptable character #x0000: special characters are not allowed")
+    assert refused(v.parse_source, "\nb: \x00", "p.yaml").startswith("p.yaml:2: ")  # lines counted from the start
 
     def no_mark(*args: object, **kw: object) -> None:
         raise yaml.MarkedYAMLError(problem="broken")
@@ -270,6 +271,22 @@ def test_parse_source_default_path_and_errors_without_a_mark(monkeypatch: pytest
 
     monkeypatch.setattr(v.yaml, "compose", plain_error)
     assert refused(v.parse_source, "a: 1\n", "p.yaml") == "p.yaml: invalid YAML: odd"
+
+    def empty_error(*args: object, **kw: object) -> None:
+        raise yaml.YAMLError("")
+
+    monkeypatch.setattr(v.yaml, "compose", empty_error)
+    assert refused(v.parse_source, "a: 1\n", "p.yaml") == "p.yaml: invalid YAML: YAMLError('')"
+
+
+def test_deep_nesting_while_converting_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # yaml.compose recurses two frames per level and _convert one, so compose meets the limit
+    # first; the second guard still turns a RecursionError while converting into the same line.
+    def too_deep(*args: object, **kw: object) -> None:
+        raise RecursionError
+
+    monkeypatch.setattr(v, "_convert", too_deep)
+    assert refused(v.parse_source, "a: [1]\n", "p.yaml") == "p.yaml: invalid YAML: nests too deeply"
 
 
 @pytest.mark.parametrize(("text", "message"), [
