@@ -3,9 +3,8 @@ GPUPOOL_UPDATE_GOLDEN=1) checked by an independent reader (issue 29): each gener
 golden file is read back without gpupool and compared with the generator's own plain data
 (tests/oracles.graph_of): every host exactly once, under a switch of its logical leaf (its rail
 switches joined through multi-rail hosts), and the Switches= lines form one tree over those leaves.
-The DGX capture's golden file is the same export as
-test_fuzz_properties.test_real_captures_export_back_to_the_oracle_map[dgx-superpod-ndr.out] checks
-against the raw capture (and test_fabric_model.py compares it with the golden file)."""
+The DGX capture's golden file is read the same way and compared with the raw capture
+(tests/oracles.read_ibnetdiscover); Selene's has its own reader (test_fabric_selene.py)."""
 
 from __future__ import annotations
 
@@ -51,3 +50,19 @@ def test_golden_file_matches_the_generators_fabric(name: str) -> None:
             assert leaf not in seen
             seen.add(leaf)
         assert leaf in roots
+
+
+def test_dgx_golden_file_matches_the_raw_capture() -> None:
+    import re
+
+    from tests.helpers import DGX_FIXTURE
+
+    capture = DGX_FIXTURE.read_text()
+    graph = oracles.read_ibnetdiscover(capture)
+    # A switch's name is its node description's `MF0;<name>:<model>/U1` part (the capture's own).
+    name_of = {sid: re.sub(r"^MF0;([^:]+):.*$", r"\1", desc) for sid, desc in
+               re.findall(r'^Switch\s+[0-9]+\s+"(S-[^"]+)"\s*#\s*"([^"]*)"', capture, re.MULTILINE)}
+    mapping = host_to_leaf(read_tree_conf((GOLDEN / "dgx-superpod.topology.conf").read_text()))
+    assert sorted(mapping) == graph.compute().hosts and len(mapping) == 121
+    for host, leaf in mapping.items():
+        assert leaf in {name_of[s] for s in logical_leaf(graph, host)}, (host, leaf)
