@@ -180,6 +180,25 @@ def mutated_fabric(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", errors="surrogatepass")
 
 
+def has_fractional_count(data: bytes) -> bool:
+    """Does a node's ports/lid/group/rail or a link's node index or port hold 2.5-like number?"""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+
+    def fractional(value: Any) -> bool:
+        return isinstance(value, float) and value == value and abs(value) != float("inf") and not value.is_integer()
+
+    nodes = doc.get("nodes") if isinstance(doc.get("nodes"), list) else []
+    links = doc.get("links") if isinstance(doc.get("links"), list) else []
+    return (any(isinstance(n, dict) and any(fractional(n.get(k)) for k in ("ports", "lid", "group", "rail"))
+                for n in nodes)
+            or any(isinstance(lk, list) and any(fractional(x) for x in lk[:4]) for lk in links))
+
+
 @FUZZ
 @with_corpus("fabric-*.json")
 @given(data=mutated_fabric())
@@ -188,6 +207,8 @@ def test_fuzz_fabric_json(data: bytes) -> None:
     code, out, err = run_cli(["fabric", "show", "--fabric", str(path), "--json"])
     check(code, err)
     assert code in (0, 4)
+    if has_fractional_count(data):
+        assert code == 4, "a fabric with a fractional port/LID/node index was accepted"
     if code == 0:
         json.loads(out)
     code, _, err = run_cli(["plan", "--fabric", str(path), "--gpus", "2", "--free", str(FREE_OK)])

@@ -230,8 +230,11 @@ def oracle_cost(allocation: dict[str, int]) -> int:
 def free_and_request(draw: st.DrawFn) -> tuple[dict[str, Any], list[str], Request]:
     free: dict[str, Any] = {h: draw(st.integers(0, 4)) for h in draw(st.lists(st.sampled_from(HOSTS), unique=True))}
     for host in list(free):
-        if draw(st.integers(0, 5)) == 0:
+        pick = draw(st.integers(0, 11))
+        if pick == 0:
             free[host] = float(free[host])  # 3.0 is an integer JSON number too
+        elif pick == 1:
+            free[host] = free[host] + 0.5  # 2.5 GPUs is not: the file is refused
     if draw(st.booleans()):
         gpus = draw(st.integers(1, 10))
         return free, ["--gpus", str(gpus)], Request(gpus, None, None)
@@ -243,6 +246,9 @@ def check_plan(free: dict[str, Any], args: list[str], request: Request) -> None:
     path = Path(tempfile.mkdtemp(dir=WORK)) / "free.json"
     path.write_text(json.dumps(free))
     code, out, err = run_cli(["plan", "--fabric", str(FABRIC), "--free", str(path), "--json", *args])
+    if any(not float(g).is_integer() for g in free.values()):
+        assert code == 4 and err.startswith("gpupool: error: ") and err.count("\n") == 1, (code, err)
+        return
     best = oracles.brute_force(GRAPH, {h: int(g) for h, g in free.items()}, request)
     if best is None:
         assert code == 1, (code, err)
@@ -277,6 +283,7 @@ def test_plan_cost_by_hand(free: dict[str, int], args: list[str], gpus: int | No
 @FUZZ
 @example(case=({"gpu001": 3.0, "gpu002": 1}, ["--gpus", "4"], Request(4, None, None)))
 @example(case=({}, ["--gpus", "1"], Request(1, None, None)))
+@example(case=({"gpu001": 2.5, "gpu002": 4}, ["--gpus", "2"], Request(2, None, None)))
 @given(case=free_and_request())
 def test_fuzz_accepted_free_file_plans_like_the_oracle(case: tuple[dict[str, Any], list[str], Request]) -> None:
     check_plan(*case)
