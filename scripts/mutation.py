@@ -69,24 +69,32 @@ def core_for(path: str) -> str | None:
     return None
 
 
-def select(requested: list[str], changed: str | None) -> list[str]:
+def git_lines(*args: str) -> list[str]:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+
+
+def select(requested: list[str], changed: str | None) -> list[tuple[str, str]]:
+    """(what to mutate: a file or a CORE glob, the CORE key whose tests check it)."""
     if changed is not None:
-        out = subprocess.run(["git", "diff", "--name-only", changed], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.split()
-        out += subprocess.run(["git", "ls-files", "-o", "--exclude-standard"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.split()
-        keys = {core_for(p) for p in out}
-        return [k for k in CORE if k in keys]
+        # Changed on this branch since it left BASE, committed or not (BASE's own later commits aside).
+        files = git_lines("diff", "--name-only", f"{changed}...HEAD") + git_lines("diff", "--name-only", "HEAD")
+        files += git_lines("ls-files", "-o", "--exclude-standard")
+        picked = sorted({f for f in files if f.endswith(".py") and core_for(f) and (REPO / f).exists()})
+        return [(f, core_for(f)) for f in picked]  # type: ignore[misc]
     if not requested:
-        return list(CORE)
-    chosen = []
+        return [(key, key) for key in CORE]
+    chosen: list[tuple[str, str]] = []
     for item in requested:
         item = item.rstrip("/")
-        key = core_for(item) or core_for(f"{item}/x.py")
+        key = core_for(item)
+        target = item
+        if key is None:
+            key = core_for(f"{item}/x.py")
+            target = key or item
         if key is None:
             raise SystemExit(f"mutation: error: {item} is not a core module (one of: {', '.join(CORE)})")
-        if key not in chosen:
-            chosen.append(key)
+        if (target, key) not in chosen:
+            chosen.append((target, key))
     return chosen
 
 
@@ -112,12 +120,12 @@ def scratch_copy() -> Path:
     return root
 
 
-def run_module(key: str, max_children: int, time_limit: float) -> dict[str, object]:
+def run_module(target: str, key: str, max_children: int, time_limit: float) -> dict[str, object]:
     root = scratch_copy()
     tests = [t for t in CORE[key] if (root / t).exists()]
     config = ("\n[tool.mutmut]\n"
               'source_paths = ["gpupool"]\n'
-              f"only_mutate = {json.dumps([key])}\n"
+              f"only_mutate = {json.dumps([target])}\n"
               'also_copy = ["tests", "scripts", "slurm-plugins", "docs", "man", "testbed", "setup.cfg"]\n'
               'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n")
@@ -135,7 +143,7 @@ def run_module(key: str, max_children: int, time_limit: float) -> dict[str, obje
     results: dict[str, int | None] = {}
     for meta in (root / "mutants").rglob("*.py.meta"):
         source = str(meta.relative_to(root / "mutants"))[:-len(".meta")]
-        if core_for(source) == key:
+        if source == target or fnmatch.fnmatch(source, target):
             results.update(json.loads(meta.read_text())["exit_code_by_key"])
     shows = {}
     for name, code in results.items():
@@ -159,16 +167,16 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds per module")
     args = parser.parse_args()
-    keys = select(args.modules, args.changed)
-    if not keys:
+    chosen = select(args.modules, args.changed)
+    if not chosen:
         print("mutation: no core module changed")
         return 0
     reviewed = reviewed_survivors()
     failed = False
     rows = []
-    for key in keys:
-        print(f"== mutmut: {key} (tests: {' '.join(CORE[key])})", flush=True)
-        run = run_module(key, args.max_children, args.time_limit)
+    for target, key in chosen:
+        print(f"== mutmut: {target} (tests: {' '.join(CORE[key])})", flush=True)
+        run = run_module(target, key, args.max_children, args.time_limit)
         codes = list(run["results"].values())  # type: ignore[attr-defined]
         total = len(codes)
         killed = sum(1 for c in codes if c in KILLED)
@@ -181,7 +189,7 @@ def main() -> int:
         open_survivors = [n for n in survivors if n not in reviewed]
         ok = checked > 0 and (score >= TARGET or not open_survivors) and unchecked == 0
         failed |= not ok
-        rows.append((key, total, killed, len(survivors), len(survivors) - len(open_survivors), no_tests, other,
+        rows.append((target, total, killed, len(survivors), len(survivors) - len(open_survivors), no_tests, other,
                      unchecked, score, run["seconds"], ok))
         for name in open_survivors:
             print(f"   survived: {name}: {diff_lines(run['shows'][name])}")  # type: ignore[index]
