@@ -42,10 +42,19 @@ def number(value: Any, default: int | None = None) -> int | None:
         value = value.get("number")
     if value is None or isinstance(value, bool):
         return default
+    # Slurm's counts, ids and times are unsigned: text that is not ASCII digits (`\u0663`, `-1`), a
+    # fraction and a negative number are not a value Slurm printed.
+    if isinstance(value, str):
+        value = value.strip()
+        if not re.fullmatch(r"[0-9]{1,18}", value):
+            return default
+    elif isinstance(value, float) and not value.is_integer():
+        return default  # also NaN and infinities
     try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):  # also NaN/inf floats and 5,000-digit strings
+        result = int(value)
+    except (TypeError, ValueError, OverflowError):
         return default
+    return result if result >= 0 else default
 
 
 def words(value: Any) -> list[str]:
@@ -180,8 +189,11 @@ def node_from_scontrol(line: str) -> NodeState:
     """One line of ``scontrol -d -o show nodes`` (any version) -> NodeState."""
     kv = dict(key_values(line))
     cpus = number(kv.get("CPUEfctv") or kv.get("CPUTot"), 0) or 0
+    name = kv.get("NodeName", "")
+    if not name or re.search(r"[\x00-\x20\x7f]", name):
+        raise InputError(f"scontrol show nodes: a node name {name[:64]!r} Slurm never prints (corrupt output?)")
     return NodeState(
-        name=kv.get("NodeName", ""),
+        name=name,
         flags=state_flags(kv.get("State", "UNKNOWN")),
         gpus_total=gpu_count(kv.get("Gres")),
         gpus_used=gpu_count(kv.get("GresUsed")),
