@@ -182,3 +182,23 @@ def test_slurm_version_digits(text: str, expected: tuple[int, int, int] | None) 
             parse_version(text)
     else:
         assert parse_version(text) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(7, 7), ("7", 7), (" 12 ", 12), (3.0, 3), ({"set": True, "number": 5}, 5),
+                                                 (-1, None), ("-1", None), ("\u0663", None), (2.5, None),
+                                                 (float("nan"), None), ({"set": True, "number": -1}, None),
+                                                 ("9" * 19, None), ("", None), (True, None)])
+def test_slurm_numbers_are_unsigned_ascii(value: object, expected: int | None) -> None:
+    from gpupool.slurm.parse import number
+
+    assert number(value) == expected
+
+
+@pytest.mark.parametrize("name", ["\x00pu001", "gpu 1", "", "gpu\t1"])
+def test_scontrol_node_names_slurm_never_prints_are_refused(name: str) -> None:
+    from gpupool.errors import InputError
+    from gpupool.slurm.parse import nodes_from_scontrol
+
+    with pytest.raises(InputError):
+        nodes_from_scontrol(f"NodeName={name} CPUAlloc=2 CPUEfctv=16 Gres=gpu:4 State=IDLE\n")
+    assert nodes_from_scontrol("NodeName=gpu_1-a.b CPUAlloc=2 Gres=gpu:4 State=IDLE\n")[0].name == "gpu_1-a.b"
