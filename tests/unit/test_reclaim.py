@@ -256,3 +256,16 @@ def test_least_preemption_matches_brute_force_over_every_subset(seed: int) -> No
     by_id = {job: sum(allocation.values()) * seconds for job, allocation, seconds in records}
     got = (sum(by_id[b.job_id] for b in out.preempted), len(out.preempted))
     assert got == _expected_least(records, request), (records, request, out.placement.allocation)
+
+
+def test_fewest_protected_borrowers_come_before_gpu_hours() -> None:
+    # By hand: every leaf is held by protected borrowers only (min_runtime not yet run).
+    # leaf01: P1 + P2, 8 GPUs x 100 s each = 1,600 GPU-s but 2 protected jobs;
+    # leaf02: P3 on both hosts, 16 GPUs x 1000 s = 16,000 GPU-s, 1 protected job;
+    # leaf03: P4 + P5, 8 GPUs x 5000 s each, 2 protected. Fewest protected first: P3, although it
+    # has run the most GPU-seconds.
+    borrowers = [_b("P1", ["gpu001"], 100, protected=True), _b("P2", ["gpu002"], 100, protected=True),
+                 _b("P3", ["gpu003", "gpu004"], 1000, protected=True),
+                 _b("P4", ["gpu005"], 5000, protected=True), _b("P5", ["gpu006"], 5000, protected=True)]
+    alloc, preempted, _ = _run({}, borrowers)
+    assert preempted == ["P3"] and alloc == {"gpu003": 8, "gpu004": 8}
