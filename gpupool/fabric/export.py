@@ -149,7 +149,8 @@ def export_ibsim(fabric: Fabric, *, clamp_speed: bool = False) -> str:
                                      "give --clamp-speed to export them as QDR")
                 speed = "QDR"
             if width not in IBSIM_WIDTHS:
-                raise UsageError(f"ibsim does not simulate {width} links ({node.name or node.id!r} port {port})")
+                # Unreachable from a loaded fabric (load_fabric accepts IB widths only): bad data, not usage.
+                raise InputError(f"ibsim does not simulate {width!r} links ({node.name or node.id!r} port {port})")
             far = fabric.nodes[remote]
             own_lid = "" if node.type == "switch" else "lid 0 lmc 0 "
             lines.append(f'[{port}]\t"{_ibsim_id(far.id)}"[{rport}]\t# {own_lid}"{_ibsim_desc(far.desc)}" lid 0 {width}{speed}')

@@ -14,6 +14,7 @@ from gpupool.fabric.model import (
     ROLE_SWITCH,
     ROLE_UNNAMED,
     SPEED_GBPS,
+    WIDTH_LANES,
     Fabric,
     Link,
     Node,
@@ -25,22 +26,22 @@ from gpupool.hostlist import fold
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 
-# Numbers are bounded (`\d{1,9}`): a number with thousands of digits is a malformed line, never
-# Python's int-conversion limit error.
-_HEADER = re.compile(r'^(Switch|Ca|Rt)\s+(\d{1,9})\s+"([^"]+)"\s*(?:#\s*(.*))?$')
+# Numbers are ASCII digits, converted by `_number` (at most 9 digits: a longer one is one exit-4 line naming
+# what it is, never Python's int-conversion limit error).
+_HEADER = re.compile(r'^(Switch|Ca|Rt)\s+([0-9]+)\s+"([^"]+)"\s*(?:#\s*(.*))?$')
 # A port: `[N]`, then an optional port GUID `(hex)` and/or the port label ibdiagnet writes,
 # `(ASIC/Cage/Port)`, `(ASIC/Cage/Port/Split)` (Quantum-2) or `(Port/Split)` (Quantum split mode).
-_PORT_REF = r'\[(\d{1,9})\]((?:\([0-9a-fA-Fx/]{1,40}\)){0,2})'
+_PORT_REF = r'\[([0-9]+)\]((?:\([0-9a-fA-Fx/]{1,40}\)){0,2})'
 _PORT = re.compile(rf'^{_PORT_REF}\s+"([^"]+)"{_PORT_REF}\s*(?:#\s*(.*))?$')
 _PAREN = re.compile(r"\(([^()]*)\)")
-_LABEL = re.compile(r"^\d{1,3}(?:/\d{1,3}){1,3}$")
+_LABEL = re.compile(r"^[0-9]{1,3}(?:/[0-9]{1,3}){1,3}$")
 _QUOTED = re.compile(r'"([^"]*)"')
-_LID = re.compile(r"\blid\s+(\d{1,9})\b")
-_RATE = re.compile(r"\b(\d+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
+_LID = re.compile(r"\blid\s+([0-9]+)\b")
+_RATE = re.compile(r"\b([0-9]+)x(SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR)\b", re.IGNORECASE)
 _GUID_LINE = re.compile(r"^(switchguid|caguid|rtguid)=0x([0-9a-fA-F]{1,16})\b(?:\((?:0x)?([0-9a-fA-F]{1,16})\))?")
 # libibmad / infiniband-diags diagnostics that `2>&1` mixes into a saved capture, e.g.
 # `src/query_smp.c:195; umad (DR path slid 0; ...) bad status 110; Connection timed out`, `ibwarn: ...`.
-_DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:\d+;|ibwarn:|ibdebug:|ibpanic:|iberror:|ibnetdiscover:\s*iberror)")
+_DIAGNOSTIC = re.compile(r"^(?:[\w./-]+\.c:[0-9]+;|ibwarn:|ibdebug:|ibpanic:|iberror:|ibnetdiscover:\s*iberror)")
 # A host name: RFC 1123 label characters plus the `_` and `.` Slurm accepts; nothing a Slurm
 # hostlist, a key=value line, a comment or YAML would read as syntax.
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?")
@@ -52,14 +53,14 @@ _IGNORED = re.compile(r"^(vendid|devid|sysimgguid|chassis|\w+guid)\b|^(Chassis|S
                       r"|^DR path\b", re.IGNORECASE)
 # `ibnetdiscover -p`: one line per port, `SW 2 1 0xGUID 4x QDR - CA 5 1 0xGUID ( 'desc' - 'desc' )`.
 _PORTS_LIST = re.compile(
-    r"^(SW|CA|RT)\s+(\d{1,9})\s+(\d{1,9})\s+0x([0-9a-fA-F]{1,16})\s+(\d{1,2}x)\s+(\S+)"
-    r"(?:\s+-\s+(SW|CA|RT)\s+(\d{1,9})\s+(\d{1,9})\s+0x([0-9a-fA-F]{1,16})\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\))?\s*(?:'(.*)')?\s*$")
+    r"^(SW|CA|RT)\s+([0-9]+)\s+([0-9]+)\s+0x([0-9a-fA-F]{1,16})\s+([0-9]{1,2}x)\s+(\S+)"
+    r"(?:\s+-\s+(SW|CA|RT)\s+([0-9]+)\s+([0-9]+)\s+0x([0-9a-fA-F]{1,16})\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\))?\s*(?:'(.*)')?\s*$")
 # `ibnetdiscover -l/-H/-S/-R`: node lists without cables.
-_NODE_LIST = re.compile(r"^(Switch|Ca|Router)\s*:\s*0x[0-9a-fA-F]+\s+ports\s+\d+")
+_NODE_LIST = re.compile(r"^(Switch|Ca|Router)\s*:\s*0x[0-9a-fA-F]+\s+ports\s+[0-9]+")
 
 _AGGREGATION = re.compile(r"aggregation node", re.IGNORECASE)
 # Descriptions that name no host: factory defaults and unconfigured OS host names.
-_NO_HOST_FIRST_WORD = re.compile(r"^(MT\d+|localhost(\.localdomain)?|\(none\)|\(null\)|mellanox|nvidia|connectx\S*)$", re.IGNORECASE)
+_NO_HOST_FIRST_WORD = re.compile(r"^(MT[0-9]+|localhost(\.localdomain)?|\(none\)|\(null\)|mellanox|nvidia|connectx\S*)$", re.IGNORECASE)
 
 
 @dataclass
@@ -341,7 +342,8 @@ def _records(text: str, source: str) -> list[_Record]:
             m = _PORT.match(line)
             if not m:
                 raise InputError(f"{source}:{lineno}: malformed port line: {line[:80]!r}")
-            port, remote_id, remote_port = int(m.group(1)), m.group(3), int(m.group(4))
+            port, remote_id, remote_port = (_number(m.group(1), "port", source, lineno), m.group(3),
+                                             _number(m.group(4), "remote port", source, lineno))
             _guid, label = _split_port_ref(m.group(2), source, lineno)
             _rguid, remote_label = _split_port_ref(m.group(5), source, lineno)
             if port < 1 or port > current.nports:
@@ -352,20 +354,23 @@ def _records(text: str, source: str) -> list[_Record]:
             width, speed = _rate(comment)
             if current.kind != "Switch" and current.lid is None:
                 # A CA's own port LID opens its port comment: `# lid 647 lmc 0 "switch" lid 73 4xNDR`.
-                own = re.match(r"lid\s+(\d{1,9})\b", comment)
-                if own and int(own.group(1)) > 0:
-                    current.lid = int(own.group(1))
+                own = re.match(r"lid\s+([0-9]+)\b", comment)
+                own_lid = _number(own.group(1), "LID", source, lineno) if own else 0
+                if own_lid > 0:
+                    current.lid = own_lid
             current.ports.append(_PortLine(lineno, port, remote_id, remote_port, width, speed, label, remote_label))
             continue
         header = _HEADER.match(line)
         if header:
-            kind, nports, node_id, rest = header.group(1), int(header.group(2)), header.group(3), header.group(4) or ""
+            kind, node_id, rest = header.group(1), header.group(3), header.group(4) or ""
+            nports = _number(header.group(2), "port count", source, lineno)
             if nports < 1 or nports > 255:
                 raise InputError(f"{source}:{lineno}: {kind} {node_id} has an invalid port count {nports}")
             quoted = _QUOTED.search(rest)
             desc = quoted.group(1) if quoted else ""
             lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
-            current = _Record(lineno, kind, nports, node_id, desc.strip(), int(lid_match.group(1)) if lid_match else None,
+            current = _Record(lineno, kind, nports, node_id, desc.strip(),
+                              _number(lid_match.group(1), "LID", source, lineno) if lid_match else None,
                               pending_guid, [], pending_devid, pending_sysimg)
             pending_guid = pending_devid = pending_sysimg = None
             records.append(current)
@@ -401,6 +406,17 @@ def _records(text: str, source: str) -> list[_Record]:
     return records
 
 
+# More digits than any port count, port index or LID has: refused before int() (Python refuses
+# more than 4,300 digits with a ValueError; a million digits would cost seconds).
+MAX_NUMBER_DIGITS = 9
+
+
+def _number(digits: str, what: str, source: str, lineno: int) -> int:
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise InputError(f"{source}:{lineno}: {what} of {len(digits)} digits is out of range")
+    return int(digits)
+
+
 def _first_line(text: str) -> str:
     for raw in text.splitlines():
         line = raw.strip()
@@ -410,7 +426,7 @@ def _first_line(text: str) -> str:
 
 
 def _is_ports_list(text: str) -> bool:
-    return bool(re.match(r"^(SW|CA|RT)\s+\d+\s+\d+\s+0x", _first_line(text)))
+    return bool(re.match(r"^(SW|CA|RT)\s+[0-9]+\s+[0-9]+\s+0x", _first_line(text)))
 
 
 def _ports_list_records(text: str, source: str) -> list[_Record]:
@@ -422,7 +438,7 @@ def _ports_list_records(text: str, source: str) -> list[_Record]:
         node_id = f"{'S' if kind == 'SW' else 'H'}-{int(guid, 16):016x}"
         rec = records.get(node_id)
         if rec is None:
-            rec = records[node_id] = _Record(lineno, kinds[kind], 1, node_id, desc.strip(), int(lid) or None,
+            rec = records[node_id] = _Record(lineno, kinds[kind], 1, node_id, desc.strip(), _number(lid, "LID", source, lineno) or None,
                                              _norm_guid(guid), [])
         return rec
 
@@ -435,7 +451,7 @@ def _ports_list_records(text: str, source: str) -> list[_Record]:
             raise InputError(f"{source}:{lineno}: malformed ports-list line: {line[:80]!r}")
         kind, lid, port, guid, width, speed = m.group(1, 2, 3, 4, 5, 6)
         for number in (port, m.group(9)):
-            if number is not None and not 1 <= int(number) <= MAX_PORT:
+            if number is not None and not 1 <= _number(number, "port", source, lineno) <= MAX_PORT:
                 raise InputError(f"{source}:{lineno}: port {int(number)} is out of range (1..{MAX_PORT})")
         local = record(kind, lid, guid, m.group(11) or m.group(13) or "", lineno)
         local.nports = max(local.nports, int(port))
@@ -459,9 +475,9 @@ def _rate(comment: str) -> tuple[str | None, str | None]:
         return None, None
     lanes, speed = found[-1]
     speed = speed.upper()
-    if speed not in SPEED_GBPS:
-        return f"{lanes}x", None
-    return f"{lanes}x", speed
+    # A lane count InfiniBand does not have (3x, 99x) is left to the other end or the default.
+    width = f"{lanes}x" if f"{lanes}x" in WIDTH_LANES else None
+    return width, speed if speed in SPEED_GBPS else None
 
 
 def _links(records: list[_Record], index: dict[str, int], nodes: list[Node], source: str,

@@ -197,7 +197,15 @@ def _link_from_list(item: Any, what: str, n_nodes: int) -> Link:
     if n_nodes == 0:
         raise InputError(f"{what}: refers to a node index out of range")
     return Link(a, bounded_int(a_port, f"{what}: port", 0, 65535), b, bounded_int(b_port, f"{what}: port", 0, 65535),
-                _text(width, f"{what}: width"), _text(speed, f"{what}: speed"))
+                _one_of(width, f"{what}: width", WIDTH_LANES), _one_of(speed, f"{what}: speed", SPEED_GBPS))
+
+
+def _one_of(value: Any, what: str, known: dict[str, Any]) -> str:
+    # Exports write width and speed verbatim (ibsim, dot, audits): only InfiniBand's own names pass.
+    text = _text(value, what)
+    if text not in known:
+        raise InputError(f"{what}: {text[:20]!r} is not one of {', '.join(known)}")
+    return text
 
 
 def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:

@@ -278,10 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    import yaml
-
     from gpupool.fsutil import atomic_write_text
-    from gpupool.validate import NoAliasLoader
+    from gpupool.validate import load_source
 
     parser = argparse.ArgumentParser(prog="python -m gpupool.node.job_submit_lua",
                                      description="Generate job_submit.lua from a gpupool pools file.")
@@ -293,14 +291,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a multi-node job may wait for its switch count")
     args = parser.parse_args(argv)
     try:
-        with open(args.pools, encoding="utf-8") as handle:
-            document = yaml.load(handle, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader without aliases
+        # The same loader as `pool apply`: deep nesting, bytes that are not UTF-8, aliases and
+        # duplicate keys are one `file:line:` error, never a traceback.
+        document = load_source(args.pools).data
         if not isinstance(document, dict):
             raise InputError(f"{args.pools}: not a YAML mapping")
         text = render_job_submit_lua(document, default_gpus_per_node=args.gpus_per_node,
                                      hosts_per_leaf=args.hosts_per_leaf,
                                      switch_wait_seconds=args.switch_wait, source_name=args.pools)
-    except (OSError, yaml.YAMLError, InputError) as exc:
+    except InputError as exc:
         sys.stderr.write(f"gpupool: error: {exc}\n")
         return 4
     if args.output:

@@ -137,7 +137,7 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
     if single is not None:
         host_take, algorithm, optimal, bound = single, "single-host-pack", True, None
     elif limit is not None and limit < 2:
-        host_take, algorithm, optimal, bound = _single_host(units, tie, need, request, unit_gpus, per_node, why)
+        host_take, algorithm, optimal, bound = _single_host(compiled, units, tie, need, request, unit_gpus, per_node, why)
     elif nvlink := _place_nvlink(compiled, units, tie, free, need, unit_gpus, per_node, request, why):
         host_take, algorithm, optimal, bound = nvlink
     elif compiled.ultrametric:
@@ -160,13 +160,18 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
                      lower_bound=bound, elapsed_ms=(time.perf_counter() - start) * 1000.0, extra=extra)
 
 
-def _single_host(units: np.ndarray, tie: np.ndarray, need: int, request: Request, unit_gpus: int, per_node: bool,
-                 why: str) -> tuple[np.ndarray, str, bool, int | None]:
+def _single_host(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, need: int, request: Request,
+                 unit_gpus: int, per_node: bool, why: str) -> tuple[np.ndarray, str, bool, int | None]:
     # Pairs on one host are 0 hops apart; two hosts are at least 2 apart.
     fits = np.nonzero(units >= need)[0]
     if fits.size == 0:
         raise _infeasible(request, int(units.max()), unit_gpus, per_node, why)
-    best = fits[np.lexsort((fits, tie[fits], units[fits]))[0]]  # tightest host that fits
+    # The contract's tie-break after pair_hops_sum: fewest leaf switches (a multi-rail host
+    # touches several), then the tightest host that fits.
+    leaves = np.diff(compiled.host_leaf_ptr)[fits].astype(np.int64)
+    for k in np.nonzero(leaves > 1)[0]:
+        leaves[k] = np.unique(compiled.leaves_of(int(fits[k]))).size
+    best = fits[np.lexsort((fits, tie[fits], units[fits], leaves))[0]]
     take = np.zeros(units.size, dtype=np.int64)
     take[best] = need
     return take, "single-host", True, None

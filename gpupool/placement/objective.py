@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from gpupool.jit import njit
 
 from gpupool.errors import UsageError
+from gpupool.jit import njit
 
 SHARE_SCALE = 1000  # shares of the size mix in integer thousandths: the score stays an exact int64
 

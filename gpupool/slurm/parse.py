@@ -42,10 +42,19 @@ def number(value: Any, default: int | None = None) -> int | None:
         value = value.get("number")
     if value is None or isinstance(value, bool):
         return default
+    # Slurm's counts, ids and times are unsigned: text that is not ASCII digits (`\u0663`, `-1`), a
+    # fraction and a negative number are not a value Slurm printed.
+    if isinstance(value, str):
+        value = value.strip()
+        if not re.fullmatch(r"[0-9]{1,18}", value):
+            return default
+    elif isinstance(value, float) and not value.is_integer():
+        return default  # also NaN and infinities
     try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):  # also NaN/inf floats and 5,000-digit strings
+        result = int(value)
+    except (TypeError, ValueError, OverflowError):
         return default
+    return result if result >= 0 else default
 
 
 def words(value: Any) -> list[str]:
@@ -122,8 +131,8 @@ def _version_from_meta(meta: Mapping[str, Any]) -> tuple[int, int] | None:
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    """``slurm-wlm 22.05.8`` / ``slurm 24.05.3`` -> (22, 5, 8)."""
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    """``slurm-wlm 22.05.8`` / ``slurm 24.05.3`` -> (22, 5, 8); ASCII digits only, bounded before int()."""
+    match = re.search(r"(?<![0-9.])([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?(?![0-9])", text or "")
     if not match:
         raise InputError(f"cannot read a Slurm version from {text.strip()!r}")
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
@@ -206,8 +215,11 @@ def node_from_scontrol(line: str) -> NodeState:
     """One line of ``scontrol -d -o show nodes`` (any version) -> NodeState."""
     kv = dict(key_values(line))
     cpus = number(kv.get("CPUEfctv") or kv.get("CPUTot"), 0) or 0
+    name = kv.get("NodeName", "")
+    if not name or re.search(r"[\x00-\x20\x7f]", name):
+        raise InputError(f"scontrol show nodes: a node name {name[:64]!r} Slurm never prints (corrupt output?)")
     return NodeState(
-        name=kv.get("NodeName", ""),
+        name=name,
         flags=state_flags(kv.get("State", "UNKNOWN")),
         gpus_total=gpu_count(kv.get("Gres")),
         gpus_used=gpu_count(kv.get("GresUsed")),
@@ -549,13 +561,13 @@ def preemption_from(config: Mapping[str, str], qos_rows: list[dict[str, str]] | 
 # sbatch
 
 
-_SUBMITTED = re.compile(r"Submitted batch job (\d+)(?: on cluster (\S+))?")
+_SUBMITTED = re.compile(r"Submitted batch job ([0-9]{1,18})\b(?: on cluster (\S+))?")
 # --test-only lines are read by what they must contain, not their wording, which changes between
 # releases (26.05: "Job 68 to start at T a using 5 processors on nodes N in partition P").
 _TEST_ONLY_NODES = re.compile(r"\bon nodes? (\S+)")
-_TEST_ONLY_JOB = re.compile(r"\bJob (\d+)")
+_TEST_ONLY_JOB = re.compile(r"\bJob ([0-9]{1,18})\b")
 _TEST_ONLY_START = re.compile(r"\bstart at (\S+)")
-_TEST_ONLY_CPUS = re.compile(r"\b(\d+) processors?\b")
+_TEST_ONLY_CPUS = re.compile(r"\b([0-9]{1,9}) processors?\b")
 _TEST_ONLY_PARTITION = re.compile(r"\bin partition (\S+)")
 _TEST_ONLY_PREEMPTS = re.compile(r"\bPreempts: *([0-9_,]+)")
 
@@ -567,7 +579,7 @@ def parse_sbatch_output(text: str) -> tuple[str, str]:
         return match.group(1), match.group(2) or ""
     for line in text.splitlines():
         line = line.strip()
-        if re.fullmatch(r"\d+(;\S+)?", line):
+        if re.fullmatch(r"[0-9]{1,18}(;\S+)?", line):  # ASCII digits: `\d` would take Arabic-Indic ones
             job_id, _, cluster = line.partition(";")
             return job_id, cluster
     raise InputError(f"cannot read a job id from sbatch output: {text.strip()[:200]!r}")

@@ -72,7 +72,7 @@ def test_quantum2_split_port_labels() -> None:
     ('[1](1/x/1)\t"H-946dae03000b0001"[1]', "malformed port label"),
     ('[1](1//1)\t"H-946dae03000b0001"[1]', "malformed port label"),
     ('[1](1/1/1/1)\t"H-946dae03000b0001"[1](zz)', "malformed port line"),
-    ('[' + "9" * 5000 + ']\t"H-946dae03000b0001"[1]', "malformed port line"),
+    ('[' + "9" * 5000 + ']\t"H-946dae03000b0001"[1]', "port of 5000 digits is out of range"),
 ])
 def test_bad_port_labels_are_one_line_errors(line: str, message: str) -> None:
     text = SPLIT.read_text().replace('[1](1/1/1/1)\t"H-946dae03000b0001"[1](946dae03000b0001) ', line, 1)

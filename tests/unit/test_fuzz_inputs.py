@@ -3,8 +3,12 @@ generated and mutated inputs. Each case must end with an exit code of the contra
 `gpupool: error:` line at most, no traceback, and no half-written output file.
 
 Examples per target: `GPUPOOL_FUZZ_EXAMPLES` (default 150, so the suite stays well under two
-minutes; set 1500 for a 10x run). The corpus of inputs that failed before the fixes lives in
-tests/fixtures/hostile/ and is replayed first by every target as explicit examples.
+minutes; 1500 under the `nightly` hypothesis profile, tests/conftest.py). Under `CI` the `ci`
+profile derandomizes every target (its seed is fixed per test) and prints a failing example's
+reproduce blob. The corpus of inputs that failed before the fixes lives in tests/fixtures/hostile/
+and is replayed first by every target as explicit examples (test_every_target_replays_the_corpus).
+Correctness properties of accepted inputs: test_fuzz_properties.py; here, robustness, and the
+Slurm parsers' records checked against Slurm's own invariants.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +34,10 @@ from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import fabric_to_dict, save_fabric
 from gpupool.slurm.fake import FakeSlurm
 
-EXAMPLES = int(os.environ.get("GPUPOOL_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
+NIGHTLY = os.environ.get("GPUPOOL_HYPOTHESIS_PROFILE") == "nightly"
+EXAMPLES = int(os.environ.get("GPUPOOL_FUZZ_EXAMPLES", "1500" if NIGHTLY else "150"))
+# derandomize, print_blob and the example database come from the profile (tests/conftest.py).
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 DOCUMENTED = {0, 1, 2, 3, 4}
@@ -83,11 +91,16 @@ def corpus(pattern: str) -> list[bytes]:
     return [p.read_bytes() for p in sorted(HOSTILE.glob(pattern))]
 
 
-def with_corpus(pattern: str, **others: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Replay every corpus file matching `pattern` as an explicit example before generated ones."""
+def with_corpus(pattern: str, arg: str = "data", convert: Callable[[bytes], Any] = bytes,
+                **others: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Replay every corpus file matching `pattern` (as `convert(bytes)` in argument `arg`) as an
+    explicit example before generated ones."""
+    assert corpus(pattern), f"no corpus file matches {pattern}"
+
     def decorate(test: Callable[..., Any]) -> Callable[..., Any]:
         for data in corpus(pattern):
-            test = example(data=data, **others)(test)
+            test = example(**{arg: convert(data)}, **others)(test)
+        test.corpus_pattern = pattern  # type: ignore[attr-defined]
         return test
     return decorate
 
@@ -124,6 +137,7 @@ def mutated_text(draw: st.DrawFn, base: str) -> bytes:
 
 
 @FUZZ
+@with_corpus("ibnetdiscover-*.out")
 @given(data=mutated_text(IBNET))
 def test_fuzz_fabric_discover(data: bytes) -> None:
     source = write_input("capture.out", data)
@@ -167,6 +181,7 @@ def test_fuzz_capture_formats(data: bytes) -> None:
 
 
 @FUZZ
+@with_corpus("capture-*", fmt=0)
 @given(data=mutated_text(CAPTURES[0]), fmt=st.integers(0, len(CAPTURES) - 1))
 def test_fuzz_fabric_diff(data: bytes, fmt: int) -> None:
     # OLD: a good capture of any format; NEW: a mutated labelled capture of the same fabric.
@@ -211,6 +226,25 @@ def mutated_fabric(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", errors="surrogatepass")
 
 
+def has_fractional_count(data: bytes) -> bool:
+    """Does a node's ports/lid/group/rail or a link's node index or port hold 2.5-like number?"""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+
+    def fractional(value: Any) -> bool:
+        return isinstance(value, float) and value == value and abs(value) != float("inf") and not value.is_integer()
+
+    nodes = doc.get("nodes") if isinstance(doc.get("nodes"), list) else []
+    links = doc.get("links") if isinstance(doc.get("links"), list) else []
+    return (any(isinstance(n, dict) and any(fractional(n.get(k)) for k in ("ports", "lid", "group", "rail"))
+                for n in nodes)
+            or any(isinstance(lk, list) and any(fractional(x) for x in lk[:4]) for lk in links))
+
+
 @FUZZ
 @with_corpus("fabric-*.json")
 @given(data=mutated_fabric())
@@ -219,6 +253,8 @@ def test_fuzz_fabric_json(data: bytes) -> None:
     code, out, err = run_cli(["fabric", "show", "--fabric", str(path), "--json"])
     check(code, err)
     assert code in (0, 4)
+    if has_fractional_count(data):
+        assert code == 4, "a fabric with a fractional port/LID/node index was accepted"
     if code == 0:
         json.loads(out)
     code, _, err = run_cli(["plan", "--fabric", str(path), "--gpus", "2", "--free", str(FREE_OK)])
@@ -343,6 +379,7 @@ def sbatch_scripts(draw: st.DrawFn) -> bytes:
 
 
 @FUZZ
+@with_corpus("sbatch-*.sh", gpus=None)
 @given(data=sbatch_scripts(), gpus=st.one_of(st.none(), st.sampled_from(["4", "\u00b2", "0", "100000000000"])))
 def test_fuzz_sbatch_scripts(data: bytes, gpus: str | None) -> None:
     script = write_input("job.sh", data)
@@ -372,7 +409,72 @@ def squeue_docs(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
+# Slurm's job states (job_state_string(): base states and the flags that name a job).
+SLURM_JOB_STATES = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
+                    "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "COMPLETING", "STAGE_OUT", "CONFIGURING",
+                    "EXPEDITING", "RESIZING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "SPECIAL_EXIT", "STOPPED",
+                    "REVOKED", "RESV_DEL_HOLD", "SIGNALING", "LAUNCH_FAILED", "POWER_UP_NODE", "RECONFIG_FAIL",
+                    "UPDATE_DB", "UNKNOWN"}
+# Of these, the states in which a job holds its nodes (slurm/src/common/slurm_protocol_defs.c).
+SLURM_HOLDING = {"RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "STOPPED", "RESIZING", "SIGNALING"}
+# Slurm's node state words (node_state_string(), base and flags).
+SLURM_NODE_STATES = {"IDLE", "ALLOCATED", "ALLOC", "MIXED", "DOWN", "ERROR", "FUTURE", "UNKNOWN", "DRAIN", "DRAINING",
+                     "DRAINED", "COMPLETING", "NOT_RESPONDING", "POWERED_DOWN", "POWERING_DOWN", "POWERING_UP",
+                     "POWER_DOWN", "POWER_UP", "FAIL", "FAILING", "MAINTENANCE", "MAINT", "REBOOT_REQUESTED",
+                     "REBOOT_ISSUED", "RESERVED", "PLANNED", "CLOUD", "DYNAMIC_FUTURE", "DYNAMIC_NORM", "INVALID_REG",
+                     "NO_RESPOND", "PERFCTRS", "RESUME", "UNDRAIN", "BLOCKED", "INVALID", "REBOOT"}
+
+
+def check_job_record(job: Any) -> None:
+    """A parsed job satisfies Slurm's invariants: a job that holds nodes is in a holding state from
+    Slurm's list, its allocation is on its own nodes, counts are non-negative, its node list is
+    within the hostlist limit and has no duplicate."""
+    from gpupool.hostlist import limit
+
+    if job.nodes or job.allocation:
+        assert job.state.split("+")[0] in SLURM_HOLDING, (job.state, job.nodes)
+    assert len(job.nodes) == len(set(job.nodes)) and len(job.nodes) <= limit()
+    assert set(job.allocation) <= set(job.nodes), (job.allocation, job.nodes)
+    assert all(isinstance(g, int) and g >= 0 for g in job.allocation.values()), job.allocation
+    for count in (job.request.nodes, job.request.gpus_per_node, job.request.gpus_total):
+        assert count is None or (isinstance(count, int) and count >= 0), job.request
+    for when in (job.start_time, job.submit_time):
+        assert when is None or (isinstance(when, int | float) and when >= 0)
+    # One upper-case word as Slurm prints it (a hostile non-word state is kept: it never holds nodes).
+    assert job.state == job.state.upper() == job.state.strip()
+
+
+def check_node_record(node: Any) -> None:
+    # A node name Slurm prints: no white space, no control character, not empty.
+    assert node.name and not re.search(r"[\x00-\x20\x7f]", node.name), node.name
+    # A node gpupool may place on (free GPUs) is in a usable state from Slurm's list.
+    if node.free_gpus and node.flags & {"IDLE", "MIXED"}:
+        assert node.flags <= SLURM_NODE_STATES, node.flags
+    for count in (node.gpus_total, node.gpus_used, node.cpus_total, node.cpus_alloc, node.memory_mb,
+                  node.memory_alloc_mb):
+        assert isinstance(count, int) and count >= 0, node
+    assert 0 <= node.free_gpus <= node.gpus_total
+
+
+def test_job_and_node_invariants_hold_on_the_real_captures() -> None:
+    # The checks themselves, on real Slurm output (22.05 squeue JSON): they must pass there and
+    # fail on a record that breaks them.
+    from gpupool.slurm.models import JobInfo
+    from gpupool.slurm.parse import jobs_from_json
+
+    jobs = jobs_from_json(SQUEUE)
+    assert jobs and any(j.nodes for j in jobs)
+    for job in jobs:
+        check_job_record(job)
+    for broken in (JobInfo(job_id="1", state="GPU0", nodes=("gpu001",)),
+                   JobInfo(job_id="1", state="RUNNING", nodes=("gpu001",), allocation={"gpu002": 1}),
+                   JobInfo(job_id="1", state="RUNNING", nodes=("gpu001",), allocation={"gpu001": -1})):
+        with pytest.raises(AssertionError):
+            check_job_record(broken)
+
+
 @FUZZ
+@with_corpus("squeue-*.json", arg="doc", convert=json.loads)
 @given(doc=squeue_docs())
 def test_fuzz_slurm_job_json(doc: dict[str, Any]) -> None:
     from gpupool.pools.live import jobs_from_squeue_json
@@ -384,10 +486,15 @@ def test_fuzz_slurm_job_json(doc: dict[str, Any]) -> None:
         jobs = jobs_from_json(doc)
     except GpupoolError:
         return  # a malformed Slurm document is an input/environment error, never a crash
-    subtract_pending_plans(dict.fromkeys(HOSTS, 4), jobs)
+    for job in jobs:
+        check_job_record(job)
+    free = dict.fromkeys(HOSTS, 4)
+    left = subtract_pending_plans(free, jobs)
+    assert all(0 <= left.get(h, 0) <= free[h] for h in free), left
 
 
 @FUZZ
+@with_corpus("scontrol-*.txt", arg="line")
 @given(line=mutated_text(
     "JobId=11 JobName=wrap UserId=bob(1001) Priority=100 Account=llm QOS=normal JobState=RUNNING "
     "Partition=llm NodeList=gpu[001-002] NumNodes=2 TRES=cpu=2,node=2,gres/gpu=6 JOB_GRES=gpu:6   Nodes=gpu001 "
@@ -401,7 +508,22 @@ def test_fuzz_slurm_text(line: bytes) -> None:
 
     text = line.decode("utf-8", errors="replace")
     parse_jobs(text)
-    for parser in (jobs_from_scontrol, nodes_from_scontrol, parse_nodes):
-        with contextlib.suppress(GpupoolError):  # an input error is fine; anything else is a crash
-            parser(text)
+    with contextlib.suppress(GpupoolError):  # an input error is fine; anything else is a crash
+        parse_nodes(text)
+    with contextlib.suppress(GpupoolError):
+        for job in jobs_from_scontrol(text):
+            check_job_record(job)
+    with contextlib.suppress(GpupoolError):
+        for node in nodes_from_scontrol(text):
+            check_node_record(node)
+
+
+def test_every_target_replays_the_corpus() -> None:
+    # Each fuzz target carries the corpus (with_corpus) and the corpus has files for it.
+    targets = {name: test for name, test in globals().items() if name.startswith("test_fuzz_")}
+    assert len(targets) >= 7
+    for name, test in targets.items():
+        pattern = getattr(test, "corpus_pattern", None)
+        assert pattern, f"{name} does not replay the corpus"
+        assert corpus(pattern), f"{name}: no corpus file matches {pattern}"
 

@@ -60,3 +60,47 @@ def test_unwritable_output_is_exit_4(tmp_path: Path, capsys: pytest.CaptureFixtu
     pools.write_text(POOLS_YAML)
     assert main([str(pools), "-o", str(pools / "job_submit.lua")]) == 4  # a path under a regular file
     assert capsys.readouterr().err.startswith("gpupool: error:")
+
+
+# Issue 29: the generator had its own YAML path (RecursionError / UnicodeDecodeError tracebacks)
+# where `pool apply` said exit 4. Both now read pools files through `gpupool.validate.load_source`.
+HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
+LOADER_CASES = {
+    "deep-brackets": ("pools: " + "[" * 1000 + "]" * 1000 + "\n").encode(),
+    "328-brackets": ("pools: " + "[" * 328 + "]" * 328 + "\n").encode(),
+    "utf16-bom": bytes([0xFF, 0xFE, 0x00]),
+    "latin1": "pools:\n  vision:\n    owners: [caf\u00e9]\n".encode("latin-1"),
+    "alias": b"pools:\n  a: &x {nodes: gpu1}\n  b: *x\n",
+    "duplicate-key": b"pools:\n  vision: {}\n  vision: {}\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOADER_CASES))
+def test_generator_refuses_like_pool_apply(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    from gpupool.errors import InputError
+    from gpupool.pools.schema import load_pools_file
+
+    pools = tmp_path / "pools.yaml"
+    pools.write_bytes(LOADER_CASES[case])
+    output = tmp_path / "job_submit.lua"
+    assert main([str(pools), "-o", str(output)]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gpupool: error: "), err
+    assert "Traceback" not in err and "Error:" not in err.replace("gpupool: error:", "")
+    assert not output.exists()
+    # The very same loader: pool apply's reading of the file fails with the same message.
+    with pytest.raises(InputError) as refused:
+        load_pools_file(str(pools))
+    assert err == f"gpupool: error: {refused.value}\n"
+
+
+@pytest.mark.parametrize("name", ["lua-deep-brackets.yaml", "lua-utf16-bom.yaml"])
+def test_generator_corpus_via_python_m(tmp_path: Path, name: str) -> None:
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "gpupool.node.job_submit_lua", str(HOSTILE / name),
+                           "-o", str(tmp_path / "out.lua")], capture_output=True, text=True, timeout=120, check=False,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"gpupool: error: {HOSTILE / name}"), done.stderr
+    assert not (tmp_path / "out.lua").exists()

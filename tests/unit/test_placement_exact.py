@@ -13,6 +13,7 @@ from gpupool.errors import InfeasibleError
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+from gpupool.fabric.model import Fabric, Link, Node
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
@@ -158,3 +159,67 @@ def test_one_leaf_beats_spreading_over_two() -> None:
     placement = place(compiled, state, Request(gpus=4))
     assert placement.allocation == {"gpu004": 2, "gpu005": 2}
     assert placement.cost.max_hops == 2
+
+
+def _mixed_rails_fabric() -> Fabric:
+    """A hand-made fabric whose logical leaves differ in switch count: hosts r1-r3 have two HCAs,
+    one on rail switch railA and one on railB (one logical leaf of 2 switches); hosts s1-s3 have one
+    HCA each on switch single (a logical leaf of 1 switch); all three switches under one spine."""
+    nodes = [Node(id="S-spine", type="switch", ports=8, desc="spine", name="spine"),
+             Node(id="S-railA", type="switch", ports=8, desc="railA", name="railA"),
+             Node(id="S-railB", type="switch", ports=8, desc="railB", name="railB"),
+             Node(id="S-single", type="switch", ports=8, desc="single", name="single")]
+    links = [Link(0, 1, 1, 8), Link(0, 2, 2, 8), Link(0, 3, 3, 8)]
+    for k in range(1, 4):
+        for rail, switch in ((0, 1), (1, 2)):
+            nodes.append(Node(id=f"H-r{k}-{rail}", type="ca", ports=1, desc=f"r{k} mlx5_{rail}", role="hca",
+                              host=f"r{k}", name=f"r{k}/mlx5_{rail}", rail=rail))
+            links.append(Link(len(nodes) - 1, 1, switch, k))
+        nodes.append(Node(id=f"H-s{k}", type="ca", ports=1, desc=f"s{k} mlx5_0", role="hca", host=f"s{k}",
+                          name=f"s{k}/mlx5_0"))
+        links.append(Link(len(nodes) - 1, 1, 3, k))
+    return Fabric(nodes=nodes, links=links)
+
+
+MIXED = _mixed_rails_fabric()
+MIXED_COMPILED = compile_fabric(MIXED)
+
+
+def test_leaf_switch_count_breaks_a_pair_cost_tie_on_mixed_rails() -> None:
+    # By hand: r1 + r2 share railA (and railB): 2 hops, 4 x 4 x 2 = 32, but 2 leaf switches;
+    # s1 + s2 share switch single: 2 hops, 32, 1 leaf switch. Both groups have the same free GPUs
+    # (best fit cannot tell them apart): the contract's tie-break (fewest leaf switches) says s1 + s2.
+    free = {h: 4 for h in ("r1", "r2", "r3", "s1", "s2", "s3")}
+    placement = place(MIXED_COMPILED, FreeState.from_dict(MIXED_COMPILED, free), Request(nodes=2, gpus_per_node=4))
+    assert placement.cost.pair_hops_sum == 32
+    assert placement.cost.leaf_switches == 1
+    assert set(placement.allocation) <= {"s1", "s2", "s3"} and len(placement.allocation) == 2
+    # Three hosts of one group cost the same on either side (3 pairs x 16 x 2 = 96): single again.
+    placement = place(MIXED_COMPILED, FreeState.from_dict(MIXED_COMPILED, free), Request(gpus=12))
+    assert placement.cost.pair_hops_sum == 3 * 16 * 2
+    assert set(placement.allocation) == {"s1", "s2", "s3"}
+
+
+@pytest.mark.parametrize("max_hops", [None, 0])
+def test_one_host_jobs_prefer_the_host_on_fewer_leaf_switches(max_hops: int | None) -> None:
+    # By hand: r3 (2 HCAs: railA + railB) and s3 (1 HCA: single) both hold the 1 GPU asked for:
+    # pair_hops_sum 0 either way, leaf_switches 2 vs 1: s3. With --max-hops 0 the engine takes its
+    # one-host path (found by the brute-force test below: it used to pick the tightest host only).
+    free = {"r3": 1, "s3": 1}
+    placement = place(MIXED_COMPILED, FreeState.from_dict(MIXED_COMPILED, free), Request(gpus=1, max_hops=max_hops))
+    assert placement.allocation == {"s3": 1} and placement.cost.leaf_switches == 1
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_tree_dp_equals_brute_force_on_mixed_rails(data: st.DataObject) -> None:
+    compiled = MIXED_COMPILED
+    free = np.asarray(data.draw(st.lists(st.integers(0, 3), min_size=compiled.n_hosts, max_size=compiled.n_hosts)))
+    request = _request(data, int(free.sum()), int((free > 0).sum()))
+    best = brute_force(graph_of(MIXED), _by_name(compiled, free), request)
+    if best is None:
+        with pytest.raises(InfeasibleError):
+            place(compiled, FreeState.from_arrays(free), request)
+        return
+    placement = place(compiled, FreeState.from_arrays(free), request)
+    assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches) == best

@@ -267,3 +267,22 @@ def test_any_lending_file_converges(first: str, second: str) -> None:
                 if spec.borrowing_active():
                     limited = account.borrow_limit is not None
                     assert (f"borrow-{account.name}" in has) == limited and ("scavenger" in has) != limited, text
+
+
+@pytest.mark.parametrize(("percent", "gpus"), [("30%", 2), ("45%", 3), ("99%", 7), ("1%", 0), ("100%", 8)])
+def test_percentage_lend_limit_that_does_not_divide_rounds_down(tmp_path: Path, percent: str, gpus: int) -> None:
+    # By hand (docs/pools.md: "a percentage of its GPUs, rounded down"): vision = 2 nodes x 4 GPUs = 8;
+    # 30% = 2.4 -> 2, 45% = 3.6 -> 3 (never 4: lending more than the limit says), 99% = 7.92 -> 7.
+    slurm = FakeSlurm(tmp_path)
+    report = _apply(slurm, LENDING.replace("lend_limit: 75%", f"lend_limit: {percent}"))
+    assert report.error is None
+    assert slurm.qos["scavenger-vision"]["GrpTRES"] == f"gres/gpu={gpus}"
+
+
+@pytest.mark.parametrize(("percent", "pool_gpus", "gpus"), [(75, 6, 4), (50, 3, 1), (33, 10, 3), (67, 10, 6),
+                                                            (10, 9, 0)])
+def test_lend_limit_gpus_rounds_down_by_hand(percent: int, pool_gpus: int, gpus: int) -> None:
+    from gpupool.pools.schema import lend_limit_gpus
+
+    spec = parse_pools_text(LENDING.replace("lend_limit: 75%", f"lend_limit: {percent}%"))
+    assert lend_limit_gpus(spec.pools["vision"], pool_gpus) == gpus

@@ -152,6 +152,28 @@ def test_search_budget_falls_back_to_dropping_the_heaviest() -> None:
     assert preempted == ["B", "C"] and alloc == {"gpu003": 8, "gpu004": 8}
 
 
+def test_fewer_gpu_hours_beat_fewer_jobs() -> None:
+    # By hand: leaf01: A 2 x 8 GPUs x 1000 s = 16,000 GPU-s (1 job, 1000 s run);
+    # leaf02: B 8 GPUs x 900 s + C 8 GPUs x 900 s = 14,400 GPU-s (2 jobs, 1,800 s of run time);
+    # leaf03: E 2 x 8 GPUs x 2000 s = 32,000 GPU-s. Every leaf gives cost 128: the least GPU-seconds
+    # is leaf02 although it preempts two jobs (and more run seconds) where leaf01 preempts one.
+    borrowers = [_b("A", ["gpu001", "gpu002"], 1000), _b("B", ["gpu003"], 900), _b("C", ["gpu004"], 900),
+                 _b("E", ["gpu005", "gpu006"], 2000)]
+    alloc, preempted, out = _run({}, borrowers)
+    assert sorted(preempted) == ["B", "C"] and alloc == {"gpu003": 8, "gpu004": 8}
+    assert out.gpu_hours == pytest.approx(14400 / 3600)  # type: ignore[attr-defined]
+
+
+def test_gpu_seconds_weigh_gpus_not_only_run_time() -> None:
+    # By hand: leaf01: A 2 x 8 GPUs x 600 s = 9,600 GPU-s; leaf02: B 1 GPU x 900 s on gpu003 and
+    # C 1 GPU x 900 s on gpu004 (7 GPUs free on each) = 1,800 GPU-s; leaf03: D 2 x 8 x 3000 s.
+    # Run seconds alone would say A (600 < 1,800); GPU-seconds say B + C.
+    borrowers = [_b("A", ["gpu001", "gpu002"], 600), _b("B", ["gpu003"], 900, gpus=1),
+                 _b("C", ["gpu004"], 900, gpus=1), _b("D", ["gpu005", "gpu006"], 3000)]
+    alloc, preempted, _ = _run({"gpu003": 7, "gpu004": 7}, borrowers)
+    assert sorted(preempted) == ["B", "C"] and alloc == {"gpu003": 8, "gpu004": 8}
+
+
 def test_gpu_hours_are_whole_job_gpus_times_run_time() -> None:
     b = Borrower(job_id="7", allocation={"gpu001": 4, "gpu003": 2}, run_seconds=5400)
     assert b.gpus == 6 and b.gpu_hours == pytest.approx(9.0)
@@ -170,15 +192,17 @@ def test_time_budget_bounds_the_search_and_keeps_a_minimal_cost_plan() -> None:
     assert len(alloc) == 2 and preempted
 
 
-def _expected_least(borrowers: list[Borrower], request: Request) -> tuple[int, int]:
+def _expected_least(records: list[tuple[str, dict[str, int], int]], request: Request) -> tuple[int, int]:
     """(GPU-seconds, jobs) of the least preemption among placements of minimal pair_hops_sum, by
-    brute force over every borrower subset with the independent oracle (tests/oracles.py), the
-    documented rule applied here by hand: once anything is preempted, a host still holding an
-    unpreempted borrower is not used."""
+    brute force over every borrower subset with the independent oracle (tests/oracles.py), from the
+    raw job records (job id, host -> GPUs, run seconds): GPU-seconds are the job's GPUs on all its
+    hosts times its run time, computed here (never Borrower.gpu_seconds). The documented rule is
+    applied here by hand: once anything is preempted, a host still holding an unpreempted borrower
+    is not used."""
     graph = oracles.graph_of(fat_tree(3, 2, 1))
     held: dict[str, int] = {}
-    for b in borrowers:
-        for h, g in b.allocation.items():
+    for _, allocation, _ in records:
+        for h, g in allocation.items():
             held[h] = held.get(h, 0) + g
 
     def free_with(subset: tuple[int, ...]) -> dict[str, int]:
@@ -186,15 +210,19 @@ def _expected_least(borrowers: list[Borrower], request: Request) -> tuple[int, i
             return {h: 4 - held.get(h, 0) for h in FABRIC.host_names if 4 - held.get(h, 0) > 0}
         out = {}
         for h in FABRIC.host_names:
-            others = [i for i, b in enumerate(borrowers) if h in b.allocation and i not in subset]
+            others = [i for i, (_, allocation, _) in enumerate(records) if h in allocation and i not in subset]
             if not others:
-                out[h] = 4 - held.get(h, 0) + sum(borrowers[i].allocation.get(h, 0) for i in subset)
+                out[h] = 4 - held.get(h, 0) + sum(records[i][1].get(h, 0) for i in subset)
         return {h: g for h, g in out.items() if g > 0}
 
-    subsets = [s for k in range(len(borrowers) + 1) for s in itertools.combinations(range(len(borrowers)), k)]
+    def gpu_seconds(i: int) -> int:
+        _, allocation, seconds = records[i]
+        return sum(allocation.values()) * seconds
+
+    subsets = [s for k in range(len(records) + 1) for s in itertools.combinations(range(len(records)), k)]
     costs = {s: oracles.brute_force(graph, free_with(s), request) for s in subsets}
     target = min(c[0] for c in costs.values() if c is not None)
-    return min((sum(borrowers[i].gpu_seconds for i in s), len(s)) for s, c in costs.items()
+    return min((sum(gpu_seconds(i) for i in s), len(s)) for s, c in costs.items()
                if c is not None and c[0] == target)
 
 
@@ -202,7 +230,7 @@ def _expected_least(borrowers: list[Borrower], request: Request) -> tuple[int, i
 def test_least_preemption_matches_brute_force_over_every_subset(seed: int) -> None:
     rng = random.Random(seed)
     room = dict.fromkeys(FABRIC.host_names, 4)
-    borrowers: list[Borrower] = []
+    records: list[tuple[str, dict[str, int], int]] = []  # raw job records: id, host -> GPUs, run seconds
     while sum(room.values()) > rng.randint(0, 6):
         hosts = [h for h in room if room[h]]
         if len(hosts) >= 2 and rng.random() < 0.3:
@@ -214,7 +242,9 @@ def test_least_preemption_matches_brute_force_over_every_subset(seed: int) -> No
             chosen = {host: rng.randint(1, room[host])}
         for h, g in chosen.items():
             room[h] -= g
-        borrowers.append(Borrower(job_id=f"j{len(borrowers)}", allocation=chosen, run_seconds=rng.randint(1, 600)))
+        records.append((f"j{len(records)}", chosen, rng.randint(1, 600)))
+    borrowers = [Borrower(job_id=job, allocation=dict(allocation), run_seconds=seconds)
+                 for job, allocation, seconds in records]
     nodes, per = rng.choice([(1, 4), (2, 4), (1, 2), (2, 2), (3, 3)])
     request = Request(gpus_per_node=per, nodes=nodes)
     free = {h: g for h, g in room.items() if g}
@@ -223,5 +253,19 @@ def test_least_preemption_matches_brute_force_over_every_subset(seed: int) -> No
     out = plan_reclaim(state, INDEX, np.ones(FABRIC.n_hosts, dtype=np.bool_), borrowers,
                        lambda s: place(FABRIC, s, request), need_gpus=request.total_gpus)
     assert out.exhaustive
-    got = (sum(b.gpu_seconds for b in out.preempted), len(out.preempted))
-    assert got == _expected_least(borrowers, request), (borrowers, request, out.placement.allocation)
+    by_id = {job: sum(allocation.values()) * seconds for job, allocation, seconds in records}
+    got = (sum(by_id[b.job_id] for b in out.preempted), len(out.preempted))
+    assert got == _expected_least(records, request), (records, request, out.placement.allocation)
+
+
+def test_fewest_protected_borrowers_come_before_gpu_hours() -> None:
+    # By hand: every leaf is held by protected borrowers only (min_runtime not yet run).
+    # leaf01: P1 + P2, 8 GPUs x 100 s each = 1,600 GPU-s but 2 protected jobs;
+    # leaf02: P3 on both hosts, 16 GPUs x 1000 s = 16,000 GPU-s, 1 protected job;
+    # leaf03: P4 + P5, 8 GPUs x 5000 s each, 2 protected. Fewest protected first: P3, although it
+    # has run the most GPU-seconds.
+    borrowers = [_b("P1", ["gpu001"], 100, protected=True), _b("P2", ["gpu002"], 100, protected=True),
+                 _b("P3", ["gpu003", "gpu004"], 1000, protected=True),
+                 _b("P4", ["gpu005"], 5000, protected=True), _b("P5", ["gpu006"], 5000, protected=True)]
+    alloc, preempted, _ = _run({}, borrowers)
+    assert preempted == ["P3"] and alloc == {"gpu003": 8, "gpu004": 8}

@@ -258,3 +258,29 @@ def test_slurm_backfill_reserves_only_within_the_backfill_window(window: float, 
     _sim, starts = _run(SMALL, "gpupool", jobs, backfill_window=window)
     assert {k: v[0] for k, v in starts.items()} == expected
 
+
+
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])
+@pytest.mark.parametrize(("limit", "c_start"), [(98, 2), (99, 150)])
+def test_backfill_job_ending_exactly_at_the_head_reservation_may_start(backfill: str, limit: float,
+                                                                        c_start: float) -> None:
+    # By hand on SMALL (4 hosts x 4 GPUs): A holds 3 hosts over [0, 100); B (head, 4 hosts) is
+    # blocked, its reservation (shadow time) is 100 with 0 spare GPUs. C (1 host, submitted at 2):
+    # with a 98 s limit it ends by 2 + 98 = 100 = the shadow time. EASY/Slurm backfill starts a
+    # job that ends by the reservation (the reserved nodes are needed only from 100, and a job that
+    # ends at 100 has released them): C starts at 2. With 99 s it would end at 101, delaying B:
+    # C waits for B ([100, 150)) and starts at 150.
+    jobs = [_job("A", 0, 100, 3, 4), _job("B", 1, 50, 4, 4), _job("C", 2, limit, 1, 4, limit=limit)]
+    _sim, starts = _run(SMALL, "slurm-tree", jobs, backfill=backfill)
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 100, "C": c_start}
+
+
+@pytest.mark.parametrize(("limit", "c_start"), [(55, 5), (56, 110)])
+def test_easy_backfill_one_gpu_job_ending_at_the_shadow_time(limit: float, c_start: float) -> None:
+    # By hand on SMALL, EASY: A takes 3 GPUs on each of the 4 hosts over [0, 60), one GPU per host
+    # stays free. B (head, 4 hosts x 4) is blocked until 60 (shadow time 60, spare GPUs at 60: 0).
+    # C (1 GPU, submitted at 5) fits a free GPU now; with a 55 s limit it ends at 60 = shadow: it
+    # starts at 5. With 56 s it would hold a GPU B needs at 60: it waits for B, [60, 110).
+    jobs = [_job("A", 0, 60, 4, 3), _job("B", 1, 50, 4, 4), _job("C", 5, limit, 1, 1, limit=limit)]
+    _sim, starts = _run(SMALL, "gpupool", jobs, backfill="easy")
+    assert {k: v[0] for k, v in starts.items()} == {"A": 0, "B": 60, "C": c_start}
