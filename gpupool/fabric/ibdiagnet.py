@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from gpupool.errors import InputError
-from gpupool.fabric.ibnetdiscover import MAX_PORT, NodeRecord, PortRecord, fabric_from_records
+from gpupool.fabric.ibnetdiscover import (
+    MAX_PORT,
+    NodeRecord,
+    PortRecord,
+    capture_lines,
+    fabric_from_records,
+)
 from gpupool.fabric.model import Fabric
 
 KINDS = {"SW": "Switch", "CA": "Ca", "RT": "Rt"}
@@ -39,10 +45,7 @@ def parse_lst(text: str, source: str = "<ibdiagnet2.lst>", *, node_name_map: dic
     """ibdiagnet2.lst: `{ CA Ports:01 ... NodeGUID:... {desc} LID:00b5 PN:01 } { SW ... } PHY=4x LOG=ACT SPD=100`."""
     records: dict[str, NodeRecord] = {}
     warnings: list[str] = []
-    for lineno, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for lineno, line in capture_lines(text):
         where = f"{source}:{lineno}"
         ends = list(_END.finditer(line))
         tail = _TAIL.match(line[ends[-1].end():]) if len(ends) == 2 and ends[0].start() == 0 \

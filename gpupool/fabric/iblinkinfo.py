@@ -8,7 +8,13 @@ import re
 from collections.abc import Iterable
 
 from gpupool.errors import InputError
-from gpupool.fabric.ibnetdiscover import MAX_PORT, NodeRecord, PortRecord, fabric_from_records
+from gpupool.fabric.ibnetdiscover import (
+    MAX_PORT,
+    NodeRecord,
+    PortRecord,
+    capture_lines,
+    fabric_from_records,
+)
 from gpupool.fabric.model import SPEED_GBPS, Fabric
 
 _SWITCH = re.compile(r"^Switch:\s+0x([0-9a-fA-F]{1,16})\s+(.*?):?\s*$")
@@ -45,10 +51,7 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
     current_ca_desc: str | None = None
     pending: list[tuple[NodeRecord, int, int, int, int, str | None, str | None]] = []
     warnings: list[str] = []
-    for lineno, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for lineno, line in capture_lines(text):
         where = f"{source}:{lineno}"
         header = _SWITCH.match(line)
         if header:
@@ -136,10 +139,7 @@ def _line_mode_records(text: str, source: str) -> tuple[list[NodeRecord], list[s
     cables: list[tuple[int, int, int, int, int, str, str | None]] = []
     peers: dict[int, tuple[str, int]] = {}  # far-end guid -> (desc, highest port seen)
     warnings: list[str] = []
-    for lineno, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for lineno, line in capture_lines(text):
         where = f"{source}:{lineno}"
         m = _LINE.match(line)
         if not m:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from gpupool.errors import InputError
@@ -409,6 +409,14 @@ def _records(text: str, source: str) -> list[_Record]:
 # More digits than any port count, port index or LID has: refused before int() (Python refuses
 # more than 4,300 digits with a ValueError; a million digits would cost seconds).
 MAX_NUMBER_DIGITS = 9
+
+
+def capture_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, stripped line) of a text capture's content lines: no BOM, blanks or `#` comments."""
+    for lineno, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield lineno, line
 
 
 def _number(digits: str, what: str, source: str, lineno: int) -> int:
