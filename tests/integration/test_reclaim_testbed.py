@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import random
 import re
@@ -198,11 +199,14 @@ def test_gpupool_submit_preempts_fewer_borrowed_gpu_hours_than_sbatch(bed: Testb
         jobs = _jobs(bed)
         plain_ids, our_ids = _preempts(plain.stderr), _preempts(ours.stderr)
         assert "to start at" in plain.stderr and "to start at" in ours.stderr, (plain.stderr, ours.stderr)
-        # GPU-hours "already run" as of gpupool's decision, some instant in [before, after] (the state
-        # is static, only time moves; both sums grow linearly, each at its GPU count): judged at the end of
-        # that window where gpupool's choice compares best, so a slow call under load does not count
-        # against it (seen: a 1-GPU-second flip in a parallel CI run).
-        plain_h, our_h = min(((_hours(jobs, plain_ids, at), _hours(jobs, our_ids, at)) for at in (before, after)),
+        # GPU-hours "already run" as of gpupool's decision (the state is static, only time moves; both
+        # sums grow linearly, each at its GPU count). gpupool counts whole seconds, int(now) with now in
+        # [before, after] (slurm.preempt: run_seconds), so its instant lies in [floor(before), after]:
+        # judged at the end of that window where gpupool's choice compares best, so neither a slow call
+        # under load nor the second gpupool rounds down to counts against it (seen in CI: a 1-GPU-second
+        # flip, and 0.075 GPU-seconds more at `before` for a set holding 2 GPUs more, a tie at int(now)).
+        instants = (math.floor(before), after)
+        plain_h, our_h = min(((_hours(jobs, plain_ids, at), _hours(jobs, our_ids, at)) for at in instants),
                              key=lambda pair: pair[1] - pair[0])
         planned = sorted(j["job_id"] for j in doc["preempt"]["jobs"])
         rows.append((state, nodes, per_node, plain_ids, round(plain_h * 3600), our_ids, round(our_h * 3600), planned,

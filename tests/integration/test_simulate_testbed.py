@@ -9,7 +9,7 @@ import os
 import pytest
 
 from gpupool.simulate.workload import SACCT_FIELDS
-from tests.integration.conftest import Testbed, wait_until
+from tests.integration.conftest import SLURM_RELEASE, Testbed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,11 @@ def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> N
     assert doc["agreement"] >= 0.95, doc["disagreements"]
 
 
+# The weighted emulation (slurm-tuned) is checked against 22.05 only: on 24.11 and 26.05 it picked
+# Slurm's nodes in 3% of the cases (26.05, --weights random), so newer releases weigh nodes otherwise
+# (docs/simulate.md says slurm-tuned models 22.05's weight tiers).
+@pytest.mark.skipif(tuple(int(p) for p in SLURM_RELEASE.split(".")) > (22, 5),
+                    reason=f"the weighted tree emulation models Slurm 22.05 (this run: {SLURM_RELEASE})")
 @pytest.mark.parametrize("weights", ["random", "pack-leaf"])
 def test_slurm_tree_emulation_with_node_weights_picks_the_nodes_slurm_picks(testbed: Testbed, weights: str) -> None:
     """The same with node Weight= set live (random per node, or gpupool's default plan, slurm-tuned)."""
