@@ -213,16 +213,21 @@ def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:
     atomic_write_text(path, text + "\n", backup=backup)
 
 
-def load_fabric(path: str) -> Fabric:
+def read_json_document(path: str, what: str) -> Any:
+    """A JSON input file's document; unreadable, non-UTF-8 or malformed: InputError `PATH: not a JSON WHAT ...`."""
     from gpupool.fsutil import read_input_bytes
     from gpupool.validate import load_json_text
 
-    raw = read_input_bytes(path, "fabric file")
+    raw = read_input_bytes(path, what)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a JSON fabric file (not UTF-8 at byte {exc.start})") from None
-    return fabric_from_dict(load_json_text(text, path, problem="not a JSON fabric file"), path)
+        raise InputError(f"{path}: not a JSON {what} (not UTF-8 at byte {exc.start})") from None
+    return load_json_text(text, path, problem=f"not a JSON {what}")
+
+
+def load_fabric(path: str) -> Fabric:
+    return fabric_from_dict(read_json_document(path, "fabric file"), path)
 
 
 def fabric_digest(path: str) -> str:

@@ -170,15 +170,9 @@ def _host_domain(report: NodeReport, problems: list[NvlinkProblem]) -> tuple[str
 
 def load_report(path: str) -> NodeReport:
     """A report file -> NodeReport (input errors name the file)."""
-    from gpupool.fsutil import read_input_bytes
-    from gpupool.validate import load_json_text
+    from gpupool.fabric.model import read_json_document
 
-    raw = read_input_bytes(path, "node report")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a JSON node report (not UTF-8 at byte {exc.start})") from None
-    return read_report(load_json_text(text, path, problem="not a JSON node report"), path)
+    return read_report(read_json_document(path, "node report"), path)
 
 
 def merge_into_fabric(fabric_path: str, report_paths: Sequence[str], output: str, *, backup: bool = False
