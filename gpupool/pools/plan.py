@@ -20,11 +20,10 @@ from gpupool.pools.schema import (
     format_time_minutes,
     format_time_seconds,
     lending_object_name,
-    parse_time_minutes,
-    parse_time_seconds,
     quota_qos_name,
 )
 from gpupool.pools.validate import ResolvedPools
+from gpupool.slurm.duration import DurationError, parse_minutes, parse_seconds
 
 
 @dataclass
@@ -183,8 +182,8 @@ def _norm_partition(key: str, value: str) -> Any:
         return int(value) if value.isdigit() else value
     if key == "MaxTime":
         try:
-            return parse_time_minutes(value)
-        except ValueError:
+            return parse_minutes(value)
+        except DurationError:
             return value
     return value.upper()
 
@@ -199,8 +198,8 @@ def _live_seconds(value: str) -> int | None:
     if not value:
         return None
     try:
-        return parse_time_seconds(value if ":" in value or "-" in value else f"0:{value}")
-    except ValueError:
+        return parse_seconds(value, plain="seconds")
+    except DurationError:
         return None
 
 
@@ -208,8 +207,8 @@ def _live_wall(value: str) -> int | None:
     if not value:
         return None
     try:
-        return parse_time_minutes(value)
-    except ValueError:
+        return parse_minutes(value)
+    except DurationError:
         return None
 
 

@@ -7,18 +7,17 @@ in `gpupool.pools.validate`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from gpupool.pools.source import Path, Source, load_source, parse_source
+from gpupool.slurm.duration import DurationError, parse_minutes, parse_seconds
 from gpupool.validate import SLURM_NAME_RE, USER_NAME_RE
 
 # Full-match only (`$` would also match before a final newline: "vision\n" reached Slurm once).
 NAME_RE = SLURM_NAME_RE
 USER_RE = USER_NAME_RE
 MAX_SLURM_INT = 2**31 - 1
-MAX_TIME_MINUTES = 100 * 365 * 24 * 60
 DEFAULT_OWNER_TIER = 10
 DEFAULT_SCAVENGER_TIER = 1
 DEFAULT_SCAVENGER = "scavenger"
@@ -164,49 +163,6 @@ def quota_qos_name(pool: str, account: str) -> str:
 # ---------------------------------------------------------------------------
 # Time limits
 # ---------------------------------------------------------------------------
-
-_TIME_RE = re.compile(r"(?:([0-9]{1,5})-)?([0-9]{1,9})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?")  # fullmatch
-
-
-def parse_time_minutes(value: Any) -> int | None:
-    """Slurm time limit -> whole minutes (rounded up); None for UNLIMITED/INFINITE. ValueError if bad."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= MAX_TIME_MINUTES:
-            raise ValueError(f"time limit must be between 0 and {MAX_TIME_MINUTES} minutes")
-        return value
-    seconds = parse_time_seconds(value)
-    return None if seconds is None else (seconds + 59) // 60
-
-
-def parse_time_seconds(value: Any) -> int | None:
-    """Slurm time limit -> seconds (a plain number is minutes, as Slurm reads it); None for
-    UNLIMITED/INFINITE. ValueError if bad."""
-    if isinstance(value, bool):
-        raise ValueError("expected a Slurm time limit such as 2-00:00:00, 12:00:00 or 90")
-    if isinstance(value, int):
-        if not 0 <= value <= MAX_TIME_MINUTES:
-            raise ValueError(f"time limit must be between 0 and {MAX_TIME_MINUTES} minutes")
-        return value * 60
-    text = str(value).strip() if not isinstance(value, float) else repr(value)
-    if text.upper() in {"UNLIMITED", "INFINITE"}:
-        return None
-    match = _TIME_RE.fullmatch(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00, 90)")
-    days_s, a, b, c = match.groups()
-    days = int(days_s or 0)
-    parts = [int(x) for x in (a, b, c) if x is not None]
-    if days_s is not None:
-        # days-hours[:minutes[:seconds]]
-        hours, minutes, seconds = (parts + [0, 0])[:3]
-    elif len(parts) == 1:
-        hours, minutes, seconds = 0, parts[0], 0
-    elif len(parts) == 2:
-        hours, minutes, seconds = 0, parts[0], parts[1]
-    else:
-        hours, minutes, seconds = parts
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
 
 def format_time_seconds(seconds: int) -> str:
     """Seconds -> the [D-]HH:MM:SS form sacctmgr and scontrol accept and print."""
@@ -547,8 +503,8 @@ def _seconds(source: Source, key: Path, value: Any) -> int | None:
     if value is None:
         return None
     try:
-        seconds = parse_time_seconds(value)
-    except ValueError as exc:
+        seconds = parse_seconds(value)
+    except DurationError as exc:
         raise source.error(key, str(exc)) from None
     if seconds is None:
         raise source.error(key, "must be a finite time (e.g. \"10:00\" = 10 minutes, \"0:30\" = 30 seconds)")
@@ -586,6 +542,6 @@ def _time(source: Source, key: Path, value: Any) -> int | None:
     if value is None:
         return None
     try:
-        return parse_time_minutes(value)
-    except ValueError as exc:
+        return parse_minutes(value)
+    except DurationError as exc:
         raise source.error(key, str(exc)) from None

@@ -20,6 +20,7 @@ from typing import Any
 
 from gpupool.errors import InputError
 from gpupool.hostlist import expand as expand_hostlist
+from gpupool.slurm.duration import seconds_or_none
 from gpupool.slurm.gres import (
     NULL_VALUES,
     gpu_count,
@@ -509,28 +510,9 @@ def partitions_from_scontrol(text: str) -> dict[str, dict[str, str]]:
 
 
 def duration_seconds(text: str | None) -> int | None:
-    """Slurm time text -> seconds: ``[D-]HH:MM:SS``, ``HH:MM:SS``, ``MM:SS``, ``MM``; None for
-    empty, ``N/A``, ``(null)``, ``UNLIMITED``, ``INFINITE`` or anything else unreadable."""
-    text = (text or "").strip()
-    if not text or text.lower() in NULL_VALUES or text.upper() in {"UNLIMITED", "INFINITE", "NONE"}:
-        return None
-    days, sep, rest = text.partition("-")
-    if not sep:
-        days, rest = "0", text
-    parts = rest.split(":")
-    if not days.isdigit() or not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        return None
-    numbers = [int(p) for p in parts]
-    if sep:  # D-HH, D-HH:MM, D-HH:MM:SS
-        numbers += [0] * (3 - len(numbers))
-        hours, minutes, seconds = numbers
-    elif len(numbers) == 3:
-        hours, minutes, seconds = numbers
-    elif len(numbers) == 2:
-        hours, minutes, seconds = 0, numbers[0], numbers[1]
-    else:
-        hours, minutes, seconds = 0, numbers[0], 0
-    return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    """Slurm's printed duration -> seconds (`slurm.duration`, the one parser); None where Slurm
+    printed no finite duration (unset, UNLIMITED, or unreadable): no exemption is assumed then."""
+    return seconds_or_none(text)
 
 
 QOS_PREEMPT_FIELDS = ("Name", "Preempt", "PreemptMode", "PreemptExemptTime")

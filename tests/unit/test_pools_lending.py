@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from gpupool.errors import InputError
 from gpupool.pools.live import LiveState, SlurmNode
-from gpupool.pools.schema import parse_pools_text, parse_time_seconds
+from gpupool.pools.schema import parse_pools_text
 from gpupool.pools.validate import resolve_and_validate
+from gpupool.slurm.duration import parse_seconds as parse_time_seconds
 from tests.unit.test_pools_apply import FakeSlurm, _apply, _summary
 
 LENDING = """\

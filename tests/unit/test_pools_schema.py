@@ -11,8 +11,9 @@ from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.pools.live import LiveState, SlurmNode
 from gpupool.pools.nodes import resolve_nodes, resolve_selector
-from gpupool.pools.schema import format_time_minutes, parse_pools_text, parse_time_minutes
+from gpupool.pools.schema import format_time_minutes, parse_pools_text
 from gpupool.pools.validate import resolve_and_validate
+from gpupool.slurm.duration import parse_minutes as parse_time_minutes
 
 BASE = """\
 pools:
