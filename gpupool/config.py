@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest
 
 DEFAULT_CONFIG = "/etc/gpupool/config.toml"
 
@@ -21,7 +21,7 @@ class Config:
     def section(self, name: str) -> dict[str, Any]:
         value = self.data.get(name, {})
         if not isinstance(value, dict):
-            raise InputError(f"{self.path}: [{name}] must be a table")
+            raise BadInput(f"{self.path}: [{name}] must be a table")
         return value
 
 
@@ -34,12 +34,12 @@ def load_config(path: str | None = None) -> Config:
             return Config(candidate, tomllib.load(handle))
     except FileNotFoundError:
         if explicit:
-            raise InputError(f"{candidate}: config file not found") from None
+            raise BadInput(f"{candidate}: config file not found") from None
         return Config(None, {})
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{candidate}: invalid TOML: {exc}") from None
+        raise BadInput(f"{candidate}: invalid TOML: {exc}") from None
     except OSError as exc:
-        raise InputError(f"{candidate}: cannot read config: {exc.strerror}") from None
+        raise BadInput(f"{candidate}: cannot read config: {exc.strerror}") from None
 
 
 def resolve_fabric_path(option: str | None, config: Config | None = None) -> str:
@@ -54,4 +54,4 @@ def resolve_fabric_path(option: str | None, config: Config | None = None) -> str
     if isinstance(value, str) and value:
         base = Path(config.path).parent if config.path else Path(".")
         return str(base / value) if not os.path.isabs(value) else value
-    raise UsageError("no fabric file: give --fabric, set GPUPOOL_FABRIC, or set `fabric` in the config file")
+    raise BadRequest("no fabric file: give --fabric, set GPUPOOL_FABRIC, or set `fabric` in the config file")

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, backup: bool = False, mode: int | None = None) -> None:
@@ -20,14 +20,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, backup: bool =
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: bool = False, mode: int | None = None) -> None:
     """Temp file + fsync + rename; `backup` keeps the old file as PATH.bak, itself replaced
     atomically (never a truncated backup). Any OS failure (full disk, read-only directory) is one
-    InputError naming the file, and leaves the old file and the old backup as they were. A missing
-    directory is an InputError naming it: never created silently (`/etc/slrum/` must not succeed)."""
+    BadInput naming the file, and leaves the old file and the old backup as they were. A missing
+    directory is an BadInput naming it: never created silently (`/etc/slrum/` must not succeed)."""
     target = Path(path)
     directory = check_output_path(target)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise InputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        raise BadInput(f"{target}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -46,7 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        raise InputError(f"{target}: cannot write ({exc.strerror or exc}); the old file is unchanged") from None
+        raise BadInput(f"{target}: cannot write ({exc.strerror or exc}); the old file is unchanged") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -54,13 +54,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:
-    """The directory `path` will be written into; a missing one is an InputError naming it (checked
+    """The directory `path` will be written into; a missing one is an BadInput naming it (checked
     before long work too, so a typo like /etc/slrum/ fails at once and nothing is created)."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
-        raise InputError(f"{target}: cannot write: directory {directory} {what} (gpupool does not create it)")
+        raise BadInput(f"{target}: cannot write: directory {directory} {what} (gpupool does not create it)")
     return directory
 
 
@@ -105,10 +105,10 @@ def open_input(path: str | os.PathLike[str], what: str, mode: str = "r", **kwarg
     try:
         return open(path, mode, **kwargs)  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
+        raise BadInput(f"{path}: {what} not found") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: {what} is a directory") from None
+        raise BadInput(f"{path}: {what} is a directory") from None
     except PermissionError:
-        raise InputError(f"{path}: cannot read {what} (permission denied)") from None
+        raise BadInput(f"{path}: cannot read {what} (permission denied)") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
+        raise BadInput(f"{path}: cannot read {what} ({exc.strerror})") from None

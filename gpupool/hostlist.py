@@ -9,7 +9,7 @@ and every script that splits a nodelist at commas reads the last-axis form; mult
 are accepted on input.
 
 Expansion is capped (`GPUPOOL_HOSTLIST_LIMIT`, default 200,000 names) before anything is
-materialised, so a hostile ``n[1-999999999]`` is an `InputError`, not an exhausted machine.
+materialised, so a hostile ``n[1-999999999]`` is an `BadInput`, not an exhausted machine.
 ClusterShell node groups (``@name``) are refused, never resolved: a hostlist never runs a group command.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from ClusterShell.NodeSet import RESOLVER_NOGROUP, NodeSet, NodeSetException
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 
 # 200,000 names: 10x the largest Slurm clusters, expanded in well under a second and ~15 MB.
 DEFAULT_LIMIT = 200_000
@@ -39,7 +39,7 @@ def limit() -> int:
     try:
         value = int(text) if text.strip() else DEFAULT_LIMIT
     except ValueError:
-        raise InputError(f"{LIMIT_ENV}={text!r} is not a whole number") from None
+        raise BadInput(f"{LIMIT_ENV}={text!r} is not a whole number") from None
     return max(1, value)
 
 
@@ -68,10 +68,10 @@ def size_bound(text: str) -> int:
             for item in group.split(","):
                 match = _RANGE.fullmatch(item)
                 if match is None:
-                    raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
+                    raise BadInput(f"{_shown(text)} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
                 lo, hi, step = int(match[1]), int(match[2] or match[1]), int(match[3] or 1)
                 if hi < lo or step < 1:
-                    raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
+                    raise BadInput(f"{_shown(text)} is not a valid Slurm hostlist: bad range {item!r} in [{group}]")
                 count += (hi - lo) // step + 1
             size *= count
         total += size
@@ -81,26 +81,26 @@ def size_bound(text: str) -> int:
 def expand(text: str | None) -> list[str]:
     """Slurm hostlist -> host names, sorted as Slurm sorts them; "" and "(null)" are no hosts.
 
-    InputError names the text at fault when it does not parse or expands past `limit()`.
+    BadInput names the text at fault when it does not parse or expands past `limit()`.
     """
     if text is None:
         return []
     if not isinstance(text, str):
-        raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: not text")
+        raise BadInput(f"{_shown(text)} is not a valid Slurm hostlist: not text")
     if text.strip().lower() in NULL_VALUES:
         return []
     text = text.strip()
     if "@" in text:
-        raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: node groups (@name) are not hostlists")
+        raise BadInput(f"{_shown(text)} is not a valid Slurm hostlist: node groups (@name) are not hostlists")
     cap = limit()
     bound = size_bound(text)
     if bound > cap:
-        raise InputError(f"hostlist {_shown(text)} expands to {bound} names, more than the limit of {cap} "
+        raise BadInput(f"hostlist {_shown(text)} expands to {bound} names, more than the limit of {cap} "
                          f"(set {LIMIT_ENV} to raise it)")
     try:
         return list(NodeSet(text, resolver=RESOLVER_NOGROUP))
     except (NodeSetException, ValueError, IndexError, TypeError) as exc:  # ClusterShell raises all of these
-        raise InputError(f"{_shown(text)} is not a valid Slurm hostlist: {exc}") from None
+        raise BadInput(f"{_shown(text)} is not a valid Slurm hostlist: {exc}") from None
 
 
 def _shown(text: object) -> str:
@@ -122,6 +122,6 @@ def fold(hosts: Iterable[str]) -> str:
     try:
         nodeset = NodeSet.fromlist(names, resolver=RESOLVER_NOGROUP)
     except (NodeSetException, ValueError) as exc:
-        raise InputError(f"cannot fold host names into a hostlist: {exc}") from None
+        raise BadInput(f"cannot fold host names into a hostlist: {exc}") from None
     nodeset.fold_axis = (-1,)
     return str(nodeset)

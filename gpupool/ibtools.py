@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
-from gpupool.errors import EnvError
+from gpupool.errors import Unreachable
 
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/bin")
 
@@ -20,14 +20,14 @@ SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/bin")
 def find_tool(name: str) -> str:
     path = shutil.which(name) or next((os.path.join(d, name) for d in SBIN_DIRS if os.access(os.path.join(d, name), os.X_OK)), None)
     if path is None:
-        raise EnvError(f"{name} not found: install infiniband-diags")
+        raise Unreachable(f"{name} not found: install infiniband-diags")
     return path
 
 
 def tool_argv(name: str, args: list[str]) -> list[str]:
     wrapper = shlex.split(os.environ.get("GPUPOOL_IBDIAG_WRAPPER", ""))
     if wrapper and shutil.which(wrapper[0]) is None:
-        raise EnvError(f"GPUPOOL_IBDIAG_WRAPPER names {wrapper[0]!r}, which is not installed")
+        raise Unreachable(f"GPUPOOL_IBDIAG_WRAPPER names {wrapper[0]!r}, which is not installed")
     return [*wrapper, find_tool(name), *args]
 
 
@@ -41,10 +41,10 @@ def run_tool(name: str, args: list[str], *, timeout: float = 60.0, check: bool =
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
                                   stdin=subprocess.DEVNULL, cwd=scratch if wrapped else None)
     except subprocess.TimeoutExpired:
-        raise EnvError(f"{name} did not finish within {timeout:.0f} s") from None
+        raise Unreachable(f"{name} did not finish within {timeout:.0f} s") from None
     except OSError as exc:
-        raise EnvError(f"cannot run {name}: {exc.strerror}") from None
+        raise Unreachable(f"cannot run {name}: {exc.strerror}") from None
     if check and proc.returncode != 0:
         errors = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        raise EnvError(f"{name} failed (exit {proc.returncode}): {errors[-1] if errors else 'no output'}")
+        raise Unreachable(f"{name} failed (exit {proc.returncode}): {errors[-1] if errors else 'no output'}")
     return proc

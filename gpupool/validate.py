@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gpupool.errors import InputError, located
+from gpupool.errors import BadInput, located
 
 if TYPE_CHECKING:
     import yaml
@@ -54,16 +54,16 @@ def has_control(text: str) -> bool:
 
 
 def slurm_name(value: Any, what: str) -> str:
-    """A partition, account or QOS name, or InputError naming `what`."""
+    """A partition, account or QOS name, or BadInput naming `what`."""
     if not isinstance(value, str) or not SLURM_NAME_RE.fullmatch(value):
-        raise InputError(f"{what}: {value!r} is not a valid Slurm name (lower-case letters, digits, "
+        raise BadInput(f"{what}: {value!r} is not a valid Slurm name (lower-case letters, digits, "
                          f"'_', '.', '-', starting with a letter, digit or '_', at most {MAX_NAME_LEN} characters)")
     return value
 
 
 def user_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not USER_NAME_RE.fullmatch(value):
-        raise InputError(f"{what}: {value!r} is not a valid user name")
+        raise BadInput(f"{what}: {value!r} is not a valid user name")
     return value
 
 
@@ -72,22 +72,22 @@ def is_host_name(value: Any) -> bool:
 
 
 def host_name(value: Any, what: str) -> str:
-    """An RFC 1123 host name (``_`` allowed, as in Slurm node names), or InputError naming `what`."""
+    """An RFC 1123 host name (``_`` allowed, as in Slurm node names), or BadInput naming `what`."""
     if not is_host_name(value):
-        raise InputError(f"{what}: {value!r} is not a valid host name")
+        raise BadInput(f"{what}: {value!r} is not a valid host name")
     return value
 
 
 def bounded_int(value: Any, what: str, low: int = 0, high: int = MAX_COUNT) -> int:
     """A JSON/YAML number that is an integer in [low, high] (1.0 accepted, NaN/inf/1e400 refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{what}: expected an integer, got {_short(value)}")
+        raise BadInput(f"{what}: expected an integer, got {_short(value)}")
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise InputError(f"{what}: expected an integer, got {_short(value)}")
+            raise BadInput(f"{what}: expected an integer, got {_short(value)}")
         value = int(value)
     if not low <= value <= high:
-        raise InputError(f"{what}: {_short(value)} is out of range [{low}, {high}]")
+        raise BadInput(f"{what}: {_short(value)} is out of range [{low}, {high}]")
     return value
 
 
@@ -95,7 +95,7 @@ def int_text(text: str, what: str, low: int = 0, high: int = MAX_COUNT) -> int:
     """ASCII decimal digits -> int in [low, high] (``²``, ``٣``, ``1_0`` and 5,000 digits refused)."""
     stripped = text.strip() if isinstance(text, str) else text
     if not isinstance(stripped, str) or not ASCII_INT_RE.fullmatch(stripped):
-        raise InputError(f"{what}: {_short(text)} is not a whole number")
+        raise BadInput(f"{what}: {_short(text)} is not a whole number")
     return bounded_int(int(stripped), what, low, high)
 
 
@@ -145,18 +145,18 @@ def json_depth_ok(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 def load_json_text(text: str, what: str, hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
                    problem: str = "invalid JSON") -> Any:
     """Strict JSON: no NaN/Infinity, no 1e400, no 5,000-digit integers, no deep nesting, no lone
-    surrogates; every problem is one InputError naming `what`."""
+    surrogates; every problem is one BadInput naming `what`."""
     if _deeper_than(text, MAX_JSON_DEPTH):
-        raise InputError(f"{what}: {problem}: nests deeper than {MAX_JSON_DEPTH} levels")
+        raise BadInput(f"{what}: {problem}: nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         doc = json.loads(text, parse_constant=_refuse_constant, parse_int=_int_or_refuse,
                          parse_float=_float_or_refuse, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{what}:{exc.lineno}: {problem}: {exc.msg}") from None
+        raise BadInput(f"{what}:{exc.lineno}: {problem}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"{what}: {problem}: {exc}") from None
+        raise BadInput(f"{what}: {problem}: {exc}") from None
     if _has_surrogate(doc):
-        raise InputError(f"{what}: {problem}: a string holds a lone surrogate (\\ud800-\\udfff escape)")
+        raise BadInput(f"{what}: {problem}: a string holds a lone surrogate (\\ud800-\\udfff escape)")
     return doc
 
 
@@ -253,9 +253,9 @@ class Source:
             key = key[:-1]
         return self.lines.get((), None)
 
-    def error(self, key: Path, message: str) -> InputError:
+    def error(self, key: Path, message: str) -> BadInput:
         name = ".".join(key) if key else "(top level)"
-        return InputError(located(self.path, self.line(key), f"{name}: {message}"))
+        return BadInput(located(self.path, self.line(key), f"{name}: {message}"))
 
 
 def load_source(path: str) -> Source:
@@ -264,9 +264,9 @@ def load_source(path: str) -> Source:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        raise BadInput(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+        raise BadInput(f"{path}: cannot read: {exc}") from None
     return parse_source(text, path)
 
 
@@ -275,7 +275,7 @@ MAX_POOLS_FILE_BYTES = 4 * 1024 * 1024
 
 def parse_source(text: str, path: str = "<pools>") -> Source:
     if len(text) > MAX_POOLS_FILE_BYTES:
-        raise InputError(f"{path}: pools file larger than {MAX_POOLS_FILE_BYTES} bytes")
+        raise BadInput(f"{path}: pools file larger than {MAX_POOLS_FILE_BYTES} bytes")
     import yaml  # only the commands that read YAML pay for PyYAML
 
     try:
@@ -283,15 +283,15 @@ def parse_source(text: str, path: str = "<pools>") -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise InputError(located(path, line, f"invalid YAML: {exc.problem or exc}")) from None
+        raise BadInput(located(path, line, f"invalid YAML: {exc.problem or exc}")) from None
     except yaml.YAMLError as exc:
         # A reader error (a control character) has a position, not a mark; its text spans two lines.
         position = getattr(exc, "position", None)
         line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
         first = (str(exc).splitlines() or [repr(exc)])[0]
-        raise InputError(located(path, line, f"invalid YAML: {first}")) from None
+        raise BadInput(located(path, line, f"invalid YAML: {first}")) from None
     except RecursionError:
-        raise InputError(f"{path}: invalid YAML: nests too deeply") from None
+        raise BadInput(f"{path}: invalid YAML: nests too deeply") from None
     source = Source(path, None)
     if root is None:
         source.data = {}
@@ -300,7 +300,7 @@ def parse_source(text: str, path: str = "<pools>") -> Source:
     try:
         source.data = _convert(root, (), source)
     except RecursionError:
-        raise InputError(f"{path}: invalid YAML: nests too deeply") from None
+        raise BadInput(f"{path}: invalid YAML: nests too deeply") from None
     return source
 
 
@@ -312,12 +312,12 @@ def _convert(node: yaml.Node, key: Path, source: Source) -> Any:
         for key_node, value_node in node.value:
             name = _scalar(key_node, key, source)
             if not isinstance(name, str | int | float | bool) or isinstance(name, bool):
-                raise InputError(located(source.path, key_node.start_mark.line + 1,
+                raise BadInput(located(source.path, key_node.start_mark.line + 1,
                                          f"{'.'.join(key) or '(top level)'}: keys must be plain names"))
             text = str(name)
             child = (*key, text)
             if text in result:
-                raise InputError(located(source.path, key_node.start_mark.line + 1,
+                raise BadInput(located(source.path, key_node.start_mark.line + 1,
                                          f"{'.'.join(child)}: duplicate key"))
             source.lines[child] = key_node.start_mark.line + 1
             result[text] = _convert(value_node, child, source)
@@ -336,7 +336,7 @@ def _scalar(node: yaml.Node, key: Path, source: Source) -> Any:
     import yaml
 
     if not isinstance(node, yaml.ScalarNode):
-        raise InputError(located(source.path, node.start_mark.line + 1,
+        raise BadInput(located(source.path, node.start_mark.line + 1,
                                  f"{'.'.join(key) or '(top level)'}: expected a plain value here"))
     if node.tag.endswith((":int", ":float")) and ":" in node.value:
         return node.value  # YAML 1.1 reads 12:00:00 as a base-60 number; a time limit is meant
@@ -344,6 +344,6 @@ def _scalar(node: yaml.Node, key: Path, source: Source) -> Any:
     try:
         return loader.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, OverflowError) as exc:  # ValueError: 5,000-digit integers
-        raise InputError(located(source.path, node.start_mark.line + 1, f"{'.'.join(key)}: {exc}")) from None
+        raise BadInput(located(source.path, node.start_mark.line + 1, f"{'.'.join(key)}: {exc}")) from None
     finally:
         loader.dispose()

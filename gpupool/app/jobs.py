@@ -9,7 +9,7 @@ from typing import Any
 from gpupool.app.plan import plan_placement, segment_for
 from gpupool.app.reclaim import may_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
-from gpupool.errors import InfeasibleError, UsageError
+from gpupool.errors import BadRequest, Unsatisfiable
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.hostlist import expand, fold
 from gpupool.placement.block import block_usage
@@ -69,7 +69,7 @@ def request_of_job(job: JobInfo) -> Request:
         return Request(gpus_per_node=req.gpus_per_node, nodes=req.nodes or 1, partition=req.partition or None)
     if req.gpus_total:
         return Request(gpus=req.gpus_total, partition=req.partition or None)
-    raise UsageError(f"job {job.job_id} asks for no GPUs; nothing to place")
+    raise BadRequest(f"job {job.job_id} asks for no GPUs; nothing to place")
 
 
 @dataclass
@@ -133,7 +133,7 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
         explanation.notes.append(f"job {job.job_id} is {job.state}, not pending")
     try:
         request = request_of_job(job)
-    except UsageError as exc:
+    except BadRequest as exc:
         explanation.best_now_reason = exc.message
         return explanation
     states = client.node_states()
@@ -154,7 +154,7 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
     if segment is not None:
         try:
             request = segment_for(choice, replace(request, segment=segment), explanation.notes.append)
-        except UsageError as exc:  # Slurm keeps such a job pending for ever (or refused it at submit)
+        except BadRequest as exc:  # Slurm keeps such a job pending for ever (or refused it at submit)
             explanation.notes.append(f"Slurm cannot place --segment={segment} here: {exc.message}")
             request = replace(request, segment=None)
     try:
@@ -163,7 +163,7 @@ def explain_job(client: SlurmClient, compiled: CompiledFabric, job_id: str) -> E
                                 "cost": nvlink_cost_json(compiled, best.cost.to_json(), best.hosts)}
         if layout is not None:
             explanation.best_now["blocks"] = block_usage(layout, best.hosts, request.segment)
-    except InfeasibleError as exc:
+    except Unsatisfiable as exc:
         explanation.best_now_reason = f"nothing fits now: {exc.message}"
         cap = capacity_gpus(states, partition)
         explanation.notes.append(f"partition {partition or '(all)'} has {sum(cap.values())} GPUs on "

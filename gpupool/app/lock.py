@@ -14,7 +14,7 @@ submits) for no gain over that check, so the lock lives where only its user can 
     $GPUPOOL_LOCK_DIR, else $XDG_RUNTIME_DIR/gpupool, else ~/.cache/gpupool, else /tmp/gpupool-$UID
 
 The directory is created 0700 and must be a real directory owned by the user with no group or
-other access; anything else is an `EnvError` (exit 3) rather than a lock another user controls.
+other access; anything else is an `Unreachable` (exit 3) rather than a lock another user controls.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 
-from gpupool.errors import EnvError
+from gpupool.errors import Unreachable
 
 
 def _candidates() -> list[str]:
@@ -45,18 +45,18 @@ def _candidates() -> list[str]:
 
 
 def private_dir(path: str) -> str:
-    """`path` as a directory only this user can enter (created 0700); EnvError when it is not."""
+    """`path` as a directory only this user can enter (created 0700); Unreachable when it is not."""
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
-        raise EnvError(f"cannot create lock directory {path}: {exc.strerror}") from None
+        raise Unreachable(f"cannot create lock directory {path}: {exc.strerror}") from None
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode):
-        raise EnvError(f"lock directory {path} is not a directory (a symlink or file put there?)")
+        raise Unreachable(f"lock directory {path} is not a directory (a symlink or file put there?)")
     if info.st_uid != os.getuid():
-        raise EnvError(f"lock directory {path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})")
+        raise Unreachable(f"lock directory {path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})")
     if info.st_mode & 0o077:
-        raise EnvError(f"lock directory {path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); "
+        raise Unreachable(f"lock directory {path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); "
                        "chmod 700 it")
     return path
 
@@ -69,7 +69,7 @@ def default_lock_path() -> str:
     for index, directory in enumerate(candidates):
         try:
             return os.path.join(private_dir(directory), f"submit-{key}.lock")
-        except EnvError:
+        except Unreachable:
             if index == len(candidates) - 1:
                 raise
     raise AssertionError("unreachable: the last candidate returns or raises")  # pragma: no cover
@@ -79,12 +79,12 @@ def _open_private(path: str) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        raise EnvError(f"cannot open submit lock {path}: {exc.strerror}") from None
+        raise Unreachable(f"cannot open submit lock {path}: {exc.strerror}") from None
 
 
 @contextlib.contextmanager
 def submit_lock(path: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
-    """Exclusive flock on `path` (created 0600), waiting at most `timeout` seconds (EnvError after that)."""
+    """Exclusive flock on `path` (created 0600), waiting at most `timeout` seconds (Unreachable after that)."""
     fd = _open_private(path)
     try:
         deadline = time.monotonic() + timeout
@@ -94,9 +94,9 @@ def submit_lock(path: str, timeout: float, sleep: Callable[[float], None] = time
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise EnvError(f"cannot lock {path}: {exc.strerror}") from None
+                    raise Unreachable(f"cannot lock {path}: {exc.strerror}") from None
                 if time.monotonic() >= deadline:
-                    raise EnvError(f"another gpupool submit of yours held {path} for more than {timeout:g}s") from None
+                    raise Unreachable(f"another gpupool submit of yours held {path} for more than {timeout:g}s") from None
                 sleep(0.05)
         yield
     finally:

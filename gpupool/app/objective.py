@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError, UsageError
+from gpupool.errors import BadRequest, Unsatisfiable
 from gpupool.placement.objective import (
     DEFAULT_GOAL,
     HopSlack,
@@ -43,7 +43,7 @@ def size_mix_from_history(path: str, gpus_per_host: int = 8) -> SizeMix:
         if job.gpus > 0:
             counts[job.gpus] += 1
     if not counts:
-        raise UsageError(f"--size-history {path}: no GPU jobs in the history")
+        raise BadRequest(f"--size-history {path}: no GPU jobs in the history")
     return SizeMix.from_counts(dict(counts), f"history {path} ({sum(counts.values())} jobs)")
 
 
@@ -51,7 +51,7 @@ def goal_from_options(objective: str | None, hop_slack: str | None = None, size_
                       size_history: str | None = None) -> PlacementGoal:
     """The goal of `--objective`, `--hop-slack`, `--size-mix`, `--size-history` (unset: the default goal's)."""
     if size_mix and size_history:
-        raise UsageError("give --size-mix or --size-history, not both")
+        raise BadRequest("give --size-mix or --size-history, not both")
     chosen = Objective.parse(objective) if objective else DEFAULT_GOAL.objective
     goal = replace(DEFAULT_GOAL, objective=chosen)
     if hop_slack is not None:
@@ -61,7 +61,7 @@ def goal_from_options(objective: str | None, hop_slack: str | None = None, size_
     elif size_history:
         goal = replace(goal, size_mix=size_mix_from_history(size_history))
     if chosen is Objective.HOPS and (goal.hop_slack or size_mix or size_history):
-        raise UsageError("--hop-slack, --size-mix and --size-history apply to --objective pack only")
+        raise BadRequest("--hop-slack, --size-mix and --size-history apply to --objective pack only")
     return goal
 
 
@@ -99,7 +99,7 @@ def explain(compiled: CompiledFabric, free: FreeState, request: Request, placeme
         else replace(goal, objective=Objective.PACK)
     try:
         other = plan_placement(compiled, free, replace(request, goal=other_goal), health, topology)
-    except InfeasibleError:
+    except Unsatisfiable:
         other = None
     if other is None:
         doc["why"] = f"{goal.objective.value}: the only objective that finds a placement"

@@ -55,7 +55,7 @@ def plan_with_reclaim(compiled: CompiledFabric, free: FreeState, request: Reques
                       place_fn: Callable[[FreeState], Placement], *, owner_qos: str | None = None,
                       health: Health | None = None, now: float | None = None) -> Reclaim | None:
     """The least-preempting plan of minimal pair_hops_sum for `request` in its partition, or None
-    when no running job there is preemptible by it (plan as usual then). Raises InfeasibleError
+    when no running job there is preemptible by it (plan as usual then). Raises Unsatisfiable
     when nothing fits even with every borrower preempted."""
     partition = request.partition
     if not partition:

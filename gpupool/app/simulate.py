@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest
 from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix
 from gpupool.simulate.engine import POLICIES, SimConfig, policy_goal, simulate
 from gpupool.simulate.metrics import PolicyMetrics
@@ -63,12 +63,12 @@ def parse_policies(text: str, pools_path: str | None = None) -> list[str]:
     names = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in names if p not in known]
     if unknown or not names:
-        raise UsageError(f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
+        raise BadRequest(f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
     pooled = [p for p in names if p in POOL_POLICIES]
     if pooled and not pools_path:
-        raise UsageError(f"policy {pooled[0]} needs --pools FILE (the pools file `gpupool pool apply` reads)")
+        raise BadRequest(f"policy {pooled[0]} needs --pools FILE (the pools file `gpupool pool apply` reads)")
     if pools_path and not pooled:
-        raise UsageError(f"--pools is used by the pool policies only: add {' or '.join(POOL_POLICIES)} to --policies")
+        raise BadRequest(f"--pools is used by the pool policies only: add {' or '.join(POOL_POLICIES)} to --policies")
     return list(dict.fromkeys(names))
 
 
@@ -103,7 +103,7 @@ def load_pool_layout(path: str, compiled: CompiledFabric, gpus_per_host: int) ->
                               lend=pool.lend, lend_limit=lend_limit_gpus(pool, len(names) * gpus_per_host),
                               min_runtime=float(pool.min_runtime or 0)))
     if not units:
-        raise InputError(f"{path}: no pools")
+        raise BadInput(f"{path}: no pools")
     borrow_limits = {a.name: a.borrow_limit for a in spec.accounts.values() if a.borrow_limit is not None}
     return PoolLayout(pools=tuple(units), borrowing=spec.borrowing.enabled,
                       borrow_max_time=_minutes_as_seconds(spec.borrowing.max_time), source=path,
@@ -117,9 +117,9 @@ def parse_switches(text: str) -> tuple[int, float]:
         n = int(count)
         seconds = _duration(wait) if wait else 300.0
     except ValueError:
-        raise UsageError(f"--switches {text!r}: expected N@T, e.g. 0@300 or 2@1:00:00") from None
+        raise BadRequest(f"--switches {text!r}: expected N@T, e.g. 0@300 or 2@1:00:00") from None
     if n < 0 or seconds < 0:
-        raise UsageError(f"--switches {text!r}: N and T must not be negative")
+        raise BadRequest(f"--switches {text!r}: N and T must not be negative")
     return n, seconds
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpupool import __version__
 from gpupool.app.simulate import SimulationRequest, TraceReplicate, run_simulation
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest
 from gpupool.simulate.replicate import block_bootstrap, block_seconds
 from gpupool.simulate.report import HEADLINE, row_better, table_rows
 from gpupool.simulate.stats import summarise, verdict
@@ -50,11 +50,11 @@ def replicate_requests(request: SimulationRequest, seeds: int,
                        first_seed: int | None) -> tuple[list[SimulationRequest], list[int], str, float | None]:
     """(one request per replicate, their seeds, how replicates are made, bootstrap block length or None)."""
     if seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+        raise BadRequest(f"--seeds must be >= 1, got {seeds}")
     if is_synthetic(request.workload):
         spec = parse_spec(request.workload)  # a bad spec is a usage error before anything runs
         if first_seed is not None and _spec_sets_seed(request.workload) and spec.seed != first_seed:
-            raise UsageError(f"the seed is given twice (--seed {first_seed} and seed={spec.seed} in --workload); "
+            raise BadRequest(f"the seed is given twice (--seed {first_seed} and seed={spec.seed} in --workload); "
                              "give it once")
         start = spec.seed if first_seed is None else first_seed
         seed_list = [start + k for k in range(seeds)]
@@ -94,7 +94,7 @@ def run_replicates(request: SimulationRequest, compiled: CompiledFabric, seeds: 
     verdicts) and `assumptions` added; the first replicate's metrics (for the report's plots)."""
     base = baseline or request.policies[0]
     if base not in request.policies:
-        raise UsageError(f"--baseline {base}: not one of --policies ({', '.join(request.policies)})")
+        raise BadRequest(f"--baseline {base}: not one of --policies ({', '.join(request.policies)})")
     requests, seed_list, method, block = replicate_requests(request, seeds, first_seed)
     doc: dict[str, Any] = {}
     first_results: list[PolicyMetrics] = []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest
 from gpupool.fabric.blocks import (
     BlockLayout,
     blocks_from_topology_conf,
@@ -53,7 +53,7 @@ def resolve_topology(compiled: CompiledFabric, wanted: str, partition: str | Non
                      slurm: Callable[[], SlurmClient] | None) -> TopologyChoice:
     """The topology to plan under: `wanted` tree/block, or (auto) what Slurm applies to `partition`."""
     if wanted not in TOPOLOGY_CHOICES:
-        raise UsageError(f"--topology {wanted!r}: choose from {', '.join(TOPOLOGY_CHOICES)}")
+        raise BadRequest(f"--topology {wanted!r}: choose from {', '.join(TOPOLOGY_CHOICES)}")
     if wanted == "tree":
         return TopologyChoice("tree", "--topology tree")
     if wanted == "block":

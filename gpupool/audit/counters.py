@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gpupool.audit.findings import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import Topo
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 
 DEFAULT_THRESHOLDS: dict[str, int] = {
     "SymbolErrorCounter": 10,
@@ -54,17 +54,17 @@ class CounterConfig:
         cfg = cls()
         table = section.get("thresholds", {})
         if not isinstance(table, Mapping):
-            raise InputError(f"{source}: [audit.thresholds] must be a table of counter = number")
+            raise BadInput(f"{source}: [audit.thresholds] must be a table of counter = number")
         for name, value in table.items():
             if not isinstance(value, int | float) or isinstance(value, bool):
-                raise InputError(f"{source}: [audit.thresholds] {name} must be a number, not {value!r}")
+                raise BadInput(f"{source}: [audit.thresholds] {name} must be a number, not {value!r}")
             if value <= 0:
                 cfg.thresholds.pop(str(name), None)
             else:
                 cfg.thresholds[str(name)] = int(value)
         factor = section.get("critical_factor", DEFAULT_CRITICAL_FACTOR)
         if not isinstance(factor, int | float) or isinstance(factor, bool) or factor < 1:
-            raise InputError(f"{source}: [audit] critical_factor must be a number >= 1, not {factor!r}")
+            raise BadInput(f"{source}: [audit] critical_factor must be a number >= 1, not {factor!r}")
         cfg.critical_factor = float(factor)
         return cfg
 
@@ -136,7 +136,7 @@ def parse_db_csv_counters(text: str, source: str = "ibdiagnet2.db_csv") -> list[
         guid = (row.get("NodeGUID") or row.get("NodeGuid") or "").strip()
         port = (row.get("PortNumber") or row.get("PortNum") or "").strip()
         if not re.fullmatch(r"0x[0-9a-fA-F]{1,16}", guid) or not re.fullmatch(r"\d{1,3}", port):
-            raise InputError(f"{source}: {PM_TABLE} row {k + 1}: NodeGUID {guid[:40]!r} / PortNumber {port[:10]!r} "
+            raise BadInput(f"{source}: {PM_TABLE} row {k + 1}: NodeGUID {guid[:40]!r} / PortNumber {port[:10]!r} "
                              "is not a GUID and a port number")
         values: dict[str, int] = {}
         for column, value in row.items():
@@ -145,7 +145,7 @@ def parse_db_csv_counters(text: str, source: str = "ibdiagnet2.db_csv") -> list[
             if name is None or value in ("", "N/A", "NA"):
                 continue
             if not re.fullmatch(r"0x[0-9a-fA-F]{1,16}|\d{1,20}", value):
-                raise InputError(f"{source}: {PM_TABLE} row {k + 1}: {column} {value[:40]!r} is not a counter value")
+                raise BadInput(f"{source}: {PM_TABLE} row {k + 1}: {column} {value[:40]!r} is not a counter value")
             values[name] = int(value, 16) if value.startswith("0x") else int(value)
         out.append(PortCounters(port=int(port), values=values, guid=guid, source=source))
     return out
@@ -159,7 +159,7 @@ def parse_counters(text: str, source: str) -> list[PortCounters]:
         return parse_ibqueryerrors(text, source)
     samples = parse_perfquery(text, source)
     if not samples and text.strip():
-        raise InputError(f"{source}: neither perfquery nor ibqueryerrors output")
+        raise BadInput(f"{source}: neither perfquery nor ibqueryerrors output")
     return samples
 
 

@@ -16,14 +16,14 @@ from typing import Protocol
 from gpupool.audit.counters import PortCounters, parse_ibqueryerrors, parse_perfquery
 from gpupool.audit.findings import WARNING, Finding
 from gpupool.audit.topology import Topo
-from gpupool.errors import EnvError
+from gpupool.errors import Unreachable
 from gpupool.fabric.model import ROLE_HCA, Fabric, natural_key
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 class ToolRunner(Protocol):
-    """Runs one infiniband-diags tool and returns its stdout; raises EnvError on failure/time-out."""
+    """Runs one infiniband-diags tool and returns its stdout; raises Unreachable on failure/time-out."""
 
     def __call__(self, name: str, args: list[str], timeout: float) -> str: ...
 
@@ -40,12 +40,12 @@ def run_ibdiag(name: str, args: list[str], timeout: float) -> str:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
                                   stdin=subprocess.DEVNULL, cwd=scratch)
         except subprocess.TimeoutExpired:
-            raise EnvError(f"{name} {' '.join(args)} did not finish within {timeout:g} s") from None
+            raise Unreachable(f"{name} {' '.join(args)} did not finish within {timeout:g} s") from None
         except OSError as exc:
-            raise EnvError(f"cannot run {name}: {exc.strerror}") from None
+            raise Unreachable(f"cannot run {name}: {exc.strerror}") from None
     if proc.returncode != 0:
         errors = [ln for ln in proc.stderr.splitlines() if ln.strip() and "sim_connect" not in ln]
-        raise EnvError(f"{name} {' '.join(args)} failed (exit {proc.returncode}): "
+        raise Unreachable(f"{name} {' '.join(args)} failed (exit {proc.returncode}): "
                        f"{errors[-1] if errors else 'no output'}")
     return proc.stdout
 
@@ -69,7 +69,7 @@ class Collected:
 def discover_text(runner: ToolRunner, settings: LiveSettings) -> str:
     text = runner("ibnetdiscover", [], settings.discover_timeout)
     if not text.strip():
-        raise EnvError("ibnetdiscover printed nothing")
+        raise Unreachable("ibnetdiscover printed nothing")
     return text
 
 
@@ -97,7 +97,7 @@ def collect_counters(runner: ToolRunner, fabric: Fabric, settings: LiveSettings,
             progress("error counters (ibqueryerrors)", 0, 1)
         try:
             out.samples = parse_ibqueryerrors(runner("ibqueryerrors", ["--skip-sl"], settings.discover_timeout))
-        except EnvError as exc:
+        except Unreachable as exc:
             out.failures.append(str(exc))
         if progress:
             progress("error counters (ibqueryerrors)", 1, 1)
@@ -108,7 +108,7 @@ def collect_counters(runner: ToolRunner, fabric: Fabric, settings: LiveSettings,
         _node, lid, port = target
         try:
             return parse_perfquery(runner("perfquery", [str(lid), str(port)], settings.tool_timeout), "perfquery")
-        except EnvError as exc:
+        except Unreachable as exc:
             return str(exc)
 
     done = 0
@@ -182,7 +182,7 @@ def check_routes(runner: ToolRunner, topo: Topo, settings: LiveSettings,
         try:
             text = runner("ibtracert", [str(fabric.nodes[a].lid), str(fabric.nodes[b].lid)], settings.tool_timeout)
             return pair, route_length(text)
-        except EnvError as exc:
+        except Unreachable as exc:
             return pair, str(exc)
 
     findings: list[Finding] = []

@@ -147,7 +147,7 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
     of optional parts land in `unchecked` (status UNKNOWN unless something worse was found)."""
     from gpupool.audit import counters as counters_mod
     from gpupool.audit import live as live_mod
-    from gpupool.errors import EnvError, GpupoolError, InputError
+    from gpupool.errors import BadInput, GpupoolError, Unreachable
 
     cfg = request.config
     settings = live_mod.LiveSettings(
@@ -159,13 +159,13 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
     runner = runner or live_mod.run_ibdiag
     max_ratio = cfg.get("max_oversubscription")
     if max_ratio is not None and (not isinstance(max_ratio, int | float) or isinstance(max_ratio, bool) or max_ratio <= 0):
-        raise InputError(f"[audit] max_oversubscription must be a positive number, not {max_ratio!r}")
+        raise BadInput(f"[audit] max_oversubscription must be a positive number, not {max_ratio!r}")
 
     fraction = request.max_drain_fraction
     if fraction is None:
         fraction = cfg.get("max_drain_fraction", DEFAULT_MAX_DRAIN_FRACTION)
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
-        raise InputError(f"max_drain_fraction must be a number from 0 to 1, not {fraction!r}")
+        raise BadInput(f"max_drain_fraction must be a number from 0 to 1, not {fraction!r}")
 
     fabric = _load_source(request, runner, settings, progress)
     reference = None
@@ -211,18 +211,18 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
                 from gpupool.slurm.client import make_client
 
                 slurm = make_client()
-            except (EnvError, GpupoolError) as exc:
+            except (Unreachable, GpupoolError) as exc:
                 result.unchecked.append(f"slurm: {exc.message}")
         if slurm is not None:
             try:
                 _slurm_drift(result, fabric, slurm)
-            except (EnvError, GpupoolError) as exc:
+            except (Unreachable, GpupoolError) as exc:
                 result.unchecked.append(f"slurm: {exc.message}")
             if request.drain_broken:
                 hosts = set(fabric.host_names()) | (set(reference.host_names()) if reference is not None else set())
                 try:
                     drain_broken(result, hosts, slurm, float(fraction))
-                except (EnvError, GpupoolError) as exc:
+                except (Unreachable, GpupoolError) as exc:
                     result.unchecked.append(f"drain: {exc.message}")
     return result
 
@@ -276,9 +276,9 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
     from gpupool.fabric.model import load_fabric
 
     if not request.fabric_path:
-        from gpupool.errors import UsageError
+        from gpupool.errors import BadRequest, param
 
-        raise UsageError("no fabric to audit: give --fabric, --ibnetdiscover or --live")
+        raise BadRequest(f"no fabric to audit: give {param('fabric')}, {param('ibnetdiscover')} or {param('live')}")
     return load_fabric(request.fabric_path)
 
 

@@ -33,7 +33,7 @@ _KV = re.compile(r"(\w+)=(\S+)")
 def parse_topology(text: str) -> dict[str, SwitchEntry]:
     """`scontrol show topology` lines or topology.conf lines: SwitchName=X [Nodes=...] [Switches=...]
     (topology/block's `BlockName=X Nodes=...` read as leaf switches)."""
-    from gpupool.errors import InputError
+    from gpupool.errors import BadInput
     from gpupool.hostlist import expand
 
     out: dict[str, SwitchEntry] = {}
@@ -48,7 +48,7 @@ def parse_topology(text: str) -> dict[str, SwitchEntry]:
                 entry.nodes = expand(values["Nodes"])
             if values.get("Switches"):
                 entry.switches = expand(values["Switches"])
-        except InputError:
+        except BadInput:
             continue
         out[entry.name] = entry
     return out

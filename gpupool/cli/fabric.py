@@ -11,7 +11,7 @@ from gpupool.cli.fabric_audit import audit
 from gpupool.cli.fabric_nvlink import nvlink
 from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest
 from gpupool.fabric.discover import discover as run_discover
 from gpupool.fabric.generate import (
     MAX_GENERATED_HOSTS,
@@ -64,9 +64,9 @@ def discover(capture_files: tuple[str, ...], live: bool, node_name_map: str | No
              from_slurm: bool, service_hosts: tuple[str, ...], output: str, backup: bool, timeout: float) -> None:
     """Build the fabric model from `ibnetdiscover` output or another capture (one per subnet)."""
     if bool(capture_files) == live:
-        raise UsageError("give exactly one of --ibnetdiscover FILE and --live")
+        raise BadRequest("give exactly one of --ibnetdiscover FILE and --live")
     if hostlist and from_slurm:
-        raise UsageError("give at most one of --hosts and --slurm")
+        raise BadRequest("give at most one of --hosts and --slurm")
     check_output_path(output)  # before ibnetdiscover runs
     hosts = expand(hostlist) if hostlist else None
     if from_slurm:
@@ -322,7 +322,7 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
         try:
             old = read_input_bytes(diff_against, "file to compare with").decode("utf-8")
         except UnicodeDecodeError:
-            raise InputError(f"{diff_against}: not a text file (not UTF-8)") from None
+            raise BadInput(f"{diff_against}: not a text file (not UTF-8)") from None
         delta = list(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
                                           fromfile=diff_against, tofile=f"{diff_against} (from {path})"))
         if app().json:
@@ -362,9 +362,9 @@ def diff_cmd(paths: tuple[str, ...], fabric_path: str | None) -> int:
     from gpupool.fabric.diff import diff_fabrics, load_side
 
     if len(paths) not in (1, 2):
-        raise UsageError("give OLD and NEW, or NEW alone to compare with the saved fabric")
+        raise BadRequest("give OLD and NEW, or NEW alone to compare with the saved fabric")
     if len(paths) == 2 and fabric_path:
-        raise UsageError("--fabric names OLD: give it or two paths, not both")
+        raise BadRequest("--fabric names OLD: give it or two paths, not both")
     old_path = paths[0] if len(paths) == 2 else resolve_fabric_path(fabric_path, app().config())
     old, new = load_side(old_path), load_side(paths[-1])
     result = diff_fabrics(old, new)

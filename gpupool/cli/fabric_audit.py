@@ -24,7 +24,7 @@ from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.cli.render import counted, emit_json, stderr_console, stdout_console
 from gpupool.config import resolve_fabric_path
-from gpupool.errors import GpupoolError, UsageError
+from gpupool.errors import BadRequest, GpupoolError
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -56,9 +56,9 @@ def audit(fabric_path: str | None, ibnetdiscover_paths: tuple[str, ...], live: b
     ctx = app()
     try:
         if sum(bool(x) for x in (fabric_path, ibnetdiscover_paths, live)) > 1:
-            raise UsageError("give at most one of --fabric, --ibnetdiscover and --live")
+            raise BadRequest("give at most one of --fabric, --ibnetdiscover and --live")
         if drain_broken and not with_slurm:
-            raise UsageError("--drain-broken needs --slurm")
+            raise BadRequest("--drain-broken needs --slurm")
         result = _run(ctx, fabric_path, list(ibnetdiscover_paths), live, node_name_map, reference_path, with_slurm,
                       list(counters_paths), route_samples, drain_broken, max_drain_fraction)
     except Exception as exc:  # noqa: BLE001 - monitoring contract: anything that stops the audit is UNKNOWN (3)

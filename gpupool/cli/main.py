@@ -10,6 +10,7 @@ import click
 
 from gpupool import __version__
 from gpupool.cli.context import AppContext, debug_option, debug_traceback
+from gpupool.cli.errors import exit_code_for, flag_spelling, message_for
 from gpupool.cli.strict import reject_repeated_options
 from gpupool.errors import EXIT_USAGE, GpupoolError
 
@@ -122,12 +123,17 @@ def main(argv: list[str] | None = None, obj: AppContext | None = None) -> int:
     The exit code never depends on --debug: it only adds the traceback on stderr."""
     args = list(sys.argv[1:] if argv is None else argv)
     context = obj or AppContext()
+    with flag_spelling():  # every message names the flag where a request parameter is involved
+        return _main(args, context)
+
+
+def _main(args: list[str], context: AppContext) -> int:
     try:
         result = cli.main(args=args, prog_name="gpupool", standalone_mode=False, obj=context)
         return int(result) if isinstance(result, int) else 0
-    except GpupoolError as exc:
-        report_failure(context, exc.message)
-        return exc.exit_code
+    except GpupoolError as exc:  # the domain's typed errors: message and exit code from cli.errors
+        report_failure(context, message_for(exc))
+        return exit_code_for(exc)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:

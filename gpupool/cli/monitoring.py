@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
-from gpupool.errors import MON_UNKNOWN, GpupoolError
+from gpupool.cli.errors import CliError
+from gpupool.errors import MON_UNKNOWN
 
 
-class MonitoringUsageError(GpupoolError):
+class MonitoringUsageError(CliError):
     """A bad option of a monitoring command: reported as one error line, exit 3 (UNKNOWN, not CRITICAL)."""
 
     exit_code = MON_UNKNOWN

@@ -11,7 +11,7 @@ import click
 
 from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
-from gpupool.errors import MON_OK, MON_UNKNOWN, GpupoolError, UsageError
+from gpupool.errors import MON_OK, MON_UNKNOWN, BadRequest, GpupoolError
 from gpupool.node.gpu import NvmlGpuSource, collect_gpus
 from gpupool.node.hca import SysfsHcaSource, choose_source, collect_hca_ports
 from gpupool.node.runner import check_node, exit_code, log_line, should_drain
@@ -173,7 +173,7 @@ def topo(task_prolog: bool, sysfs_root: str | None, no_nvml: bool) -> int:
     """GPU <-> HCA affinity of this node, like `nvidia-smi topo -m`."""
     ctx = app()
     if ctx.json and task_prolog:
-        raise UsageError("--json and --task-prolog cannot be combined")
+        raise BadRequest("--json and --task-prolog cannot be combined")
     settings = _settings()
     root = sysfs_root or settings.sysfs_root
     inventory = None

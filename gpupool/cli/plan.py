@@ -14,7 +14,7 @@ from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
-from gpupool.errors import InfeasibleError
+from gpupool.errors import Unsatisfiable
 from gpupool.fabric.blocks import BlockLayout
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
 from gpupool.hostlist import expand, fold
@@ -112,7 +112,7 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
                                                      topology=outcome.topology, compiled=compiled)))
         elif outcome.skipped:
             warn(_skipped_line(outcome.skipped))
-        raise InfeasibleError(outcome.error or "no placement")
+        raise Unsatisfiable(outcome.error or "no placement")
     note = None if outcome.reclaim is not None else \
         uneven_shape_note(compiled, outcome.free, outcome.request, outcome.placement, outcome.topology)
     elapsed = _ms(start)

@@ -7,7 +7,7 @@ import click
 from gpupool.app import pools as pools_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
-from gpupool.errors import EnvError, UsageError
+from gpupool.errors import BadRequest, Unreachable
 from gpupool.pools.apply import ApplyReport
 from gpupool.pools.live import CommandRunner
 from gpupool.pools.status import StatusReport
@@ -45,9 +45,9 @@ def apply_command(pools_file: str, dry_run: bool, fragment_option: str | None, a
     """
     ctx = app()
     if offline and not dry_run:
-        raise UsageError("--offline previews only: give it with --dry-run")
+        raise BadRequest("--offline previews only: give it with --dry-run")
     if slurm_conf and not offline:
-        raise UsageError("--slurm-conf is read by --dry-run --offline only (a live apply asks Slurm)")
+        raise BadRequest("--slurm-conf is read by --dry-run --offline only (a live apply asks Slurm)")
     if offline:
         report = pools_app.preview_offline(pools_file, ctx.config(), fragment_option=fragment_option,
                                            slurm_conf=slurm_conf, allow_unknown_users=allow_unknown_users,
@@ -63,7 +63,7 @@ def apply_command(pools_file: str, dry_run: bool, fragment_option: str | None, a
         report = pools_app.apply(pools_file, _runner(), ctx.config(), dry_run=dry_run,
                                  fragment_option=fragment_option, allow_unknown_users=allow_unknown_users,
                                  fabric_path=fabric_path, user_exists=ctx.user_exists)
-    except EnvError as exc:
+    except Unreachable as exc:
         if dry_run:  # Slurm is down or far away: say how to preview without it
             exc.args = (f"{exc.message} (to check the file without Slurm: gpupool pool apply {pools_file} "
                         "--dry-run --offline [--slurm-conf PATH])",)

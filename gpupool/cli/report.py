@@ -10,7 +10,7 @@ from gpupool.app import observe as observe_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.cli.status import shape_options
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fsutil import atomic_write_text, check_output_path
 
 
@@ -41,7 +41,7 @@ def report(html_path: str, fabric_path: str | None, free_path: str | None, parti
     try:
         atomic_write_text(html_path, page)
     except OSError as exc:
-        raise InputError(f"{html_path}: cannot write the report ({exc.strerror})") from None
+        raise BadInput(f"{html_path}: cannot write the report ({exc.strerror})") from None
     if ctx.json:
         emit_json({"output": html_path, "bytes": len(page.encode())})
     else:

@@ -76,7 +76,7 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
     from gpupool.app.simulate_seeds import run_replicates
     from gpupool.cli.render import emit_json
     from gpupool.config import resolve_fabric_path
-    from gpupool.errors import UsageError
+    from gpupool.errors import BadRequest
     from gpupool.fabric.compiled import load_compiled
     from gpupool.fsutil import atomic_write_text, check_output_path
     from gpupool.simulate.engine import SimConfig
@@ -94,11 +94,11 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
     chosen = parse_policies(policies, pools_path)
     wait_leaves, wait_time = parse_switches(switches)
     if gpus_per_host < 1:
-        raise UsageError(f"--gpus-per-host must be >= 1, got {gpus_per_host}")
+        raise BadRequest(f"--gpus-per-host must be >= 1, got {gpus_per_host}")
     if seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+        raise BadRequest(f"--seeds must be >= 1, got {seeds}")
     if backfill_depth < 0:
-        raise UsageError(f"--backfill-depth must be >= 0, got {backfill_depth}")
+        raise BadRequest(f"--backfill-depth must be >= 0, got {backfill_depth}")
     accepted = frozenset(p.strip() for p in partitions.split(",") if p.strip()) if partitions else None
     config = SimConfig(gpus_per_host=gpus_per_host, backfill=backfill, backfill_depth=backfill_depth, wait_time=wait_time,
                        wait_leaves=wait_leaves, partitions=accepted)

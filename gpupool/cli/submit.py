@@ -13,7 +13,7 @@ from gpupool.cli.context import app, json_option
 from gpupool.cli.plan import objective_options
 from gpupool.cli.render import counted, emit_json, stderr_note, warn
 from gpupool.config import resolve_fabric_path
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest
 from gpupool.fabric.compiled import load_compiled
 from gpupool.hostlist import expand
 from gpupool.slurm.sbatch import split_options
@@ -69,7 +69,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes:
     ctx = app()
     try:
         options, rest = split_options(list(argv), "sbatch arguments", stop_at_positional=True)
-    except UsageError as exc:
+    except BadRequest as exc:
         raise click.UsageError(exc.message) from None
     misplaced = [f"--{o.name}" for o in options if o.name in GPUPOOL_ONLY]
     if misplaced:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fabric.model import natural_key
 from gpupool.hostlist import expand
 
@@ -76,7 +76,7 @@ def fabric_blocks(compiled: CompiledFabric) -> BlockLayout:
         return _domain_blocks(compiled, leaves)
     blocks = tuple((compiled.tree_names[t], tuple(hosts[t])) for t in leaves)
     if not blocks:
-        raise InputError("the fabric has no compute host: there is no block to build")
+        raise BadInput("the fabric has no compute host: there is no block to build")
     return _with_levels(compiled, blocks, [[t] for t in leaves])
 
 
@@ -138,7 +138,7 @@ def _levels_from_sizes(sizes: Sequence[int], where: str) -> tuple[int, tuple[int
     levels = []
     for size in sizes:
         if size <= 0 or size % base or (size // base) & (size // base - 1):
-            raise InputError(f"{where}: BlockSizes {','.join(map(str, sizes))}: each size must be the first "
+            raise BadInput(f"{where}: BlockSizes {','.join(map(str, sizes))}: each size must be the first "
                              "times a power of two (Slurm refuses it)")
         levels.append((size // base).bit_length() - 1)
     return base, tuple(sorted(set(levels)))
@@ -146,12 +146,12 @@ def _levels_from_sizes(sizes: Sequence[int], where: str) -> tuple[int, tuple[int
 
 def _layout(blocks: list[tuple[str, tuple[str, ...]]], sizes: Sequence[int] | None, source: str) -> BlockLayout:
     if not blocks:
-        raise InputError(f"{source}: no block")
+        raise BadInput(f"{source}: no block")
     smallest = min(len(h) for _n, h in blocks)
     if sizes:
         base, levels = _levels_from_sizes(list(sizes), source)
         if smallest < base:
-            raise InputError(f"{source}: a block has {smallest} nodes, fewer than the base block size {base}")
+            raise BadInput(f"{source}: a block has {smallest} nodes, fewer than the base block size {base}")
     else:  # Slurm's default: the first block's node count, levels 0-4
         base, levels = len(blocks[0][1]), (0, 1, 2, 3, 4)
     return BlockLayout(blocks=tuple(blocks), base_size=base, levels=levels, source=source)
@@ -171,7 +171,7 @@ def blocks_from_topology_conf(text: str) -> BlockLayout:
             try:
                 sizes = [int(s) for s in fields["blocksizes"].split(",")]
             except ValueError:
-                raise InputError(f"topology.conf: BlockSizes={fields['blocksizes']} is not a list of numbers") from None
+                raise BadInput(f"topology.conf: BlockSizes={fields['blocksizes']} is not a list of numbers") from None
     return _layout(blocks, sizes, "topology.conf")
 
 
@@ -190,4 +190,4 @@ def blocks_from_topology_yaml(text: str, topology: str | None = None) -> BlockLa
                   for b in section.get("blocks") or [] if isinstance(b, Mapping)]
         sizes = section.get("block_sizes")
         return _layout(blocks, [int(s) for s in sizes] if sizes else None, "topology.yaml")
-    raise InputError(f"topology.yaml has no block topology{f' named {topology!r}' if topology else ''}")
+    raise BadInput(f"topology.yaml has no block topology{f' named {topology!r}' if topology else ''}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fabric.model import Fabric
 
 FORMAT_NAMES = ("ibnetdiscover", "ibdiagnet2.lst", "ibdiagnet2.db_csv", "iblinkinfo")
@@ -55,11 +55,11 @@ def detect_format(text: str, source: str) -> str:
     lines = _meaningful_lines(text)
     raw_first = next((r.strip() for r in text.splitlines() if r.strip()), "")
     if not lines and not raw_first:
-        raise InputError(f"{source}: empty file, not a fabric capture")
+        raise BadInput(f"{source}: empty file, not a fabric capture")
     first = lines[0] if lines else raw_first
     for pattern, what in _NOT_TOPOLOGY:
         if pattern.match(first) or (raw_first.startswith("#") and pattern.match(raw_first)):
-            raise InputError(f"{source}: {what}")
+            raise BadInput(f"{source}: {what}")
     if re.match(r"^START_\w+$", first):
         return "ibdiagnet2.db_csv"
     if re.match(r"^\{\s*(SW|CA|RT)\s", first):
@@ -69,7 +69,7 @@ def detect_format(text: str, source: str) -> str:
     if not any(_IBNETDISCOVER_LINE.match(line) for line in lines):
         lineno = next(k for k, raw in enumerate(text.splitlines(), 1) if raw.strip() == first)
         what = "CSV without ibdiagnet's START_/END_ tables" if first.count(",") >= 2 else "not a fabric capture"
-        raise InputError(f"{source}:{lineno}: {what} (first line {first[:60]!r}); gpupool reads ibnetdiscover, "
+        raise BadInput(f"{source}:{lineno}: {what} (first line {first[:60]!r}); gpupool reads ibnetdiscover, "
                          "ibdiagnet2 .ibnetdiscover/.lst/.db_csv and iblinkinfo output")
     return "ibnetdiscover"
 
@@ -92,7 +92,7 @@ def parse_capture(text: str, source: str, *, node_name_map: dict[str, str] | Non
                   hosts: Iterable[str] | None = None, service_hosts: Iterable[str] = ()) -> Fabric:
     """Read a capture of any supported format (detected) into a Fabric; meta.format names it."""
     if "\x00" in text:
-        raise InputError(f"{source}: binary data, not a fabric capture")
+        raise BadInput(f"{source}: binary data, not a fabric capture")
     fmt = detect_format(text, source)
     fabric = _reader(fmt)(text, source, node_name_map=node_name_map, hosts=hosts, service_hosts=service_hosts)
     fabric.meta["format"] = fmt

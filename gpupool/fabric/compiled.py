@@ -554,7 +554,7 @@ def cache_path_for(fabric_path: str) -> str:
 
 def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric:
     """Compiled form of a fabric file; rebuilt whenever the file's content hash changes."""
-    from gpupool.errors import InputError
+    from gpupool.errors import BadInput
     from gpupool.fabric import cache
     from gpupool.fabric.model import fabric_digest
 
@@ -563,11 +563,11 @@ def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric
         if not os.path.isfile(fabric_path):
             raise IsADirectoryError
     except FileNotFoundError:
-        raise InputError(f"{fabric_path}: fabric file not found") from None
+        raise BadInput(f"{fabric_path}: fabric file not found") from None
     except IsADirectoryError:
-        raise InputError(f"{fabric_path}: fabric file is a directory") from None
+        raise BadInput(f"{fabric_path}: fabric file is a directory") from None
     except OSError as exc:
-        raise InputError(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
+        raise BadInput(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
     digests: list[str] = []
 
     def digest() -> str:
@@ -575,7 +575,7 @@ def load_compiled(fabric_path: str, *, use_cache: bool = True) -> CompiledFabric
             try:
                 digests.append(fabric_digest(fabric_path))
             except OSError as exc:
-                raise InputError(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
+                raise BadInput(f"{fabric_path}: cannot read fabric file ({exc.strerror})") from None
         return digests[0]
 
     if use_cache:

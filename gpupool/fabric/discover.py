@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 
-from gpupool.errors import EnvError, InputError
+from gpupool.errors import BadInput, Unreachable, param
 from gpupool.fabric.captures import parse_capture
 from gpupool.fabric.ibnetdiscover import MAX_INPUT_BYTES, parse_ibnetdiscover, read_node_name_map
 from gpupool.fabric.model import Fabric, restrict_hosts
@@ -18,10 +18,10 @@ def read_text_file(path: str, what: str = "file") -> str:
     with contextlib.suppress(OSError):  # a missing file is reported by the read below
         size = os.path.getsize(path)
         if size > MAX_INPUT_BYTES:
-            raise InputError(f"{path}: {what} is {size} bytes, larger than the {MAX_INPUT_BYTES} byte limit")
+            raise BadInput(f"{path}: {what} is {size} bytes, larger than the {MAX_INPUT_BYTES} byte limit")
     raw = read_input_bytes(path, what)
     if b"\x00" in raw[:65536]:
-        raise InputError(f"{path}: binary data, not {what}")
+        raise BadInput(f"{path}: binary data, not {what}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -34,7 +34,7 @@ def run_ibnetdiscover(timeout: float = 120.0, extra_args: list[str] | None = Non
 
     proc = run_tool("ibnetdiscover", extra_args or [], timeout=timeout)
     if not proc.stdout.strip():
-        raise EnvError("ibnetdiscover printed nothing")
+        raise Unreachable("ibnetdiscover printed nothing")
     return proc.stdout
 
 
@@ -62,7 +62,7 @@ def discover(*, ibnetdiscover_file: str | None = None, capture_files: Sequence[s
         if hosts is not None:
             restrict_hosts(fabric, hosts)
     else:
-        raise InputError("give --ibnetdiscover FILE or --live")
+        raise BadInput(f"give {param('ibnetdiscover')} FILE or {param('live')}")
     if hosts is not None:
         fabric.meta["host_filter"] = len(hosts)
     return fabric

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest, param
 from gpupool.fabric.blocks import fabric_blocks
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric, uplink_bundles
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
@@ -113,10 +113,10 @@ def _check_slurm_names(compiled: CompiledFabric) -> None:
     from gpupool.fabric.ibnetdiscover import is_host_name
 
     if compiled.n_hosts == 0:
-        raise InputError(NO_HOSTS)
+        raise BadInput(NO_HOSTS)
     bad = [h for h in compiled.host_names if not is_host_name(h)]
     if bad:
-        raise InputError(f"the fabric names {len(bad)} host(s) that are not legal host names, e.g. {bad[0]!r}: "
+        raise BadInput(f"the fabric names {len(bad)} host(s) that are not legal host names, e.g. {bad[0]!r}: "
                          "rediscover it (gpupool leaves such HCAs unnamed)")
 
 
@@ -145,12 +145,12 @@ def export_ibsim(fabric: Fabric, *, clamp_speed: bool = False) -> str:
         for port, remote, rport, width, speed in sorted(per_node[i]):
             if speed not in IBSIM_SPEEDS:
                 if not clamp_speed:
-                    raise UsageError(f"ibsim does not simulate {speed} links ({node.name or node.id!r} port {port}); "
-                                     "give --clamp-speed to export them as QDR")
+                    raise BadRequest(f"ibsim does not simulate {speed} links ({node.name or node.id!r} port {port}); "
+                                     f"give {param('clamp_speed')} to export them as QDR")
                 speed = "QDR"
             if width not in IBSIM_WIDTHS:
                 # Unreachable from a loaded fabric (load_fabric accepts IB widths only): bad data, not usage.
-                raise InputError(f"ibsim does not simulate {width!r} links ({node.name or node.id!r} port {port})")
+                raise BadInput(f"ibsim does not simulate {width!r} links ({node.name or node.id!r} port {port})")
             far = fabric.nodes[remote]
             own_lid = "" if node.type == "switch" else "lid 0 lmc 0 "
             lines.append(f'[{port}]\t"{_ibsim_id(far.id)}"[{rport}]\t# {own_lid}"{_ibsim_desc(far.desc)}" lid 0 {width}{speed}')
@@ -197,7 +197,7 @@ def export_dot(fabric: Fabric, compiled: CompiledFabric) -> str:
 
 def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, clamp_speed: bool = False) -> str:
     if fmt not in FORMATS:
-        raise UsageError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise BadRequest(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt == "ibsim":
         return export_ibsim(fabric, clamp_speed=clamp_speed)
     if fmt == "json":

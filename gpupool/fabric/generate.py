@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest, param
 from gpupool.fabric.model import ROLE_HCA, ROLE_SWITCH, Fabric, Link, Node
 
 SWITCH_GUID_BASE = 0x0002C90300000000
@@ -55,7 +55,7 @@ def _radix(used: int) -> int:
     for size in (8, 12, 18, 24, 36, 40, 48, 64, 80, 128, 255):
         if used <= size:
             return size
-    raise UsageError(f"a switch would need {used} ports: more than 255")
+    raise BadRequest(f"a switch would need {used} ports: more than 255")
 
 
 # Largest designs `fabric generate` builds (docs/contract.md): beyond these the file runs to gigabytes
@@ -65,14 +65,14 @@ MAX_GENERATED_SWITCHES = 20_000
 
 
 def check_design_size(hosts: int, switches: int, ports: dict[str, int]) -> None:
-    """Refuse, before building, a design past the documented maximum (InputError, exit 4) or a switch
-    with more ports than any product (`ports`: switch role -> ports it would use; UsageError as before)."""
+    """Refuse, before building, a design past the documented maximum (BadInput, exit 4) or a switch
+    with more ports than any product (`ports`: switch role -> ports it would use; BadRequest as before)."""
     if hosts > MAX_GENERATED_HOSTS or switches > MAX_GENERATED_SWITCHES:
-        raise InputError(f"the design has {hosts:,} hosts and {switches:,} switches: more than gpupool generates "
+        raise BadInput(f"the design has {hosts:,} hosts and {switches:,} switches: more than gpupool generates "
                          f"(at most {MAX_GENERATED_HOSTS:,} hosts and {MAX_GENERATED_SWITCHES:,} switches)")
     for role, used in ports.items():
         if used > 255:
-            raise UsageError(f"a {role} switch would need {used} ports: more than 255")
+            raise BadRequest(f"a {role} switch would need {used} ports: more than 255")
 
 
 def fat_tree_size(leaves: int, hosts_per_leaf: int, spines: int, pods: int = 1, cores: int = 0,
@@ -93,7 +93,7 @@ def host_name(prefix: str, index: int, total: int) -> str:
 def _positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+            raise BadRequest(f"{param(name)} must be at least 1 (got {value})")
 
 
 def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, cores: int = 0, rails: int = 1,
@@ -107,9 +107,9 @@ def fat_tree(leaves: int, hosts_per_leaf: int, spines: int, *, pods: int = 1, co
     """
     _positive(leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, pods=pods, rails=rails, uplinks=uplinks)
     if pods > 1 and cores < 1:
-        raise UsageError("--pods above 1 needs --cores (the third level)")
+        raise BadRequest(f"{param('pods')} above 1 needs {param('cores')} (the third level)")
     if cores < 0:
-        raise UsageError("--cores must not be negative")
+        raise BadRequest(f"{param('cores')} must not be negative")
     hosts, switches = fat_tree_size(leaves, hosts_per_leaf, spines, pods, cores, rails)
     planes = -(-cores // spines) if cores else 0
     check_design_size(hosts, switches, {"leaf": hosts_per_leaf + spines * uplinks,
@@ -154,9 +154,9 @@ def dragonfly(groups: int, routers_per_group: int, hosts_per_router: int, global
     arrangement: the k-th global link of group g goes to group (g + 1 + k mod (G-1)) mod G."""
     _positive(groups=groups, routers_per_group=routers_per_group, hosts_per_router=hosts_per_router)
     if global_links_per_router < 0:
-        raise UsageError("--global-links-per-router must not be negative")
+        raise BadRequest(f"{param('global_links_per_router')} must not be negative")
     if groups > 1 and global_links_per_router < 1:
-        raise UsageError("--global-links-per-router must be at least 1 with more than one group")
+        raise BadRequest(f"{param('global_links_per_router')} must be at least 1 with more than one group")
     hosts, switches = dragonfly_size(groups, routers_per_group, hosts_per_router)
     check_design_size(hosts, switches, {"router": hosts_per_router + routers_per_group - 1 + global_links_per_router})
     b = _Builder(prefix, speed, width)

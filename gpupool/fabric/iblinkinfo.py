@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fabric.ibnetdiscover import (
     MAX_PORT,
     NodeRecord,
@@ -66,14 +66,14 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
             current, current_ca_desc = None, ca_header.group(1).strip()
             continue
         if _LINE_MODE.match(line):
-            raise InputError(f"{where}: an `iblinkinfo -l` line inside default iblinkinfo output")
+            raise BadInput(f"{where}: an `iblinkinfo -l` line inside default iblinkinfo output")
         m = _PORT.match(line)
         if not m:
-            raise InputError(f"{where}: malformed iblinkinfo line: {line[:80]!r}")
+            raise BadInput(f"{where}: malformed iblinkinfo line: {line[:80]!r}")
         port_guid, lid, port = m.group(1), int(m.group(2)), int(m.group(3))
         if current_ca_desc is not None:
             if port_guid is None:
-                raise InputError(f"{where}: a CA port line without its port GUID")
+                raise BadInput(f"{where}: a CA port line without its port GUID")
             node = ca_by_port_guid.get(port_guid.lower())
             if node is None:
                 guid = int(port_guid, 16)
@@ -85,19 +85,19 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
             if node.lid is None and lid:
                 node.lid = lid
         else:
-            raise InputError(f"{where}: a port line before any `Switch:` or `CA:` header")
+            raise BadInput(f"{where}: a port line before any `Switch:` or `CA:` header")
         if not 1 <= port <= MAX_PORT:
-            raise InputError(f"{where}: port {port} is out of range (1..{MAX_PORT})")
+            raise BadInput(f"{where}: port {port} is out of range (1..{MAX_PORT})")
         node.nports = max(node.nports, port)
         if lid:
             owner = by_lid.setdefault(lid, node)
             if owner is not node:
-                raise InputError(f"{where}: LID {lid} belongs to {owner.node_id} and {node.node_id}")
+                raise BadInput(f"{where}: LID {lid} belongs to {owner.node_id} and {node.node_id}")
         if m.group(5) is None:
             continue  # a port that is down: only the radix is learnt
         state = _STATE.match(m.group(4))
         if state is None:
-            raise InputError(f"{where}: cannot read the link state {m.group(4)[:40]!r}")
+            raise BadInput(f"{where}: cannot read the link state {m.group(4)[:40]!r}")
         if state.group(4).lower() != "active":
             warnings.append(f"link-not-active: {where}: {node.node_id}[{port}] is {state.group(4)}")
         width = f"{int(state.group(1))}x"
@@ -105,14 +105,14 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
         speed = named if named in SPEED_GBPS else lane_speed(float(state.group(2)))
         pending.append((node, port, int(m.group(5)), int(m.group(6)), lineno, width, speed))
     if not records:
-        raise InputError(f"{source}: no `Switch:` or `CA:` records: not iblinkinfo output")
+        raise BadInput(f"{source}: no `Switch:` or `CA:` records: not iblinkinfo output")
     for node, port, remote_lid, remote_port, lineno, width, speed in pending:
         remote = by_lid.get(remote_lid)
         if remote is None:
-            raise InputError(f"{source}:{lineno}: {node.node_id}[{port}] is cabled to LID {remote_lid}, "
+            raise BadInput(f"{source}:{lineno}: {node.node_id}[{port}] is cabled to LID {remote_lid}, "
                              "which no node in the file has (truncated output?)")
         if any(p.port == port for p in node.ports):
-            raise InputError(f"{source}:{lineno}: port {port} of {node.node_id} listed twice")
+            raise BadInput(f"{source}:{lineno}: port {port} of {node.node_id} listed twice")
         node.ports.append(PortRecord(lineno, port, remote.node_id, remote_port, width, speed))
     by_id = {r.node_id: r for r in records}
     for rec in records:
@@ -143,29 +143,29 @@ def _line_mode_records(text: str, source: str) -> tuple[list[NodeRecord], list[s
         where = f"{source}:{lineno}"
         m = _LINE.match(line)
         if not m:
-            raise InputError(f"{where}: malformed `iblinkinfo -l` line: {line[:80]!r}")
+            raise BadInput(f"{where}: malformed `iblinkinfo -l` line: {line[:80]!r}")
         guid, port = int(m.group(1), 16), int(m.group(4))
         if not 1 <= port <= MAX_PORT:
-            raise InputError(f"{where}: port {port} is out of range (1..{MAX_PORT})")
+            raise BadInput(f"{where}: port {port} is out of range (1..{MAX_PORT})")
         first, desc, ports = local.setdefault(guid, (lineno, m.group(2).strip(), set()))
         ports.add(port)
         if m.group(6) is None:
             continue
         state = _STATE.match(m.group(5))
         if state is None:
-            raise InputError(f"{where}: cannot read the link state {m.group(5)[:40]!r}")
+            raise BadInput(f"{where}: cannot read the link state {m.group(5)[:40]!r}")
         if state.group(4).lower() != "active":
             warnings.append(f"link-not-active: {where}: 0x{guid:016x}[{port}] is {state.group(4)}")
         far, far_port = int(m.group(6), 16), int(m.group(8))
         if not 1 <= far_port <= MAX_PORT:
-            raise InputError(f"{where}: port {far_port} is out of range (1..{MAX_PORT})")
+            raise BadInput(f"{where}: port {far_port} is out of range (1..{MAX_PORT})")
         named = (state.group(3) or "").upper()
         speed = named if named in SPEED_GBPS else lane_speed(float(state.group(2)))
         cables.append((lineno, guid, port, far, far_port, f"{int(state.group(1))}x", speed))
         old_desc, old_port = peers.get(far, (m.group(9).strip(), 0))
         peers[far] = (old_desc, max(old_port, far_port))
     if not local:
-        raise InputError(f"{source}: no links: the iblinkinfo -l output is empty")
+        raise BadInput(f"{source}: no links: the iblinkinfo -l output is empty")
     top: dict[int, int] = {g: max(ports) for g, (_l, _d, ports) in local.items()}
     for g, (_desc, high) in peers.items():
         top[g] = max(top.get(g, 0), high)
@@ -181,7 +181,7 @@ def _line_mode_records(text: str, source: str) -> tuple[list[NodeRecord], list[s
         ends = [(guid, port, far, far_port)] + ([(far, far_port, guid, port)] if far not in local else [])
         for g, p, og, op in ends:
             if (g, p) in seen:
-                raise InputError(f"{source}:{lineno}: port {p} of {records[g].node_id} listed twice")
+                raise BadInput(f"{source}:{lineno}: port {p} of {records[g].node_id} listed twice")
             seen.add((g, p))
             records[g].ports.append(PortRecord(lineno, p, records[og].node_id, op, width, speed))
     return [r for r in records.values() if r.ports], warnings

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fabric.model import (
     ROLE_AGGREGATION,
     ROLE_EXCLUDED,
@@ -133,16 +133,16 @@ def read_node_name_map(path: str) -> NodeNameMap:
                     continue
                 m = re.match(r'^(0x[0-9a-fA-F]+)\s+"([^"]*)"', line)
                 if not m:
-                    raise InputError(f"{path}:{lineno}: expected `0xGUID \"name\"`")
+                    raise BadInput(f"{path}:{lineno}: expected `0xGUID \"name\"`")
                 if any(ord(c) < 32 or ord(c) == 127 for c in m.group(2)):
-                    raise InputError(f"{path}:{lineno}: the name has control characters")
+                    raise BadInput(f"{path}:{lineno}: the name has control characters")
                 guid = _norm_guid(m.group(1))
                 mapping[guid] = m.group(2)
                 mapping.lines[guid] = lineno
     except FileNotFoundError:
-        raise InputError(f"{path}: node-name-map not found") from None
+        raise BadInput(f"{path}: node-name-map not found") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path}: node-name-map is not text") from None
+        raise BadInput(f"{path}: node-name-map is not text") from None
     return mapping
 
 
@@ -157,13 +157,13 @@ def parse_ibnetdiscover(text: str, source: str = "<ibnetdiscover>", *, node_name
     Without an explicit host list, storage / management hosts are set apart from compute hosts by
     the `service_hosts` name globs and by structure (fabric.structure.classify_hosts)."""
     if "\x00" in text:
-        raise InputError(f"{source}: binary data, not ibnetdiscover output")
+        raise BadInput(f"{source}: binary data, not ibnetdiscover output")
     text = text.removeprefix("\ufeff")  # a BOM from a Windows editor
     warnings: list[str] = []
     text = _drop_diagnostics(text, source, warnings)
     records = _ports_list_records(text, source) if _is_ports_list(text) else _records(text, source)
     if not records:
-        raise InputError(f"{source}: no Switch or Ca records: not ibnetdiscover output")
+        raise BadInput(f"{source}: no Switch or Ca records: not ibnetdiscover output")
     return fabric_from_records(records, source, warnings, node_name_map=node_name_map, hosts=hosts,
                                service_hosts=service_hosts)
 
@@ -200,7 +200,7 @@ def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[s
             host = host_from_description(desc)
             if host is not None and not is_host_name(host):
                 if guid in map_lines:
-                    raise InputError(f"{map_path}:{map_lines[guid]}: {host!r} is not a legal host name "
+                    raise BadInput(f"{map_path}:{map_lines[guid]}: {host!r} is not a legal host name "
                                      "(letters, digits, '-', '_' and '.')")
                 warnings.append(f"host-name-invalid: {source}:{rec.lineno}: HCA {rec.node_id} has node description "
                                 f"{desc!r}, whose host name {host!r} is not a legal host name: left unnamed")
@@ -218,7 +218,7 @@ def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[s
     for node in nodes:
         if node.guid:
             if node.guid in guid_owner and guid_owner[node.guid] != node.id:
-                raise InputError(f"{source}: duplicate GUID {node.guid} on {guid_owner[node.guid]} and {node.id}")
+                raise BadInput(f"{source}: duplicate GUID {node.guid} on {guid_owner[node.guid]} and {node.id}")
             guid_owner[node.guid] = node.id
 
     links = _links(records, index, nodes, source, warnings)
@@ -226,7 +226,7 @@ def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[s
     if allowed is not None:
         missing = sorted(allowed - {n.host for n in nodes if n.role == ROLE_HCA and n.host}, key=natural_key)
         if missing:
-            raise InputError(f"{source}: hosts not in the fabric: {_fold(missing)}")
+            raise BadInput(f"{source}: hosts not in the fabric: {_fold(missing)}")
     fabric = Fabric(nodes=nodes, links=links, meta={"source": reader}, warnings=warnings)
     labels = _port_labels(records)
     if labels:
@@ -235,7 +235,7 @@ def fabric_from_records(records: list[NodeRecord], source: str, warnings: list[s
     if chassis:
         fabric.meta["chassis_guids"] = chassis
     if not links:
-        raise InputError(f"{source}: no links: the output is truncated or empty")
+        raise BadInput(f"{source}: no links: the output is truncated or empty")
     if allowed is None:
         from gpupool.fabric.structure import classify_hosts
 
@@ -272,12 +272,12 @@ def _split_port_ref(parens: str, source: str, lineno: int) -> tuple[str | None, 
     for item in _PAREN.findall(parens):
         if "/" in item:
             if not _LABEL.match(item):
-                raise InputError(f"{source}:{lineno}: malformed port label ({item[:40]})")
+                raise BadInput(f"{source}:{lineno}: malformed port label ({item[:40]})")
             label = item
         elif re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", item):
             guid = item
         else:
-            raise InputError(f"{source}:{lineno}: malformed port GUID ({item[:40]})")
+            raise BadInput(f"{source}:{lineno}: malformed port GUID ({item[:40]})")
     return guid, label
 
 
@@ -285,7 +285,7 @@ def _check_duplicates(records: list[_Record], source: str) -> None:
     first: dict[str, _Record] = {}
     for rec in records:
         if rec.node_id in first:
-            raise InputError(f"{source}:{rec.lineno}: duplicate node {rec.node_id} "
+            raise BadInput(f"{source}:{rec.lineno}: duplicate node {rec.node_id} "
                              f"(first seen as {first[rec.node_id].desc!r})")
         first[rec.node_id] = rec
 
@@ -316,7 +316,7 @@ def _drop_diagnostics(text: str, source: str, warnings: list[str]) -> str:
 def _fold(names: list[str]) -> str:
     try:
         return fold(names)
-    except InputError:  # names with hostlist syntax in them: list them as they are
+    except BadInput:  # names with hostlist syntax in them: list them as they are
         return ",".join(names)
 
 
@@ -338,18 +338,18 @@ def _records(text: str, source: str) -> list[_Record]:
             continue
         if line.startswith("["):
             if current is None:
-                raise InputError(f"{source}:{lineno}: port line outside a Switch/Ca record")
+                raise BadInput(f"{source}:{lineno}: port line outside a Switch/Ca record")
             m = _PORT.match(line)
             if not m:
-                raise InputError(f"{source}:{lineno}: malformed port line: {line[:80]!r}")
+                raise BadInput(f"{source}:{lineno}: malformed port line: {line[:80]!r}")
             port, remote_id, remote_port = (_number(m.group(1), "port", source, lineno), m.group(3),
                                              _number(m.group(4), "remote port", source, lineno))
             _guid, label = _split_port_ref(m.group(2), source, lineno)
             _rguid, remote_label = _split_port_ref(m.group(5), source, lineno)
             if port < 1 or port > current.nports:
-                raise InputError(f"{source}:{lineno}: port {port} above the radix ({current.nports}) of {current.node_id}")
+                raise BadInput(f"{source}:{lineno}: port {port} above the radix ({current.nports}) of {current.node_id}")
             if any(p.port == port for p in current.ports):
-                raise InputError(f"{source}:{lineno}: port {port} of {current.node_id} listed twice")
+                raise BadInput(f"{source}:{lineno}: port {port} of {current.node_id} listed twice")
             comment = m.group(6) or ""
             width, speed = _rate(comment)
             if current.kind != "Switch" and current.lid is None:
@@ -365,7 +365,7 @@ def _records(text: str, source: str) -> list[_Record]:
             kind, node_id, rest = header.group(1), header.group(3), header.group(4) or ""
             nports = _number(header.group(2), "port count", source, lineno)
             if nports < 1 or nports > 255:
-                raise InputError(f"{source}:{lineno}: {kind} {node_id} has an invalid port count {nports}")
+                raise BadInput(f"{source}:{lineno}: {kind} {node_id} has an invalid port count {nports}")
             quoted = _QUOTED.search(rest)
             desc = quoted.group(1) if quoted else ""
             lid_match = _LID.search(rest[quoted.end():] if quoted else rest)
@@ -397,12 +397,12 @@ def _records(text: str, source: str) -> list[_Record]:
             current = None
             continue
         if _NODE_LIST.match(line):
-            raise InputError(f"{source}:{lineno}: a node list (ibnetdiscover -l/-H/-S/-R) has no cables: "
+            raise BadInput(f"{source}:{lineno}: a node list (ibnetdiscover -l/-H/-S/-R) has no cables: "
                              "give the default output or `ibnetdiscover -p`")
-        raise InputError(f"{source}:{lineno}: unrecognised line: {line[:80]!r}")
+        raise BadInput(f"{source}:{lineno}: unrecognised line: {line[:80]!r}")
     for rec in records:
         if not rec.ports:
-            raise InputError(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
+            raise BadInput(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
     return records
 
 
@@ -421,7 +421,7 @@ def capture_lines(text: str) -> Iterator[tuple[int, str]]:
 
 def _number(digits: str, what: str, source: str, lineno: int) -> int:
     if len(digits) > MAX_NUMBER_DIGITS:
-        raise InputError(f"{source}:{lineno}: {what} of {len(digits)} digits is out of range")
+        raise BadInput(f"{source}:{lineno}: {what} of {len(digits)} digits is out of range")
     return int(digits)
 
 
@@ -456,11 +456,11 @@ def _ports_list_records(text: str, source: str) -> list[_Record]:
             continue
         m = _PORTS_LIST.match(line)
         if not m:
-            raise InputError(f"{source}:{lineno}: malformed ports-list line: {line[:80]!r}")
+            raise BadInput(f"{source}:{lineno}: malformed ports-list line: {line[:80]!r}")
         kind, lid, port, guid, width, speed = m.group(1, 2, 3, 4, 5, 6)
         for number in (port, m.group(9)):
             if number is not None and not 1 <= _number(number, "port", source, lineno) <= MAX_PORT:
-                raise InputError(f"{source}:{lineno}: port {int(number)} is out of range (1..{MAX_PORT})")
+                raise BadInput(f"{source}:{lineno}: port {int(number)} is out of range (1..{MAX_PORT})")
         local = record(kind, lid, guid, m.group(11) or m.group(13) or "", lineno)
         local.nports = max(local.nports, int(port))
         if m.group(7) is None:
@@ -468,12 +468,12 @@ def _ports_list_records(text: str, source: str) -> list[_Record]:
         remote = record(m.group(7), m.group(8), m.group(10), m.group(12), lineno)
         remote.nports = max(remote.nports, int(m.group(9)))
         if any(p.port == int(port) for p in local.ports):
-            raise InputError(f"{source}:{lineno}: port {port} of {local.node_id} listed twice")
+            raise BadInput(f"{source}:{lineno}: port {port} of {local.node_id} listed twice")
         rate_width, rate_speed = _rate(f"{width}{speed}")
         local.ports.append(_PortLine(lineno, int(port), remote.node_id, int(m.group(9)), rate_width, rate_speed))
     for rec in records.values():
         if not rec.ports:
-            raise InputError(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
+            raise BadInput(f"{source}:{rec.lineno}: {rec.kind} {rec.node_id} has no connected ports (truncated output?)")
     return list(records.values())
 
 
@@ -495,10 +495,10 @@ def _links(records: list[_Record], index: dict[str, int], nodes: list[Node], sou
         a = index[rec.node_id]
         for p in rec.ports:
             if p.remote_id not in index:
-                raise InputError(f"{source}:{p.lineno}: {rec.node_id}[{p.port}] is cabled to unknown node {p.remote_id}")
+                raise BadInput(f"{source}:{p.lineno}: {rec.node_id}[{p.port}] is cabled to unknown node {p.remote_id}")
             b = index[p.remote_id]
             if p.remote_port < 1 or p.remote_port > nodes[b].ports:
-                raise InputError(f"{source}:{p.lineno}: remote port {p.remote_port} above the radix ({nodes[b].ports}) of {p.remote_id}")
+                raise BadInput(f"{source}:{p.lineno}: remote port {p.remote_port} above the radix ({nodes[b].ports}) of {p.remote_id}")
             claims[(a, p.port)] = (b, p.remote_port, p)
     links: list[Link] = []
     done: set[tuple[int, int]] = set()
@@ -509,7 +509,7 @@ def _links(records: list[_Record], index: dict[str, int], nodes: list[Node], sou
         if back is None:
             warnings.append(f"link-one-sided: {nodes[a].id}[{ap}] -> {nodes[b].id}[{bp}] is listed by one end only ({source}:{pline.lineno})")
         elif (back[0], back[1]) != (a, ap):
-            raise InputError(
+            raise BadInput(
                 f"{source}:{pline.lineno}: {nodes[a].id}[{ap}] says it is cabled to {nodes[b].id}[{bp}], "
                 f"but line {back[2].lineno} says {nodes[b].id}[{bp}] is cabled to {nodes[back[0]].id}[{back[1]}]")
         done.add((a, ap))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
@@ -131,18 +131,18 @@ def fabric_from_dict(doc: Any, source: str = "<fabric>") -> Fabric:
     """A fabric file's document -> Fabric; wrong types, out-of-range numbers and host names that
     are not host names are input errors naming the node or link."""
     if not isinstance(doc, dict) or "version" not in doc:
-        raise InputError(f"{source}: not a gpupool fabric file (no top-level \"version\" key)")
+        raise BadInput(f"{source}: not a gpupool fabric file (no top-level \"version\" key)")
     if doc["version"] != FABRIC_VERSION or isinstance(doc["version"], bool):
-        raise InputError(f"{source}: fabric file version {str(doc['version'])[:40]!r} is not supported "
+        raise BadInput(f"{source}: fabric file version {str(doc['version'])[:40]!r} is not supported "
                          f"(expected {FABRIC_VERSION})")
     raw_nodes, raw_links = doc.get("nodes"), doc.get("links")
     if not isinstance(raw_nodes, list) or not isinstance(raw_links, list):
-        raise InputError(f"{source}: malformed fabric file: \"nodes\" and \"links\" must be lists")
+        raise BadInput(f"{source}: malformed fabric file: \"nodes\" and \"links\" must be lists")
     nodes = [_node_from_dict(n, f"{source}: node {i}") for i, n in enumerate(raw_nodes)]
     links = [_link_from_list(lk, f"{source}: link {i}", len(nodes)) for i, lk in enumerate(raw_links)]
     meta, warnings = doc.get("meta") or {}, doc.get("warnings") or []
     if not isinstance(meta, dict) or not isinstance(warnings, list):
-        raise InputError(f"{source}: malformed fabric file: \"meta\" must be an object, \"warnings\" a list")
+        raise BadInput(f"{source}: malformed fabric file: \"meta\" must be an object, \"warnings\" a list")
     from gpupool.fabric.nvlink import domains_from_json
 
     domains = domains_from_json(doc.get("nvlink_domains"), source, {n.host for n in nodes if n.host})
@@ -154,7 +154,7 @@ def _text(value: Any, what: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise InputError(f"{what}: expected a string, got {type(value).__name__}")
+        raise BadInput(f"{what}: expected a string, got {type(value).__name__}")
     return value
 
 
@@ -162,13 +162,13 @@ def _node_from_dict(n: Any, what: str) -> Node:
     from gpupool.validate import bounded_int, host_name
 
     if not isinstance(n, dict):
-        raise InputError(f"{what}: expected an object")
+        raise BadInput(f"{what}: expected an object")
     for key in ("id", "type", "ports"):
         if key not in n:
-            raise InputError(f"{what}: missing key {key!r}")
+            raise BadInput(f"{what}: missing key {key!r}")
     node_type = _text(n["type"], f"{what}: type")
     if node_type not in ("switch", "ca"):
-        raise InputError(f"{what}: type must be \"switch\" or \"ca\", got {node_type[:20]!r}")
+        raise BadInput(f"{what}: type must be \"switch\" or \"ca\", got {node_type[:20]!r}")
     host = n.get("host")
     role = _text(n.get("role"), f"{what}: role", ROLE_SWITCH if node_type == "switch" else ROLE_HCA)
     if host is not None:
@@ -190,12 +190,12 @@ def _link_from_list(item: Any, what: str, n_nodes: int) -> Link:
     from gpupool.validate import bounded_int
 
     if not isinstance(item, list) or len(item) != 6:
-        raise InputError(f"{what}: expected [a, a_port, b, b_port, width, speed]")
+        raise BadInput(f"{what}: expected [a, a_port, b, b_port, width, speed]")
     a, a_port, b, b_port, width, speed = item
     a = bounded_int(a, f"{what}: node a", 0, max(0, n_nodes - 1))
     b = bounded_int(b, f"{what}: node b", 0, max(0, n_nodes - 1))
     if n_nodes == 0:
-        raise InputError(f"{what}: refers to a node index out of range")
+        raise BadInput(f"{what}: refers to a node index out of range")
     return Link(a, bounded_int(a_port, f"{what}: port", 0, 65535), b, bounded_int(b_port, f"{what}: port", 0, 65535),
                 _one_of(width, f"{what}: width", WIDTH_LANES), _one_of(speed, f"{what}: speed", SPEED_GBPS))
 
@@ -204,7 +204,7 @@ def _one_of(value: Any, what: str, known: dict[str, Any]) -> str:
     # Exports write width and speed verbatim (ibsim, dot, audits): only InfiniBand's own names pass.
     text = _text(value, what)
     if text not in known:
-        raise InputError(f"{what}: {text[:20]!r} is not one of {', '.join(known)}")
+        raise BadInput(f"{what}: {text[:20]!r} is not one of {', '.join(known)}")
     return text
 
 
@@ -214,7 +214,7 @@ def save_fabric(fabric: Fabric, path: str, *, backup: bool = False) -> None:
 
 
 def read_json_document(path: str, what: str) -> Any:
-    """A JSON input file's document; unreadable, non-UTF-8 or malformed: InputError `PATH: not a JSON WHAT ...`."""
+    """A JSON input file's document; unreadable, non-UTF-8 or malformed: BadInput `PATH: not a JSON WHAT ...`."""
     from gpupool.fsutil import read_input_bytes
     from gpupool.validate import load_json_text
 
@@ -222,7 +222,7 @@ def read_json_document(path: str, what: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a JSON {what} (not UTF-8 at byte {exc.start})") from None
+        raise BadInput(f"{path}: not a JSON {what} (not UTF-8 at byte {exc.start})") from None
     return load_json_text(text, path, problem=f"not a JSON {what}")
 
 
@@ -286,7 +286,7 @@ def restrict_hosts(fabric: Fabric, hosts: Iterable[str]) -> None:
     present = {n.host for n in fabric.nodes if n.role in named and n.host}
     unknown = sorted(wanted - present, key=natural_key)
     if unknown:
-        raise InputError(f"hosts not in the fabric: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+        raise BadInput(f"hosts not in the fabric: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
     for node in fabric.nodes:
         if node.role in named:
             node.role = ROLE_HCA if node.host in wanted else ROLE_EXCLUDED

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest, param
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -53,29 +53,29 @@ def domains_from_json(raw: Any, source: str, known_hosts: set[str]) -> list[Nvli
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise InputError(f"{source}: \"nvlink_domains\" must be a list")
+        raise BadInput(f"{source}: \"nvlink_domains\" must be a list")
     out: list[NvlinkDomain] = []
     owner: dict[str, str] = {}
     for i, item in enumerate(raw):
         what = f"{source}: nvlink_domains[{i}]"
         if not isinstance(item, dict):
-            raise InputError(f"{what}: expected an object")
+            raise BadInput(f"{what}: expected an object")
         name = item.get("name")
         if not isinstance(name, str) or not _DOMAIN_NAME.fullmatch(name):
-            raise InputError(f"{what}: name must be 1-64 letters, digits or ._- (got {str(name)[:40]!r})")
+            raise BadInput(f"{what}: name must be 1-64 letters, digits or ._- (got {str(name)[:40]!r})")
         hosts = item.get("hosts")
         if not isinstance(hosts, list) or not hosts:
-            raise InputError(f"{what}: hosts must be a non-empty list of host names")
+            raise BadInput(f"{what}: hosts must be a non-empty list of host names")
         names = tuple(host_name(h, f"{what}: hosts") for h in hosts)
         for h in names:
             if h not in known_hosts:
-                raise InputError(f"{what}: host {h} is not in the fabric")
+                raise BadInput(f"{what}: host {h} is not in the fabric")
             if h in owner:
-                raise InputError(f"{what}: host {h} is already in NVLink domain {owner[h]}")
+                raise BadInput(f"{what}: host {h} is already in NVLink domain {owner[h]}")
             owner[h] = name
         uuid = item.get("cluster_uuid")
         if uuid is not None and (not isinstance(uuid, str) or len(uuid) > 64):
-            raise InputError(f"{what}: cluster_uuid must be a string of at most 64 characters")
+            raise BadInput(f"{what}: cluster_uuid must be a string of at most 64 characters")
         clique = item.get("clique_id")
         out.append(NvlinkDomain(name=name, hosts=names, cluster_uuid=uuid,
                                 clique_id=None if clique is None else bounded_int(clique, f"{what}: clique_id", 0,
@@ -83,7 +83,7 @@ def domains_from_json(raw: Any, source: str, known_hosts: set[str]) -> list[Nvli
     seen: set[str] = set()
     for d in out:
         if d.name in seen:
-            raise InputError(f"{source}: two NVLink domains are named {d.name}")
+            raise BadInput(f"{source}: two NVLink domains are named {d.name}")
         seen.add(d.name)
     return out
 
@@ -94,7 +94,7 @@ def generated_domains(host_switches: Sequence[tuple[str, frozenset[int]]], hosts
     compute trays share their top-of-rack leaves): hosts in fabric order, grouped by the switch set
     they plug into; a group whose size is not a multiple of N is a usage error."""
     if hosts_per_domain < 1:
-        raise UsageError(f"--nvlink-domain-hosts must be at least 1 (got {hosts_per_domain})")
+        raise BadRequest(f"{param('hosts_per_domain')} must be at least 1 (got {hosts_per_domain})")
     groups: dict[frozenset[int], list[str]] = {}
     for host, switches in host_switches:
         groups.setdefault(switches, []).append(host)
@@ -103,7 +103,7 @@ def generated_domains(host_switches: Sequence[tuple[str, frozenset[int]]], hosts
     out: list[NvlinkDomain] = []
     for hosts in groups.values():
         if len(hosts) % hosts_per_domain:
-            raise UsageError(f"--nvlink-domain-hosts {hosts_per_domain} does not divide the {len(hosts)} hosts "
+            raise BadRequest(f"{param('hosts_per_domain')} {hosts_per_domain} does not divide the {len(hosts)} hosts "
                              f"under one leaf ({hosts[0]}...): a domain would straddle IB leaves")
         for start in range(0, len(hosts), hosts_per_domain):
             out.append(NvlinkDomain(name=f"{prefix}{len(out) + 1:0{width}d}",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fabric.nvlink import NvlinkDomain
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -49,36 +49,36 @@ class NodeReport:
 
 
 def read_report(doc: Any, source: str) -> NodeReport:
-    """A parsed report -> NodeReport; anything malformed is an InputError naming file and field."""
+    """A parsed report -> NodeReport; anything malformed is an BadInput naming file and field."""
     from gpupool.validate import bounded_int, host_name
 
     if not isinstance(doc, dict):
-        raise InputError(f"{source}: not a gpupool node report (expected a JSON object)")
+        raise BadInput(f"{source}: not a gpupool node report (expected a JSON object)")
     if "node" not in doc or "nvlink_domain" not in doc:
-        raise InputError(f"{source}: not a `gpupool node topo --json` / `node check --json` report "
+        raise BadInput(f"{source}: not a `gpupool node topo --json` / `node check --json` report "
                          "(no \"node\" or \"nvlink_domain\" key)")
     host = host_name(doc["node"], f"{source}: node")
     summary = doc["nvlink_domain"]
     if summary is None:
         return NodeReport(source, host, ())
     if not isinstance(summary, dict) or not isinstance(summary.get("gpus"), list):
-        raise InputError(f"{source}: nvlink_domain: expected null or an object with a \"gpus\" list")
+        raise BadInput(f"{source}: nvlink_domain: expected null or an object with a \"gpus\" list")
     gpus = []
     for i, gpu in enumerate(summary["gpus"]):
         where = f"{source}: nvlink_domain.gpus[{i}]"
         if not isinstance(gpu, dict):
-            raise InputError(f"{where}: expected an object")
+            raise BadInput(f"{where}: expected an object")
         index = bounded_int(gpu.get("index"), f"{where}.index", 0, 1 << 16)
         state = gpu.get("state")
         if state is not None and state not in _STATES and not (isinstance(state, str) and state.startswith("unknown(")):
-            raise InputError(f"{where}.state: {str(state)[:40]!r} is not an NVML fabric state")
+            raise BadInput(f"{where}.state: {str(state)[:40]!r} is not an NVML fabric state")
         if state is None:  # the GPU gave no fabric info while others did
             gpus.append((index, None, 0, None, None))
             continue
         status = bounded_int(gpu.get("status", 0), f"{where}.status", 0, (1 << 31) - 1)
         uuid = gpu.get("cluster_uuid")
         if not isinstance(uuid, str) or not _UUID.fullmatch(uuid):
-            raise InputError(f"{where}.cluster_uuid: expected 8-4-4-4-12 lower-case hex, got {str(uuid)[:40]!r}")
+            raise BadInput(f"{where}.cluster_uuid: expected 8-4-4-4-12 lower-case hex, got {str(uuid)[:40]!r}")
         clique = bounded_int(gpu.get("clique_id"), f"{where}.clique_id", 0, (1 << 32) - 1)
         gpus.append((index, str(state), status, uuid, clique))
     return NodeReport(source, host, tuple(gpus))
@@ -184,7 +184,7 @@ def merge_into_fabric(fabric_path: str, report_paths: Sequence[str], output: str
     from gpupool.fabric.nvlink import domains_across_leaves
 
     if not report_paths:
-        raise InputError("no node report given")
+        raise BadInput("no node report given")
     fabric = load_fabric(fabric_path)
     reports = [load_report(path) for path in report_paths]
     domains, problems = merge_reports(fabric.host_names(), reports)

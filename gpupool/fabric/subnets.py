@@ -6,7 +6,7 @@ seen on only some subnets is reported as a `host-partial-subnets` warning (fabri
 
 from __future__ import annotations
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fabric.model import ROLE_HCA, ROLE_SERVICE, Fabric, Link, natural_key, unique_names
 from gpupool.hostlist import fold
 
@@ -23,12 +23,12 @@ def merge_subnets(fabrics: list[Fabric], sources: list[str]) -> Fabric:
         for node in fab.nodes:
             first = owner.setdefault(node.id, k)
             if first != k:
-                raise InputError(f"{source}: node {node.id} is also in {sources[first]}: "
+                raise BadInput(f"{source}: node {node.id} is also in {sources[first]}: "
                                  "give each subnet once (two captures of one subnet cannot be joined)")
             if node.guid:
                 first = guid_owner.setdefault(node.guid, k)
                 if first != k:
-                    raise InputError(f"{source}: GUID {node.guid} is also in {sources[first]}")
+                    raise BadInput(f"{source}: GUID {node.guid} is also in {sources[first]}")
             if node.type == "ca":
                 node.rail = k
             merged.nodes.append(node)
@@ -72,5 +72,5 @@ def _report_partial_hosts(fabric: Fabric, sources: list[str]) -> None:
 def _fold(names: list[str]) -> str:
     try:
         return fold(names)
-    except InputError:
+    except BadInput:
         return ",".join(names)

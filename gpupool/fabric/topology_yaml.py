@@ -1,7 +1,7 @@
 """Slurm's topology.yaml (25.05+): refuse what slurmctld would refuse, and say which topology a
 partition uses (its `Topology=`, else the cluster default, else `TopologyPlugin`).
 
-Refused (InputError, exit 4), before gpupool writes such a file: no topology at all (an empty
+Refused (BadInput, exit 4), before gpupool writes such a file: no topology at all (an empty
 topology.yaml crash-loops slurmctld 25.11), two topologies of one name, two switches or blocks of
 one name in a topology, a topology with no tree/block/flat section, a node in two blocks of one
 topology, and more than one cluster_default.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.hostlist import expand
 
 KINDS = ("tree", "block", "flat")
@@ -25,8 +25,8 @@ def _nodes(value: Any, where: str) -> list[str]:
         return []
     try:
         return expand(str(value))  # the one hostlist reader: capped, no node groups
-    except InputError as exc:
-        raise InputError(f"topology.yaml: {where}: cannot read node list {value!r} ({exc.message})") from None
+    except BadInput as exc:
+        raise BadInput(f"topology.yaml: {where}: cannot read node list {value!r} ({exc.message})") from None
 
 
 def _kind(topology: Mapping[str, Any]) -> str | None:
@@ -40,22 +40,22 @@ def topologies(text: str) -> dict[str, str]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"topology.yaml: not YAML ({exc})") from None
+        raise BadInput(f"topology.yaml: not YAML ({exc})") from None
     if not doc:
-        raise InputError("topology.yaml: no topology (Slurm refuses an empty topology.yaml)")
+        raise BadInput("topology.yaml: no topology (Slurm refuses an empty topology.yaml)")
     if not isinstance(doc, list) or not all(isinstance(t, Mapping) for t in doc):
-        raise InputError("topology.yaml: expected a list of topologies (- topology: NAME)")
+        raise BadInput("topology.yaml: expected a list of topologies (- topology: NAME)")
     kinds: dict[str, str] = {}
     defaults = []
     for topology in doc:
         name = str(topology.get("topology") or "")
         if not name:
-            raise InputError("topology.yaml: a topology without a name")
+            raise BadInput("topology.yaml: a topology without a name")
         if name in kinds:
-            raise InputError(f"topology.yaml: topology {name!r} defined twice")
+            raise BadInput(f"topology.yaml: topology {name!r} defined twice")
         kind = _kind(topology)
         if kind is None:
-            raise InputError(f"topology.yaml: topology {name!r} has no tree, block or flat section")
+            raise BadInput(f"topology.yaml: topology {name!r} has no tree, block or flat section")
         kinds[name] = kind
         if topology.get("cluster_default"):
             defaults.append(name)
@@ -64,28 +64,28 @@ def topologies(text: str) -> dict[str, str]:
         elif kind == "block":
             _check_items(name, topology["block"], "blocks", "block", nodes_once=True)
     if len(defaults) > 1:
-        raise InputError(f"topology.yaml: more than one cluster_default ({', '.join(defaults)})")
+        raise BadInput(f"topology.yaml: more than one cluster_default ({', '.join(defaults)})")
     return kinds
 
 
 def _check_items(topology: str, section: Any, key: str, item: str, *, nodes_once: bool) -> None:
     items = section.get(key) if isinstance(section, Mapping) else None
     if not items or not isinstance(items, list):
-        raise InputError(f"topology.yaml: topology {topology!r} lists no {key}")
+        raise BadInput(f"topology.yaml: topology {topology!r} lists no {key}")
     names: set[str] = set()
     owner: dict[str, str] = {}
     for entry in items:
         name = str(entry.get(item) or "") if isinstance(entry, Mapping) else ""
         if not name:
-            raise InputError(f"topology.yaml: topology {topology!r}: a {item} without a name")
+            raise BadInput(f"topology.yaml: topology {topology!r}: a {item} without a name")
         if name in names:
-            raise InputError(f"topology.yaml: topology {topology!r}: {item} {name!r} defined twice")
+            raise BadInput(f"topology.yaml: topology {topology!r}: {item} {name!r} defined twice")
         names.add(name)
         if not nodes_once:
             continue
         for node in _nodes(entry.get("nodes"), f"{item} {name}"):
             if node in owner:
-                raise InputError(f"topology.yaml: topology {topology!r}: node {node} is in "
+                raise BadInput(f"topology.yaml: topology {topology!r}: node {node} is in "
                                  f"{item}s {owner[node]!r} and {name!r}")
             owner[node] = name
 
@@ -100,7 +100,7 @@ def topology_kind(partition: Mapping[str, str], topology_plugin: str,
         wanted = partition.get("Topology", "")
         if wanted and wanted not in ("(null)", "N/A"):
             if wanted not in kinds:
-                raise InputError(f"partition {partition.get('PartitionName', '?')}: Topology="
+                raise BadInput(f"partition {partition.get('PartitionName', '?')}: Topology="
                                  f"{wanted} is not in topology.yaml")
             return kinds[wanted]
         import yaml

@@ -19,7 +19,7 @@ so Slurm's own leaf choice and within-leaf order are unchanged inside a tier):
 
 from __future__ import annotations
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest
 from gpupool.fabric.compiled import CompiledFabric
 from gpupool.fabric.model import natural_key
 from gpupool.hostlist import fold
@@ -47,7 +47,7 @@ def leaf_order(compiled: CompiledFabric) -> list[int]:
 def plan_weights(compiled: CompiledFabric, plan: str = DEFAULT_PLAN) -> dict[str, int]:
     """host -> Slurm Weight= under `plan` (hosts outside the tree are left out)."""
     if plan not in PLANS:
-        raise UsageError(f"unknown weight plan {plan!r} (choose from {', '.join(PLANS)})")
+        raise BadRequest(f"unknown weight plan {plan!r} (choose from {', '.join(PLANS)})")
     rank = {leaf: k for k, leaf in enumerate(leaf_order(compiled))}
     weight = {leaf: (k + 1 if plan == "leaf-fill" else (1 if k == 0 else 2)) for leaf, k in rank.items()}
     return {name: weight[int(leaf)] for name, leaf in zip(compiled.host_names, compiled.host_tree_leaf.tolist(), strict=True)
@@ -58,7 +58,7 @@ def export_slurm_weights(compiled: CompiledFabric, plan: str = DEFAULT_PLAN) -> 
     """slurm.conf fragment: one `NodeName=<hostlist> Weight=N` line per weight, lowest first."""
     weights = plan_weights(compiled, plan)
     if not weights:
-        raise InputError("the fabric has no compute host under a leaf switch: there is no weight to write")
+        raise BadInput("the fabric has no compute host under a leaf switch: there is no weight to write")
     by_weight: dict[int, list[str]] = {}
     for host, w in weights.items():
         by_weight.setdefault(w, []).append(host)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 
 DEFAULT_GPUS_PER_NODE = 8
 DEFAULT_SWITCH_WAIT_SECONDS = 300
@@ -39,8 +39,8 @@ def count_hosts(hostlist: str | list[str]) -> int:
     items = hostlist if isinstance(hostlist, list) else [hostlist]
     try:
         return len(expand_all(str(item) for item in items))
-    except InputError as exc:
-        raise InputError(f"pools file: {exc.message}") from None
+    except BadInput as exc:
+        raise BadInput(f"pools file: {exc.message}") from None
 
 
 def lua_pools(document: Mapping[str, Any], default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
@@ -48,31 +48,31 @@ def lua_pools(document: Mapping[str, Any], default_gpus_per_node: int = DEFAULT_
     """The pools of a pools-file dict; `node_counts` overrides counts (for fabric selectors)."""
     pools = document.get("pools")
     if not isinstance(pools, Mapping) or not pools:
-        raise InputError("pools file: `pools` must be a non-empty mapping")
+        raise BadInput("pools file: `pools` must be a non-empty mapping")
     result: list[LuaPool] = []
     for name, body in pools.items():
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise InputError(f"pools file: pools: bad pool name {name!r}")
+            raise BadInput(f"pools file: pools: bad pool name {name!r}")
         if not isinstance(body, Mapping):
-            raise InputError(f"pools file: pools.{name}: must be a mapping")
+            raise BadInput(f"pools file: pools.{name}: must be a mapping")
         if node_counts and name in node_counts:
             nodes = int(node_counts[name])
         elif "nodes" in body:
             raw = body["nodes"]
             if any(":" in str(item) for item in (raw if isinstance(raw, list) else [raw])):
-                raise InputError(f"pools file: pools.{name}.nodes: selector {raw!r} needs node_counts")
+                raise BadInput(f"pools file: pools.{name}.nodes: selector {raw!r} needs node_counts")
             nodes = count_hosts(raw)
         else:
-            raise InputError(f"pools file: pools.{name}: missing `nodes`")
+            raise BadInput(f"pools file: pools.{name}: missing `nodes`")
         gpus = body.get("gpus_per_node", default_gpus_per_node)
         if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
-            raise InputError(f"pools file: pools.{name}.gpus_per_node: must be a positive integer")
+            raise BadInput(f"pools file: pools.{name}.gpus_per_node: must be a positive integer")
         owners = body.get("owners", [])
         if not isinstance(owners, list) or not all(isinstance(o, str) and _NAME.fullmatch(o) for o in owners):
-            raise InputError(f"pools file: pools.{name}.owners: must be a list of account names")
+            raise BadInput(f"pools file: pools.{name}.owners: must be a list of account names")
         quota = body.get("quota") or {}
         if not isinstance(quota, Mapping) or not all(isinstance(a, str) and _NAME.fullmatch(a) for a in quota):
-            raise InputError(f"pools file: pools.{name}.quota: must map account names to GPUs")
+            raise BadInput(f"pools file: pools.{name}.quota: must map account names to GPUs")
         result.append(LuaPool(name, nodes, gpus, tuple(owners) or tuple(quota), tuple(quota)))
     return result
 
@@ -295,17 +295,17 @@ def main(argv: list[str] | None = None) -> int:
         # duplicate keys are one `file:line:` error, never a traceback.
         document = load_source(args.pools).data
         if not isinstance(document, dict):
-            raise InputError(f"{args.pools}: not a YAML mapping")
+            raise BadInput(f"{args.pools}: not a YAML mapping")
         text = render_job_submit_lua(document, default_gpus_per_node=args.gpus_per_node,
                                      hosts_per_leaf=args.hosts_per_leaf,
                                      switch_wait_seconds=args.switch_wait, source_name=args.pools)
-    except InputError as exc:
+    except BadInput as exc:
         sys.stderr.write(f"gpupool: error: {exc}\n")
         return 4
     if args.output:
         try:
             atomic_write_text(args.output, text)
-        except InputError as exc:  # full disk, read-only directory: one line, the old file kept
+        except BadInput as exc:  # full disk, read-only directory: one line, the old file kept
             sys.stderr.write(f"gpupool: error: {exc}\n")
             return 4
     else:

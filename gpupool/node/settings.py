@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.node.facts import SEVERITY_CRITICAL, SEVERITY_WARNING
 
 DEFAULT_SEVERITY: dict[str, str] = {
@@ -127,7 +127,7 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
     known = {f.name for f in fields(NodeSettings)} | {"disabled_checks", "enabled_checks"}
     unknown = sorted(set(table) - known - {"disabled", "severity"})
     if unknown:
-        raise InputError(f"{origin}: [node]: unknown key(s): {', '.join(unknown)}")
+        raise BadInput(f"{origin}: [node]: unknown key(s): {', '.join(unknown)}")
     values: dict[str, Any] = {}
     for key, kind in _SCALAR_KEYS.items():
         if key in table:
@@ -135,7 +135,7 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
     if "gres_from_slurm" in table:
         raw_gres = table["gres_from_slurm"]
         if raw_gres not in (True, False, "auto"):
-            raise InputError(f"{origin}: [node] gres_from_slurm: must be true, false or \"auto\"")
+            raise BadInput(f"{origin}: [node] gres_from_slurm: must be true, false or \"auto\"")
         values["gres_from_slurm"] = {True: "true", False: "false"}.get(raw_gres, "auto")
     disabled = set(DEFAULT_DISABLED)
     disabled |= set(_names(table.get("disabled_checks", []), origin, "disabled_checks"))
@@ -144,50 +144,50 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
     severity = dict(DEFAULT_SEVERITY)
     raw_severity = table.get("severity", {})
     if not isinstance(raw_severity, Mapping):
-        raise InputError(f"{origin}: [node.severity] must be a table")
+        raise BadInput(f"{origin}: [node.severity] must be a table")
     for check, level in raw_severity.items():
         _names([check], origin, "severity")
         if level not in (SEVERITY_WARNING, SEVERITY_CRITICAL):
-            raise InputError(f"{origin}: [node.severity] {check}: must be 'warning' or 'critical'")
+            raise BadInput(f"{origin}: [node.severity] {check}: must be 'warning' or 'critical'")
         severity[check] = level
     values["severity"] = severity
     for key in ("hcas", "link_layers", "slurm_conf_dirs"):
         if key in table:
             raw = table[key]
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
-                raise InputError(f"{origin}: [node] {key}: must be a list of strings")
+                raise BadInput(f"{origin}: [node] {key}: must be a list of strings")
             values[key] = tuple(raw)
     for key in ("xid_critical", "xid_ignore"):
         if key in table:
             raw = table[key]
             if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
-                raise InputError(f"{origin}: [node] {key}: must be a list of XID numbers")
+                raise BadInput(f"{origin}: [node] {key}: must be a list of XID numbers")
             values[key] = tuple(raw)
     if "expected_hca_rates" in table:
         raw_rates = table["expected_hca_rates"]
         if not isinstance(raw_rates, Mapping) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in raw_rates.values()):
-            raise InputError(f"{origin}: [node.expected_hca_rates] must map HCA names to Gb/s")
+            raise BadInput(f"{origin}: [node.expected_hca_rates] must map HCA names to Gb/s")
         values["expected_hca_rates"] = {str(k): float(v) for k, v in raw_rates.items()}
     if values.get("xid_source", "kmsg") not in ("kmsg", "none"):
-        raise InputError(f"{origin}: [node] xid_source: must be 'kmsg' or 'none'")
+        raise BadInput(f"{origin}: [node] xid_source: must be 'kmsg' or 'none'")
     if values.get("xid_since", "last_check") not in ("last_check", "boot"):
-        raise InputError(f"{origin}: [node] xid_since: must be 'last_check' or 'boot'")
+        raise BadInput(f"{origin}: [node] xid_since: must be 'last_check' or 'boot'")
     if values.get("dcgm_level", 1) not in (1, 2, 3, 4):
-        raise InputError(f"{origin}: [node] dcgm_level: must be 1, 2, 3 or 4")
+        raise BadInput(f"{origin}: [node] dcgm_level: must be 1, 2, 3 or 4")
     if values.get("nvml_timeout_status", "critical") not in ("critical", "unknown"):
-        raise InputError(f"{origin}: [node] nvml_timeout_status: must be 'critical' or 'unknown'")
+        raise BadInput(f"{origin}: [node] nvml_timeout_status: must be 'critical' or 'unknown'")
     if values.get("hca_source", "auto") not in ("auto", "sysfs", "ibstat", "pyverbs", "none"):
-        raise InputError(f"{origin}: [node] hca_source: must be auto, sysfs, ibstat, pyverbs or none")
+        raise BadInput(f"{origin}: [node] hca_source: must be auto, sysfs, ibstat, pyverbs or none")
     return NodeSettings(**values)
 
 
 def _names(raw: Any, origin: str, key: str) -> list[str]:
     if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
-        raise InputError(f"{origin}: [node] {key}: must be a list of check names")
+        raise BadInput(f"{origin}: [node] {key}: must be a list of check names")
     bad = sorted(set(raw) - ALL_CHECKS)
     if bad:
-        raise InputError(f"{origin}: [node] {key}: unknown check(s): {', '.join(bad)} "
+        raise BadInput(f"{origin}: [node] {key}: unknown check(s): {', '.join(bad)} "
                          f"(known: {', '.join(sorted(ALL_CHECKS))})")
     return list(raw)
 
@@ -196,11 +196,11 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
-        raise InputError(f"{where}: must be true or false")
+        raise BadInput(f"{where}: must be true or false")
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind is str and isinstance(value, str):
         return value
-    raise InputError(f"{where}: must be {kind.__name__}")
+    raise BadInput(f"{where}: must be {kind.__name__}")

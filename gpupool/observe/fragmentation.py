@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest, param
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -47,7 +47,7 @@ class Shape:
 def parse_shapes(text: str | None, gpus_per_node: int) -> list[Shape]:
     """`8,16,32` -> shapes; a size below K is a single-host job, a multiple of K is whole nodes."""
     if gpus_per_node <= 0:
-        raise UsageError(f"--gpus-per-node must be a positive number, got {gpus_per_node}")
+        raise BadRequest(f"{param('gpus_per_node')} must be a positive number, got {gpus_per_node}")
     if text is None:
         sizes = list(DEFAULT_SHAPES)
     else:
@@ -55,7 +55,7 @@ def parse_shapes(text: str | None, gpus_per_node: int) -> list[Shape]:
         for item in text.split(","):
             item = item.strip()
             if not item.isdigit() or int(item) <= 0:
-                raise UsageError(f"--shapes: {item!r} is not a positive number of GPUs")
+                raise BadRequest(f"{param('shapes')}: {item!r} is not a positive number of GPUs")
             sizes.append(int(item))
     shapes: list[Shape] = []
     for s in sorted(set(sizes)):
@@ -64,7 +64,7 @@ def parse_shapes(text: str | None, gpus_per_node: int) -> list[Shape]:
         elif s % gpus_per_node == 0:
             shapes.append(Shape(s, s // gpus_per_node, True))
         else:
-            raise UsageError(f"--shapes: {s} GPUs is neither below nor a multiple of {gpus_per_node} GPUs per node")
+            raise BadRequest(f"{param('shapes')}: {s} GPUs is neither below nor a multiple of {gpus_per_node} GPUs per node")
     return shapes
 
 
@@ -72,7 +72,7 @@ def gpus_per_node_of(free: FreeState, option: int | None) -> int:
     """K: the option, else the most common configured GPU count of the hosts (Slurm), else 8."""
     if option is not None:
         if option <= 0:
-            raise UsageError(f"--gpus-per-node must be a positive number, got {option}")
+            raise BadRequest(f"{param('gpus_per_node')} must be a positive number, got {option}")
         return option
     totals = free.total_gpus
     if totals is not None:

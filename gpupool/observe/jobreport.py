@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gpupool.errors import InfeasibleError, InputError
+from gpupool.errors import BadInput, Unsatisfiable
 from gpupool.hostlist import fold
 from gpupool.observe.lending import SACCT_FIELDS, JobRun
 from gpupool.placement.cost import cost_of
@@ -90,11 +90,11 @@ def _leaves(compiled: CompiledFabric, hosts: list[str]) -> int:
 
 def job_topology(compiled: CompiledFabric, run: JobRun, others: list[JobRun], capacity: dict[str, int]) -> JobTopology:
     if run.start is None or not run.nodes or not run.gpus:
-        raise InputError(f"job {run.job_id} has not run on GPUs (state {run.state})")
+        raise BadInput(f"job {run.job_id} has not run on GPUs (state {run.state})")
     allocation = allocation_of(run)
     unknown = [h for h in allocation if h not in compiled.host_index()]
     if unknown:
-        raise InputError(f"job {run.job_id} ran on host(s) not in the fabric: {', '.join(unknown[:5])}")
+        raise BadInput(f"job {run.job_id} ran on host(s) not in the fabric: {', '.join(unknown[:5])}")
     cost = cost_of(compiled, allocation)
     leaves = _leaves(compiled, list(allocation))
     per_node = set(allocation.values())
@@ -112,7 +112,7 @@ def job_topology(compiled: CompiledFabric, run: JobRun, others: list[JobRun], ca
         placement = place(compiled, state, request)
         optimum, optimum_allocation = placement.cost, dict(placement.allocation)
         optimum_leaves = _leaves(compiled, list(optimum_allocation))
-    except InfeasibleError as exc:
+    except Unsatisfiable as exc:
         note = f"no placement on the rebuilt state at its start: {exc.message}"
     hints: list[str] = []
     if optimum is not None and (optimum_leaves or 0) < leaves:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from gpupool.errors import EnvError, InputError, UsageError
+from gpupool.errors import BadInput, BadRequest, Unreachable, param
 from gpupool.hostlist import expand
 from gpupool.slurm.gres import tres_gpu_count
 
@@ -53,7 +53,7 @@ def parse_when(text: str, now: datetime, option: str) -> datetime:
             return datetime.strptime(value, fmt)
         except ValueError:
             continue
-    raise UsageError(f"{option}: {text!r} is not a time (YYYY-MM-DD[THH:MM[:SS]], now, now-7days, now-12hours)")
+    raise BadRequest(f"{option}: {text!r} is not a time (YYYY-MM-DD[THH:MM[:SS]], now, now-7days, now-12hours)")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def _time(text: str) -> datetime | None:
     try:
         return datetime.strptime(value, TIME_FORMAT)
     except ValueError:
-        raise EnvError(f"sacct printed a time gpupool cannot read: {value!r} (unset SLURM_TIME_FORMAT)") from None
+        raise Unreachable(f"sacct printed a time gpupool cannot read: {value!r} (unset SLURM_TIME_FORMAT)") from None
 
 
 def parse_sacct(text: str) -> list[JobRun]:
@@ -98,18 +98,18 @@ def parse_sacct(text: str) -> list[JobRun]:
         return []
     header = lines[0].split("|")
     if tuple(header) != SACCT_FIELDS:
-        raise EnvError(f"sacct printed unexpected columns {'|'.join(header)!r}; expected {'|'.join(SACCT_FIELDS)!r}")
+        raise Unreachable(f"sacct printed unexpected columns {'|'.join(header)!r}; expected {'|'.join(SACCT_FIELDS)!r}")
     runs: list[JobRun] = []
     for number, line in enumerate(lines[1:], start=2):
         values = line.split("|")
         if len(values) != len(SACCT_FIELDS):
-            raise EnvError(f"sacct output line {number} has {len(values)} fields, expected {len(SACCT_FIELDS)}: {line!r}")
+            raise Unreachable(f"sacct output line {number} has {len(values)} fields, expected {len(SACCT_FIELDS)}: {line!r}")
         row = dict(zip(SACCT_FIELDS, values, strict=True))
         node_text = row["NodeList"].strip()
         try:
             nodes = tuple(expand(node_text)) if node_text != "None assigned" else ()
-        except InputError as exc:  # sacct's own output: the tool, not the user's input, is at fault
-            raise EnvError(f"sacct output line {number}: {exc.message}") from None
+        except BadInput as exc:  # sacct's own output: the tool, not the user's input, is at fault
+            raise Unreachable(f"sacct output line {number}: {exc.message}") from None
         runs.append(JobRun(job_id=row["JobIDRaw"], state=(row["State"].split() or [""])[0].upper(),
                            account=row["Account"], user=row["User"], partition=row["Partition"],
                            submit=_time(row["Submit"]), eligible=_time(row["Eligible"]), start=_time(row["Start"]),
@@ -239,7 +239,7 @@ def account_lending(runs: Iterable[JobRun], pools: list[PoolInfo], since: dateti
     `shares` maps account -> (normalised shares, fair-share factor) as sshare reports them.
     """
     if until <= since:
-        raise UsageError(f"--until ({until.strftime(TIME_FORMAT)}) must be after --since ({since.strftime(TIME_FORMAT)})")
+        raise BadRequest(f"{param('until')} ({until.strftime(TIME_FORMAT)}) must be after {param('since')} ({since.strftime(TIME_FORMAT)})")
     hours = (until - since).total_seconds() / 3600.0
     result = {p.name: PoolLending(p.name, sorted(p.owners), sum(p.node_gpus.values()),
                                   sum(p.node_gpus.values()) * hours) for p in pools}

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError, UsageError
+from gpupool.errors import BadRequest, Unsatisfiable, param
 from gpupool.fabric.model import natural_key
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.engine import host_units
@@ -80,18 +80,18 @@ def block_rule(layout: BlockLayout, nodes: int) -> BlockRule:
 
 def check_segment(layout: BlockLayout, request: Request) -> int | None:
     """The request's --segment size once Slurm would accept it for this layout (module docstring);
-    a size Slurm refuses is a UsageError."""
+    a size Slurm refuses is a BadRequest."""
     size = request.segment
     if size is None:
         return None
     units, _per_unit, per_node = request.shape()  # a size below 1 fails here
     if not per_node:
-        raise UsageError(f"--segment {size} needs a node count: give --nodes or --gpus-per-node")
+        raise BadRequest(f"{param('segment')} {size} needs a node count: give {param('nodes')} or {param('gpus_per_node')}")
     if size > layout.base_size:
-        raise UsageError(f"--segment {size} is larger than a base block ({layout.base_size} nodes): "
+        raise BadRequest(f"{param('segment')} {size} is larger than a base block ({layout.base_size} nodes): "
                          "Slurm's topology/block cannot keep such a segment in one base block")
     if units % size:
-        raise UsageError(f"--segment {size} does not divide the job's {units} node(s): Slurm refuses it")
+        raise BadRequest(f"{param('segment')} {size} does not divide the job's {units} node(s): Slurm refuses it")
     return size
 
 
@@ -209,10 +209,10 @@ def place_block(compiled: CompiledFabric, free: FreeState, request: Request, lay
             if best is None or key < best[0]:
                 best = (key, host_take)
     if best is None:
-        within = f" within --max-hops {request.max_hops}" if request.max_hops is not None else ""
+        within = f" within {param('max_hops')} {request.max_hops}" if request.max_hops is not None else ""
         why = (f"the base blocks do not hold {need // segment} segment(s) of {segment} free nodes now" if segment
                else "no aggregated block of the size such a job needs has enough free nodes now")
-        raise InfeasibleError(f"cannot place {request.total_gpus} GPUs{within} under Slurm's topology/block rules (BlockSizes "
+        raise Unsatisfiable(f"cannot place {request.total_gpus} GPUs{within} under Slurm's topology/block rules (BlockSizes "
                               f"{','.join(map(str, layout.sizes))}): {why}")
     host_take = best[1]
     hosts = np.nonzero(host_take)[0]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.jit import njit
 from gpupool.placement.model import Cost
 
@@ -57,7 +57,7 @@ def allocation_arrays(compiled: CompiledFabric, allocation: Mapping[str, int]) -
     for k, (host, g) in enumerate(allocation.items()):
         h = index.get(host)
         if h is None:
-            raise InputError(f"host {host} is not in the fabric")
+            raise BadInput(f"host {host} is not in the fabric")
         hosts[k] = h
         gpus[k] = int(g)
     return hosts, gpus
@@ -80,7 +80,7 @@ def cost_of_arrays(compiled: CompiledFabric, hosts: np.ndarray, gpus: np.ndarray
         return Cost(pair_hops_sum=0, mean_hops=0.0, max_hops=0, leaf_switches=int(leaves.size),
                     groups=_groups(compiled, leaves))
     if np.unique(hosts).size != hosts.size:
-        raise InputError("allocation names a host twice")
+        raise BadInput("allocation names a host twice")
     classes, first, inverse = np.unique(compiled.host_class[hosts], return_index=True, return_inverse=True)
     class_gpus = np.bincount(inverse, weights=gpus).astype(np.int64)
     class_squares = np.bincount(inverse, weights=gpus * gpus).astype(np.int64)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError, UsageError
+from gpupool.errors import BadRequest, Unsatisfiable, param
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.objective import DEFAULT_GOAL, Objective, PlacementGoal
@@ -43,24 +43,24 @@ def host_units(compiled: CompiledFabric, free: FreeState, request: Request) -> t
     gpus = np.where(free.usable, free.free_gpus, 0).astype(np.int64)
     if per_node:
         if free.total_gpus is not None and free.total_gpus.size and unit_gpus > int(free.total_gpus.max()):
-            raise UsageError(f"--gpus-per-node {unit_gpus} is more than any host has (largest: {int(free.total_gpus.max())} GPUs)")
+            raise BadRequest(f"{param('gpus_per_node')} {unit_gpus} is more than any host has (largest: {int(free.total_gpus.max())} GPUs)")
         units = (gpus >= unit_gpus).astype(np.int64)
         if not units.any():
             most = int(gpus.max()) if gpus.size else 0
-            raise InfeasibleError(f"no available host has {unit_gpus} free GPUs (most free on one host: {most}); "
-                                  f"largest feasible request is 0 GPUs with --gpus-per-node {unit_gpus}")
+            raise Unsatisfiable(f"no available host has {unit_gpus} free GPUs (most free on one host: {most}); "
+                                  f"largest feasible request is 0 GPUs with {param('gpus_per_node')} {unit_gpus}")
     else:
         units = gpus
     return units, need, unit_gpus, per_node
 
 
-def _infeasible(request: Request, largest_units: int, unit_gpus: int, per_node: bool, why: str) -> InfeasibleError:
+def _infeasible(request: Request, largest_units: int, unit_gpus: int, per_node: bool, why: str) -> Unsatisfiable:
     asked = request.total_gpus
     if per_node:
         largest = f"{largest_units} nodes x {unit_gpus} GPUs ({largest_units * unit_gpus} GPUs)"
     else:
         largest = f"{largest_units} GPUs"
-    return InfeasibleError(f"cannot place {asked} GPUs{why}: largest feasible request is {largest}")
+    return Unsatisfiable(f"cannot place {asked} GPUs{why}: largest feasible request is {largest}")
 
 
 class _Pack:
@@ -126,7 +126,7 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
     goal = goal if goal is not None else request.goal if request.goal is not None else DEFAULT_GOAL
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
     limit = request.max_hops
-    why = f" within --max-hops {limit}" if limit is not None else ""
+    why = f" within {param('max_hops')} {limit}" if limit is not None else ""
     total = int(units.sum())
     if total < need and limit is None:  # with max_hops, the algorithms name the largest request that fits
         raise _infeasible(request, total, unit_gpus, per_node, "")
@@ -201,7 +201,7 @@ def _place_nvlink(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, 
 
     try:
         found = nvlink.place_in_one_island(compiled, units, need, inside)
-    except InfeasibleError:  # within --max-hops no single island serves: the IB-only path says why
+    except Unsatisfiable:  # within --max-hops no single island serves: the IB-only path says why
         return None
     if found is None:
         return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError
+from gpupool.errors import Unsatisfiable
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Placement, Request
 
@@ -75,7 +75,7 @@ def place_with_health(compiled: CompiledFabric, free: FreeState, request: Reques
         return best
     try:
         avoiding = place(compiled, free.without(weak), request)
-    except InfeasibleError:
+    except Unsatisfiable:
         return best
     if avoiding.cost.pair_hops_sum > best.cost.pair_hops_sum:
         return best

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest, param
 from gpupool.placement.objective import PlacementGoal
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class FreeState:
             free_gpus[h] = int(value)
         if unknown and not ignore_unknown:
             shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise InputError(f"{source}: unknown host(s) not in the fabric: {shown} (use --ignore-unknown to skip them)")
+            raise BadInput(f"{source}: unknown host(s) not in the fabric: {shown} (use {param('ignore_unknown')} to skip them)")
         return cls(free_gpus=free_gpus, usable=free_gpus > 0)
 
     @classmethod
@@ -78,35 +78,35 @@ class Request:
         """(units, gpus per unit, per_node): a unit is one GPU, or one whole host of K GPUs."""
         from gpupool.validate import MAX_COUNT, MAX_GPUS_PER_HOST
 
-        for name, value, high in (("--gpus", self.gpus, MAX_COUNT), ("--gpus-per-node", self.gpus_per_node,
-                                                                      MAX_GPUS_PER_HOST), ("--nodes", self.nodes, MAX_COUNT)):
+        for name, value, high in ((param("gpus"), self.gpus, MAX_COUNT), (param("gpus_per_node"), self.gpus_per_node,
+                                                                          MAX_GPUS_PER_HOST), (param("nodes"), self.nodes, MAX_COUNT)):
             if value is not None and value <= 0:
-                raise UsageError(f"{name} must be a positive number, got {value}")
+                raise BadRequest(f"{name} must be a positive number, got {value}")
             if value is not None and value > high:
-                raise UsageError(f"{name} {value} is more than the limit of {high}")
+                raise BadRequest(f"{name} {value} is more than the limit of {high}")
         if self.segment is not None and not 0 < self.segment <= MAX_COUNT:
-            raise UsageError(f"--segment must be between 1 and {MAX_COUNT}, got {self.segment}")
+            raise BadRequest(f"{param('segment')} must be between 1 and {MAX_COUNT}, got {self.segment}")
         if self.max_hops is not None and not 0 <= self.max_hops <= MAX_COUNT:
-            raise UsageError(f"--max-hops must be between 0 and {MAX_COUNT}, got {self.max_hops}")
+            raise BadRequest(f"{param('max_hops')} must be between 0 and {MAX_COUNT}, got {self.max_hops}")
         gpus, per_node, nodes = self.gpus, self.gpus_per_node, self.nodes
         if per_node is None and nodes is not None:
             if gpus is None:
-                raise UsageError("--nodes needs --gpus or --gpus-per-node")
+                raise BadRequest(f"{param('nodes')} needs {param('gpus')} or {param('gpus_per_node')}")
             if gpus % nodes:
-                raise UsageError(f"--gpus {gpus} cannot be split evenly over --nodes {nodes}; give --gpus-per-node")
+                raise BadRequest(f"{param('gpus')} {gpus} cannot be split evenly over {param('nodes')} {nodes}; give {param('gpus_per_node')}")
             per_node = gpus // nodes
         if per_node is not None:
             if nodes is None:
                 if gpus is None:
-                    raise UsageError("--gpus-per-node needs --gpus or --nodes")
+                    raise BadRequest(f"{param('gpus_per_node')} needs {param('gpus')} or {param('nodes')}")
                 if gpus % per_node:
-                    raise UsageError(f"--gpus {gpus} is not a multiple of --gpus-per-node {per_node}")
+                    raise BadRequest(f"{param('gpus')} {gpus} is not a multiple of {param('gpus_per_node')} {per_node}")
                 nodes = gpus // per_node
             elif gpus is not None and gpus != nodes * per_node:
-                raise UsageError(f"--gpus {gpus} does not equal --nodes {nodes} x --gpus-per-node {per_node}")
+                raise BadRequest(f"{param('gpus')} {gpus} does not equal {param('nodes')} {nodes} x {param('gpus_per_node')} {per_node}")
             return nodes, per_node, True
         if gpus is None:
-            raise UsageError("give --gpus N (and optionally --gpus-per-node K or --nodes M)")
+            raise BadRequest(f"give {param('gpus')} N (and optionally {param('gpus_per_node')} K or {param('nodes')} M)")
         return gpus, 1, False
 
     @property

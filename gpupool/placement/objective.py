@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest, param
 from gpupool.jit import njit
 
 SHARE_SCALE = 1000  # shares of the size mix in integer thousandths: the score stays an exact int64
@@ -41,7 +41,7 @@ class Objective(enum.Enum):
         try:
             return cls(text.strip().lower())
         except ValueError:
-            raise UsageError(f"unknown objective {text!r} (known: {', '.join(o.value for o in cls)})") from None
+            raise BadRequest(f"unknown objective {text!r} (known: {', '.join(o.value for o in cls)})") from None
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class SizeMix:
         kept = {int(s): float(w) for s, w in counts.items() if w > 0 and s > 0}
         total = sum(kept.values())
         if not kept or total <= 0:
-            raise UsageError(f"size mix from {source}: no job sizes")
+            raise BadRequest(f"size mix from {source}: no job sizes")
         ordered = sorted(kept)
         return cls(sizes=tuple(ordered), shares=tuple(kept[s] / total for s in ordered), source=source)
 
@@ -85,12 +85,12 @@ def parse_size_mix(text: str) -> SizeMix:
             gpus = int(size)
             weight = float(share) if colon else 1.0
         except ValueError:
-            raise UsageError(f"--size-mix {item!r}: expected GPUS:SHARE, e.g. 1:0.3,8:0.3,32:0.2,64:0.2") from None
+            raise BadRequest(f"{param('size_mix')} {item!r}: expected GPUS:SHARE, e.g. 1:0.3,8:0.3,32:0.2,64:0.2") from None
         if gpus < 1 or gpus > 1 << 20 or not math.isfinite(weight) or weight < 0:
-            raise UsageError(f"--size-mix {item!r}: GPUs must be positive and the share finite and >= 0")
+            raise BadRequest(f"{param('size_mix')} {item!r}: GPUs must be positive and the share finite and >= 0")
         counts[gpus] = counts.get(gpus, 0.0) + weight
     if not counts or sum(counts.values()) <= 0:
-        raise UsageError("--size-mix needs at least one GPUS:SHARE with a positive share")
+        raise BadRequest(f"{param('size_mix')} needs at least one GPUS:SHARE with a positive share")
     return SizeMix.from_counts(counts, "given")
 
 
@@ -133,7 +133,7 @@ class HopSlack:
                 raise ValueError(raw)
             return cls(extra=extra)
         except ValueError:
-            raise UsageError(f"--hop-slack {text!r}: expected N extra pair hops (>= 0) or P% of the fewest") from None
+            raise BadRequest(f"{param('hop_slack')} {text!r}: expected N extra pair hops (>= 0) or P% of the fewest") from None
 
 
 # Measured in docs/simulate.md ("A placement that looks beyond the job"): `pack` becomes the default only

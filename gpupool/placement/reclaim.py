@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError
+from gpupool.errors import Unsatisfiable
 from gpupool.placement.model import FreeState, Placement
 
 MAX_SUBSETS = 4096
@@ -121,7 +121,7 @@ def freed_state(free: FreeState, host_index: Mapping[str, int], eligible: np.nda
 def _cost(place_fn: Callable[[FreeState], Placement], state: FreeState) -> Placement | None:
     try:
         return place_fn(state)
-    except InfeasibleError:
+    except Unsatisfiable:
         return None
 
 
@@ -144,8 +144,8 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
     """The least-preempting placement of minimal pair_hops_sum (module docstring).
 
     `free`: GPUs free now; `eligible`: hosts that may take the job once borrowers leave (in the
-    partition, not drained); `place_fn`: the one planning step (raises InfeasibleError).
-    Raises InfeasibleError when nothing fits even with every borrower preempted. The exact search
+    partition, not drained); `place_fn`: the one planning step (raises Unsatisfiable).
+    Raises Unsatisfiable when nothing fits even with every borrower preempted. The exact search
     stops after `max_subsets` placements or `time_budget_s` seconds, whichever comes first.
     `need_gpus` (the request's GPUs) lets subsets that cannot hold it be skipped unplanned."""
     deadline = clock() + time_budget_s
@@ -160,7 +160,7 @@ def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.nd
         pool = touching
         best = _cost(place_fn, freed_state(free, host_index, eligible, touching, touching))
         if best is None:
-            raise InfeasibleError("nothing fits even with every borrowed job preempted")
+            raise Unsatisfiable("nothing fits even with every borrowed job preempted")
         if any(b.protected for b in touching):
             notes.append("no placement exists without preempting a borrower still inside its min_runtime")
     target = best.cost.pair_hops_sum

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from gpupool.errors import EnvError, GpupoolError
+from gpupool.errors import GpupoolError, Unreachable
 from gpupool.fsutil import atomic_write_text
 from gpupool.pools.fragment import (
     Fragment,
@@ -132,7 +132,7 @@ def settle_intent(fragment: Fragment, creating: dict[str, str], changes: list[Ch
     (Slurm did not answer in time, so it may still have acted); the fragment records the rest."""
     status = {c.name: c.status for c in changes if c.kind == "partition"}
     unknown = {name: line for name, line in {**fragment.intended, **creating}.items()
-               if isinstance(error, EnvError) and status.get(name) == "failed"}
+               if isinstance(error, Unreachable) and status.get(name) == "failed"}
     if unknown:
         write_intent(replace(fragment, intended={}), unknown)
     else:
@@ -204,7 +204,7 @@ def overlap_warnings(spec: PoolsFile, resolved: ResolvedPools, live: LiveState, 
     for name, attrs in sorted(live.partitions.items()):
         if name in ours or attrs.get("Nodes", "") in {"", "(null)"}:
             continue
-        hosts = expand(attrs["Nodes"])  # a node list gpupool cannot read is an InputError, never skipped
+        hosts = expand(attrs["Nodes"])  # a node list gpupool cannot read is an BadInput, never skipped
         pools = sorted({owned_hosts[h] for h in hosts if h in owned_hosts})
         if pools:
             warnings.append(f"partition {name!r} (not managed by gpupool) also covers owned pool(s) "

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 
 DEFAULT_FRAGMENT_NAME = "gpupool-partitions.conf"
 HEADER = ("# Written by `gpupool pool apply`: partitions gpupool manages. Do not edit; it is rewritten.\n"
@@ -78,7 +78,7 @@ def _read_intent(path: str) -> dict[str, str]:
     if not isinstance(partitions, dict) or not all(
             isinstance(k, str) and SLURM_NAME_RE.fullmatch(k) and isinstance(v, str) and "\n" not in v
             for k, v in partitions.items()):
-        raise InputError(f"{journal}: damaged pool apply journal; if no apply was interrupted, remove it")
+        raise BadInput(f"{journal}: damaged pool apply journal; if no apply was interrupted, remove it")
     return partitions
 
 
@@ -98,7 +98,7 @@ def read_fragment(path: str) -> Fragment:
     except FileNotFoundError:
         return Fragment(path, intended=_read_intent(path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the partition fragment: {exc}") from None
+        raise BadInput(f"{path}: cannot read the partition fragment: {exc}") from None
     lines: dict[str, str] = {}
     for line in text.splitlines():
         match = re.match(r"\s*PartitionName=(\S+)", line)

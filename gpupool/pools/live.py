@@ -17,7 +17,7 @@ MANAGED_MARK = "gpupool-managed"
 
 
 class CommandRunner(Protocol):
-    """Run a Slurm command and return its stdout; raise EnvError/SlurmCommandError on failure."""
+    """Run a Slurm command and return its stdout; raise Unreachable/SlurmCommandError on failure."""
 
     def __call__(self, argv: list[str]) -> str: ...
 
@@ -94,7 +94,7 @@ ASSOC_FIELDS = ("Account", "User", "ParentName", "Fairshare", "QOS", "DefaultQOS
 
 
 def read_live_state(run: CommandRunner) -> LiveState:
-    """Query slurmctld and slurmdbd (raises EnvError when either cannot be reached)."""
+    """Query slurmctld and slurmdbd (raises Unreachable when either cannot be reached)."""
     config = parse_config(run(["scontrol", "show", "config"]))
     cluster = config.get("ClusterName", "")
     nodes = parse_nodes(run(["scontrol", "-o", "-d", "show", "node"]))
@@ -258,12 +258,12 @@ def read_jobs(run: CommandRunner) -> list[Job]:
 def jobs_from_squeue_json(doc: object) -> list[Job]:
     """`squeue --json` (22.05 .. 24.x) -> jobs; a record that does not parse is skipped, so one
     user's odd job cannot break the report for everyone."""
-    from gpupool.errors import GpupoolError, InputError
+    from gpupool.errors import BadInput, GpupoolError
     from gpupool.slurm.gres import gpu_count, tres_gpu_count
     from gpupool.slurm.parse import job_from_json, number
 
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
-        raise InputError("squeue --json: no 'jobs' list")
+        raise BadInput("squeue --json: no 'jobs' list")
     jobs = []
     for raw in doc["jobs"]:
         if not isinstance(raw, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gpupool.errors import GpupoolError, InputError
+from gpupool.errors import BadInput, GpupoolError, param
 from gpupool.fabric.model import natural_key
 from gpupool.hostlist import expand
 from gpupool.hostlist import fold as fold_hostlist
@@ -30,7 +30,7 @@ def expand_hostlist(text: str) -> list[str]:
     """Slurm hostlist -> host names; ValueError when it does not parse or expands too far."""
     try:
         return expand(text)
-    except InputError as exc:  # pools report bad entries as ValueError, with the pool's name added
+    except BadInput as exc:  # pools report bad entries as ValueError, with the pool's name added
         raise ValueError(exc.message) from None
 
 
@@ -92,7 +92,7 @@ def resolve_nodes(items: tuple[str, ...], fabric: FabricLoader | None) -> list[s
     for item in items:
         if is_selector(item):
             if fabric is None:
-                raise ValueError(f"{item!r}: fabric selectors need a fabric file (--fabric or $GPUPOOL_FABRIC)")
+                raise ValueError(f"{item!r}: fabric selectors need a fabric file ({param('fabric')} or $GPUPOOL_FABRIC)")
             if compiled is None:
                 try:
                     compiled = fabric()

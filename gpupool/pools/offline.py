@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import expand
 from gpupool.pools.fragment import Fragment
@@ -52,7 +52,7 @@ def read_slurm_conf(path: str) -> SlurmConf:
         try:
             words = shlex.split(text)
         except ValueError as exc:
-            raise InputError(f"{path}:{number}: cannot parse ({exc})") from None
+            raise BadInput(f"{path}:{number}: cannot parse ({exc})") from None
         record = dict(word.split("=", 1) for word in words if "=" in word)
         if "NodeName" in record:
             if record["NodeName"].upper() == "DEFAULT":
@@ -63,7 +63,7 @@ def read_slurm_conf(path: str) -> SlurmConf:
             try:
                 names = expand(record["NodeName"])
             except ValueError as exc:
-                raise InputError(f"{path}:{number}: NodeName={record['NodeName']}: {exc}") from None
+                raise BadInput(f"{path}:{number}: NodeName={record['NodeName']}: {exc}") from None
             for name in names:
                 conf.nodes[name] = SlurmNode(name=name, gpus=gpu_count(gres), gpu_types=tuple(gpu_types(gres)),
                                              gpus_used=0, state=frozenset())

@@ -1,6 +1,6 @@
 """Checks of a pools file against the world: Slurm's nodes, the fabric, the user database.
 
-Every failure is an InputError (exit 4) that reads `file:line: key: message`.
+Every failure is an BadInput (exit 4) that reads `file:line: key: message`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pwd
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gpupool.errors import param
 from gpupool.pools.live import LiveState
 from gpupool.pools.nodes import FabricLoader, resolve_nodes
 from gpupool.pools.schema import PoolsFile, PoolSpec, lend_limit_gpus
@@ -195,4 +196,4 @@ def _check_users(spec: PoolsFile, live: LiveState | None, user_exists: UserLooku
                 continue
             raise spec.error(("accounts", account.name, "users", str(index)),
                              f"unknown user {user!r} (not in `getent passwd` nor in Slurm); "
-                             "set options.allow_unknown_users or pass --allow-unknown-users to accept it")
+                             f"set options.allow_unknown_users or pass {param('allow_unknown_users')} to accept it")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpupool.errors import InfeasibleError, UsageError
+from gpupool.errors import BadRequest, Unsatisfiable, param
 from gpupool.placement.cost import cost_of_arrays
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
@@ -164,7 +164,7 @@ def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None 
             try:
                 p = place(compiled, FreeState(free_gpus=free, usable=free > 0, total_gpus=totals), request_of(job),
                           goal)
-            except InfeasibleError:
+            except Unsatisfiable:
                 return None
             hosts, gpus = arrays(p.allocation)
             return hosts, gpus, p.cost.mean_hops
@@ -189,14 +189,14 @@ def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None 
         def slurm_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
             try:
                 allocation = choose(FreeState(free_gpus=free, usable=free > 0), request_of(job))
-            except InfeasibleError:
+            except Unsatisfiable:
                 return None
             if not allocation:
                 return None
             hosts, gpus = arrays(allocation)
             return hosts, gpus, cost_of_arrays(compiled, hosts, gpus).mean_hops
         return slurm_placer
-    raise UsageError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
+    raise BadRequest(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
 
 
 class _Capacity:
@@ -245,10 +245,10 @@ class Simulator:
         self.wait = policy == "gpupool-wait"
         g = config.gpus_per_host
         if g < 1:
-            raise UsageError(f"--gpus-per-host must be >= 1, got {g}")
+            raise BadRequest(f"{param('gpus_per_host')} must be >= 1, got {g}")
         n = compiled.n_hosts
         if n == 0:
-            raise UsageError("the fabric has no hosts to simulate")
+            raise BadRequest("the fabric has no hosts to simulate")
         self.free = np.full(n, g, dtype=np.int32)
         self.hist = [0] * (g + 1)  # hosts by free GPUs
         self.hist[g] = n
@@ -266,7 +266,7 @@ class Simulator:
             self.contention = LinkContention(compiled, g)
             self.metrics.contention_model = True
         elif speed.model != "isolated":
-            raise UsageError(f"unknown speed model {speed.model!r} (known: {', '.join(SPEED_MODELS)})")
+            raise BadRequest(f"unknown speed model {speed.model!r} (known: {', '.join(SPEED_MODELS)})")
         self._end_seq: dict[int, int] = {}  # running id -> seq of its live end event (older ones are stale)
         self._stopped: Flow | None = None  # the flow of the job _release freed last (contention model)
         self.queue: list[_Pending] = []
@@ -281,7 +281,7 @@ class Simulator:
         self._stable: tuple[int, float, int] | None = None  # (head index, shadow, spare) of a blocked queue
         self.starts: list[tuple[str, float, list[str]]] = []
         if config.backfill not in BACKFILL_MODES:
-            raise UsageError(f"unknown backfill {config.backfill!r} (known: {', '.join(BACKFILL_MODES)})")
+            raise BadRequest(f"unknown backfill {config.backfill!r} (known: {', '.join(BACKFILL_MODES)})")
         self.plan = AvailabilityPlan(n) if config.backfill == "slurm" else None
         self._plan_ok = False  # nothing ended or woke since the last pass: its bookings still hold
         self._plan_built = False  # the plan was built in this pass (it is built only once a reservation is needed)
@@ -700,7 +700,7 @@ def simulate(compiled: CompiledFabric, jobs_factory: Callable[[], Iterable[Job]]
         counts = TraceCounts()
         if policy in POOL_POLICIES:
             if layout is None:
-                raise UsageError(f"policy {policy} needs a pools file (--pools)")
+                raise BadRequest(f"policy {policy} needs a pools file ({param('pools')})")
             pooled = PooledSimulator(compiled, policy, config, speed, layout, counts)
             metrics = pooled.run(jobs_factory())
             metrics.pools = pool_tallies(pooled)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest
 from gpupool.simulate.engine import (
     _WAKE,
     BLOCKED,
@@ -92,7 +92,7 @@ class PooledSimulator(Simulator):
     def __init__(self, compiled: CompiledFabric, policy: str, config: SimConfig, speed: SpeedModel,
                  layout: PoolLayout, counts: TraceCounts | None = None) -> None:
         if policy not in POOL_POLICIES:
-            raise UsageError(f"unknown pool policy {policy!r} (known: {', '.join(POOL_POLICIES)})")
+            raise BadRequest(f"unknown pool policy {policy!r} (known: {', '.join(POOL_POLICIES)})")
         super().__init__(compiled, "gpupool", config, speed, counts)
         self.policy = policy
         self.metrics.policy = policy

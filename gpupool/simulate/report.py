@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from gpupool.errors import EnvError
+from gpupool.errors import Unreachable, param
 from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.stats import HIGHER, LOWER
 
@@ -28,7 +28,7 @@ def _plots(results: list[PolicyMetrics]) -> list[tuple[str, str, str]]:
     try:
         import matplotlib
     except ImportError:
-        raise EnvError("--report needs matplotlib: pip install 'gpupool[report]'") from None
+        raise Unreachable(f"{param('report')} needs matplotlib: pip install 'gpupool[report]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

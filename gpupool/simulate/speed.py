@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpupool.errors import InputError, located
+from gpupool.errors import BadInput, located
 from gpupool.fsutil import read_input_bytes
 
 DEFAULT_COMM_FRACTION = 0.2  # ASSUMED: share of a job's runtime in cross-host collectives (contention model)
@@ -75,7 +75,7 @@ def _fraction(path: str, name: str, value: Any, default: float) -> float:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise InputError(f"{path}: classes.{name}.comm_fraction must be a number from 0 to 1, got {value!r}")
+        raise BadInput(f"{path}: classes.{name}.comm_fraction must be a number from 0 to 1, got {value!r}")
     return float(value)
 
 
@@ -86,27 +86,27 @@ def load_speed_model(path: str) -> SpeedModel:
     try:
         doc = json.loads(read_input_bytes(path, "speed model"))
     except json.JSONDecodeError as exc:
-        raise InputError(located(path, exc.lineno, f"not valid JSON: {exc.msg}")) from None
+        raise BadInput(located(path, exc.lineno, f"not valid JSON: {exc.msg}")) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("classes", {}), dict):
-        raise InputError(f"{path}: speed model must be an object with a \"classes\" object")
+        raise BadInput(f"{path}: speed model must be an object with a \"classes\" object")
     model = SpeedModel()
     for name, value in doc.get("classes", {}).items():
         if not isinstance(value, dict):
-            raise InputError(f"{path}: classes.{name} must be an object")
+            raise BadInput(f"{path}: classes.{name} must be an object")
         try:
             leaf = float(value.get("per_extra_leaf", 0.0))
             group = float(value.get("per_extra_group", 0.0))
         except (TypeError, ValueError):
-            raise InputError(f"{path}: classes.{name}: factors must be numbers") from None
+            raise BadInput(f"{path}: classes.{name}: factors must be numbers") from None
         if leaf < 0 or group < 0:
-            raise InputError(f"{path}: classes.{name}: factors must not be negative")
+            raise BadInput(f"{path}: classes.{name}: factors must not be negative")
         builtin = DEFAULT_CLASSES.get(str(name))
         comm = _fraction(path, str(name), value.get("comm_fraction"),
                          builtin.comm_fraction if builtin else DEFAULT_COMM_FRACTION)
         model.classes[str(name)] = ClassFactors(leaf, group, comm)
     partitions = doc.get("partitions", {})
     if not isinstance(partitions, dict):
-        raise InputError(f"{path}: \"partitions\" must map partition names to class names")
+        raise BadInput(f"{path}: \"partitions\" must map partition names to class names")
     model.partitions = {str(k): str(v) for k, v in partitions.items()}
     return model
 
@@ -127,19 +127,19 @@ def read_nccl_points(path: str) -> list[NcclPoint]:
         if not line:
             continue
         if len(line) not in (2, 3):
-            raise InputError(located(path, number, "expected `leaf_switches [groups] busbw_GBps`"))
+            raise BadInput(located(path, number, "expected `leaf_switches [groups] busbw_GBps`"))
         try:
             leaves = int(line[0])
             groups = int(line[1]) if len(line) == 3 else 1
             busbw = float(line[-1])
         except ValueError:
-            raise InputError(located(path, number, "leaf_switches and groups must be integers, busbw a number")) \
+            raise BadInput(located(path, number, "leaf_switches and groups must be integers, busbw a number")) \
                 from None
         if leaves < 1 or groups < 1 or busbw <= 0:
-            raise InputError(located(path, number, "leaf_switches and groups must be >= 1 and busbw > 0"))
+            raise BadInput(located(path, number, "leaf_switches and groups must be >= 1 and busbw > 0"))
         points.append(NcclPoint(leaves, groups, busbw))
     if len(points) < 2:
-        raise InputError(f"{path}: need at least two measurements (the minimum placement and a wider one)")
+        raise BadInput(f"{path}: need at least two measurements (the minimum placement and a wider one)")
     return points
 
 
@@ -153,7 +153,7 @@ def calibrate_from_nccl(points: list[NcclPoint], comm_fraction: float) -> ClassF
     the points in the fewest groups; the group factor is what remains per extra group elsewhere.
     """
     if not 0 < comm_fraction <= 1:
-        raise InputError(f"communication fraction must be in (0, 1], got {comm_fraction}")
+        raise BadInput(f"communication fraction must be in (0, 1], got {comm_fraction}")
     base = min(points, key=lambda p: (p.groups, p.leaves))
     slow = [(p, comm_fraction * (base.busbw / p.busbw - 1.0)) for p in points]
     same = [(p.leaves - base.leaves, s) for p, s in slow if p.groups == base.groups and p.leaves > base.leaves]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from gpupool.errors import UsageError
+from gpupool.errors import BadRequest
 from gpupool.simulate.workload import Job, WorkloadStats
 
 DAY = 86400.0
@@ -48,12 +48,12 @@ def parse_spec(text: str) -> SyntheticSpec:
     for item in filter(None, (p.strip() for p in params.split(","))):
         key, eq, value = item.partition("=")
         if not eq or key not in known:
-            raise UsageError(f"synthetic workload: unknown setting {item!r} (known: {', '.join(known)})")
+            raise BadRequest(f"synthetic workload: unknown setting {item!r} (known: {', '.join(known)})")
         try:
             current = getattr(spec, key)
             setattr(spec, key, type(current)(value) if not isinstance(current, str) else value)
         except ValueError:
-            raise UsageError(f"synthetic workload: {key}={value!r} is not a valid {type(getattr(spec, key)).__name__}") \
+            raise BadRequest(f"synthetic workload: {key}={value!r} is not a valid {type(getattr(spec, key)).__name__}") \
                 from None
     _check(spec)
     return spec
@@ -69,18 +69,18 @@ def _weights(text: str, what: str) -> tuple[np.ndarray, np.ndarray]:
             values.append(int(v))
             weights.append(float(w) if w else 1.0)
         except ValueError:
-            raise UsageError(f"synthetic workload: {what} {pair!r} is not value:weight") from None
+            raise BadRequest(f"synthetic workload: {what} {pair!r} is not value:weight") from None
     if not values or min(values) < 1 or min(weights) < 0 or sum(weights) <= 0:
-        raise UsageError(f"synthetic workload: {what} needs positive values with non-negative weights")
+        raise BadRequest(f"synthetic workload: {what} needs positive values with non-negative weights")
     w = np.asarray(weights, dtype=np.float64)
     return np.asarray(values, dtype=np.int64), w / w.sum()
 
 
 def _check(spec: SyntheticSpec) -> None:
     if spec.jobs < 0 or not spec.load > 0 or not 0 <= spec.multi <= 1 or not 0 <= spec.amplitude < 1:
-        raise UsageError("synthetic workload: need jobs >= 0, load > 0, 0 <= multi <= 1, 0 <= amplitude < 1")
+        raise BadRequest("synthetic workload: need jobs >= 0, load > 0, 0 <= multi <= 1, 0 <= amplitude < 1")
     if spec.median_s <= 0 or spec.sigma < 0 or spec.max_s <= 0 or spec.overestimate < 1 or spec.multi_scale <= 0:
-        raise UsageError("synthetic workload: need median_s > 0, sigma >= 0, max_s > 0, overestimate >= 1")
+        raise BadRequest("synthetic workload: need median_s > 0, sigma >= 0, max_s > 0, overestimate >= 1")
     _accounts(spec.accounts)
 
 
@@ -93,13 +93,13 @@ def _accounts(text: str) -> tuple[list[str], np.ndarray]:
         try:
             weight = float(w) if w else 1.0
         except ValueError:
-            raise UsageError(f"synthetic workload: accounts {pair!r} is not name:weight") from None
+            raise BadRequest(f"synthetic workload: accounts {pair!r} is not name:weight") from None
         if not name.strip() or weight < 0:
-            raise UsageError(f"synthetic workload: accounts {pair!r} needs a name and a non-negative weight")
+            raise BadRequest(f"synthetic workload: accounts {pair!r} needs a name and a non-negative weight")
         names.append(name.strip())
         weights.append(weight)
     if names and sum(weights) <= 0:
-        raise UsageError("synthetic workload: accounts need a positive weight in total")
+        raise BadRequest("synthetic workload: accounts need a positive weight in total")
     w = np.asarray(weights, dtype=np.float64)
     return names, (w / w.sum() if names else w)
 

@@ -2,7 +2,7 @@
 
 Readers stream: one line in, one job out, so memory stays flat in the trace length (`sacct --json`
 is one JSON document and is the exception; see docs/simulate.md). A malformed line is an
-`InputError` naming `file:line`. Jobs that cannot be replayed (never started, no GPUs) are counted
+`BadInput` naming `file:line`. Jobs that cannot be replayed (never started, no GPUs) are counted
 in `WorkloadStats`, never silently dropped; size and partition checks against the fabric happen in
 the simulator, which counts those too.
 """
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import IO, Any
 
-from gpupool.errors import InputError, located
+from gpupool.errors import BadInput, located
 from gpupool.fsutil import open_input
 
 # The exact export this reader expects (docs/simulate.md): one line per allocation (-X), all users.
@@ -79,7 +79,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
             for number, raw in enumerate(handle, start=1):  # noqa: B007 - number is read after a decode error
                 yield number, raw.rstrip("\r\n")
     except UnicodeDecodeError:
-        raise InputError(located(path, number + 1, "not UTF-8 text")) from None
+        raise BadInput(located(path, number + 1, "not UTF-8 text")) from None
 
 
 def detect_format(path: str) -> str:
@@ -89,7 +89,7 @@ def detect_format(path: str) -> str:
         with handle:
             head = handle.read(4096)
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+        raise BadInput(f"{path}: not UTF-8 text") from None
     text = head.lstrip(codecs.BOM_UTF8.decode())
     stripped = text.lstrip()
     if stripped.startswith("{"):
@@ -112,7 +112,7 @@ def read_workload(path: str, fmt: str = "auto", stats: WorkloadStats | None = No
         return read_sacct_json(path, stats)
     if fmt == "swf":
         return read_swf(path, stats, gpus_per_processor=gpus_per_processor, gpus_per_host=gpus_per_host)
-    raise InputError(f"{path}: unknown workload format {fmt!r} (sacct, sacct-json, swf)")
+    raise BadInput(f"{path}: unknown workload format {fmt!r} (sacct, sacct-json, swf)")
 
 
 # ---------------------------------------------------------------------------------------------- sacct -P
@@ -173,22 +173,22 @@ def read_sacct(path: str, stats: WorkloadStats) -> Iterator[Job]:
             if "AllocTRES" not in columns and "ReqTRES" not in columns:
                 missing.append("AllocTRES")
             if missing:
-                raise InputError(located(path, number, f"sacct header lacks {', '.join(missing)}; export with: "
+                raise BadInput(located(path, number, f"sacct header lacks {', '.join(missing)}; export with: "
                                                        f"{SACCT_COMMAND}"))
             continue
         if len(cells) != len(columns):
-            raise InputError(located(path, number, f"{len(cells)} fields where the header has {len(columns)} "
+            raise BadInput(located(path, number, f"{len(cells)} fields where the header has {len(columns)} "
                                                    "(export with -P, which separates fields with |)"))
         row = {name: cells[k] for name, k in columns.items()}
         try:
             job = _sacct_job(row, stats, f"{path}:{number}")
         except ValueError as exc:
-            raise InputError(located(path, number, str(exc))) from None
+            raise BadInput(located(path, number, str(exc))) from None
         if job is not None:
             stats.jobs += 1
             yield job
     if columns is None:
-        raise InputError(f"{path}: empty sacct export (no header line); export with: {SACCT_COMMAND}")
+        raise BadInput(f"{path}: empty sacct export (no header line); export with: {SACCT_COMMAND}")
 
 
 def _int_field(row: dict[str, str], name: str) -> int:
@@ -251,19 +251,19 @@ def read_sacct_json(path: str, stats: WorkloadStats) -> Iterator[Job]:
         with handle:
             doc = json.load(handle)
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+        raise BadInput(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise InputError(located(path, exc.lineno, f"not valid JSON: {exc.msg}")) from None
+        raise BadInput(located(path, exc.lineno, f"not valid JSON: {exc.msg}")) from None
     jobs = doc.get("jobs") if isinstance(doc, dict) else None
     if not isinstance(jobs, list):
-        raise InputError(f"{path}: no \"jobs\" list; export with: sacct -a -X --json ... > sacct.json")
+        raise BadInput(f"{path}: no \"jobs\" list; export with: sacct -a -X --json ... > sacct.json")
     stats.lines = len(jobs)
     for k, item in enumerate(jobs):
         where = f"{path}: jobs[{k}]"
         try:
             job = _json_job(item, stats, where)
         except ValueError as exc:
-            raise InputError(f"{where}: {exc}") from None
+            raise BadInput(f"{where}: {exc}") from None
         if job is not None:
             stats.jobs += 1
             yield job
@@ -343,9 +343,9 @@ def parse_ratio(text: str) -> Fraction:
     try:
         value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
-        raise InputError(f"GPUs per processor {text!r} is not a number or a fraction like 1/4") from None
+        raise BadInput(f"GPUs per processor {text!r} is not a number or a fraction like 1/4") from None
     if value <= 0:
-        raise InputError(f"GPUs per processor must be positive, got {text!r}")
+        raise BadInput(f"GPUs per processor must be positive, got {text!r}")
     return value
 
 
@@ -364,17 +364,17 @@ def read_swf(path: str, stats: WorkloadStats, *, gpus_per_processor: Fraction = 
             continue
         parts = text.split()
         if len(parts) != SWF_FIELDS:
-            raise InputError(located(path, number, f"{len(parts)} fields, SWF has {SWF_FIELDS}"))
+            raise BadInput(located(path, number, f"{len(parts)} fields, SWF has {SWF_FIELDS}"))
         try:
             values = [float(p) for p in parts]
         except ValueError:
             bad = next(p for p in parts if not _is_number(p))
-            raise InputError(located(path, number, f"field {parts.index(bad) + 1} {bad!r} is not a number")) from None
+            raise BadInput(located(path, number, f"field {parts.index(bad) + 1} {bad!r} is not a number")) from None
         where = f"{path}:{number}"
         job_number, submit, _wait, run, alloc, _cpu, _mem, req, req_time = values[:9]
         queue, partition = values[14], values[15]
         if submit < 0:
-            raise InputError(located(path, number, "submit time (field 2) is missing (-1)"))
+            raise BadInput(located(path, number, "submit time (field 2) is missing (-1)"))
         if run < 0:
             stats.skip("never started", where)
             continue

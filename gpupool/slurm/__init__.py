@@ -4,7 +4,7 @@ only: it never imports `placement`; use cases that combine both live in `gpupool
 Names other modules use:
 
 - `gpupool.slurm.runner.run(argv, timeout=10, input=None, env=None)`: one bounded Slurm command;
-  `EnvError` (exit 3: missing, timed out, daemon unreachable), `SlurmCommandError` (exit 4: Slurm
+  `Unreachable` (exit 3: missing, timed out, daemon unreachable), `SlurmCommandError` (exit 4: Slurm
   refused the request; `.stderr` kept).
 - `gpupool.slurm.port.SlurmClient`: the port (Protocol) and the backend registry;
   `SlurmClient.node_states() -> list[NodeState]`, `.node_names()`, `.topology_text()`,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from gpupool.errors import EnvError, UsageError
+from gpupool.errors import BadRequest, Unreachable
 from gpupool.slurm.port import BACKENDS, BackendUnavailable, SlurmClient
 from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
@@ -43,15 +43,15 @@ def make_client(timeout: float | None = None, backend: str | None = None) -> Slu
     load_backends(None if choice == "auto" else (choice,))
     if choice != "auto":
         if choice not in BACKENDS:
-            raise UsageError(f"unknown Slurm backend {choice!r} (known: auto, {', '.join(sorted(BACKENDS))})")
+            raise BadRequest(f"unknown Slurm backend {choice!r} (known: auto, {', '.join(sorted(BACKENDS))})")
         try:
             return BACKENDS[choice].create(timeout)
         except BackendUnavailable as exc:
-            raise EnvError(f"{choice} backend requested but unusable: {exc}") from None
+            raise Unreachable(f"{choice} backend requested but unusable: {exc}") from None
     reasons = []
     for candidate in sorted(BACKENDS.values(), key=lambda b: -b.preference):
         try:
             return candidate.create(timeout)
         except BackendUnavailable as exc:
             reasons.append(f"{candidate.name}: {exc}")
-    raise EnvError("no usable Slurm backend (" + "; ".join(reasons) + ")")
+    raise Unreachable("no usable Slurm backend (" + "; ".join(reasons) + ")")

@@ -1,6 +1,6 @@
 """The commands backend of the Slurm port: scontrol, sinfo, squeue, sbatch, scancel, sacctmgr, sshare.
 
-Every call has a bounded timeout (`timeout` seconds, default 10); failures raise `EnvError`
+Every call has a bounded timeout (`timeout` seconds, default 10); failures raise `Unreachable`
 (exit 3: Slurm missing/unreachable/slow) or `SlurmCommandError` (exit 4: Slurm refused the
 request), see `gpupool.slurm.runner`, the process runner this backend is built on.
 """
@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gpupool.errors import EnvError, GpupoolError, InputError
+from gpupool.errors import BadInput, GpupoolError, Unreachable
 from gpupool.slurm import parse
 from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig, SubmitResult, TestOnlyResult
 from gpupool.slurm.port import Backend, register
@@ -46,9 +46,9 @@ class CommandsClient:
             try:
                 doc = json.loads(proc.stdout)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{' '.join(argv)}: output is not JSON ({exc.msg})") from None
+                raise BadInput(f"{' '.join(argv)}: output is not JSON ({exc.msg})") from None
             if not isinstance(doc, dict):
-                raise InputError(f"{' '.join(argv)}: unexpected JSON document")
+                raise BadInput(f"{' '.join(argv)}: unexpected JSON document")
             return doc
 
     def release(self) -> str:
@@ -77,7 +77,7 @@ class CommandsClient:
             yield
         except GpupoolError as exc:
             if "[Slurm " not in exc.message:
-                release = self._known_release() if isinstance(exc, EnvError) else self.release()
+                release = self._known_release() if isinstance(exc, Unreachable) else self.release()
                 exc.args = (f"{exc.message} [{release}]", *exc.args[1:])
             raise
 
@@ -159,12 +159,12 @@ class CommandsClient:
             # 25.11 answers an unknown array task (7_9) with "Job 7_9 not found".
             said = f"{exc.stderr}\n{exc.stdout}\n{exc}"
             if "Invalid job id" in said or f"Job {job_id} not found" in said:
-                raise InputError(f"unknown job id {job_id}") from None
+                raise BadInput(f"unknown job id {job_id}") from None
             raise
         with self._release_in_errors():
             jobs = parse.scontrol_job_records(proc.stdout, str(job_id))
         if not jobs:
-            raise InputError(f"unknown job id {job_id}")
+            raise BadInput(f"unknown job id {job_id}")
         return jobs[0]
 
     def partitions(self) -> dict[str, dict[str, str]]:
@@ -178,7 +178,7 @@ class CommandsClient:
         config = self.config()
         try:
             rows: list[dict[str, str]] | None = self.sacctmgr_show("qos", parse.QOS_PREEMPT_FIELDS)
-        except (EnvError, SlurmCommandError):
+        except (Unreachable, SlurmCommandError):
             rows = None
         with self._release_in_errors():
             return parse.preemption_from(config, rows)
@@ -235,7 +235,7 @@ class CommandsClient:
         """The node's configured Gres (``scontrol -o show node``), None when Slurm does not answer."""
         try:
             proc = self._run(["scontrol", "-o", "show", "node", node])
-        except (EnvError, SlurmCommandError):
+        except (Unreachable, SlurmCommandError):
             return None
         values: dict[str, str] = {}
         for key, value in re.findall(r"(\w+)=(\S*)", proc.stdout):

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from gpupool.errors import EnvError, InputError
+from gpupool.errors import BadInput, Unreachable
 from gpupool.hostlist import expand
 from gpupool.slurm.gres import gpu_count
 from gpupool.slurm.models import (
@@ -37,7 +37,7 @@ class FakeSlurm:
     # Called with the sbatch args just before a submission is processed (to simulate races).
     before_submit: Callable[[FakeSlurm, list[str]], None] | None = None
     reject: Callable[[list[str]], str | None] | None = None  # returns an sbatch error to raise
-    # Submissions whose answer is lost: the job is created, then sbatch "times out" (EnvError).
+    # Submissions whose answer is lost: the job is created, then sbatch "times out" (Unreachable).
     lost_answers: int = 0
     # squeue calls that fail as unreachable before answering again (slurmctld still stalled).
     stalled_queries: int = 0
@@ -86,14 +86,14 @@ class FakeSlurm:
     def jobs(self, user: str | None = None, job_ids: Sequence[str] | None = None) -> list[JobInfo]:
         if self.stalled_queries > 0:
             self.stalled_queries -= 1
-            raise EnvError("squeue did not answer within 10s (slurmctld down or overloaded?)")
+            raise Unreachable("squeue did not answer within 10s (slurmctld down or overloaded?)")
         wanted = {str(j) for j in job_ids or ()}
         return [j for j in self.jobs_by_id.values()
                 if (not user or j.user == user) and (not wanted or j.job_id in wanted)]
 
     def job(self, job_id: str) -> JobInfo:
         if str(job_id) not in self.jobs_by_id:
-            raise InputError(f"unknown job id {job_id}")
+            raise BadInput(f"unknown job id {job_id}")
         return self.jobs_by_id[str(job_id)]
 
     def partitions(self) -> dict[str, dict[str, str]]:
@@ -141,7 +141,7 @@ class FakeSlurm:
         self.jobs_by_id[job_id] = job
         if self.lost_answers > 0:
             self.lost_answers -= 1
-            raise EnvError("sbatch did not answer within 30s (slurmctld down or overloaded?)")
+            raise Unreachable("sbatch did not answer within 30s (slurmctld down or overloaded?)")
         return SubmitResult(job_id=job_id)
 
     def _fit(self, hosts: list[str], per_node: int | None, total: int | None) -> dict[str, int] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gpupool.errors import GpupoolError, InputError
+from gpupool.errors import BadInput, GpupoolError
 from gpupool.hostlist import DEFAULT_LIMIT as MAX_HOSTLIST_NAMES
 from gpupool.hostlist import expand
 from gpupool.slurm.models import JobInfo, NodeState, parse_plan_comment
@@ -87,13 +87,13 @@ def capacity_gpus(states: Iterable[NodeState], partition: str | None = None, *,
 
 
 def check_partition(states: Iterable[NodeState], partition: str | None) -> None:
-    """Unknown partition -> InputError naming it (before anything reaches sbatch)."""
+    """Unknown partition -> BadInput naming it (before anything reaches sbatch)."""
     if not partition:
         return
     known = {p for n in states for p in n.partitions}
     if partition not in known:
         listed = ", ".join(sorted(known)) or "none"
-        raise InputError(f"unknown partition {partition!r} (Slurm has: {listed})")
+        raise BadInput(f"unknown partition {partition!r} (Slurm has: {listed})")
 
 
 # Pending reasons of jobs that will not start soon: they promise no GPUs to anyone.

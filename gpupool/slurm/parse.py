@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gpupool.errors import InputError
+from gpupool.errors import BadInput
 from gpupool.hostlist import expand as expand_hostlist
 from gpupool.slurm.duration import seconds_or_none
 from gpupool.slurm.gres import (
@@ -135,7 +135,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
     """``slurm-wlm 22.05.8`` / ``slurm 24.05.3`` -> (22, 5, 8); ASCII digits only, bounded before int()."""
     match = re.search(r"(?<![0-9.])([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?(?![0-9])", text or "")
     if not match:
-        raise InputError(f"cannot read a Slurm version from {text.strip()!r}")
+        raise BadInput(f"cannot read a Slurm version from {text.strip()!r}")
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
@@ -180,16 +180,16 @@ def node_from_json(node: Mapping[str, Any]) -> NodeState:
 
 
 def nodes_from_json(doc: Mapping[str, Any]) -> list[NodeState]:
-    """Whole ``{"nodes": [...]}`` document -> node states (errors raise InputError)."""
+    """Whole ``{"nodes": [...]}`` document -> node states (errors raise BadInput)."""
     if "nodes" not in doc:
         errors = json_errors(doc)
-        raise InputError("Slurm node JSON has no 'nodes' list" + (f": {errors[0]}" if errors else ""))
+        raise BadInput("Slurm node JSON has no 'nodes' list" + (f": {errors[0]}" if errors else ""))
     if not isinstance(doc["nodes"], list):
-        raise InputError("Slurm node JSON: 'nodes' is not a list")
+        raise BadInput("Slurm node JSON: 'nodes' is not a list")
     try:
         return [node_from_json(n) for n in doc["nodes"]]
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise InputError(f"Slurm node JSON: malformed node record ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise BadInput(f"Slurm node JSON: malformed node record ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 _KV_SPLIT = re.compile(r"\s+(?=[A-Za-z][A-Za-z0-9_/:]*=)")
@@ -218,7 +218,7 @@ def node_from_scontrol(line: str) -> NodeState:
     cpus = number(kv.get("CPUEfctv") or kv.get("CPUTot"), 0) or 0
     name = kv.get("NodeName", "")
     if not name or re.search(r"[\x00-\x20\x7f]", name):
-        raise InputError(f"scontrol show nodes: a node name {name[:64]!r} Slurm never prints (corrupt output?)")
+        raise BadInput(f"scontrol show nodes: a node name {name[:64]!r} Slurm never prints (corrupt output?)")
     return NodeState(
         name=name,
         flags=state_flags(kv.get("State", "UNKNOWN")),
@@ -376,15 +376,15 @@ def _null_to_empty(value: Any) -> str:
 def jobs_from_json(doc: Mapping[str, Any]) -> list[JobInfo]:
     if "jobs" not in doc:
         errors = json_errors(doc)
-        raise InputError("Slurm job JSON has no 'jobs' list" + (f": {errors[0]}" if errors else ""))
+        raise BadInput("Slurm job JSON has no 'jobs' list" + (f": {errors[0]}" if errors else ""))
     if not isinstance(doc["jobs"], list):
-        raise InputError("Slurm job JSON: 'jobs' is not a list")
+        raise BadInput("Slurm job JSON: 'jobs' is not a list")
     jobs = []
     for index, raw in enumerate(doc["jobs"]):
         try:
             jobs.append(job_from_json(raw))
         except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of an unexpected type
-            raise InputError(f"Slurm job JSON: job #{index}: malformed record ({type(exc).__name__}: "
+            raise BadInput(f"Slurm job JSON: job #{index}: malformed record ({type(exc).__name__}: "
                              f"{str(exc)[:80]})") from None
     return jobs
 
@@ -564,7 +564,7 @@ def parse_sbatch_output(text: str) -> tuple[str, str]:
         if re.fullmatch(r"[0-9]{1,18}(;\S+)?", line):  # ASCII digits: `\d` would take Arabic-Indic ones
             job_id, _, cluster = line.partition(";")
             return job_id, cluster
-    raise InputError(f"cannot read a job id from sbatch output: {text.strip()[:200]!r}")
+    raise BadInput(f"cannot read a job id from sbatch output: {text.strip()[:200]!r}")
 
 
 def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) -> TestOnlyResult:
@@ -574,7 +574,7 @@ def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) 
     """
     line = next((ln for ln in text.splitlines() if _TEST_ONLY_NODES.search(ln)), None)
     if line is None:
-        raise InputError(f"cannot read sbatch --test-only output (no node list): {text.strip()[:200]!r}")
+        raise BadInput(f"cannot read sbatch --test-only output (no node list): {text.strip()[:200]!r}")
     nodes = _TEST_ONLY_NODES.search(line).group(1)  # type: ignore[union-attr]
     job, start_m = _TEST_ONLY_JOB.search(line), _TEST_ONLY_START.search(line)
     cpus, partition = _TEST_ONLY_CPUS.search(line), _TEST_ONLY_PARTITION.search(line)

@@ -18,7 +18,7 @@ from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig, SubmitRes
 
 @runtime_checkable
 class SlurmClient(Protocol):
-    """What gpupool needs from Slurm. Every call is bounded by a timeout; failures raise `EnvError`
+    """What gpupool needs from Slurm. Every call is bounded by a timeout; failures raise `Unreachable`
     (exit 3: Slurm missing/unreachable/slow) or `SlurmCommandError` (exit 4: Slurm refused)."""
 
     def version(self) -> tuple[int, int, int]: ...

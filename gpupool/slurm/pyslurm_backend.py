@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from gpupool.errors import EnvError, InputError
+from gpupool.errors import BadInput, Unreachable
 from gpupool.hostlist import expand
 from gpupool.slurm import parse
 from gpupool.slurm.commands import CommandsClient
@@ -63,7 +63,7 @@ def pyslurm_unavailable_reason(commands: CommandsClient | None = None, child: Py
         return None
     try:
         slurm_version = commands.version()
-    except EnvError as exc:
+    except Unreachable as exc:
         return f"cannot read the running Slurm's version ({exc.message})"
     if py_version[:2] != slurm_version[:2]:
         return (f"pyslurm {py_version[0]}.{py_version[1]:02d} does not match Slurm "
@@ -86,9 +86,9 @@ class PyslurmClient:
         try:
             return self.child.call(what, *args)
         except ChildFailed as exc:
-            raise EnvError(str(exc)) from None
+            raise Unreachable(str(exc)) from None
         except ChildRPCError as exc:
-            raise EnvError(f"pyslurm {what}: {exc}") from None
+            raise Unreachable(f"pyslurm {what}: {exc}") from None
 
     def version(self) -> tuple[int, int, int]:
         return self.commands.version()
@@ -114,24 +114,24 @@ class PyslurmClient:
             return jobs
         try:
             requests = {j.job_id: j.request for j in self.commands.jobs(job_ids=unknown)}
-        except (InputError, EnvError):
+        except (BadInput, Unreachable):
             return jobs  # the commands do not know better: keep what pyslurm said
         return [replace(j, request=requests[j.job_id]) if j.job_id in requests else j for j in jobs]
 
     def job(self, job_id: str) -> JobInfo:
         key = parse_job_id(job_id)
         if key is None:
-            raise InputError(f"unknown job id {job_id}")
+            raise BadInput(f"unknown job id {job_id}")
         try:
             found: list[JobInfo] = self.child.call("job", *key)
         except ChildRPCError as exc:
             if exc.errno == ESLURM_INVALID_JOB_ID or "Invalid job id" in str(exc):
-                raise InputError(f"unknown job id {job_id}") from None
-            raise EnvError(f"pyslurm job {job_id}: {exc}") from None
+                raise BadInput(f"unknown job id {job_id}") from None
+            raise Unreachable(f"pyslurm job {job_id}: {exc}") from None
         except ChildFailed as exc:
-            raise EnvError(str(exc)) from None
+            raise Unreachable(str(exc)) from None
         if not found:
-            raise InputError(f"unknown job id {job_id}")
+            raise BadInput(f"unknown job id {job_id}")
         return self._fill_pending_requests(found[:1])[0]
 
     def partitions(self) -> dict[str, dict[str, str]]:

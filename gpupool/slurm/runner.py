@@ -2,7 +2,7 @@
 
 Failure classes (exit codes from CONTRACT.md):
 
-- `EnvError` (exit 3): the command is missing, it did not finish within the
+- `Unreachable` (exit 3): the command is missing, it did not finish within the
   timeout, or its output says slurmctld/slurmdbd cannot be reached.
 - `SlurmCommandError` (exit 4 by default): Slurm ran and refused the request
   (e.g. sbatch "Invalid partition name specified", "Invalid account"). These are
@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from gpupool.errors import EXIT_INPUT, EnvError, GpupoolError
+from gpupool.errors import BadInput, Unreachable
 from gpupool.validate import SLURM_DECODE_ERRORS
 
 DEFAULT_TIMEOUT = 10.0
@@ -45,13 +45,11 @@ UNREACHABLE_PATTERNS = re.compile(
 )
 
 
-class SlurmCommandError(GpupoolError):
-    """Slurm ran but rejected the request (exit 4: the request is bad input).
+class SlurmCommandError(BadInput):
+    """Slurm ran but rejected the request (bad input: the CLI exits 4).
 
     `.argv`, `.returncode`, `.stdout`, `.stderr` hold the details.
     """
-
-    exit_code = EXIT_INPUT
 
     def __init__(
         self,
@@ -61,9 +59,8 @@ class SlurmCommandError(GpupoolError):
         returncode: int = 1,
         stdout: str = "",
         stderr: str = "",
-        exit_code: int | None = None,
     ) -> None:
-        super().__init__(message, exit_code)
+        super().__init__(message)
         self.argv = list(argv)
         self.returncode = returncode
         self.stdout = stdout
@@ -93,7 +90,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a Slurm command; return the finished process (text mode).
 
-    Raises `EnvError` when the command is missing, times out or reports an
+    Raises `Unreachable` when the command is missing, times out or reports an
     unreachable daemon, and `SlurmCommandError` for any other non-zero exit
     when `check` is true. `env` entries are added to the current environment.
     """
@@ -101,7 +98,7 @@ def run(
         raise ValueError("run() needs a command")
     program = argv[0]
     if os.sep not in program and shutil.which(program) is None:
-        raise EnvError(f"Slurm command not found: {program} (is Slurm installed and on PATH?)")
+        raise Unreachable(f"Slurm command not found: {program} (is Slurm installed and on PATH?)")
     full_env = None
     if env is not None:
         full_env = dict(os.environ)
@@ -119,17 +116,17 @@ def run(
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError as exc:
-        raise EnvError(f"Slurm command not found: {program}") from exc
+        raise Unreachable(f"Slurm command not found: {program}") from exc
     except PermissionError as exc:
-        raise EnvError(f"cannot execute Slurm command {program}: {exc}") from exc
+        raise Unreachable(f"cannot execute Slurm command {program}: {exc}") from exc
     except subprocess.TimeoutExpired as exc:
-        raise EnvError(
+        raise Unreachable(
             f"{program} did not answer within {timeout:g}s (slurmctld down or overloaded?)"
         ) from exc
     if proc.returncode != 0:
         combined = f"{proc.stderr}\n{proc.stdout}"
         if is_unreachable(combined):
-            raise EnvError(f"{program}: Slurm unreachable: {first_line(proc.stderr or proc.stdout)}")
+            raise Unreachable(f"{program}: Slurm unreachable: {first_line(proc.stderr or proc.stdout)}")
         if check:
             detail = first_line(proc.stderr) or first_line(proc.stdout) or f"exit {proc.returncode}"
             raise SlurmCommandError(

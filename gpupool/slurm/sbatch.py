@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gpupool.errors import InputError, UsageError
+from gpupool.errors import BadInput, BadRequest, param
 from gpupool.fsutil import read_input_bytes
 from gpupool.slurm.gres import memory_mb
 from gpupool.validate import MAX_COUNT, maybe_int_text
@@ -107,7 +107,7 @@ def split_options(args: Sequence[str], source: str = "command line",
                 options.append(Option(name, value, [token], source))
             elif name in LONG_WITH_ARG and name not in LONG_OPTIONAL_ARG:
                 if i + 1 >= len(args):
-                    raise UsageError(f"{source}: sbatch option --{name} needs a value")
+                    raise BadRequest(f"{source}: sbatch option --{name} needs a value")
                 options.append(Option(name, args[i + 1], [token, args[i + 1]], source))
                 i += 1
             else:
@@ -120,7 +120,7 @@ def split_options(args: Sequence[str], source: str = "command line",
                     options.append(Option(name, token[2:].lstrip("="), [token], source))
                 else:
                     if i + 1 >= len(args):
-                        raise UsageError(f"{source}: sbatch option -{letter} needs a value")
+                        raise BadRequest(f"{source}: sbatch option -{letter} needs a value")
                     options.append(Option(name, args[i + 1], [token, args[i + 1]], source))
                     i += 1
             elif letter in SHORT_FLAGS:
@@ -129,11 +129,11 @@ def split_options(args: Sequence[str], source: str = "command line",
                     options.append(Option(SHORT_FLAGS.get(flag, flag), None, [], source))
                 options[-1].tokens = [token]
             else:
-                raise UsageError(f"{source}: unknown sbatch option {token}")
+                raise BadRequest(f"{source}: unknown sbatch option {token}")
         else:
             if stop_at_positional:
                 return options, args[i:]
-            raise UsageError(f"{source}: unexpected argument {token!r}")
+            raise BadRequest(f"{source}: unexpected argument {token!r}")
         i += 1
     return options, []
 
@@ -142,7 +142,7 @@ def read_directives(script: str) -> list[Option]:
     """Options from the script's ``#SBATCH`` lines (sbatch stops at the first command line)."""
     lines = read_input_bytes(script, "batch script").decode("utf-8", errors="replace").splitlines()
     if not lines or not lines[0].startswith("#!"):
-        raise InputError(f"{script}:1: batch script must start with a #! line (sbatch rejects it otherwise)")
+        raise BadInput(f"{script}:1: batch script must start with a #! line (sbatch rejects it otherwise)")
     options: list[Option] = []
     for number, line in enumerate(lines[1:], start=2):
         stripped = line.strip()
@@ -152,10 +152,10 @@ def read_directives(script: str) -> list[Option]:
                 try:
                     tokens = shlex.split(match.group(1), comments=True)
                 except ValueError as exc:
-                    raise InputError(f"{script}:{number}: cannot parse #SBATCH line ({exc})") from None
+                    raise BadInput(f"{script}:{number}: cannot parse #SBATCH line ({exc})") from None
                 found, rest = split_options(tokens, f"{script}:{number}", stop_at_positional=True)
                 if rest:
-                    raise InputError(f"{script}:{number}: unexpected text in #SBATCH line: {' '.join(rest)}")
+                    raise BadInput(f"{script}:{number}: unexpected text in #SBATCH line: {' '.join(rest)}")
                 options += found
             continue
         break
@@ -188,7 +188,7 @@ def _int(option: Option, what: str) -> int:
     value = (option.value or "").strip()
     number = maybe_int_text(value, 1, MAX_COUNT)  # ASCII digits only: "²".isdigit() is True
     if number is None:
-        raise UsageError(f"{option.source}: --{option.name}={value[:40]!r}: {what} must be a positive "
+        raise BadRequest(f"{option.source}: --{option.name}={value[:40]!r}: {what} must be a positive "
                          f"integer of at most {MAX_COUNT}")
     return number
 
@@ -205,7 +205,7 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
         text = last["nodes"].value or ""
         match = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", text.strip())
         if not match:
-            raise UsageError(f"{last['nodes'].source}: --nodes={text!r}: gpupool needs a node count or MIN-MAX")
+            raise BadRequest(f"{last['nodes'].source}: --nodes={text!r}: gpupool needs a node count or MIN-MAX")
         nodes = int(match.group(1))
         nodes_max = int(match.group(2)) if match.group(2) else nodes
     other_gres: list[str] = []
@@ -250,7 +250,7 @@ def gpu_hints(options: Sequence[Option]) -> GpuRequestHints:
         option = last["mem-per-gpu"]
         mem_per_gpu = memory_mb(option.value) or None
         if mem_per_gpu is None and not re.fullmatch(r"\s*0+[KMGTP]?B?\s*", option.value or "", re.IGNORECASE):
-            raise UsageError(f"{option.source}: --mem-per-gpu={(option.value or '')[:40]!r}: memory per GPU must "
+            raise BadRequest(f"{option.source}: --mem-per-gpu={(option.value or '')[:40]!r}: memory per GPU must "
                              f"be a positive size such as 16G or 16000M")
     return GpuRequestHints(
         nodes=nodes, nodes_max=nodes_max, gpus_per_node=gpus_per_node, gpus=gpus, gpu_type=gpu_type,
@@ -268,7 +268,7 @@ def check_forbidden(options: Sequence[Option]) -> None:
     for option in options:
         if option.name in FORBIDDEN:
             shown = " ".join(option.tokens) or f"--{option.name}"
-            raise UsageError(f"{option.source}: sbatch option {shown} conflicts with gpupool: {FORBIDDEN[option.name]}")
+            raise BadRequest(f"{option.source}: sbatch option {shown} conflicts with gpupool: {FORBIDDEN[option.name]}")
 
 
 @dataclass(frozen=True)
@@ -287,20 +287,20 @@ def merge_request(gpus: int | None, gpus_per_node: int | None, nodes: int | None
     """gpupool options win when sbatch says nothing; the same value twice is fine; different
     values are a usage error naming both."""
 
-    def pick(name: str, mine: int | str | None, theirs: int | str | None, flag: str) -> int | str | None:
+    def pick(name: str, mine: int | str | None, theirs: int | str | None, parameter: str) -> int | str | None:
         if mine is not None and theirs is not None and mine != theirs:
-            raise UsageError(f"gpupool {flag} {mine} conflicts with sbatch --{name}={theirs}; give it once")
+            raise BadRequest(f"gpupool {param(parameter)} {mine} conflicts with sbatch --{name}={theirs}; give it once")
         return mine if mine is not None else theirs
 
     nodes_hint = hints.nodes if hints.nodes == hints.nodes_max else None
     if (nodes is not None and hints.nodes is not None and hints.nodes != hints.nodes_max
             and not hints.nodes <= nodes <= (hints.nodes_max or nodes)):
-        raise UsageError(f"gpupool --nodes {nodes} is outside sbatch --nodes={hints.nodes}-{hints.nodes_max}")
+        raise BadRequest(f"gpupool {param('nodes')} {nodes} is outside sbatch --nodes={hints.nodes}-{hints.nodes_max}")
     return Resolved(
-        gpus=pick("gpus", gpus, hints.gpus, "--gpus"),  # type: ignore[arg-type]
-        gpus_per_node=pick("gres/--gpus-per-node", gpus_per_node, hints.gpus_per_node, "--gpus-per-node"),  # type: ignore[arg-type]
-        nodes=pick("nodes", nodes, nodes_hint, "--nodes"),  # type: ignore[arg-type]
-        partition=pick("partition", partition, hints.partition, "--partition"),  # type: ignore[arg-type]
+        gpus=pick("gpus", gpus, hints.gpus, "gpus"),  # type: ignore[arg-type]
+        gpus_per_node=pick("gres/--gpus-per-node", gpus_per_node, hints.gpus_per_node, "gpus_per_node"),  # type: ignore[arg-type]
+        nodes=pick("nodes", nodes, nodes_hint, "nodes"),  # type: ignore[arg-type]
+        partition=pick("partition", partition, hints.partition, "partition"),  # type: ignore[arg-type]
         hints=hints,
     )
 
@@ -312,8 +312,8 @@ def check_node_count(hints: GpuRequestHints, planned_nodes: int) -> None:
     low, high = hints.nodes, hints.nodes_max or hints.nodes
     if not low <= planned_nodes <= high:
         want = f"{low}" if low == high else f"{low}-{high}"
-        raise UsageError(f"sbatch -N/--nodes {want} conflicts with gpupool's placement on {planned_nodes} "
-                         "node(s); drop -N or give gpupool --nodes")
+        raise BadRequest(f"sbatch -N/--nodes {want} conflicts with gpupool's placement on {planned_nodes} "
+                         f"node(s); drop -N or give gpupool {param('nodes')}")
 
 
 OWNED = frozenset({"nodes", "nodelist", "gres", "gpus", "gpus-per-node", "comment", "switches"})
@@ -375,18 +375,18 @@ def gpu_request_from_spellings(*, gpus: str | None = None, gpus_per_node: str | 
     given = (("nodes", nodes), ("gres", gres), ("gpus-per-node", gpus_per_node), ("gpus", gpus))
     for name, value in given:
         if value is not None and re.fullmatch(r"\s*-?[0-9]{1,9}\s*", value) and int(value) <= 0:
-            raise UsageError(f"--{name} must be a positive number, got {int(value)}")
+            raise BadRequest(f"--{name} must be a positive number, got {int(value)}")
     options = [Option(name, value, [f"--{name}={value}"], source) for name, value in given if value is not None]
     hints = gpu_hints(options)
     if gres is not None:
         gres_hints = gpu_hints([Option("gres", gres, [], source)])
         if "gres" not in gres_hints.families:
-            raise UsageError(f"--gres={gres[:40]!r}: gpupool plans GPUs; give --gres=gpu[:TYPE]:K (K per node)")
+            raise BadRequest(f"--gres={gres[:40]!r}: gpupool plans GPUs; give --gres=gpu[:TYPE]:K (K per node)")
         if gres_hints.gpus_per_node is None:
-            raise UsageError(f"--gres={gres[:40]!r}: the GPU count must be a positive integer (gpu[:TYPE]:K)")
+            raise BadRequest(f"--gres={gres[:40]!r}: the GPU count must be a positive integer (gpu[:TYPE]:K)")
         if gpus_per_node is not None and hints.gpus_per_node != gres_hints.gpus_per_node:
-            raise UsageError(f"--gres={gres} and --gpus-per-node={gpus_per_node} ask for different GPUs per node; "
+            raise BadRequest(f"--gres={gres} and --gpus-per-node={gpus_per_node} ask for different GPUs per node; "
                              "give one")
     if hints.nodes is not None and hints.nodes_max != hints.nodes:
-        raise UsageError(f"--nodes={nodes}: gpupool plans an exact node count, not a MIN-MAX range")
+        raise BadRequest(f"--nodes={nodes}: gpupool plans an exact node count, not a MIN-MAX range")
     return hints

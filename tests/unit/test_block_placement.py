@@ -18,6 +18,7 @@ import pytest
 
 from gpupool.app.submit import SubmitRequest, submit_planned
 from gpupool.app.topology import resolve_topology
+from gpupool.cli.errors import message_for
 from gpupool.cli.main import main
 from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.blocks import (
@@ -255,8 +256,9 @@ def test_block_plan_keeps_max_hops(four_blocks) -> None:  # type: ignore[no-unty
     layout = fabric_blocks(four_blocks)
     free = free_of(four_blocks, dict.fromkeys(hosts(1, 32), 8))
     # Two hosts of one leaf are 2 hops apart, of two leaves 4: 10 nodes need two leaves.
-    with pytest.raises(InfeasibleError, match="within --max-hops 2"):
+    with pytest.raises(InfeasibleError, match="within max_hops 2") as info:
         place_block(four_blocks, free, Request(nodes=10, gpus_per_node=8, max_hops=2), layout)
+    assert "within --max-hops 2" in message_for(info.value)
     assert place_block(four_blocks, free, Request(nodes=10, gpus_per_node=8, max_hops=4), layout).cost.max_hops == 4
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpupool.cli.errors import exit_code_for
 from gpupool.errors import InputError
 from gpupool.fabric.export import export
 from gpupool.fabric.generate import fat_tree
@@ -55,7 +56,7 @@ def test_what_slurm_refuses_is_refused_with_exit_4(text: str, why: str) -> None:
     with pytest.raises(InputError) as info:
         topologies(text)
     assert why in info.value.message
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
 
 
 def test_the_same_node_in_two_switches_of_a_tree_is_fine() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.cli.errors import exit_code_for
 from gpupool.cli.main import main
 from gpupool.errors import InputError
 from gpupool.fabric.generate import fat_tree
@@ -48,7 +49,7 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 def test_names_ending_in_newline_are_rejected(text: str) -> None:
     with pytest.raises(InputError) as info:
         parse_pools_text(text, "p.yaml")
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
 
 
 # -- item 8: bounded work ----------------------------------------------------------------------

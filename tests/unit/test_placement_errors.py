@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gpupool.cli.errors import exit_code_for
 from gpupool.errors import (
     EXIT_INFEASIBLE,
     EXIT_INPUT,
@@ -24,7 +25,7 @@ TREE = compile_fabric(fat_tree(2, 2, 1))  # gpu001-002 on leaf 1, gpu003-004 on 
 def test_unknown_host_is_an_input_error_unless_ignored() -> None:
     with pytest.raises(InputError, match="nosuchhost") as info:
         FreeState.from_dict(TREE, {"gpu001": 4, "nosuchhost": 8})
-    assert info.value.exit_code == EXIT_INPUT
+    assert exit_code_for(info.value) == EXIT_INPUT
     state = FreeState.from_dict(TREE, {"gpu001": 4, "nosuchhost": 8}, ignore_unknown=True)
     assert state.free_gpus.tolist() == [4, 0, 0, 0]
 
@@ -39,7 +40,7 @@ def test_infeasible_names_the_largest_feasible_request() -> None:
     state = FreeState.from_dict(TREE, {"gpu001": 3, "gpu003": 2})
     with pytest.raises(InfeasibleError, match="largest feasible request is 5 GPUs") as info:
         place(TREE, state, Request(gpus=6))
-    assert info.value.exit_code == EXIT_INFEASIBLE
+    assert exit_code_for(info.value) == EXIT_INFEASIBLE
     with pytest.raises(InfeasibleError, match="largest feasible request is 3 GPUs"):
         place(TREE, state, Request(gpus=4, max_hops=2))
     with pytest.raises(InfeasibleError, match=r"largest feasible request is 1 nodes x 3 GPUs"):
@@ -52,7 +53,7 @@ def test_infeasible_names_the_largest_feasible_request() -> None:
 def test_bad_requests_are_usage_errors(request_: Request) -> None:
     with pytest.raises(UsageError) as info:
         place(TREE, FreeState.from_arrays([8, 8, 8, 8]), request_)
-    assert info.value.exit_code == EXIT_USAGE
+    assert exit_code_for(info.value) == EXIT_USAGE
 
 
 def test_gpus_per_node_above_every_host() -> None:

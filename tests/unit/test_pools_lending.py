@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from gpupool.cli.errors import exit_code_for
 from gpupool.errors import InputError
 from gpupool.pools.live import LiveState, SlurmNode
 from gpupool.pools.schema import parse_pools_text
@@ -51,7 +52,7 @@ def _live(nodes: int = 8, gpus: int = 4) -> LiveState:
 def _parse_error(text: str) -> str:
     with pytest.raises(InputError) as info:
         parse_pools_text(text, "p.yaml")
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
     return info.value.message
 
 
@@ -59,7 +60,7 @@ def _validate_error(text: str) -> str:
     spec = parse_pools_text(text, "p.yaml")
     with pytest.raises(InputError) as info:
         resolve_and_validate(spec, _live(), None, user_exists=lambda name: True)
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
     return info.value.message
 
 

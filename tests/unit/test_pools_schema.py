@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpupool.cli.errors import exit_code_for
 from gpupool.errors import InputError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
@@ -30,7 +31,7 @@ queues:
 def _error(text: str) -> str:
     with pytest.raises(InputError) as info:
         parse_pools_text(text, "p.yaml")
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
     return info.value.message
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.cli.errors import exit_code_for
 from gpupool.errors import EnvError
 from gpupool.slurm.runner import SlurmCommandError, is_unreachable, run
 
@@ -28,7 +29,7 @@ def test_success_returns_output(tmp_path: Path) -> None:
 def test_missing_command_is_env_error() -> None:
     with pytest.raises(EnvError, match="not found: no-such-slurm-cmd") as info:
         run(["no-such-slurm-cmd"])
-    assert info.value.exit_code == 3
+    assert exit_code_for(info.value) == 3
 
 
 def test_timeout_is_bounded_env_error(tmp_path: Path) -> None:
@@ -49,7 +50,7 @@ def test_unreachable_daemon_is_env_error(tmp_path: Path, message: str) -> None:
     cmd = fake_command(tmp_path, "sbatch", f'echo "{message}" >&2; exit 1')
     with pytest.raises(EnvError) as info:
         run([cmd])
-    assert info.value.exit_code == 3
+    assert exit_code_for(info.value) == 3
     assert "unreachable" in info.value.message
     assert is_unreachable(message)
 
@@ -61,7 +62,7 @@ def test_rejection_is_input_error_with_stderr(tmp_path: Path) -> None:
                        "exit 1")
     with pytest.raises(SlurmCommandError) as info:
         run([cmd, "-p", "nosuch"])
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
     assert "invalid partition specified: nosuch" in info.value.message
     assert "Invalid partition name specified" in info.value.stderr
     assert info.value.argv[1:] == ["-p", "nosuch"]

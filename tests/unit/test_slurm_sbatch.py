@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.cli.errors import message_for
 from gpupool.errors import InputError, UsageError
 from gpupool.slurm import sbatch as sb
 
@@ -108,12 +109,16 @@ def test_merge_request_conflicts() -> None:
     assert (same.gpus_per_node, same.nodes, same.partition) == (4, 2, "gpu")
     learned = sb.merge_request(None, None, None, None, hints)
     assert (learned.gpus_per_node, learned.nodes, learned.partition) == (4, 2, "gpu")
-    with pytest.raises(UsageError, match="--nodes 3 conflicts with sbatch --nodes=2"):
+    # The error names gpupool's parameter (the CLI spells it as the flag); sbatch's own option stays as written.
+    with pytest.raises(UsageError, match="gpupool nodes 3 conflicts with sbatch --nodes=2") as info:
         sb.merge_request(None, None, 3, None, hints)
-    with pytest.raises(UsageError, match="--partition other conflicts"):
+    assert info.value.parameters == ("nodes",)
+    assert message_for(info.value).startswith("gpupool --nodes 3 conflicts with sbatch --nodes=2")
+    with pytest.raises(UsageError, match="partition other conflicts"):
         sb.merge_request(None, None, None, "other", hints)
-    with pytest.raises(UsageError, match="--gpus-per-node 8 conflicts"):
+    with pytest.raises(UsageError, match="gpus_per_node 8 conflicts") as info:
         sb.merge_request(None, 8, None, None, hints)
+    assert message_for(info.value).startswith("gpupool --gpus-per-node 8 conflicts")
 
 
 def test_check_node_count() -> None:

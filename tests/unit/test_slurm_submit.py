@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpupool.app.submit import SubmitRequest, submit_planned
+from gpupool.cli.errors import exit_code_for, flag_spelling
 from gpupool.errors import InfeasibleError, InputError, UsageError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
@@ -113,7 +114,7 @@ def test_larger_than_partition_is_infeasible(compiled, tmp_path: Path, job_scrip
     slurm = FakeSlurm.uniform(HOSTS)
     with pytest.raises(InfeasibleError, match="larger than partition gpu \\(128 GPUs on 16 nodes\\)") as info:
         submit_planned(slurm, compiled, request(tmp_path, gpus=136, script=job_script))
-    assert info.value.exit_code == 1 and slurm.submitted == []
+    assert exit_code_for(info.value) == 1 and slurm.submitted == []
 
 
 def test_drained_nodes_never_planned_even_in_future(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
@@ -129,7 +130,7 @@ def test_unknown_partition_is_input_error(compiled, tmp_path: Path, job_script: 
     slurm = FakeSlurm.uniform(HOSTS)
     with pytest.raises(InputError, match="unknown partition 'nosuch'") as info:
         submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, sbatch_args=["-p", "nosuch"]))
-    assert info.value.exit_code == 4 and slurm.submitted == []
+    assert exit_code_for(info.value) == 4 and slurm.submitted == []
 
 
 @pytest.mark.parametrize(("kw", "message"), [
@@ -145,7 +146,7 @@ def test_conflicting_sbatch_options(compiled, tmp_path: Path, job_script: str, k
     base = {"gpus": 16, "script": job_script}
     if kw.get("gpus_per_node"):
         base["nodes"] = 2
-    with pytest.raises(UsageError, match=message):
+    with flag_spelling(), pytest.raises(UsageError, match=message):  # as the CLI shows it: flags named
         submit_planned(slurm, compiled, request(tmp_path, **{**base, **kw}))
     assert slurm.submitted == []
 
@@ -190,7 +191,7 @@ def test_sbatch_node_rejection_replans_once_then_fails(compiled, tmp_path: Path,
 
     with pytest.raises(SlurmCommandError, match="Requested node configuration is not available") as info:
         submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script))
-    assert info.value.exit_code == 4 and slurm.submitted == []
+    assert exit_code_for(info.value) == 4 and slurm.submitted == []
     attempts: list[int] = []
 
     def once(args: list[str]) -> str | None:

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from gpupool import validate as v
+from gpupool.cli.errors import exit_code_for
 from gpupool.errors import InputError
 
 
 def refused(call, *args, **kw) -> str:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError) as info:
         call(*args, **kw)
-    assert info.value.exit_code == 4
+    assert exit_code_for(info.value) == 4
     return str(info.value.message)
 
 
