@@ -174,7 +174,7 @@ def read_findings_document(path: str, what: str) -> tuple[str, list[Finding]]:
 def fabric_audit(config: Config, fabric_path: str | None, audit_json: str | None) -> tuple[str, list[Finding]]:
     """Audit status and findings: a saved `fabric audit --json` document, else the structural checks
     `gpupool fabric audit --fabric F` runs (no live tools)."""
-    from gpupool.audit.run import AuditRequest, run_audit
+    from gpupool.app.audit import AuditRequest, run_audit
 
     if audit_json:
         return read_findings_document(audit_json, "fabric audit file")

@@ -17,6 +17,7 @@ from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload
 
 if TYPE_CHECKING:
+    from gpupool.config import Config
     from gpupool.fabric.compiled import CompiledFabric
 
 
@@ -238,4 +239,83 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         "policies": [r.to_json() for r in results],
         "notes": notes,
     }
+    return doc, results
+
+
+@dataclass
+class SimulateOptions:
+    """`simulate`'s options as plain values (what the command was asked), before any is read or checked."""
+
+    fabric_path: str | None  # None: $GPUPOOL_FABRIC or the config file's, resolved after the options are checked
+    workload: str
+    fmt: str = "auto"
+    policies: str = "slurm-tree,gpupool,gpupool-wait"
+    hop_slack: str = "0"
+    size_mix: str | None = None  # GPUS:SHARE,... or "learn"
+    pools_path: str | None = None
+    gpus_per_host: int = 8
+    switches: str = "0@300"
+    partitions: str | None = None
+    backfill: str = "easy"
+    backfill_depth: int = 500
+    gpus_per_processor: str = "1"
+    speed_path: str | None = None
+    contention: str = "off"
+    nccl_path: str | None = None
+    comm_fraction: float = 0.3
+    nccl_class: str = "default"
+    seeds: int = 1
+
+
+def simulation_request(options: SimulateOptions, resolve_fabric: Callable[[str | None], str]) -> SimulationRequest:
+    """The simulation the options describe: policies, scheduler config, the pack goal and the speed
+    model (loaded, with `nccl_path` calibrating one class from nccl-tests figures); the fabric file
+    (`resolve_fabric(options.fabric_path)`) is found last, after every option has been checked."""
+    from gpupool.errors import param
+    from gpupool.simulate.speed import calibrate_from_nccl, load_speed_model, read_nccl_points
+    from gpupool.simulate.workload import parse_ratio
+
+    chosen = parse_policies(options.policies, options.pools_path)
+    wait_leaves, wait_time = parse_switches(options.switches)
+    if options.gpus_per_host < 1:
+        raise BadRequest(f"{param('gpus_per_host')} must be >= 1, got {options.gpus_per_host}")
+    if options.seeds < 1:
+        raise BadRequest(f"{param('seeds')} must be >= 1, got {options.seeds}")
+    if options.backfill_depth < 0:
+        raise BadRequest(f"{param('backfill_depth')} must be >= 0, got {options.backfill_depth}")
+    accepted = (frozenset(p.strip() for p in options.partitions.split(",") if p.strip())
+                if options.partitions else None)
+    config = SimConfig(gpus_per_host=options.gpus_per_host, backfill=options.backfill,
+                       backfill_depth=options.backfill_depth, wait_time=wait_time, wait_leaves=wait_leaves,
+                       partitions=accepted)
+    learn = options.size_mix == "learn"
+    config.pack_goal = pack_goal(options.hop_slack, None if learn else options.size_mix, options.gpus_per_host)
+    speed = load_speed_model(options.speed_path) if options.speed_path else SpeedModel()
+    speed.model = "contention" if options.contention == "on" else "isolated"
+    if options.nccl_path:
+        speed.classes[options.nccl_class] = calibrate_from_nccl(read_nccl_points(options.nccl_path),
+                                                                options.comm_fraction)
+    return SimulationRequest(fabric_path=resolve_fabric(options.fabric_path), workload=options.workload, policies=chosen,
+                             fmt=options.fmt, config=config, speed=speed,
+                             gpus_per_processor=parse_ratio(options.gpus_per_processor),
+                             pools_path=options.pools_path, learn_size_mix=learn)
+
+
+def run_simulate_command(options: SimulateOptions, config: Config, first_seed: int | None = None,
+                         baseline: str | None = None,
+                         report_path: str | None = None) -> tuple[dict[str, Any], list[PolicyMetrics]]:
+    """`simulate`: build the request, replay every replicate, and write the HTML report when asked."""
+    from gpupool.app.simulate_seeds import run_replicates
+    from gpupool.config import resolve_fabric_path
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.fsutil import atomic_write_text, check_output_path
+
+    if report_path:
+        check_output_path(report_path)  # before the replay, not after it
+    request = simulation_request(options, lambda path: resolve_fabric_path(path, config))
+    doc, results = run_replicates(request, load_compiled(request.fabric_path), options.seeds, first_seed, baseline)
+    if report_path:
+        from gpupool.simulate.report import render_html
+
+        atomic_write_text(report_path, render_html(doc, results))
     return doc, results

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from gpupool.app.audit import AuditRequest, run_audit
 from gpupool.audit.findings import (
     CRITICAL,
     EXIT_CODES,
@@ -19,7 +20,6 @@ from gpupool.audit.findings import (
     sort_findings,
 )
 from gpupool.audit.live import run_ibdiag
-from gpupool.audit.run import AuditRequest, run_audit
 from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.cli.render import counted, emit_json, stderr_console, stdout_console

@@ -9,20 +9,24 @@ from typing import Any
 
 import click
 
+from gpupool.app.node import (
+    node_settings,
+    node_topology,
+    run_node_check,
+    task_prolog_exports,
+    this_node_name,
+)
 from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.errors import MON_OK, MON_UNKNOWN, BadRequest, GpupoolError
-from gpupool.node.gpu import NvmlGpuSource, collect_gpus
-from gpupool.node.hca import SysfsHcaSource, choose_source, collect_hca_ports
-from gpupool.node.runner import check_node, exit_code, log_line, should_drain
-from gpupool.node.settings import settings_from_table
-from gpupool.node.slurmenv import job_gpu_ids
-from gpupool.node.topo import LEGEND, build_topology, task_prolog_lines
+from gpupool.node.runner import log_line
+from gpupool.node.topo import LEGEND
 
 
-def _settings() -> Any:
+def _settings(sysfs_root: str | None = None, hca_source: str | None = None) -> Any:
     config = app().config()
-    return settings_from_table(config.section("node"), config.path or "config")
+    return node_settings(config.section("node"), config.path or "config", sysfs_root=sysfs_root,
+                         hca_source=hca_source)
 
 
 def _emit_json(document: Any) -> None:
@@ -83,41 +87,22 @@ def _internal_failure(mode: str | None, strict: bool, detail: str) -> int:
 
 def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
            hca_source: str | None, deep: bool, verbose: bool) -> int:
-    from dataclasses import replace
-
     ctx = app()
-    settings = _settings()
-    if sysfs_root:
-        settings = replace(settings, sysfs_root=sysfs_root)
-    if hca_source:
-        settings = replace(settings, hca_source=hca_source)
-    env = dict(os.environ)
-    report = check_node(
-        settings, mode or "manual", env,
-        ctx.gpu_source or NvmlGpuSource(settings.nvml_library),
-        ctx.hca_source or choose_source(settings.hca_source, settings.sysfs_root, settings.ibstat_timeout),
-        deep=deep,
-    )
-    code = exit_code(report, strict)
+    settings = _settings(sysfs_root, hca_source)
+    outcome = run_node_check(settings, mode or "manual", dict(os.environ), strict=strict, drain=drain, deep=deep,
+                             gpu_source=ctx.gpu_source, hca_source=ctx.hca_source, slurm=ctx.slurm)
+    report = outcome.report
     for note in report.notes:
         sys.stderr.write(f"gpupool: warning: {note}\n")
     if report.status != "OK":
         _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
-    if drain and should_drain(report, strict):
-        try:  # the only Slurm command of a Prolog/Epilog, and only on CRITICAL
-            # Imported only to drain: the healthy Prolog never loads the Slurm client.
-            from gpupool.slurm.client import make_client
-
-            # The commands backend: a Prolog never waits on pyslurm's version probe (short timeout).
-            slurm = ctx.slurm or make_client(settings.scontrol_timeout, backend="commands")
-            slurm.drain(report.node, report.reason)
-        except Exception as exc:  # noqa: BLE001 - the non-zero exit still makes Slurm drain
-            sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {exc}\n")
+    if outcome.drain_error is not None:
+        sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {outcome.drain_error}\n")
     if ctx.json:
         _emit_json(report.as_dict())
     else:
         _print_report(report, verbose)
-    return code
+    return outcome.exit_code
 
 
 def _log(path: str | None, line: str, to_stderr: bool) -> None:
@@ -174,26 +159,18 @@ def topo(task_prolog: bool, sysfs_root: str | None, no_nvml: bool) -> int:
     ctx = app()
     if ctx.json and task_prolog:
         raise BadRequest("--json and --task-prolog cannot be combined")
-    settings = _settings()
-    root = sysfs_root or settings.sysfs_root
-    inventory = None
-    if not no_nvml:
-        source = ctx.gpu_source or NvmlGpuSource(settings.nvml_library)
-        inventory, error = collect_gpus(source, None, True, settings.nvml_timeout)
-        if error is not None and not task_prolog:
-            sys.stderr.write(f"gpupool: warning: {error.message}; GPUs from sysfs only\n")
-    ports, _error = collect_hca_ports(SysfsHcaSource(root))
-    topology = build_topology(root, inventory, ports)
+    outcome = node_topology(_settings(), sysfs_root=sysfs_root, use_nvml=not no_nvml, gpu_source=ctx.gpu_source)
+    topology = outcome.topology
+    if outcome.gpu_warning is not None and not task_prolog:
+        sys.stderr.write(f"gpupool: warning: {outcome.gpu_warning}; GPUs from sysfs only\n")
     if task_prolog:
         # TaskProlog output is parsed by slurmstepd: only `export` lines, never an error text.
-        for line in task_prolog_lines(topology, os.environ, job_gpu_ids(os.environ)):
+        for line in task_prolog_exports(topology, os.environ):
             sys.stdout.write(line + "\n")
         return 0
     if ctx.json:
-        from gpupool.node.slurmenv import node_name
-
         # The node's name lets `fabric nvlink` merge saved reports into the fabric.
-        _emit_json({"node": node_name(os.environ), **topology.as_dict()})
+        _emit_json({"node": this_node_name(os.environ), **topology.as_dict()})
         return 0
     _print_topology(topology)
     return 0

@@ -67,59 +67,21 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
              contention: str, nccl_path: str | None, comm_fraction: float, nccl_class: str,
              report_path: str | None, seeds: int, first_seed: int | None, baseline: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
-    from gpupool.app.simulate import (
-        SimulationRequest,
-        pack_goal,
-        parse_policies,
-        parse_switches,
-    )
-    from gpupool.app.simulate_seeds import run_replicates
-    from gpupool.cli.render import emit_json
-    from gpupool.config import resolve_fabric_path
-    from gpupool.errors import BadRequest
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.fsutil import atomic_write_text, check_output_path
-    from gpupool.simulate.engine import SimConfig
-    from gpupool.simulate.speed import (
-        SpeedModel,
-        calibrate_from_nccl,
-        load_speed_model,
-        read_nccl_points,
-    )
-    from gpupool.simulate.workload import parse_ratio
+    from gpupool.app.simulate import SimulateOptions, run_simulate_command
 
     ctx = app()
-    if report_path:
-        check_output_path(report_path)  # before the replay, not after it
-    chosen = parse_policies(policies, pools_path)
-    wait_leaves, wait_time = parse_switches(switches)
-    if gpus_per_host < 1:
-        raise BadRequest(f"--gpus-per-host must be >= 1, got {gpus_per_host}")
-    if seeds < 1:
-        raise BadRequest(f"--seeds must be >= 1, got {seeds}")
-    if backfill_depth < 0:
-        raise BadRequest(f"--backfill-depth must be >= 0, got {backfill_depth}")
-    accepted = frozenset(p.strip() for p in partitions.split(",") if p.strip()) if partitions else None
-    config = SimConfig(gpus_per_host=gpus_per_host, backfill=backfill, backfill_depth=backfill_depth, wait_time=wait_time,
-                       wait_leaves=wait_leaves, partitions=accepted)
-    config.pack_goal = pack_goal(hop_slack, None if size_mix == "learn" else size_mix, gpus_per_host)
-    speed = load_speed_model(speed_path) if speed_path else SpeedModel()
-    speed.model = "contention" if contention == "on" else "isolated"
-    if nccl_path:
-        speed.classes[nccl_class] = calibrate_from_nccl(read_nccl_points(nccl_path), comm_fraction)
-    path = resolve_fabric_path(fabric_path, ctx.config())
-    compiled = load_compiled(path)
-    request = SimulationRequest(fabric_path=path, workload=workload, policies=chosen, fmt=fmt, config=config,
-                                speed=speed, gpus_per_processor=parse_ratio(gpus_per_processor),
-                                pools_path=pools_path, learn_size_mix=size_mix == "learn")
-    doc, results = run_replicates(request, compiled, seeds, first_seed, baseline)
-    if report_path:
-        from gpupool.simulate.report import render_html
-
-        atomic_write_text(report_path, render_html(doc, results))
+    options = SimulateOptions(
+        fabric_path=fabric_path, workload=workload, fmt=fmt, policies=policies,
+        hop_slack=hop_slack, size_mix=size_mix, pools_path=pools_path, gpus_per_host=gpus_per_host,
+        switches=switches, partitions=partitions, backfill=backfill, backfill_depth=backfill_depth,
+        gpus_per_processor=gpus_per_processor, speed_path=speed_path, contention=contention, nccl_path=nccl_path,
+        comm_fraction=comm_fraction, nccl_class=nccl_class, seeds=seeds)
+    doc, _results = run_simulate_command(options, ctx.config(), first_seed, baseline, report_path)
     if ctx.json:
         if report_path:
             sys.stderr.write(f"gpupool: report written to {report_path}\n")  # stdout holds the JSON only
+        from gpupool.cli.render import emit_json
+
         emit_json(doc)
         return
     _render(doc, report_path)
