@@ -103,3 +103,16 @@ def status(pools_file: str | None, run: CommandRunner, config: Config, *, fragme
         path = live_fragment_path(run)
     fragment = read_fragment(path) if path else read_fragment("/nonexistent")
     return collect_status(run, spec=spec, hosts=hosts, fragment=fragment), fragment
+
+
+def job_submit_lua(pools_file: str, config: Config, *, fabric_path: str | None = None,
+                   default_gpus_per_node: int = 8, hosts_per_leaf: int | None = None,
+                   switch_wait_seconds: int = 300) -> str:
+    """`pool lua`: Slurm's job_submit.lua for the pools file, read and checked as `pool apply` reads
+    it (its loader and schema), pools' hosts resolved as `pool apply` resolves them."""
+    from gpupool.pools.lua import render_job_submit_lua
+
+    spec = load_pools_file(pools_file)
+    return render_job_submit_lua(spec, pool_hosts(spec, fabric_path, config),
+                                 default_gpus_per_node=default_gpus_per_node, hosts_per_leaf=hosts_per_leaf,
+                                 switch_wait_seconds=switch_wait_seconds, source_name=pools_file)

@@ -1,4 +1,4 @@
-"""`gpupool pool apply|status`: declarative GPU pools, borrowing and fair-share queues."""
+"""`gpupool pool apply|status|lua`: declarative GPU pools, borrowing and fair-share queues."""
 
 from __future__ import annotations
 
@@ -110,6 +110,39 @@ def _render_apply(report: ApplyReport, pools_file: str) -> None:
                       else f"no changes: Slurm matches {pools_file}")
     if report.fragment_written:
         console.print(f"wrote {report.fragment_path}")
+
+
+@pool.command("lua")
+@click.argument("pools_file", metavar="POOLS.yaml")
+@click.option("-o", "--output", metavar="PATH", help="Write job_submit.lua here (atomically; default: stdout).")
+@click.option("--fabric", "fabric_path", metavar="FILE", help="Fabric file for leaf:/switch:/group: selectors.")
+@click.option("--gpus-per-node", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
+              help="GPUs per node of a pool without gpus_per_node.")
+@click.option("--hosts-per-leaf", type=click.IntRange(min=1), metavar="N",
+              help="Hosts per leaf switch: a multi-node job without --switches gets ceil(nodes/N) leaves.")
+@click.option("--switch-wait", type=click.IntRange(min=0), default=300, show_default=True, metavar="SECONDS",
+              help="How long such a job may wait for its switch count.")
+def lua_command(pools_file: str, output: str | None, fabric_path: str | None, gpus_per_node: int,
+                hosts_per_leaf: int | None, switch_wait: int) -> None:
+    """Generate Slurm's job_submit.lua from POOLS.yaml (routing, --switches, impossible requests refused).
+
+    The pools file is read and checked as `pool apply` reads it; the plugin script
+    slurm-plugins/make-job-submit-lua calls this command.
+    """
+    import sys
+
+    from gpupool.fsutil import atomic_write_text, check_output_path
+
+    ctx = app()
+    if output:
+        check_output_path(output)  # before reading anything: a bad path is one line, nothing half-written
+    text = pools_app.job_submit_lua(pools_file, ctx.config(), fabric_path=fabric_path,
+                                    default_gpus_per_node=gpus_per_node, hosts_per_leaf=hosts_per_leaf,
+                                    switch_wait_seconds=switch_wait)
+    if output:
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
 
 
 @pool.command("status")

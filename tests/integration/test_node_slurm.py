@@ -25,15 +25,16 @@ sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
 from fakenvml_build import build_fake_nvml, write_scenario  # noqa: E402
 from fakesysfs import dgx_like  # noqa: E402
 
-from gpupool.node.job_submit_lua import render_job_submit_lua  # noqa: E402
+from gpupool.pools.lua import render_job_submit_lua  # noqa: E402
+from gpupool.pools.schema import parse_pools_text  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 TESTBED = REPO / "scripts" / "testbed"
 DGX_BUS_IDS = ["0000:18:00.0", "0000:19:00.0", "0000:2a:00.0", "0000:2b:00.0",
                "0000:98:00.0", "0000:99:00.0", "0000:aa:00.0", "0000:ab:00.0"]
-POOLS = {"pools": {"vision": {"nodes": "gpu[001-002]", "owners": ["vision"]},
-                   "gpu": {"nodes": "gpu[001-004]"}}}
+POOLS = ("pools:\n  vision: {nodes: 'gpu[001-002]', owners: [vision]}\n  gpu: {nodes: 'gpu[001-004]'}\n"
+         "accounts:\n  vision: {shares: 1}\n")
 
 WRAPPER = """#!/bin/bash
 # Test wrapper: point the real slurm-plugins script at the fake NVML and the test config.
@@ -115,7 +116,7 @@ def bed() -> Iterator[Bed]:
                                           slurm_conf=slurm_conf, run=run))
         wrapper.chmod(0o755)
     (directory / "job_submit.lua").write_text(
-        render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
+        render_job_submit_lua(parse_pools_text(POOLS), hosts_per_leaf=2, switch_wait_seconds=120))
     from conftest import first_port_base, pick_port_base  # honour GPUPOOL_TESTBED_PYTEST_PORT_BASE
 
     base = pick_port_base(first_port_base("node"), 5)

@@ -344,13 +344,9 @@ def test_fuzz_pools_files(data: bytes) -> None:
     code, out, err = run_cli(["pool", "apply", str(path), "--dry-run", "--json", "--fragment", str(fragment)], ctx)
     check(code, err)
     assert not fragment.exists()
-    from gpupool.node.job_submit_lua import main as job_submit_lua
-
     lua = path.parent / "job_submit.lua"
-    err_text = io.StringIO()
-    with contextlib.redirect_stderr(err_text), contextlib.redirect_stdout(io.StringIO()):
-        code = job_submit_lua([str(path), "-o", str(lua)])
-    assert code in (0, 4) and "Traceback" not in err_text.getvalue()
+    code, out, err = run_cli(["pool", "lua", str(path), "-o", str(lua)], AppContext())
+    assert code in (0, 4) and "Traceback" not in err
     no_half_written(path.parent, lua, code)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gpupool.node.job_submit_lua import main
+from gpupool.cli.main import main as cli_main
 
 LUA = shutil.which("lua5.3") or shutil.which("lua")
-POOLS_YAML = "pools:\n  vision:\n    nodes: gpu[001-004]\n    owners: [vision]\n"
+POOLS_YAML = "pools:\n  vision:\n    nodes: gpu[001-004]\n    owners: [vision]\naccounts:\n  vision: {shares: 1}\n"
 STUB = r"""
 slurm = { SUCCESS = 0, ERROR = -1, NO_VAL = 4294967294, NO_VAL16 = 65534 }
 function slurm.log_user(fmt, ...) end
@@ -32,7 +32,7 @@ def test_hostile_pools_file_name_runs_nothing(tmp_path: Path, name: str) -> None
     pools = tmp_path / name
     pools.write_text(POOLS_YAML)
     output = tmp_path / "job_submit.lua"
-    assert main([str(pools), "-o", str(output)]) == 0
+    assert cli_main(["pool", "lua", str(pools), "-o", str(output)]) == 0
     text = output.read_bytes()
     # No line of the generated file may start with the injected code.
     assert not any(line.lstrip().startswith(b"os.execute") for line in text.splitlines())
@@ -58,12 +58,12 @@ def test_hostile_pools_file_name_runs_nothing(tmp_path: Path, name: str) -> None
 def test_unwritable_output_is_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pools = tmp_path / "pools.yaml"
     pools.write_text(POOLS_YAML)
-    assert main([str(pools), "-o", str(pools / "job_submit.lua")]) == 4  # a path under a regular file
+    assert cli_main(["pool", "lua", str(pools), "-o", str(pools / "job_submit.lua")]) == 4  # a path under a regular file
     assert capsys.readouterr().err.startswith("gpupool: error:")
 
 
 # Issue 29: the generator had its own YAML path (RecursionError / UnicodeDecodeError tracebacks)
-# where `pool apply` said exit 4. Both now read pools files through `gpupool.validate.load_source`.
+# where `pool apply` said exit 4. `pool lua` now reads pools files through `pool apply`'s schema.
 HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
 LOADER_CASES = {
     "deep-brackets": ("pools: " + "[" * 1000 + "]" * 1000 + "\n").encode(),
@@ -83,7 +83,7 @@ def test_generator_refuses_like_pool_apply(tmp_path: Path, capsys: pytest.Captur
     pools = tmp_path / "pools.yaml"
     pools.write_bytes(LOADER_CASES[case])
     output = tmp_path / "job_submit.lua"
-    assert main([str(pools), "-o", str(output)]) == 4
+    assert cli_main(["pool", "lua", str(pools), "-o", str(output)]) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gpupool: error: "), err
     assert "Traceback" not in err and "Error:" not in err.replace("gpupool: error:", "")
@@ -95,11 +95,14 @@ def test_generator_refuses_like_pool_apply(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.parametrize("name", ["lua-deep-brackets.yaml", "lua-utf16-bom.yaml"])
-def test_generator_corpus_via_python_m(tmp_path: Path, name: str) -> None:
+def test_generator_corpus_via_the_plugin_script(tmp_path: Path, name: str) -> None:
+    import os
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "gpupool.node.job_submit_lua", str(HOSTILE / name),
-                           "-o", str(tmp_path / "out.lua")], capture_output=True, text=True, timeout=120, check=False,
+    # The shipped plugin script, as an admin runs it (it calls `gpupool pool lua`).
+    script = Path(__file__).resolve().parents[2] / "slurm-plugins" / "make-job-submit-lua"
+    done = subprocess.run([str(script), str(HOSTILE / name), "-o", str(tmp_path / "out.lua")], capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, "GPUPOOL_PYTHON": sys.executable},
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 4, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"gpupool: error: {HOSTILE / name}"), done.stderr

@@ -72,7 +72,7 @@ def test_internal_error_by_hand_is_unknown(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "c.toml").write_text("")
     monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
 
-    def broken_settings() -> None:
+    def broken_settings(*_args: object) -> None:
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr("gpupool.cli.node._settings", broken_settings)

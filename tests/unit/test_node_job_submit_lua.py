@@ -7,19 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.cli.main import main as cli_main
 from gpupool.errors import InputError
-from gpupool.node.job_submit_lua import lua_pools, main, render_job_submit_lua
+from gpupool.pools.lua import lua_pools, render_job_submit_lua
+from gpupool.pools.schema import parse_pools_text
 from tests.helpers import require_tool
 
-POOLS = {
-    "pools": {
-        "vision": {"nodes": "gpu[001-004]", "owners": ["vision"]},
-        "llm": {"nodes": ["gpu[005-012]", "gpu020"], "owners": ["llm"], "gpus_per_node": 8},
-        "small": {"nodes": "gpu[013-014]", "gpus_per_node": 4},
-        "shared": {"nodes": "gpu[015-016]", "quota": {"physics": 8, "llm": 4}},
-    },
-    "accounts": {"vision": {"shares": 30}, "llm": {"shares": 70}},
-}
+# A pools file as `pool apply` reads it (the generator reads it through the same schema).
+POOLS = """\
+pools:
+  vision: {nodes: "gpu[001-004]", owners: [vision]}
+  llm: {nodes: ["gpu[005-012]", gpu020], owners: [llm], gpus_per_node: 8}
+  small: {nodes: "gpu[013-014]", gpus_per_node: 4}
+  shared: {nodes: "gpu[015-016]", quota: {physics: 8, llm: 4}}
+accounts:
+  vision: {shares: 30}
+  llm: {shares: 70}
+  physics: {shares: 10}
+"""
 
 
 STUB = r"""
@@ -47,7 +52,7 @@ def lua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
     lua = require_tool("lua5.1", "lua5.3", "lua", why="runs the generated job_submit.lua")
     directory = tmp_path_factory.mktemp("lua")
     policy = directory / "job_submit.lua"
-    policy.write_text(render_job_submit_lua(POOLS, hosts_per_leaf=2, switch_wait_seconds=120))
+    policy.write_text(render_job_submit_lua(parse_pools_text(POOLS), hosts_per_leaf=2, switch_wait_seconds=120))
     stub = directory / "stub.lua"
     stub.write_text(STUB)
     return Path(lua), stub, policy
@@ -65,7 +70,7 @@ def submit(lua_script: tuple[Path, Path, Path], **fields: object) -> dict[str, s
 
 
 def test_pool_sizes_from_hostlists() -> None:
-    pools = {p.name: (p.nodes, p.gpus_per_node, p.owners) for p in lua_pools(POOLS)}
+    pools = {p.name: (p.nodes, p.gpus_per_node, p.owners) for p in lua_pools(parse_pools_text(POOLS))}
     assert pools == {"vision": (4, 8, ("vision",)), "llm": (9, 8, ("llm",)), "small": (2, 4, ()),
                      "shared": (2, 8, ("physics", "llm"))}
 
@@ -131,23 +136,40 @@ def test_impossible_requests_are_rejected_with_a_message(lua_script: tuple[Path,
     assert submit(lua_script, partition="debug", tres_per_node="gres:gpu:64")["rc"] == "0"
 
 
-def test_bad_pools_documents() -> None:
-    with pytest.raises(InputError, match="non-empty mapping"):
-        render_job_submit_lua({"pools": {}})
-    with pytest.raises(InputError, match="selector"):
-        render_job_submit_lua({"pools": {"a": {"nodes": "leaf:L1"}}})
-    assert "nodes = 12" in render_job_submit_lua({"pools": {"a": {"nodes": "leaf:L1"}}}, node_counts={"a": 12})
+def test_bad_pools_files_are_refused_by_the_pools_schema() -> None:
+    with pytest.raises(InputError, match="pools"):
+        render_job_submit_lua(parse_pools_text("pools: {}\n"))
+    selector = parse_pools_text("pools:\n  a: {nodes: 'leaf:L1'}\n")
+    with pytest.raises(InputError, match="fabric selectors need a fabric file"):
+        render_job_submit_lua(selector)
+    # Hosts resolved by the caller (on the fabric, as `pool apply` resolves them) give the count.
+    assert "nodes = 12" in render_job_submit_lua(selector, {"a": [f"gpu{i:03d}" for i in range(12)]})
     with pytest.raises(InputError, match="gpus_per_node"):
-        render_job_submit_lua({"pools": {"a": {"nodes": "n1", "gpus_per_node": 0}}})
+        parse_pools_text("pools:\n  a: {nodes: n1, gpus_per_node: 0}\n")
 
 
-def test_module_main_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pool_lua_command_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pools = tmp_path / "pools.yaml"
-    pools.write_text("pools:\n  p1: {nodes: 'gpu[001-002]', owners: [a]}\n")
+    pools.write_text("pools:\n  p1: {nodes: 'gpu[001-002]', owners: [a]}\naccounts:\n  a: {shares: 1}\n")
     out = tmp_path / "job_submit.lua"
-    assert main([str(pools), "-o", str(out), "--hosts-per-leaf", "4"]) == 0
+    assert cli_main(["pool", "lua", str(pools), "-o", str(out), "--hosts-per-leaf", "4"]) == 0
     text = out.read_text()
     assert 'name = "p1", nodes = 2, gpus_per_node = 8' in text and "HOSTS_PER_LEAF = 4" in text
+    assert cli_main(["pool", "lua", str(pools), "--hosts-per-leaf", "4"]) == 0
+    assert capsys.readouterr().out == text  # stdout without -o: the same text
     pools.write_text("pools: [\n")
-    assert main([str(pools)]) == 4
+    assert cli_main(["pool", "lua", str(pools)]) == 4
     assert capsys.readouterr().err.startswith("gpupool: error:")
+
+
+def test_pool_lua_resolves_fabric_selectors_on_the_fabric(tmp_path: Path) -> None:
+    from gpupool.fabric.generate import fat_tree
+    from gpupool.fabric.model import save_fabric
+
+    fabric = fat_tree(2, 3, 1)  # two leaves of three hosts
+    save_fabric(fabric, str(tmp_path / "fabric.json"))
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("pools:\n  p1: {nodes: 'leaf:leaf02', owners: [a]}\naccounts:\n  a: {shares: 1}\n")
+    out = tmp_path / "job_submit.lua"
+    assert cli_main(["pool", "lua", str(pools), "--fabric", str(tmp_path / "fabric.json"), "-o", str(out)]) == 0
+    assert 'name = "p1", nodes = 3,' in out.read_text()  # a leaf of this fat-tree has three hosts

@@ -1,4 +1,4 @@
-"""Generate Slurm's job_submit.lua from the pools file (a plain dict, as parsed from YAML).
+"""Slurm's job_submit.lua from the pools file (`gpupool pool lua`), on the real schema.
 
 The policy, applied by slurmctld at submission:
   * a GPU job without --partition is routed to the pools its account owns that can hold it,
@@ -6,21 +6,23 @@ The policy, applied by slurmctld at submission:
   * a multi-node GPU job without --switches gets one (leaves needed for its node count, when
     hosts_per_leaf is known) and a bounded wait for it;
   * a GPU request no pool could ever hold (too many GPUs per node, nodes or GPUs in total) is
-    rejected at once with a message to the user, instead of pending forever.
+    rejected at once with a message to the user, instead of pending forever;
+  * in a quota pool, a job of a quota account runs under QOS "<pool>-<account>".
+
+The pools file is read and checked by `pools.schema` (the same loader and rules as `pool apply`),
+and a pool's hosts are resolved as `pool apply` resolves them (fabric selectors included).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from gpupool.errors import BadInput
+from gpupool.pools.nodes import resolve_nodes
+from gpupool.pools.schema import PoolsFile, quota_qos_name
 
 DEFAULT_GPUS_PER_NODE = 8
 DEFAULT_SWITCH_WAIT_SECONDS = 300
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # used with fullmatch: `$` accepts a trailing newline
 
 
 @dataclass(frozen=True)
@@ -29,51 +31,25 @@ class LuaPool:
     nodes: int
     gpus_per_node: int
     owners: tuple[str, ...]
-    quota: tuple[str, ...] = ()  # a quota pool's accounts: their jobs there run under QOS "<pool>-<account>"
+    quota_qos: tuple[tuple[str, str], ...] = ()  # a quota pool's (account, QOS its jobs there run under)
 
 
-def count_hosts(hostlist: str | list[str]) -> int:
-    """Number of hosts in a Slurm hostlist (or list of them)."""
-    from gpupool.hostlist import expand_all
-
-    items = hostlist if isinstance(hostlist, list) else [hostlist]
-    try:
-        return len(expand_all(str(item) for item in items))
-    except BadInput as exc:
-        raise BadInput(f"pools file: {exc.message}") from None
-
-
-def lua_pools(document: Mapping[str, Any], default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
-              node_counts: Mapping[str, int] | None = None) -> list[LuaPool]:
-    """The pools of a pools-file dict; `node_counts` overrides counts (for fabric selectors)."""
-    pools = document.get("pools")
-    if not isinstance(pools, Mapping) or not pools:
-        raise BadInput("pools file: `pools` must be a non-empty mapping")
+def lua_pools(spec: PoolsFile, pool_hosts: Mapping[str, Sequence[str]] | None = None,
+              default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> list[LuaPool]:
+    """The pools as the Lua policy sees them. `pool_hosts`: each pool's hosts, resolved by the caller
+    (fabric selectors need the fabric); a pool missing from it is resolved here, hostlists only."""
     result: list[LuaPool] = []
-    for name, body in pools.items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise BadInput(f"pools file: pools: bad pool name {name!r}")
-        if not isinstance(body, Mapping):
-            raise BadInput(f"pools file: pools.{name}: must be a mapping")
-        if node_counts and name in node_counts:
-            nodes = int(node_counts[name])
-        elif "nodes" in body:
-            raw = body["nodes"]
-            if any(":" in str(item) for item in (raw if isinstance(raw, list) else [raw])):
-                raise BadInput(f"pools file: pools.{name}.nodes: selector {raw!r} needs node_counts")
-            nodes = count_hosts(raw)
+    for pool in spec.pools.values():
+        if pool_hosts is not None and pool.name in pool_hosts:
+            nodes = len(pool_hosts[pool.name])
         else:
-            raise BadInput(f"pools file: pools.{name}: missing `nodes`")
-        gpus = body.get("gpus_per_node", default_gpus_per_node)
-        if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
-            raise BadInput(f"pools file: pools.{name}.gpus_per_node: must be a positive integer")
-        owners = body.get("owners", [])
-        if not isinstance(owners, list) or not all(isinstance(o, str) and _NAME.fullmatch(o) for o in owners):
-            raise BadInput(f"pools file: pools.{name}.owners: must be a list of account names")
-        quota = body.get("quota") or {}
-        if not isinstance(quota, Mapping) or not all(isinstance(a, str) and _NAME.fullmatch(a) for a in quota):
-            raise BadInput(f"pools file: pools.{name}.quota: must map account names to GPUs")
-        result.append(LuaPool(name, nodes, gpus, tuple(owners) or tuple(quota), tuple(quota)))
+            try:
+                nodes = len(resolve_nodes(pool.nodes, None))
+            except ValueError as exc:
+                raise spec.error(("pools", pool.name, "nodes"), str(exc)) from None
+        quota = tuple((account, quota_qos_name(pool.name, account)) for account, _gpus in pool.quota)
+        owners = pool.owners or tuple(account for account, _qos in quota)
+        result.append(LuaPool(pool.name, nodes, pool.gpus_per_node or default_gpus_per_node, owners, quota))
     return result
 
 
@@ -93,18 +69,16 @@ def _lua_string(text: str) -> str:
     return "".join(out)
 
 
-def render_job_submit_lua(document: Mapping[str, Any], *,
+def render_job_submit_lua(spec: PoolsFile, pool_hosts: Mapping[str, Sequence[str]] | None = None, *,
                           default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
                           hosts_per_leaf: int | None = None,
                           switch_wait_seconds: int = DEFAULT_SWITCH_WAIT_SECONDS,
-                          node_counts: Mapping[str, int] | None = None,
                           source_name: str = "pools file") -> str:
-    """The job_submit.lua text for this pools document."""
-    pools = lua_pools(document, default_gpus_per_node, node_counts)
+    """The job_submit.lua text for this pools file."""
     rows = []
-    for pool in pools:
+    for pool in lua_pools(spec, pool_hosts, default_gpus_per_node):
         owners = ", ".join(f"[{_lua_string(o)}] = true" for o in pool.owners)
-        quota = ", ".join(f"[{_lua_string(a)}] = {_lua_string(f'{pool.name}-{a}')}" for a in pool.quota)
+        quota = ", ".join(f"[{_lua_string(account)}] = {_lua_string(qos)}" for account, qos in pool.quota_qos)
         rows.append(f"  {{ name = {_lua_string(pool.name)}, nodes = {pool.nodes}, "
                     f"gpus_per_node = {pool.gpus_per_node}, owners = {{ {owners} }}, quota = {{ {quota} }} }},")
     leaf = "nil" if not hosts_per_leaf else str(int(hosts_per_leaf))
@@ -271,47 +245,3 @@ end
 slurm.log_info("gpupool job_submit.lua loaded (%d pools)", #POOLS)
 return slurm.SUCCESS
 """
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m gpupool.node.job_submit_lua POOLS.yaml [-o OUT] [--hosts-per-leaf N] ...`."""
-    import argparse
-    import sys
-
-    from gpupool.fsutil import atomic_write_text
-    from gpupool.validate import load_source
-
-    parser = argparse.ArgumentParser(prog="python -m gpupool.node.job_submit_lua",
-                                     description="Generate job_submit.lua from a gpupool pools file.")
-    parser.add_argument("pools")
-    parser.add_argument("-o", "--output")
-    parser.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE)
-    parser.add_argument("--hosts-per-leaf", type=int)
-    parser.add_argument("--switch-wait", type=int, default=DEFAULT_SWITCH_WAIT_SECONDS,
-                        help="seconds a multi-node job may wait for its switch count")
-    args = parser.parse_args(argv)
-    try:
-        # The same loader as `pool apply`: deep nesting, bytes that are not UTF-8, aliases and
-        # duplicate keys are one `file:line:` error, never a traceback.
-        document = load_source(args.pools).data
-        if not isinstance(document, dict):
-            raise BadInput(f"{args.pools}: not a YAML mapping")
-        text = render_job_submit_lua(document, default_gpus_per_node=args.gpus_per_node,
-                                     hosts_per_leaf=args.hosts_per_leaf,
-                                     switch_wait_seconds=args.switch_wait, source_name=args.pools)
-    except BadInput as exc:
-        sys.stderr.write(f"gpupool: error: {exc}\n")
-        return 4
-    if args.output:
-        try:
-            atomic_write_text(args.output, text)
-        except BadInput as exc:  # full disk, read-only directory: one line, the old file kept
-            sys.stderr.write(f"gpupool: error: {exc}\n")
-            return 4
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
