@@ -17,7 +17,6 @@ from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload
 
 if TYPE_CHECKING:
-    from gpupool.config import Config
     from gpupool.fabric.compiled import CompiledFabric
 
 
@@ -300,22 +299,3 @@ def simulation_request(options: SimulateOptions, resolve_fabric: Callable[[str |
                              gpus_per_processor=parse_ratio(options.gpus_per_processor),
                              pools_path=options.pools_path, learn_size_mix=learn)
 
-
-def run_simulate_command(options: SimulateOptions, config: Config, first_seed: int | None = None,
-                         baseline: str | None = None,
-                         report_path: str | None = None) -> tuple[dict[str, Any], list[PolicyMetrics]]:
-    """`simulate`: build the request, replay every replicate, and write the HTML report when asked."""
-    from gpupool.app.simulate_seeds import run_replicates
-    from gpupool.config import resolve_fabric_path
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.fsutil import atomic_write_text, check_output_path
-
-    if report_path:
-        check_output_path(report_path)  # before the replay, not after it
-    request = simulation_request(options, lambda path: resolve_fabric_path(path, config))
-    doc, results = run_replicates(request, load_compiled(request.fabric_path), options.seeds, first_seed, baseline)
-    if report_path:
-        from gpupool.simulate.report import render_html
-
-        atomic_write_text(report_path, render_html(doc, results))
-    return doc, results

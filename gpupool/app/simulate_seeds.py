@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gpupool import __version__
-from gpupool.app.simulate import SimulationRequest, TraceReplicate, run_simulation
+from gpupool.app.simulate import (
+    SimulateOptions,
+    SimulationRequest,
+    TraceReplicate,
+    run_simulation,
+    simulation_request,
+)
 from gpupool.errors import BadRequest
 from gpupool.simulate.replicate import block_bootstrap, block_seconds
 from gpupool.simulate.report import HEADLINE, row_better, table_rows
@@ -24,6 +30,7 @@ from gpupool.simulate.synthetic import parse_spec
 from gpupool.simulate.workload import WorkloadStats, detect_format, read_workload
 
 if TYPE_CHECKING:
+    from gpupool.config import Config
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.simulate.metrics import PolicyMetrics
 
@@ -140,3 +147,22 @@ def run_replicates(request: SimulationRequest, compiled: CompiledFabric, seeds: 
         doc["notes"].append(f"`policies`, `trace` and the plots are the first replicate's (seed {seed_list[0]}); "
                             f"the table gives means over {n} replicates with 95% confidence intervals")
     return doc, first_results
+
+
+def run_simulate_command(options: SimulateOptions, config: Config, first_seed: int | None = None,
+                         baseline: str | None = None,
+                         report_path: str | None = None) -> tuple[dict[str, Any], list[PolicyMetrics]]:
+    """`simulate`: build the request, replay every replicate, and write the HTML report when asked."""
+    from gpupool.config import resolve_fabric_path
+    from gpupool.fabric.compiled import load_compiled
+    from gpupool.fsutil import atomic_write_text, check_output_path
+
+    if report_path:
+        check_output_path(report_path)  # before the replay, not after it
+    request = simulation_request(options, lambda path: resolve_fabric_path(path, config))
+    doc, results = run_replicates(request, load_compiled(request.fabric_path), options.seeds, first_seed, baseline)
+    if report_path:
+        from gpupool.simulate.report import render_html
+
+        atomic_write_text(report_path, render_html(doc, results))
+    return doc, results

@@ -6,25 +6,17 @@ import sys
 
 import click
 
+from gpupool.app import fabric as fabric_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.fabric_audit import audit
 from gpupool.cli.fabric_nvlink import nvlink
 from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import BadInput, BadRequest
-from gpupool.fabric.discover import discover as run_discover
-from gpupool.fabric.generate import (
-    MAX_GENERATED_HOSTS,
-    dragonfly,
-    dragonfly_size,
-    fat_tree,
-    fat_tree_size,
-)
-from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
 from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
+FORMATS = fabric_app.EXPORT_FORMATS
 
 
 @click.group()
@@ -71,8 +63,9 @@ def discover(capture_files: tuple[str, ...], live: bool, node_name_map: str | No
     hosts = expand(hostlist) if hostlist else None
     if from_slurm:
         hosts = _slurm_node_names()
-    fab = run_discover(capture_files=capture_files, live=live, node_name_map=node_name_map, hosts=hosts,
-                       timeout=timeout, service_hosts=tuple(g for globs in service_hosts for g in globs.split(",")))
+    fab = fabric_app.discover_fabric(capture_files=capture_files, live=live, node_name_map=node_name_map, hosts=hosts,
+                                     timeout=timeout,
+                                     service_hosts=tuple(g for globs in service_hosts for g in globs.split(",")))
     for message in fab.warnings:
         warn(message)
     _save_and_report(fab, output, backup)
@@ -147,29 +140,17 @@ def _common_gen(func):  # type: ignore[no-untyped-def]
     return func
 
 
-# Designs with this many hosts or more report each phase on stderr (they take seconds to a minute).
-PROGRESS_HOSTS = 10_000
-
-
-def _progress(show: bool, message: str) -> None:
-    if show:
-        sys.stderr.write(f"gpupool: {message}\n")
-        sys.stderr.flush()
+def _progress(message: str) -> None:
+    sys.stderr.write(f"gpupool: {message}\n")
+    sys.stderr.flush()
 
 
 def _save_and_report(fab, output: str, backup: bool, progress: bool = False) -> None:  # type: ignore[no-untyped-def]
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
-    _nvlink_domains(fab)
-    from gpupool.fabric.compiled import compile_fabric, store_compiled
-    from gpupool.fabric.export import summary
-
-    _progress(progress, f"compiling {len(fab.nodes):,} nodes and {len(fab.links):,} links ...")
-    compiled = compile_fabric(fab)
-    _progress(progress, f"writing {output} ...")
-    save_fabric(fab, output, backup=backup)
-    store_compiled(output, compiled)
-    doc = summary(fab, compiled)
-    doc["output"] = output
+    ctx = click.get_current_context(silent=True)
+    domain_hosts = ctx.meta.get("gpupool.nvlink_domain_hosts") if ctx is not None else None
+    doc = fabric_app.save_with_summary(fab, output, backup=backup, nvlink_domain_hosts=domain_hosts,
+                                       progress=_progress if progress else None)
     if app().json:
         emit_json(doc)
     else:
@@ -191,11 +172,9 @@ def fat_tree_cmd(leaves: int, hosts_per_leaf: int, spines: int, pods: int, cores
                  prefix: str, speed: str, width: str, output: str, backup: bool) -> None:
     """A 2- or 3-level fat-tree, optionally rail-optimised (at most 100,000 hosts and 20,000 switches)."""
     check_output_path(output)
-    hosts, _switches = fat_tree_size(leaves, hosts_per_leaf, spines, pods, cores, rails)
-    _progress(PROGRESS_HOSTS <= hosts <= MAX_GENERATED_HOSTS, f"generating {hosts:,} hosts ...")
-    fab = fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails, uplinks=uplinks, prefix=prefix,
-                   speed=speed, width=width)
-    _save_and_report(fab, output, backup, progress=hosts >= PROGRESS_HOSTS)
+    fab = fabric_app.generate_fat_tree(leaves, hosts_per_leaf, spines, pods=pods, cores=cores, rails=rails,
+                                       uplinks=uplinks, prefix=prefix, speed=speed, width=width, progress=_progress)
+    _save_and_report(fab, output, backup, progress=len(fab.host_names()) >= fabric_app.PROGRESS_HOSTS)
 
 
 @generate.command("dragonfly")
@@ -209,11 +188,9 @@ def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, gl
     """A dragonfly: all-to-all routers in each group, consecutive global links between groups
     (at most 100,000 hosts and 20,000 switches)."""
     check_output_path(output)
-    hosts, _switches = dragonfly_size(groups, routers_per_group, hosts_per_router)
-    _progress(PROGRESS_HOSTS <= hosts <= MAX_GENERATED_HOSTS, f"generating {hosts:,} hosts ...")
-    fab = dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router, prefix=prefix, speed=speed,
-                    width=width)
-    _save_and_report(fab, output, backup, progress=hosts >= PROGRESS_HOSTS)
+    fab = fabric_app.generate_dragonfly(groups, routers_per_group, hosts_per_router, global_links_per_router,
+                                        prefix=prefix, speed=speed, width=width, progress=_progress)
+    _save_and_report(fab, output, backup, progress=len(fab.host_names()) >= fabric_app.PROGRESS_HOSTS)
 
 
 @fabric.command()
@@ -223,16 +200,8 @@ def dragonfly_cmd(groups: int, routers_per_group: int, hosts_per_router: int, gl
 @json_option
 def show(fabric_path: str | None, list_set_apart: bool) -> None:
     """Summarise the fabric: a tree from the top switches down to the hosts."""
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.fabric.export import summary
-    from gpupool.fabric.setapart import set_apart
-
     path = resolve_fabric_path(fabric_path, app().config())
-    fab = load_fabric(path)
-    compiled = load_compiled(path)
-    doc = summary(fab, compiled)
-    if list_set_apart:
-        doc["set_apart"] = set_apart(fab, compiled)
+    doc, fab, compiled = fabric_app.show_fabric(path, with_set_apart=list_set_apart)
     if app().json:
         emit_json(doc)
         return
@@ -303,19 +272,10 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     """
     import difflib
 
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.fabric.export import export as do_export
-
     path = resolve_fabric_path(fabric_path, app().config())
     if output not in (None, "-") and not diff_against:
         check_output_path(output)
-    fab = load_fabric(path)
-    compiled = None
-    if hostlist:
-        restrict_hosts(fab, expand(hostlist))
-    else:
-        compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
-    text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
+    text = fabric_app.export_fabric(path, fmt, hosts=expand(hostlist) if hostlist else None, clamp_speed=clamp_speed)
     if diff_against:
         from gpupool.fsutil import read_input_bytes
 
@@ -341,16 +301,6 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     return 0
 
 
-def _nvlink_domains(fab) -> None:  # type: ignore[no-untyped-def]
-    """`generate ... --nvlink-domain-hosts N`: cut the generated hosts into NVLink domains."""
-    ctx = click.get_current_context(silent=True)
-    hosts = ctx.meta.get("gpupool.nvlink_domain_hosts") if ctx is not None else None
-    if hosts is not None:
-        from gpupool.fabric.nvlink import add_generated_domains
-
-        add_generated_domains(fab, int(hosts))
-
-
 @fabric.command("diff")
 @click.argument("paths", nargs=-1, metavar="[OLD] NEW")
 @_fabric_option
@@ -359,15 +309,12 @@ def diff_cmd(paths: tuple[str, ...], fabric_path: str | None) -> int:
     """What changed between two captures or fabric files (OLD defaults to the saved fabric).
 
     Exit 0: nothing changed; 1: something changed; 4: bad input."""
-    from gpupool.fabric.diff import diff_fabrics, load_side
-
     if len(paths) not in (1, 2):
         raise BadRequest("give OLD and NEW, or NEW alone to compare with the saved fabric")
     if len(paths) == 2 and fabric_path:
         raise BadRequest("--fabric names OLD: give it or two paths, not both")
     old_path = paths[0] if len(paths) == 2 else resolve_fabric_path(fabric_path, app().config())
-    old, new = load_side(old_path), load_side(paths[-1])
-    result = diff_fabrics(old, new)
+    result = fabric_app.diff_fabric_files(old_path, paths[-1])
     if app().json:
         emit_json(result.to_json() | {"old": old_path, "new": paths[-1]})
     else:

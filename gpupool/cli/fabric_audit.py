@@ -19,7 +19,6 @@ from gpupool.audit.findings import (
     WARNING,
     sort_findings,
 )
-from gpupool.audit.live import run_ibdiag
 from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.cli.render import counted, emit_json, stderr_console, stdout_console
@@ -87,7 +86,7 @@ def _run(ctx: Any, fabric_path: str | None, ibnetdiscover_paths: list[str], live
                            counters_paths=counters_paths, route_samples=route_samples,
                            config=config.section("audit"), drain_broken=drain_broken,
                            max_drain_fraction=max_drain_fraction)
-    runner = ctx.ibdiag or run_ibdiag  # tests inject fake tools and a fake Slurm here
+    runner = ctx.ibdiag  # tests inject fake tools and a fake Slurm here (None: the real ibdiag tools)
     slurm = ctx.slurm  # None: the audit makes the real client where a Slurm failure is a finding
     if not live:
         return run_audit(request, runner=runner, slurm=slurm)

@@ -19,10 +19,10 @@ from gpupool.hostlist import fold
 @json_option
 def nvlink(fabric_path: str | None, output: str, backup: bool, reports: tuple[str, ...]) -> None:
     """Set the fabric's NVLink domains from `node topo --json` / `node check --json` reports."""
-    from gpupool.fabric.nvlink_reports import merge_into_fabric
+    from gpupool.app.fabric import merge_nvlink_reports
 
     path = resolve_fabric_path(fabric_path, app().config())
-    doc = merge_into_fabric(path, list(reports), output, backup=backup)
+    doc = merge_nvlink_reports(path, list(reports), output, backup=backup)
     if app().json:
         emit_json(doc)
         return

@@ -67,7 +67,8 @@ def simulate(fabric_path: str | None, workload: str, fmt: str, policies: str, ho
              contention: str, nccl_path: str | None, comm_fraction: float, nccl_class: str,
              report_path: str | None, seeds: int, first_seed: int | None, baseline: str | None) -> None:
     """Replay a workload on the fabric under several policies and compare waits, JCT and utilisation."""
-    from gpupool.app.simulate import SimulateOptions, run_simulate_command
+    from gpupool.app.simulate import SimulateOptions
+    from gpupool.app.simulate_seeds import run_simulate_command
 
     ctx = app()
     options = SimulateOptions(

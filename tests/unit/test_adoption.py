@@ -56,7 +56,7 @@ def test_debug_keeps_node_check_unknown(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "c.toml").write_text("")
     monkeypatch.setenv("GPUPOOL_CONFIG", str(tmp_path / "c.toml"))
 
-    def broken_settings() -> None:
+    def broken_settings(*_args: object) -> None:
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr("gpupool.cli.node._settings", broken_settings)
@@ -401,7 +401,7 @@ def test_generate_refuses_a_design_past_the_maximum_before_building(tmp_path: Pa
 
 def test_generate_reports_progress_for_large_designs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("gpupool.cli.fabric.PROGRESS_HOSTS", 8)  # "large" made small, so the test is quick
+    monkeypatch.setattr("gpupool.app.fabric.PROGRESS_HOSTS", 8)  # "large" made small, so the test is quick
     target = tmp_path / "f.json"
     code, _out, err = _run(capsys, "fabric", "generate", "fat-tree", "--leaves", "2", "--hosts-per-leaf", "4",
                            "--spines", "1", "-o", str(target))
