@@ -96,6 +96,10 @@ class Unreachable(GpupoolError):
     """Slurm or a required tool is missing, unreachable or too slow."""
 
 
+class Refused(GpupoolError):
+    """Slurm (or a tool) ran and refused the request: what it said is the message."""
+
+
 # The names before the domain hierarchy, kept so code written against them (other branches,
 # scripts) keeps working; domain packages use the names above (tests/unit/test_layers.py checks).
 InputError = BadInput

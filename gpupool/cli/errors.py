@@ -13,6 +13,7 @@ from gpupool.errors import (
     BadInput,
     BadRequest,
     GpupoolError,
+    Refused,
     Unreachable,
     Unsatisfiable,
     parameter_spelling,
@@ -31,6 +32,7 @@ EXIT_CODES: tuple[tuple[type[GpupoolError], int], ...] = (
     (BadRequest, EXIT_USAGE),
     (Unreachable, EXIT_ENVIRONMENT),
     (BadInput, EXIT_INPUT),
+    (Refused, EXIT_INPUT),  # Slurm said no: the request was bad input for it
 )
 
 # Parameters whose flag is not `--` + the name with dashes (a domain keyword -> gpupool's option).

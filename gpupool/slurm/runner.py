@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from gpupool.errors import BadInput, Unreachable
+from gpupool.errors import Refused, Unreachable
 from gpupool.validate import SLURM_DECODE_ERRORS
 
 DEFAULT_TIMEOUT = 10.0
@@ -45,7 +45,7 @@ UNREACHABLE_PATTERNS = re.compile(
 )
 
 
-class SlurmCommandError(BadInput):
+class SlurmCommandError(Refused):
     """Slurm ran but rejected the request (bad input: the CLI exits 4).
 
     `.argv`, `.returncode`, `.stdout`, `.stderr` hold the details.

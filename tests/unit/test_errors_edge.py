@@ -17,6 +17,7 @@ from gpupool.errors import (
     BadInput,
     BadRequest,
     GpupoolError,
+    Refused,
     Unreachable,
     Unsatisfiable,
     param,
@@ -81,7 +82,7 @@ def test_the_checker_sees_a_flag_in_a_raise() -> None:
 
 @pytest.mark.parametrize(("error", "code"), [
     (Unsatisfiable("no room"), 1), (BadRequest("bad"), 2), (Unreachable("no slurmctld"), 3), (BadInput("bad file"), 4),
-    (GpupoolError("unclassified"), 4), (CliError("monitoring usage"), 2),
+    (Refused("sbatch: error: Invalid account"), 4), (GpupoolError("unclassified"), 4), (CliError("monitoring usage"), 2),
 ])
 def test_one_mapping_from_error_class_to_the_documented_exit_code(error: GpupoolError, code: int) -> None:
     assert exit_code_for(error) == code
