@@ -191,7 +191,7 @@ def test_broken_first_party_import_is_an_internal_error_not_a_missing_command(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
-    for name in ("gpupool.cli.fabric", "gpupool.cli.fabric_audit"):
+    for name in ("gpupool.cli.fabric", "gpupool.cli.fabric_audit", "gpupool.app.audit"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setitem(sys.modules, "gpupool.audit.run", None)  # importing it now raises ImportError
     assert main(["fabric", "audit", "--help"]) == 70
