@@ -37,12 +37,7 @@ EXIT_CODES: tuple[tuple[type[GpupoolError], int], ...] = (
 
 # Parameters whose flag is not `--` + the name with dashes (a domain keyword -> gpupool's option).
 FLAGS: dict[str, str] = {
-    "hosts_per_domain": "--nvlink-domain-hosts",
-    "fabric_file": "--fabric",
-    "capture": "--ibnetdiscover",
-    "weight_plan": "--plan",
-    "export_format": "--format",
-    "objective": "--objective",
+    "hosts_per_domain": "--nvlink-domain-hosts",  # fabric.nvlink.add_generated_domains
 }
 
 

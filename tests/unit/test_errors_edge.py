@@ -131,3 +131,39 @@ def test_the_command_line_names_the_flag(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["plan", "--gpus-per-node", "9", "--nodes", "1", "--free", str(free), "--fabric", str(path)]) == 1
     assert capsys.readouterr().err == ("gpupool: error: no available host has 9 free GPUs (most free on one host: 8); "
                                        "largest feasible request is 0 GPUs with --gpus-per-node 9\n")
+
+
+def _every_option() -> set[str]:
+    import click
+
+    from gpupool.cli.main import LAZY_COMMANDS, cli
+
+    options: set[str] = set()
+    ctx = click.Context(cli)
+
+    def walk(command: click.Command) -> None:
+        options.update(o for p in command.params if isinstance(p, click.Option) for o in p.opts)
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                walk(sub)
+
+    for name in LAZY_COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        walk(command)
+    return options
+
+
+def test_every_parameter_a_message_names_is_a_real_flag() -> None:
+    # Literal param("...") anywhere in gpupool, and the keywords fabric.generate checks by name.
+    names: set[str] = set()
+    for path in (REPO / "gpupool").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "param"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                names.add(node.args[0].value)
+    names |= {"leaves", "hosts_per_leaf", "spines", "pods", "rails", "uplinks", "groups", "routers_per_group",
+              "hosts_per_router"}
+    assert len(names) > 20
+    options = _every_option()
+    assert sorted(n for n in names if flag(n) not in options) == []
