@@ -124,6 +124,8 @@ def parse_switches(text: str) -> tuple[int, float]:
 
 
 def _duration(text: str) -> float:
+    """`--switches`' wait as gpupool documents it: seconds, or [[H:]M:]S (a bare number is seconds, unlike
+    a Slurm time limit, so this is not `slurm.duration`'s parser)."""
     parts = [float(p) for p in text.split(":")]
     if len(parts) > 3:
         raise ValueError(text)
