@@ -122,12 +122,14 @@ def _render_apply(report: ApplyReport, pools_file: str) -> None:
               help="Hosts per leaf switch: a multi-node job without --switches gets ceil(nodes/N) leaves.")
 @click.option("--switch-wait", type=click.IntRange(min=0), default=300, show_default=True, metavar="SECONDS",
               help="How long such a job may wait for its switch count.")
+@json_option
 def lua_command(pools_file: str, output: str | None, fabric_path: str | None, gpus_per_node: int,
                 hosts_per_leaf: int | None, switch_wait: int) -> None:
     """Generate Slurm's job_submit.lua from POOLS.yaml (routing, --switches, impossible requests refused).
 
     The pools file is read and checked as `pool apply` reads it; the plugin script
-    slurm-plugins/make-job-submit-lua calls this command.
+    slurm-plugins/make-job-submit-lua calls this command. With --json: one document
+    {"pools_file", "output", "text"} ("text" only when not written with -o).
     """
     import sys
 
@@ -141,7 +143,9 @@ def lua_command(pools_file: str, output: str | None, fabric_path: str | None, gp
                                     switch_wait_seconds=switch_wait)
     if output:
         atomic_write_text(output, text)
-    else:
+    if ctx.json:  # as `fabric export --json`: the text only when it was not written
+        emit_json({"pools_file": pools_file, "output": output, **({} if output else {"text": text})})
+    elif not output:
         sys.stdout.write(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -157,6 +158,10 @@ def test_pool_lua_command_writes_the_file(tmp_path: Path, capsys: pytest.Capture
     assert 'name = "p1", nodes = 2, gpus_per_node = 8' in text and "HOSTS_PER_LEAF = 4" in text
     assert cli_main(["pool", "lua", str(pools), "--hosts-per-leaf", "4"]) == 0
     assert capsys.readouterr().out == text  # stdout without -o: the same text
+    assert cli_main(["pool", "lua", str(pools), "--hosts-per-leaf", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"pools_file": str(pools), "output": None, "text": text}
+    assert cli_main(["--json", "pool", "lua", str(pools), "-o", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"pools_file": str(pools), "output": str(out)}
     pools.write_text("pools: [\n")
     assert cli_main(["pool", "lua", str(pools)]) == 4
     assert capsys.readouterr().err.startswith("gpupool: error:")
