@@ -37,10 +37,10 @@ class AppContext:
     def slurm_client(self) -> SlurmClient:
         """The Slurm port (`make_client()`'s backend unless a test put a fake here)."""
         if self.slurm is None:
-            # The only deferred import here: `gpupool --help` must not load the Slurm layer.
-            from gpupool.slurm.client import make_client
+            # Deferred: `gpupool --help` must not load the Slurm layer.
+            from gpupool.app.deps import real_slurm_client
 
-            self.slurm = make_client()
+            self.slurm = real_slurm_client()
         return self.slurm
 
     def with_backend(self, document: dict[str, Any]) -> dict[str, Any]:
@@ -51,9 +51,9 @@ class AppContext:
     def command_runner(self) -> CommandRunner:
         """Slurm commands, argv -> stdout (the real runner unless a test put a fake in `slurm_runner`)."""
         if self.slurm_runner is None:
-            from gpupool.pools.live import slurm_runner  # deferred like make_client above
+            from gpupool.app.deps import real_command_runner  # deferred like the Slurm client above
 
-            self.slurm_runner = slurm_runner()
+            self.slurm_runner = real_command_runner()
         return self.slurm_runner
 
     def config(self) -> Config:

@@ -22,7 +22,7 @@ CLI_MODELS = {
     "fabric.model", "fabric.compiled", "fabric.blocks",                          # Fabric, CompiledFabric, BlockLayout
     "placement.model", "placement.objective", "placement.reclaim",               # Request, Placement, goal, Reclaim
     "placement.block", "placement.nvlink",                                       # block_usage / nvlink_usage (render)
-    "slurm.port", "slurm.client", "slurm.sbatch",                                # AppContext's SlurmClient; sbatch options
+    "slurm.port", "slurm.sbatch",                                                # AppContext's SlurmClient; sbatch options
     "pools.apply", "pools.status", "pools.live",                                 # ApplyReport, StatusReport, CommandRunner
     "observe.lending", "observe.fragmentation",                                  # LendingReport, Fragmentation
     "node.runner", "node.topo", "node.gpu", "node.hca",                          # CheckReport's log line, LEGEND, sources
