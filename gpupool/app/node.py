@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from gpupool.node.gpu import GpuSource, NvmlGpuSource, collect_gpus
 from gpupool.node.hca import HcaSource, SysfsHcaSource, choose_source, collect_hca_ports
-from gpupool.node.runner import CheckReport, check_node, exit_code, should_drain
+from gpupool.node.runner import CheckReport, check_node, exit_code, log_line, should_drain
 from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.node.slurmenv import job_gpu_ids, node_name
 from gpupool.node.topo import NodeTopology, build_topology, task_prolog_lines
@@ -31,6 +31,8 @@ class NodeCheckOutcome:
     exit_code: int  # the monitoring code after the Prolog/Epilog policy (only CRITICAL, or UNKNOWN with strict, fail)
     drain_error: str | None = None  # the node should have been drained and could not be (Slurm still drains it)
     drained: bool = False
+    log_line: str | None = None  # the line appended to [node] log_file when the node is not OK
+    log_error: str | None = None  # why that line could not be written
 
 
 @dataclass
@@ -62,6 +64,9 @@ def run_node_check(settings: NodeSettings, mode: str, env: Mapping[str, str], *,
         deep=deep,
     )
     outcome = NodeCheckOutcome(report, exit_code(report, strict))
+    if report.status != "OK":
+        outcome.log_line = log_line(report)
+        outcome.log_error = _append(settings.log_file, outcome.log_line)
     if drain and should_drain(report, strict):
         try:
             if slurm is None:
@@ -74,6 +79,18 @@ def run_node_check(settings: NodeSettings, mode: str, env: Mapping[str, str], *,
         except Exception as exc:  # noqa: BLE001 - the non-zero exit still makes Slurm drain
             outcome.drain_error = str(exc)
     return outcome
+
+
+def _append(path: str | None, line: str) -> str | None:
+    """Append `line` to the log file (when one is configured); why it could not be, else None."""
+    if not path:
+        return None
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+    except OSError as exc:
+        return f"cannot write log {path}: {exc.strerror}"
+    return None
 
 
 def node_topology(settings: NodeSettings, *, sysfs_root: str | None, use_nvml: bool,

@@ -19,7 +19,6 @@ from gpupool.app.node import (
 from gpupool.cli.context import app, debug_traceback, json_option
 from gpupool.cli.monitoring import MonitoringCommand
 from gpupool.errors import MON_OK, MON_UNKNOWN, BadRequest, GpupoolError
-from gpupool.node.runner import log_line
 from gpupool.node.topo import LEGEND
 
 
@@ -94,8 +93,10 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     report = outcome.report
     for note in report.notes:
         sys.stderr.write(f"gpupool: warning: {note}\n")
-    if report.status != "OK":
-        _log(settings.log_file, log_line(report), to_stderr=report.mode != "manual")
+    if outcome.log_line is not None and report.mode != "manual":
+        sys.stderr.write(outcome.log_line)  # Slurm keeps a Prolog's stderr in slurmd's log
+    if outcome.log_error is not None:
+        sys.stderr.write(f"gpupool: warning: {outcome.log_error}\n")
     if outcome.drain_error is not None:
         sys.stderr.write(f"gpupool: warning: could not drain {report.node}: {outcome.drain_error}\n")
     if ctx.json:
@@ -103,17 +104,6 @@ def _check(mode: str | None, strict: bool, drain: bool, sysfs_root: str | None,
     else:
         _print_report(report, verbose)
     return outcome.exit_code
-
-
-def _log(path: str | None, line: str, to_stderr: bool) -> None:
-    if to_stderr:
-        sys.stderr.write(line)
-    if path:
-        try:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(line)
-        except OSError as exc:
-            sys.stderr.write(f"gpupool: warning: cannot write log {path}: {exc.strerror}\n")
 
 
 def _print_report(report: Any, verbose: bool = False) -> None:

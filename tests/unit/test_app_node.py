@@ -69,3 +69,25 @@ def test_the_use_case_imports_no_slurm_client_when_healthy() -> None:
             "('rich', 'numba', 'numpy', 'yaml')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_node_not_ok_is_logged_and_an_unwritable_log_is_a_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: object) -> None:
+    from pathlib import Path
+
+    log = Path(str(tmp_path)) / "node.log"
+    report = CheckReport(status="WARNING", mode="prolog", node="gpu007")
+    monkeypatch.setattr(node_app, "check_node", lambda *args, **kwargs: report)
+    settings = settings_from_table({"log_file": str(log)})
+    outcome = node_app.run_node_check(settings, "prolog", {}, strict=False, drain=False, deep=False,
+                                      gpu_source=object(), hca_source=object())  # type: ignore[arg-type]
+    assert outcome.log_line is not None and " gpu007 prolog job=- status=WARNING " in outcome.log_line
+    assert log.read_text() == outcome.log_line and outcome.log_error is None
+    blocked = settings_from_table({"log_file": str(log / "under-a-file.log")})
+    outcome = node_app.run_node_check(blocked, "prolog", {}, strict=False, drain=False, deep=False,
+                                      gpu_source=object(), hca_source=object())  # type: ignore[arg-type]
+    assert outcome.log_error is not None and outcome.log_error.startswith(f"cannot write log {log}/under-a-file.log:")
+    report.status = "OK"
+    assert node_app.run_node_check(settings, "prolog", {}, strict=False, drain=False, deep=False, gpu_source=object(),
+                                   hca_source=object()).log_line is None  # type: ignore[arg-type]
+    assert log.read_text().count("\n") == 1  # nothing more written for a healthy node
