@@ -16,6 +16,7 @@ from gpupool.findings import (  # noqa: F401 - re-exported for the audit modules
     roll_up,
 )
 from gpupool.findings import SEVERITY_CRITICAL as CRITICAL
+
 # Worth knowing, not a fault (a loopback cable, a leaf without hosts): never changes the status.
 from gpupool.findings import SEVERITY_INFO as INFO  # noqa: F401 - re-exported for the audit modules
 from gpupool.findings import SEVERITY_WARNING as WARNING

@@ -15,8 +15,14 @@ from gpupool.node.facts import SEVERITY_CRITICAL, SEVERITY_WARNING
 DEFAULT_SEVERITY: dict[str, str] = {c.name: c.severity for c in NODE_CHECKS.values()}
 ALL_CHECKS = frozenset(DEFAULT_SEVERITY)
 
-# Opt-in checks, e.g. pcie-gen: idle GPUs lower their PCIe generation to save power.
-DEFAULT_DISABLED = frozenset(c.name for c in NODE_CHECKS.values() if not c.enabled)
+
+
+def default_disabled() -> frozenset[str]:
+    """The opt-in checks, e.g. pcie-gen: idle GPUs lower their PCIe generation to save power."""
+    return frozenset(c.name for c in NODE_CHECKS.values() if not c.enabled)
+
+
+DEFAULT_DISABLED = default_disabled()
 
 # HW slowdown, SW thermal, HW thermal and HW power brake: throttling that means a sick node.
 DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
@@ -24,7 +30,7 @@ DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
 
 @dataclass(frozen=True)
 class NodeSettings:
-    disabled: frozenset[str] = DEFAULT_DISABLED
+    disabled: frozenset[str] = field(default_factory=default_disabled)
     severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
     expected_gpus: int | None = None
     # Deprecated and ignored: the gres count now comes from slurm.conf/gres.conf on the node.
@@ -87,7 +93,10 @@ class NodeSettings:
 
     def severity_of(self, check: str) -> str:
         check = check_id(check)
-        return self.severity.get(check, DEFAULT_SEVERITY.get(check, SEVERITY_WARNING))
+        if check in self.severity:
+            return self.severity[check]
+        entry = NODE_CHECKS.get(check)
+        return entry.severity if entry is not None else SEVERITY_WARNING
 
 
 _SCALAR_KEYS = {
@@ -120,7 +129,7 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
         if raw_gres not in (True, False, "auto"):
             raise InputError(f"{origin}: [node] gres_from_slurm: must be true, false or \"auto\"")
         values["gres_from_slurm"] = {True: "true", False: "false"}.get(raw_gres, "auto")
-    disabled = set(DEFAULT_DISABLED)
+    disabled = set(default_disabled())
     disabled |= set(_names(table.get("disabled_checks", []), origin, "disabled_checks"))
     disabled -= set(_names(table.get("enabled_checks", []), origin, "enabled_checks"))
     values["disabled"] = frozenset(disabled)
@@ -172,7 +181,7 @@ def _names(raw: Any, origin: str, key: str) -> list[str]:
     bad = sorted(v for v in set(raw) if known_check(v) is None)
     if bad:
         raise InputError(f"{origin}: [node] {key}: unknown check(s): {', '.join(bad)} "
-                         f"(known: {', '.join(sorted(ALL_CHECKS))})")
+                         f"(known: {', '.join(sorted(NODE_CHECKS.names()))})")
     return [check_id(v) for v in raw]
 
 
