@@ -31,11 +31,11 @@ def audit_checks_table() -> str:
 
 
 def node_checks_table() -> str:
-    from gpupool.node.catalog import NODE_CHECKS
+    from gpupool.node.catalog import node_checks
 
     rows = [_row("check", "default", "finding when"), _row("---", "---", "---")]
     rows += [_row(f"`{c.name}`", c.severity + ("" if c.enabled else ", **off**"), c.what)
-             for c in NODE_CHECKS.values()]
+             for c in node_checks().values()]
     return "\n".join(rows)
 
 

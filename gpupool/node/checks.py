@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gpupool.findings import SEVERITY_CRITICAL as CRITICAL
+from gpupool.findings import SEVERITY_WARNING as WARNING
 from gpupool.findings import RollUp, Status, roll_up
-from gpupool.node.catalog import NODE_CHECKS
+from gpupool.node.catalog import NODE_CHECK_RUNS, NODE_CHECKS, NodeCheck, NodeCheckRun, node_check
 from gpupool.node.facts import (
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
@@ -126,14 +128,69 @@ def current_counters(facts: NodeFacts) -> dict[str, int]:
     return values
 
 
+@node_check("nvml", CRITICAL,
+            "NVML unusable while the node must have GPUs (configured count, NVIDIA devices on the PCI bus, or the job's GPUs); or NVML hung past `nvml_timeout`. On a node with no NVIDIA devices it is OK; when nothing tells (no config, PCI bus unreadable) it is UNKNOWN")
+def _nvml(judge: Judge, facts: NodeFacts) -> None:
+    """NVML unusable: CRITICAL where the node must have GPUs, else UNKNOWN or OK (evidence decides)."""
+    settings = judge.settings
+    if facts.gpu_error is None:
+        return
+    needs = gpu_evidence(facts)
+    message = facts.gpu_error.message
+    if facts.gpu_error.timed_out:
+        finding = collect_error_finding(facts.gpu_error, settings, "nvml")
+        if finding is not None and judge.on("nvml"):
+            judge.judge("nvml", "nvml", "timeout", "answer", True, message, severity=finding.severity)
+        else:
+            judge.cannot("nvml", "nvml", message)
+    elif needs and judge.on("nvml"):
+        # A GPU node whose driver cannot be reached cannot run GPU jobs.
+        judge.judge("nvml", "nvml", "unusable", "usable", True, f"{message}; but {'; '.join(needs)}")
+    elif needs:
+        judge.cannot("nvml", "nvml", message)
+    elif facts.pci_gpus is None:
+        # No config, no job GPUs and no readable PCI bus: nobody can tell whether GPUs are missing.
+        judge.cannot("nvml", "nvml", f"{message}; no GPU count configured and the PCI bus is unreadable, "
+                                     "so a missing GPU driver cannot be ruled out")
+    else:
+        judge.results.append(CheckResult("nvml", "nvml", "no NVIDIA GPUs", "not needed", STATUS_OK))
+
+
+@node_check("gpu-count", CRITICAL,
+            "fewer GPUs than slurm.conf/gres.conf/`expected_gpus`, or than NVIDIA GPUs on the PCI bus; a job GPU not visible")
+def _gpu_count(judge: Judge, facts: NodeFacts) -> None:
+    if facts.gpus is not None:
+        judge_gpu_count(judge, facts.gpus, facts)
+
+
+@dataclass(frozen=True)
+class GpuContext:
+    """What a per-GPU check reads besides the GPU: the counters of the last run and the mode."""
+
+    previous: dict[str, int] | None = None
+    mode: str | None = None  # "prolog", "epilog" or None (a run by hand)
+
+
+def gpu_checks() -> list[NodeCheckRun]:
+    return [run for run in NODE_CHECK_RUNS.values() if run.per_gpu]
+
+
 def check_gpu(gpu: GpuFacts, settings: NodeSettings, previous: dict[str, int] | None = None) -> list[Finding]:
     judge = Judge(settings)
     judge_gpu(judge, gpu, previous)
     return judge.findings
 
 
-def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> None:
-    """Per-GPU checks that do not depend on the Prolog/Epilog mode."""
+def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None, mode: str | None = None) -> None:
+    """Every registered per-GPU check on one GPU (processes only in a Prolog/Epilog `mode`)."""
+    context = GpuContext(previous, mode)
+    for run in gpu_checks():
+        run.run(judge, gpu, context)
+
+
+@node_check("ecc-uncorrected", CRITICAL,
+            "volatile uncorrectable ECC count > `ecc_uncorrected_max`", per_gpu=True)
+def _ecc_uncorrected(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
     where = f" ({gpu.bus_id})" if gpu.bus_id else ""
@@ -142,28 +199,85 @@ def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> N
         judge.judge("ecc-uncorrected", subject, gpu.ecc_uncorrected_volatile, settings.ecc_uncorrected_max,
                     gpu.ecc_uncorrected_volatile > settings.ecc_uncorrected_max,
                     f"{gpu.ecc_uncorrected_volatile} volatile uncorrectable ECC error(s){where}")
+
+
+@node_check("remapped-rows-failure", CRITICAL,
+            "row remapping failed (GPU needs service)", per_gpu=True)
+def _remapped_rows_failure(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    on = judge.on
     if on("remapped-rows-failure") and gpu.remap_failure is not None:
         judge.judge("remapped-rows-failure", subject, gpu.remap_failure, False, gpu.remap_failure,
                     f"row remapping failed: the GPU needs service{where}")
+
+
+@node_check("remapped-rows-pending", WARNING,
+            "row remap pending (GPU reset needed)", per_gpu=True)
+def _remapped_rows_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    on = judge.on
     if on("remapped-rows-pending") and gpu.remap_pending is not None:
         judge.judge("remapped-rows-pending", subject, gpu.remap_pending, False, gpu.remap_pending,
                     f"row remapping pending: reset the GPU{where}")
+
+
+@node_check("retired-pages-pending", WARNING,
+            "page retirement pending (older GPUs)", per_gpu=True)
+def _retired_pages_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    on = judge.on
     if on("retired-pages-pending") and gpu.retired_pages_pending is not None:
         judge.judge("retired-pages-pending", subject, gpu.retired_pages_pending, False,
                     gpu.retired_pages_pending, f"page retirement pending: reset the GPU{where}")
+
+
+@node_check("temperature", WARNING,
+            "temperature >= slowdown threshold - margin", per_gpu=True)
+def _temperature(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    on = judge.on
     if on("temperature") and gpu.temperature_c is not None and gpu.slowdown_c:
         limit = gpu.slowdown_c - settings.temperature_margin_c
         judge.judge("temperature", subject, gpu.temperature_c, limit, gpu.temperature_c >= limit,
                     f"temperature {gpu.temperature_c} C >= {limit} C (slowdown at {gpu.slowdown_c} C)")
+
+
+@node_check("throttle", WARNING,
+            "clocks throttled for a reason in `throttle_mask`", per_gpu=True)
+def _throttle(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    on = judge.on
     if on("throttle") and gpu.throttle_reasons is not None:
         bad = gpu.throttle_reasons & settings.throttle_mask
         names = [name for bit, name in sorted(THROTTLE_NAMES.items()) if bad & bit]
         judge.judge("throttle", subject, hex(gpu.throttle_reasons), f"mask {hex(settings.throttle_mask)}",
                     bool(bad), f"clocks throttled: {', '.join(names) or hex(bad)}")
+
+
+@node_check("nvlink-down", CRITICAL,
+            "an NVLink of the GPU is inactive", per_gpu=True)
+def _nvlink_down(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    on = judge.on
     if on("nvlink-down") and gpu.nvlink_active:
         down = [str(i) for i, active in enumerate(gpu.nvlink_active) if not active]
         judge.judge("nvlink-down", subject, len(down), 0, bool(down),
                     f"NVLink link(s) {','.join(down)} inactive ({len(down)} of {len(gpu.nvlink_active)})")
+
+
+@node_check("nvlink-errors", WARNING,
+            "NVLink replay / recovery / CRC errors above their maxima (subject `gpu1:crc`)", per_gpu=True)
+def _nvlink_errors(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    previous = context.previous
+    on = judge.on
     if on("nvlink-errors") and gpu.nvlink_errors:
         limits = {"replay": settings.nvlink_replay_max, "recovery": settings.nvlink_recovery_max,
                   "crc": settings.nvlink_crc_max}
@@ -177,17 +291,54 @@ def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> N
             judge.judge("nvlink-errors", f"{subject}:{name}", value, limit, value > limit,
                         f"{value} NVLink {name} error(s) {basis} (more than {limit}){where}",
                         details={"counter": name, "basis": basis})
+
+
+@node_check("pcie-width", WARNING,
+            "PCIe link narrower than the GPU's maximum", per_gpu=True)
+def _pcie_width(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    on = judge.on
     if on("pcie-width") and gpu.pcie_width and gpu.pcie_max_width:
         judge.judge("pcie-width", subject, gpu.pcie_width, gpu.pcie_max_width, gpu.pcie_width < gpu.pcie_max_width,
                     f"PCIe link x{gpu.pcie_width}, expected x{gpu.pcie_max_width}{where}")
+
+
+@node_check("pcie-gen", WARNING,
+            "PCIe generation below maximum (idle GPUs downshift, hence off)", enabled=False, per_gpu=True)
+def _pcie_gen(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    on = judge.on
     if on("pcie-gen") and gpu.pcie_gen and gpu.pcie_max_gen:
         judge.judge("pcie-gen", subject, gpu.pcie_gen, gpu.pcie_max_gen, gpu.pcie_gen < gpu.pcie_max_gen,
                     f"PCIe gen {gpu.pcie_gen}, maximum gen {gpu.pcie_max_gen}{where}")
+
+
+@node_check("pcie-replay", WARNING,
+            "PCIe replay counter increase above `pcie_replay_max`", per_gpu=True)
+def _pcie_replay(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    previous = context.previous
+    on = judge.on
     if on("pcie-replay") and gpu.pcie_replay is not None:
         value, basis = counter_delta(gpu_counter_key(gpu, "pcie_replay"), gpu.pcie_replay, previous)
         judge.judge("pcie-replay", subject, value, settings.pcie_replay_max, value > settings.pcie_replay_max,
                     f"{value} PCIe replay(s) {basis} (more than {settings.pcie_replay_max}){where}",
                     details={"basis": basis})
+
+
+@node_check(reports=(
+    NodeCheck("gpu-processes", CRITICAL,
+              "(Prolog) compute processes already on the job's GPUs"),
+    NodeCheck("leftover-processes", CRITICAL,
+              "(Epilog) compute processes left on the job's GPUs"),
+), per_gpu=True)
+def _processes(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    if context.mode is not None:
+        judge_processes(judge, gpu, context.mode)
 
 
 def judge_nvlink_fabric(judge: Judge, gpus: list[GpuFacts]) -> None:
@@ -395,43 +546,68 @@ def collect_error_finding(error: CollectError, settings: NodeSettings, check: st
     return None
 
 
-def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
-    """Every check for the node: results, findings and the things that could not be checked."""
-    judge = Judge(settings)
-    if facts.gpu_error is not None:
-        needs = gpu_evidence(facts)
-        message = facts.gpu_error.message
-        if facts.gpu_error.timed_out:
-            finding = collect_error_finding(facts.gpu_error, settings, "nvml")
-            if finding is not None and judge.on("nvml"):
-                judge.judge("nvml", "nvml", "timeout", "answer", True, message, severity=finding.severity)
-            else:
-                judge.cannot("nvml", "nvml", message)
-        elif needs and judge.on("nvml"):
-            # A GPU node whose driver cannot be reached cannot run GPU jobs.
-            judge.judge("nvml", "nvml", "unusable", "usable", True, f"{message}; but {'; '.join(needs)}")
-        elif needs:
-            judge.cannot("nvml", "nvml", message)
-        elif facts.pci_gpus is None:
-            # No config, no job GPUs and no readable PCI bus: nobody can tell whether GPUs are missing.
-            judge.cannot("nvml", "nvml", f"{message}; no GPU count configured and the PCI bus is unreadable, "
-                                         "so a missing GPU driver cannot be ruled out")
-        else:
-            judge.results.append(CheckResult("nvml", "nvml", "no NVIDIA GPUs", "not needed", STATUS_OK))
+@node_check("nvlink-fabric", WARNING,
+            "multi-node NVLink (GB200/GB300): a GPU not registered, registered with an error, unhealthy, or the node's GPUs in several domains")
+def _nvlink_fabric(judge: Judge, facts: NodeFacts) -> None:
     if facts.gpus is not None:
-        judge_gpu_count(judge, facts.gpus, facts)
-        for gpu in select_gpus(facts.gpus, facts.job_gpus):
-            judge_gpu(judge, gpu, facts.previous_counters)
-            judge_processes(judge, gpu, facts.mode)
-            for field_name, message in sorted(gpu.errors.items()):
-                judge.unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
         judge_nvlink_fabric(judge, select_gpus(facts.gpus, facts.job_gpus))
+
+
+@node_check(reports=(
+    NodeCheck("xid-fatal", CRITICAL,
+              "a fatal XID (48, 63, 64, 74, 79, 92, 94, 95, 119, 120; table in `gpupool/node/xid.py` after NVIDIA's XID catalogue) in the kernel log"),
+    NodeCheck("xid", WARNING,
+              "any other XID in the kernel log"),
+))
+def _xid(judge: Judge, facts: NodeFacts) -> None:
     judge_xid(judge, facts)
+
+
+@node_check(reports=(
+    NodeCheck("hca-missing", CRITICAL,
+              "an HCA from `hcas` missing, or fewer than `expected_hca_ports`"),
+    NodeCheck("hca-port-state", CRITICAL,
+              "port not `expected_hca_state` (subject `mlx5_0/1`); unreadable: UNKNOWN"),
+    NodeCheck("hca-phys-state", CRITICAL,
+              "physical state not `expected_hca_phys_state`; unreadable: UNKNOWN"),
+    NodeCheck("hca-rate", WARNING,
+              "rate below the cable's rate in the `fabric` model (when the port's GUID is in it), else below `expected_hca_rates[hca]` / `expected_hca_rate`"),
+    NodeCheck("hca-link-downed", WARNING,
+              "`link_downed` rose by more than `hca_link_downed_max` (a flapping link)"),
+    NodeCheck("hca-errors", WARNING,
+              "`symbol_error`, `port_rcv_errors`, `link_error_recovery` rose above their maxima"),
+))
+def _hca_ports(judge: Judge, facts: NodeFacts) -> None:
     if facts.hca_error is not None:
         judge.unknown.append(f"{facts.hca_error.source}: {facts.hca_error.message}")
     if facts.hca_ports is not None:
         judge_hca_ports(judge, facts.hca_ports, facts.previous_counters, facts.hca_fabric_rates)
+
+
+@node_check("dcgm-diag", CRITICAL,
+            "(`--deep`) a `dcgmi diag` test failed (a `Warn` result is a warning); dcgmi missing or over budget: UNKNOWN")
+def _dcgm_diag(judge: Judge, facts: NodeFacts) -> None:
     judge_dcgm(judge, facts)
+
+
+def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
+    """Every registered check for the node, in registration order; the per-GPU ones run together,
+    GPU by GPU, where the first of them is registered."""
+    judge = Judge(settings)
+    gpus_done = False
+    for run in NODE_CHECK_RUNS.values():
+        if not run.per_gpu:
+            run.run(judge, facts)
+            continue
+        if gpus_done:
+            continue
+        gpus_done = True
+        if facts.gpus is None:
+            continue
+        for gpu in select_gpus(facts.gpus, facts.job_gpus):
+            judge_gpu(judge, gpu, facts.previous_counters, facts.mode)
+            for field_name, message in sorted(gpu.errors.items()):
+                judge.unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
     return judge
 
 

@@ -8,21 +8,20 @@ from typing import Any
 
 from gpupool.errors import InputError
 from gpupool.findings import check_id
-from gpupool.node.catalog import NODE_CHECKS, known_check
+from gpupool.node.catalog import known_check, node_checks
 from gpupool.node.facts import SEVERITY_CRITICAL, SEVERITY_WARNING
 
-# Default severities and the opt-in checks come from the check registry (gpupool.node.catalog).
-DEFAULT_SEVERITY: dict[str, str] = {c.name: c.severity for c in NODE_CHECKS.values()}
-ALL_CHECKS = frozenset(DEFAULT_SEVERITY)
+
+def default_severity() -> dict[str, str]:
+    """Every check's default severity, from the check registry (gpupool.node.catalog)."""
+    return {c.name: c.severity for c in node_checks().values()}
+
 
 
 
 def default_disabled() -> frozenset[str]:
     """The opt-in checks, e.g. pcie-gen: idle GPUs lower their PCIe generation to save power."""
-    return frozenset(c.name for c in NODE_CHECKS.values() if not c.enabled)
-
-
-DEFAULT_DISABLED = default_disabled()
+    return frozenset(c.name for c in node_checks().values() if not c.enabled)
 
 # HW slowdown, SW thermal, HW thermal and HW power brake: throttling that means a sick node.
 DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
@@ -31,7 +30,7 @@ DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
 @dataclass(frozen=True)
 class NodeSettings:
     disabled: frozenset[str] = field(default_factory=default_disabled)
-    severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
+    severity: Mapping[str, str] = field(default_factory=default_severity)
     expected_gpus: int | None = None
     # Deprecated and ignored: the gres count now comes from slurm.conf/gres.conf on the node.
     gres_from_slurm: str = "auto"
@@ -95,7 +94,7 @@ class NodeSettings:
         check = check_id(check)
         if check in self.severity:
             return self.severity[check]
-        entry = NODE_CHECKS.get(check)
+        entry = node_checks().get(check)
         return entry.severity if entry is not None else SEVERITY_WARNING
 
 
@@ -133,7 +132,7 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
     disabled |= set(_names(table.get("disabled_checks", []), origin, "disabled_checks"))
     disabled -= set(_names(table.get("enabled_checks", []), origin, "enabled_checks"))
     values["disabled"] = frozenset(disabled)
-    severity = dict(DEFAULT_SEVERITY)
+    severity = default_severity()
     raw_severity = table.get("severity", {})
     if not isinstance(raw_severity, Mapping):
         raise InputError(f"{origin}: [node.severity] must be a table")
@@ -181,7 +180,7 @@ def _names(raw: Any, origin: str, key: str) -> list[str]:
     bad = sorted(v for v in set(raw) if known_check(v) is None)
     if bad:
         raise InputError(f"{origin}: [node] {key}: unknown check(s): {', '.join(bad)} "
-                         f"(known: {', '.join(sorted(NODE_CHECKS.names()))})")
+                         f"(known: {', '.join(sorted(node_checks().names()))})")
     return [check_id(v) for v in raw]
 
 

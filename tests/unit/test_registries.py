@@ -20,8 +20,9 @@ from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import save_fabric
 from gpupool.findings import Finding, RollUp, Severity, Status, check_id, roll_up
-from gpupool.node.catalog import NODE_CHECKS, node_check
-from gpupool.node.checks import Judge, overall_status
+from gpupool.node.catalog import NODE_CHECKS, node_check, node_checks
+from gpupool.node.checks import Judge, overall_status, run_checks
+from gpupool.node.facts import HcaPort, NodeFacts
 from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.registry import DuplicateRegistration, Registry
 from gpupool.slurm.port import BACKENDS, Backend, register
@@ -36,7 +37,7 @@ def test_every_registry_refuses_a_second_entry_under_a_taken_name() -> None:
     with pytest.raises(DuplicateRegistration, match="audit check id 'duplicate-guid'"):
         audit_check("duplicate-guid", "hosts", Severity.CRITICAL, "again")
     with pytest.raises(DuplicateRegistration, match="node check 'xid' is already registered"):
-        node_check("xid", Severity.WARNING, "again")
+        node_check("xid", Severity.WARNING, "again")(lambda judge, facts: None)
     first = BACKENDS.get("commands", None)
     if first is None:
         from gpupool.slurm import client
@@ -103,21 +104,27 @@ def test_a_toy_audit_check_in_two_steps() -> None:
     assert not [f for f in audit_fabric(fabric).findings if f.check == "toy-many-hosts"]
 
 
-def test_a_toy_node_check_in_three_steps() -> None:
+def test_a_toy_node_check_in_two_steps() -> None:
+    from gpupool.node import catalog
+
+    facts = NodeFacts(hca_ports=[HcaPort(hca="mlx5_0", port=1, state="ACTIVE", phys_state="LinkUp", rate_gbps=400.0)])
     try:
-        node_check("toy-fans", Severity.CRITICAL, "a fan stopped", enabled=False)  # step 1: register
-        # step 2: its judge; the config knows the id, in either spelling
-        settings = settings_from_table({"enabled_checks": ["toy_fans"]})
-        judge = Judge(settings)
-        if judge.on("toy-fans"):
-            judge.judge("toy-fans", "fan1", 0, ">0 rpm", True, "fan1 stopped")
-        # step 3: it counts
-        assert [(f.check, f.severity) for f in judge.findings] == [("toy-fans", "critical")]
-        assert not Judge(settings_from_table({})).on("toy-fans")  # enabled=False: opt-in
+        @node_check("toy-port-count", Severity.CRITICAL, "fewer than 2 HCA ports", enabled=False)  # step 1
+        def _toy(judge: Judge, facts: NodeFacts) -> None:
+            if judge.on("toy-port-count") and facts.hca_ports is not None:
+                count = len(facts.hca_ports)
+                judge.judge("toy-port-count", "hcas", count, 2, count < 2, f"{count} HCA port(s)")
+
+        # step 2: run_checks runs it; the config knows its id, in either spelling; opt-in by default
+        findings, _unknown = run_checks(facts, settings_from_table({"enabled_checks": ["toy_port_count"]}))
+        assert [(f.check, f.severity, f.message) for f in findings] == [("toy-port-count", "critical",
+                                                                         "1 HCA port(s)")]
+        assert not [f for f in run_checks(facts, settings_from_table({}))[0] if f.check == "toy-port-count"]
     finally:
-        NODE_CHECKS.unregister("toy-fans")
+        catalog.unregister("toy-port-count")
+    assert "toy-port-count" not in NODE_CHECKS
     with pytest.raises(KeyError, match="not registered"):
-        Judge(NodeSettings()).judge("toy-fans", "fan1", 0, 1, True, "gone")
+        Judge(NodeSettings()).judge("toy-port-count", "hcas", 1, 2, True, "gone")
 
 
 # --- CLI and docs follow the registries -----------------------------------------------------------
@@ -147,7 +154,7 @@ def test_docs_tables_list_exactly_the_registered_entries() -> None:
     assert _table_ids(contract, "export-formats") == list(EXPORT_FORMATS.names())
     assert _table_ids(contract, "audit-checks") == [c.id for c in all_check_infos()]
     assert set(_table_ids(contract, "audit-checks")) == CHECK_IDS
-    assert _table_ids(readme, "node-checks") == list(NODE_CHECKS.names())
+    assert _table_ids(readme, "node-checks") == list(node_checks().names())
 
 
 def test_docs_tables_are_current() -> None:
