@@ -2,6 +2,8 @@
 
 Every check that runs records a `CheckResult` (subject, measured value, threshold, status), listed
 under `checks` in `node check --json`; a result that is not OK also becomes a `Finding`.
+Each check is a function registered with its ids by `@node_check(...)` (gpupool.node.catalog);
+`evaluate` runs the registry in order: node-wide checks once, per-GPU checks GPU by GPU.
 """
 
 from __future__ import annotations
