@@ -158,14 +158,14 @@ def test_docs_tables_list_exactly_the_registered_entries() -> None:
 
 
 def test_docs_tables_are_current() -> None:
-    from gpupool.cli.registry_docs import generated_files
+    from gpupool.app.registry_docs import generated_files
 
     for name, text in generated_files(REPO).items():
         assert (REPO / name).read_text(encoding="utf-8") == text, f"{name}: run scripts/gen-docs"
 
 
 def test_a_drifted_table_is_caught(tmp_path: Path) -> None:
-    from gpupool.cli.registry_docs import generated_files
+    from gpupool.app.registry_docs import generated_files
 
     for name in ("docs/contract.md", "slurm-plugins/README.md"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
