@@ -96,6 +96,11 @@ def _finding(settings: NodeSettings, check: str, subject: str, message: str) -> 
     return Finding(check, settings.severity_of(check), subject, message)
 
 
+def _bus_id_note(gpu: GpuFacts) -> str:
+    """ " (0000:10:00.0)" after a per-GPU message, so the GPU can be found by its bus id."""
+    return f" ({gpu.bus_id})" if gpu.bus_id else ""
+
+
 def gpu_subject(gpu: GpuFacts) -> str:
     return f"gpu{gpu.index}"
 
@@ -195,9 +200,8 @@ def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None, mode
 def _ecc_uncorrected(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("ecc-uncorrected") and gpu.ecc_uncorrected_volatile is not None:
+    where = _bus_id_note(gpu)
+    if judge.on("ecc-uncorrected") and gpu.ecc_uncorrected_volatile is not None:
         judge.judge("ecc-uncorrected", subject, gpu.ecc_uncorrected_volatile, settings.ecc_uncorrected_max,
                     gpu.ecc_uncorrected_volatile > settings.ecc_uncorrected_max,
                     f"{gpu.ecc_uncorrected_volatile} volatile uncorrectable ECC error(s){where}")
@@ -207,9 +211,8 @@ def _ecc_uncorrected(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
             "row remapping failed (GPU needs service)", per_gpu=True)
 def _remapped_rows_failure(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("remapped-rows-failure") and gpu.remap_failure is not None:
+    where = _bus_id_note(gpu)
+    if judge.on("remapped-rows-failure") and gpu.remap_failure is not None:
         judge.judge("remapped-rows-failure", subject, gpu.remap_failure, False, gpu.remap_failure,
                     f"row remapping failed: the GPU needs service{where}")
 
@@ -218,9 +221,8 @@ def _remapped_rows_failure(judge: Judge, gpu: GpuFacts, context: GpuContext) -> 
             "row remap pending (GPU reset needed)", per_gpu=True)
 def _remapped_rows_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("remapped-rows-pending") and gpu.remap_pending is not None:
+    where = _bus_id_note(gpu)
+    if judge.on("remapped-rows-pending") and gpu.remap_pending is not None:
         judge.judge("remapped-rows-pending", subject, gpu.remap_pending, False, gpu.remap_pending,
                     f"row remapping pending: reset the GPU{where}")
 
@@ -229,9 +231,8 @@ def _remapped_rows_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> 
             "page retirement pending (older GPUs)", per_gpu=True)
 def _retired_pages_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("retired-pages-pending") and gpu.retired_pages_pending is not None:
+    where = _bus_id_note(gpu)
+    if judge.on("retired-pages-pending") and gpu.retired_pages_pending is not None:
         judge.judge("retired-pages-pending", subject, gpu.retired_pages_pending, False,
                     gpu.retired_pages_pending, f"page retirement pending: reset the GPU{where}")
 
@@ -241,8 +242,7 @@ def _retired_pages_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> 
 def _temperature(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
-    on = judge.on
-    if on("temperature") and gpu.temperature_c is not None and gpu.slowdown_c:
+    if judge.on("temperature") and gpu.temperature_c is not None and gpu.slowdown_c:
         limit = gpu.slowdown_c - settings.temperature_margin_c
         judge.judge("temperature", subject, gpu.temperature_c, limit, gpu.temperature_c >= limit,
                     f"temperature {gpu.temperature_c} C >= {limit} C (slowdown at {gpu.slowdown_c} C)")
@@ -253,8 +253,7 @@ def _temperature(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
 def _throttle(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
-    on = judge.on
-    if on("throttle") and gpu.throttle_reasons is not None:
+    if judge.on("throttle") and gpu.throttle_reasons is not None:
         bad = gpu.throttle_reasons & settings.throttle_mask
         names = [name for bit, name in sorted(THROTTLE_NAMES.items()) if bad & bit]
         judge.judge("throttle", subject, hex(gpu.throttle_reasons), f"mask {hex(settings.throttle_mask)}",
@@ -265,8 +264,7 @@ def _throttle(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
             "an NVLink of the GPU is inactive", per_gpu=True)
 def _nvlink_down(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     subject = gpu_subject(gpu)
-    on = judge.on
-    if on("nvlink-down") and gpu.nvlink_active:
+    if judge.on("nvlink-down") and gpu.nvlink_active:
         down = [str(i) for i, active in enumerate(gpu.nvlink_active) if not active]
         judge.judge("nvlink-down", subject, len(down), 0, bool(down),
                     f"NVLink link(s) {','.join(down)} inactive ({len(down)} of {len(gpu.nvlink_active)})")
@@ -277,10 +275,9 @@ def _nvlink_down(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
 def _nvlink_errors(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    where = _bus_id_note(gpu)
     previous = context.previous
-    on = judge.on
-    if on("nvlink-errors") and gpu.nvlink_errors:
+    if judge.on("nvlink-errors") and gpu.nvlink_errors:
         limits = {"replay": settings.nvlink_replay_max, "recovery": settings.nvlink_recovery_max,
                   "crc": settings.nvlink_crc_max}
         for name, limit in limits.items():
@@ -299,9 +296,8 @@ def _nvlink_errors(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
             "PCIe link narrower than the GPU's maximum", per_gpu=True)
 def _pcie_width(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("pcie-width") and gpu.pcie_width and gpu.pcie_max_width:
+    where = _bus_id_note(gpu)
+    if judge.on("pcie-width") and gpu.pcie_width and gpu.pcie_max_width:
         judge.judge("pcie-width", subject, gpu.pcie_width, gpu.pcie_max_width, gpu.pcie_width < gpu.pcie_max_width,
                     f"PCIe link x{gpu.pcie_width}, expected x{gpu.pcie_max_width}{where}")
 
@@ -310,9 +306,8 @@ def _pcie_width(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
             "PCIe generation below maximum (idle GPUs downshift, hence off)", enabled=False, per_gpu=True)
 def _pcie_gen(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("pcie-gen") and gpu.pcie_gen and gpu.pcie_max_gen:
+    where = _bus_id_note(gpu)
+    if judge.on("pcie-gen") and gpu.pcie_gen and gpu.pcie_max_gen:
         judge.judge("pcie-gen", subject, gpu.pcie_gen, gpu.pcie_max_gen, gpu.pcie_gen < gpu.pcie_max_gen,
                     f"PCIe gen {gpu.pcie_gen}, maximum gen {gpu.pcie_max_gen}{where}")
 
@@ -322,10 +317,9 @@ def _pcie_gen(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
 def _pcie_replay(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
+    where = _bus_id_note(gpu)
     previous = context.previous
-    on = judge.on
-    if on("pcie-replay") and gpu.pcie_replay is not None:
+    if judge.on("pcie-replay") and gpu.pcie_replay is not None:
         value, basis = counter_delta(gpu_counter_key(gpu, "pcie_replay"), gpu.pcie_replay, previous)
         judge.judge("pcie-replay", subject, value, settings.pcie_replay_max, value > settings.pcie_replay_max,
                     f"{value} PCIe replay(s) {basis} (more than {settings.pcie_replay_max}){where}",
