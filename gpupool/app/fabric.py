@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gpupool.fabric.export import (
+    EXPORT_FORMATS,  # the export registry: `fabric export --format` names and help
+)
 from gpupool.fabric.model import Fabric, load_fabric, restrict_hosts, save_fabric
 
 if TYPE_CHECKING:
@@ -17,9 +20,6 @@ if TYPE_CHECKING:
 
 # Designs with this many hosts or more report each phase (they take seconds to a minute).
 PROGRESS_HOSTS = 10_000
-# `fabric export --format` choices, without importing the exporters (numpy) to list them: the same
-# tuple as `fabric.export.FORMATS` (tests/unit/test_layers.py checks).
-EXPORT_FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
 
 Progress = Callable[[str], None]
 
@@ -111,7 +111,8 @@ def export_fabric(path: str, fmt: str, *, hosts: list[str] | None = None, clamp_
     if hosts is not None:
         restrict_hosts(fab, hosts)
     else:
-        compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
+        entry = EXPORT_FORMATS.get(fmt)  # an unknown name: export() refuses it below
+        compiled = load_compiled(path) if entry is not None and entry.needs_compiled else None
     return export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
 
 

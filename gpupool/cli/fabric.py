@@ -16,7 +16,9 @@ from gpupool.errors import BadInput, BadRequest
 from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
 
-FORMATS = fabric_app.EXPORT_FORMATS
+# `--format` choices and help come from the export registry (gpupool.fabric.export.EXPORT_FORMATS, via app).
+EXPORT_FORMATS = fabric_app.EXPORT_FORMATS
+_FORMAT_HELP = "Output format: " + "; ".join(f"{f.name}: {f.what}" for f in EXPORT_FORMATS.values()) + "."
 
 
 @click.group()
@@ -256,7 +258,7 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
 
 @fabric.command()
 @_fabric_option
-@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Output format.")
+@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS.names()), help=_FORMAT_HELP)
 @click.option("-o", "--output", metavar="FILE", help="Write here (atomically) instead of stdout.")
 @click.option("--diff", "diff_against", metavar="EXISTING", help="Show what would change in EXISTING; write nothing.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Export only these hosts (others set apart).")
