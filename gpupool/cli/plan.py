@@ -54,6 +54,8 @@ def objective_options(command: Any) -> Any:
                    "GPU options alone.")
 @click.option("-p", "--partition", metavar="P", help="Slurm partition whose nodes may be used.")
 @click.option("--free", "free_path", metavar="FILE", help="Free state as JSON {\"host\": free_gpus}; default: ask Slurm.")
+@click.option("--gpus-per-host", type=click.IntRange(min=1), metavar="N",
+              help="GPUs a whole host has: a --free file saying more on a host is refused (exit 4) without Slurm.")
 @click.option("-x", "--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
 @click.option("--segment", type=int, metavar="S",
@@ -68,7 +70,8 @@ def objective_options(command: Any) -> Any:
 @objective_options
 @json_option
 def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None, nodes_text: str | None,
-         ntasks_per_node: int | None, partition: str | None, free_path: str | None, exclude: str | None,
+         ntasks_per_node: int | None, partition: str | None, free_path: str | None, gpus_per_host: int | None,
+         exclude: str | None,
          max_hops: int | None, fabric_path: str | None, ignore_unknown: bool, health_path: str | None,
          topology: str, segment: int | None, objective: str | None, hop_slack: str | None,
          size_mix: str | None, size_history: str | None) -> None:
@@ -104,7 +107,8 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
-                       slurm=ctx.slurm_client, warn=warn, health_path=health_path, topology=topology)
+                       slurm=ctx.slurm_client, warn=warn, health_path=health_path, topology=topology,
+                       gpus_per_host=gpus_per_host)
     if outcome.placement is None:
         if ctx.json:
             emit_json(ctx.with_backend(plan_document(None, outcome.reference, outcome.request, _ms(start),

@@ -232,28 +232,21 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
                                                  pack.hist, pack.size, pack.g, pack.sizes, pack.weights)
         # |sum of per-leaf changes| <= weights x free GPUs: the span of the score over all placements.
         extra_span = 2 * int(pack.weights.sum()) * (int(pack.host_free.sum()) + 1) + 1
-    # Lexicographic: pair cost, then (pack) fragmentation, then leaf switches, then best fit.
-    weight_fit, weight_leaf = 1, fit_bound
-    weight_extra = fit_bound * leaf_bound if pack is not None else 0
-    weight_cost = weight_extra * extra_span if pack is not None else fit_bound * leaf_bound
-    if worst * weight_cost >= 1 << 60:  # keep the composite key inside int64: drop the weakest tie-breaks
-        weight_fit, weight_leaf = 0, 1
-        weight_extra = leaf_bound if pack is not None else 0
-        weight_cost = weight_extra * extra_span if pack is not None else leaf_bound
-        if worst * weight_cost >= 1 << 60:
-            weight_leaf = 0
-            weight_extra = 1 if pack is not None else 0
-            weight_cost = extra_span if pack is not None else 1
-            if worst * weight_cost >= 1 << 60:  # too large a request to score: fewest hops alone
-                weight_extra, weight_cost = 0, 1
+    # Lexicographic: pair cost, then (pack) fragmentation, then fewest hosts (the even split; a whole-host
+    # request always uses `need` hosts), then leaf switches, then best fit.
+    host_bound = min(need, int((units > 0).sum())) + 1 if not per_node else 0
+    weights = _tie_weights(worst, [("fit", fit_bound), ("leaf", leaf_bound), ("hosts", host_bound),
+                                   ("extra", extra_span if pack is not None else 0)])
+    weight_fit, weight_leaf, weight_hosts = weights["fit"], weights["leaf"], weights["hosts"]
+    weight_extra, weight_cost = weights["extra"], weights["cost"]
 
-    def run(w_cost: int, w_leaf: int, w_fit: int, w_extra: int) -> np.ndarray:
+    def run(w_cost: int, w_leaf: int, w_fit: int, w_extra: int, w_hosts: int = 0) -> np.ndarray:
         _key, take = tree_dp.tree_dp(need, st.order, st.child_ptr, st.child_idx, st.level, leaf_ptr, leaf_hosts,
                                      units, free_gpus, unit_gpus, st.leaf_switches, w_cost, w_leaf, w_fit, max_level,
-                                     extra_ptr, extra, w_extra)
+                                     extra_ptr, extra, w_extra, w_hosts)
         return take
 
-    take = run(weight_cost, weight_leaf, weight_fit, weight_extra)
+    take = run(weight_cost, weight_leaf, weight_fit, weight_extra, weight_hosts)
     if not take.any():
         raise _infeasible(request, _largest_in_subtree(st, compiled, units, max_level), unit_gpus, per_node, why)
     optimal = True
@@ -262,6 +255,23 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
                                      leaf_hosts, units, unit_gpus, pack)
     host_take = tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)
     return host_take, "tree-dp", optimal, None
+
+
+def _tie_weights(worst: int, ties: list[tuple[str, int]]) -> dict[str, int]:
+    """Weights folding pair cost and its tie-breaks (weakest first, each with the bound of its sum over a
+    placement; bound 0: not used) into one int64 key: while worst x the cost weight would not fit below
+    2^60, the weakest tie-break is dropped (weight 0); with none left, fewest hops alone."""
+    active = [(name, bound) for name, bound in ties if bound > 0]
+    while True:
+        weights = {name: 0 for name, _bound in ties}
+        scale = 1
+        for name, bound in active:
+            weights[name] = scale
+            scale *= bound
+        if worst * scale < 1 << 60 or not active:
+            weights["cost"] = scale
+            return weights
+        active.pop(0)
 
 
 def _sweep_slack(compiled: CompiledFabric, first: np.ndarray, run: Any, extra_ptr: np.ndarray, extra: np.ndarray,

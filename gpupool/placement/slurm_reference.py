@@ -65,6 +65,8 @@ class _Tree:
 def _prepare(compiled: CompiledFabric, free: FreeState, request: Request
              ) -> tuple[_Tree, np.ndarray, int, int, int, bool, list[int]]:
     units, need, unit_gpus, per_node = host_units(compiled, free, request)
+    if not per_node and request.nodes is None:
+        units = whole_job_gpus_units(free, units, need)
     tree = _Tree(compiled)
     node_cnt = [0] * len(tree.parent)
     for h in np.nonzero(units)[0]:
@@ -73,6 +75,18 @@ def _prepare(compiled: CompiledFabric, free: FreeState, request: Request
             node_cnt[t] += 1
             t = tree.parent[t]
     return tree, units, need, unit_gpus, (need if per_node else 1), per_node, node_cnt
+
+
+def whole_job_gpus_units(free: FreeState, units: np.ndarray, need: int) -> np.ndarray:
+    """For sbatch's whole-job `--gpus=N` (no node count), Slurm 22.05 only considers the nodes with at
+    least min(N, the node's GPUs) free: whole-free nodes for N >= a node's GPUs. Measured, not read
+    from the source: `sbatch --test-only --gpus=N` on random states (scripts/calibrate_slurm_tree.py
+    --form gpus) never took a node with fewer free GPUs while such nodes could serve."""
+    if free.total_gpus is not None and free.total_gpus.size and int(free.total_gpus.max()) > 0:
+        size = np.where(free.total_gpus > 0, free.total_gpus, units).astype(np.int64)
+    else:  # node sizes unknown (a free file): the largest free count stands for a whole node
+        size = np.full(units.size, int(units.max()) if units.size else 0, dtype=np.int64)
+    return np.where(units >= np.minimum(need, size), units, 0)
 
 
 def _subtree_of(tree: _Tree, top: int, t: int) -> bool:

@@ -420,6 +420,48 @@ def test_free_file_above_a_hosts_gpus_is_refused(tree_fabric: str, tmp_path: Pat
     assert err == f"gpupool: error: {free}: host gpu001: 9 free GPUs, but Slurm configures 8 on it\n"
 
 
+class _NoSlurm:
+    """An AppContext whose Slurm must never be asked (the offline checks)."""
+
+    def __call__(self) -> None:
+        raise AssertionError("Slurm was asked")
+
+
+@pytest.mark.parametrize("command", [["plan", "-G", "8"], ["submit", "--dry-run", "-G", "8"]])
+def test_free_file_above_a_hosts_gpus_is_refused_without_slurm(tree_fabric: str, tmp_path: Path, command: list[str],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu003": 9, "gpu004": 12})
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\nhostname\n")
+    tail = [str(script)] if command[0] == "submit" else []
+    ctx = AppContext(slurm=_NoSlurm())  # type: ignore[arg-type]
+    code, out, err = _run(capsys, *command, "--free", free, "--gpus-per-host", "8", "--fabric", tree_fabric, *tail,
+                          obj=ctx)
+    # gpu003 is the first host (fabric order) above 8; gpu004 is the one more.
+    assert (code, out) == (4, "")
+    assert err == (f"gpupool: error: {free}: host gpu003: 9 free GPUs, but --gpus-per-host 8 says a host has 8 "
+                   "(and 1 more host)\n")
+    # At the size, nothing is refused: 8 GPUs on one host.
+    code, out, err = _run(capsys, *command, "--free", free, "--gpus-per-host", "12", "--fabric", tree_fabric,
+                          "--json", *tail, obj=ctx)
+    assert code == 0, err
+    doc = json.loads(out)
+    allocation = doc["allocation"] if "allocation" in doc else doc["plan"]["allocation"]
+    assert sorted(allocation.values()) == [8]
+
+
+def test_free_file_above_k_is_refused_by_status(tree_fabric: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu005": 4, "gpu006": 5})
+    ctx = AppContext(slurm=_NoSlurm())  # type: ignore[arg-type]
+    code, out, err = _run(capsys, "status", "--free", free, "--gpus-per-node", "4", "--fabric", tree_fabric, obj=ctx)
+    assert (code, out) == (4, "")
+    assert err == f"gpupool: error: {free}: host gpu006: 5 free GPUs, but --gpus-per-node 4 says a host has 4\n"
+    code, _out, err = _run(capsys, "status", "--free", free, "--gpus-per-node", "8", "--fabric", tree_fabric,
+                           obj=ctx)
+    assert code == 0, err
+
+
 def test_counts_are_singular_when_one(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     free = _free(tmp_path, {"gpu002": 1})
     code, out, _err = _run(capsys, "plan", "-G", "1", "--free", free, "--fabric", tree_fabric)
