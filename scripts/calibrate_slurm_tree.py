@@ -117,7 +117,7 @@ def calibrate(states: int, requests: int, seed: int, busy_share: float = 0.6, ma
             if weights is not None:
                 _set_weights(list(compiled.host_names), [1] * compiled.n_hosts)
     agree = sum(c["agree"] for c in cases)
-    return {"form": form, "weights": weights_mode, "states": states, "cases": len(cases), "agree": agree,
+    return {"form": form, "busy_share": busy_share, "weights": weights_mode, "states": states, "cases": len(cases), "agree": agree,
             "agreement": round(agree / len(cases), 4) if cases else None, "slurm_would_not_start": not_started,
             "disagreements": [c for c in cases if not c["agree"]], "cases_all": cases, "free_states": free_states}
 
@@ -129,11 +129,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--weights", choices=WEIGHTS, default="none", help="node weights to set and emulate")
+    parser.add_argument("--busy-share", type=float, default=0.6, help="share of hosts given a filler job")
     parser.add_argument("--form", choices=("nodes", "gpus"), default="nodes",
                         help="request form: -N n --gres=gpu:k (nodes) or --gpus=N (gpus)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    doc = calibrate(args.states, args.requests, args.seed, weights_mode=args.weights, form=args.form)
+    doc = calibrate(args.states, args.requests, args.seed, weights_mode=args.weights, form=args.form,
+                    busy_share=args.busy_share)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

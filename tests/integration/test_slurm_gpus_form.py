@@ -19,11 +19,14 @@ pytestmark = pytest.mark.integration
 # newer releases are not checked yet (docs/contract.md says so where plan prints the model's choice).
 @pytest.mark.skipif(tuple(int(p) for p in SLURM_RELEASE.split(".")) > (22, 5),
                     reason=f"the --gpus=N model is measured on Slurm 22.05 (this run: {SLURM_RELEASE})")
+@pytest.mark.parametrize("busy_share", ["0.6", "0.95"])
 def test_slurm_tree_emulation_for_gpus_n_picks_the_nodes_slurm_picks(
-        testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> None:
+        testbed: Testbed, tmp_path_factory: pytest.TempPathFactory, busy_share: str) -> None:
+    """busy_share 0.95: few whole-free nodes, so some requests need partly used ones."""
     testbed.cancel_all()
     proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
-                        "--requests", "10", "--seed", "6", "--form", "gpus", "--json"], timeout=900)
+                        "--requests", "10", "--seed", "8", "--form", "gpus", "--busy-share", busy_share, "--json"],
+                       timeout=900)
     assert proc.returncode in (0, 1), proc.stderr
     doc = json.loads(proc.stdout)
     # Kept for reading the disagreements afterwards (with the fabric they were made on).

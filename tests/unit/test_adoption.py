@@ -11,7 +11,7 @@ import pytest
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main, usage_line
-from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.model import save_fabric
 from gpupool.slurm.fake import FakeSlurm
 
@@ -176,6 +176,47 @@ def test_uneven_gpus_placement_is_named_with_the_even_split(tree_fabric: str, tm
     assert code == 0 and "note: 8,8,7,1 GPUs per host; add --gpus-per-node 8" in out
     code, out, _err = _run(capsys, "plan", "--gpus", "16", "--free", free, "--fabric", tree_fabric, "--json")
     assert "shape_note" not in json.loads(out)  # 8+8 is even: nothing to say
+
+
+def test_equal_hops_prefer_the_even_split(tree_fabric: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # 6 GPUs: leaf 1 as 4+1+1 or leaf 2 as 3+3 (gpu007's 1 GPU left over). Both have 36 - 18 = 18 ordered,
+    # so 9 GPU pairs on different hosts, 2 hops each: pair_hops_sum 18. Across leaves costs more (gpu001's 4
+    # and 2 of gpu005: 8 pairs x 4 hops = 32). Best fit alone took leaf 1 (0 GPUs left there, 1 on leaf 2);
+    # the even split 3+3 on 2 hosts is preferred, at the same cost.
+    free = _free(tmp_path, {"gpu001": 4, "gpu002": 1, "gpu003": 1, "gpu005": 3, "gpu006": 3, "gpu007": 1})
+    code, out, err = _run(capsys, "plan", "--gpus", "6", "--free", free, "--fabric", tree_fabric, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["allocation"] == {"gpu005": 3, "gpu006": 3}
+    assert doc["cost"]["pair_hops_sum"] == 18 and "shape_note" not in doc
+
+
+def test_even_split_never_costs_a_hop(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 4+2 on leaf 1: 8 pairs x 2 hops = 16; 3+3 on leaf 2: 9 pairs x 2 = 18. Fewer hops win over evenness.
+    free = _free(tmp_path, {"gpu001": 4, "gpu002": 2, "gpu005": 3, "gpu006": 3})
+    code, out, err = _run(capsys, "plan", "--gpus", "6", "--free", free, "--fabric", tree_fabric, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["allocation"] == {"gpu001": 4, "gpu002": 2} and doc["cost"]["pair_hops_sum"] == 16
+
+
+def test_fewest_hosts_is_the_even_split_among_equal_hop_shapes() -> None:
+    """The tie-break's reason, checked by enumeration: among per-host count vectors of one sum and one sum
+    of squares (what equal pair hops in one leaf means), an even vector, when there is one, has the fewest hosts."""
+    from itertools import combinations_with_replacement
+
+    for total in range(1, 13):
+        shapes = [c for k in range(1, total + 1) for c in combinations_with_replacement(range(1, 9), k)
+                  if sum(c) == total]
+        by_q: dict[int, list[tuple[int, ...]]] = {}
+        for c in shapes:
+            by_q.setdefault(sum(x * x for x in c), []).append(c)
+        for group in by_q.values():
+            even = [c for c in group if len(set(c)) == 1]
+            if even:
+                assert min(len(c) for c in group) == len(even[0])
+                assert [c for c in group if len(c) == len(even[0])] == even
 
 
 def _script(tmp_path: Path) -> str:
@@ -591,18 +632,29 @@ def test_leaf_finding_says_whose_port_is_empty() -> None:
 
 # --- 8. the model of Slurm's choice says where it is a guess ---------------------------------------------------
 
-def test_slurm_model_is_labelled_a_guess_for_gpus_n(tree_fabric: str, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_slurm_model_is_labelled_a_guess_for_gpus_n_on_dragonfly_only(tree_fabric: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu005": 4, "gpu006": 8})
+    # The tree model is calibrated for --gpus N too (tests/integration/test_slurm_gpus_form.py): no label,
+    # and the calibrated rule: the nodes giving 8 first (gpu001, gpu002, gpu006), the tightest leaf
+    # (leaf 2: gpu006 alone in the 8-tier) first, then the closest (leaf 1, gpu001).
     code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric, "--json")
     reference = json.loads(out)["slurm_reference"]
-    assert code == 0 and reference["mode"] == "slurm-tree" and reference["guess"] is True
-    assert "--gpus N" in reference["note"]
-    code, out, _err = _run(capsys, "plan", "-N", "2", "--gres=gpu:8", "--free", free, "--fabric", tree_fabric,
-                           "--json")
-    assert code == 0 and "guess" not in json.loads(out)["slurm_reference"]  # the calibrated form
+    assert code == 0 and reference["mode"] == "slurm-tree" and "guess" not in reference
+    assert reference["allocation"] == {"gpu001": 8, "gpu006": 8}
     code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric)
-    assert "(a guess: the model is checked for -N/--gres requests, not --gpus N)" in out
+    assert "a guess" not in out
+    dragonfly_path = tmp_path / "dragonfly.json"
+    save_fabric(dragonfly(2, 2, 2, 1), str(dragonfly_path))  # routers: gpu001-002, 003-004, 005-006, 007-008
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", str(dragonfly_path), "--json")
+    reference = json.loads(out)["slurm_reference"]
+    assert code == 0 and reference["mode"] == "slurm-dragonfly" and reference["guess"] is True
+    assert "--gpus N" in reference["note"]
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", str(dragonfly_path))
+    assert "(a guess: the dragonfly model is not checked for --gpus N)" in out
+    code, out, _err = _run(capsys, "plan", "-N", "2", "--gres=gpu:8", "--free", free, "--fabric",
+                           str(dragonfly_path), "--json")
+    assert code == 0 and "guess" not in json.loads(out)["slurm_reference"]
 
 
 # --- the first hour, replayed from the README's own commands ---------------------------------------------------
