@@ -607,11 +607,14 @@ def test_spine_finding_names_the_core_its_port_and_totals_count_every_cable() ->
     spine, core = names.index("pod2-spine01"), names.index("core03")
     link = next(li for li, lk in enumerate(fab.links) if {lk.a, lk.b} == {spine, core})
     port = fab.links[link].a_port if fab.links[link].a == spine else fab.links[link].b_port
+    core_port = fab.links[link].b_port if fab.links[link].a == spine else fab.links[link].a_port
     del fab.links[link]
     result = audit_fabric(fab)
     finding = next(f for f in result.findings if f.check == "switch-uplinks-missing")
     assert finding.subject == "pod2-spine01"
-    assert f"(core03: 0 of 1, port {port} empty on pod2-spine01)" in finding.message
+    # Both ends of the cable that was taken out: the spine's port and the core's.
+    assert f"(core03: 0 of 1, port {port} empty on pod2-spine01, port {core_port} empty on core03)" in \
+        finding.message
     assert result.totals["missing_switch_uplinks"] == 1 and result.totals["switches_missing_uplinks"] == 1
     assert result.totals["missing_uplinks"] == 0  # no leaf lost a cable: counted once, where it is
 
@@ -628,6 +631,59 @@ def test_leaf_finding_says_whose_port_is_empty() -> None:
     del fab.links[link]
     message = checks.check_leaf_uplinks(Topo.of(fab)).findings[0].message
     assert f"spine02: 0 of 1, port {port} empty on leaf04" in message
+
+
+def test_leaf_finding_names_the_far_switchs_empty_port() -> None:
+    from gpupool.audit import checks
+    from gpupool.audit.topology import Topo
+
+    # 2 parallel cables from every leaf to every spine; one of leaf04's two to spine02 is taken out.
+    fab = fat_tree(6, 4, 3, uplinks=2)
+    names = [n.name for n in fab.nodes]
+    leaf, spine = names.index("leaf04"), names.index("spine02")
+    link = [li for li, lk in enumerate(fab.links) if {lk.a, lk.b} == {leaf, spine}][1]
+    near, far = ((fab.links[link].a_port, fab.links[link].b_port) if fab.links[link].a == leaf
+                 else (fab.links[link].b_port, fab.links[link].a_port))
+    del fab.links[link]
+    message = checks.check_leaf_uplinks(Topo.of(fab)).findings[0].message
+    assert f"(spine02: 1 of 2, port {near} empty on leaf04, port {far} empty on spine02)" in message
+
+
+def test_selene_with_a_cable_taken_out_names_both_of_its_ports() -> None:
+    """The issue's case on the real capture: a leaf with 1 of its 2 cables to a spine. The cable is cut
+    from the text itself (both port lines), so its two ports are known without gpupool."""
+    import re
+
+    from gpupool.audit.run import audit_fabric
+    from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+    from tests.helpers import REPO
+
+    capture = (REPO / "tests/fixtures/ibnetdiscover/selene-compute-hdr.out").read_text()
+    header = re.compile(r'^Switch\s+\d+\s+"([^"]+)"\s+#\s+"MF0;([^:"]+)')
+    port_line = re.compile(r'^\[(\d+)\]\s+"([^"]+)"\[(\d+)\]\s+#\s+"MF0;([^:"]+)')
+    lines = capture.splitlines(keepends=True)
+    guid = {}
+    for line in lines:
+        if m := header.match(line):
+            guid[m.group(2)] = m.group(1)
+    # LG02-01's port 33 goes to CSPINE1-03 (its second cable there; port 23 is the first).
+    current, cut = None, []
+    for i, line in enumerate(lines):
+        if m := header.match(line):
+            current = m.group(2)
+        elif (m := port_line.match(line)) and current == "LG02-01" and m.group(1) == "33":
+            assert (m.group(2), m.group(4)) == (guid["CSPINE1-03"], "CSPINE1-03")
+            spine_port = m.group(3)
+            cut.append(i)
+        elif (m := port_line.match(line)) and current == "CSPINE1-03" and m.group(2) == guid["LG02-01"] \
+                and m.group(3) == "33":
+            cut.append(i)
+    assert len(cut) == 2
+    text = "".join(line for i, line in enumerate(lines) if i not in cut)
+    result = audit_fabric(parse_ibnetdiscover(text, "selene-cut.out"))
+    finding = next(f for f in result.findings if f.subject == "LG02-01")
+    assert f"(CSPINE1-03: 1 of 2, port 33 empty on LG02-01, port {spine_port} empty on CSPINE1-03)" in \
+        finding.message
 
 
 # --- 8. the model of Slurm's choice says where it is a guess ---------------------------------------------------
