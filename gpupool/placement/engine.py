@@ -348,13 +348,16 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, n
     cum, cum_sq = graph.class_prefix(cls_ptr, cls_hosts, units)
     # (pair cost, classes used, take); under pack every refined candidate is kept for the tie-break.
     found: list[tuple[int, int, np.ndarray]] = []
+    hosts_used: list[int] = []  # the even-split tie-break among equal pair costs (a whole-host request: constant)
     for i in order:
         _cost, take = graph.grow_one(int(seeds[i]), need, cs.dist, cls_ptr, cls_hosts, units, limit)
         graph.local_search(take, cs.dist, cls_ptr, cum, cum_sq, cap, limit, _LOCAL_SEARCH_ROUNDS)
         value = int(graph.cost_of_take(take, cs.dist, cls_ptr, cum, cum_sq))
         found.append((value, int((take > 0).sum()), take))
+        hosts_used.append(0 if per_node else
+                          int(np.count_nonzero(tree_dp.assign_hosts(take, cls_ptr, cls_hosts, units, compiled.n_hosts))))
     assert found
-    best = min(found, key=lambda f: (f[0], f[1]))
+    best = found[min(range(len(found)), key=lambda k: (found[k][0], hosts_used[k], found[k][1]))]
     if pack is not None:
         # The heuristic's fewest-hop candidate sets the budget; among candidates within it, least added
         # fragmentation, then fewer pair hops, then fewer classes.

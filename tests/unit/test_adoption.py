@@ -798,8 +798,15 @@ def test_readme_first_hour_walk_through(tmp_path: Path, monkeypatch: pytest.Monk
                            "--json"])
     doc = json.loads(out)
     assert code == 0 and len(doc["allocation"]) == 4 and set(doc["allocation"].values()) == {8}
+    # --gpus N with the host size given: 32 GPUs is 4 whole hosts (the even split), no note.
+    code, out, _err = run(["plan", "-G", "32", "--free", "free.json", "--gpus-per-host", "8", "--fabric",
+                           "selene.json", "--json"])
+    doc = json.loads(out)
+    assert code == 0 and sorted(doc["allocation"].values()) == [8, 8, 8, 8] and "shape_note" not in doc
+    Path("over.json").write_text(json.dumps({hosts[0]: 9}))
     # The mistakes a new user makes on the way: one line each, a code from the README's table.
-    for argv in (["plan", "-N", "4", "--gres", "gpu:8", "--bogus"], ["--debug", "plan", "--free", "nope.json",
+    for argv in (["plan", "-G", "8", "--free", "over.json", "--gpus-per-host", "8", "--fabric", "selene.json"],
+                 ["plan", "-N", "4", "--gres", "gpu:8", "--bogus"], ["--debug", "plan", "--free", "nope.json",
                  "-G", "8", "--fabric", "selene.json"], ["fabric", "export", "--fabric", "selene.json", "--format",
                  "slurm-tree", "-o", "slrum/topology.conf"], ["submit", "--free", "free.json", "-G", "8", "x.sh"]):
         code, _out, err = run(argv)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.placement.cost import cost_of
-from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import (
     slurm_dragonfly_reference,
