@@ -232,10 +232,10 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
                                                  pack.hist, pack.size, pack.g, pack.sizes, pack.weights)
         # |sum of per-leaf changes| <= weights x free GPUs: the span of the score over all placements.
         extra_span = 2 * int(pack.weights.sum()) * (int(pack.host_free.sum()) + 1) + 1
-    # Lexicographic: pair cost, then (pack) fragmentation, then fewest hosts (the even split; a whole-host
-    # request always uses `need` hosts), then leaf switches, then best fit.
+    # Lexicographic: pair cost, then (pack) fragmentation, then leaf switches, then fewest hosts (the even
+    # split; a whole-host request always uses `need` hosts), then best fit.
     host_bound = min(need, int((units > 0).sum())) + 1 if not per_node else 0
-    weights = _tie_weights(worst, [("fit", fit_bound), ("leaf", leaf_bound), ("hosts", host_bound),
+    weights = _tie_weights(worst, [("fit", fit_bound), ("hosts", host_bound), ("leaf", leaf_bound),
                                    ("extra", extra_span if pack is not None else 0)])
     weight_fit, weight_leaf, weight_hosts = weights["fit"], weights["leaf"], weights["hosts"]
     weight_extra, weight_cost = weights["extra"], weights["cost"]
@@ -357,7 +357,7 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, n
         hosts_used.append(0 if per_node else
                           int(np.count_nonzero(tree_dp.assign_hosts(take, cls_ptr, cls_hosts, units, compiled.n_hosts))))
     assert found
-    best = found[min(range(len(found)), key=lambda k: (found[k][0], hosts_used[k], found[k][1]))]
+    best = found[min(range(len(found)), key=lambda k: (found[k][0], found[k][1], hosts_used[k]))]
     if pack is not None:
         # The heuristic's fewest-hop candidate sets the budget; among candidates within it, least added
         # fragmentation, then fewer pair hops, then fewer classes.

@@ -5,11 +5,12 @@ With d(a, b) = 2 x level(lca), the cost of n units under a tree node v of level 
 (a min-plus knapsack over children, bounded by min(request, subtree capacity)), and inside a leaf
 group cost(n) = n^2 - S(n), where S(n), the largest sum of squares of per-host counts, comes from
 filling the fullest hosts first. Ties are folded into one int64 key:
-    key = A * pair_cost + H * hosts + B * leaf_switches + free GPUs left in touched leaf groups (best fit);
-under the `pack` objective a per-leaf-group fragmentation change sits between pair_cost and hosts.
-Hosts (the even-split tie-break): among placements of equal pair cost the per-host counts have equal sum
-and equal sum of squares Q, and by Cauchy-Schwarz k hosts hold them evenly only if k = sum^2 / Q, fewer
-than any uneven shape needs; so fewest hosts picks the even split whenever one ties on pair cost.
+    key = A * pair_cost + B * leaf_switches + H * hosts + free GPUs left in touched leaf groups (best fit);
+under the `pack` objective a per-leaf-group fragmentation change sits between pair_cost and leaf_switches.
+Hosts (the even-split tie-break): two placements of equal pair cost with the same sum of squares of
+per-leaf counts (on a 2-level tree: cost = 2n^2 - sum of leaf squares - sum of host squares) have per-host
+counts of equal sum and equal sum of squares Q, and by Cauchy-Schwarz k hosts hold them evenly only if
+k = sum^2 / Q, fewer than any uneven shape needs; so fewest hosts then picks the even split (3+3, not 4+1+1).
 A unit is one GPU, or one whole host with --gpus-per-node (then every usable host holds one unit).
 """
 

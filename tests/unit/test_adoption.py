@@ -201,6 +201,43 @@ def test_even_split_never_costs_a_hop(tree_fabric: str, tmp_path: Path, capsys: 
     assert doc["allocation"] == {"gpu001": 4, "gpu002": 2} and doc["cost"]["pair_hops_sum"] == 16
 
 
+def test_tie_breaks_equal_a_brute_force_over_every_allocation() -> None:
+    """On random states of a 3-leaf tree, plan's (pair_hops_sum, leaf switches, hosts) is the least such triple
+    over every allocation, costed by the independent oracle (its own graph and distances): the hosts
+    tie-break never costs a hop or a leaf switch, and takes the fewest hosts among what is left."""
+    import itertools
+
+    import numpy as np
+
+    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.placement.engine import place
+    from gpupool.placement.model import FreeState, Request
+    from tests.oracles import graph_of
+
+    fab = fat_tree(3, 3, 1)  # leaves of 3 hosts: 2 hops inside a leaf, 4 across
+    compiled, oracle = compile_fabric(fab), graph_of(fab)
+    names = list(compiled.host_names)
+    rng = np.random.default_rng(27)
+    checked = 0
+    for _ in range(120):
+        free = rng.integers(0, 3, size=len(names))
+        need = int(rng.integers(1, max(2, int(free.sum()) + 1)))
+        if free.sum() < need:
+            continue
+        best = None
+        for split in itertools.product(*(range(int(g) + 1) for g in free)):
+            if sum(split) != need:
+                continue
+            used = [(names[i], g) for i, g in enumerate(split) if g]
+            cost = sum(ga * gb * oracle.distance(a, b) for (a, ga), (b, gb) in itertools.combinations(used, 2))
+            triple = (cost, oracle.leaf_count(h for h, _g in used), len(used))
+            best = triple if best is None or triple < best else best
+        placement = place(compiled, FreeState.from_arrays(free), Request(gpus=need))
+        assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches, len(placement.allocation)) == best
+        checked += 1
+    assert checked >= 100
+
+
 def test_fewest_hosts_is_the_even_split_among_equal_hop_shapes() -> None:
     """The tie-break's reason, checked by enumeration: among per-host count vectors of one sum and one sum
     of squares (what equal pair hops in one leaf means), an even vector, when there is one, has the fewest hosts."""
