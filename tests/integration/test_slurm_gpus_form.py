@@ -15,8 +15,9 @@ from tests.integration.conftest import REPO, SLURM_RELEASE, Testbed
 pytestmark = pytest.mark.integration
 
 
-# The --gpus=N rule (only nodes with min(N, the node's GPUs) free are considered) was measured on 22.05;
-# newer releases are not checked yet (docs/contract.md says so where plan prints the model's choice).
+# The --gpus=N rule (nodes tiered by the GPUs each can give, min(free, N), most first; the tree choice among
+# the last tier's nodes) was measured on 22.05, where the earlier model agreed on 4 of 100; newer releases
+# are not checked yet (docs/contract.md and docs/simulate.md say so).
 @pytest.mark.skipif(tuple(int(p) for p in SLURM_RELEASE.split(".")) > (22, 5),
                     reason=f"the --gpus=N model is measured on Slurm 22.05 (this run: {SLURM_RELEASE})")
 @pytest.mark.parametrize("busy_share", ["0.6", "0.95"])
