@@ -122,11 +122,14 @@ def slurm_tree_reference(compiled: CompiledFabric, free: FreeState, request: Req
 
     `weights`: Slurm's node Weight= per host (None: all equal). `gpus_tiers`: a whole-job `--gpus=N`
     request (no node count) tiers the nodes by the GPUs they can give (`whole_job_gpus_tiers`, measured
-    on 22.05); False keeps the earlier model (every node with a free GPU alike), which the simulator's
-    slurm-tree policy still uses so that its published figures stay comparable."""
+    on 22.05 without node weights; with weights, weight first and then these tiers, which is not
+    measured); False keeps the earlier model (every node with a free GPU alike), which the simulator's
+    slurm-tree and slurm-tuned policies still use so that their published figures stay comparable."""
     tree, units, need, unit_gpus, rem_nodes, per_node, node_cnt = _prepare(compiled, free, request)
-    if gpus_tiers and weights is None and not per_node and request.nodes is None:
-        weights = whole_job_gpus_tiers(units, need)
+    if gpus_tiers and not per_node and request.nodes is None:
+        tiers = whole_job_gpus_tiers(units, need)
+        # Equal weights keep the tiers as they are: the same choice as no weights.
+        weights = tiers if weights is None else np.asarray(weights, dtype=np.int64) * (int(tiers.max()) + 1) + tiers
     lowest = _lowest_weights(compiled, tree, units, weights)
     top = -1
     for t in range(len(tree.parent)):
