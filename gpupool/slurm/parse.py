@@ -9,6 +9,10 @@ JSON schema differences handled here:
   ``job_state`` are lists of upper-case words; many numbers are ``{"set", "infinite",
   "number"}`` objects; ``features`` is a list; ``tres_per_node`` reads ``gres/gpu:3``; meta's
   version numbers may be strings (``"05"``).
+
+Nodes: the commands backend reads ``scontrol -d -o show nodes`` (the same one-line format on every
+release, `nodes_from_scontrol`); `nodes_from_json` reads the JSON forms above, kept for saved
+documents and checked against the text on captures of the same cluster state.
 """
 
 from __future__ import annotations
