@@ -1,4 +1,4 @@
-"""`status`, `pool report`, `metrics`, `report --html` and `jobs --report` as use cases.
+"""`pool report`, `metrics`, `report --html` and `jobs --report` as use cases (`status`: `gpupool.app.status`).
 
 Each composes the fabric, the free state (as `gpupool plan` gets it: `app.plan`), Slurm's
 accounting and pools (through a `CommandRunner`), the fabric audit and the pure `observe`
