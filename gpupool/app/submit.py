@@ -36,7 +36,7 @@ import pwd
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from gpupool.app.lock import default_lock_path, submit_lock
 from gpupool.app.plan import (
@@ -228,9 +228,28 @@ class Plan:
     reclaim: Reclaim | None = None  # borrowed jobs Slurm will preempt for this placement
 
 
+class _PartitionsReadOnce:
+    """A client whose partition table is read once: one plan needs it for the default partition,
+    the topology Slurm applies to it and the reclaim rules (three ``scontrol show partition``
+    calls otherwise). Everything else goes to the client itself."""
+
+    def __init__(self, client: SlurmClient) -> None:
+        self._client = client
+        self._partitions: dict[str, dict[str, str]] | None = None
+
+    def partitions(self) -> dict[str, dict[str, str]]:
+        if self._partitions is None:
+            self._partitions = self._client.partitions()
+        return self._partitions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
                    states: list[NodeState] | None = None, jobs: list[JobInfo] | None = None) -> Plan:
     """Best placement now on Slurm's free state, else the best future one (mode wait-switches)."""
+    client = cast(SlurmClient, _PartitionsReadOnce(client))  # per plan: a re-plan reads Slurm afresh
     states = client.node_states() if states is None else states
     partition = prepared.partition or default_partition(client)
     check_partition(states, partition)
