@@ -1,4 +1,8 @@
-"""Prometheus metric families (text exposition format 0.0.4) for fragmentation, pools and the fabric audit.
+"""Prometheus metric families for fragmentation, pools and the fabric audit, exposed through prometheus_client.
+
+gpupool builds plain `Family` records from its data; `FamiliesCollector` (a prometheus_client custom
+collector) turns them into metric families, and prometheus_client does the exposition (text format
+0.0.4), the atomic textfile write and the HTTP endpoint (`gpupool.cli.metrics`).
 
 Names follow Prometheus conventions: `gpupool_` prefix, base units (GPUs, seconds), and no
 `_total` suffix since everything here is a gauge (a value now, not a running count).
@@ -7,12 +11,14 @@ docs/observe.md lists every family.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
     from gpupool.observe.fragmentation import Fragmentation
 
 AUDIT_STATUS_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -30,32 +36,38 @@ class Family:
         return self
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class FamiliesCollector:
+    """A prometheus_client custom collector over gpupool's families: `read()` runs on every collection
+    (each scrape of the server, each textfile write), so the figures are always collected afresh."""
+
+    def __init__(self, read: Callable[[], Iterable[Family]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
+        for family in self.read():
+            metric = Metric(family.name, family.help, family.kind)
+            for labels, value in family.samples:
+                metric.add_sample(family.name, {k: str(v) for k, v in labels.items()}, value)
+            yield metric
 
 
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
+def metrics_registry(read: Callable[[], Iterable[Family]]) -> CollectorRegistry:
+    """A registry holding only gpupool's collector (no process or platform metrics of this Python)."""
+    from prometheus_client import CollectorRegistry
 
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if value == int(value) and abs(value) < 2**53 else repr(value)
+    registry = CollectorRegistry(auto_describe=False)  # no describe(): registering must not collect
+    registry.register(FamiliesCollector(read))
+    return registry
 
 
 def render_text(families: Iterable[Family]) -> str:
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for labels, value in family.samples:
-            label_text = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items())
-            lines.append(f"{family.name}{{{label_text}}} {_number(value)}" if label_text
-                         else f"{family.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+    """The families in the Prometheus text exposition format 0.0.4 (prometheus_client's encoder)."""
+    from prometheus_client import generate_latest
+
+    collected = list(families)
+    return generate_latest(metrics_registry(lambda: collected)).decode()
 
 
 def fragmentation_families(figures: Fragmentation) -> list[Family]:
