@@ -88,3 +88,21 @@ def test_kernels_use_gpupool_jit_not_numba_directly() -> None:
     kernel_modules = {str(p.relative_to(package.parent)).removesuffix(".py").replace("/", ".")
                       for p in package.rglob("*.py") if p not in allowed and "@njit" in p.read_text()}
     assert kernel_modules <= set(warm.KERNEL_MODULES)  # every kernel module keys (and joins) the AOT build
+
+
+@pytest.mark.parametrize("command", ["plan", "submit", "node check"])
+def test_page_and_metrics_libraries_stay_off_the_interactive_paths(tmp_path: Path, command: str) -> None:
+    # Jinja2 renders the HTML pages and prometheus_client the metrics: neither may load on the Prolog
+    # (`node check`) or on a user's plan/submit, which must start fast.
+    fabric = fat_tree(2, 2, 1)
+    path = tmp_path / "fabric.json"
+    save_fabric(fabric, str(path))
+    free = tmp_path / "free.json"
+    free.write_text(json.dumps({h: 8 for h in fabric.hosts()}))
+    argv = {"plan": ["plan", "--fabric", str(path), "--free", str(free), "--gpus", "8", "--json"],
+            "submit": ["submit", "--dry-run", "--fabric", str(path), "--free", str(free), "--gpus", "8",
+                       "--wrap", "hostname"],
+            "node check": ["node", "check", "--json"]}[command]
+    doc = _modules_of(*argv)
+    loaded = {m.split(".")[0] for m in doc["modules"]} & {"jinja2", "markupsafe", "prometheus_client"}
+    assert loaded == set(), f"{command} imported {sorted(loaded)}"
