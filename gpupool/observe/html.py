@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jinja2 import Template
+
     from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.observe.fragmentation import Fragmentation
-    from gpupool.observe.lending import LendingData, LendingReport, LendingSeries
+    from gpupool.observe.fragmentation import Fragmentation, LeafFree
+    from gpupool.observe.lending import LendingData, LendingReport, LendingSeries, PoolLending
 
 # A blue scale for free GPUs keeps orange and red free for health (the leaf's border).
 FREE_COLOURS = (("none free", "#8c8c8c"), ("< 25 % free", "#deebf7"), ("< 50 % free", "#9ecae1"),
@@ -125,7 +127,7 @@ def _switch_box(name: str, level: int, state: str, x: float, y: int, width: int,
     return SwitchBox(name, level, state, x, y, width, continued, HEALTH_COLOURS[state], 3 if state != "ok" else 1)
 
 
-def _leaf_box(leaf: Any, state: str, x: float, y: int, width: int) -> LeafBox:
+def _leaf_box(leaf: LeafFree, state: str, x: float, y: int, width: int) -> LeafBox:
     fill = free_colour(leaf.free_gpus, leaf.capacity_gpus)
     return LeafBox(leaf.name, leaf.pod, leaf.free_gpus, leaf.capacity_gpus, leaf.whole_free_hosts, leaf.hosts, state,
                    x, y, width, fill, "#ffffff" if fill in DARK_FILLS else "#1d2430", HEALTH_COLOURS[state],
@@ -199,7 +201,7 @@ def fabric_view(compiled: CompiledFabric, figures: Fragmentation, health: dict[i
 
 
 def _tree(leaves: list[int], children: dict[int, list[int]], top: int, leaf_w: int, compiled: CompiledFabric,
-          by_name: dict[str, Any], health: dict[int, str], svg_id: str | None, label: str = "fabric drawing", *,
+          by_name: dict[str, LeafFree], health: dict[int, str], svg_id: str | None, label: str = "fabric drawing", *,
           continued: bool = False, level_h: int = LEVEL_H) -> Drawing:
     """`leaves` along the bottom and every switch of `children` above them (centred over its children)."""
     parent = compiled.tree_parent
@@ -281,7 +283,7 @@ def series_view(series: LendingSeries, capacity: dict[str, int]) -> SeriesView:
 
 @dataclass(frozen=True)
 class LendingRow:
-    pool: Any  # the LendingReport's pool row
+    pool: PoolLending
     y: int
     owner: float
     lent: float
@@ -330,7 +332,7 @@ def _plain(value: Any) -> str:
     return str.__str__(value) if isinstance(value, str) else str(value)
 
 
-def _page_template(name: str) -> Any:
+def _page_template(name: str) -> Template:
     """A page template shipped in gpupool/templates, autoescaped; Jinja2 is imported only to render a page."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 

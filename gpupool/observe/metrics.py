@@ -11,14 +11,15 @@ docs/observe.md lists every family.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
+    from gpupool.findings import Finding
     from gpupool.observe.fragmentation import Fragmentation
 
 AUDIT_STATUS_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -119,8 +120,38 @@ class PoolNow:
         return max(0, self.capacity - self.used - self.down)
 
 
-def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any], jobs: Iterable[Any]
-              ) -> list[PoolNow]:
+# What pools_now reads of the pools layer's records (observe may not import `pools`: test_layers).
+class PoolDefinitionLike(Protocol):  # gpupool.pools.status.PoolDefinition
+    @property
+    def name(self) -> str: ...
+    @property
+    def nodes(self) -> Sequence[str]: ...
+    @property
+    def owners(self) -> Sequence[str]: ...
+    @property
+    def role(self) -> str: ...
+
+
+class GpuTallyLike(Protocol):  # gpupool.pools.status.GpuTally
+    @property
+    def total(self) -> int: ...
+    @property
+    def allocated(self) -> int: ...
+    @property
+    def down(self) -> int: ...
+
+
+class JobLike(Protocol):  # gpupool.pools.live.Job
+    @property
+    def running(self) -> bool: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def node_gpus(self) -> Mapping[str, int]: ...
+
+
+def pools_now(definitions: Iterable[PoolDefinitionLike], tally: Callable[[Sequence[str]], GpuTallyLike],
+              jobs: Iterable[JobLike]) -> list[PoolNow]:
     """Per pool (not the scavenger partition): capacity, used, down, lent and borrowed GPUs now.
 
     `definitions` are `gpupool.pools.status.PoolDefinition`s, `tally(hosts)` is
@@ -128,7 +159,7 @@ def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any],
     `parse_jobs` output; borrowing is booked to the first pool (by name) the account owns.
     """
     pools = [d for d in definitions if d.role != "scavenger"]
-    pool_of_node: dict[str, Any] = {}
+    pool_of_node: dict[str, PoolDefinitionLike] = {}
     for d in pools:
         for host in d.nodes:
             pool_of_node.setdefault(host, d)
@@ -150,8 +181,8 @@ def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any],
                 borrowed[home[job.account]] += gpus
     result = []
     for d in pools:
-        gpus = tally(d.nodes)
-        result.append(PoolNow(d.name, tuple(sorted(d.owners)), gpus.total, gpus.allocated, gpus.down, lent[d.name],
+        now = tally(d.nodes)
+        result.append(PoolNow(d.name, tuple(sorted(d.owners)), now.total, now.allocated, now.down, lent[d.name],
                               borrowed[d.name]))
     return result
 
@@ -174,7 +205,7 @@ def pool_families(pools: Iterable[PoolNow]) -> list[Family]:
     return [capacity, free, used, down, lent, borrowed]
 
 
-def audit_families(status: str, findings: Iterable[Any]) -> list[Family]:
+def audit_families(status: str, findings: Iterable[Finding]) -> list[Family]:
     """Audit status (0 OK .. 3 UNKNOWN, and one 0/1 series per status) and findings by check and severity."""
     code = Family("gpupool_fabric_audit_status_code", "Fabric audit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     code.add(AUDIT_STATUS_CODES.get(status, 3))
@@ -191,7 +222,7 @@ def audit_families(status: str, findings: Iterable[Any]) -> list[Family]:
     return [code, state, by_check]
 
 
-def node_check_families(node: str, status: str, findings: Iterable[Any]) -> list[Family]:
+def node_check_families(node: str, status: str, findings: Iterable[Finding]) -> list[Family]:
     """This node's last `gpupool node check` result: status code and findings by check and severity."""
     code = Family("gpupool_node_check_status_code", "Node check status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     code.add(AUDIT_STATUS_CODES.get(status, 3), node=node)
