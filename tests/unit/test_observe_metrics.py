@@ -253,3 +253,20 @@ def test_a_failed_scrape_answers_500_and_says_why() -> None:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_a_scraper_asking_for_openmetrics_gets_it() -> None:
+    server = make_server("127.0.0.1", 0, lambda: [Family("gpupool_free_gpus", "Free GPUs.").add(54)])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.server_address[1]}/metrics",
+                                         headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read().decode()
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert body.endswith("# EOF\n") and "gpupool_free_gpus 54.0\n" in body
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
