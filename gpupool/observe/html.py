@@ -350,7 +350,7 @@ def render_html(inputs: ReportInputs) -> str:
              ("largest job anywhere", scopes["anywhere"], "largest-anywhere"),
              ("stranded GPUs", figures.stranded_gpus, "stranded"),
              ("fabric audit", inputs.audit_status or "not run", "audit-status")]
-    shapes = [[str(f.shape.gpus), f.shape.kind, *("yes" if f.fits[s] else "no" for s in ("leaf", "pod", "anywhere")),
+    shapes = [[str(f.shape.gpus), _plain(f.shape.kind), *("yes" if f.fits[s] else "no" for s in ("leaf", "pod", "anywhere")),
                str(f.jobs_within_leaf), str(f.stranded_gpus)] for f in figures.shapes]
     lending = None
     if inputs.lending is not None:
