@@ -66,7 +66,7 @@ def make_server(host: str, port: int, read: ReadFamilies) -> WSGIServer:
     def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if str(environ.get("PATH_INFO", "/")).strip("/") not in {"metrics", ""}:
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"gpupool: error: not found; metrics are at /metrics\n"]
+            return [b"gpupool: error: not found; the metrics are served on the path `metrics`\n"]
         try:
             body: Iterable[bytes] = exposition(environ, start_response)
         except Exception as exc:  # a failed scrape must answer, not kill the server
