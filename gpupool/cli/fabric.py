@@ -15,6 +15,7 @@ from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.discover import discover as run_discover
+from gpupool.fabric.export import EXPORT_FORMATS
 from gpupool.fabric.generate import (
     MAX_GENERATED_HOSTS,
     dragonfly,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 Command = TypeVar("Command", bound=Callable[..., Any])  # a click command function, decorated in place
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
+# `--format` choices and help come from the export registry (gpupool.fabric.export.EXPORT_FORMATS).
+_FORMAT_HELP = "Output format: " + "; ".join(f"{f.name}: {f.what}" for f in EXPORT_FORMATS.values()) + "."
 
 
 @click.group()
@@ -299,7 +301,7 @@ def _tree(fab: Fabric, compiled: CompiledFabric) -> Tree:
 
 @fabric.command()
 @_fabric_option
-@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Output format.")
+@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS.names()), help=_FORMAT_HELP)
 @click.option("-o", "--output", metavar="FILE", help="Write here (atomically) instead of stdout.")
 @click.option("--diff", "diff_against", metavar="EXISTING", help="Show what would change in EXISTING; write nothing.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Export only these hosts (others set apart).")
@@ -326,7 +328,7 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     if hostlist:
         restrict_hosts(fab, expand(hostlist))
     else:
-        compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
+        compiled = load_compiled(path) if EXPORT_FORMATS[fmt].needs_compiled else None
     text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
     if diff_against:
         from gpupool.fsutil import read_input_bytes
