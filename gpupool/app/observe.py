@@ -155,6 +155,12 @@ class MetricsOptions:
 
 def metrics_text(options: MetricsOptions, config: Config, slurm: Callable[[], SlurmClient],
                  runner: Callable[[], CommandRunner], warn: Warn) -> str:
+    """Every family in the Prometheus text format (one collection)."""
+    return render_text(metrics_families(options, config, slurm, runner, warn))
+
+
+def metrics_families(options: MetricsOptions, config: Config, slurm: Callable[[], SlurmClient],
+                     runner: Callable[[], CommandRunner], warn: Warn) -> list[Family]:
     """Every family; a source that cannot be read is reported by gpupool_collector_up 0 and a warning."""
     families: list[Family] = []
     up: dict[str, bool] = {}
@@ -185,7 +191,7 @@ def metrics_text(options: MetricsOptions, config: Config, slurm: Callable[[], Sl
     if options.node_check_json:
         collect("node_check", node_check)
     families.append(up_family(up))
-    return render_text(families)
+    return families
 
 
 @dataclass(frozen=True)

@@ -309,9 +309,10 @@ def _add_nvlink(doc: dict[str, Any], compiled: CompiledFabric, placement: Placem
     doc["nvlink_domain_names"] = ours["nvlink_domain_names"]
     ref = reference[1] if reference is not None else None
     if ref is not None and isinstance(doc.get("slurm_reference", {}).get("cost"), dict):
-        theirs = nvlink_usage(compiled, ref.hosts) or {}
-        doc["slurm_reference"]["cost"]["nvlink_domains"] = theirs["nvlink_domains"]
-        doc["slurm_reference"]["nvlink_domain_names"] = theirs["nvlink_domain_names"]
+        theirs = nvlink_usage(compiled, ref.hosts)
+        if theirs is not None:  # always: the same fabric as ours
+            doc["slurm_reference"]["cost"]["nvlink_domains"] = theirs["nvlink_domains"]
+            doc["slurm_reference"]["nvlink_domain_names"] = theirs["nvlink_domain_names"]
 
 
 def reference_placement(compiled: CompiledFabric, free: FreeState, request: Request,

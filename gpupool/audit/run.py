@@ -16,13 +16,18 @@ Config (`[audit]` in the gpupool config file), all optional:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpupool.audit import checks
 from gpupool.audit.findings import Finding, sort_findings, status_of
 from gpupool.audit.topology import Topo
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric
+
+if TYPE_CHECKING:
+    from gpupool.audit.live import LiveSettings, Progress, ToolRunner
+    from gpupool.fabric.compiled import CompiledFabric
+    from gpupool.slurm.port import SlurmClient
 
 
 @dataclass
@@ -47,7 +52,7 @@ class AuditResult:
 
 
 def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversubscription: float | None = None,
-                 compiled: Any = None) -> AuditResult:
+                 compiled: CompiledFabric | None = None) -> AuditResult:
     """All checks that need nothing but the fabric (and a reference design, when given)."""
     topo = Topo.of(fabric)
     result = AuditResult()
@@ -97,8 +102,8 @@ class AuditRequest:
     max_drain_fraction: float | None = None  # None = [audit] max_drain_fraction, else 0.10
 
 
-def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
-              progress: Any = None) -> AuditResult:
+def run_audit(request: AuditRequest, *, runner: ToolRunner | None = None, slurm: SlurmClient | None = None,
+              progress: Progress | None = None) -> AuditResult:
     """Load or discover the fabric, run every check the request asks for; tool and Slurm failures
     of optional parts land in `unchecked` (status UNKNOWN unless something worse was found)."""
     from gpupool.audit import counters as counters_mod
@@ -186,7 +191,7 @@ def run_audit(request: AuditRequest, *, runner: Any = None, slurm: Any = None,
 DEFAULT_MAX_DRAIN_FRACTION = 0.10
 
 
-def drain_broken(result: AuditResult, hosts: set[str], slurm: Any, max_fraction: float) -> None:
+def drain_broken(result: AuditResult, hosts: set[str], slurm: SlurmClient, max_fraction: float) -> None:
     """Drain the hosts the findings show with an HCA down, never past `max_fraction` of Slurm's nodes
     drained or down at once; what was drained and held back lands in `result.extras["drain"]`."""
     from gpupool.audit.health import DRAIN_CHECKS, choose_drains, health_from_findings
@@ -210,7 +215,8 @@ def drain_broken(result: AuditResult, hosts: set[str], slurm: Any, max_fraction:
                               "max_drained": choice.limit, "max_drain_fraction": max_fraction}
 
 
-def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: Any) -> Fabric:
+def _load_source(request: AuditRequest, runner: ToolRunner, settings: LiveSettings, progress: Progress | None
+                 ) -> Fabric:
     from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover, read_node_name_map
 
     name_map = read_node_name_map(request.node_name_map) if request.node_name_map else None
@@ -238,7 +244,7 @@ def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: An
     return load_fabric(request.fabric_path)
 
 
-def _slurm_drift(result: AuditResult, fabric: Fabric, slurm: Any) -> None:
+def _slurm_drift(result: AuditResult, fabric: Fabric, slurm: SlurmClient) -> None:
     from gpupool.audit import slurm_drift
     from gpupool.fabric.compiled import compile_fabric
     from gpupool.fabric.export import export_slurm_block, export_slurm_tree

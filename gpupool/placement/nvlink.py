@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -110,7 +110,14 @@ def place_domains(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, 
     return tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)
 
 
-def nvlink_usage(compiled: CompiledFabric, hosts: list[str]) -> dict[str, object] | None:
+class NvlinkUsage(TypedDict):
+    """`plan`'s NVLink figures (docs/contract.md)."""
+
+    nvlink_domains: int
+    nvlink_domain_names: list[str]
+
+
+def nvlink_usage(compiled: CompiledFabric, hosts: list[str]) -> NvlinkUsage | None:
     """`plan`'s NVLink figures for a host set: islands spanned and the domains' names (None without domains)."""
     if not compiled.has_nvlink_domains():
         return None

@@ -97,8 +97,8 @@ def _subtree_of(tree: _Tree, top: int, t: int) -> bool:
 def _take_nodes(compiled: CompiledFabric, leaf: int, units: np.ndarray, taken: dict[int, int],
                 state: list[int], per_node: bool, one: bool = False) -> None:
     """Take available nodes of `leaf` in host order; state = [remaining units, remaining nodes]."""
-    for h in np.nonzero((compiled.host_tree_leaf == leaf) & (units > 0))[0]:
-        h = int(h)
+    for index in np.nonzero((compiled.host_tree_leaf == leaf) & (units > 0))[0]:
+        h = int(index)
         if h in taken:
             continue
         g = 1 if per_node else min(int(units[h]), state[0])

@@ -215,7 +215,7 @@ def tree_dp(need: int, order: np.ndarray, child_ptr: np.ndarray, child_idx: np.n
                 stack[top] = c
                 top += 1
             t -= k
-    return best_key, take
+    return best_key, take  # type: ignore[return-value]  # the int64 key reaches callers as int
 
 
 @njit(cache=True)

@@ -170,6 +170,7 @@ def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None 
             return hosts, gpus, p.cost.mean_hops
         return gpupool_placer
     if policy in ("slurm-tree", "slurm-block", "slurm-tuned"):
+        choose: Callable[[FreeState, Request], dict[str, int] | None]
         if policy == "slurm-tree":
             def choose(state: FreeState, request: Request) -> dict[str, int] | None:
                 # The earlier --gpus=N model, so that docs/simulate.md's figures stay comparable (issue #27).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -36,7 +37,7 @@ class CommandsClient:
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
-             input: str | None = None) -> Any:  # noqa: A002
+             input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
         with self._release_in_errors():
             return run(argv, timeout=timeout or self.timeout, env=self.env, check=check, input=input)
 
@@ -130,8 +131,9 @@ class CommandsClient:
             # 22.05's squeue --json ignores --user/--jobs filters: apply them here.
             wanted = {str(j) for j in job_ids or ()}
             return [j for j in found if (not user or j.user == user) and (not wanted or j.job_id in wanted)]
-        found: list[JobInfo] = []
-        for job_id in job_ids or [None]:
+        shown: list[JobInfo] = []
+        each: Sequence[str | None] = job_ids or [None]
+        for job_id in each:
             argv = ["scontrol", "-d", "-o", "show", "job"] + ([job_id] if job_id else [])
             try:
                 text = self._run(argv).stdout
@@ -140,8 +142,8 @@ class CommandsClient:
                     raise
                 continue
             with self._release_in_errors():
-                found += parse.jobs_from_scontrol(text)
-        return [j for j in found if not user or j.user == user]
+                shown += parse.jobs_from_scontrol(text)
+        return [j for j in shown if not user or j.user == user]
 
     def job(self, job_id: str) -> JobInfo:
         """One job with per-node GPU detail (``scontrol -d show job``, the most detailed view)."""

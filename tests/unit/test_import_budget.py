@@ -130,3 +130,21 @@ def test_slurm_reading_commands_import_only_their_budget(tmp_path: Path, monkeyp
     assert extra == set(), f"{argv[0]} imported {sorted(extra)}"
     loaded = [m for m in doc["modules"] if m.startswith(SLURM_READERS_FORBIDDEN)]
     assert loaded == [], f"{argv[0]} imported {loaded}"
+
+
+@pytest.mark.parametrize("command", ["plan", "submit", "node check"])
+def test_page_and_metrics_libraries_stay_off_the_interactive_paths(tmp_path: Path, command: str) -> None:
+    # Jinja2 renders the HTML pages and prometheus_client the metrics: neither may load on the Prolog
+    # (`node check`) or on a user's plan/submit, which must start fast.
+    fabric = fat_tree(2, 2, 1)
+    path = tmp_path / "fabric.json"
+    save_fabric(fabric, str(path))
+    free = tmp_path / "free.json"
+    free.write_text(json.dumps({h: 8 for h in fabric.hosts()}))
+    argv = {"plan": ["plan", "--fabric", str(path), "--free", str(free), "--gpus", "8", "--json"],
+            "submit": ["submit", "--dry-run", "--fabric", str(path), "--free", str(free), "--gpus", "8",
+                       "--wrap", "hostname"],
+            "node check": ["node", "check", "--json"]}[command]
+    doc = _modules_of(*argv)
+    loaded = {m.split(".")[0] for m in doc["modules"]} & {"jinja2", "markupsafe", "prometheus_client"}
+    assert loaded == set(), f"{command} imported {sorted(loaded)}"

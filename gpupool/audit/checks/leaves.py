@@ -250,8 +250,8 @@ def check_leaf_groups(topo: Topo) -> list[Finding]:
     for members in groups.values():
         if len(members) >= usual:
             continue
-        group_hosts = sorted({nodes[ca].host for leaf in members for ca in topo.endpoint_at(leaf).values()
-                              if nodes[ca].role == ROLE_HCA and nodes[ca].host}, key=natural_key)
+        group_hosts = sorted({host for host in (nodes[ca].host for leaf in members for ca in topo.endpoint_at(leaf).values()
+                                                if nodes[ca].role == ROLE_HCA) if host}, key=natural_key)
         if not group_hosts or any(cabled[h] >= usual_hcas for h in group_hosts):
             continue  # some host has all its rails: nothing is missing from this group
         most = max(cabled[h] for h in group_hosts)
