@@ -50,8 +50,9 @@ STATUS_WARNING = Status.WARNING
 STATUS_CRITICAL = Status.CRITICAL
 STATUS_UNKNOWN = Status.UNKNOWN
 
-EXIT_CODES = {STATUS_OK: MON_OK, STATUS_WARNING: MON_WARNING, STATUS_CRITICAL: MON_CRITICAL,
-              STATUS_UNKNOWN: MON_UNKNOWN}
+# Keyed by status text: a Status is its own text (StrEnum), and reports read back from JSON carry plain strings.
+EXIT_CODES: dict[str, int] = {STATUS_OK: MON_OK, STATUS_WARNING: MON_WARNING, STATUS_CRITICAL: MON_CRITICAL,
+                              STATUS_UNKNOWN: MON_UNKNOWN}
 
 
 def check_id(name: str) -> str:

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 MANIFEST = "kernels.json"
 MANIFEST_FORMAT = 1
@@ -78,6 +78,19 @@ class LazyKernel:
 
     def __repr__(self) -> str:
         return f"<LazyKernel {self.kernel_id}>"
+
+
+# A kernel keeps its Python signature for the type checker: callers call it like the function it wraps
+# (the LazyKernel's own attributes are reached through `registry()`, typed as LazyKernel).
+KernelFunc = TypeVar("KernelFunc", bound=Callable[..., Any])
+
+
+@overload
+def njit(func: KernelFunc, /) -> KernelFunc: ...
+
+
+@overload
+def njit(**options: Any) -> Callable[[KernelFunc], KernelFunc]: ...
 
 
 def njit(*args: Any, **options: Any) -> Any:
@@ -172,7 +185,8 @@ def signature_key(arg_types: tuple[Any, ...]) -> str | None:
             parts.append(f"{np.dtype(str(t.dtype)).char}{t.ndim}")
         elif isinstance(t, types.Boolean):
             parts.append("?")
-        elif isinstance(t, types.Integer) and t.bitwidth == 64 and t.signed:
+        # numba's own annotations type Integer as a number-like class without these attributes
+        elif isinstance(t, types.Integer) and t.bitwidth == 64 and t.signed:  # type: ignore[attr-defined]
             parts.append("i")
         elif isinstance(t, types.Float) and t.bitwidth == 64:
             parts.append("f")

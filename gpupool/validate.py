@@ -204,12 +204,12 @@ def _no_alias_loader() -> type:
         """SafeLoader that refuses aliases (``*name``, ``<<: *name``) before anything is expanded: a
         1.6 KB alias bomb would otherwise expand to billions of nodes."""
 
-        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed",
                                                   event.start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
 
     return NoAliasLoader
 

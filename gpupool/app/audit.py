@@ -24,6 +24,7 @@ from gpupool.audit.topology import Topo
 from gpupool.fabric.model import Fabric
 
 if TYPE_CHECKING:
+    from gpupool.audit.live import LiveSettings, Progress, ToolRunner
     from gpupool.slurm.port import SlurmClient
 
 
@@ -43,8 +44,8 @@ class AuditRequest:
     max_drain_fraction: float | None = None  # None = [audit] max_drain_fraction, else 0.10
 
 
-def run_audit(request: AuditRequest, *, runner: Any = None, slurm: SlurmClient | None = None,
-              progress: Any = None) -> AuditResult:
+def run_audit(request: AuditRequest, *, runner: ToolRunner | None = None, slurm: SlurmClient | None = None,
+              progress: Progress | None = None) -> AuditResult:
     """Load or discover the fabric, run every check the request asks for; tool and Slurm failures
     of optional parts land in `unchecked` (status UNKNOWN unless something worse was found)."""
     from gpupool.audit import counters as counters_mod
@@ -156,7 +157,8 @@ def drain_broken(result: AuditResult, hosts: set[str], slurm: SlurmClient, max_f
                               "max_drained": choice.limit, "max_drain_fraction": max_fraction}
 
 
-def _load_source(request: AuditRequest, runner: Any, settings: Any, progress: Any) -> Fabric:
+def _load_source(request: AuditRequest, runner: ToolRunner, settings: LiveSettings, progress: Progress | None
+                 ) -> Fabric:
     from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover, read_node_name_map
 
     name_map = read_node_name_map(request.node_name_map) if request.node_name_map else None

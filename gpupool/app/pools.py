@@ -81,7 +81,7 @@ def preview_offline(pools_file: str, config: Config, *, fragment_option: str | N
     if user_exists is not None:
         options.user_exists = user_exists
     if fabric_path:  # named: every pool host must be a host of that fabric
-        hosts = set(options.fabric().host_names) if options.fabric else set()  # type: ignore[misc]
+        hosts = set(options.fabric().host_names) if options.fabric else set()
         for name, pool_hosts_ in pool_hosts(spec, fabric_path, config).items():
             outside = [h for h in pool_hosts_ if h not in hosts]
             if outside:

@@ -30,5 +30,5 @@ def status_of(findings: Iterable[Finding], unchecked: Iterable[str] = ()) -> Sta
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     from gpupool.fabric.model import natural_key
 
-    rank = {CRITICAL: 0, WARNING: 1}
+    rank: dict[str, int] = {CRITICAL: 0, WARNING: 1}
     return sorted(findings, key=lambda f: (rank.get(f.severity, 2), f.check, natural_key(f.subject)))

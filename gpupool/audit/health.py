@@ -47,7 +47,8 @@ def _host_of(finding: Mapping[str, Any], hosts: set[str] | None) -> str | None:
 
 def _reason(finding: Mapping[str, Any]) -> str:
     check, subject = finding.get("check"), str(finding.get("subject", ""))
-    details = finding.get("details") if isinstance(finding.get("details"), dict) else {}
+    raw_details = finding.get("details")
+    details = raw_details if isinstance(raw_details, dict) else {}
     if check == "hca-missing":
         return f"HCA {subject} down"
     if check == "link-missing":

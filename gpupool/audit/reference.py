@@ -88,7 +88,7 @@ def compare(topo: Topo, reference: Fabric) -> ReferenceMatch:
         ca, cb = nmap[link.a], nmap[link.b]
         candidates = [li for li in pool.get((min(ca, cb), max(ca, cb)), []) if li not in claimed]
         same_ports = [li for li in candidates if _ports_of(current.links[li], ca, cb) == (link.a_port, link.b_port)]
-        pick = (same_ports or candidates or [None])[0]
+        pick = same_ports[0] if same_ports else candidates[0] if candidates else None
         if pick is None:
             unmatched.append(link)
             continue

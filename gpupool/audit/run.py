@@ -7,13 +7,16 @@ ibdiag tools, asking Slurm and draining live in the use case, `gpupool.app.audit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpupool.audit import checks
 from gpupool.audit.findings import Finding, sort_findings, status_of
 from gpupool.audit.topology import Topo
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
 
 
 @dataclass
@@ -38,7 +41,7 @@ class AuditResult:
 
 
 def audit_fabric(fabric: Fabric, reference: Fabric | None = None, *, max_oversubscription: float | None = None,
-                 compiled: Any = None) -> AuditResult:
+                 compiled: CompiledFabric | None = None) -> AuditResult:
     """All checks that need nothing but the fabric (and a reference design, when given)."""
     topo = Topo.of(fabric)
     result = AuditResult()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +18,15 @@ from gpupool.errors import BadInput, BadRequest
 from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
 
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from gpupool.app.fabric import FabricDiff
+    from gpupool.fabric.compiled import CompiledFabric
+    from gpupool.fabric.model import Fabric
+
+Command = TypeVar("Command", bound=Callable[..., Any])  # a click command function, decorated in place
+
 # `--format` choices and help come from the export registry (gpupool.fabric.export.EXPORT_FORMATS, via app).
 EXPORT_FORMATS = fabric_app.EXPORT_FORMATS
 _FORMAT_HELP = "Output format: " + "; ".join(f"{f.name}: {f.what}" for f in EXPORT_FORMATS.values()) + "."
@@ -26,7 +37,7 @@ def fabric() -> None:
     """Discover, generate, show, export and audit the InfiniBand fabric."""
 
 
-def _fabric_option(func):  # type: ignore[no-untyped-def]
+def _fabric_option(func: Command) -> Command:
     return click.option("--fabric", "fabric_path", metavar="FILE",
                         help="Fabric file (default $GPUPOOL_FABRIC, else `fabric` in the config file).")(func)
 
@@ -77,7 +88,7 @@ def _slurm_node_names() -> list[str]:
     return sorted(app().slurm_client().node_names())
 
 
-def _print_summary(doc: dict) -> None:  # type: ignore[type-arg]
+def _print_summary(doc: dict[str, Any]) -> None:
     console = stdout_console()
     parts = [f"{doc['kind']} fabric: {counted(doc['hosts'], 'host')}, {counted(doc['switches'], 'switch')}, "
              f"{counted(doc['links'], 'link')}"]
@@ -123,7 +134,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: object) -> obje
     return value
 
 
-_COMMON_GEN = [
+_COMMON_GEN: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--prefix", default="gpu", show_default=True, help="Host name prefix."),
     click.option("--speed", default="QDR", show_default=True,
                  type=click.Choice(["SDR", "DDR", "QDR", "FDR", "EDR", "HDR", "NDR", "XDR"]), help="Link speed."),
@@ -136,7 +147,7 @@ _COMMON_GEN = [
 ]
 
 
-def _common_gen(func):  # type: ignore[no-untyped-def]
+def _common_gen(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(_COMMON_GEN):
         func = decorator(func)
     return func
@@ -147,7 +158,7 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def _save_and_report(fab, output: str, backup: bool, progress: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _save_and_report(fab: Fabric, output: str, backup: bool, progress: bool = False) -> None:
     """Compile (validates the model), write the fabric file and seed its cache, print the summary."""
     ctx = click.get_current_context(silent=True)
     domain_hosts = ctx.meta.get("gpupool.nvlink_domain_hosts") if ctx is not None else None
@@ -204,6 +215,7 @@ def show(fabric_path: str | None, list_set_apart: bool) -> None:
     """Summarise the fabric: a tree from the top switches down to the hosts."""
     path = resolve_fabric_path(fabric_path, app().config())
     doc, fab, compiled = fabric_app.show_fabric(path, with_set_apart=list_set_apart)
+    apart = doc.get("set_apart", {})
     if app().json:
         emit_json(doc)
         return
@@ -213,13 +225,13 @@ def show(fabric_path: str | None, list_set_apart: bool) -> None:
     if outside and not list_set_apart:  # the levels above count them; the tree does not show them
         stdout_console().print(f"{counted(outside, 'switch')} with no compute host below (management or service) "
                                "not shown in the tree: gpupool fabric show --set-apart", markup=False, highlight=False)
-    for key, entry in doc.get("set_apart", {}).items():
+    for key, entry in apart.items():
         shown = ", ".join(entry["names"][:20]) + (f" and {entry['count'] - 20} more" if entry["count"] > 20 else "")
         stdout_console().print(f"set apart: {entry['count']} {key.replace('_', ' ')} ({entry['why']}): {shown}",
                                markup=False, highlight=False)
 
 
-def _tree(fab, compiled):  # type: ignore[no-untyped-def]
+def _tree(fab: Fabric, compiled: CompiledFabric) -> Tree:
     from rich.tree import Tree
 
     children: dict[int, list[int]] = {}
@@ -238,7 +250,7 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
         rates[key] = rates.get(key, 0) + 1
     root = Tree(f"fabric ({compiled.kind}; links: " + ", ".join(f"{v}x {k}" for k, v in sorted(rates.items())) + ")")
 
-    def add(parent_tree, t: int) -> None:  # type: ignore[no-untyped-def]
+    def add(parent_tree: Tree, t: int) -> None:
         sw = members.get(t, [])
         label = f"L{int(compiled.tree_level[t])} {compiled.tree_names[t]}"
         if len(sw) > 1:
@@ -324,12 +336,12 @@ def diff_cmd(paths: tuple[str, ...], fabric_path: str | None) -> int:
     return 1 if result.changed else 0
 
 
-def _end_text(end: dict) -> str:  # type: ignore[type-arg]
+def _end_text(end: dict[str, Any]) -> str:
     label = f"({end['label']})" if end.get("label") else ""
     return f"{end['node']}[{end['port']}]{label}"
 
 
-def _print_diff(result, old_path: str, new_path: str) -> None:  # type: ignore[no-untyped-def]
+def _print_diff(result: FabricDiff, old_path: str, new_path: str) -> None:
     console = stdout_console()
     if not result.changed:
         console.print(f"no changes between {old_path} and {new_path}", markup=False)

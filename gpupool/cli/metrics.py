@@ -1,15 +1,16 @@
 """`gpupool metrics`: fragmentation, pool GPUs and fabric audit status for Prometheus.
 
-Writes a node_exporter textfile atomically (`--textfile`), or serves the same text on a local
-port (`--serve`, 127.0.0.1 by default), collecting afresh on every scrape.
+prometheus_client does the exposition: a registry holding gpupool's collector
+(`gpupool.observe.metrics.FamiliesCollector`) is written to stdout, to a node_exporter textfile
+atomically (`--textfile`, its `write_to_textfile`), or served on a local port (`--serve`,
+127.0.0.1 by default, its WSGI app), collecting afresh on every scrape.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,17 +20,29 @@ from gpupool.cli.context import app
 from gpupool.cli.render import warn
 from gpupool.cli.status import shape_options
 from gpupool.errors import EnvError, InputError, UsageError
-from gpupool.fsutil import atomic_write_text, check_output_path
+from gpupool.fsutil import check_output_path
+from gpupool.observe.metrics import Family, metrics_registry
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
-__all__ = ["MetricsOptions", "collect_text", "make_server", "metrics", "parse_listen"]
+__all__ = ["MetricsOptions", "collect_families", "collect_text", "make_server", "metrics", "parse_listen"]
+
+ReadFamilies = Callable[[], Iterable[Family]]
+
+
+def collect_families(options: MetricsOptions, warn: Callable[[str], None]) -> list[Family]:
+    """The metric families, collected with the current command's context (its config and Slurm)."""
+    ctx = app()
+    return observe_app.metrics_families(options, ctx.config(), ctx.slurm_client, ctx.command_runner, warn)
 
 
 def collect_text(options: MetricsOptions, warn: Callable[[str], None]) -> str:
-    """The metrics text, collected with the current command's context (its config and Slurm)."""
-    ctx = app()
-    return observe_app.metrics_text(options, ctx.config(), ctx.slurm_client, ctx.command_runner, warn)
+    """The metrics text (Prometheus text format 0.0.4), collected once."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(metrics_registry(lambda: collect_families(options, warn))).decode()
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -39,29 +52,34 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def make_server(host: str, port: int, collect: Callable[[], str]) -> Any:
-    """A threading HTTP server answering GET of the `metrics` path (and the root) with freshly collected text."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's method name
-            if self.path.split("?")[0].strip("/") not in {"metrics", ""}:
-                self.send_error(404)
-                return
-            try:
-                body = collect().encode()
-                code = 200
-            except Exception as exc:  # a failed scrape must answer, not kill the server
-                body, code = f"gpupool: error: {exc}\n".encode(), 500
-            self.send_response(code)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def make_server(host: str, port: int, read: ReadFamilies) -> WSGIServer:
+    """A threading HTTP server answering GET of the `metrics` path (and the root) with prometheus_client's
+    exposition of freshly collected families; other paths are 404, a failed collection a 500 that says why."""
+    from wsgiref.simple_server import WSGIRequestHandler
+    from wsgiref.simple_server import make_server as make_wsgi_server
 
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    exposition = make_wsgi_app(metrics_registry(read))
+
+    def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if str(environ.get("PATH_INFO", "/")).strip("/") not in {"metrics", ""}:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"gpupool: error: not found; the metrics are served on the path `metrics`\n"]
+        try:
+            body: Iterable[bytes] = exposition(environ, start_response)
+        except Exception as exc:  # a failed scrape must answer, not kill the server
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"gpupool: error: {exc}\n".encode()]
+        return body
+
+    class QuietHandler(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
             pass  # no access log on stderr
 
     try:
-        return ThreadingHTTPServer((host, port), Handler)
+        return make_wsgi_server(host, port, metrics_app, ThreadingWSGIServer, handler_class=QuietHandler)
     except OSError as exc:
         raise EnvError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
@@ -102,9 +120,9 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
         ctx = click.get_current_context()
         host, port = parse_listen(listen)
 
-        def collect() -> str:
+        def collect() -> list[Family]:
             with ctx.scope(cleanup=False):
-                return collect_text(options, warn)
+                return collect_families(options, warn)
 
         server = make_server(host, port, collect)
         sys.stderr.write(f"gpupool: serving metrics on http://{host}:{server.server_address[1]}/metrics\n")
@@ -115,11 +133,12 @@ def metrics(textfile: str | None, serve: bool, listen: str, fabric_path: str | N
         finally:
             server.server_close()
         return
-    text = collect_text(options, warn)
     if textfile:
-        try:
-            atomic_write_text(textfile, text)
+        from prometheus_client import write_to_textfile
+
+        try:  # prometheus_client writes PATH.<pid>.<thread> and renames it: node_exporter never reads half a file
+            write_to_textfile(textfile, metrics_registry(lambda: collect_families(options, warn)))
         except OSError as exc:
             raise InputError(f"{textfile}: cannot write the textfile ({exc.strerror})") from None
         return
-    sys.stdout.write(text)
+    sys.stdout.write(collect_text(options, warn))

@@ -97,7 +97,8 @@ def read(cache: str, st: os.stat_result, digest: Callable[[], str], array_fields
         fields = header["fields"]
         if not isinstance(fields, dict) or set(fields) & set(arrays):
             raise CacheDamaged("bad field table")
-        compiled = fabric_type(**fields, **arrays)
+        values: dict[str, Any] = {**fields, **arrays}  # field types as the file's header says: checked by the class
+        compiled = fabric_type(**values)
     except CacheDamaged:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -143,7 +144,7 @@ def write(cache: str, compiled: CompiledFabric, digest: str, st: os.stat_result 
             for name, array in arrays.items():
                 out.write(b"\0" * (table[name][2] - out.tell()))
                 if array.nbytes:
-                    out.write(memoryview(array).cast("B"))  # no copy of a big hop matrix
+                    out.write(array.data.cast("B"))  # no copy of a big hop matrix
             out.flush()
             os.fsync(out.fileno())  # a crash never leaves a renamed-but-empty cache
         os.replace(tmp, cache)

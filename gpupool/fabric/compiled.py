@@ -278,7 +278,7 @@ def _classify(n_sw: int, sw_edges: set[tuple[int, int]], level: np.ndarray, gene
     groups = _dense_groups(n_sw, sw_edges)
     if groups is not None:
         # Number groups by their first switch name, so a rediscovered fabric keeps its group names.
-        first = {}
+        first: dict[int, int] = {}
         for s in range(n_sw):
             g = int(groups[s])
             if g not in first or natural_key(switch_names[s]) < natural_key(switch_names[first[g]]):

@@ -126,13 +126,13 @@ def diff_fabrics(old: Fabric, new: Fabric) -> FabricDiff:
         result.links_added.append({"a": new_end(x), "b": new_end(y), "rate": "".join(rate)})
     for cable in sorted(old_cables & new_cables, key=_cable_order):
         x, y = _pair(cable)
-        before = a.rate[frozenset((x, y))]
-        after = b.rate[frozenset((_to_new(x, back), _to_new(y, back)))]
-        if before != after:
+        old_rate = a.rate[frozenset((x, y))]
+        new_rate = b.rate[frozenset((_to_new(x, back), _to_new(y, back)))]
+        if old_rate != new_rate:
             result.links_changed.append({"change": "rate", "a": a.end(x), "b": a.end(y),
-                                         "old": "".join(before), "new": "".join(after),
-                                         "width_changed": before[0] != after[0],
-                                         "speed_changed": before[1] != after[1]})
+                                         "old": "".join(old_rate), "new": "".join(new_rate),
+                                         "width_changed": old_rate[0] != new_rate[0],
+                                         "speed_changed": old_rate[1] != new_rate[1]})
     result.levels_changed = _levels(old, new, a, b, replaced)
     return result
 

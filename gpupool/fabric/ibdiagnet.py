@@ -234,9 +234,9 @@ def parse_db_csv(text: str, source: str = "<ibdiagnet2.db_csv>", *, node_name_ma
         ext = _int(row, "LinkSpeedExtActive", where, required=False)
         speed = EXT_SPEED_CODES.get(ext) if ext else SPEED_CODES.get(_int(row, "LinkSpeedActive", where, required=False))
         lid = _int(row, "LID", where, required=False)
-        rec = records.get(guid)
-        if rec is not None and lid and (rec.lid is None or rec.kind != "Switch" and port == 1):
-            rec.lid = lid
+        owner = records.get(guid)
+        if owner is not None and lid and (owner.lid is None or owner.kind != "Switch" and port == 1):
+            owner.lid = lid
         rates[(guid, port)] = (width, speed)
     for lineno, row in links_t.rows:
         where = f"{source}:{lineno}"

@@ -41,8 +41,8 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
     first = next((raw.strip() for raw in text.removeprefix("\ufeff").splitlines()
                   if raw.strip() and not raw.strip().startswith("#")), "")
     if _LINE_MODE.match(first):
-        records, warnings = _line_mode_records(text, source)
-        return fabric_from_records(records, source, warnings, node_name_map=node_name_map, hosts=hosts,
+        line_records, line_warnings = _line_mode_records(text, source)
+        return fabric_from_records(line_records, source, line_warnings, node_name_map=node_name_map, hosts=hosts,
                                    service_hosts=service_hosts, reader="iblinkinfo")
     records: list[NodeRecord] = []
     by_lid: dict[int, NodeRecord] = {}
@@ -106,14 +106,14 @@ def parse_iblinkinfo(text: str, source: str = "<iblinkinfo>", *, node_name_map: 
         pending.append((node, port, int(m.group(5)), int(m.group(6)), lineno, width, speed))
     if not records:
         raise BadInput(f"{source}: no `Switch:` or `CA:` records: not iblinkinfo output")
-    for node, port, remote_lid, remote_port, lineno, width, speed in pending:
+    for node, port, remote_lid, remote_port, lineno, link_width, link_speed in pending:
         remote = by_lid.get(remote_lid)
         if remote is None:
             raise BadInput(f"{source}:{lineno}: {node.node_id}[{port}] is cabled to LID {remote_lid}, "
                              "which no node in the file has (truncated output?)")
         if any(p.port == port for p in node.ports):
             raise BadInput(f"{source}:{lineno}: port {port} of {node.node_id} listed twice")
-        node.ports.append(PortRecord(lineno, port, remote.node_id, remote_port, width, speed))
+        node.ports.append(PortRecord(lineno, port, remote.node_id, remote_port, link_width, link_speed))
     by_id = {r.node_id: r for r in records}
     for rec in records:
         for p in rec.ports:

@@ -63,7 +63,7 @@ def read_report(doc: Any, source: str) -> NodeReport:
         return NodeReport(source, host, ())
     if not isinstance(summary, dict) or not isinstance(summary.get("gpus"), list):
         raise BadInput(f"{source}: nvlink_domain: expected null or an object with a \"gpus\" list")
-    gpus = []
+    gpus: list[tuple[int, str | None, int, str | None, int | None]] = []
     for i, gpu in enumerate(summary["gpus"]):
         where = f"{source}: nvlink_domain.gpus[{i}]"
         if not isinstance(gpu, dict):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+ValueT = TypeVar("ValueT", covariant=True)  # a result of a narrower value is a result of a wider one (read-only use)
 
 
 class Progress:
@@ -20,8 +21,8 @@ class Progress:
         self.step = step
 
 
-class DeadlineResult(Generic[T]):
-    def __init__(self, value: T | None, error: BaseException | None, timed_out: bool, step: str) -> None:
+class DeadlineResult(Generic[ValueT]):
+    def __init__(self, value: ValueT | None, error: BaseException | None, timed_out: bool, step: str) -> None:
         self.value = value
         self.error = error
         self.timed_out = timed_out

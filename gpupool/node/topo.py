@@ -210,7 +210,7 @@ def build_topology(root: str | os.PathLike[str], inventory: GpuInventory | None,
 
 def usable_ports(hca: TopoHca) -> list[str]:
     """`hca:port` names NCCL may use: active InfiniBand ports, else every port we know of."""
-    active = [p for p in hca.ports if p.state.upper() == "ACTIVE" and p.link_layer == "InfiniBand"]
+    active = [p for p in hca.ports if (p.state or "").upper() == "ACTIVE" and p.link_layer == "InfiniBand"]
     chosen = active or hca.ports
     return [f"{hca.name}:{p.port}" for p in chosen] or [f"{hca.name}:1"]
 

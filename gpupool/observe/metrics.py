@@ -1,4 +1,8 @@
-"""Prometheus metric families (text exposition format 0.0.4) for fragmentation, pools and the fabric audit.
+"""Prometheus metric families for fragmentation, pools and the fabric audit, exposed through prometheus_client.
+
+gpupool builds plain `Family` records from its data; `FamiliesCollector` (a prometheus_client custom
+collector) turns them into metric families, and prometheus_client does the exposition (text format
+0.0.4), the atomic textfile write and the HTTP endpoint (`gpupool.cli.metrics`).
 
 Names follow Prometheus conventions: `gpupool_` prefix, base units (GPUs, seconds), and no
 `_total` suffix since everything here is a gauge (a value now, not a running count).
@@ -7,12 +11,15 @@ docs/observe.md lists every family.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+    from gpupool.findings import Finding
     from gpupool.observe.fragmentation import Fragmentation
 
 AUDIT_STATUS_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -30,32 +37,38 @@ class Family:
         return self
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class FamiliesCollector:
+    """A prometheus_client custom collector over gpupool's families: `read()` runs on every collection
+    (each scrape of the server, each textfile write), so the figures are always collected afresh."""
+
+    def __init__(self, read: Callable[[], Iterable[Family]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
+        for family in self.read():
+            metric = Metric(family.name, family.help, family.kind)
+            for labels, value in family.samples:
+                metric.add_sample(family.name, {k: str(v) for k, v in labels.items()}, value)
+            yield metric
 
 
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
+def metrics_registry(read: Callable[[], Iterable[Family]]) -> CollectorRegistry:
+    """A registry holding only gpupool's collector (no process or platform metrics of this Python)."""
+    from prometheus_client import CollectorRegistry
 
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if value == int(value) and abs(value) < 2**53 else repr(value)
+    registry = CollectorRegistry(auto_describe=False)  # no describe(): registering must not collect
+    registry.register(FamiliesCollector(read))
+    return registry
 
 
 def render_text(families: Iterable[Family]) -> str:
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for labels, value in family.samples:
-            label_text = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items())
-            lines.append(f"{family.name}{{{label_text}}} {_number(value)}" if label_text
-                         else f"{family.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+    """The families in the Prometheus text exposition format 0.0.4 (prometheus_client's encoder)."""
+    from prometheus_client import generate_latest
+
+    collected = list(families)
+    return generate_latest(metrics_registry(lambda: collected)).decode()
 
 
 def fragmentation_families(figures: Fragmentation) -> list[Family]:
@@ -107,8 +120,38 @@ class PoolNow:
         return max(0, self.capacity - self.used - self.down)
 
 
-def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any], jobs: Iterable[Any]
-              ) -> list[PoolNow]:
+# What pools_now reads of the pools layer's records (observe may not import `pools`: test_layers).
+class PoolDefinitionLike(Protocol):  # gpupool.pools.status.PoolDefinition
+    @property
+    def name(self) -> str: ...
+    @property
+    def nodes(self) -> Sequence[str]: ...
+    @property
+    def owners(self) -> Sequence[str]: ...
+    @property
+    def role(self) -> str: ...
+
+
+class GpuTallyLike(Protocol):  # gpupool.pools.status.GpuTally
+    @property
+    def total(self) -> int: ...
+    @property
+    def allocated(self) -> int: ...
+    @property
+    def down(self) -> int: ...
+
+
+class JobLike(Protocol):  # gpupool.pools.live.Job
+    @property
+    def running(self) -> bool: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def node_gpus(self) -> Mapping[str, int]: ...
+
+
+def pools_now(definitions: Iterable[PoolDefinitionLike], tally: Callable[[Sequence[str]], GpuTallyLike],
+              jobs: Iterable[JobLike]) -> list[PoolNow]:
     """Per pool (not the scavenger partition): capacity, used, down, lent and borrowed GPUs now.
 
     `definitions` are `gpupool.pools.status.PoolDefinition`s, `tally(hosts)` is
@@ -116,7 +159,7 @@ def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any],
     `parse_jobs` output; borrowing is booked to the first pool (by name) the account owns.
     """
     pools = [d for d in definitions if d.role != "scavenger"]
-    pool_of_node: dict[str, Any] = {}
+    pool_of_node: dict[str, PoolDefinitionLike] = {}
     for d in pools:
         for host in d.nodes:
             pool_of_node.setdefault(host, d)
@@ -138,8 +181,8 @@ def pools_now(definitions: Iterable[Any], tally: Callable[[Sequence[str]], Any],
                 borrowed[home[job.account]] += gpus
     result = []
     for d in pools:
-        gpus = tally(d.nodes)
-        result.append(PoolNow(d.name, tuple(sorted(d.owners)), gpus.total, gpus.allocated, gpus.down, lent[d.name],
+        now = tally(d.nodes)
+        result.append(PoolNow(d.name, tuple(sorted(d.owners)), now.total, now.allocated, now.down, lent[d.name],
                               borrowed[d.name]))
     return result
 
@@ -162,7 +205,7 @@ def pool_families(pools: Iterable[PoolNow]) -> list[Family]:
     return [capacity, free, used, down, lent, borrowed]
 
 
-def audit_families(status: str, findings: Iterable[Any]) -> list[Family]:
+def audit_families(status: str, findings: Iterable[Finding]) -> list[Family]:
     """Audit status (0 OK .. 3 UNKNOWN, and one 0/1 series per status) and findings by check and severity."""
     code = Family("gpupool_fabric_audit_status_code", "Fabric audit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     code.add(AUDIT_STATUS_CODES.get(status, 3))
@@ -179,7 +222,7 @@ def audit_families(status: str, findings: Iterable[Any]) -> list[Family]:
     return [code, state, by_check]
 
 
-def node_check_families(node: str, status: str, findings: Iterable[Any]) -> list[Family]:
+def node_check_families(node: str, status: str, findings: Iterable[Finding]) -> list[Family]:
     """This node's last `gpupool node check` result: status code and findings by check and severity."""
     code = Family("gpupool_node_check_status_code", "Node check status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     code.add(AUDIT_STATUS_CODES.get(status, 3), node=node)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
@@ -95,7 +95,18 @@ def check_segment(layout: BlockLayout, request: Request) -> int | None:
     return size
 
 
-def block_usage(layout: BlockLayout, hosts: list[str], segment: int | None = None) -> dict[str, object]:
+class BlockUsage(TypedDict):
+    """`plan`'s `blocks` figures (docs/contract.md)."""
+
+    base_blocks: int
+    block_names: list[str]
+    aggregated_blocks: int
+    level: int | None
+    slurm_accepts: bool
+    segment: NotRequired[int]
+
+
+def block_usage(layout: BlockLayout, hosts: list[str], segment: int | None = None) -> BlockUsage:
     """How a host set sits in the blocks: base blocks, lower-level blocks and whether Slurm's rules
     for a job of that many nodes (in segments of `segment` nodes) accept it (`plan`'s `blocks`)."""
     owner = layout.block_of()
@@ -109,8 +120,8 @@ def block_usage(layout: BlockLayout, hosts: list[str], segment: int | None = Non
         ok = not outside and len(hosts) % segment == 0 and all(c % segment == 0 for c in per_block)
     else:
         ok = not outside and len(groups) <= 1 and (not rule.limit_low or len(lows) <= rule.max_low)
-    doc: dict[str, object] = {"base_blocks": len(used), "block_names": [layout.blocks[b][0] for b in used],
-                              "aggregated_blocks": len(lows), "level": rule.level, "slurm_accepts": ok}
+    doc: BlockUsage = {"base_blocks": len(used), "block_names": [layout.blocks[b][0] for b in used],
+                       "aggregated_blocks": len(lows), "level": rule.level, "slurm_accepts": ok}
     if segment:
         doc["segment"] = segment
     return doc
@@ -261,13 +272,13 @@ def slurm_block_reference(compiled: CompiledFabric, free: FreeState, request: Re
             group, group_nodes = g, bnc
     if group == -1:
         return None
-    members = list(range(group * rule.width, min((group + 1) * rule.width, n_blocks)))
+    group_blocks = list(range(group * rule.width, min((group + 1) * rule.width, n_blocks)))
     taken: dict[int, int] = {}
     required: set[int] = set()
     rem_nodes, rem_units, max_low = nodes, need, rule.max_low
     while rem_nodes > 0 and rem_units > 0:
         best, best_fit, best_same = -1, False, True
-        for i in members:
+        for i in group_blocks:
             if i in required:
                 continue
             best, best_fit, best_same = _choose(i, best, best_fit, best_same, count, low_count, rule,

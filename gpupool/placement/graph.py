@@ -95,7 +95,7 @@ def _squares(c: int, u: int, cls_ptr: np.ndarray, cum: np.ndarray, cum_sq: np.nd
     off = cls_ptr[c] + c
     k = _full_hosts(c, u, cls_ptr, cum)
     rest = u - cum[off + k]
-    return cum_sq[off + k] + rest * rest
+    return cum_sq[off + k] + rest * rest  # type: ignore[no-any-return]  # an int64 reaches callers as int
 
 
 @njit(cache=True)
@@ -140,7 +140,7 @@ def _grow(seed: int, need: int, dist: np.ndarray, cls_ptr: np.ndarray, cls_hosts
 
 
 def _few_seeds(seeds: np.ndarray, need: int, dist: np.ndarray, *_rest: object) -> bool:
-    return seeds.size * dist.shape[0] <= 1 << 20  # serial AOT code beats importing Numba's threads here
+    return bool(seeds.size * dist.shape[0] <= 1 << 20)  # serial AOT code beats importing Numba's threads here
 
 
 @njit(cache=True, parallel=True, serial_aot_if=_few_seeds)
@@ -285,7 +285,7 @@ def ring_lower_bound(need: int, dist: np.ndarray, cls_ptr: np.ndarray, cls_hosts
             if left == 0:
                 break
         if left == 0 and total < best:
-            best = total
+            best = total  # type: ignore[assignment]  # both int64 inside the kernel
     if best == np.int64(1) << 62:
         return 0
-    return (need * best + 1) // 2
+    return (need * best + 1) // 2  # type: ignore[return-value]  # an int64 reaches callers as int

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -104,13 +104,20 @@ def place_domains(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, 
     key, take = tree_dp.tree_dp(need, tree.order, tree.child_ptr, tree.child_idx, tree.level, leaf_ptr, leaf_hosts,
                                 units, free_gpus, unit_gpus, tree.leaf_switches, weight_cost, weight_island,
                                 weight_fit, max_level, np.zeros(tree.level.size + 1, np.int64),
-                                np.zeros(1, np.int64), 0)  # no per-leaf extra score (the pack objective's)
+                                np.zeros(1, np.int64), 0, 0)  # no per-leaf extra score (pack's), no host count
     if key < 0:
         return None
     return tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)
 
 
-def nvlink_usage(compiled: CompiledFabric, hosts: list[str]) -> dict[str, object] | None:
+class NvlinkUsage(TypedDict):
+    """`plan`'s NVLink figures (docs/contract.md)."""
+
+    nvlink_domains: int
+    nvlink_domain_names: list[str]
+
+
+def nvlink_usage(compiled: CompiledFabric, hosts: list[str]) -> NvlinkUsage | None:
     """`plan`'s NVLink figures for a host set: islands spanned and the domains' names (None without domains)."""
     if not compiled.has_nvlink_domains():
         return None

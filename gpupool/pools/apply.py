@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from gpupool.errors import GpupoolError, Unreachable
 from gpupool.fsutil import atomic_write_text
@@ -21,6 +22,9 @@ from gpupool.pools.offline import SlurmConf, offline_state
 from gpupool.pools.plan import Change, Desired, build_desired, diff, partition_line
 from gpupool.pools.schema import PoolsFile
 from gpupool.pools.validate import ResolvedPools, UserLookup, resolve_and_validate, unix_user_exists
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
 
 PREEMPT_TYPES = ("preempt/partition_prio", "preempt/qos")
 
@@ -142,9 +146,9 @@ def settle_intent(fragment: Fragment, creating: dict[str, str], changes: list[Ch
 def _memoized(loader: FabricLoader | None) -> FabricLoader | None:
     if loader is None:
         return None
-    cache: list[object] = []
+    cache: list[CompiledFabric] = []
 
-    def load():  # type: ignore[no-untyped-def]
+    def load() -> CompiledFabric:
         if not cache:
             cache.append(loader())
         return cache[0]

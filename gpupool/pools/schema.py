@@ -135,8 +135,8 @@ class PoolsFile:
             if account.borrow_limit is not None:
                 names[borrow_qos_name(account.name)] = ("accounts", account.name, "borrow_limit")
         for pool in self.pools.values():
-            for account, _ in pool.quota:
-                names[quota_qos_name(pool.name, account)] = ("pools", pool.name, "quota", account)
+            for quota_account, _ in pool.quota:
+                names[quota_qos_name(pool.name, quota_account)] = ("pools", pool.name, "quota", quota_account)
         return names
 
 
@@ -351,10 +351,10 @@ def _check_references(spec: PoolsFile) -> None:
     defaults = [p.name for p in spec.pools.values() if p.default]
     if len(defaults) > 1:
         raise src.error(("pools", defaults[1], "default"), f"only one pool can be the default (also {defaults[0]!r})")
-    for account in spec.accounts.values():
-        if account.default_queue is not None and account.default_queue not in spec.queues:
-            raise src.error(("accounts", account.name, "default_queue"),
-                            f"queue {account.default_queue!r} is not defined under `queues`")
+    for account_spec in spec.accounts.values():
+        if account_spec.default_queue is not None and account_spec.default_queue not in spec.queues:
+            raise src.error(("accounts", account_spec.name, "default_queue"),
+                            f"queue {account_spec.default_queue!r} is not defined under `queues`")
     _check_account_tree(spec)
     for queue in spec.queues.values():
         for index, target in enumerate(queue.preempt or ()):
@@ -397,13 +397,13 @@ def _check_lending_rules(spec: PoolsFile) -> None:
                             "borrow_limit needs borrowing (an owned pool that lends and `borrowing.enabled`)")
     taken = set(spec.queues) | set(spec.pools) | {spec.borrowing.partition, spec.borrowing.queue}
     seen: dict[str, Path] = {}
-    for name, key in spec.generated_names().items():
+    for name, origin in spec.generated_names().items():
         if not NAME_RE.fullmatch(name):
-            raise src.error(key, f"the generated Slurm name {name!r} is not valid; shorten the names")
+            raise src.error(origin, f"the generated Slurm name {name!r} is not valid; shorten the names")
         if name in taken or name in seen:
-            raise src.error(key, f"gpupool names a Slurm QOS/partition {name!r} for this, but that name is "
-                                 "already a pool, queue or another generated name; rename one of them")
-        seen[name] = key
+            raise src.error(origin, f"gpupool names a Slurm QOS/partition {name!r} for this, but that name is "
+                                    "already a pool, queue or another generated name; rename one of them")
+        seen[name] = origin
 
 
 def _check_account_tree(spec: PoolsFile) -> None:

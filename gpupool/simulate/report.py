@@ -1,8 +1,10 @@
-"""Self-contained HTML report: the comparison table and matplotlib plots embedded as inline SVG."""
+"""Self-contained HTML report: the comparison table and matplotlib plots embedded as inline SVG.
+
+The markup is the Jinja2 template gpupool/templates/simulate_report.html (autoescaped); the rows, cells and
+captions are computed here (shared with the terminal table), and Jinja2 is imported only to render."""
 
 from __future__ import annotations
 
-import html
 import io
 import json
 from typing import Any
@@ -10,11 +12,6 @@ from typing import Any
 from gpupool.errors import Unreachable, param
 from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.stats import HIGHER, LOWER
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}
-th:first-child,td:first-child{text-align:left}figure{margin:1.5em 0}figcaption{font-size:90%;color:#555}
-.note{color:#8a5a00}.ns{color:#999}.verdict{font-weight:600}dt{font-weight:600}dd{margin:0 0 .4em 1.5em}"""
 
 
 def _svg(fig: Any) -> str:
@@ -66,14 +63,6 @@ def _plots(results: list[PolicyMetrics]) -> list[tuple[str, str, str]]:
                                           "time bin, as shares of all GPUs."))
     plt.close(fig)
     return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
-    return html.escape(str(value))
 
 
 def table_rows(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
@@ -246,29 +235,19 @@ def _first_seed(doc: dict[str, Any]) -> str:
 
 
 def render_html(doc: dict[str, Any], results: list[PolicyMetrics]) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from markupsafe import Markup
+
     header, _, rows = summary_table(doc)
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in header[1:])
-    body = "".join(
-        f"<tr><td>{html.escape(label)}</td>"
-        + "".join(f'<td class="ns">{html.escape(t)}</td>' if faint else f"<td>{html.escape(t)}</td>"
-                  for t, faint in cells) + "</tr>"
-        for label, cells in rows)
-    verdicts = "".join(f'<li class="verdict">{html.escape(v)}</li>' for v in doc["statistics"]["verdicts"].values())
-    assumptions = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in assumption_lines(doc))
-    notes = "".join(f'<li class="note">{html.escape(n)}</li>' for n in doc.get("notes", []))
-    figures = "".join(f'<figure id="plot-{key}">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>'
-                      for key, svg, caption in _plots(results))
     fabric = doc["fabric"]
     workload = doc["workload"]
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gpupool simulate</title>"
-            f"<style>{_CSS}</style></head><body><h1>gpupool simulate</h1>"
-            f"<p>Fabric <code>{html.escape(str(fabric['path']))}</code>: {fabric['hosts']} hosts x "
-            f"{fabric['gpus_per_host']} GPUs ({fabric['kind']}). Workload <code>{html.escape(str(workload['source']))}"
-            f"</code> ({html.escape(workload['format'])}): {workload['stats']['jobs']} jobs read.</p>"
-            f"<ul>{notes}</ul><ul id=\"verdicts\">{verdicts}</ul>"
-            f"<table id=\"summary\"><tr><th>metric</th>{head}</tr>{body}</table>"
-            f"<p>Means over the replicates with their 95% confidence intervals (±); differences against the baseline "
-            f"paired seed by seed; <span class=\"ns\">n.s.</span>: not significantly different from 0. Plots: the "
-            f"first replicate{_first_seed(doc)}.</p>"
-            f"<h2>Assumptions</h2><dl id=\"assumptions\">{assumptions}</dl>{figures}"
-            f"<p>What each number means and the limits of the model: docs/simulate.md.</p></body></html>\n")
+    env = Environment(loader=PackageLoader("gpupool", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return str(env.get_template("simulate_report.html").render(
+        fabric_path=str(fabric["path"]), fabric_hosts=fabric["hosts"], fabric_gpus=fabric["gpus_per_host"],
+        fabric_kind=f"{fabric['kind']}", workload_source=str(workload["source"]), workload_format=workload["format"],
+        workload_jobs=workload["stats"]["jobs"], notes=doc.get("notes", []),
+        verdicts=list(doc["statistics"]["verdicts"].values()), header=header[1:], rows=rows,
+        first_seed=_first_seed(doc), assumptions=assumption_lines(doc),
+        # matplotlib's own SVG: markup gpupool made, inserted as it is (everything else is escaped)
+        figures=[(key, Markup(svg), caption) for key, svg, caption in _plots(results)]))

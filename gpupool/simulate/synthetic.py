@@ -72,8 +72,8 @@ def _weights(text: str, what: str) -> tuple[np.ndarray, np.ndarray]:
             raise BadRequest(f"synthetic workload: {what} {pair!r} is not value:weight") from None
     if not values or min(values) < 1 or min(weights) < 0 or sum(weights) <= 0:
         raise BadRequest(f"synthetic workload: {what} needs positive values with non-negative weights")
-    w = np.asarray(weights, dtype=np.float64)
-    return np.asarray(values, dtype=np.int64), w / w.sum()
+    shares = np.asarray(weights, dtype=np.float64)
+    return np.asarray(values, dtype=np.int64), shares / shares.sum()
 
 
 def _check(spec: SyntheticSpec) -> None:
@@ -100,8 +100,8 @@ def _accounts(text: str) -> tuple[list[str], np.ndarray]:
         weights.append(weight)
     if names and sum(weights) <= 0:
         raise BadRequest("synthetic workload: accounts need a positive weight in total")
-    w = np.asarray(weights, dtype=np.float64)
-    return names, (w / w.sum() if names else w)
+    shares = np.asarray(weights, dtype=np.float64)
+    return names, (shares / shares.sum() if names else shares)
 
 
 def synthetic_jobs(spec: SyntheticSpec, *, total_gpus: int, gpus_per_host: int,

@@ -48,7 +48,7 @@ class FakeSlurm:
     partition_fields: dict[str, dict[str, str]] = field(default_factory=dict)
     drained: list[tuple[str, str]] = field(default_factory=list)
     preemption_config: PreemptionConfig = field(default_factory=PreemptionConfig)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
 
     @classmethod
     def uniform(cls, hosts: Sequence[str], gpus: int = 8, partition: str = "gpu") -> FakeSlurm:

@@ -44,7 +44,7 @@ class ChildRPCError(Exception):
 
 
 def import_pyslurm() -> Any:
-    import pyslurm  # type: ignore[import-not-found]
+    import pyslurm
 
     return pyslurm
 

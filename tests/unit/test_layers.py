@@ -26,6 +26,7 @@ CLI_MODELS = {
     "slurm.port", "slurm.sbatch",                                                # AppContext's SlurmClient; sbatch options
     "pools.apply", "pools.status", "pools.live",                                 # ApplyReport, StatusReport, CommandRunner
     "observe.lending", "observe.fragmentation",                                  # LendingReport, Fragmentation
+    "observe.metrics",                                                           # metric Family, its exposition
     "node.topo", "node.gpu", "node.hca",                                         # LEGEND, AppContext's sources
     "audit.findings",                                                            # severities and monitoring codes
     "simulate.report",                                                           # the simulate table's rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.request
 from pathlib import Path
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import cli, main
-from gpupool.cli.metrics import MetricsOptions, collect_text, make_server, parse_listen
+from gpupool.cli.metrics import MetricsOptions, collect_families, make_server, parse_listen
 from gpupool.errors import UsageError
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
@@ -148,9 +149,9 @@ def test_server_answers_on_loopback(inputs: tuple[str, str]) -> None:
     options = MetricsOptions(fabric, free, None, "8,16", 8, None, None, None, audit=False, pools=False)
     ctx = click.Context(cli, obj=AppContext())
 
-    def collect() -> str:
+    def collect() -> list[Family]:
         with ctx.scope(cleanup=False):
-            return collect_text(options, lambda _m: None)
+            return collect_families(options, lambda _m: None)
 
     server = make_server("127.0.0.1", 0, collect)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -201,3 +202,71 @@ def test_node_check_status_from_a_saved_check(inputs: tuple[str, str], tmp_path:
     captured = capsys.readouterr()
     assert _samples(captured.out)[("gpupool_collector_up", (("source", "node_check"),))] == 0
     assert "not a node check file" in captured.err
+
+
+def _contract_families() -> dict[str, set[str]]:
+    """The families docs/contract.md promises for `gpupool metrics`, read from its text: name -> label names."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    entry = text.split("- `gpupool metrics ", 1)[1].split("\n- `", 1)[0]
+    entry = entry.split("Families (all gauges):", 1)[1]
+    return {m.group(1): set(filter(None, (m.group(2) or "").split(",")))
+            for m in re.finditer(r"`(gpupool_[a-z_]+)(?:\{([a-z_,]+)\})?`", entry)}
+
+
+def test_every_family_is_the_contracts_gauge(inputs: tuple[str, str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    fabric, free = inputs
+    spec = tmp_path / "pools.yaml"
+    spec.write_text(POOLS_YAML)
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps({"status": "WARNING", "findings": [
+        {"check": "link-rate", "severity": "warning", "subject": "leaf01", "message": "x"}]}))
+    node = tmp_path / "node.json"
+    node.write_text(json.dumps({"status": "OK", "findings": [
+        {"check": "gpu-ecc", "severity": "warning", "subject": "GPU0", "message": "x"}]}))
+    assert main(["metrics", "--fabric", fabric, "--free", free, "--pools", str(spec), "--audit-json", str(audit),
+                 "--node-check-json", str(node)], obj=AppContext(slurm_runner=_fake)) == 0
+    text = capsys.readouterr().out
+    emitted: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.type == "gauge" and family.documentation, family.name
+        labels = {k for sample in family.samples for k in sample.labels}
+        emitted[family.name] = labels
+        # Every HELP and TYPE line is there once, as the text format wants (read here by hand, not by the parser).
+        assert text.count(f"# HELP {family.name} ") == 1 and f"# TYPE {family.name} gauge\n" in text
+    assert emitted == _contract_families()
+
+
+def test_a_failed_scrape_answers_500_and_says_why() -> None:
+    def broken() -> list[Family]:
+        raise RuntimeError("the fabric file vanished")
+
+    server = make_server("127.0.0.1", 0, broken)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert failed.value.code == 500 and "the fabric file vanished" in failed.value.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_a_scraper_asking_for_openmetrics_gets_it() -> None:
+    server = make_server("127.0.0.1", 0, lambda: [Family("gpupool_free_gpus", "Free GPUs.").add(54)])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.server_address[1]}/metrics",
+                                         headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read().decode()
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert body.endswith("# EOF\n") and "gpupool_free_gpus 54.0\n" in body
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

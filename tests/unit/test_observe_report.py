@@ -139,3 +139,64 @@ def test_screenshot_shows_the_leaf_colours(page: Path, tmp_path: Path) -> None:
     for hex_colour in ("08519c", "4292c6", "9ecae1", "deebf7", "c00000"):
         rgb = tuple(int(hex_colour[i:i + 2], 16) for i in (0, 2, 4))
         assert rgb in colours, hex_colour
+
+
+def _wide_page(tmp: Path, fabric_model: object, free: dict[str, int]) -> str:
+    fabric = tmp / "wide.json"
+    save_fabric(fabric_model, str(fabric))  # type: ignore[arg-type]
+    (tmp / "wide-free.json").write_text(json.dumps(free))
+    out = tmp / "wide.html"
+    assert main(["report", "--html", str(out), "--fabric", str(fabric), "--free", str(tmp / "wide-free.json"),
+                 "--no-pools", "--no-audit"]) == 0
+    return out.read_text()
+
+
+def _svgs(page: str) -> list[tuple[int, str]]:
+    """(width attribute, body) of every SVG on the page, read with a regex."""
+    return [(int(m.group(1)), m.group(2)) for m in re.finditer(r'<svg [^>]*?width="(\d+)"[^>]*>(.*?)</svg>', page, re.S)]
+
+
+def test_a_wide_fabric_wraps_into_blocks_at_its_own_size(tmp_path: Path) -> None:
+    # One pod of 25 leaves x 2 hosts (issue #27: Selene's 25 leaves were cut off, then scaled unreadable).
+    free = {f"gpu{i:03d}": i % 9 for i in range(1, 51)}
+    page = _wide_page(tmp_path, fat_tree(25, 2, 2), free)
+    svgs = _svgs(page)
+    # Every drawing fits a 1,100 px page at its own size, and nothing scales them down.
+    assert svgs and all(width <= 1100 for width, _ in svgs) and "max-width:100%" not in page
+    blocks = [body for _, body in svgs if '<g class="leaf"' in body]
+    # 25 leaves of 106 px: at most 10 per block; balanced into 9, 8, 8 (by hand), leaf01..leaf25 in order.
+    assert [body.count('<g class="leaf"') for body in blocks] == [9, 8, 8]
+    names = re.findall(r'<g class="leaf" data-name="([^"]+)"', page)
+    assert names == [f"leaf{i:02d}" for i in range(1, 26)]
+    # Each leaf's free GPUs: its 2 hosts gpu(2k-1), gpu(2k), computed here from `free`.
+    shown = {m.group(1): int(m.group(2)) for m in re.finditer(r'data-name="([^"]+)" data-pod="[^"]*" '
+                                                               r'data-free="(\d+)"', page)}
+    assert shown == {f"leaf{k:02d}": free[f"gpu{2 * k - 1:03d}"] + free[f"gpu{2 * k:03d}"] for k in range(1, 26)}
+    # The spine group heads every block: drawn once as the switch, then as its continuation.
+    assert page.count('<g class="switch" ') == 1 and page.count('<g class="switch continued" ') == 2
+
+
+def test_a_wide_three_level_fabric_lists_the_core_and_keeps_pods_together(tmp_path: Path) -> None:
+    # 4 pods x 7 leaves x 2 hosts under 2 cores: 28 leaves, 2,978 px as one tree.
+    page = _wide_page(tmp_path, fat_tree(7, 2, 2, pods=4, cores=2), {"gpu001": 8})
+    assert all(width <= 1100 for width, _ in _svgs(page))
+    assert re.search(r'<div class="fabric-level"><span class="k">level 3</span>', page)
+    blocks = [body for _, body in _svgs(page) if '<g class="leaf"' in body]
+    assert len(blocks) == 4
+    for body in blocks:  # a pod's leaves stay in one block, under that pod's spine group
+        pods = set(re.findall(r'<g class="leaf" data-name="[^"]+" data-pod="([^"]+)"', body))
+        (group,) = re.findall(r'<g class="switch" data-name="([^"]+)" data-level="2"', body)
+        assert len(pods) == 1 and body.count('<g class="leaf"') == 7 and group == pods.pop()
+
+
+def test_page_text_is_escaped(tmp_path: Path) -> None:
+    fabric = tmp_path / "f.json"
+    save_fabric(fat_tree(2, 2, 1), str(fabric))
+    (tmp_path / "free.json").write_text(json.dumps({"gpu001": 8}))
+    (tmp_path / "audit.json").write_text(json.dumps({"status": "WARNING", "findings": [
+        {"check": "x", "severity": "warning", "subject": "leaf01", "message": "<script>alert('x')</script> & more"}]}))
+    out = tmp_path / "r.html"
+    assert main(["report", "--html", str(out), "--fabric", str(fabric), "--free", str(tmp_path / "free.json"),
+                 "--no-pools", "--audit-json", str(tmp_path / "audit.json")]) == 0
+    page = out.read_text()
+    assert "<script" not in page and "&lt;script&gt;alert(" in page and "&amp; more" in page

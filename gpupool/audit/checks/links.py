@@ -10,7 +10,7 @@ from gpupool.audit.checks.registry import AuditInput, audit_check
 from gpupool.audit.findings import INFO, WARNING, Finding
 from gpupool.audit.topology import Topo, mode
 from gpupool.fabric import devices
-from gpupool.fabric.model import SPEED_GBPS, Link, natural_key
+from gpupool.fabric.model import SPEED_GBPS, Link, Node, natural_key
 
 # Above this many links with one cause, one finding counts them instead of one finding each.
 GROUP_ABOVE = 3
@@ -71,7 +71,7 @@ def check_link_rates(topo: Topo, expected_by_link: dict[int, Link] | None = None
     return findings
 
 
-def _split_port(labels: dict[str, str], nodes: list, link: Link) -> bool:  # type: ignore[type-arg]
+def _split_port(labels: dict[str, str], nodes: list[Node], link: Link) -> bool:
     for node, port in ((link.a, link.a_port), (link.b, link.b_port)):
         label = labels.get(f"{nodes[node].id}:{port}")
         if label and label.count("/") in (1, 3):
