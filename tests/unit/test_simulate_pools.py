@@ -11,8 +11,8 @@ from gpupool.cli.main import main
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from gpupool.simulate.engine import SimConfig
-from gpupool.simulate.pooled import PooledSimulator, PoolLayout, PoolUnit, pool_tallies
+from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.pooled import PoolAdmission, PoolLayout, PoolUnit, pool_tallies
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
 
@@ -36,9 +36,9 @@ def _job(job_id: str, account: str, submit: float, duration: float, nodes: int, 
                nodes=nodes, account=account)
 
 
-def _run(policy: str, jobs: list[Job], layout: PoolLayout | None = None) -> tuple[PooledSimulator, dict]:
-    sim = PooledSimulator(SMALL, policy, SimConfig(gpus_per_host=4, record_starts=True), SpeedModel(),
-                          layout or _layout())
+def _run(policy: str, jobs: list[Job], layout: PoolLayout | None = None) -> tuple[Simulator, dict]:
+    sim = Simulator(SMALL, policy, SimConfig(gpus_per_host=4, record_starts=True), SpeedModel(),
+                    layout=layout or _layout())
     sim.run(jobs)
     sim.metrics.pools = pool_tallies(sim)
     starts: dict[str, list[tuple[float, list[str]]]] = {}
@@ -231,15 +231,17 @@ def test_busy_random_trace_keeps_gpu_books_balanced() -> None:
     ))
     spec = parse_spec("synthetic:jobs=600,seed=2,load=1.2,multi=0.3,multi_nodes=2:60/4:40,accounts=a:2/b:1/c:1/x:1")
     for policy in ("pools-nolend", "pools-lend"):
-        sim = PooledSimulator(wide, policy, SimConfig(gpus_per_host=8), SpeedModel(), layout)
+        sim = Simulator(wide, policy, SimConfig(gpus_per_host=8), SpeedModel(), layout=layout)
         jobs = list(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
         metrics = sim.run(jobs)
         # account x owns nothing and there is no open pool: it runs only by borrowing.
         x_jobs = sum(j.account == "x" for j in jobs)
         assert metrics.jobs + sim.counts.no_pool + sim.counts.too_large == len(jobs)
         assert sim.counts.no_pool == (x_jobs if policy == "pools-nolend" else 0)
-        assert int(sim.free.sum()) == 128 and not sim.running and not any(sim.borrowers_on)
-        assert sim.lent_now == [0, 0, 0]
+        pools_state = sim.admission
+        assert isinstance(pools_state, PoolAdmission)
+        assert int(sim.free.sum()) == 128 and not sim.running and not any(pools_state.borrowers_on)
+        assert pools_state.lent_now == [0, 0, 0]
         pools = pool_tallies(sim)
         assert pools["c"]["lent_gpu_hours"] == 0  # c does not lend
         lent = sum(p["lent_gpu_hours"] for p in pools.values())

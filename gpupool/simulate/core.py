@@ -1,0 +1,123 @@
+"""Types the simulator's loop and its strategies share: configuration, trace counts, queue and run records,
+event kinds, start outcomes and the room a start may use. Plain data; it imports no other simulate module,
+so the engine, the strategies and the pool policies all depend on it and never on each other in a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpupool.placement.objective import Objective, PlacementGoal
+from gpupool.simulate.workload import Job
+
+BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
+
+# What a placement strategy's try_start says about a job (ints: compared in the hot loop).
+STARTED, HELD, BLOCKED = 0, 1, 2
+# Event kinds; at equal times, ends free resources before arrivals are considered (the heap orders by kind).
+END, ARRIVE, WAKE = 0, 1, 2
+
+# (hosts, GPUs per host, mean pair hops) a policy chooses on a free-GPU array for a job, or None.
+Choice = tuple[np.ndarray, np.ndarray, float]
+Placer = Callable[[np.ndarray, Job], "Choice | None"]
+
+
+@dataclass
+class SimConfig:
+    gpus_per_host: int = 8
+    backfill_depth: int = 500  # Slurm's bf_max_job_test default
+    # "slurm": every blocked job tested reserves (sched/backfill); "easy": the head only. EASY stays the default:
+    # the Slurm-like plan is closer to Slurm on queued traces but far slower on large loaded ones (docs/simulate.md).
+    backfill: str = "easy"
+    reserve_whole_hosts: bool = True  # slurm backfill: a reservation books its hosts whole (Slurm's node_space)
+    backfill_window: float = 86400.0  # slurm backfill: no reservation starts later than this after now (bf_window)
+    reserve_by_policy: bool = True  # slurm backfill: the policy places a reservation on its window (else best fit)
+    wait_time: float = 300.0  # gpupool-wait: the T of --switches=N@T (Slurm's max_switch_wait default)
+    wait_leaves: int = 0  # gpupool-wait: the N of --switches=N@T; 0 = the fewest leaves that could hold the job
+    partitions: frozenset[str] | None = None  # accepted partitions; None = all
+    reorder_window: int = 10000  # jobs read ahead to put small submit-time disorders right
+    bin_seconds: float = 3600.0
+    record_starts: bool = False  # keep (job id, start, hosts) of every start, for tests and reality checks
+    # gpupool-pack: the objective's hop slack and size mix (`gpupool` and `gpupool-wait` use plan's default goal)
+    pack_goal: PlacementGoal = field(default_factory=lambda: PlacementGoal(objective=Objective.PACK))
+
+
+@dataclass
+class TraceCounts:
+    """Jobs of the trace that were not replayed, and why (the same for every policy)."""
+
+    too_large: int = 0
+    unknown_partition: int = 0
+    reordered: int = 0
+    never_started: int = 0
+    no_pool: int = 0  # pool policies: the job's account owns no pool and there is no open pool or lending
+    too_large_for_pools: int = 0  # pool policies: larger than every set of hosts its account may use
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"too_large_for_fabric": self.too_large, "unknown_partition": self.unknown_partition,
+                "submit_reordered": self.reordered, "never_started": self.never_started,
+                "no_pool_for_account": self.no_pool,
+                "too_large_for_pools": self.too_large_for_pools,
+                "examples": dict(self.examples)}
+
+
+class Pending:
+    """A queued job: held (gpupool-wait passed it over once), multi-host, and its admission order."""
+
+    __slots__ = ("job", "held", "multi", "order")
+
+    def __init__(self, job: Job, multi: bool) -> None:
+        self.job = job
+        self.held = False
+        self.multi = multi
+        self.order = 0  # admission order: where a requeued job goes back in the queue
+
+
+class Running:
+    """A started run: its hosts, GPUs per host, slot column per host and end by its time limit."""
+
+    __slots__ = ("job", "start", "hosts", "gpus", "slots", "total", "expected_end", "order")
+
+    def __init__(self, job: Job, start: float, hosts: list[int], gpus: list[int], slots: list[int],
+                 expected_end: float) -> None:
+        self.job = job
+        self.start = start
+        self.hosts = hosts
+        self.gpus = gpus
+        self.slots = slots  # column of each host's row in the slot arrays
+        self.total = sum(gpus)
+        self.expected_end = expected_end
+        self.order = 0
+
+
+@dataclass(frozen=True)
+class StartRoom:
+    """Where a backfill pass lets a job start now without delaying an earlier reservation.
+
+    `gpus`: GPUs per host usable now (the free GPUs less those a reservation books over the job's
+    [now, now + limit)); None: the free GPUs. `avoid`: hosts (bool mask) an earlier reservation holds
+    whole, so the job may neither take nor preempt anything there; None: none. Both None = no limit.
+    """
+
+    gpus: np.ndarray | None = None
+    avoid: np.ndarray | None = None
+
+    def usable(self, free: np.ndarray) -> np.ndarray:
+        """GPUs per host the job may take now, given the fabric's free array."""
+        gpus = free if self.gpus is None else self.gpus
+        return gpus if self.avoid is None else np.where(self.avoid, 0, gpus).astype(gpus.dtype)
+
+
+ANYWHERE = StartRoom()  # no reservation limits the start
+
+
+def fits_array(free: np.ndarray, job: Job) -> bool:
+    """Enough GPUs in all, and enough hosts with the job's GPUs per node, on this free array."""
+    if int(free.sum()) < job.gpus:
+        return False
+    return job.nodes == 0 or int(np.count_nonzero(free >= job.gpus_per_node)) >= job.nodes
