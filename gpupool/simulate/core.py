@@ -1,18 +1,24 @@
 """Types the simulator's loop and its strategies share: configuration, trace counts, queue and run records,
-event kinds, start outcomes and the room a start may use. Plain data; it imports no other simulate module,
-so the engine, the strategies and the pool policies all depend on it and never on each other in a cycle.
+event kinds, start outcomes, the room a start may use, and the protocols: `SimState` (what a strategy
+reads and calls on the simulator), `Placement`, `Backfill` and `Admission`. Of the simulate modules it
+imports only the leaves `metrics` and `workload`, so the engine, the strategies and the pool policies all
+depend on it and never on each other in a cycle (tests/unit/test_simulate_policies.py checks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from gpupool.placement.objective import Objective, PlacementGoal
+from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.workload import Job
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
 
 BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
 
@@ -121,3 +127,106 @@ def fits_array(free: np.ndarray, job: Job) -> bool:
     if int(free.sum()) < job.gpus:
         return False
     return job.nodes == 0 or int(np.count_nonzero(free >= job.gpus_per_node)) >= job.nodes
+
+
+class LeafCapacity:
+    """Fewest leaves (and groups) that could hold a job on the empty fabric, from per-leaf host counts."""
+
+    def __init__(self, compiled: CompiledFabric) -> None:
+        leaf = compiled.host_tree_leaf.astype(np.int64)
+        parent = compiled.tree_parent
+        up = parent[leaf]
+        # A group (pod of a 3-level fat-tree, dragonfly group) is a leaf's parent that is not a root.
+        has_groups = bool(up.size) and bool((up >= 0).all()) and bool((parent[up] >= 0).all())
+        self.host_leaf = leaf.tolist()  # lists: a job has few hosts, and set() on lists beats np.unique there
+        self.host_group = up.tolist() if has_groups else [-1] * leaf.size
+        self.leaf_hosts = np.cumsum(np.sort(np.bincount(leaf[leaf >= 0]))[::-1])
+        if has_groups:
+            self.group_hosts = np.cumsum(np.sort(np.bincount(up))[::-1])
+        else:
+            self.group_hosts = np.zeros(0, np.int64)
+
+    def min_leaves(self, hosts_needed: int) -> int:
+        return int(np.searchsorted(self.leaf_hosts, hosts_needed)) + 1
+
+    def min_groups(self, hosts_needed: int) -> int:
+        return int(np.searchsorted(self.group_hosts, hosts_needed)) + 1 if self.group_hosts.size else 0
+
+    def spread(self, hosts: list[int]) -> tuple[int, int]:
+        leaf = self.host_leaf
+        leaves = len({leaf[h] for h in hosts})
+        if not self.group_hosts.size:
+            return leaves, 0
+        group = self.host_group
+        return leaves, len({group[h] for h in hosts})
+
+
+class SimState(Protocol):
+    """What strategies read and call on the simulator (`engine.Simulator` is the one implementation)."""
+
+    compiled: CompiledFabric
+    config: SimConfig
+    counts: TraceCounts
+    metrics: PolicyMetrics
+    capacity: LeafCapacity
+    place: Placer  # the policy's placer
+    placement: Placement
+    admission: Admission
+    free: np.ndarray  # free GPUs per host
+    total_free: int
+    slot_end: np.ndarray  # per host and slot: a running job's end by its limit (inf: empty slot)
+    slot_gpus: np.ndarray  # per host and slot: its GPUs there
+    queue: list[Pending]
+    running: dict[int, Running]
+    ends: list[tuple[float, int]]  # (end by limit, running id), sorted
+    changed: bool  # something ended, woke or was preempted since the last pass
+    last_start: tuple[list[int], list[int]]  # (hosts, GPUs) of the latest start
+
+    def fits_by_count(self, job: Job) -> bool: ...
+
+    def hosts_with(self, k: int) -> int: ...
+
+    def push(self, time: float, kind: int, rid: int) -> None: ...
+
+    def commit(self, pj: Pending, now: float, host_list: list[int], gpu_list: list[int], pair_hops: float) -> int: ...
+
+    def release(self, rid: int) -> tuple[Running, tuple[int, int, float, float, bool, bool]]: ...
+
+
+class Placement(Protocol):
+    """Where a job starts now, if it does (and what it may preempt to do so)."""
+
+    def try_start(self, sim: SimState, pj: Pending, now: float, room: StartRoom | None = None) -> int:
+        """Start the job now within `room` (None: anywhere free): STARTED, HELD or BLOCKED."""
+        ...
+
+    def could_start_now(self, sim: SimState, job: Job) -> bool:
+        """A cheap necessary condition for try_start to start the job (the free counts, or a preemption)."""
+        ...
+
+    def reserve_on(self, sim: SimState, mins: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+        """Hosts and GPUs a Slurm-like reservation pins on a window's unbooked GPUs (None: best fit)."""
+        ...
+
+
+class Backfill(Protocol):
+    """One scheduling pass: start what may start now, in queue order, without delaying reservations."""
+
+    def schedule(self, sim: SimState, now: float, fresh: int) -> None:
+        """`fresh` jobs were appended to `sim.queue` since the last pass."""
+        ...
+
+
+class Admission(Protocol):
+    """Which jobs enter the queue, bookkeeping when a run ends, and requeues after a pass."""
+
+    def admit(self, sim: SimState, job: Job) -> Pending | None:
+        ...
+
+    def finishing(self, sim: SimState, rid: int, now: float) -> None:
+        """Run `rid` ends now (called before its GPUs are given back)."""
+        ...
+
+    def after_pass(self, sim: SimState) -> None:
+        """The pass is over: put requeued jobs back in the queue (and ask for a full next pass if needed)."""
+        ...

@@ -32,6 +32,7 @@ from gpupool.simulate.core import (
     HELD,
     STARTED,
     WAKE,
+    LeafCapacity,
     Pending,
     Placer,
     Running,
@@ -62,38 +63,6 @@ def policy_goal(policy: str, config: SimConfig | None = None) -> PlacementGoal |
 def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None = None) -> Placer:
     """(hosts, GPUs per host, mean pair hops) of the policy's choice on the free array, or None."""
     return REGISTRY.get(policy).build(PolicySetup(compiled, config or SimConfig())).placer
-
-
-class _Capacity:
-    """Fewest leaves (and groups) that could hold a job on the empty fabric, from per-leaf host counts."""
-
-    def __init__(self, compiled: CompiledFabric) -> None:
-        leaf = compiled.host_tree_leaf.astype(np.int64)
-        parent = compiled.tree_parent
-        up = parent[leaf]
-        # A group (pod of a 3-level fat-tree, dragonfly group) is a leaf's parent that is not a root.
-        has_groups = bool(up.size) and bool((up >= 0).all()) and bool((parent[up] >= 0).all())
-        self.host_leaf = leaf.tolist()  # lists: a job has few hosts, and set() on lists beats np.unique there
-        self.host_group = up.tolist() if has_groups else [-1] * leaf.size
-        self.leaf_hosts = np.cumsum(np.sort(np.bincount(leaf[leaf >= 0]))[::-1])
-        if has_groups:
-            self.group_hosts = np.cumsum(np.sort(np.bincount(up))[::-1])
-        else:
-            self.group_hosts = np.zeros(0, np.int64)
-
-    def min_leaves(self, hosts_needed: int) -> int:
-        return int(np.searchsorted(self.leaf_hosts, hosts_needed)) + 1
-
-    def min_groups(self, hosts_needed: int) -> int:
-        return int(np.searchsorted(self.group_hosts, hosts_needed)) + 1 if self.group_hosts.size else 0
-
-    def spread(self, hosts: list[int]) -> tuple[int, int]:
-        leaf = self.host_leaf
-        leaves = len({leaf[h] for h in hosts})
-        if not self.group_hosts.size:
-            return leaves, 0
-        group = self.host_group
-        return leaves, len({group[h] for h in hosts})
 
 
 class Simulator:
@@ -132,7 +101,7 @@ class Simulator:
         self.slot_end = np.full((n, g), np.inf, dtype=np.float64)
         self.slot_gpus = np.zeros((n, g), dtype=np.int64)
         self.total_free = n * g
-        self.capacity = _Capacity(compiled)
+        self.capacity = LeafCapacity(compiled)
         self.metrics = PolicyMetrics(policy=policy, total_gpus=n * g, bin_seconds=config.bin_seconds)
         # Contention model: shared uplink bundles slow multi-leaf jobs (simulate.contention); None = isolated.
         self.contention: LinkContention | None = None

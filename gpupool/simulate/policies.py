@@ -26,9 +26,8 @@ from gpupool.errors import UsageError
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.placement.objective import PlacementGoal
-    from gpupool.simulate.core import Placer, SimConfig
+    from gpupool.simulate.core import Admission, Backfill, Placement, Placer, SimConfig
     from gpupool.simulate.pooled import PoolLayout
-    from gpupool.simulate.strategies import Admission, Backfill, Placement
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,24 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpupool.simulate.core import BLOCKED, STARTED, WAKE, Pending, SimConfig, StartRoom, fits_array
+from gpupool.simulate.core import (
+    BLOCKED,
+    STARTED,
+    WAKE,
+    Backfill,
+    Pending,
+    SimConfig,
+    SimState,
+    StartRoom,
+    fits_array,
+)
 from gpupool.simulate.kernels import per_node_shadow
-from gpupool.simulate.strategies import Backfill, SlurmBackfill, admit_to_fabric
+from gpupool.simulate.strategies import SlurmBackfill, admit_to_fabric
 from gpupool.simulate.workload import Job
 
-if TYPE_CHECKING:  # types only: the engine imports this module's strategies through the policy registry
-    from gpupool.simulate.engine import Simulator
 
 @dataclass(frozen=True)
 class PoolUnit:
@@ -149,7 +156,7 @@ class PoolAdmission:
         return -1
 
     # ------------------------------------------------------------------ Admission
-    def admit(self, sim: Simulator, job: Job) -> Pending | None:
+    def admit(self, sim: SimState, job: Job) -> Pending | None:
         pending = admit_to_fabric(sim, job)
         if pending is None:
             return None
@@ -167,10 +174,10 @@ class PoolAdmission:
         pending.order = self._order
         return pending
 
-    def finishing(self, sim: Simulator, rid: int, now: float) -> None:
+    def finishing(self, sim: SimState, rid: int, now: float) -> None:
         self.book(sim, rid, now, lost=False)
 
-    def after_pass(self, sim: Simulator) -> None:
+    def after_pass(self, sim: SimState) -> None:
         """Preempted borrowers go back to their submit-order place; the next pass is a full one."""
         if self.requeued:
             queue = sim.queue
@@ -180,12 +187,12 @@ class PoolAdmission:
         sim.changed = True
 
     # ------------------------------------------------------------------ preemption and bookkeeping
-    def may_preempt(self, sim: Simulator, rid: int, host: int, now: float) -> bool:
+    def may_preempt(self, sim: SimState, rid: int, host: int, now: float) -> bool:
         pool = int(self.host_pool[host])
         grace = self.layout.pools[pool].min_runtime if pool >= 0 else 0.0
         return now - sim.running[rid].start >= grace
 
-    def preemptible(self, sim: Simulator, now: float, mask: np.ndarray) -> np.ndarray:
+    def preemptible(self, sim: SimState, now: float, mask: np.ndarray) -> np.ndarray:
         """GPUs per host held by borrowers that the hosts' owners may preempt now (on `mask` only)."""
         extra = np.zeros(sim.free.size, dtype=np.int32)
         for h in np.flatnonzero(mask).tolist():
@@ -195,7 +202,7 @@ class PoolAdmission:
                     extra[h] += record.gpus[record.hosts.index(h)]
         return extra
 
-    def make_room(self, sim: Simulator, hosts: list[int], gpus: list[int], now: float) -> None:
+    def make_room(self, sim: SimState, hosts: list[int], gpus: list[int], now: float) -> None:
         """Preempt borrowers on the chosen hosts, youngest first, until each host has the GPUs it needs."""
         for h, need in zip(hosts, gpus, strict=True):
             if sim.free[h] >= need:
@@ -207,7 +214,7 @@ class PoolAdmission:
                     break
                 self.preempt(sim, rid, now)
 
-    def started(self, sim: Simulator, rid: int, pj: Pending, now: float, hosts: list[int], gpus: list[int], *,
+    def started(self, sim: SimState, rid: int, pj: Pending, now: float, hosts: list[int], gpus: list[int], *,
                 borrower: bool) -> None:
         """A borrower is booked as one on every host it holds that its account does not own."""
         own = self.own_mask(pj.job.account)
@@ -226,7 +233,7 @@ class PoolAdmission:
         if grace > 0:
             sim.push(now + grace, WAKE, -1)  # owners may preempt it from then on: look again then
 
-    def book(self, sim: Simulator, rid: int, now: float, *, lost: bool) -> None:
+    def book(self, sim: SimState, rid: int, now: float, *, lost: bool) -> None:
         """Per-pool GPU-seconds of a run that ends or is preempted now; drop it from the borrower index."""
         record = sim.running[rid]
         job = record.job
@@ -252,7 +259,7 @@ class PoolAdmission:
             self.tally[home].lost += seconds * record.total
         self.borrower.pop(rid, None)
 
-    def preempt(self, sim: Simulator, rid: int, now: float) -> None:
+    def preempt(self, sim: SimState, rid: int, now: float) -> None:
         record = sim.running[rid]
         for h in record.hosts:
             pool = int(self.host_pool[h])
@@ -276,7 +283,7 @@ class PooledPlacement:
         self.pools = pools
 
     @staticmethod
-    def _place_on(sim: Simulator, job: Job, free: np.ndarray, mask: np.ndarray) -> tuple[list[int], list[int], float] | None:
+    def _place_on(sim: SimState, job: Job, free: np.ndarray, mask: np.ndarray) -> tuple[list[int], list[int], float] | None:
         masked = np.where(mask, free, 0).astype(np.int32)
         if int(masked.sum()) < job.gpus:
             return None
@@ -286,13 +293,13 @@ class PooledPlacement:
         hosts, gpus, pair_hops = choice
         return hosts.tolist(), gpus.tolist(), pair_hops
 
-    def _start(self, sim: Simulator, pj: Pending, now: float, choice: tuple[list[int], list[int], float], *,
+    def _start(self, sim: SimState, pj: Pending, now: float, choice: tuple[list[int], list[int], float], *,
                borrower: bool) -> None:
         hosts, gpus, pair_hops = choice
         rid = sim.commit(pj, now, hosts, gpus, pair_hops)
         self.pools.started(sim, rid, pj, now, hosts, gpus, borrower=borrower)
 
-    def try_start(self, sim: Simulator, pj: Pending, now: float, room: StartRoom | None = None) -> int:
+    def try_start(self, sim: SimState, pj: Pending, now: float, room: StartRoom | None = None) -> int:
         pools = self.pools
         job = pj.job
         own = pools.own_mask(job.account)
@@ -328,10 +335,10 @@ class PooledPlacement:
                 lent = lent & (pools.host_pool != over)  # that pool has lent all it may: try without it
         return BLOCKED
 
-    def could_start_now(self, sim: Simulator, job: Job) -> bool:
+    def could_start_now(self, sim: SimState, job: Job) -> bool:
         return sim.fits_by_count(job) or (self.pools.lending and bool(self.pools.own_mask(job.account).any()))
 
-    def reserve_on(self, sim: Simulator, mins: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+    def reserve_on(self, sim: SimState, mins: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
         """A reservation pins hosts the job may use as an owner (its own and the open pools), else the
         scavenger partition's."""
         mask = self.pools.own_mask(job.account) | self.pools.open_mask
@@ -352,7 +359,7 @@ class PerUnitBackfill:
     def __init__(self, pools: PoolAdmission) -> None:
         self.pools = pools
 
-    def reserve(self, sim: Simulator, job: Job, now: float) -> _Reservation:
+    def reserve(self, sim: SimState, job: Job, now: float) -> _Reservation:
         """Shadow time and spare GPUs for a blocked job on the hosts it waits for: its own and the open
         pools (borrowers there count as free: it would preempt them), else the scavenger partition."""
         pools = self.pools
@@ -389,7 +396,7 @@ class PerUnitBackfill:
         spare = have + int(slot_gpus[sim.slot_end <= shadow].sum()) - job.gpus
         return _Reservation(mask, shadow, max(spare, 0))
 
-    def schedule(self, sim: Simulator, now: float, fresh: int) -> None:
+    def schedule(self, sim: SimState, now: float, fresh: int) -> None:
         queue = sim.queue
         try_start = sim.placement.try_start
         kept: list[Pending] = []
@@ -432,7 +439,7 @@ def pool_strategies(n_hosts: int, config: SimConfig, layout: PoolLayout, *,
     return PooledPlacement(pools), backfill, pools
 
 
-def pool_tallies(sim: Simulator) -> dict[str, dict[str, float]]:
+def pool_tallies(sim: SimState) -> dict[str, dict[str, float]]:
     """GPU-hours per pool: capacity, used by owners, lent, borrowed; preemptions and requeue losses."""
     pools = sim.admission
     if not isinstance(pools, PoolAdmission):

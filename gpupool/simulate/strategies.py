@@ -1,6 +1,6 @@
 """The simulator's strategies: placement (where and whether a job starts now), backfill (the scheduling
 pass over the queue) and admission (which jobs enter the queue, what happens when a run ends, and
-what a pass leaves to requeue). `engine.Simulator` runs one loop and holds the free state; a policy
+what a pass leaves to requeue). `engine.SimState` runs one loop and holds the free state; a policy
 (`policies.py`) is a placer plus one strategy of each kind. The pool policies' strategies are in
 `pooled.py`.
 
@@ -26,7 +26,6 @@ that arrived since are tested, against the plan (or shadow) that pass left.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -35,8 +34,10 @@ from gpupool.simulate.core import (
     HELD,
     STARTED,
     WAKE,
+    Backfill,
     Pending,
     SimConfig,
+    SimState,
     StartRoom,
     fits_array,
 )
@@ -44,51 +45,11 @@ from gpupool.simulate.kernels import per_node_shadow
 from gpupool.simulate.plan import AvailabilityPlan
 from gpupool.simulate.workload import Job
 
-if TYPE_CHECKING:  # types only: the engine imports this module, never the reverse at run time
-    from gpupool.simulate.engine import Simulator
-
-
-class Placement(Protocol):
-    """Where a job starts now, if it does (and what it may preempt to do so)."""
-
-    def try_start(self, sim: Simulator, pj: Pending, now: float, room: StartRoom | None = None) -> int:
-        """Start the job now within `room` (None: anywhere free): STARTED, HELD or BLOCKED."""
-        ...
-
-    def could_start_now(self, sim: Simulator, job: Job) -> bool:
-        """A cheap necessary condition for try_start to start the job (the free counts, or a preemption)."""
-        ...
-
-    def reserve_on(self, sim: Simulator, mins: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
-        """Hosts and GPUs a Slurm-like reservation pins on a window's unbooked GPUs (None: best fit)."""
-        ...
-
-
-class Backfill(Protocol):
-    """One scheduling pass: start what may start now, in queue order, without delaying reservations."""
-
-    def schedule(self, sim: Simulator, now: float, fresh: int) -> None:
-        """`fresh` jobs were appended to `sim.queue` since the last pass."""
-        ...
-
-
-class Admission(Protocol):
-    """Which jobs enter the queue, bookkeeping when a run ends, and requeues after a pass."""
-
-    def admit(self, sim: Simulator, job: Job) -> Pending | None:
-        ...
-
-    def finishing(self, sim: Simulator, rid: int, now: float) -> None:
-        """Run `rid` ends now (called before its GPUs are given back)."""
-        ...
-
-    def after_pass(self, sim: Simulator) -> None:
-        """The pass is over: put requeued jobs back in the queue (and ask for a full next pass if needed)."""
-        ...
+__all__ = ["EasyBackfill", "FifoAdmission", "FreePlacement", "SlurmBackfill", "admit_to_fabric", "backfill_for"]
 
 
 # ---------------------------------------------------------------------------------------------- admission
-def admit_to_fabric(sim: Simulator, job: Job) -> Pending | None:
+def admit_to_fabric(sim: SimState, job: Job) -> Pending | None:
     """The job if its partition is replayed and it fits the fabric at all; else counted (with an example)."""
     counts, cfg = sim.counts, sim.config
     if cfg.partitions is not None and job.partition not in cfg.partitions:
@@ -109,13 +70,13 @@ def admit_to_fabric(sim: Simulator, job: Job) -> Pending | None:
 class FifoAdmission:
     """Every job that fits the fabric queues in submit order; nothing is preempted or requeued."""
 
-    def admit(self, sim: Simulator, job: Job) -> Pending | None:
+    def admit(self, sim: SimState, job: Job) -> Pending | None:
         return admit_to_fabric(sim, job)
 
-    def finishing(self, sim: Simulator, rid: int, now: float) -> None:
+    def finishing(self, sim: SimState, rid: int, now: float) -> None:
         return None
 
-    def after_pass(self, sim: Simulator) -> None:
+    def after_pass(self, sim: SimState) -> None:
         return None
 
 
@@ -127,7 +88,7 @@ class FreePlacement:
     def __init__(self, hold: bool = False) -> None:
         self.hold = hold
 
-    def try_start(self, sim: Simulator, pj: Pending, now: float, room: StartRoom | None = None) -> int:
+    def try_start(self, sim: SimState, pj: Pending, now: float, room: StartRoom | None = None) -> int:
         job = pj.job
         if room is None:
             if not sim.fits_by_count(job):
@@ -156,10 +117,10 @@ class FreePlacement:
         sim.commit(pj, now, host_list, gpu_list, pair_hops)
         return STARTED
 
-    def could_start_now(self, sim: Simulator, job: Job) -> bool:
+    def could_start_now(self, sim: SimState, job: Job) -> bool:
         return sim.fits_by_count(job)
 
-    def reserve_on(self, sim: Simulator, mins: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+    def reserve_on(self, sim: SimState, mins: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
         picked = sim.place(mins, job)
         return None if picked is None else (picked[0], picked[1])
 
@@ -178,7 +139,7 @@ class EasyBackfill:
     def __init__(self) -> None:
         self.stable: tuple[int, float, int] | None = None  # (head index, shadow, spare) of a blocked queue
 
-    def reservation(self, sim: Simulator, head: Job, now: float) -> tuple[float, int]:
+    def reservation(self, sim: SimState, head: Job, now: float) -> tuple[float, int]:
         """(shadow time, GPUs spare at the shadow time) for the blocked head job."""
         need = head.gpus
         have = sim.total_free
@@ -197,7 +158,7 @@ class EasyBackfill:
         have += int(sim.slot_gpus[sim.slot_end <= shadow].sum())
         return shadow, max(have - need, 0)
 
-    def schedule(self, sim: Simulator, now: float, fresh: int) -> None:
+    def schedule(self, sim: SimState, now: float, fresh: int) -> None:
         """One pass; `fresh` jobs were appended since the last one. When nothing ended, woke or started
         since then, every older job would fail exactly as before, so only the fresh ones are tried."""
         queue = sim.queue
@@ -248,7 +209,7 @@ class EasyBackfill:
         self.stable = None if any(started) else (head_index, shadow, extra)
 
     @staticmethod
-    def _backfill(sim: Simulator, queue: list[Pending], first: int, stop: int, now: float, shadow: float, extra: int,
+    def _backfill(sim: SimState, queue: list[Pending], first: int, stop: int, now: float, shadow: float, extra: int,
                   started: list[bool]) -> int:
         """Start the jobs of queue[first:stop] that fit now without delaying the head; returns the spare left."""
         try_start = sim.placement.try_start
@@ -288,7 +249,7 @@ class SlurmBackfill:
         # A reservation matters only to a later job that could start now, so they are booked when one comes.
         self.deferred: list[tuple[float, bool, Job]] = []
 
-    def schedule(self, sim: Simulator, now: float, fresh: int) -> None:
+    def schedule(self, sim: SimState, now: float, fresh: int) -> None:
         """Slurm-like pass; `fresh` jobs were appended since the last one. When nothing ended or woke since
         then, the plan (with the last pass's starts and reservations) still holds and every older job
         would fail exactly as before, so only the fresh ones are tested, after the older ones."""
@@ -312,7 +273,7 @@ class SlurmBackfill:
         if started:
             sim.queue = [pj for idx, pj in enumerate(queue) if idx not in started]
 
-    def _pass(self, sim: Simulator, queue: list[Pending], first: int, now: float) -> set[int]:
+    def _pass(self, sim: SimState, queue: list[Pending], first: int, now: float) -> set[int]:
         """Test queue[first:] in order: start what fits now without colliding with an earlier reservation,
         give every other job tested a reservation; returns the indices started."""
         plan = self.plan
@@ -355,7 +316,7 @@ class SlurmBackfill:
             self.deferred.append((now, not fits, job))
         return started
 
-    def _book_deferred(self, sim: Simulator, now: float) -> None:
+    def _book_deferred(self, sim: SimState, now: float) -> None:
         """Book the reservations of the blocked jobs tested so far, in queue order (building the plan from
         the free GPUs and running jobs' limit-ends first, when this pass has not yet)."""
         plan = self.plan
