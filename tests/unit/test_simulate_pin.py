@@ -1,7 +1,8 @@
 """The simulator core gives bit-identical results to the core before the strategy refactor (issue #28).
 
-tests/fixtures/simulate/pin-core.json was written by scripts/pin_simulate.py with the unchanged core
-(commit b6ece22, see tests/fixtures/simulate/README.md) and committed before the refactor. Each case
+tests/fixtures/simulate/pin-core.json and pin-core-heavy.json were written by scripts/pin_simulate.py with
+the unchanged core (commit b6ece22, see tests/fixtures/simulate/README.md); pin-core.json was committed
+before the refactor. Each case
 stores its own parameters; this test replays them through today's entry points and compares the whole
 state: every metric scalar (exact doubles), histogram bins, utilisation series, pool tallies, trace
 counts and a hash of every (job id, start, hosts). Never regenerate the pin to make this pass.
@@ -26,7 +27,8 @@ from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs
 from gpupool.simulate.workload import read_workload
 
 REPO = Path(__file__).resolve().parents[2]
-PIN = json.loads((REPO / "tests/fixtures/simulate/pin-core.json").read_text())["cases"]
+PIN = [entry for name in ("pin-core.json", "pin-core-heavy.json")
+       for entry in json.loads((REPO / "tests/fixtures/simulate" / name).read_text())["cases"]]
 
 
 @cache
@@ -89,8 +91,9 @@ def test_the_pin_covers_every_axis() -> None:
     assert any(r["metrics"]["preemptions"] > 0 for r in lend)  # the pin exercises preemption and requeue
 
 
-@pytest.mark.parametrize("index", range(len(PIN)), ids=lambda i: "{policy}-{backfill}-{contention}-{k}".format(
-    k=PIN[i]["case"]["workload"].get("format", "synthetic"), **PIN[i]["case"]))
+@pytest.mark.parametrize("index", range(len(PIN)), ids=lambda i: "{policy}-{backfill}-{contention}-{k}-{n}".format(
+    k=PIN[i]["case"]["workload"].get("format", "synthetic"), n=PIN[i]["case"]["workload"].get("jobs", 0),
+    **PIN[i]["case"]))
 def test_the_core_replays_the_pinned_results_bit_identically(index: int) -> None:
     entry = PIN[index]
     got = _replay(entry["case"])
