@@ -11,9 +11,13 @@ PreemptMode=REQUEUE). Policies:
   needs); failing that it borrows free GPUs of the scavenger partition. A preempted borrower is
   requeued in its submit-order place and later restarts from zero: the GPU time it had used is lost.
 
-Placement inside the allowed hosts is gpupool's (`placement.engine.place`), and scheduling is the
-engine's FIFO + backfill with one reservation per unit (the first blocked job of each account), so
-a unit whose head job waits does not hold back the others. Jobs are attributed by Slurm account.
+Placement inside the allowed hosts is gpupool's (`placement.engine.place`). These are strategies of the
+engine's one loop (`core` holds their protocols): `PoolAdmission` (who may run where, the borrower index,
+per-pool tallies, preemption and requeue), `PooledPlacement` (own and open pools, then preemption, then
+borrowing), and for backfill either `PerUnitBackfill` (`--backfill easy`: EASY with one reservation per
+unit, the first blocked job of each account, so a unit whose head job waits does not hold back the
+others) or the Slurm-like `strategies.SlurmBackfill` (`--backfill slurm`), whose reservations the placement
+pins on the hosts the job may use. Jobs are attributed by Slurm account.
 """
 
 from __future__ import annotations
