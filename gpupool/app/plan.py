@@ -16,6 +16,7 @@ from gpupool.app.reclaim import may_reclaim, plan_with_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
+from gpupool.fabric.kinds import FabricKind
 from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
 from gpupool.placement.block import block_usage, check_segment, place_block, slurm_block_reference
@@ -186,7 +187,7 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         try:
             reference = reference_placement(compiled, free, request, choice)
         except InfeasibleError:  # nothing free now; Slurm would preempt, which its reference does not model
-            reference = ("slurm-dragonfly" if compiled.kind == "dragonfly" else "slurm-tree", None)
+            reference = ("slurm-dragonfly" if compiled.kind is FabricKind.DRAGONFLY else "slurm-tree", None)
         # An owner's partition with borrowed GPUs: count them as free, preempt the least.
         try:
             reclaim = reclaim_for(client, compiled, free, request, states, jobs, health, topology=choice)

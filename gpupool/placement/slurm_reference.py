@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gpupool.fabric.kinds import FabricKind
 from gpupool.placement.engine import host_units
 from gpupool.placement.model import FreeState, Request
 
@@ -267,6 +268,6 @@ def slurm_dragonfly_reference(compiled: CompiledFabric, free: FreeState, request
 
 def slurm_reference(compiled: CompiledFabric, free: FreeState, request: Request) -> tuple[str, dict[str, int] | None]:
     """The mode Slurm would run on this fabric, and its allocation."""
-    if compiled.kind == "dragonfly":
+    if compiled.kind is FabricKind.DRAGONFLY:
         return "slurm-dragonfly", slurm_dragonfly_reference(compiled, free, request)
     return "slurm-tree", slurm_tree_reference(compiled, free, request)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from gpupool.audit.checks.common import MIN_PEERS, _far_end, _fmt_ports, _plural
 from gpupool.audit.checks.hosts import host_peer_classes
+from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
 from gpupool.audit.findings import CRITICAL, INFO, WARNING, Finding
 from gpupool.audit.topology import Topo, mode
 from gpupool.fabric.model import ROLE_HCA, ROLE_UNNAMED, natural_key
@@ -251,3 +252,44 @@ def check_hostless_leaves(topo: Topo) -> list[Finding]:
                                 f"to {above or 'nothing'}; a management leaf, or its hosts are down or not cabled yet",
                                 {"uplinks": sum(ups.values())}))
     return findings
+
+
+@audit_check(reports=(
+    CheckInfo("leaf-uplinks-missing", "leaves", WARNING, "a leaf with fewer uplinks than the leaves of its class"),
+    CheckInfo("switch-uplinks-missing", "leaves", WARNING, "a spine with fewer cables up than its level's peers"),
+    CheckInfo("leaf-oversubscribed", "leaves", WARNING, "compute HCA bandwidth above uplink bandwidth"),
+))
+def _uplinks(audit: AuditInput) -> list[Finding]:
+    """Missing uplinks per level and oversubscription together: a leaf oversubscribed only by its
+    missing uplinks is said once, in its leaf-uplinks-missing finding."""
+    from gpupool.fabric.kinds import FabricKind
+
+    findings: list[Finding] = []
+    compiled = audit.compiled
+    # The reference's per-cable comparison covers dragonfly routers.
+    dragonfly = compiled is not None and compiled.kind is FabricKind.DRAGONFLY
+    uplinks = check_leaf_uplinks(audit.topo, None if dragonfly else audit.expected_uplinks, audit.global_links)
+    if compiled is not None and compiled.kind is FabricKind.FAT_TREE:
+        levels = {int(n): int(lv) for n, lv in zip(compiled.switch_node, compiled.switch_level, strict=True)}
+        upper = check_upper_uplinks(audit.topo, levels)
+        findings += upper
+        # Every missing cable counted once: spine-to-core cables beside the leaves' uplinks.
+        audit.totals["missing_switch_uplinks"] = sum(f.details["expected"] - f.details["uplinks"] for f in upper)
+        audit.totals["switches_missing_uplinks"] = len(upper)
+    short_leaves, oversubscribed = fold_oversubscription(
+        uplinks.findings, check_oversubscription(audit.topo, audit.max_oversubscription))
+    findings += short_leaves
+    audit.totals["missing_uplinks"] = uplinks.missing_total
+    audit.totals["leaves_missing_uplinks"] = uplinks.leaves_short
+    return findings + oversubscribed
+
+
+@audit_check("leaf-group-short", "leaves", CRITICAL,
+             "a group of rail leaves short of a leaf, whose compute hosts all lack that rail")
+def _leaf_group_short(audit: AuditInput) -> list[Finding]:
+    return check_leaf_groups(audit.topo)
+
+
+@audit_check("leaf-hostless", "leaves", INFO, "a leaf with no host at all")
+def _leaf_hostless(audit: AuditInput) -> list[Finding]:
+    return check_hostless_leaves(audit.topo)
