@@ -57,12 +57,12 @@ POLICIES = REGISTRY.names(pools=False)
 
 def policy_goal(policy: str, config: SimConfig | None = None) -> PlacementGoal | None:
     """The placement goal a gpupool policy plans with (None for Slurm's policies)."""
-    return REGISTRY.get(policy).goal(config)
+    return REGISTRY.policy(policy).goal(config)
 
 
 def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None = None) -> Placer:
     """(hosts, GPUs per host, mean pair hops) of the policy's choice on the free array, or None."""
-    return REGISTRY.get(policy).build(PolicySetup(compiled, config or SimConfig())).placer
+    return REGISTRY.policy(policy).build(PolicySetup(compiled, config or SimConfig())).placer
 
 
 class Simulator:
@@ -87,7 +87,7 @@ class Simulator:
             raise UsageError("the fabric has no hosts to simulate")
         if config.backfill not in BACKFILL_MODES:
             raise UsageError(f"unknown backfill {config.backfill!r} (known: {', '.join(BACKFILL_MODES)})")
-        strategies = registry.get(policy).build(PolicySetup(compiled, config, layout))
+        strategies = registry.policy(policy).build(PolicySetup(compiled, config, layout))
         self.place: Placer = strategies.placer
         self.placement = strategies.placement
         self.backfill = strategies.backfill
@@ -312,7 +312,7 @@ def simulate(compiled: CompiledFabric, jobs_factory: Callable[[], Iterable[Job]]
         counts = TraceCounts()
         sim = Simulator(compiled, policy, config, speed, counts, layout)
         metrics = sim.run(jobs_factory())
-        if REGISTRY.get(policy).needs_pools:
+        if REGISTRY.policy(policy).needs_pools:
             metrics.pools = pool_tallies(sim)
         results.append(metrics)
         if first_counts is None:

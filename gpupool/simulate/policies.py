@@ -9,7 +9,8 @@ Adding a policy (docs/architecture.md, "How to add a simulate policy"):
 1. write its placer, or a placement goal (`placement.objective.PlacementGoal`);
 2. `register(goal_policy("name", "what it does", "what it models", lambda config: GOAL))`, or
    `register(SimPolicy("name", ..., build=...))` for anything else;
-3. run it: `gpupool simulate --policies name` (or `engine.Simulator(compiled, "name", ...)`).
+3. run it: `gpupool simulate --policies name` (or `engine.Simulator(compiled, "name", ...)`); `scripts/gen-docs`
+   and `scripts/gen-man` bring the docs table and the man pages up to date.
 
 This module imports no placement code at import time (the CLI reads names and help from it); a
 factory imports what it needs when it builds.
@@ -17,11 +18,12 @@ factory imports what it needs when it builds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gpupool.errors import UsageError
+from gpupool.registry import Registry
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -66,35 +68,27 @@ class SimPolicy:
     needs_pools: bool = False  # it replays a pools file (--pools)
 
 
-@dataclass
-class PolicyRegistry:
-    """Policies by name, in registration order; a second registration of a name is refused."""
+class PolicyRegistry(Registry[SimPolicy]):
+    """Policies by name, in registration order (`gpupool.registry.Registry`: a second registration of a name
+    raises `DuplicateRegistration`); `policy(name)` is the one lookup, a UsageError naming the known ones."""
 
-    policies: dict[str, SimPolicy] = field(default_factory=dict)
+    def __init__(self) -> None:
+        super().__init__("simulate policy")
 
-    def register(self, policy: SimPolicy) -> SimPolicy:
-        if policy.name in self.policies:
-            raise ValueError(f"simulate policy {policy.name!r} is already registered")
-        if not policy.name or policy.name != policy.name.strip() or "," in policy.name:
-            raise ValueError(f"simulate policy name {policy.name!r}: non-empty, no spaces around it, no comma")
-        self.policies[policy.name] = policy
-        return policy
+    def register(self, entry: SimPolicy) -> SimPolicy:
+        if not entry.name or entry.name != entry.name.strip() or "," in entry.name:
+            raise ValueError(f"simulate policy name {entry.name!r}: non-empty, no spaces around it, no comma")
+        return super().register(entry)
 
-    def get(self, name: str) -> SimPolicy:
-        policy = self.policies.get(name)
-        if policy is None:
-            raise UsageError(f"unknown policy {name!r} (known: {', '.join(self.policies)})")
-        return policy
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.policies
-
-    def __iter__(self) -> Iterator[SimPolicy]:
-        return iter(list(self.policies.values()))
+    def policy(self, name: str) -> SimPolicy:
+        found = self._entries.get(name)
+        if found is None:
+            raise UsageError(f"unknown policy {name!r} (known: {', '.join(self)})")
+        return found
 
     def names(self, *, pools: bool | None = None) -> tuple[str, ...]:
         """Registered names (pools=True: the pool policies only; False: the others; None: all)."""
-        return tuple(p.name for p in self.policies.values() if pools is None or p.needs_pools == pools)
+        return tuple(p.name for p in self.entries() if pools is None or p.needs_pools == pools)
 
 
 REGISTRY = PolicyRegistry()
@@ -218,13 +212,14 @@ register(pool_policy(
 
 def policy_help() -> str:
     """The --policies help text."""
-    plain = ", ".join(f"{p.name} ({p.description})" for p in REGISTRY if not p.needs_pools)
+    plain = ", ".join(f"{p.name} ({p.description})" for p in REGISTRY.entries() if not p.needs_pools)
     pooled = ", ".join(REGISTRY.names(pools=True))
     return f"Comma-separated: {plain}; with --pools: {pooled} (docs/simulate.md, \"Policies\")."
 
 
 def policy_table() -> str:
-    """The Markdown table of policies in docs/simulate.md (a unit test compares the two)."""
+    """The Markdown table of policies in docs/simulate.md (`scripts/gen-docs` writes it; tests fail on drift)."""
     lines = ["| policy | what it does | what it models | needs --pools |", "| --- | --- | --- | --- |"]
-    lines += [f"| `{p.name}` | {p.description} | {p.models} | {'yes' if p.needs_pools else 'no'} |" for p in REGISTRY]
+    lines += [f"| `{p.name}` | {p.description} | {p.models} | {'yes' if p.needs_pools else 'no'} |"
+              for p in REGISTRY.entries()]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from gpupool.errors import UsageError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.placement.objective import Objective, PlacementGoal
+from gpupool.registry import DuplicateRegistration
 from gpupool.simulate.core import Choice, SimConfig
 from gpupool.simulate.engine import Simulator
 from gpupool.simulate.policies import (
@@ -80,10 +81,11 @@ def test_a_second_registration_of_a_name_is_refused() -> None:
     registry = PolicyRegistry()
     policy = SimPolicy("x", "d", "m", build=lambda setup: Strategies(*[None] * 4))  # type: ignore[arg-type]
     registry.register(policy)
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(DuplicateRegistration, match="simulate policy 'x' is already registered"):
         registry.register(SimPolicy("x", "other", "m", build=policy.build))
-    with pytest.raises(ValueError, match="already registered"):
-        REGISTRY.register(REGISTRY.get("gpupool"))
+    assert registry["x"] is policy  # the first registration stands
+    with pytest.raises(DuplicateRegistration, match="already registered"):
+        REGISTRY.register(REGISTRY.policy("gpupool"))
     for bad in ("", " y", "a,b"):
         with pytest.raises(ValueError):
             registry.register(SimPolicy(bad, "d", "m", build=policy.build))
@@ -91,7 +93,7 @@ def test_a_second_registration_of_a_name_is_refused() -> None:
 
 def test_unknown_policies_are_usage_errors_naming_the_known_ones() -> None:
     with pytest.raises(UsageError, match="slurm-tree"):
-        REGISTRY.get("nope")
+        REGISTRY.policy("nope")
     with pytest.raises(UsageError, match="pools-lend"):
         parse_policies("gpupool,nope")
     assert parse_policies(",".join(REGISTRY.names(pools=False))) == list(REGISTRY.names(pools=False))
@@ -103,9 +105,9 @@ def test_unknown_policies_are_usage_errors_naming_the_known_ones() -> None:
 
 def test_the_docs_policy_table_is_the_registry() -> None:
     text = (REPO / "docs" / "simulate.md").read_text()
-    found = re.search(r"<!-- policies:begin[^>]*-->\n(.*?)\n<!-- policies:end -->", text, re.S)
+    found = re.search(r"<!-- generated: simulate-policies[^>]*-->\n(.*?)\n<!-- end: simulate-policies -->", text, re.S)
     assert found, "docs/simulate.md lost its generated policy table"
-    assert found.group(1) == policy_table(), "regenerate the table from gpupool.simulate.policies.policy_table()"
+    assert found.group(1) == policy_table(), "run scripts/gen-docs"
     # An independent reading: the table's policy column is exactly the registered names, in order.
     rows = [line.split("|")[1].strip().strip("`") for line in found.group(1).splitlines()[2:]]
     assert rows == list(REGISTRY.names())
@@ -126,7 +128,7 @@ def test_every_policy_builds_from_its_setup() -> None:
 
     layout = PoolLayout(pools=(PoolUnit("a", (0, 1), owners=("a",)), PoolUnit("b", (2, 3), owners=("b",))))
     for backfill in ("easy", "slurm"):
-        for policy in REGISTRY:
+        for policy in REGISTRY.entries():
             built = policy.build(PolicySetup(SMALL, SimConfig(gpus_per_host=4, backfill=backfill),
                                              layout if policy.needs_pools else None))
             assert callable(built.placer) and built.placement and built.backfill and built.admission
