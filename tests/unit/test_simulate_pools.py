@@ -248,8 +248,10 @@ def test_synthetic_accounts_follow_their_weights_and_leave_other_draws_alone() -
     assert {j.account for j in plain} == {""}
 
 
-def test_busy_random_trace_keeps_gpu_books_balanced() -> None:
-    """Many preemptions on a 16-host fabric: every job completes once, and all GPUs are free at the end."""
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])
+def test_busy_random_trace_keeps_gpu_books_balanced(backfill: str) -> None:
+    """Many preemptions on a 16-host fabric: every job completes once, and all GPUs are free at the end,
+    under per-unit EASY and under the Slurm-like plan alike."""
     from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 
     wide = compile_fabric(fat_tree(4, 4, 2))
@@ -262,7 +264,7 @@ def test_busy_random_trace_keeps_gpu_books_balanced() -> None:
     ))
     spec = parse_spec("synthetic:jobs=600,seed=2,load=1.2,multi=0.3,multi_nodes=2:60/4:40,accounts=a:2/b:1/c:1/x:1")
     for policy in ("pools-nolend", "pools-lend"):
-        sim = Simulator(wide, policy, SimConfig(gpus_per_host=8), SpeedModel(), layout=layout)
+        sim = Simulator(wide, policy, SimConfig(gpus_per_host=8, backfill=backfill), SpeedModel(), layout=layout)
         jobs = list(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
         metrics = sim.run(jobs)
         # account x owns nothing and there is no open pool: it runs only by borrowing.
