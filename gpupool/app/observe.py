@@ -75,15 +75,17 @@ def parse_window(since: str, until: str, now: datetime) -> tuple[datetime, datet
 
 def load_fabric_and_free(config: Config, slurm: Callable[[], SlurmClient], fabric_path: str | None,
                          free_path: str | None, partition: str | None, *, ignore_unknown: bool = False,
-                         warn: Warn | None = None) -> tuple[CompiledFabric, FreeState]:
-    """The compiled fabric and the free state, exactly as `gpupool plan` obtains them."""
+                         warn: Warn | None = None, gpus_per_node: int | None = None) -> tuple[CompiledFabric, FreeState]:
+    """The compiled fabric and the free state, exactly as `gpupool plan` obtains them; `gpus_per_node`
+    (the commands' --gpus-per-node K, a whole host's GPUs) refuses a free file saying more on a host."""
     from gpupool.app.plan import free_state_from_slurm, load_free_file
     from gpupool.fabric.compiled import load_compiled
     from gpupool.placement.model import Request
 
     compiled = load_compiled(resolve_fabric_path(fabric_path, config))
     if free_path:
-        return compiled, load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
+        return compiled, load_free_file(free_path, compiled, ignore_unknown=ignore_unknown, gpus_per_host=gpus_per_node,
+                                        size_option="--gpus-per-node")
     request = Request(gpus=1, partition=partition)
     return compiled, free_state_from_slurm(slurm().node_states(), compiled, request, warn=warn)
 
@@ -110,7 +112,7 @@ def status(config: Config, slurm: Callable[[], SlurmClient], *, fabric_path: str
     """`gpupool status`: fragmentation of the free GPUs now."""
     check_shapes(shapes, gpus_per_node)
     compiled, free = load_fabric_and_free(config, slurm, fabric_path, free_path, partition,
-                                          ignore_unknown=ignore_unknown, warn=warn)
+                                          ignore_unknown=ignore_unknown, warn=warn, gpus_per_node=gpus_per_node)
     return fragmentation(compiled, free, shapes, gpus_per_node)
 
 
@@ -214,7 +216,7 @@ def metrics_text(options: MetricsOptions, config: Config, slurm: Callable[[], Sl
 
     def fragmentation_now() -> list[Family]:
         compiled, free = load_fabric_and_free(config, slurm, options.fabric_path, options.free_path,
-                                              options.partition, warn=warn)
+                                              options.partition, warn=warn, gpus_per_node=options.gpus_per_node)
         return fragmentation_families(fragmentation(compiled, free, options.shapes, options.gpus_per_node))
 
     def node_check() -> list[Family]:
@@ -255,7 +257,7 @@ def html_report(options: HtmlOptions, config: Config, slurm: Callable[[], SlurmC
     check_shapes(options.shapes, options.gpus_per_node)
     start, end = parse_window(options.since, options.until, now)
     compiled, free = load_fabric_and_free(config, slurm, options.fabric_path, options.free_path, options.partition,
-                                          warn=warn)
+                                          warn=warn, gpus_per_node=options.gpus_per_node)
     figures = fragmentation(compiled, free, options.shapes, options.gpus_per_node)
     notes: dict[str, str] = {}
     lent = None

@@ -105,6 +105,7 @@ class SubmitRequest:
     topology: str = "auto"  # auto (what Slurm applies to the partition), tree or block
     goal: PlacementGoal | None = None  # the placement objective; None: the default (`placement.objective`)
     free_path: str | None = None  # dry runs only: plan on this free file ({"host": free GPUs}), no Slurm
+    gpus_per_host: int | None = None  # a whole host's GPUs: the free file may say no more (checked without Slurm)
 
 
 @dataclass
@@ -359,10 +360,11 @@ def current_user() -> str:
         return str(os.getuid())
 
 
-def plan_for_free_file(compiled: CompiledFabric, prepared: Prepared, free_path: str) -> Plan:
+def plan_for_free_file(compiled: CompiledFabric, prepared: Prepared, free_path: str,
+                       gpus_per_host: int | None = None) -> Plan:
     """`submit --dry-run --free FILE`: the placement on the file's free GPUs, without Slurm (as
     `plan --free`: the file is the partition's free state, tree hop distances unless --topology block)."""
-    free = load_free_file(free_path, compiled)
+    free = load_free_file(free_path, compiled, gpus_per_host=gpus_per_host)
     choice = resolve_topology(compiled, prepared.topology, prepared.partition, None)
     notes: list[str] = [f"planned on {free_path} without Slurm: node states, pending jobs and the partition "
                         "were not checked"]
@@ -383,7 +385,7 @@ def submit_planned(client: SlurmClient | None, compiled: CompiledFabric, req: Su
     if req.token is not None and not TOKEN_RE.fullmatch(req.token):
         raise UsageError(f"--token {req.token[:40]!r}: expected the hex token an earlier gpupool submit printed")
     if req.dry_run:
-        plan = plan_for_free_file(compiled, prepared, req.free_path) if req.free_path is not None else \
+        plan = plan_for_free_file(compiled, prepared, req.free_path, req.gpus_per_host) if req.free_path is not None else \
             plan_for_slurm(_needed(client), compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
         return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, topology=plan.topology,

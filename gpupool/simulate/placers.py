@@ -87,7 +87,8 @@ def slurm_tree_chooser(compiled: CompiledFabric) -> Chooser:
     from gpupool.placement.slurm_reference import slurm_reference
 
     def choose(state: FreeState, request: Request) -> dict[str, int] | None:
-        return slurm_reference(compiled, state, request)[1]
+        # The earlier --gpus=N model, so that docs/simulate.md's figures stay comparable (issue #27).
+        return slurm_reference(compiled, state, request, gpus_tiers=False)[1]
     return choose
 
 

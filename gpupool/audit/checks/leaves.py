@@ -96,8 +96,35 @@ def _spine_shortfall(topo: Topo, leaf: int, per_pair: dict[tuple[int, int], list
             # Whose port: the short switch's own (the port its peers use for this peer switch).
             text += (f", port{'s' if len(usual_ports) > 1 else ''} {_fmt_ports(usual_ports)} empty "
                      f"on {topo.label(leaf)}")
+        far = _far_empty_ports(topo, leaf, spine, pod, per_pair, spine_leaves, cables_per_spine, cables_per_spine - have)
+        if far:
+            # The other end: the port of the far switch that its peers use for this same short switch.
+            text += f", port{'s' if len(far) > 1 else ''} {_fmt_ports(far)} empty on {topo.label(spine)}"
         out.append(text)
     return out
+
+
+def _far_end_ports(topo: Topo, near: int, far: int) -> list[int]:
+    """The ports of `far` cabled to `near`."""
+    return [topo.port_of(topo.fabric.links[li], far) for j, li in topo.adj[far] if j == near]
+
+
+def _far_empty_ports(topo: Topo, leaf: int, spine: int, pod: set[int], per_pair: dict[tuple[int, int], list[int]],
+                     spine_leaves: dict[int, set[int]], cables_per_spine: int, missing: int) -> list[int]:
+    """The empty ports of `spine` where the missing cables from `leaf` belong: the ports the other switches
+    of its level in the pod use for `leaf` (at least half of them agree, the regular cabling of a pod),
+    that are not in use on `spine`. Empty when the peers disagree or more ports would be named than
+    cables are missing (naming them would be a guess)."""
+    peers = [s for s in spine_leaves if s != spine and len(spine_leaves[s] & pod) * 2 >= len(pod)
+             and len(per_pair.get((leaf, s), [])) >= cables_per_spine]
+    if not peers:
+        return []
+    seen: Counter[int] = Counter()
+    for s in peers:
+        seen.update(set(_far_end_ports(topo, leaf, s)))
+    used = topo.used_ports(spine)
+    ports = sorted(p for p, c in seen.items() if c * 2 > len(peers) and p not in used)
+    return ports if 0 < len(ports) <= missing else []
 
 
 def check_upper_uplinks(topo: Topo, level_of: dict[int, int]) -> list[Finding]:
