@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from gpupool.fabric.compiled import compile_fabric  # noqa: E402
 from gpupool.fabric.generate import fat_tree  # noqa: E402
 from gpupool.simulate.engine import SimConfig, Simulator  # noqa: E402
+from gpupool.simulate.policies import REGISTRY  # noqa: E402
 from gpupool.simulate.speed import SpeedModel  # noqa: E402
 from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs  # noqa: E402
 
@@ -53,8 +54,7 @@ def run(compiled: object, policy: str, jobs: int, seed: int, backfill: str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=50_000)
-    parser.add_argument("--policy", default="gpupool",
-                        choices=("gpupool", "slurm-tree", "gpupool-wait", "gpupool-hops", "gpupool-pack"))
+    parser.add_argument("--policy", default="gpupool", choices=REGISTRY.names(pools=False))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backfill", default="easy", choices=("easy", "slurm"))
     parser.add_argument("--speed-model", default="both", choices=("isolated", "contention", "both"))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import shutil
@@ -40,10 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from gpupool.simulate.workload import SACCT_FIELDS, parse_slurm_time  # noqa: E402
+from gpupool.simulate.workload import SACCT_FIELDS, parse_slurm_time
 
 NAME = "gpupool-reality"
 
@@ -138,66 +134,14 @@ def export(ids: list[str], path: Path, timeout: float = 120) -> dict[str, list[s
 def compare(path: Path, real_nodes: dict[str, list[str]], real_start: dict[str, float], policy: str,
             modes: dict[str, str], backfill: str = "slurm", fabric: str | None = None,
             whole_hosts: bool = True, by_policy: bool = True) -> dict[str, Any]:
+    """The figures CI judges: `gpupool.simulate.reality.compare_with_reality` on the testbed's (or a kept) fabric."""
     from gpupool.config import resolve_fabric_path
     from gpupool.fabric.compiled import load_compiled
-    from gpupool.simulate.engine import SimConfig, Simulator
-    from gpupool.simulate.speed import ClassFactors, SpeedModel
-    from gpupool.simulate.workload import read_workload
+    from gpupool.simulate.reality import compare_with_reality
 
     compiled = load_compiled(fabric or resolve_fabric_path(None))
-    # No speed model: the export's elapsed times are what happened on these very placements.
-    still = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.0, per_extra_group=0.0)})
-    config = SimConfig(gpus_per_host=8, record_starts=True, backfill=backfill, reserve_whole_hosts=whole_hosts,
-                       reserve_by_policy=by_policy)
-    sim = Simulator(compiled, policy, config, still)
-    jobs = list(read_workload(str(path), "sacct"))
-    sim.run(jobs)
-    # Until the first job ends, both sides place on nearly the same state (an idle cluster plus the jobs
-    # started so far); after it, end times a second apart change ties and the difference cascades.
-    first_end = min((real_start[j.job_id] + j.duration for j in jobs if j.job_id in real_start), default=math.inf)
-    waited = sum(real_start.get(j.job_id, j.submit) - j.submit >= 2 for j in jobs)  # queued in reality
-    sim_start = {job_id: start for job_id, start, _ in sim.starts}
-    sim_nodes = {job_id: sorted(hosts) for job_id, _, hosts in sim.starts}
-    common = sorted(set(sim_start) & set(real_start), key=int)
-    same_nodes = sum(sim_nodes[j] == real_nodes[j] for j in common)
-    # Equally good placements: the same number of leaf switches (ties among equal choices break differently
-    # once one earlier job ended a second apart, so exact node sets drift while the shapes still agree).
-    index = compiled.host_index()
-    leaf = compiled.host_tree_leaf.tolist()
-
-    def leaves(hosts: list[str]) -> int:
-        return len({leaf[index[h]] for h in hosts})
-
-    same_leaves = sum(leaves(sim_nodes[j]) == leaves(real_nodes[j]) for j in common)
-    multi = [j for j in common if len(real_nodes[j]) > 1]
-    same_multi = sum(sim_nodes[j] == real_nodes[j] for j in multi)
-    early = [j for j in common if real_start[j] < first_end]
-    same_early = sum(sim_nodes[j] == real_nodes[j] for j in early)
-    pairs = agree = 0
-    for i, a in enumerate(common):
-        for b in common[i + 1:]:
-            real = real_start[a] - real_start[b]
-            if real == 0:
-                continue
-            pairs += 1
-            agree += (sim_start[a] - sim_start[b]) * real > 0 or sim_start[a] == sim_start[b]
-    waits_real = [real_start[j] for j in common]
-    by_mode: dict[str, dict[str, int]] = {}
-    for j in common:
-        if j in modes:
-            row = by_mode.setdefault(modes[j], {"jobs": 0, "same_nodes": 0, "same_leaf_count": 0})
-            row["jobs"] += 1
-            row["same_nodes"] += sim_nodes[j] == real_nodes[j]
-            row["same_leaf_count"] += leaves(sim_nodes[j]) == leaves(real_nodes[j])
-    return {"policy": policy, "backfill": backfill, "jobs": len(common), "same_nodes": same_nodes, "same_nodes_share": round(same_nodes / len(common), 4),
-            "same_leaf_count": same_leaves, "same_leaf_count_share": round(same_leaves / len(common), 4),
-            "multi_node_jobs": len(multi), "multi_node_same_nodes": same_multi,
-            "started_before_first_end": len(early), "started_before_first_end_same_nodes": same_early,
-            "start_order_pairs": pairs, "start_order_agree": agree,
-            "start_order_share": round(agree / pairs, 4) if pairs else None,
-            "real_span_s": max(waits_real) - min(waits_real) if waits_real else 0,
-            "jobs_that_waited_2s_or_more": waited,
-            **({"same_nodes_by_submit_mode": by_mode} if by_mode else {})}
+    return compare_with_reality(str(path), compiled, real_nodes, real_start, policy, modes, backfill, whole_hosts,
+                                by_policy)
 
 
 def replay_kept(path: Path, fabric: str | None, policy: str, backfill: str, whole_hosts: bool,

@@ -1,6 +1,7 @@
 """The docs tables generated from the registries (scripts/gen-docs writes them; a unit test fails
 when a file on disk differs): export formats and audit checks in docs/contract.md, node checks in
-slurm-plugins/README.md. A table sits between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->`.
+slurm-plugins/README.md, simulate policies in docs/simulate.md. A table sits between
+`<!-- generated: NAME ... -->` and `<!-- end: NAME -->`.
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ def node_checks_table() -> str:
     return "\n".join(rows)
 
 
+def simulate_policies_table() -> str:
+    from gpupool.simulate.policies import policy_table
+
+    return policy_table()
+
+
 # (file relative to the repository root, table name) -> the table's text.
 TABLES: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/contract.md", "export-formats"): export_formats_table,
     ("docs/contract.md", "audit-checks"): audit_checks_table,
     ("slurm-plugins/README.md", "node-checks"): node_checks_table,
+    ("docs/simulate.md", "simulate-policies"): simulate_policies_table,
 }
 
 

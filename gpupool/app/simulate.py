@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from gpupool.errors import BadInput, BadRequest
 from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix
-from gpupool.simulate.engine import POLICIES, SimConfig, policy_goal, simulate
+from gpupool.simulate.engine import SimConfig, policy_goal, simulate
 from gpupool.simulate.metrics import PolicyMetrics
-from gpupool.simulate.pooled import POOL_POLICIES, PoolLayout, PoolUnit
+from gpupool.simulate.policies import REGISTRY
+from gpupool.simulate.pooled import PoolLayout, PoolUnit
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload
@@ -59,16 +60,17 @@ def learnt_size_mix(jobs: Iterable[Job], source: str) -> SizeMix:
 
 
 def parse_policies(text: str, pools_path: str | None = None) -> list[str]:
-    known = (*POLICIES, *POOL_POLICIES)
+    known = REGISTRY.names()
+    pool_policies = REGISTRY.names(pools=True)
     names = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in names if p not in known]
     if unknown or not names:
         raise BadRequest(f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
-    pooled = [p for p in names if p in POOL_POLICIES]
+    pooled = [p for p in names if p in pool_policies]
     if pooled and not pools_path:
         raise BadRequest(f"policy {pooled[0]} needs --pools FILE (the pools file `gpupool pool apply` reads)")
     if pools_path and not pooled:
-        raise BadRequest(f"--pools is used by the pool policies only: add {' or '.join(POOL_POLICIES)} to --policies")
+        raise BadRequest(f"--pools is used by the pool policies only: add {' or '.join(pool_policies)} to --policies")
     return list(dict.fromkeys(names))
 
 

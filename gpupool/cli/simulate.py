@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from gpupool.cli.context import app, json_option
+from gpupool.simulate.policies import policy_help
 
 
 @click.command("simulate")
@@ -17,9 +18,7 @@ from gpupool.cli.context import app, json_option
 @click.option("--format", "fmt", type=click.Choice(["auto", "sacct", "sacct-json", "swf"]), default="auto",
               show_default=True, help="Workload file format.")
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
-              help="Comma-separated: slurm-tree, slurm-block, slurm-tuned, gpupool (what `plan` does by default), "
-                   "gpupool-wait, gpupool-hops, gpupool-pack (one placement objective each), and with --pools "
-                   "pools-nolend, pools-lend.")
+              help=policy_help())
 @click.option("--hop-slack", metavar="N|P%", default="0", show_default=True,
               help="gpupool-pack: pair hops it may spend over the fewest (N, or P% of the fewest).")
 @click.option("--size-mix", metavar="GPUS:SHARE,...|learn",

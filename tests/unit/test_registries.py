@@ -167,13 +167,15 @@ def test_docs_tables_are_current() -> None:
 def test_a_drifted_table_is_caught(tmp_path: Path) -> None:
     from gpupool.app.registry_docs import generated_files
 
-    for name in ("docs/contract.md", "slurm-plugins/README.md"):
+    for name in ("docs/contract.md", "slurm-plugins/README.md", "docs/simulate.md"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         text = (REPO / name).read_text(encoding="utf-8")
-        (tmp_path / name).write_text(text.replace("| `dot` |", "| `dotty` |").replace("| `xid` |", "| `xids` |"))
+        (tmp_path / name).write_text(text.replace("| `dot` |", "| `dotty` |").replace("| `xid` |", "| `xids` |")
+                                     .replace("| `gpupool-pack` |", "| `gpupool-packed` |"))
     drifted = generated_files(tmp_path)
     assert drifted["docs/contract.md"] != (tmp_path / "docs/contract.md").read_text()
     assert drifted["slurm-plugins/README.md"] != (tmp_path / "slurm-plugins/README.md").read_text()
+    assert drifted["docs/simulate.md"] != (tmp_path / "docs/simulate.md").read_text()
 
 
 # --- one case style -----------------------------------------------------------------------------

@@ -57,13 +57,13 @@ def _run(compiled, jobs: list[Job], where: dict[str, list[int]], speed: SpeedMod
 
     sim.place = scripted  # type: ignore[method-assign]
     ends: dict[str, float] = {}
-    finish = sim._finish
+    finish = sim.finish
 
     def record(rid: int, now: float) -> None:
         ends[sim.running[rid].job.job_id] = now
         finish(rid, now)
 
-    sim._finish = record  # type: ignore[method-assign]
+    sim.finish = record  # type: ignore[method-assign]
     sim.run(jobs)
     return sim, ends
 
@@ -238,7 +238,7 @@ def test_cli_contention_option_and_json(tmp_path: Path, capsys: pytest.CaptureFi
 def test_pooled_simulator_with_contention_frees_every_flow() -> None:
     """Pool policies (with preemptions) under contention on a 4:1 fabric: every job completes once, preempted
     flows leave their bundles, and all bundles are idle at the end."""
-    from gpupool.simulate.pooled import PooledSimulator, PoolLayout, PoolUnit
+    from gpupool.simulate.pooled import PoolLayout, PoolUnit
     from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 
     wide = compile_fabric(fat_tree(4, 4, 1))
@@ -249,7 +249,7 @@ def test_pooled_simulator_with_contention_frees_every_flow() -> None:
         PoolUnit("b", tuple(index[h] for h in names[8:]), owners=("b",)),
     ))
     spec = parse_spec("synthetic:jobs=400,seed=2,load=1.2,multi=0.4,multi_nodes=2:50/4:30/6:20,accounts=a:2/b:1")
-    sim = PooledSimulator(wide, "pools-lend", SimConfig(gpus_per_host=8), SpeedModel(model="contention"), layout)
+    sim = Simulator(wide, "pools-lend", SimConfig(gpus_per_host=8), SpeedModel(model="contention"), layout=layout)
     jobs = list(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
     metrics = sim.run(jobs)
     assert metrics.jobs + sim.counts.too_large == len(jobs)
@@ -303,7 +303,7 @@ def test_incremental_shares_match_a_recount_at_every_event() -> None:
             assert flow.share == pytest.approx(share, rel=1e-9)
             checked[0] += 1
 
-    commit, release = sim._commit, sim._release
+    commit, release = sim.commit, sim.release
 
     def commit_then_check(*args, **kwargs):  # type: ignore[no-untyped-def]
         rid = commit(*args, **kwargs)
@@ -315,8 +315,8 @@ def test_incremental_shares_match_a_recount_at_every_event() -> None:
         recount()
         return out
 
-    sim._commit = commit_then_check  # type: ignore[method-assign]
-    sim._release = release_then_check  # type: ignore[method-assign]
+    sim.commit = commit_then_check  # type: ignore[method-assign]
+    sim.release = release_then_check  # type: ignore[method-assign]
     spec = parse_spec("synthetic:jobs=400,seed=5,load=1.1,multi=0.5,multi_nodes=2:40/3:30/5:30")
     metrics = sim.run(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
     assert metrics.jobs == 400 and metrics.contention_slowed > 0 and checked[0] > 1000

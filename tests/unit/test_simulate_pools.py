@@ -11,8 +11,8 @@ from gpupool.cli.main import main
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from gpupool.simulate.engine import SimConfig
-from gpupool.simulate.pooled import PooledSimulator, PoolLayout, PoolUnit, pool_tallies
+from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.pooled import PoolAdmission, PoolLayout, PoolUnit, pool_tallies
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
 
@@ -36,9 +36,10 @@ def _job(job_id: str, account: str, submit: float, duration: float, nodes: int, 
                nodes=nodes, account=account)
 
 
-def _run(policy: str, jobs: list[Job], layout: PoolLayout | None = None) -> tuple[PooledSimulator, dict]:
-    sim = PooledSimulator(SMALL, policy, SimConfig(gpus_per_host=4, record_starts=True), SpeedModel(),
-                          layout or _layout())
+def _run(policy: str, jobs: list[Job], layout: PoolLayout | None = None, backfill: str = "easy"
+         ) -> tuple[Simulator, dict]:
+    sim = Simulator(SMALL, policy, SimConfig(gpus_per_host=4, record_starts=True, backfill=backfill), SpeedModel(),
+                    layout=layout or _layout())
     sim.run(jobs)
     sim.metrics.pools = pool_tallies(sim)
     starts: dict[str, list[tuple[float, list[str]]]] = {}
@@ -54,8 +55,9 @@ BORROW_TRACE = [
 ]
 
 
-def test_no_lending_keeps_each_unit_on_its_own_hosts() -> None:
-    sim, starts = _run("pools-nolend", BORROW_TRACE)
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])  # both backfill models, the same answer
+def test_no_lending_keeps_each_unit_on_its_own_hosts(backfill: str) -> None:
+    sim, starts = _run("pools-nolend", BORROW_TRACE, backfill=backfill)
     assert {k: v[0][0] for k, v in starts.items()} == {"b1": 0, "a1": 0, "a2": 100}
     assert set(starts["a2"][0][1]) <= A_HOSTS and set(starts["b1"][0][1]) <= B_HOSTS
     pools = sim.metrics.to_json()["pools"]
@@ -66,8 +68,9 @@ def test_no_lending_keeps_each_unit_on_its_own_hosts() -> None:
     assert sim.metrics.preemptions == 0
 
 
-def test_lending_runs_the_waiting_job_on_the_other_units_idle_host() -> None:
-    sim, starts = _run("pools-lend", BORROW_TRACE)
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])  # both backfill models, the same answer
+def test_lending_runs_the_waiting_job_on_the_other_units_idle_host(backfill: str) -> None:
+    sim, starts = _run("pools-lend", BORROW_TRACE, backfill=backfill)
     assert {k: v[0][0] for k, v in starts.items()} == {"b1": 0, "a1": 0, "a2": 1}
     # b1 took one of b's hosts; a2 borrows the other one (the only 4 free GPUs at t=1).
     assert set(starts["a2"][0][1]) <= B_HOSTS and starts["a2"][0][1] != starts["b1"][0][1]
@@ -86,8 +89,9 @@ PREEMPT_TRACE = [
 ]
 
 
-def test_owner_preempts_the_borrower_which_restarts_from_zero() -> None:
-    sim, starts = _run("pools-lend", PREEMPT_TRACE)
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])  # both backfill models, the same answer
+def test_owner_preempts_the_borrower_which_restarts_from_zero(backfill: str) -> None:
+    sim, starts = _run("pools-lend", PREEMPT_TRACE, backfill=backfill)
     # t=10: b1 preempts a2 (ran 9 s on 4 GPUs: 36 GPU-s lost) and runs 10..60; at 60 b's hosts are free
     # again and pool a is still full (a1 until 100), so a2 borrows again at 60 and runs its full 1000 s.
     assert [s for s, _ in starts["a2"]] == [1, 60]
@@ -104,25 +108,52 @@ def test_owner_preempts_the_borrower_which_restarts_from_zero() -> None:
     assert m["jct_s"]["max"] == pytest.approx(1059)
 
 
-def test_min_runtime_shields_a_young_borrower() -> None:
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])  # both backfill models, the same answer
+def test_min_runtime_shields_a_young_borrower(backfill: str) -> None:
     # b's borrowers run at least 20 s: a2 (started 1) may be preempted from 21, so b1 starts at 21.
-    sim, starts = _run("pools-lend", PREEMPT_TRACE, _layout(b_min_runtime=20.0))
+    sim, starts = _run("pools-lend", PREEMPT_TRACE, _layout(b_min_runtime=20.0), backfill)
     assert starts["b1"][0][0] == 21
     assert [s for s, _ in starts["a2"]] == [1, 71]
     assert sim.metrics.to_json()["gpu_hours_lost_to_requeue"] == pytest.approx(80 / 3600, abs=1e-3)
 
 
-def test_lend_limit_caps_what_a_pool_lends() -> None:
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])  # both backfill models, the same answer
+def test_lend_limit_caps_what_a_pool_lends(backfill: str) -> None:
     jobs = [
         _job("a1", "a", 0, 100, 2),  # fills pool a until 100
         _job("a2", "a", 1, 50, 1),  # borrows 4 of b's GPUs: b's lend limit reached
         _job("a3", "a", 2, 10, 1),  # b has 4 more idle GPUs but may not lend them: waits for a1's end
     ]
-    _sim, starts = _run("pools-lend", jobs, _layout(b_lend_limit=4))
+    _sim, starts = _run("pools-lend", jobs, _layout(b_lend_limit=4), backfill)
     assert {k: v[0][0] for k, v in starts.items()} == {"a1": 0, "a2": 1, "a3": 51}
     # At 51 a2 has ended: b lends again (a3 borrows at 51, before a1 frees pool a at 100).
-    _sim, unlimited = _run("pools-lend", jobs)
+    _sim, unlimited = _run("pools-lend", jobs, backfill=backfill)
     assert unlimited["a3"][0][0] == 2
+
+
+# One pool owning all four hosts: per-unit EASY reserves for the unit's first blocked job only, Slurm-like
+# backfill for every blocked job tested. Worked by hand (4 GPUs per host, limits = runtimes):
+#   0: j1 (2 hosts, to 100), j2 (1 host, to 20), j3 (1 host, to 200) fill the fabric.
+#   j4 (4 hosts) can start only at 200, when all are free; j5 (3 hosts, 10 s) fits at 100-200 on the hosts of j1, j2.
+#   easy: at 20 j6 (1 host, 150 s: ends 170 <= j4's 200) takes j2's host; j5 then waits for it: 170. j4 at 200.
+#   slurm: j5 reserves [100, 110) on three hosts, so j6 may not take j2's host at 20 (it would run over 100);
+#   j5 starts at 100; after it j6 would run into j4's reservation at 200, so it starts after j4: 210.
+ALL_A = PoolLayout(pools=(PoolUnit("a", tuple(range(4)), owners=("a",)),))
+RESERVE_TRACE = [
+    _job("j1", "a", 0, 100, 2), _job("j2", "a", 0, 20, 1), _job("j3", "a", 0, 200, 1),
+    _job("j4", "a", 1, 10, 4), _job("j5", "a", 2, 10, 3), _job("j6", "a", 3, 150, 1),
+]
+
+
+@pytest.mark.parametrize(("backfill", "expected"), [
+    ("easy", {"j1": 0, "j2": 0, "j3": 0, "j4": 200, "j5": 170, "j6": 20}),
+    ("slurm", {"j1": 0, "j2": 0, "j3": 0, "j4": 200, "j5": 100, "j6": 210}),
+])
+@pytest.mark.parametrize("policy", ["pools-nolend", "pools-lend"])
+def test_backfill_slurm_applies_to_pool_policies(backfill: str, expected: dict[str, float], policy: str) -> None:
+    sim, starts = _run(policy, RESERVE_TRACE, ALL_A, backfill)
+    assert {k: v[0][0] for k, v in starts.items()} == expected
+    assert sim.metrics.preemptions == 0 and sim.metrics.jobs == 6
 
 
 def test_an_account_without_a_pool_is_counted_not_dropped_silently() -> None:
@@ -217,8 +248,10 @@ def test_synthetic_accounts_follow_their_weights_and_leave_other_draws_alone() -
     assert {j.account for j in plain} == {""}
 
 
-def test_busy_random_trace_keeps_gpu_books_balanced() -> None:
-    """Many preemptions on a 16-host fabric: every job completes once, and all GPUs are free at the end."""
+@pytest.mark.parametrize("backfill", ["easy", "slurm"])
+def test_busy_random_trace_keeps_gpu_books_balanced(backfill: str) -> None:
+    """Many preemptions on a 16-host fabric: every job completes once, and all GPUs are free at the end,
+    under per-unit EASY and under the Slurm-like plan alike."""
     from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 
     wide = compile_fabric(fat_tree(4, 4, 2))
@@ -231,15 +264,17 @@ def test_busy_random_trace_keeps_gpu_books_balanced() -> None:
     ))
     spec = parse_spec("synthetic:jobs=600,seed=2,load=1.2,multi=0.3,multi_nodes=2:60/4:40,accounts=a:2/b:1/c:1/x:1")
     for policy in ("pools-nolend", "pools-lend"):
-        sim = PooledSimulator(wide, policy, SimConfig(gpus_per_host=8), SpeedModel(), layout)
+        sim = Simulator(wide, policy, SimConfig(gpus_per_host=8, backfill=backfill), SpeedModel(), layout=layout)
         jobs = list(synthetic_jobs(spec, total_gpus=128, gpus_per_host=8))
         metrics = sim.run(jobs)
         # account x owns nothing and there is no open pool: it runs only by borrowing.
         x_jobs = sum(j.account == "x" for j in jobs)
         assert metrics.jobs + sim.counts.no_pool + sim.counts.too_large == len(jobs)
         assert sim.counts.no_pool == (x_jobs if policy == "pools-nolend" else 0)
-        assert int(sim.free.sum()) == 128 and not sim.running and not any(sim.borrowers_on)
-        assert sim.lent_now == [0, 0, 0]
+        pools_state = sim.admission
+        assert isinstance(pools_state, PoolAdmission)
+        assert int(sim.free.sum()) == 128 and not sim.running and not any(pools_state.borrowers_on)
+        assert pools_state.lent_now == [0, 0, 0]
         pools = pool_tallies(sim)
         assert pools["c"]["lent_gpu_hours"] == 0  # c does not lend
         lent = sum(p["lent_gpu_hours"] for p in pools.values())
