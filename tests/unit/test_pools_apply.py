@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import shlex
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -484,6 +486,102 @@ def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -
                 if account.default_queue:
                     assert slurm.assocs[(account.name, "")]["DefaultQOS"] == account.default_queue
                 assert {u for a, u in slurm.assocs if a == account.name and u} == set(account.users)
+
+
+# -- issue 29: after `pool apply`, a second `pool apply --dry-run` reports no change ------------
+
+GPUS_PER_NODE = 4  # FakeSlurm's nodes
+
+
+@st.composite
+def lending_pools_files(draw: st.DrawFn) -> str:
+    """A pools file of `pools_files` whose owned pools may also carry the lending rules (lend_limit
+    as GPUs or a percentage, min_runtime, grace_time): each such pool gets its own lending partition
+    and partition QOS, which the plain convergence property never makes."""
+    lines = draw(pools_files()).splitlines()
+    out = []
+    for line in lines:
+        if line.startswith("  ") and "owners:" in line and "lend: false" not in line and "nodes: 'gpu[" in line:
+            first, last = (int(n) for n in line.split("gpu[")[1].split("]")[0].split("-"))
+            pool_gpus = (last - first + 1) * GPUS_PER_NODE
+            extras = []
+            limit = draw(st.one_of(st.none(), st.integers(0, pool_gpus).map(str),
+                                   st.integers(0, 100).map(lambda n: f"'{n}%'")))
+            if limit is not None:
+                extras.append(f"lend_limit: {limit}")
+            if draw(st.booleans()):
+                extras.append(f"min_runtime: {draw(st.integers(0, 3600))}")
+            if draw(st.booleans()):
+                extras.append(f"grace_time: {draw(st.integers(0, 600))}")
+            if extras:
+                line = line[:-1] + ", " + ", ".join(extras) + "}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _cli_json(args: list[str], slurm: FakeSlurm) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*args, "--json"], AppContext(slurm_runner=slurm, user_exists=lambda name: True))
+    return code, json.loads(out.getvalue()) if out.getvalue().strip() else {}, err.getvalue()
+
+
+def _expand_by_hand(hostlist: str) -> list[str]:
+    """`gpu007` or `gpu[001-003,005]` (the forms a pool's partition takes here), expanded by hand."""
+    if "[" not in hostlist:
+        return [hostlist]
+    prefix, ranges = hostlist.rstrip("]").split("[")
+    names = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        names += [f"{prefix}{n:0{len(low)}d}" for n in range(int(low), int(high or low) + 1)]
+    return names
+
+
+def _expected_lend_limits(text: str) -> dict[str, int]:
+    """Lending partition QOS -> GrpTRES GPUs, read from the file by hand (yaml.safe_load): a GPU
+    count as written, a percentage of the pool's nodes x 4 GPUs rounded down."""
+    doc = yaml.safe_load(text)
+    limits = {}
+    for name, pool in doc["pools"].items():
+        if "lend_limit" not in pool:
+            continue
+        first, last = (int(n) for n in pool["nodes"].split("gpu[")[1].rstrip("]").split("-"))
+        limit = pool["lend_limit"]
+        if isinstance(limit, str):
+            limit = (last - first + 1) * GPUS_PER_NODE * int(limit.rstrip("%")) // 100
+        limits[f"scavenger-{name}"] = limit
+    return limits
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=lending_pools_files())
+def test_cli_second_dry_run_after_apply_reports_no_change(text: str) -> None:
+    """Through the CLI, as an admin runs it: the dry run predicts what apply then does; apply
+    reaches the file; a second dry run finds nothing to change, runs no mutating command and
+    leaves the fragment as it was. Lend limits land as written (independent reading above)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        slurm = FakeSlurm(Path(tmp))
+        pools, fragment = Path(tmp) / "pools.yaml", Path(tmp) / "gpupool-partitions.conf"
+        pools.write_text(text)
+        args = ["pool", "apply", str(pools), "--fragment", str(fragment)]
+        code, predicted, err = _cli_json([*args, "--dry-run"], slurm)
+        assert code == 0, (err, text)
+        assert slurm.mutations == [] and not fragment.exists()
+        code, applied, err = _cli_json(args, slurm)
+        assert code == 0 and applied["applied"] is True, (err, text)
+        changes = {(c["kind"], c["name"], c["action"]) for c in applied["changes"]}
+        assert changes == {(c["kind"], c["name"], c["action"]) for c in predicted["changes"]}, text
+        assert all(c["status"] == "applied" for c in applied["changes"])
+        mutations, written = list(slurm.mutations), fragment.read_text()
+        code, second, err = _cli_json([*args, "--dry-run"], slurm)
+        assert code == 0 and second["changes"] == [] and second["applied"] is False, (second, text)
+        assert slurm.mutations == mutations and fragment.read_text() == written
+        for qos, gpus in _expected_lend_limits(text).items():
+            assert slurm.qos[qos]["GrpTRES"] == f"gres/gpu={gpus}", (qos, slurm.qos[qos], text)
+        owned_nodes = [h for name, p in slurm.partitions.items() if name in yaml.safe_load(text)["pools"]
+                       for h in _expand_by_hand(p["Nodes"])]
+        assert len(owned_nodes) == len(set(owned_nodes)) == 8, "every node in exactly one pool partition"
 
 
 def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
