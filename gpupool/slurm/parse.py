@@ -508,6 +508,9 @@ def partitions_from_scontrol(text: str) -> dict[str, dict[str, str]]:
 # preemption settings
 
 
+_DURATION_FIELD_RE = re.compile(r"[0-9]{1,9}")
+
+
 def duration_seconds(text: str | None) -> int | None:
     """Slurm time text -> seconds: ``[D-]HH:MM:SS``, ``HH:MM:SS``, ``MM:SS``, ``MM``; None for
     empty, ``N/A``, ``(null)``, ``UNLIMITED``, ``INFINITE`` or anything else unreadable."""
@@ -518,7 +521,8 @@ def duration_seconds(text: str | None) -> int | None:
     if not sep:
         days, rest = "0", text
     parts = rest.split(":")
-    if not days.isdigit() or not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    # ASCII digits, at most 9 each: "²".isdigit() is True (int() then raises), "٣" would read as 3.
+    if not 1 <= len(parts) <= 3 or not all(_DURATION_FIELD_RE.fullmatch(p) for p in (days, *parts)):
         return None
     numbers = [int(p) for p in parts]
     if sep:  # D-HH, D-HH:MM, D-HH:MM:SS

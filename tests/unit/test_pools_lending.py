@@ -81,6 +81,11 @@ def test_runtime_is_read_in_seconds_like_slurm(text: str | int, seconds: int | N
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ("    lend_limit: 75%\n", "    lend_limit: 120%\n",
      "p.yaml:5: pools.vision.lend_limit: expected a GPU count or a percentage from 0% to 100%, got '120%'"),
+    # Only ASCII digits: "²%" was an internal error (int("²") raises), "٣%" (Arabic-Indic 3) read as 3%.
+    ("    lend_limit: 75%\n", "    lend_limit: \u00b2%\n",
+     "p.yaml:5: pools.vision.lend_limit: expected a GPU count or a percentage from 0% to 100%, got '\u00b2%'"),
+    ("    lend_limit: 75%\n", "    lend_limit: \u0663%\n",
+     "p.yaml:5: pools.vision.lend_limit: expected a GPU count or a percentage from 0% to 100%, got '\u0663%'"),
     ("    owners: [llm]\n", "    owners: [llm]\n    lend: false\n    min_runtime: 60\n",
      "p.yaml:12: pools.llm.min_runtime: min_runtime applies to a lending pool, but it does not lend (`lend: false`)"),
     ('    min_runtime: "10:00"\n', '    min_runtime: "13:00:00"\n',
