@@ -143,7 +143,7 @@ def test_protected_borrower_is_avoided_even_at_a_higher_cost() -> None:
 
 
 def test_infeasible_even_with_every_borrower_preempted() -> None:
-    with pytest.raises(InfeasibleError):
+    with pytest.raises(InfeasibleError, match="^nothing fits even with every borrowed job preempted$"):
         _run({}, [_b("A", ["gpu001"], HOUR)], eligible=["gpu001"])
 
 
@@ -291,32 +291,33 @@ ELIGIBLE_BUT_6 = np.array([True, True, True, True, True, False])
 def test_freed_state_adds_chosen_gpus_caps_at_total_and_leaves_out_hosts_of_unchosen_borrowers() -> None:
     # Hosts gpu001..gpu006; gpu006 is not eligible. By hand, for chosen A, B, F, G:
     #   gpu001: 4 free + A's 6 = 10, capped at its 8 GPUs -> 8, usable.
-    #   gpu002: 0 + B's 4 = 4, capped at its 2 GPUs -> 2, usable (eligible although not usable now).
+    #   gpu002: 0 + B's 4 + H's 1 = 5 (H's first host is unknown: skipped, not the end of H), usable
+    #           (eligible although not usable now).
     #   gpu003: 1 + B's 4 = 5, but C (not chosen) still holds it -> left out.
     #   gpu004: 5 free > its 2 configured (a stale count): the cap is max(total, free) = 5; E holds 0
     #           GPUs there, which blocks nothing -> usable.
     #   gpu005: 0 -> not usable.  gpu006: not eligible: D (unchosen) does not block it, G's 2 are not
     #           added -> 3 free, usable as it was.  F's unknown host is ignored.
-    free = _state([4, 0, 1, 5, 0, 3], [True, False, False, True, False, True], [8, 2, 8, 2, 8, 8])
+    free = _state([4, 0, 1, 5, 0, 3], [True, False, False, True, False, True], [8, 8, 8, 2, 8, 8])
     pool = [_b("A", ["gpu001"], 1, gpus=6), Borrower("B", {"gpu002": 4, "gpu003": 4}, 1), _b("C", ["gpu003"], 1, 4),
             _b("D", ["gpu006"], 1), _b("E", ["gpu004"], 1, gpus=0), _b("F", ["nohost"], 1, 3),
-            _b("G", ["gpu006"], 1, gpus=2)]
-    chosen = [pool[0], pool[1], pool[5], pool[6]]
+            _b("G", ["gpu006"], 1, gpus=2), Borrower("H", {"nohost": 1, "gpu002": 1}, 1)]
+    chosen = [pool[0], pool[1], pool[5], pool[6], pool[7]]
     out = freed_state(free, INDEX, ELIGIBLE_BUT_6, pool, chosen)
-    assert out.free_gpus.tolist() == [8, 2, 5, 5, 0, 3] and out.free_gpus.dtype == np.int32
+    assert out.free_gpus.tolist() == [8, 5, 5, 5, 0, 3] and out.free_gpus.dtype == np.int32
     assert out.usable.tolist() == [True, True, False, True, False, True]
     assert out.total_gpus is free.total_gpus
     # Nothing chosen: nothing added, nothing blocked (gpu003's 1 free GPU becomes usable: eligible).
     none = freed_state(free, INDEX, ELIGIBLE_BUT_6, pool, [])
     assert none.free_gpus.tolist() == [4, 0, 1, 5, 0, 3]
     assert none.usable.tolist() == [True, False, True, True, False, True]
-    # No configured counts: no cap (gpu001 10, gpu002 4).
+    # No configured counts: no cap (gpu001 10).
     uncapped = freed_state(_state([4, 0, 1, 5, 0, 3], [True, False, False, True, False, True]), INDEX,
                            ELIGIBLE_BUT_6, pool, chosen)
-    assert uncapped.free_gpus.tolist() == [10, 4, 5, 5, 0, 3]
+    assert uncapped.free_gpus.tolist() == [10, 5, 5, 5, 0, 3]
     # Counts of another length (a different fabric's) are not used as a cap either.
     other = _state([4, 0, 1, 5, 0, 3], [True, False, False, True, False, True], [8, 2, 8])
-    assert freed_state(other, INDEX, ELIGIBLE_BUT_6, pool, chosen).free_gpus.tolist() == [10, 4, 5, 5, 0, 3]
+    assert freed_state(other, INDEX, ELIGIBLE_BUT_6, pool, chosen).free_gpus.tolist() == [10, 5, 5, 5, 0, 3]
 
 
 def test_needed_lists_the_chosen_borrowers_on_the_placement_hosts_unless_free_gpus_suffice() -> None:
@@ -344,22 +345,24 @@ def test_needed_lists_the_chosen_borrowers_on_the_placement_hosts_unless_free_gp
 def test_subset_filter_skips_subsets_that_clear_nothing_or_cannot_hold_the_job() -> None:
     from gpupool.placement.reclaim import _subset_filter
 
-    # Items: 0 A on gpu001 (8); 1 B on gpu002 (4) + gpu003 (4); 2 C on gpu002 (4); 3 D on gpu006 (not eligible).
-    # Free: gpu003 2 (usable), gpu005 1 (usable, no borrower), gpu006 3 (neither usable nor eligible).
-    free = _state([0, 0, 2, 0, 1, 3], [False, False, True, False, True, False])
+    # Items: 0 A on gpu001 (8); 1 B on gpu002 (4) + gpu003 (4); 2 C on gpu002 (4); 3 D on gpu006 (not
+    # eligible); 4 E holding 0 GPUs on gpu004. Free: gpu003 2 (eligible, not usable), gpu004 1 (eligible,
+    # not usable), gpu005 1 (usable), gpu006 3 (neither usable nor eligible: never counted).
+    free = _state([0, 0, 2, 1, 1, 3], [False, False, False, False, True, False])
     items = [_b("A", ["gpu001"], 1), Borrower("B", {"gpu002": 4, "gpu003": 4}, 1), _b("C", ["gpu002"], 1, 4),
-             _b("D", ["gpu006"], 1)]
+             _b("D", ["gpu006"], 1), _b("E", ["gpu004"], 1, gpus=0)]
 
     def worth(subset: tuple[int, ...], need: int) -> bool:
         return _subset_filter(free, INDEX, ELIGIBLE_BUT_6, items, need)(subset)
 
-    # By hand: hosts without a borrower add gpu005's 1 (gpu004 has 0; gpu006 is out) to any subset.
-    assert worth((0,), 9) and not worth((0,), 10)  # A clears gpu001: 1 + 0 + 8
-    assert worth((1,), 7) and not worth((1,), 8)  # B clears gpu003 only (C still on gpu002): 1 + 2 + 4
-    assert worth((1, 2), 15) and not worth((1, 2), 16)  # both clear gpu002 and gpu003: 1 + (0 + 8) + (2 + 4)
+    # By hand: hosts without a borrower add gpu004's 1 and gpu005's 1 (gpu006 is out) to any subset.
+    assert worth((0,), 10) and not worth((0,), 11)  # A clears gpu001: 2 + 0 + 8
+    assert worth((1,), 8) and not worth((1,), 9)  # B clears gpu003 only (C still on gpu002): 2 + 2 + 4
+    assert worth((1, 2), 16) and not worth((1, 2), 17)  # both clear gpu002 and gpu003: 2 + (0 + 8) + (2 + 4)
     assert not worth((2,), 0)  # C clears no host (B stays on gpu002): a lighter subset plans the same
     assert not worth((0, 2), 0)
     assert not worth((3,), 0)  # D is on no eligible host
+    assert not worth((4,), 0)  # E holds no GPU: it clears nothing
 
 
 def test_to_json_by_hand() -> None:
@@ -389,6 +392,7 @@ def test_candidates_count_only_borrowers_holding_gpus_on_eligible_hosts() -> Non
     alloc, preempted, out = _run({"gpu003": 8, "gpu004": 8}, borrowers, eligible=eligible)
     assert alloc == {"gpu003": 8, "gpu004": 8} and preempted == []
     assert out.candidates == 2 and out.subsets_tried == 1 and out.exhaustive  # type: ignore[attr-defined]
+    assert out.borrowed_free is False  # type: ignore[attr-defined]
     assert out.notes == []  # type: ignore[attr-defined]
 
 
@@ -410,7 +414,7 @@ def test_max_subsets_counts_the_empty_subset_and_the_greedy_tries() -> None:
     # max_subsets=1: the one placement with nothing preempted spends it; the greedy pass then tries
     # dropping A, D, C, B (heaviest first; ties by job id descending): 4 more placements, 5 in all.
     _alloc, preempted, out = _run({}, FOUR_LEAVES, max_subsets=1)
-    assert out.subsets_tried == 5 and preempted == ["B", "C"]  # type: ignore[attr-defined]
+    assert out.subsets_tried == 5 and preempted == ["B", "C"] and out.candidates == 4  # type: ignore[attr-defined]
     assert out.notes == ["searched 1 borrower subsets within the budget; the rest by dropping the heaviest "  # type: ignore[attr-defined]
                          "borrowers first"]
     # max_subsets=2: one subset more, B alone (the lightest, by job id), which cannot hold two hosts.
@@ -427,3 +431,18 @@ def test_a_zero_time_budget_keeps_the_all_preempted_plan() -> None:
     assert preempted == on_hosts and len(alloc) == 2
     assert out.subsets_tried == 1 and not out.exhaustive  # type: ignore[attr-defined]
     assert out.notes[0].startswith("searched 1 borrower subsets")  # type: ignore[attr-defined]
+
+
+def test_each_borrower_subset_is_planned_once_in_weight_order() -> None:
+    # D (8 GPUs x 60 s = 480 GPU-s) holds 4 GPUs on each of gpu005/gpu006, protected P the other 4:
+    # freeing D can never give a whole host. B, C: 8 x 3600 each on leaf02; A: leaf01 and 8 GPUs on a
+    # host outside the fabric (they count: 24 x 2400 = 57600), plus a 0-GPU entry on gpu006 (which
+    # clears nothing). Host-closed subsets by weight
+    # (GPU-s, then jobs): {} 0, {D} 480, {B} 28800, {C} 28800, {B,D} 29280, {C,D} 29280, {A} 57600 (1 job)
+    # before {B,C} 57600 (2 jobs). {D} comes from gpu005, gpu006 and both: planned once. So A, after 7.
+    borrowers = [Borrower("A", {"gpu001": 8, "gpu002": 8, "elsewhere": 8, "gpu006": 0}, 2400),
+                 _b("B", ["gpu003"], HOUR), _b("C", ["gpu004"], HOUR), _b("D", ["gpu005", "gpu006"], 60, gpus=4),
+                 _b("P", ["gpu005", "gpu006"], 60, gpus=4, protected=True)]
+    alloc, preempted, out = _run({}, borrowers)
+    assert alloc == {"gpu001": 8, "gpu002": 8} and preempted == ["A"]
+    assert out.subsets_tried == 7 and out.candidates == 5 and out.exhaustive  # type: ignore[attr-defined]
