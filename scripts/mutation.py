@@ -126,20 +126,25 @@ def run_module(target: str, key: str, max_children: int, time_limit: float) -> d
     config = ("\n[tool.mutmut]\n"
               'source_paths = ["gpupool"]\n'
               f"only_mutate = {json.dumps([target])}\n"
-              'also_copy = ["tests", "scripts", "slurm-plugins", "docs", "man", "testbed", "setup.cfg"]\n'
+              # Everything the tests read besides gpupool/ (examples/pools.yaml, README walkthroughs, man pages).
+              'also_copy = ["tests", "scripts", "slurm-plugins", "docs", "man", "testbed", "examples", "vendor", '
+              '"setup.cfg", "README.md"]\n'
               'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n")
     with (root / "pyproject.toml").open("a") as handle:
         handle.write(config)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20")
     started = time.monotonic()
+    log = root / "mutmut.log"
     try:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)], cwd=root,
-                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=time_limit,
-                       check=False)
+        with log.open("wb") as sink:
+            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)], cwd=root,
+                           env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=time_limit, check=False)
         timed_out = False
     except subprocess.TimeoutExpired:
         timed_out = True
+    # mutmut's own last words: why nothing was checked when its clean run or stats run failed.
+    log_tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-15:]
     results: dict[str, int | None] = {}
     for meta in (root / "mutants").rglob("*.py.meta"):
         source = str(meta.relative_to(root / "mutants"))[:-len(".meta")]
@@ -151,7 +156,8 @@ def run_module(target: str, key: str, max_children: int, time_limit: float) -> d
             shows[name] = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=root, env=env,
                                          capture_output=True, text=True, check=False).stdout
     shutil.rmtree(root, ignore_errors=True)
-    return {"results": results, "shows": shows, "seconds": time.monotonic() - started, "timed_out": timed_out}
+    return {"results": results, "shows": shows, "seconds": time.monotonic() - started, "timed_out": timed_out,
+            "log_tail": log_tail}
 
 
 def diff_lines(show: str) -> str:
@@ -193,6 +199,11 @@ def main() -> int:
             odd = sorted({str(c) for c in codes if c not in KILLED | SURVIVED | NO_TESTS and c is not None})
             print(f"   {other} mutants ended with other exit codes ({', '.join(odd)}): not counted as killed")
         failed |= not ok
+        if checked == 0:
+            print("   nothing was checked; mutmut's output ended with:")
+            for line in run["log_tail"]:  # type: ignore[attr-defined]
+                if line.strip():
+                    print(f"   | {line}")
         rows.append((target, total, killed, len(survivors), len(survivors) - len(open_survivors), no_tests, other,
                      unchecked, score, run["seconds"], ok))
         for name in open_survivors:

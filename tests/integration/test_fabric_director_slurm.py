@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ClusterShell.NodeSet import NodeSet
 
-from tests.helpers import director_site
+from tests.support.captures import director_site
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.node.job_submit_lua import render_job_submit_lua
+from tests.fakenvml.fakenvml_build import build_fake_nvml, write_scenario
+from tests.fakenvml.fakesysfs import dgx_like
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
-
-from fakenvml_build import build_fake_nvml, write_scenario  # noqa: E402
-from fakesysfs import dgx_like  # noqa: E402
-
-from gpupool.node.job_submit_lua import render_job_submit_lua  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

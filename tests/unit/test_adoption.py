@@ -488,7 +488,7 @@ def test_stranded_headline_for_whole_node_jobs_and_named_heat_map(tree_fabric: s
 # --- 6. what was set apart is visible ------------------------------------------------------------------------
 
 def test_set_apart_things_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     capture = REPO / "tests/fixtures/ibnetdiscover/selene-compute-hdr.out"
     fabric = tmp_path / "selene.json"
@@ -569,7 +569,7 @@ README_TABLE_CODES = {0, 1, 2, 3, 4}
 
 
 def _readme_console_blocks() -> list[list[str]]:
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     blocks, current, inside = [], [], False
     for line in (REPO / "README.md").read_text().splitlines():
@@ -605,7 +605,7 @@ def test_readme_first_hour_walk_through(tmp_path: Path, monkeypatch: pytest.Monk
                                         capsys: pytest.CaptureFixture[str]) -> None:
     from collections import Counter
 
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     # Every capture the README names by file name, from the repository's fixtures.
     for fixture in (REPO / "tests/fixtures").glob("*/*"):

@@ -1,5 +1,5 @@
 """Correctness properties of the fuzz suite (issue 29): an input gpupool ACCEPTS must also have
-been UNDERSTOOD. Each property is checked by something written here or in tests/oracles.py, never
+been UNDERSTOOD. Each property is checked by something written here or in tests/support/oracles.py, never
 by gpupool's own reading of the same data.
 
 - discover -> export (tree, block, yaml) -> a small reader here -> the same host-to-leaf map in all
@@ -33,7 +33,7 @@ from gpupool.cli.main import main
 from gpupool.errors import InputError
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from tests import oracles
+from tests.support import oracles
 
 NIGHTLY = os.environ.get("GPUPOOL_HYPOTHESIS_PROFILE") == "nightly"
 EXAMPLES = int(os.environ.get("GPUPOOL_FUZZ_EXAMPLES", "1500" if NIGHTLY else "150"))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from gpupool.fabric.generate import dragonfly, fat_tree
-from tests import oracles
-from tests.helpers import GOLDEN
+from tests.support import oracles
+from tests.support.helpers import GOLDEN
 from tests.unit.test_fuzz_properties import expand_names, host_to_leaf, logical_leaf, read_tree_conf
 
 GENERATED = {
@@ -55,7 +55,7 @@ def test_golden_file_matches_the_generators_fabric(name: str) -> None:
 def test_dgx_golden_file_matches_the_raw_capture() -> None:
     import re
 
-    from tests.helpers import DGX_FIXTURE
+    from tests.support.helpers import DGX_FIXTURE
 
     capture = DGX_FIXTURE.read_text()
     graph = oracles.read_ibnetdiscover(capture)

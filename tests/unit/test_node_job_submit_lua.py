@@ -9,7 +9,7 @@ import pytest
 
 from gpupool.errors import InputError
 from gpupool.node.job_submit_lua import lua_pools, main, render_job_submit_lua
-from tests.helpers import require_tool
+from tests.support.helpers import require_tool
 
 POOLS = {
     "pools": {

@@ -17,7 +17,7 @@ from gpupool.fabric.generate import fat_tree
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.reclaim import Borrower, freed_state, plan_reclaim
-from tests import oracles
+from tests.support import oracles
 
 FABRIC = compile_fabric(fat_tree(3, 2, 1))
 INDEX = FABRIC.host_index()
@@ -201,7 +201,7 @@ def test_time_budget_bounds_the_search_and_keeps_a_minimal_cost_plan() -> None:
 
 def _expected_least(records: list[tuple[str, dict[str, int], int]], request: Request) -> tuple[int, int]:
     """(GPU-seconds, jobs) of the least preemption among placements of minimal pair_hops_sum, by
-    brute force over every borrower subset with the independent oracle (tests/oracles.py), from the
+    brute force over every borrower subset with the independent oracle (tests/support/oracles.py), from the
     raw job records (job id, host -> GPUs, run seconds): GPU-seconds are the job's GPUs on all its
     hosts times its run time, computed here (never Borrower.gpu_seconds). The documented rule is
     applied here by hand: once anything is preempted, a host still holding an unpreempted borrower
