@@ -52,7 +52,8 @@ CORE: dict[str, list[str]] = {
     "gpupool/node/checks.py": ["tests/unit/test_node_checks.py", "tests/unit/test_node_health.py"],
     "gpupool/slurm/parse.py": ["tests/unit/test_slurm_parse.py", "tests/unit/test_slurm_job_states.py",
                                "tests/unit/test_slurm_releases.py", "tests/unit/test_hostile_slurm.py",
-                               "tests/unit/test_hostile_issue29.py"],
+                               "tests/unit/test_hostile_issue29.py", "tests/unit/test_slurm_preempt.py",
+                               "tests/unit/test_slurm_client.py", "tests/unit/test_slurm_freestate.py"],
     "gpupool/pools/schema.py": ["tests/unit/test_pools_schema.py", "tests/unit/test_pools_lending.py"],
     "gpupool/simulate/engine.py": ["tests/unit/test_simulate_engine.py", "tests/unit/test_simulate_pools.py"],
 }
