@@ -190,3 +190,75 @@ def test_bad_documents() -> None:
         parse.nodes_from_json({"errors": [{"description": "Unable to contact slurm controller"}]})
     with pytest.raises(InputError, match="hostlist"):
         parse.expand_hostlist("gpu[001-")
+
+
+# -- issue 29: whole records, every field read by hand from the 24.11 captures ------------------------
+
+def _local(text: str) -> int:
+    """scontrol prints local time without a zone: the epoch second of that wall-clock time here."""
+    from datetime import datetime
+
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp())
+
+
+def _expected_nodes_24_11() -> dict[str, object]:
+    from gpupool.slurm.models import NodeState
+
+    # scontrol-show-node-24.11.txt: Gres=gpu:8 (untyped), CPUTot=CPUEfctv=16, RealMemory=64000,
+    # Partitions=gpu, ActiveFeatures=(null); gpu004 is IDLE+DRAIN, "bad hca [root@...]".
+    used = {"gpu001": (3, 2, 1000), "gpu002": (2, 1, 2000), "gpu003": (2, 1, 2000)}
+    nodes: dict[str, object] = {}
+    for i in range(1, 9):
+        name = f"gpu{i:03d}"
+        gpus, cpus, mem = used.get(name, (0, 0, 0))
+        flags = {"MIXED"} if name in used else {"IDLE", "DRAIN"} if name == "gpu004" else {"IDLE"}
+        nodes[name] = NodeState(name=name, flags=frozenset(flags), gpus_total=8, gpus_used=gpus, gpu_types=(),
+                                cpus_total=16, cpus_alloc=cpus, memory_mb=64000, memory_alloc_mb=mem,
+                                partitions=("gpu",), features=(), reason="bad hca" if name == "gpu004" else "")
+    return nodes
+
+
+@pytest.mark.parametrize("source", ["text", "json"])
+def test_node_records_24_11_field_by_field(source: str) -> None:
+    if source == "text":
+        found = parse.nodes_from_scontrol((FIXTURES / "scontrol-show-node-24.11.txt").read_text())
+    else:
+        found = parse.nodes_from_json(load("scontrol-show-nodes-24.11.json"))
+    assert {n.name: n for n in found} == _expected_nodes_24_11()
+
+
+def _expected_jobs_24_11() -> dict[str, object]:
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    # scontrol-show-job-24.11.txt, read by hand: jobs 1 and 2 run, 5 waits for all 8 nodes.
+    return {
+        "1": JobInfo(job_id="1", name="job.sh", user="root", account="root", partition="gpu", state="RUNNING",
+                     reason="None", nodes=("gpu001",), allocation={"gpu001": 3},
+                     request=JobRequest(nodes=1, gpus_per_node=3, required_nodes="gpu001", partition="gpu"),
+                     start_time=_local("2026-11-29T23:52:40"), submit_time=_local("2026-11-29T23:52:39"),
+                     qos="normal"),
+        "2": JobInfo(job_id="2", name="job.sh", user="root", account="root", partition="gpu", state="RUNNING",
+                     reason="None", nodes=("gpu002", "gpu003"), allocation={"gpu002": 2, "gpu003": 2},
+                     request=JobRequest(nodes=2, gpus_per_node=2, required_nodes="gpu[002-003]", partition="gpu"),
+                     comment="gpupool:pair_hops_sum=4", start_time=_local("2026-11-29T23:52:40"),
+                     submit_time=_local("2026-11-29T23:52:39"), qos="normal"),
+        "5": JobInfo(job_id="5", name="job.sh", user="root", account="root", partition="gpu", state="PENDING",
+                     reason="Nodes_required_for_job_are_DOWN,_DRAINED_or_reserved_for_jobs_in_higher_priority_"
+                            "partitions",
+                     request=JobRequest(nodes=8, gpus_per_node=8, partition="gpu", switches="1@00:05:00"),
+                     submit_time=_local("2026-11-29T23:52:42"), qos="normal"),
+    }
+
+
+def test_job_records_24_11_text_field_by_field() -> None:
+    found = parse.jobs_from_scontrol((FIXTURES / "scontrol-show-job-24.11.txt").read_text())
+    assert {j.job_id: j for j in found} == _expected_jobs_24_11()
+
+
+def test_job_records_24_11_json_field_by_field() -> None:
+    import dataclasses
+
+    expected = _expected_jobs_24_11()
+    # squeue-24.11.json was captured a moment apart: its pending job 5 says "state_reason": "Resources".
+    expected["5"] = dataclasses.replace(expected["5"], reason="Resources")  # type: ignore[type-var]
+    assert {j.job_id: j for j in parse.jobs_from_json(load("squeue-24.11.json"))} == expected
