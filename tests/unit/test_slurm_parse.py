@@ -262,3 +262,63 @@ def test_job_records_24_11_json_field_by_field() -> None:
     # squeue-24.11.json was captured a moment apart: its pending job 5 says "state_reason": "Resources".
     expected["5"] = dataclasses.replace(expected["5"], reason="Resources")  # type: ignore[type-var]
     assert {j.job_id: j for j in parse.jobs_from_json(load("squeue-24.11.json"))} == expected
+
+
+@pytest.mark.parametrize(("kv", "expected"), [
+    ({"JobId": "9", "ArrayJobId": "7", "ArrayTaskId": "2"}, "7_2"),  # a started array task: squeue's 7_2
+    ({"JobId": "7", "ArrayJobId": "7", "ArrayTaskId": "1-3"}, "7"),  # the pending remainder keeps 7
+    ({"JobId": "9", "ArrayJobId": "7"}, "9"),
+    ({"JobId": "9", "ArrayTaskId": "2"}, "9"),
+    ({"JobId": "9", "ArrayJobId": "\u0667", "ArrayTaskId": "2"}, "9"),  # Arabic-Indic 7 is no job id
+    ({}, ""),
+])
+def test_scontrol_job_id(kv: dict[str, str], expected: str) -> None:
+    assert parse.scontrol_job_id(kv) == expected
+
+
+def test_scontrol_job_records_find_the_record_by_the_id_asked() -> None:
+    lines = ["JobId=9 ArrayJobId=7 ArrayTaskId=2 JobState=RUNNING NodeList=gpu001 TresPerNode=gres/gpu:1",
+             "JobId=7 ArrayJobId=7 ArrayTaskId=3-4 JobState=PENDING NodeList=",
+             "NodeName=gpu001 State=IDLE",
+             "JobId=10 JobState=PENDING"]
+    text = "\n".join(lines)
+    assert [j.job_id for j in parse.scontrol_job_records(text, "7_2")] == ["7_2"]
+    assert [j.job_id for j in parse.scontrol_job_records(text, "9")] == ["7_2"]  # its own JobId= too
+    assert [j.job_id for j in parse.scontrol_job_records(text, " 7 ")] == ["7"]
+    assert [j.job_id for j in parse.scontrol_job_records(text, "10")] == ["10"]
+    assert parse.scontrol_job_records(text, "8") == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Unknown", None), ("None", None), ("N/A", None), ("", None), (None, None), ("2026-13-40T99:00:00", None),
+])
+def test_scontrol_time_unknowns(text: str | None, expected: None) -> None:
+    assert parse._scontrol_time(text) is expected
+
+
+@pytest.mark.parametrize(("reason", "expected"), [
+    ("bad hca [root@2026-11-29T23:52:42]", "bad hca"), ("bad hca", "bad hca"), ("", ""),
+    ("[a] in the middle [slurm@2026-01-01T00:00:00]  ", "[a] in the middle"),
+])
+def test_node_reason_loses_only_the_trailing_user_and_time(reason: str, expected: str) -> None:
+    assert parse._strip_reason(reason) == expected
+
+
+def test_json_errors_read_every_spelling() -> None:
+    doc = {"errors": [{"description": "Unable to contact slurm controller", "error": "x"}, {"error": "only error"},
+                      {"error_number": 1}, "a plain string"]}
+    assert parse.json_errors(doc) == ["Unable to contact slurm controller", "only error", "{'error_number': 1}",
+                                      "a plain string"]
+    assert parse.json_errors({}) == [] and parse.json_errors({"errors": None}) == []
+    with pytest.raises(InputError, match="^Slurm job JSON has no 'jobs' list: only error$"):
+        parse.jobs_from_json({"errors": [{"error": "only error"}]})
+    with pytest.raises(InputError, match="^Slurm node JSON has no 'nodes' list$"):
+        parse.nodes_from_json({})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Submitted batch job 12\n", ("12", "")), ("12\n", ("12", "")), ("12;cluster1\n", ("12", "cluster1")),
+    ("sbatch: warning: x\n34\n", ("34", "")),
+])
+def test_parse_sbatch_output(text: str, expected: tuple[str, str]) -> None:
+    assert parse.parse_sbatch_output(text) == expected
