@@ -13,7 +13,7 @@ import pytest
 from gpupool.fabric.generate import dragonfly, fat_tree
 from tests.support import oracles
 from tests.support.helpers import GOLDEN
-from tests.unit.test_fuzz_properties import expand_names, host_to_leaf, logical_leaf, read_tree_conf
+from tests.support.oracles import expand_names, host_to_leaf, logical_leaf, read_tree_conf
 
 GENERATED = {
     "fat-tree-8x8x4.topology.conf": (fat_tree(8, 8, 4), 64),
