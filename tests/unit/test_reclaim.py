@@ -347,18 +347,18 @@ def test_subset_filter_skips_subsets_that_clear_nothing_or_cannot_hold_the_job()
 
     # Items: 0 A on gpu001 (8); 1 B on gpu002 (4) + gpu003 (4); 2 C on gpu002 (4); 3 D on gpu006 (not
     # eligible); 4 E holding 0 GPUs on gpu004. Free: gpu003 2 (eligible, not usable), gpu004 1 (eligible,
-    # not usable), gpu005 1 (usable), gpu006 3 (neither usable nor eligible: never counted).
-    free = _state([0, 0, 2, 1, 1, 3], [False, False, False, False, True, False])
+    # not usable), gpu005 2 (usable), gpu006 3 (neither usable nor eligible: never counted).
+    free = _state([0, 0, 2, 1, 2, 3], [False, False, False, False, True, False])
     items = [_b("A", ["gpu001"], 1), Borrower("B", {"gpu002": 4, "gpu003": 4}, 1), _b("C", ["gpu002"], 1, 4),
              _b("D", ["gpu006"], 1), _b("E", ["gpu004"], 1, gpus=0)]
 
     def worth(subset: tuple[int, ...], need: int) -> bool:
         return _subset_filter(free, INDEX, ELIGIBLE_BUT_6, items, need)(subset)
 
-    # By hand: hosts without a borrower add gpu004's 1 and gpu005's 1 (gpu006 is out) to any subset.
-    assert worth((0,), 10) and not worth((0,), 11)  # A clears gpu001: 2 + 0 + 8
-    assert worth((1,), 8) and not worth((1,), 9)  # B clears gpu003 only (C still on gpu002): 2 + 2 + 4
-    assert worth((1, 2), 16) and not worth((1, 2), 17)  # both clear gpu002 and gpu003: 2 + (0 + 8) + (2 + 4)
+    # By hand: hosts without a borrower add gpu004's 1 and gpu005's 2 (gpu006 is out) to any subset.
+    assert worth((0,), 11) and not worth((0,), 12)  # A clears gpu001: 3 + 0 + 8
+    assert worth((1,), 9) and not worth((1,), 10)  # B clears gpu003 only (C still on gpu002): 3 + 2 + 4
+    assert worth((1, 2), 17) and not worth((1, 2), 18)  # both clear gpu002 and gpu003: 3 + (0 + 8) + (2 + 4)
     assert not worth((2,), 0)  # C clears no host (B stays on gpu002): a lighter subset plans the same
     assert not worth((0, 2), 0)
     assert not worth((3,), 0)  # D is on no eligible host
@@ -415,6 +415,7 @@ def test_max_subsets_counts_the_empty_subset_and_the_greedy_tries() -> None:
     # dropping A, D, C, B (heaviest first; ties by job id descending): 4 more placements, 5 in all.
     _alloc, preempted, out = _run({}, FOUR_LEAVES, max_subsets=1)
     assert out.subsets_tried == 5 and preempted == ["B", "C"] and out.candidates == 4  # type: ignore[attr-defined]
+    assert out.exhaustive is False  # type: ignore[attr-defined]
     assert out.notes == ["searched 1 borrower subsets within the budget; the rest by dropping the heaviest "  # type: ignore[attr-defined]
                          "borrowers first"]
     # max_subsets=2: one subset more, B alone (the lightest, by job id), which cannot hold two hosts.
