@@ -61,6 +61,7 @@ def test_tres_and_memory() -> None:
 ])
 def test_state_flags(state: object, flags: object, expected: set[str]) -> None:
     assert parse.state_flags(state, flags) == frozenset(expected)
+    assert parse._state_flags(state, flags) == frozenset(expected)  # uncached: the reading itself
 
 
 def test_number_objects() -> None:
@@ -322,3 +323,38 @@ def test_json_errors_read_every_spelling() -> None:
 ])
 def test_parse_sbatch_output(text: str, expected: tuple[str, str]) -> None:
     assert parse.parse_sbatch_output(text) == expected
+
+
+@pytest.mark.parametrize(("state", "flags", "expected"), [
+    # sinfo(1) STATE suffixes: * not responding, ~ powered off, # powering up, % powering down,
+    # ! pending power down, $ maintenance, @ pending reboot, ^ reboot issued, - planned (backfill).
+    ("IDLE*~#%!$@^-", None, {"IDLE", "NOT_RESPONDING", "POWERED_DOWN", "POWERING_UP", "POWERING_DOWN",
+                             "POWER_DOWN", "MAINT", "REBOOT_REQUESTED", "REBOOT_ISSUED", "PLANNED"}),
+    ("down* + drain", None, {"DOWN", "NOT_RESPONDING", "DRAIN"}),
+    (" not responding ", ("planned", "*"), {"NOT_RESPONDING", "PLANNED"}),
+    ("*", None, {"NOT_RESPONDING"}),
+    ("", None, set()), (None, None, set()), ([], "", set()),
+])
+def test_state_flags_every_suffix_and_spelling(state: object, flags: object, expected: set[str]) -> None:
+    assert parse._state_flags(state, flags) == frozenset(expected)
+    assert parse.state_flags(state, flags) == frozenset(expected)
+
+
+def test_preemption_from_the_22_05_captures_field_by_field() -> None:
+    from gpupool.slurm.models import PreemptionConfig
+
+    config = parse.config_from_scontrol((FIXTURES / "scontrol-show-config-22.05.txt").read_text())
+    rows = [dict(zip(parse.QOS_PREEMPT_FIELDS, line.split("|"), strict=False))
+            for line in (FIXTURES / "sacctmgr-show-qos-preempt-22.05.txt").read_text().splitlines() if line.strip()]
+    # By hand: PreemptType=preempt/partition_prio, PreemptExemptTime=00:00:00; QOS normal (no Preempt,
+    # cluster, no exempt time) and scavenger (requeue, exempt 00:05:00 = 300 s).
+    assert parse.preemption_from(config, rows) == PreemptionConfig(
+        preempt_type="preempt/partition_prio", exempt_time_s=0, qos_exempt_s={"scavenger": 300},
+        qos_preempts={"normal": (), "scavenger": ()}, qos_mode={"normal": "CLUSTER", "scavenger": "REQUEUE"},
+        qos_known=True)
+    rows = [{"Name": " urgent ", "Preempt": "scavenger,,low", "PreemptMode": " requeue ", "PreemptExemptTime": "1-0"},
+            {"Name": "", "Preempt": "x"}]
+    assert parse.preemption_from({"PreemptType": " preempt/qos ", "PreemptExemptTime": "10:00"}, rows) == \
+        PreemptionConfig(preempt_type="preempt/qos", exempt_time_s=600, qos_exempt_s={"urgent": 86400},
+                         qos_preempts={"urgent": ("scavenger", "low")}, qos_mode={"urgent": "REQUEUE"})
+    assert parse.preemption_from({}, None) == PreemptionConfig(qos_known=False)
