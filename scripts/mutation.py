@@ -121,7 +121,8 @@ def scratch_copy() -> Path:
     return root
 
 
-def run_module(target: str, key: str, max_children: int, time_limit: float) -> dict[str, object]:
+def run_module(target: str, key: str, max_children: int, time_limit: float, reviewed: set[str],
+               max_shown: int) -> dict[str, object]:
     root = scratch_copy()
     tests = [t for t in CORE[key] if (root / t).exists()]
     config = ("\n[tool.mutmut]\n"
@@ -152,8 +153,9 @@ def run_module(target: str, key: str, max_children: int, time_limit: float) -> d
         if source == target or fnmatch.fnmatch(source, target):
             results.update(json.loads(meta.read_text())["exit_code_by_key"])
     shows = {}
+    # One `mutmut show` per open survivor (a second or more each on a busy machine): the first max_shown.
     for name, code in results.items():
-        if code in SURVIVED:
+        if code in SURVIVED and name not in reviewed and len(shows) < max_shown:
             shows[name] = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=root, env=env,
                                          capture_output=True, text=True, check=False).stdout
     shutil.rmtree(root, ignore_errors=True)
@@ -173,6 +175,8 @@ def main() -> int:
                         help="only the core modules changed against BASE (default main)")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds per module")
+    parser.add_argument("--max-shown", type=int, default=60, metavar="N",
+                        help="print the diff of the first N open survivors per module (the rest by name)")
     args = parser.parse_args()
     chosen = select(args.modules, args.changed)
     if not chosen:
@@ -183,7 +187,7 @@ def main() -> int:
     rows = []
     for target, key in chosen:
         print(f"== mutmut: {target} (tests: {' '.join(CORE[key])})", flush=True)
-        run = run_module(target, key, args.max_children, args.time_limit)
+        run = run_module(target, key, args.max_children, args.time_limit, set(reviewed), args.max_shown)
         codes = list(run["results"].values())  # type: ignore[attr-defined]
         total = len(codes)
         killed = sum(1 for c in codes if c in KILLED)
@@ -208,7 +212,8 @@ def main() -> int:
         rows.append((target, total, killed, len(survivors), len(survivors) - len(open_survivors), no_tests, other,
                      unchecked, score, run["seconds"], ok))
         for name in open_survivors:
-            print(f"   survived: {name}: {diff_lines(run['shows'][name])}")  # type: ignore[index]
+            shown = run["shows"].get(name)  # type: ignore[attr-defined]
+            print(f"   survived: {name}" + (f": {diff_lines(shown)}" if shown is not None else ""))
     print()
     print(f"{'module':32} {'mutants':>7} {'killed':>6} {'survived':>8} {'reviewed':>8} {'no-test':>7} "
           f"{'other':>5} {'unchecked':>9} {'score':>6} {'seconds':>7}")
