@@ -358,3 +358,65 @@ def test_preemption_from_the_22_05_captures_field_by_field() -> None:
         PreemptionConfig(preempt_type="preempt/qos", exempt_time_s=600, qos_exempt_s={"urgent": 86400},
                          qos_preempts={"urgent": ("scavenger", "low")}, qos_mode={"urgent": "REQUEUE"})
     assert parse.preemption_from({}, None) == PreemptionConfig(qos_known=False)
+
+
+@pytest.mark.parametrize(("job", "expected"), [
+    ({"job_id": 9, "array_job_id": 7, "array_task_id": 2}, "7_2"),  # squeue names a started task 7_2
+    ({"job_id": 7, "array_job_id": 7, "array_task_id": 0}, "7_0"),  # task 0 is a task
+    ({"job_id": 7, "array_job_id": {"set": True, "infinite": False, "number": 7},
+      "array_task_id": {"set": False, "infinite": False, "number": 0}}, "7"),  # the pending remainder
+    ({"job_id": 12, "array_job_id": 0, "array_task_id": 3}, "12"),  # not an array
+    ({"job_id": "12"}, "12"), ({}, "0"),
+])
+def test_json_job_id(job: dict[str, object], expected: str) -> None:
+    assert parse._job_id(job) == expected
+
+
+@pytest.mark.parametrize(("hosts", "detail", "per_node", "alloc", "expected"), [
+    (["a", "b"], ["gpu:h100:3(IDX:0-2)", "gpu:1(IDX:0)"], "", "", {"a": 3, "b": 1}),  # per node, uneven
+    (["a", "b"], ["gpu:0", "gpu:0"], "gres/gpu:2", "", {"a": 2, "b": 2}),  # released: the request
+    (["a", "b"], ["gpu:4"], "gres/gpu:2", "", {"a": 2, "b": 2}),  # detail of another length: ignored
+    (["a", "b"], [], "", "cpu=4,gres/gpu=6", {"a": 3, "b": 3}),  # the job's total, evenly
+    (["a", "b"], [], "", "cpu=4,gres/gpu=5", {"a": 0, "b": 0}),  # uneven total: unknown per node
+    (["a"], [], "", "", {"a": 0}), ([], [], "", "gres/gpu=4", {}),
+])
+def test_allocation_sources(hosts: list[str], detail: list[str], per_node: str, alloc: str,
+                            expected: dict[str, int]) -> None:
+    assert parse._allocation(hosts, detail, per_node, alloc) == expected
+
+
+@pytest.mark.parametrize(("job", "switches", "segment"), [
+    ({"required_switches": 1, "maximum_switch_wait_time": 300}, "1@00:05:00", None),
+    ({"required_switches": 2, "wait4switch": 3725}, "2@01:02:05", None),  # 22.05's name for the wait
+    ({"required_switches": 3}, "3@00:00:00", None),
+    ({"required_switches": 0, "maximum_switch_wait_time": 300}, "", None),
+    ({"segment_size": 18}, "", 18), ({"segment_size": 1}, "", 1), ({"segment_size": 0}, "", None),
+    ({"segment_size": 0xFFFE}, "", None), ({"segment_size": 0xFFFD}, "", 0xFFFD),
+])
+def test_switches_and_segment_from_json(job: dict[str, int], switches: str, segment: int | None) -> None:
+    assert parse._switches_json(job) == switches and parse._segment_json(job) == segment
+
+
+def test_key_values_keep_spaces_repeats_and_order() -> None:
+    line = "  JobId=5 Reason=ReqNodeNotAvail, UnavailableNodes:gpu004 Comment=two words Nodes=a GRES=gpu:1 Nodes=b "
+    assert parse.key_values(line) == [("JobId", "5"), ("Reason", "ReqNodeNotAvail, UnavailableNodes:gpu004"),
+                                      ("Comment", "two words"), ("Nodes", "a"), ("GRES", "gpu:1"), ("Nodes", "b")]
+    assert parse.key_values("lead words A=1") == [("A", "1")]  # text before the first Key= belongs to none
+    assert parse.key_values("") == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("(null)", ""), ("N/A", ""), (" None ", ""), (None, ""), ("", ""), (" gpu[1-2] ", "gpu[1-2]"), (0, ""),
+])
+def test_null_to_empty(value: object, expected: str) -> None:
+    assert parse._null_to_empty(value) == expected
+
+
+def test_words_and_numbers_by_hand() -> None:
+    assert parse.words("gpu, debug,(null),,N/A") == ["gpu", "debug"]
+    assert parse.words(["a", " b ", "none", 3]) == ["a", "b", "3"]
+    assert parse.words(None) == [] and parse.words(7) == ["7"]
+    assert parse.number(" 12 ") == 12 and parse.number("1" * 19) is None and parse.number("-1", 4) == 4
+    assert parse.number(2.0) == 2 and parse.number(2.5, 9) == 9 and parse.number(True, 3) == 3
+    assert parse.number({"number": 6}) == 6  # "set" defaults to true
+    assert parse.number({"set": True, "number": None}, 1) == 1 and parse.number(-3) is None
