@@ -10,10 +10,15 @@ measured in the same run, interleaved (reference, command, reference, command, .
   (e) 65,536-host generate + compile + export topology.conf, this tree against the
       tree in --baseline (default: none; another checkout), same run                 no slower
   (f) the Prolog `node check` through the shipped slurm-plugins/prolog.d script     <= 0.2 s median
-  (g) `explain`, `jobs`, `status` need a testbed: printed only with --testbed (else skipped, said so)
+  (g) `explain`, `jobs`, `status` on a testbed: --testbed-up brings up a 16-node Slurm testbed (22.05 by
+      default, --port-base 41000), fragments it with filler jobs and one pending job, and times each
+      command against the reference and against the Slurm calls it makes, replayed bare (its own
+      answer time); --testbed uses a testbed already up. Target: <= 3x plus Slurm's own answer time.
 
 submit --dry-run asks Slurm for its nodes: here a fake `scontrol`/`squeue` pair (shell scripts that
-`cat` saved answers made from tests/fixtures/slurm) stands in; its own time is printed too.
+`cat` saved answers made from tests/fixtures/slurm; nodes both as `scontrol -d -o show nodes` text, what
+this tree reads, and as `scontrol show nodes --json`, what trees before #26's fix read) stands in; the
+Slurm calls submit makes are logged by a PATH shim, replayed bare, and their time printed too.
 Exit 1 when a target is missed. `--quick`: fewer runs, no fresh bootstrap, no 65k fabric.
 """
 
@@ -24,6 +29,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -148,6 +154,16 @@ def fake_slurm(work: Path, names: list[str]) -> Path:
         nodes.append(node)
     doc["nodes"] = nodes
     (bindir / "nodes.json").write_text(json.dumps(doc))
+    # The same nodes as `scontrol -d -o show nodes` prints them (the 24.11 capture's first line as the
+    # template): what this tree reads; trees before #26's fix read nodes.json.
+    template = (fixtures / "scontrol-show-node-24.11.txt").read_text().splitlines()[0]
+    with (bindir / "nodes.txt").open("w") as out:
+        for node in nodes:
+            line = re.sub(r"^NodeName=\S+", f"NodeName={node['name']}", template)
+            line = re.sub(r" GresUsed=\S+", f" GresUsed={node['gres_used']}", line)
+            line = re.sub(r" State=\S+", f" State={node['state'][0]}", line)
+            line = re.sub(r" Partitions=\S+", " Partitions=gpu", line)
+            out.write(line + "\n")
     shutil.copy(fixtures / "scontrol-show-config-22.05.txt", bindir / "config.txt")
     from gpupool.hostlist import fold
 
@@ -160,6 +176,7 @@ def fake_slurm(work: Path, names: list[str]) -> Path:
         'case "$*" in\n'
         '  "--version") echo "slurm-wlm 24.11.5" ;;\n'
         '  "show nodes --json") cat "$d/nodes.json" ;;\n'
+        '  "-d -o show nodes") cat "$d/nodes.txt" ;;\n'
         '  "show config") cat "$d/config.txt" ;;\n'
         '  "-o show partition") cat "$d/partition.txt" ;;\n'
         '  *) echo "fake scontrol: $* not served" >&2; exit 1 ;;\n'
@@ -170,16 +187,45 @@ def fake_slurm(work: Path, names: list[str]) -> Path:
     return bindir
 
 
-def slurm_answer_time(bindir: Path, runs: int) -> float:
-    """Median seconds of the fake Slurm answers submit asks for (version, config, nodes, queue)."""
+# A PATH shim that logs every Slurm command a gpupool command runs, then runs the real one: the
+# "Slurm's own answer time" of a command is the time of replaying exactly those calls, bare.
+SLURM_TOOLS = ("scontrol", "squeue", "sinfo", "sacct", "sacctmgr", "sshare", "sbatch", "scancel")
+
+
+def slurm_shim(work: Path, path: str) -> Path:
+    """A directory of logging wrappers around the Slurm commands found on `path`."""
+    shim = work / "slurm-shim"
+    shim.mkdir(exist_ok=True)
+    for tool in SLURM_TOOLS:
+        real = shutil.which(tool, path=path)
+        if real:
+            wrapper = shim / tool
+            # One line per call: the tool and its arguments, NUL-separated (arguments may hold spaces).
+            wrapper.write_text(f'#!/bin/sh\nprintf "%s\\0" "{real}" "$@" >> "$SLURM_SHIM_LOG"; '
+                               f'printf "\\n" >> "$SLURM_SHIM_LOG"\nexec "{real}" "$@"\n')
+            wrapper.chmod(0o755)
+    return shim
+
+
+def slurm_calls(argv: list[str], env: dict[str, str], work: Path) -> list[list[str]]:
+    """The Slurm commands (real paths and arguments) one run of argv makes."""
+    log = work / "slurm-shim.log"
+    log.unlink(missing_ok=True)
+    shim = slurm_shim(work, env["PATH"])
+    run_once(argv, dict(env, PATH=f"{shim}:{env['PATH']}", SLURM_SHIM_LOG=str(log)))
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line.rstrip("\0").split("\0") for line in lines if line]
+
+
+def slurm_answer_time(calls: list[list[str]], env: dict[str, str], runs: int) -> float:
+    """Median seconds of running `calls` one after the other, bare (no gpupool, no Python)."""
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        for argv in (["scontrol", "--version"], ["scontrol", "show", "config"], ["scontrol", "-o", "show", "partition"],
-                     ["scontrol", "show", "nodes", "--json"], ["squeue", "--json"]):
-            subprocess.run([str(bindir / argv[0]), *argv[1:]], stdout=subprocess.DEVNULL, check=True)
+        for call in calls:
+            subprocess.run(call, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return statistics.median(samples) if samples else 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -200,11 +246,13 @@ def plan_and_submit(work: Path, env: dict[str, str], runs: int, sizes: list[int]
         report(f"plan --gpus 64 --json, {hosts} hosts", ref, cmd, ratio, target)
         bindir = fake_slurm(work, names)
         slurm_env = dict(env, PATH=f"{bindir}:{env['PATH']}", GPUPOOL_SLURM_BACKEND="commands")
-        ref, cmd, ratio = paired([*gpupool_argv(), "submit", "--fabric", str(fabric), "--gpus", "64", "--dry-run",
-                                  str(job)], slurm_env, runs)
-        answer = slurm_answer_time(bindir, max(3, runs // 2))
+        submit = [*gpupool_argv(), "submit", "--fabric", str(fabric), "--gpus", "64", "--dry-run", str(job)]
+        ref, cmd, ratio = paired(submit, slurm_env, runs)
+        calls = slurm_calls(submit, slurm_env, work)
+        answer = slurm_answer_time(calls, slurm_env, max(3, runs // 2))
+        asked = ", ".join(" ".join([Path(c[0]).name, *c[1:]]) for c in calls)
         report(f"submit --dry-run --gpus 64, {hosts} hosts", ref, cmd, ratio, target,
-               f"; fake Slurm answers {answer * 1000:.0f} ms of it")
+               f"; fake Slurm answers {answer * 1000:.0f} ms of it ({asked})")
     assert first_fabric is not None
     return first_fabric
 
@@ -305,17 +353,75 @@ def prolog(work: Path, env: dict[str, str], runs: int) -> None:
           f"(0.2 s = 1.25x of the issue's 0.16 s) [{verdict(ratio <= 1.25, 'prolog node check ratio')}]")
 
 
-def testbed(env: dict[str, str], runs: int) -> None:
-    print("== (g) explain / jobs / status on the testbed ==")
-    probe = subprocess.run(["squeue", "--json"], env=env, capture_output=True, text=True, check=False) \
+TESTBED_NODES = 16
+
+
+def testbed_up(work: Path, env: dict[str, str], port_base: int, release: str) -> tuple[dict[str, str], Path]:
+    """`scripts/testbed up` (as scripts/demo does, smaller) in a fresh state directory; its environment."""
+    state = work / "testbed"
+    script = str(REPO / "scripts" / "testbed")
+    start = time.perf_counter()
+    up = subprocess.run([sys.executable, script, "up", "--nodes", str(TESTBED_NODES), "--state-dir", str(state),
+                         "--port-base", str(port_base), "--slurm", release], env=env, capture_output=True, text=True,
+                        check=False)
+    if up.returncode != 0:
+        raise RuntimeError(f"scripts/testbed up failed (exit {up.returncode}): {up.stderr.strip()[-600:]}")
+    print(f"testbed: Slurm {release}, {TESTBED_NODES} nodes x 8 GPUs, port base {port_base}, up in "
+          f"{time.perf_counter() - start:.0f} s")
+    exports = subprocess.run([sys.executable, script, "env", "--state-dir", str(state)], env=env, capture_output=True,
+                             text=True, check=True).stdout
+    tb_env = dict(env)
+    for line in exports.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            tb_env[key] = shlex.split(value)[0] if value else ""
+    return tb_env, state
+
+
+def testbed_down(state: Path, env: dict[str, str]) -> None:
+    """`scripts/testbed down`: stops exactly the daemons (and job steps) its `up` started."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "testbed"), "down", "--state-dir", str(state)], env=env,
+                   capture_output=True, text=True, check=False)
+
+
+def testbed_jobs(env: dict[str, str]) -> str:
+    """A fragmented cluster as in scripts/demo (filler jobs of 0-8 GPUs per node, seeded), and one job
+    pending for resources (whole cluster); returns the pending job's id, for `explain`."""
+    rng = np.random.default_rng(7)
+    for i in range(1, TESTBED_NODES + 1):
+        used = int(rng.choice([0, 0, 2, 4, 6, 7, 8]))
+        if used:
+            subprocess.run(["sbatch", "-Q", "-J", "filler", "-w", f"gpu{i:03d}", f"--gres=gpu:{used}", "-n1",
+                            "--wrap", "sleep 3600"], env=env, check=True, capture_output=True)
+    pending = subprocess.run(["sbatch", "--parsable", "-J", "waits", "-N", str(TESTBED_NODES), "--gres=gpu:8",
+                              "--wrap", "sleep 60"], env=env, check=True, capture_output=True, text=True)
+    time.sleep(3)  # let the scheduler start the fillers and mark the big job pending
+    return pending.stdout.strip().split(";")[0]
+
+
+def testbed_figures(work: Path, env: dict[str, str], runs: int, explain_job: str | None) -> None:
+    """explain / jobs / status against the reference and against the Slurm calls each makes, bare."""
+    probe = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True, check=False) \
         if shutil.which("squeue", path=env.get("PATH")) else None
     if probe is None or probe.returncode != 0:
-        print("skipped: no testbed up (squeue does not answer); start one with scripts/testbed up")
+        print("skipped: no testbed up (squeue does not answer); use --testbed-up, or scripts/testbed up and --testbed")
         return
-    for argv in (["jobs", "--all", "--json"], ["status", "--json"]):
-        ref, cmd, ratio = paired([*gpupool_argv(), *argv], env, runs)
-        answer = statistics.median(run_once(["squeue", "--json"], env)[0] for _ in range(3))
-        report(" ".join(argv), ref, cmd, ratio, 3.0 + answer / ref, f"; squeue alone {answer * 1000:.0f} ms")
+    commands = [["jobs", "--all", "--json"], ["status", "--json"]]
+    if explain_job:
+        commands.append(["explain", explain_job, "--json"])
+    for argv in commands:
+        full = [*gpupool_argv(), *argv]
+        ref, cmd, pair_ratio = paired(full, env, runs)
+        calls = slurm_calls(full, env, work)
+        answer = slurm_answer_time(calls, env, max(3, runs // 2))
+        asked = ", ".join(" ".join([Path(c[0]).name, *c[1:]]) for c in calls)
+        label = " ".join(argv)
+        target = 3.0 + answer / ref  # the issue's "<= 3x plus Slurm's own answer time"
+        own = (cmd - answer) / ref
+        print(f"{label:<44} {cmd * 1000:7.0f} ms  numpy {ref * 1000:5.0f} ms  ratio {cmd / ref:4.2f}x "
+              f"(pairs' median {pair_ratio:4.2f}x); Slurm's own answer {answer * 1000:.0f} ms ({answer / ref:.2f}x: "
+              f"{asked}); gpupool beyond Slurm {own:4.2f}x (target <= 3x) [{verdict(own <= 3.0, label)}] "
+              f"(cmd <= {target:.2f}x)")
 
 
 def main() -> int:
@@ -323,7 +429,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9, help="paired runs per figure (default 9)")
     parser.add_argument("--quick", action="store_true", help="3 runs; no fresh bootstrap, no 65k-host fabric")
     parser.add_argument("--baseline", help="another checkout to time the 65k-host fabric against (PYTHONPATH)")
-    parser.add_argument("--testbed", action="store_true", help="also time explain/jobs/status against Slurm")
+    parser.add_argument("--testbed", action="store_true",
+                        help="also time explain/jobs/status against the Slurm on PATH (a testbed already up)")
+    parser.add_argument("--testbed-up", action="store_true",
+                        help="bring up a 16-node testbed for (g) (scripts/testbed up), fragment it, time, take it down")
+    parser.add_argument("--port-base", type=int, default=41000, help="--testbed-up: the testbed's first port")
+    parser.add_argument("--slurm", default="22.05", help="--testbed-up: the Slurm release (default 22.05, the host's)")
     parser.add_argument("--only", help="comma list of sections: a,c,d,e,f,g (a covers (a) and (b))")
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
@@ -346,10 +457,17 @@ def main() -> int:
         if "f" in only:
             prolog(work, env, runs)
         if "g" in only:
-            if args.testbed:
-                testbed(env, runs)
+            print("== (g) explain / jobs / status on the testbed ==")
+            if args.testbed_up:
+                tb_env, state = testbed_up(work, env, args.port_base, args.slurm)
+                try:
+                    testbed_figures(work, tb_env, runs, testbed_jobs(tb_env))
+                finally:
+                    testbed_down(state, tb_env)
+            elif args.testbed:
+                testbed_figures(work, env, runs, None)
             else:
-                print("== (g) explain / jobs / status: skipped (needs a testbed: scripts/testbed up, then --testbed)")
+                print("skipped (needs a testbed: --testbed-up, or scripts/testbed up and --testbed)")
     print(f"== latency benchmark: {'all targets met' if not FAILURES else 'MISSED: ' + '; '.join(FAILURES)} "
           f"({time.perf_counter() - start:.0f} s) ==")
     return 1 if FAILURES else 0

@@ -120,7 +120,8 @@ def explain(compiled: CompiledFabric, free: FreeState, request: Request, placeme
                           f"{o_hosts} hosts); {hop_text} the fewest-hops placement")
     else:
         same = other.allocation == placement.allocation
-        doc["why"] = ("hops: fewest pair hops, then fewest leaf switches, then best fit"
+        doc["why"] = ("hops: fewest pair hops, then fewest leaf switches, then fewest hosts (the even split), "
+                      "then best fit"
                       + ("; pack would pick the same" if same else
                          f"; pack would keep {o_leaves} whole free leaves and {o_hosts} whole hosts "
                          f"(this: {leaves}, {hosts})"))

@@ -1,4 +1,4 @@
-"""`status`, `pool report`, `metrics`, `report --html` and `jobs --report` as use cases.
+"""`pool report`, `metrics`, `report --html` and `jobs --report` as use cases (`status`: `gpupool.app.status`).
 
 Each composes the fabric, the free state (as `gpupool plan` gets it: `app.plan`), Slurm's
 accounting and pools (through a `CommandRunner`), the fabric audit and the pure `observe`
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gpupool.app.pools import config_fragment, live_fragment_path, pool_hosts
+from gpupool.app.status import Warn, check_shapes, fragmentation, load_fabric_and_free
 from gpupool.config import Config, resolve_fabric_path
 from gpupool.errors import EnvError, GpupoolError, InputError, UsageError
 from gpupool.findings import Finding
@@ -53,16 +54,11 @@ from gpupool.pools.status import (
 )
 
 if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.observe.fragmentation import Fragmentation
     from gpupool.observe.jobreport import JobTopology
-    from gpupool.placement.model import FreeState
     from gpupool.slurm.port import SlurmClient
 
 # numpy/numba (fabric, placement, fragmentation, audit) are imported inside the functions that need
 # them: `pool report` and `pool apply` (which loads `pool report`) read no fabric and must stay light.
-
-Warn = Callable[[str], None]
 
 
 def parse_window(since: str, until: str, now: datetime) -> tuple[datetime, datetime]:
@@ -71,47 +67,6 @@ def parse_window(since: str, until: str, now: datetime) -> tuple[datetime, datet
     if end <= start:
         raise UsageError(f"--until {until} must be after --since {since}")
     return start, end
-
-
-def load_fabric_and_free(config: Config, slurm: Callable[[], SlurmClient], fabric_path: str | None,
-                         free_path: str | None, partition: str | None, *, ignore_unknown: bool = False,
-                         warn: Warn | None = None) -> tuple[CompiledFabric, FreeState]:
-    """The compiled fabric and the free state, exactly as `gpupool plan` obtains them."""
-    from gpupool.app.plan import free_state_from_slurm, load_free_file
-    from gpupool.fabric.compiled import load_compiled
-    from gpupool.placement.model import Request
-
-    compiled = load_compiled(resolve_fabric_path(fabric_path, config))
-    if free_path:
-        return compiled, load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
-    request = Request(gpus=1, partition=partition)
-    return compiled, free_state_from_slurm(slurm().node_states(), compiled, request, warn=warn)
-
-
-def fragmentation(compiled: CompiledFabric, free: FreeState, shapes: str | None,
-                  gpus_per_node: int | None) -> Fragmentation:
-    """Every fragmentation figure for the `--shapes` list (K from the option, else Slurm's GPUs per node)."""
-    from gpupool.observe.fragmentation import gpus_per_node_of, measure, parse_shapes
-
-    k = gpus_per_node_of(free, gpus_per_node)
-    return measure(compiled, free, parse_shapes(shapes, k), k)
-
-
-def check_shapes(shapes: str | None, gpus_per_node: int | None) -> None:
-    """Bad `--shapes` are a usage error before any file or Slurm is read."""
-    from gpupool.observe.fragmentation import parse_shapes
-
-    parse_shapes(shapes, gpus_per_node or 1)
-
-
-def status(config: Config, slurm: Callable[[], SlurmClient], *, fabric_path: str | None, free_path: str | None,
-           partition: str | None, ignore_unknown: bool, shapes: str | None, gpus_per_node: int | None,
-           warn: Warn | None = None) -> Fragmentation:
-    """`gpupool status`: fragmentation of the free GPUs now."""
-    check_shapes(shapes, gpus_per_node)
-    compiled, free = load_fabric_and_free(config, slurm, fabric_path, free_path, partition,
-                                          ignore_unknown=ignore_unknown, warn=warn)
-    return fragmentation(compiled, free, shapes, gpus_per_node)
 
 
 def pool_definitions(run: CommandRunner, config: Config, pools_file: str | None, fragment_option: str | None,
@@ -214,7 +169,7 @@ def metrics_text(options: MetricsOptions, config: Config, slurm: Callable[[], Sl
 
     def fragmentation_now() -> list[Family]:
         compiled, free = load_fabric_and_free(config, slurm, options.fabric_path, options.free_path,
-                                              options.partition, warn=warn)
+                                              options.partition, warn=warn, gpus_per_node=options.gpus_per_node)
         return fragmentation_families(fragmentation(compiled, free, options.shapes, options.gpus_per_node))
 
     def node_check() -> list[Family]:
@@ -255,7 +210,7 @@ def html_report(options: HtmlOptions, config: Config, slurm: Callable[[], SlurmC
     check_shapes(options.shapes, options.gpus_per_node)
     start, end = parse_window(options.since, options.until, now)
     compiled, free = load_fabric_and_free(config, slurm, options.fabric_path, options.free_path, options.partition,
-                                          warn=warn)
+                                          warn=warn, gpus_per_node=options.gpus_per_node)
     figures = fragmentation(compiled, free, options.shapes, options.gpus_per_node)
     notes: dict[str, str] = {}
     lent = None

@@ -16,6 +16,7 @@ from gpupool.app.reclaim import may_reclaim, plan_with_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, InputError
 from gpupool.fabric.compiled import CompiledFabric
+from gpupool.fabric.kinds import FabricKind
 from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import fold
 from gpupool.placement.block import block_usage, check_segment, place_block, slurm_block_reference
@@ -76,8 +77,10 @@ def load_health_file(path: str, compiled: CompiledFabric) -> Health:
     return Health(excluded=found.broken_hosts, degraded_leaves=found.degraded_leaves)
 
 
-def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False) -> FreeState:
-    """The `--free FILE` JSON object {"host": free_gpus}."""
+def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool = False,
+                   gpus_per_host: int | None = None, size_option: str = "--gpus-per-host") -> FreeState:
+    """The `--free FILE` JSON object {"host": free_gpus}; with `gpus_per_host` (what `size_option`
+    says a whole host has) a host with more free GPUs than that is refused, without asking Slurm."""
     raw = read_input_bytes(path, "free-state file")
     try:
         text = raw.decode("utf-8")
@@ -86,7 +89,22 @@ def load_free_file(path: str, compiled: CompiledFabric, *, ignore_unknown: bool 
     doc = load_json_text(text, path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object {{\"host\": free_gpus, ...}}")
-    return FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
+    free = FreeState.from_dict(compiled, doc, ignore_unknown=ignore_unknown, source=path)
+    if gpus_per_host is not None:
+        check_free_within_host_size(path, free, compiled, gpus_per_host, size_option)
+    return free
+
+
+def check_free_within_host_size(path: str, free: FreeState, compiled: CompiledFabric, gpus_per_host: int,
+                                size_option: str) -> None:
+    """A free file saying a host has more free GPUs than a whole host has is wrong (exit 4, file, host and
+    the option that gave the size named): the fabric does not count GPUs, so the size comes from an option."""
+    over = np.nonzero(free.free_gpus > gpus_per_host)[0]
+    if over.size:
+        h = int(over[0])
+        more = f" (and {over.size - 1} more host{'s' if over.size > 2 else ''})" if over.size > 1 else ""
+        raise InputError(f"{path}: host {compiled.host_names[h]}: {int(free.free_gpus[h])} free GPUs, but "
+                         f"{size_option} {gpus_per_host} says a host has {gpus_per_host}{more}")
 
 
 def check_free_within_capacity(path: str, free: FreeState, compiled: CompiledFabric,
@@ -149,13 +167,15 @@ class PlanOutcome:
 
 def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | None, ignore_unknown: bool,
              slurm: Callable[[], SlurmClient], warn: Callable[[str], None] | None = None,
-             health_path: str | None = None, topology: str = "auto") -> PlanOutcome:
+             health_path: str | None = None, topology: str = "auto",
+             gpus_per_host: int | None = None) -> PlanOutcome:
     """Free state from `free_path` (else Slurm), Slurm's own pick for comparison, and ours.
 
     `slurm` is called only when Slurm is needed: no `--free`, or `--partition` with `--free`
     (a free file lists hosts, not partitions, so Slurm says which hosts a partition has).
     Health (hosts skipped, leaves avoided) comes from Slurm's drained/down nodes whenever Slurm
-    is read, and from `health_path` (a saved `fabric audit --json`).
+    is read, and from `health_path` (a saved `fabric audit --json`). `gpus_per_host`: a whole host's
+    GPUs, so a free file is checked without Slurm (with Slurm, against what Slurm configures).
     """
     health = Health()
     states: list[NodeState] = []
@@ -165,7 +185,7 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
     choice = resolve_topology(compiled, topology, request.partition, slurm if read_slurm else None)
     request = segment_for(choice, request, warn)
     if free_path:
-        free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown)
+        free = load_free_file(free_path, compiled, ignore_unknown=ignore_unknown, gpus_per_host=gpus_per_host)
         if request.partition:
             states = slurm().node_states()
             check_free_within_capacity(free_path, free, compiled, states)
@@ -186,7 +206,7 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         try:
             reference = reference_placement(compiled, free, request, choice)
         except InfeasibleError:  # nothing free now; Slurm would preempt, which its reference does not model
-            reference = ("slurm-dragonfly" if compiled.kind == "dragonfly" else "slurm-tree", None)
+            reference = ("slurm-dragonfly" if compiled.kind is FabricKind.DRAGONFLY else "slurm-tree", None)
         # An owner's partition with borrowed GPUs: count them as free, preempt the least.
         try:
             reclaim = reclaim_for(client, compiled, free, request, states, jobs, health, topology=choice)

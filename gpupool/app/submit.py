@@ -36,7 +36,7 @@ import pwd
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from gpupool.app.lock import default_lock_path, submit_lock
 from gpupool.app.plan import (
@@ -105,6 +105,7 @@ class SubmitRequest:
     topology: str = "auto"  # auto (what Slurm applies to the partition), tree or block
     goal: PlacementGoal | None = None  # the placement objective; None: the default (`placement.objective`)
     free_path: str | None = None  # dry runs only: plan on this free file ({"host": free GPUs}), no Slurm
+    gpus_per_host: int | None = None  # a whole host's GPUs: the free file may say no more (checked without Slurm)
 
 
 @dataclass
@@ -227,9 +228,28 @@ class Plan:
     reclaim: Reclaim | None = None  # borrowed jobs Slurm will preempt for this placement
 
 
+class _PartitionsReadOnce:
+    """A client whose partition table is read once: one plan needs it for the default partition,
+    the topology Slurm applies to it and the reclaim rules (three ``scontrol show partition``
+    calls otherwise). Everything else goes to the client itself."""
+
+    def __init__(self, client: SlurmClient) -> None:
+        self._client = client
+        self._partitions: dict[str, dict[str, str]] | None = None
+
+    def partitions(self) -> dict[str, dict[str, str]]:
+        if self._partitions is None:
+            self._partitions = self._client.partitions()
+        return self._partitions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
                    states: list[NodeState] | None = None, jobs: list[JobInfo] | None = None) -> Plan:
     """Best placement now on Slurm's free state, else the best future one (mode wait-switches)."""
+    client = cast(SlurmClient, _PartitionsReadOnce(client))  # per plan: a re-plan reads Slurm afresh
     states = client.node_states() if states is None else states
     partition = prepared.partition or default_partition(client)
     check_partition(states, partition)
@@ -359,10 +379,11 @@ def current_user() -> str:
         return str(os.getuid())
 
 
-def plan_for_free_file(compiled: CompiledFabric, prepared: Prepared, free_path: str) -> Plan:
+def plan_for_free_file(compiled: CompiledFabric, prepared: Prepared, free_path: str,
+                       gpus_per_host: int | None = None) -> Plan:
     """`submit --dry-run --free FILE`: the placement on the file's free GPUs, without Slurm (as
     `plan --free`: the file is the partition's free state, tree hop distances unless --topology block)."""
-    free = load_free_file(free_path, compiled)
+    free = load_free_file(free_path, compiled, gpus_per_host=gpus_per_host)
     choice = resolve_topology(compiled, prepared.topology, prepared.partition, None)
     notes: list[str] = [f"planned on {free_path} without Slurm: node states, pending jobs and the partition "
                         "were not checked"]
@@ -383,7 +404,7 @@ def submit_planned(client: SlurmClient | None, compiled: CompiledFabric, req: Su
     if req.token is not None and not TOKEN_RE.fullmatch(req.token):
         raise UsageError(f"--token {req.token[:40]!r}: expected the hex token an earlier gpupool submit printed")
     if req.dry_run:
-        plan = plan_for_free_file(compiled, prepared, req.free_path) if req.free_path is not None else \
+        plan = plan_for_free_file(compiled, prepared, req.free_path, req.gpus_per_host) if req.free_path is not None else \
             plan_for_slurm(_needed(client), compiled, prepared)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
         return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, topology=plan.topology,

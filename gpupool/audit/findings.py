@@ -11,24 +11,20 @@ from gpupool.findings import (  # noqa: F401 - re-exported for the audit modules
     STATUS_UNKNOWN,
     STATUS_WARNING,
     Finding,
+    RollUp,
+    Status,
+    roll_up,
 )
 from gpupool.findings import SEVERITY_CRITICAL as CRITICAL
-from gpupool.findings import SEVERITY_WARNING as WARNING
 
 # Worth knowing, not a fault (a loopback cable, a leaf without hosts): never changes the status.
-INFO = "info"
+from gpupool.findings import SEVERITY_INFO as INFO  # noqa: F401 - re-exported for the audit modules
+from gpupool.findings import SEVERITY_WARNING as WARNING
 
 
-def status_of(findings: Iterable[Finding], unchecked: Iterable[str] = ()) -> str:
-    """CRITICAL > WARNING > UNKNOWN (a requested check could not run) > OK."""
-    severities = {f.severity for f in findings}
-    if CRITICAL in severities:
-        return STATUS_CRITICAL
-    if WARNING in severities:
-        return STATUS_WARNING
-    if any(True for _ in unchecked):
-        return STATUS_UNKNOWN
-    return STATUS_OK
+def status_of(findings: Iterable[Finding], unchecked: Iterable[str] = ()) -> Status:
+    """The audit's order: CRITICAL > WARNING > UNKNOWN (a requested check could not run) > OK."""
+    return roll_up(findings, unchecked, RollUp.MONITORING)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

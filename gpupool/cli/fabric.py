@@ -13,6 +13,7 @@ from gpupool.cli.render import counted, emit_json, stdout_console, warn
 from gpupool.config import resolve_fabric_path
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.discover import discover as run_discover
+from gpupool.fabric.export import EXPORT_FORMATS
 from gpupool.fabric.generate import (
     MAX_GENERATED_HOSTS,
     dragonfly,
@@ -24,7 +25,8 @@ from gpupool.fabric.model import load_fabric, restrict_hosts, save_fabric
 from gpupool.fsutil import atomic_write_text, check_output_path
 from gpupool.hostlist import expand, fold
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
+# `--format` choices and help come from the export registry (gpupool.fabric.export.EXPORT_FORMATS).
+_FORMAT_HELP = "Output format: " + "; ".join(f"{f.name}: {f.what}" for f in EXPORT_FORMATS.values()) + "."
 
 
 @click.group()
@@ -287,7 +289,7 @@ def _tree(fab, compiled):  # type: ignore[no-untyped-def]
 
 @fabric.command()
 @_fabric_option
-@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Output format.")
+@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS.names()), help=_FORMAT_HELP)
 @click.option("-o", "--output", metavar="FILE", help="Write here (atomically) instead of stdout.")
 @click.option("--diff", "diff_against", metavar="EXISTING", help="Show what would change in EXISTING; write nothing.")
 @click.option("--hosts", "hostlist", metavar="HOSTLIST", help="Export only these hosts (others set apart).")
@@ -314,7 +316,7 @@ def export(fabric_path: str | None, fmt: str, output: str | None, diff_against: 
     if hostlist:
         restrict_hosts(fab, expand(hostlist))
     else:
-        compiled = load_compiled(path) if fmt not in ("ibsim", "json") else None
+        compiled = load_compiled(path) if EXPORT_FORMATS[fmt].needs_compiled else None
     text = do_export(fab, fmt, compiled=compiled, clamp_speed=clamp_speed)
     if diff_against:
         from gpupool.fsutil import read_input_bytes

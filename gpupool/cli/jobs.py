@@ -8,7 +8,6 @@ import click
 
 from gpupool.app.jobs import explain_job, running_jobs
 from gpupool.cli.context import app, json_option
-from gpupool.cli.job_report import report_job as render_job_report
 from gpupool.cli.render import emit_json, stdout_console
 from gpupool.config import resolve_fabric_path
 from gpupool.fabric.compiled import CompiledFabric, load_compiled
@@ -28,6 +27,9 @@ def _compiled(fabric_path: str | None) -> CompiledFabric:
 def jobs(user: str | None, all_users: bool, fabric_path: str | None, report_job: str | None) -> None:
     """Running jobs with the placement cost of their live allocation (same keys as `plan`)."""
     if report_job:
+        # The report reads accounting and pools (gpupool.app.observe): loaded only for --report.
+        from gpupool.cli.job_report import report_job as render_job_report
+
         render_job_report(report_job, fabric_path)
         return
 

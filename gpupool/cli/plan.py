@@ -54,6 +54,8 @@ def objective_options(command: Any) -> Any:
                    "GPU options alone.")
 @click.option("-p", "--partition", metavar="P", help="Slurm partition whose nodes may be used.")
 @click.option("--free", "free_path", metavar="FILE", help="Free state as JSON {\"host\": free_gpus}; default: ask Slurm.")
+@click.option("--gpus-per-host", type=click.IntRange(min=1), metavar="N",
+              help="GPUs a whole host has: a --free file saying more on a host is refused (exit 4) without Slurm.")
 @click.option("-x", "--exclude", metavar="HOSTLIST", help="Hosts never to use (Slurm hostlist).")
 @click.option("--max-hops", type=int, metavar="H", help="Largest allowed hop distance between any two chosen hosts.")
 @click.option("--segment", type=int, metavar="S",
@@ -68,7 +70,8 @@ def objective_options(command: Any) -> Any:
 @objective_options
 @json_option
 def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None, nodes_text: str | None,
-         ntasks_per_node: int | None, partition: str | None, free_path: str | None, exclude: str | None,
+         ntasks_per_node: int | None, partition: str | None, free_path: str | None, gpus_per_host: int | None,
+         exclude: str | None,
          max_hops: int | None, fabric_path: str | None, ignore_unknown: bool, health_path: str | None,
          topology: str, segment: int | None, objective: str | None, hop_slack: str | None,
          size_mix: str | None, size_history: str | None) -> None:
@@ -104,7 +107,8 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
     request.shape()  # bad numbers fail here, before any file is read
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))
     outcome = run_plan(compiled, request, free_path=free_path, ignore_unknown=ignore_unknown,
-                       slurm=ctx.slurm_client, warn=warn, health_path=health_path, topology=topology)
+                       slurm=ctx.slurm_client, warn=warn, health_path=health_path, topology=topology,
+                       gpus_per_host=gpus_per_host)
     if outcome.placement is None:
         if ctx.json:
             emit_json(ctx.with_backend(plan_document(None, outcome.reference, outcome.request, _ms(start),
@@ -142,16 +146,17 @@ def plan(gpus_text: str | None, gpus_per_node_text: str | None, gres: str | None
         stdout_console().print(f"note: {note}", markup=False, highlight=False)
 
 
-# gpupool's model of Slurm's node choice is checked against `sbatch --test-only` for
-# `-N n --gres=gpu:k` requests (docs/simulate.md: 200 of 200); for `--gpus=N` it is not.
-MODEL_GUESS_NOTE = ("gpupool's model of Slurm's choice is checked against sbatch --test-only for -N/--gres "
-                    "requests only; for --gpus N without a per-node count it is a guess")
+# gpupool's model of Slurm's tree choice is checked against `sbatch --test-only` for `-N n --gres=gpu:k`
+# (docs/simulate.md: 200 of 200) and for `--gpus=N` (issue #27: 300 of 300 on 22.05); the dragonfly
+# model is not checked for `--gpus=N`.
+MODEL_GUESS_NOTE = ("gpupool's model of Slurm's dragonfly choice is not checked against sbatch --test-only "
+                    "for --gpus N without a per-node count; it is a guess")
 
 
 def _model_is_a_guess(request: Request, reference: tuple[str, Placement | None] | None) -> bool:
-    """The tree/dragonfly model for a request with no per-node GPU count (the block model follows
-    Slurm's block rules for every request form)."""
-    return (reference is not None and reference[0] in ("slurm-tree", "slurm-dragonfly")
+    """The dragonfly model for a request with no per-node GPU count (the tree model is calibrated for
+    both forms; the block model follows Slurm's block rules for every request form)."""
+    return (reference is not None and reference[0] == "slurm-dragonfly"
             and request.gpus_per_node is None and request.nodes is None)
 
 
@@ -280,7 +285,7 @@ def _render(compiled: CompiledFabric, free_gpus: Any, placement: Placement,
     if ref and ref.cost.pair_hops_sum > 0:
         ratio = ref.cost.pair_hops_sum / max(placement.cost.pair_hops_sum, 1)
         console.print(f"{mode} would pick {fold(ref.hosts)}: pair_hops_sum x{ratio:.3f} of gpupool's"
-                      + (" (a guess: the model is checked for -N/--gres requests, not --gpus N)" if guess else ""))
+                      + (" (a guess: the dragonfly model is not checked for --gpus N)" if guess else ""))
     elif ref is None:
         console.print(f"{mode} would not start this job now")
     if len(by_leaf) != placement.cost.leaf_switches:

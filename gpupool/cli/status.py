@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gpupool.app import observe as observe_app
+from gpupool.app import status as status_app
 from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
 
@@ -33,7 +33,7 @@ def status(fabric_path: str | None, free_path: str | None, partition: str | None
            shapes: str | None, gpus_per_node: int | None) -> None:
     """Largest job that fits within one leaf, one pod and anywhere; stranded GPUs; free GPUs per leaf."""
     ctx = app()
-    figures = observe_app.status(ctx.config(), ctx.slurm_client, fabric_path=fabric_path, free_path=free_path,
+    figures = status_app.status(ctx.config(), ctx.slurm_client, fabric_path=fabric_path, free_path=free_path,
                                  partition=partition, ignore_unknown=ignore_unknown, shapes=shapes,
                                  gpus_per_node=gpus_per_node, warn=warn)
     if ctx.json:

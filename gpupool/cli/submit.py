@@ -38,6 +38,8 @@ GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait"
 @click.option("--dry-run", is_flag=True, help="Plan and print the sbatch command line; submit nothing.")
 @click.option("--free", "free_path", metavar="FILE",
               help="With --dry-run: plan on this free state ({\"host\": free_gpus}) without Slurm.")
+@click.option("--gpus-per-host", type=click.IntRange(min=1), metavar="N",
+              help="GPUs a whole host has: a --free file saying more on a host is refused (exit 4).")
 @click.option("--switch-wait", default="1:00:00", show_default=True, metavar="TIME",
               help="When nothing fits now: how long Slurm may wait for the compact switch count (--switches=N@TIME).")
 @click.option("--verify-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
@@ -53,7 +55,7 @@ GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait"
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- SBATCH_ARGS...] SCRIPT [ARGS...]")
 def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes: int | None,
            ntasks_per_node: str | None, partition: str | None, exclude: str | None, max_hops: int | None, fabric_path: str | None, dry_run: bool,
-           free_path: str | None, switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
+           free_path: str | None, gpus_per_host: int | None, switch_wait: str, verify_timeout: float, health_path: str | None, token: str | None,
            topology: str, objective: str | None, hop_slack: str | None, size_mix: str | None,
            size_history: str | None, argv: tuple[str, ...]) -> None:
     """Plan a minimal-hop placement, then sbatch SCRIPT on exactly those nodes.
@@ -85,7 +87,7 @@ def submit(gpus: int | None, gpus_per_node: int | None, gres: str | None, nodes:
         exclude=tuple(expand(exclude)), max_hops=max_hops,
         script=script, script_args=list(script_args), sbatch_args=sbatch_args, dry_run=dry_run,
         switch_wait=switch_wait, verify_timeout=verify_timeout, health_path=health_path, token=token,
-        topology=topology, free_path=free_path,
+        topology=topology, free_path=free_path, gpus_per_host=gpus_per_host,
         goal=goal_from_options(objective, hop_slack, size_mix, size_history),
     )
     compiled = load_compiled(resolve_fabric_path(fabric_path, ctx.config()))

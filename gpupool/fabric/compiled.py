@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gpupool.fabric import structure
+from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric, load_fabric, natural_key
 
 COMPILED_FORMAT = 7  # bump whenever the cached arrays change: 6 adds uplink capacities and NVLink domains; 7: director chassis layering (issue 25)
@@ -47,12 +48,16 @@ class CompiledFabric:
     # uplink bundle: leaf->spine cables of a leaf, spine->core of a pod, a dragonfly group's global links); 0 at roots
     tree_uplink_gbps: np.ndarray
     host_gbps: np.ndarray  # float64[H]: a host's injection rate, the Gb/s of all its HCA cables
-    kind: str  # "fat-tree" | "dragonfly" | "graph"
+    kind: FabricKind  # str-valued: "fat-tree" | "dragonfly" | "graph" in JSON and the cache
     ultrametric: bool  # d(a,b) == 2 * tree_level(lca(a,b)) for all host pairs
     meta: dict[str, Any] = field(default_factory=dict)
     # Multi-node NVLink domains (fabric.nvlink): per host its domain index, -1 for none.
     host_domain: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     domain_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The cache stores the kind as its string value; hand every reader the enum.
+        self.kind = FabricKind(self.kind)
 
     @property
     def n_hosts(self) -> int:
@@ -151,7 +156,7 @@ def compile_fabric(fabric: Fabric) -> CompiledFabric:
 
     kind, switch_group = _classify(n_sw, sw_edges, switch_level, generator_groups, fabric.meta, switch_names)
     meta = dict(fabric.meta)
-    if kind == "graph":
+    if kind is FabricKind.GRAPH:
         meta["kind_reason"] = layering.kind_reason or "the switch graph is neither a Clos nor a dragonfly"
 
     host_class = _host_classes(host_sw)
@@ -260,16 +265,16 @@ def _csr(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _classify(n_sw: int, sw_edges: set[tuple[int, int]], level: np.ndarray, generator_groups: np.ndarray,
-              meta: dict[str, Any], switch_names: list[str]) -> tuple[str, np.ndarray]:
+              meta: dict[str, Any], switch_names: list[str]) -> tuple[FabricKind, np.ndarray]:
     """fat-tree when every switch cable joins adjacent levels; dragonfly for dense groups with sparse global links."""
     no_groups = np.full(n_sw, -1, dtype=np.int32)
     if n_sw == 0:
-        return "graph", no_groups
+        return FabricKind.GRAPH, no_groups
     same_level = sum(1 for x, y in sw_edges if level[x] == level[y])
     if same_level == 0 and (level > 0).all():
-        return "fat-tree", no_groups
+        return FabricKind.FAT_TREE, no_groups
     if meta.get("generator") == "dragonfly" and (generator_groups >= 0).all():
-        return "dragonfly", generator_groups
+        return FabricKind.DRAGONFLY, generator_groups
     groups = _dense_groups(n_sw, sw_edges)
     if groups is not None:
         # Number groups by their first switch name, so a rediscovered fabric keeps its group names.
@@ -282,8 +287,8 @@ def _classify(n_sw: int, sw_edges: set[tuple[int, int]], level: np.ndarray, gene
         renumber = np.empty(len(order), dtype=np.int32)
         for new, old in enumerate(order):
             renumber[old] = new
-        return "dragonfly", renumber[groups]
-    return "graph", no_groups
+        return FabricKind.DRAGONFLY, renumber[groups]
+    return FabricKind.GRAPH, no_groups
 
 
 def _dense_groups(n_sw: int, sw_edges: set[tuple[int, int]]) -> np.ndarray | None:
@@ -350,7 +355,7 @@ class _UnionFind:
 
 
 def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: set[tuple[int, int]],
-                  level: np.ndarray, group: np.ndarray, kind: str, switch_names: list[str]
+                  level: np.ndarray, group: np.ndarray, kind: FabricKind, switch_names: list[str]
                   ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
     """Collapse the fabric into a tree Slurm understands: leaves joined by shared hosts (rails), then
     each level's switches joined by the switches above them; dragonfly: leaves -> groups -> top."""
@@ -391,7 +396,7 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
 
     current = list(range(len(parent)))  # logical nodes of the level being grouped
     cur_level = 1
-    if kind == "dragonfly" and group.size and (group >= 0).all():
+    if kind is FabricKind.DRAGONFLY and group.size and (group >= 0).all():
         by_group: dict[int, int] = {}
         for t in current:
             g = int(group[members[t][0]])
@@ -452,7 +457,7 @@ def _logical_tree(n_sw: int, n_hosts: int, host_sw: list[set[int]], sw_edges: se
             current = new_current
             cur_level += 1
         roots_now = [t for t in range(len(parent)) if parent[t] == -1]
-        if len(roots_now) > 1 and kind != "fat-tree":
+        if len(roots_now) > 1 and kind is not FabricKind.FAT_TREE:
             top = len(parent)
             parent.append(-1)
             tlevel.append(max(tlevel) + 1)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gpupool.errors import InputError, UsageError
 from gpupool.fabric.blocks import fabric_blocks
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric, uplink_bundles
+from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import ROLE_SERVICE, Fabric, fabric_to_dict, natural_key
 from gpupool.fabric.topology_yaml import topologies
 from gpupool.fabric.weights import export_slurm_weights
 from gpupool.hostlist import fold
+from gpupool.registry import Registry
 
-FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights", "ibsim", "dot", "json")
-SLURM_FORMATS = ("slurm-tree", "slurm-block", "slurm-yaml", "slurm-weights")
 NO_HOSTS = "the fabric has no compute host: there is nothing to write for Slurm"
 
 IBSIM_WIDTHS = ("1x", "2x", "4x", "8x", "12x")
@@ -195,26 +197,96 @@ def export_dot(fabric: Fabric, compiled: CompiledFabric) -> str:
     return "\n".join(out) + "\n"
 
 
+@dataclass
+class ExportSource:
+    """What an exporter reads: the fabric, its compiled form (compiled on first use when the caller
+    had none at hand) and the export options."""
+
+    fabric: Fabric
+    given_compiled: CompiledFabric | None = None
+    clamp_speed: bool = False
+    _compiled: CompiledFabric | None = field(default=None, init=False, repr=False)
+
+    @property
+    def compiled(self) -> CompiledFabric:
+        if self._compiled is None:
+            self._compiled = self.given_compiled or compile_fabric(self.fabric)
+        return self._compiled
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One `fabric export --format`: its name, a one-line description (the CLI help and the table in
+    docs/contract.md are generated from it), whether it reads the compiled fabric (the CLI then loads
+    the cached one instead of compiling again), and the function that writes the text."""
+
+    name: str
+    what: str
+    needs_compiled: bool
+    write: Callable[[ExportSource], str]
+
+
+EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format")
+
+
+def export_format(name: str, what: str, *, needs_compiled: bool
+                  ) -> Callable[[Callable[[ExportSource], str]], Callable[[ExportSource], str]]:
+    """Decorator: register the function as the writer of format `name` (a taken name raises)."""
+
+    def add(write: Callable[[ExportSource], str]) -> Callable[[ExportSource], str]:
+        EXPORT_FORMATS.register(ExportFormat(name, what, needs_compiled, write))
+        return write
+
+    return add
+
+
+@export_format("slurm-tree", "Slurm topology.conf for topology/tree (SwitchName lines)", needs_compiled=True)
+def _write_slurm_tree(source: ExportSource) -> str:
+    return export_slurm_tree(source.compiled)
+
+
+@export_format("slurm-block", "Slurm topology.conf for topology/block (BlockName lines, BlockSizes)",
+               needs_compiled=True)
+def _write_slurm_block(source: ExportSource) -> str:
+    return export_slurm_block(source.compiled)
+
+
+@export_format("slurm-yaml", "Slurm topology.yaml (tree and block topologies), checked as slurmctld would",
+               needs_compiled=True)
+def _write_slurm_yaml(source: ExportSource) -> str:
+    text = export_slurm_yaml(source.compiled)
+    topologies(text)  # refuses (exit 4) what slurmctld would refuse, before anything is written
+    return text
+
+
+@export_format("slurm-weights", "slurm.conf node weights (NodeName=... Weight=N lines, pack-leaf plan)",
+               needs_compiled=True)
+def _write_slurm_weights(source: ExportSource) -> str:
+    _check_slurm_names(source.compiled)
+    return export_slurm_weights(source.compiled)
+
+
+@export_format("ibsim", "ibsim net file (ibnetdiscover format; SDR/DDR/QDR, --clamp-speed for faster links)",
+               needs_compiled=False)
+def _write_ibsim(source: ExportSource) -> str:
+    return export_ibsim(source.fabric, clamp_speed=source.clamp_speed)
+
+
+@export_format("dot", "Graphviz graph: switches ranked by level, hosts once", needs_compiled=True)
+def _write_dot(source: ExportSource) -> str:
+    return export_dot(source.fabric, source.compiled)
+
+
+@export_format("json", "the fabric file itself (gpupool's JSON fabric format)", needs_compiled=False)
+def _write_json(source: ExportSource) -> str:
+    return json.dumps(fabric_to_dict(source.fabric), indent=1) + "\n"
+
+
 def export(fabric: Fabric, fmt: str, *, compiled: CompiledFabric | None = None, clamp_speed: bool = False) -> str:
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if fmt == "ibsim":
-        return export_ibsim(fabric, clamp_speed=clamp_speed)
-    if fmt == "json":
-        return json.dumps(fabric_to_dict(fabric), indent=1) + "\n"
-    compiled = compiled or compile_fabric(fabric)
-    if fmt == "slurm-tree":
-        return export_slurm_tree(compiled)
-    if fmt == "slurm-block":
-        return export_slurm_block(compiled)
-    if fmt == "slurm-weights":
-        _check_slurm_names(compiled)
-        return export_slurm_weights(compiled)
-    if fmt == "slurm-yaml":
-        text = export_slurm_yaml(compiled)
-        topologies(text)  # refuses (exit 4) what slurmctld would refuse, before anything is written
-        return text
-    return export_dot(fabric, compiled)
+    entry = EXPORT_FORMATS.get(fmt)
+    if entry is None:
+        raise UsageError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS.names())})")
+    return entry.write(ExportSource(fabric, compiled, clamp_speed))
 
 
 def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
@@ -226,9 +298,9 @@ def summary(fabric: Fabric, compiled: CompiledFabric) -> dict[str, object]:
         "hosts": compiled.n_hosts + len(service),
         "links": len(fabric.links),
     }
-    if compiled.kind == "graph":
+    if compiled.kind is FabricKind.GRAPH:
         doc["kind_reason"] = str(compiled.meta.get("kind_reason", ""))
-    if compiled.kind == "dragonfly":
+    if compiled.kind is FabricKind.DRAGONFLY:
         doc["group_count"] = compiled.n_groups()
     else:
         counts: dict[str, int] = {}

@@ -2,6 +2,8 @@
 
 Every check that runs records a `CheckResult` (subject, measured value, threshold, status), listed
 under `checks` in `node check --json`; a result that is not OK also becomes a `Finding`.
+Each check is a function registered with its ids by `@node_check(...)` (gpupool.node.catalog);
+`evaluate` runs the registry in order: node-wide checks once, per-GPU checks GPU by GPU.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gpupool.findings import SEVERITY_CRITICAL as CRITICAL
+from gpupool.findings import SEVERITY_WARNING as WARNING
+from gpupool.findings import RollUp, Status, roll_up
+from gpupool.node.catalog import NODE_CHECK_RUNS, NODE_CHECKS, NodeCheck, NodeCheckRun, node_check
 from gpupool.node.facts import (
     SEVERITY_CRITICAL,
     SEVERITY_WARNING,
@@ -64,8 +70,16 @@ class Judge:
     def on(self, check: str) -> bool:
         return self.settings.enabled(check)
 
+    @staticmethod
+    def _registered(check: str) -> str:
+        # Results carry registered ids only (gpupool.node.catalog): a typo here is a bug, not a new check.
+        if check not in NODE_CHECKS:
+            raise KeyError(f"node check {check!r} is not registered in gpupool.node.catalog")
+        return check
+
     def judge(self, check: str, subject: str, value: Any, threshold: Any, failed: bool, message: str,
               severity: str | None = None, details: dict[str, Any] | None = None) -> None:
+        check = self._registered(check)
         level = severity or self.settings.severity_of(check)
         status = STATUS_OK if not failed else (STATUS_CRITICAL if level == SEVERITY_CRITICAL else STATUS_WARNING)
         self.results.append(CheckResult(check, subject, value, threshold, status))
@@ -73,12 +87,18 @@ class Judge:
             self.findings.append(Finding(check, level, subject, message, details or {}))
 
     def cannot(self, check: str, subject: str, message: str) -> None:
+        check = self._registered(check)
         self.results.append(CheckResult(check, subject, None, None, STATUS_UNKNOWN))
         self.unknown.append(f"{check}: {message}" if subject == check else f"{subject} {check}: {message}")
 
 
 def _finding(settings: NodeSettings, check: str, subject: str, message: str) -> Finding:
     return Finding(check, settings.severity_of(check), subject, message)
+
+
+def _bus_id_note(gpu: GpuFacts) -> str:
+    """ " (0000:10:00.0)" after a per-GPU message, so the GPU can be found by its bus id."""
+    return f" ({gpu.bus_id})" if gpu.bus_id else ""
 
 
 def gpu_subject(gpu: GpuFacts) -> str:
@@ -115,45 +135,149 @@ def current_counters(facts: NodeFacts) -> dict[str, int]:
     return values
 
 
+@node_check("nvml", CRITICAL,
+            "NVML unusable while the node must have GPUs (configured count, NVIDIA devices on the PCI bus, or the job's GPUs); or NVML hung past `nvml_timeout`. On a node with no NVIDIA devices it is OK; when nothing tells (no config, PCI bus unreadable) it is UNKNOWN")
+def _nvml(judge: Judge, facts: NodeFacts) -> None:
+    """NVML unusable: CRITICAL where the node must have GPUs, else UNKNOWN or OK (evidence decides)."""
+    settings = judge.settings
+    if facts.gpu_error is None:
+        return
+    needs = gpu_evidence(facts)
+    message = facts.gpu_error.message
+    if facts.gpu_error.timed_out:
+        finding = collect_error_finding(facts.gpu_error, settings, "nvml")
+        if finding is not None and judge.on("nvml"):
+            judge.judge("nvml", "nvml", "timeout", "answer", True, message, severity=finding.severity)
+        else:
+            judge.cannot("nvml", "nvml", message)
+    elif needs and judge.on("nvml"):
+        # A GPU node whose driver cannot be reached cannot run GPU jobs.
+        judge.judge("nvml", "nvml", "unusable", "usable", True, f"{message}; but {'; '.join(needs)}")
+    elif needs:
+        judge.cannot("nvml", "nvml", message)
+    elif facts.pci_gpus is None:
+        # No config, no job GPUs and no readable PCI bus: nobody can tell whether GPUs are missing.
+        judge.cannot("nvml", "nvml", f"{message}; no GPU count configured and the PCI bus is unreadable, "
+                                     "so a missing GPU driver cannot be ruled out")
+    else:
+        judge.results.append(CheckResult("nvml", "nvml", "no NVIDIA GPUs", "not needed", STATUS_OK))
+
+
+@node_check("gpu-count", CRITICAL,
+            "fewer GPUs than slurm.conf/gres.conf/`expected_gpus`, or than NVIDIA GPUs on the PCI bus; a job GPU not visible")
+def _gpu_count(judge: Judge, facts: NodeFacts) -> None:
+    if facts.gpus is not None:
+        judge_gpu_count(judge, facts.gpus, facts)
+
+
+@dataclass(frozen=True)
+class GpuContext:
+    """What a per-GPU check reads besides the GPU: the counters of the last run and the mode."""
+
+    previous: dict[str, int] | None = None
+    mode: str | None = None  # "prolog", "epilog" or None (a run by hand)
+
+
+def gpu_checks() -> list[NodeCheckRun]:
+    return [run for run in NODE_CHECK_RUNS.values() if run.per_gpu]
+
+
 def check_gpu(gpu: GpuFacts, settings: NodeSettings, previous: dict[str, int] | None = None) -> list[Finding]:
     judge = Judge(settings)
     judge_gpu(judge, gpu, previous)
     return judge.findings
 
 
-def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> None:
-    """Per-GPU checks that do not depend on the Prolog/Epilog mode."""
+def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None, mode: str | None = None) -> None:
+    """Every registered per-GPU check on one GPU (processes only in a Prolog/Epilog `mode`)."""
+    context = GpuContext(previous, mode)
+    for run in gpu_checks():
+        run.run(judge, gpu, context)
+
+
+@node_check("ecc-uncorrected", CRITICAL,
+            "volatile uncorrectable ECC count > `ecc_uncorrected_max`", per_gpu=True)
+def _ecc_uncorrected(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
     settings = judge.settings
     subject = gpu_subject(gpu)
-    where = f" ({gpu.bus_id})" if gpu.bus_id else ""
-    on = judge.on
-    if on("ecc_uncorrected") and gpu.ecc_uncorrected_volatile is not None:
-        judge.judge("ecc_uncorrected", subject, gpu.ecc_uncorrected_volatile, settings.ecc_uncorrected_max,
+    where = _bus_id_note(gpu)
+    if judge.on("ecc-uncorrected") and gpu.ecc_uncorrected_volatile is not None:
+        judge.judge("ecc-uncorrected", subject, gpu.ecc_uncorrected_volatile, settings.ecc_uncorrected_max,
                     gpu.ecc_uncorrected_volatile > settings.ecc_uncorrected_max,
                     f"{gpu.ecc_uncorrected_volatile} volatile uncorrectable ECC error(s){where}")
-    if on("remapped_rows_failure") and gpu.remap_failure is not None:
-        judge.judge("remapped_rows_failure", subject, gpu.remap_failure, False, gpu.remap_failure,
+
+
+@node_check("remapped-rows-failure", CRITICAL,
+            "row remapping failed (GPU needs service)", per_gpu=True)
+def _remapped_rows_failure(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    if judge.on("remapped-rows-failure") and gpu.remap_failure is not None:
+        judge.judge("remapped-rows-failure", subject, gpu.remap_failure, False, gpu.remap_failure,
                     f"row remapping failed: the GPU needs service{where}")
-    if on("remapped_rows_pending") and gpu.remap_pending is not None:
-        judge.judge("remapped_rows_pending", subject, gpu.remap_pending, False, gpu.remap_pending,
+
+
+@node_check("remapped-rows-pending", WARNING,
+            "row remap pending (GPU reset needed)", per_gpu=True)
+def _remapped_rows_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    if judge.on("remapped-rows-pending") and gpu.remap_pending is not None:
+        judge.judge("remapped-rows-pending", subject, gpu.remap_pending, False, gpu.remap_pending,
                     f"row remapping pending: reset the GPU{where}")
-    if on("retired_pages_pending") and gpu.retired_pages_pending is not None:
-        judge.judge("retired_pages_pending", subject, gpu.retired_pages_pending, False,
+
+
+@node_check("retired-pages-pending", WARNING,
+            "page retirement pending (older GPUs)", per_gpu=True)
+def _retired_pages_pending(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    if judge.on("retired-pages-pending") and gpu.retired_pages_pending is not None:
+        judge.judge("retired-pages-pending", subject, gpu.retired_pages_pending, False,
                     gpu.retired_pages_pending, f"page retirement pending: reset the GPU{where}")
-    if on("temperature") and gpu.temperature_c is not None and gpu.slowdown_c:
+
+
+@node_check("temperature", WARNING,
+            "temperature >= slowdown threshold - margin", per_gpu=True)
+def _temperature(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    if judge.on("temperature") and gpu.temperature_c is not None and gpu.slowdown_c:
         limit = gpu.slowdown_c - settings.temperature_margin_c
         judge.judge("temperature", subject, gpu.temperature_c, limit, gpu.temperature_c >= limit,
                     f"temperature {gpu.temperature_c} C >= {limit} C (slowdown at {gpu.slowdown_c} C)")
-    if on("throttle") and gpu.throttle_reasons is not None:
+
+
+@node_check("throttle", WARNING,
+            "clocks throttled for a reason in `throttle_mask`", per_gpu=True)
+def _throttle(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    if judge.on("throttle") and gpu.throttle_reasons is not None:
         bad = gpu.throttle_reasons & settings.throttle_mask
         names = [name for bit, name in sorted(THROTTLE_NAMES.items()) if bad & bit]
         judge.judge("throttle", subject, hex(gpu.throttle_reasons), f"mask {hex(settings.throttle_mask)}",
                     bool(bad), f"clocks throttled: {', '.join(names) or hex(bad)}")
-    if on("nvlink_down") and gpu.nvlink_active:
+
+
+@node_check("nvlink-down", CRITICAL,
+            "an NVLink of the GPU is inactive", per_gpu=True)
+def _nvlink_down(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    if judge.on("nvlink-down") and gpu.nvlink_active:
         down = [str(i) for i, active in enumerate(gpu.nvlink_active) if not active]
-        judge.judge("nvlink_down", subject, len(down), 0, bool(down),
+        judge.judge("nvlink-down", subject, len(down), 0, bool(down),
                     f"NVLink link(s) {','.join(down)} inactive ({len(down)} of {len(gpu.nvlink_active)})")
-    if on("nvlink_errors") and gpu.nvlink_errors:
+
+
+@node_check("nvlink-errors", WARNING,
+            "NVLink replay / recovery / CRC errors above their maxima (subject `gpu1:crc`)", per_gpu=True)
+def _nvlink_errors(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    previous = context.previous
+    if judge.on("nvlink-errors") and gpu.nvlink_errors:
         limits = {"replay": settings.nvlink_replay_max, "recovery": settings.nvlink_recovery_max,
                   "crc": settings.nvlink_crc_max}
         for name, limit in limits.items():
@@ -163,20 +287,54 @@ def judge_gpu(judge: Judge, gpu: GpuFacts, previous: dict[str, int] | None) -> N
             pairs = [counter_delta(gpu_counter_key(gpu, f"nvlink_{part}"), gpu.nvlink_errors[part], previous)
                      for part in parts if part in gpu.nvlink_errors]
             value, basis = sum(v for v, _ in pairs), pairs[0][1]
-            judge.judge("nvlink_errors", f"{subject}:{name}", value, limit, value > limit,
+            judge.judge("nvlink-errors", f"{subject}:{name}", value, limit, value > limit,
                         f"{value} NVLink {name} error(s) {basis} (more than {limit}){where}",
                         details={"counter": name, "basis": basis})
-    if on("pcie_width") and gpu.pcie_width and gpu.pcie_max_width:
-        judge.judge("pcie_width", subject, gpu.pcie_width, gpu.pcie_max_width, gpu.pcie_width < gpu.pcie_max_width,
+
+
+@node_check("pcie-width", WARNING,
+            "PCIe link narrower than the GPU's maximum", per_gpu=True)
+def _pcie_width(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    if judge.on("pcie-width") and gpu.pcie_width and gpu.pcie_max_width:
+        judge.judge("pcie-width", subject, gpu.pcie_width, gpu.pcie_max_width, gpu.pcie_width < gpu.pcie_max_width,
                     f"PCIe link x{gpu.pcie_width}, expected x{gpu.pcie_max_width}{where}")
-    if on("pcie_gen") and gpu.pcie_gen and gpu.pcie_max_gen:
-        judge.judge("pcie_gen", subject, gpu.pcie_gen, gpu.pcie_max_gen, gpu.pcie_gen < gpu.pcie_max_gen,
+
+
+@node_check("pcie-gen", WARNING,
+            "PCIe generation below maximum (idle GPUs downshift, hence off)", enabled=False, per_gpu=True)
+def _pcie_gen(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    if judge.on("pcie-gen") and gpu.pcie_gen and gpu.pcie_max_gen:
+        judge.judge("pcie-gen", subject, gpu.pcie_gen, gpu.pcie_max_gen, gpu.pcie_gen < gpu.pcie_max_gen,
                     f"PCIe gen {gpu.pcie_gen}, maximum gen {gpu.pcie_max_gen}{where}")
-    if on("pcie_replay") and gpu.pcie_replay is not None:
+
+
+@node_check("pcie-replay", WARNING,
+            "PCIe replay counter increase above `pcie_replay_max`", per_gpu=True)
+def _pcie_replay(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    settings = judge.settings
+    subject = gpu_subject(gpu)
+    where = _bus_id_note(gpu)
+    previous = context.previous
+    if judge.on("pcie-replay") and gpu.pcie_replay is not None:
         value, basis = counter_delta(gpu_counter_key(gpu, "pcie_replay"), gpu.pcie_replay, previous)
-        judge.judge("pcie_replay", subject, value, settings.pcie_replay_max, value > settings.pcie_replay_max,
+        judge.judge("pcie-replay", subject, value, settings.pcie_replay_max, value > settings.pcie_replay_max,
                     f"{value} PCIe replay(s) {basis} (more than {settings.pcie_replay_max}){where}",
                     details={"basis": basis})
+
+
+@node_check(reports=(
+    NodeCheck("gpu-processes", CRITICAL,
+              "(Prolog) compute processes already on the job's GPUs"),
+    NodeCheck("leftover-processes", CRITICAL,
+              "(Epilog) compute processes left on the job's GPUs"),
+), per_gpu=True)
+def _processes(judge: Judge, gpu: GpuFacts, context: GpuContext) -> None:
+    if context.mode is not None:
+        judge_processes(judge, gpu, context.mode)
 
 
 def judge_nvlink_fabric(judge: Judge, gpus: list[GpuFacts]) -> None:
@@ -184,7 +342,7 @@ def judge_nvlink_fabric(judge: Judge, gpus: list[GpuFacts]) -> None:
     without error, healthy, and all of the node's GPUs in one domain. No report: no domain, no check."""
     from gpupool.node.nvlink import fabric_summary, health_problems
 
-    if not judge.on("nvlink_fabric"):
+    if not judge.on("nvlink-fabric"):
         return
     summary = fabric_summary(gpus)
     if summary is None:
@@ -193,19 +351,19 @@ def judge_nvlink_fabric(judge: Judge, gpus: list[GpuFacts]) -> None:
         fabric = gpu.nvlink_fabric
         subject = gpu_subject(gpu)
         if fabric is None:
-            judge.judge("nvlink_fabric", subject, None, "completed", True,
+            judge.judge("nvlink-fabric", subject, None, "completed", True,
                         "no NVLink fabric info while other GPUs of the node have one")
             continue
         if fabric.state != "completed":
-            judge.judge("nvlink_fabric", subject, fabric.state, "completed", True,
+            judge.judge("nvlink-fabric", subject, fabric.state, "completed", True,
                         f"NVLink fabric registration not complete ({fabric.state})")
             continue
         problems = ([f"registration failed (NVML status {fabric.status})"] if fabric.status != 0 else []) \
             + health_problems(fabric.health_mask)
-        judge.judge("nvlink_fabric", subject, fabric.state if not problems else "; ".join(problems), "completed",
+        judge.judge("nvlink-fabric", subject, fabric.state if not problems else "; ".join(problems), "completed",
                     bool(problems), f"NVLink fabric: {'; '.join(problems)}")
     if summary["domains_seen"] > 1:
-        judge.judge("nvlink_fabric", "node", summary["domains_seen"], 1, True,
+        judge.judge("nvlink-fabric", "node", summary["domains_seen"], 1, True,
                     f"the node's GPUs are in {summary['domains_seen']} NVLink domains (cluster/clique differ)")
 
 
@@ -217,7 +375,7 @@ def check_processes(gpu: GpuFacts, settings: NodeSettings, mode: str) -> list[Fi
 
 def judge_processes(judge: Judge, gpu: GpuFacts, mode: str) -> None:
     """Prolog: someone else's processes on the job's GPU; Epilog: processes the job left behind."""
-    check = {"prolog": "gpu_processes", "epilog": "leftover_processes"}.get(mode)
+    check = {"prolog": "gpu-processes", "epilog": "leftover-processes"}.get(mode)
     if check is None or not judge.on(check):
         return
     pids = ",".join(str(pid) for pid in gpu.compute_pids)
@@ -227,19 +385,19 @@ def judge_processes(judge: Judge, gpu: GpuFacts, mode: str) -> None:
 
 
 def judge_gpu_count(judge: Judge, inventory: GpuInventory, facts: NodeFacts) -> None:
-    if not judge.on("gpu_count"):
+    if not judge.on("gpu-count"):
         return
     if facts.expected_gpus is not None:
-        judge.judge("gpu_count", "gpus", inventory.count, facts.expected_gpus,
+        judge.judge("gpu-count", "gpus", inventory.count, facts.expected_gpus,
                     inventory.count < facts.expected_gpus,
                     f"{inventory.count} GPU(s) visible to NVML, node is configured with {facts.expected_gpus}")
     if facts.pci_gpus is not None:
-        judge.judge("gpu_count", "pci", inventory.count, len(facts.pci_gpus), inventory.count < len(facts.pci_gpus),
+        judge.judge("gpu-count", "pci", inventory.count, len(facts.pci_gpus), inventory.count < len(facts.pci_gpus),
                     f"{inventory.count} GPU(s) visible to NVML, {len(facts.pci_gpus)} NVIDIA GPU(s) on the PCI bus")
     if facts.job_gpus:
         present = {gpu.index for gpu in inventory.gpus}
         missing = [str(i) for i in facts.job_gpus if i not in present]
-        judge.judge("gpu_count", "job", len(facts.job_gpus) - len(missing), len(facts.job_gpus), bool(missing),
+        judge.judge("gpu-count", "job", len(facts.job_gpus) - len(missing), len(facts.job_gpus), bool(missing),
                     f"job GPU(s) {','.join(missing)} not visible to NVML")
 
 
@@ -275,49 +433,49 @@ def judge_hca_ports(judge: Judge, ports: list[HcaPort], previous: dict[str, int]
     on = judge.on
     selected = [p for p in ports if (not settings.hcas or p.hca in settings.hcas)
                 and (not settings.link_layers or p.link_layer in settings.link_layers)]
-    if on("hca_missing"):
+    if on("hca-missing"):
         if settings.hcas:
             seen = {p.hca for p in ports}
             for hca in settings.hcas:
-                judge.judge("hca_missing", hca, hca in seen, True, hca not in seen, f"HCA {hca} not found")
+                judge.judge("hca-missing", hca, hca in seen, True, hca not in seen, f"HCA {hca} not found")
         if settings.expected_hca_ports is not None:
-            judge.judge("hca_missing", "hcas", len(selected), settings.expected_hca_ports,
+            judge.judge("hca-missing", "hcas", len(selected), settings.expected_hca_ports,
                         len(selected) < settings.expected_hca_ports,
                         f"{len(selected)} HCA port(s) found, expected {settings.expected_hca_ports}")
     for port in selected:
-        if on("hca_port_state"):
+        if on("hca-port-state"):
             if port.state is None:
-                judge.cannot("hca_port_state", port.subject, "port state unreadable")
+                judge.cannot("hca-port-state", port.subject, "port state unreadable")
             else:
-                judge.judge("hca_port_state", port.subject, port.state, settings.expected_hca_state,
+                judge.judge("hca-port-state", port.subject, port.state, settings.expected_hca_state,
                             port.state.upper() != settings.expected_hca_state.upper(),
                             f"port state {port.state or '(empty)'}, expected {settings.expected_hca_state}")
-        if on("hca_phys_state"):
+        if on("hca-phys-state"):
             if port.phys_state is None:
-                judge.cannot("hca_phys_state", port.subject, "physical state unreadable")
+                judge.cannot("hca-phys-state", port.subject, "physical state unreadable")
             else:
-                judge.judge("hca_phys_state", port.subject, port.phys_state, settings.expected_hca_phys_state,
+                judge.judge("hca-phys-state", port.subject, port.phys_state, settings.expected_hca_phys_state,
                             port.phys_state.lower() != settings.expected_hca_phys_state.lower(),
                             f"physical state {port.phys_state or '(empty)'}, expected "
                             f"{settings.expected_hca_phys_state}")
         expected_rate = settings.expected_hca_rates.get(port.hca, settings.expected_hca_rate)
         model_rate = (fabric_rates or {}).get(port.subject)
-        if on("hca_rate") and model_rate is not None and port.rate_gbps is not None:
+        if on("hca-rate") and model_rate is not None and port.rate_gbps is not None:
             # The fabric model names the cable's rate; it keeps signalling rates, hence the tolerance.
-            judge.judge("hca_rate", port.subject, port.rate_gbps, round(model_rate, 3),
+            judge.judge("hca-rate", port.subject, port.rate_gbps, round(model_rate, 3),
                         port.rate_gbps < model_rate * RATE_TOLERANCE,
                         f"rate {port.rate_gbps:g} Gb/s, the fabric model has a {model_rate:g} Gb/s cable here")
-        elif on("hca_rate") and expected_rate is not None and port.rate_gbps is not None:
-            judge.judge("hca_rate", port.subject, port.rate_gbps, expected_rate, port.rate_gbps < expected_rate,
+        elif on("hca-rate") and expected_rate is not None and port.rate_gbps is not None:
+            judge.judge("hca-rate", port.subject, port.rate_gbps, expected_rate, port.rate_gbps < expected_rate,
                         f"rate {port.rate_gbps:g} Gb/s, expected {expected_rate:g} Gb/s")
-        if on("hca_link_downed") and "link_downed" in port.counters:
+        if on("hca-link-downed") and "link_downed" in port.counters:
             value, basis = counter_delta(hca_counter_key(port, "link_downed"), port.counters["link_downed"],
                                          previous)
-            judge.judge("hca_link_downed", port.subject, value, settings.hca_link_downed_max,
+            judge.judge("hca-link-downed", port.subject, value, settings.hca_link_downed_max,
                         value > settings.hca_link_downed_max,
                         f"link went down {value} time(s) {basis} (link_downed; more than "
                         f"{settings.hca_link_downed_max} is a flapping link)", details={"basis": basis})
-        if on("hca_errors"):
+        if on("hca-errors"):
             limits = {"symbol_error": settings.hca_symbol_error_max,
                       "port_rcv_errors": settings.hca_rcv_errors_max,
                       "link_error_recovery": settings.hca_link_recovery_max}
@@ -325,7 +483,7 @@ def judge_hca_ports(judge: Judge, ports: list[HcaPort], previous: dict[str, int]
                 if name not in port.counters:
                     continue
                 value, basis = counter_delta(hca_counter_key(port, name), port.counters[name], previous)
-                judge.judge("hca_errors", f"{port.subject}:{name}", value, limit, value > limit,
+                judge.judge("hca-errors", f"{port.subject}:{name}", value, limit, value > limit,
                             f"{name} {value} {basis} (more than {limit})", details={"basis": basis})
 
 
@@ -335,7 +493,7 @@ def judge_xid(judge: Judge, facts: NodeFacts) -> None:
 
     settings = judge.settings
     if facts.xid_error is not None:
-        if judge.on("xid_fatal") or judge.on("xid"):
+        if judge.on("xid-fatal") or judge.on("xid"):
             judge.cannot("xid", "kernel log", facts.xid_error.message)
         return
     if facts.xid_events is None:
@@ -348,7 +506,7 @@ def judge_xid(judge: Judge, facts: NodeFacts) -> None:
     for event in events:
         groups.setdefault((by_gpu.get(event.pci, f"pci:{event.pci}"), event.code), []).append(event)
     for (subject, code), group in sorted(groups.items()):
-        check = "xid_fatal" if code in fatal else "xid"
+        check = "xid-fatal" if code in fatal else "xid"
         if not judge.on(check):
             continue
         last = group[-1]
@@ -361,17 +519,17 @@ def judge_xid(judge: Judge, facts: NodeFacts) -> None:
 
 
 def judge_dcgm(judge: Judge, facts: NodeFacts) -> None:
-    if not judge.on("dcgm_diag"):
+    if not judge.on("dcgm-diag"):
         return
     if facts.dcgm_error is not None:
-        judge.cannot("dcgm_diag", "dcgmi", facts.dcgm_error.message)
+        judge.cannot("dcgm-diag", "dcgmi", facts.dcgm_error.message)
         return
     if facts.dcgm is None:
         return
     for test in facts.dcgm.tests:
         failed = test.status in ("fail", "warn")
         severity = SEVERITY_WARNING if test.status == "warn" else None
-        judge.judge("dcgm_diag", test.subject, test.status, "pass", failed,
+        judge.judge("dcgm-diag", test.subject, test.status, "pass", failed,
                     f"dcgmi diag -r {facts.dcgm.level}: {test.name} {test.status.upper()}"
                     + (f": {test.message}" if test.message else ""), severity=severity,
                     details={"test": test.name})
@@ -384,43 +542,68 @@ def collect_error_finding(error: CollectError, settings: NodeSettings, check: st
     return None
 
 
-def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
-    """Every check for the node: results, findings and the things that could not be checked."""
-    judge = Judge(settings)
-    if facts.gpu_error is not None:
-        needs = gpu_evidence(facts)
-        message = facts.gpu_error.message
-        if facts.gpu_error.timed_out:
-            finding = collect_error_finding(facts.gpu_error, settings, "nvml")
-            if finding is not None and judge.on("nvml"):
-                judge.judge("nvml", "nvml", "timeout", "answer", True, message, severity=finding.severity)
-            else:
-                judge.cannot("nvml", "nvml", message)
-        elif needs and judge.on("nvml"):
-            # A GPU node whose driver cannot be reached cannot run GPU jobs.
-            judge.judge("nvml", "nvml", "unusable", "usable", True, f"{message}; but {'; '.join(needs)}")
-        elif needs:
-            judge.cannot("nvml", "nvml", message)
-        elif facts.pci_gpus is None:
-            # No config, no job GPUs and no readable PCI bus: nobody can tell whether GPUs are missing.
-            judge.cannot("nvml", "nvml", f"{message}; no GPU count configured and the PCI bus is unreadable, "
-                                         "so a missing GPU driver cannot be ruled out")
-        else:
-            judge.results.append(CheckResult("nvml", "nvml", "no NVIDIA GPUs", "not needed", STATUS_OK))
+@node_check("nvlink-fabric", WARNING,
+            "multi-node NVLink (GB200/GB300): a GPU not registered, registered with an error, unhealthy, or the node's GPUs in several domains")
+def _nvlink_fabric(judge: Judge, facts: NodeFacts) -> None:
     if facts.gpus is not None:
-        judge_gpu_count(judge, facts.gpus, facts)
-        for gpu in select_gpus(facts.gpus, facts.job_gpus):
-            judge_gpu(judge, gpu, facts.previous_counters)
-            judge_processes(judge, gpu, facts.mode)
-            for field_name, message in sorted(gpu.errors.items()):
-                judge.unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
         judge_nvlink_fabric(judge, select_gpus(facts.gpus, facts.job_gpus))
+
+
+@node_check(reports=(
+    NodeCheck("xid-fatal", CRITICAL,
+              "a fatal XID (48, 63, 64, 74, 79, 92, 94, 95, 119, 120; table in `gpupool/node/xid.py` after NVIDIA's XID catalogue) in the kernel log"),
+    NodeCheck("xid", WARNING,
+              "any other XID in the kernel log"),
+))
+def _xid(judge: Judge, facts: NodeFacts) -> None:
     judge_xid(judge, facts)
+
+
+@node_check(reports=(
+    NodeCheck("hca-missing", CRITICAL,
+              "an HCA from `hcas` missing, or fewer than `expected_hca_ports`"),
+    NodeCheck("hca-port-state", CRITICAL,
+              "port not `expected_hca_state` (subject `mlx5_0/1`); unreadable: UNKNOWN"),
+    NodeCheck("hca-phys-state", CRITICAL,
+              "physical state not `expected_hca_phys_state`; unreadable: UNKNOWN"),
+    NodeCheck("hca-rate", WARNING,
+              "rate below the cable's rate in the `fabric` model (when the port's GUID is in it), else below `expected_hca_rates[hca]` / `expected_hca_rate`"),
+    NodeCheck("hca-link-downed", WARNING,
+              "`link_downed` rose by more than `hca_link_downed_max` (a flapping link)"),
+    NodeCheck("hca-errors", WARNING,
+              "`symbol_error`, `port_rcv_errors`, `link_error_recovery` rose above their maxima"),
+))
+def _hca_ports(judge: Judge, facts: NodeFacts) -> None:
     if facts.hca_error is not None:
         judge.unknown.append(f"{facts.hca_error.source}: {facts.hca_error.message}")
     if facts.hca_ports is not None:
         judge_hca_ports(judge, facts.hca_ports, facts.previous_counters, facts.hca_fabric_rates)
+
+
+@node_check("dcgm-diag", CRITICAL,
+            "(`--deep`) a `dcgmi diag` test failed (a `Warn` result is a warning); dcgmi missing or over budget: UNKNOWN")
+def _dcgm_diag(judge: Judge, facts: NodeFacts) -> None:
     judge_dcgm(judge, facts)
+
+
+def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
+    """Every registered check for the node, in registration order; the per-GPU ones run together,
+    GPU by GPU, where the first of them is registered."""
+    judge = Judge(settings)
+    gpus_done = False
+    for run in NODE_CHECK_RUNS.values():
+        if not run.per_gpu:
+            run.run(judge, facts)
+            continue
+        if gpus_done:
+            continue
+        gpus_done = True
+        if facts.gpus is None:
+            continue
+        for gpu in select_gpus(facts.gpus, facts.job_gpus):
+            judge_gpu(judge, gpu, facts.previous_counters, facts.mode)
+            for field_name, message in sorted(gpu.errors.items()):
+                judge.unknown.append(f"{gpu_subject(gpu)} {field_name}: {message}")
     return judge
 
 
@@ -430,16 +613,9 @@ def run_checks(facts: NodeFacts, settings: NodeSettings) -> tuple[list[Finding],
     return judge.findings, judge.unknown
 
 
-def overall_status(findings: Iterable[Finding], unknown: Iterable[str]) -> str:
-    """CRITICAL beats UNKNOWN beats WARNING beats OK."""
-    severities = {f.severity for f in findings}
-    if SEVERITY_CRITICAL in severities:
-        return STATUS_CRITICAL
-    if any(True for _ in unknown):
-        return STATUS_UNKNOWN
-    if SEVERITY_WARNING in severities:
-        return STATUS_WARNING
-    return STATUS_OK
+def overall_status(findings: Iterable[Finding], unknown: Iterable[str]) -> Status:
+    """The node check's order: CRITICAL beats UNKNOWN beats WARNING beats OK (gpupool.findings.RollUp)."""
+    return roll_up(findings, unknown, RollUp.PLACEMENT)
 
 
 def drain_reason(findings: Iterable[Finding], limit: int = 180) -> str:

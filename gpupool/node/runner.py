@@ -119,7 +119,7 @@ def check_node(settings: NodeSettings, mode: str, env: Mapping[str, str], gpu_so
                                        settings.nvml_timeout)
         hca_job = None if hca_source is None else start_with_deadline(
             lambda _progress: _hca_ports(hca_source, settings.fabric), settings.hca_timeout)
-        wants_xids = settings.xid_source != "none" and (settings.enabled("xid") or settings.enabled("xid_fatal"))
+        wants_xids = settings.xid_source != "none" and (settings.enabled("xid") or settings.enabled("xid-fatal"))
         xid_job = None if not wants_xids else start_with_deadline(
             lambda _progress: read_kernel_log(settings.kernel_log, after_seq), settings.xid_timeout)
         dcgm_job = None

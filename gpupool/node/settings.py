@@ -7,39 +7,21 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gpupool.errors import InputError
+from gpupool.findings import check_id
+from gpupool.node.catalog import known_check, node_checks
 from gpupool.node.facts import SEVERITY_CRITICAL, SEVERITY_WARNING
 
-DEFAULT_SEVERITY: dict[str, str] = {
-    "nvml": SEVERITY_CRITICAL,
-    "gpu_count": SEVERITY_CRITICAL,
-    "ecc_uncorrected": SEVERITY_CRITICAL,
-    "remapped_rows_failure": SEVERITY_CRITICAL,
-    "remapped_rows_pending": SEVERITY_WARNING,
-    "retired_pages_pending": SEVERITY_WARNING,
-    "temperature": SEVERITY_WARNING,
-    "throttle": SEVERITY_WARNING,
-    "nvlink_down": SEVERITY_CRITICAL,
-    "pcie_width": SEVERITY_WARNING,
-    "pcie_gen": SEVERITY_WARNING,
-    "gpu_processes": SEVERITY_CRITICAL,
-    "leftover_processes": SEVERITY_CRITICAL,
-    "hca_missing": SEVERITY_CRITICAL,
-    "hca_port_state": SEVERITY_CRITICAL,
-    "hca_phys_state": SEVERITY_CRITICAL,
-    "hca_rate": SEVERITY_WARNING,
-    "hca_link_downed": SEVERITY_WARNING,
-    "hca_errors": SEVERITY_WARNING,
-    "nvlink_errors": SEVERITY_WARNING,
-    "nvlink_fabric": SEVERITY_WARNING,
-    "pcie_replay": SEVERITY_WARNING,
-    "xid_fatal": SEVERITY_CRITICAL,
-    "xid": SEVERITY_WARNING,
-    "dcgm_diag": SEVERITY_CRITICAL,
-}
-ALL_CHECKS = frozenset(DEFAULT_SEVERITY)
 
-# Idle GPUs lower their PCIe generation to save power, so the generation check is opt-in.
-DEFAULT_DISABLED = frozenset({"pcie_gen"})
+def default_severity() -> dict[str, str]:
+    """Every check's default severity, from the check registry (gpupool.node.catalog)."""
+    return {c.name: c.severity for c in node_checks().values()}
+
+
+
+
+def default_disabled() -> frozenset[str]:
+    """The opt-in checks, e.g. pcie-gen: idle GPUs lower their PCIe generation to save power."""
+    return frozenset(c.name for c in node_checks().values() if not c.enabled)
 
 # HW slowdown, SW thermal, HW thermal and HW power brake: throttling that means a sick node.
 DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
@@ -47,8 +29,8 @@ DEFAULT_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
 
 @dataclass(frozen=True)
 class NodeSettings:
-    disabled: frozenset[str] = DEFAULT_DISABLED
-    severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
+    disabled: frozenset[str] = field(default_factory=default_disabled)
+    severity: Mapping[str, str] = field(default_factory=default_severity)
     expected_gpus: int | None = None
     # Deprecated and ignored: the gres count now comes from slurm.conf/gres.conf on the node.
     gres_from_slurm: str = "auto"
@@ -100,11 +82,20 @@ class NodeSettings:
     # Append one line per non-OK run here (Prolog output is otherwise lost).
     log_file: str | None = None
 
+    def __post_init__(self) -> None:
+        # One spelling inside: check ids given in the old snake_case are kept kebab-case.
+        object.__setattr__(self, "disabled", frozenset(check_id(c) for c in self.disabled))
+        object.__setattr__(self, "severity", {check_id(c): level for c, level in self.severity.items()})
+
     def enabled(self, check: str) -> bool:
-        return check not in self.disabled
+        return check_id(check) not in self.disabled
 
     def severity_of(self, check: str) -> str:
-        return self.severity.get(check, DEFAULT_SEVERITY.get(check, SEVERITY_WARNING))
+        check = check_id(check)
+        if check in self.severity:
+            return self.severity[check]
+        entry = node_checks().get(check)
+        return entry.severity if entry is not None else SEVERITY_WARNING
 
 
 _SCALAR_KEYS = {
@@ -137,19 +128,19 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
         if raw_gres not in (True, False, "auto"):
             raise InputError(f"{origin}: [node] gres_from_slurm: must be true, false or \"auto\"")
         values["gres_from_slurm"] = {True: "true", False: "false"}.get(raw_gres, "auto")
-    disabled = set(DEFAULT_DISABLED)
+    disabled = set(default_disabled())
     disabled |= set(_names(table.get("disabled_checks", []), origin, "disabled_checks"))
     disabled -= set(_names(table.get("enabled_checks", []), origin, "enabled_checks"))
     values["disabled"] = frozenset(disabled)
-    severity = dict(DEFAULT_SEVERITY)
+    severity = default_severity()
     raw_severity = table.get("severity", {})
     if not isinstance(raw_severity, Mapping):
         raise InputError(f"{origin}: [node.severity] must be a table")
     for check, level in raw_severity.items():
-        _names([check], origin, "severity")
+        (name,) = _names([check], origin, "severity")
         if level not in (SEVERITY_WARNING, SEVERITY_CRITICAL):
             raise InputError(f"{origin}: [node.severity] {check}: must be 'warning' or 'critical'")
-        severity[check] = level
+        severity[name] = level
     values["severity"] = severity
     for key in ("hcas", "link_layers", "slurm_conf_dirs"):
         if key in table:
@@ -183,13 +174,14 @@ def settings_from_table(table: Mapping[str, Any], origin: str = "config") -> Nod
 
 
 def _names(raw: Any, origin: str, key: str) -> list[str]:
+    """The registered ids of the names a user typed (kebab-case or the old snake_case spelling)."""
     if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
         raise InputError(f"{origin}: [node] {key}: must be a list of check names")
-    bad = sorted(set(raw) - ALL_CHECKS)
+    bad = sorted(v for v in set(raw) if known_check(v) is None)
     if bad:
         raise InputError(f"{origin}: [node] {key}: unknown check(s): {', '.join(bad)} "
-                         f"(known: {', '.join(sorted(ALL_CHECKS))})")
-    return list(raw)
+                         f"(known: {', '.join(sorted(node_checks().names()))})")
+    return [check_id(v) for v in raw]
 
 
 def _coerce(value: Any, kind: type, where: str) -> Any:

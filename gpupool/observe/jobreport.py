@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gpupool.errors import InfeasibleError, InputError
+from gpupool.fabric.kinds import FabricKind
 from gpupool.hostlist import fold
 from gpupool.observe.lending import SACCT_FIELDS, JobRun
 from gpupool.placement.cost import cost_of
@@ -121,7 +122,7 @@ def job_topology(compiled: CompiledFabric, run: JobRun, others: list[JobRun], ca
         hints.append(f"the job spanned {leaves} leaves where {optimum_leaves} would have done: "
                      f"`gpupool submit {shape} ...` places it on the minimal-hop hosts")
         hints.append(f"or ask Slurm's tree plugin to wait for fewer leaf switches: `sbatch --switches={optimum_leaves}@HH:MM:SS`")
-        if compiled.kind == "dragonfly":
+        if compiled.kind is FabricKind.DRAGONFLY:
             hints.append("with topology/block (Slurm 23.11+), `--segment=N` keeps groups of N nodes inside one block")
     elif optimum is not None and optimum.pair_hops_sum < cost.pair_hops_sum:
         hints.append(f"same leaves, but pair_hops_sum {cost.pair_hops_sum} vs {optimum.pair_hops_sum} possible: "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpupool.errors import InputError
+from gpupool.fabric.kinds import FabricKind
 from gpupool.jit import njit
 from gpupool.placement.model import Cost
 
@@ -102,7 +103,7 @@ def cost_of_arrays(compiled: CompiledFabric, hosts: np.ndarray, gpus: np.ndarray
 
 
 def _groups(compiled: CompiledFabric, leaves: np.ndarray) -> int:
-    if compiled.kind != "dragonfly":
+    if compiled.kind is not FabricKind.DRAGONFLY:
         return 0
     group = compiled.switch_group[leaves]
     return int(np.unique(group[group >= 0]).size)

@@ -232,28 +232,21 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
                                                  pack.hist, pack.size, pack.g, pack.sizes, pack.weights)
         # |sum of per-leaf changes| <= weights x free GPUs: the span of the score over all placements.
         extra_span = 2 * int(pack.weights.sum()) * (int(pack.host_free.sum()) + 1) + 1
-    # Lexicographic: pair cost, then (pack) fragmentation, then leaf switches, then best fit.
-    weight_fit, weight_leaf = 1, fit_bound
-    weight_extra = fit_bound * leaf_bound if pack is not None else 0
-    weight_cost = weight_extra * extra_span if pack is not None else fit_bound * leaf_bound
-    if worst * weight_cost >= 1 << 60:  # keep the composite key inside int64: drop the weakest tie-breaks
-        weight_fit, weight_leaf = 0, 1
-        weight_extra = leaf_bound if pack is not None else 0
-        weight_cost = weight_extra * extra_span if pack is not None else leaf_bound
-        if worst * weight_cost >= 1 << 60:
-            weight_leaf = 0
-            weight_extra = 1 if pack is not None else 0
-            weight_cost = extra_span if pack is not None else 1
-            if worst * weight_cost >= 1 << 60:  # too large a request to score: fewest hops alone
-                weight_extra, weight_cost = 0, 1
+    # Lexicographic: pair cost, then (pack) fragmentation, then leaf switches, then fewest hosts (the even
+    # split; a whole-host request always uses `need` hosts), then best fit.
+    host_bound = min(need, int((units > 0).sum())) + 1 if not per_node else 0
+    weights = _tie_weights(worst, [("fit", fit_bound), ("hosts", host_bound), ("leaf", leaf_bound),
+                                   ("extra", extra_span if pack is not None else 0)])
+    weight_fit, weight_leaf, weight_hosts = weights["fit"], weights["leaf"], weights["hosts"]
+    weight_extra, weight_cost = weights["extra"], weights["cost"]
 
-    def run(w_cost: int, w_leaf: int, w_fit: int, w_extra: int) -> np.ndarray:
+    def run(w_cost: int, w_leaf: int, w_fit: int, w_extra: int, w_hosts: int = 0) -> np.ndarray:
         _key, take = tree_dp.tree_dp(need, st.order, st.child_ptr, st.child_idx, st.level, leaf_ptr, leaf_hosts,
                                      units, free_gpus, unit_gpus, st.leaf_switches, w_cost, w_leaf, w_fit, max_level,
-                                     extra_ptr, extra, w_extra)
+                                     extra_ptr, extra, w_extra, w_hosts)
         return take
 
-    take = run(weight_cost, weight_leaf, weight_fit, weight_extra)
+    take = run(weight_cost, weight_leaf, weight_fit, weight_extra, weight_hosts)
     if not take.any():
         raise _infeasible(request, _largest_in_subtree(st, compiled, units, max_level), unit_gpus, per_node, why)
     optimal = True
@@ -262,6 +255,23 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
                                      leaf_hosts, units, unit_gpus, pack)
     host_take = tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)
     return host_take, "tree-dp", optimal, None
+
+
+def _tie_weights(worst: int, ties: list[tuple[str, int]]) -> dict[str, int]:
+    """Weights folding pair cost and its tie-breaks (weakest first, each with the bound of its sum over a
+    placement; bound 0: not used) into one int64 key: while worst x the cost weight would not fit below
+    2^60, the weakest tie-break is dropped (weight 0); with none left, fewest hops alone."""
+    active = [(name, bound) for name, bound in ties if bound > 0]
+    while True:
+        weights = {name: 0 for name, _bound in ties}
+        scale = 1
+        for name, bound in active:
+            weights[name] = scale
+            scale *= bound
+        if worst * scale < 1 << 60 or not active:
+            weights["cost"] = scale
+            return weights
+        active.pop(0)
 
 
 def _sweep_slack(compiled: CompiledFabric, first: np.ndarray, run: Any, extra_ptr: np.ndarray, extra: np.ndarray,
@@ -338,13 +348,16 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, n
     cum, cum_sq = graph.class_prefix(cls_ptr, cls_hosts, units)
     # (pair cost, classes used, take); under pack every refined candidate is kept for the tie-break.
     found: list[tuple[int, int, np.ndarray]] = []
+    hosts_used: list[int] = []  # the even-split tie-break among equal pair costs (a whole-host request: constant)
     for i in order:
         _cost, take = graph.grow_one(int(seeds[i]), need, cs.dist, cls_ptr, cls_hosts, units, limit)
         graph.local_search(take, cs.dist, cls_ptr, cum, cum_sq, cap, limit, _LOCAL_SEARCH_ROUNDS)
         value = int(graph.cost_of_take(take, cs.dist, cls_ptr, cum, cum_sq))
         found.append((value, int((take > 0).sum()), take))
+        hosts_used.append(0 if per_node else
+                          int(np.count_nonzero(tree_dp.assign_hosts(take, cls_ptr, cls_hosts, units, compiled.n_hosts))))
     assert found
-    best = min(found, key=lambda f: (f[0], f[1]))
+    best = found[min(range(len(found)), key=lambda k: (found[k][0], found[k][1], hosts_used[k]))]
     if pack is not None:
         # The heuristic's fewest-hop candidate sets the budget; among candidates within it, least added
         # fragmentation, then fewer pair hops, then fewer classes.

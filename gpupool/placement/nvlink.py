@@ -104,7 +104,7 @@ def place_domains(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, 
     key, take = tree_dp.tree_dp(need, tree.order, tree.child_ptr, tree.child_idx, tree.level, leaf_ptr, leaf_hosts,
                                 units, free_gpus, unit_gpus, tree.leaf_switches, weight_cost, weight_island,
                                 weight_fit, max_level, np.zeros(tree.level.size + 1, np.int64),
-                                np.zeros(1, np.int64), 0)  # no per-leaf extra score (the pack objective's)
+                                np.zeros(1, np.int64), 0, 0)  # no per-leaf extra score (pack's), no host count
     if key < 0:
         return None
     return tree_dp.assign_hosts(take, leaf_ptr, leaf_hosts, units, compiled.n_hosts)

@@ -17,6 +17,10 @@ src/plugins/select/cons_tres/job_test.c, with Slurm's switches = the fabric's lo
   src/plugins/topology/tree/eval_nodes_tree.c (the weight logic is as in 22.05's job_test.c, where
   the tree part is taken from: no `_decrement_node_cnt` on upper switches). All weights equal, or
   none given, is exactly the unweighted selection.
+- whole-job `--gpus=N` (no node count): the nodes are tiered by the GPUs each can give, min(free, N),
+  most first, and chosen as with node weights (a partly used node is taken only when the better
+  tiers cannot hold the job). Measured against 22.05's `sbatch --test-only` (scripts/
+  calibrate_slurm_tree.py --form gpus), not read from its source.
 Required nodes and CPU counts are not modelled.
 """
 
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gpupool.fabric.kinds import FabricKind
 from gpupool.placement.engine import host_units
 from gpupool.placement.model import FreeState, Request
 
@@ -75,6 +80,16 @@ def _prepare(compiled: CompiledFabric, free: FreeState, request: Request
     return tree, units, need, unit_gpus, (need if per_node else 1), per_node, node_cnt
 
 
+def whole_job_gpus_tiers(units: np.ndarray, need: int) -> np.ndarray:
+    """For sbatch's whole-job `--gpus=N` (no node count), Slurm 22.05 behaves as if the nodes were weighted
+    by the GPUs each can give the job, min(free, N), most first: it takes the nodes of the best tiers whole
+    and chooses among the last tier's nodes by topology, as with node Weight= (`_weight_tiers`). Measured,
+    not read from the source: scripts/calibrate_slurm_tree.py --form gpus against sbatch --test-only."""
+    give = np.minimum(units, need).astype(np.int64)
+    top = int(give.max()) if give.size else 0
+    return np.where(give > 0, top - give, top).astype(np.int64)
+
+
 def _subtree_of(tree: _Tree, top: int, t: int) -> bool:
     return top in tree.ancestors[t]
 
@@ -103,11 +118,19 @@ def _result(compiled: CompiledFabric, taken: dict[int, int], unit_gpus: int) -> 
 
 
 def slurm_tree_reference(compiled: CompiledFabric, free: FreeState, request: Request,
-                         weights: np.ndarray | None = None) -> dict[str, int] | None:
+                         weights: np.ndarray | None = None, gpus_tiers: bool = True) -> dict[str, int] | None:
     """Slurm topology/tree's allocation {host: gpus}, or None when Slurm would not start the job now.
 
-    `weights`: Slurm's node Weight= per host (None: all equal)."""
+    `weights`: Slurm's node Weight= per host (None: all equal). `gpus_tiers`: a whole-job `--gpus=N`
+    request (no node count) tiers the nodes by the GPUs they can give (`whole_job_gpus_tiers`, measured
+    on 22.05 without node weights; with weights, weight first and then these tiers, which is not
+    measured); False keeps the earlier model (every node with a free GPU alike), which the simulator's
+    slurm-tree and slurm-tuned policies still use so that their published figures stay comparable."""
     tree, units, need, unit_gpus, rem_nodes, per_node, node_cnt = _prepare(compiled, free, request)
+    if gpus_tiers and not per_node and request.nodes is None:
+        tiers = whole_job_gpus_tiers(units, need)
+        # Equal weights keep the tiers as they are: the same choice as no weights.
+        weights = tiers if weights is None else np.asarray(weights, dtype=np.int64) * (int(tiers.max()) + 1) + tiers
     lowest = _lowest_weights(compiled, tree, units, weights)
     top = -1
     for t in range(len(tree.parent)):
@@ -265,8 +288,9 @@ def slurm_dragonfly_reference(compiled: CompiledFabric, free: FreeState, request
     return _result(compiled, taken, unit_gpus)
 
 
-def slurm_reference(compiled: CompiledFabric, free: FreeState, request: Request) -> tuple[str, dict[str, int] | None]:
-    """The mode Slurm would run on this fabric, and its allocation."""
-    if compiled.kind == "dragonfly":
+def slurm_reference(compiled: CompiledFabric, free: FreeState, request: Request,
+                    gpus_tiers: bool = True) -> tuple[str, dict[str, int] | None]:
+    """The mode Slurm would run on this fabric, and its allocation (`gpus_tiers`: slurm_tree_reference's)."""
+    if compiled.kind is FabricKind.DRAGONFLY:
         return "slurm-dragonfly", slurm_dragonfly_reference(compiled, free, request)
-    return "slurm-tree", slurm_tree_reference(compiled, free, request)
+    return "slurm-tree", slurm_tree_reference(compiled, free, request, gpus_tiers=gpus_tiers)

@@ -5,8 +5,12 @@ With d(a, b) = 2 x level(lca), the cost of n units under a tree node v of level 
 (a min-plus knapsack over children, bounded by min(request, subtree capacity)), and inside a leaf
 group cost(n) = n^2 - S(n), where S(n), the largest sum of squares of per-host counts, comes from
 filling the fullest hosts first. Ties are folded into one int64 key:
-    key = A * pair_cost + B * leaf_switches + free GPUs left in touched leaf groups (best fit);
+    key = A * pair_cost + B * leaf_switches + H * hosts + free GPUs left in touched leaf groups (best fit);
 under the `pack` objective a per-leaf-group fragmentation change sits between pair_cost and leaf_switches.
+Hosts (the even-split tie-break): two placements of equal pair cost with the same sum of squares of
+per-leaf counts (on a 2-level tree: cost = 2n^2 - sum of leaf squares - sum of host squares) have per-host
+counts of equal sum and equal sum of squares Q, and by Cauchy-Schwarz k hosts hold them evenly only if
+k = sum^2 / Q, fewer than any uneven shape needs; so fewest hosts then picks the even split (3+3, not 4+1+1).
 A unit is one GPU, or one whole host with --gpus-per-node (then every usable host holds one unit).
 """
 
@@ -86,11 +90,12 @@ def leaf_host_lists(host_leaf: np.ndarray, units: np.ndarray, n_tree: int,
 def tree_dp(need: int, order: np.ndarray, child_ptr: np.ndarray, child_idx: np.ndarray, level: np.ndarray,
             leaf_ptr: np.ndarray, leaf_hosts: np.ndarray, units: np.ndarray, free_gpus: np.ndarray,
             unit_gpus: int, leaf_sw: np.ndarray, weight_cost: int, weight_leaf: int, weight_fit: int, max_level: int,
-            extra_ptr: np.ndarray, extra: np.ndarray, weight_extra: int) -> tuple[int, np.ndarray]:
+            extra_ptr: np.ndarray, extra: np.ndarray, weight_extra: int, weight_hosts: int) -> tuple[int, np.ndarray]:
     """Best key and units per tree node on the optimal allocation (all-zero take when nothing fits).
 
     `extra[extra_ptr[v] + n]` (used when weight_extra != 0) adds a per-leaf-group score of n units to the key:
-    the `pack` objective's fragmentation change (`objective.leaf_deltas`)."""
+    the `pack` objective's fragmentation change (`objective.leaf_deltas`); `weight_hosts` x hosts used
+    (the even-split tie-break; 0 turns it off)."""
     n_tree = level.size
     total = np.zeros(n_tree, dtype=np.int64)
     cap = np.zeros(n_tree, dtype=np.int64)
@@ -137,7 +142,8 @@ def tree_dp(need: int, order: np.ndarray, child_ptr: np.ndarray, child_idx: np.n
                 taken += 1
                 used = n
                 keys[base + n] = (weight_cost * (n * n - squares) + weight_leaf * leaf_sw[v]
-                                  + weight_fit * (group_free[v] - used * unit_gpus))
+                                  + weight_fit * (group_free[v] - used * unit_gpus)
+                                  + weight_hosts * (i - leaf_ptr[v] + 1))
                 if weight_extra != 0:
                     keys[base + n] += weight_extra * extra[extra_ptr[v] + n]
             continue

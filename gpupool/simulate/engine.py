@@ -172,7 +172,8 @@ def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None 
     if policy in ("slurm-tree", "slurm-block", "slurm-tuned"):
         if policy == "slurm-tree":
             def choose(state: FreeState, request: Request) -> dict[str, int] | None:
-                return slurm_reference(compiled, state, request)[1]
+                # The earlier --gpus=N model, so that docs/simulate.md's figures stay comparable (issue #27).
+                return slurm_reference(compiled, state, request, gpus_tiers=False)[1]
         elif policy == "slurm-tuned":
             from gpupool.simulate.tuned import tuned_chooser
 

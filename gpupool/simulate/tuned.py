@@ -31,5 +31,6 @@ def tuned_chooser(compiled: CompiledFabric, plan: str = DEFAULT_PLAN) -> Chooser
     weights = host_weights(compiled, plan)
 
     def choose(state: FreeState, request: Request) -> dict[str, int] | None:
-        return slurm_tree_reference(compiled, state, request, weights)
+        # The earlier --gpus=N model, as the slurm-tree policy (docs/simulate.md's figures stay comparable).
+        return slurm_tree_reference(compiled, state, request, weights, gpus_tiers=False)
     return choose

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from gpupool.registry import Registry
 from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig, SubmitResult, TestOnlyResult
 
 
@@ -62,10 +63,10 @@ class Backend:
     create: Callable[[float], SlurmClient]  # timeout -> client; raises BackendUnavailable
 
 
-BACKENDS: dict[str, Backend] = {}
+BACKENDS: Registry[Backend] = Registry("Slurm backend")
 
 
 def register(backend: Backend) -> Backend:
-    """Add a backend under its name (a module calls this at import time)."""
-    BACKENDS[backend.name] = backend
-    return backend
+    """Add a backend under its name (a module calls this at import time); a name taken already
+    raises `DuplicateRegistration` instead of silently replacing the first backend."""
+    return BACKENDS.register(backend)

@@ -123,7 +123,7 @@ def test_unlinked_port_is_critical_and_named(sim: Sim, tmp_path: Path) -> None:
         code, report = node_check(sim, "gpu002-hca", tmp_path)
         assert (code, report["status"]) == (2, "CRITICAL")
         checks = {(f["check"], f["subject"]) for f in report["findings"]}
-        assert ("hca_port_state", "ibsim0/1") in checks
+        assert ("hca-port-state", "ibsim0/1") in checks
         # The other host's HCA is untouched.
         code, report = node_check(sim, "gpu001-hca", tmp_path)
         assert (code, report["status"]) == (0, "OK")
@@ -136,4 +136,4 @@ def test_unlinked_port_is_critical_and_named(sim: Sim, tmp_path: Path) -> None:
 def test_rate_below_expectation_is_a_warning(sim: Sim, tmp_path: Path) -> None:
     code, report = node_check(sim, "gpu001-hca", tmp_path, "expected_hca_rate = 400\n")
     assert (code, report["status"]) == (1, "WARNING")
-    assert [(f["check"], f["subject"]) for f in report["findings"]] == [("hca_rate", "ibsim0/1")]
+    assert [(f["check"], f["subject"]) for f in report["findings"]] == [("hca-rate", "ibsim0/1")]

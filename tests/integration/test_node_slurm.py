@@ -153,7 +153,7 @@ def test_critical_prolog_drains_node_and_requeues_job(bed: Bed) -> None:
     job = bed.sbatch("-w", "gpu003", "--gres=gpu:1", "--wrap", "echo must not run")
     wait_until(lambda: bed.node_state("gpu003")[0].startswith("drain"), 60, "gpu003 to drain")
     state, reason = bed.node_state("gpu003")
-    assert reason.startswith("gpupool: gpu0 ecc_uncorrected: 2 volatile uncorrectable ECC error(s)")
+    assert reason.startswith("gpupool: gpu0 ecc-uncorrected: 2 volatile uncorrectable ECC error(s)")
     wait_until(lambda: bed.job_field(job, "JobState") == "PENDING"
                and int(bed.job_field(job, "Restarts") or 0) >= 1, 60, f"job {job} to be requeued")
     # Held by default; SchedulerParameters=nohold_on_prolog_fail would let it run elsewhere.
@@ -169,7 +169,7 @@ def test_epilog_drains_node_with_processes_left_behind(bed: Bed) -> None:
     assert (bed.directory / f"job-{job}.out").read_text().strip() == "done"
     wait_until(lambda: bed.node_state("gpu004")[0].startswith("drain"), 60, "gpu004 to drain")
     assert bed.node_state("gpu004")[1] == \
-        "gpupool: gpu0 leftover_processes: compute process(es) 4242 left behind after the job"
+        "gpupool: gpu0 leftover-processes: compute process(es) 4242 left behind after the job"
 
 
 def test_task_prolog_exports_the_nearest_hca(bed: Bed) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main, usage_line
-from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.model import save_fabric
 from gpupool.slurm.fake import FakeSlurm
 
@@ -176,6 +176,84 @@ def test_uneven_gpus_placement_is_named_with_the_even_split(tree_fabric: str, tm
     assert code == 0 and "note: 8,8,7,1 GPUs per host; add --gpus-per-node 8" in out
     code, out, _err = _run(capsys, "plan", "--gpus", "16", "--free", free, "--fabric", tree_fabric, "--json")
     assert "shape_note" not in json.loads(out)  # 8+8 is even: nothing to say
+
+
+def test_equal_hops_prefer_the_even_split(tree_fabric: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # 6 GPUs: leaf 1 as 4+1+1 or leaf 2 as 3+3 (gpu007's 1 GPU left over). Both have 36 - 18 = 18 ordered,
+    # so 9 GPU pairs on different hosts, 2 hops each: pair_hops_sum 18. Across leaves costs more (gpu001's 4
+    # and 2 of gpu005: 8 pairs x 4 hops = 32). Best fit alone took leaf 1 (0 GPUs left there, 1 on leaf 2);
+    # the even split 3+3 on 2 hosts is preferred, at the same cost.
+    free = _free(tmp_path, {"gpu001": 4, "gpu002": 1, "gpu003": 1, "gpu005": 3, "gpu006": 3, "gpu007": 1})
+    code, out, err = _run(capsys, "plan", "--gpus", "6", "--free", free, "--fabric", tree_fabric, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["allocation"] == {"gpu005": 3, "gpu006": 3}
+    assert doc["cost"]["pair_hops_sum"] == 18 and "shape_note" not in doc
+
+
+def test_even_split_never_costs_a_hop(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 4+2 on leaf 1: 8 pairs x 2 hops = 16; 3+3 on leaf 2: 9 pairs x 2 = 18. Fewer hops win over evenness.
+    free = _free(tmp_path, {"gpu001": 4, "gpu002": 2, "gpu005": 3, "gpu006": 3})
+    code, out, err = _run(capsys, "plan", "--gpus", "6", "--free", free, "--fabric", tree_fabric, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["allocation"] == {"gpu001": 4, "gpu002": 2} and doc["cost"]["pair_hops_sum"] == 16
+
+
+def test_tie_breaks_equal_a_brute_force_over_every_allocation() -> None:
+    """On random states of a 3-leaf tree, plan's (pair_hops_sum, leaf switches, hosts) is the least such triple
+    over every allocation, costed by the independent oracle (its own graph and distances): the hosts
+    tie-break never costs a hop or a leaf switch, and takes the fewest hosts among what is left."""
+    import itertools
+
+    import numpy as np
+
+    from gpupool.fabric.compiled import compile_fabric
+    from gpupool.placement.engine import place
+    from gpupool.placement.model import FreeState, Request
+    from tests.support.oracles import graph_of
+
+    fab = fat_tree(3, 3, 1)  # leaves of 3 hosts: 2 hops inside a leaf, 4 across
+    compiled, oracle = compile_fabric(fab), graph_of(fab)
+    names = list(compiled.host_names)
+    rng = np.random.default_rng(27)
+    checked = 0
+    for _ in range(120):
+        free = rng.integers(0, 3, size=len(names))
+        need = int(rng.integers(1, max(2, int(free.sum()) + 1)))
+        if free.sum() < need:
+            continue
+        best = None
+        for split in itertools.product(*(range(int(g) + 1) for g in free)):
+            if sum(split) != need:
+                continue
+            used = [(names[i], g) for i, g in enumerate(split) if g]
+            cost = sum(ga * gb * oracle.distance(a, b) for (a, ga), (b, gb) in itertools.combinations(used, 2))
+            triple = (cost, oracle.leaf_count(h for h, _g in used), len(used))
+            best = triple if best is None or triple < best else best
+        placement = place(compiled, FreeState.from_arrays(free), Request(gpus=need))
+        assert (placement.cost.pair_hops_sum, placement.cost.leaf_switches, len(placement.allocation)) == best
+        checked += 1
+    assert checked >= 100
+
+
+def test_fewest_hosts_is_the_even_split_among_equal_hop_shapes() -> None:
+    """The tie-break's reason, checked by enumeration: among per-host count vectors of one sum and one sum
+    of squares (what equal pair hops in one leaf means), an even vector, when there is one, has the fewest hosts."""
+    from itertools import combinations_with_replacement
+
+    for total in range(1, 13):
+        shapes = [c for k in range(1, total + 1) for c in combinations_with_replacement(range(1, 9), k)
+                  if sum(c) == total]
+        by_q: dict[int, list[tuple[int, ...]]] = {}
+        for c in shapes:
+            by_q.setdefault(sum(x * x for x in c), []).append(c)
+        for group in by_q.values():
+            even = [c for c in group if len(set(c)) == 1]
+            if even:
+                assert min(len(c) for c in group) == len(even[0])
+                assert [c for c in group if len(c) == len(even[0])] == even
 
 
 def _script(tmp_path: Path) -> str:
@@ -420,6 +498,48 @@ def test_free_file_above_a_hosts_gpus_is_refused(tree_fabric: str, tmp_path: Pat
     assert err == f"gpupool: error: {free}: host gpu001: 9 free GPUs, but Slurm configures 8 on it\n"
 
 
+class _NoSlurm:
+    """An AppContext whose Slurm must never be asked (the offline checks)."""
+
+    def __call__(self) -> None:
+        raise AssertionError("Slurm was asked")
+
+
+@pytest.mark.parametrize("command", [["plan", "-G", "8"], ["submit", "--dry-run", "-G", "8"]])
+def test_free_file_above_a_hosts_gpus_is_refused_without_slurm(tree_fabric: str, tmp_path: Path, command: list[str],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu003": 9, "gpu004": 12})
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\nhostname\n")
+    tail = [str(script)] if command[0] == "submit" else []
+    ctx = AppContext(slurm=_NoSlurm())  # type: ignore[arg-type]
+    code, out, err = _run(capsys, *command, "--free", free, "--gpus-per-host", "8", "--fabric", tree_fabric, *tail,
+                          obj=ctx)
+    # gpu003 is the first host (fabric order) above 8; gpu004 is the one more.
+    assert (code, out) == (4, "")
+    assert err == (f"gpupool: error: {free}: host gpu003: 9 free GPUs, but --gpus-per-host 8 says a host has 8 "
+                   "(and 1 more host)\n")
+    # At the size, nothing is refused: 8 GPUs on one host.
+    code, out, err = _run(capsys, *command, "--free", free, "--gpus-per-host", "12", "--fabric", tree_fabric,
+                          "--json", *tail, obj=ctx)
+    assert code == 0, err
+    doc = json.loads(out)
+    allocation = doc["allocation"] if "allocation" in doc else doc["plan"]["allocation"]
+    assert sorted(allocation.values()) == [8]
+
+
+def test_free_file_above_k_is_refused_by_status(tree_fabric: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    free = _free(tmp_path, {"gpu005": 4, "gpu006": 5})
+    ctx = AppContext(slurm=_NoSlurm())  # type: ignore[arg-type]
+    code, out, err = _run(capsys, "status", "--free", free, "--gpus-per-node", "4", "--fabric", tree_fabric, obj=ctx)
+    assert (code, out) == (4, "")
+    assert err == f"gpupool: error: {free}: host gpu006: 5 free GPUs, but --gpus-per-node 4 says a host has 4\n"
+    code, _out, err = _run(capsys, "status", "--free", free, "--gpus-per-node", "8", "--fabric", tree_fabric,
+                           obj=ctx)
+    assert code == 0, err
+
+
 def test_counts_are_singular_when_one(tree_fabric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     free = _free(tmp_path, {"gpu002": 1})
     code, out, _err = _run(capsys, "plan", "-G", "1", "--free", free, "--fabric", tree_fabric)
@@ -524,11 +644,14 @@ def test_spine_finding_names_the_core_its_port_and_totals_count_every_cable() ->
     spine, core = names.index("pod2-spine01"), names.index("core03")
     link = next(li for li, lk in enumerate(fab.links) if {lk.a, lk.b} == {spine, core})
     port = fab.links[link].a_port if fab.links[link].a == spine else fab.links[link].b_port
+    core_port = fab.links[link].b_port if fab.links[link].a == spine else fab.links[link].a_port
     del fab.links[link]
     result = audit_fabric(fab)
     finding = next(f for f in result.findings if f.check == "switch-uplinks-missing")
     assert finding.subject == "pod2-spine01"
-    assert f"(core03: 0 of 1, port {port} empty on pod2-spine01)" in finding.message
+    # Both ends of the cable that was taken out: the spine's port and the core's.
+    assert f"(core03: 0 of 1, port {port} empty on pod2-spine01, port {core_port} empty on core03)" in \
+        finding.message
     assert result.totals["missing_switch_uplinks"] == 1 and result.totals["switches_missing_uplinks"] == 1
     assert result.totals["missing_uplinks"] == 0  # no leaf lost a cable: counted once, where it is
 
@@ -547,20 +670,84 @@ def test_leaf_finding_says_whose_port_is_empty() -> None:
     assert f"spine02: 0 of 1, port {port} empty on leaf04" in message
 
 
+def test_leaf_finding_names_the_far_switchs_empty_port() -> None:
+    from gpupool.audit import checks
+    from gpupool.audit.topology import Topo
+
+    # 2 parallel cables from every leaf to every spine; one of leaf04's two to spine02 is taken out.
+    fab = fat_tree(6, 4, 3, uplinks=2)
+    names = [n.name for n in fab.nodes]
+    leaf, spine = names.index("leaf04"), names.index("spine02")
+    link = [li for li, lk in enumerate(fab.links) if {lk.a, lk.b} == {leaf, spine}][1]
+    near, far = ((fab.links[link].a_port, fab.links[link].b_port) if fab.links[link].a == leaf
+                 else (fab.links[link].b_port, fab.links[link].a_port))
+    del fab.links[link]
+    message = checks.check_leaf_uplinks(Topo.of(fab)).findings[0].message
+    assert f"(spine02: 1 of 2, port {near} empty on leaf04, port {far} empty on spine02)" in message
+
+
+def test_selene_with_a_cable_taken_out_names_both_of_its_ports() -> None:
+    """The issue's case on the real capture: a leaf with 1 of its 2 cables to a spine. The cable is cut
+    from the text itself (both port lines), so its two ports are known without gpupool."""
+    import re
+
+    from gpupool.audit.run import audit_fabric
+    from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
+    from tests.support.helpers import REPO
+
+    capture = (REPO / "tests/fixtures/ibnetdiscover/selene-compute-hdr.out").read_text()
+    header = re.compile(r'^Switch\s+\d+\s+"([^"]+)"\s+#\s+"MF0;([^:"]+)')
+    port_line = re.compile(r'^\[(\d+)\]\s+"([^"]+)"\[(\d+)\]\s+#\s+"MF0;([^:"]+)')
+    lines = capture.splitlines(keepends=True)
+    guid = {}
+    for line in lines:
+        if m := header.match(line):
+            guid[m.group(2)] = m.group(1)
+    # LG02-01's port 33 goes to CSPINE1-03 (its second cable there; port 23 is the first).
+    current, cut = None, []
+    for i, line in enumerate(lines):
+        if m := header.match(line):
+            current = m.group(2)
+        elif (m := port_line.match(line)) and current == "LG02-01" and m.group(1) == "33":
+            assert (m.group(2), m.group(4)) == (guid["CSPINE1-03"], "CSPINE1-03")
+            spine_port = m.group(3)
+            cut.append(i)
+        elif (m := port_line.match(line)) and current == "CSPINE1-03" and m.group(2) == guid["LG02-01"] \
+                and m.group(3) == "33":
+            cut.append(i)
+    assert len(cut) == 2
+    text = "".join(line for i, line in enumerate(lines) if i not in cut)
+    result = audit_fabric(parse_ibnetdiscover(text, "selene-cut.out"))
+    finding = next(f for f in result.findings if f.subject == "LG02-01")
+    assert f"(CSPINE1-03: 1 of 2, port 33 empty on LG02-01, port {spine_port} empty on CSPINE1-03)" in \
+        finding.message
+
+
 # --- 8. the model of Slurm's choice says where it is a guess ---------------------------------------------------
 
-def test_slurm_model_is_labelled_a_guess_for_gpus_n(tree_fabric: str, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_slurm_model_is_labelled_a_guess_for_gpus_n_on_dragonfly_only(tree_fabric: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     free = _free(tmp_path, {"gpu001": 8, "gpu002": 8, "gpu005": 4, "gpu006": 8})
+    # The tree model is calibrated for --gpus N too (tests/integration/test_slurm_gpus_form.py): no label,
+    # and the calibrated rule: the nodes giving 8 first (gpu001, gpu002, gpu006), the tightest leaf
+    # (leaf 2: gpu006 alone in the 8-tier) first, then the closest (leaf 1, gpu001).
     code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric, "--json")
     reference = json.loads(out)["slurm_reference"]
-    assert code == 0 and reference["mode"] == "slurm-tree" and reference["guess"] is True
-    assert "--gpus N" in reference["note"]
-    code, out, _err = _run(capsys, "plan", "-N", "2", "--gres=gpu:8", "--free", free, "--fabric", tree_fabric,
-                           "--json")
-    assert code == 0 and "guess" not in json.loads(out)["slurm_reference"]  # the calibrated form
+    assert code == 0 and reference["mode"] == "slurm-tree" and "guess" not in reference
+    assert reference["allocation"] == {"gpu001": 8, "gpu006": 8}
     code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", tree_fabric)
-    assert "(a guess: the model is checked for -N/--gres requests, not --gpus N)" in out
+    assert "a guess" not in out
+    dragonfly_path = tmp_path / "dragonfly.json"
+    save_fabric(dragonfly(2, 2, 2, 1), str(dragonfly_path))  # routers: gpu001-002, 003-004, 005-006, 007-008
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", str(dragonfly_path), "--json")
+    reference = json.loads(out)["slurm_reference"]
+    assert code == 0 and reference["mode"] == "slurm-dragonfly" and reference["guess"] is True
+    assert "--gpus N" in reference["note"]
+    code, out, _err = _run(capsys, "plan", "-G", "16", "--free", free, "--fabric", str(dragonfly_path))
+    assert "(a guess: the dragonfly model is not checked for --gpus N)" in out
+    code, out, _err = _run(capsys, "plan", "-N", "2", "--gres=gpu:8", "--free", free, "--fabric",
+                           str(dragonfly_path), "--json")
+    assert code == 0 and "guess" not in json.loads(out)["slurm_reference"]
 
 
 # --- the first hour, replayed from the README's own commands ---------------------------------------------------
@@ -648,8 +835,15 @@ def test_readme_first_hour_walk_through(tmp_path: Path, monkeypatch: pytest.Monk
                            "--json"])
     doc = json.loads(out)
     assert code == 0 and len(doc["allocation"]) == 4 and set(doc["allocation"].values()) == {8}
+    # --gpus N with the host size given: 32 GPUs is 4 whole hosts (the even split), no note.
+    code, out, _err = run(["plan", "-G", "32", "--free", "free.json", "--gpus-per-host", "8", "--fabric",
+                           "selene.json", "--json"])
+    doc = json.loads(out)
+    assert code == 0 and sorted(doc["allocation"].values()) == [8, 8, 8, 8] and "shape_note" not in doc
+    Path("over.json").write_text(json.dumps({hosts[0]: 9}))
     # The mistakes a new user makes on the way: one line each, a code from the README's table.
-    for argv in (["plan", "-N", "4", "--gres", "gpu:8", "--bogus"], ["--debug", "plan", "--free", "nope.json",
+    for argv in (["plan", "-G", "8", "--free", "over.json", "--gpus-per-host", "8", "--fabric", "selene.json"],
+                 ["plan", "-N", "4", "--gres", "gpu:8", "--bogus"], ["--debug", "plan", "--free", "nope.json",
                  "-G", "8", "--fabric", "selene.json"], ["fabric", "export", "--fabric", "selene.json", "--format",
                  "slurm-tree", "-o", "slrum/topology.conf"], ["submit", "--free", "free.json", "-G", "8", "x.sh"]):
         code, _out, err = run(argv)

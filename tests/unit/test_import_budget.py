@@ -88,3 +88,45 @@ def test_kernels_use_gpupool_jit_not_numba_directly() -> None:
     kernel_modules = {str(p.relative_to(package.parent)).removesuffix(".py").replace("/", ".")
                       for p in package.rglob("*.py") if p not in allowed and "@njit" in p.read_text()}
     assert kernel_modules <= set(warm.KERNEL_MODULES)  # every kernel module keys (and joins) the AOT build
+
+
+# `jobs`, `status` and `explain` read Slurm (the commands backend) and plan: the same third-party
+# budget as `plan`, no rich with --json, and none of the first-party packages they have no use for.
+SLURM_READERS_FORBIDDEN = ("gpupool.slurm.pyslurm_backend", "gpupool.audit", "gpupool.simulate", "gpupool.node",
+                           "gpupool.warm", "gpupool.observe.html", "gpupool.observe.metrics", "gpupool.observe.lending",
+                           "gpupool.pools.apply")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"
+
+
+def _fake_slurm(bin_dir: Path) -> None:
+    """scontrol and squeue answering from the Slurm 24.11 captures (8 nodes, jobs 1, 2 and 5)."""
+    bin_dir.mkdir()
+    answers = {"--version": "scontrol-version-24.11.txt", "-d -o show nodes": "scontrol-show-node-24.11.txt",
+               "-d -o show job 5": "scontrol-show-job-24.11.txt", "show config": "scontrol-show-config-22.05.txt",
+               "-o show partition": "scontrol-show-partition-24.11.txt"}
+    cases = "".join(f'  "{args}") cat "{FIXTURES / name}" ;;\n' for args, name in answers.items())
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) exit 1 ;;\nesac\n')
+    (bin_dir / "squeue").write_text(f'#!/bin/sh\ncat "{FIXTURES / "squeue-24.11.json"}"\n')
+    for tool in ("scontrol", "squeue"):
+        (bin_dir / tool).chmod(0o755)
+
+
+@pytest.mark.parametrize("argv", [("jobs", "--all", "--json"), ("status", "--json"), ("explain", "5", "--json")])
+def test_slurm_reading_commands_import_only_their_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         argv: tuple[str, ...]) -> None:
+    import os
+
+    fabric = tmp_path / "fabric.json"
+    save_fabric(fat_tree(4, 4, 2), str(fabric))  # hosts gpu001..gpu016, the captures' gpu001..gpu008 among them
+    _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("GPUPOOL_SLURM_BACKEND", "commands")
+    doc = _modules_of(*argv, "--fabric", str(fabric))
+    assert doc["rc"] == 0, doc["stdout"]
+    json.loads(doc["stdout"])
+    extra = _third_party(doc["modules"]) - PLAN_THIRD_PARTY
+    if not doc["aot"]:
+        extra -= NUMBA_FAMILY
+    assert extra == set(), f"{argv[0]} imported {sorted(extra)}"
+    loaded = [m for m in doc["modules"] if m.startswith(SLURM_READERS_FORBIDDEN)]
+    assert loaded == [], f"{argv[0]} imported {loaded}"

@@ -15,10 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 # First-party packages each layer may import (besides itself); "pkg.mod" allows that one module only.
 # `validate` (the boundary validators) is a leaf like `errors`: every layer may use it, it uses only `errors`.
 # `jit` (the lazy Numba decorator, gpupool/jit.py) is a leaf too: it imports nothing first-party.
-BASE = {"errors", "validate", "jit"}
+# `registry` (the one plug-in registry type) is a leaf as well: no first-party import.
+BASE = {"errors", "validate", "jit", "registry"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "jit": set(),
+    "registry": set(),
     "validate": {"errors"},
     "config": BASE,
     "fsutil": BASE,

@@ -37,14 +37,14 @@ def test_healthy_gpu_has_no_findings() -> None:
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
-    ({"ecc_uncorrected_volatile": 2}, ("ecc_uncorrected", "critical")),
-    ({"remap_failure": True}, ("remapped_rows_failure", "critical")),
-    ({"remap_pending": True}, ("remapped_rows_pending", "warning")),
-    ({"retired_pages_pending": True}, ("retired_pages_pending", "warning")),
+    ({"ecc_uncorrected_volatile": 2}, ("ecc-uncorrected", "critical")),
+    ({"remap_failure": True}, ("remapped-rows-failure", "critical")),
+    ({"remap_pending": True}, ("remapped-rows-pending", "warning")),
+    ({"retired_pages_pending": True}, ("retired-pages-pending", "warning")),
     ({"temperature_c": 91}, ("temperature", "warning")),
     ({"throttle_reasons": 0x40}, ("throttle", "warning")),
-    ({"nvlink_active": [True, False, True]}, ("nvlink_down", "critical")),
-    ({"pcie_width": 8}, ("pcie_width", "warning")),
+    ({"nvlink_active": [True, False, True]}, ("nvlink-down", "critical")),
+    ({"pcie_width": 8}, ("pcie-width", "warning")),
 ])
 def test_each_fault_gives_its_finding(changes: dict[str, object], expected: tuple[str, str]) -> None:
     findings = list(check_gpu(healthy_gpu(3, **changes), NodeSettings()))
@@ -55,7 +55,7 @@ def test_thresholds_and_masks_come_from_settings() -> None:
     settings = settings_from_table({"ecc_uncorrected_max": 5, "temperature_margin_c": 10,
                                     "throttle_mask": 0x04})
     assert list(check_gpu(healthy_gpu(ecc_uncorrected_volatile=5), settings)) == []
-    assert checks_of(list(check_gpu(healthy_gpu(ecc_uncorrected_volatile=6), settings)))[0][0] == "ecc_uncorrected"
+    assert checks_of(list(check_gpu(healthy_gpu(ecc_uncorrected_volatile=6), settings)))[0][0] == "ecc-uncorrected"
     assert checks_of(list(check_gpu(healthy_gpu(temperature_c=80), settings))) == [("temperature", "warning", "gpu0")]
     # HW thermal (0x40) is not in the configured mask, SW power cap (0x04) is.
     assert list(check_gpu(healthy_gpu(throttle_reasons=0x40), settings)) == []
@@ -67,14 +67,14 @@ def test_idle_gpu_on_lower_pcie_gen_is_fine_unless_enabled() -> None:
     slow = healthy_gpu(pcie_gen=1)
     assert list(check_gpu(slow, NodeSettings())) == []
     enabled = settings_from_table({"enabled_checks": ["pcie_gen"]})
-    assert checks_of(list(check_gpu(slow, enabled))) == [("pcie_gen", "warning", "gpu0")]
+    assert checks_of(list(check_gpu(slow, enabled))) == [("pcie-gen", "warning", "gpu0")]
 
 
 def test_disabled_checks_and_severity_overrides() -> None:
     settings = settings_from_table({"disabled_checks": ["ecc_uncorrected"],
-                                    "severity": {"remapped_rows_pending": "critical"}})
+                                    "severity": {"remapped-rows-pending": "critical"}})
     gpu = healthy_gpu(ecc_uncorrected_volatile=9, remap_pending=True)
-    assert checks_of(list(check_gpu(gpu, settings))) == [("remapped_rows_pending", "critical", "gpu0")]
+    assert checks_of(list(check_gpu(gpu, settings))) == [("remapped-rows-pending", "critical", "gpu0")]
 
 
 def test_processes_matter_only_in_prolog_and_epilog() -> None:
@@ -83,8 +83,8 @@ def test_processes_matter_only_in_prolog_and_epilog() -> None:
     assert list(check_processes(gpu, settings, "manual")) == []
     prolog = list(check_processes(gpu, settings, "prolog"))
     epilog = list(check_processes(gpu, settings, "epilog"))
-    assert checks_of(prolog) == [("gpu_processes", "critical", "gpu0")]
-    assert checks_of(epilog) == [("leftover_processes", "critical", "gpu0")]
+    assert checks_of(prolog) == [("gpu-processes", "critical", "gpu0")]
+    assert checks_of(epilog) == [("leftover-processes", "critical", "gpu0")]
     assert "11,22" in epilog[0].message
 
 
@@ -94,17 +94,17 @@ def test_only_the_jobs_gpus_are_checked_and_missing_ones_reported() -> None:
     inventory.gpus[2].remap_failure = True
     facts = NodeFacts(gpus=inventory, job_gpus=[2, 3], expected_gpus=4, mode="prolog")
     findings, unknown = run_checks(facts, NodeSettings())
-    assert checks_of(findings) == [("remapped_rows_failure", "critical", "gpu2")]
+    assert checks_of(findings) == [("remapped-rows-failure", "critical", "gpu2")]
     assert unknown == []
     facts.job_gpus = [3, 5]
     findings, _ = run_checks(facts, NodeSettings())
-    assert [(f.check, f.message) for f in findings] == [("gpu_count", "job GPU(s) 5 not visible to NVML")]
+    assert [(f.check, f.message) for f in findings] == [("gpu-count", "job GPU(s) 5 not visible to NVML")]
 
 
 def test_gpu_count_below_gres_is_critical() -> None:
     inventory = GpuInventory(count=7, gpus=[healthy_gpu(i) for i in range(7)])
     findings, _ = run_checks(NodeFacts(gpus=inventory, expected_gpus=8), NodeSettings())
-    assert checks_of(findings) == [("gpu_count", "critical", "gpus")]
+    assert checks_of(findings) == [("gpu-count", "critical", "gpus")]
     findings, _ = run_checks(NodeFacts(gpus=inventory, expected_gpus=7), NodeSettings())
     assert findings == []
 
@@ -135,21 +135,21 @@ def test_hca_port_checks_name_hca_and_port() -> None:
              port("mlx5_3", 1, "DOWN", "Disabled", layer="Ethernet")]
     findings = list(check_hca_ports(ports, settings))
     assert checks_of(findings) == [
-        ("hca_port_state", "critical", "mlx5_1/1"),
-        ("hca_phys_state", "critical", "mlx5_1/1"),
-        ("hca_rate", "warning", "mlx5_2/1"),
+        ("hca-port-state", "critical", "mlx5_1/1"),
+        ("hca-phys-state", "critical", "mlx5_1/1"),
+        ("hca-rate", "warning", "mlx5_2/1"),
     ]
 
 
 def test_expected_hcas_missing() -> None:
     settings = settings_from_table({"hcas": ["mlx5_0", "mlx5_4"], "expected_hca_ports": 2})
     findings = list(check_hca_ports([port("mlx5_0", 1)], settings))
-    assert [(f.check, f.subject) for f in findings] == [("hca_missing", "mlx5_4"), ("hca_missing", "hcas")]
+    assert [(f.check, f.subject) for f in findings] == [("hca-missing", "mlx5_4"), ("hca-missing", "hcas")]
 
 
 def test_status_order_and_exit_codes() -> None:
-    warning = Finding("pcie_width", "warning", "gpu0", "x8")
-    critical = Finding("ecc_uncorrected", "critical", "gpu1", "3")
+    warning = Finding("pcie-width", "warning", "gpu0", "x8")
+    critical = Finding("ecc-uncorrected", "critical", "gpu1", "3")
     assert overall_status([], []) == "OK"
     assert overall_status([warning], []) == "WARNING"
     assert overall_status([warning], ["nvml: x"]) == "UNKNOWN"
@@ -167,10 +167,10 @@ def test_status_order_and_exit_codes() -> None:
 
 
 def test_drain_reason_puts_critical_first_and_fits_scontrol() -> None:
-    findings = [Finding("pcie_width", "warning", "gpu0", "x8"),
-                Finding("ecc_uncorrected", "critical", "gpu1", 'say "hi"' + "x" * 300)]
+    findings = [Finding("pcie-width", "warning", "gpu0", "x8"),
+                Finding("ecc-uncorrected", "critical", "gpu1", 'say "hi"' + "x" * 300)]
     reason = drain_reason(findings)
-    assert reason.startswith("gpupool: gpu1 ecc_uncorrected: say 'hi'")
+    assert reason.startswith("gpupool: gpu1 ecc-uncorrected: say 'hi'")
     assert len(reason) == 180 and reason.endswith("...") and '"' not in reason
 
 

@@ -128,15 +128,15 @@ def test_healthy_node_lists_every_check_with_its_measurement(node: Node) -> None
     assert (code, report["status"], report["findings"]) == (0, "OK", [])
     for entry in report["checks"]:
         assert set(entry) == {"check", "subject", "value", "threshold", "status"} and entry["status"] == "OK"
-    ecc = results(report, "ecc_uncorrected")
+    ecc = results(report, "ecc-uncorrected")
     assert [(r["subject"], r["value"], r["threshold"]) for r in ecc] == [(f"gpu{i}", 0, 0) for i in range(4)]
-    assert [(r["subject"], r["value"], r["threshold"]) for r in results(report, "hca_rate")] == [
+    assert [(r["subject"], r["value"], r["threshold"]) for r in results(report, "hca-rate")] == [
         ("mlx5_0/1", 400.0, 400.0)]
-    assert {r["subject"] for r in results(report, "nvlink_errors")} == {
+    assert {r["subject"] for r in results(report, "nvlink-errors")} == {
         f"gpu{i}:{c}" for i in range(4) for c in ("replay", "recovery", "crc")}
-    assert {r["subject"] for r in results(report, "hca_errors")} == {
+    assert {r["subject"] for r in results(report, "hca-errors")} == {
         "mlx5_0/1:symbol_error", "mlx5_0/1:port_rcv_errors", "mlx5_0/1:link_error_recovery"}
-    for check in ("gpu_count", "pcie_replay", "hca_link_downed", "xid", "hca_port_state"):
+    for check in ("gpu-count", "pcie-replay", "hca-link-downed", "xid", "hca-port-state"):
         assert results(report, check), check
 
 
@@ -145,8 +145,8 @@ def test_xids_from_the_kernel_log(node: Node) -> None:
     code, report = node.check({})
     assert code == 2
     # 0000:15:00 would be gpu5, but this node has 4 GPUs: the XID names the PCI address instead.
-    assert found(report) == [("xid", "warning", "gpu2"), ("xid_fatal", "critical", "pci:0000:15:00")]
-    fatal = next(f for f in report["findings"] if f["check"] == "xid_fatal")
+    assert found(report) == [("xid", "warning", "gpu2"), ("xid-fatal", "critical", "pci:0000:15:00")]
+    fatal = next(f for f in report["findings"] if f["check"] == "xid-fatal")
     assert fatal["message"].startswith("Xid 79 (GPU has fallen off the bus) x1 since boot")
     warning = next(f for f in report["findings"] if f["check"] == "xid")
     assert warning["message"].startswith("Xid 13 (Graphics Engine Exception) x2")
@@ -159,7 +159,7 @@ def test_xids_only_since_the_last_prolog(node: Node) -> None:
     node.kernel_log.write_text(KMSG)
     job = {"SLURM_JOB_ID": "9", "SLURM_JOB_GPUS": "0"}
     code, report = node.check({}, "--prolog", env=job)
-    assert code == 2 and found(report) == [("xid_fatal", "critical", "gpu0"), ("xid_fatal", "critical", "gpu1")]
+    assert code == 2 and found(report) == [("xid-fatal", "critical", "gpu0"), ("xid-fatal", "critical", "gpu1")]
     code, report = node.check({}, "--prolog", env=job)  # nothing new in the log
     assert (code, report["status"]) == (0, "OK")
     with node.kernel_log.open("a") as log:
@@ -177,34 +177,34 @@ def test_xids_only_since_the_last_prolog(node: Node) -> None:
 ])
 def test_nvlink_error_counters(node: Node, scenario: dict[str, object], subject: str, value: int) -> None:
     code, report = node.check(scenario)
-    assert (code, found(report)) == (1, [("nvlink_errors", "warning", subject)])
-    [entry] = [r for r in results(report, "nvlink_errors") if r["subject"] == subject]
+    assert (code, found(report)) == (1, [("nvlink-errors", "warning", subject)])
+    [entry] = [r for r in results(report, "nvlink-errors") if r["subject"] == subject]
     assert entry["value"] == value and entry["status"] == "WARNING"
 
 
 def test_pcie_replay_counter_and_its_delta(node: Node) -> None:
     job = {"SLURM_JOB_ID": "3", "SLURM_JOB_GPUS": "3"}
     code, report = node.check({"gpu.3.pcie_replay": 500}, "--epilog", env=job)
-    assert code == 0 and found(report) == [("pcie_replay", "warning", "gpu3")]  # WARNING: no drain
+    assert code == 0 and found(report) == [("pcie-replay", "warning", "gpu3")]  # WARNING: no drain
     code, report = node.check({"gpu.3.pcie_replay": 530}, "--epilog", env=job)
-    assert report["status"] == "OK" and results(report, "pcie_replay")[0]["value"] == 30
+    assert report["status"] == "OK" and results(report, "pcie-replay")[0]["value"] == 30
     code, report = node.check({"gpu.3.pcie_replay": 700}, "--epilog", env=job)
-    assert found(report) == [("pcie_replay", "warning", "gpu3")]
+    assert found(report) == [("pcie-replay", "warning", "gpu3")]
     assert "170 PCIe replay(s) since the last check" in report["findings"][0]["message"]
 
 
 def test_hca_counters_fire_on_increase_between_runs(node: Node) -> None:
     add_hca(node.sys, "mlx5_0", None, {1: ACTIVE}, counters={"link_downed": 2, "symbol_error": 4})
     code, report = node.check({}, "--prolog")
-    assert found(report) == [("hca_link_downed", "warning", "mlx5_0/1")]  # first run: the counter itself
+    assert found(report) == [("hca-link-downed", "warning", "mlx5_0/1")]  # first run: the counter itself
     code, report = node.check({}, "--prolog")
     assert (code, report["status"]) == (0, "OK")
-    assert [r["value"] for r in results(report, "hca_link_downed")] == [0]
+    assert [r["value"] for r in results(report, "hca-link-downed")] == [0]
     set_counters(node.sys, "mlx5_0", 1, {"link_downed": 3, "symbol_error": 40, "port_rcv_errors": 11})
     code, report = node.check({}, "--prolog")
-    assert found(report) == [("hca_errors", "warning", "mlx5_0/1:port_rcv_errors"),
-                             ("hca_errors", "warning", "mlx5_0/1:symbol_error"),
-                             ("hca_link_downed", "warning", "mlx5_0/1")]
+    assert found(report) == [("hca-errors", "warning", "mlx5_0/1:port_rcv_errors"),
+                             ("hca-errors", "warning", "mlx5_0/1:symbol_error"),
+                             ("hca-link-downed", "warning", "mlx5_0/1")]
     symbol = next(r for r in report["checks"] if r["subject"] == "mlx5_0/1:symbol_error")
     assert (symbol["value"], symbol["threshold"]) == (36, 10)
 
@@ -214,9 +214,9 @@ def test_hca_rate_and_state(node: Node) -> None:
     add_hca(node.sys, "mlx5_1", None, {1: ("4: ACTIVE", "5: LinkUp", "200 Gb/sec (4X HDR)")})
     add_hca(node.sys, "mlx5_2", None, {1: ("1: DOWN", "3: Disabled", "10 Gb/sec (4X SDR)")})
     code, report = node.check({}, config="expected_hca_rate = 400\n[node.expected_hca_rates]\nmlx5_2 = 10\n")
-    assert code == 2 and found(report) == [("hca_phys_state", "critical", "mlx5_2/1"),
-                                           ("hca_port_state", "critical", "mlx5_2/1"),
-                                           ("hca_rate", "warning", "mlx5_1/1")]
+    assert code == 2 and found(report) == [("hca-phys-state", "critical", "mlx5_2/1"),
+                                           ("hca-port-state", "critical", "mlx5_2/1"),
+                                           ("hca-rate", "warning", "mlx5_1/1")]
 
 
 def test_unreadable_hca_state_is_unknown_not_critical(node: Node) -> None:
@@ -226,7 +226,7 @@ def test_unreadable_hca_state_is_unknown_not_critical(node: Node) -> None:
     state.mkdir()  # reading it fails with an OSError, like an attribute the driver refuses
     code, report = node.check({})
     assert (code, report["status"], report["findings"]) == (3, "UNKNOWN", [])
-    assert report["unknown"] == ["mlx5_0/1 hca_port_state: port state unreadable"]
+    assert report["unknown"] == ["mlx5_0/1 hca-port-state: port state unreadable"]
 
 
 def test_verbose_table(node: Node, fake_nvml: Path) -> None:
@@ -239,10 +239,10 @@ def test_verbose_table(node: Node, fake_nvml: Path) -> None:
     done = subprocess.run([*GPUPOOL, "node", "check", "--verbose", "--sysfs-root", str(node.sys)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if "ecc_uncorrected" in line]
+    rows = [line for line in done.stdout.splitlines() if "ecc-uncorrected" in line]
     assert len(rows) == 1
     assert [cell.strip() for cell in re.split(r"[│┃|]", rows[0]) if cell.strip()] == [
-        "OK", "ecc_uncorrected", "gpu0", "0", "0"]
+        "OK", "ecc-uncorrected", "gpu0", "0", "0"]
 
 
 # DCGM 3.x `dcgmi diag -r 1 -j` (shape from DCGM's JsonOutput.cpp), one failure with its warning.
@@ -327,9 +327,9 @@ def stand_in_dcgmi(node: Node, output: str, extra: str = "") -> Path:
 
 @pytest.mark.parametrize(("output", "code", "expected"), [
     (DCGM3_PASS, 0, []),
-    (DCGM3_FAIL, 2, [("dcgm_diag", "critical", "gpu1")]),
-    (DCGM4_WARN, 0, [("dcgm_diag", "warning", "gpu1")]),
-    (DCGM_TABLE, 2, [("dcgm_diag", "critical", "node")]),
+    (DCGM3_FAIL, 2, [("dcgm-diag", "critical", "gpu1")]),
+    (DCGM4_WARN, 0, [("dcgm-diag", "warning", "gpu1")]),
+    (DCGM_TABLE, 2, [("dcgm-diag", "critical", "node")]),
 ])
 def test_epilog_deep_runs_dcgmi(node: Node, output: str, code: int, expected: list[tuple[str, str, str]]) -> None:
     bin_dir = stand_in_dcgmi(node, output)
@@ -337,7 +337,7 @@ def test_epilog_deep_runs_dcgmi(node: Node, output: str, code: int, expected: li
     got_code, report = node.check({}, "--epilog", "--deep", env=env)
     assert (got_code, found(report)) == (code, expected)
     assert (node.tmp / "dcgm-args.txt").read_text().split() == ["diag", "-r", "1", "-j"]
-    assert results(report, "dcgm_diag")
+    assert results(report, "dcgm-diag")
 
 
 def test_dcgmi_over_budget_or_missing_is_unknown(node: Node) -> None:
@@ -345,11 +345,11 @@ def test_dcgmi_over_budget_or_missing_is_unknown(node: Node) -> None:
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "5"}
     code, report = node.check({}, "--epilog", "--deep", config="dcgm_budget = 1.0\n", env=env)
     assert (code, report["status"], report["findings"]) == (0, "UNKNOWN", [])
-    assert report["unknown"][0].startswith("dcgmi dcgm_diag:")
+    assert report["unknown"][0].startswith("dcgmi dcgm-diag:")
     code, report = node.check({}, "--epilog", "--deep", config='dcgmi = "no-such-dcgmi"\n', env=env)
     assert report["status"] == "UNKNOWN" and "not found" in report["unknown"][0]
     code, report = node.check({}, "--epilog", env=env)  # without --deep dcgmi is not run
-    assert report["status"] == "OK" and not results(report, "dcgm_diag")
+    assert report["status"] == "OK" and not results(report, "dcgm-diag")
 
 
 def test_state_file_is_per_boot_and_survives_garbage(tmp_path: Path) -> None:
@@ -397,8 +397,8 @@ def test_hca_rate_against_the_fabric_model(node: Node) -> None:
     fabric = f'fabric = "{node.tmp / "fabric.json"}"\n'
     code, report = node.check({}, config=fabric + "expected_hca_rate = 400\n")  # the model wins
     assert (code, report["status"]) == (0, "OK")
-    assert [(r["value"], r["threshold"]) for r in results(report, "hca_rate")] == [(100.0, 103.125)]
+    assert [(r["value"], r["threshold"]) for r in results(report, "hca-rate")] == [(100.0, 103.125)]
     rate.write_text("50 Gb/sec (2X EDR)\n")  # the link trained at half width
     code, report = node.check({}, config=fabric)
-    assert (code, found(report)) == (1, [("hca_rate", "warning", "mlx5_0/1")])
+    assert (code, found(report)) == (1, [("hca-rate", "warning", "mlx5_0/1")])
     assert "fabric model has a 103.125 Gb/s cable" in report["findings"][0]["message"]

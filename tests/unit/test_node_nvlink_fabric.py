@@ -78,7 +78,7 @@ def test_fabric_problems_are_warnings(fake_nvml: Path, tmp_path: Path, extra: di
                                       words: str) -> None:
     code, report = run(fake_nvml, tmp_path, {**NVL, **extra}, "check", "--hca-source", "none")
     assert code == 1 and report["status"] == "WARNING"
-    assert [(f["check"], f["subject"]) for f in report["findings"]] == [("nvlink_fabric", subject)]
+    assert [(f["check"], f["subject"]) for f in report["findings"]] == [("nvlink-fabric", subject)]
     assert words in report["findings"][0]["message"]
     # Degraded bandwidth is a health problem of a registered GPU: the domain itself is complete.
     assert report["nvlink_domain"]["complete"] is (subject == "gpu0")

@@ -57,14 +57,14 @@ def test_healthy_node_is_ok(fake_nvml: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("scenario", "code", "status", "finding"), [
-    ({"gpu.2.ecc_uncorrected": 3}, 2, "CRITICAL", ("ecc_uncorrected", "critical", "gpu2")),
-    ({"gpu.1.remap_failure": 1}, 2, "CRITICAL", ("remapped_rows_failure", "critical", "gpu1")),
-    ({"gpu.1.remap_pending": 1}, 1, "WARNING", ("remapped_rows_pending", "warning", "gpu1")),
-    ({"gpu.0.retired_pending": 1}, 1, "WARNING", ("retired_pages_pending", "warning", "gpu0")),
+    ({"gpu.2.ecc_uncorrected": 3}, 2, "CRITICAL", ("ecc-uncorrected", "critical", "gpu2")),
+    ({"gpu.1.remap_failure": 1}, 2, "CRITICAL", ("remapped-rows-failure", "critical", "gpu1")),
+    ({"gpu.1.remap_pending": 1}, 1, "WARNING", ("remapped-rows-pending", "warning", "gpu1")),
+    ({"gpu.0.retired_pending": 1}, 1, "WARNING", ("retired-pages-pending", "warning", "gpu0")),
     ({"gpu.3.temperature": 93}, 1, "WARNING", ("temperature", "warning", "gpu3")),
     ({"gpu.3.throttle": "0x40"}, 1, "WARNING", ("throttle", "warning", "gpu3")),
-    ({"gpu.5.nvlink_down": 4}, 2, "CRITICAL", ("nvlink_down", "critical", "gpu5")),
-    ({"gpu.6.pcie_width": 8}, 1, "WARNING", ("pcie_width", "warning", "gpu6")),
+    ({"gpu.5.nvlink_down": 4}, 2, "CRITICAL", ("nvlink-down", "critical", "gpu5")),
+    ({"gpu.6.pcie_width": 8}, 1, "WARNING", ("pcie-width", "warning", "gpu6")),
 ])
 def test_faults_through_real_pynvml(fake_nvml: Path, tmp_path: Path, scenario: dict[str, object],
                                     code: int, status: str, finding: tuple[str, str, str]) -> None:
@@ -75,7 +75,7 @@ def test_faults_through_real_pynvml(fake_nvml: Path, tmp_path: Path, scenario: d
 
 def test_fewer_gpus_than_gres_is_critical(fake_nvml: Path, tmp_path: Path) -> None:
     code, report, _ = run_check(fake_nvml, tmp_path, {"count": 7}, config="[node]\nexpected_gpus = 8\n")
-    assert code == 2 and report["findings"][0]["check"] == "gpu_count"
+    assert code == 2 and report["findings"][0]["check"] == "gpu-count"
     assert "7 GPU(s) visible" in report["findings"][0]["message"]
 
 
@@ -88,7 +88,7 @@ def test_prolog_checks_only_the_jobs_gpus(fake_nvml: Path, tmp_path: Path) -> No
     code, report, stderr = run_check(fake_nvml, tmp_path, scenario, "--prolog", extra_env=job)
     assert code == 2 and report["job_id"] == "77"
     assert {(f["check"], f["subject"]) for f in report["findings"]} == {
-        ("ecc_uncorrected", "gpu0"), ("gpu_processes", "gpu4")}
+        ("ecc-uncorrected", "gpu0"), ("gpu-processes", "gpu4")}
     assert report["reason"].startswith("gpupool: gpu") and "status=CRITICAL" in stderr
 
 
@@ -97,7 +97,7 @@ def test_epilog_flags_processes_left_behind(fake_nvml: Path, tmp_path: Path) -> 
     code, report, _ = run_check(fake_nvml, tmp_path, {"gpu.1.procs": "100,200"}, "--epilog", extra_env=job)
     assert code == 2
     assert [(f["check"], f["message"]) for f in report["findings"]] == [
-        ("leftover_processes", "compute process(es) 100,200 left behind after the job")]
+        ("leftover-processes", "compute process(es) 100,200 left behind after the job")]
 
 
 def test_warning_does_not_fail_the_prolog(fake_nvml: Path, tmp_path: Path) -> None:

@@ -88,8 +88,8 @@ def test_prolog_drains_on_critical_with_the_reason(tmp_path: Path, monkeypatch: 
     slurm = FakeSlurm("gpu:2")
     code, out = run(["node", "check", "--prolog", "--drain"], 3, slurm, tmp_path, monkeypatch, capsys)
     assert code == 2
-    assert slurm.drained == [("gpu007", "gpupool: gpu1 ecc_uncorrected: 3 volatile uncorrectable ECC error(s)")]
-    assert out == "CRITICAL: gpupool: gpu1 ecc_uncorrected: 3 volatile uncorrectable ECC error(s)\n"
+    assert slurm.drained == [("gpu007", "gpupool: gpu1 ecc-uncorrected: 3 volatile uncorrectable ECC error(s)")]
+    assert out == "CRITICAL: gpupool: gpu1 ecc-uncorrected: 3 volatile uncorrectable ECC error(s)\n"
 
 
 def test_no_drain_when_healthy_or_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -99,7 +99,7 @@ def test_no_drain_when_healthy_or_by_hand(tmp_path: Path, monkeypatch: pytest.Mo
     assert (code, out, slurm.drained) == (0, "OK: node healthy\n", [])
     code, out = run(["node", "check", "--drain"], 3, slurm, tmp_path, monkeypatch, capsys)
     assert code == 2 and slurm.drained == []
-    assert "gpu007: CRITICAL" in out and "ecc_uncorrected" in out and "\x1b[" not in out
+    assert "gpu007: CRITICAL" in out and "ecc-uncorrected" in out and "\x1b[" not in out
 
 
 def test_gres_mismatch_through_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

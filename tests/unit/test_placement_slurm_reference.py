@@ -5,7 +5,6 @@ from __future__ import annotations
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.placement.cost import cost_of
-from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import (
     slurm_dragonfly_reference,
@@ -17,13 +16,30 @@ TREE = compile_fabric(fat_tree(3, 4, 2))  # leaf1 gpu001-004, leaf2 gpu005-008, 
 
 
 def test_tree_starts_on_the_tightest_leaf_like_slurm() -> None:
-    # With --gpus alone Slurm needs one node, so every leaf "fits" and the one with fewest nodes wins.
+    # With --gpus alone Slurm needs one node, so every leaf "fits" and the one with fewest nodes wins
+    # (all nodes here can give 8 GPUs, one tier): leaf1 has 1 node, leaf2 2, leaf3 3.
+    state = FreeState.from_dict(TREE, {"gpu001": 8, "gpu005": 8, "gpu006": 8, "gpu009": 8, "gpu010": 8,
+                                       "gpu011": 8})
+    assert slurm_tree_reference(TREE, state, Request(gpus=8)) == {"gpu001": 8}
+    assert slurm_tree_reference(TREE, state, Request(gpus=12)) == {"gpu001": 8, "gpu005": 4}
+
+
+def test_tree_gpus_n_takes_the_nodes_that_give_the_most_first() -> None:
+    """sbatch --gpus=N (measured on 22.05, docs/contract.md): nodes are tiered by min(free, N), most first."""
+    # N=8: gpu001 can give 2, gpu005-007 8: the 8-tier holds the job, so gpu001's tight leaf is not used.
     state = FreeState.from_dict(TREE, {"gpu001": 2, "gpu005": 8, "gpu006": 8, "gpu007": 8})
     allocation = slurm_tree_reference(TREE, state, Request(gpus=8))
-    assert allocation == {"gpu001": 2, "gpu005": 6}
-    ours = place(TREE, state, Request(gpus=8))
-    assert ours.allocation == {"gpu005": 8}
-    assert cost_of(TREE, allocation).pair_hops_sum == 2 * 6 * 4 > ours.cost.pair_hops_sum == 0
+    assert allocation == {"gpu005": 8}
+    assert cost_of(TREE, allocation).pair_hops_sum == 0
+    # N=4: gpu001 (4 free) and gpu005/006 (8) all give 4: one tier, and leaf1 (1 node) is the tightest.
+    # N=5: gpu001 gives 4, the others 5: the 5-tier holds it, on leaf2.
+    state = FreeState.from_dict(TREE, {"gpu001": 4, "gpu005": 8, "gpu006": 8})
+    assert slurm_tree_reference(TREE, state, Request(gpus=4)) == {"gpu001": 4}
+    assert slurm_tree_reference(TREE, state, Request(gpus=5)) == {"gpu005": 5}
+    # N=20: the 8-tier (gpu002, gpu009: 16) is short, so it is taken whole and the 7-tier (gpu005) adds 4;
+    # gpu001 (6) and gpu010 (3) are never considered.
+    state = FreeState.from_dict(TREE, {"gpu001": 6, "gpu002": 8, "gpu005": 7, "gpu009": 8, "gpu010": 3})
+    assert slurm_tree_reference(TREE, state, Request(gpus=20)) == {"gpu002": 8, "gpu005": 4, "gpu009": 8}
 
 
 def test_tree_next_leaf_is_the_closest_then_tightest() -> None:

@@ -420,3 +420,41 @@ def test_words_and_numbers_by_hand() -> None:
     assert parse.number(2.0) == 2 and parse.number(2.5, 9) == 9 and parse.number(True, 3) == 3
     assert parse.number({"number": 6}) == 6  # "set" defaults to true
     assert parse.number({"set": True, "number": None}, 1) == 1 and parse.number(-3) is None
+
+
+NODE_LINE = ("NodeName=gpu007 Arch=x86_64 CoresPerSocket=1  CPUAlloc=4 CPUEfctv=14 CPUTot=16 CPULoad=0.10 "
+             "AvailableFeatures=h100,ib ActiveFeatures=h100 Gres=gpu:h100:8(S:0-1) GresDrain=N/A "
+             "GresUsed=gpu:h100:2(IDX:0-1) NodeAddr=gpu007 NodeHostName=gpu007 Version=24.11.5 "
+             "OS=Linux 6.1.0 #1 SMP PREEMPT_DYNAMIC Debian 6.1.0  RealMemory=64000 AllocMem=8000 FreeMem=1 "
+             "Sockets=16 Boards=1 State=MIXED+DRAIN ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A "
+             "Partitions=gpu,debug  BootTime=None SlurmdStartTime=None LastBusyTime=None ResumeAfterTime=None "
+             "CfgTRES=cpu=16 AllocTRES= CurrentWatts=0 AveWatts=0 ")
+
+
+def test_node_text_fields_and_free_text_tail() -> None:
+    # Values by hand from NODE_LINE: CPUEfctv wins over CPUTot, ActiveFeatures over AvailableFeatures.
+    reason = "Reason=xid=79 on gpu 3 State=IDLE [root@2026-12-01T10:00:00]"
+    node = parse.node_from_scontrol(NODE_LINE + reason + " Comment=Gres=gpu:1 GresUsed=gpu:8 Extra=x=1")
+    assert (node.name, node.flags, node.gpus_total, node.gpus_used, node.gpu_types) == (
+        "gpu007", {"MIXED", "DRAIN"}, 8, 2, ("h100",))
+    assert (node.cpus_total, node.cpus_alloc, node.memory_mb, node.memory_alloc_mb) == (14, 4, 64000, 8000)
+    assert (node.partitions, node.features) == (("gpu", "debug"), ("h100",))
+    # The reason is read whole (text that looks like fields included), without Slurm's [user@time].
+    assert node.reason == "xid=79 on gpu 3 State=IDLE"
+    # A field Slurm did not print is not taken from the free text after it (a comment here).
+    without_used = NODE_LINE.replace("GresUsed=gpu:h100:2(IDX:0-1) ", "")
+    node = parse.node_from_scontrol(without_used + "Comment=GresUsed=gpu:8 State=IDLE Partitions=other")
+    assert (node.gpus_used, node.flags, node.partitions, node.reason) == (0, {"MIXED", "DRAIN"}, ("gpu", "debug"), "")
+    # No State at all reads as UNKNOWN (unusable), and a node without partitions has none.
+    bare = parse.node_from_scontrol("NodeName=gpu9 CPUAlloc=0 CPUTot=8 Gres=gpu:4")
+    assert (bare.flags, bare.partitions, bare.cpus_total, bare.gpus_total, bare.usable) == (
+        {"UNKNOWN"}, (), 8, 4, False)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("12", 12), (" 12 ", 12), ("-1", None), ("\u0663", None), ("1e3", None), ("", None), ("1" * 19, None),
+    (3, 3), (-3, None), (True, None), (2.0, 2), (2.5, None), ({"set": True, "number": "7"}, 7),
+    ({"number": {"number": 4}}, None), ({"set": True, "infinite": False, "number": -2}, None),
+])
+def test_number_every_spelling(value: object, expected: int | None) -> None:
+    assert parse.number(value) == expected

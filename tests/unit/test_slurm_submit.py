@@ -328,3 +328,19 @@ def test_submit_lock_directory_of_another_user_is_refused(tmp_path: Path, monkey
     monkeypatch.setenv("GPUPOOL_LOCK_DIR", str(theirs))
     with pytest.raises(EnvError, match=f"belongs to uid {os.getuid() + 4242}, not to you"):
         default_lock_path()
+
+
+def test_one_plan_reads_the_partition_table_once(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    # The default partition and the topology Slurm applies to it both come from `scontrol show partition`:
+    # one read per plan (issue #26: every Slurm call is time the user waits).
+    class Counting(FakeSlurm):
+        reads = 0
+
+        def partitions(self) -> dict[str, dict[str, str]]:
+            Counting.reads += 1
+            return super().partitions()
+
+    slurm = Counting.uniform(HOSTS)
+    assert isinstance(slurm, Counting)
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, dry_run=True))
+    assert out.placement.allocation and Counting.reads == 1

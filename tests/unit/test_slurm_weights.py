@@ -36,9 +36,13 @@ def test_a_lower_weight_leaf_wins_over_the_tighter_one() -> None:
 
 def test_lower_tiers_are_taken_whole_before_the_next_tier() -> None:
     state = FreeState.from_dict(TREE, {"gpu001": 2, "gpu005": 8, "gpu006": 8, "gpu007": 8, "gpu008": 8, "gpu009": 8})
-    # Unweighted: leaf01 and leaf03 tie as tightest (1 node), leaf01 first (2 GPUs); then leaf03 (1 node,
-    # tighter than leaf02 at the same distance): 8; then leaf02: 6.
-    assert slurm_tree_reference(TREE, state, Request(gpus=16)) == {"gpu001": 2, "gpu005": 6, "gpu009": 8}
+    # Unweighted, the earlier model: leaf01 and leaf03 tie as tightest (1 node), leaf01 first (2 GPUs); then
+    # leaf03 (1 node, tighter than leaf02 at the same distance): 8; then leaf02: 6.
+    assert slurm_tree_reference(TREE, state, Request(gpus=16), gpus_tiers=False) == {
+        "gpu001": 2, "gpu005": 6, "gpu009": 8}
+    # Unweighted, --gpus=N as measured on 22.05: the nodes that can give 8 (gpu005-009) hold 16, so gpu001 is
+    # not considered; leaf03 (1 such node) is the tightest, then leaf02.
+    assert slurm_tree_reference(TREE, state, Request(gpus=16)) == {"gpu005": 8, "gpu009": 8}
     # Weighted: tier 1 (2 GPUs) cannot hold 16, so gpu001 is taken as required and tier 2 added, which
     # holds the rest: leaf03 (tier 3) is never considered.
     assert slurm_tree_reference(TREE, state, Request(gpus=16), LEAF_FILL) == {"gpu001": 2, "gpu005": 8, "gpu006": 6}

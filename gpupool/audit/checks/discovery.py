@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
 from gpupool.audit.findings import WARNING, Finding
 from gpupool.audit.topology import Topo
 from gpupool.fabric.model import Fabric
@@ -38,3 +39,17 @@ def check_parse_warnings(fabric: Fabric) -> list[Finding]:
             findings.append(Finding(check if re.fullmatch(r"[a-z-]+", check) else "discovery-warning", WARNING,
                                     "fabric", text))
     return findings
+
+
+@audit_check(reports=(
+    CheckInfo("link-one-sided", "discovery", WARNING, "a cable only one end reports"),
+    CheckInfo("host-name-invalid", "discovery", WARNING, "a node description whose host name is not legal"),
+    CheckInfo("discovery-diagnostic", "discovery", WARNING, "libibmad/ibwarn lines in the capture"),
+    CheckInfo("host-partial-subnets", "discovery", WARNING,
+              "hosts with no HCA on some of the subnets discovered together (one capture per subnet)"),
+    CheckInfo("link-not-active", "discovery", WARNING,
+              "a cable an ibdiagnet2.lst or iblinkinfo capture lists in a state other than Active"),
+    CheckInfo("discovery-warning", "discovery", WARNING, "any other parse-time oddity"),
+))
+def _parse_warnings(audit: AuditInput) -> list[Finding]:
+    return check_parse_warnings(audit.fabric)

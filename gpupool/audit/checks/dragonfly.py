@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
 
+from gpupool.audit.checks.registry import AuditInput, audit_check
 from gpupool.audit.findings import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import mode
+from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric, natural_key
+
+if TYPE_CHECKING:
+    from gpupool.fabric.compiled import CompiledFabric
 
 
 def check_dragonfly(fabric: Fabric, switch_nodes: list[int], switch_group: list[int],
@@ -42,3 +48,31 @@ def check_dragonfly(fabric: Fabric, switch_nodes: list[int], switch_group: list[
                                 + ("; traffic between them takes an extra group hop" if have == 0 else ""),
                                 {"links": have, "expected": want}))
     return findings
+
+
+@audit_check("dragonfly-global-missing", "dragonfly", CRITICAL, "a group pair short of global links")
+def _dragonfly_global_missing(audit: AuditInput) -> list[Finding]:
+    compiled = audit.compiled
+    if compiled is None or compiled.kind is not FabricKind.DRAGONFLY:
+        return []
+    return check_dragonfly(audit.fabric, [int(x) for x in compiled.switch_node],
+                           [int(g) for g in compiled.switch_group],
+                           reference_pairs(audit.fabric, audit.reference, compiled))
+
+
+def reference_pairs(fabric: Fabric, reference: Fabric | None,
+                    compiled: CompiledFabric) -> dict[tuple[int, int], int] | None:
+    """Global links per group pair in the reference, keyed by the current fabric's group numbers."""
+    if reference is None:
+        return None
+    from gpupool.audit.reference import match_nodes
+
+    nmap = match_nodes(fabric, reference)
+    group_of = {int(n): int(g) for n, g in zip(compiled.switch_node, compiled.switch_group, strict=True)}
+    ref_group = {r: group_of[c] for r, c in nmap.items() if c in group_of}
+    pairs: Counter[tuple[int, int]] = Counter()
+    for link in reference.links:
+        ga, gb = ref_group.get(link.a), ref_group.get(link.b)
+        if ga is not None and gb is not None and ga != gb:
+            pairs[(min(ga, gb), max(ga, gb))] += 1
+    return dict(pairs)

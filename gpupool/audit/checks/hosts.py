@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from gpupool.audit.checks.common import GENERIC_HOST_NAMES, MIN_PEERS, _plural
+from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
 from gpupool.audit.findings import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import Topo, hca_label, mode, name_class, split_trailing_number
 from gpupool.fabric.model import ROLE_HCA, natural_key
@@ -230,3 +231,34 @@ def _guess_host(topo: Topo, leaf: int, port: int, host_on_leaf: dict[tuple[str, 
         if candidate and (candidate, leaf) not in host_on_leaf:
             return candidate, f"hosts on this leaf group are named after their port numbers ({candidate} at port {port})"
     return None, ""
+
+
+@audit_check("host-rails-missing", "hosts", WARNING, "a compute host with fewer HCAs than the hosts named like it")
+def _host_rails_missing(audit: AuditInput) -> list[Finding]:
+    return check_host_rails(audit.topo)
+
+
+@audit_check("host-name-generic", "hosts", WARNING, "HCAs reporting an installer's default host name")
+def _host_name_generic(audit: AuditInput) -> list[Finding]:
+    return check_generic_host_names(audit.topo)
+
+
+@audit_check("hca-unnamed", "hosts", WARNING, "an HCA whose node description names no host")
+def _hca_unnamed(audit: AuditInput) -> list[Finding]:
+    return check_unnamed_hcas(audit.topo)
+
+
+@audit_check(reports=(
+    CheckInfo("duplicate-guid", "hosts", CRITICAL, "two nodes with one GUID"),
+    CheckInfo("duplicate-name", "hosts", WARNING, "two nodes with one name"),
+))
+def _duplicates(audit: AuditInput) -> list[Finding]:
+    return check_duplicates(audit.topo)
+
+
+@audit_check(reports=(
+    CheckInfo("rail-crossed", "hosts", WARNING, "two HCAs of one host cabled to each other's rail leaves"),
+    CheckInfo("host-port-mismatch", "hosts", WARNING, "one rail of a host on another port number than its others"),
+))
+def _rail_cabling(audit: AuditInput) -> list[Finding]:
+    return check_rail_cabling(audit.topo)

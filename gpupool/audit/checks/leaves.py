@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from gpupool.audit.checks.common import MIN_PEERS, _far_end, _fmt_ports, _plural
 from gpupool.audit.checks.hosts import host_peer_classes
+from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
 from gpupool.audit.findings import CRITICAL, INFO, WARNING, Finding
 from gpupool.audit.topology import Topo, mode
 from gpupool.fabric.model import ROLE_HCA, ROLE_UNNAMED, natural_key
@@ -95,8 +96,35 @@ def _spine_shortfall(topo: Topo, leaf: int, per_pair: dict[tuple[int, int], list
             # Whose port: the short switch's own (the port its peers use for this peer switch).
             text += (f", port{'s' if len(usual_ports) > 1 else ''} {_fmt_ports(usual_ports)} empty "
                      f"on {topo.label(leaf)}")
+        far = _far_empty_ports(topo, leaf, spine, pod, per_pair, spine_leaves, cables_per_spine, cables_per_spine - have)
+        if far:
+            # The other end: the port of the far switch that its peers use for this same short switch.
+            text += f", port{'s' if len(far) > 1 else ''} {_fmt_ports(far)} empty on {topo.label(spine)}"
         out.append(text)
     return out
+
+
+def _far_end_ports(topo: Topo, near: int, far: int) -> list[int]:
+    """The ports of `far` cabled to `near`."""
+    return [topo.port_of(topo.fabric.links[li], far) for j, li in topo.adj[far] if j == near]
+
+
+def _far_empty_ports(topo: Topo, leaf: int, spine: int, pod: set[int], per_pair: dict[tuple[int, int], list[int]],
+                     spine_leaves: dict[int, set[int]], cables_per_spine: int, missing: int) -> list[int]:
+    """The empty ports of `spine` where the missing cables from `leaf` belong: the ports the other switches
+    of its level in the pod use for `leaf` (at least half of them agree, the regular cabling of a pod),
+    that are not in use on `spine`. Empty when the peers disagree or more ports would be named than
+    cables are missing (naming them would be a guess)."""
+    peers = [s for s in spine_leaves if s != spine and len(spine_leaves[s] & pod) * 2 >= len(pod)
+             and len(per_pair.get((leaf, s), [])) >= cables_per_spine]
+    if not peers:
+        return []
+    seen: Counter[int] = Counter()
+    for s in peers:
+        seen.update(set(_far_end_ports(topo, leaf, s)))
+    used = topo.used_ports(spine)
+    ports = sorted(p for p, c in seen.items() if c * 2 > len(peers) and p not in used)
+    return ports if 0 < len(ports) <= missing else []
 
 
 def check_upper_uplinks(topo: Topo, level_of: dict[int, int]) -> list[Finding]:
@@ -251,3 +279,44 @@ def check_hostless_leaves(topo: Topo) -> list[Finding]:
                                 f"to {above or 'nothing'}; a management leaf, or its hosts are down or not cabled yet",
                                 {"uplinks": sum(ups.values())}))
     return findings
+
+
+@audit_check(reports=(
+    CheckInfo("leaf-uplinks-missing", "leaves", WARNING, "a leaf with fewer uplinks than the leaves of its class"),
+    CheckInfo("switch-uplinks-missing", "leaves", WARNING, "a spine with fewer cables up than its level's peers"),
+    CheckInfo("leaf-oversubscribed", "leaves", WARNING, "compute HCA bandwidth above uplink bandwidth"),
+))
+def _uplinks(audit: AuditInput) -> list[Finding]:
+    """Missing uplinks per level and oversubscription together: a leaf oversubscribed only by its
+    missing uplinks is said once, in its leaf-uplinks-missing finding."""
+    from gpupool.fabric.kinds import FabricKind
+
+    findings: list[Finding] = []
+    compiled = audit.compiled
+    # The reference's per-cable comparison covers dragonfly routers.
+    dragonfly = compiled is not None and compiled.kind is FabricKind.DRAGONFLY
+    uplinks = check_leaf_uplinks(audit.topo, None if dragonfly else audit.expected_uplinks, audit.global_links)
+    if compiled is not None and compiled.kind is FabricKind.FAT_TREE:
+        levels = {int(n): int(lv) for n, lv in zip(compiled.switch_node, compiled.switch_level, strict=True)}
+        upper = check_upper_uplinks(audit.topo, levels)
+        findings += upper
+        # Every missing cable counted once: spine-to-core cables beside the leaves' uplinks.
+        audit.totals["missing_switch_uplinks"] = sum(f.details["expected"] - f.details["uplinks"] for f in upper)
+        audit.totals["switches_missing_uplinks"] = len(upper)
+    short_leaves, oversubscribed = fold_oversubscription(
+        uplinks.findings, check_oversubscription(audit.topo, audit.max_oversubscription))
+    findings += short_leaves
+    audit.totals["missing_uplinks"] = uplinks.missing_total
+    audit.totals["leaves_missing_uplinks"] = uplinks.leaves_short
+    return findings + oversubscribed
+
+
+@audit_check("leaf-group-short", "leaves", CRITICAL,
+             "a group of rail leaves short of a leaf, whose compute hosts all lack that rail")
+def _leaf_group_short(audit: AuditInput) -> list[Finding]:
+    return check_leaf_groups(audit.topo)
+
+
+@audit_check("leaf-hostless", "leaves", INFO, "a leaf with no host at all")
+def _leaf_hostless(audit: AuditInput) -> list[Finding]:
+    return check_hostless_leaves(audit.topo)

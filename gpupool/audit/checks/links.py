@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gpupool.audit.checks.common import Rate, _plural, describe_link, link_class
+from gpupool.audit.checks.registry import AuditInput, audit_check
 from gpupool.audit.findings import INFO, WARNING, Finding
 from gpupool.audit.topology import Topo, mode
 from gpupool.fabric import devices
@@ -100,3 +101,14 @@ def check_loopbacks(topo: Topo) -> list[Finding]:
                     f"switch {topo.label(sw)} has {_plural(len(pairs), 'loopback cable')}: ports {', '.join(sorted(pairs))}",
                     {"count": len(pairs)})
             for sw, pairs in sorted(per_switch.items(), key=lambda kv: natural_key(topo.label(kv[0])))]
+
+
+@audit_check("link-degraded", "links", WARNING,
+             "a cable below the rate of its class, capped by what both ends' hardware supports")
+def _link_degraded(audit: AuditInput) -> list[Finding]:
+    return check_link_rates(audit.topo, audit.expected_by_link)
+
+
+@audit_check("switch-loopback", "links", INFO, "a cable between two ports of one switch")
+def _switch_loopback(audit: AuditInput) -> list[Finding]:
+    return check_loopbacks(audit.topo)
