@@ -458,3 +458,20 @@ def test_node_text_fields_and_free_text_tail() -> None:
 ])
 def test_number_every_spelling(value: object, expected: int | None) -> None:
     assert parse.number(value) == expected
+
+
+def test_records_with_only_an_id_read_as_empty() -> None:
+    from gpupool.slurm.models import JobInfo, JobRequest, NodeState
+
+    # By hand: nothing but the id given, every other field is its "not said" value.
+    assert parse.job_from_scontrol("JobId=3") == JobInfo(job_id="3", request=JobRequest())
+    assert parse.job_from_json({"job_id": 3}) == JobInfo(job_id="3", request=JobRequest())
+    assert parse.node_from_scontrol("NodeName=n1") == NodeState(name="n1", flags=frozenset({"UNKNOWN"}))
+    assert parse.node_from_json({"name": "n1"}) == NodeState(name="n1", flags=frozenset())
+    assert parse.node_from_json({"hostname": "n2"}).name == "n2"
+    # Lower-case state, a node range, Slurm's null spellings, a uid after the user name.
+    line = ("JobId=4 JobName=a b UserId=bob(1000) Account=(null) QOS=N/A JobState=running Reason=None "
+            "NumNodes=1-2 NodeList=gpu001 TresPerNode=gres/gpu:2 ExcNodeList=(null) Comment=(null)")
+    assert parse.job_from_scontrol(line) == JobInfo(
+        job_id="4", name="a b", user="bob", state="RUNNING", reason="None", nodes=("gpu001",),
+        allocation={"gpu001": 2}, request=JobRequest(nodes=1, gpus_per_node=2))
