@@ -13,16 +13,14 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
+from tests.fakenvml.fakenvml_build import build_fake_nvml, fake_nvml_env, write_scenario
+from tests.fakenvml.fakesysfs import dgx_like
 
-from fakenvml_build import build_fake_nvml, fake_nvml_env, write_scenario  # noqa: E402
-from fakesysfs import dgx_like  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TARGET_MS = 300.0
 

@@ -26,17 +26,15 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from gpupool.errors import InfeasibleError  # noqa: E402
-from gpupool.fabric.compiled import CompiledFabric, compile_fabric, load_compiled  # noqa: E402
-from gpupool.fabric.generate import dragonfly, fat_tree  # noqa: E402
-from gpupool.fabric.model import Fabric, save_fabric  # noqa: E402
-from gpupool.placement.cost import cost_of  # noqa: E402
-from gpupool.placement.engine import place  # noqa: E402
-from gpupool.placement.model import FreeState, Request  # noqa: E402
-from gpupool.placement.slurm_reference import slurm_dragonfly_reference, slurm_tree_reference  # noqa: E402
-from tests.oracles import HostGraph, brute_force, graph_of  # noqa: E402
+from gpupool.errors import InfeasibleError
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric, load_compiled
+from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.fabric.model import Fabric, save_fabric
+from gpupool.placement.cost import cost_of
+from gpupool.placement.engine import place
+from gpupool.placement.model import FreeState, Request
+from gpupool.placement.slurm_reference import slurm_dragonfly_reference, slurm_tree_reference
+from tests.support.oracles import HostGraph, brute_force, graph_of
 
 FAILURES: list[str] = []
 
@@ -111,7 +109,7 @@ def histogram(ratios: list[float]) -> str:
 # ---------------------------------------------------------------------------
 
 def tiny_pair(fabric: Fabric) -> tuple[CompiledFabric, HostGraph]:
-    """A fabric as the engine sees it and as the independent oracle (tests/oracles.py) sees it."""
+    """A fabric as the engine sees it and as the independent oracle (tests/support/oracles.py) sees it."""
     return compile_fabric(fabric), graph_of(fabric)
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Per-call speed of the pyslurm backend over the commands backend on a real Slurm 25.11 cluster.
 
-    .venv/bin/python scripts/bench_pyslurm.py [--calls 30] [--jobs 12] [--port-base 46000] [--json]
+    PYTHONPATH=. .venv/bin/python scripts/bench_pyslurm.py [--calls 30] [--jobs 12] [--port-base 46000] [--json]
 
 Needs scripts/build-slurm-25.11 (Slurm 25.11.7 + pyslurm 25.11.2, cached outside the clone). Brings
-up the 8-node loopback cluster of tests/integration/slurm2511.py, submits `--jobs` GPU jobs so the
+up the 8-node loopback cluster of tests/support/slurm2511.py, submits `--jobs` GPU jobs so the
 answers are not empty, then times `node_states()` and `jobs()` through each backend, `--calls` times
 each after one warm-up call (the pyslurm child is forked and imports pyslurm once per client, outside
 the timed calls; the commands pay a process start per call, which is what they cost in gpupool).
@@ -24,11 +24,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gpupool.slurm.client import make_client
+from tests.support.slurm2511 import Cluster, built, prefixes
 
-from gpupool.slurm.client import make_client  # noqa: E402
-from tests.integration.slurm2511 import Cluster, built, prefixes  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def median_ms(call: Callable[[], object], calls: int) -> float:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Simulator benchmark: a 50,000-job synthetic trace on a 1,024-host fat-tree, one policy.
 
-    .venv/bin/python scripts/bench_simulate.py [--jobs 50000] [--policy gpupool] [--backfill slurm|easy]
+    PYTHONPATH=. .venv/bin/python scripts/bench_simulate.py [--jobs 50000] [--policy gpupool] [--backfill slurm|easy]
         [--speed-model isolated|contention|both] [--quick] [--json]
 
 Prints simulated jobs per second (the JIT is warmed on a small run first, so compile time is not
@@ -23,14 +23,12 @@ import resource
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from gpupool.fabric.compiled import compile_fabric  # noqa: E402
-from gpupool.fabric.generate import fat_tree  # noqa: E402
-from gpupool.simulate.engine import SimConfig, Simulator  # noqa: E402
-from gpupool.simulate.policies import REGISTRY  # noqa: E402
-from gpupool.simulate.speed import SpeedModel  # noqa: E402
-from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs  # noqa: E402
+from gpupool.fabric.compiled import compile_fabric
+from gpupool.fabric.generate import fat_tree
+from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.policies import REGISTRY
+from gpupool.simulate.speed import SpeedModel
+from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs
 
 TARGET_JOBS_PER_SECOND = 1000.0
 GPUS_PER_HOST = 8

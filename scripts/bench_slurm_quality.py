@@ -3,7 +3,7 @@
 pair_hops_sum with the nodes Slurm would pick (`sbatch --test-only`) for the same request.
 
     eval "$(scripts/testbed env)"
-    .venv/bin/python scripts/bench_slurm_quality.py --cases 200 [--states 20] [--seed 1] [--json]
+    PYTHONPATH=. .venv/bin/python scripts/bench_slurm_quality.py --cases 200 [--states 20] [--seed 1] [--json]
 
 Each state: cancel the filler jobs, then fragment the cluster with one filler job per chosen host
 (random GPU counts), wait until they all run, then evaluate `cases / states` random requests, half
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 FILLER_NAME = "gpupool-filler"
 

@@ -3,7 +3,8 @@
 picks: on random fragmented states of the testbed, compare its node set with `sbatch --test-only`.
 
     eval "$(scripts/testbed env)"
-    .venv/bin/python scripts/calibrate_slurm_tree.py --states 10 --requests 10 [--seed 1] [--form gpus] [--json]
+    PYTHONPATH=. .venv/bin/python scripts/calibrate_slurm_tree.py --states 10 --requests 10 [--seed 1] [--form gpus] \
+        [--json]
 
 States are made as scripts/bench_slurm_quality.py makes them (one filler job per chosen host with a
 random GPU count). Requests are `-N n --gres=gpu:k` (n >= 2, so topology matters; `--form nodes`, the
@@ -27,11 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts.bench_slurm_quality import clear_fillers, fragment
 
-from bench_slurm_quality import clear_fillers, fragment  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 WEIGHTS = ("none", "random", "pack-leaf", "leaf-fill")
 

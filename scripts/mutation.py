@@ -52,7 +52,8 @@ CORE: dict[str, list[str]] = {
     "gpupool/node/checks.py": ["tests/unit/test_node_checks.py", "tests/unit/test_node_health.py"],
     "gpupool/slurm/parse.py": ["tests/unit/test_slurm_parse.py", "tests/unit/test_slurm_job_states.py",
                                "tests/unit/test_slurm_releases.py", "tests/unit/test_hostile_slurm.py",
-                               "tests/unit/test_hostile_issue29.py"],
+                               "tests/unit/test_hostile_issue29.py", "tests/unit/test_slurm_preempt.py",
+                               "tests/unit/test_slurm_client.py", "tests/unit/test_slurm_freestate.py"],
     "gpupool/pools/schema.py": ["tests/unit/test_pools_schema.py", "tests/unit/test_pools_lending.py"],
     "gpupool/simulate/engine.py": ["tests/unit/test_simulate_engine.py", "tests/unit/test_simulate_pools.py"],
 }
@@ -120,38 +121,46 @@ def scratch_copy() -> Path:
     return root
 
 
-def run_module(target: str, key: str, max_children: int, time_limit: float) -> dict[str, object]:
+def run_module(target: str, key: str, max_children: int, time_limit: float, reviewed: set[str],
+               max_shown: int) -> dict[str, object]:
     root = scratch_copy()
     tests = [t for t in CORE[key] if (root / t).exists()]
     config = ("\n[tool.mutmut]\n"
               'source_paths = ["gpupool"]\n'
               f"only_mutate = {json.dumps([target])}\n"
-              'also_copy = ["tests", "scripts", "slurm-plugins", "docs", "man", "testbed", "setup.cfg"]\n'
+              # Everything the tests read besides gpupool/ (examples/pools.yaml, README walkthroughs, man pages).
+              'also_copy = ["tests", "scripts", "slurm-plugins", "docs", "man", "testbed", "examples", "vendor", '
+              '"setup.cfg", "README.md"]\n'
               'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n")
     with (root / "pyproject.toml").open("a") as handle:
         handle.write(config)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20")
     started = time.monotonic()
+    log = root / "mutmut.log"
     try:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)], cwd=root,
-                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=time_limit,
-                       check=False)
+        with log.open("wb") as sink:
+            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)], cwd=root,
+                           env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=time_limit, check=False)
         timed_out = False
     except subprocess.TimeoutExpired:
         timed_out = True
+    # mutmut's own last words: why nothing was checked when its clean run or stats run failed.
+    log_tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-15:]
     results: dict[str, int | None] = {}
     for meta in (root / "mutants").rglob("*.py.meta"):
         source = str(meta.relative_to(root / "mutants"))[:-len(".meta")]
         if source == target or fnmatch.fnmatch(source, target):
             results.update(json.loads(meta.read_text())["exit_code_by_key"])
     shows = {}
+    # One `mutmut show` per open survivor (a second or more each on a busy machine): the first max_shown.
     for name, code in results.items():
-        if code in SURVIVED:
+        if code in SURVIVED and name not in reviewed and len(shows) < max_shown:
             shows[name] = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=root, env=env,
                                          capture_output=True, text=True, check=False).stdout
     shutil.rmtree(root, ignore_errors=True)
-    return {"results": results, "shows": shows, "seconds": time.monotonic() - started, "timed_out": timed_out}
+    return {"results": results, "shows": shows, "seconds": time.monotonic() - started, "timed_out": timed_out,
+            "log_tail": log_tail}
 
 
 def diff_lines(show: str) -> str:
@@ -166,6 +175,8 @@ def main() -> int:
                         help="only the core modules changed against BASE (default main)")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds per module")
+    parser.add_argument("--max-shown", type=int, default=60, metavar="N",
+                        help="print the diff of the first N open survivors per module (the rest by name)")
     args = parser.parse_args()
     chosen = select(args.modules, args.changed)
     if not chosen:
@@ -176,7 +187,7 @@ def main() -> int:
     rows = []
     for target, key in chosen:
         print(f"== mutmut: {target} (tests: {' '.join(CORE[key])})", flush=True)
-        run = run_module(target, key, args.max_children, args.time_limit)
+        run = run_module(target, key, args.max_children, args.time_limit, set(reviewed), args.max_shown)
         codes = list(run["results"].values())  # type: ignore[attr-defined]
         total = len(codes)
         killed = sum(1 for c in codes if c in KILLED)
@@ -193,10 +204,16 @@ def main() -> int:
             odd = sorted({str(c) for c in codes if c not in KILLED | SURVIVED | NO_TESTS and c is not None})
             print(f"   {other} mutants ended with other exit codes ({', '.join(odd)}): not counted as killed")
         failed |= not ok
+        if checked == 0:
+            print("   nothing was checked; mutmut's output ended with:")
+            for line in run["log_tail"]:  # type: ignore[attr-defined]
+                if line.strip():
+                    print(f"   | {line}")
         rows.append((target, total, killed, len(survivors), len(survivors) - len(open_survivors), no_tests, other,
                      unchecked, score, run["seconds"], ok))
         for name in open_survivors:
-            print(f"   survived: {name}: {diff_lines(run['shows'][name])}")  # type: ignore[index]
+            shown = run["shows"].get(name)  # type: ignore[attr-defined]
+            print(f"   survived: {name}" + (f": {diff_lines(shown)}" if shown is not None else ""))
     print()
     print(f"{'module':32} {'mutants':>7} {'killed':>6} {'survived':>8} {'reviewed':>8} {'no-test':>7} "
           f"{'other':>5} {'unchecked':>9} {'score':>6} {'seconds':>7}")

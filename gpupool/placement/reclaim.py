@@ -133,10 +133,6 @@ def _add(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, in
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
 
 
-def _sub(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
-    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
-
-
 def plan_reclaim(free: FreeState, host_index: Mapping[str, int], eligible: np.ndarray,
                  borrowers: Sequence[Borrower], place_fn: Callable[[FreeState], Placement], *,
                  max_subsets: int = MAX_SUBSETS, time_budget_s: float = TIME_BUDGET_S,

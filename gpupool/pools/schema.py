@@ -7,6 +7,7 @@ in `gpupool.pools.validate`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -519,7 +520,8 @@ def _lend_limit(source: Source, key: Path, value: Any) -> tuple[int | None, bool
         return None, False
     if isinstance(value, str) and value.strip().endswith("%"):
         number = value.strip()[:-1].strip()
-        if not number.isdigit() or not 0 <= int(number) <= 100:
+        # ASCII digits only: "²".isdigit() is True (int() then raises) and "٣" would read as 3.
+        if not re.fullmatch(r"[0-9]{1,3}", number) or not 0 <= int(number) <= 100:
             raise source.error(key, f"expected a GPU count or a percentage from 0% to 100%, got {value!r}")
         return int(number), True
     return _int(source, key, value, minimum=0), False

@@ -29,9 +29,7 @@ from gpupool.slurm.gres import (
     NULL_VALUES,
     gpu_count,
     gpu_types,
-    memory_mb,
     tres_gpu_count,
-    tres_value,
 )
 from gpupool.slurm.models import JobInfo, JobRequest, NodeState, PreemptionConfig, TestOnlyResult
 
@@ -134,16 +132,6 @@ def _state_flags(state: Any, extra_flags: Any = None) -> frozenset[str]:
             if word:
                 flags.add(word.upper().replace(" ", "_"))
     return frozenset(flags)
-
-
-def _version_from_meta(meta: Mapping[str, Any]) -> tuple[int, int] | None:
-    slurm = meta.get("Slurm") or meta.get("slurm") or {}
-    version = slurm.get("version") if isinstance(slurm, Mapping) else None
-    if isinstance(version, Mapping):
-        major, minor = number(version.get("major")), number(version.get("minor"))
-        if major is not None and minor is not None:
-            return major, minor
-    return None
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -514,11 +502,14 @@ def job_from_scontrol(line: str) -> JobInfo:
     )
 
 
+_JOB_ID_RE = re.compile(r"[0-9]{1,18}")
+
+
 def scontrol_job_id(kv: Mapping[str, str]) -> str:
     """The id squeue and the JSON give a job: ``ARRAY_TASK`` for an array task (scontrol's JobId= is
     the task's own job id, 9 for task 7_2), else JobId (a pending array's ArrayTaskId=1-3 keeps it)."""
     array_id, task = kv.get("ArrayJobId", ""), kv.get("ArrayTaskId", "")
-    if array_id.isdigit() and task.isdigit():
+    if _JOB_ID_RE.fullmatch(array_id) and _JOB_ID_RE.fullmatch(task):  # ASCII: "٧".isdigit() is True
         return f"{array_id}_{task}"
     return kv.get("JobId", "")
 
@@ -657,7 +648,3 @@ def parse_test_only(text: str, now: float | None = None, slack_s: float = 60.0) 
         starts_now=starts_now,
         preempts=tuple(j for m in _TEST_ONLY_PREEMPTS.finditer(text) for j in m.group(1).split(",") if j),
     )
-
-
-def memory_of_tres(tres: str | None) -> int:
-    return memory_mb(tres_value(tres, "mem"))

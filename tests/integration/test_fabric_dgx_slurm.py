@@ -11,7 +11,7 @@ from ClusterShell.NodeSet import NodeSet
 
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
 from gpupool.hostlist import fold
-from tests.helpers import DGX_FIXTURE
+from tests.support.helpers import DGX_FIXTURE
 
 pytestmark = pytest.mark.integration
 

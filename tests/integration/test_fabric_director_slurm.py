@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from ClusterShell.NodeSet import NodeSet
 
-from tests.helpers import director_site
+from tests.support.captures import director_site
 
 pytestmark = pytest.mark.integration
 
 
 def test_director_site_topology_loads_with_the_director_on_top(make_testbed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # One director (2 line + 1 fabric ASIC), 4 external leaves, 3 with two hosts, one with none:
-    # by construction (tests.helpers.director_site) hosts nXY sit on leaf-0X.
+    # by construction (tests.support.captures.director_site) hosts nXY sit on leaf-0X.
     capture, fabric = tmp_path / "site.out", tmp_path / "site.json"
     capture.write_text(director_site(dirs=1, lines=2, fabric_asics=1, leaves=4, hosted=3, spread=True))
     subprocess.run([sys.executable, "-m", "gpupool", "fabric", "discover", "--ibnetdiscover", str(capture),

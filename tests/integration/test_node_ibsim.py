@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakenvml_build import node_config  # noqa: E402
+from tests.fakenvml.fakenvml_build import node_config
 
 pytestmark = pytest.mark.integration
 

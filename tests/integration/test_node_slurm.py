@@ -19,14 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from gpupool.pools.lua import render_job_submit_lua
+from gpupool.pools.schema import parse_pools_text
+from tests.fakenvml.fakenvml_build import build_fake_nvml, write_scenario
+from tests.fakenvml.fakesysfs import dgx_like
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
-
-from fakenvml_build import build_fake_nvml, write_scenario  # noqa: E402
-from fakesysfs import dgx_like  # noqa: E402
-
-from gpupool.pools.lua import render_job_submit_lua  # noqa: E402
-from gpupool.pools.schema import parse_pools_text  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

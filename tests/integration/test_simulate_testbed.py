@@ -62,6 +62,13 @@ def test_simulate_replays_the_testbed_sacct_history(testbed: Testbed, tmp_path_f
         assert report.stat().st_size > 10_000 and "<svg" in report.read_text()
 
 
+def _with_repo_on_path(testbed: Testbed) -> dict[str, str]:
+    """PYTHONPATH for a script of scripts/: this checkout first (gpupool, scripts.*), then the testbed's own."""
+    from tests.integration.conftest import REPO
+
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), testbed.full_env().get("PYTHONPATH", "")) if p)}
+
+
 def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> None:
     """On random fragmented states, the simulator's slurm-tree policy chooses what sbatch --test-only does."""
     import sys
@@ -70,7 +77,7 @@ def test_slurm_tree_emulation_picks_the_nodes_slurm_picks(testbed: Testbed) -> N
 
     testbed.cancel_all()
     proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
-                        "--requests", "10", "--seed", "3", "--json"], timeout=900)
+                        "--requests", "10", "--seed", "3", "--json"], timeout=900, env=_with_repo_on_path(testbed))
     doc = json.loads(proc.stdout)
     assert doc["cases"] >= 90, doc
     assert doc["agreement"] >= 0.95, doc["disagreements"]
@@ -90,7 +97,8 @@ def test_slurm_tree_emulation_with_node_weights_picks_the_nodes_slurm_picks(test
 
     testbed.cancel_all()
     proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
-                        "--requests", "10", "--seed", "5", "--weights", weights, "--json"], timeout=900)
+                        "--requests", "10", "--seed", "5", "--weights", weights, "--json"], timeout=900,
+                       env=_with_repo_on_path(testbed))
     doc = json.loads(proc.stdout)
     assert doc["weights"] == weights
     assert doc["cases"] >= 90, doc

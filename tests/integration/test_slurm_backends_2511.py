@@ -1,7 +1,7 @@
 """Both Slurm backends on the same live Slurm 25.11 cluster must return the same models.
 
 Runs only with `-m slurm2511` (needs scripts/build-slurm-25.11's Slurm 25.11.7 + pyslurm 25.11.2);
-when those builds are missing the tests FAIL, never skip. The cluster (tests/integration/slurm2511.py)
+when those builds are missing the tests FAIL, never skip. The cluster (tests/support/slurm2511.py)
 has typed (n1-n4 h100:4), untyped (n5-n6 gpu:4) and two-type (n7-n8 a100:2 + h100:2) nodes; GPUs
 are not an accounted TRES (no slurmdbd), so a backend reading node TRES would see every GPU free. The scenario holds GPUs in RUNNING, SUSPENDED and COMPLETING jobs, an array, a
 `--gpus=N` job, a held `--switches` job; expected GPU use per node is written out by hand below.
@@ -31,7 +31,7 @@ import pytest
 from gpupool.errors import EnvError, InputError
 from gpupool.slurm.client import make_client
 from gpupool.slurm.port import SlurmClient
-from tests.integration.slurm2511 import REPO, Cluster, built, prefixes
+from tests.support.slurm2511 import REPO, Cluster, built, prefixes
 
 pytestmark = pytest.mark.slurm2511
 BACKENDS = ("commands", "pyslurm")

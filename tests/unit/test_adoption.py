@@ -212,7 +212,7 @@ def test_tie_breaks_equal_a_brute_force_over_every_allocation() -> None:
     from gpupool.fabric.compiled import compile_fabric
     from gpupool.placement.engine import place
     from gpupool.placement.model import FreeState, Request
-    from tests.oracles import graph_of
+    from tests.support.oracles import graph_of
 
     fab = fat_tree(3, 3, 1)  # leaves of 3 hosts: 2 hops inside a leaf, 4 across
     compiled, oracle = compile_fabric(fab), graph_of(fab)
@@ -608,7 +608,7 @@ def test_stranded_headline_for_whole_node_jobs_and_named_heat_map(tree_fabric: s
 # --- 6. what was set apart is visible ------------------------------------------------------------------------
 
 def test_set_apart_things_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     capture = REPO / "tests/fixtures/ibnetdiscover/selene-compute-hdr.out"
     fabric = tmp_path / "selene.json"
@@ -693,7 +693,7 @@ def test_selene_with_a_cable_taken_out_names_both_of_its_ports() -> None:
 
     from gpupool.audit.run import audit_fabric
     from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     capture = (REPO / "tests/fixtures/ibnetdiscover/selene-compute-hdr.out").read_text()
     header = re.compile(r'^Switch\s+\d+\s+"([^"]+)"\s+#\s+"MF0;([^:"]+)')
@@ -756,7 +756,7 @@ README_TABLE_CODES = {0, 1, 2, 3, 4}
 
 
 def _readme_console_blocks() -> list[list[str]]:
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     blocks, current, inside = [], [], False
     for line in (REPO / "README.md").read_text().splitlines():
@@ -792,7 +792,7 @@ def test_readme_first_hour_walk_through(tmp_path: Path, monkeypatch: pytest.Monk
                                         capsys: pytest.CaptureFixture[str]) -> None:
     from collections import Counter
 
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     # Every capture the README names by file name, from the repository's fixtures.
     for fixture in (REPO / "tests/fixtures").glob("*/*"):

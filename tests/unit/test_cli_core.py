@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.helpers import DGX_FIXTURE, TRUNCATED_FIXTURE
+from tests.support.helpers import DGX_FIXTURE, TRUNCATED_FIXTURE
 
 PY = sys.executable
 

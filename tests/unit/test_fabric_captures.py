@@ -15,7 +15,7 @@ from gpupool.fabric.discover import discover
 from gpupool.fabric.ibdiagnet import db_csv_table_rows
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
 from gpupool.fabric.model import Fabric
-from tests.helpers import FIXTURES
+from tests.support.helpers import FIXTURES
 
 IBDIAG = FIXTURES / "ibdiagnet"
 SPLIT = IBDIAG / "quantum2-split.ibdiagnet2.ibnetdiscover"

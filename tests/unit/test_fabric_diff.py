@@ -13,7 +13,8 @@ from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.fabric.diff import DIFF_KEYS, diff_fabrics
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-from tests.helpers import DGX_FIXTURE, FIXTURES
+from tests.support.captures import ibnetdiscover_text
+from tests.support.helpers import DGX_FIXTURE, FIXTURES
 
 SPLIT = (FIXTURES / "ibdiagnet" / "quantum2-split.ibdiagnet2.ibnetdiscover").read_text()
 L1, SPINE = "fc6a1c0300aa0001", "fc6a1c0300cc0003"
@@ -141,22 +142,6 @@ def test_swapped_hca_is_not_a_moved_cable() -> None:
     assert result.hosts_renamed == [] and result.hosts_added == [] and result.hosts_removed == []
 
 
-def capture(cables: list[tuple[str, str]], desc: dict[str, str]) -> str:
-    """ibnetdiscover text for hand-listed cables (switch ids S-..., HCA ids H-...)."""
-    ports: dict[str, list[tuple[int, str, int]]] = {}
-    for a, b in cables:
-        pa, pb = len(ports.get(a, [])) + 1, len(ports.get(b, [])) + 1
-        ports.setdefault(a, []).append((pa, b, pb))
-        ports.setdefault(b, []).append((pb, a, pa))
-    out = []
-    for node in ports:
-        switch = node.startswith("S-")
-        out.append(f'{"Switch" if switch else "Ca"}\t{36 if switch else 1} "{node}"\t\t# "{desc[node]}"')
-        out += [f'[{p}]\t"{r}"[{rp}]\t\t# "{desc[r]}" lid 1 4xHDR' for p, r, rp in ports[node]]
-        out.append("")
-    return "\n".join(out)
-
-
 def test_level_change() -> None:
     # Before: leaf-a and leaf-b (two hosts each) under spine. After: leaf-b's hosts sit on a new leaf-c
     # cabled below leaf-b, so leaf-b is one level up (2), between leaf-c and the spine.
@@ -166,9 +151,9 @@ def test_level_change() -> None:
     desc = sw | hosts
     h = list(hosts)
     up = [("S-000000000000000a", "S-0000000000000001"), ("S-000000000000000b", "S-0000000000000001")]
-    old = capture(up + [("S-000000000000000a", h[0]), ("S-000000000000000a", h[1]),
+    old = ibnetdiscover_text(up + [("S-000000000000000a", h[0]), ("S-000000000000000a", h[1]),
                         ("S-000000000000000b", h[2]), ("S-000000000000000b", h[3])], desc)
-    new = capture(up + [("S-000000000000000a", h[0]), ("S-000000000000000a", h[1]),
+    new = ibnetdiscover_text(up + [("S-000000000000000a", h[0]), ("S-000000000000000a", h[1]),
                         ("S-000000000000000c", "S-000000000000000b"),
                         ("S-000000000000000c", h[2]), ("S-000000000000000c", h[3])], desc)
     result = diff(old, new)

@@ -14,7 +14,7 @@ from gpupool.cli.main import main
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.export import export, summary
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-from tests.helpers import director_site
+from tests.support.captures import director_site
 
 
 def levels(text: str) -> tuple[str, dict[str, int], str]:
@@ -81,7 +81,7 @@ def test_fabric_show_names_the_chassis(tmp_path: Path) -> None:
 
 
 def test_summary_without_directors_has_no_chassis_key() -> None:
-    from tests.helpers import DGX_FIXTURE
+    from tests.support.helpers import DGX_FIXTURE
 
     fab = parse_ibnetdiscover(DGX_FIXTURE.read_text(), "dgx")
     assert "chassis" not in summary(fab, compile_fabric(fab))

@@ -16,7 +16,7 @@ from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
 from gpupool.fabric.kernels import hop_matrix
 from gpupool.fabric.model import fabric_from_dict, fabric_to_dict, load_fabric, save_fabric
-from tests.helpers import DGX_FIXTURE, assert_golden
+from tests.support.helpers import DGX_FIXTURE, assert_golden
 
 
 def _brute_distance(fab, a: str, b: str) -> int:  # type: ignore[no-untyped-def]

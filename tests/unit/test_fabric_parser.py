@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gpupool.errors import InputError
 from gpupool.fabric.ibnetdiscover import host_from_description, parse_ibnetdiscover
 from gpupool.fabric.model import ROLE_AGGREGATION, ROLE_EXCLUDED, ROLE_HCA, ROLE_UNNAMED
-from tests.helpers import DGX_FIXTURE, TRUNCATED_FIXTURE
+from tests.support.helpers import DGX_FIXTURE, TRUNCATED_FIXTURE
 
 SMALL = '''\
 vendid=0x2c9

@@ -135,7 +135,7 @@ def test_the_ufm_lab_keeps_every_host_on_both_of_its_switches() -> None:
     # cable joins the two switches. Both carry hosts, neither is above the other: 2 leaves, 5 hosts.
     from gpupool.fabric.export import summary
     from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-    from tests.helpers import FIXTURES
+    from tests.support.helpers import FIXTURES
 
     path = FIXTURES / "ibnetdiscover" / "ufm-lab-small-hdr-fdr.out"
     fab = parse_ibnetdiscover(path.read_text(), str(path))

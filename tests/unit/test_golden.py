@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GOLDEN, REPO, assert_golden
+from tests.support.helpers import GOLDEN, REPO, assert_golden
 
 
 def test_missing_golden_file_fails_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

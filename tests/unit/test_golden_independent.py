@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from gpupool.fabric.generate import dragonfly, fat_tree
-from tests import oracles
-from tests.helpers import GOLDEN
-from tests.unit.test_fuzz_properties import expand_names, host_to_leaf, logical_leaf, read_tree_conf
+from tests.support import oracles
+from tests.support.helpers import GOLDEN
+from tests.support.oracles import expand_names, host_to_leaf, logical_leaf, read_tree_conf
 
 GENERATED = {
     "fat-tree-8x8x4.topology.conf": (fat_tree(8, 8, 4), 64),
@@ -55,7 +55,7 @@ def test_golden_file_matches_the_generators_fabric(name: str) -> None:
 def test_dgx_golden_file_matches_the_raw_capture() -> None:
     import re
 
-    from tests.helpers import DGX_FIXTURE
+    from tests.support.helpers import DGX_FIXTURE
 
     capture = DGX_FIXTURE.read_text()
     graph = oracles.read_ibnetdiscover(capture)

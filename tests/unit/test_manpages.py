@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpupool.cli.manpages import all_pages
-from tests.helpers import REPO, require_tool
+from tests.support.helpers import REPO, require_tool
 
 
 def test_man_pages_match_code(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakesysfs import add_gpu, add_pci_device, dgx_like  # noqa: E402
-
-from gpupool.node.checks import overall_status, run_checks  # noqa: E402
-from gpupool.node.facts import CollectError, NodeFacts  # noqa: E402
-from gpupool.node.gpucount import (  # noqa: E402
+from gpupool.node.checks import overall_status, run_checks
+from gpupool.node.facts import CollectError, NodeFacts
+from gpupool.node.gpucount import (
     conf_dirs,
     configured_gpus,
     expand_hostlist,
@@ -22,7 +17,8 @@ from gpupool.node.gpucount import (  # noqa: E402
     pci_nvidia_gpus,
     slurm_conf_gpus,
 )
-from gpupool.node.settings import NodeSettings  # noqa: E402
+from gpupool.node.settings import NodeSettings
+from tests.fakenvml.fakesysfs import add_gpu, add_pci_device, dgx_like
 
 # Shaped like a real site slurm.conf (comments, continuation lines, NodeName=DEFAULT).
 SLURM_CONF = """\

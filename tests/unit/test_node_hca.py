@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakesysfs import ACTIVE, DOWN, add_hca  # noqa: E402
-
-from gpupool.node.hca import (  # noqa: E402
+from gpupool.node.hca import (
     HcaUnavailable,
     IbstatHcaSource,
     SysfsHcaSource,
@@ -19,6 +14,7 @@ from gpupool.node.hca import (  # noqa: E402
     parse_ibstat,
     parse_rate,
 )
+from tests.fakenvml.fakesysfs import ACTIVE, DOWN, add_hca
 
 IBSTAT_TWO_CAS = """\
 CA 'mlx5_0'

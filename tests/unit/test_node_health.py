@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakenvml_build import build_fake_nvml, fake_nvml_env, node_config, write_scenario  # noqa: E402
-from fakesysfs import ACTIVE, add_hca, set_counters  # noqa: E402
-
-from gpupool.node.dcgm import parse_dcgm_json, parse_dcgm_text  # noqa: E402
-from gpupool.node.xid import FATAL_XIDS, parse_records, read_kernel_log, text_records  # noqa: E402
+from gpupool.node.dcgm import parse_dcgm_json, parse_dcgm_text
+from gpupool.node.xid import FATAL_XIDS, parse_records, read_kernel_log, text_records
+from tests.fakenvml.fakenvml_build import (
+    build_fake_nvml,
+    fake_nvml_env,
+    node_config,
+    write_scenario,
+)
+from tests.fakenvml.fakesysfs import ACTIVE, add_hca, set_counters
 
 GPUPOOL = [sys.executable, "-m", "gpupool"]
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakenvml_build import build_fake_nvml, fake_nvml_env, node_config, write_scenario  # noqa: E402
-
-from tests.helpers import require_tool  # noqa: E402
+from tests.fakenvml.fakenvml_build import (
+    build_fake_nvml,
+    fake_nvml_env,
+    node_config,
+    write_scenario,
+)
+from tests.support.helpers import require_tool
 
 GPUPOOL = [sys.executable, "-m", "gpupool"]
 CLUSTER = "0123456789ABCDEF0123456789abcdef"

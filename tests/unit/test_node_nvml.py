@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakenvml_build import build_fake_nvml, fake_nvml_env, node_config, write_scenario  # noqa: E402
-
-from gpupool.cli.context import AppContext  # noqa: E402
-from gpupool.cli.main import main  # noqa: E402
-from gpupool.node.deadline import Progress  # noqa: E402
-from gpupool.node.gpu import NvmlGpuSource, collect_gpus  # noqa: E402
-from tests.helpers import require_tool  # noqa: E402
+from gpupool.cli.context import AppContext
+from gpupool.cli.main import main
+from gpupool.node.deadline import Progress
+from gpupool.node.gpu import NvmlGpuSource, collect_gpus
+from tests.fakenvml.fakenvml_build import (
+    build_fake_nvml,
+    fake_nvml_env,
+    node_config,
+    write_scenario,
+)
+from tests.support.helpers import require_tool
 
 GPUPOOL = [sys.executable, "-m", "gpupool"]
 

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
+from tests.fakenvml.fakenvml_build import (
+    build_fake_nvml,
+    fake_nvml_env,
+    node_config,
+    write_scenario,
+)
 
-from fakenvml_build import build_fake_nvml, fake_nvml_env, node_config, write_scenario  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 SCRIPTS = {"prolog": REPO / "slurm-plugins/prolog.d/50-gpupool-node-check",
            "epilog": REPO / "slurm-plugins/epilog.d/50-gpupool-node-check"}

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakenvml_build import node_config  # noqa: E402
 
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
@@ -23,6 +18,7 @@ from gpupool.node.slurmenv import (
     parse_scontrol_node,
     resolve_gpu_ids,
 )
+from tests.fakenvml.fakenvml_build import node_config
 
 
 def test_job_gpu_ids_prefers_step_then_job_then_cuda() -> None:

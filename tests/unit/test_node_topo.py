@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakenvml"))
-
-from fakesysfs import ACTIVE, DOWN, add_gpu, add_hca, add_pci_device, dgx_like  # noqa: E402
-
-from gpupool.cli.main import main  # noqa: E402
-from gpupool.node.facts import GpuFacts, GpuInventory  # noqa: E402
-from gpupool.node.hca import SysfsHcaSource  # noqa: E402
-from gpupool.node.topo import PciLocation, build_topology, pci_level, task_prolog_lines  # noqa: E402
+from gpupool.cli.main import main
+from gpupool.node.facts import GpuFacts, GpuInventory
+from gpupool.node.hca import SysfsHcaSource
+from gpupool.node.topo import PciLocation, build_topology, pci_level, task_prolog_lines
+from tests.fakenvml.fakesysfs import ACTIVE, DOWN, add_gpu, add_hca, add_pci_device, dgx_like
 
 
 def loc(root: str, *chain: str, numa: int | None = 0) -> PciLocation:

@@ -173,7 +173,7 @@ _SMALL_FABRICS = {
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("kind", sorted(_SMALL_FABRICS))
 def test_the_plan_matches_a_brute_force_on_small_fabrics(kind: str, seed: int) -> None:
-    from tests.oracles import graph_of
+    from tests.support.oracles import graph_of
 
     rng = np.random.default_rng(seed)
     fab = _SMALL_FABRICS[kind]()

@@ -15,8 +15,8 @@ from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from tests.helpers import require_tool
-from tests.unit.test_observe_lending import FakeSlurm
+from tests.support.helpers import require_tool
+from tests.support.lending_slurm import FakeSlurm
 
 FREE = {"gpu001": 8, "gpu002": 8, "gpu003": 8, "gpu004": 3, "gpu005": 8, "gpu006": 2, "gpu009": 8, "gpu010": 8,
         "gpu013": 1}

@@ -1,4 +1,4 @@
-"""Every real capture, read twice: by gpupool and by the independent reader in tests/oracles.py.
+"""Every real capture, read twice: by gpupool and by the independent reader in tests/support/oracles.py.
 
 Host sets, each host's number of switches, leaf switch counts and hop distances for a seeded
 sample of host pairs must agree with docs/contract.md's definitions as the oracle computes them.
@@ -14,8 +14,8 @@ import pytest
 from gpupool.fabric.compiled import UNREACHABLE, CompiledFabric, compile_fabric
 from gpupool.fabric.export import summary
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-from tests.helpers import FIXTURES
-from tests.oracles import HostGraph, read_capture
+from tests.support.helpers import FIXTURES
+from tests.support.oracles import HostGraph, read_capture
 
 CAPTURES = ["dgx-superpod-ndr.out", "selene-compute-hdr.out", "ufm-lab-small-hdr-fdr.out"]
 
@@ -126,7 +126,7 @@ Ca	1 "H-ac"		# "Mellanox Technologies Aggregation Node"
 
 
 def test_the_oracle_on_a_hand_written_capture() -> None:
-    from tests.oracles import read_ibnetdiscover
+    from tests.support.oracles import read_ibnetdiscover
 
     graph = read_ibnetdiscover(HAND_CAPTURE)
     assert graph.hosts == ["a", "b", "c"]

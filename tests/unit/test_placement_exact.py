@@ -17,8 +17,8 @@ from gpupool.fabric.model import Fabric, Link, Node
 from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
-from tests.helpers import DGX_FIXTURE
-from tests.oracles import HostGraph, brute_force, graph_of, read_capture
+from tests.support.helpers import DGX_FIXTURE
+from tests.support.oracles import HostGraph, brute_force, graph_of, read_capture
 
 DGX = str(DGX_FIXTURE)
 

@@ -13,7 +13,7 @@ from gpupool.placement.cost import cost_of
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import slurm_dragonfly_reference
-from tests.oracles import brute_force, graph_of
+from tests.support.oracles import brute_force, graph_of
 
 DRAGONFLY_FABRIC = dragonfly(3, 2, 2, 1)
 DRAGONFLY = compile_fabric(DRAGONFLY_FABRIC)

@@ -29,7 +29,7 @@ from gpupool.placement.objective import (
     parse_size_mix,
 )
 from gpupool.simulate.engine import policy_goal
-from tests.oracles import graph_of
+from tests.support.oracles import graph_of
 
 G = 8
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import shlex
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,9 +18,9 @@ from gpupool.cli.main import main
 from gpupool.errors import EnvError
 from gpupool.pools.apply import ApplyOptions, apply_pools
 from gpupool.pools.fragment import read_fragment
-from gpupool.pools.nodes import expand_hostlist, fold_hostlist
 from gpupool.pools.schema import parse_pools_text
-from gpupool.slurm.runner import SlurmCommandError
+from tests.support.oracles import expand_names
+from tests.support.pools_slurm import FakeSlurm, apply_text, change_summary
 
 TWO_UNITS = """\
 pools:
@@ -38,216 +39,15 @@ queues:
 """
 
 
-class FakeSlurm:
-    """Just enough of scontrol and sacctmgr: state in dicts, commands parsed like Slurm would."""
-
-    def __init__(self, tmp: Path, nodes: int = 8, gpus: int = 4) -> None:
-        self.conf_path = tmp / "slurm.conf"
-        self.conf_path.write_text("ClusterName=test\ninclude gpupool-partitions.conf\n")
-        self.config = {"ClusterName": "test", "PreemptType": "preempt/partition_prio", "PreemptMode": "REQUEUE",
-                       "PriorityType": "priority/multifactor", "PriorityWeightFairShare": "10000",
-                       "AccountingStorageEnforce": "associations,limits,qos",
-                       "AccountingStorageTRES": "cpu,mem,gres/gpu", "JobRequeue": "1",
-                       "SLURM_CONF": str(self.conf_path)}
-        self.nodes = {f"gpu{i:03d}": gpus for i in range(1, nodes + 1)}
-        self.partitions: dict[str, dict[str, str]] = {
-            "batch": {"Nodes": fold_hostlist(set(self.nodes)), "AllowAccounts": "ALL", "AllowQos": "ALL",
-                      "PriorityTier": "1", "MaxTime": "UNLIMITED", "Default": "YES", "State": "UP",
-                      "PreemptMode": "OFF"}}
-        self.qos: dict[str, dict[str, str]] = {"normal": self._qos_row("normal", "Normal QOS default")}
-        self.accounts: dict[str, dict[str, str]] = {"root": {"Descr": "default root account", "Org": "root"},
-                                                     "physics": {"Descr": "hand made", "Org": "physics"}}
-        self.assocs: dict[tuple[str, str], dict[str, str]] = {
-            ("root", ""): {"ParentName": "", "Fairshare": "1", "QOS": "normal", "DefaultQOS": ""},
-            ("physics", ""): {"ParentName": "root", "Fairshare": "5", "QOS": "normal", "DefaultQOS": ""},
-        }
-        self.users: set[str] = {"root"}
-        self.default_account: dict[str, str] = {"root": "root"}
-        self.dbd_up = True
-        self.fail_on: str | None = None  # substring of a mutating command that Slurm rejects
-        self.mutations: list[str] = []
-
-    @staticmethod
-    def _qos_row(name: str, descr: str) -> dict[str, str]:
-        return {"Name": name, "Priority": "0", "GrpTRES": "", "MaxTRESPU": "", "MaxWall": "", "Preempt": "",
-                "PreemptMode": "cluster", "Description": descr, "GraceTime": "00:00:00", "PreemptExemptTime": ""}
-
-    # -- the CommandRunner interface --
-    def __call__(self, argv: list[str]) -> str:
-        text = shlex.join(argv)
-        if argv[0] == "sacctmgr" and not self.dbd_up:
-            raise EnvError("sacctmgr: Slurm unreachable: sacctmgr: error: Problem talking to the database")
-        if self.fail_on and self.fail_on in text:
-            raise SlurmCommandError(f"{argv[0]}: error: rejected {text}", argv=argv)
-        if argv[:3] == ["scontrol", "show", "config"]:
-            return "".join(f"{k} = {v}\n" for k, v in self.config.items())
-        if argv[:4] == ["scontrol", "-o", "-d", "show"] and argv[4] == "node":
-            return "".join(f"NodeName={n} Arch=x86_64 Gres=gpu:h100:{g} GresUsed=gpu:h100:0(IDX:N/A) "
-                           f"State=IDLE CfgTRES=cpu=16,gres/gpu={g} AllocTRES=\n" for n, g in self.nodes.items())
-        if argv[:4] == ["scontrol", "-o", "show", "partition"]:
-            return "".join("PartitionName=" + n + " " + " ".join(f"{k}={v}" for k, v in p.items()) + "\n"
-                           for n, p in self.partitions.items())
-        if argv[0] == "scontrol":
-            self.mutations.append(text)
-            return self._scontrol(argv[1:])
-        if argv[0] == "sacctmgr" and "show" in argv:
-            return self._show(argv)
-        if argv[0] == "sacctmgr":
-            self.mutations.append(text)
-            return self._sacctmgr(argv[2:])
-        raise AssertionError(f"unexpected command {text}")
-
-    def _scontrol(self, args: list[str]) -> str:
-        verb, rest = args[0], args[1:]
-        fields = dict(a.split("=", 1) for a in rest)
-        name = fields.pop("PartitionName")
-        if verb == "create":
-            assert name not in self.partitions, f"partition {name} exists"
-            for host in expand_hostlist(fields["Nodes"]):
-                assert host in self.nodes
-            self.partitions[name] = {"AllowAccounts": "ALL", "AllowQos": "ALL", "PreemptMode": "OFF", **fields}
-            if fields.get("MaxTime") == "UNLIMITED":
-                self.partitions[name]["MaxTime"] = "UNLIMITED"
-        elif verb == "update":
-            self.partitions[name].update(fields)
-        elif verb == "delete":
-            del self.partitions[name]
-        return ""
-
-    def _show(self, argv: list[str]) -> str:
-        what = argv[argv.index("show") + 1]
-        if what == "qos":
-            cols = ("Name", "Priority", "GrpTRES", "MaxTRESPU", "MaxWall", "Preempt", "PreemptMode", "Description",
-                    "GraceTime", "PreemptExemptTime")
-            return "".join("|".join(q[c] for c in cols) + "\n" for q in self.qos.values())
-        if what == "account":
-            return "".join(f"{n}|{a['Descr']}|{a['Org']}\n" for n, a in self.accounts.items())
-        if what == "assoc":
-            return "".join(f"{acct}|{user}|{a['ParentName']}|{a['Fairshare']}|{a['QOS']}|{a['DefaultQOS']}\n"
-                           for (acct, user), a in self.assocs.items())
-        if what == "user":
-            return "".join(f"{u}|{self.default_account.get(u, '')}\n" for u in sorted(self.users))
-        raise AssertionError(what)
-
-    def _sacctmgr(self, args: list[str]) -> str:
-        verb, what = args[0], args[1]
-        if verb == "add":
-            name = args[2]
-            fields = dict(a.split("=", 1) for a in args[3:])
-            if what == "qos":
-                row = self._qos_row(name, fields.pop("Description", ""))
-                row["Priority"] = fields.pop("Priority", "0")
-                row["PreemptMode"] = fields.pop("PreemptMode", "cluster")
-                row["GrpTRES"] = fields.pop("GrpTRES", "")
-                row["MaxTRESPU"] = fields.pop("MaxTRESPerUser", "")
-                row["MaxWall"] = fields.pop("MaxWall", "")
-                row["PreemptExemptTime"] = _slurm_duration(fields.pop("PreemptExemptTime", ""))
-                row["GraceTime"] = _slurm_duration(fields.pop("GraceTime", "0"))
-                assert not fields, fields
-                self.qos[name] = row
-            elif what == "account":
-                assert fields["Parent"] in self.accounts
-                if name not in self.accounts:
-                    self.accounts[name] = {"Descr": fields.get("Description", ""), "Org": fields.get("Organization", "")}
-                self.assocs[(name, "")] = {"ParentName": fields["Parent"], "Fairshare": fields["Fairshare"],
-                                           "QOS": self.assocs[(fields["Parent"], "")]["QOS"], "DefaultQOS": ""}
-            elif what == "user":
-                account = fields["Account"]
-                assert (account, "") in self.assocs
-                self.users.add(name)
-                if "DefaultAccount" in fields:
-                    self.default_account[name] = fields["DefaultAccount"]
-                self.assocs[(account, name)] = {"ParentName": "", "Fairshare": "1",
-                                                "QOS": self.assocs[(account, "")]["QOS"], "DefaultQOS": ""}
-            return ""
-        where = dict(a.split("=", 1) for a in args[args.index("where") + 1:args.index("set")] if "=" in a) \
-            if "set" in args else dict(a.split("=", 1) for a in args[3:] if "=" in a)
-        settings = [a.split("=", 1) for a in args[args.index("set") + 1:]] if "set" in args else []
-        if verb == "modify" and what == "qos":
-            row = self.qos[where["name"]]
-            for key, value in settings:
-                if key == "Preempt":
-                    for target in filter(None, value.split(",")):
-                        assert target in self.qos, f"Preempt names unknown QOS {target}"
-                    row["Preempt"] = value
-                elif key in {"GrpTRES", "MaxTRESPerUser"}:
-                    row["GrpTRES" if key == "GrpTRES" else "MaxTRESPU"] = "" if value.endswith("=-1") else value
-                elif key == "MaxWall":
-                    row["MaxWall"] = "" if value == "-1" else value
-                elif key in {"PreemptExemptTime", "GraceTime"}:
-                    row[key] = _slurm_duration(value)
-                else:
-                    row[key] = value
-        elif verb == "modify" and what == "account":
-            assoc = self.assocs[(where["name"], "")]
-            for key, value in settings:
-                if key == "QOS+":
-                    for q in value.split(","):
-                        assert q in self.qos
-                    assoc["QOS"] = ",".join(sorted(set(assoc["QOS"].split(",")) | set(value.split(","))))
-                elif key == "QOS-":
-                    assoc["QOS"] = ",".join(sorted(set(assoc["QOS"].split(",")) - set(value.split(","))))
-                elif key == "Fairshare":
-                    assoc["Fairshare"] = value
-                elif key == "Parent":
-                    assoc["ParentName"] = value
-                elif key == "DefaultQOS":
-                    assert value == "-1" or value in assoc["QOS"].split(","), "DefaultQOS must be in the QOS list"
-                    for (account, _user), row in self.assocs.items():
-                        if account == where["name"]:  # children inherit the account's default
-                            row["DefaultQOS"] = "" if value == "-1" else value
-        elif verb == "delete" and what == "qos":
-            if any(a["DefaultQOS"] == where["name"] for a in self.assocs.values()):
-                raise SlurmCommandError("sacctmgr: Associations listed below have these as their Default QOS.")
-            del self.qos[where["name"]]
-            for assoc in self.assocs.values():
-                assoc["QOS"] = ",".join(q for q in assoc["QOS"].split(",") if q != where["name"])
-        elif verb == "delete" and what == "account":
-            for key in [k for k in self.assocs if k[0] == where["name"]]:
-                del self.assocs[key]
-        elif verb == "delete" and what == "user":
-            del self.assocs[(where["account"], where["name"])]
-            if self.default_account.get(where["name"]) == where["account"]:
-                self.default_account[where["name"]] = ""  # what Slurm 22.05 does
-        elif verb == "modify" and what == "user":
-            (key, value), = settings
-            assert key == "DefaultAccount" and (value, where["name"]) in self.assocs
-            self.default_account[where["name"]] = value
-        else:
-            raise AssertionError(f"unexpected sacctmgr {args}")
-        return ""
-
-
-def _slurm_duration(value: str) -> str:
-    """How sacctmgr prints a duration it was given (seconds or [D-]HH:MM:SS; -1 = unset)."""
-    if value in {"", "-1"}:
-        return ""
-    if value.isdigit():
-        seconds = int(value)
-        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return value
-
-
 @pytest.fixture
 def slurm(tmp_path: Path) -> FakeSlurm:
     return FakeSlurm(tmp_path)
 
 
-def _apply(slurm: FakeSlurm, text: str, *, dry_run: bool = False, path: str = "pools.yaml"):  # type: ignore[no-untyped-def]
-    spec = parse_pools_text(text, path)
-    options = ApplyOptions(dry_run=dry_run, fragment_path=str(slurm.conf_path.parent / "gpupool-partitions.conf"),
-                           user_exists=lambda name: True)
-    return apply_pools(spec, slurm, options, lambda live: "unused")
-
-
-def _summary(report) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
-    return {(c.kind, c.name, c.action) for c in report.changes}
-
-
 def test_first_apply_creates_everything_and_second_changes_nothing(slurm: FakeSlurm) -> None:
-    first = _apply(slurm, TWO_UNITS)
+    first = apply_text(slurm, TWO_UNITS)
     assert first.applied and first.error is None
-    assert _summary(first) == {
+    assert change_summary(first) == {
         ("qos", "scavenger", "create"), ("qos", "urgent", "create"),
         ("account", "vision", "create"), ("account", "llm", "create"),
         ("user", "alice", "create"), ("user", "bob", "create"), ("user", "carol", "create"),
@@ -264,7 +64,7 @@ def test_first_apply_creates_everything_and_second_changes_nothing(slurm: FakeSl
     assert first.fragment_written
 
     before = len(slurm.mutations)
-    second = _apply(slurm, TWO_UNITS)
+    second = apply_text(slurm, TWO_UNITS)
     assert second.changes == [] and second.applied
     assert len(slurm.mutations) == before
     assert not second.fragment_written
@@ -274,7 +74,7 @@ def test_first_apply_creates_everything_and_second_changes_nothing(slurm: FakeSl
 
 
 def test_dry_run_changes_nothing(slurm: FakeSlurm) -> None:
-    report = _apply(slurm, TWO_UNITS, dry_run=True)
+    report = apply_text(slurm, TWO_UNITS, dry_run=True)
     assert len(report.changes) == 10
     assert not report.applied
     assert slurm.mutations == []
@@ -282,20 +82,20 @@ def test_dry_run_changes_nothing(slurm: FakeSlurm) -> None:
 
 
 def test_modified_file_produces_modifications_only(slurm: FakeSlurm) -> None:
-    _apply(slurm, TWO_UNITS)
+    apply_text(slurm, TWO_UNITS)
     changed = (TWO_UNITS.replace("shares: 30", "shares: 40").replace("gpu[005-008]", "gpu[005-007]")
                .replace("max_gpus: 16", "max_gpus: 12"))
-    report = _apply(slurm, changed)
-    assert _summary(report) == {("account", "vision", "modify"), ("partition", "llm", "modify"),
+    report = apply_text(slurm, changed)
+    assert change_summary(report) == {("account", "vision", "modify"), ("partition", "llm", "modify"),
                                 ("partition", "scavenger", "modify"), ("qos", "urgent", "modify")}
     assert slurm.assocs[("vision", "")]["Fairshare"] == "40"
     assert slurm.partitions["llm"]["Nodes"] == "gpu[005-007]"
     assert slurm.qos["urgent"]["GrpTRES"] == "gres/gpu=12"
-    assert _apply(slurm, changed).changes == []
+    assert apply_text(slurm, changed).changes == []
 
 
 def test_removed_objects_are_deleted_only_when_gpupool_made_them(slurm: FakeSlurm) -> None:
-    _apply(slurm, TWO_UNITS)
+    apply_text(slurm, TWO_UNITS)
     slurm.qos["handmade"] = slurm._qos_row("handmade", "made by an admin")
     without_llm = """\
 pools:
@@ -303,7 +103,7 @@ pools:
 accounts:
   vision: {shares: 30, users: [alice]}
 """
-    report = _apply(slurm, without_llm)
+    report = apply_text(slurm, without_llm)
     deleted = {(c.kind, c.name) for c in report.changes if c.action == "delete"}
     assert deleted == {("partition", "llm"), ("account", "llm"), ("qos", "urgent")}
     assert "llm" not in slurm.partitions and "batch" in slurm.partitions
@@ -312,9 +112,9 @@ accounts:
 
 
 def test_user_dropped_from_managed_account_loses_its_association(slurm: FakeSlurm) -> None:
-    _apply(slurm, TWO_UNITS)
-    report = _apply(slurm, TWO_UNITS.replace("users: [bob, carol]", "users: [bob]"))
-    assert _summary(report) == {("user", "carol", "delete")}
+    apply_text(slurm, TWO_UNITS)
+    report = apply_text(slurm, TWO_UNITS.replace("users: [bob, carol]", "users: [bob]"))
+    assert change_summary(report) == {("user", "carol", "delete")}
     assert ("llm", "carol") not in slurm.assocs and ("llm", "bob") in slurm.assocs
 
 
@@ -322,14 +122,14 @@ def test_existing_partition_not_made_by_gpupool_is_refused_with_line(slurm: Fake
     text = TWO_UNITS.replace("  llm:\n    nodes: gpu[005-008]", "  batch:\n    nodes: gpu[005-008]")
     text = text.replace("owners: [llm]", "owners: [llm]")
     with pytest.raises(Exception) as info:
-        _apply(slurm, text)
+        apply_text(slurm, text)
     assert "pools.yaml:6: pools.batch: partition 'batch' already exists and was not created by gpupool" in str(info.value)
     assert slurm.mutations == []
 
 
 def test_failure_in_the_middle_reports_progress_and_rerun_completes(slurm: FakeSlurm) -> None:
     slurm.fail_on = "add user bob"
-    report = _apply(slurm, TWO_UNITS)
+    report = apply_text(slurm, TWO_UNITS)
     assert report.error is not None and not report.applied
     statuses = {(c.kind, c.name): c.status for c in report.changes}
     assert statuses[("user", "bob")] == "failed"
@@ -337,16 +137,16 @@ def test_failure_in_the_middle_reports_progress_and_rerun_completes(slurm: FakeS
     assert statuses[("partition", "vision")] == "pending"
     assert "vision" not in slurm.partitions
     slurm.fail_on = None
-    rerun = _apply(slurm, TWO_UNITS)
+    rerun = apply_text(slurm, TWO_UNITS)
     assert rerun.error is None
-    assert ("account", "llm", "create") not in _summary(rerun)
-    assert ("user", "bob", "create") in _summary(rerun)
-    assert _apply(slurm, TWO_UNITS).changes == []
+    assert ("account", "llm", "create") not in change_summary(rerun)
+    assert ("user", "bob", "create") in change_summary(rerun)
+    assert apply_text(slurm, TWO_UNITS).changes == []
 
 
 def test_failed_partition_create_keeps_created_ones_in_fragment(slurm: FakeSlurm) -> None:
     slurm.fail_on = "PartitionName=scavenger"
-    report = _apply(slurm, TWO_UNITS)
+    report = apply_text(slurm, TWO_UNITS)
     assert report.error is not None
     owned = read_fragment(str(slurm.conf_path.parent / "gpupool-partitions.conf")).owned
     assert owned == {"vision", "llm"}
@@ -468,9 +268,9 @@ def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -
     with tempfile.TemporaryDirectory() as tmp:
         slurm = FakeSlurm(Path(tmp))
         for text in (first, second, first):
-            report = _apply(slurm, text)
+            report = apply_text(slurm, text)
             assert report.error is None
-            assert _apply(slurm, text).changes == [], text
+            assert apply_text(slurm, text).changes == [], text
             spec = parse_pools_text(text)
             owned = {p for p in spec.pools} | ({"scavenger"} if spec.borrowing_active() else set())
             assert set(slurm.partitions) == owned | {"batch"}
@@ -484,6 +284,90 @@ def test_any_file_converges_and_admin_objects_survive(first: str, second: str) -
                 if account.default_queue:
                     assert slurm.assocs[(account.name, "")]["DefaultQOS"] == account.default_queue
                 assert {u for a, u in slurm.assocs if a == account.name and u} == set(account.users)
+
+
+# -- issue 29: after `pool apply`, a second `pool apply --dry-run` reports no change ------------
+
+GPUS_PER_NODE = 4  # FakeSlurm's nodes
+
+
+@st.composite
+def lending_pools_files(draw: st.DrawFn) -> str:
+    """A pools file of `pools_files` whose owned pools may also carry the lending rules (lend_limit
+    as GPUs or a percentage, min_runtime, grace_time): each such pool gets its own lending partition
+    and partition QOS, which the plain convergence property never makes."""
+    lines = draw(pools_files()).splitlines()
+    out = []
+    for line in lines:
+        if line.startswith("  ") and "owners:" in line and "lend: false" not in line and "nodes: 'gpu[" in line:
+            first, last = (int(n) for n in line.split("gpu[")[1].split("]")[0].split("-"))
+            pool_gpus = (last - first + 1) * GPUS_PER_NODE
+            extras = []
+            limit = draw(st.one_of(st.none(), st.integers(0, pool_gpus).map(str),
+                                   st.integers(0, 100).map(lambda n: f"'{n}%'")))
+            if limit is not None:
+                extras.append(f"lend_limit: {limit}")
+            if draw(st.booleans()):
+                extras.append(f"min_runtime: {draw(st.integers(0, 3600))}")
+            if draw(st.booleans()):
+                extras.append(f"grace_time: {draw(st.integers(0, 600))}")
+            if extras:
+                line = line[:-1] + ", " + ", ".join(extras) + "}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _cli_json(args: list[str], slurm: FakeSlurm) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*args, "--json"], AppContext(slurm_runner=slurm, user_exists=lambda name: True))
+    return code, json.loads(out.getvalue()) if out.getvalue().strip() else {}, err.getvalue()
+
+
+def _expected_lend_limits(text: str) -> dict[str, int]:
+    """Lending partition QOS -> GrpTRES GPUs, read from the file by hand (yaml.safe_load): a GPU
+    count as written, a percentage of the pool's nodes x 4 GPUs rounded down."""
+    doc = yaml.safe_load(text)
+    limits = {}
+    for name, pool in doc["pools"].items():
+        if "lend_limit" not in pool:
+            continue
+        first, last = (int(n) for n in pool["nodes"].split("gpu[")[1].rstrip("]").split("-"))
+        limit = pool["lend_limit"]
+        if isinstance(limit, str):
+            limit = (last - first + 1) * GPUS_PER_NODE * int(limit.rstrip("%")) // 100
+        limits[f"scavenger-{name}"] = limit
+    return limits
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=lending_pools_files())
+def test_cli_second_dry_run_after_apply_reports_no_change(text: str) -> None:
+    """Through the CLI, as an admin runs it: the dry run predicts what apply then does; apply
+    reaches the file; a second dry run finds nothing to change, runs no mutating command and
+    leaves the fragment as it was. Lend limits land as written (independent reading above)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        slurm = FakeSlurm(Path(tmp))
+        pools, fragment = Path(tmp) / "pools.yaml", Path(tmp) / "gpupool-partitions.conf"
+        pools.write_text(text)
+        args = ["pool", "apply", str(pools), "--fragment", str(fragment)]
+        code, predicted, err = _cli_json([*args, "--dry-run"], slurm)
+        assert code == 0, (err, text)
+        assert slurm.mutations == [] and not fragment.exists()
+        code, applied, err = _cli_json(args, slurm)
+        assert code == 0 and applied["applied"] is True, (err, text)
+        changes = {(c["kind"], c["name"], c["action"]) for c in applied["changes"]}
+        assert changes == {(c["kind"], c["name"], c["action"]) for c in predicted["changes"]}, text
+        assert all(c["status"] == "applied" for c in applied["changes"])
+        mutations, written = list(slurm.mutations), fragment.read_text()
+        code, second, err = _cli_json([*args, "--dry-run"], slurm)
+        assert code == 0 and second["changes"] == [] and second["applied"] is False, (second, text)
+        assert slurm.mutations == mutations and fragment.read_text() == written
+        for qos, gpus in _expected_lend_limits(text).items():
+            assert slurm.qos[qos]["GrpTRES"] == f"gres/gpu={gpus}", (qos, slurm.qos[qos], text)
+        owned_nodes = [h for name, p in slurm.partitions.items() if name in yaml.safe_load(text)["pools"]
+                       for h in expand_names(p["Nodes"])]
+        assert len(owned_nodes) == len(set(owned_nodes)) == 8, "every node in exactly one pool partition"
 
 
 def test_bad_file_is_input_error_even_when_slurm_is_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -508,7 +392,7 @@ class Killed(BaseException):
 
 def _mutations_of_a_clean_run(tmp: Path) -> int:
     clean = FakeSlurm(tmp)
-    _apply(clean, TWO_UNITS)
+    apply_text(clean, TWO_UNITS)
     return len(clean.mutations)
 
 
@@ -556,11 +440,11 @@ def test_interrupted_apply_converges_on_rerun_at_every_step(fault: str, tmp_path
         with contextlib.suppress(Killed):
             apply_pools(spec, faulty, options, lambda live: "unused")
         monkeypatch.setattr(apply_module, "atomic_write_text", real_write)
-        rerun = _apply(slurm, TWO_UNITS)
+        rerun = apply_text(slurm, TWO_UNITS)
         assert rerun.error is None, (fault, step, rerun.error)
         assert read_fragment(fragment).owned == {"vision", "llm", "scavenger"}, (fault, step)
         assert not Path(fragment_module.journal_path(fragment)).exists()
-        assert _apply(slurm, TWO_UNITS).changes == [], (fault, step)
+        assert apply_text(slurm, TWO_UNITS).changes == [], (fault, step)
 
 
 def test_unreadable_node_list_of_another_partition_is_an_error(slurm: FakeSlurm, tmp_path: Path,

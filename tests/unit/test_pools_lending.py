@@ -16,7 +16,7 @@ from gpupool.pools.live import LiveState, SlurmNode
 from gpupool.pools.schema import parse_pools_text
 from gpupool.pools.validate import resolve_and_validate
 from gpupool.slurm.duration import parse_seconds as parse_time_seconds
-from tests.unit.test_pools_apply import FakeSlurm, _apply, _summary
+from tests.support.pools_slurm import FakeSlurm, apply_text, change_summary
 
 LENDING = """\
 pools:
@@ -83,6 +83,11 @@ def test_runtime_is_read_in_seconds_like_slurm(text: str | int, seconds: int | N
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ("    lend_limit: 75%\n", "    lend_limit: 120%\n",
      "p.yaml:5: pools.vision.lend_limit: expected a GPU count or a percentage from 0% to 100%, got '120%'"),
+    # Only ASCII digits: "²%" was an internal error (int("²") raises), "٣%" (Arabic-Indic 3) read as 3%.
+    ("    lend_limit: 75%\n", "    lend_limit: \u00b2%\n",
+     "p.yaml:5: pools.vision.lend_limit: expected a GPU count or a percentage from 0% to 100%, got '\u00b2%'"),
+    ("    lend_limit: 75%\n", "    lend_limit: \u0663%\n",
+     "p.yaml:5: pools.vision.lend_limit: expected a GPU count or a percentage from 0% to 100%, got '\u0663%'"),
     ("    owners: [llm]\n", "    owners: [llm]\n    lend: false\n    min_runtime: 60\n",
      "p.yaml:12: pools.llm.min_runtime: min_runtime applies to a lending pool, but it does not lend (`lend: false`)"),
     ('    min_runtime: "10:00"\n', '    min_runtime: "13:00:00"\n',
@@ -126,11 +131,11 @@ def test_borrow_limit_equal_to_what_is_lendable_is_fine() -> None:
 
 def test_lending_objects_and_second_apply_changes_nothing(tmp_path: Path) -> None:
     slurm = FakeSlurm(tmp_path)
-    report = _apply(slurm, LENDING)
+    report = apply_text(slurm, LENDING)
     assert report.error is None
     assert {("partition", "scavenger-vision", "create"), ("qos", "scavenger-vision", "create"),
             ("qos", "borrow-llm", "create"), ("qos", "shared-vision", "create"), ("qos", "shared-llm", "create"),
-            ("partition", "scavenger", "create")} <= _summary(report)
+            ("partition", "scavenger", "create")} <= change_summary(report)
     # By hand: vision = 2 nodes x 4 GPUs, 75% -> 6; 10 minutes -> 00:10:00; 30 s grace.
     lend = slurm.qos["scavenger-vision"]
     assert (lend["GrpTRES"], lend["PreemptExemptTime"], lend["GraceTime"], lend["PreemptMode"]) == (
@@ -149,28 +154,28 @@ def test_lending_objects_and_second_apply_changes_nothing(tmp_path: Path) -> Non
     assert {"borrow-llm", "shared-llm", "urgent"} <= qos_of["llm"] and "scavenger" not in qos_of["llm"]
     assert {"scavenger", "shared-vision"} <= qos_of["vision"] and not {"borrow-llm", "shared-llm"} & qos_of["vision"]
     assert "scavenger-vision" not in qos_of["physics"] and "shared-vision" not in qos_of["physics"]
-    assert _apply(slurm, LENDING).changes == []
+    assert apply_text(slurm, LENDING).changes == []
 
 
 def test_dropping_the_rules_goes_back_to_one_scavenger_and_removes_what_gpupool_made(tmp_path: Path) -> None:
     slurm = FakeSlurm(tmp_path)
-    assert _apply(slurm, LENDING).error is None
+    assert apply_text(slurm, LENDING).error is None
     plain = (LENDING.replace("    lend_limit: 75%\n", "").replace('    min_runtime: "10:00"\n', "")
              .replace('    grace_time: "0:30"\n', "").replace(", borrow_limit: 6", ""))
-    report = _apply(slurm, plain)
+    report = apply_text(slurm, plain)
     assert report.error is None
     assert {("partition", "scavenger-vision", "delete"), ("qos", "scavenger-vision", "delete"),
-            ("qos", "borrow-llm", "delete")} <= _summary(report)
+            ("qos", "borrow-llm", "delete")} <= change_summary(report)
     assert slurm.partitions["scavenger"]["Nodes"] == "gpu[001-008]"
     assert "scavenger" in slurm.assocs[("llm", "")]["QOS"].split(",")
-    assert _apply(slurm, plain).changes == []
-    assert _apply(slurm, LENDING).error is None and _apply(slurm, LENDING).changes == []
+    assert apply_text(slurm, plain).changes == []
+    assert apply_text(slurm, LENDING).error is None and apply_text(slurm, LENDING).changes == []
 
 
 def test_changing_a_limit_modifies_only_that_qos(tmp_path: Path) -> None:
     slurm = FakeSlurm(tmp_path)
-    assert _apply(slurm, LENDING).error is None
-    report = _apply(slurm, LENDING.replace('min_runtime: "10:00"', 'min_runtime: "0:20"'))
+    assert apply_text(slurm, LENDING).error is None
+    report = apply_text(slurm, LENDING.replace('min_runtime: "10:00"', 'min_runtime: "0:20"'))
     assert [(c.kind, c.name, c.action) for c in report.changes] == [("qos", "scavenger-vision", "modify")]
     assert slurm.qos["scavenger-vision"]["PreemptExemptTime"] == "00:00:20"
 
@@ -179,7 +184,7 @@ def test_a_lending_partition_gpupool_did_not_make_is_refused_naming_the_pool(tmp
     slurm = FakeSlurm(tmp_path)
     slurm.partitions["scavenger-vision"] = dict(slurm.partitions["batch"])
     with pytest.raises(InputError) as info:
-        _apply(slurm, LENDING, path="p.yaml")
+        apply_text(slurm, LENDING, path="p.yaml")
     assert info.value.message.startswith("p.yaml:2: pools.vision: partition 'scavenger-vision' already exists and "
                                          "was not created by gpupool")
     assert slurm.mutations == []
@@ -188,7 +193,7 @@ def test_a_lending_partition_gpupool_did_not_make_is_refused_naming_the_pool(tmp
 def test_limits_without_enforcement_are_warned(tmp_path: Path) -> None:
     slurm = FakeSlurm(tmp_path)
     slurm.config["AccountingStorageEnforce"] = "associations"
-    report = _apply(slurm, LENDING.replace("queues:\n  urgent: {priority: 1000}\n", ""))
+    report = apply_text(slurm, LENDING.replace("queues:\n  urgent: {priority: 1000}\n", ""))
     assert any("lend, borrow and quota GPU limits are not enforced" in w for w in report.warnings)
 
 
@@ -244,9 +249,9 @@ def test_any_lending_file_converges(first: str, second: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         slurm = FakeSlurm(Path(tmp))
         for text in (first, second, first):
-            report = _apply(slurm, text)
+            report = apply_text(slurm, text)
             assert report.error is None, text
-            assert _apply(slurm, text).changes == [], text
+            assert apply_text(slurm, text).changes == [], text
             spec = parse_pools_text(text)
             lenders = spec.lending_pools()
             # Expected objects, from the rules of docs/pools.md restated here.
@@ -276,7 +281,7 @@ def test_percentage_lend_limit_that_does_not_divide_rounds_down(tmp_path: Path, 
     # By hand (docs/pools.md: "a percentage of its GPUs, rounded down"): vision = 2 nodes x 4 GPUs = 8;
     # 30% = 2.4 -> 2, 45% = 3.6 -> 3 (never 4: lending more than the limit says), 99% = 7.92 -> 7.
     slurm = FakeSlurm(tmp_path)
-    report = _apply(slurm, LENDING.replace("lend_limit: 75%", f"lend_limit: {percent}"))
+    report = apply_text(slurm, LENDING.replace("lend_limit: 75%", f"lend_limit: {percent}"))
     assert report.error is None
     assert slurm.qos["scavenger-vision"]["GrpTRES"] == f"gres/gpu={gpus}"
 

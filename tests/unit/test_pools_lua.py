@@ -12,7 +12,7 @@ from gpupool.cli.main import main as cli_main
 from gpupool.errors import InputError
 from gpupool.pools.lua import lua_pools, render_job_submit_lua
 from gpupool.pools.schema import parse_pools_text
-from tests.helpers import require_tool
+from tests.support.helpers import require_tool
 
 # A pools file as `pool apply` reads it (the generator reads it through the same schema).
 POOLS = """\

@@ -208,7 +208,7 @@ def test_selector_errors_carry_the_line() -> None:
 def test_documented_example_is_valid_on_the_default_testbed_fabric() -> None:
     from gpupool.pools.plan import build_desired
     from gpupool.pools.schema import load_pools_file
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     spec = load_pools_file(str(REPO / "examples" / "pools.yaml"))
     compiled = compile_fabric(fat_tree(8, 8, 4))  # what `scripts/testbed up` builds for 64 nodes

@@ -26,7 +26,7 @@ from gpupool.node.facts import HcaPort, NodeFacts
 from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.registry import DuplicateRegistration, Registry
 from gpupool.slurm.port import BACKENDS, Backend, register
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 # --- duplicates refused -------------------------------------------------------------------------
 

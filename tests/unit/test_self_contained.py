@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 SKIP_DIRS = {"__pycache__", "build", "dist", "node_modules"}
 # Forbidden in every file, captures included: the sibling checkout and build-machine directories.
@@ -65,7 +65,7 @@ def _foreign_paths(text: str) -> list[str]:
 def test_the_scan_sees_the_whole_repo() -> None:
     rel = {p.relative_to(REPO).as_posix() for p in _text_files()}
     for must in ("README.md", "docs/contract.md", "gpupool/cli/main.py", "scripts/bootstrap", "scripts/test",
-                 "tests/helpers.py", "tests/fixtures/ibnetdiscover/dgx-superpod-ndr.out", ".ci/run"):
+                 "tests/support/helpers.py", "tests/fixtures/ibnetdiscover/dgx-superpod-ndr.out", ".ci/run"):
         assert must in rel
 
 

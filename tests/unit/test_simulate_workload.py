@@ -200,7 +200,7 @@ SUBMITTED = [(2, 8), (1, 1), (1, 8), (3, 8), (1, 2)]
 
 @pytest.mark.parametrize("name", ["sacct-P-22.05.txt", "sacct-json-22.05.json", "sacct-json-just-ended-22.05.json"])
 def test_real_sacct_exports(name: str) -> None:
-    from tests.helpers import FIXTURES
+    from tests.support.helpers import FIXTURES
 
     stats = WorkloadStats()
     jobs = list(read_workload(str(FIXTURES / "simulate" / name), "auto", stats))

@@ -61,6 +61,7 @@ def test_tres_and_memory() -> None:
 ])
 def test_state_flags(state: object, flags: object, expected: set[str]) -> None:
     assert parse.state_flags(state, flags) == frozenset(expected)
+    assert parse._state_flags(state, flags) == frozenset(expected)  # uncached: the reading itself
 
 
 def test_number_objects() -> None:
@@ -192,6 +193,235 @@ def test_bad_documents() -> None:
         parse.expand_hostlist("gpu[001-")
 
 
+# -- issue 29: whole records, every field read by hand from the 24.11 captures ------------------------
+
+def _local(text: str) -> int:
+    """scontrol prints local time without a zone: the epoch second of that wall-clock time here."""
+    from datetime import datetime
+
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp())
+
+
+def _expected_nodes_24_11() -> dict[str, object]:
+    from gpupool.slurm.models import NodeState
+
+    # scontrol-show-node-24.11.txt: Gres=gpu:8 (untyped), CPUTot=CPUEfctv=16, RealMemory=64000,
+    # Partitions=gpu, ActiveFeatures=(null); gpu004 is IDLE+DRAIN, "bad hca [root@...]".
+    used = {"gpu001": (3, 2, 1000), "gpu002": (2, 1, 2000), "gpu003": (2, 1, 2000)}
+    nodes: dict[str, object] = {}
+    for i in range(1, 9):
+        name = f"gpu{i:03d}"
+        gpus, cpus, mem = used.get(name, (0, 0, 0))
+        flags = {"MIXED"} if name in used else {"IDLE", "DRAIN"} if name == "gpu004" else {"IDLE"}
+        nodes[name] = NodeState(name=name, flags=frozenset(flags), gpus_total=8, gpus_used=gpus, gpu_types=(),
+                                cpus_total=16, cpus_alloc=cpus, memory_mb=64000, memory_alloc_mb=mem,
+                                partitions=("gpu",), features=(), reason="bad hca" if name == "gpu004" else "")
+    return nodes
+
+
+@pytest.mark.parametrize("source", ["text", "json"])
+def test_node_records_24_11_field_by_field(source: str) -> None:
+    if source == "text":
+        found = parse.nodes_from_scontrol((FIXTURES / "scontrol-show-node-24.11.txt").read_text())
+    else:
+        found = parse.nodes_from_json(load("scontrol-show-nodes-24.11.json"))
+    assert {n.name: n for n in found} == _expected_nodes_24_11()
+
+
+def _expected_jobs_24_11() -> dict[str, object]:
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    # scontrol-show-job-24.11.txt, read by hand: jobs 1 and 2 run, 5 waits for all 8 nodes.
+    return {
+        "1": JobInfo(job_id="1", name="job.sh", user="root", account="root", partition="gpu", state="RUNNING",
+                     reason="None", nodes=("gpu001",), allocation={"gpu001": 3},
+                     request=JobRequest(nodes=1, gpus_per_node=3, required_nodes="gpu001", partition="gpu"),
+                     start_time=_local("2026-11-29T23:52:40"), submit_time=_local("2026-11-29T23:52:39"),
+                     qos="normal"),
+        "2": JobInfo(job_id="2", name="job.sh", user="root", account="root", partition="gpu", state="RUNNING",
+                     reason="None", nodes=("gpu002", "gpu003"), allocation={"gpu002": 2, "gpu003": 2},
+                     request=JobRequest(nodes=2, gpus_per_node=2, required_nodes="gpu[002-003]", partition="gpu"),
+                     comment="gpupool:pair_hops_sum=4", start_time=_local("2026-11-29T23:52:40"),
+                     submit_time=_local("2026-11-29T23:52:39"), qos="normal"),
+        "5": JobInfo(job_id="5", name="job.sh", user="root", account="root", partition="gpu", state="PENDING",
+                     reason="Nodes_required_for_job_are_DOWN,_DRAINED_or_reserved_for_jobs_in_higher_priority_"
+                            "partitions",
+                     request=JobRequest(nodes=8, gpus_per_node=8, partition="gpu", switches="1@00:05:00"),
+                     submit_time=_local("2026-11-29T23:52:42"), qos="normal"),
+    }
+
+
+def test_job_records_24_11_text_field_by_field() -> None:
+    found = parse.jobs_from_scontrol((FIXTURES / "scontrol-show-job-24.11.txt").read_text())
+    assert {j.job_id: j for j in found} == _expected_jobs_24_11()
+
+
+def test_job_records_24_11_json_field_by_field() -> None:
+    import dataclasses
+
+    expected = _expected_jobs_24_11()
+    # squeue-24.11.json was captured a moment apart: its pending job 5 says "state_reason": "Resources".
+    expected["5"] = dataclasses.replace(expected["5"], reason="Resources")  # type: ignore[type-var]
+    assert {j.job_id: j for j in parse.jobs_from_json(load("squeue-24.11.json"))} == expected
+
+
+@pytest.mark.parametrize(("kv", "expected"), [
+    ({"JobId": "9", "ArrayJobId": "7", "ArrayTaskId": "2"}, "7_2"),  # a started array task: squeue's 7_2
+    ({"JobId": "7", "ArrayJobId": "7", "ArrayTaskId": "1-3"}, "7"),  # the pending remainder keeps 7
+    ({"JobId": "9", "ArrayJobId": "7"}, "9"),
+    ({"JobId": "9", "ArrayTaskId": "2"}, "9"),
+    ({"JobId": "9", "ArrayJobId": "\u0667", "ArrayTaskId": "2"}, "9"),  # Arabic-Indic 7 is no job id
+    ({}, ""),
+])
+def test_scontrol_job_id(kv: dict[str, str], expected: str) -> None:
+    assert parse.scontrol_job_id(kv) == expected
+
+
+def test_scontrol_job_records_find_the_record_by_the_id_asked() -> None:
+    lines = ["JobId=9 ArrayJobId=7 ArrayTaskId=2 JobState=RUNNING NodeList=gpu001 TresPerNode=gres/gpu:1",
+             "JobId=7 ArrayJobId=7 ArrayTaskId=3-4 JobState=PENDING NodeList=",
+             "NodeName=gpu001 State=IDLE",
+             "JobId=10 JobState=PENDING"]
+    text = "\n".join(lines)
+    assert [j.job_id for j in parse.scontrol_job_records(text, "7_2")] == ["7_2"]
+    assert [j.job_id for j in parse.scontrol_job_records(text, "9")] == ["7_2"]  # its own JobId= too
+    assert [j.job_id for j in parse.scontrol_job_records(text, " 7 ")] == ["7"]
+    assert [j.job_id for j in parse.scontrol_job_records(text, "10")] == ["10"]
+    assert parse.scontrol_job_records(text, "8") == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Unknown", None), ("None", None), ("N/A", None), ("", None), (None, None), ("2026-13-40T99:00:00", None),
+])
+def test_scontrol_time_unknowns(text: str | None, expected: None) -> None:
+    assert parse._scontrol_time(text) is expected
+
+
+@pytest.mark.parametrize(("reason", "expected"), [
+    ("bad hca [root@2026-11-29T23:52:42]", "bad hca"), ("bad hca", "bad hca"), ("", ""),
+    ("[a] in the middle [slurm@2026-01-01T00:00:00]  ", "[a] in the middle"),
+])
+def test_node_reason_loses_only_the_trailing_user_and_time(reason: str, expected: str) -> None:
+    assert parse._strip_reason(reason) == expected
+
+
+def test_json_errors_read_every_spelling() -> None:
+    doc = {"errors": [{"description": "Unable to contact slurm controller", "error": "x"}, {"error": "only error"},
+                      {"error_number": 1}, "a plain string"]}
+    assert parse.json_errors(doc) == ["Unable to contact slurm controller", "only error", "{'error_number': 1}",
+                                      "a plain string"]
+    assert parse.json_errors({}) == [] and parse.json_errors({"errors": None}) == []
+    with pytest.raises(InputError, match="^Slurm job JSON has no 'jobs' list: only error$"):
+        parse.jobs_from_json({"errors": [{"error": "only error"}]})
+    with pytest.raises(InputError, match="^Slurm node JSON has no 'nodes' list$"):
+        parse.nodes_from_json({})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Submitted batch job 12\n", ("12", "")), ("12\n", ("12", "")), ("12;cluster1\n", ("12", "cluster1")),
+    ("sbatch: warning: x\n34\n", ("34", "")),
+])
+def test_parse_sbatch_output(text: str, expected: tuple[str, str]) -> None:
+    assert parse.parse_sbatch_output(text) == expected
+
+
+@pytest.mark.parametrize(("state", "flags", "expected"), [
+    # sinfo(1) STATE suffixes: * not responding, ~ powered off, # powering up, % powering down,
+    # ! pending power down, $ maintenance, @ pending reboot, ^ reboot issued, - planned (backfill).
+    ("IDLE*~#%!$@^-", None, {"IDLE", "NOT_RESPONDING", "POWERED_DOWN", "POWERING_UP", "POWERING_DOWN",
+                             "POWER_DOWN", "MAINT", "REBOOT_REQUESTED", "REBOOT_ISSUED", "PLANNED"}),
+    ("down* + drain", None, {"DOWN", "NOT_RESPONDING", "DRAIN"}),
+    (" not responding ", ("planned", "*"), {"NOT_RESPONDING", "PLANNED"}),
+    ("*", None, {"NOT_RESPONDING"}),
+    ("", None, set()), (None, None, set()), ([], "", set()),
+])
+def test_state_flags_every_suffix_and_spelling(state: object, flags: object, expected: set[str]) -> None:
+    assert parse._state_flags(state, flags) == frozenset(expected)
+    assert parse.state_flags(state, flags) == frozenset(expected)
+
+
+def test_preemption_from_the_22_05_captures_field_by_field() -> None:
+    from gpupool.slurm.models import PreemptionConfig
+
+    config = parse.config_from_scontrol((FIXTURES / "scontrol-show-config-22.05.txt").read_text())
+    rows = [dict(zip(parse.QOS_PREEMPT_FIELDS, line.split("|"), strict=False))
+            for line in (FIXTURES / "sacctmgr-show-qos-preempt-22.05.txt").read_text().splitlines() if line.strip()]
+    # By hand: PreemptType=preempt/partition_prio, PreemptExemptTime=00:00:00; QOS normal (no Preempt,
+    # cluster, no exempt time) and scavenger (requeue, exempt 00:05:00 = 300 s).
+    assert parse.preemption_from(config, rows) == PreemptionConfig(
+        preempt_type="preempt/partition_prio", exempt_time_s=0, qos_exempt_s={"scavenger": 300},
+        qos_preempts={"normal": (), "scavenger": ()}, qos_mode={"normal": "CLUSTER", "scavenger": "REQUEUE"},
+        qos_known=True)
+    rows = [{"Name": " urgent ", "Preempt": "scavenger,,low", "PreemptMode": " requeue ", "PreemptExemptTime": "1-0"},
+            {"Name": "", "Preempt": "x"}]
+    assert parse.preemption_from({"PreemptType": " preempt/qos ", "PreemptExemptTime": "10:00"}, rows) == \
+        PreemptionConfig(preempt_type="preempt/qos", exempt_time_s=600, qos_exempt_s={"urgent": 86400},
+                         qos_preempts={"urgent": ("scavenger", "low")}, qos_mode={"urgent": "REQUEUE"})
+    assert parse.preemption_from({}, None) == PreemptionConfig(qos_known=False)
+
+
+@pytest.mark.parametrize(("job", "expected"), [
+    ({"job_id": 9, "array_job_id": 7, "array_task_id": 2}, "7_2"),  # squeue names a started task 7_2
+    ({"job_id": 7, "array_job_id": 7, "array_task_id": 0}, "7_0"),  # task 0 is a task
+    ({"job_id": 7, "array_job_id": {"set": True, "infinite": False, "number": 7},
+      "array_task_id": {"set": False, "infinite": False, "number": 0}}, "7"),  # the pending remainder
+    ({"job_id": 12, "array_job_id": 0, "array_task_id": 3}, "12"),  # not an array
+    ({"job_id": "12"}, "12"), ({}, "0"),
+])
+def test_json_job_id(job: dict[str, object], expected: str) -> None:
+    assert parse._job_id(job) == expected
+
+
+@pytest.mark.parametrize(("hosts", "detail", "per_node", "alloc", "expected"), [
+    (["a", "b"], ["gpu:h100:3(IDX:0-2)", "gpu:1(IDX:0)"], "", "", {"a": 3, "b": 1}),  # per node, uneven
+    (["a", "b"], ["gpu:0", "gpu:0"], "gres/gpu:2", "", {"a": 2, "b": 2}),  # released: the request
+    (["a", "b"], ["gpu:4"], "gres/gpu:2", "", {"a": 2, "b": 2}),  # detail of another length: ignored
+    (["a", "b"], [], "", "cpu=4,gres/gpu=6", {"a": 3, "b": 3}),  # the job's total, evenly
+    (["a", "b"], [], "", "cpu=4,gres/gpu=5", {"a": 0, "b": 0}),  # uneven total: unknown per node
+    (["a"], [], "", "", {"a": 0}), ([], [], "", "gres/gpu=4", {}),
+])
+def test_allocation_sources(hosts: list[str], detail: list[str], per_node: str, alloc: str,
+                            expected: dict[str, int]) -> None:
+    assert parse._allocation(hosts, detail, per_node, alloc) == expected
+
+
+@pytest.mark.parametrize(("job", "switches", "segment"), [
+    ({"required_switches": 1, "maximum_switch_wait_time": 300}, "1@00:05:00", None),
+    ({"required_switches": 2, "wait4switch": 3725}, "2@01:02:05", None),  # 22.05's name for the wait
+    ({"required_switches": 3}, "3@00:00:00", None),
+    ({"required_switches": 0, "maximum_switch_wait_time": 300}, "", None),
+    ({"segment_size": 18}, "", 18), ({"segment_size": 1}, "", 1), ({"segment_size": 0}, "", None),
+    ({"segment_size": 0xFFFE}, "", None), ({"segment_size": 0xFFFD}, "", 0xFFFD),
+])
+def test_switches_and_segment_from_json(job: dict[str, int], switches: str, segment: int | None) -> None:
+    assert parse._switches_json(job) == switches and parse._segment_json(job) == segment
+
+
+def test_key_values_keep_spaces_repeats_and_order() -> None:
+    line = "  JobId=5 Reason=ReqNodeNotAvail, UnavailableNodes:gpu004 Comment=two words Nodes=a GRES=gpu:1 Nodes=b "
+    assert parse.key_values(line) == [("JobId", "5"), ("Reason", "ReqNodeNotAvail, UnavailableNodes:gpu004"),
+                                      ("Comment", "two words"), ("Nodes", "a"), ("GRES", "gpu:1"), ("Nodes", "b")]
+    assert parse.key_values("lead words A=1") == [("A", "1")]  # text before the first Key= belongs to none
+    assert parse.key_values("") == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("(null)", ""), ("N/A", ""), (" None ", ""), (None, ""), ("", ""), (" gpu[1-2] ", "gpu[1-2]"), (0, ""),
+])
+def test_null_to_empty(value: object, expected: str) -> None:
+    assert parse._null_to_empty(value) == expected
+
+
+def test_words_and_numbers_by_hand() -> None:
+    assert parse.words("gpu, debug,(null),,N/A") == ["gpu", "debug"]
+    assert parse.words(["a", " b ", "none", 3]) == ["a", "b", "3"]
+    assert parse.words(None) == [] and parse.words(7) == ["7"]
+    assert parse.number(" 12 ") == 12 and parse.number("1" * 19) is None and parse.number("-1", 4) == 4
+    assert parse.number(2.0) == 2 and parse.number(2.5, 9) == 9 and parse.number(True, 3) == 3
+    assert parse.number({"number": 6}) == 6  # "set" defaults to true
+    assert parse.number({"set": True, "number": None}, 1) == 1 and parse.number(-3) is None
+
+
 NODE_LINE = ("NodeName=gpu007 Arch=x86_64 CoresPerSocket=1  CPUAlloc=4 CPUEfctv=14 CPUTot=16 CPULoad=0.10 "
              "AvailableFeatures=h100,ib ActiveFeatures=h100 Gres=gpu:h100:8(S:0-1) GresDrain=N/A "
              "GresUsed=gpu:h100:2(IDX:0-1) NodeAddr=gpu007 NodeHostName=gpu007 Version=24.11.5 "
@@ -228,3 +458,20 @@ def test_node_text_fields_and_free_text_tail() -> None:
 ])
 def test_number_every_spelling(value: object, expected: int | None) -> None:
     assert parse.number(value) == expected
+
+
+def test_records_with_only_an_id_read_as_empty() -> None:
+    from gpupool.slurm.models import JobInfo, JobRequest, NodeState
+
+    # By hand: nothing but the id given, every other field is its "not said" value.
+    assert parse.job_from_scontrol("JobId=3") == JobInfo(job_id="3", request=JobRequest())
+    assert parse.job_from_json({"job_id": 3}) == JobInfo(job_id="3", request=JobRequest())
+    assert parse.node_from_scontrol("NodeName=n1") == NodeState(name="n1", flags=frozenset({"UNKNOWN"}))
+    assert parse.node_from_json({"name": "n1"}) == NodeState(name="n1", flags=frozenset())
+    assert parse.node_from_json({"hostname": "n2"}).name == "n2"
+    # Lower-case state, a node range, Slurm's null spellings, a uid after the user name.
+    line = ("JobId=4 JobName=a b UserId=bob(1000) Account=(null) QOS=N/A JobState=running Reason=None "
+            "NumNodes=1-2 NodeList=gpu001 TresPerNode=gres/gpu:2 ExcNodeList=(null) Comment=(null)")
+    assert parse.job_from_scontrol(line) == JobInfo(
+        job_id="4", name="a b", user="bob", state="RUNNING", reason="None", nodes=("gpu001",),
+        allocation={"gpu001": 2}, request=JobRequest(nodes=1, gpus_per_node=2))

@@ -253,3 +253,77 @@ def _count_splits(limits: list[int], need: int) -> int:
     for x in limits:
         ways = [sum(ways[t - g] for g in range(min(x, t) + 1)) for t in range(need + 1)]
     return ways[need]
+
+
+# -- an independent reader of Slurm's topology files (tree and block topology.conf, topology.yaml) --
+
+def expand_names(text: str) -> list[str]:
+    """`gpu[001-003,7],x9` -> names; one bracket group per name (what Slurm's tools fold to)."""
+    names: list[str] = []
+    for piece in re.findall(r"[^,\[]*(?:\[[^\]]*\][^,\[]*)?", text):
+        if not piece:
+            continue
+        m = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", piece)
+        if not m:
+            names.append(piece)
+            continue
+        head, ranges, tail = m.groups()
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            width = len(lo)
+            for n in range(int(lo), int(hi or lo) + 1):
+                names.append(f"{head}{n:0{width}d}{tail}")
+    return names
+
+
+def read_tree_conf(text: str) -> dict[str, list[str]]:
+    """topology.conf (tree or block): switch/block name -> its Nodes= hosts (in line order)."""
+    result: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f and not line.startswith("#"))
+        name = fields.get("SwitchName") or fields.get("BlockName")
+        if name and "Nodes" in fields:
+            result.setdefault(name, []).extend(expand_names(fields["Nodes"]))
+    return result
+
+
+def read_topology_yaml(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """topology.yaml: (tree switch -> nodes, block -> nodes), read line by line (no YAML library)."""
+    tree: dict[str, list[str]] = {}
+    block: dict[str, list[str]] = {}
+    current: dict[str, list[str]] | None = None
+    name = ""
+    for line in text.splitlines():
+        item = line.strip()
+        if item.startswith("- topology:"):
+            current = tree if item.endswith("tree") else block
+        m = re.fullmatch(r'- (switch|block): "(.*)"', item)
+        if m:
+            name = m.group(2)
+        m = re.fullmatch(r'nodes: "(.*)"', item)
+        if m and current is not None:
+            current.setdefault(name, []).extend(expand_names(m.group(1)))
+    return tree, block
+
+
+def host_to_leaf(groups: dict[str, list[str]]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for leaf, hosts in groups.items():
+        for host in hosts:
+            assert host not in mapping, f"{host} listed twice ({mapping[host]}, {leaf})"
+            mapping[host] = leaf
+    return mapping
+
+
+def logical_leaf(graph: HostGraph, host: str) -> set[str]:
+    """Switches reachable from HOST's switches by hopping through hosts cabled to two or more."""
+    seen = set(graph.host_switches[host])
+    frontier = list(seen)
+    while frontier:
+        switch = frontier.pop()
+        for other in graph.switch_hosts.get(switch, ()):
+            for joined in graph.host_switches[other]:
+                if len(graph.host_switches[other]) > 1 and joined not in seen:
+                    seen.add(joined)
+                    frontier.append(joined)
+    return seen
