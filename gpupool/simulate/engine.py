@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
 # gpupool: exactly what `plan` does by default (placement.objective.DEFAULT_GOAL); gpupool-hops / gpupool-pack:
 # one objective each, whatever the default, so both can be compared in one run.
-POLICIES = ("slurm-tree", "slurm-block", "slurm-tuned", "gpupool", "gpupool-wait", "gpupool-hops", "gpupool-pack")
+POLICIES = ("slurm-tree", "slurm-block", "slurm-tuned", "gpupool", "gpupool-wait", "gpupool-hops", "gpupool-pack",
+            "gpupool-contention", "gpupool-pack-uplinks")
 BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
@@ -134,11 +135,18 @@ def policy_goal(policy: str, config: SimConfig | None = None) -> PlacementGoal |
         return PlacementGoal(objective=Objective.HOPS)
     if policy == "gpupool-pack":
         return config.pack_goal if config is not None else PlacementGoal(objective=Objective.PACK)
+    if policy == "gpupool-contention":
+        return PlacementGoal(objective=Objective.CONTENTION)
+    if policy == "gpupool-pack-uplinks":
+        base = config.pack_goal if config is not None else PlacementGoal(objective=Objective.PACK)
+        return replace(base, uplinks=True)
     return None
 
 
-def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None = None) -> Placer:
-    """(hosts, GPUs per host, mean pair hops) of the policy's choice on the free array, or None."""
+def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None = None,
+                loads: Callable[[], np.ndarray] | None = None) -> Placer:
+    """(hosts, GPUs per host, mean pair hops) of the policy's choice on the free array, or None; `loads`
+    gives the running jobs' uplink loads to a goal that reads them (the `contention` objective)."""
     index = compiled.host_index()
     gpus_per_host = config.gpus_per_host if config is not None else 8
     # Every host has gpus_per_host GPUs configured, as Slurm would tell `plan` (the pack score needs whole hosts).
@@ -160,10 +168,13 @@ def make_placer(compiled: CompiledFabric, policy: str, config: SimConfig | None 
 
     goal = policy_goal(policy, config)
     if goal is not None:
+        read_loads = loads if goal.reads_uplinks else None
+
         def gpupool_placer(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
+            state = FreeState(free_gpus=free, usable=free > 0, total_gpus=totals,
+                              uplink_load=read_loads() if read_loads is not None else None)
             try:
-                p = place(compiled, FreeState(free_gpus=free, usable=free > 0, total_gpus=totals), request_of(job),
-                          goal)
+                p = place(compiled, state, request_of(job), goal)
             except InfeasibleError:
                 return None
             hosts, gpus = arrays(p.allocation)
@@ -241,7 +252,7 @@ class Simulator:
         self.config = config
         self.speed = speed
         self.counts = counts if counts is not None else TraceCounts()
-        self.place = make_placer(compiled, policy, config)
+        self.place = make_placer(compiled, policy, config, self._uplink_load)
         self.wait = policy == "gpupool-wait"
         g = config.gpus_per_host
         if g < 1:
@@ -267,6 +278,8 @@ class Simulator:
             self.metrics.contention_model = True
         elif speed.model != "isolated":
             raise UsageError(f"unknown speed model {speed.model!r} (known: {', '.join(SPEED_MODELS)})")
+        elif (goal := policy_goal(policy, config)) is not None and goal.reads_uplinks:
+            self.contention = LinkContention(compiled, g, track_only=True)  # loads for the placement, no slowing
         self._end_seq: dict[int, int] = {}  # running id -> seq of its live end event (older ones are stale)
         self._stopped: Flow | None = None  # the flow of the job _release freed last (contention model)
         self.queue: list[_Pending] = []
@@ -410,6 +423,12 @@ class Simulator:
         self._info[rid] = record_info
         self._last_start = (host_list, gpu_list)
         return rid
+
+    def _uplink_load(self) -> np.ndarray:
+        """Running jobs' Gb/s per uplink bundle, for the `contention` objective (zeros before any job)."""
+        if self.contention is None:
+            return np.zeros(self.compiled.tree_parent.size, dtype=np.float64)
+        return self.contention.load_array()
 
     def _push(self, time: float, kind: int, rid: int) -> None:
         self.seq += 1
