@@ -78,10 +78,11 @@ def cut_demands(chains: Sequence[tuple[int, ...]], gbps_per_gpu: Sequence[float]
 
 
 def bundle_loads(compiled: CompiledFabric, jobs: Iterable[tuple[Sequence[int], Sequence[int]]],
-                 gpus_per_host: int) -> np.ndarray:
-    """L_t per tree node (Gb/s) from the running jobs, each as (host indices, GPUs on each)."""
+                 gpus_per_host: int | np.ndarray) -> np.ndarray:
+    """L_t per tree node (Gb/s) from the running jobs, each as (host indices, GPUs on each); gpus_per_host:
+    one count for every host, or each host's configured GPUs (a job's injection is its share of them)."""
     chains = host_chains(compiled)
-    per_gpu = (compiled.host_gbps / max(gpus_per_host, 1)).tolist()
+    per_gpu = (compiled.host_gbps / np.maximum(gpus_per_host, 1)).tolist()
     load = np.zeros(compiled.tree_parent.size, dtype=np.float64)
     for hosts, gpus in jobs:
         links, demands = cut_demands(chains, per_gpu, hosts, gpus)
