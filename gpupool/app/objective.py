@@ -180,6 +180,6 @@ def _uplink_figures(compiled: CompiledFabric, free: FreeState, g: int, placement
         doc["why"] = (f"contention: same as the fewest-hops placement ({loaded} uplink bundles loaded by running jobs; "
                       f"it adds {mine:g} Gb/s over capacity)")
     else:
-        doc["why"] = (f"contention: adds {mine:g} Gb/s over capacity on uplinks running jobs load, the fewest-hops "
-                      f"placement {theirs:g}; no more pair hops than it")
+        doc["why"] = (f"contention: adds {mine:g} Gb/s over capacity on uplinks running jobs load (fewest-hops "
+                      f"placement: {theirs:g} Gb/s), at the fewest pair hops")
     return doc

@@ -155,7 +155,8 @@ def test_contention_reads_running_jobs_from_slurm_and_says_why(tmp_path: Path,
     assert objective["loaded_uplink_bundles"] == 2
     assert objective["uplink_overload_gbps"] == 0.0
     assert objective["uplink_overload_gbps_fewest_hops"] == 40.0
-    assert objective["why"].startswith("contention: adds 0 Gb/s over capacity")
+    assert objective["why"] == ("contention: adds 0 Gb/s over capacity on uplinks running jobs load "
+                                "(fewest-hops placement: 40 Gb/s), at the fewest pair hops")
     # The default (hops) on the same state: the fifth host in leaf 1 or 2.
     assert main([*argv, "--json"], obj=AppContext(slurm=_SlurmWithRunningJob())) == 0  # type: ignore[arg-type]
     assert any(int(h[3:]) <= 8 for h in json.loads(capsys.readouterr().out)["allocation"])
