@@ -54,7 +54,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--policy", default="gpupool",
-                        choices=("gpupool", "slurm-tree", "gpupool-wait", "gpupool-hops", "gpupool-pack"))
+                        choices=("gpupool", "slurm-tree", "gpupool-wait", "gpupool-hops", "gpupool-pack",
+                                 "gpupool-contention", "gpupool-contention-wait"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backfill", default="easy", choices=("easy", "slurm"))
     parser.add_argument("--speed-model", default="both", choices=("isolated", "contention", "both"))

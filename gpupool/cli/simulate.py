@@ -19,7 +19,8 @@ from gpupool.cli.context import app, json_option
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
               help="Comma-separated: slurm-tree, slurm-block, slurm-tuned, gpupool (what `plan` does by default), "
                    "gpupool-wait, gpupool-hops, gpupool-pack, gpupool-contention (one placement objective each), "
-                   "gpupool-pack-uplinks (pack, then off loaded uplinks), and with --pools pools-nolend, pools-lend.")
+                   "gpupool-pack-uplinks (pack, then off loaded uplinks), gpupool-contention-wait (contention, "
+                   "holding spread jobs as gpupool-wait), and with --pools pools-nolend, pools-lend.")
 @click.option("--hop-slack", metavar="N|P%", default="0", show_default=True,
               help="gpupool-pack(-uplinks): pair hops it may spend over the fewest (N, or P% of the fewest).")
 @click.option("--size-mix", metavar="GPUS:SHARE,...|learn",

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 # gpupool: exactly what `plan` does by default (placement.objective.DEFAULT_GOAL); gpupool-hops / gpupool-pack:
 # one objective each, whatever the default, so both can be compared in one run.
 POLICIES = ("slurm-tree", "slurm-block", "slurm-tuned", "gpupool", "gpupool-wait", "gpupool-hops", "gpupool-pack",
-            "gpupool-contention", "gpupool-pack-uplinks")
+            "gpupool-contention", "gpupool-pack-uplinks", "gpupool-contention-wait")
 BACKFILL_MODES = ("slurm", "easy")  # a reservation for every blocked job tested (Slurm's), or the queue head's only
 STARTED, HELD, BLOCKED = 0, 1, 2
 _END, _ARRIVE, _WAKE = 0, 1, 2  # at equal times, ends free resources before arrivals are considered
@@ -135,7 +135,7 @@ def policy_goal(policy: str, config: SimConfig | None = None) -> PlacementGoal |
         return PlacementGoal(objective=Objective.HOPS)
     if policy == "gpupool-pack":
         return config.pack_goal if config is not None else PlacementGoal(objective=Objective.PACK)
-    if policy == "gpupool-contention":
+    if policy in ("gpupool-contention", "gpupool-contention-wait"):
         return PlacementGoal(objective=Objective.CONTENTION)
     if policy == "gpupool-pack-uplinks":
         base = config.pack_goal if config is not None else PlacementGoal(objective=Objective.PACK)
@@ -253,7 +253,7 @@ class Simulator:
         self.speed = speed
         self.counts = counts if counts is not None else TraceCounts()
         self.place = make_placer(compiled, policy, config, self._uplink_load)
-        self.wait = policy == "gpupool-wait"
+        self.wait = policy in ("gpupool-wait", "gpupool-contention-wait")  # hold spread jobs (--switches=N@T)
         g = config.gpus_per_host
         if g < 1:
             raise UsageError(f"--gpus-per-host must be >= 1, got {g}")
