@@ -178,3 +178,32 @@ def test_simulator_and_plan_share_the_demand_rule() -> None:
     tracker.stop(1, 10.0)
     tracker.stop(2, 10.0)
     assert not tracker.load_array().any()
+
+
+@pytest.mark.parametrize("model", ["isolated", "contention"])
+def test_simulated_policy_keeps_the_second_job_off_the_first_ones_uplink(model: str) -> None:
+    from gpupool.simulate.engine import SimConfig, Simulator
+    from gpupool.simulate.speed import SpeedModel
+    from gpupool.simulate.workload import Job
+
+    # 4 leaves x 4 hosts, 4:1. Job A (5 hosts) starts first on the empty fabric: one whole leaf and one
+    # host of another, whose uplink then carries A's 40 Gb/s cut (its whole capacity). Job B (5 hosts)
+    # comes next: `hops` takes B's fifth host from the leaf with 3 free (best fit), whose uplink is A's
+    # loaded one; `contention` takes it from the other empty leaf. The same under the isolated model,
+    # where the loads are tracked for the placement only.
+    compiled = compile_fabric(fat_tree(4, 4, 1))
+    jobs = [Job("A", 0.0, 1000.0, 2000.0, 40, nodes=5), Job("B", 1.0, 1000.0, 2000.0, 40, nodes=5)]
+    leaf_of = {f"gpu{i + 1:03d}": i // 4 for i in range(16)}
+    chosen = {}
+    for policy in ("gpupool-hops", "gpupool-contention"):
+        sim = Simulator(compiled, policy, SimConfig(gpus_per_host=8, record_starts=True), SpeedModel(model=model))
+        sim.run(iter(jobs))
+        starts = {job_id: hosts for job_id, _t, hosts in sim.starts}
+        chosen[policy] = starts
+        a_leaves = sorted(leaf_of[h] for h in starts["A"])
+        assert len(set(a_leaves)) == 2  # 4 + 1
+    a_small = min(set(leaf_of[h] for h in chosen["gpupool-hops"]["A"]),
+                  key=lambda k: sum(1 for h in chosen["gpupool-hops"]["A"] if leaf_of[h] == k))
+    assert a_small in {leaf_of[h] for h in chosen["gpupool-hops"]["B"]}
+    a_leaves = {leaf_of[h] for h in chosen["gpupool-contention"]["A"]}
+    assert not a_leaves & {leaf_of[h] for h in chosen["gpupool-contention"]["B"]}
