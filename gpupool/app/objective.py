@@ -8,7 +8,7 @@ read with the simulator's own workload readers), or is the documented default
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from gpupool.placement.health import Health
     from gpupool.placement.model import FreeState, Placement, Request
     from gpupool.slurm.models import JobInfo
+
+    # app.plan.plan_placement's shape: (compiled, free, request, health, topology) -> placement
+    Replan = Callable[[CompiledFabric, FreeState, Request, Health | None, TopologyChoice | None], Placement]
 
 OBJECTIVE_CHOICES = tuple(o.value for o in Objective)
 
@@ -92,9 +95,9 @@ def running_uplink_load(compiled: CompiledFabric, jobs: Iterable[JobInfo], goal:
 
 
 def explain(compiled: CompiledFabric, free: FreeState, request: Request, placement: Placement,
-            health: Health | None = None, topology: TopologyChoice | None = None) -> dict[str, Any]:
-    """The `objective` block of `plan --json`: the goal, and `why` in one sentence (with its figures)."""
-    from gpupool.app.plan import plan_placement
+            replan: Replan, health: Health | None = None, topology: TopologyChoice | None = None) -> dict[str, Any]:
+    """The `objective` block of `plan --json`: the goal, and `why` in one sentence (with its figures);
+    `replan` is `app.plan.plan_placement`, passed in so this module never imports the plan use case back."""
     from gpupool.placement.engine import gpus_per_host
 
     goal = request.goal if request.goal is not None else DEFAULT_GOAL
@@ -124,7 +127,7 @@ def explain(compiled: CompiledFabric, free: FreeState, request: Request, placeme
     other_goal = PlacementGoal(objective=Objective.HOPS) if goal.objective is not Objective.HOPS \
         else replace(goal, objective=Objective.PACK)
     try:
-        other = plan_placement(compiled, free, replace(request, goal=other_goal), health, topology)
+        other = replan(compiled, free, replace(request, goal=other_goal), health, topology)
     except Unsatisfiable:
         other = None
     if other is None:

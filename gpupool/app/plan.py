@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gpupool.app.objective import running_uplink_load
+from gpupool.app.objective import explain, running_uplink_load
 from gpupool.app.reclaim import may_reclaim, plan_with_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, InputError
@@ -229,10 +229,9 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         placement = plan_placement(compiled, free, request, health, choice)
     except InfeasibleError as exc:
         return PlanOutcome(request, free, reference, None, error=exc.message, skipped=skipped, topology=choice)
-    from gpupool.app.objective import explain
 
     return PlanOutcome(request, free, reference, placement, skipped=skipped, topology=choice,
-                       objective=explain(compiled, free, request, placement, health, choice))
+                       objective=explain(compiled, free, request, placement, plan_placement, health, choice))
 
 
 def segment_for(choice: TopologyChoice, request: Request, warn: Callable[[str], None] | None) -> Request:

@@ -256,7 +256,6 @@ KNOWN_DEFERRED_CYCLES = [
     # the compiled fabric's cache and NVLink domains read the model that compiles them.
     ["gpupool.fabric.cache", "gpupool.fabric.compiled", "gpupool.fabric.model", "gpupool.fabric.nvlink",
      "gpupool.fabric.structure"],
-    ["gpupool.app.objective", "gpupool.app.plan"],
     # the check registries (#28 item 1): a registered check reads the reference matcher that reads the
     # registry back; node settings read the catalog whose checks read the settings' defaults.
     ["gpupool.audit.checks", "gpupool.audit.checks.dragonfly", "gpupool.audit.reference"],
