@@ -36,15 +36,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from gpupool.fabric.compiled import CompiledFabric, compile_fabric  # noqa: E402
-from gpupool.fabric.generate import dragonfly, fat_tree  # noqa: E402
-from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix  # noqa: E402
-from gpupool.simulate.engine import SimConfig, Simulator  # noqa: E402
-from gpupool.simulate.speed import SpeedModel  # noqa: E402
-from gpupool.simulate.stats import paired_difference  # noqa: E402
-from gpupool.simulate.synthetic import parse_spec, synthetic_jobs  # noqa: E402
+from gpupool.fabric.compiled import CompiledFabric, compile_fabric
+from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix
+from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.speed import SpeedModel
+from gpupool.simulate.stats import paired_difference
+from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SELENE = os.path.join(REPO, "tests", "fixtures", "ibnetdiscover", "selene-compute-hdr.out")
