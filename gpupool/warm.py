@@ -32,8 +32,9 @@ from typing import Any
 from gpupool import jit
 
 # Modules holding kernels: their sources key the AOT build (a change anywhere means Numba again).
-KERNEL_MODULES = ("gpupool.fabric.kernels", "gpupool.placement.cost", "gpupool.placement.graph",
-                  "gpupool.placement.objective", "gpupool.placement.tree_dp", "gpupool.simulate.kernels")
+KERNEL_MODULES = ("gpupool.fabric.kernels", "gpupool.placement.congestion", "gpupool.placement.cost",
+                  "gpupool.placement.graph", "gpupool.placement.objective", "gpupool.placement.tree_dp",
+                  "gpupool.simulate.kernels")
 
 
 def _quiet_main(argv: list[str]) -> int:
@@ -71,6 +72,9 @@ def exercise(workdir: str) -> None:
                      "--policies", "slurm-tree,gpupool,gpupool-wait,gpupool-pack"])
         _quiet_main(["simulate", "--fabric", path, "--workload", "synthetic:jobs=60,multi=0.4", "--json",
                      "--backfill", "slurm", "--policies", "slurm-tree,gpupool"])
+        # The contention objective's kernel runs once running multi-leaf jobs load an uplink.
+        _quiet_main(["simulate", "--fabric", path, "--workload", "synthetic:jobs=60,multi=0.4", "--json",
+                     "--contention", "on", "--policies", "gpupool-contention"])
 
 
 def _compile_bytecode() -> None:

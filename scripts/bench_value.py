@@ -3,15 +3,22 @@
 
     .venv/bin/python scripts/bench_value.py [--seeds 10] [--jobs 1500] [--fabrics ft2,ft3,rail8,dragonfly,selene]
         [--workloads multi,packing] [--policies slurm-tree,slurm-block,gpupool-hops,gpupool-pack]
-        [--hop-slack 0] [--json FILE]
+        [--hop-slack 0] [--contention off|on|FABRIC:on,...] [--cache DIR] [--json FILE]
 
 Every policy replays the same synthetic trace per seed (EASY backfill, the isolated speed model), so
-the comparison is paired: for each seed the ratio policy / slurm-tree of mean wait, p95 wait and mean
-JCT, then the mean of those ratios over seeds with a 95% t-interval (n - 1 degrees of freedom). A
-ratio below 1 is better than slurm-tree; an interval containing 1 is no significant difference.
-Fabrics (128 hosts x 8 GPUs unless said): ft2 = 2-level fat-tree 16 leaves x 8 hosts; ft3 = 3-level,
-4 pods x 4 leaves x 8 hosts; rail8 = rail-optimised, 16 leaf positions x 8 hosts x 8 rails;
-dragonfly = 8 groups x 4 routers x 4 hosts; selene = tests/fixtures' Selene capture (when present).
+the comparison is paired: per metric (mean wait, p95 wait, mean JCT) the ratio of the policy's mean over
+seeds to slurm-tree's, with the 95% delta-method interval of the paired differences (`simulate.stats`,
+as `gpupool simulate --seeds` prints it; the issue's "summed over traces"); the JSON also keeps the mean
+of the per-seed ratios with its t-interval. A ratio below 1 is better than slurm-tree; an interval
+containing 1 is no significant difference.
+Fabrics (128 hosts x 8 GPUs unless said): ft2 = 2-level fat-tree 16 leaves x 8 hosts (4 spines, 2:1);
+ft2-1to1 = the same with 2 spines x 4 parallel cables (1:1); ft2-4to1 = 2 spines x 1 cable (4:1);
+ft3 = 3-level, 4 pods x 4 leaves x 8 hosts (leaves 2:1, pods 8:1); rail8 = rail-optimised, 16 leaf
+positions x 8 hosts x 8 rails; dragonfly = 8 groups x 4 routers x 4 hosts, 2 global links per router;
+selene = tests/fixtures' Selene capture (when present). `--contention on` replays with the link
+contention model (`gpupool simulate --contention on`) instead of the isolated one; `FABRIC:on` sets it
+per fabric. `--cache DIR` keeps each run's metrics (one JSON per fabric, workload, model, policy,
+jobs and seed), so a later call with another policy reuses the paired baselines.
 Workloads: multi = `synthetic:multi=0.3`; packing = 1-8 GPU jobs only, at load 2 (at the default
 load a queue of single-host jobs never builds). gpupool-pack's size mix is, by default, each
 workload's own job-size shares (what `--size-history` learns from a site's sacct). slurm-block's
@@ -36,6 +43,7 @@ from gpupool.fabric.generate import dragonfly, fat_tree  # noqa: E402
 from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix  # noqa: E402
 from gpupool.simulate.engine import SimConfig, Simulator  # noqa: E402
 from gpupool.simulate.speed import SpeedModel  # noqa: E402
+from gpupool.simulate.stats import paired_difference  # noqa: E402
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -51,6 +59,10 @@ METRICS = (("mean wait", "wait_s", "mean"), ("p95 wait", "wait_s", "p95"), ("mea
 def make_fabric(name: str) -> CompiledFabric | None:
     if name == "ft2":
         return compile_fabric(fat_tree(16, 8, 4))
+    if name == "ft2-1to1":
+        return compile_fabric(fat_tree(16, 8, 2, uplinks=4))
+    if name == "ft2-4to1":
+        return compile_fabric(fat_tree(16, 8, 2))
     if name == "ft3":
         return compile_fabric(fat_tree(4, 8, 4, pods=4, cores=4))
     if name == "rail8":
@@ -96,11 +108,24 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 
 def run_one(compiled: CompiledFabric, policy: str, workload: str, jobs: int, seed: int,
-            config: SimConfig) -> dict[str, Any]:
+            config: SimConfig, model: str = "isolated", cache: str | None = None,
+            cell: str = "") -> dict[str, Any]:
+    path = None
+    if cache:
+        tag = f"{cell}|{workload}|{model}|{policy}|{jobs}|{seed}"
+        path = os.path.join(cache, "".join(c if c.isalnum() or c in "-_." else "_" for c in tag) + ".json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                return json.load(fh)
     spec = parse_spec(f"{workload},jobs={jobs},seed={seed}")
-    sim = Simulator(compiled, policy, config, SpeedModel())
+    sim = Simulator(compiled, policy, config, SpeedModel(model=model))
     sim.run(synthetic_jobs(spec, total_gpus=sim.metrics.total_gpus, gpus_per_host=config.gpus_per_host))
-    return sim.metrics.to_json()
+    result = sim.metrics.to_json()
+    if path:
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(result, fh)
+        os.replace(path + ".tmp", path)
+    return result
 
 
 def ratio(a: float, b: float) -> float:
@@ -120,6 +145,9 @@ def main() -> int:
     parser.add_argument("--size-mix", default="learnt",
                         help="gpupool-pack's size mix: learnt (each workload's own shares), default (the documented "
                              "one), or GPUS:SHARE,...")
+    parser.add_argument("--contention", default="off",
+                        help="speed model: off (isolated), on (link contention), or FABRIC:on,FABRIC:off,... per fabric")
+    parser.add_argument("--cache", help="keep (and reuse) each run's metrics in this directory")
     parser.add_argument("--json", dest="json_path", help="write the per-seed figures and intervals here")
     args = parser.parse_args()
     goal = PlacementGoal(objective=Objective.PACK, hop_slack=HopSlack.parse(args.hop_slack))
@@ -130,6 +158,10 @@ def main() -> int:
         policies.insert(0, "slurm-tree")
     doc: dict[str, Any] = {"seeds": args.seeds, "jobs": args.jobs, "hop_slack": args.hop_slack,
                            "size_mix": args.size_mix, "cells": []}
+    if args.cache:
+        os.makedirs(args.cache, exist_ok=True)
+    contention = {"": args.contention} if ":" not in args.contention else dict(
+        item.split(":", 1) for item in args.contention.split(",") if item)
     for fabric_name in args.fabrics.split(","):
         compiled = make_fabric(fabric_name)
         if compiled is None:
@@ -139,14 +171,17 @@ def main() -> int:
             workload = WORKLOADS[wname]
             mix_goal = replace(goal, size_mix=learnt_mix(workload)) if args.size_mix == "learnt" else goal
             config = SimConfig(pack_goal=mix_goal)
+            model = "contention" if contention.get(fabric_name, contention.get("", "off")) == "on" else "isolated"
             started = time.perf_counter()
             per_seed: dict[str, list[dict[str, Any]]] = {p: [] for p in policies}
             for seed in range(1, args.seeds + 1):
                 for policy in policies:
-                    per_seed[policy].append(run_one(compiled, policy, workload, args.jobs, seed, config))
+                    per_seed[policy].append(run_one(compiled, policy, workload, args.jobs, seed, config, model,
+                                                    args.cache, fabric_name))
             cell: dict[str, Any] = {"fabric": fabric_name, "hosts": compiled.n_hosts, "workload": workload,
+                                    "speed_model": model,
                                     "size_mix": mix_goal.size_mix.text(), "policies": {}}
-            print(f"\n{fabric_name} ({compiled.n_hosts} hosts), {workload}, jobs={args.jobs}, seeds 1-{args.seeds} "
+            print(f"\n{fabric_name} ({compiled.n_hosts} hosts), {workload}, {model}, jobs={args.jobs}, seeds 1-{args.seeds} "
                   f"({time.perf_counter() - started:.0f} s)")
             print(f"  {'policy':<14}" + "".join(f"{label + ' ratio':>24}" for label, _k, _q in METRICS)
                   + f"{'leaves/multi':>14}")
@@ -159,8 +194,15 @@ def main() -> int:
                     finite = [x for x in ratios if math.isfinite(x)]
                     mean, half = interval(finite) if finite else (math.nan, math.nan)
                     worse = sum(1 for x in ratios if x > 1.2)
-                    row[label] = {"ratio_mean": mean, "ci95_half": half, "per_seed": ratios, "seeds_20pct_worse": worse}
-                    text += f"{mean:>12.3f} ± {half:<6.3f}{'*' if abs(mean - 1) > half else ' '}{worse:>3}"
+                    # Ratio of the means over seeds (summed over traces, as `gpupool simulate --seeds` and the
+                    # issue's done-when read it), with the delta-method paired interval of simulate.stats.
+                    diff = paired_difference([r[key][q] for r in per_seed[policy]], [b[key][q] for b in base])
+                    rel = diff.relative_percent
+                    rom = 1.0 + (rel.mean or 0.0) / 100.0 if rel is not None else math.nan
+                    rom_half = (rel.half_width or 0.0) / 100.0 if rel is not None else math.nan
+                    row[label] = {"ratio_mean": mean, "ci95_half": half, "per_seed": ratios, "seeds_20pct_worse": worse,
+                                  "ratio_of_means": rom, "ratio_of_means_ci95_half": rom_half}
+                    text += f"{rom:>12.3f} ± {rom_half:<6.3f}{'*' if abs(rom - 1) > rom_half else ' '}{worse:>3}"
                 leaves = [r["mean_leaf_switches_multi_node"] for r in per_seed[policy]]
                 leaves = [x for x in leaves if x is not None]
                 row["leaf_switches_multi_node"] = sum(leaves) / len(leaves) if leaves else None
@@ -169,8 +211,9 @@ def main() -> int:
                 print(text)
             doc["cells"].append(cell)
             sys.stdout.flush()
-    print("\nratio = policy / slurm-tree per seed, mean over seeds ± 95% t half-width; * = significant; "
-          "last column per metric: seeds more than 20% worse")
+    print("\nratio = mean over seeds of the policy's figure / mean of slurm-tree's (paired seeds), ± 95% half-width "
+          "(delta method); * = significant; last column per metric: seeds more than 20% worse than slurm-tree "
+          "(JSON: also the mean of per-seed ratios)")
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1)

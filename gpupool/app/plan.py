@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gpupool.app.objective import running_uplink_load
 from gpupool.app.reclaim import may_reclaim, plan_with_reclaim
 from gpupool.app.topology import TopologyChoice, resolve_topology
 from gpupool.errors import InfeasibleError, InputError
@@ -39,13 +40,17 @@ from gpupool.validate import load_json_text
 
 
 def plan_placement(compiled: CompiledFabric, free: FreeState | Mapping[str, int], request: Request,
-                   health: Health | None = None, topology: TopologyChoice | None = None) -> Placement:
+                   health: Health | None = None, topology: TopologyChoice | None = None,
+                   uplink_load: np.ndarray | None = None) -> Placement:
     """The best placement of `request` on `free` (a FreeState, or {host: free GPUs} of fabric hosts) under
     `request.goal` (None: `placement.objective.DEFAULT_GOAL`, which the simulator's `gpupool` policy uses too);
     with `health`, never on an excluded host and off degraded leaves where that costs nothing.
-    Under a block topology: fewest blocks within Slurm's block rules (`placement.block`)."""
+    Under a block topology: fewest blocks within Slurm's block rules (`placement.block`). `uplink_load`: the
+    running jobs' Gb/s per uplink bundle (`objective.running_uplink_load`), for the `contention` objective."""
     if not isinstance(free, FreeState):
         free = FreeState.from_dict(compiled, dict(free), ignore_unknown=True)
+    if uplink_load is not None:
+        free = replace(free, uplink_load=uplink_load)
     if topology is not None and topology.layout is not None:
         return place_block(compiled, without_excluded(compiled, free, health or Health()), request, topology.layout)
     if health:
@@ -197,6 +202,9 @@ def run_plan(compiled: CompiledFabric, request: Request, *, free_path: str | Non
         jobs = client.jobs()
         # The same rule as `submit`: GPUs promised to pending pinned jobs (trusted markers only) are taken.
         free = free_state_from_slurm(states, compiled, request, warn=warn, jobs=jobs)
+        # The contention objective keeps multi-leaf jobs off the uplinks running jobs load (None otherwise).
+        totals = capacity_gpus(states, usable_only=False)
+        free.uplink_load = running_uplink_load(compiled, jobs, request.goal, totals)
         health = health_from_node_states(states, request.partition)
     if health_path:
         health = health.merged(load_health_file(health_path, compiled))

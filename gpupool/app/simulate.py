@@ -182,7 +182,8 @@ def _speed_model_json(speed: SpeedModel, compiled: CompiledFabric) -> dict[str, 
 def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tuple[dict[str, Any], list[PolicyMetrics]]:
     stats = WorkloadStats()
     factory, fmt = workload_factory(request, compiled, stats)
-    if request.learn_size_mix and "gpupool-pack" in request.policies:
+    packing = {"gpupool-pack", "gpupool-pack-uplinks"} & set(request.policies)
+    if request.learn_size_mix and packing:
         request.config = replace(request.config, pack_goal=replace(
             request.config.pack_goal, size_mix=learnt_size_mix(factory(), request.workload)))
     layout = load_pool_layout(request.pools_path, compiled, request.config.gpus_per_host) if request.pools_path else None
@@ -230,7 +231,8 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
         "trace": counts.to_json(),
         "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
                    "placement_default": policy_goal("gpupool").to_json(),  # type: ignore[union-attr]
-                   **({"pack": cfg.pack_goal.to_json()} if "gpupool-pack" in request.policies else {}),
+                   **({"pack": cfg.pack_goal.to_json()} if {"gpupool-pack", "gpupool-pack-uplinks"}
+                      & set(request.policies) else {}),
                    "partitions": sorted(cfg.partitions) if cfg.partitions is not None else None,
                    "gpus_per_processor": str(request.gpus_per_processor)},
         "speed_model": speed_doc,

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from gpupool.app.lock import default_lock_path, submit_lock
+from gpupool.app.objective import running_uplink_load
 from gpupool.app.plan import (
     load_free_file,
     load_health_file,
@@ -282,8 +283,9 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
             notes = segment_notes + ([preempt_note(reclaim)] if reclaim.preempted else [])
             return Plan(reclaim.placement, "now", notes, choice, version, reclaim)
     try:
-        return Plan(plan_placement(compiled, free, request, prepared.health, choice), "now", segment_notes, choice,
-                    version)
+        return Plan(plan_placement(compiled, free, request, prepared.health, choice,
+                                   uplink_load=running_uplink_load(compiled, jobs, request.goal, capacity)),
+                    "now", segment_notes, choice, version)
     except InfeasibleError as now_error:
         usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
                                                           exclude=request.exclude).items()

@@ -28,9 +28,12 @@ from gpupool.slurm.sbatch import gpu_request_from_spellings
 def objective_options(command: Any) -> Any:
     """--objective, --hop-slack, --size-mix, --size-history (plan and submit)."""
     for option in reversed((
-        click.option("--objective", type=click.Choice(OBJECTIVE_CHOICES), default=None, metavar="hops|pack",
+        click.option("--objective", type=click.Choice(OBJECTIVE_CHOICES), default=None,
+                     metavar="|".join(OBJECTIVE_CHOICES),
                      help="hops: fewest pair hops, then leaf switches, then best fit; pack: fewest pair hops "
-                          "(within --hop-slack), then keep the most capacity placeable for the site's job sizes. "
+                          "(within --hop-slack), then keep the most capacity placeable for the site's job sizes; "
+                          "contention: fewest pair hops, then the least bandwidth added over capacity on the uplinks "
+                          "running jobs load (read from Slurm; none with --free). "
                           "Default: " + DEFAULT_GOAL.objective.value + "."),
         click.option("--hop-slack", metavar="N|P%",
                      help="pack: allow N more pair hops (or P% more) than the fewest to keep capacity whole."),

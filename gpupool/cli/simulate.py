@@ -20,9 +20,9 @@ from gpupool.simulate.policies import policy_help
 @click.option("--policies", default="slurm-tree,gpupool,gpupool-wait", show_default=True, metavar="LIST",
               help=policy_help())
 @click.option("--hop-slack", metavar="N|P%", default="0", show_default=True,
-              help="gpupool-pack: pair hops it may spend over the fewest (N, or P% of the fewest).")
+              help="gpupool-pack(-uplinks): pair hops it may spend over the fewest (N, or P% of the fewest).")
 @click.option("--size-mix", metavar="GPUS:SHARE,...|learn",
-              help="gpupool-pack: the job-size mix it keeps capacity for; learn: the replayed workload's own "
+              help="gpupool-pack(-uplinks): the job-size mix it keeps capacity for; learn: the replayed workload's own "
                    "(default: the documented default mix, docs/simulate.md).")
 @click.option("--pools", "pools_path", metavar="FILE",
               help="Pools file (as `gpupool pool apply` reads) for the pools-nolend and pools-lend policies.")

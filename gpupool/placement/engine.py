@@ -109,6 +109,38 @@ class _Pack:
         return total
 
 
+class _Congestion:
+    """What the `contention` objective scores with: the running jobs' uplink loads (`placement.congestion`)."""
+
+    def __init__(self, compiled: CompiledFabric, free: FreeState, goal: PlacementGoal) -> None:
+        self.compiled = compiled
+        self.g = gpus_per_host(free, goal)
+        n_tree = int(compiled.tree_parent.size)
+        load = free.uplink_load
+        self.load = (np.zeros(n_tree, np.float64) if load is None or load.size != n_tree
+                     else np.asarray(load, dtype=np.float64))
+        self.loaded = bool((self.load > 0).any())
+
+    def node_extra(self, need: int, units: np.ndarray, unit_gpus: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per tree node and n units of the job under it: the added overload on its bundle (tree DP `extra`)."""
+        from gpupool.placement import congestion
+
+        compiled = self.compiled
+        cap = congestion.subtree_caps(need, compiled.host_tree_leaf.astype(np.int64), units,
+                                      compiled.tree_parent.astype(np.int64), order)
+        rate = congestion.unit_rate(compiled, units, unit_gpus, self.g)
+        return congestion.node_deltas(need, cap, rate, compiled.tree_uplink_gbps.astype(np.float64), self.load,
+                                      congestion.SCORE_SCALE)
+
+    def overload(self, host_take: np.ndarray, unit_gpus: int) -> float:
+        """Gb/s over capacity the allocation adds on its uplink bundles."""
+        from gpupool.placement import congestion
+
+        hosts = np.nonzero(host_take)[0]
+        return congestion.overload_of(self.compiled, self.load, self.g, hosts.tolist(),
+                                      (host_take[hosts] * unit_gpus).tolist())
+
+
 def gpus_per_host(free: FreeState, goal: PlacementGoal) -> int:
     """A whole host's GPUs for the fragmentation score: the goal's, else the largest configured, else free count."""
     if goal.gpus_per_host:
@@ -131,6 +163,7 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
     if total < need and limit is None:  # with max_hops, the algorithms name the largest request that fits
         raise _infeasible(request, total, unit_gpus, per_node, "")
     pack = _Pack(compiled, free, goal) if goal.objective is Objective.PACK else None
+    congest = _Congestion(compiled, free, goal) if goal.reads_uplinks else None
     # With whole hosts, the tightest host (fewest free GPUs) is the best fit among equal ones.
     tie = np.where(units > 0, free.free_gpus, 0).astype(np.int64) if per_node else np.zeros(units.size, np.int64)
     single = pack.single_host(units, need, unit_gpus, per_node) if pack is not None else None
@@ -142,10 +175,10 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
         host_take, algorithm, optimal, bound = nvlink
     elif compiled.ultrametric:
         host_take, algorithm, optimal, bound = _place_tree(compiled, units, tie, free, need, unit_gpus, per_node,
-                                                           request, why, pack)
+                                                           request, why, pack, congest)
     else:
         host_take, algorithm, optimal, bound = _place_graph(compiled, units, tie, need, unit_gpus, per_node, request,
-                                                            why, pack)
+                                                            why, pack, congest)
     hosts = np.nonzero(host_take)[0]
     gpus = host_take[hosts] * unit_gpus
     cost = cost_of_arrays(compiled, hosts, gpus)
@@ -156,6 +189,8 @@ def place(compiled: CompiledFabric, free: FreeState, request: Request, goal: Pla
     extra: dict[str, Any] = {}
     if pack is not None:
         extra["fragmentation_delta"] = pack.delta(host_take, unit_gpus)
+    if congest is not None:
+        extra["uplink_overload_gbps"] = congest.overload(host_take, unit_gpus)
     return Placement(allocation=allocation, cost=cost, feasible=True, algorithm=algorithm, optimal=optimal,
                      lower_bound=bound, elapsed_ms=(time.perf_counter() - start) * 1000.0, extra=extra)
 
@@ -210,9 +245,9 @@ def _place_nvlink(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, 
 
 
 def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, free: FreeState, need: int, unit_gpus: int,
-                per_node: bool, request: Request, why: str, pack: _Pack | None = None
-                ) -> tuple[np.ndarray, str, bool, int | None]:
-    from gpupool.placement import objective, tree_dp
+                per_node: bool, request: Request, why: str, pack: _Pack | None = None,
+                congest: _Congestion | None = None) -> tuple[np.ndarray, str, bool, int | None]:
+    from gpupool.placement import congestion, objective, tree_dp
 
     cache = _structures(compiled)
     if "tree" not in cache:
@@ -225,18 +260,34 @@ def _place_tree(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, fr
     fit_bound = int(free_gpus.sum()) + 1
     leaf_bound = compiled.n_switches + 1
     worst = max(st.max_level, 1) * need * need + 1
-    if pack is None:
+    # With no uplink loaded, `contention` is `hops` exactly (the same DP keys).
+    scored = pack is not None or (congest is not None and congest.loaded)
+    if congest is not None and scored:
+        extra_ptr, extra = congest.node_extra(need, units, unit_gpus, st.order)
+        # Each node adds at most half the job's injection, in SCORE_SCALE units per unit: the score's span.
+        extra_span = 2 * (n_tree * (need * congestion.SCORE_SCALE + 1)) + 1
+        if pack is not None:  # pack with uplinks: fragmentation first, the overload breaking its ties
+            frag_ptr, frag = objective.leaf_deltas(need, leaf_ptr, leaf_hosts, units, unit_gpus, pack.host_free,
+                                                   pack.hist, pack.size, pack.g, pack.sizes, pack.weights)
+            frag_span = 2 * int(pack.weights.sum()) * (int(pack.host_free.sum()) + 1) + 1
+            combined = extra.copy()
+            for v in range(n_tree):
+                n_frag = min(int(frag_ptr[v + 1] - frag_ptr[v]), int(extra_ptr[v + 1] - extra_ptr[v]))
+                combined[extra_ptr[v]:extra_ptr[v] + n_frag] += extra_span * frag[frag_ptr[v]:frag_ptr[v] + n_frag]
+            extra = combined
+            extra_span *= frag_span
+    elif pack is None:
         extra_ptr, extra, extra_span = np.zeros(n_tree + 1, np.int64), np.zeros(1, np.int64), 1
     else:
         extra_ptr, extra = objective.leaf_deltas(need, leaf_ptr, leaf_hosts, units, unit_gpus, pack.host_free,
                                                  pack.hist, pack.size, pack.g, pack.sizes, pack.weights)
         # |sum of per-leaf changes| <= weights x free GPUs: the span of the score over all placements.
         extra_span = 2 * int(pack.weights.sum()) * (int(pack.host_free.sum()) + 1) + 1
-    # Lexicographic: pair cost, then (pack) fragmentation, then leaf switches, then fewest hosts (the even
-    # split; a whole-host request always uses `need` hosts), then best fit.
+    # Lexicographic: pair cost, then (pack) fragmentation or (contention) uplink overload, then leaf switches,
+    # then fewest hosts (the even split; a whole-host request always uses `need` hosts), then best fit.
     host_bound = min(need, int((units > 0).sum())) + 1 if not per_node else 0
     weights = _tie_weights(worst, [("fit", fit_bound), ("hosts", host_bound), ("leaf", leaf_bound),
-                                   ("extra", extra_span if pack is not None else 0)])
+                                   ("extra", extra_span if scored else 0)])
     weight_fit, weight_leaf, weight_hosts = weights["fit"], weights["leaf"], weights["hosts"]
     weight_extra, weight_cost = weights["extra"], weights["cost"]
 
@@ -328,7 +379,8 @@ def _largest_in_subtree(st: Any, compiled: CompiledFabric, units: np.ndarray, ma
 
 
 def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, need: int, unit_gpus: int, per_node: bool,
-                 request: Request, why: str, pack: _Pack | None = None) -> tuple[np.ndarray, str, bool, int | None]:
+                 request: Request, why: str, pack: _Pack | None = None,
+                 congest: _Congestion | None = None) -> tuple[np.ndarray, str, bool, int | None]:
     from gpupool.placement import graph, tree_dp
 
     cache = _structures(compiled)
@@ -344,7 +396,7 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, n
     if not done.any():
         raise _infeasible(request, int(placed.max()) if placed.size else 0, unit_gpus, per_node, why)
     order = np.lexsort((seeds, support, costs))
-    order = order[done[order]][:_GRAPH_REFINED_SEEDS if pack is None else _GRAPH_REFINED_SEEDS_PACK]
+    order = order[done[order]][:_GRAPH_REFINED_SEEDS if pack is None and congest is None else _GRAPH_REFINED_SEEDS_PACK]
     cum, cum_sq = graph.class_prefix(cls_ptr, cls_hosts, units)
     # (pair cost, classes used, take); under pack every refined candidate is kept for the tie-break.
     found: list[tuple[int, int, np.ndarray]] = []
@@ -370,6 +422,15 @@ def _place_graph(compiled: CompiledFabric, units: np.ndarray, tie: np.ndarray, n
             scored.append((pack.delta(host_take, unit_gpus), value, used, take))
         best_scored = min(scored, key=lambda f: (f[0], f[1], f[2]))
         best = (best_scored[1], best_scored[2], best_scored[3])
+    if congest is not None and congest.loaded:
+        # Among the candidates with the fewest pair hops found, the least uplink overload, then fewer classes.
+        ties = []
+        for value, used, take in found:
+            if value == best[0]:
+                host_take = tree_dp.assign_hosts(take, cls_ptr, cls_hosts, units, compiled.n_hosts)
+                ties.append((congest.overload(host_take, unit_gpus), used, value, take))
+        chosen = min(ties, key=lambda f: (f[0], f[1]))
+        best = (chosen[2], chosen[1], chosen[3])
     bound = int(graph.ring_lower_bound(need, cs.dist, cls_ptr, cls_hosts, units, cap, limit))
     host_take = tree_dp.assign_hosts(best[2], cls_ptr, cls_hosts, units, compiled.n_hosts)
     return host_take, "seed-grow+local-search", False, bound

@@ -22,6 +22,8 @@ class FreeState:
     free_gpus: np.ndarray  # int32[H]
     usable: np.ndarray  # bool[H]: state, CPUs and memory allow the job on this host
     total_gpus: np.ndarray | None = None  # int32[H] configured GPUs, when known (Slurm)
+    # float64[T] Gb/s that running jobs send over each tree node's uplink bundle (placement.congestion), when known
+    uplink_load: np.ndarray | None = None
 
     @classmethod
     def from_dict(cls, compiled: CompiledFabric, free: Mapping[str, Any], *, ignore_unknown: bool = False,
@@ -55,7 +57,8 @@ class FreeState:
         """The same state with the given host indices made unusable (exclude lists)."""
         usable = self.usable.copy()
         usable[hosts] = False
-        return FreeState(free_gpus=self.free_gpus, usable=usable, total_gpus=self.total_gpus)
+        return FreeState(free_gpus=self.free_gpus, usable=usable, total_gpus=self.total_gpus,
+                         uplink_load=self.uplink_load)
 
     def to_dict(self, compiled: CompiledFabric) -> dict[str, int]:
         return {compiled.host_names[h]: int(self.free_gpus[h]) for h in np.nonzero(self.usable & (self.free_gpus > 0))[0]}

@@ -1,4 +1,5 @@
-"""Placement objectives: fewest pair hops alone (`hops`), or fewest hops that keep capacity placeable (`pack`).
+"""Placement objectives: fewest pair hops alone (`hops`), fewest hops that keep capacity placeable (`pack`),
+or fewest hops off the uplinks running jobs already load (`contention`, scored in `congestion.py`).
 
 `pack` looks beyond the job. Among placements with the fewest pair hops (or within a hop budget,
 `hop_slack`), it picks the one that raises the fabric's *fragmentation* least: the expected number
@@ -35,6 +36,8 @@ class Objective(enum.Enum):
 
     HOPS = "hops"  # fewest pair hops, then fewest leaf switches, then best fit
     PACK = "pack"  # fewest pair hops (within the slack), then least added fragmentation for the size mix
+    # fewest pair hops, then the least bandwidth added over capacity on uplinks running jobs load (congestion.py)
+    CONTENTION = "contention"
 
     @classmethod
     def parse(cls, text: str) -> Objective:
@@ -149,13 +152,22 @@ class PlacementGoal:
     hop_slack: HopSlack = field(default_factory=HopSlack)
     size_mix: SizeMix = DEFAULT_SIZE_MIX
     gpus_per_host: int | None = None  # a whole host's GPUs; None: the largest configured (else free) count
+    # pack: after the fragmentation score, the least bandwidth added over capacity on loaded uplinks (congestion.py)
+    uplinks: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"name": self.objective.value}
         if self.objective is Objective.PACK:
             doc["hop_slack"] = self.hop_slack.text()
             doc["size_mix"] = self.size_mix.to_json()
+            if self.uplinks:
+                doc["uplinks"] = True
         return doc
+
+    @property
+    def reads_uplinks(self) -> bool:
+        """Whether the goal scores the running jobs' uplink loads (FreeState.uplink_load)."""
+        return self.objective is Objective.CONTENTION or (self.objective is Objective.PACK and self.uplinks)
 
 
 DEFAULT_GOAL = PlacementGoal()

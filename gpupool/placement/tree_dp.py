@@ -6,7 +6,8 @@ With d(a, b) = 2 x level(lca), the cost of n units under a tree node v of level 
 group cost(n) = n^2 - S(n), where S(n), the largest sum of squares of per-host counts, comes from
 filling the fullest hosts first. Ties are folded into one int64 key:
     key = A * pair_cost + B * leaf_switches + H * hosts + free GPUs left in touched leaf groups (best fit);
-under the `pack` objective a per-leaf-group fragmentation change sits between pair_cost and leaf_switches.
+under the `pack` objective a per-leaf-group fragmentation change sits between pair_cost and leaf_switches, and
+under `contention` a per-node uplink overload (at leaf groups and internal nodes alike).
 Hosts (the even-split tie-break): two placements of equal pair cost with the same sum of squares of
 per-leaf counts (on a 2-level tree: cost = 2n^2 - sum of leaf squares - sum of host squares) have per-host
 counts of equal sum and equal sum of squares Q, and by Cauchy-Schwarz k hosts hold them evenly only if
@@ -93,9 +94,10 @@ def tree_dp(need: int, order: np.ndarray, child_ptr: np.ndarray, child_idx: np.n
             extra_ptr: np.ndarray, extra: np.ndarray, weight_extra: int, weight_hosts: int) -> tuple[int, np.ndarray]:
     """Best key and units per tree node on the optimal allocation (all-zero take when nothing fits).
 
-    `extra[extra_ptr[v] + n]` (used when weight_extra != 0) adds a per-leaf-group score of n units to the key:
-    the `pack` objective's fragmentation change (`objective.leaf_deltas`); `weight_hosts` x hosts used
-    (the even-split tie-break; 0 turns it off)."""
+    `extra[extra_ptr[v] + n]` (used when weight_extra != 0) adds a per-node score of n units to the key: the
+    `pack` objective's fragmentation change per leaf group (`objective.leaf_deltas`), or the `contention`
+    objective's added uplink overload per tree node (`congestion.node_deltas`); a node whose slice is shorter
+    than its n + 1 adds nothing; `weight_hosts` x hosts used (the even-split tie-break; 0 turns it off)."""
     n_tree = level.size
     total = np.zeros(n_tree, dtype=np.int64)
     cap = np.zeros(n_tree, dtype=np.int64)
@@ -172,6 +174,8 @@ def tree_dp(need: int, order: np.ndarray, child_ptr: np.ndarray, child_idx: np.n
             prev_cap = cur_cap
         for n in range(cap[v] + 1):
             keys[base + n] = weight_cost * lv * n * n + prefix[prev_off + n]
+            if weight_extra != 0 and n < extra_ptr[v + 1] - extra_ptr[v]:
+                keys[base + n] += weight_extra * extra[extra_ptr[v] + n]  # a score of this node's own (its uplinks)
     # A parent's options include each child's, so the best over all allowed nodes is the optimum.
     best = -1
     best_key = big

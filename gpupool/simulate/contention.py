@@ -28,6 +28,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from gpupool.placement.congestion import cut_demands, host_chains
+
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
 
@@ -88,43 +92,26 @@ class Flow:
 class LinkContention:
     """Loads of the fabric's uplink bundles and the flows on them, updated incrementally."""
 
-    def __init__(self, compiled: CompiledFabric, gpus_per_host: int) -> None:
-        capacity = compiled.tree_uplink_gbps
-        parent = compiled.tree_parent
-        self.capacity: list[float] = capacity.tolist()
+    def __init__(self, compiled: CompiledFabric, gpus_per_host: int, track_only: bool = False) -> None:
+        self.capacity: list[float] = compiled.tree_uplink_gbps.tolist()
         self.load = [0.0] * len(self.capacity)
         self.on_link: list[set[int]] = [set() for _ in self.capacity]
-        # Per tree node: itself and its ancestors that have an uplink bundle (roots have none).
-        chains: list[tuple[int, ...]] = []
-        for t in range(parent.size):
-            chain = []
-            p = t
-            while p >= 0:
-                if self.capacity[p] > 0:
-                    chain.append(p)
-                p = int(parent[p])
-            chains.append(tuple(chain))
-        self.host_chain = [chains[t] if t >= 0 else () for t in compiled.host_tree_leaf.tolist()]
+        # Per host: its leaf and the ancestors that have an uplink bundle (roots have none); the placement
+        # objective `contention` reads the same chains and demand rule (placement.congestion).
+        self.host_chain = host_chains(compiled)
         self.gbps_per_gpu = (compiled.host_gbps / gpus_per_host).tolist()
         self.flows: dict[int, Flow] = {}
+        # Loads only (the isolated speed model with a placement that reads them): no job is ever slowed.
+        self.track_only = track_only
+        self._tracked: dict[int, tuple[list[int], list[float]]] = {}
 
     def demands(self, hosts: list[int], gpus: list[int]) -> tuple[list[int], list[float]]:
         """(bundles the job crosses, its demand on each in Gb/s)."""
-        inside: dict[int, float] = {}
-        total = 0.0
-        for h, g in zip(hosts, gpus, strict=True):
-            w = self.gbps_per_gpu[h] * g
-            total += w
-            for t in self.host_chain[h]:
-                inside[t] = inside.get(t, 0.0) + w
-        links: list[int] = []
-        demands: list[float] = []
-        for t, w_in in inside.items():
-            d = min(w_in, total - w_in)
-            if d > 1e-9 * total:  # a subtree holding the whole job sends nothing out
-                links.append(t)
-                demands.append(d)
-        return links, demands
+        return cut_demands(self.host_chain, self.gbps_per_gpu, hosts, gpus)
+
+    def load_array(self) -> np.ndarray:
+        """The current load per tree node (Gb/s), as `placement.congestion.bundle_loads` computes it."""
+        return np.asarray(self.load, dtype=np.float64)
 
     def _share(self, flow: Flow) -> float:
         share = 1.0
@@ -153,6 +140,12 @@ class LinkContention:
         links, demands = self.demands(hosts, gpus)
         if not links:
             return None
+        if self.track_only:
+            for t, d in zip(links, demands, strict=True):
+                self.load[t] += d
+                self.on_link[t].add(rid)
+            self._tracked[rid] = (links, demands)
+            return None
         flow = Flow(links, demands, comm, work, now, deadline)
         touched: set[int] = set()
         capacity, load, on_link = self.capacity, self.load, self.on_link
@@ -168,6 +161,13 @@ class LinkContention:
     def stop(self, rid: int, now: float) -> tuple[Flow | None, list[tuple[int, float]]]:
         """Remove a job's flow as it ends or is preempted: (its flow, booked up to now, or None when it had
         none; (id, new end) of every job re-rated)."""
+        tracked = self._tracked.pop(rid, None) if self.track_only else None
+        if tracked is not None:
+            for t, d in zip(*tracked, strict=True):
+                users = self.on_link[t]
+                users.discard(rid)
+                self.load[t] = self.load[t] - d if users else 0.0
+            return None, []
         flow = self.flows.pop(rid, None)
         if flow is None:
             return None, []

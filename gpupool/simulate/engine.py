@@ -87,7 +87,17 @@ class Simulator:
             raise BadRequest("the fabric has no hosts to simulate")
         if config.backfill not in BACKFILL_MODES:
             raise BadRequest(f"unknown backfill {config.backfill!r} (known: {', '.join(BACKFILL_MODES)})")
-        strategies = registry.policy(policy).build(PolicySetup(compiled, config, layout))
+        # Contention model: shared uplink bundles slow multi-leaf jobs (simulate.contention); None = isolated.
+        # Built before the strategies: a placement goal that reads uplink loads gets them from it.
+        entry = registry.policy(policy)
+        self.contention: LinkContention | None = None
+        if speed.model == "contention":
+            self.contention = LinkContention(compiled, g)
+        elif speed.model != "isolated":
+            raise BadRequest(f"unknown speed model {speed.model!r} (known: {', '.join(SPEED_MODELS)})")
+        elif (goal := entry.goal(config)) is not None and goal.reads_uplinks:
+            self.contention = LinkContention(compiled, g, track_only=True)  # loads for the placement, no slowing
+        strategies = entry.build(PolicySetup(compiled, config, layout, loads=self._uplink_load))
         self.place: Placer = strategies.placer
         self.placement = strategies.placement
         self.backfill = strategies.backfill
@@ -103,13 +113,7 @@ class Simulator:
         self.total_free = n * g
         self.capacity = LeafCapacity(compiled)
         self.metrics = PolicyMetrics(policy=policy, total_gpus=n * g, bin_seconds=config.bin_seconds)
-        # Contention model: shared uplink bundles slow multi-leaf jobs (simulate.contention); None = isolated.
-        self.contention: LinkContention | None = None
-        if speed.model == "contention":
-            self.contention = LinkContention(compiled, g)
-            self.metrics.contention_model = True
-        elif speed.model != "isolated":
-            raise BadRequest(f"unknown speed model {speed.model!r} (known: {', '.join(SPEED_MODELS)})")
+        self.metrics.contention_model = speed.model == "contention"
         self._end_seq: dict[int, int] = {}  # running id -> seq of its live end event (older ones are stale)
         self._stopped: Flow | None = None  # the flow of the job `release` freed last (contention model)
         self.queue: list[Pending] = []
@@ -194,6 +198,12 @@ class Simulator:
         self._info[rid] = record_info
         self.last_start = (host_list, gpu_list)
         return rid
+
+    def _uplink_load(self) -> np.ndarray:
+        """Running jobs' Gb/s per uplink bundle, for the `contention` objective (zeros before any job)."""
+        if self.contention is None:
+            return np.zeros(self.compiled.tree_parent.size, dtype=np.float64)
+        return self.contention.load_array()
 
     def push(self, time: float, kind: int, rid: int) -> None:
         """An event (END of run rid, or WAKE with rid -1: look at the queue again then)."""

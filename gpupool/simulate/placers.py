@@ -47,17 +47,23 @@ def _arrays(index: dict[str, int], allocation: dict[str, int]) -> tuple[np.ndarr
     return hosts, gpus
 
 
-def goal_placer(compiled: CompiledFabric, goal: PlacementGoal, config: SimConfig | None = None) -> Placer:
-    """gpupool's placement (what `plan` does) under `goal`, on the free array."""
+def goal_placer(compiled: CompiledFabric, goal: PlacementGoal, config: SimConfig | None = None,
+                loads: Callable[[], np.ndarray] | None = None) -> Placer:
+    """gpupool's placement (what `plan` does) under `goal`, on the free array; `loads` gives the running jobs'
+    uplink loads to a goal that reads them (the `contention` objective)."""
     index = compiled.host_index()
     gpus_per_host = config.gpus_per_host if config is not None else 8
     # Every host has gpus_per_host GPUs configured, as Slurm would tell `plan` (the pack score needs whole hosts).
     totals = np.full(compiled.n_hosts, gpus_per_host, dtype=np.int32)
     requests = _Requests()
 
+    read_loads = loads if goal.reads_uplinks else None
+
     def gpupool_placer(free: np.ndarray, job: Job) -> Choice | None:
+        state = FreeState(free_gpus=free, usable=free > 0, total_gpus=totals,
+                          uplink_load=read_loads() if read_loads is not None else None)
         try:
-            p = place(compiled, FreeState(free_gpus=free, usable=free > 0, total_gpus=totals), requests.of(job), goal)
+            p = place(compiled, state, requests.of(job), goal)
         except Unsatisfiable:
             return None
         hosts, gpus = _arrays(index, p.allocation)

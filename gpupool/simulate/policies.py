@@ -26,6 +26,8 @@ from gpupool.errors import BadRequest, param
 from gpupool.registry import Registry
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from gpupool.fabric.compiled import CompiledFabric
     from gpupool.placement.objective import PlacementGoal
     from gpupool.simulate.core import Admission, Backfill, Placement, Placer, SimConfig
@@ -39,6 +41,7 @@ class PolicySetup:
     compiled: CompiledFabric
     config: SimConfig
     layout: PoolLayout | None = None
+    loads: Callable[[], np.ndarray] | None = None  # running jobs' uplink loads (a goal that reads them)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ def goal_policy(name: str, description: str, models: str, goal: Callable[[SimCon
     def build(setup: PolicySetup) -> Strategies:
         from gpupool.simulate.placers import goal_placer
 
-        return free_strategies(goal_placer(setup.compiled, goal(setup.config), setup.config), setup, hold=hold)
+        return free_strategies(goal_placer(setup.compiled, goal(setup.config), setup.config, setup.loads), setup,
+                               hold=hold)
     return SimPolicy(name, description, models, build, goal=goal)
 
 
@@ -141,6 +145,18 @@ def _pack_goal(config: SimConfig | None) -> PlacementGoal:
     from gpupool.placement.objective import Objective, PlacementGoal
 
     return config.pack_goal if config is not None else PlacementGoal(objective=Objective.PACK)
+
+
+def _contention_goal(config: SimConfig | None) -> PlacementGoal:
+    from gpupool.placement.objective import Objective, PlacementGoal
+
+    return PlacementGoal(objective=Objective.CONTENTION)
+
+
+def _pack_uplinks_goal(config: SimConfig | None) -> PlacementGoal:
+    from dataclasses import replace
+
+    return replace(_pack_goal(config), uplinks=True)
 
 
 def _tree(compiled: CompiledFabric) -> Callable[..., dict[str, int] | None]:
@@ -201,6 +217,16 @@ register(goal_policy(
 register(goal_policy(
     "gpupool-pack", "the pack objective", "`placement.engine.place` with the pack objective (--hop-slack, --size-mix)",
     _pack_goal))
+register(goal_policy(
+    "gpupool-contention", "the contention objective",
+    "`placement.engine.place` with the contention objective (fewest pair hops, then off the uplinks running "
+    "multi-node jobs load)", _contention_goal))
+register(goal_policy(
+    "gpupool-pack-uplinks", "pack, then off loaded uplinks",
+    "`placement.engine.place` with the pack objective, its ties broken by the contention score", _pack_uplinks_goal))
+register(goal_policy(
+    "gpupool-contention-wait", "gpupool-contention, holding multi-host jobs for fewer leaves",
+    "gpupool-contention with Slurm's --switches=N@T, as gpupool-wait", _contention_goal, hold=True))
 register(pool_policy(
     "pools-nolend", "each unit on its own and the open pools (needs --pools)",
     "pool partitions at owner priority, no scavenger partition", lending=False))

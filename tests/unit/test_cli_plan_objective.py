@@ -107,3 +107,64 @@ def test_submit_plans_with_the_chosen_objective(tmp_path: Path, monkeypatch: pyt
         chosen[objective] = next(a.split("=", 1)[1] for a in argv if a.startswith("--nodelist="))
     assert chosen["pack"] == "gpu005"
     assert chosen["hops"] in ("gpu001", "gpu002", "gpu003")
+
+
+class _SlurmWithRunningJob:
+    """4 leaves x 4 hosts under one spine (4:1); a running job holds gpu001 and gpu005 (one host per leaf),
+    so the uplinks of leaves 1 and 2 each carry 40 Gb/s, their whole capacity."""
+
+    def __init__(self) -> None:
+        from gpupool.slurm.models import JobInfo, NodeState
+
+        busy = {"gpu001", "gpu005"}
+        self.nodes = [NodeState(name=f"gpu{i:03d}", flags=frozenset({"ALLOCATED" if f"gpu{i:03d}" in busy else "IDLE"}),
+                                gpus_total=8, gpus_used=8 if f"gpu{i:03d}" in busy else 0, partitions=("gpu",))
+                      for i in range(1, 17)]
+        self.running = [JobInfo(job_id="7", state="RUNNING", nodes=("gpu001", "gpu005"),
+                                allocation={"gpu001": 8, "gpu005": 8})]
+
+    def node_states(self) -> list[object]:
+        return list(self.nodes)
+
+    def jobs(self) -> list[object]:
+        return list(self.running)
+
+    def config(self) -> dict[str, str]:
+        return {"TopologyPlugin": "topology/tree"}
+
+    def partitions(self) -> dict[str, dict[str, str]]:
+        return {"gpu": {"PartitionName": "gpu", "Default": "YES"}}
+
+
+def test_contention_reads_running_jobs_from_slurm_and_says_why(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from gpupool.cli.context import AppContext
+
+    fabric = tmp_path / "oversubscribed.json"
+    save_fabric(fat_tree(4, 4, 1), str(fabric))
+    argv = ["plan", "--nodes", "5", "--gpus-per-node", "8", "--fabric", str(fabric), "--topology", "tree"]
+    assert main([*argv, "--objective", "contention", "--json"],
+                obj=AppContext(slurm=_SlurmWithRunningJob())) == 0  # type: ignore[arg-type]
+    doc = json.loads(capsys.readouterr().out)
+    # 4 hosts of one empty leaf and 1 of the other (gpu009-016): no loaded uplink crossed. The fewest-hops
+    # placement takes its fifth host from leaf 1 or 2 (best fit: 3 free hosts), whose full uplink then
+    # carries 40 Gb/s more: 40 Gb/s over capacity.
+    assert len(doc["allocation"]) == 5 and all(int(h[3:]) >= 9 for h in doc["allocation"])
+    objective = doc["objective"]
+    assert objective["name"] == "contention"
+    assert objective["loaded_uplink_bundles"] == 2
+    assert objective["uplink_overload_gbps"] == 0.0
+    assert objective["uplink_overload_gbps_fewest_hops"] == 40.0
+    assert objective["why"] == ("contention: adds 0 Gb/s over capacity on uplinks running jobs load "
+                                "(fewest-hops placement: 40 Gb/s), at the fewest pair hops")
+    # The default (hops) on the same state: the fifth host in leaf 1 or 2.
+    assert main([*argv, "--json"], obj=AppContext(slurm=_SlurmWithRunningJob())) == 0  # type: ignore[arg-type]
+    assert any(int(h[3:]) <= 8 for h in json.loads(capsys.readouterr().out)["allocation"])
+
+
+def test_contention_with_a_free_file_knows_no_running_jobs(files: tuple[str, str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_plan(files, "--objective", "contention")) == 0
+    why = [line for line in capsys.readouterr().out.splitlines() if line.startswith("why: ")]
+    assert len(why) == 1 and why[0].startswith("why: contention: no running jobs known")
+    assert main(_plan(files, "--objective", "contention", "--hop-slack", "2")) == 2
