@@ -40,9 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "fakenvml"))
+REPO = Path(__file__).resolve().parent.parent  # gpupool and tests.* come from PYTHONPATH (scripts/bench sets it)
 
 FAILURES: list[str] = []
 REFERENCE = [sys.executable, "-c", "import numpy"]
@@ -323,8 +321,8 @@ def large_fabric(work: Path, env: dict[str, str], baseline: str | None) -> None:
 
 def prolog(work: Path, env: dict[str, str], runs: int) -> None:
     print("== (f) Prolog node check through slurm-plugins/prolog.d/50-gpupool-node-check ==")
-    from fakenvml_build import build_fake_nvml, fake_nvml_env, write_scenario
-    from fakesysfs import dgx_like
+    from tests.fakenvml.fakenvml_build import build_fake_nvml, fake_nvml_env, write_scenario
+    from tests.fakenvml.fakesysfs import dgx_like
 
     root = work / "node"
     library = build_fake_nvml(root / "lib")

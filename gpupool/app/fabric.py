@@ -72,7 +72,7 @@ def save_with_summary(fab: Fabric, output: str, *, backup: bool = False, nvlink_
     from gpupool.fabric.export import summary
 
     if nvlink_domain_hosts is not None:
-        from gpupool.fabric.nvlink import add_generated_domains
+        from gpupool.fabric.generate import add_generated_domains
 
         add_generated_domains(fab, int(nvlink_domain_hosts))
     if progress is not None:

@@ -32,7 +32,7 @@ def audit_checks_table() -> str:
 
 
 def node_checks_table() -> str:
-    from gpupool.node.catalog import node_checks
+    from gpupool.node.checks import node_checks
 
     rows = [_row("check", "default", "finding when"), _row("---", "---", "---")]
     rows += [_row(f"`{c.name}`", c.severity + ("" if c.enabled else ", **off**"), c.what)

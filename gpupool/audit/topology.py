@@ -182,6 +182,21 @@ class Topo:
         return self._members
 
 
+def link_ends(topo: Topo, link: Link) -> tuple[int, int, int, int]:
+    """(a, a_port, b, b_port) in a stable order: the switch end first; between switches the leaf,
+    then the name that sorts first."""
+    a, ap, b, bp = link.a, link.a_port, link.b, link.b_port
+    leaves = topo.leaf_set
+
+    def rank(node: int) -> tuple[int, tuple[object, ...]]:
+        kind = 0 if node in leaves else 1 if topo.is_switch(node) else 2
+        return kind, natural_key(topo.label(node))
+
+    if rank(b) < rank(a):
+        a, ap, b, bp = b, bp, a, ap
+    return a, ap, b, bp
+
+
 def split_trailing_number(name: str) -> tuple[str, str] | None:
     m = _TRAILING_NUMBER.match(name)
     return (m.group(1), m.group(2)) if m else None

@@ -37,7 +37,7 @@ EXIT_CODES: tuple[tuple[type[GpupoolError], int], ...] = (
 
 # Parameters whose flag is not `--` + the name with dashes (a domain keyword -> gpupool's option).
 FLAGS: dict[str, str] = {
-    "hosts_per_domain": "--nvlink-domain-hosts",  # fabric.nvlink.add_generated_domains
+    "hosts_per_domain": "--nvlink-domain-hosts",  # fabric.generate.add_generated_domains
 }
 
 

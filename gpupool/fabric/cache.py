@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
+    from gpupool.fabric.compiled_fabric import CompiledFabric
 
 MAGIC = b"GPUPOOL-FABRIC\x00\x01"
 FORMAT = 5

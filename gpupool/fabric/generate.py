@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpupool.errors import BadInput, BadRequest, param
 from gpupool.fabric.model import ROLE_HCA, ROLE_SWITCH, Fabric, Link, Node
+from gpupool.fabric.nvlink import generated_domains
 
 SWITCH_GUID_BASE = 0x0002C90300000000
 CA_GUID_BASE = 0x0002C90400000000
@@ -185,3 +186,17 @@ def dragonfly(groups: int, routers_per_group: int, hosts_per_router: int, global
     meta = {"generator": "dragonfly", "groups": groups, "routers_per_group": routers_per_group,
             "hosts_per_router": hosts_per_router, "global_links_per_router": global_links_per_router, "prefix": prefix}
     return b.finish(meta)
+
+
+def add_generated_domains(fabric: Fabric, hosts_per_domain: int) -> None:
+    """`fabric generate ... --nvlink-domain-hosts N`: cut the hosts under each leaf (set) into domains
+    of N consecutive hosts (generated_domains) and record N in the fabric's meta."""
+    hosts = fabric.hosts()
+    node_host = {node: host for host, hcas in hosts.items() for node in hcas}
+    switches: dict[str, set[int]] = {host: set() for host in hosts}
+    for link in fabric.links:
+        for ca, other in ((link.a, link.b), (link.b, link.a)):
+            if ca in node_host and fabric.nodes[other].type == "switch":
+                switches[node_host[ca]].add(other)
+    fabric.nvlink_domains = generated_domains([(h, frozenset(s)) for h, s in switches.items()], hosts_per_domain)
+    fabric.meta["nvlink_domain_hosts"] = hosts_per_domain

@@ -20,8 +20,7 @@ import numpy as np
 from gpupool.errors import BadInput, BadRequest, param
 
 if TYPE_CHECKING:
-    from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.fabric.model import Fabric
+    from gpupool.fabric.compiled_fabric import CompiledFabric
 
 _DOMAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -131,20 +130,6 @@ def domains_touched(host_domain: np.ndarray, hosts: np.ndarray) -> tuple[int, li
     dom = host_domain[np.asarray(hosts, dtype=np.int64)] if host_domain.size else np.full(len(hosts), -1)
     used = sorted({int(d) for d in dom.tolist() if d >= 0})
     return len(used) + int((dom < 0).sum()), used
-
-
-def add_generated_domains(fabric: Fabric, hosts_per_domain: int) -> None:
-    """`fabric generate ... --nvlink-domain-hosts N`: cut the hosts under each leaf (set) into domains
-    of N consecutive hosts (generated_domains) and record N in the fabric's meta."""
-    hosts = fabric.hosts()
-    node_host = {node: host for host, hcas in hosts.items() for node in hcas}
-    switches: dict[str, set[int]] = {host: set() for host in hosts}
-    for link in fabric.links:
-        for ca, other in ((link.a, link.b), (link.b, link.a)):
-            if ca in node_host and fabric.nodes[other].type == "switch":
-                switches[node_host[ca]].add(other)
-    fabric.nvlink_domains = generated_domains([(h, frozenset(s)) for h, s in switches.items()], hosts_per_domain)
-    fabric.meta["nvlink_domain_hosts"] = hosts_per_domain
 
 
 def domains_across_leaves(compiled: CompiledFabric) -> list[str]:

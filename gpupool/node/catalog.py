@@ -2,9 +2,10 @@
 reports (default severity, opt-in or not, what its finding means), registered once where the function
 is written (`@node_check(...)` in gpupool/node/checks.py).
 
-`NodeSettings` takes default severities and the opt-in set from it, the `[node]` config table and
-`[node.severity]` accept its ids (kebab-case, or the old snake_case spelling), `evaluate` runs its
-checks in registration order, and the check table in slurm-plugins/README.md is generated from it
+This module is the bare registry: it imports no check. `gpupool.node.checks.node_checks()` hands out
+the registry with gpupool's own checks in it; `NodeSettings` takes default severities and the opt-in set
+from it, the `[node]` config table and `[node.severity]` accept its ids (kebab-case, or the old
+snake_case spelling), `evaluate` runs its checks in registration order, and the check table in slurm-plugins/README.md is generated from it
 (scripts/gen-docs; a unit test compares). `Judge` records results only under registered ids.
 """
 
@@ -67,16 +68,3 @@ def unregister(name: str) -> None:
     for row in NODE_CHECK_RUNS[name].reports:
         NODE_CHECKS.unregister(row.name)
     NODE_CHECK_RUNS.unregister(name)
-
-
-def node_checks() -> Registry[NodeCheck]:
-    """The registry with gpupool's own checks in it (they register when gpupool.node.checks loads)."""
-    import gpupool.node.checks  # noqa: F401 - registers the checks
-
-    return NODE_CHECKS
-
-
-def known_check(name: str) -> str | None:
-    """The registered id a user typed (`ecc_uncorrected` and `ecc-uncorrected` alike), else None."""
-    canonical = check_id(name)
-    return canonical if canonical in node_checks() else None

@@ -2,19 +2,19 @@
 
 Every check that runs records a `CheckResult` (subject, measured value, threshold, status), listed
 under `checks` in `node check --json`; a result that is not OK also becomes a `Finding`.
-Each check is a function registered with its ids by `@node_check(...)` (gpupool.node.catalog);
+Each check is a function registered with its ids by `@node_check(...)` (gpupool.node.catalog, the bare registry);
 `evaluate` runs the registry in order: node-wide checks once, per-GPU checks GPU by GPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gpupool.findings import SEVERITY_CRITICAL as CRITICAL
 from gpupool.findings import SEVERITY_WARNING as WARNING
-from gpupool.findings import RollUp, Status, roll_up
+from gpupool.findings import RollUp, Status, check_id, roll_up
 from gpupool.node.catalog import NODE_CHECK_RUNS, NODE_CHECKS, NodeCheck, NodeCheckRun, node_check
 from gpupool.node.facts import (
     SEVERITY_CRITICAL,
@@ -30,7 +30,7 @@ from gpupool.node.facts import (
     HcaPort,
     NodeFacts,
 )
-from gpupool.node.settings import NodeSettings
+from gpupool.registry import Registry
 
 # Share of the fabric model's (signalling) rate a port must reach; sysfs prints nominal rates.
 RATE_TOLERANCE = 0.95
@@ -41,6 +41,69 @@ THROTTLE_NAMES = {
 }
 
 
+class CheckSettings(Protocol):
+    """What the checks read of the settings; gpupool.node.settings.NodeSettings provides it. The
+    settings take their defaults from this module's registry, so the checks name only this shape
+    and never import the settings back."""
+
+    def enabled(self, check: str) -> bool: ...
+
+    def severity_of(self, check: str) -> str: ...
+
+    @property
+    def nvml_timeout_status(self) -> str: ...
+    @property
+    def ecc_uncorrected_max(self) -> int: ...
+    @property
+    def temperature_margin_c(self) -> int: ...
+    @property
+    def throttle_mask(self) -> int: ...
+    @property
+    def hcas(self) -> tuple[str, ...]: ...
+    @property
+    def link_layers(self) -> tuple[str, ...]: ...
+    @property
+    def expected_hca_ports(self) -> int | None: ...
+    @property
+    def expected_hca_state(self) -> str: ...
+    @property
+    def expected_hca_phys_state(self) -> str: ...
+    @property
+    def expected_hca_rate(self) -> float | None: ...
+    @property
+    def expected_hca_rates(self) -> Mapping[str, float]: ...
+    @property
+    def hca_link_downed_max(self) -> int: ...
+    @property
+    def hca_symbol_error_max(self) -> int: ...
+    @property
+    def hca_rcv_errors_max(self) -> int: ...
+    @property
+    def hca_link_recovery_max(self) -> int: ...
+    @property
+    def nvlink_replay_max(self) -> int: ...
+    @property
+    def nvlink_recovery_max(self) -> int: ...
+    @property
+    def nvlink_crc_max(self) -> int: ...
+    @property
+    def pcie_replay_max(self) -> int: ...
+    @property
+    def xid_critical(self) -> tuple[int, ...] | None: ...
+    @property
+    def xid_ignore(self) -> tuple[int, ...]: ...
+
+
+def node_checks() -> Registry[NodeCheck]:
+    """The registry with gpupool's own checks in it (each registered below, where it is written; by
+    the time a caller holds this module, all of them are in)."""
+    return NODE_CHECKS
+
+
+def known_check(name: str) -> str | None:
+    """The registered id a user typed (`ecc_uncorrected` and `ecc-uncorrected` alike), else None."""
+    canonical = check_id(name)
+    return canonical if canonical in NODE_CHECKS else None
 
 
 @dataclass(frozen=True)
@@ -61,7 +124,7 @@ class CheckResult:
 class Judge:
     """Collects results, findings and "could not check" notes while the checks run."""
 
-    def __init__(self, settings: NodeSettings) -> None:
+    def __init__(self, settings: CheckSettings) -> None:
         self.settings = settings
         self.results: list[CheckResult] = []
         self.findings: list[Finding] = []
@@ -92,7 +155,7 @@ class Judge:
         self.unknown.append(f"{check}: {message}" if subject == check else f"{subject} {check}: {message}")
 
 
-def _finding(settings: NodeSettings, check: str, subject: str, message: str) -> Finding:
+def _finding(settings: CheckSettings, check: str, subject: str, message: str) -> Finding:
     return Finding(check, settings.severity_of(check), subject, message)
 
 
@@ -182,7 +245,7 @@ def gpu_checks() -> list[NodeCheckRun]:
     return [run for run in NODE_CHECK_RUNS.values() if run.per_gpu]
 
 
-def check_gpu(gpu: GpuFacts, settings: NodeSettings, previous: dict[str, int] | None = None) -> list[Finding]:
+def check_gpu(gpu: GpuFacts, settings: CheckSettings, previous: dict[str, int] | None = None) -> list[Finding]:
     judge = Judge(settings)
     judge_gpu(judge, gpu, previous)
     return judge.findings
@@ -367,7 +430,7 @@ def judge_nvlink_fabric(judge: Judge, gpus: list[GpuFacts]) -> None:
                     f"the node's GPUs are in {summary['domains_seen']} NVLink domains (cluster/clique differ)")
 
 
-def check_processes(gpu: GpuFacts, settings: NodeSettings, mode: str) -> list[Finding]:
+def check_processes(gpu: GpuFacts, settings: CheckSettings, mode: str) -> list[Finding]:
     judge = Judge(settings)
     judge_processes(judge, gpu, mode)
     return judge.findings
@@ -421,7 +484,7 @@ def select_gpus(inventory: GpuInventory, job_gpus: list[int] | None) -> list[Gpu
     return [gpu for gpu in inventory.gpus if gpu.index in wanted]
 
 
-def check_hca_ports(ports: list[HcaPort], settings: NodeSettings) -> list[Finding]:
+def check_hca_ports(ports: list[HcaPort], settings: CheckSettings) -> list[Finding]:
     judge = Judge(settings)
     judge_hca_ports(judge, ports, None)
     return judge.findings
@@ -535,7 +598,7 @@ def judge_dcgm(judge: Judge, facts: NodeFacts) -> None:
                     details={"test": test.name})
 
 
-def collect_error_finding(error: CollectError, settings: NodeSettings, check: str) -> Finding | None:
+def collect_error_finding(error: CollectError, settings: CheckSettings, check: str) -> Finding | None:
     """A collector that timed out is CRITICAL when configured so; otherwise it makes the run UNKNOWN."""
     if error.timed_out and settings.nvml_timeout_status == "critical" and check == "nvml":
         return Finding(check, SEVERITY_CRITICAL, "nvml", error.message)
@@ -586,7 +649,7 @@ def _dcgm_diag(judge: Judge, facts: NodeFacts) -> None:
     judge_dcgm(judge, facts)
 
 
-def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
+def evaluate(facts: NodeFacts, settings: CheckSettings) -> Judge:
     """Every registered check for the node, in registration order; the per-GPU ones run together,
     GPU by GPU, where the first of them is registered."""
     judge = Judge(settings)
@@ -607,7 +670,7 @@ def evaluate(facts: NodeFacts, settings: NodeSettings) -> Judge:
     return judge
 
 
-def run_checks(facts: NodeFacts, settings: NodeSettings) -> tuple[list[Finding], list[str]]:
+def run_checks(facts: NodeFacts, settings: CheckSettings) -> tuple[list[Finding], list[str]]:
     """All findings for the node plus the list of things that could not be checked."""
     judge = evaluate(facts, settings)
     return judge.findings, judge.unknown

@@ -8,12 +8,12 @@ from typing import Any
 
 from gpupool.errors import BadInput
 from gpupool.findings import check_id
-from gpupool.node.catalog import known_check, node_checks
+from gpupool.node.checks import known_check, node_checks
 from gpupool.node.facts import SEVERITY_CRITICAL, SEVERITY_WARNING
 
 
 def default_severity() -> dict[str, str]:
-    """Every check's default severity, from the check registry (gpupool.node.catalog)."""
+    """Every check's default severity, from the check registry (gpupool.node.checks.node_checks)."""
     return {c.name: c.severity for c in node_checks().values()}
 
 

@@ -280,9 +280,8 @@ def test_nvlink_domains_are_the_base_blocks(make_testbed, tmp_path) -> None:  # 
     one domain, under tree and block; over random states, `sbatch --test-only --segment=18` and
     `gpupool plan --segment 18` agree on whether the job starts now and on how many domains it uses,
     gpupool's model of Slurm's choice picks Slurm's own nodes, and a submitted job runs on the plan."""
-    from gpupool.fabric.generate import fat_tree
+    from gpupool.fabric.generate import add_generated_domains, fat_tree
     from gpupool.fabric.model import save_fabric
-    from gpupool.fabric.nvlink import add_generated_domains
 
     fab = fat_tree(2, 36, 2)
     add_generated_domains(fab, 18)

@@ -252,15 +252,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 # Cycles broken only by an import inside a function (they do not fail at import time, but a module
 # pair that needs each other is one design): listed here to be removed, never added to.
-KNOWN_DEFERRED_CYCLES = [
-    # the compiled fabric's cache and NVLink domains read the model that compiles them.
-    ["gpupool.fabric.cache", "gpupool.fabric.compiled", "gpupool.fabric.model", "gpupool.fabric.nvlink",
-     "gpupool.fabric.structure"],
-    # the check registries (#28 item 1): a registered check reads the reference matcher that reads the
-    # registry back; node settings read the catalog whose checks read the settings' defaults.
-    ["gpupool.audit.checks", "gpupool.audit.checks.dragonfly", "gpupool.audit.reference"],
-    ["gpupool.node.catalog", "gpupool.node.checks", "gpupool.node.settings"],
-]
+KNOWN_DEFERRED_CYCLES: list[list[str]] = []  # none left (#28): every package is a one-way graph
 
 
 def test_no_import_cycle_at_import_time_inside_any_package() -> None:

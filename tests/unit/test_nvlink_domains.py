@@ -14,9 +14,9 @@ from gpupool.errors import InputError, UsageError
 from gpupool.fabric.blocks import fabric_blocks
 from gpupool.fabric.compiled import compile_fabric, load_compiled
 from gpupool.fabric.export import export_slurm_block, summary
-from gpupool.fabric.generate import fat_tree
+from gpupool.fabric.generate import add_generated_domains, fat_tree
 from gpupool.fabric.model import fabric_from_dict, fabric_to_dict, load_fabric, save_fabric
-from gpupool.fabric.nvlink import NvlinkDomain, add_generated_domains
+from gpupool.fabric.nvlink import NvlinkDomain
 from gpupool.placement.block import place_block
 from gpupool.placement.engine import place
 from gpupool.placement.model import FreeState, Request

@@ -20,8 +20,8 @@ from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import save_fabric
 from gpupool.findings import Finding, RollUp, Severity, Status, check_id, roll_up
-from gpupool.node.catalog import NODE_CHECKS, node_check, node_checks
-from gpupool.node.checks import Judge, overall_status, run_checks
+from gpupool.node.catalog import NODE_CHECKS, node_check
+from gpupool.node.checks import Judge, node_checks, overall_status, run_checks
 from gpupool.node.facts import HcaPort, NodeFacts
 from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.registry import DuplicateRegistration, Registry

@@ -20,7 +20,6 @@ from gpupool.audit.checks.common import (
     Rate,
     describe_link,
     link_class,
-    link_ends,
 )
 from gpupool.audit.checks.discovery import check_parse_warnings
 from gpupool.audit.checks.dragonfly import check_dragonfly
@@ -50,6 +49,7 @@ from gpupool.audit.checks.registry import (
     all_check_infos,
     audit_check,
 )
+from gpupool.audit.topology import link_ends  # kept here for the checks' callers
 
 CHECKS: tuple[CheckInfo, ...] = all_check_infos()
 

@@ -1,12 +1,13 @@
-"""Shared pieces of the audit checks: link classes and ends, rates, wording helpers."""
+"""Shared pieces of the audit checks: link classes, rates, wording helpers (a link's ends in a stable
+order, which the reference matcher uses too, are gpupool.audit.topology.link_ends)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from gpupool.audit.topology import Topo
-from gpupool.fabric.model import SPEED_GBPS, WIDTH_LANES, Link, natural_key
+from gpupool.audit.topology import Topo, link_ends
+from gpupool.fabric.model import SPEED_GBPS, WIDTH_LANES, Link
 
 # Host names an OS installer leaves behind: several machines may share them, and none is the real one.
 GENERIC_HOST_NAMES = re.compile(
@@ -37,21 +38,6 @@ def _plural(n: int, word: str) -> str:
 
 def link_class(topo: Topo, link: Link) -> str:
     return "switch" if topo.is_switch(link.a) and topo.is_switch(link.b) else "host"
-
-
-def link_ends(topo: Topo, link: Link) -> tuple[int, int, int, int]:
-    """(a, a_port, b, b_port) in a stable order: the switch end first; between switches the leaf,
-    then the name that sorts first."""
-    a, ap, b, bp = link.a, link.a_port, link.b, link.b_port
-    leaves = topo.leaf_set
-
-    def rank(node: int) -> tuple[int, tuple[object, ...]]:
-        kind = 0 if node in leaves else 1 if topo.is_switch(node) else 2
-        return kind, natural_key(topo.label(node))
-
-    if rank(b) < rank(a):
-        a, ap, b, bp = b, bp, a, ap
-    return a, ap, b, bp
 
 
 def describe_link(topo: Topo, li: int) -> tuple[str, str]:

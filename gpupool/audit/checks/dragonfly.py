@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from gpupool.audit.checks.registry import AuditInput, audit_check
 from gpupool.audit.findings import CRITICAL, WARNING, Finding
+from gpupool.audit.reference import match_nodes
 from gpupool.audit.topology import mode
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric, natural_key
@@ -65,8 +66,6 @@ def reference_pairs(fabric: Fabric, reference: Fabric | None,
     """Global links per group pair in the reference, keyed by the current fabric's group numbers."""
     if reference is None:
         return None
-    from gpupool.audit.reference import match_nodes
-
     nmap = match_nodes(fabric, reference)
     group_of = {int(n): int(g) for n, g in zip(compiled.switch_node, compiled.switch_group, strict=True)}
     ref_group = {r: group_of[c] for r, c in nmap.items() if c in group_of}
