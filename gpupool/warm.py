@@ -32,9 +32,9 @@ from typing import Any
 from gpupool import jit
 
 # Modules holding kernels: their sources key the AOT build (a change anywhere means Numba again).
-KERNEL_MODULES = ("gpupool.fabric.kernels", "gpupool.placement.congestion", "gpupool.placement.cost",
+KERNEL_MODULES = ("gpupool.fabric.hop_kernels", "gpupool.placement.congestion", "gpupool.placement.cost",
                   "gpupool.placement.graph", "gpupool.placement.objective", "gpupool.placement.tree_dp",
-                  "gpupool.simulate.kernels")
+                  "gpupool.simulate.reservation_kernels")
 
 
 def _quiet_main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ def bench_hop_matrix() -> None:
 
     from gpupool.fabric.compiled import compile_fabric
     from gpupool.fabric.generate import fat_tree
-    from gpupool.fabric.kernels import hop_matrix
+    from gpupool.fabric.hop_kernels import hop_matrix
 
     print("== switch x switch hop matrix: gpupool (Numba bitset BFS) vs scipy.sparse.csgraph.shortest_path(unweighted)")
     print(f"{'fabric':<38}{'switches':>9}{'gpupool s':>11}{'scipy s':>10}{'speed-up':>10}  equal")

@@ -25,8 +25,8 @@ import time
 
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
-from gpupool.simulate.engine import SimConfig, Simulator
 from gpupool.simulate.policies import REGISTRY
+from gpupool.simulate.scheduler import SimConfig, Simulator
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs
 

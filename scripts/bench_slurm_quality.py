@@ -62,7 +62,7 @@ class Case:
 
 
 def run(argv: list[str], timeout: float = 30.0) -> Any:
-    from gpupool.slurm.runner import run as slurm_run
+    from gpupool.slurm.invoke import run as slurm_run
 
     return slurm_run(argv, timeout=timeout)
 

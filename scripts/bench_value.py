@@ -39,7 +39,7 @@ from typing import Any
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
 from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix
-from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.scheduler import SimConfig, Simulator
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.stats import paired_difference
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs

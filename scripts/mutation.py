@@ -55,7 +55,7 @@ CORE: dict[str, list[str]] = {
                                "tests/unit/test_hostile_issue29.py", "tests/unit/test_slurm_preempt.py",
                                "tests/unit/test_slurm_client.py", "tests/unit/test_slurm_freestate.py"],
     "gpupool/pools/schema.py": ["tests/unit/test_pools_schema.py", "tests/unit/test_pools_lending.py"],
-    "gpupool/simulate/engine.py": ["tests/unit/test_simulate_engine.py", "tests/unit/test_simulate_pools.py"],
+    "gpupool/simulate/scheduler.py": ["tests/unit/test_simulate_engine.py", "tests/unit/test_simulate_pools.py"],
 }
 KILLED = {1, 3, 24, 36, 152, 255, -24, -9, -11}  # failed, pytest internal error, timeouts, crashes
 SURVIVED = {0}

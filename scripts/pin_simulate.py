@@ -77,8 +77,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     commit b6ece22) a PooledSimulator subclass ran the pool policies; after it, Simulator(..., layout=) does."""
     from gpupool.fabric.compiled import compile_fabric
     from gpupool.fabric.generate import fat_tree
-    from gpupool.simulate.engine import SimConfig, Simulator, TraceCounts
     from gpupool.simulate.pooled import PoolLayout, PoolUnit, pool_tallies
+    from gpupool.simulate.scheduler import SimConfig, Simulator, TraceCounts
     from gpupool.simulate.speed import SpeedModel
     from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs
     from gpupool.simulate.workload import read_workload

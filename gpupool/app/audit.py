@@ -24,7 +24,7 @@ from gpupool.audit.topology import Topo
 from gpupool.fabric.model import Fabric
 
 if TYPE_CHECKING:
-    from gpupool.audit.live import LiveSettings, Progress, ToolRunner
+    from gpupool.audit.live_fabric import LiveSettings, Progress, ToolRunner
     from gpupool.slurm.port import SlurmClient
 
 
@@ -49,7 +49,7 @@ def run_audit(request: AuditRequest, *, runner: ToolRunner | None = None, slurm:
     """Load or discover the fabric, run every check the request asks for; tool and Slurm failures
     of optional parts land in `unchecked` (status UNKNOWN unless something worse was found)."""
     from gpupool.audit import counters as counters_mod
-    from gpupool.audit import live as live_mod
+    from gpupool.audit import live_fabric as live_mod
     from gpupool.errors import BadInput, GpupoolError, Unreachable
 
     cfg = request.config
@@ -136,7 +136,7 @@ DEFAULT_MAX_DRAIN_FRACTION = 0.10
 def drain_broken(result: AuditResult, hosts: set[str], slurm: SlurmClient, max_fraction: float) -> None:
     """Drain the hosts the findings show with an HCA down, never past `max_fraction` of Slurm's nodes
     drained or down at once; what was drained and held back lands in `result.extras["drain"]`."""
-    from gpupool.audit.health import DRAIN_CHECKS, choose_drains, health_from_findings
+    from gpupool.audit.placement_health import DRAIN_CHECKS, choose_drains, health_from_findings
     from gpupool.errors import GpupoolError
     from gpupool.slurm.models import BROKEN_FLAGS
 
@@ -163,7 +163,7 @@ def _load_source(request: AuditRequest, runner: ToolRunner, settings: LiveSettin
 
     name_map = read_node_name_map(request.node_name_map) if request.node_name_map else None
     if request.live:
-        from gpupool.audit.live import discover_text
+        from gpupool.audit.live_fabric import discover_text
 
         if progress:
             progress("ibnetdiscover", 0, 1)

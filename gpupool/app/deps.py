@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gpupool.pools.live import CommandRunner
+    from gpupool.pools.slurm_state import CommandRunner
     from gpupool.slurm.port import SlurmClient
 
 
@@ -19,6 +19,6 @@ def real_slurm_client() -> SlurmClient:
 
 def real_command_runner() -> CommandRunner:
     """Slurm admin commands, argv -> stdout (pools' transaction runner)."""
-    from gpupool.pools.live import slurm_runner
+    from gpupool.pools.slurm_state import slurm_runner
 
     return slurm_runner()

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from gpupool.node.check_run import CheckReport, check_node, exit_code, log_line, should_drain
 from gpupool.node.gpu import GpuSource, NvmlGpuSource, collect_gpus
 from gpupool.node.hca import HcaSource, SysfsHcaSource, choose_source, collect_hca_ports
-from gpupool.node.runner import CheckReport, check_node, exit_code, log_line, should_drain
 from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.node.slurmenv import job_gpu_ids, node_name
 from gpupool.node.topo import NodeTopology, build_topology, task_prolog_lines

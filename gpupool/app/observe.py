@@ -42,8 +42,14 @@ from gpupool.observe.metrics import (
     up_family,
 )
 from gpupool.pools.fragment import read_fragment
-from gpupool.pools.live import CommandRunner, SlurmNode, parse_jobs, parse_nodes, parse_partitions
 from gpupool.pools.schema import load_pools_file
+from gpupool.pools.slurm_state import (
+    CommandRunner,
+    SlurmNode,
+    parse_jobs,
+    parse_nodes,
+    parse_partitions,
+)
 from gpupool.pools.status import (
     PoolDefinition,
     account_statuses,

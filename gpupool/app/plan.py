@@ -67,7 +67,7 @@ def health_from_node_states(states: list[NodeState], partition: str | None = Non
 
 def load_health_file(path: str, compiled: CompiledFabric) -> Health:
     """`--health FILE`: a saved `fabric audit --json`; its broken hosts and degraded leaves."""
-    from gpupool.audit.health import health_from_findings
+    from gpupool.audit.placement_health import health_from_findings
 
     raw = read_input_bytes(path, "health file")
     try:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from gpupool.config import Config, resolve_fabric_path
 from gpupool.pools.apply import ApplyOptions, ApplyReport, apply_pools
 from gpupool.pools.fragment import Fragment, fragment_path, read_fragment
-from gpupool.pools.live import CommandRunner, parse_config
 from gpupool.pools.nodes import resolve_nodes
 from gpupool.pools.schema import PoolsFile, load_pools_file
+from gpupool.pools.slurm_state import CommandRunner, parse_config
 from gpupool.pools.status import StatusReport, collect_status
 
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from gpupool.errors import BadInput, BadRequest
 from gpupool.placement.objective import HopSlack, Objective, PlacementGoal, SizeMix, parse_size_mix
-from gpupool.simulate.engine import SimConfig, policy_goal, simulate
-from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.policies import REGISTRY
+from gpupool.simulate.policy_metrics import PolicyMetrics
 from gpupool.simulate.pooled import PoolLayout, PoolUnit
+from gpupool.simulate.scheduler import SimConfig, policy_goal, simulate
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload

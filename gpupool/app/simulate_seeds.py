@@ -32,7 +32,7 @@ from gpupool.simulate.workload import WorkloadStats, detect_format, read_workloa
 if TYPE_CHECKING:
     from gpupool.config import Config
     from gpupool.fabric.compiled import CompiledFabric
-    from gpupool.simulate.metrics import PolicyMetrics
+    from gpupool.simulate.policy_metrics import PolicyMetrics
 
 CONFIDENCE = 0.95
 RELATIVE_DIFFERENCE = ("ratio of means: (mean policy - mean baseline) / mean baseline, "

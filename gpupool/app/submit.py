@@ -66,10 +66,10 @@ from gpupool.slurm.freestate import (
     parse_alloc_field,
     subtract_pending_plans,
 )
+from gpupool.slurm.invoke import SlurmCommandError
 from gpupool.slurm.models import JobInfo, NodeState, SubmitResult, parse_plan_comment
 from gpupool.slurm.parse import has_started, job_state_word
 from gpupool.slurm.port import SlurmClient
-from gpupool.slurm.runner import SlurmCommandError
 from gpupool.slurm.submit import (
     TOKEN_RE,
     default_partition,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gpupool.audit.findings import CRITICAL, WARNING, Finding
+from gpupool.audit.rollup import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import Topo
 from gpupool.errors import BadInput
 

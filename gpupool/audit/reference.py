@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from gpupool.audit.findings import CRITICAL, WARNING, Finding
+from gpupool.audit.rollup import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import Topo, link_ends
 from gpupool.fabric.model import ROLE_HCA, Fabric, Link, Node, natural_key
 

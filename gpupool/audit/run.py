@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gpupool.audit import checks
-from gpupool.audit.findings import Finding, sort_findings, status_of
+from gpupool.audit.rollup import Finding, sort_findings, status_of
 from gpupool.audit.topology import Topo
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gpupool.audit.findings import WARNING, Finding
+from gpupool.audit.rollup import WARNING, Finding
 from gpupool.fabric.model import natural_key
 
 

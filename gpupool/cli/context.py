@@ -14,7 +14,7 @@ from gpupool.config import Config, load_config
 if TYPE_CHECKING:
     from gpupool.node.gpu import GpuSource
     from gpupool.node.hca import HcaSource
-    from gpupool.pools.live import CommandRunner
+    from gpupool.pools.slurm_state import CommandRunner
     from gpupool.slurm.port import SlurmClient
 
 # (tool name, arguments, timeout seconds) -> stdout: how `fabric audit --live` runs infiniband-diags.

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from gpupool.app.audit import AuditRequest, run_audit
-from gpupool.audit.findings import (
+from gpupool.audit.rollup import (
     CRITICAL,
     EXIT_CODES,
     INFO,

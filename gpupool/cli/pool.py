@@ -9,7 +9,7 @@ from gpupool.cli.context import app, json_option
 from gpupool.cli.render import emit_json, stdout_console, warn
 from gpupool.errors import BadRequest, Unreachable
 from gpupool.pools.apply import ApplyReport
-from gpupool.pools.live import CommandRunner
+from gpupool.pools.slurm_state import CommandRunner
 from gpupool.pools.status import StatusReport
 
 

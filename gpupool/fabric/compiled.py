@@ -30,7 +30,7 @@ SYNTHETIC_ROOT = "gpupool-synthetic-root"
 
 
 def compile_fabric(fabric: Fabric) -> CompiledFabric:
-    from gpupool.fabric import kernels
+    from gpupool.fabric import hop_kernels as kernels
     from gpupool.fabric.nvlink import host_domain_array
 
     switches = fabric.switch_indices()

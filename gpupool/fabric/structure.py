@@ -44,7 +44,7 @@ def _csr(n: int, ea: np.ndarray, eb: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _bfs(ptr: np.ndarray, idx: np.ndarray, seeds: np.ndarray, n: int) -> np.ndarray:
-    from gpupool.fabric import kernels
+    from gpupool.fabric import hop_kernels as kernels
 
     if n == 0:
         return np.zeros(0, np.int32)

@@ -141,7 +141,7 @@ class GpuTallyLike(Protocol):  # gpupool.pools.status.GpuTally
     def down(self) -> int: ...
 
 
-class JobLike(Protocol):  # gpupool.pools.live.Job
+class JobLike(Protocol):  # gpupool.pools.slurm_state.Job
     @property
     def running(self) -> bool: ...
     @property

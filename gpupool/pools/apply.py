@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from gpupool.errors import GpupoolError, Unreachable
 from gpupool.fsutil import atomic_write_text
+from gpupool.pools.changes import Change, Desired, build_desired, diff, partition_line
 from gpupool.pools.fragment import (
     Fragment,
     clear_intent,
@@ -16,11 +17,10 @@ from gpupool.pools.fragment import (
     render_fragment,
     write_intent,
 )
-from gpupool.pools.live import CommandRunner, LiveState, read_live_state
 from gpupool.pools.nodes import FabricLoader
 from gpupool.pools.offline import SlurmConf, offline_state
-from gpupool.pools.plan import Change, Desired, build_desired, diff, partition_line
 from gpupool.pools.schema import PoolsFile
+from gpupool.pools.slurm_state import CommandRunner, LiveState, read_live_state
 from gpupool.pools.validate import ResolvedPools, UserLookup, resolve_and_validate, unix_user_exists
 
 if TYPE_CHECKING:

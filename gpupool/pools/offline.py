@@ -14,7 +14,7 @@ from gpupool.errors import BadInput
 from gpupool.fsutil import read_input_bytes
 from gpupool.hostlist import expand
 from gpupool.pools.fragment import Fragment
-from gpupool.pools.live import LiveState, SlurmNode, parse_kv_line
+from gpupool.pools.slurm_state import LiveState, SlurmNode, parse_kv_line
 from gpupool.slurm.gres import gpu_count, gpu_types
 
 # What an offline preview never sees: it lives in slurmdbd or in slurmctld's memory.

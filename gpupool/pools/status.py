@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 
 from gpupool.hostlist import expand as expand_hostlist
 from gpupool.pools.fragment import Fragment
-from gpupool.pools.live import (
+from gpupool.pools.schema import PoolsFile, lend_limit_gpus, quota_qos_name
+from gpupool.pools.slurm_state import (
     CommandRunner,
     Job,
     SlurmNode,
@@ -18,7 +19,6 @@ from gpupool.pools.live import (
     parse_sshare,
     read_jobs,
 )
-from gpupool.pools.schema import PoolsFile, lend_limit_gpus, quota_qos_name
 
 
 @dataclass(frozen=True)

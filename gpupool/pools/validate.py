@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpupool.errors import param
-from gpupool.pools.live import LiveState
 from gpupool.pools.nodes import FabricLoader, resolve_nodes
 from gpupool.pools.schema import PoolsFile, PoolSpec, lend_limit_gpus
+from gpupool.pools.slurm_state import LiveState
 
 UserLookup = Callable[[str], bool]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from gpupool.placement.objective import Objective, PlacementGoal
-from gpupool.simulate.metrics import PolicyMetrics
+from gpupool.simulate.policy_metrics import PolicyMetrics
 from gpupool.simulate.workload import Job
 
 if TYPE_CHECKING:

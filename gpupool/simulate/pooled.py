@@ -39,7 +39,7 @@ from gpupool.simulate.core import (
     StartRoom,
     fits_array,
 )
-from gpupool.simulate.kernels import per_node_shadow
+from gpupool.simulate.reservation_kernels import per_node_shadow
 from gpupool.simulate.strategies import SlurmBackfill, admit_to_fabric
 from gpupool.simulate.workload import Job
 

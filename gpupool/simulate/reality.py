@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from gpupool.simulate.core import SimConfig
-from gpupool.simulate.engine import Simulator
+from gpupool.simulate.scheduler import Simulator
 from gpupool.simulate.speed import ClassFactors, SpeedModel
 from gpupool.simulate.workload import read_workload
 

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from gpupool.errors import Unreachable, param
-from gpupool.simulate.metrics import PolicyMetrics
+from gpupool.simulate.policy_metrics import PolicyMetrics
 from gpupool.simulate.stats import HIGHER, LOWER
 
 

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from gpupool.simulate.availability import AvailabilityPlan
 from gpupool.simulate.core import (
     BLOCKED,
     HELD,
@@ -41,8 +42,7 @@ from gpupool.simulate.core import (
     StartRoom,
     fits_array,
 )
-from gpupool.simulate.kernels import per_node_shadow
-from gpupool.simulate.plan import AvailabilityPlan
+from gpupool.simulate.reservation_kernels import per_node_shadow
 from gpupool.simulate.workload import Job
 
 __all__ = ["EasyBackfill", "FifoAdmission", "FreePlacement", "SlurmBackfill", "admit_to_fabric", "backfill_for"]

@@ -3,7 +3,7 @@ only: it never imports `placement`; use cases that combine both live in `gpupool
 
 Names other modules use:
 
-- `gpupool.slurm.runner.run(argv, timeout=10, input=None, env=None)`: one bounded Slurm command;
+- `gpupool.slurm.invoke.run(argv, timeout=10, input=None, env=None)`: one bounded Slurm command;
   `Unreachable` (exit 3: missing, timed out, daemon unreachable), `SlurmCommandError` (exit 4: Slurm
   refused the request; `.stderr` kept).
 - `gpupool.slurm.port.SlurmClient`: the port (Protocol) and the backend registry;

@@ -16,8 +16,8 @@ import importlib
 import os
 
 from gpupool.errors import BadRequest, Unreachable
+from gpupool.slurm.invoke import DEFAULT_TIMEOUT
 from gpupool.slurm.port import BACKENDS, BackendUnavailable, SlurmClient
-from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
 # Backend name -> the module that registers it (imported only when needed).
 BACKEND_MODULES = {"commands": "gpupool.slurm.commands", "pyslurm": "gpupool.slurm.pyslurm_backend"}

@@ -2,7 +2,7 @@
 
 Every call has a bounded timeout (`timeout` seconds, default 10); failures raise `Unreachable`
 (exit 3: Slurm missing/unreachable/slow) or `SlurmCommandError` (exit 4: Slurm refused the
-request), see `gpupool.slurm.runner`, the process runner this backend is built on.
+request), see `gpupool.slurm.invoke`, the process runner this backend is built on.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 from gpupool.errors import BadInput, GpupoolError, Unreachable
 from gpupool.slurm import parse
+from gpupool.slurm.invoke import DEFAULT_TIMEOUT, SlurmCommandError, run
 from gpupool.slurm.models import JobInfo, NodeState, PreemptionConfig, SubmitResult, TestOnlyResult
 from gpupool.slurm.port import Backend, register
-from gpupool.slurm.runner import DEFAULT_TIMEOUT, SlurmCommandError, run
 
 
 class CommandsClient:

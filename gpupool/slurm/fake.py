@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from gpupool.errors import BadInput, Unreachable
 from gpupool.hostlist import expand
 from gpupool.slurm.gres import gpu_count
+from gpupool.slurm.invoke import SlurmCommandError
 from gpupool.slurm.models import (
     JobInfo,
     JobRequest,
@@ -22,7 +23,6 @@ from gpupool.slurm.models import (
     SubmitResult,
     TestOnlyResult,
 )
-from gpupool.slurm.runner import SlurmCommandError
 
 
 @dataclass

@@ -22,6 +22,7 @@ from gpupool.hostlist import expand
 from gpupool.slurm import parse
 from gpupool.slurm.commands import CommandsClient
 from gpupool.slurm.gres import gpu_count, gpu_types
+from gpupool.slurm.invoke import DEFAULT_TIMEOUT
 from gpupool.slurm.models import (
     JobInfo,
     JobRequest,
@@ -38,7 +39,6 @@ from gpupool.slurm.pyslurm_child import (
     PyslurmChild,
     import_pyslurm,
 )
-from gpupool.slurm.runner import DEFAULT_TIMEOUT
 
 # Job states whose nodes stay allocated: the same set the commands backend reads.
 HOLDING_STATES = parse.NODE_HOLDING_STATES

@@ -9,9 +9,9 @@ import secrets
 from collections.abc import Callable, Mapping
 
 from gpupool.slurm.freestate import format_alloc_field
+from gpupool.slurm.invoke import SlurmCommandError
 from gpupool.slurm.models import JobInfo, parse_plan_comment
 from gpupool.slurm.port import SlurmClient
-from gpupool.slurm.runner import SlurmCommandError
 
 # sbatch rejections that mean "the nodes you named cannot take this job right now / any more".
 NODE_REJECTIONS = (

@@ -10,7 +10,7 @@ from gpupool.errors import EnvError
 from gpupool.pools.apply import ApplyOptions, ApplyReport, apply_pools
 from gpupool.pools.nodes import expand_hostlist, fold_hostlist
 from gpupool.pools.schema import parse_pools_text
-from gpupool.slurm.runner import SlurmCommandError
+from gpupool.slurm.invoke import SlurmCommandError
 
 
 class FakeSlurm:

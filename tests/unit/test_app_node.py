@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gpupool.app import node as node_app
-from gpupool.node.runner import CheckReport
+from gpupool.node.check_run import CheckReport
 from gpupool.node.settings import settings_from_table
 
 

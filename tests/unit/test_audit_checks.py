@@ -8,7 +8,7 @@ import random
 import pytest
 
 from gpupool.audit import checks
-from gpupool.audit.findings import Finding, status_of
+from gpupool.audit.rollup import Finding, status_of
 from gpupool.audit.run import audit_fabric
 from gpupool.audit.topology import Topo, mode, name_class
 from gpupool.fabric.generate import dragonfly, fat_tree

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpupool.audit.live import route_length
+from gpupool.audit.live_fabric import route_length
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.errors import EnvError

@@ -89,7 +89,7 @@ def test_one_mapping_from_error_class_to_the_documented_exit_code(error: Gpupool
 
 
 def test_a_subclass_keeps_its_family_code() -> None:
-    from gpupool.slurm.runner import SlurmCommandError  # Slurm refused the request: bad input
+    from gpupool.slurm.invoke import SlurmCommandError  # Slurm refused the request: bad input
 
     class Monitoring(CliError):
         exit_code = 3

@@ -13,8 +13,8 @@ from gpupool.errors import InputError, UsageError
 from gpupool.fabric.compiled import compile_fabric, load_compiled
 from gpupool.fabric.export import export, export_ibsim, summary
 from gpupool.fabric.generate import dragonfly, fat_tree
+from gpupool.fabric.hop_kernels import hop_matrix
 from gpupool.fabric.ibnetdiscover import parse_ibnetdiscover
-from gpupool.fabric.kernels import hop_matrix
 from gpupool.fabric.model import fabric_from_dict, fabric_to_dict, load_fabric, save_fabric
 from tests.support.helpers import DGX_FIXTURE, assert_golden
 

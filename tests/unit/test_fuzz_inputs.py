@@ -473,7 +473,7 @@ def test_job_and_node_invariants_hold_on_the_real_captures() -> None:
 @with_corpus("squeue-*.json", arg="doc", convert=json.loads)
 @given(doc=squeue_docs())
 def test_fuzz_slurm_job_json(doc: dict[str, Any]) -> None:
-    from gpupool.pools.live import jobs_from_squeue_json
+    from gpupool.pools.slurm_state import jobs_from_squeue_json
     from gpupool.slurm.freestate import subtract_pending_plans
     from gpupool.slurm.parse import jobs_from_json
 
@@ -499,7 +499,7 @@ def test_fuzz_slurm_job_json(doc: dict[str, Any]) -> None:
     "NodeName=gpu001 Arch=x86_64 CPUAlloc=2 CPUEfctv=16 Gres=gpu:4 GresUsed=gpu:2(IDX:0-1) State=MIXED "
     "Partitions=gpu RealMemory=1000 AllocMem=10\n"))
 def test_fuzz_slurm_text(line: bytes) -> None:
-    from gpupool.pools.live import parse_jobs, parse_nodes
+    from gpupool.pools.slurm_state import parse_jobs, parse_nodes
     from gpupool.slurm.parse import jobs_from_scontrol, nodes_from_scontrol
 
     text = line.decode("utf-8", errors="replace")

@@ -18,8 +18,8 @@ from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from gpupool.pools.live import jobs_from_squeue_json, parse_jobs
-from gpupool.slurm import runner
+from gpupool.pools.slurm_state import jobs_from_squeue_json, parse_jobs
+from gpupool.slurm import invoke as runner
 from gpupool.slurm.fake import FakeSlurm
 from gpupool.slurm.freestate import parse_alloc_field, subtract_pending_plans, trusted_alloc
 from gpupool.slurm.models import JobInfo, JobRequest
@@ -160,7 +160,7 @@ def test_job_from_json_with_hostile_fields() -> None:
 
 
 def test_pipe_in_a_description_never_forges_gpupool_s_mark() -> None:
-    from gpupool.pools.live import MANAGED_MARK, parse_parsable
+    from gpupool.pools.slurm_state import MANAGED_MARK, parse_parsable
 
     rows = parse_parsable(f"vision|{MANAGED_MARK}|x|y\nllm|{MANAGED_MARK}|llm\n", ("Account", "Descr", "Org"))
     assert rows["vision"]["Descr"] == "" and rows["llm"]["Descr"] == MANAGED_MARK

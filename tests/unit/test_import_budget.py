@@ -22,7 +22,7 @@ PLAN_THIRD_PARTY = {"numpy", "click", "ClusterShell"}
 # What Numba brings along; allowed only when no current AOT kernel build is installed (gpupool.warm).
 NUMBA_FAMILY = {"numba", "llvmlite", "scipy", "yaml", "cython_runtime", "coverage"}  # coverage: when installed
 # Never on plan's path: rendering (--json), YAML, Slurm clients, other domains.
-PLAN_FORBIDDEN_FIRST_PARTY = ("gpupool.slurm.commands", "gpupool.slurm.pyslurm_backend", "gpupool.slurm.runner",
+PLAN_FORBIDDEN_FIRST_PARTY = ("gpupool.slurm.commands", "gpupool.slurm.pyslurm_backend", "gpupool.slurm.invoke",
                               "gpupool.audit", "gpupool.pools", "gpupool.simulate", "gpupool.node",
                               "gpupool.observe", "gpupool.warm")
 

@@ -24,11 +24,11 @@ CLI_MODELS = {
     "placement.model", "placement.objective", "placement.reclaim",               # Request, Placement, goal, Reclaim
     "placement.block", "placement.nvlink",                                       # block_usage / nvlink_usage (render)
     "slurm.port", "slurm.sbatch",                                                # AppContext's SlurmClient; sbatch options
-    "pools.apply", "pools.status", "pools.live",                                 # ApplyReport, StatusReport, CommandRunner
+    "pools.apply", "pools.status", "pools.slurm_state",                                 # ApplyReport, StatusReport, CommandRunner
     "observe.lending", "observe.fragmentation",                                  # LendingReport, Fragmentation
     "observe.metrics",                                                           # metric Family, its exposition
     "node.topo", "node.gpu", "node.hca",                                         # LEGEND, AppContext's sources
-    "audit.findings",                                                            # severities and monitoring codes
+    "audit.rollup",                                                            # severities and monitoring codes
     "simulate.report",                                                           # the simulate table's rows
     "simulate.policies",                                                         # the policy registry: --policies help
 }
@@ -67,7 +67,7 @@ ALLOWED: dict[str, set[str]] = {
 # Slurm backends are chosen by `gpupool.slurm.client.make_client`, never imported by callers.
 FORBIDDEN_MODULES: dict[str, tuple[str, ...]] = {
     "cli": ("gpupool.placement.engine", "gpupool.placement.slurm_reference", "gpupool.slurm.pyslurm_backend",
-            "gpupool.slurm.runner", "gpupool.slurm.commands", "gpupool.slurm.freestate", "gpupool.slurm.submit",
+            "gpupool.slurm.invoke", "gpupool.slurm.commands", "gpupool.slurm.freestate", "gpupool.slurm.submit",
             "gpupool.slurm.jobs"),
     "app": ("gpupool.slurm.pyslurm_backend",),
 }
@@ -161,7 +161,7 @@ def test_checker_catches_other_crossings(tmp_path: Path) -> None:
         "pools/apply.py": "from gpupool.app.plan import plan_placement\n",
         "cli/plan.py": "from gpupool.placement.engine import place\nfrom gpupool.app.plan import run_plan\n",
         "placement/kernels.py": "import rich\nimport numba\nimport itertools\n",
-        "observe/lending.py": "from gpupool.slurm.gres import tres_gpu_count\nfrom gpupool.slurm.runner import run\n",
+        "observe/lending.py": "from gpupool.slurm.gres import tres_gpu_count\nfrom gpupool.slurm.invoke import run\n",
         "observe/jobreport.py": "from gpupool.slurm import gres\nfrom gpupool.app.plan import plan_placement\n",
     })
     assert sorted(violations(root)) == sorted([
@@ -169,7 +169,7 @@ def test_checker_catches_other_crossings(tmp_path: Path) -> None:
         "gpupool/fabric/model.py:1: fabric must not import gpupool.placement",
         "gpupool/observe/jobreport.py:1: observe must not import gpupool.slurm",
         "gpupool/observe/jobreport.py:2: observe must not import gpupool.app.plan",
-        "gpupool/observe/lending.py:2: observe must not import gpupool.slurm.runner",
+        "gpupool/observe/lending.py:2: observe must not import gpupool.slurm.invoke",
         "gpupool/placement/kernels.py:1: placement must not import rich (only numpy/numba beyond the stdlib)",
         "gpupool/pools/apply.py:1: pools must not import gpupool.app.plan",
         "gpupool/slurm/client.py:3: slurm must not import gpupool.cli.main",
@@ -180,7 +180,7 @@ def test_checker_keeps_cli_to_app_and_model_types(tmp_path: Path) -> None:
     root = _plant(tmp_path, {
         "cli/fabric.py": "from gpupool.fabric.export import export\nfrom gpupool.fabric.model import Fabric\n",
         "cli/node.py": "def f():\n    from gpupool.node.checks import run_checks\n    from gpupool.app.node import run_node_check\n",
-        "cli/audit.py": "from gpupool.audit import live\nfrom gpupool.audit.findings import CRITICAL\n",
+        "cli/audit.py": "from gpupool.audit import live_fabric as live\nfrom gpupool.audit.rollup import CRITICAL\n",
     })
     assert sorted(violations(root)) == sorted([
         "gpupool/cli/audit.py:1: cli must not import gpupool.audit",
@@ -270,12 +270,12 @@ def test_deferred_import_cycles_only_shrink() -> None:
 def test_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
     root = _plant(tmp_path, {
         "simulate/__init__.py": "",
-        "simulate/engine.py": "from gpupool.simulate.pooled import Pooled\n",
-        "simulate/pooled.py": "from gpupool.simulate import engine\n",
-        "simulate/lazy.py": "def f():\n    from gpupool.simulate.engine import x\n",
+        "simulate/scheduler.py": "from gpupool.simulate.pooled import Pooled\n",
+        "simulate/pooled.py": "from gpupool.simulate import scheduler as engine\n",
+        "simulate/lazy.py": "def f():\n    from gpupool.simulate.scheduler import x\n",
         "simulate/other.py": "def g():\n    from gpupool.simulate.lazy import f\n",
-        "fabric/model.py": "from gpupool.simulate.engine import x\n",  # across packages: not this check
+        "fabric/model.py": "from gpupool.simulate.scheduler import x\n",  # across packages: not this check
     })
-    assert cycles(module_graph(root, top_level_only=True)) == [["gpupool.simulate.engine", "gpupool.simulate.pooled"]]
-    assert cycles(module_graph(root, top_level_only=False)) == [["gpupool.simulate.engine",
-                                                                  "gpupool.simulate.pooled"]]
+    assert cycles(module_graph(root, top_level_only=True)) == [["gpupool.simulate.pooled", "gpupool.simulate.scheduler"]]
+    assert cycles(module_graph(root, top_level_only=False)) == [["gpupool.simulate.pooled",
+                                                                  "gpupool.simulate.scheduler"]]

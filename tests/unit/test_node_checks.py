@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpupool.errors import InputError
+from gpupool.node.check_run import CheckReport, exit_code, should_drain
 from gpupool.node.checks import (
     check_gpu,
     check_hca_ports,
@@ -14,7 +15,6 @@ from gpupool.node.checks import (
     run_checks,
 )
 from gpupool.node.facts import CollectError, Finding, GpuFacts, GpuInventory, HcaPort, NodeFacts
-from gpupool.node.runner import CheckReport, exit_code, should_drain
 from gpupool.node.settings import NodeSettings, settings_from_table
 
 

@@ -366,9 +366,9 @@ def test_state_file_is_per_boot_and_survives_garbage(tmp_path: Path) -> None:
 
 
 def test_unwritable_state_dir_is_a_note_not_a_failure(tmp_path: Path) -> None:
+    from gpupool.node.check_run import check_node
     from gpupool.node.deadline import Progress
     from gpupool.node.facts import GpuFacts, GpuInventory
-    from gpupool.node.runner import check_node
     from gpupool.node.settings import settings_from_table
 
     class OneGpu:

@@ -182,7 +182,7 @@ def test_simulator_and_plan_share_the_demand_rule() -> None:
 
 @pytest.mark.parametrize("model", ["isolated", "contention"])
 def test_simulated_policy_keeps_the_second_job_off_the_first_ones_uplink(model: str) -> None:
-    from gpupool.simulate.engine import SimConfig, Simulator
+    from gpupool.simulate.scheduler import SimConfig, Simulator
     from gpupool.simulate.speed import SpeedModel
     from gpupool.simulate.workload import Job
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpupool.app.plan import health_from_node_states, load_health_file, run_plan
-from gpupool.audit.health import choose_drains, health_from_findings
+from gpupool.audit.placement_health import choose_drains, health_from_findings
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.errors import InputError

@@ -28,7 +28,7 @@ from gpupool.placement.objective import (
     SizeMix,
     parse_size_mix,
 )
-from gpupool.simulate.engine import policy_goal
+from gpupool.simulate.scheduler import policy_goal
 from tests.support.oracles import graph_of
 
 G = 8

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from gpupool.cli.errors import exit_code_for
 from gpupool.errors import InputError
-from gpupool.pools.live import LiveState, SlurmNode
 from gpupool.pools.schema import parse_pools_text
+from gpupool.pools.slurm_state import LiveState, SlurmNode
 from gpupool.pools.validate import resolve_and_validate
 from gpupool.slurm.duration import parse_seconds as parse_time_seconds
 from tests.support.pools_slurm import FakeSlurm, apply_text, change_summary

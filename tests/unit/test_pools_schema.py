@@ -10,9 +10,9 @@ from gpupool.cli.errors import exit_code_for
 from gpupool.errors import InputError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
-from gpupool.pools.live import LiveState, SlurmNode
 from gpupool.pools.nodes import resolve_nodes, resolve_selector
 from gpupool.pools.schema import format_time_minutes, parse_pools_text
+from gpupool.pools.slurm_state import LiveState, SlurmNode
 from gpupool.pools.validate import resolve_and_validate
 from gpupool.slurm.duration import parse_minutes as parse_time_minutes
 
@@ -206,7 +206,7 @@ def test_selector_errors_carry_the_line() -> None:
 
 
 def test_documented_example_is_valid_on_the_default_testbed_fabric() -> None:
-    from gpupool.pools.plan import build_desired
+    from gpupool.pools.changes import build_desired
     from gpupool.pools.schema import load_pools_file
     from tests.support.helpers import REPO
 

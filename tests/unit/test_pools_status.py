@@ -9,7 +9,7 @@ import pytest
 from gpupool.cli.context import AppContext
 from gpupool.cli.main import main
 from gpupool.pools.fragment import Fragment
-from gpupool.pools.live import parse_jobs, parse_nodes
+from gpupool.pools.slurm_state import parse_jobs, parse_nodes
 from gpupool.pools.status import (
     PoolDefinition,
     account_statuses,
@@ -124,7 +124,7 @@ def test_scavenger_is_recognised_from_the_fragment() -> None:
 class CannedSlurm:
     def __call__(self, argv: list[str]) -> str:
         if argv[0] == "squeue":  # a Slurm without squeue --json: status falls back to scontrol text
-            from gpupool.slurm.runner import SlurmCommandError
+            from gpupool.slurm.invoke import SlurmCommandError
 
             raise SlurmCommandError("squeue: unrecognized option '--json'")
         if argv[:3] == ["scontrol", "show", "config"]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpupool.audit.checks import AUDIT_CHECKS, CHECK_IDS, AuditInput, all_check_infos, audit_check
-from gpupool.audit.findings import status_of
+from gpupool.audit.rollup import status_of
 from gpupool.audit.run import audit_fabric
 from gpupool.fabric.compiled import compile_fabric, load_compiled
 from gpupool.fabric.export import EXPORT_FORMATS, ExportSource, export, export_format

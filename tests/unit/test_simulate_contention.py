@@ -21,7 +21,7 @@ from gpupool.cli.main import main
 from gpupool.errors import InputError
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import dragonfly, fat_tree
-from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.scheduler import SimConfig, Simulator
 from gpupool.simulate.speed import ClassFactors, SpeedModel, load_speed_model
 from gpupool.simulate.workload import Job
 

@@ -8,7 +8,7 @@ import pytest
 
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
-from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.scheduler import SimConfig, Simulator
 from gpupool.simulate.speed import ClassFactors, SpeedModel
 from gpupool.simulate.workload import Job
 

@@ -20,8 +20,8 @@ import pytest
 
 from gpupool.fabric.compiled import CompiledFabric, compile_fabric
 from gpupool.fabric.generate import fat_tree
-from gpupool.simulate.engine import SimConfig, Simulator, TraceCounts
 from gpupool.simulate.pooled import PoolLayout, PoolUnit, pool_tallies
+from gpupool.simulate.scheduler import SimConfig, Simulator, TraceCounts
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import SyntheticSpec, synthetic_jobs
 from gpupool.simulate.workload import read_workload

@@ -18,7 +18,6 @@ from gpupool.fabric.generate import fat_tree
 from gpupool.placement.objective import Objective, PlacementGoal
 from gpupool.registry import DuplicateRegistration
 from gpupool.simulate.core import Choice, SimConfig
-from gpupool.simulate.engine import Simulator
 from gpupool.simulate.policies import (
     REGISTRY,
     PolicyRegistry,
@@ -29,6 +28,7 @@ from gpupool.simulate.policies import (
     goal_policy,
     policy_table,
 )
+from gpupool.simulate.scheduler import Simulator
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
 
@@ -136,7 +136,7 @@ def test_every_policy_builds_from_its_setup() -> None:
 
 def test_the_engine_and_strategies_never_compare_policy_names() -> None:
     names = set(REGISTRY.names())
-    for module in ("engine.py", "core.py", "strategies.py", "pooled.py", "placers.py"):
+    for module in ("scheduler.py", "core.py", "strategies.py", "pooled.py", "placers.py"):
         tree = ast.parse((SIMULATE / module).read_text())
         literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
         assert not (literals & names), (module, literals & names)
@@ -194,6 +194,6 @@ def test_gpupool_simulate_has_no_import_cycle() -> None:
     modules = {p.stem: p for p in SIMULATE.glob("*.py")}
     runtime = {name: _runtime_imports(path) & set(modules) for name, path in modules.items()}
     assert not _cycles(runtime), _cycles(runtime)
-    # The strategies and the pool policies do not reach the engine even for types (core.SimState stands for it).
+    # The strategies and the pool policies do not reach the scheduler even for types (core.SimState stands for it).
     for name in ("core", "strategies", "pooled", "policies", "placers"):
-        assert "engine" not in _all_imports(modules[name]), name
+        assert "scheduler" not in _all_imports(modules[name]), name

@@ -11,8 +11,8 @@ from gpupool.cli.main import main
 from gpupool.fabric.compiled import compile_fabric
 from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.model import save_fabric
-from gpupool.simulate.engine import SimConfig, Simulator
 from gpupool.simulate.pooled import PoolAdmission, PoolLayout, PoolUnit, pool_tallies
+from gpupool.simulate.scheduler import SimConfig, Simulator
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
 

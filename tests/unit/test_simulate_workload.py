@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpupool.errors import InputError, UsageError
-from gpupool.simulate.metrics import LogHistogram
+from gpupool.simulate.policy_metrics import LogHistogram
 from gpupool.simulate.speed import NcclPoint, calibrate_from_nccl, read_nccl_points
 from gpupool.simulate.synthetic import SyntheticSpec, parse_spec, synthetic_jobs
 from gpupool.simulate.workload import (

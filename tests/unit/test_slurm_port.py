@@ -12,8 +12,8 @@ import pytest
 from gpupool.errors import EnvError, UsageError
 from gpupool.slurm import client as chooser
 from gpupool.slurm.commands import CommandsClient
+from gpupool.slurm.invoke import SlurmCommandError
 from gpupool.slurm.port import BACKENDS, Backend, BackendUnavailable, SlurmClient
-from gpupool.slurm.runner import SlurmCommandError
 
 SLURM_DIR = Path(__file__).resolve().parents[2] / "gpupool" / "slurm"
 

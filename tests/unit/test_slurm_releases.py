@@ -137,7 +137,7 @@ def _install(bin_dir: Path, name: str, body: str) -> None:
 def test_slurm_layer_errors_name_the_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gpupool.errors import EnvError
     from gpupool.slurm.commands import CommandsClient
-    from gpupool.slurm.runner import SlurmCommandError
+    from gpupool.slurm.invoke import SlurmCommandError
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -11,7 +11,7 @@ import pytest
 
 from gpupool.cli.errors import exit_code_for
 from gpupool.errors import EnvError
-from gpupool.slurm.runner import SlurmCommandError, is_unreachable, run
+from gpupool.slurm.invoke import SlurmCommandError, is_unreachable, run
 
 
 def fake_command(directory: Path, name: str, body: str) -> str:

@@ -187,7 +187,7 @@ def test_race_node_drained_after_plan_replans_once(compiled, tmp_path: Path, job
 def test_sbatch_node_rejection_replans_once_then_fails(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
     slurm = FakeSlurm.uniform(HOSTS)
     slurm.reject = lambda args: "Requested node configuration is not available"
-    from gpupool.slurm.runner import SlurmCommandError
+    from gpupool.slurm.invoke import SlurmCommandError
 
     with pytest.raises(SlurmCommandError, match="Requested node configuration is not available") as info:
         submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script))
@@ -212,7 +212,7 @@ def test_other_rejections_are_not_retried(compiled, tmp_path: Path, job_script: 
         return "Invalid account or account/partition combination specified"
 
     slurm.reject = bad_account
-    from gpupool.slurm.runner import SlurmCommandError
+    from gpupool.slurm.invoke import SlurmCommandError
 
     with pytest.raises(SlurmCommandError, match="Invalid account"):
         submit_planned(slurm, compiled, request(tmp_path, gpus=8, script=job_script, sbatch_args=["-A", "nosuch"]))

@@ -18,7 +18,7 @@ from gpupool.fabric.generate import fat_tree
 from gpupool.fabric.weights import plan_weights
 from gpupool.placement.model import FreeState, Request
 from gpupool.placement.slurm_reference import slurm_tree_reference
-from gpupool.simulate.engine import SimConfig, Simulator
+from gpupool.simulate.scheduler import SimConfig, Simulator
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.workload import Job
 

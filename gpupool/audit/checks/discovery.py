@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
-from gpupool.audit.findings import WARNING, Finding
+from gpupool.audit.rollup import WARNING, Finding
 from gpupool.audit.topology import Topo
 from gpupool.fabric.model import Fabric
 

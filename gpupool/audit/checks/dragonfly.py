@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from gpupool.audit.checks.registry import AuditInput, audit_check
-from gpupool.audit.findings import CRITICAL, WARNING, Finding
 from gpupool.audit.reference import match_nodes
+from gpupool.audit.rollup import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import mode
 from gpupool.fabric.kinds import FabricKind
 from gpupool.fabric.model import Fabric, natural_key

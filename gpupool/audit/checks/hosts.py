@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 from gpupool.audit.checks.common import GENERIC_HOST_NAMES, MIN_PEERS, _plural
 from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
-from gpupool.audit.findings import CRITICAL, WARNING, Finding
+from gpupool.audit.rollup import CRITICAL, WARNING, Finding
 from gpupool.audit.topology import Topo, hca_label, mode, name_class, split_trailing_number
 from gpupool.fabric.model import ROLE_HCA, natural_key
 

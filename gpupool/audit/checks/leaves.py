@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from gpupool.audit.checks.common import MIN_PEERS, _far_end, _fmt_ports, _plural
 from gpupool.audit.checks.hosts import host_peer_classes
 from gpupool.audit.checks.registry import AuditInput, CheckInfo, audit_check
-from gpupool.audit.findings import CRITICAL, INFO, WARNING, Finding
+from gpupool.audit.rollup import CRITICAL, INFO, WARNING, Finding
 from gpupool.audit.topology import Topo, mode
 from gpupool.fabric.model import ROLE_HCA, ROLE_UNNAMED, natural_key
 

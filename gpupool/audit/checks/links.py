@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from gpupool.audit.checks.common import Rate, _plural, describe_link, link_class
 from gpupool.audit.checks.registry import AuditInput, audit_check
-from gpupool.audit.findings import INFO, WARNING, Finding
+from gpupool.audit.rollup import INFO, WARNING, Finding
 from gpupool.audit.topology import Topo, mode
 from gpupool.fabric import devices
 from gpupool.fabric.model import SPEED_GBPS, Link, Node, natural_key

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gpupool.audit.findings import Finding
+from gpupool.audit.rollup import Finding
 from gpupool.audit.topology import Topo
 from gpupool.fabric.model import Fabric, Link
 from gpupool.registry import Registry

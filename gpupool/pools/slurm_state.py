@@ -23,8 +23,8 @@ class CommandRunner(Protocol):
 
 
 def slurm_runner(timeout: float = 30.0) -> CommandRunner:
-    """The real runner: `gpupool.slurm.runner.run` with a timeout long enough for sacctmgr."""
-    from gpupool.slurm.runner import run
+    """The real runner: `gpupool.slurm.invoke.run` with a timeout long enough for sacctmgr."""
+    from gpupool.slurm.invoke import run
 
     def call(argv: list[str]) -> str:
         return run(argv, timeout=timeout).stdout

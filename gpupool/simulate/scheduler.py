@@ -39,8 +39,8 @@ from gpupool.simulate.core import (
     SimConfig,
     TraceCounts,
 )
-from gpupool.simulate.metrics import PolicyMetrics
 from gpupool.simulate.policies import REGISTRY, PolicyRegistry, PolicySetup
+from gpupool.simulate.policy_metrics import PolicyMetrics
 from gpupool.simulate.speed import SPEED_MODELS, SpeedModel
 from gpupool.simulate.workload import Job
 

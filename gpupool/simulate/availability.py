@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gpupool.simulate.kernels import plan_build, plan_earliest, plan_take, plan_window
+from gpupool.simulate.reservation_kernels import plan_build, plan_earliest, plan_take, plan_window
 
 
 class AvailabilityPlan:

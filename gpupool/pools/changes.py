@@ -13,7 +13,6 @@ from typing import Any
 from gpupool.hostlist import expand as expand_hostlist
 from gpupool.hostlist import fold as fold_hostlist
 from gpupool.pools.fragment import Fragment
-from gpupool.pools.live import MANAGED_MARK, LiveState
 from gpupool.pools.schema import (
     PoolsFile,
     borrow_qos_name,
@@ -22,6 +21,7 @@ from gpupool.pools.schema import (
     lending_object_name,
     quota_qos_name,
 )
+from gpupool.pools.slurm_state import MANAGED_MARK, LiveState
 from gpupool.pools.validate import ResolvedPools
 from gpupool.slurm.duration import DurationError, parse_minutes, parse_seconds
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gpupool.audit.counters import PortCounters, parse_ibqueryerrors, parse_perfquery
-from gpupool.audit.findings import WARNING, Finding
+from gpupool.audit.rollup import WARNING, Finding
 from gpupool.audit.topology import Topo
 from gpupool.errors import Unreachable
 from gpupool.fabric.model import ROLE_HCA, Fabric, natural_key
