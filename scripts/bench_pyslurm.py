@@ -52,7 +52,9 @@ def main() -> int:
         print(f"bench_pyslurm: error: {missing}", file=sys.stderr)
         return 3
     prefix, pydir = prefixes()
-    sys.path.insert(0, str(pydir))
+    if str(pydir) not in sys.path:  # the pyslurm built outside the clone: run again with it on PYTHONPATH
+        paths = [str(pydir), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONPATH": os.pathsep.join(paths)})
     with tempfile.TemporaryDirectory(prefix="bp2511-") as tmp:
         cluster = Cluster(root=Path(tmp), port_base=args.port_base, prefix=prefix)
         os.environ.update(cluster.env())
