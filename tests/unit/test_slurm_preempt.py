@@ -51,7 +51,9 @@ NODE_PARTITIONS = {f"gpu{i:03d}": ("gpu", "scavenger", "vision" if 4 <= i <= 9 e
     ("00:00:00", 0), ("", None), ("N/A", None), ("UNLIMITED", None), ("1:x:3", None), ("-1", None),
     # Only ASCII digits: "²".isdigit() is True but int("²") raises; "٣" (Arabic-Indic 3) is no number here.
     ("²", None), ("1-²:00", None), ("\u0663:00", None), ("1-02:\u0663", None), ("1234567890:00", None),
-    ("123456789:00", 7407407340), ("0-0", 0), ("1-", None), ("-", None), ("1-2:3:4:5", None),
+    ("52560000:00", 3153600000),
+    # 123456789 minutes is 234 years, past slurm.duration's bound of 100 years: no finite duration read.
+    ("123456789:00", None), ("0-0", 0), ("1-", None), ("-", None), ("1-2:3:4:5", None),
 ])
 def test_duration_seconds(text: str, seconds: int | None) -> None:
     assert parse.duration_seconds(text) == seconds
