@@ -627,3 +627,140 @@ def test_test_only_reads_what_is_there_and_refuses_no_node_list() -> None:
                 "Job 5 to start at 2026-01-01T00:00:00 using 1 processors"):
         with pytest.raises(InputError, match="no node list"):
             parse.parse_test_only(bad)
+
+
+def test_job_text_per_node_gres_detail_by_hand() -> None:
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    # -d detail: 3 GPUs on gpu001 and 2 on gpu002 (--gpus=5, uneven); the job's total alone could not say so.
+    line = ("JobId=12 JobName=train UserId=alice(1001) Account=vision QOS=normal JobState=RUNNING Reason=None "
+            "NumNodes=2 NodeList=gpu[001-002] ReqNodeList=(null) ExcNodeList=gpu009 Partition=gpu "
+            "TresPerJob=gres/gpu:5 AllocTRES=cpu=8,gres/gpu=5 "
+            "Nodes=gpu001 CPU_IDs=0-3 Mem=100 GRES=gpu:h100:3(IDX:0-2) Nodes=gpu002 CPU_IDs=0 Mem=100 "
+            "GRES=gpu:h100:2(IDX:0-1)")
+    assert parse.job_from_scontrol(line) == JobInfo(
+        job_id="12", name="train", user="alice", account="vision", partition="gpu", state="RUNNING", reason="None",
+        nodes=("gpu001", "gpu002"), allocation={"gpu001": 3, "gpu002": 2},
+        request=JobRequest(nodes=2, gpus_total=5, excluded_nodes="gpu009", partition="gpu"), qos="normal")
+    # One detail entry for a range of nodes; a node of the job without an entry holds 0.
+    ranged = parse.job_from_scontrol("JobId=13 JobState=RUNNING NodeList=gpu[001-003] "
+                                     "Nodes=gpu[001-002] CPU_IDs=0-1 Mem=10 GRES=gpu:2(IDX:0-1)")
+    assert ranged.allocation == {"gpu001": 2, "gpu002": 2, "gpu003": 0}
+    # No detail: the job's GPU total split evenly (6 over 2 nodes); a job that holds no nodes has none.
+    even = parse.job_from_scontrol("JobId=14 JobState=RUNNING NodeList=gpu[001-002] AllocTRES=cpu=4,gres/gpu=6")
+    assert even.allocation == {"gpu001": 3, "gpu002": 3}
+    done = parse.job_from_scontrol("JobId=15 JobState=COMPLETED NodeList=gpu001 TresPerNode=gres/gpu:2")
+    assert (done.nodes, done.allocation, done.request.gpus_per_node) == ((), {}, 2)
+
+
+def test_job_json_fallback_fields_by_hand() -> None:
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    # 23.x spellings: nodes only under job_resources, nodes_count, a user id without a name, GPUs only in
+    # tres_alloc_str (6 over 2 nodes: 3 each).
+    job = {"job_id": 11, "job_state": ["RUNNING"], "user_id": 1001, "excluded_nodes": "gpu009",
+           "nodes_count": {"set": True, "infinite": False, "number": 2}, "tres_alloc_str": "cpu=8,gres/gpu=6",
+           "tres_per_job": "gres/gpu:6", "job_resources": {"nodes": {"list": "gpu[001-002]"}}}
+    assert parse.job_from_json(job) == JobInfo(
+        job_id="11", user="1001", state="RUNNING", nodes=("gpu001", "gpu002"), allocation={"gpu001": 3, "gpu002": 3},
+        request=JobRequest(nodes=2, gpus_total=6, excluded_nodes="gpu009"))
+    # The node list as a plain string (22.05's job_resources), and the top-level "nodes" first.
+    job = {"job_id": 12, "job_state": "RUNNING", "user_name": "bob", "user_id": 1001, "node_count": 1,
+           "nodes_count": 5, "tres_per_node": "gres/gpu:2", "job_resources": {"nodes": "gpu003"}}
+    found = parse.job_from_json(job)
+    assert (found.user, found.nodes, found.allocation, found.request.nodes) == ("bob", ("gpu003",), {"gpu003": 2}, 1)
+    assert parse.job_from_json(dict(job, nodes="gpu004")).nodes == ("gpu004",)
+    for resources in ({"nodes": {}}, {"nodes": None}, {}):
+        assert parse.job_from_json(dict(job, job_resources=resources)).nodes == ()
+    # Older squeue joins flags with "+": Slurm's name for RUNNING+CONFIGURING is CONFIGURING.
+    assert parse.job_from_json({"job_id": 1, "job_state": "running+configuring"}).state == "CONFIGURING"
+    assert parse.job_from_json({"job_id": 1, "job_state": "COMPLETED", "nodes": "gpu001"}).nodes == ()
+
+
+def test_node_json_effective_cpus_and_features() -> None:
+    node = parse.node_from_json({"name": "n1", "state": ["IDLE"], "cpus": 16, "effective_cpus": 14,
+                                 "active_features": "a", "features": "a,b"})
+    assert (node.cpus_total, node.features) == (14, ("a",))
+    node = parse.node_from_json({"name": "n1", "cpus": 16, "effective_cpus": 0, "features": ["a", "b"]})
+    assert (node.cpus_total, node.features) == (16, ("a", "b"))
+    assert parse.node_from_json({"name": "n1", "state": 5}).flags == {"5"}
+
+
+class _Failing(dict):  # a record whose every read fails with a long message
+    def get(self, *_args: object) -> object:
+        raise ValueError("v" * 100)
+
+
+def test_json_document_errors_word_for_word() -> None:
+    with pytest.raises(InputError) as info:
+        parse.nodes_from_json({"nodes": {}})
+    assert info.value.message == "Slurm node JSON: 'nodes' is not a list"
+    with pytest.raises(InputError) as info:
+        parse.nodes_from_json({"errors": [{"description": "down"}]})
+    assert info.value.message == "Slurm node JSON has no 'nodes' list: down"
+    with pytest.raises(InputError) as info:
+        parse.nodes_from_json({"nodes": [_Failing()]})
+    assert info.value.message == f"Slurm node JSON: malformed node record (ValueError: {'v' * 80})"
+    with pytest.raises(InputError) as info:
+        parse.jobs_from_json({"jobs": "x"})
+    assert info.value.message == "Slurm job JSON: 'jobs' is not a list"
+    with pytest.raises(InputError) as info:
+        parse.jobs_from_json({"errors": []})
+    assert info.value.message == "Slurm job JSON has no 'jobs' list"
+    with pytest.raises(InputError) as info:
+        parse.jobs_from_json({"jobs": [{"job_id": 1}, _Failing()]})
+    assert info.value.message == f"Slurm job JSON: job #1: malformed record (ValueError: {'v' * 80})"
+
+
+def test_unreadable_output_messages_show_200_characters() -> None:
+    with pytest.raises(InputError) as info:
+        parse.parse_sbatch_output(" " + "x" * 300)
+    assert info.value.message == f"cannot read a job id from sbatch output: {'x' * 200!r}"
+    with pytest.raises(InputError) as info:
+        parse.parse_test_only("y" * 300)
+    assert info.value.message == f"cannot read sbatch --test-only output (no node list): {'y' * 200!r}"
+    with pytest.raises(InputError) as info:
+        parse.node_from_scontrol("NodeName=a\x01" + "b" * 100)
+    assert info.value.message == ("scontrol show nodes: a node name "
+                                  f"{('a' + chr(1) + 'b' * 100)[:64]!r} Slurm never prints (corrupt output?)")
+
+
+def test_node_text_first_key_and_first_trailer() -> None:
+    # Each field at its first key (Slurm prints each once); the reason up to the first trailer after it.
+    node = parse.node_from_scontrol("NodeName=n1 State=IDLE CPUTot=8 State=DOWN CPUTot=4 Reason=a Extra=b Reason=c")
+    assert (node.flags, node.cpus_total, node.reason) == ({"IDLE"}, 8, "a")
+    assert parse.node_from_scontrol("NodeName=n1 State=IDLE Reason=a Comment=b Comment=c").reason == "a"
+    with pytest.raises(InputError, match="node name"):
+        parse.node_from_scontrol("  NodeName=n1 State=IDLE")  # a record starts with NodeName=
+
+
+def test_state_flags_remembers_each_spelling_by_both_arguments() -> None:
+    assert parse.state_flags("mixed", ["DRAIN"]) == {"MIXED", "DRAIN"}
+    assert parse.state_flags("mixed", None) == {"MIXED"}
+    assert parse.state_flags("mixed", ["DRAIN"]) == {"MIXED", "DRAIN"}
+    # Spellings that are not plain strings or lists of strings are read each time, never mixed up.
+    assert parse.state_flags(("IDLE", "DRAIN")) == {"IDLE", "DRAIN"}
+    assert parse.state_flags(["IDLE", 5]) == {"IDLE", "5"}
+    assert parse.state_flags([7, "DOWN"]) == {"7", "DOWN"}
+    assert parse.state_flags("IDLE", ("DRAIN",)) == {"IDLE", "DRAIN"}
+    assert parse.state_flags("IDLE", ("RESERVED",)) == {"IDLE", "RESERVED"}
+    assert parse.state_flags(5) == {"5"}
+
+
+def test_allocation_counts_are_integers() -> None:
+    found = parse._allocation(["a", "b"], [], "", "gres/gpu=6")
+    assert found == {"a": 3, "b": 3} and all(type(v) is int for v in found.values())
+
+
+def test_config_lines_by_hand() -> None:
+    # The first "=" splits; a key has no blank and is not empty; the first value of a key is kept.
+    text = "=x\nA B = c\nword\nK = v=w\nK = other\nSchedulerParameters     = bf_window=60,bf_max_job_test=10\n"
+    assert parse.config_from_scontrol(text) == {"K": "v=w", "SchedulerParameters": "bf_window=60,bf_max_job_test=10"}
+
+
+def test_preemption_rows_without_name_or_mode() -> None:
+    from gpupool.slurm.models import PreemptionConfig
+
+    rows = [{"Preempt": "x"}, {"Name": "low"}]
+    assert parse.preemption_from({}, rows) == PreemptionConfig(qos_preempts={"low": ()}, qos_mode={"low": ""},
+                                                               qos_known=True)
