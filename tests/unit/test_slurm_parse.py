@@ -764,3 +764,15 @@ def test_preemption_rows_without_name_or_mode() -> None:
     rows = [{"Preempt": "x"}, {"Name": "low"}]
     assert parse.preemption_from({}, rows) == PreemptionConfig(qos_preempts={"low": ()}, qos_mode={"low": ""},
                                                                qos_known=True)
+
+
+def test_small_readers_at_their_edges() -> None:
+    # 18 ASCII digits are a number (Slurm's 64-bit ids fit), 19 are not (test_words_and_numbers_by_hand).
+    assert parse.number("9" * 18) == 999_999_999_999_999_999
+    # A task id without an array id is no array task: the job's own id.
+    assert parse._job_id({"job_id": 12, "array_task_id": 3}) == "12"
+    # --switches wait of exactly one hour: 1@01:00:00.
+    assert parse._switches_json({"required_switches": 1, "maximum_switch_wait_time": 3600}) == "1@01:00:00"
+    with pytest.raises(InputError) as info:
+        parse.parse_version(" no version here ")
+    assert info.value.message == "cannot read a Slurm version from 'no version here'"
