@@ -776,3 +776,13 @@ def test_small_readers_at_their_edges() -> None:
     with pytest.raises(InputError) as info:
         parse.parse_version(" no version here ")
     assert info.value.message == "cannot read a Slurm version from 'no version here'"
+
+
+def test_number_zero_negative_and_other_mappings() -> None:
+    from types import MappingProxyType
+
+    # 0 is a count (an object's 0 too); a negative value is not one Slurm prints for a count.
+    assert parse.number({"set": True, "number": 0}, 9) == 0 and parse.number({"number": "0"}, 9) == 0
+    assert parse.number(0.0, 9) == 0 and parse.number(-2.0, 9) == 9 and parse.number(3.0, 9) == 3
+    # Any mapping spells a 23.02+ number object, not only a dict.
+    assert parse.number(MappingProxyType({"set": True, "number": 5})) == 5
