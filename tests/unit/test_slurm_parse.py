@@ -786,3 +786,11 @@ def test_number_zero_negative_and_other_mappings() -> None:
     assert parse.number(0.0, 9) == 0 and parse.number(-2.0, 9) == 9 and parse.number(3.0, 9) == 3
     # Any mapping spells a 23.02+ number object, not only a dict.
     assert parse.number(MappingProxyType({"set": True, "number": 5})) == 5
+
+
+@pytest.mark.parametrize(("state", "word", "started"), [
+    ("RUNNING+CONFIGURING", "RUNNING", True), ("CONFIGURING", "CONFIGURING", True), ("RUNNING", "RUNNING", True),
+    ("PENDING", "PENDING", False), ("COMPLETING+X", "COMPLETING", False),
+])
+def test_job_state_word_and_started(state: str, word: str, started: bool) -> None:
+    assert parse.job_state_word(state) == word and parse.has_started(state) is started
