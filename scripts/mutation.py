@@ -54,6 +54,7 @@ CORE: dict[str, list[str]] = {
                                "tests/unit/test_slurm_releases.py", "tests/unit/test_hostile_slurm.py",
                                "tests/unit/test_hostile_issue29.py", "tests/unit/test_slurm_preempt.py",
                                "tests/unit/test_slurm_client.py", "tests/unit/test_slurm_freestate.py"],
+    "gpupool/slurm/duration.py": ["tests/unit/test_slurm_duration.py", "tests/unit/test_slurm_preempt.py"],
     "gpupool/pools/schema.py": ["tests/unit/test_pools_schema.py", "tests/unit/test_pools_lending.py"],
     "gpupool/simulate/scheduler.py": ["tests/unit/test_simulate_engine.py", "tests/unit/test_simulate_pools.py"],
 }

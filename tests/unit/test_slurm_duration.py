@@ -86,3 +86,72 @@ def test_the_pools_file_names_key_and_reason_for_a_bad_duration() -> None:
     with pytest.raises(GpupoolError) as info:
         parse_pools_text(base)
     assert "max_time" in info.value.message and "'1:x' is not a Slurm time limit" in info.value.message
+
+
+# -- issue 29 (mutation survivors): the bounds and the message of each refusal, worked out by hand ---------
+
+HUNDRED_YEARS_MIN = 100 * 365 * 24 * 60  # 52,560,000 minutes, the most any duration may say
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    (str(HUNDRED_YEARS_MIN), HUNDRED_YEARS_MIN * 60),     # exactly 100 years of minutes: still accepted
+    ("36500-0", 36500 * DAY),                              # the same bound as days
+    ("0:0", 0), ("00:00:00", 0), ("0-0", 0),
+    ("9:59", 9 * MIN + 59), ("0:99", 99),                  # the last fields take two digits, as printed
+    ("1-2:3", DAY + 2 * HOUR + 3 * MIN), ("10-00:00:01", 10 * DAY + 1),
+])
+def test_bounds_and_small_forms(text: str, seconds: int) -> None:
+    assert parse_seconds(text) == seconds
+    assert seconds_or_none(text) == seconds
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    # Past 100 years: the range message (the text was a duration).
+    (str(HUNDRED_YEARS_MIN + 1), "time limit must be between 0 and 52560000 minutes"),
+    ("36500-0:0:1", "time limit must be between 0 and 52560000 minutes"),
+    ("99999-0", "time limit must be between 0 and 52560000 minutes"),   # five digits of days: read, too long
+    ("999999999", "time limit must be between 0 and 52560000 minutes"),  # nine digits of minutes: read
+    (HUNDRED_YEARS_MIN + 1, "time limit must be between 0 and 52560000 minutes"),
+    (-1, "time limit must be between 0 and 52560000 minutes"),
+    # Past what the pattern reads (six digits of days, ten of minutes, three of seconds): not a duration.
+    ("100000-0", "'100000-0' is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    ("1000000000", "'1000000000' is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    ("1:100", "'1:100' is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    (1.5, "'1.5' is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    (90.0, "'90.0' is not a Slurm time limit (e.g. 2-00:00:00, 12:00:00 or 90)"),  # a float is no bare number
+    # Slurm's words for "not set", each named as such (not as malformed text).
+    ("", "'' is Slurm's word for no value set, not a duration (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    ("N/A", "'N/A' is Slurm's word for no value set, not a duration (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    ("(null)", "'(null)' is Slurm's word for no value set, not a duration (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    ("None", "'None' is Slurm's word for no value set, not a duration (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    ("Partition_Limit",
+     "'Partition_Limit' is Slurm's word for no value set, not a duration (e.g. 2-00:00:00, 12:00:00 or 90)"),
+    (True, "expected a Slurm duration (e.g. 2-00:00:00, 12:00:00 or 90)"),
+])
+def test_each_refusal_says_why(value: str | int | float, message: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_seconds(value)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (30, 30), ("30", 30), (0, 0), ("2:00", 120), ("1-0", DAY), ("UNLIMITED", None),
+    (HUNDRED_YEARS_MIN * 60, HUNDRED_YEARS_MIN * 60),  # the bound is the same in seconds
+])
+def test_plain_seconds_for_ints_and_text(value: str | int, seconds: int | None) -> None:
+    assert parse_seconds(value, plain="seconds") == seconds
+
+
+def test_plain_seconds_bound() -> None:
+    with pytest.raises(DurationError, match="between 0 and 52560000 minutes"):
+        parse_seconds(HUNDRED_YEARS_MIN * 60 + 1, plain="seconds")
+    # As text, nine digits is the most a bare number has: 999,999,999 s (31.7 years) is within the bound.
+    assert parse_seconds("999999999", plain="seconds") == 999_999_999
+
+
+@pytest.mark.parametrize(("value", "minutes"), [
+    (0, 0), (7, 7), ("0:59", 1), ("1:01", 2), ("2:00", 2), ("1:00:00", 60), ("UNLIMITED", None),
+    (str(HUNDRED_YEARS_MIN), HUNDRED_YEARS_MIN),
+])
+def test_minutes_of_ints_and_text(value: str | int, minutes: int | None) -> None:
+    assert parse_minutes(value) == minutes

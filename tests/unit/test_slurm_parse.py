@@ -475,3 +475,322 @@ def test_records_with_only_an_id_read_as_empty() -> None:
     assert parse.job_from_scontrol(line) == JobInfo(
         job_id="4", name="a b", user="bob", state="RUNNING", reason="None", nodes=("gpu001",),
         allocation={"gpu001": 2}, request=JobRequest(nodes=1, gpus_per_node=2))
+
+
+# -- issue 29 (mutation survivors): the memo caches, the text node reader, sbatch --test-only ----------
+
+@pytest.fixture(autouse=True)
+def _forget_memos() -> None:
+    # state_flags and node_from_scontrol remember what they read; a value remembered from an earlier
+    # test (or process) would stand in for the reading each test here means to check.
+    parse._STATE_FLAGS.clear()
+    parse._NODE_FIELDS.clear()
+
+
+def _expected_nodes_22_05() -> dict[str, object]:
+    from gpupool.slurm.models import NodeState
+
+    # scontrol-show-node-22.05.txt by hand: Gres=gpu:h100:8, CPUEfctv=CPUTot=16, RealMemory=64000,
+    # ActiveFeatures=h100,ib on every node. (GresUsed count, CPUAlloc, AllocMem, Partitions, State):
+    rows = {"gpu001": (3, 2, 1000, ("batch", "small"), {"MIXED"}),
+            "gpu002": (2, 1, 64000, ("batch", "small"), {"MIXED"}),
+            "gpu003": (2, 1, 64000, ("batch",), {"MIXED"}),
+            "gpu004": (0, 0, 0, ("batch",), {"IDLE", "DRAIN"})}
+    return {name: NodeState(name=name, flags=frozenset(flags), gpus_total=8, gpus_used=used, gpu_types=("h100",),
+                            cpus_total=16, cpus_alloc=cpus, memory_mb=64000, memory_alloc_mb=mem,
+                            partitions=partitions, features=("h100", "ib"),
+                            reason="bad hca" if name == "gpu004" else "")
+            for name, (used, cpus, mem, partitions, flags) in rows.items()}
+
+
+@pytest.mark.parametrize(("capture", "expected"), [
+    ("scontrol-show-node-22.05.txt", _expected_nodes_22_05),
+    ("scontrol-show-node-24.11.txt", _expected_nodes_24_11),
+    # 26.05 was captured from the same job mix as 24.11 (README): the same values, read by hand again.
+    ("scontrol-show-node-26.05.txt", _expected_nodes_24_11),
+])
+def test_node_text_captures_field_by_field(capture: str, expected: object) -> None:
+    found = parse.nodes_from_scontrol((FIXTURES / capture).read_text())
+    assert [n.name for n in found] == sorted(expected())  # type: ignore[operator]
+    assert {n.name: n for n in found} == expected()  # type: ignore[operator]
+
+
+def test_node_fields_from_raw_values_by_hand() -> None:
+    # The order of _NODE_KEYS: State, Gres, GresUsed, CPUEfctv, CPUTot, CPUAlloc, RealMemory, AllocMem,
+    # Partitions, ActiveFeatures, AvailableFeatures.
+    raw = ("MIXED+DRAIN", "gpu:h100:4(S:0),gpu:a100:2", "gpu:h100:1(IDX:0)", "12", "16", "3", "512000", "1024",
+           "gpu,debug", "ib", "ib,nvme")
+    assert parse._node_fields(raw) == {
+        "flags": frozenset({"MIXED", "DRAIN"}), "gpus_total": 6, "gpus_used": 1, "gpu_types": ("h100", "a100"),
+        "cpus_total": 12, "cpus_alloc": 3, "memory_mb": 512000, "memory_alloc_mb": 1024,
+        "partitions": ("gpu", "debug"), "features": ("ib",)}
+    # Without CPUEfctv (22.05 before it existed) CPUTot counts; without ActiveFeatures the available ones.
+    raw = ("IDLE", "gpu:2", "gpu:0", None, "16", "0", "1000", "0", "gpu", None, "ib,nvme")
+    fields = parse._node_fields(raw)
+    assert (fields["cpus_total"], fields["features"], fields["gpu_types"]) == (16, ("ib", "nvme"), ())
+    # Nothing printed: UNKNOWN state, every count 0, nothing listed.
+    assert parse._node_fields((None,) * 11) == {
+        "flags": frozenset({"UNKNOWN"}), "gpus_total": 0, "gpus_used": 0, "gpu_types": (), "cpus_total": 0,
+        "cpus_alloc": 0, "memory_mb": 0, "memory_alloc_mb": 0, "partitions": (), "features": ()}
+    # Values Slurm prints for "none" or that are no count read as 0 / nothing, never as a wrong number.
+    raw = ("", "(null)", "N/A", "", "x", "-1", "N/A", "", "(null)", "(null)", "")
+    assert parse._node_fields(raw) == parse._node_fields((None,) * 11)
+
+
+def test_node_text_reader_finds_each_field_at_its_own_key() -> None:
+    # Keys that end like another key (CPUTot/CPUEfctv, Gres/GresUsed/GresDrain, AllocMem/RealMemory) and
+    # a field at the very end of the line, without a space after it.
+    line = ("NodeName=n1 GresDrain=gpu:7 Gres=gpu:h100:4 GresUsed=gpu:h100:3 CPUTot=32 CPUEfctv=30 CPUAlloc=5 "
+            "RealMemory=2000 AllocMem=100 AvailableFeatures=a,b ActiveFeatures=a State=ALLOCATED Partitions=p,q")
+    node = parse.node_from_scontrol(line)
+    assert (node.gpus_total, node.gpus_used, node.cpus_total, node.cpus_alloc, node.memory_mb,
+            node.memory_alloc_mb, node.features, node.flags, node.partitions) == (
+        4, 3, 30, 5, 2000, 100, ("a",), {"ALLOCATED"}, ("p", "q"))
+    # Each reading of the same values gives an equal record (the remembered fields are the same).
+    assert parse.node_from_scontrol(line + "  ") == node
+    # The name ends at the next key; a name Slurm never prints (empty, control characters) is refused.
+    assert parse.node_from_scontrol("NodeName=gpu1  Arch=x86_64").name == "gpu1"
+    for bad in ("NodeName= State=IDLE", "NodeName=", "NodeName=a\x01b State=IDLE", "State=IDLE NodeName=x"):
+        with pytest.raises(InputError, match="node name"):
+            parse.node_from_scontrol(bad)
+
+
+@pytest.mark.parametrize(("tail", "reason"), [
+    # Reason runs to the next optional trailer Slurm prints after it (slurm_sprint_node_table).
+    (" Reason=bad hca [root@2026-11-22T02:05:12]", "bad hca"),
+    (" Reason=xid 79 Comment=c", "xid 79"), (" Reason=r Extra=e", "r"), (" Reason=r InstanceId=i", "r"),
+    (" Reason=r InstanceType=t", "r"), (" Reason=r ReservationName=maint", "r"),
+    (" Reason=a Comment=Reason=b", "a"),
+    # Without a Reason there is none, even when a comment or extra text spells one.
+    (" Comment=x Reason=y", ""), (" Extra=Reason=y", ""), ("", ""),
+])
+def test_node_reason_ends_at_the_next_trailer(tail: str, reason: str) -> None:
+    node = parse.node_from_scontrol("NodeName=n1 State=DOWN Partitions=p" + tail)
+    assert (node.reason, node.flags, node.partitions) == (reason, {"DOWN"}, ("p",))
+
+
+def test_fields_after_the_first_trailer_are_not_read() -> None:
+    # A trailer comes after every field: whichever appears first ends the fixed part.
+    for trailer in ("Reason", "Comment", "Extra", "InstanceId", "InstanceType", "ReservationName"):
+        node = parse.node_from_scontrol(f"NodeName=n1 State=IDLE {trailer}=x Gres=gpu:4 CPUTot=8 Partitions=p")
+        assert (node.gpus_total, node.cpus_total, node.partitions, node.flags) == (0, 0, (), {"IDLE"}), trailer
+
+
+# (capture, job id, start, processors, nodes, partition, preempts), each read by hand from the file.
+TEST_ONLY_CAPTURES = [
+    ("sbatch-test-only-22.05.txt", "4", "2026-11-22T02:05:04", 1, ("gpu004",), "batch", ()),
+    ("sbatch-test-only-24.11.txt", "3", "2026-11-29T23:52:41", 1, ("gpu004",), "gpu", ()),
+    ("sbatch-test-only-26.05.txt", "21", "2026-11-29T23:52:51", 1, ("gpu004",), "gpu", ()),
+    ("sbatch-test-only-later-22.05.txt", "6", "2027-11-22T02:05:02", 3, ("gpu001", "gpu002", "gpu003"), "batch", ()),
+    ("sbatch-test-only-later-24.11.txt", "4", "2027-11-29T23:52:40", 6,
+     ("gpu001", "gpu002", "gpu003", "gpu004", "gpu005", "gpu006"), "gpu", ()),
+    ("sbatch-test-only-later-26.05.txt", "22", "2027-11-29T23:52:50", 6,
+     ("gpu001", "gpu002", "gpu003", "gpu004", "gpu005", "gpu006"), "gpu", ()),
+    ("sbatch-test-only-preempts-22.05.txt", "7", "2026-11-30T02:41:02", 6,
+     ("gpu004", "gpu005", "gpu006", "gpu007", "gpu008", "gpu009"), "vision", ("2", "1")),
+]
+
+
+@pytest.mark.parametrize(("capture", "job", "start", "cpus", "nodes", "partition", "preempts"), TEST_ONLY_CAPTURES)
+def test_test_only_captures_field_by_field(capture: str, job: str, start: str, cpus: int, nodes: tuple[str, ...],
+                                          partition: str, preempts: tuple[str, ...]) -> None:
+    from gpupool.slurm.models import TestOnlyResult
+
+    text = (FIXTURES / capture).read_text()
+    expected = TestOnlyResult(job_id=job, start_time=start, processors=cpus, nodes=nodes, partition=partition,
+                              starts_now=False, preempts=preempts)
+    assert parse.parse_test_only(text) == expected  # no clock given: never "now"
+    at = _local(start)
+    # Slack 60 s by default: a start up to a minute after now still counts as now, not a second more.
+    assert parse.parse_test_only(text, now=at - 60).starts_now
+    assert not parse.parse_test_only(text, now=at - 61).starts_now
+    assert parse.parse_test_only(text, now=at + 3600).starts_now
+    assert parse.parse_test_only(text, now=at, slack_s=0).starts_now
+    assert not parse.parse_test_only(text, now=at - 1, slack_s=0).starts_now
+    assert parse.parse_test_only(text, now=at - 300, slack_s=300).starts_now
+
+
+def test_test_only_reads_what_is_there_and_refuses_no_node_list() -> None:
+    from gpupool.slurm.models import TestOnlyResult
+
+    # One node ("on node"), no job id, start, processors or partition: their "not said" values.
+    assert parse.parse_test_only("sbatch: would run on node gpu9\n", now=0.0) == TestOnlyResult(
+        job_id="", start_time="", processors=0, nodes=("gpu9",), partition="", starts_now=False)
+    # The line with the node list is the one read; other lines' words do not count (Preempts aside).
+    text = ("sbatch: Job 99 queued in partition other using 8 processors\n"
+            "sbatch: Job 5 to start at soon using 1 processor on nodes gpu[1-2] in partition p\n"
+            "sbatch:   Preempts: 3\nsbatch:   Preempts: 4,,5\n")
+    assert parse.parse_test_only(text, now=1e12) == TestOnlyResult(
+        job_id="5", start_time="soon", processors=1, nodes=("gpu1", "gpu2"), partition="p", starts_now=False,
+        preempts=("3", "4", "5"))
+    for bad in ("", "sbatch: error: Batch job submission failed: Requested node configuration is not available",
+                "Job 5 to start at 2026-01-01T00:00:00 using 1 processors"):
+        with pytest.raises(InputError, match="no node list"):
+            parse.parse_test_only(bad)
+
+
+def test_job_text_per_node_gres_detail_by_hand() -> None:
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    # -d detail: 3 GPUs on gpu001 and 2 on gpu002 (--gpus=5, uneven); the job's total alone could not say so.
+    line = ("JobId=12 JobName=train UserId=alice(1001) Account=vision QOS=normal JobState=RUNNING Reason=None "
+            "NumNodes=2 NodeList=gpu[001-002] ReqNodeList=(null) ExcNodeList=gpu009 Partition=gpu "
+            "TresPerJob=gres/gpu:5 AllocTRES=cpu=8,gres/gpu=5 "
+            "Nodes=gpu001 CPU_IDs=0-3 Mem=100 GRES=gpu:h100:3(IDX:0-2) Nodes=gpu002 CPU_IDs=0 Mem=100 "
+            "GRES=gpu:h100:2(IDX:0-1)")
+    assert parse.job_from_scontrol(line) == JobInfo(
+        job_id="12", name="train", user="alice", account="vision", partition="gpu", state="RUNNING", reason="None",
+        nodes=("gpu001", "gpu002"), allocation={"gpu001": 3, "gpu002": 2},
+        request=JobRequest(nodes=2, gpus_total=5, excluded_nodes="gpu009", partition="gpu"), qos="normal")
+    # One detail entry for a range of nodes; a node of the job without an entry holds 0.
+    ranged = parse.job_from_scontrol("JobId=13 JobState=RUNNING NodeList=gpu[001-003] "
+                                     "Nodes=gpu[001-002] CPU_IDs=0-1 Mem=10 GRES=gpu:2(IDX:0-1)")
+    assert ranged.allocation == {"gpu001": 2, "gpu002": 2, "gpu003": 0}
+    # No detail: the job's GPU total split evenly (6 over 2 nodes); a job that holds no nodes has none.
+    even = parse.job_from_scontrol("JobId=14 JobState=RUNNING NodeList=gpu[001-002] AllocTRES=cpu=4,gres/gpu=6")
+    assert even.allocation == {"gpu001": 3, "gpu002": 3}
+    done = parse.job_from_scontrol("JobId=15 JobState=COMPLETED NodeList=gpu001 TresPerNode=gres/gpu:2")
+    assert (done.nodes, done.allocation, done.request.gpus_per_node) == ((), {}, 2)
+
+
+def test_job_json_fallback_fields_by_hand() -> None:
+    from gpupool.slurm.models import JobInfo, JobRequest
+
+    # 23.x spellings: nodes only under job_resources, nodes_count, a user id without a name, GPUs only in
+    # tres_alloc_str (6 over 2 nodes: 3 each).
+    job = {"job_id": 11, "job_state": ["RUNNING"], "user_id": 1001, "excluded_nodes": "gpu009",
+           "nodes_count": {"set": True, "infinite": False, "number": 2}, "tres_alloc_str": "cpu=8,gres/gpu=6",
+           "tres_per_job": "gres/gpu:6", "job_resources": {"nodes": {"list": "gpu[001-002]"}}}
+    assert parse.job_from_json(job) == JobInfo(
+        job_id="11", user="1001", state="RUNNING", nodes=("gpu001", "gpu002"), allocation={"gpu001": 3, "gpu002": 3},
+        request=JobRequest(nodes=2, gpus_total=6, excluded_nodes="gpu009"))
+    # The node list as a plain string (22.05's job_resources), and the top-level "nodes" first.
+    job = {"job_id": 12, "job_state": "RUNNING", "user_name": "bob", "user_id": 1001, "node_count": 1,
+           "nodes_count": 5, "tres_per_node": "gres/gpu:2", "job_resources": {"nodes": "gpu003"}}
+    found = parse.job_from_json(job)
+    assert (found.user, found.nodes, found.allocation, found.request.nodes) == ("bob", ("gpu003",), {"gpu003": 2}, 1)
+    assert parse.job_from_json(dict(job, nodes="gpu004")).nodes == ("gpu004",)
+    for resources in ({"nodes": {}}, {"nodes": None}, {}):
+        assert parse.job_from_json(dict(job, job_resources=resources)).nodes == ()
+    # Older squeue joins flags with "+": Slurm's name for RUNNING+CONFIGURING is CONFIGURING.
+    assert parse.job_from_json({"job_id": 1, "job_state": "running+configuring"}).state == "CONFIGURING"
+    assert parse.job_from_json({"job_id": 1, "job_state": "COMPLETED", "nodes": "gpu001"}).nodes == ()
+
+
+def test_node_json_effective_cpus_and_features() -> None:
+    node = parse.node_from_json({"name": "n1", "state": ["IDLE"], "cpus": 16, "effective_cpus": 14,
+                                 "active_features": "a", "features": "a,b"})
+    assert (node.cpus_total, node.features) == (14, ("a",))
+    node = parse.node_from_json({"name": "n1", "cpus": 16, "effective_cpus": 0, "features": ["a", "b"]})
+    assert (node.cpus_total, node.features) == (16, ("a", "b"))
+    assert parse.node_from_json({"name": "n1", "state": 5}).flags == {"5"}
+
+
+class _Failing(dict):  # a record whose every read fails with a long message
+    def get(self, *_args: object) -> object:
+        raise ValueError("v" * 100)
+
+
+def test_json_document_errors_word_for_word() -> None:
+    with pytest.raises(InputError) as info:
+        parse.nodes_from_json({"nodes": {}})
+    assert info.value.message == "Slurm node JSON: 'nodes' is not a list"
+    with pytest.raises(InputError) as info:
+        parse.nodes_from_json({"errors": [{"description": "down"}]})
+    assert info.value.message == "Slurm node JSON has no 'nodes' list: down"
+    with pytest.raises(InputError) as info:
+        parse.nodes_from_json({"nodes": [_Failing()]})
+    assert info.value.message == f"Slurm node JSON: malformed node record (ValueError: {'v' * 80})"
+    with pytest.raises(InputError) as info:
+        parse.jobs_from_json({"jobs": "x"})
+    assert info.value.message == "Slurm job JSON: 'jobs' is not a list"
+    with pytest.raises(InputError) as info:
+        parse.jobs_from_json({"errors": []})
+    assert info.value.message == "Slurm job JSON has no 'jobs' list"
+    with pytest.raises(InputError) as info:
+        parse.jobs_from_json({"jobs": [{"job_id": 1}, _Failing()]})
+    assert info.value.message == f"Slurm job JSON: job #1: malformed record (ValueError: {'v' * 80})"
+
+
+def test_unreadable_output_messages_show_200_characters() -> None:
+    with pytest.raises(InputError) as info:
+        parse.parse_sbatch_output(" " + "x" * 300)
+    assert info.value.message == f"cannot read a job id from sbatch output: {'x' * 200!r}"
+    with pytest.raises(InputError) as info:
+        parse.parse_test_only("y" * 300)
+    assert info.value.message == f"cannot read sbatch --test-only output (no node list): {'y' * 200!r}"
+    with pytest.raises(InputError) as info:
+        parse.node_from_scontrol("NodeName=a\x01" + "b" * 100)
+    assert info.value.message == ("scontrol show nodes: a node name "
+                                  f"{('a' + chr(1) + 'b' * 100)[:64]!r} Slurm never prints (corrupt output?)")
+
+
+def test_node_text_first_key_and_first_trailer() -> None:
+    # Each field at its first key (Slurm prints each once); the reason up to the first trailer after it.
+    node = parse.node_from_scontrol("NodeName=n1 State=IDLE CPUTot=8 State=DOWN CPUTot=4 Reason=a Extra=b Reason=c")
+    assert (node.flags, node.cpus_total, node.reason) == ({"IDLE"}, 8, "a")
+    assert parse.node_from_scontrol("NodeName=n1 State=IDLE Reason=a Comment=b Comment=c").reason == "a"
+    with pytest.raises(InputError, match="node name"):
+        parse.node_from_scontrol("  NodeName=n1 State=IDLE")  # a record starts with NodeName=
+
+
+def test_state_flags_remembers_each_spelling_by_both_arguments() -> None:
+    assert parse.state_flags("mixed", ["DRAIN"]) == {"MIXED", "DRAIN"}
+    assert parse.state_flags("mixed", None) == {"MIXED"}
+    assert parse.state_flags("mixed", ["DRAIN"]) == {"MIXED", "DRAIN"}
+    # Spellings that are not plain strings or lists of strings are read each time, never mixed up.
+    assert parse.state_flags(("IDLE", "DRAIN")) == {"IDLE", "DRAIN"}
+    assert parse.state_flags(["IDLE", 5]) == {"IDLE", "5"}
+    assert parse.state_flags([7, "DOWN"]) == {"7", "DOWN"}
+    assert parse.state_flags("IDLE", ("DRAIN",)) == {"IDLE", "DRAIN"}
+    assert parse.state_flags("IDLE", ("RESERVED",)) == {"IDLE", "RESERVED"}
+    assert parse.state_flags(5) == {"5"}
+
+
+def test_allocation_counts_are_integers() -> None:
+    found = parse._allocation(["a", "b"], [], "", "gres/gpu=6")
+    assert found == {"a": 3, "b": 3} and all(type(v) is int for v in found.values())
+
+
+def test_config_lines_by_hand() -> None:
+    # The first "=" splits; a key has no blank and is not empty; the first value of a key is kept.
+    text = "=x\nA B = c\nword\nK = v=w\nK = other\nSchedulerParameters     = bf_window=60,bf_max_job_test=10\n"
+    assert parse.config_from_scontrol(text) == {"K": "v=w", "SchedulerParameters": "bf_window=60,bf_max_job_test=10"}
+
+
+def test_preemption_rows_without_name_or_mode() -> None:
+    from gpupool.slurm.models import PreemptionConfig
+
+    rows = [{"Preempt": "x"}, {"Name": "low"}]
+    assert parse.preemption_from({}, rows) == PreemptionConfig(qos_preempts={"low": ()}, qos_mode={"low": ""},
+                                                               qos_known=True)
+
+
+def test_small_readers_at_their_edges() -> None:
+    # 18 ASCII digits are a number (Slurm's 64-bit ids fit), 19 are not (test_words_and_numbers_by_hand).
+    assert parse.number("9" * 18) == 999_999_999_999_999_999
+    # A task id without an array id is no array task: the job's own id.
+    assert parse._job_id({"job_id": 12, "array_task_id": 3}) == "12"
+    # --switches wait of exactly one hour: 1@01:00:00.
+    assert parse._switches_json({"required_switches": 1, "maximum_switch_wait_time": 3600}) == "1@01:00:00"
+    with pytest.raises(InputError) as info:
+        parse.parse_version(" no version here ")
+    assert info.value.message == "cannot read a Slurm version from 'no version here'"
+
+
+def test_number_zero_negative_and_other_mappings() -> None:
+    from types import MappingProxyType
+
+    # 0 is a count (an object's 0 too); a negative value is not one Slurm prints for a count.
+    assert parse.number({"set": True, "number": 0}, 9) == 0 and parse.number({"number": "0"}, 9) == 0
+    assert parse.number(0.0, 9) == 0 and parse.number(-2.0, 9) == 9 and parse.number(3.0, 9) == 3
+    # Any mapping spells a 23.02+ number object, not only a dict.
+    assert parse.number(MappingProxyType({"set": True, "number": 5})) == 5
+
+
+@pytest.mark.parametrize(("state", "word", "started"), [
+    ("RUNNING+CONFIGURING", "RUNNING", True), ("CONFIGURING", "CONFIGURING", True), ("RUNNING", "RUNNING", True),
+    ("PENDING", "PENDING", False), ("COMPLETING+X", "COMPLETING", False),
+])
+def test_job_state_word_and_started(state: str, word: str, started: bool) -> None:
+    assert parse.job_state_word(state) == word and parse.has_started(state) is started
