@@ -5,6 +5,7 @@ point 8). The -N/--gres form is checked in test_simulate_testbed.py."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 
@@ -25,9 +26,11 @@ def test_slurm_tree_emulation_for_gpus_n_picks_the_nodes_slurm_picks(
         testbed: Testbed, tmp_path_factory: pytest.TempPathFactory, busy_share: str) -> None:
     """busy_share 0.95: few whole-free nodes, so some requests need partly used ones."""
     testbed.cancel_all()
+    # A script of scripts/ imports `scripts.*`: this checkout on PYTHONPATH first, then the testbed's own.
+    pythonpath = os.pathsep.join(p for p in (str(REPO), testbed.full_env().get("PYTHONPATH", "")) if p)
     proc = testbed.run([sys.executable, str(REPO / "scripts" / "calibrate_slurm_tree.py"), "--states", "10",
                         "--requests", "10", "--seed", "8", "--form", "gpus", "--busy-share", busy_share, "--json"],
-                       timeout=900)
+                       timeout=900, env={"PYTHONPATH": pythonpath})
     assert proc.returncode in (0, 1), proc.stderr
     doc = json.loads(proc.stdout)
     # Kept for reading the disagreements afterwards (with the fabric they were made on).
