@@ -87,8 +87,15 @@ def applied(bed: Testbed, pools_file: Path) -> dict[str, object]:
 
 
 def _job(bed: Testbed, job_id: str) -> dict[str, str]:
-    out = bed.run(["scontrol", "-o", "show", "job", job_id]).stdout
-    return dict(field.split("=", 1) for field in out.split() if "=" in field)
+    # Under CI load (three releases' daemons at once) scontrol can time out; an unanswered query is
+    # asked again, never read as "not running" (a CI run once saw 1 of 3 running borrowers that way).
+    for attempt in range(5):
+        proc = bed.run(["scontrol", "-o", "show", "job", job_id])
+        fields = dict(field.split("=", 1) for field in proc.stdout.split() if "=" in field)
+        if proc.returncode == 0 and "JobState" in fields or "Invalid job id" in proc.stderr:
+            return fields  # a job Slurm no longer knows has no state, as before
+        time.sleep(1 + attempt)
+    raise AssertionError(f"scontrol show job {job_id} gave no state: rc {proc.returncode}, {proc.stderr.strip()}")
 
 
 def _state(bed: Testbed, job_id: str) -> str:
