@@ -16,6 +16,7 @@ from gpupool.simulate.scheduler import SimConfig, policy_goal, simulate
 from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload
+from gpupool.switch_wait import SwitchWait
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -112,29 +113,18 @@ def load_pool_layout(path: str, compiled: CompiledFabric, gpus_per_host: int) ->
                       borrow_limits=borrow_limits)
 
 
-def parse_switches(text: str) -> tuple[int, float]:
-    """`N@T` as Slurm's --switches: N leaf switches at most (0: the job's minimum), T as seconds or [[H:]M:]S."""
+def parse_switches(text: str) -> tuple[int, SwitchWait]:
+    """`N@T` as Slurm's --switches: N leaf switches at most (0: the job's minimum); T as seconds, [[H:]M:]S, or
+    P% of the job's time limit (what `gpupool submit --switch-wait P%` asks for)."""
     count, _, wait = text.partition("@")
     try:
-        n = int(count)
-        seconds = _duration(wait) if wait else 300.0
+        n = int(count) if count.strip().isascii() else -1
     except ValueError:
-        raise BadRequest(f"--switches {text!r}: expected N@T, e.g. 0@300 or 2@1:00:00") from None
-    if n < 0 or seconds < 0:
-        raise BadRequest(f"--switches {text!r}: N and T must not be negative")
-    return n, seconds
-
-
-def _duration(text: str) -> float:
-    """`--switches`' wait as gpupool documents it: seconds, or [[H:]M:]S (a bare number is seconds, unlike
-    a Slurm time limit, so this is not `slurm.duration`'s parser)."""
-    parts = [float(p) for p in text.split(":")]
-    if len(parts) > 3:
-        raise ValueError(text)
-    total = 0.0
-    for p in parts:
-        total = total * 60 + p
-    return total
+        n = -1
+    if n < 0:
+        raise BadRequest(f"--switches {text!r}: expected N@T with N >= 0, e.g. 0@300, 2@1:00:00 or 0@25%")
+    rule = SwitchWait.parse(wait, what=f"--switches {text!r}: T") if wait else SwitchWait(seconds=300.0)
+    return n, rule
 
 
 def workload_factory(request: SimulationRequest, compiled: CompiledFabric,
@@ -229,7 +219,7 @@ def run_simulation(request: SimulationRequest, compiled: CompiledFabric) -> tupl
                    "gpus": compiled.n_hosts * cfg.gpus_per_host, "kind": compiled.kind},
         "workload": {"source": request.workload, "format": fmt, "stats": stats.to_json()},
         "trace": counts.to_json(),
-        "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.wait_time:g}",
+        "config": {"backfill": cfg.backfill, "backfill_depth": cfg.backfill_depth, "switches": f"{cfg.wait_leaves}@{cfg.switch_wait().text()}",
                    "placement_default": policy_goal("gpupool").to_json(),  # type: ignore[union-attr]
                    **({"pack": cfg.pack_goal.to_json()} if {"gpupool-pack", "gpupool-pack-uplinks"}
                       & set(request.policies) else {}),
@@ -281,7 +271,7 @@ def simulation_request(options: SimulateOptions, resolve_fabric: Callable[[str |
     from gpupool.simulate.workload import parse_ratio
 
     chosen = parse_policies(options.policies, options.pools_path)
-    wait_leaves, wait_time = parse_switches(options.switches)
+    wait_leaves, switch_wait = parse_switches(options.switches)
     if options.gpus_per_host < 1:
         raise BadRequest(f"{param('gpus_per_host')} must be >= 1, got {options.gpus_per_host}")
     if options.seeds < 1:
@@ -291,7 +281,8 @@ def simulation_request(options: SimulateOptions, resolve_fabric: Callable[[str |
     accepted = (frozenset(p.strip() for p in options.partitions.split(",") if p.strip())
                 if options.partitions else None)
     config = SimConfig(gpus_per_host=options.gpus_per_host, backfill=options.backfill,
-                       backfill_depth=options.backfill_depth, wait_time=wait_time, wait_leaves=wait_leaves,
+                       backfill_depth=options.backfill_depth, wait_time=switch_wait.seconds, wait_share=switch_wait.share,
+                       wait_leaves=wait_leaves,
                        partitions=accepted)
     learn = options.size_mix == "learn"
     config.pack_goal = pack_goal(options.hop_slack, None if learn else options.size_mix, options.gpus_per_host)

@@ -16,6 +16,7 @@ import numpy as np
 from gpupool.placement.objective import Objective, PlacementGoal
 from gpupool.simulate.policy_metrics import PolicyMetrics
 from gpupool.simulate.workload import Job
+from gpupool.switch_wait import SwitchWait
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -43,6 +44,7 @@ class SimConfig:
     backfill_window: float = 86400.0  # slurm backfill: no reservation starts later than this after now (bf_window)
     reserve_by_policy: bool = True  # slurm backfill: the policy places a reservation on its window (else best fit)
     wait_time: float = 300.0  # gpupool-wait: the T of --switches=N@T (Slurm's max_switch_wait default)
+    wait_share: float = 0.0  # gpupool-wait: T as this share of the job's time limit instead (--switches 0@25%)
     wait_leaves: int = 0  # gpupool-wait: the N of --switches=N@T; 0 = the fewest leaves that could hold the job
     partitions: frozenset[str] | None = None  # accepted partitions; None = all
     reorder_window: int = 10000  # jobs read ahead to put small submit-time disorders right
@@ -50,6 +52,11 @@ class SimConfig:
     record_starts: bool = False  # keep (job id, start, hosts) of every start, for tests and reality checks
     # gpupool-pack: the objective's hop slack and size mix (`gpupool` and `gpupool-wait` use plan's default goal)
     pack_goal: PlacementGoal = field(default_factory=lambda: PlacementGoal(objective=Objective.PACK))
+
+
+    def switch_wait(self) -> SwitchWait:
+        """gpupool-wait's T: `wait_share` of the job's limit, else `wait_time` seconds."""
+        return SwitchWait(share=self.wait_share, seconds=self.wait_time)
 
 
 @dataclass

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gpupool.placement.objective import PlacementGoal
     from gpupool.simulate.core import Admission, Backfill, Placement, Placer, SimConfig
     from gpupool.simulate.pooled import PoolLayout
+    from gpupool.switch_wait import SwitchWait
 
 
 @dataclass(frozen=True)
@@ -99,18 +100,37 @@ register = REGISTRY.register
 
 
 # ---------------------------------------------------------------------------------------------- factories
-def free_strategies(placer: Placer, setup: PolicySetup, *, hold: bool = False) -> Strategies:
+# A policy's hold for a compact placement (Slurm's --switches=N@T), from the run's configuration: None = no hold.
+HoldRule = Callable[["SimConfig"], "tuple[SwitchWait, int] | None"]
+
+
+def configured_hold(config: SimConfig) -> tuple[SwitchWait, int]:
+    """gpupool-wait's hold: `--switches N@T` as configured (default 0@300, Slurm's max_switch_wait)."""
+    return config.switch_wait(), config.wait_leaves
+
+
+def default_hold(config: SimConfig) -> tuple[SwitchWait, int]:
+    """The hold `gpupool submit` and the generated job_submit.lua ask Slurm for by default:
+    --switches=<fewest leaves>@<`switch_wait.DEFAULT` of the job's time limit>."""
+    from gpupool.switch_wait import DEFAULT
+
+    return DEFAULT, 0
+
+
+def free_strategies(placer: Placer, setup: PolicySetup, *, hold: HoldRule | None = None) -> Strategies:
     """A placer on the whole fabric: FIFO admission, the backfill model of the run's configuration."""
     from gpupool.simulate.strategies import FifoAdmission, FreePlacement, backfill_for
 
-    return Strategies(placer=placer, placement=FreePlacement(hold=hold),
+    rule = hold(setup.config) if hold is not None else None
+    placement = FreePlacement(hold=rule[0], hold_leaves=rule[1]) if rule is not None else FreePlacement()
+    return Strategies(placer=placer, placement=placement,
                       backfill=backfill_for(setup.config, setup.compiled.n_hosts), admission=FifoAdmission())
 
 
 def goal_policy(name: str, description: str, models: str, goal: Callable[[SimConfig | None], PlacementGoal], *,
-                hold: bool = False) -> SimPolicy:
-    """A gpupool policy: `placement.engine.place` under `goal(config)` on the whole fabric (hold: gpupool-wait's
-    --switches=N@T rule). One registration adds a placement goal to the simulator."""
+                hold: HoldRule | None = None) -> SimPolicy:
+    """A gpupool policy: `placement.engine.place` under `goal(config)` on the whole fabric (hold: a
+    --switches=N@T rule, `configured_hold` or `default_hold`). One registration adds a placement goal."""
     def build(setup: PolicySetup) -> Strategies:
         from gpupool.simulate.placers import goal_placer
 
@@ -120,12 +140,13 @@ def goal_policy(name: str, description: str, models: str, goal: Callable[[SimCon
 
 
 def chooser_policy(name: str, description: str, models: str,
-                   chooser: Callable[[CompiledFabric], Callable[..., dict[str, int] | None]]) -> SimPolicy:
-    """An emulation of Slurm's node selection (`chooser(compiled)`) on the whole fabric."""
+                   chooser: Callable[[CompiledFabric], Callable[..., dict[str, int] | None]], *,
+                   hold: HoldRule | None = None) -> SimPolicy:
+    """An emulation of Slurm's node selection (`chooser(compiled)`) on the whole fabric (hold: as goal_policy)."""
     def build(setup: PolicySetup) -> Strategies:
         from gpupool.simulate.placers import chooser_placer
 
-        return free_strategies(chooser_placer(setup.compiled, chooser(setup.compiled)), setup)
+        return free_strategies(chooser_placer(setup.compiled, chooser(setup.compiled)), setup, hold=hold)
     return SimPolicy(name, description, models, build)
 
 
@@ -202,15 +223,22 @@ register(chooser_policy(
     "slurm-block", "Slurm's node selection under topology/block",
     "Slurm 23.11+ topology/block on the fabric's own blocks, `placement.block.slurm_block_reference`", _block))
 register(chooser_policy(
-    "slurm-tuned", "slurm-tree with the node weights gpupool sets",
+    "slurm-tuned", "slurm-tree with the --switches gpupool's job_submit.lua adds",
+    "topology/tree (`placement.slurm_reference`) for plain sbatch jobs, with what `gpupool pool lua` adds by "
+    "default: a multi-node job waits up to 25% of its time limit for its fewest leaf switches "
+    "(--switches=N@T, `switch_wait.DEFAULT`)", _tree, hold=default_hold))
+register(chooser_policy(
+    "slurm-weights", "slurm-tree with the node weights gpupool sets",
     "topology/tree with `fabric export --format slurm-weights` (pack-leaf) weights, plain sbatch jobs", _tuned))
 register(goal_policy(
-    "gpupool", "what `plan` does by default",
-    "`placement.engine.place` with the default placement goal (`placement.objective.DEFAULT_GOAL`)", _default_goal))
+    "gpupool", "what `plan` and `submit` do by default",
+    "`placement.engine.place` with the default placement goal (`placement.objective.DEFAULT_GOAL`); a multi-node "
+    "job whose placement spans more leaves than it needs waits up to 25% of its time limit for fewer, as "
+    "`submit` asks Slurm with --switches=N@T (`switch_wait.DEFAULT`)", _default_goal, hold=default_hold))
 register(goal_policy(
-    "gpupool-wait", "gpupool, holding multi-host jobs for fewer leaves",
-    "gpupool with Slurm's --switches=N@T: a multi-host job on more than N leaves waits up to T (--switches)",
-    _default_goal, hold=True))
+    "gpupool-wait", "gpupool's placement, holding multi-host jobs as --switches says",
+    "gpupool's placement with Slurm's --switches=N@T as configured (--switches, default 0@300): a multi-host "
+    "job on more than N leaves waits up to T", _default_goal, hold=configured_hold))
 register(goal_policy(
     "gpupool-hops", "the hops objective", "`placement.engine.place` with the hops objective (fewest pair hops)",
     _hops_goal))
@@ -226,7 +254,7 @@ register(goal_policy(
     "`placement.engine.place` with the pack objective, its ties broken by the contention score", _pack_uplinks_goal))
 register(goal_policy(
     "gpupool-contention-wait", "gpupool-contention, holding multi-host jobs for fewer leaves",
-    "gpupool-contention with Slurm's --switches=N@T, as gpupool-wait", _contention_goal, hold=True))
+    "gpupool-contention with Slurm's --switches=N@T, as gpupool-wait", _contention_goal, hold=configured_hold))
 register(pool_policy(
     "pools-nolend", "each unit on its own and the open pools (needs --pools)",
     "pool partitions at owner priority, no scavenger partition", lending=False))

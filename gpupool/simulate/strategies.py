@@ -44,6 +44,7 @@ from gpupool.simulate.core import (
 )
 from gpupool.simulate.reservation_kernels import per_node_shadow
 from gpupool.simulate.workload import Job
+from gpupool.switch_wait import SwitchWait
 
 __all__ = ["EasyBackfill", "FifoAdmission", "FreePlacement", "SlurmBackfill", "admit_to_fabric", "backfill_for"]
 
@@ -82,11 +83,14 @@ class FifoAdmission:
 
 # ---------------------------------------------------------------------------------------------- placement
 class FreePlacement:
-    """The policy's placer on the free GPUs (or the room a backfill pass leaves). With `hold` (gpupool-wait,
-    Slurm's --switches=N@T), a multi-host job placed on more than N leaves waits up to T after its submit."""
+    """The policy's placer on the free GPUs (or the room a backfill pass leaves). With `hold` (Slurm's
+    --switches=N@T: gpupool-wait's configured rule, or the default wait `gpupool submit` and the generated
+    job_submit.lua ask for), a multi-host job placed on more than N leaves waits up to T after its submit,
+    T = `hold.for_limit(job's time limit)`; N = `hold_leaves`, 0 = the fewest leaves that could hold it."""
 
-    def __init__(self, hold: bool = False) -> None:
-        self.hold = hold
+    def __init__(self, hold: SwitchWait | None = None, hold_leaves: int = 0) -> None:
+        self.hold = hold if hold else None
+        self.hold_leaves = hold_leaves
 
     def try_start(self, sim: SimState, pj: Pending, now: float, room: StartRoom | None = None) -> int:
         job = pj.job
@@ -103,17 +107,19 @@ class FreePlacement:
             return BLOCKED
         hosts, gpus, pair_hops = choice
         host_list, gpu_list = hosts.tolist(), gpus.tolist()
-        config = sim.config
-        if self.hold and pj.multi and now < job.submit + config.wait_time:
-            leaves, _groups = sim.capacity.spread(host_list)
-            hosts_needed = job.nodes or math.ceil(job.gpus / config.gpus_per_host)
-            allowed = config.wait_leaves or sim.capacity.min_leaves(hosts_needed)
-            if leaves > allowed:
-                if not pj.held:
-                    pj.held = True
-                    sim.metrics.held += 1
-                    sim.push(job.submit + config.wait_time, WAKE, -1)
-                return HELD
+        hold = self.hold
+        if hold is not None and pj.multi:
+            until = job.submit + hold.for_limit(job.time_limit)
+            if now < until:
+                leaves, _groups = sim.capacity.spread(host_list)
+                hosts_needed = job.nodes or math.ceil(job.gpus / sim.config.gpus_per_host)
+                allowed = self.hold_leaves or sim.capacity.min_leaves(hosts_needed)
+                if leaves > allowed:
+                    if not pj.held:
+                        pj.held = True
+                        sim.metrics.held += 1
+                        sim.push(until, WAKE, -1)
+                    return HELD
         sim.commit(pj, now, host_list, gpu_list, pair_hops)
         return STARTED
 

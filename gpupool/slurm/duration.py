@@ -78,3 +78,13 @@ def _bounded(seconds: int) -> int:
     if not 0 <= seconds <= MAX_MINUTES * 60:
         raise DurationError(f"time limit must be between 0 and {MAX_MINUTES} minutes")
     return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds as Slurm's ``[D-]HH:MM:SS`` (rounded up to whole seconds), what --time and --switches=N@T take."""
+    total = max(0, int(-(-seconds // 1)))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{clock}" if days else clock

@@ -45,7 +45,8 @@ def _speed(model: str = "contention", per_extra_leaf: float = 0.0) -> SpeedModel
 def _run(compiled, jobs: list[Job], where: dict[str, list[int]], speed: SpeedModel | None = None
          ) -> tuple[Simulator, dict[str, float]]:
     """Replay with every job placed on the hosts `where` names (all its GPUs per host); returns job ends."""
-    sim = Simulator(compiled, "gpupool", SimConfig(gpus_per_host=4, backfill="easy"), speed or _speed())
+    # gpupool-hops: the placement alone (the `gpupool` policy would also hold a spread job for fewer leaves).
+    sim = Simulator(compiled, "gpupool-hops", SimConfig(gpus_per_host=4, backfill="easy"), speed or _speed())
     by_id = {j.job_id: j for j in jobs}
 
     def scripted(free: np.ndarray, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:

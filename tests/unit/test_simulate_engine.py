@@ -76,8 +76,8 @@ def _wait_trace() -> list[Job]:
     ]
 
 
-def test_gpupool_takes_two_leaves_now_and_pays_the_speed_factor() -> None:
-    sim, starts = _run(WIDE, "gpupool", _wait_trace())
+def test_gpupool_hops_takes_two_leaves_now_and_pays_the_speed_factor() -> None:
+    sim, starts = _run(WIDE, "gpupool-hops", _wait_trace())
     assert {WIDE_LEAF[h] for h in starts["X"][1]} != {WIDE_LEAF[h] for h in starts["Y"][1]}
     assert starts["Z"][0] == 0 and {WIDE_LEAF[h] for h in starts["Z"][1]} == {1, 2}
     m = sim.metrics.to_json()
@@ -97,6 +97,36 @@ def test_gpupool_wait_holds_for_one_leaf_like_switches() -> None:
     assert sim.metrics.idle_waiting_gpu_seconds == pytest.approx(400)
 
 
+@pytest.mark.parametrize(("policy", "z_start"), [
+    # Z's limit is 5000 s: the default wait is 25% of it, 1250 s, so Z holds until Y ends at 50.
+    ("gpupool", 50.0), ("slurm-tuned", 50.0),
+    # Without the hold both take the two leaves at once.
+    ("gpupool-hops", 0.0), ("slurm-tree", 0.0)])
+def test_the_default_policies_hold_a_spread_job_for_a_share_of_its_limit(policy: str, z_start: float) -> None:
+    sim, starts = _run(WIDE, policy, _wait_trace())
+    assert starts["Z"][0] == z_start
+    assert len({WIDE_LEAF[h] for h in starts["Z"][1]}) == (1 if z_start else 2)
+    assert sim.metrics.held == (1 if z_start else 0)
+
+
+def test_the_default_hold_ends_at_a_share_of_the_limit() -> None:
+    # Z's limit 160 s: 25% is 40 s, before Y ends at 50: Z wakes at 40 and takes the two leaves.
+    trace = [_job("X", 0, 1000, 2, 4, limit=5000), _job("Y", 0, 50, 2, 4, limit=5000),
+             _job("Z", 0, 100, 2, 4, limit=160)]
+    sim, starts = _run(WIDE, "gpupool", trace)
+    assert starts["Z"][0] == 40.0 and len({WIDE_LEAF[h] for h in starts["Z"][1]}) == 2
+    assert sim.metrics.held == 1
+
+
+def test_gpupool_wait_takes_a_share_of_the_limit_from_switches() -> None:
+    # --switches 0@1%: 1% of 5000 s = 50 s, the very time Y ends: at 50, Y's end comes first (ends before
+    # passes), so Z finds one leaf. 0.9% = 45 s: Z gives up at 45 and takes two leaves.
+    sim, starts = _run(WIDE, "gpupool-wait", _wait_trace(), wait_time=0, wait_share=0.01, wait_leaves=0)
+    assert starts["Z"][0] == 50.0 and len({WIDE_LEAF[h] for h in starts["Z"][1]}) == 1
+    sim, starts = _run(WIDE, "gpupool-wait", _wait_trace(), wait_time=0, wait_share=0.009, wait_leaves=0)
+    assert starts["Z"][0] == pytest.approx(45.0) and len({WIDE_LEAF[h] for h in starts["Z"][1]}) == 2
+
+
 def test_gpupool_wait_gives_up_after_t() -> None:
     sim, starts = _run(WIDE, "gpupool-wait", _wait_trace(), wait_time=20, wait_leaves=0)
     # Y ends at 50, after the 20 s budget: at the wake-up (t=20) Z takes the two leaves it can get.
@@ -107,7 +137,7 @@ def test_gpupool_wait_gives_up_after_t() -> None:
 
 def test_speed_factor_past_the_limit_is_a_timeout() -> None:
     speed = SpeedModel(classes={"default": ClassFactors(per_extra_leaf=0.5, per_extra_group=0.0)})
-    sim = Simulator(WIDE, "gpupool", SimConfig(gpus_per_host=4), speed)
+    sim = Simulator(WIDE, "gpupool-hops", SimConfig(gpus_per_host=4), speed)
     trace = _wait_trace()
     trace[2] = _job("Z", 0, 1000, 2, 4, limit=1200)  # 1000 x 1.5 = 1500 > 1200: killed at the limit
     sim.run(trace)

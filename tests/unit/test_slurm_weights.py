@@ -1,4 +1,4 @@
-"""Node weights: Slurm's weight tiers in the tree emulation, the leaf-fill plan and its export, slurm-tuned.
+"""Node weights: Slurm's weight tiers in the tree emulation, the leaf-fill plan and its export, slurm-weights.
 
 Expected allocations are worked out by hand from Slurm's rules (eval_nodes_tree.c, _eval_nodes_topo):
 weight tiers are added lowest first until they hold the request; the lower tiers' nodes are all
@@ -99,11 +99,11 @@ def _job(job_id: str, submit: float, duration: float, nodes: int) -> Job:
 
 
 @pytest.mark.parametrize(("policy", "b_hosts"), [("slurm-tree", ["gpu005", "gpu006", "gpu007"]),
-                                                 ("slurm-tuned", ["gpu003", "gpu004", "gpu005"])])
-def test_slurm_tuned_runs_in_the_simulator(policy: str, b_hosts: list[str]) -> None:
+                                                 ("slurm-weights", ["gpu003", "gpu004", "gpu005"])])
+def test_slurm_weights_runs_in_the_simulator(policy: str, b_hosts: list[str]) -> None:
     # pack-leaf: leaf01 Weight=1, leaf02-03 Weight=2. A (2 nodes) lands on leaf01 under both. B (3 nodes)
     # does not fit leaf01's 2 free nodes: slurm-tree takes the tightest leaf that fits (leaf02, first of
-    # two ties); slurm-tuned must take leaf01's two free nodes (tier 1) first, then one of leaf02 (tier 2,
+    # two ties); slurm-weights must take leaf01's two free nodes (tier 1) first, then one of leaf02 (tier 2,
     # tied with leaf03 on distance and count: the first).
     sim = Simulator(TREE, policy, SimConfig(gpus_per_host=8, record_starts=True), SpeedModel())
     sim.run([_job("a", 0, 100, 2), _job("b", 1, 100, 3)])
