@@ -59,6 +59,7 @@ from gpupool.placement.model import FreeState, Placement, Request
 from gpupool.placement.objective import PlacementGoal
 from gpupool.placement.reclaim import Reclaim
 from gpupool.slurm import sbatch as sb
+from gpupool.slurm.duration import DurationError, format_seconds, parse_seconds
 from gpupool.slurm.freestate import (
     capacity_gpus,
     check_partition,
@@ -80,8 +81,10 @@ from gpupool.slurm.submit import (
     raced,
     wait_started,
 )
+from gpupool.switch_wait import DEFAULT as SWITCH_WAIT_DEFAULT
+from gpupool.switch_wait import SwitchWait
 
-DEFAULT_SWITCH_WAIT = "1:00:00"
+DEFAULT_SWITCH_WAIT = SWITCH_WAIT_DEFAULT.text()  # 25% of the job's time limit (gpupool.switch_wait)
 
 
 @dataclass
@@ -227,6 +230,7 @@ class Plan:
     topology: TopologyChoice | None = None
     slurm_version: tuple[int, int, int] | None = None
     reclaim: Reclaim | None = None  # borrowed jobs Slurm will preempt for this placement
+    spread_now: Placement | None = None  # wait-switches by choice: the placement now that needs more leaves
 
 
 class _PartitionsReadOnce:
@@ -248,8 +252,11 @@ class _PartitionsReadOnce:
 
 
 def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prepared,
-                   states: list[NodeState] | None = None, jobs: list[JobInfo] | None = None) -> Plan:
-    """Best placement now on Slurm's free state, else the best future one (mode wait-switches)."""
+                   states: list[NodeState] | None = None, jobs: list[JobInfo] | None = None, *,
+                   hold: bool = False) -> Plan:
+    """Best placement now on Slurm's free state, else the best future one (mode wait-switches). With `hold`
+    (submit's --switch-wait), a multi-host placement now on more leaf switches than the best one on the
+    partition's usable capacity becomes that one, in mode wait-switches (Slurm waits up to T for it)."""
     client = cast(SlurmClient, _PartitionsReadOnce(client))  # per plan: a re-plan reads Slurm afresh
     states = client.node_states() if states is None else states
     partition = prepared.partition or default_partition(client)
@@ -283,9 +290,8 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
             notes = segment_notes + ([preempt_note(reclaim)] if reclaim.preempted else [])
             return Plan(reclaim.placement, "now", notes, choice, version, reclaim)
     try:
-        return Plan(plan_placement(compiled, free, request, prepared.health, choice,
-                                   uplink_load=running_uplink_load(compiled, jobs, request.goal, capacity)),
-                    "now", segment_notes, choice, version)
+        now = plan_placement(compiled, free, request, prepared.health, choice,
+                             uplink_load=running_uplink_load(compiled, jobs, request.goal, capacity))
     except InfeasibleError as now_error:
         usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
                                                           exclude=request.exclude).items()
@@ -296,6 +302,17 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
         mode = "wait-block" if choice.layout is not None else "wait-switches"
         return Plan(future, mode, [*segment_notes, f"nothing fits now ({now_error.message})"], choice, version)
+    if hold and choice.layout is None and len(now.allocation) > 1 and not hints.switches and not hints.defers_start:
+        # A placement now on more leaves than the job needs: wait up to T for as few (issue #24, Slurm's --switches).
+        usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
+                                                          exclude=request.exclude).items() if h in in_fabric}
+        try:
+            compact = plan_placement(compiled, usable_capacity, request, prepared.health, choice)
+        except InfeasibleError:
+            compact = None
+        if compact is not None and compact.cost.leaf_switches < now.cost.leaf_switches:
+            return Plan(compact, "wait-switches", segment_notes, choice, version, spread_now=now)
+    return Plan(now, "now", segment_notes, choice, version)
 
 
 def _last_value(options: Sequence[sb.Option], name: str) -> str | None:
@@ -310,6 +327,30 @@ def preempt_note(reclaim: Reclaim) -> str:
 
 
 SEGMENT_NODELIST_SLURM = (25, 11, 0)  # the first release known to take -w with several segments
+
+
+def time_limit_seconds(prepared: Prepared) -> float | None:
+    """The job's --time (the command line's, else the script's), in seconds; None: not given or unlimited."""
+    text = _last_value(prepared.directives + prepared.options, "time")
+    if text is None:
+        return None
+    try:
+        seconds = parse_seconds(text)
+    except DurationError as exc:
+        raise UsageError(f"sbatch --time={text[:40]!r}: {exc}") from None
+    return float(seconds) if seconds is not None else None
+
+
+def switch_wait_for(prepared: Prepared, switch_wait: str) -> tuple[str, str]:
+    """(T for --switches=N@T in Slurm's time format, why that long) under submit's --switch-wait rule."""
+    rule = SwitchWait.parse(switch_wait)
+    if not rule.share:
+        return format_seconds(rule.seconds), ""
+    limit = time_limit_seconds(prepared)
+    seconds = rule.for_limit(limit)
+    if limit is None:
+        return format_seconds(seconds), f" (--switch-wait {rule.text()}, but the job gives no --time)"
+    return format_seconds(seconds), f" ({rule.text()} of its --time {format_seconds(limit)})"
 
 
 def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
@@ -350,10 +391,16 @@ def sbatch_args_for(prepared: Prepared, plan: Plan, switch_wait: str,
             notes.append(f"keeping your --switches={prepared.hints.switches}")
             switches = prepared.hints.switches
         else:
-            switches = f"{placement.cost.leaf_switches}@{switch_wait}"
-            notes.append(f"submitted with --switches={switches}: Slurm waits up to {switch_wait} for "
+            wait, why = switch_wait_for(prepared, switch_wait)
+            switches = f"{placement.cost.leaf_switches}@{wait}"
+            if plan.spread_now is not None:
+                notes.append(f"a placement now would take {plan.spread_now.cost.leaf_switches} leaf switches "
+                             f"({fold(plan.spread_now.allocation)}); the job needs "
+                             f"{placement.cost.leaf_switches}")
+            notes.append(f"submitted with --switches={switches}: Slurm waits up to {wait}{why} for "
                          f"{len(placement.allocation)} nodes under {placement.cost.leaf_switches} leaf "
-                         f"switch(es) (best future placement: pair_hops_sum {placement.cost.pair_hops_sum})")
+                         f"switch(es) (best future placement: pair_hops_sum {placement.cost.pair_hops_sum}), "
+                         "then places the job anyway")
     elif prepared.hints.switches:
         switches = prepared.hints.switches
     sb.check_node_count(prepared.hints, len(placement.allocation))
@@ -401,13 +448,15 @@ def submit_planned(client: SlurmClient | None, compiled: CompiledFabric, req: Su
     if req.free_path is not None and not req.dry_run:
         raise UsageError("--free plans without Slurm: give it with --dry-run (a real submit reads Slurm's state)")
     prepared = prepare(req)
+    hold = bool(SwitchWait.parse(req.switch_wait))  # a bad --switch-wait is a usage error before Slurm is asked
+    time_limit_seconds(prepared)  # as a bad --time
     if req.health_path:
         prepared.health = load_health_file(req.health_path, compiled)
     if req.token is not None and not TOKEN_RE.fullmatch(req.token):
         raise UsageError(f"--token {req.token[:40]!r}: expected the hex token an earlier gpupool submit printed")
     if req.dry_run:
         plan = plan_for_free_file(compiled, prepared, req.free_path, req.gpus_per_host) if req.free_path is not None else \
-            plan_for_slurm(_needed(client), compiled, prepared)
+            plan_for_slurm(_needed(client), compiled, prepared, hold=hold)
         args, notes = sbatch_args_for(prepared, plan, req.switch_wait)
         return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, topology=plan.topology,
                              reclaim=plan.reclaim)
@@ -437,7 +486,7 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
         if earlier is not None:
             return _adopted(client, compiled, prepared, earlier, token)
     for attempt in (1, 2):
-        plan = plan_for_slurm(client, compiled, prepared)
+        plan = plan_for_slurm(client, compiled, prepared, hold=bool(SwitchWait.parse(req.switch_wait)))
         args, plan_notes = sbatch_args_for(prepared, plan, req.switch_wait, token)
         notes += plan_notes
         try:

@@ -7,7 +7,7 @@ import shlex
 import click
 
 from gpupool.app.objective import goal_from_options
-from gpupool.app.submit import SubmitRequest, submit_planned
+from gpupool.app.submit import DEFAULT_SWITCH_WAIT, SubmitRequest, submit_planned
 from gpupool.app.topology import TOPOLOGY_CHOICES
 from gpupool.cli.context import app, json_option
 from gpupool.cli.plan import objective_options
@@ -40,8 +40,10 @@ GPUPOOL_ONLY = frozenset({"dry-run", "free", "fabric", "max-hops", "switch-wait"
               help="With --dry-run: plan on this free state ({\"host\": free_gpus}) without Slurm.")
 @click.option("--gpus-per-host", type=click.IntRange(min=1), metavar="N",
               help="GPUs a whole host has: a --free file saying more on a host is refused (exit 4).")
-@click.option("--switch-wait", default="1:00:00", show_default=True, metavar="TIME",
-              help="When nothing fits now: how long Slurm may wait for the compact switch count (--switches=N@TIME).")
+@click.option("--switch-wait", default=DEFAULT_SWITCH_WAIT, show_default=True, metavar="P%|TIME",
+              help="How long Slurm may wait for the job's fewest leaf switches (--switches=N@T) when nothing fits "
+                   "now, or when a placement now would take more leaves than the job needs: P% of its --time, or "
+                   "seconds / [[H:]M:]S; 0 pins a spread placement now, as before.")
 @click.option("--verify-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="How long to wait for the job to start on the planned nodes before returning.")
 @click.option("--health", "health_path", metavar="FILE",

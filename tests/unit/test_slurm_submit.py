@@ -106,8 +106,70 @@ def test_nothing_fits_now_submits_with_switches(compiled, tmp_path: Path, job_sc
     assert out.mode == "wait-switches" and out.job_state == "PENDING"
     args = slurm.submitted[0]
     assert opt(args, "nodelist") is None
-    assert opt(args, "switches") == "1@30:00"  # 2 hosts fit under one leaf once jobs end
-    assert any("nothing fits now" in n for n in out.notes) and any("--switches=1@30:00" in n for n in out.notes)
+    assert opt(args, "switches") == "1@00:30:00"  # 2 hosts fit under one leaf once jobs end
+    assert any("nothing fits now" in n for n in out.notes) and any("--switches=1@00:30:00" in n for n in out.notes)
+
+
+def _one_free_host_per_leaf() -> FakeSlurm:
+    slurm = FakeSlurm.uniform(HOSTS)
+    for i, host in enumerate(HOSTS):
+        if i % 4:  # gpu001, gpu005, gpu009, gpu013 stay free: one per leaf
+            slurm.use(host, 8)
+    return slurm
+
+
+@pytest.mark.parametrize(("sbatch_args", "switch_wait", "wait"), [
+    (["--time=2:00:00"], "25%", "00:30:00"),  # 25% of 2 h
+    (["-t", "1-00:00:00"], "25%", "06:00:00"),  # 25% of a day
+    (["--time=90"], "50%", "00:45:00"),  # Slurm's bare --time is minutes
+    ([], "25%", "01:00:00"),  # no --time: the fallback hour
+    (["--time=2:00:00"], "45:00", "00:45:00"),  # a fixed wait, [[H:]M:]S
+    (["--time=2:00:00"], "90", "00:01:30"),  # a bare --switch-wait is seconds
+])
+def test_a_spread_placement_now_waits_for_its_fewest_leaves(compiled, tmp_path: Path, job_script: str,  # type: ignore[no-untyped-def]
+                                                             sbatch_args: list[str], switch_wait: str,
+                                                             wait: str) -> None:
+    slurm = _one_free_host_per_leaf()
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script,
+                                                  sbatch_args=sbatch_args, switch_wait=switch_wait))
+    # Two whole hosts are free now, on two leaves; one leaf holds both once its jobs end.
+    assert out.mode == "wait-switches" and out.job_state == "PENDING"
+    args = slurm.submitted[0]
+    assert opt(args, "nodelist") is None and opt(args, "switches") == f"1@{wait}"
+    assert any("a placement now would take 2 leaf switches" in n for n in out.notes)
+    assert any(f"--switches=1@{wait}" in n and "then places the job anyway" in n for n in out.notes)
+    assert any("gives no --time" in n for n in out.notes) == (not sbatch_args)
+
+
+def test_switch_wait_zero_pins_the_spread_placement_now(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = _one_free_host_per_leaf()
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script,
+                                                  switch_wait="0"))
+    assert out.mode == "now" and out.job_state == "RUNNING"
+    hosts = list(out.placement.allocation)
+    assert len({leaf_of(compiled, h) for h in hosts}) == 2 and opt(slurm.submitted[0], "switches") is None
+
+
+def test_a_compact_placement_now_is_pinned_whatever_the_wait(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
+    slurm = _one_free_host_per_leaf()
+    slurm.use("gpu001", 0)
+    for host in ("gpu002", "gpu003"):  # leaf 1: gpu001-003 free now
+        slurm.nodes[host] = slurm.nodes[host].__class__(**{**slurm.nodes[host].__dict__, "gpus_used": 0})
+    out = submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script,
+                                                  sbatch_args=["--time=10:00:00"]))
+    assert out.mode == "now" and len({leaf_of(compiled, h) for h in out.placement.allocation}) == 1
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"switch_wait": "٣0%"}, "--switch-wait"), ({"switch_wait": "101%"}, "--switch-wait"),
+    ({"switch_wait": "1:2:3:4"}, "--switch-wait"), ({"sbatch_args": ["--time=soon"]}, "--time"),
+])
+def test_bad_switch_wait_or_time_is_refused_before_slurm(compiled, tmp_path: Path, job_script: str,  # type: ignore[no-untyped-def]
+                                                        kw: dict, message: str) -> None:
+    slurm = _one_free_host_per_leaf()
+    with pytest.raises((UsageError, InputError), match=message) as info:
+        submit_planned(slurm, compiled, request(tmp_path, gpus=16, gpus_per_node=8, script=job_script, **kw))
+    assert exit_code_for(info.value) in (2, 4) and slurm.submitted == []
 
 
 def test_larger_than_partition_is_infeasible(compiled, tmp_path: Path, job_script: str) -> None:  # type: ignore[no-untyped-def]
