@@ -107,7 +107,7 @@ def status(pools_file: str | None, run: CommandRunner, config: Config, *, fragme
 
 def job_submit_lua(pools_file: str, config: Config, *, fabric_path: str | None = None,
                    default_gpus_per_node: int = 8, hosts_per_leaf: int | None = None,
-                   switch_wait_seconds: int = 300) -> str:
+                   switch_wait_seconds: int = 300, switch_wait_share: float = 0.0) -> str:
     """`pool lua`: Slurm's job_submit.lua for the pools file, read and checked as `pool apply` reads
     it (its loader and schema), pools' hosts resolved as `pool apply` resolves them."""
     from gpupool.pools.lua import render_job_submit_lua
@@ -115,4 +115,5 @@ def job_submit_lua(pools_file: str, config: Config, *, fabric_path: str | None =
     spec = load_pools_file(pools_file)
     return render_job_submit_lua(spec, pool_hosts(spec, fabric_path, config),
                                  default_gpus_per_node=default_gpus_per_node, hosts_per_leaf=hosts_per_leaf,
-                                 switch_wait_seconds=switch_wait_seconds, source_name=pools_file)
+                                 switch_wait_seconds=switch_wait_seconds, switch_wait_share=switch_wait_share,
+                                 source_name=pools_file)

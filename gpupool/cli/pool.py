@@ -11,6 +11,8 @@ from gpupool.errors import BadRequest, Unreachable
 from gpupool.pools.apply import ApplyReport
 from gpupool.pools.slurm_state import CommandRunner
 from gpupool.pools.status import StatusReport
+from gpupool.switch_wait import DEFAULT as SWITCH_WAIT_DEFAULT
+from gpupool.switch_wait import FALLBACK_SECONDS, SwitchWait
 
 
 @click.group()
@@ -120,11 +122,13 @@ def _render_apply(report: ApplyReport, pools_file: str) -> None:
               help="GPUs per node of a pool without gpus_per_node.")
 @click.option("--hosts-per-leaf", type=click.IntRange(min=1), metavar="N",
               help="Hosts per leaf switch: a multi-node job without --switches gets ceil(nodes/N) leaves.")
-@click.option("--switch-wait", type=click.IntRange(min=0), default=300, show_default=True, metavar="SECONDS",
-              help="How long such a job may wait for its switch count.")
+@click.option("--switch-wait", default=SWITCH_WAIT_DEFAULT.text(), show_default=True, metavar="P%|SECONDS",
+              help="How long such a job may wait for its switch count: P% of its time limit (a job without one: "
+                   f"{FALLBACK_SECONDS:g} s), or fixed seconds / [[H:]M:]S. Slurm caps it at "
+                   "SchedulerParameters=max_switch_wait (default 300 s).")
 @json_option
 def lua_command(pools_file: str, output: str | None, fabric_path: str | None, gpus_per_node: int,
-                hosts_per_leaf: int | None, switch_wait: int) -> None:
+                hosts_per_leaf: int | None, switch_wait: str) -> None:
     """Generate Slurm's job_submit.lua from POOLS.yaml (routing, --switches, impossible requests refused).
 
     The pools file is read and checked as `pool apply` reads it; the plugin script
@@ -136,11 +140,14 @@ def lua_command(pools_file: str, output: str | None, fabric_path: str | None, gp
     from gpupool.fsutil import atomic_write_text, check_output_path
 
     ctx = app()
+    rule = SwitchWait.parse(switch_wait)
     if output:
         check_output_path(output)  # before reading anything: a bad path is one line, nothing half-written
     text = pools_app.job_submit_lua(pools_file, ctx.config(), fabric_path=fabric_path,
                                     default_gpus_per_node=gpus_per_node, hosts_per_leaf=hosts_per_leaf,
-                                    switch_wait_seconds=switch_wait)
+                                    switch_wait_seconds=int(round(rule.seconds if not rule.share
+                                                                  else rule.fallback_seconds)),
+                                    switch_wait_share=rule.share)
     if output:
         atomic_write_text(output, text)
     if ctx.json:  # as `fabric export --json`: the text only when it was not written

@@ -4,7 +4,9 @@ The policy, applied by slurmctld at submission:
   * a GPU job without --partition is routed to the pools its account owns that can hold it,
     else to every pool that can hold it (borrowing);
   * a multi-node GPU job without --switches gets one (leaves needed for its node count, when
-    hosts_per_leaf is known) and a bounded wait for it;
+    hosts_per_leaf is known) and a bounded wait for it: a share of its time limit (`gpupool pool lua
+    --switch-wait 25%`, the default; `gpupool.switch_wait`) or fixed seconds. Slurm caps the wait at
+    SchedulerParameters=max_switch_wait (default 300 s), so a site raises that to let the share work;
   * a GPU request no pool could ever hold (too many GPUs per node, nodes or GPUs in total) is
     rejected at once with a message to the user, instead of pending forever;
   * in a quota pool, a job of a quota account runs under QOS "<pool>-<account>".
@@ -73,8 +75,10 @@ def render_job_submit_lua(spec: PoolsFile, pool_hosts: Mapping[str, Sequence[str
                           default_gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
                           hosts_per_leaf: int | None = None,
                           switch_wait_seconds: int = DEFAULT_SWITCH_WAIT_SECONDS,
+                          switch_wait_share: float = 0.0,
                           source_name: str = "pools file") -> str:
-    """The job_submit.lua text for this pools file."""
+    """The job_submit.lua text for this pools file. A multi-node job's wait for its switch count is
+    `switch_wait_share` of its time limit when both are set, else `switch_wait_seconds`."""
     rows = []
     for pool in lua_pools(spec, pool_hosts, default_gpus_per_node):
         owners = ", ".join(f"[{_lua_string(o)}] = true" for o in pool.owners)
@@ -87,7 +91,8 @@ def render_job_submit_lua(spec: PoolsFile, pool_hosts: Mapping[str, Sequence[str
               "-- do not edit by hand, regenerate it when the pools change.\n"
               f"local GENERATED_FROM = {_lua_string(source_name)}\n")
     return header + _TEMPLATE.replace("@POOLS@", "\n".join(rows)) \
-        .replace("@HOSTS_PER_LEAF@", leaf).replace("@SWITCH_WAIT@", str(int(switch_wait_seconds)))
+        .replace("@HOSTS_PER_LEAF@", leaf).replace("@SWITCH_WAIT@", str(int(switch_wait_seconds))) \
+        .replace("@SWITCH_WAIT_SHARE@", repr(float(switch_wait_share)))
 
 
 _TEMPLATE = r"""
@@ -95,7 +100,8 @@ local POOLS = {
 @POOLS@
 }
 local HOSTS_PER_LEAF = @HOSTS_PER_LEAF@  -- hosts under one leaf switch (nil: unknown)
-local SWITCH_WAIT = @SWITCH_WAIT@        -- seconds a job may wait for its --switches count
+local SWITCH_WAIT = @SWITCH_WAIT@        -- seconds a job may wait for its --switches count (fixed, or no limit)
+local SWITCH_WAIT_SHARE = @SWITCH_WAIT_SHARE@  -- else this share of its time limit (0: the fixed wait)
 
 local function unset(value)
   return value == nil or value == slurm.NO_VAL or value == slurm.NO_VAL16 or value == 0
@@ -233,7 +239,14 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
 
   if nodes ~= nil and nodes > 1 and unset(job_desc.req_switch) and HOSTS_PER_LEAF ~= nil then
     job_desc.req_switch = math.ceil(nodes / HOSTS_PER_LEAF)
-    if unset(job_desc.wait4switch) then job_desc.wait4switch = SWITCH_WAIT end
+    if unset(job_desc.wait4switch) then
+      local limit = job_desc.time_limit  -- minutes; NO_VAL: none given, INFINITE above it
+      if SWITCH_WAIT_SHARE > 0 and not unset(limit) and limit < 4294967294 then
+        job_desc.wait4switch = math.floor(limit * 60 * SWITCH_WAIT_SHARE)
+      else
+        job_desc.wait4switch = SWITCH_WAIT
+      end
+    end
   end
   return slurm.SUCCESS
 end

@@ -114,6 +114,28 @@ def test_owner_pool_too_small_falls_back_to_others(lua_script: tuple[Path, Path,
     assert result["partition"] == "llm"
 
 
+@pytest.fixture(scope="module")
+def share_script(lua_script: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    lua, stub, _policy = lua_script
+    policy = tmp_path_factory.mktemp("lua-share") / "job_submit.lua"
+    policy.write_text(render_job_submit_lua(parse_pools_text(POOLS), hosts_per_leaf=2, switch_wait_seconds=3600,
+                                            switch_wait_share=0.25))
+    return lua, stub, policy
+
+
+@pytest.mark.parametrize(("fields", "wait"), [
+    ({"time_limit": 120}, "1800"),  # 25% of 120 minutes
+    ({"time_limit": 7}, "105"),  # 25% of 420 s
+    ({}, "3600"),  # no limit given (NO_VAL): the fixed wait
+    ({"time_limit": 4294967295}, "3600"),  # INFINITE: the fixed wait
+    ({"time_limit": 120, "wait4switch": 60}, "60"),  # the user's own wait is kept
+])
+def test_the_switch_wait_is_a_share_of_the_time_limit(share_script: tuple[Path, Path, Path],
+                                                      fields: dict[str, int], wait: str) -> None:
+    result = submit(share_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=3, **fields)
+    assert result["req_switch"] in {"2", "2.0"} and result["wait4switch"] in {wait, wait + ".0"}
+
+
 def test_multi_node_job_gets_switches(lua_script: tuple[Path, Path, Path]) -> None:
     result = submit(lua_script, account="llm", tres_per_node="gres:gpu:8", min_nodes=5)
     assert (result["req_switch"], result["wait4switch"]) in {("3", "120"), ("3.0", "120")}
