@@ -132,6 +132,30 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
+def compare(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """Per metric, `runs` against `base` (paired by seed): the row for the JSON and the text of the table."""
+    row: dict[str, Any] = {}
+    text = ""
+    for label, key, q in METRICS:
+        ratios = [ratio(r[key][q], b[key][q]) for r, b in zip(runs, base, strict=True)]
+        finite = [x for x in ratios if math.isfinite(x)]
+        mean, half = interval(finite) if finite else (math.nan, math.nan)
+        worse = sum(1 for x in ratios if x > 1.2)
+        # Ratio of the means over seeds (summed over traces, as `gpupool simulate --seeds` and the
+        # issue's done-when read it), with the delta-method paired interval of simulate.stats.
+        diff = paired_difference([r[key][q] for r in runs], [b[key][q] for b in base])
+        rel = diff.relative_percent
+        rom = 1.0 + (rel.mean or 0.0) / 100.0 if rel is not None else math.nan
+        rom_half = (rel.half_width or 0.0) / 100.0 if rel is not None else math.nan
+        row[label] = {"ratio_mean": mean, "ci95_half": half, "per_seed": ratios, "seeds_20pct_worse": worse,
+                      "ratio_of_means": rom, "ratio_of_means_ci95_half": rom_half}
+        text += f"{rom:>12.3f} ± {rom_half:<6.3f}{'*' if abs(rom - 1) > rom_half else ' '}{worse:>3}"
+    leaves = [x for x in (r["mean_leaf_switches_multi_node"] for r in runs) if x is not None]
+    row["leaf_switches_multi_node"] = sum(leaves) / len(leaves) if leaves else None
+    text += f"{row['leaf_switches_multi_node'] or 0:>14.3f}"
+    return row, text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
@@ -145,6 +169,9 @@ def main() -> int:
                              "one), or GPUS:SHARE,...")
     parser.add_argument("--contention", default="off",
                         help="speed model: off (isolated), on (link contention), or FABRIC:on,FABRIC:off,... per fabric")
+    parser.add_argument("--against", default="",
+                        help="more paired comparisons, POLICY/BASELINE,... (e.g. gpupool/slurm-block), printed "
+                             "under each cell's table")
     parser.add_argument("--cache", help="keep (and reuse) each run's metrics in this directory")
     parser.add_argument("--json", dest="json_path", help="write the per-seed figures and intervals here")
     args = parser.parse_args()
@@ -152,6 +179,7 @@ def main() -> int:
     if args.size_mix not in ("learnt", "default"):
         goal = replace(goal, size_mix=parse_size_mix(args.size_mix))
     policies = [p for p in args.policies.split(",") if p]
+    against = [tuple(item.split("/", 1)) for item in args.against.split(",") if "/" in item]
     if "slurm-tree" not in policies:
         policies.insert(0, "slurm-tree")
     doc: dict[str, Any] = {"seeds": args.seeds, "jobs": args.jobs, "hop_slack": args.hop_slack,
@@ -185,32 +213,20 @@ def main() -> int:
                   + f"{'leaves/multi':>14}")
             base = per_seed["slurm-tree"]
             for policy in policies:
-                row: dict[str, Any] = {}
-                text = f"  {policy:<14}"
-                for label, key, q in METRICS:
-                    ratios = [ratio(r[key][q], b[key][q]) for r, b in zip(per_seed[policy], base, strict=True)]
-                    finite = [x for x in ratios if math.isfinite(x)]
-                    mean, half = interval(finite) if finite else (math.nan, math.nan)
-                    worse = sum(1 for x in ratios if x > 1.2)
-                    # Ratio of the means over seeds (summed over traces, as `gpupool simulate --seeds` and the
-                    # issue's done-when read it), with the delta-method paired interval of simulate.stats.
-                    diff = paired_difference([r[key][q] for r in per_seed[policy]], [b[key][q] for b in base])
-                    rel = diff.relative_percent
-                    rom = 1.0 + (rel.mean or 0.0) / 100.0 if rel is not None else math.nan
-                    rom_half = (rel.half_width or 0.0) / 100.0 if rel is not None else math.nan
-                    row[label] = {"ratio_mean": mean, "ci95_half": half, "per_seed": ratios, "seeds_20pct_worse": worse,
-                                  "ratio_of_means": rom, "ratio_of_means_ci95_half": rom_half}
-                    text += f"{rom:>12.3f} ± {rom_half:<6.3f}{'*' if abs(rom - 1) > rom_half else ' '}{worse:>3}"
-                leaves = [r["mean_leaf_switches_multi_node"] for r in per_seed[policy]]
-                leaves = [x for x in leaves if x is not None]
-                row["leaf_switches_multi_node"] = sum(leaves) / len(leaves) if leaves else None
-                text += f"{row['leaf_switches_multi_node'] or 0:>14.3f}"
+                row, text = compare(per_seed[policy], base)
                 cell["policies"][policy] = row
-                print(text)
+                print(f"  {policy:<14}" + text)
+            cell["against"] = {}
+            for policy, baseline in against:
+                if policy in per_seed and baseline in per_seed and policy != baseline:
+                    row, text = compare(per_seed[policy], per_seed[baseline])
+                    cell["against"][f"{policy}/{baseline}"] = row
+                    print(f"  {policy + ' / ' + baseline:<14}" + text)
             doc["cells"].append(cell)
             sys.stdout.flush()
     print("\nratio = mean over seeds of the policy's figure / mean of slurm-tree's (paired seeds), ± 95% half-width "
-          "(delta method); * = significant; last column per metric: seeds more than 20% worse than slurm-tree "
+          "(delta method; POLICY / BASELINE rows: against that baseline); * = significant; last column per metric: "
+          "seeds more than 20% worse than the baseline "
           "(JSON: also the mean of per-seed ratios)")
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as fh:
