@@ -434,8 +434,10 @@ def render_slurm_conf(settings: Settings, nodes: Sequence[str]) -> str:
         "PreemptType=preempt/partition_prio",
         "PreemptMode=REQUEUE",
         "SchedulerType=sched/backfill",
-        # Fast scheduling so tests do not wait for the default 30-60 s cycles.
-        "SchedulerParameters=bf_interval=1,bf_resolution=1,sched_interval=2,sched_min_interval=100000",
+        # Fast scheduling so tests do not wait for the default 30-60 s cycles; max_switch_wait as gpupool
+        # recommends (docs/simulate.md): a --switches=N@T wait of a share of a job's limit is not cut to 300 s.
+        "SchedulerParameters=bf_interval=1,bf_resolution=1,sched_interval=2,sched_min_interval=100000,"
+        "max_switch_wait=604800",
         "MinJobAge=10",
         "KillWait=2",
         "InactiveLimit=0",

@@ -114,7 +114,8 @@ def bed() -> Iterator[Bed]:
                                           slurm_conf=slurm_conf, run=run))
         wrapper.chmod(0o755)
     (directory / "job_submit.lua").write_text(
-        render_job_submit_lua(parse_pools_text(POOLS), hosts_per_leaf=2, switch_wait_seconds=120))
+        render_job_submit_lua(parse_pools_text(POOLS), hosts_per_leaf=2, switch_wait_seconds=120,
+                              switch_wait_share=0.25))
     from conftest import first_port_base, pick_port_base  # honour GPUPOOL_TESTBED_PYTEST_PORT_BASE
 
     base = pick_port_base(first_port_base("node"), 5)
@@ -188,7 +189,9 @@ def test_job_submit_lua_routes_and_rejects(bed: Bed) -> None:
     assert bed.job_field(borrowed, "Partition") == "vision,gpu"
     wide = bed.sbatch("-N", "3", "--gres=gpu:8", "--hold", "--wrap", "true")
     assert bed.job_field(wide, "Partition") == "gpu"  # vision has only 2 nodes
-    assert bed.job_field(wide, "Switches") == "2@00:02:00"
+    assert bed.job_field(wide, "Switches") == "2@00:02:00"  # no --time: the fixed wait
+    timed = bed.sbatch("-N", "3", "--gres=gpu:8", "-t", "1:00:00", "--hold", "--wrap", "true")
+    assert bed.job_field(timed, "Switches") == "2@00:15:00"  # 25% of its hour (max_switch_wait allows it)
     chosen = bed.sbatch("-N", "3", "--switches=1", "--gres=gpu:8", "--hold", "--wrap", "true")
     assert bed.job_field(chosen, "Switches").startswith("1@")
     cpu_only = bed.sbatch("--hold", "--wrap", "true")
@@ -199,7 +202,7 @@ def test_job_submit_lua_routes_and_rejects(bed: Bed) -> None:
     too_wide = bed.run("sbatch", "-p", "vision", "-N", "3", "--gres=gpu:1", "--wrap", "true", check=False)
     assert too_wide.returncode != 0
     assert "can never run in partition vision: 3 nodes, vision has 2" in too_wide.stderr
-    bed.run("scancel", owned, borrowed, wide, chosen, cpu_only)
+    bed.run("scancel", owned, borrowed, wide, timed, chosen, cpu_only)
 
 
 BROKEN_NODE_ENV = {

@@ -239,10 +239,31 @@ def test_nothing_fits_now_waits_for_compact_switches(clean: Testbed, script: str
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["mode"] == "wait-switches" and doc["cost"]["leaf_switches"] == 1
-    assert any("--switches=1@10:00" in note for note in doc["notes"])
+    assert any("--switches=1@00:10:00" in note for note in doc["notes"])
     assert not any(a.startswith("--nodelist=") for a in doc["sbatch"])
     out = clean.run(["scontrol", "-o", "show", "job", doc["job_id"]], check=True).stdout
     assert "JobState=PENDING" in out and re.search(r"Switches=1@\d", out), out
+
+
+def test_a_spread_placement_now_waits_for_compact_switches(clean: Testbed, script: str) -> None:
+    from gpupool.fabric.compiled import load_compiled
+
+    k = clean.gpus_per_node
+    compiled = load_compiled(str(clean.fabric_path))
+    leaves: dict[int, list[str]] = {}
+    for host in clean.nodes:
+        leaves.setdefault(int(compiled.host_tree_leaf[compiled.host_index()[host]]), []).append(host)
+    per_leaf = min(len(members) for members in leaves.values())
+    # Every leaf full but one host: two whole hosts are free now only on two different leaves.
+    fill(clean, {h: k for members in leaves.values() for h in members[1:]})
+    proc = submit(clean, "--gpus", str(2 * k), "--gpus-per-node", str(k), "--json", "--", "-t", "2:00:00", script)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert per_leaf >= 2 and doc["mode"] == "wait-switches" and doc["cost"]["leaf_switches"] == 1
+    assert "--switches=1@00:30:00" in doc["sbatch"]  # 25% of the 2 h limit
+    assert not any(a.startswith("--nodelist=") for a in doc["sbatch"])
+    out = clean.run(["scontrol", "-o", "show", "job", doc["job_id"]], check=True).stdout
+    assert "JobState=PENDING" in out and "Switches=1@00:30:00" in out, out
 
 
 def test_slow_controller_is_exit_3_and_bounded(clean: Testbed, script: str) -> None:
