@@ -169,8 +169,9 @@ def main() -> int:
     parser.add_argument("--span", type=float, help="seconds over which the jobs arrive (default 1.5 per job)")
     parser.add_argument("--via", choices=("sbatch", "gpupool"), default="sbatch",
                         help="plain sbatch (replayed with slurm-tree) or gpupool submit (replayed with gpupool)")
-    parser.add_argument("--switch-wait", default="0:30",
-                        help="--via gpupool: gpupool submit's --switch-wait for jobs that do not fit at once")
+    parser.add_argument("--switch-wait", default="25%",
+                        help="--via gpupool: gpupool submit's --switch-wait (its default, which the gpupool policy "
+                             "replays: 25%% of each job's limit)")
     parser.add_argument("--backfill", choices=("slurm", "easy"), default="slurm", help="the replay's backfill model")
     parser.add_argument("--gpu-reservations", action="store_true",
                         help="slurm backfill: reservations book only the GPUs they need, not whole hosts")
