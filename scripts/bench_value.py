@@ -19,6 +19,8 @@ selene = tests/fixtures' Selene capture (when present). `--contention on` replay
 contention model (`gpupool simulate --contention on`) instead of the isolated one; `FABRIC:on` sets it
 per fabric. `--cache DIR` keeps each run's metrics (one JSON per fabric, workload, model, policy,
 jobs and seed), so a later call with another policy reuses the paired baselines.
+`slurm-tree-shuffled` (bench only) is slurm-tree with ties between hosts of one leaf broken at random: its
+row is the noise floor, how far two equally good placements drift apart on one trace.
 Workloads: multi = `synthetic:multi=0.3`; packing = 1-8 GPU jobs only, at load 2 (at the default
 load a queue of single-host jobs never builds). gpupool-pack's size mix is, by default, each
 workload's own job-size shares (what `--size-history` learns from a site's sacct). slurm-block's
@@ -132,6 +134,41 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
+NOISE_FLOOR = "slurm-tree-shuffled"
+
+
+def register_noise_floor() -> None:
+    """`slurm-tree-shuffled`: slurm-tree with its ties between hosts of a leaf broken at random (seeded), so
+    its figures against slurm-tree are the noise floor: how far two equally good policies drift apart on
+    the same trace once one tie is broken otherwise (bench only; not a product policy)."""
+    import numpy as np
+
+    from gpupool.simulate.placers import chooser_placer, slurm_tree_chooser
+    from gpupool.simulate.policies import REGISTRY, SimPolicy, free_strategies
+
+    if NOISE_FLOOR in REGISTRY.names():
+        return
+
+    def build(setup):  # type: ignore[no-untyped-def]
+        compiled = setup.compiled
+        tree = chooser_placer(compiled, slurm_tree_chooser(compiled))
+        leaf = compiled.host_tree_leaf.astype(np.int64)
+        groups = [np.flatnonzero(leaf == value) for value in np.unique(leaf)]
+        order = np.arange(compiled.n_hosts)
+        rng = np.random.default_rng(1)
+
+        def placer(free, job):  # type: ignore[no-untyped-def]
+            for members in groups:  # position i of the shuffled view is host order[i], of the same leaf
+                order[members] = rng.permutation(members)
+            choice = tree(free[order], job)
+            if choice is None:
+                return None
+            hosts, gpus, hops = choice
+            return order[hosts], gpus, hops
+        return free_strategies(placer, setup)
+    REGISTRY.register(SimPolicy(NOISE_FLOOR, "slurm-tree, ties broken at random", "bench value only", build))
+
+
 def compare(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     """Per metric, `runs` against `base` (paired by seed): the row for the JSON and the text of the table."""
     row: dict[str, Any] = {}
@@ -180,6 +217,8 @@ def main() -> int:
         goal = replace(goal, size_mix=parse_size_mix(args.size_mix))
     policies = [p for p in args.policies.split(",") if p]
     against = [tuple(item.split("/", 1)) for item in args.against.split(",") if "/" in item]
+    if NOISE_FLOOR in policies:
+        register_noise_floor()
     if "slurm-tree" not in policies:
         policies.insert(0, "slurm-tree")
     doc: dict[str, Any] = {"seeds": args.seeds, "jobs": args.jobs, "hop_slack": args.hop_slack,
