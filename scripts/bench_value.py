@@ -21,7 +21,8 @@ per fabric. `--cache DIR` keeps each run's metrics (one JSON per fabric, workloa
 jobs and seed), so a later call with another policy reuses the paired baselines.
 `slurm-tree-shuffled` (bench only) is slurm-tree with ties between hosts of one leaf broken at random: its
 row is the noise floor, how far two equally good placements drift apart on one trace.
-Workloads: multi = `synthetic:multi=0.3`; packing = 1-8 GPU jobs only, at load 2 (at the default
+Workloads: multi = `synthetic:multi=0.3` (load 0.85); multi15, multi-l70, multi15-l70: 15% multi-node jobs
+and/or load 0.7; packing = 1-8 GPU jobs only, at load 2 (at the default
 load a queue of single-host jobs never builds). gpupool-pack's size mix is, by default, each
 workload's own job-size shares (what `--size-history` learns from a site's sacct). slurm-block's
 interval is against slurm-tree too.
@@ -50,6 +51,10 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SELENE = os.path.join(REPO, "tests", "fixtures", "ibnetdiscover", "selene-compute-hdr.out")
 WORKLOADS = {
     "multi": "synthetic:multi=0.3",
+    # The two loads x two multi-node shares, with `multi` (load 0.85, 30% multi-node jobs):
+    "multi15": "synthetic:multi=0.15",
+    "multi-l70": "synthetic:multi=0.3,load=0.7",
+    "multi15-l70": "synthetic:multi=0.15,load=0.7",
     # Single-host jobs only: at the default load the queue never builds, so this one is offered twice the GPUs.
     "packing": "synthetic:multi=0,load=2,single_gpus=1:30/2:20/3:5/4:20/6:5/8:20",
 }

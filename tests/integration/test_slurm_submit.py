@@ -266,6 +266,30 @@ def test_a_spread_placement_now_waits_for_compact_switches(clean: Testbed, scrip
     assert "JobState=PENDING" in out and "Switches=1@00:30:00" in out, out
 
 
+def test_a_job_waiting_for_switches_holds_no_nodes_back(clean: Testbed) -> None:
+    """The simulator's model of --switches=N@T (docs/simulate.md, "Waiting for a compact placement"): a job
+    waiting for its switch count keeps its place in the queue but holds nothing back from later jobs."""
+    from gpupool.fabric.compiled import load_compiled
+
+    k = clean.gpus_per_node
+    compiled = load_compiled(str(clean.fabric_path))
+    leaves: dict[int, list[str]] = {}
+    for host in clean.nodes:
+        leaves.setdefault(int(compiled.host_tree_leaf[compiled.host_index()[host]]), []).append(host)
+    fill(clean, {h: k for members in leaves.values() for h in members[1:]})  # one whole host free per leaf
+    held = clean.run(["sbatch", "--parsable", "-N", "2", f"--gres=gpu:{k}", "--switches=1@30:00", "-t", "60",
+                      "--mem=100", "--wrap", "sleep 600"], check=True).stdout.strip().split(";")[0]
+    time.sleep(3)  # a scheduling pass sees the held job first
+    later = clean.run(["sbatch", "--parsable", "-N", "1", f"--gres=gpu:{k}", "-t", "60", "--mem=100",
+                       "--wrap", "sleep 600"], check=True).stdout.strip().split(";")[0]
+
+    def state(job: str) -> str:
+        return clean.run(["squeue", "-h", "-j", job, "-o", "%T"]).stdout.strip()
+
+    wait_until(lambda: state(later) == "RUNNING", 30, message="the later one-node job running")
+    assert state(held) == "PENDING"
+
+
 def test_slow_controller_is_exit_3_and_bounded(clean: Testbed, script: str) -> None:
     """slurmctld stopped (SIGSTOP): connections hang instead of failing; gpupool gives up in time."""
     import signal
