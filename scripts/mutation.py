@@ -136,7 +136,12 @@ def run_module(target: str, key: str, max_children: int, time_limit: float, revi
               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n")
     with (root / "pyproject.toml").open("a") as handle:
         handle.write(config)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20")
+    # mutmut forks one child per mutant from the process that ran the tests once (its stats run). A
+    # parallel kernel run there under Numba's OpenMP threading layer makes every forked child raise
+    # SIGTERM on its own first parallel call ("fork() called from a process already using GNU
+    # OpenMP"): the mutant would read -15, neither killed nor survived. The workqueue layer is fork-safe.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20",
+               NUMBA_THREADING_LAYER="workqueue")
     started = time.monotonic()
     log = root / "mutmut.log"
     try:
