@@ -536,15 +536,27 @@ LOGICAL_CASES = {
         [("r2-a", ("n7", "n8", "n9", "n10")), ("r2-b", ("n5", "n6")), ("r10-a", ("n1", "n2")), ("r10-b", ("n3", "n4"))],
         [2, 4, 8]),
     # NVLink domains: one base block per domain, ordered by the leaf of the domain's first host (L1
-    # before L2 by name although L2 is switch 0), then that host's index; a domain's hosts in host
-    # order (nvD lists n8 first); a domain outside every leaf last; n9 in no domain is in no block.
-    # Pairs: (nvA, nvD) share L1; (nvB, nvC) have no common switch and nvB's tree (top) holds 3
-    # blocks: no 4; 8 = the whole cluster.
+    # before L2 by name although L2 is switch 0 and holds host n1), then that host's index; a domain's
+    # hosts in host order (nvD lists n8 first); a domain outside every leaf last; n9 in no domain is
+    # in no block. Pairs: (nvA, nvD) share L1; (nvB, nvC) have no common switch and nvB's tree (top)
+    # holds 3 blocks: no 4; 8 = the whole cluster.
     "nvlink-domains": (
         {"L2": "top", "top": None, "L1": "top"},
-        {"n1": "L1", "n2": "L1", "n3": "L1", "n4": "L2", "n5": "L2", "n6": None, "n7": None, "n8": "L1", "n9": "L2"},
-        {"nvB": ["n4", "n5"], "nvC": ["n6", "n7"], "nvD": ["n8", "n3"], "nvA": ["n1", "n2"]},
-        [("nvA", ("n1", "n2")), ("nvD", ("n3", "n8")), ("nvB", ("n4", "n5")), ("nvC", ("n6", "n7"))], [2, 8]),
+        {"n1": "L2", "n2": "L2", "n3": "L1", "n4": "L1", "n5": "L1", "n6": None, "n7": None, "n8": "L1", "n9": "L2"},
+        {"nvB": ["n1", "n2"], "nvC": ["n6", "n7"], "nvD": ["n8", "n5"], "nvA": ["n3", "n4"]},
+        [("nvA", ("n3", "n4")), ("nvD", ("n5", "n8")), ("nvB", ("n1", "n2")), ("nvC", ("n6", "n7"))], [2, 8]),
+    # Two domains per leaf: the aligned pairs are the leaves' domains: 2, and 4 = the cluster.
+    "nvlink-domains-two-per-leaf": (
+        {"top": None, "L1": "top", "L2": "top"},
+        _under("L1", "L1", "L2", "L2", per=1),
+        {"dA": ["n1"], "dB": ["n2"], "dC": ["n3"], "dD": ["n4"]},
+        [("dA", ("n1",)), ("dB", ("n2",)), ("dC", ("n3",)), ("dD", ("n4",))], [1, 2, 4]),
+    # A domain outside every leaf comes last; the pair (dX, dZ) shares L: 2 offered; 3 nodes: no 4.
+    "nvlink-domain-outside-every-leaf": (
+        {"root": None, "L": "root"},
+        {"n1": "L", "n2": None, "n3": "L"},
+        {"dX": ["n1"], "dY": ["n2"], "dZ": ["n3"]},
+        [("dX", ("n1",)), ("dZ", ("n3",)), ("dY", ("n2",))], [1, 2]),
     # Domains under two roots that are their own leaves (R1 is switch 0): (d1, d2) share R1; (d3, d4)
     # share no switch and R1 holds 3 domains: no 2; 4 = the whole cluster.
     "nvlink-domains-under-two-roots": (
@@ -581,8 +593,8 @@ def test_block_layout_helpers() -> None:
 # base times a power of two; without BlockSizes the first block's node count and levels 0-4).
 CONF_CASES = {
     "comments-and-any-case": (
-        "# BlockSizes=1 # an old value\nblockname=b1 NODES=gpu[001-002]  # BlockSizes=1\n  BlockName=b2 Nodes=gpu[003-005]\n"
-        "BLOCKSIZES=2,8,4,4\n",
+        "# BlockSizes=1\nblockname=b1 NODES=gpu[001-002]  # BlockSizes=1\n  BlockName=b2 Nodes=gpu[003-005]\n"
+        "BLOCKSIZES=2,8,4,4\n# BlockSizes=1 # an old value\n",
         [("b1", ("gpu001", "gpu002")), ("b2", ("gpu003", "gpu004", "gpu005"))], 2, (0, 1, 2)),
     "default-sizes-from-the-first-block": (
         "BlockName=big Nodes=gpu[001-004]\nBlockName=small Nodes=gpu[005-006]\n",
