@@ -3,7 +3,9 @@ placement and the emulation of Slurm's own block choice.
 
 Expected values are derived by hand from the generated fabrics (generator naming: hosts gpu001..,
 leaves leafNN / podP-leafNN) and from Slurm's rules as eval_nodes_block.c states them, or by a brute
-force over block subsets written here, never from gpupool's output.
+force over block subsets written here, never from gpupool's output. At the end: fabric_blocks on
+hand-built logical trees (every order, index and boundary chosen on purpose) and Slurm's own block
+files read back, each case worked out in its comment.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ copied from gpupool's output. Conventions they encode:
 - hostlists fold only the last number (gpu[001-004], leaf[01-02]; pod1-spine01,pod2-spine01).
 - block: one block per (logical) leaf; BlockSizes is the smallest block's node count, doubled
   while it stays within the node total.
+- switches and blocks in natural name order (leaf9 before leaf10), upper switches too.
+Further below, the same for the ibsim net file and the Graphviz graph of hand-built fabrics (hostile
+names and descriptions included), the errors of every format, and `fabric show --json` (summary)
+figure by figure, each worked out in the comment above it (issue 29: these tests are what kills
+gpupool/fabric/export.py's mutants).
 """
 
 from __future__ import annotations
