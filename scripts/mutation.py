@@ -45,7 +45,8 @@ CORE: dict[str, list[str]] = {
                                "tests/unit/test_block_placement.py", "tests/unit/test_reclaim.py"],
     "gpupool/fabric/export.py": ["tests/unit/test_export_expected.py", "tests/unit/test_fabric_model.py",
                                  "tests/unit/test_fabric_topology_yaml.py", "tests/unit/test_fabric_hostile.py",
-                                 "tests/unit/test_golden_independent.py"],
+                                 "tests/unit/test_golden_independent.py", "tests/unit/test_fabric_director.py",
+                                 "tests/unit/test_registries.py"],
     "gpupool/fabric/blocks.py": ["tests/unit/test_block_placement.py", "tests/unit/test_fabric_topology_yaml.py"],
     "gpupool/audit/checks/*.py": ["tests/unit/test_audit_checks.py", "tests/unit/test_audit_traits.py",
                                   "tests/unit/test_audit_fixture.py", "tests/unit/test_audit_realworld.py"],
@@ -136,7 +137,12 @@ def run_module(target: str, key: str, max_children: int, time_limit: float, revi
               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n")
     with (root / "pyproject.toml").open("a") as handle:
         handle.write(config)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20")
+    # mutmut forks one child per mutant from the process that ran the tests once (its stats run). A
+    # parallel kernel run there under Numba's OpenMP threading layer makes every forked child raise
+    # SIGTERM on its own first parallel call ("fork() called from a process already using GNU
+    # OpenMP"): the mutant would read -15, neither killed nor survived. The workqueue layer is fork-safe.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20",
+               NUMBA_THREADING_LAYER="workqueue")
     started = time.monotonic()
     log = root / "mutmut.log"
     try:

@@ -3,7 +3,9 @@ placement and the emulation of Slurm's own block choice.
 
 Expected values are derived by hand from the generated fabrics (generator naming: hosts gpu001..,
 leaves leafNN / podP-leafNN) and from Slurm's rules as eval_nodes_block.c states them, or by a brute
-force over block subsets written here, never from gpupool's output.
+force over block subsets written here, never from gpupool's output. At the end: fabric_blocks on
+hand-built logical trees (every order, index and boundary chosen on purpose) and Slurm's own block
+files read back, each case worked out in its comment.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -457,3 +460,242 @@ def test_submit_keeps_the_users_segment_and_pins_as_slurm_allows(four_blocks, tm
             assert "--exclude=gpu[003-024,031-032]" in args
     with pytest.raises(UsageError, match="does not divide"):
         submit_planned(slurm, four_blocks, SubmitRequest(nodes=8, gpus_per_node=8, sbatch_args=["--segment=3"], **base))
+
+
+# fabric_blocks on hand-built logical trees: a stand-in with only the fields it reads, so the index
+# of every switch and the order of every name is chosen on purpose (a leaf or pod at index 0, names
+# whose text order and natural order differ, a switch without hosts, hosts outside every leaf).
+
+@dataclass
+class _Logical:
+    tree_names: list[str]
+    tree_parent: np.ndarray
+    host_names: list[str]
+    host_tree_leaf: np.ndarray
+    host_domain: np.ndarray
+    domain_names: list[str]
+
+    def has_nvlink_domains(self) -> bool:
+        return bool(self.domain_names)
+
+
+def _logical(switches: dict[str, str | None], leaf_of: dict[str, str | None],
+             domains: dict[str, list[str]] | None = None) -> _Logical:
+    """Switches in index order (name -> parent, None for a root), hosts in index order (name -> leaf,
+    None for none), NVLink domains in index order (name -> member hosts)."""
+    index = {name: i for i, name in enumerate(switches)}
+    domain_of = {h: d for d, members in enumerate((domains or {}).values()) for h in members}
+    return _Logical(tree_names=list(switches),
+                    tree_parent=np.asarray([index[p] if p else -1 for p in switches.values()], dtype=np.int32),
+                    host_names=list(leaf_of),
+                    host_tree_leaf=np.asarray([index[s] if s else -1 for s in leaf_of.values()], dtype=np.int32),
+                    host_domain=np.asarray([domain_of.get(h, -1) for h in leaf_of], dtype=np.int32),
+                    domain_names=list(domains or {}))
+
+
+def _under(*leaves: str | None, per: int = 2) -> dict[str, str | None]:
+    """`per` hosts n1, n2, ... under each leaf in turn."""
+    return {f"n{i + 1}": leaf for i, leaf in enumerate(leaf for leaf in leaves for _ in range(per))}
+
+
+LOGICAL_CASES = {
+    # Depth-first (a's leaves before the leaf b, although b sorts first by name), children in natural
+    # order (x9 before x10), the switch without hosts and the service host left out; blocks of 3, 2
+    # and 2 nodes: base 2, 7 nodes: sizes 2 and 4. The one aligned pair (x9, x10) shares `a`; the
+    # third block alone is no pair to check.
+    "depth-first-natural-order": (
+        {"b": "top", "top": None, "a": "top", "x10": "a", "x9": "a", "empty": "a"},
+        {"n1": "x10", "n2": "x10", "n3": "x9", "n4": "x9", "n5": "x9", "svc": None, "n6": "b", "n7": "b"}, None,
+        [("x9", ("n3", "n4", "n5")), ("x10", ("n1", "n2")), ("b", ("n6", "n7"))], [2, 4]),
+    # Pods of 1, 2 and 1 leaves: the pair (p1-l1, p2-l1) spreads over p1 and p2, and p2 holds a whole
+    # pair (2 blocks, exactly the width): no 4. Four blocks of 2 nodes: 8 = the whole cluster.
+    "pair-straddles-a-pod-of-exactly-two": (
+        {"top": None, "p1": "top", "p2": "top", "p3": "top", "p1-l1": "p1", "p2-l1": "p2", "p2-l2": "p2",
+         "p3-l1": "p3"},
+        _under("p1-l1", "p2-l1", "p2-l2", "p3-l1"), None,
+        [("p1-l1", ("n1", "n2")), ("p2-l1", ("n3", "n4")), ("p2-l2", ("n5", "n6")), ("p3-l1", ("n7", "n8"))],
+        [2, 8]),
+    # 2 pods x 2 leaves, a leaf at index 0: the aligned pairs are the pods (4 offered); the pair
+    # (q1-l2, q2-l1) would straddle, but it is not aligned, so it is never checked.
+    "aligned-pairs-are-the-pods": (
+        {"q1-l1": "q1", "top": None, "q1": "top", "q2": "top", "q1-l2": "q1", "q2-l1": "q2", "q2-l2": "q2"},
+        _under("q1-l1", "q1-l2", "q2-l1", "q2-l2"), None,
+        [("q1-l1", ("n1", "n2")), ("q1-l2", ("n3", "n4")), ("q2-l1", ("n5", "n6")), ("q2-l2", ("n7", "n8"))],
+        [2, 4, 8]),
+    # A pod of 3 leaves at index 0 and a pod of 1, one host each: the pair (pod-big-l3, pod-small-l1)
+    # straddles pod-big, which holds 3 blocks: no 2; 4 = the whole cluster.
+    "a-pod-at-index-0": (
+        {"pod-big": "core", "core": None, "pod-big-l1": "pod-big", "pod-big-l2": "pod-big", "pod-big-l3": "pod-big",
+         "pod-small": "core", "pod-small-l1": "pod-small"},
+        _under("pod-big-l1", "pod-big-l2", "pod-big-l3", "pod-small-l1", per=1), None,
+        [("pod-big-l1", ("n1",)), ("pod-big-l2", ("n2",)), ("pod-big-l3", ("n3",)), ("pod-small-l1", ("n4",))],
+        [1, 4]),
+    # Two trees, roots in natural order (r2 before r10), each with its leaves; blocks of 4, 2, 2 and 2
+    # nodes: base 2, 10 nodes; the aligned pairs stay in their tree: 4; 8 = 4 blocks, all of them.
+    "two-roots": (
+        {"r10": None, "r10-a": "r10", "r10-b": "r10", "r2": None, "r2-b": "r2", "r2-a": "r2"},
+        {**_under("r10-a", "r10-b", "r2-b"), "n7": "r2-a", "n8": "r2-a", "n9": "r2-a", "n10": "r2-a"}, None,
+        [("r2-a", ("n7", "n8", "n9", "n10")), ("r2-b", ("n5", "n6")), ("r10-a", ("n1", "n2")), ("r10-b", ("n3", "n4"))],
+        [2, 4, 8]),
+    # NVLink domains: one base block per domain, ordered by the leaf of the domain's first host (L1
+    # before L2 by name although L2 is switch 0 and holds host n1), then that host's index; a domain's
+    # hosts in host order (nvD lists n8 first); a domain outside every leaf last; n9 in no domain is
+    # in no block. Pairs: (nvA, nvD) share L1; (nvB, nvC) have no common switch and nvB's tree (top)
+    # holds 3 blocks: no 4; 8 = the whole cluster.
+    "nvlink-domains": (
+        {"L2": "top", "top": None, "L1": "top"},
+        {"n1": "L2", "n2": "L2", "n3": "L1", "n4": "L1", "n5": "L1", "n6": None, "n7": None, "n8": "L1", "n9": "L2"},
+        {"nvB": ["n1", "n2"], "nvC": ["n6", "n7"], "nvD": ["n8", "n5"], "nvA": ["n3", "n4"]},
+        [("nvA", ("n3", "n4")), ("nvD", ("n5", "n8")), ("nvB", ("n1", "n2")), ("nvC", ("n6", "n7"))], [2, 8]),
+    # Two domains per leaf: the aligned pairs are the leaves' domains: 2, and 4 = the cluster.
+    "nvlink-domains-two-per-leaf": (
+        {"top": None, "L1": "top", "L2": "top"},
+        _under("L1", "L1", "L2", "L2", per=1),
+        {"dA": ["n1"], "dB": ["n2"], "dC": ["n3"], "dD": ["n4"]},
+        [("dA", ("n1",)), ("dB", ("n2",)), ("dC", ("n3",)), ("dD", ("n4",))], [1, 2, 4]),
+    # A domain outside every leaf comes last; the pair (dX, dZ) shares L: 2 offered; 3 nodes: no 4.
+    "nvlink-domain-outside-every-leaf": (
+        {"root": None, "L": "root"},
+        {"n1": "L", "n2": None, "n3": "L"},
+        {"dX": ["n1"], "dY": ["n2"], "dZ": ["n3"]},
+        [("dX", ("n1",)), ("dZ", ("n3",)), ("dY", ("n2",))], [1, 2]),
+    # Domains under two roots that are their own leaves (R1 is switch 0): (d1, d2) share R1; (d3, d4)
+    # share no switch and R1 holds 3 domains: no 2; 4 = the whole cluster.
+    "nvlink-domains-under-two-roots": (
+        {"R1": None, "R2": None},
+        _under("R1", "R1", "R1", "R2", per=1),
+        {"d1": ["n1"], "d2": ["n2"], "d3": ["n3"], "d4": ["n4"]},
+        [("d1", ("n1",)), ("d2", ("n2",)), ("d3", ("n3",)), ("d4", ("n4",))], [1, 4]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOGICAL_CASES))
+def test_fabric_blocks_of_hand_built_trees(case: str) -> None:
+    switches, leaf_of, domains, blocks, sizes = LOGICAL_CASES[case]
+    layout = fabric_blocks(_logical(switches, leaf_of, domains))  # type: ignore[arg-type]
+    assert [(name, tuple(members)) for name, members in layout.blocks] == blocks
+    assert layout.base_size == sizes[0] and layout.sizes == sizes and layout.source == "fabric"
+    assert layout.levels == tuple((size // sizes[0]).bit_length() - 1 for size in sizes)
+
+
+def test_fabric_blocks_without_a_host_under_a_leaf_is_bad_input() -> None:
+    with pytest.raises(InputError, match="^the fabric has no compute host: there is no block to build$"):
+        fabric_blocks(_logical({"top": None, "leaf": "top"}, {"svc1": None, "svc2": None}))  # type: ignore[arg-type]
+
+
+def test_block_layout_helpers() -> None:
+    layout = BlockLayout(blocks=(("x", ("a", "b")), ("y", ("c",))), base_size=3, levels=(0, 2), source="topology.conf")
+    assert layout.sizes == [3, 12]
+    assert layout.block_of() == {"a": 0, "b": 0, "c": 1}
+    assert layout.to_json() == {"source": "topology.conf", "base_blocks": 2, "block_sizes": [3, 12]}
+
+
+# Slurm's own block files, read back: (text, expected blocks, base size, levels), worked out by hand
+# from topology.conf(5) / topology.yaml(5) (BlockSizes: the first size is the base, each size the
+# base times a power of two; without BlockSizes the first block's node count and levels 0-4).
+CONF_CASES = {
+    "comments-and-any-case": (
+        "# BlockSizes=1\nblockname=b1 NODES=gpu[001-002]  # BlockSizes=1\n  BlockName=b2 Nodes=gpu[003-005]\n"
+        "BLOCKSIZES=2,8,4,4\n# BlockSizes=1 # an old value\n",
+        [("b1", ("gpu001", "gpu002")), ("b2", ("gpu003", "gpu004", "gpu005"))], 2, (0, 1, 2)),
+    "default-sizes-from-the-first-block": (
+        "BlockName=big Nodes=gpu[001-004]\nBlockName=small Nodes=gpu[005-006]\n",
+        [("big", ("gpu001", "gpu002", "gpu003", "gpu004")), ("small", ("gpu005", "gpu006"))], 4, (0, 1, 2, 3, 4)),
+    "a-block-of-exactly-the-base-size": (  # a hostlist expands sorted, as ClusterShell's NodeSet does
+        "BlockName=b1 Nodes=n[1-3]\nBlockName=b2 Nodes=n[4-6],m1\nBlockSizes=3\n",
+        [("b1", ("n1", "n2", "n3")), ("b2", ("m1", "n4", "n5", "n6"))], 3, (0,)),
+    "single-node-blocks": (
+        "BlockName=a Nodes=n1\nBlockName=b Nodes=n2\nBlockSizes=1,2\n", [("a", ("n1",)), ("b", ("n2",))], 1, (0, 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONF_CASES))
+def test_topology_conf_blocks_read_by_hand(case: str) -> None:
+    text, blocks, base, levels = CONF_CASES[case]
+    layout = blocks_from_topology_conf(text)
+    assert [(name, tuple(members)) for name, members in layout.blocks] == blocks
+    assert (layout.base_size, layout.levels, layout.source) == (base, levels, "topology.conf")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "topology.conf: no block"),
+    ("# BlockName=b1 Nodes=n1\nSwitchName=s Nodes=n1\n", "topology.conf: no block"),
+    ("BlockName=b1 Nodes=n[1-4]\nBlockSizes=4,x\n", "topology.conf: BlockSizes=4,x is not a list of numbers"),
+    ("BlockName=b1 Nodes=n[1-4]\nBlockSizes=4,12\n",
+     "topology.conf: BlockSizes 4,12: each size must be the first times a power of two (Slurm refuses it)"),
+    ("BlockName=b1 Nodes=n[1-4]\nBlockSizes=4,0\n", "topology.conf: BlockSizes 4,0: each size must be"),
+    ("BlockName=b1 Nodes=n[1-4]\nBlockSizes=0\n", "topology.conf: BlockSizes 0: each size must be"),
+    ("BlockName=b1 Nodes=n[1-4]\nBlockSizes=4,-8\n", "topology.conf: BlockSizes 4,-8: each size must be"),
+    ("BlockName=b1 Nodes=n[1-8]\nBlockSizes=8,4\n", "topology.conf: BlockSizes 8,4: each size must be"),
+    ("BlockName=b1 Nodes=n[1-4]\nBlockName=b2 Nodes=n[5-7]\nBlockSizes=4,8\n",
+     "topology.conf: a block has 3 nodes, fewer than the base block size 4"),
+    ("BlockName=b1\nBlockSizes=1\n", "topology.conf: a block has 0 nodes, fewer than the base block size 1"),
+])
+def test_topology_conf_that_slurm_refuses(text: str, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        blocks_from_topology_conf(text)
+    assert info.value.message.startswith(message), info.value.message
+
+
+YAML_TWO_BLOCK_TOPOLOGIES = """\
+- not a mapping
+- topology: tree
+  tree:
+    switches:
+      - switch: s
+        nodes: gpu[001-008]
+- topology: first
+  block: [not, a, mapping]
+- topology: nvl
+  block:
+    block_sizes: [2, 8]
+    blocks:
+      - block: 1
+        nodes: gpu[001-002]
+      - just text
+      - block: b
+        nodes: gpu[003-006]
+      - block: empty
+- topology: 5
+  block:
+    blocks:
+      - block: c
+        nodes: gpu[007-009]
+      - block: d
+        nodes: gpu010
+"""
+
+
+@pytest.mark.parametrize(("name", "blocks", "base", "levels"), [
+    (None, [("1", ("gpu001", "gpu002")), ("b", ("gpu003", "gpu004", "gpu005", "gpu006")), ("empty", ())], 2, (0, 2)),
+    ("nvl", [("1", ("gpu001", "gpu002")), ("b", ("gpu003", "gpu004", "gpu005", "gpu006")), ("empty", ())], 2, (0, 2)),
+    ("5", [("c", ("gpu007", "gpu008", "gpu009")), ("d", ("gpu010",))], 3, (0, 1, 2, 3, 4)),
+])
+def test_topology_yaml_blocks_read_by_hand(name: str | None, blocks: list[tuple[str, tuple[str, ...]]], base: int,
+                                           levels: tuple[int, ...]) -> None:
+    text = YAML_TWO_BLOCK_TOPOLOGIES
+    if name is None:  # the first block topology; its empty block is refused against BlockSizes
+        with pytest.raises(InputError, match="^topology.yaml: a block has 0 nodes, fewer than the base block size 2$"):
+            blocks_from_topology_yaml(text)
+        text = text.replace("      - block: empty\n", "      - block: empty\n        nodes: gpu[011-012]\n")
+        blocks = [*blocks[:2], ("empty", ("gpu011", "gpu012"))]
+    elif name == "nvl":
+        text = text.replace("      - block: empty\n", "")
+        blocks = blocks[:2]
+    layout = blocks_from_topology_yaml(text, name)
+    assert [(n, tuple(members)) for n, members in layout.blocks] == blocks
+    assert (layout.base_size, layout.levels, layout.source) == (base, levels, "topology.yaml")
+
+
+@pytest.mark.parametrize(("text", "name", "message"), [
+    ("", None, "topology.yaml has no block topology"),
+    ("topology: nvl\nblock: {}\n", None, "topology.yaml has no block topology"),
+    ("5\n", None, "topology.yaml has no block topology"),
+    (YAML_TWO_BLOCK_TOPOLOGIES, "tree", "topology.yaml has no block topology named 'tree'"),
+    (YAML_TWO_BLOCK_TOPOLOGIES, "nosuch", "topology.yaml has no block topology named 'nosuch'"),
+    ("- topology: b\n  block:\n    blocks: []\n", None, "topology.yaml: no block"),
+])
+def test_topology_yaml_without_the_block_topology(text: str, name: str | None, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        blocks_from_topology_yaml(text, name)
+    assert info.value.message == message
