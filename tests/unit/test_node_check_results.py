@@ -849,3 +849,26 @@ def test_drain_reason_length_limit() -> None:
     long = Finding("xid", "warning", "gpu0", "b" * 500)
     assert drain_reason([long]) == ("gpupool: gpu0 xid: " + "b" * 500)[:177] + "..."
     assert len(drain_reason([long])) == 180
+
+
+def test_check_gpu_takes_the_last_runs_counters() -> None:
+    rising = gpu(0, pcie_replay=150)
+    assert check_gpu(rising, NodeSettings(), {"gpu:0000:10:00.0:pcie_replay": 100}) == []  # 50 since the last run
+    assert [f.message for f in check_gpu(rising, NodeSettings())] == [
+        "150 PCIe replay(s) since the counter was last reset (more than 100)" + BUS]
+
+
+def test_hca_checks_that_are_off_record_nothing() -> None:
+    sick = port("mlx5_0", rate=10.0, counters={"link_downed": 9, "symbol_error": 99, "port_rcv_errors": 99,
+                                               "link_error_recovery": 9})
+    judge = hca_judge([sick], {"expected_hca_rate": 400}, "hca-port-state", fabric_rates={"mlx5_0/1": 100.0})
+    assert rows(judge) == [("hca-port-state", "mlx5_0/1", "ACTIVE", "ACTIVE", "OK")]
+    judge = hca_judge([sick], {"expected_hca_rate": 400}, "hca-port-state")
+    assert rows(judge) == [("hca-port-state", "mlx5_0/1", "ACTIVE", "ACTIVE", "OK")]
+
+
+def test_hca_errors_reads_each_counter_the_port_has() -> None:
+    judge = hca_judge([port("mlx5_0", counters={"port_rcv_errors": 11, "link_error_recovery": 1})], None,
+                      "hca-errors")
+    assert rows(judge) == [("hca-errors", "mlx5_0/1:port_rcv_errors", 11, 10, "WARNING"),
+                           ("hca-errors", "mlx5_0/1:link_error_recovery", 1, 0, "WARNING")]
