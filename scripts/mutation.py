@@ -137,7 +137,12 @@ def run_module(target: str, key: str, max_children: int, time_limit: float, revi
               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n")
     with (root / "pyproject.toml").open("a") as handle:
         handle.write(config)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20")
+    # mutmut forks one child per mutant from a process whose test runs already used the parallel (prange)
+    # kernels; numba's GNU OpenMP layer then SIGTERMs any forked child that runs one ("fork() called from a
+    # process already using GNU OpenMP"), so every such mutant ended as "other" (-15), never checked. The
+    # workqueue layer is fork-safe.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(root / ".numba-cache"), GPUPOOL_FUZZ_EXAMPLES="20",
+               NUMBA_THREADING_LAYER="workqueue")
     started = time.monotonic()
     log = root / "mutmut.log"
     try:
