@@ -40,7 +40,15 @@ from gpupool.node.checks import (
     select_gpus,
 )
 from gpupool.node.dcgm import DcgmResult, DcgmTest
-from gpupool.node.facts import CollectError, Finding, GpuFabric, GpuFacts, GpuInventory, HcaPort, NodeFacts
+from gpupool.node.facts import (
+    CollectError,
+    Finding,
+    GpuFabric,
+    GpuFacts,
+    GpuInventory,
+    HcaPort,
+    NodeFacts,
+)
 from gpupool.node.settings import NodeSettings, settings_from_table
 from gpupool.node.xid import XidEvent
 
