@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 from gpupool.audit.checks import (
+    AUDIT_CHECKS,
+    AuditInput,
+    CheckInfo,
     Rate,
+    all_check_infos,
+    audit_check,
     check_dragonfly,
     check_duplicates,
     check_generic_host_names,
@@ -39,6 +44,7 @@ from gpupool.audit.checks.dragonfly import reference_pairs
 from gpupool.audit.rollup import Finding
 from gpupool.audit.topology import Topo
 from gpupool.fabric.model import ROLE_HCA, ROLE_SERVICE, ROLE_UNNAMED, Fabric, Link, Node
+from gpupool.registry import DuplicateRegistration
 
 
 class Build:
@@ -72,6 +78,11 @@ class Build:
     def link(self, a: str, b: str) -> int:
         ends = {self.node(a), self.node(b)}
         return next(li for li, lk in enumerate(self.fab.links) if {lk.a, lk.b} == ends)
+
+    def link_of(self, hca: str) -> int:
+        """The (first) cable of a node."""
+        node = self.node(hca)
+        return next(li for li, lk in enumerate(self.fab.links) if node in (lk.a, lk.b))
 
     def unplug(self, a: str, b: str) -> None:
         del self.fab.links[self.link(a, b)]
@@ -793,14 +804,6 @@ def swap_leaf_ends(b: Build, hca_a: str, hca_b: str) -> None:
     (la.a, la.a_port), (lb.a, lb.a_port) = (lb.a, lb.a_port), (la.a, la.a_port)
 
 
-def link_of(self: Build, hca: str) -> int:
-    node = self.node(hca)
-    return next(li for li, lk in enumerate(self.fab.links) if node in (lk.a, lk.b))
-
-
-Build.link_of = link_of  # type: ignore[attr-defined]
-
-
 def test_crossed_rails() -> None:
     b = rail_tree(1, 6, 3)
     swap_leaf_ends(b, "dgx02/mlx5_0", "dgx02/mlx5_1")
@@ -923,3 +926,43 @@ def test_no_guess_without_a_pattern_or_cable() -> None:
                                 "names no host", {"desc": ""}),
         (b.fab.nodes[loose].id, f"HCA {b.fab.nodes[loose].id} on no switch has node description 'x', which names "
                                 "no host", {"desc": "x"})]
+
+
+# ---------------------------------------------------------------------------------------- registry
+
+
+def test_audit_check_registers_every_id_it_reports_and_refuses_a_taken_one() -> None:
+    rows = (CheckInfo("toy-a", "toys", "warning", "a"), CheckInfo("toy-b", "toys", "info", "b"))
+
+    def run(audit: AuditInput) -> list[Finding]:
+        return []
+
+    try:
+        assert audit_check(reports=rows)(run) is run
+        entry = AUDIT_CHECKS["toy-a"]
+        assert (entry.name, entry.reports, entry.run) == ("toy-a", rows, run)
+        assert all_check_infos()[-2:] == rows
+        with pytest.raises(DuplicateRegistration, match="^audit check id 'toy-b' is already registered$"):
+            audit_check("toy-b", "toys", "warning", "again")
+        # Several taken: the first in sorted order is named.
+        with pytest.raises(DuplicateRegistration, match="^audit check id 'toy-a' is already registered$"):
+            audit_check(reports=(CheckInfo("toy-b", "toys", "info", "b"), CheckInfo("toy-a", "toys", "info", "a")))
+        assert audit_check("toy-one", "toys", "critical", "one")(run) is run
+        assert AUDIT_CHECKS["toy-one"].reports == (CheckInfo("toy-one", "toys", "critical", "one"),)
+        assert AUDIT_CHECKS["toy-one"].name == "toy-one"
+        assert all_check_infos()[-3:] == (*rows, CheckInfo("toy-one", "toys", "critical", "one"))
+    finally:
+        for name in ("toy-a", "toy-one"):
+            if name in AUDIT_CHECKS:
+                AUDIT_CHECKS.unregister(name)
+    assert not {"toy-a", "toy-b", "toy-one"} & {c.id for c in all_check_infos()}
+
+
+def test_audit_input_defaults() -> None:
+    fabric = two_level(1, 1, 1).fab
+    first, second = AuditInput(fabric, Topo.of(fabric)), AuditInput(fabric, Topo.of(fabric))
+    assert (first.reference, first.compiled, first.expected_by_link, first.expected_uplinks,
+            first.max_oversubscription) == (None, None, None, None, None)
+    assert first.global_links == frozenset() and first.totals == {}
+    first.totals["x"] = 1
+    assert second.totals == {}  # each run its own totals
