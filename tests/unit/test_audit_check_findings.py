@@ -966,3 +966,213 @@ def test_audit_input_defaults() -> None:
     assert first.global_links == frozenset() and first.totals == {}
     first.totals["x"] = 1
     assert second.totals == {}  # each run its own totals
+
+
+# ------------------------------------------------------------------- boundaries of the shortfall detail
+
+
+def test_dragonfly_lists_of_switches_and_groups_must_pair_up() -> None:
+    b, switches, groups = dragonfly_groups({(0, 1): 1, (0, 2): 1, (1, 2): 1})
+    with pytest.raises(ValueError):
+        check_dragonfly(b.fab, switches, groups[:-1])
+    with pytest.raises(ValueError):
+        reference_pairs(b.fab, b.fab, SimpleNamespace(switch_node=switches, switch_group=groups[:-1]))  # type: ignore[arg-type]
+
+
+def test_dragonfly_two_groups_only_against_a_reference() -> None:
+    b = Build()
+    r1, r2 = b.switch("g1-r1", group=0), b.switch("g2-r1", group=1)
+    b.cable(r1, 1, b.hca("node1"))
+    b.cable(r2, 1, b.hca("node2"))
+    b.cable(r1, 2, r2, 2)
+    assert check_dragonfly(b.fab, [r1, r2], [0, 1]) == []  # one pair: it is its own majority
+    assert [f.message for f in check_dragonfly(b.fab, [r1, r2], [0, 1], {(0, 1): 2})] == [
+        "dragonfly groups 1 (g1-r1...) and 2 (g2-r1...) have 1 global links, expected 2: 1 missing"]
+
+
+def test_dragonfly_usually_without_global_links_misses_none() -> None:
+    b, switches, groups = dragonfly_groups({(0, 1): 1, (0, 2): 0, (1, 2): 0})
+    assert check_dragonfly(b.fab, switches, groups) == []
+
+
+def test_shortfall_lists_spines_in_natural_order() -> None:
+    b = two_level(4, 2, 3)
+    b.fab.nodes[b.node("spine01")].name = "spine10"  # first built, last by name
+    b.unplug("leaf04", "spine10")
+    b.unplug("leaf04", "spine02")
+    [finding] = check_leaf_uplinks(Topo.of(b.fab)).findings
+    assert finding.message == (
+        "leaf leaf04 has 1 uplinks, the other compute leaves have 3: 2 cables missing (spine02: 0 of 1, port 4 empty "
+        "on leaf04, port 4 empty on spine02; spine10: 0 of 1, port 3 empty on leaf04, port 4 empty on spine10)")
+
+
+def test_shortfall_names_a_spine_half_the_pod_uses() -> None:
+    b = two_level(4, 2, 2)
+    b.unplug("leaf03", "spine02")
+    b.unplug("leaf04", "spine02")  # spine02 serves leaf01 and leaf02: half the pod
+    report = check_leaf_uplinks(Topo.of(b.fab), {b.node("leaf03"): 2})
+    assert [f.message for f in report.findings if f.subject == "leaf03"] == [
+        "leaf leaf03 has 1 uplinks, the reference design has 2: 1 cable missing (spine02: 0 of 1, port 4 empty on "
+        "leaf03, port 3 empty on spine02)"]
+
+
+def test_shortfall_skips_a_spine_less_than_half_the_pod_uses() -> None:
+    b = two_level(5, 2, 2)
+    for n in (3, 4, 5):
+        b.unplug(f"leaf{n:02d}", "spine02")  # spine02 serves 2 of 5 leaves
+    report = check_leaf_uplinks(Topo.of(b.fab), {b.node("leaf03"): 2})
+    assert [f.message for f in report.findings if f.subject == "leaf03"] == [
+        "leaf leaf03 has 1 uplinks, the reference design has 2: 1 cable missing"]
+
+
+def test_shortfall_in_the_second_pod() -> None:
+    b = Build()
+    for pod in ("a", "b"):
+        spines = [b.switch(f"{pod}-spine{s}") for s in (1, 2)]
+        for n in (1, 2, 3):
+            leaf = b.switch(f"{pod}-leaf{n}")
+            b.cable(leaf, 1, b.hca(f"{pod}node{n}"))
+            for s, spine in enumerate(spines, start=1):
+                if (pod, n, s) != ("b", 3, 2):
+                    b.cable(leaf, 1 + s, spine, n)
+    assert [f.message for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        "leaf b-leaf3 has 1 uplinks, the other compute leaves have 2: 1 cable missing (b-spine2: 0 of 1, port 3 "
+        "empty on b-leaf3, port 3 empty on b-spine2)"]
+
+
+def replug_leaf_end(b: Build, leaf: str, spine: str, port: int) -> None:
+    link = b.fab.links[b.link(leaf, spine)]
+    if link.a == b.node(leaf):
+        link.a_port = port
+    else:
+        link.b_port = port
+
+
+def test_an_empty_port_is_named_when_at_least_half_the_peers_use_it() -> None:
+    b = two_level(5, 2, 2)
+    replug_leaf_end(b, "leaf03", "spine02", 7)
+    replug_leaf_end(b, "leaf04", "spine02", 7)  # spine02's leaves use port 4 (2 of 4) and port 7 (2 of 4)
+    b.unplug("leaf05", "spine02")
+    assert [f.message for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        "leaf leaf05 has 1 uplinks, the other compute leaves have 2: 1 cable missing (spine02: 0 of 1, ports 4, 7 "
+        "empty on leaf05, port 5 empty on spine02)"]
+    b = two_level(4, 2, 2)
+    replug_leaf_end(b, "leaf03", "spine02", 7)  # port 4: 2 of 3 peers; port 7: 1 of 3
+    b.unplug("leaf04", "spine02")
+    assert [f.message for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        "leaf leaf04 has 1 uplinks, the other compute leaves have 2: 1 cable missing (spine02: 0 of 1, port 4 empty "
+        "on leaf04, port 4 empty on spine02)"]
+
+
+def test_far_ports_are_read_at_the_far_switchs_end_of_the_cable() -> None:
+    b = two_level(4, 2, 2)
+    up = b.link("leaf04", "spine01")
+    b.fab.links[up] = Link(b.node("spine01"), 4, b.node("leaf04"), 3)  # written from the spine's end
+    b.unplug("leaf04", "spine02")
+    assert [f.message for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        "leaf leaf04 has 1 uplinks, the other compute leaves have 2: 1 cable missing (spine02: 0 of 1, port 4 empty "
+        "on leaf04, port 4 empty on spine02)"]
+
+
+def test_no_far_ports_named_when_more_are_empty_than_cables_missing() -> None:
+    b = two_level(4, 2, 2, uplinks=2)
+    cables = [li for li, lk in enumerate(b.fab.links) if {lk.a, lk.b} == {b.node("leaf03"), b.node("spine02")}]
+    b.fab.links[cables[0]].b_port = 20  # leaf03's remaining spine02 cable sits on spine02 port 20
+    del b.fab.links[cables[1]]
+    # spine02 ports 5 and 6 (leaf03's by the pattern) are both empty, but only one cable is missing.
+    assert [f.message for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        "leaf leaf03 has 3 uplinks, the other compute leaves have 4: 1 cable missing (spine02: 1 of 2, port 6 empty "
+        "on leaf03)"]
+
+
+def test_far_ports_need_a_majority_of_the_peer_spines() -> None:
+    b = two_level(4, 2, 3, uplinks=2)
+    # leaf04's cables: spine01 ports 7, 8; spine03 ports 7, 20 (one re-plugged); spine02 none.
+    cables = [li for li, lk in enumerate(b.fab.links) if {lk.a, lk.b} == {b.node("leaf04"), b.node("spine03")}]
+    b.fab.links[cables[1]].b_port = 20
+    b.unplug("leaf04", "spine02")
+    b.unplug("leaf04", "spine02")
+    assert [f.message for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        "leaf leaf04 has 4 uplinks, the other compute leaves have 6: 2 cables missing (spine02: 0 of 2, ports 5, 6 "
+        "empty on leaf04, port 7 empty on spine02)"]
+
+
+def test_rate_text_names_a_link_of_its_own_class() -> None:
+    b = two_level(3, 4, 2)
+    for link in b.fab.links:
+        if link_class(Topo.of(b.fab), link) == "switch":
+            link.speed = "NDR"
+    b.fab.links[b.link("leaf02", "node06/mlx5_0")].width = "2x"
+    assert [f.message for f in check_link_rates(Topo.of(b.fab))] == [
+        "leaf02 port 2 -- node06/mlx5_0 port 1 runs at 2x HDR (100 Gb/s); host links between these devices run at "
+        "4x HDR"]
+
+
+# --------------------------------------------------------------------------- unnamed HCAs, more guesses
+
+
+def named_rails(hosts: dict[str, int], rails: int = 2) -> Build:
+    """One rail group: leaves rail0..rail{rails-1}; host name -> its port on every rail leaf."""
+    b = Build()
+    leaves = [b.switch(f"rail{r}") for r in range(rails)]
+    for host, port in hosts.items():
+        for r, leaf in enumerate(leaves):
+            b.cable(leaf, port, b.hca(host, f"mlx5_{r}"))
+    spine = b.switch("spine01")
+    for r, leaf in enumerate(leaves):
+        b.cable(leaf, 40, spine, r + 1)
+    return b
+
+
+def loose_hca(b: Build, leaf: str, port: int) -> int:
+    hca = b.hca(None, desc="")
+    b.fab.nodes[hca].role = ROLE_UNNAMED
+    b.cable(b.node(leaf), port, hca)
+    return hca
+
+
+def guesses(b: Build) -> list[str | None]:
+    return [f.details.get("probable_host") for f in check_unnamed_hcas(Topo.of(b.fab))]
+
+
+def test_the_naming_pattern_with_an_offset() -> None:
+    b = named_rails({"dgx11": 1, "dgx12": 2, "dgx13": 3, "dgx14": 4})
+    loose_hca(b, "rail1", 5)
+    assert guesses(b) == ["dgx15"]
+
+
+def test_the_naming_pattern_down_to_host_zero() -> None:
+    b = named_rails({"dgx00": 1, "dgx01": 2, "dgx02": 3, "dgx03": 4})
+    loose_hca(b, "rail1", 5)
+    assert guesses(b) == ["dgx04"]
+    b = named_rails({"dgx00": 2, "dgx01": 3, "dgx02": 4, "dgx03": 5})
+    b.fab.links = [lk for lk in b.fab.links if b.fab.nodes[lk.b].name != "dgx00/mlx5_1"]
+    loose_hca(b, "rail1", 2)
+    loose_hca(b, "rail1", 1)  # would be host -1
+    found = check_unnamed_hcas(Topo.of(b.fab))
+    assert [(f.message.split(" on ")[1].split(" has ")[0], f.details.get("probable_host")) for f in found] == [
+        ("rail1 port 2", "dgx00"), ("rail1 port 1", None)]
+
+
+def test_no_pattern_guess_for_a_host_already_on_the_leaf() -> None:
+    b = named_rails({"dgx01": 1, "dgx02": 2, "dgx03": 3, "dgx04": 4})
+    b.cable(b.node("rail1"), 6, b.hca("dgx05", "mlx5_1"))  # dgx05 on the wrong port of rail1 (its only HCA)
+    loose_hca(b, "rail1", 5)
+    assert guesses(b) == [None]
+
+
+def test_a_sibling_cable_on_the_wrong_port_names_no_host() -> None:
+    b = named_rails({"dgx01": 1, "dgx02": 2, "dgx03": 3, "dgx04": 4}, rails=3)
+    swap_ports(b, "dgx02/mlx5_0", "dgx03/mlx5_0")  # on rail0 dgx02 sits at port 3, dgx03 at port 2
+    unnamed(b, "dgx03/mlx5_1")
+    assert guesses(b) == ["dgx03"]  # rail0 port 3 is dgx02's mistake; rail2 port 3 names dgx03
+
+
+def test_no_swap_guess_when_the_patterns_host_is_already_on_the_leaf() -> None:
+    b = named_rails({"dgx01": 1, "dgx02": 2, "dgx03": 3, "dgx04": 4, "dgx05": 5}, rails=3)
+    rail1 = b.node("rail1")
+    for host, port in (("dgx03", 4), ("dgx04", 5), ("dgx05", 3)):
+        b.fab.links[b.link("rail1", f"{host}/mlx5_1")].a_port = port
+    assert b.fab.links[b.link("rail1", "dgx05/mlx5_1")].a == rail1
+    unnamed(b, "dgx05/mlx5_1")
+    assert guesses(b) == [None]  # port 3 is dgx03's, dgx03 is on 4, but port 4's host dgx04 is here too
