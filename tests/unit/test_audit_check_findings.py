@@ -1142,16 +1142,10 @@ def test_the_naming_pattern_with_an_offset() -> None:
 
 
 def test_the_naming_pattern_down_to_host_zero() -> None:
-    b = named_rails({"dgx00": 1, "dgx01": 2, "dgx02": 3, "dgx03": 4})
-    loose_hca(b, "rail1", 5)
-    assert guesses(b) == ["dgx04"]
-    b = named_rails({"dgx00": 2, "dgx01": 3, "dgx02": 4, "dgx03": 5})
-    b.fab.links = [lk for lk in b.fab.links if b.fab.nodes[lk.b].name != "dgx00/mlx5_1"]
+    b = named_rails({"dgx01": 3, "dgx02": 4, "dgx03": 5, "dgx04": 6})  # host number = port - 2
     loose_hca(b, "rail1", 2)
-    loose_hca(b, "rail1", 1)  # would be host -1
-    found = check_unnamed_hcas(Topo.of(b.fab))
-    assert [(f.message.split(" on ")[1].split(" has ")[0], f.details.get("probable_host")) for f in found] == [
-        ("rail1 port 2", "dgx00"), ("rail1 port 1", None)]
+    loose_hca(b, "rail1", 1)  # would be host -1: no such name
+    assert guesses(b) == ["dgx00", None]
 
 
 def test_no_pattern_guess_for_a_host_already_on_the_leaf() -> None:
@@ -1176,3 +1170,110 @@ def test_no_swap_guess_when_the_patterns_host_is_already_on_the_leaf() -> None:
     assert b.fab.links[b.link("rail1", "dgx05/mlx5_1")].a == rail1
     unnamed(b, "dgx05/mlx5_1")
     assert guesses(b) == [None]  # port 3 is dgx03's, dgx03 is on 4, but port 4's host dgx04 is here too
+
+
+def star_of_spines(leaves: int, b_leaves: tuple[int, ...]) -> Build:
+    """leaf1..leafN (host at port 1); spine-a on every leaf (leaf port 2, spine port n); spine-s on
+    leaf2..leafN (leaf port 3, spine port n); spine-b on `b_leaves` (leaf port 4, spine port 6 + n)."""
+    b = Build()
+    a, spine_s, spine_b = b.switch("spine-a"), b.switch("spine-s"), b.switch("spine-b")
+    for n in range(1, leaves + 1):
+        leaf = b.switch(f"leaf{n}")
+        b.cable(leaf, 1, b.hca(f"node{n}"))
+        b.cable(leaf, 2, a, n)
+        if n > 1:
+            b.cable(leaf, 3, spine_s, n)
+        if n in b_leaves:
+            b.cable(leaf, 4, spine_b, 6 + n)
+    return b
+
+
+def test_far_ports_count_peer_spines_serving_half_the_pod() -> None:
+    # leaf1 lacks spine-s. Its peers: spine-a (spine-a port 1 is leaf1's) and spine-b (port 7), which serves
+    # leaf1 and leaf2: half the pod, so it votes too and the two disagree: no far port named.
+    b = star_of_spines(4, (1, 2))
+    report = check_leaf_uplinks(Topo.of(b.fab), {b.node("leaf1"): 3})
+    assert [f.message for f in report.findings if f.subject == "leaf1"] == [
+        "leaf leaf1 has 2 uplinks, the reference design has 3: 1 cable missing (spine-s: 0 of 1, port 3 empty on "
+        "leaf1)"]
+    # With 5 leaves spine-b serves 2 of 5, less than half: only spine-a votes, for spine-s port 1.
+    b = star_of_spines(5, (1, 2))
+    report = check_leaf_uplinks(Topo.of(b.fab), {b.node("leaf1"): 3})
+    assert [f.message for f in report.findings if f.subject == "leaf1"] == [
+        "leaf leaf1 has 2 uplinks, the reference design has 3: 1 cable missing (spine-s: 0 of 1, port 3 empty on "
+        "leaf1, port 1 empty on spine-s)"]
+
+
+def planes() -> tuple[Build, dict[int, int]]:
+    """spine01..03 cabled to core01, core02; spine04..06 to core03, core04 (spine port 10 + core within
+    its plane, core port = spine within its plane); each spine above one leaf with one host."""
+    b = Build()
+    cores = [b.switch(f"core{c:02d}") for c in range(1, 5)]
+    levels = {c: 3 for c in cores}
+    for s in range(1, 7):
+        spine = b.switch(f"spine{s:02d}")
+        leaf = b.switch(f"leaf{s:02d}")
+        levels[spine], levels[leaf] = 2, 1
+        b.cable(leaf, 1, b.hca(f"node{s:02d}"))
+        b.cable(leaf, 2, spine, 1)
+        plane = cores[:2] if s <= 3 else cores[2:]
+        for c, core in enumerate(plane, start=1):
+            b.cable(spine, 10 + c, core, (s - 1) % 3 + 1)
+    return b, levels
+
+
+def test_a_spine_short_names_only_the_cores_of_its_plane() -> None:
+    b, levels = planes()
+    b.unplug("spine02", "core02")
+    assert [f.message for f in check_upper_uplinks(Topo.of(b.fab), levels)] == [
+        "level-2 switch spine02 has 1 cables to level 3, its peers have 2: 1 cable missing (core02: 0 of 1, port 12 "
+        "empty on spine02, port 2 empty on core02)"]
+
+
+def test_short_spines_in_natural_order() -> None:
+    b, levels = planes()
+    b.fab.nodes[b.node("spine01")].name = "spine10"
+    b.unplug("spine10", "core01")
+    b.unplug("spine02", "core02")
+    assert [f.subject for f in check_upper_uplinks(Topo.of(b.fab), levels)] == ["spine02", "spine10"]
+
+
+def test_a_spine_short_of_two_cores() -> None:
+    b, levels = upper_tree(spines=3, cores=3)
+    b.unplug("spine02", "core02")
+    b.unplug("spine02", "core03")
+    assert [f.message for f in check_upper_uplinks(Topo.of(b.fab), levels)] == [
+        "level-2 switch spine02 has 1 cables to level 3, its peers have 3: 2 cables missing (core02: 0 of 1, port 12 "
+        "empty on spine02, port 2 empty on core02; core03: 0 of 1, port 13 empty on spine02, port 2 empty on core03)"]
+
+
+def test_a_level_with_too_few_switches_does_not_stop_the_next() -> None:
+    b, levels = upper_tree(spines=3, cores=2)
+    b.unplug("spine02", "core02")
+    # Two switches at level 2 (the leaves of spine01 and spine02), the spines at 3, the cores at 4.
+    shifted = {n: lv + 1 for n, lv in levels.items() if lv >= 2}
+    shifted.update({b.node("leaf01"): 2, b.node("leaf02"): 2})
+    assert [f.subject for f in check_upper_uplinks(Topo.of(b.fab), shifted)] == ["spine02"]
+
+
+def test_spines_usually_without_cables_up_miss_none() -> None:
+    b, levels = upper_tree(spines=3, cores=2)
+    for s in ("spine02", "spine03"):
+        b.unplug(s, "core01")
+        b.unplug(s, "core02")
+    b.unplug("spine01", "core02")
+    assert check_upper_uplinks(Topo.of(b.fab), levels) == []
+
+
+def test_hostless_leaf_uplinks_in_natural_order() -> None:
+    b = two_level(3, 2, 2)
+    b.fab.nodes[b.node("spine01")].name = "spine10"
+    b.fab.nodes[b.node("spine02")].name = "spine9"
+    mgmt = b.switch("mgmt01")
+    b.cable(mgmt, 1, b.node("spine10"), 20)
+    b.cable(mgmt, 2, b.node("spine9"), 20)
+    b.cable(mgmt, 3, b.node("spine10"), 21)
+    b.switch("mgmt02")  # powered on, no cable at all: not a leaf (no level), not told
+    assert [f.message for f in check_hostless_leaves(Topo.of(b.fab))] == [
+        "leaf mgmt01 has no host: 3 uplinks to spine9 (1), spine10 (2); a management leaf, or its hosts are down or "
+        "not cabled yet"]
