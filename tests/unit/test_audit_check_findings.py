@@ -666,10 +666,19 @@ def test_a_rail_group_short_of_a_leaf_is_critical() -> None:
 
 def test_a_short_group_whose_host_has_every_rail_is_not_short() -> None:
     b = rail_tree(4, 2, 3)
-    gone = b.node("u02-rail1")
-    b.fab.links = [lk for lk in b.fab.links if gone not in (lk.a, lk.b)]
-    # dgx03 keeps its rail-1 cable, now on u03's rail-1 leaf: it has all 3 HCAs on the fabric.
-    b.cable(b.node("u03-rail1"), 30, b.node("dgx03/mlx5_1"))
+    for gone in (b.node("u02-rail1"), b.node("u03-rail1")):
+        b.fab.links = [lk for lk in b.fab.links if gone not in (lk.a, lk.b)]
+    # dgx03 (unit 2) kept its rail-1 HCA cabled, to a spare port of its own rail-0 leaf: it has 3 HCAs
+    # on the fabric, so its group may be another design; unit 3's is short of a leaf.
+    b.cable(b.node("u02-rail0"), 9, b.node("dgx03/mlx5_1"))
+    assert [f.subject for f in check_leaf_groups(Topo.of(b.fab))] == ["u03-rail0, u03-rail2"]
+
+
+def test_a_full_group_whose_hosts_each_lost_a_rail_is_not_short() -> None:
+    b = rail_tree(4, 2, 3)
+    for hca in ("dgx03/mlx5_0", "dgx04/mlx5_2"):  # unit 2 keeps its 3 leaves
+        gone = b.node(hca)
+        b.fab.links = [lk for lk in b.fab.links if gone not in (lk.a, lk.b)]
     assert check_leaf_groups(Topo.of(b.fab)) == []
 
 
