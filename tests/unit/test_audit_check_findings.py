@@ -1286,3 +1286,26 @@ def test_hostless_leaf_uplinks_in_natural_order() -> None:
     assert [f.message for f in check_hostless_leaves(Topo.of(b.fab))] == [
         "leaf mgmt01 has no host: 3 uplinks to spine9 (1), spine10 (2); a management leaf, or its hosts are down or "
         "not cabled yet"]
+
+
+def test_a_one_word_warning_without_a_colon_is_a_discovery_warning() -> None:
+    fabric = Fabric(warnings=["oddity"])
+    assert whole(check_parse_warnings(fabric)) == [("discovery-warning", "warning", "fabric", "oddity", {})]
+
+
+def test_hcas_guessed_to_one_host_are_no_duplicate_name() -> None:
+    b = hosts_on_one_leaf({"cn1": ["mlx5_0"], "cn2": ["mlx5_0"]})
+    for port in (5, 6):
+        hca = b.hca(None, desc="MT4129 ConnectX7")
+        b.fab.nodes[hca].role, b.fab.nodes[hca].host = ROLE_UNNAMED, "cn3"  # a guess, not a claimed name
+        b.cable(b.node("leaf01"), port, hca)
+    assert check_duplicates(Topo.of(b.fab)) == []
+
+
+def test_fold_at_the_allowed_ratio_exactly() -> None:
+    # With its missing cable back leafA would run at exactly the allowed ratio (plus the 1e-9 slack): folded.
+    uplink = short_leaf("leafA", 1, 1)
+    over = Finding("leaf-oversubscribed", "warning", "leafA", "over", {"down_gbps": 2.0 + 1e-9, "up_gbps": 1.0,
+                                                                       "ratio": 2.0, "allowed": 2.0, "uplinks": 1})
+    short, kept = fold_oversubscription([uplink], [over])
+    assert kept == [] and short[0].message == "leaf leafA is short; so it is oversubscribed 2.00:1 (allowed 2.00:1)"
