@@ -750,7 +750,9 @@ def test_missing_rails_are_the_labels_most_full_hosts_have() -> None:
         ("cn6", "host cn6 has 1 HCAs on the fabric, hosts named like it have 2: missing mlx5_0 (present: "
                 "cn6/mlx5_9 on leaf01 port 10)", ["mlx5_0"])]
     b = hosts_on_one_leaf({"cn1": ["HCA-10", "HCA-2"], "cn2": ["HCA-10", "HCA-2"], "cn3": ["HCA-3"]})
-    assert [f.details["missing"] for f in check_host_rails(Topo.of(b.fab))] == [["HCA-2", "HCA-10"]]
+    assert [(f.message, f.details["missing"]) for f in check_host_rails(Topo.of(b.fab))] == [
+        ("host cn3 has 1 HCAs on the fabric, hosts named like it have 2: missing HCA-2, HCA-10 (present: cn3/HCA-3 "
+         "on leaf01 port 5)", ["HCA-2", "HCA-10"])]
 
 
 def test_host_rails_need_three_hosts_named_alike() -> None:
@@ -1309,3 +1311,63 @@ def test_fold_at_the_allowed_ratio_exactly() -> None:
                                                                        "ratio": 2.0, "allowed": 2.0, "uplinks": 1})
     short, kept = fold_oversubscription([uplink], [over])
     assert kept == [] and short[0].message == "leaf leafA is short; so it is oversubscribed 2.00:1 (allowed 2.00:1)"
+
+
+def test_crossed_rails_need_a_labelled_majority() -> None:
+    # Each host: one HCA without a label (description and name just the host) and mlx5_1. On leaf01 three
+    # unlabelled HCAs and cn4's mlx5_1: the majority has no label, so it names no rail; on leaf02 three
+    # mlx5_1 and cn4's unlabelled HCA, named by its node.
+    b = Build()
+    leaf, other = b.switch("leaf01"), b.switch("leaf02")
+    for n in range(1, 5):
+        bare = b.hca(f"cn{n}", desc=f"cn{n}")
+        b.fab.nodes[bare].name = f"cn{n}"
+        labelled = b.hca(f"cn{n}", "mlx5_1")
+        first, second = (labelled, bare) if n == 4 else (bare, labelled)
+        b.cable(leaf, n, first)
+        b.cable(other, n, second)
+    b.cable(leaf, 10, b.switch("spine01"), 1)
+    assert [(f.subject, f.message) for f in check_rail_cabling(Topo.of(b.fab)) if f.check == "rail-crossed"] == [
+        ("cn4", "host cn4 has rails crossed: cn4 is on leaf02 port 4, where the other hosts plug in mlx5_1")]
+
+
+def test_a_small_scheme_on_a_leaf_does_not_hide_the_next() -> None:
+    b = rail_tree(1, 4, 2)
+    swap_leaf_ends(b, "dgx02/mlx5_0", "dgx02/mlx5_1")
+    login = b.hca("login1")
+    b.fab.links.insert(0, Link(b.node("u01-rail0"), 20, login, 1))  # met first on u01-rail0, alone in its class
+    assert [f.message for f in check_rail_cabling(Topo.of(b.fab))] == [
+        "host dgx02 has rails crossed: mlx5_1 is on u01-rail0 port 2, where the other hosts plug in mlx5_0; "
+        "mlx5_0 is on u01-rail1 port 2, where the other hosts plug in mlx5_1"]
+
+
+def test_unnamed_hcas_in_natural_order_of_their_guids_and_every_port() -> None:
+    b = two_level(2, 2, 1)
+    first, second = b.hca(None, desc="a"), b.hca(None, desc="b")
+    b.fab.nodes[first].guid, b.fab.nodes[second].guid = "0x20", "0x3"
+    for hca in (first, second):
+        b.fab.nodes[hca].role = ROLE_UNNAMED
+    b.cable(b.node("leaf01"), 7, first)
+    b.cable(b.node("leaf02"), 7, first, 2)  # a dual-port HCA
+    b.cable(b.node("leaf02"), 8, second)
+    assert [f.message for f in check_unnamed_hcas(Topo.of(b.fab))] == [
+        "HCA 0x3 on leaf02 port 8 has node description 'b', which names no host",
+        "HCA 0x20 on leaf01 port 7, leaf02 port 7 has node description 'a', which names no host"]
+
+
+def test_the_naming_pattern_needs_four_samples() -> None:
+    b = named_rails({"dgx01": 1, "dgx02": 2})  # 4 named HCAs: enough
+    loose_hca(b, "rail1", 3)
+    assert guesses(b) == ["dgx03"]
+
+
+def test_the_naming_pattern_needs_four_fifths_of_the_samples() -> None:
+    b = named_rails({"dgx01": 1, "dgx02": 2})
+    b.cable(b.node("rail0"), 5, b.hca("zz09", "mlx5_0"))  # 4 of 5 samples follow dgxNN = port
+    loose_hca(b, "rail1", 3)
+    assert guesses(b) == ["dgx03"]
+    b = named_rails({"dgx01": 1, "dgx02": 2, "dgx03": 3})
+    for name, port in (("dgx04", 4), ("zz09", 5), ("zz10", 6), ("zz11", 7)):  # 7 of 10 follow it
+        b.cable(b.node("rail0"), port, b.hca(name, "mlx5_0"))
+    loose_hca(b, "rail1", 8)
+    assert guesses(b) == [None]
