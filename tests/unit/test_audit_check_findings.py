@@ -1371,3 +1371,135 @@ def test_the_naming_pattern_needs_four_fifths_of_the_samples() -> None:
         b.cable(b.node("rail0"), port, b.hca(name, "mlx5_0"))
     loose_hca(b, "rail1", 8)
     assert guesses(b) == [None]
+
+
+# ---------------------------------------------------------------- more boundaries (issue 29 survivors)
+
+
+def rename_host(b: Build, old: str, new: str) -> None:
+    for node in b.fab.nodes:
+        if node.host == old:
+            label = node.name.split("/", 1)[1]
+            node.host, node.name, node.desc = new, f"{new}/{label}", f"{new} {label}"
+
+
+def reverse(b: Build, li: int) -> None:
+    lk = b.fab.links[li]
+    b.fab.links[li] = Link(lk.b, lk.b_port, lk.a, lk.a_port, lk.width, lk.speed)
+
+
+def test_cables_written_from_the_host_end_count_the_same() -> None:
+    b = two_level(4, 8, 4)
+    b.unplug("leaf01", "spine01")
+    reverse(b, b.link("leaf01", "node01/mlx5_0"))
+    assert [f.message for f in check_oversubscription(Topo.of(b.fab))] == [
+        "leaf leaf01 is oversubscribed 2.67:1: 1600 Gb/s to 8 compute HCAs over 600 Gb/s of uplinks (allowed 2.00:1)"]
+    b = two_level(3, 2, 2)
+    mgmt = b.switch("mgmt01")
+    b.cable(b.node("spine02"), 20, mgmt, 1)  # written from the spine's end
+    assert [f.message for f in check_hostless_leaves(Topo.of(b.fab))] == [
+        "leaf mgmt01 has no host: 1 uplink to spine02 (1); a management leaf, or its hosts are down or not cabled yet"]
+
+
+def test_oversubscription_of_a_later_leaf_and_an_exact_ratio() -> None:
+    b = two_level(4, 8, 4)
+    assert check_oversubscription(Topo.of(b.fab), max_ratio=2.0 - 1e-9) == []  # 2:1 within the 1e-9 slack
+    b.unplug("leaf03", "spine01")
+    assert [f.subject for f in check_oversubscription(Topo.of(b.fab))] == ["leaf03"]
+    b = two_level(4, 8, 3)  # design 8:3
+    b.unplug("leaf02", "spine01")
+    assert [f.details["allowed"] for f in check_oversubscription(Topo.of(b.fab))] == [2.6667]
+
+
+def test_three_hosts_named_alike_are_compute_hosts() -> None:
+    b = two_level(3, 1, 1)
+    b.unplug("leaf01", "spine01")
+    assert [f.message for f in check_oversubscription(Topo.of(b.fab))] == [
+        "leaf leaf01 is oversubscribed no uplinks: 200 Gb/s to 1 compute HCAs over 0 Gb/s of uplinks (allowed 1.00:1)"]
+
+
+def test_leaves_without_any_uplink_are_allowed_one_to_one() -> None:
+    b = Build()
+    for n in (1, 2):
+        leaf = b.switch(f"leaf{n:02d}")
+        for h in range(1, 5):
+            b.cable(leaf, h, b.hca(f"node{n}{h}"))
+    assert [f.message for f in check_oversubscription(Topo.of(b.fab))] == [
+        f"leaf leaf0{n} is oversubscribed no uplinks: 800 Gb/s to 4 compute HCAs over 0 Gb/s of uplinks (allowed "
+        "1.00:1)" for n in (1, 2)]
+
+
+def test_each_class_of_leaf_has_its_own_usual_uplink_count() -> None:
+    b = two_level(3, 2, 2)
+    spine01, spine02 = b.node("spine01"), b.node("spine02")
+    for n in (1, 2, 3):
+        leaf = b.switch(f"storage{n:02d}")
+        b.cable(leaf, 1, b.hca(f"fs{n}", role=ROLE_SERVICE))
+        b.cable(leaf, 3, spine01, 10 + n)
+        b.cable(leaf, 4, spine02, 10 + n)
+        if n != 2:
+            b.cable(leaf, 5, spine01, 20 + n)  # storage leaves: 3 uplinks; storage02 only 2
+    assert [(f.subject, f.details) for f in check_leaf_uplinks(Topo.of(b.fab)).findings] == [
+        ("storage02", {"uplinks": 2, "expected": 3, "missing": 1})]
+
+
+def test_crossed_hosts_in_natural_order() -> None:
+    b = rail_tree(1, 8, 3)  # 6 of 8 on each leaf agree
+    rename_host(b, "dgx02", "dgx10")
+    rename_host(b, "dgx05", "dgx2")
+    swap_leaf_ends(b, "dgx10/mlx5_0", "dgx10/mlx5_1")
+    swap_leaf_ends(b, "dgx2/mlx5_0", "dgx2/mlx5_1")
+    assert [f.subject for f in check_rail_cabling(Topo.of(b.fab))] == ["dgx2", "dgx10"]
+
+
+def replug(b: Build, hca: str, port: int) -> None:
+    b.fab.links[b.link_of(hca)].a_port = port  # rail_tree writes the leaf end first
+
+
+def test_port_alignment_threshold_is_four_fifths_of_multi_rail_hosts() -> None:
+    b = rail_tree(1, 4, 3)
+    replug(b, "dgx04/mlx5_1", 9)  # 3 of 4 aligned: 75%
+    assert check_rail_cabling(Topo.of(b.fab)) == []
+    leaf = b.node("u01-rail0")
+    for n in range(10):  # single-HCA hosts are no multi-rail hosts: still 3 of 4
+        b.cable(leaf, 20 + n, b.hca(f"cn{n:02d}"))
+    assert check_rail_cabling(Topo.of(b.fab)) == []
+
+
+def test_two_hca_hosts_count_as_multi_rail() -> None:
+    b = rail_tree(1, 5, 3)
+    for host in ("dgx03", "dgx04", "dgx05"):
+        unplug_hca(b, f"{host}/mlx5_2")
+    replug(b, "dgx02/mlx5_1", 9)  # 4 of 5 multi-rail hosts aligned
+    assert [f.message for f in check_rail_cabling(Topo.of(b.fab))] == [
+        "host dgx02 uses port 2 on its other rail leaves, but mlx5_1 is on u01-rail1 port 9: the cable is on the "
+        "wrong port"]
+
+
+def test_port_mismatch_hosts_in_natural_order() -> None:
+    b = rail_tree(2, 6, 3)
+    rename_host(b, "dgx04", "dgx14")
+    rename_host(b, "dgx05", "dgx5")
+    swap_ports(b, "dgx14/mlx5_1", "dgx5/mlx5_1")
+    assert [f.subject for f in check_rail_cabling(Topo.of(b.fab))] == ["dgx5", "dgx14"]
+
+
+def test_a_host_split_half_and_half_is_skipped_not_the_end() -> None:
+    b = rail_tree(2, 6, 4)
+    replug(b, "dgx03/mlx5_2", 9)
+    replug(b, "dgx03/mlx5_3", 9)  # 2 on port 3, 2 on port 9: no majority
+    replug(b, "dgx08/mlx5_1", 10)
+    assert [f.message for f in check_rail_cabling(Topo.of(b.fab))] == [
+        "host dgx08 uses port 2 on its other rail leaves, but mlx5_1 is on u02-rail1 port 10: the cable is on the "
+        "wrong port"]
+
+
+def test_two_hcas_on_wrong_ports_and_one_without_a_label() -> None:
+    b = rail_tree(2, 6, 5)
+    replug(b, "dgx08/mlx5_1", 10)
+    replug(b, "dgx08/mlx5_3", 11)
+    bare = b.fab.nodes[b.node("dgx08/mlx5_3")]
+    bare.desc, bare.name = "dgx08", "dgx08"  # no label: named by its node
+    assert [f.message for f in check_rail_cabling(Topo.of(b.fab))] == [
+        "host dgx08 uses port 2 on its other rail leaves, but dgx08 is on u02-rail3 port 11; mlx5_1 is on u02-rail1 "
+        "port 10: the cable is on the wrong port"]  # the host's HCAs in name order
