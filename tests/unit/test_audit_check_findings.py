@@ -1503,3 +1503,17 @@ def test_two_hcas_on_wrong_ports_and_one_without_a_label() -> None:
     assert [f.message for f in check_rail_cabling(Topo.of(b.fab))] == [
         "host dgx08 uses port 2 on its other rail leaves, but dgx08 is on u02-rail3 port 11; mlx5_1 is on u02-rail1 "
         "port 10: the cable is on the wrong port"]  # the host's HCAs in name order
+
+
+def test_a_loopback_first_in_the_list_does_not_stop_the_check() -> None:
+    b = two_level(2, 2, 2)
+    spine = b.node("spine01")
+    b.fab.links.insert(0, Link(spine, 10, spine, 11, "1x", "SDR"))
+    b.fab.links[b.link("leaf02", "spine02")].speed = "EDR"
+    assert [f.subject for f in check_link_rates(Topo.of(b.fab))] == ["leaf02 port 4"]
+
+
+def test_a_qdr_link_in_an_fdr10_fabric_is_degraded() -> None:
+    b = two_level(2, 4, 1, speed="FDR10")
+    b.fab.links[b.link("leaf01", "node02/mlx5_0")].speed = "QDR"  # 10 against 10.3125 Gb/s per lane
+    assert [f.subject for f in check_link_rates(Topo.of(b.fab))] == ["leaf01 port 2"]
