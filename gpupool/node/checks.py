@@ -155,10 +155,6 @@ class Judge:
         self.unknown.append(f"{check}: {message}" if subject == check else f"{subject} {check}: {message}")
 
 
-def _finding(settings: CheckSettings, check: str, subject: str, message: str) -> Finding:
-    return Finding(check, settings.severity_of(check), subject, message)
-
-
 def _bus_id_note(gpu: GpuFacts) -> str:
     """ " (0000:10:00.0)" after a per-GPU message, so the GPU can be found by its bus id."""
     return f" ({gpu.bus_id})" if gpu.bus_id else ""

@@ -121,8 +121,9 @@ def check_rail_cabling(topo: Topo) -> list[Finding]:
                 lb = hca_label(nodes[ca])
                 if lb != top:
                     port = next(a.port for a in topo.switch_ports(ca) if a.switch == leaf)
+                    # An HCA without a label of its own is named by its node (as host-port-mismatch does).
                     crossed[nodes[ca].host or ""].append(
-                        f"{lb} is on {topo.port_name(leaf, port)}, where the other hosts plug in {top}")
+                        f"{lb or topo.label(ca)} is on {topo.port_name(leaf, port)}, where the other hosts plug in {top}")
     for host, notes in sorted(crossed.items(), key=lambda kv: natural_key(kv[0])):
         findings.append(Finding("rail-crossed", WARNING, host,
                                 f"host {host} has rails crossed: " + "; ".join(notes)))
