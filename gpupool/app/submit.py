@@ -289,25 +289,25 @@ def plan_for_slurm(client: SlurmClient, compiled: CompiledFabric, prepared: Prep
         if reclaim is not None:
             notes = segment_notes + ([preempt_note(reclaim)] if reclaim.preempted else [])
             return Plan(reclaim.placement, "now", notes, choice, version, reclaim)
+    def usable_capacity() -> dict[str, int]:
+        """The partition's usable GPUs in the fabric with every running job ended: the best future placement's state."""
+        return {h: g for h, g in capacity_gpus(states, partition, usable_only=True, exclude=request.exclude).items()
+                if h in in_fabric}
+
     try:
         now = plan_placement(compiled, free, request, prepared.health, choice,
                              uplink_load=running_uplink_load(compiled, jobs, request.goal, capacity))
     except InfeasibleError as now_error:
-        usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
-                                                          exclude=request.exclude).items()
-                           if h in in_fabric}
         try:
-            future = plan_placement(compiled, usable_capacity, request, prepared.health, choice)
+            future = plan_placement(compiled, usable_capacity(), request, prepared.health, choice)
         except InfeasibleError as never:
             raise InfeasibleError(f"{never.message} (even with every running job finished in {where})") from None
         mode = "wait-block" if choice.layout is not None else "wait-switches"
         return Plan(future, mode, [*segment_notes, f"nothing fits now ({now_error.message})"], choice, version)
     if hold and choice.layout is None and len(now.allocation) > 1 and not hints.switches and not hints.defers_start:
         # A placement now on more leaves than the job needs: wait up to T for as few (issue #24, Slurm's --switches).
-        usable_capacity = {h: g for h, g in capacity_gpus(states, partition, usable_only=True,
-                                                          exclude=request.exclude).items() if h in in_fabric}
         try:
-            compact = plan_placement(compiled, usable_capacity, request, prepared.health, choice)
+            compact = plan_placement(compiled, usable_capacity(), request, prepared.health, choice)
         except InfeasibleError:
             compact = None
         if compact is not None and compact.cost.leaf_switches < now.cost.leaf_switches:
@@ -461,7 +461,7 @@ def submit_planned(client: SlurmClient | None, compiled: CompiledFabric, req: Su
         return SubmitOutcome(_argv(args, req), plan.placement, plan.mode, notes=notes, topology=plan.topology,
                              reclaim=plan.reclaim)
     with submit_lock(req.lock_path or default_lock_path(), req.lock_timeout, sleep):
-        return _submit_locked(_needed(client), compiled, req, prepared, sleep, clock)
+        return _submit_locked(_needed(client), compiled, req, prepared, sleep, clock, hold)
 
 
 def _needed(client: SlurmClient | None) -> SlurmClient:
@@ -476,7 +476,7 @@ def _argv(args: Sequence[str], req: SubmitRequest) -> list[str]:
 
 
 def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitRequest, prepared: Prepared,
-                   sleep: Callable[[float], None], clock: Callable[[], float]) -> SubmitOutcome:
+                   sleep: Callable[[float], None], clock: Callable[[], float], hold: bool) -> SubmitOutcome:
     replanned = False
     notes: list[str] = []
     user = current_user()
@@ -486,7 +486,7 @@ def _submit_locked(client: SlurmClient, compiled: CompiledFabric, req: SubmitReq
         if earlier is not None:
             return _adopted(client, compiled, prepared, earlier, token)
     for attempt in (1, 2):
-        plan = plan_for_slurm(client, compiled, prepared, hold=bool(SwitchWait.parse(req.switch_wait)))
+        plan = plan_for_slurm(client, compiled, prepared, hold=hold)
         args, plan_notes = sbatch_args_for(prepared, plan, req.switch_wait, token)
         notes += plan_notes
         try:
