@@ -17,6 +17,7 @@ from gpupool.simulate.speed import SpeedModel
 from gpupool.simulate.synthetic import parse_spec, synthetic_jobs
 from gpupool.simulate.workload import Job, WorkloadStats, detect_format, read_workload
 from gpupool.switch_wait import SwitchWait
+from gpupool.validate import maybe_int_text
 
 if TYPE_CHECKING:
     from gpupool.fabric.compiled import CompiledFabric
@@ -117,11 +118,8 @@ def parse_switches(text: str) -> tuple[int, SwitchWait]:
     """`N@T` as Slurm's --switches: N leaf switches at most (0: the job's minimum); T as seconds, [[H:]M:]S, or
     P% of the job's time limit (what `gpupool submit --switch-wait P%` asks for)."""
     count, _, wait = text.partition("@")
-    try:
-        n = int(count) if count.strip().isascii() else -1
-    except ValueError:
-        n = -1
-    if n < 0:
+    n = maybe_int_text(count)
+    if n is None:
         raise BadRequest(f"--switches {text!r}: expected N@T with N >= 0, e.g. 0@300, 2@1:00:00 or 0@25%")
     rule = SwitchWait.parse(wait, what=f"--switches {text!r}: T") if wait else SwitchWait(seconds=300.0)
     return n, rule

@@ -100,8 +100,8 @@ register = REGISTRY.register
 
 
 # ---------------------------------------------------------------------------------------------- factories
-# A policy's hold for a compact placement (Slurm's --switches=N@T), from the run's configuration: None = no hold.
-HoldRule = Callable[["SimConfig"], "tuple[SwitchWait, int] | None"]
+# A policy's hold for a compact placement (Slurm's --switches=N@T) from the run's configuration: (T, N).
+HoldRule = Callable[["SimConfig"], "tuple[SwitchWait, int]"]
 
 
 def configured_hold(config: SimConfig) -> tuple[SwitchWait, int]:
@@ -121,8 +121,7 @@ def free_strategies(placer: Placer, setup: PolicySetup, *, hold: HoldRule | None
     """A placer on the whole fabric: FIFO admission, the backfill model of the run's configuration."""
     from gpupool.simulate.strategies import FifoAdmission, FreePlacement, backfill_for
 
-    rule = hold(setup.config) if hold is not None else None
-    placement = FreePlacement(hold=rule[0], hold_leaves=rule[1]) if rule is not None else FreePlacement()
+    placement = FreePlacement(*hold(setup.config)) if hold is not None else FreePlacement()
     return Strategies(placer=placer, placement=placement,
                       backfill=backfill_for(setup.config, setup.compiled.n_hosts), admission=FifoAdmission())
 
